@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shardproxy/shardproxy/config"
+	"github.com/shardproxy/shardproxy/proxy"
+)
+
+func serveCmd(logger func() *slog.Logger) *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Serve clients on the configured listen address",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, path, logger(), nil)
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "shardproxy.yaml", "shard map (YAML)")
+	return cmd
+}
+
+// serve runs the proxy until ctx is done; ready, if not nil, is called with
+// the bound listen address once clients can connect.
+func serve(ctx context.Context, path string, log *slog.Logger, ready func(addr string)) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	cur, err := assemble(ctx, cfg, nil, log)
+	if err != nil {
+		return err
+	}
+	srv := proxy.NewServer(cur.rt, log)
+
+	// SIGHUP reloads: a valid map is swapped in for new transactions; an
+	// invalid one is logged (with file:line) and the old map keeps serving.
+	var mu sync.Mutex
+	config.Watch(ctx, path, log, func(next *config.Config) {
+		mu.Lock()
+		defer mu.Unlock()
+		a, err := assemble(ctx, next, cur, log)
+		if err != nil {
+			log.Error("reload rejected; keeping the current shard map", "err", err)
+			return
+		}
+		srv.SetRuntime(a.rt)
+		cur.retire(a)
+		cur = a
+		log.Info("shard map reloaded", "shards", len(next.Shards), "tables", len(next.Tables))
+	})
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	log.Info("shardproxy listening", "addr", ln.Addr().String(), "shards", len(cfg.Shards))
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	err = srv.Serve(ctx, ln)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdownCtx)
+	mu.Lock()
+	cur.pools.Close()
+	if cur.dir != nil {
+		cur.dir.Close()
+	}
+	mu.Unlock()
+	log.Info("shardproxy stopped")
+	return err
+}
+
+func checkConfigCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check-config FILE",
+		Short: "Validate a shard map and print it resolved",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := config.Load(args[0])
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			fmt.Print(config.Describe(cfg))
+			return nil
+		},
+	}
+}

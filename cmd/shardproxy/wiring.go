@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/shardproxy/shardproxy/config"
+	"github.com/shardproxy/shardproxy/pool"
+	"github.com/shardproxy/shardproxy/proxy"
+	"github.com/shardproxy/shardproxy/router"
+	"github.com/shardproxy/shardproxy/strategies"
+)
+
+// assembly is the running form of one config: strategies, router, pools.
+type assembly struct {
+	cfg   *config.Config
+	dir   *strategies.DirectoryStore
+	pools *pool.Cluster
+	rt    *proxy.Runtime
+}
+
+// assemble builds the runtime for cfg, reusing the pools and directory
+// store of prev where the config did not change them.
+func assemble(ctx context.Context, cfg *config.Config, prev *assembly, log *slog.Logger) (*assembly, error) {
+	a := &assembly{cfg: cfg}
+	if needsDirectory(cfg) {
+		if prev != nil && prev.dir != nil && prev.cfg.Metadata.DSN == cfg.Metadata.DSN {
+			a.dir = prev.dir
+		} else {
+			dir, err := strategies.OpenDirectory(ctx, cfg.Metadata.DSN, log)
+			if err != nil {
+				return nil, fmt.Errorf("metadata database: %w", err)
+			}
+			a.dir = dir
+		}
+	}
+	strats, err := strategies.Build(ctx, cfg, a.dir)
+	if err != nil {
+		a.closeNew(prev)
+		return nil, err
+	}
+	r, err := router.New(cfg, strats)
+	if err != nil {
+		a.closeNew(prev)
+		return nil, err
+	}
+	if prev != nil && samePools(prev.cfg, cfg) {
+		a.pools = prev.pools
+	} else {
+		a.pools, err = pool.NewCluster(cfg.Shards, pool.Options{
+			Size:           cfg.Pool.Size,
+			AcquireTimeout: time.Duration(cfg.Pool.AcquireTimeoutMillis) * time.Millisecond,
+			Logger:         log,
+		})
+		if err != nil {
+			a.closeNew(prev)
+			return nil, err
+		}
+	}
+	a.rt, err = proxy.NewRuntime(cfg, r, a.pools)
+	if err != nil {
+		a.closeNew(prev)
+		return nil, err
+	}
+	return a, nil
+}
+
+// closeNew releases what a failed assemble opened and prev does not share.
+func (a *assembly) closeNew(prev *assembly) {
+	if a.dir != nil && (prev == nil || prev.dir != a.dir) {
+		a.dir.Close()
+	}
+	if a.pools != nil && (prev == nil || prev.pools != a.pools) {
+		a.pools.Close()
+	}
+}
+
+// retire closes what a replaced assembly owns and next does not reuse.
+// Pools close idle connections now and the rest as transactions end.
+func (a *assembly) retire(next *assembly) {
+	if a.pools != next.pools {
+		a.pools.Close()
+	}
+	if a.dir != nil && a.dir != next.dir {
+		a.dir.Close()
+	}
+}
+
+func needsDirectory(cfg *config.Config) bool {
+	for _, s := range cfg.Strategies {
+		if s.Type == config.StrategyDirectory {
+			return true
+		}
+	}
+	return false
+}
+
+func samePools(a, b *config.Config) bool {
+	return slices.Equal(a.Shards, b.Shards) && a.Pool == b.Pool
+}

@@ -1,0 +1,692 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/shardproxy/shardproxy/pool"
+	"github.com/shardproxy/shardproxy/router"
+)
+
+// The extended query protocol (protocol docs, "Extended Query") is served
+// eagerly: each message is handled as it arrives, and what the client must
+// see is queued in order as replies — either synthesized by the proxy or
+// still to be read from the attached backend. Sync and Flush drain the queue.
+//
+// Statements live in the proxy, not on a backend: Parse is answered locally
+// and the statement is prepared on a backend (under a name derived from its
+// text) only when a Bind or Describe needs it there. Under transaction
+// pooling a client's next transaction may run on another backend; the
+// statement is then prepared there transparently.
+
+type prepared struct {
+	query       string
+	paramOIDs   []uint32
+	st          *router.Statement
+	backendName string // "" for the unnamed statement, which is re-parsed at every use
+}
+
+type portal struct {
+	stmt  *prepared
+	conn  *pool.Conn // backend holding the portal; nil for a portal the proxy answers
+	local bool
+}
+
+// reply is one queued answer to a client message.
+type reply struct {
+	kind     byte                      // client message answered: 'P','B','D','E','C','S'; 'Q' = prelude queries
+	conn     *pool.Conn                // nil: local
+	msgs     []pgproto3.BackendMessage // local messages
+	swallow  bool                      // read from the backend but not shown to the client
+	count    int                       // 'Q': number of ReadyForQuery to swallow
+	prepName string                    // injected Parse: forget the name if it failed
+	onOK     func()                    // run when the backend completes the message
+}
+
+type extended struct {
+	stmts   map[string]*prepared
+	portals map[string]*portal
+	queue   []reply
+	skip    bool // an error happened: ignore messages until Sync
+	sent    bool // messages were sent to the attached backend since the last Sync
+	wrote   bool // this batch ran something other than a read on the attached backend
+
+	clientFailed  bool // the client was sent an error in this batch
+	backendFailed bool // the backend reported an error and skips to Sync
+}
+
+func (e *extended) init() {
+	e.stmts = make(map[string]*prepared)
+	e.portals = make(map[string]*portal)
+}
+
+func (e *extended) pendingEmpty() bool { return len(e.queue) == 0 && !e.sent }
+
+// discardUnnamed drops the unnamed statement and portal, as a simple Query does.
+func (e *extended) discardUnnamed() {
+	delete(e.stmts, "")
+	delete(e.portals, "")
+}
+
+var (
+	msgParseComplete = &pgproto3.ParseComplete{}
+	msgBindComplete  = &pgproto3.BindComplete{}
+	msgCloseComplete = &pgproto3.CloseComplete{}
+	msgNoData        = &pgproto3.NoData{}
+)
+
+func (s *session) pushLocal(msgs ...pgproto3.BackendMessage) {
+	s.ext.queue = append(s.ext.queue, reply{msgs: msgs})
+}
+
+func (s *session) pushRemote(kind byte, c *pool.Conn) *reply {
+	s.ext.sent = true
+	s.ext.queue = append(s.ext.queue, reply{kind: kind, conn: c})
+	return &s.ext.queue[len(s.ext.queue)-1]
+}
+
+// extFail queues a proxy-side error and skips the client's messages until
+// Sync. Work already sent to the backend in this batch (or the open
+// transaction) must not commit: an error raised on the backend makes it
+// roll back, exactly as if Postgres had raised ours.
+func (s *session) extFail(err error) error {
+	s.pushLocal(errorResponse(s.log, err))
+	s.ext.skip = true
+	if c := s.attached; c != nil {
+		c.Send(&pgproto3.Parse{Query: abortSQL})
+		c.Send(&pgproto3.Bind{})
+		c.Send(&pgproto3.Execute{})
+		for _, k := range []byte{'P', 'B', 'E'} {
+			s.pushRemote(k, c).swallow = true
+		}
+	} else if s.txStatus != 'I' {
+		s.localFailed, s.txStatus = true, 'E'
+	}
+	return nil
+}
+
+func (s *session) handleParse(m *pgproto3.Parse) error {
+	if s.ext.skip {
+		return nil
+	}
+	st, err := s.runtime().Router.Prepare(m.Query)
+	if err != nil {
+		return s.extFail(err)
+	}
+	if m.Name != "" {
+		if _, dup := s.ext.stmts[m.Name]; dup {
+			return s.extFail(pgError("42P05", "prepared statement %q already exists", m.Name))
+		}
+	}
+	ps := &prepared{query: m.Query, paramOIDs: append([]uint32(nil), m.ParameterOIDs...), st: st}
+	if m.Name != "" {
+		ps.backendName = backendStmtName(m.Query, ps.paramOIDs)
+	}
+	s.ext.stmts[m.Name] = ps
+	s.pushLocal(msgParseComplete)
+	return nil
+}
+
+// backendStmtName names a statement on backends by its text and parameter
+// types, so that clients preparing the same statement share it.
+func backendStmtName(query string, oids []uint32) string {
+	d := xxhash.New()
+	d.WriteString(query)
+	var b [4]byte
+	for _, o := range oids {
+		binary.BigEndian.PutUint32(b[:], o)
+		d.Write(b[:])
+	}
+	var sum [8]byte
+	binary.BigEndian.PutUint64(sum[:], d.Sum64())
+	return "sp_" + hex.EncodeToString(sum[:])
+}
+
+// localStatement reports whether the proxy answers st itself in the current
+// transaction state (see session.local for the simple-protocol twin).
+func (s *session) localStatement(st *router.Statement) bool {
+	switch st.Kind {
+	case router.KindEmpty, router.KindShardHintSet, router.KindShardHintReset:
+		return true
+	case router.KindBegin:
+		return s.attached == nil
+	case router.KindCommit, router.KindRollback:
+		return s.attached == nil && s.txStatus != 'I'
+	case router.KindSet:
+		return s.attached == nil && s.pendingBegin != ""
+	}
+	return false
+}
+
+// ensurePrepared makes statement ps exist on backend c and returns its name there.
+func (s *session) ensurePrepared(c *pool.Conn, ps *prepared) string {
+	if ps.backendName == "" {
+		c.Send(&pgproto3.Parse{Query: ps.query, ParameterOIDs: ps.paramOIDs})
+		s.pushRemote('P', c).swallow = true
+		return ""
+	}
+	if _, ok := c.Prepared[ps.backendName]; !ok {
+		c.Send(&pgproto3.Parse{Name: ps.backendName, Query: ps.query, ParameterOIDs: ps.paramOIDs})
+		c.Prepared[ps.backendName] = struct{}{}
+		r := s.pushRemote('P', c)
+		r.swallow, r.prepName = true, ps.backendName
+	}
+	return ps.backendName
+}
+
+// extAttach returns the backend for shard in this batch. Outside a
+// transaction, a batch of reads may move from one shard to the next (the
+// part on the previous shard is synced first); a batch that wrote may not,
+// since Postgres would run the whole batch as one implicit transaction.
+func (s *session) extAttach(ctx context.Context, shard string, readOnly bool) (*pool.Conn, error) {
+	if c := s.attached; c != nil {
+		if c.Shard == shard {
+			s.ext.wrote = s.ext.wrote || !readOnly
+			return c, nil
+		}
+		if s.txStatus != 'I' {
+			return nil, errCrossShard(c.Shard, shard)
+		}
+		if s.ext.wrote {
+			return nil, errNotSupported("send Sync between statements for different shards",
+				"a pipeline that writes on shard %s cannot continue on shard %s: it would not be one transaction", c.Shard, shard)
+		}
+		if s.ext.sent {
+			c.Send(&pgproto3.Sync{})
+			s.pushRemote('S', c).swallow = true
+			if err := c.Flush(); err != nil {
+				s.dropAttached()
+				return nil, backendLost(c.Shard, err)
+			}
+		}
+		if err := s.drain(); err != nil {
+			return nil, err
+		}
+		if s.attached != nil {
+			// The previous shard did not end its implicit transaction.
+			return nil, errCrossShard(s.attached.Shard, shard)
+		}
+	}
+	c, err := s.attach(ctx, shard)
+	if err != nil {
+		return nil, err
+	}
+	if s.prelude > 0 {
+		r := s.pushRemote('Q', c)
+		r.swallow, r.count = true, s.prelude
+		s.prelude = 0
+	}
+	s.ext.wrote = !readOnly
+	return c, nil
+}
+
+func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
+	if s.ext.skip {
+		return nil
+	}
+	ps := s.ext.stmts[m.PreparedStatement]
+	if ps == nil {
+		return s.extFail(pgError("26000", "prepared statement %q does not exist", m.PreparedStatement))
+	}
+	if s.localFailed && ps.st.Kind != router.KindCommit && ps.st.Kind != router.KindRollback {
+		return s.extFail(pgError("25P02", "current transaction is aborted, commands ignored until end of transaction block"))
+	}
+	if s.localStatement(ps.st) {
+		s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, local: true}
+		s.pushLocal(msgBindComplete)
+		return nil
+	}
+	if ps.st.Kind == router.KindPrepare || ps.st.Kind == router.KindListen || ps.st.Kind == router.KindCopy {
+		return s.extFail(errNotSupported("use the simple query protocol for this statement",
+			"this statement is not supported in the extended protocol through shardproxy"))
+	}
+	route, err := s.runtime().Router.Route(ctx, ps.st, router.Args{
+		Params: m.Parameters, Formats: m.ParameterFormatCodes, SessionShard: s.hint})
+	if err != nil {
+		return s.extFail(err)
+	}
+	var shard string
+	switch {
+	case route.Kind == router.RouteAny:
+		shard = s.runtime().Config.DefaultShard
+		if s.attached != nil {
+			shard = s.attached.Shard
+		}
+	case route.Kind == router.RouteNone || len(route.Shards) == 0:
+		if ps.st.Kind != router.KindSelect {
+			return s.extFail(pgError("0A000", "no shard owns the key of this statement"))
+		}
+		shard = s.runtime().Config.DefaultShard
+		ps = &prepared{query: "SELECT * FROM (" + trimStatement(ps.query) + ") AS shardproxy_no_owner WHERE false",
+			paramOIDs: ps.paramOIDs, st: ps.st}
+	case len(route.Shards) > 1:
+		return s.extFail(errNotSupported(
+			"add a condition on the shard key, or send this statement with the simple query protocol",
+			"statements that need several shards (%s) are not yet supported in the extended protocol", route.Reason))
+	default:
+		shard = route.Shards[0]
+	}
+	readOnly := ps.st.Kind == router.KindSelect || ps.st.Kind == router.KindShow
+	c, err := s.extAttach(ctx, shard, readOnly)
+	if err != nil {
+		return s.extFail(err)
+	}
+	name := s.ensurePrepared(c, ps)
+	c.Send(&pgproto3.Bind{DestinationPortal: m.DestinationPortal, PreparedStatement: name,
+		ParameterFormatCodes: m.ParameterFormatCodes, Parameters: m.Parameters, ResultFormatCodes: m.ResultFormatCodes})
+	s.pushRemote('B', c)
+	if p := s.ext.portals[m.DestinationPortal]; p != nil && m.DestinationPortal == "" {
+		*p = portal{stmt: ps, conn: c}
+	} else {
+		s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, conn: c}
+	}
+	return nil
+}
+
+func trimStatement(q string) string {
+	for len(q) > 0 {
+		switch q[len(q)-1] {
+		case ';', ' ', '\n', '\t', '\r':
+			q = q[:len(q)-1]
+			continue
+		}
+		break
+	}
+	return q
+}
+
+func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) error {
+	if s.ext.skip {
+		return nil
+	}
+	if m.ObjectType == 'P' {
+		p := s.ext.portals[m.Name]
+		switch {
+		case p == nil:
+			return s.extFail(pgError("34000", "portal %q does not exist", m.Name))
+		case p.local:
+			s.pushLocal(msgNoData)
+		case p.conn != s.attached:
+			return s.extFail(pgError("34000", "portal %q does not exist", m.Name))
+		default:
+			p.conn.Send(&pgproto3.Describe{ObjectType: 'P', Name: m.Name})
+			s.pushRemote('D', p.conn)
+		}
+		return nil
+	}
+	ps := s.ext.stmts[m.Name]
+	if ps == nil {
+		return s.extFail(pgError("26000", "prepared statement %q does not exist", m.Name))
+	}
+	switch ps.st.Kind {
+	case router.KindEmpty, router.KindShardHintSet, router.KindShardHintReset, router.KindBegin,
+		router.KindCommit, router.KindRollback:
+		s.pushLocal(&pgproto3.ParameterDescription{}, msgNoData)
+		return nil
+	}
+	if c := s.attached; c != nil {
+		name := s.ensurePrepared(c, ps)
+		c.Send(&pgproto3.Describe{ObjectType: 'S', Name: name})
+		s.pushRemote('D', c)
+		return nil
+	}
+	return s.describeEphemeral(ctx, ps)
+}
+
+// describeEphemeral describes a statement on a backend borrowed just for
+// that, so that describing does not pin the batch or transaction to a shard.
+// Every shard has every table, so the default shard can describe any statement.
+func (s *session) describeEphemeral(ctx context.Context, ps *prepared) error {
+	shard := s.runtime().Config.DefaultShard
+	c, n, err := s.acquire(ctx, shard)
+	if err != nil {
+		return s.extFail(err)
+	}
+	p := s.runtime().Pools.Get(shard)
+	done := func(discard bool) {
+		s.setActive(c, false)
+		if discard {
+			p.Discard(c)
+		} else {
+			p.Release(c)
+		}
+	}
+	name := ps.backendName
+	_, known := c.Prepared[name]
+	if name == "" || !known {
+		c.Send(&pgproto3.Parse{Name: name, Query: ps.query, ParameterOIDs: ps.paramOIDs})
+	}
+	c.Send(&pgproto3.Describe{ObjectType: 'S', Name: name})
+	c.Send(&pgproto3.Sync{})
+	if err := c.Flush(); err != nil {
+		done(true)
+		return s.extFail(backendLost(shard, err))
+	}
+	var out []pgproto3.BackendMessage
+	var failure *pgproto3.ErrorResponse
+	for {
+		msg, err := c.Receive()
+		if err != nil {
+			done(true)
+			return s.extFail(backendLost(shard, err))
+		}
+		if n > 0 {
+			if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+				n--
+			}
+			continue
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.ParameterDescription:
+			out = append(out, &pgproto3.ParameterDescription{ParameterOIDs: append([]uint32(nil), msg.ParameterOIDs...)})
+		case *pgproto3.RowDescription:
+			out = append(out, copyRowDescription(msg))
+		case *pgproto3.NoData:
+			out = append(out, msgNoData)
+		case *pgproto3.ErrorResponse:
+			e := *msg
+			failure = &e
+		case *pgproto3.ReadyForQuery:
+			if msg.TxStatus != 'I' {
+				done(true)
+			} else {
+				if failure == nil && name != "" {
+					c.Prepared[name] = struct{}{}
+				}
+				done(false)
+			}
+			if failure != nil {
+				s.pushLocal(failure)
+				s.ext.skip = true
+				if s.txStatus != 'I' && s.attached == nil {
+					s.localFailed, s.txStatus = true, 'E'
+				}
+				return nil
+			}
+			s.pushLocal(out...)
+			return nil
+		}
+	}
+}
+
+func copyRowDescription(m *pgproto3.RowDescription) *pgproto3.RowDescription {
+	fields := make([]pgproto3.FieldDescription, len(m.Fields))
+	copy(fields, m.Fields)
+	for i := range fields {
+		fields[i].Name = append([]byte(nil), fields[i].Name...)
+	}
+	return &pgproto3.RowDescription{Fields: fields}
+}
+
+func (s *session) handleExecute(m *pgproto3.Execute) error {
+	if s.ext.skip {
+		return nil
+	}
+	p := s.ext.portals[m.Portal]
+	if p == nil {
+		return s.extFail(pgError("34000", "portal %q does not exist", m.Portal))
+	}
+	if p.local {
+		return s.executeLocal(p.stmt)
+	}
+	if p.conn != s.attached {
+		return s.extFail(pgError("34000", "portal %q does not exist", m.Portal))
+	}
+	p.conn.Send(&pgproto3.Execute{Portal: m.Portal, MaxRows: m.MaxRows})
+	r := s.pushRemote('E', p.conn)
+	if st := p.stmt.st; st.Kind == router.KindSet {
+		c := p.conn
+		r.onOK = func() { s.recordSet(st, c) }
+	}
+	return nil
+}
+
+// executeLocal runs a statement the proxy answers itself (see localStatement).
+func (s *session) executeLocal(ps *prepared) error {
+	tag := func(t string) { s.pushLocal(&pgproto3.CommandComplete{CommandTag: []byte(t)}) }
+	st := ps.st
+	switch st.Kind {
+	case router.KindEmpty:
+		s.pushLocal(&pgproto3.EmptyQueryResponse{})
+	case router.KindShardHintSet:
+		if s.runtime().Config.ShardIndex(st.HintShard) < 0 {
+			return s.extFail(pgError("42704", "shard %q does not exist", st.HintShard))
+		}
+		s.hint = st.HintShard
+		tag("SET")
+	case router.KindShardHintReset:
+		s.hint = ""
+		tag("RESET")
+	case router.KindBegin:
+		if s.txStatus == 'I' {
+			s.pendingBegin, s.txStatus = ps.query, 'T'
+		}
+		tag("BEGIN")
+	case router.KindCommit, router.KindRollback:
+		t := "COMMIT"
+		if st.Kind == router.KindRollback || s.localFailed {
+			t = "ROLLBACK"
+		}
+		s.pendingBegin, s.localFailed, s.txStatus = "", false, 'I'
+		tag(t)
+	case router.KindSet:
+		s.recordSet(st, nil)
+		tag("SET")
+	default:
+		return s.extFail(pgError("XX000", "statement cannot be answered by the proxy"))
+	}
+	return nil
+}
+
+func (s *session) handleClose(m *pgproto3.Close) error {
+	if s.ext.skip {
+		return nil
+	}
+	if m.ObjectType == 'S' {
+		// The backend copy stays: it is shared by name with other clients.
+		delete(s.ext.stmts, m.Name)
+		s.pushLocal(msgCloseComplete)
+		return nil
+	}
+	p := s.ext.portals[m.Name]
+	delete(s.ext.portals, m.Name)
+	if p != nil && p.conn != nil && p.conn == s.attached {
+		p.conn.Send(&pgproto3.Close{ObjectType: 'P', Name: m.Name})
+		s.pushRemote('C', p.conn)
+		return nil
+	}
+	s.pushLocal(msgCloseComplete)
+	return nil
+}
+
+func (s *session) handleSync() error {
+	s.ext.skip = false
+	if c := s.attached; c != nil && s.ext.sent {
+		c.Send(&pgproto3.Sync{})
+		s.pushRemote('S', c)
+		if err := c.Flush(); err != nil {
+			s.ext.queue = s.ext.queue[:0]
+			s.dropAttached()
+			s.resetBatch()
+			if err := s.sendLost(c.Shard, err); err != nil {
+				return err
+			}
+			return s.ready()
+		}
+	}
+	err := s.drain()
+	s.resetBatch()
+	if err != nil {
+		return err
+	}
+	return s.ready()
+}
+
+func (s *session) resetBatch() {
+	s.ext.sent, s.ext.wrote, s.ext.clientFailed, s.ext.backendFailed = false, false, false, false
+	if s.txStatus == 'I' {
+		// Portals do not outlive their transaction.
+		clear(s.ext.portals)
+	}
+}
+
+func (s *session) handleFlush() error {
+	if c := s.attached; c != nil && s.ext.sent {
+		c.Send(&pgproto3.Flush{})
+		if err := c.Flush(); err != nil {
+			s.dropAttached()
+			s.ext.queue = s.ext.queue[:0]
+			return s.sendLost(c.Shard, err)
+		}
+	}
+	if err := s.drain(); err != nil {
+		return err
+	}
+	return s.flush()
+}
+
+// drain delivers the queued replies in order: local ones as they are,
+// backend ones read from the backend. After an error, Postgres skips to
+// Sync, so later replies are not read (the backend will not send them) and
+// not shown.
+func (s *session) drain() error {
+	e := &s.ext
+	if c := s.attached; c != nil && e.sent {
+		// Make sure everything queued for the backend has been written.
+		if err := c.Flush(); err != nil {
+			e.queue = e.queue[:0]
+			s.dropAttached()
+			return s.sendLost(c.Shard, err)
+		}
+	}
+	for i := 0; i < len(e.queue); i++ {
+		r := &e.queue[i]
+		if r.conn == nil {
+			for _, m := range r.msgs {
+				if _, isErr := m.(*pgproto3.ErrorResponse); isErr {
+					if !e.clientFailed {
+						e.clientFailed = true
+						if err := s.send(m); err != nil {
+							return err
+						}
+					}
+					continue
+				}
+				if !e.clientFailed {
+					if err := s.send(m); err != nil {
+						return err
+					}
+				}
+			}
+			continue
+		}
+		if err := s.readReply(r); err != nil {
+			e.queue = e.queue[:0]
+			s.dropAttached()
+			if errors.Is(err, errClientGone) {
+				return err
+			}
+			return s.sendLost(r.conn.Shard, err)
+		}
+	}
+	e.queue = e.queue[:0]
+	return nil
+}
+
+// readReply reads the backend's answer to one queued message.
+func (s *session) readReply(r *reply) error {
+	e := &s.ext
+	if r.kind == 'S' {
+		for {
+			msg, err := r.conn.Receive()
+			if err != nil {
+				return err
+			}
+			if rfq, ok := msg.(*pgproto3.ReadyForQuery); ok {
+				e.backendFailed = false
+				s.settle(rfq.TxStatus)
+				return nil
+			}
+			if !r.swallow {
+				if err := s.sendOrGone(msg); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if r.kind == 'Q' {
+		for r.count > 0 {
+			msg, err := r.conn.Receive()
+			if err != nil {
+				return err
+			}
+			if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+				r.count--
+			}
+		}
+		return nil
+	}
+	if e.backendFailed {
+		if r.prepName != "" {
+			delete(r.conn.Prepared, r.prepName)
+		}
+		return nil
+	}
+	for {
+		msg, err := r.conn.Receive()
+		if err != nil {
+			return err
+		}
+		terminal := false
+		switch msg.(type) {
+		case *pgproto3.ErrorResponse:
+			e.backendFailed = true
+			if r.prepName != "" {
+				delete(r.conn.Prepared, r.prepName)
+			}
+			if r.swallow && r.kind != 'P' || e.clientFailed {
+				// Our own abort, or an error after the one the client saw.
+				return nil
+			}
+			e.clientFailed = true
+			return s.sendOrGone(msg)
+		case *pgproto3.ParseComplete:
+			terminal = r.kind == 'P'
+		case *pgproto3.BindComplete:
+			terminal = r.kind == 'B'
+		case *pgproto3.RowDescription, *pgproto3.NoData:
+			terminal = r.kind == 'D'
+		case *pgproto3.CommandComplete, *pgproto3.EmptyQueryResponse, *pgproto3.PortalSuspended:
+			terminal = r.kind == 'E'
+		case *pgproto3.CloseComplete:
+			terminal = r.kind == 'C'
+		case *pgproto3.CopyInResponse:
+			if err := s.sendOrGone(msg); err != nil {
+				return err
+			}
+			if err := s.flush(); err != nil {
+				return errClientGone
+			}
+			if err := s.pumpCopyIn(r.conn); err != nil {
+				return err
+			}
+			continue
+		}
+		if !r.swallow && !e.clientFailed {
+			if err := s.sendOrGone(msg); err != nil {
+				return err
+			}
+		}
+		if terminal {
+			if r.onOK != nil {
+				r.onOK()
+			}
+			return nil
+		}
+	}
+}

@@ -1,0 +1,170 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shardproxy/shardproxy/config"
+	"github.com/shardproxy/shardproxy/pool"
+	"github.com/shardproxy/shardproxy/router"
+)
+
+// Runtime is everything a statement needs that changes on reload. A session
+// takes one snapshot per transaction, so a reload applies to new transactions
+// and never to a transaction half-way through.
+type Runtime struct {
+	Config *config.Config
+	Router *router.Router
+	Pools  *pool.Cluster
+
+	databases map[string]bool // database names clients may connect to
+}
+
+// Server accepts client connections and serves each in its own goroutine.
+type Server struct {
+	log     *slog.Logger
+	rt      atomic.Pointer[Runtime]
+	secrets secretCache
+
+	// serverParams caches the ParameterStatus values of the first backend
+	// that connected, so that startup does not need a shard to be up.
+	serverParams atomic.Pointer[map[string]string]
+
+	mu       sync.Mutex
+	sessions map[uint32]*session // by the BackendKeyData process id we issued
+	conns    map[net.Conn]struct{}
+	closing  bool
+	wg       sync.WaitGroup
+	nextID   atomic.Uint64
+}
+
+// NewServer returns a server that routes with rt until SetRuntime swaps it.
+func NewServer(rt *Runtime, log *slog.Logger) *Server {
+	s := &Server{log: log, sessions: make(map[uint32]*session), conns: make(map[net.Conn]struct{})}
+	s.rt.Store(rt)
+	return s
+}
+
+// SetRuntime swaps in a reloaded configuration for new transactions.
+func (s *Server) SetRuntime(rt *Runtime) { s.rt.Store(rt) }
+
+// Runtime returns the configuration new transactions use.
+func (s *Server) Runtime() *Runtime { return s.rt.Load() }
+
+// Serve accepts connections on ln until ctx is done or ln is closed. It
+// returns after the listener stops; sessions keep running until Shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Temporary failures (EMFILE and friends): back off like net/http.
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff *= 2; backoff > time.Second {
+				backoff = time.Second
+			}
+			s.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if !s.track(c) {
+			c.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			s.serveConn(ctx, c)
+		}()
+	}
+}
+
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	c.Close()
+}
+
+// Shutdown stops new connections and waits for clients to leave until ctx
+// is done; then it closes the remaining client connections (their backends
+// are discarded, which rolls back open transactions) and waits for the
+// session goroutines to exit.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	<-done
+}
+
+// register issues a unique (pid, secret) pair for CancelRequest.
+func (s *Server) register(sess *session) {
+	var b [8]byte
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		rand.Read(b[:])
+		pid := binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
+		if pid == 0 {
+			continue
+		}
+		if _, taken := s.sessions[pid]; taken {
+			continue
+		}
+		sess.pid = pid
+		sess.secret = append([]byte(nil), b[4:]...)
+		s.sessions[pid] = sess
+		return
+	}
+}
+
+func (s *Server) unregister(sess *session) {
+	s.mu.Lock()
+	if s.sessions[sess.pid] == sess {
+		delete(s.sessions, sess.pid)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) lookup(pid uint32) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[pid]
+}

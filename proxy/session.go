@@ -1,0 +1,406 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/shardproxy/shardproxy/pool"
+	"github.com/shardproxy/shardproxy/router"
+)
+
+// A session serves one client connection.
+//
+// Goroutines: the session goroutine (run) owns the session and every backend
+// connection attached to it; it alone reads from the client and from its
+// backends. Two things reach in from outside, and both only through
+// cancelBackends, which takes activeMu and sends CancelRequests on fresh
+// connections: a client's CancelRequest (served by the goroutine of the
+// connection that carried it) and Server.Shutdown, which closes the client
+// socket so that run's next read fails. When run returns, every backend it
+// held is released (if idle) or discarded (if a transaction or reply was in
+// flight: closing the connection makes Postgres roll back and drop locks).
+//
+// Transaction pooling: a backend is attached at the first statement that
+// needs one and detached when it reports ReadyForQuery 'I'. BEGIN is deferred
+// until the first statement that names a shard, so that the transaction is
+// pinned to the shard its first routed statement needs.
+type session struct {
+	srv    *Server
+	conn   net.Conn
+	be     *pgproto3.Backend
+	log    *slog.Logger
+	pid    uint32
+	secret []byte
+
+	// params holds the session settings the client asked for (startup
+	// parameters and SET), as SQL text values; they are replayed on whichever
+	// backend serves the next transaction.
+	params map[string]string
+	hint   string // SET shardproxy.shard
+
+	rt           *Runtime   // snapshot for the current transaction
+	attached     *pool.Conn // backend holding the open transaction or batch
+	prelude      int        // replies (ending in ReadyForQuery) to swallow before the client's own
+	txStatus     byte       // what the client was last told: 'I', 'T' or 'E'
+	pendingBegin string     // BEGIN text not yet sent to a shard
+	localFailed  bool       // transaction failed before any shard was attached
+
+	ext extended
+
+	wbytes int // bytes buffered for the client since the last flush
+
+	activeMu sync.Mutex
+	active   []*pool.Conn // backends a CancelRequest must reach
+}
+
+// flushThreshold bounds what is buffered for the client: rows stream out.
+const flushThreshold = 64 << 10
+
+func newSession(srv *Server, c net.Conn, be *pgproto3.Backend, log *slog.Logger, startup map[string]string) *session {
+	s := &session{srv: srv, conn: c, be: be, log: log, txStatus: 'I', params: make(map[string]string)}
+	for k, v := range startup {
+		switch k {
+		case "user", "database", "options", "replication":
+			continue
+		}
+		s.params[strings.ToLower(k)] = quoteLiteral(v)
+	}
+	s.ext.init()
+	return s
+}
+
+// reportedValue is the value the client is told for a GUC_REPORT setting.
+func (s *session) reportedValue(name string) (string, bool) {
+	if v, ok := s.params[strings.ToLower(name)]; ok {
+		return unquoteLiteral(v), true
+	}
+	if name == "session_authorization" {
+		return "", false
+	}
+	if m := s.srv.serverParams.Load(); m != nil {
+		v, ok := (*m)[name]
+		return v, ok
+	}
+	defaults := map[string]string{
+		"server_version": "15.0", "server_encoding": "UTF8", "client_encoding": "UTF8",
+		"DateStyle": "ISO, MDY", "integer_datetimes": "on", "IntervalStyle": "postgres",
+		"standard_conforming_strings": "on", "TimeZone": "UTC",
+	}
+	v, ok := defaults[name]
+	return v, ok
+}
+
+func (s *session) run(ctx context.Context) {
+	defer s.detachAll()
+	for {
+		msg, err := s.be.Receive()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				var ne net.Error
+				if !errors.As(err, &ne) {
+					sendFatal(s.be, s.log, errProtocol("invalid frontend message: %v", err))
+				}
+			}
+			return
+		}
+		switch m := msg.(type) {
+		case *pgproto3.Query:
+			err = s.handleQuery(ctx, m.String)
+		case *pgproto3.Parse:
+			err = s.handleParse(m)
+		case *pgproto3.Bind:
+			err = s.handleBind(ctx, m)
+		case *pgproto3.Describe:
+			err = s.handleDescribe(ctx, m)
+		case *pgproto3.Execute:
+			err = s.handleExecute(m)
+		case *pgproto3.Close:
+			err = s.handleClose(m)
+		case *pgproto3.Sync:
+			err = s.handleSync()
+		case *pgproto3.Flush:
+			err = s.handleFlush()
+		case *pgproto3.Terminate:
+			return
+		case *pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail:
+			// Postgres ignores copy messages that arrive outside COPY (after
+			// a COPY failed, the client may still be sending its data).
+		default:
+			sendFatal(s.be, s.log, errProtocol("invalid frontend message type %T", msg))
+			return
+		}
+		if err != nil {
+			// Only client I/O errors end the session; statement errors were
+			// already sent to the client.
+			s.log.Debug("session ends", "err", err)
+			return
+		}
+	}
+}
+
+// send buffers one message for the client and flushes when the buffer is big,
+// so that large results stream instead of piling up in memory.
+func (s *session) send(msg pgproto3.BackendMessage) error {
+	s.be.Send(msg)
+	switch m := msg.(type) {
+	case *pgproto3.DataRow:
+		for _, v := range m.Values {
+			s.wbytes += len(v) + 4
+		}
+	case *pgproto3.CopyData:
+		s.wbytes += len(m.Data)
+	default:
+		s.wbytes += 16
+	}
+	if s.wbytes >= flushThreshold {
+		return s.flush()
+	}
+	return nil
+}
+
+func (s *session) flush() error {
+	s.wbytes = 0
+	return s.be.Flush()
+}
+
+// sendError sends a statement error to the client. If the client is inside a
+// transaction, the transaction fails as it would on Postgres.
+func (s *session) sendError(err error) error {
+	if s.txStatus != 'I' {
+		s.failTransaction()
+	}
+	return s.send(errorResponse(s.log, err))
+}
+
+// failTransaction puts the open transaction into the failed state, as any
+// error inside a transaction block does on Postgres: on the attached backend
+// (by raising an error there) or locally when no shard was attached yet.
+func (s *session) failTransaction() {
+	if s.attached == nil {
+		if s.txStatus != 'I' {
+			s.localFailed = true
+			s.txStatus = 'E'
+		}
+		return
+	}
+	s.attached.Send(&pgproto3.Query{String: abortSQL})
+	s.prelude++
+}
+
+// abortSQL makes a backend transaction fail on purpose, so that it rolls back
+// exactly as Postgres would after the proxy refused a statement in it.
+const abortSQL = `DO $shardproxy$BEGIN RAISE EXCEPTION 'shardproxy: transaction aborted after a proxy-side error'; END$shardproxy$`
+
+func (s *session) ready() error {
+	if err := s.send(&pgproto3.ReadyForQuery{TxStatus: s.txStatus}); err != nil {
+		return err
+	}
+	return s.flush()
+}
+
+// runtime returns the configuration snapshot of the current transaction.
+func (s *session) runtime() *Runtime {
+	if s.rt == nil {
+		s.rt = s.srv.rt.Load()
+	}
+	return s.rt
+}
+
+func (s *session) setActive(c *pool.Conn, on bool) {
+	s.activeMu.Lock()
+	defer s.activeMu.Unlock()
+	if on {
+		s.active = append(s.active, c)
+		return
+	}
+	for i, a := range s.active {
+		if a == c {
+			s.active = append(s.active[:i], s.active[i+1:]...)
+			return
+		}
+	}
+}
+
+// cancelBackends forwards a client's CancelRequest to every backend in use.
+func (s *session) cancelBackends() {
+	s.activeMu.Lock()
+	conns := append([]*pool.Conn(nil), s.active...)
+	s.activeMu.Unlock()
+	for _, c := range conns {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := c.Cancel(ctx); err != nil {
+				s.log.Warn("cancel request to shard failed", "shard", c.Shard, "err", err)
+			}
+		}()
+	}
+}
+
+// acquire takes a backend for shard and brings its session settings in line
+// with the client's. The settings are sent now and their replies swallowed
+// by the next relay (see prelude).
+func (s *session) acquire(ctx context.Context, shard string) (*pool.Conn, int, error) {
+	p := s.runtime().Pools.Get(shard)
+	if p == nil {
+		return nil, 0, pgError("42704", "shard %q does not exist", shard)
+	}
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	s.noteServerParams(c)
+	s.setActive(c, true)
+	n := 0
+	if q := syncParams(c, s.params); q != "" {
+		c.Send(&pgproto3.Query{String: q})
+		n++
+	}
+	return c, n, nil
+}
+
+func (s *session) noteServerParams(c *pool.Conn) {
+	if s.srv.serverParams.Load() == nil && len(c.ServerParams) > 0 {
+		m := make(map[string]string, len(c.ServerParams))
+		for k, v := range c.ServerParams {
+			m[k] = v
+		}
+		s.srv.serverParams.CompareAndSwap(nil, &m)
+	}
+}
+
+// syncParams returns the SET/RESET statements that make backend c carry
+// exactly the settings in want, and records them as applied.
+func syncParams(c *pool.Conn, want map[string]string) string {
+	if len(want) == 0 && len(c.SessionParams) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if c.SessionParams[k] != want[k] {
+			fmt.Fprintf(&b, "SET %s = %s;", quoteIdent(k), want[k])
+		}
+	}
+	for k := range c.SessionParams {
+		if _, ok := want[k]; !ok {
+			fmt.Fprintf(&b, "RESET %s;", quoteIdent(k))
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	c.SessionParams = make(map[string]string, len(want))
+	for k, v := range want {
+		c.SessionParams[k] = v
+	}
+	return b.String()
+}
+
+// attach pins the backend for shard to the session (for the rest of the
+// transaction or extended-protocol batch).
+func (s *session) attach(ctx context.Context, shard string) (*pool.Conn, error) {
+	if s.attached != nil {
+		if s.attached.Shard == shard {
+			return s.attached, nil
+		}
+		return nil, errCrossShard(s.attached.Shard, shard)
+	}
+	c, n, err := s.acquire(ctx, shard)
+	if err != nil {
+		return nil, err
+	}
+	if s.pendingBegin != "" {
+		c.Send(&pgproto3.Query{String: s.pendingBegin})
+		s.pendingBegin = ""
+		n++
+	}
+	s.attached, s.prelude = c, n
+	return c, nil
+}
+
+func errCrossShard(pinned, want string) error {
+	return errNotSupported(
+		"cross-shard transactions need two_phase_commit: true (not yet supported); keep each transaction on one shard key, or send the statement outside the transaction",
+		"transaction is pinned to shard %s; this statement targets shard %s", pinned, want)
+}
+
+// settle records the transaction status a backend reported and detaches the
+// backend when the transaction is over (transaction pooling).
+func (s *session) settle(status byte) {
+	s.txStatus = status
+	if status == 'I' && s.attached != nil {
+		c := s.attached
+		s.attached = nil
+		s.setActive(c, false)
+		s.runtime().Pools.Get(c.Shard).Release(c)
+		s.rt = nil
+	}
+}
+
+// dropAttached discards the attached backend after an I/O error or desync.
+func (s *session) dropAttached() {
+	if c := s.attached; c != nil {
+		s.attached = nil
+		s.prelude = 0
+		s.setActive(c, false)
+		s.runtime().Pools.Get(c.Shard).Discard(c)
+	}
+}
+
+// detachAll runs when the client is gone: an idle backend goes back to the
+// pool, one in a transaction is closed, which rolls it back.
+func (s *session) detachAll() {
+	if s.attached != nil {
+		if s.txStatus == 'I' && s.prelude == 0 && s.ext.pendingEmpty() {
+			s.settle('I')
+		} else {
+			s.dropAttached()
+		}
+	}
+}
+
+// quoteLiteral renders v as a SQL string literal.
+func quoteLiteral(v string) string {
+	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
+}
+
+// unquoteLiteral undoes quoteLiteral for values shown in ParameterStatus.
+func unquoteLiteral(v string) string {
+	if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
+		return strings.ReplaceAll(v[1:len(v)-1], "''", "'")
+	}
+	return v
+}
+
+func quoteIdent(s string) string {
+	for _, r := range s {
+		if !(r == '_' || r == '.' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+		}
+	}
+	return s
+}
+
+// isConnErr reports whether err means the backend connection is unusable.
+func isConnErr(err error) bool {
+	var pgErr *pgconn.PgError
+	return err != nil && !errors.As(err, &pgErr)
+}
+
+var _ = router.KindSelect

@@ -1,0 +1,615 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/shardproxy/shardproxy/pool"
+	"github.com/shardproxy/shardproxy/router"
+)
+
+// errClientGone ends the session: the client socket failed mid-reply.
+var errClientGone = errors.New("client connection lost")
+
+// handleQuery serves one simple-protocol Query message (see the protocol
+// docs, "Simple Query"): every statement in it is routed on its own.
+func (s *session) handleQuery(ctx context.Context, sql string) error {
+	s.ext.discardUnnamed()
+	rt := s.runtime()
+	parts, err := rt.Router.ParseQuery(sql)
+	if err != nil {
+		// Let Postgres itself report the syntax error (same message,
+		// position and SQLSTATE), from the transaction's shard if any.
+		if s.localFailed {
+			return s.failedTxError()
+		}
+		shard := rt.Config.DefaultShard
+		if s.attached != nil {
+			shard = s.attached.Shard
+		}
+		if _, err := s.runOn(ctx, shard, sql, nil); err != nil {
+			return err
+		}
+		return s.ready()
+	}
+	if len(parts) > 1 {
+		if shard, ok := s.commonShard(ctx, parts); ok {
+			if _, err := s.runOn(ctx, shard, sql, nil); err != nil {
+				return err
+			}
+			return s.ready()
+		}
+		if err := s.checkSplit(ctx, parts); err != nil {
+			if err := s.sendError(err); err != nil {
+				return err
+			}
+			return s.ready()
+		}
+	}
+	for _, p := range parts {
+		failed, err := s.execPart(ctx, p)
+		if err != nil {
+			return err
+		}
+		if failed {
+			break
+		}
+	}
+	return s.ready()
+}
+
+func (s *session) failedTxError() error {
+	if err := s.send(errorResponse(s.log, pgError("25P02",
+		"current transaction is aborted, commands ignored until end of transaction block"))); err != nil {
+		return err
+	}
+	return s.ready()
+}
+
+// commonShard reports whether every statement of a multi-statement Query
+// goes to one and the same shard, so that the text can be sent as it is and
+// keep its single implicit transaction.
+func (s *session) commonShard(ctx context.Context, parts []router.QueryPart) (string, bool) {
+	shard := ""
+	if s.attached != nil {
+		shard = s.attached.Shard
+	}
+	for _, p := range parts {
+		switch p.Stmt.Kind {
+		case router.KindShardHintSet, router.KindShardHintReset, router.KindPrepare, router.KindListen, router.KindCopy:
+			return "", false
+		}
+		r, err := s.runtime().Router.Route(ctx, p.Stmt, router.Args{Params: p.Args, SessionShard: s.hint})
+		if err != nil {
+			return "", false
+		}
+		switch r.Kind {
+		case router.RouteAny:
+			continue
+		case router.RouteSingle, router.RouteDefault, router.RouteHint:
+		default:
+			if len(r.Shards) != 1 {
+				return "", false
+			}
+		}
+		if shard == "" {
+			shard = r.Shards[0]
+		} else if shard != r.Shards[0] {
+			return "", false
+		}
+	}
+	if shard == "" {
+		shard = s.runtime().Config.DefaultShard
+	}
+	return shard, true
+}
+
+// checkSplit refuses a multi-statement Query that would have to be split
+// across shards while it writes: Postgres runs such a Query as one implicit
+// transaction, which separate shards cannot give without two-phase commit.
+func (s *session) checkSplit(ctx context.Context, parts []router.QueryPart) error {
+	for _, p := range parts {
+		switch p.Stmt.Kind {
+		case router.KindSelect, router.KindEmpty, router.KindShow, router.KindShardHintSet, router.KindShardHintReset:
+			continue
+		}
+		return errNotSupported("send the statements as separate queries, or keep them on one shard key",
+			"a multi-statement query that writes runs as one transaction; its statements target different shards")
+	}
+	return nil
+}
+
+// execPart runs one statement of a Query. failed reports a statement error
+// (the rest of the Query is skipped, as on Postgres); err is fatal.
+func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool, err error) {
+	st := p.Stmt
+	if s.localFailed && st.Kind != router.KindCommit && st.Kind != router.KindRollback {
+		return true, s.send(errorResponse(s.log, pgError("25P02",
+			"current transaction is aborted, commands ignored until end of transaction block")))
+	}
+	if done, failed, err := s.local(st, p.Text); done {
+		return failed, err
+	}
+	route, rerr := s.runtime().Router.Route(ctx, st, router.Args{Params: p.Args, SessionShard: s.hint})
+	if rerr != nil {
+		return true, s.sendError(rerr)
+	}
+	return s.execRoute(ctx, st, p.Text, route)
+}
+
+// local answers statements the proxy handles itself: shard hints, BEGIN
+// (deferred until a statement names a shard), the end of a transaction
+// that never reached a shard, and statements transaction pooling cannot
+// serve.
+func (s *session) local(st *router.Statement, text string) (done, failed bool, err error) {
+	complete := func(tag string) (bool, bool, error) {
+		return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
+	}
+	switch st.Kind {
+	case router.KindEmpty:
+		return true, false, s.send(&pgproto3.EmptyQueryResponse{})
+	case router.KindShardHintSet:
+		if s.runtime().Config.ShardIndex(st.HintShard) < 0 {
+			return true, true, s.sendError(pgError("42704", "shard %q does not exist", st.HintShard))
+		}
+		s.hint = st.HintShard
+		return complete("SET")
+	case router.KindShardHintReset:
+		s.hint = ""
+		return complete("RESET")
+	case router.KindBegin:
+		if s.attached == nil {
+			if s.txStatus != 'I' {
+				if err := s.send(&pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
+					Code: "25001", Message: "there is already a transaction in progress"}); err != nil {
+					return true, false, err
+				}
+				return complete("BEGIN")
+			}
+			s.pendingBegin = text
+			s.txStatus = 'T'
+			return complete("BEGIN")
+		}
+	case router.KindCommit, router.KindRollback:
+		if s.attached == nil && s.txStatus != 'I' {
+			tag := "COMMIT"
+			if st.Kind == router.KindRollback || s.localFailed {
+				tag = "ROLLBACK"
+			}
+			s.pendingBegin, s.localFailed, s.txStatus, s.rt = "", false, 'I', nil
+			return complete(tag)
+		}
+	case router.KindPrepare:
+		if strings.HasPrefix(strings.ToLower(strings.TrimSpace(text)), "deallocate") {
+			// Statements prepared through the proxy live in the proxy, so
+			// there is nothing on the shards to deallocate.
+			return complete("DEALLOCATE")
+		}
+		return true, true, s.sendError(errNotSupported(
+			"use protocol-level prepared statements (any driver's prepare); shardproxy re-prepares them on every shard connection",
+			"SQL-level PREPARE and EXECUTE are not supported under transaction pooling"))
+	case router.KindListen:
+		if !strings.HasPrefix(strings.ToLower(strings.TrimSpace(text)), "notify") {
+			return true, true, s.sendError(errNotSupported("connect to a shard directly to LISTEN",
+				"LISTEN is not supported under transaction pooling"))
+		}
+	}
+	return false, false, nil
+}
+
+// execRoute sends one routed statement to its shard or shards.
+func (s *session) execRoute(ctx context.Context, st *router.Statement, text string, route router.Route) (bool, error) {
+	cfg := s.runtime().Config
+	var shard string
+	switch route.Kind {
+	case router.RouteAny:
+		switch {
+		case s.attached != nil:
+			shard = s.attached.Shard
+		case s.pendingBegin != "" && st.Kind == router.KindSet:
+			// No shard is chosen yet: remember the setting; it is applied
+			// before the transaction starts on whichever shard it lands.
+			s.recordSet(st, nil)
+			return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("SET")})
+		case s.pendingBegin != "":
+			// Reads that touch no table must not pin the transaction to the
+			// default shard before a keyed statement picks the real one.
+			return s.runEphemeral(ctx, cfg.DefaultShard, text)
+		default:
+			shard = cfg.DefaultShard
+		}
+	case router.RouteNone:
+		return s.runNone(ctx, st, text)
+	default:
+		if len(route.Shards) == 0 {
+			return s.runNone(ctx, st, text)
+		}
+		if len(route.Shards) > 1 {
+			return s.runMulti(ctx, st, text, route)
+		}
+		shard = route.Shards[0]
+	}
+	return s.runOn(ctx, shard, text, st)
+}
+
+// runOn sends text to shard on the attached backend (attaching one if
+// needed) and relays the reply, except ReadyForQuery.
+func (s *session) runOn(ctx context.Context, shard, text string, st *router.Statement) (bool, error) {
+	c, err := s.attach(ctx, shard)
+	if err != nil {
+		return true, s.sendError(err)
+	}
+	c.Send(&pgproto3.Query{String: text})
+	if err := c.Flush(); err != nil {
+		s.dropAttached()
+		return true, s.sendLost(shard, err)
+	}
+	prelude := s.prelude
+	s.prelude = 0
+	status, failed, err := s.relay(c, prelude, nil)
+	if err != nil {
+		s.dropAttached()
+		if errors.Is(err, errClientGone) {
+			return true, err
+		}
+		return true, s.sendLost(shard, err)
+	}
+	if !failed && st != nil && st.Kind == router.KindSet {
+		s.recordSet(st, c)
+	}
+	s.settle(status)
+	return failed, nil
+}
+
+// sendLost reports a broken backend connection. An open transaction is
+// gone with it, so the client's transaction is failed locally.
+func (s *session) sendLost(shard string, err error) error {
+	if s.txStatus != 'I' {
+		s.localFailed, s.txStatus = true, 'E'
+	}
+	return s.send(errorResponse(s.log, backendLost(shard, err)))
+}
+
+// runEphemeral runs a table-less read on a backend outside the transaction.
+func (s *session) runEphemeral(ctx context.Context, shard, text string) (bool, error) {
+	c, n, err := s.acquire(ctx, shard)
+	if err != nil {
+		return true, s.send(errorResponse(s.log, err))
+	}
+	c.Send(&pgproto3.Query{String: text})
+	p := s.runtime().Pools.Get(shard)
+	if err := c.Flush(); err != nil {
+		s.setActive(c, false)
+		p.Discard(c)
+		return true, s.send(errorResponse(s.log, backendLost(shard, err)))
+	}
+	status, failed, err := s.relay(c, n, nil)
+	s.setActive(c, false)
+	if err != nil || status != 'I' {
+		p.Discard(c)
+		if errors.Is(err, errClientGone) {
+			return true, err
+		}
+		if err != nil {
+			return true, s.send(errorResponse(s.log, backendLost(shard, err)))
+		}
+		return failed, nil
+	}
+	p.Release(c)
+	return failed, nil
+}
+
+// runNone answers a statement whose key no shard owns (a directory read of
+// a key never inserted): no rows, never a guess.
+func (s *session) runNone(ctx context.Context, st *router.Statement, text string) (bool, error) {
+	switch st.Kind {
+	case router.KindUpdate:
+		return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("UPDATE 0")})
+	case router.KindDelete:
+		return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("DELETE 0")})
+	case router.KindSelect:
+		// The shard still describes the columns; it just returns no row.
+		q := "SELECT * FROM (" + strings.TrimRight(strings.TrimSpace(text), "; \n\t") + ") AS shardproxy_no_owner WHERE false"
+		return s.runOn(ctx, s.runtime().Config.DefaultShard, q, nil)
+	}
+	return true, s.sendError(pgError("0A000", "no shard owns the key of this statement"))
+}
+
+// recordSet remembers a successful SET/RESET so that it follows the client
+// to the next backend. c, if not nil, already carries the new value.
+func (s *session) recordSet(st *router.Statement, c *pool.Conn) {
+	if st.SetLocal {
+		return
+	}
+	name := st.SetName
+	switch {
+	case name == "": // RESET ALL
+		clear(s.params)
+	case st.SetValue == "" || strings.EqualFold(st.SetValue, "default"):
+		delete(s.params, name)
+	default:
+		s.params[name] = st.SetValue
+	}
+	if c != nil {
+		c.SessionParams = make(map[string]string, len(s.params))
+		for k, v := range s.params {
+			c.SessionParams[k] = v
+		}
+	}
+}
+
+// relay reads one reply (up to ReadyForQuery, which it returns instead of
+// forwarding) from c. It first swallows the replies to prelude statements
+// the proxy sent ahead of the client's (session settings, a deferred BEGIN).
+// With a merger, rows and tags are combined across shards; without, every
+// message goes to the client as it arrives.
+func (s *session) relay(c *pool.Conn, prelude int, m *merger) (status byte, failed bool, err error) {
+	for prelude > 0 {
+		msg, err := c.Receive()
+		if err != nil {
+			return 0, false, err
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.ReadyForQuery:
+			prelude--
+		case *pgproto3.ErrorResponse:
+			if !strings.Contains(msg.Message, "shardproxy: transaction aborted") {
+				s.log.Warn("shard rejected a session setting", "shard", c.Shard, "err", msg.Message)
+			}
+		}
+	}
+	for {
+		msg, err := c.Receive()
+		if err != nil {
+			return 0, failed, err
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.ReadyForQuery:
+			return msg.TxStatus, failed, nil
+		case *pgproto3.ErrorResponse:
+			failed = true
+		case *pgproto3.CopyInResponse:
+			if m != nil {
+				// Never broadcast COPY data: the router refuses multi-shard COPY.
+				return 0, true, errors.New("unexpected COPY FROM in a multi-shard statement")
+			}
+			if err := s.send(msg); err != nil {
+				return 0, failed, errClientGone
+			}
+			if err := s.flush(); err != nil {
+				return 0, failed, errClientGone
+			}
+			if err := s.pumpCopyIn(c); err != nil {
+				return 0, failed, err
+			}
+			continue
+		}
+		if m != nil {
+			if err := m.handle(s, msg); err != nil {
+				return 0, failed, err
+			}
+			continue
+		}
+		if err := s.send(msg); err != nil {
+			return 0, failed, errClientGone
+		}
+	}
+}
+
+// pumpCopyIn forwards the client's COPY data to c until CopyDone or CopyFail.
+func (s *session) pumpCopyIn(c *pool.Conn) error {
+	for {
+		msg, err := s.be.Receive()
+		if err != nil {
+			c.Send(&pgproto3.CopyFail{Message: "client connection lost"})
+			c.Flush()
+			return errClientGone
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.CopyData:
+			c.Send(msg)
+			if len(msg.Data) > 0 {
+				if err := c.Flush(); err != nil {
+					return err
+				}
+			}
+		case *pgproto3.CopyDone, *pgproto3.CopyFail:
+			c.Send(msg)
+			return c.Flush()
+		case *pgproto3.Flush, *pgproto3.Sync:
+			// Ignored during COPY, as Postgres does.
+		default:
+			c.Send(&pgproto3.CopyFail{Message: "unexpected message during COPY"})
+			return c.Flush()
+		}
+	}
+}
+
+// runMulti runs one statement on several shards in parallel and merges the
+// replies as the route says. It never runs inside a transaction: without
+// two-phase commit a cross-shard transaction could half-commit.
+func (s *session) runMulti(ctx context.Context, st *router.Statement, text string, route router.Route) (bool, error) {
+	if s.attached != nil || s.txStatus != 'I' {
+		return true, s.sendError(errNotSupported(
+			"run statements that touch several shards outside BEGIN ... COMMIT, or add the shard key to the WHERE clause",
+			"statement touches shards %s inside a transaction; cross-shard transactions need two_phase_commit (not yet supported)",
+			strings.Join(route.Shards, ", ")))
+	}
+	if st.Kind == router.KindCopy {
+		return true, s.sendError(errNotSupported("COPY the rows of one shard key at a time, or INSERT them",
+			"COPY on a sharded table is not supported yet"))
+	}
+	if route.Merge == router.MergeNone {
+		return true, s.sendError(errNotSupported("add a condition on the shard key", "statement needs several shards but cannot be merged"))
+	}
+	rt := s.runtime()
+	type leg struct {
+		c       *pool.Conn
+		prelude int
+	}
+	legs := make([]leg, 0, len(route.Shards))
+	release := func(discard bool) {
+		for _, l := range legs {
+			s.setActive(l.c, false)
+			if discard {
+				rt.Pools.Get(l.c.Shard).Discard(l.c)
+			} else {
+				rt.Pools.Get(l.c.Shard).Release(l.c)
+			}
+		}
+	}
+	for _, sh := range route.Shards {
+		c, n, err := s.acquire(ctx, sh)
+		if err != nil {
+			release(true)
+			return true, s.send(errorResponse(s.log, err))
+		}
+		legs = append(legs, leg{c, n})
+	}
+	for _, l := range legs {
+		l.c.Send(&pgproto3.Query{String: text})
+		if err := l.c.Flush(); err != nil {
+			release(true)
+			return true, s.send(errorResponse(s.log, backendLost(l.c.Shard, err)))
+		}
+	}
+	m := &merger{kind: route.Merge}
+	var lost error
+	for i, l := range legs {
+		m.idx = i
+		status, _, err := s.relay(l.c, l.prelude, m)
+		p := rt.Pools.Get(l.c.Shard)
+		s.setActive(l.c, false)
+		if err != nil || status != 'I' {
+			p.Discard(l.c)
+			if errors.Is(err, errClientGone) {
+				for _, rest := range legs[i+1:] {
+					s.setActive(rest.c, false)
+					rt.Pools.Get(rest.c.Shard).Discard(rest.c)
+				}
+				return true, err
+			}
+			if err != nil && lost == nil {
+				lost = backendLost(l.c.Shard, err)
+			}
+			continue
+		}
+		p.Release(l.c)
+	}
+	if lost != nil && m.err == nil {
+		return true, s.send(errorResponse(s.log, lost))
+	}
+	return m.finish(s)
+}
+
+// merger combines the replies of several shards to one statement.
+type merger struct {
+	kind     router.MergeKind
+	idx      int // shard being relayed
+	sentDesc bool
+	ncols    int
+	verb     string // "SELECT", "UPDATE", "INSERT 0", ...
+	count    int64
+	firstTag string // MergeFirst: the first shard's tag
+	err      *pgproto3.ErrorResponse
+}
+
+func (m *merger) handle(s *session, msg pgproto3.BackendMessage) error {
+	switch msg := msg.(type) {
+	case *pgproto3.ErrorResponse:
+		if m.err == nil {
+			e := *msg
+			m.err = &e
+		}
+		return nil
+	case *pgproto3.RowDescription:
+		if m.sentDesc {
+			if len(msg.Fields) != m.ncols && m.err == nil {
+				m.err = errorResponse(s.log, pgError("XX000", "shards disagree on the result columns (%d vs %d)", m.ncols, len(msg.Fields)))
+			}
+			return nil
+		}
+		if m.kind == router.MergeFirst && m.idx > 0 {
+			return nil
+		}
+		m.sentDesc, m.ncols = true, len(msg.Fields)
+		return s.sendOrGone(msg)
+	case *pgproto3.DataRow:
+		if m.err != nil || (m.kind == router.MergeFirst && m.idx > 0) {
+			return nil
+		}
+		return s.sendOrGone(msg)
+	case *pgproto3.CommandComplete:
+		tag := string(msg.CommandTag)
+		if m.kind == router.MergeFirst {
+			if m.idx == 0 {
+				m.firstTag = tag
+			}
+			return nil
+		}
+		verb, n, ok := splitTag(tag)
+		if !ok {
+			if m.firstTag == "" {
+				m.firstTag = tag
+			}
+			return nil
+		}
+		m.verb = verb
+		m.count += n
+		return nil
+	case *pgproto3.EmptyQueryResponse:
+		if m.idx == 0 {
+			return s.sendOrGone(msg)
+		}
+		return nil
+	case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
+		if m.idx == 0 {
+			return s.sendOrGone(msg)
+		}
+		return nil
+	}
+	if m.idx == 0 {
+		return s.sendOrGone(msg)
+	}
+	return nil
+}
+
+func (s *session) sendOrGone(msg pgproto3.BackendMessage) error {
+	if err := s.send(msg); err != nil {
+		return errClientGone
+	}
+	return nil
+}
+
+// finish sends the merged command tag, or the first shard error.
+func (m *merger) finish(s *session) (bool, error) {
+	if m.err != nil {
+		return true, s.send(m.err)
+	}
+	tag := m.firstTag
+	if m.verb != "" {
+		tag = m.verb + " " + strconv.FormatInt(m.count, 10)
+	}
+	if tag == "" {
+		return false, nil
+	}
+	return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
+}
+
+// splitTag splits "UPDATE 7" into ("UPDATE", 7) and "INSERT 0 3" into
+// ("INSERT 0", 3).
+func splitTag(tag string) (string, int64, bool) {
+	i := strings.LastIndexByte(tag, ' ')
+	if i < 0 {
+		return "", 0, false
+	}
+	n, err := strconv.ParseInt(tag[i+1:], 10, 64)
+	if err != nil {
+		return "", 0, false
+	}
+	return tag[:i], n, true
+}

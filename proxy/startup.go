@@ -1,0 +1,180 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/shardproxy/shardproxy/config"
+	"github.com/shardproxy/shardproxy/pool"
+	"github.com/shardproxy/shardproxy/router"
+)
+
+const (
+	// startupTimeout bounds how long a client may take to authenticate,
+	// like Postgres' authentication_timeout.
+	startupTimeout = 60 * time.Second
+	// maxMessageLen caps one client message. Postgres accepts up to 1 GB;
+	// a proxy that buffers a message must bound it lower.
+	maxMessageLen = 64 << 20
+)
+
+// NewRuntime bundles a validated config with its router and pools.
+func NewRuntime(cfg *config.Config, r *router.Router, pools *pool.Cluster) (*Runtime, error) {
+	rt := &Runtime{Config: cfg, Router: r, Pools: pools, databases: make(map[string]bool)}
+	for _, sh := range cfg.Shards {
+		pc, err := pgconn.ParseConfig(sh.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("shard %s: %w", sh.Name, err)
+		}
+		rt.databases[pc.Database] = true
+	}
+	return rt, nil
+}
+
+// reportedParams are the GUC_REPORT settings a client expects at startup.
+var reportedParams = []string{
+	"application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
+	"in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser",
+	"server_encoding", "server_version", "session_authorization",
+	"standard_conforming_strings", "TimeZone",
+}
+
+func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+	id := s.nextID.Add(1)
+	log := s.log.With("conn_id", id)
+	be := pgproto3.NewBackend(c, c)
+	be.SetMaxBodyLen(maxMessageLen)
+	c.SetDeadline(time.Now().Add(startupTimeout))
+
+	var startup *pgproto3.StartupMessage
+	for startup == nil {
+		msg, err := be.ReceiveStartupMessage()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				log.Debug("bad startup packet", "err", err)
+				sendFatal(be, log, errProtocol("invalid startup packet layout: %v", err))
+			}
+			return
+		}
+		switch m := msg.(type) {
+		case *pgproto3.SSLRequest, *pgproto3.GSSEncRequest:
+			// No TLS or GSS encryption configured: 'N' lets the client go on in
+			// plain text (or give up, with sslmode=require).
+			if _, err := c.Write([]byte{'N'}); err != nil {
+				return
+			}
+		case *pgproto3.CancelRequest:
+			s.cancel(m.ProcessID, m.SecretKey)
+			return
+		case *pgproto3.StartupMessage:
+			if m.ProtocolVersion>>16 != 3 {
+				sendFatal(be, log, pgErrorFatal("0A000", "unsupported frontend protocol %d.%d: server supports 3.0",
+					m.ProtocolVersion>>16, m.ProtocolVersion&0xffff))
+				return
+			}
+			startup = m
+		default:
+			sendFatal(be, log, errProtocol("unexpected startup message %T", msg))
+			return
+		}
+	}
+
+	user := startup.Parameters["user"]
+	if user == "" {
+		sendFatal(be, log, pgErrorFatal("28000", "no PostgreSQL user name specified in startup packet"))
+		return
+	}
+	database := startup.Parameters["database"]
+	if database == "" {
+		database = user
+	}
+	log = log.With("user", user, "db", database)
+	if startup.Parameters["replication"] != "" && startup.Parameters["replication"] != "false" {
+		sendFatal(be, log, pgErrorFatal("0A000", "shardproxy does not serve replication connections"))
+		return
+	}
+
+	rt := s.rt.Load()
+	u := rt.Config.UserByName(user)
+	var password string
+	if u != nil {
+		password = u.Password
+	}
+	var err error
+	if strings.HasPrefix(password, "md5") && len(password) == 35 {
+		err = authMD5(be, user, password, u != nil)
+	} else {
+		err = authSCRAM(be, &s.secrets, user, password, u != nil)
+	}
+	if err != nil {
+		log.Info("authentication failed", "err", err)
+		sendFatal(be, log, err)
+		return
+	}
+
+	if database == rt.Config.AdminDatabase {
+		if !u.Admin {
+			sendFatal(be, log, pgErrorFatal("42501", "permission denied for admin console: user %q is not an admin", user))
+			return
+		}
+		sendFatal(be, log, pgErrorFatal("0A000", "the admin console is not available in this build"))
+		return
+	}
+	if !rt.databases[database] {
+		sendFatal(be, log, pgErrorFatal("3D000", "database %q does not exist", database))
+		return
+	}
+	c.SetDeadline(time.Time{})
+
+	sess := newSession(s, c, be, log, startup.Parameters)
+	s.register(sess)
+	defer s.unregister(sess)
+
+	be.Send(&pgproto3.AuthenticationOk{})
+	for _, name := range reportedParams {
+		if v, ok := sess.reportedValue(name); ok {
+			be.Send(&pgproto3.ParameterStatus{Name: name, Value: v})
+		}
+	}
+	be.Send(&pgproto3.BackendKeyData{ProcessID: sess.pid, SecretKey: sess.secret})
+	be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	if err := be.Flush(); err != nil {
+		return
+	}
+	log.Debug("client connected")
+	sess.run(ctx)
+	log.Debug("client disconnected")
+}
+
+func pgErrorFatal(code, format string, args ...any) *pgconn.PgError {
+	e := pgError(code, format, args...)
+	e.Severity = "FATAL"
+	return e
+}
+
+// sendFatal writes a FATAL error; the caller then closes the connection.
+func sendFatal(be *pgproto3.Backend, log *slog.Logger, err error) {
+	resp := errorResponse(log, err)
+	resp.Severity, resp.SeverityUnlocalized = "FATAL", "FATAL"
+	be.Send(resp)
+	be.Flush()
+}
+
+// cancel forwards a CancelRequest to every backend the session is using.
+// Like Postgres, it answers nothing and ignores a wrong key.
+func (s *Server) cancel(pid uint32, secret []byte) {
+	sess := s.lookup(pid)
+	if sess == nil || string(sess.secret) != string(secret) {
+		return
+	}
+	sess.cancelBackends()
+}
