@@ -40,11 +40,11 @@ func serve(ctx context.Context, path string, log *slog.Logger, ready func(addr s
 	if err != nil {
 		return err
 	}
-	cur, err := assemble(ctx, cfg, nil, log)
+	cur, err := proxy.Assemble(ctx, cfg, nil, log)
 	if err != nil {
 		return err
 	}
-	srv := proxy.NewServer(cur.rt, log)
+	srv := proxy.NewServer(cur.Runtime(), log)
 
 	// SIGHUP reloads: a valid map is swapped in for new transactions; an
 	// invalid one is logged (with file:line) and the old map keeps serving.
@@ -52,13 +52,13 @@ func serve(ctx context.Context, path string, log *slog.Logger, ready func(addr s
 	config.Watch(ctx, path, log, func(next *config.Config) {
 		mu.Lock()
 		defer mu.Unlock()
-		a, err := assemble(ctx, next, cur, log)
+		a, err := proxy.Assemble(ctx, next, cur, log)
 		if err != nil {
 			log.Error("reload rejected; keeping the current shard map", "err", err)
 			return
 		}
-		srv.SetRuntime(a.rt)
-		cur.retire(a)
+		srv.SetRuntime(a.Runtime())
+		cur.Retire(a)
 		cur = a
 		log.Info("shard map reloaded", "shards", len(next.Shards), "tables", len(next.Tables))
 	})
@@ -76,10 +76,7 @@ func serve(ctx context.Context, path string, log *slog.Logger, ready func(addr s
 	defer cancel()
 	srv.Shutdown(shutdownCtx)
 	mu.Lock()
-	cur.pools.Close()
-	if cur.dir != nil {
-		cur.dir.Close()
-	}
+	cur.Close()
 	mu.Unlock()
 	log.Info("shardproxy stopped")
 	return err

@@ -1,4 +1,4 @@
-package main
+package proxy
 
 import (
 	"context"
@@ -9,23 +9,26 @@ import (
 
 	"github.com/shardproxy/shardproxy/config"
 	"github.com/shardproxy/shardproxy/pool"
-	"github.com/shardproxy/shardproxy/proxy"
 	"github.com/shardproxy/shardproxy/router"
 	"github.com/shardproxy/shardproxy/strategies"
 )
 
-// assembly is the running form of one config: strategies, router, pools.
-type assembly struct {
+// Assembly is the running form of one config: its directory store,
+// strategies, router and pools, bundled as the Runtime sessions use.
+type Assembly struct {
 	cfg   *config.Config
 	dir   *strategies.DirectoryStore
 	pools *pool.Cluster
-	rt    *proxy.Runtime
+	rt    *Runtime
 }
 
-// assemble builds the runtime for cfg, reusing the pools and directory
-// store of prev where the config did not change them.
-func assemble(ctx context.Context, cfg *config.Config, prev *assembly, log *slog.Logger) (*assembly, error) {
-	a := &assembly{cfg: cfg}
+// Runtime returns what the server needs to route with this assembly.
+func (a *Assembly) Runtime() *Runtime { return a.rt }
+
+// Assemble builds the runtime for cfg, reusing the pools and directory
+// store of prev (nil at startup) where the config did not change them.
+func Assemble(ctx context.Context, cfg *config.Config, prev *Assembly, log *slog.Logger) (*Assembly, error) {
+	a := &Assembly{cfg: cfg}
 	if needsDirectory(cfg) {
 		if prev != nil && prev.dir != nil && prev.cfg.Metadata.DSN == cfg.Metadata.DSN {
 			a.dir = prev.dir
@@ -60,7 +63,7 @@ func assemble(ctx context.Context, cfg *config.Config, prev *assembly, log *slog
 			return nil, err
 		}
 	}
-	a.rt, err = proxy.NewRuntime(cfg, r, a.pools)
+	a.rt, err = NewRuntime(cfg, r, a.pools)
 	if err != nil {
 		a.closeNew(prev)
 		return nil, err
@@ -69,7 +72,7 @@ func assemble(ctx context.Context, cfg *config.Config, prev *assembly, log *slog
 }
 
 // closeNew releases what a failed assemble opened and prev does not share.
-func (a *assembly) closeNew(prev *assembly) {
+func (a *Assembly) closeNew(prev *Assembly) {
 	if a.dir != nil && (prev == nil || prev.dir != a.dir) {
 		a.dir.Close()
 	}
@@ -78,9 +81,9 @@ func (a *assembly) closeNew(prev *assembly) {
 	}
 }
 
-// retire closes what a replaced assembly owns and next does not reuse.
+// Retire closes what a replaced assembly owns and next does not reuse.
 // Pools close idle connections now and the rest as transactions end.
-func (a *assembly) retire(next *assembly) {
+func (a *Assembly) Retire(next *Assembly) {
 	if a.pools != next.pools {
 		a.pools.Close()
 	}
@@ -100,4 +103,12 @@ func needsDirectory(cfg *config.Config) bool {
 
 func samePools(a, b *config.Config) bool {
 	return slices.Equal(a.Shards, b.Shards) && a.Pool == b.Pool
+}
+
+// Close closes the pools and the directory store.
+func (a *Assembly) Close() {
+	a.pools.Close()
+	if a.dir != nil {
+		a.dir.Close()
+	}
 }
