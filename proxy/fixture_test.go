@@ -58,7 +58,7 @@ func sharedServers(t testing.TB) []*pgtest.Server {
 // fixture is a running proxy in front of fresh databases on the shared servers.
 type fixture struct {
 	Addr    string
-	DB      string              // database name on every shard (and the proxy)
+	DB      string // database name on every shard (and the proxy)
 	Shards  map[string]*pgtest.Server
 	Meta    *pgtest.Server
 	Config  *config.Config
