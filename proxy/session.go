@@ -283,8 +283,8 @@ func (s *session) noteServerParams(c *pool.Conn) {
 // syncParams returns the SET/RESET statements that make backend c carry
 // exactly the settings in want, and records them as applied.
 func syncParams(c *pool.Conn, want map[string]string) string {
-	if len(want) == 0 && len(c.SessionParams) == 0 {
-		return ""
+	if sameParams(want, c.SessionParams) {
+		return "" // the common case, checked without allocating
 	}
 	var b strings.Builder
 	keys := make([]string, 0, len(want))
@@ -404,3 +404,15 @@ func isConnErr(err error) bool {
 }
 
 var _ = router.KindSelect
+
+func sameParams(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
