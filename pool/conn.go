@@ -1,0 +1,169 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Conn is one authenticated backend connection, spoken to in the raw wire
+// protocol. It is used by one goroutine at a time: the one that acquired it.
+type Conn struct {
+	Shard     string
+	PID       uint32 // BackendKeyData: with SecretKey, what Cancel sends
+	SecretKey []byte
+	// ServerParams are the ParameterStatus values the server sent at
+	// startup (server_version, client_encoding, ...). Later ParameterStatus
+	// messages pass through Receive; the proxy may record them here.
+	ServerParams map[string]string
+	// Prepared names the prepared statements living on this backend.
+	// Managed by the proxy; a new backend (new Conn) starts empty.
+	Prepared map[string]struct{}
+	// SessionParams holds the SET values the proxy applied on this backend.
+	// Managed by the proxy.
+	SessionParams map[string]string
+
+	pool        *Pool
+	netConn     net.Conn
+	fe          *pgproto3.Frontend
+	raw         rawMessage // reused by SendRaw so that it does not allocate
+	deadlineSet bool       // a deadline must be cleared before reuse
+	inUse       bool       // guarded by pool.mu
+	lastUsed    time.Time  // when last released; read by the next owner
+	probe       prober     // non-blocking liveness check of the idle socket
+}
+
+func newConn(p *Pool, hc *pgconn.HijackedConn) *Conn {
+	c := &Conn{
+		Shard:         p.name,
+		PID:           hc.PID,
+		SecretKey:     hc.SecretKey,
+		ServerParams:  hc.ParameterStatuses,
+		Prepared:      make(map[string]struct{}),
+		SessionParams: make(map[string]string),
+		pool:          p,
+		netConn:       hc.Conn,
+		// A fresh Frontend reads the socket directly; pgconn's reads through
+		// its background reader, which SyncConn has stopped and drained.
+		fe: pgproto3.NewFrontend(hc.Conn, hc.Conn),
+	}
+	c.probe.init(hc.Conn)
+	return c
+}
+
+// Send buffers msg; Flush writes it.
+func (c *Conn) Send(msg pgproto3.FrontendMessage) { c.fe.Send(msg) }
+
+// SendRaw buffers b, one or more already-encoded frontend messages (type
+// byte and length included), e.g. client bytes forwarded verbatim. It is
+// ordered with Send. b is copied: the caller may reuse it at once.
+func (c *Conn) SendRaw(b []byte) {
+	c.raw = b
+	c.fe.Send(&c.raw)
+	c.raw = nil
+}
+
+// Flush writes the buffered messages in one write.
+func (c *Conn) Flush() error { return c.fe.Flush() }
+
+// Receive reads the next backend message. As with pgproto3.Frontend, the
+// message is only valid until the next call to Receive: copy what must
+// outlive it.
+func (c *Conn) Receive() (pgproto3.BackendMessage, error) { return c.fe.Receive() }
+
+// SetDeadline sets the read and write deadline of the socket. Release
+// clears it, so the next owner starts without one.
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.deadlineSet = !t.IsZero()
+	return c.netConn.SetDeadline(t)
+}
+
+// Cancel asks the server to cancel whatever this backend is running, the
+// way libpq's PQcancel does: a CancelRequest with PID and SecretKey on a
+// new connection to the same server. It returns once the server has closed
+// that connection, that is after it signalled the backend; whether a query
+// was running then is not reported (see "Canceling Requests in Progress"
+// in the Postgres protocol docs).
+func (c *Conn) Cancel(ctx context.Context) error {
+	addr := c.netConn.RemoteAddr() // the very server this backend lives on
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, addr.Network(), addr.String())
+	if err != nil {
+		return fmt.Errorf("pool: cancel on shard %s: %w", c.Shard, err)
+	}
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
+	defer stop()
+	req := pgproto3.CancelRequest{ProcessID: c.PID, SecretKey: c.SecretKey}
+	buf, err := req.Encode(nil)
+	if err == nil {
+		_, err = nc.Write(buf)
+	}
+	if err == nil {
+		_, err = io.Copy(io.Discard, nc) // nil at the server's EOF
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return fmt.Errorf("pool: cancel on shard %s: %w", c.Shard, err)
+	}
+	return nil
+}
+
+// Close closes the backend connection. For a Conn from Acquire it is the
+// same as Pool.Discard.
+func (c *Conn) Close() error {
+	c.pool.Discard(c)
+	return nil
+}
+
+// clean reports whether c can be reused as is, clearing any deadline.
+func (c *Conn) clean() bool {
+	if c.fe.ReadBufferLen() > 0 {
+		return false // bytes after ReadyForQuery: not idle
+	}
+	if c.deadlineSet {
+		if c.netConn.SetDeadline(time.Time{}) != nil {
+			return false
+		}
+		c.deadlineSet = false
+	}
+	return true
+}
+
+// reusable reports whether an idle c may be handed out at now: not idle
+// for too long, and (unless released within probeAfter) its socket neither
+// closed nor carrying unread bytes. A backend says nothing while idle
+// unless it is about to die, e.g. the FATAL 57P01 of a shutdown.
+func (c *Conn) reusable(now time.Time, idleTimeout, probeAfter time.Duration) bool {
+	idle := now.Sub(c.lastUsed)
+	if idle > idleTimeout {
+		return false
+	}
+	return idle < probeAfter || c.probe.alive()
+}
+
+// terminate closes the socket, first telling the backend with Terminate so
+// that it exits cleanly (no "unexpected EOF" in the server log). The write
+// is bounded: a wedged peer must not block the caller.
+func (c *Conn) terminate() {
+	c.netConn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	c.netConn.Write(terminateMessage)
+	c.netConn.Close()
+}
+
+// terminateMessage is Terminate ('X', length 4).
+var terminateMessage = []byte{'X', 0, 0, 0, 4}
+
+// rawMessage is already-encoded frontend bytes, sent as they are.
+type rawMessage []byte
+
+func (*rawMessage) Frontend()                           {}
+func (*rawMessage) Decode([]byte) error                 { return fmt.Errorf("pool: rawMessage cannot be decoded") }
+func (m *rawMessage) Encode(dst []byte) ([]byte, error) { return append(dst, *m...), nil }
