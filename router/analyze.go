@@ -1,0 +1,1081 @@
+package router
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/shardproxy/shardproxy/strategies"
+)
+
+// valueRef is where a shard-key value comes from: a $n parameter or a
+// constant in the text.
+type valueRef struct {
+	param int    // 1-based $n; 0 for a constant
+	text  string // constant's text
+	null  bool   // constant NULL
+	neg   bool   // unary minus applied
+}
+
+// tableUse is one occurrence of a table in a statement.
+type tableUse struct {
+	name   string     // as written: rel or schema.rel
+	schema string     // "" when unqualified
+	rel    string     // relation name
+	alias  string     // FROM alias, "" if none
+	info   *tableInfo // nil: not in the shard map (lives on default_shard)
+	write  bool       // target of INSERT/UPDATE/DELETE/COPY FROM
+	insert bool       // vals are the key of each VALUES row
+	keyed  bool       // vals constrains the key
+	vals   []valueRef // the key is one of these
+	// topWhere: keyed by the top-level WHERE of a SELECT/UPDATE/DELETE, so
+	// no row of this table means no row of the result.
+	topWhere bool
+}
+
+func (u *tableUse) sharded() bool { return u.info != nil && !u.info.ref }
+
+// refName is how columns qualify this occurrence: the alias, else the name.
+func (u *tableUse) refName() string {
+	if u.alias != "" {
+		return u.alias
+	}
+	return u.rel
+}
+
+// scope is one query level's FROM items and the join conditions that
+// filter some of them.
+type scope struct {
+	uses  []int
+	quals []qual
+}
+
+// qual is a condition that filters only the rows of targets (an outer
+// join's ON clause filters its nullable side only).
+type qual struct {
+	expr    *pg.Node
+	targets []int
+}
+
+type analyzer struct {
+	r       *Router
+	st      *Statement
+	text    string
+	ctes    map[string]bool
+	sharded int      // sharded table occurrences seen so far
+	scopes  []*scope // enclosing query levels, innermost last
+	parent  map[int]int
+}
+
+// analyze parses text (one statement) and describes it. Errors are
+// pg_query's syntax errors.
+func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
+	tree, err := pg.Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	if len(tree.Stmts) != 1 {
+		return nil, fmt.Errorf("expected one statement, found %d", len(tree.Stmts))
+	}
+	st := &Statement{NumParams: numParams, hint: hint}
+	a := &analyzer{r: r, st: st, text: text}
+	a.top(tree.Stmts[0].Stmt)
+	seen := map[string]bool{}
+	for _, u := range st.uses {
+		if !seen[u.name] {
+			seen[u.name] = true
+			st.Tables = append(st.Tables, u.name)
+		}
+	}
+	return st, nil
+}
+
+// ddlNodes are the oneof names (pg_query.proto) of schema-changing statements.
+var ddlNodes = map[protoreflect.Name]bool{
+	"create_stmt": true, "alter_table_stmt": true, "drop_stmt": true, "truncate_stmt": true,
+	"comment_stmt": true, "index_stmt": true, "create_schema_stmt": true, "view_stmt": true,
+	"create_table_as_stmt": true, "create_seq_stmt": true, "alter_seq_stmt": true,
+	"create_function_stmt": true, "alter_function_stmt": true, "create_extension_stmt": true,
+	"alter_extension_stmt": true, "rename_stmt": true, "composite_type_stmt": true,
+	"create_enum_stmt": true, "alter_enum_stmt": true, "create_domain_stmt": true,
+	"alter_domain_stmt": true, "grant_stmt": true, "alter_default_privileges_stmt": true,
+	"create_trig_stmt": true, "rule_stmt": true, "create_policy_stmt": true,
+	"alter_policy_stmt": true, "alter_object_schema_stmt": true, "alter_owner_stmt": true,
+	"create_stats_stmt": true, "create_range_stmt": true, "define_stmt": true,
+	"create_cast_stmt": true, "alter_type_stmt": true, "alter_collation_stmt": true,
+	"create_event_trig_stmt": true, "create_foreign_table_stmt": true,
+}
+
+func nodeName(n *pg.Node) protoreflect.Name {
+	m := n.ProtoReflect()
+	if fd := m.WhichOneof(m.Descriptor().Oneofs().Get(0)); fd != nil {
+		return fd.Name()
+	}
+	return ""
+}
+
+func (a *analyzer) top(n *pg.Node) {
+	st := a.st
+	switch x := n.Node.(type) {
+	case *pg.Node_SelectStmt:
+		st.Kind = KindSelect
+		if x.SelectStmt.IntoClause != nil {
+			st.Kind = KindDDL // SELECT INTO creates a table
+			st.createAs = true
+		}
+		a.selectStmt(x.SelectStmt, true)
+	case *pg.Node_CreateTableAsStmt:
+		st.Kind = KindDDL
+		st.createAs = true
+		a.a2(x.CreateTableAsStmt.Query)
+	case *pg.Node_DeclareCursorStmt:
+		// A cursor reads like its query; FETCH then needs that one shard.
+		st.Kind = KindOther
+		st.cursor = true
+		a.selectStmt(x.DeclareCursorStmt.Query.GetSelectStmt(), true)
+	case *pg.Node_InsertStmt:
+		st.Kind = KindInsert
+		a.insert(x.InsertStmt)
+	case *pg.Node_UpdateStmt:
+		st.Kind = KindUpdate
+		a.update(x.UpdateStmt, true)
+	case *pg.Node_DeleteStmt:
+		st.Kind = KindDelete
+		a.delete(x.DeleteStmt, true)
+	case *pg.Node_ExplainStmt:
+		a.top(x.ExplainStmt.Query)
+		st.Explain = true
+	case *pg.Node_TransactionStmt:
+		st.Kind = transactionKind(x.TransactionStmt.Kind)
+	case *pg.Node_VariableSetStmt:
+		a.set(x.VariableSetStmt)
+	case *pg.Node_VariableShowStmt:
+		st.Kind = KindShow
+	case *pg.Node_CopyStmt:
+		st.Kind = KindCopy
+		a.copy(x.CopyStmt)
+	case *pg.Node_PrepareStmt, *pg.Node_ExecuteStmt, *pg.Node_DeallocateStmt:
+		st.Kind = KindPrepare
+	case *pg.Node_ListenStmt, *pg.Node_UnlistenStmt, *pg.Node_NotifyStmt:
+		st.Kind = KindListen
+	case *pg.Node_DropStmt:
+		st.Kind = KindDDL
+		a.dropNames(x.DropStmt)
+		a.collectTables(n)
+	case *pg.Node_CommentStmt:
+		st.Kind = KindDDL
+		if x.CommentStmt.Objtype == pg.ObjectType_OBJECT_TABLE || x.CommentStmt.Objtype == pg.ObjectType_OBJECT_COLUMN {
+			if l := x.CommentStmt.Object.GetList(); l != nil {
+				names := stringItems(l.Items)
+				if x.CommentStmt.Objtype == pg.ObjectType_OBJECT_COLUMN && len(names) > 1 {
+					names = names[:len(names)-1]
+				}
+				a.addName(names)
+			}
+		}
+	default:
+		if ddlNodes[nodeName(n)] {
+			st.Kind = KindDDL
+		} else {
+			st.Kind = KindOther
+			st.other = true
+		}
+		a.collectTables(n)
+	}
+}
+
+func transactionKind(k pg.TransactionStmtKind) Kind {
+	switch k {
+	case pg.TransactionStmtKind_TRANS_STMT_BEGIN, pg.TransactionStmtKind_TRANS_STMT_START:
+		return KindBegin
+	case pg.TransactionStmtKind_TRANS_STMT_COMMIT:
+		return KindCommit
+	case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK:
+		return KindRollback
+	case pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT, pg.TransactionStmtKind_TRANS_STMT_RELEASE,
+		pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
+		return KindSavepoint
+	}
+	return KindPrepareTransaction
+}
+
+// set fills the SET fields. The value is kept as the client wrote it
+// (the text from the first argument on), so the proxy can replay it.
+func (a *analyzer) set(v *pg.VariableSetStmt) {
+	st := a.st
+	name := strings.ToLower(v.Name)
+	if name == HintParameter {
+		switch v.Kind {
+		case pg.VariableSetKind_VAR_SET_VALUE:
+			st.Kind = KindShardHintSet
+			if len(v.Args) > 0 {
+				if c := v.Args[0].GetAConst(); c != nil {
+					st.HintShard, _ = constText(c)
+				}
+			}
+		default:
+			st.Kind = KindShardHintReset
+		}
+		return
+	}
+	st.Kind = KindSet
+	st.SetName = name
+	st.SetLocal = v.IsLocal
+	switch v.Kind {
+	case pg.VariableSetKind_VAR_SET_VALUE:
+		if len(v.Args) > 0 {
+			if loc := nodeLocation(v.Args[0]); loc >= 0 && loc < len(a.text) {
+				st.SetValue = strings.TrimRight(a.text[loc:], " \t\r\n;")
+			}
+		}
+	case pg.VariableSetKind_VAR_SET_DEFAULT:
+		st.SetValue = "DEFAULT"
+	case pg.VariableSetKind_VAR_SET_CURRENT:
+		st.SetValue = "FROM CURRENT"
+	case pg.VariableSetKind_VAR_SET_MULTI:
+		// SET TRANSACTION ... lasts for the transaction; SET SESSION
+		// CHARACTERISTICS AS TRANSACTION ... for the session.
+		st.SetLocal = strings.HasPrefix(name, "transaction")
+		lower := strings.ToLower(a.text)
+		if i := strings.LastIndex(lower, "transaction"); i >= 0 {
+			st.SetValue = strings.TrimSpace(strings.TrimRight(a.text[i+len("transaction"):], " \t\r\n;"))
+		}
+	}
+}
+
+// nodeLocation returns the "location" field of n's message, or -1.
+func nodeLocation(n *pg.Node) int {
+	m := n.ProtoReflect()
+	fd := m.WhichOneof(m.Descriptor().Oneofs().Get(0))
+	if fd == nil {
+		return -1
+	}
+	inner := m.Get(fd).Message()
+	if lf := inner.Descriptor().Fields().ByName("location"); lf != nil {
+		return int(inner.Get(lf).Int())
+	}
+	return -1
+}
+
+func (a *analyzer) copy(c *pg.CopyStmt) {
+	if c.Query != nil {
+		a.a2(c.Query)
+		return
+	}
+	i := a.addUse(c.Relation, c.IsFrom)
+	if i >= 0 && c.IsFrom && a.st.uses[i].sharded() {
+		a.st.err = pgError(codeFeatureNotSupport,
+			fmt.Sprintf("COPY FROM into sharded table %s is not supported", a.st.uses[i].name),
+			"use INSERT with the shard key, or add a /* shard: name */ comment when every row belongs to one shard")
+	}
+}
+
+// a2 analyses a nested data statement (CTE body, COPY query, EXPLAIN).
+func (a *analyzer) a2(n *pg.Node) {
+	switch x := n.Node.(type) {
+	case *pg.Node_SelectStmt:
+		a.selectStmt(x.SelectStmt, false)
+	case *pg.Node_InsertStmt:
+		a.insert(x.InsertStmt)
+	case *pg.Node_UpdateStmt:
+		a.update(x.UpdateStmt, false)
+	case *pg.Node_DeleteStmt:
+		a.delete(x.DeleteStmt, false)
+	default:
+		a.exprs(n, nil)
+	}
+}
+
+// addUse records a table occurrence and returns its index, or -1 when
+// the name is a CTE of this statement.
+func (a *analyzer) addUse(rv *pg.RangeVar, write bool) int {
+	if rv == nil {
+		return -1
+	}
+	if rv.Schemaname == "" && a.ctes[rv.Relname] {
+		return -1
+	}
+	u := tableUse{schema: rv.Schemaname, rel: rv.Relname, name: rv.Relname, write: write}
+	if rv.Schemaname != "" {
+		u.name = rv.Schemaname + "." + rv.Relname
+	}
+	if rv.Alias != nil {
+		u.alias = rv.Alias.Aliasname
+	}
+	schema := rv.Schemaname
+	if schema == "" {
+		schema = "public"
+	}
+	u.info = a.r.tables[schema+"."+rv.Relname]
+	if u.sharded() {
+		a.sharded++
+		if a.st.noKey == "" {
+			a.st.noKey = u.info.name + "." + u.info.key
+		}
+	}
+	a.st.uses = append(a.st.uses, u)
+	return len(a.st.uses) - 1
+}
+
+func stringItems(items []*pg.Node) []string {
+	var out []string
+	for _, it := range items {
+		if s := it.GetString_(); s != nil {
+			out = append(out, s.Sval)
+		}
+	}
+	return out
+}
+
+func (a *analyzer) addName(names []string) {
+	switch len(names) {
+	case 1:
+		a.addUse(&pg.RangeVar{Relname: names[0]}, true)
+	case 2:
+		a.addUse(&pg.RangeVar{Schemaname: names[0], Relname: names[1]}, true)
+	case 3:
+		a.addUse(&pg.RangeVar{Schemaname: names[1], Relname: names[2]}, true)
+	}
+}
+
+// dropNames records the tables of DROP TABLE/VIEW/... (their names are
+// lists of strings, not RangeVars).
+func (a *analyzer) dropNames(d *pg.DropStmt) {
+	switch d.RemoveType {
+	case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
+		pg.ObjectType_OBJECT_FOREIGN_TABLE, pg.ObjectType_OBJECT_SEQUENCE:
+	default:
+		return
+	}
+	for _, o := range d.Objects {
+		if l := o.GetList(); l != nil {
+			a.addName(stringItems(l.Items))
+		}
+	}
+}
+
+// collectTables records every RangeVar below n (utility statements).
+func (a *analyzer) collectTables(n *pg.Node) {
+	walk(n, func(c *pg.Node) bool {
+		if rv := c.GetRangeVar(); rv != nil {
+			a.addUse(rv, true)
+		}
+		return true
+	})
+}
+
+// with registers CTE names and analyses their bodies.
+func (a *analyzer) with(w *pg.WithClause) {
+	if w == nil {
+		return
+	}
+	for _, c := range w.Ctes {
+		if cte := c.GetCommonTableExpr(); cte != nil {
+			if a.ctes == nil {
+				a.ctes = map[string]bool{}
+			}
+			a.ctes[cte.Ctename] = true
+			a.a2(cte.Ctequery)
+		}
+	}
+}
+
+// level describes the constructs of one SELECT level that concatenating
+// per-shard results cannot reproduce.
+func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
+	if s == nil {
+		return
+	}
+	before := a.sharded
+	a.with(s.WithClause)
+	construct := ""
+	note := func(c string) {
+		if construct == "" {
+			construct = c
+		}
+	}
+	if s.Op != pg.SetOperation_SETOP_NONE && s.Op != pg.SetOperation_SET_OPERATION_UNDEFINED {
+		l0 := a.sharded
+		a.selectStmt(s.Larg, false)
+		l1 := a.sharded
+		a.selectStmt(s.Rarg, false)
+		switch {
+		case s.Op != pg.SetOperation_SETOP_UNION:
+			note(strings.TrimPrefix(s.Op.String(), "SETOP_"))
+		case !s.All:
+			note("UNION")
+		case l1 == l0 || a.sharded == l1:
+			// Every shard would return the unsharded arm's rows.
+			note("UNION ALL with an arm that reads no sharded table")
+		}
+	} else {
+		for _, row := range s.ValuesLists {
+			a.exprs(row, nil)
+		}
+		first := len(a.st.uses)
+		var sc scope
+		for _, f := range s.FromClause {
+			a.fromItem(f, &sc)
+		}
+		a.pushScope(&sc, s.WhereClause, top)
+		a.exprs(s.WhereClause, nil)
+		for _, t := range s.TargetList {
+			a.exprs(t, note)
+		}
+		a.exprs(s.HavingClause, note)
+		for _, g := range s.GroupClause {
+			a.exprs(g, nil)
+		}
+		for _, o := range s.SortClause {
+			a.exprs(o, note)
+		}
+		a.popScope(first)
+		if len(s.GroupClause) > 0 {
+			note("GROUP BY")
+		}
+		if s.HavingClause != nil {
+			note("HAVING")
+		}
+		if len(s.DistinctClause) > 0 {
+			note("DISTINCT")
+		}
+	}
+	if s.Op != pg.SetOperation_SETOP_NONE && s.Op != pg.SetOperation_SET_OPERATION_UNDEFINED {
+		for _, o := range s.SortClause {
+			a.exprs(o, note)
+		}
+	}
+	a.exprs(s.LimitCount, nil)
+	a.exprs(s.LimitOffset, nil)
+	if len(s.SortClause) > 0 {
+		note("ORDER BY")
+	}
+	if s.LimitCount != nil {
+		note("LIMIT")
+	}
+	if s.LimitOffset != nil {
+		note("OFFSET")
+	}
+	if len(s.LockingClause) > 0 {
+		note("FOR UPDATE")
+	}
+	if construct != "" && a.st.inexact == "" && (top || a.sharded > before) {
+		a.st.inexact = construct
+	}
+}
+
+// fromItem records one FROM item; it returns the uses below it.
+func (a *analyzer) fromItem(n *pg.Node, sc *scope) []int {
+	switch x := n.Node.(type) {
+	case *pg.Node_RangeVar:
+		if i := a.addUse(x.RangeVar, false); i >= 0 {
+			sc.uses = append(sc.uses, i)
+			return []int{i}
+		}
+	case *pg.Node_JoinExpr:
+		j := x.JoinExpr
+		l := a.fromItem(j.Larg, sc)
+		r := a.fromItem(j.Rarg, sc)
+		for _, c := range stringItems(j.UsingClause) {
+			for _, li := range l {
+				for _, ri := range r {
+					if a.isKeyName(li, c) && a.isKeyName(ri, c) {
+						a.union(li, ri)
+					}
+				}
+			}
+		}
+		if j.Quals != nil {
+			var targets []int
+			switch j.Jointype {
+			case pg.JoinType_JOIN_INNER:
+				targets = append(append(targets, l...), r...)
+			case pg.JoinType_JOIN_LEFT:
+				targets = r
+			case pg.JoinType_JOIN_RIGHT:
+				targets = l
+			}
+			sc.quals = append(sc.quals, qual{expr: j.Quals, targets: targets})
+			a.exprs(j.Quals, nil)
+		}
+		return append(l, r...)
+	case *pg.Node_RangeSubselect:
+		if sel := x.RangeSubselect.Subquery.GetSelectStmt(); sel != nil {
+			a.selectStmt(sel, false)
+		}
+	default:
+		a.exprs(n, nil)
+	}
+	return nil
+}
+
+// exprs walks an expression: nested SELECTs are analysed as levels of
+// their own, and when note is set, aggregates and window functions of
+// this level are reported to it.
+func (a *analyzer) exprs(n *pg.Node, note func(string)) {
+	if n == nil {
+		return
+	}
+	walk(n, func(c *pg.Node) bool {
+		switch x := c.Node.(type) {
+		case *pg.Node_SelectStmt:
+			a.selectStmt(x.SelectStmt, false)
+			return false
+		case *pg.Node_FuncCall:
+			if note != nil {
+				if what := aggregateOrWindow(x.FuncCall); what != "" {
+					note(what)
+				}
+			}
+		case *pg.Node_RangeVar:
+			a.addUse(x.RangeVar, false)
+		}
+		return true
+	})
+}
+
+// aggregates are the built-in aggregate functions; calls with aggregate
+// syntax (count(*), DISTINCT, ORDER BY, FILTER, WITHIN GROUP) are caught
+// whatever their name.
+var aggregates = map[string]bool{
+	"count": true, "sum": true, "avg": true, "min": true, "max": true, "array_agg": true,
+	"string_agg": true, "bool_and": true, "bool_or": true, "every": true, "json_agg": true,
+	"jsonb_agg": true, "json_object_agg": true, "jsonb_object_agg": true, "xmlagg": true,
+	"stddev": true, "stddev_pop": true, "stddev_samp": true, "variance": true, "var_pop": true,
+	"var_samp": true, "bit_and": true, "bit_or": true, "bit_xor": true, "corr": true,
+	"covar_pop": true, "covar_samp": true, "regr_avgx": true, "regr_avgy": true,
+	"regr_count": true, "regr_intercept": true, "regr_r2": true, "regr_slope": true,
+	"regr_sxx": true, "regr_sxy": true, "regr_syy": true, "mode": true,
+	"percentile_cont": true, "percentile_disc": true, "range_agg": true,
+	"range_intersect_agg": true, "any_value": true, "json_agg_strict": true,
+	"jsonb_agg_strict": true, "json_objectagg": true, "json_arrayagg": true,
+}
+
+func aggregateOrWindow(f *pg.FuncCall) string {
+	names := stringItems(f.Funcname)
+	name := ""
+	if len(names) > 0 {
+		name = names[len(names)-1]
+	}
+	switch {
+	case f.Over != nil:
+		return "window function " + name + "()"
+	case f.AggStar || f.AggDistinct || len(f.AggOrder) > 0 || f.AggFilter != nil || f.AggWithinGroup || aggregates[name]:
+		return "aggregate " + name + "()"
+	}
+	return ""
+}
+
+func (a *analyzer) insert(ins *pg.InsertStmt) {
+	a.with(ins.WithClause)
+	i := a.addUse(ins.Relation, true)
+	sel := ins.SelectStmt.GetSelectStmt()
+	if sel != nil && len(sel.ValuesLists) > 0 && sel.Op <= pg.SetOperation_SETOP_NONE && len(sel.FromClause) == 0 {
+		for _, row := range sel.ValuesLists {
+			a.exprs(row, nil)
+		}
+	} else {
+		a.selectStmt(sel, false)
+	}
+	if ins.OnConflictClause != nil {
+		for _, t := range ins.OnConflictClause.TargetList {
+			a.exprs(t, nil)
+		}
+		a.exprs(ins.OnConflictClause.WhereClause, nil)
+	}
+	for _, t := range ins.ReturningList {
+		a.exprs(t, nil)
+	}
+	if i < 0 || !a.st.uses[i].sharded() {
+		return
+	}
+	u := &a.st.uses[i]
+	hint := fmt.Sprintf("name the columns in INSERT INTO %s (...) so shardproxy can find the shard key", u.name)
+	if len(ins.Cols) == 0 {
+		a.fail(fmt.Sprintf("INSERT into sharded table %s needs a column list", u.name), hint)
+		return
+	}
+	keyPos := -1
+	for p, c := range ins.Cols {
+		if rt := c.GetResTarget(); rt != nil && rt.Name == u.info.key && len(rt.Indirection) == 0 {
+			keyPos = p
+		}
+	}
+	if keyPos < 0 {
+		a.fail(fmt.Sprintf("INSERT into sharded table %s does not set shard key column %s", u.name, u.info.key),
+			fmt.Sprintf("include %s in the column list and the values", u.info.key))
+		return
+	}
+	if sel == nil || len(sel.ValuesLists) == 0 || len(sel.FromClause) > 0 {
+		a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s is not supported", u.name),
+			"use INSERT ... VALUES, or add a /* shard: name */ comment when every row belongs to one shard")
+		return
+	}
+	u.insert, u.keyed = true, true
+	for _, row := range sel.ValuesLists {
+		items := row.GetList().GetItems()
+		var v valueRef
+		ok := keyPos < len(items)
+		if ok {
+			v, ok = value(items[keyPos])
+		}
+		if !ok {
+			a.fail(fmt.Sprintf("shard key %s.%s in INSERT must be a constant or a parameter", u.name, u.info.key),
+				"compute the key in the application and send it as a value")
+			return
+		}
+		u.vals = append(u.vals, v)
+	}
+}
+
+func (a *analyzer) fail(msg, hint string) {
+	if a.st.err == nil {
+		a.st.err = pgError(codeFeatureNotSupport, msg, hint)
+	}
+}
+
+func (a *analyzer) update(up *pg.UpdateStmt, top bool) {
+	a.with(up.WithClause)
+	first := len(a.st.uses)
+	var sc scope
+	i := a.addUse(up.Relation, true)
+	if i >= 0 {
+		sc.uses = append(sc.uses, i)
+	}
+	for _, f := range up.FromClause {
+		a.fromItem(f, &sc)
+	}
+	a.pushScope(&sc, up.WhereClause, top)
+	defer a.popScope(first)
+	a.exprs(up.WhereClause, nil)
+	for _, t := range up.TargetList {
+		a.exprs(t, nil)
+		rt := t.GetResTarget()
+		if i < 0 || rt == nil || !a.st.uses[i].sharded() || rt.Name != a.st.uses[i].info.key {
+			continue
+		}
+		// Setting the key to a value on the same shard is harmless
+		// (ORMs write every column); Route checks that shard.
+		v, ok := value(rt.Val)
+		if !ok {
+			a.fail(fmt.Sprintf("updating the shard key column %s is not supported", rt.Name),
+				"delete the row and insert it again with the new key")
+			continue
+		}
+		if a.st.setKey == nil {
+			a.st.setKey = map[int]valueRef{}
+		}
+		a.st.setKey[i] = v
+	}
+	for _, t := range up.ReturningList {
+		a.exprs(t, nil)
+	}
+}
+
+func (a *analyzer) delete(d *pg.DeleteStmt, top bool) {
+	a.with(d.WithClause)
+	first := len(a.st.uses)
+	var sc scope
+	if i := a.addUse(d.Relation, true); i >= 0 {
+		sc.uses = append(sc.uses, i)
+	}
+	for _, f := range d.UsingClause {
+		a.fromItem(f, &sc)
+	}
+	a.pushScope(&sc, d.WhereClause, top)
+	defer a.popScope(first)
+	a.exprs(d.WhereClause, nil)
+	for _, t := range d.ReturningList {
+		a.exprs(t, nil)
+	}
+}
+
+// constrain finds, for every sharded table of the level, the tightest key
+// constraint among the WHERE clause and the join conditions that filter
+// it. Conditions are conjuncts, so any one of them bounds the rows.
+func (a *analyzer) constrain(sc *scope, where *pg.Node, top bool) {
+	for _, i := range sc.uses {
+		u := &a.st.uses[i]
+		if !u.sharded() {
+			continue
+		}
+		consider := func(e *pg.Node) bool {
+			if vals, ok := a.cons(e, u, sc); ok && (!u.keyed || len(vals) < len(u.vals)) {
+				u.vals, u.keyed = vals, true
+				return true
+			}
+			return false
+		}
+		if where != nil && consider(where) {
+			u.topWhere = top
+		}
+		for _, q := range sc.quals {
+			for _, t := range q.targets {
+				if t == i {
+					consider(q.expr)
+				}
+			}
+		}
+	}
+}
+
+// cons returns the values u's key must take for e to be true; ok is false
+// when e does not pin the key to a list of values.
+func (a *analyzer) cons(e *pg.Node, u *tableUse, sc *scope) ([]valueRef, bool) {
+	switch x := e.Node.(type) {
+	case *pg.Node_BoolExpr:
+		switch x.BoolExpr.Boolop {
+		case pg.BoolExprType_AND_EXPR:
+			var best []valueRef
+			found := false
+			for _, arg := range x.BoolExpr.Args {
+				if v, ok := a.cons(arg, u, sc); ok && (!found || len(v) < len(best)) {
+					best, found = v, true
+				}
+			}
+			return best, found
+		case pg.BoolExprType_OR_EXPR:
+			var all []valueRef
+			for _, arg := range x.BoolExpr.Args {
+				v, ok := a.cons(arg, u, sc)
+				if !ok {
+					return nil, false // one side leaves the key free
+				}
+				all = append(all, v...)
+			}
+			return all, true
+		}
+	case *pg.Node_AExpr:
+		ex := x.AExpr
+		if opName(ex.Name) != "=" {
+			return nil, false
+		}
+		switch ex.Kind {
+		case pg.A_Expr_Kind_AEXPR_OP:
+			if a.isKey(ex.Lexpr, u, sc) {
+				if v, ok := value(ex.Rexpr); ok {
+					return []valueRef{v}, true
+				}
+			}
+			if a.isKey(ex.Rexpr, u, sc) {
+				if v, ok := value(ex.Lexpr); ok {
+					return []valueRef{v}, true
+				}
+			}
+		case pg.A_Expr_Kind_AEXPR_IN:
+			if a.isKey(ex.Lexpr, u, sc) {
+				return values(ex.Rexpr.GetList().GetItems())
+			}
+		case pg.A_Expr_Kind_AEXPR_OP_ANY:
+			// key = ANY(ARRAY[1, 2]); key = ANY($1) leaves the key free.
+			if arr := ex.Rexpr.GetAArrayExpr(); arr != nil && a.isKey(ex.Lexpr, u, sc) {
+				return values(arr.Elements)
+			}
+		}
+	}
+	return nil, false
+}
+
+func values(items []*pg.Node) ([]valueRef, bool) {
+	if len(items) == 0 {
+		return nil, false
+	}
+	out := make([]valueRef, 0, len(items))
+	for _, it := range items {
+		v, ok := value(it)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, v)
+	}
+	return out, true
+}
+
+func opName(name []*pg.Node) string {
+	if len(name) == 0 {
+		return ""
+	}
+	if s := name[len(name)-1].GetString_(); s != nil {
+		return s.Sval
+	}
+	return ""
+}
+
+// isKey tells whether n is u's shard-key column (possibly qualified, or
+// cast to a type of the key's own family, which keeps equality intact).
+func (a *analyzer) isKey(n *pg.Node, u *tableUse, sc *scope) bool {
+	if n == nil {
+		return false
+	}
+	if tc := n.GetTypeCast(); tc != nil {
+		if !sameFamily(tc.TypeName, u.info.strat.KeyType()) {
+			return false
+		}
+		n = tc.Arg
+	}
+	cr := n.GetColumnRef()
+	if cr == nil {
+		return false
+	}
+	names := stringItems(cr.Fields)
+	if len(names) != len(cr.Fields) || len(names) == 0 || names[len(names)-1] != u.info.key {
+		return false
+	}
+	switch q := names[:len(names)-1]; len(q) {
+	case 0:
+		return true
+	case 1:
+		return q[0] == u.refName()
+	case 2:
+		schema := u.schema
+		if schema == "" {
+			schema = "public"
+		}
+		return u.alias == "" && q[0] == schema && q[1] == u.rel
+	}
+	return false
+}
+
+func sameFamily(t *pg.TypeName, kt strategies.KeyType) bool {
+	names := stringItems(t.GetNames())
+	if len(names) == 0 || len(t.GetArrayBounds()) > 0 {
+		return false
+	}
+	switch names[len(names)-1] {
+	case "int2", "int4", "int8", "bigint", "integer", "smallint":
+		return kt == strategies.KeyInt
+	case "text", "varchar":
+		return kt == strategies.KeyText
+	case "uuid":
+		return kt == strategies.KeyUUID
+	case "timestamp", "timestamptz":
+		return kt == strategies.KeyTimestamp
+	}
+	return false
+}
+
+// value reads a constant or parameter (through casts and unary minus).
+func value(n *pg.Node) (valueRef, bool) {
+	if n == nil {
+		return valueRef{}, false
+	}
+	switch x := n.Node.(type) {
+	case *pg.Node_ParamRef:
+		return valueRef{param: int(x.ParamRef.Number)}, x.ParamRef.Number > 0
+	case *pg.Node_AConst:
+		if x.AConst.Isnull {
+			return valueRef{null: true}, true
+		}
+		t, ok := constText(x.AConst)
+		return valueRef{text: t}, ok
+	case *pg.Node_TypeCast:
+		return value(x.TypeCast.Arg)
+	case *pg.Node_AExpr:
+		ex := x.AExpr
+		if ex.Kind == pg.A_Expr_Kind_AEXPR_OP && ex.Lexpr == nil && opName(ex.Name) == "-" {
+			v, ok := value(ex.Rexpr)
+			v.neg = !v.neg
+			return v, ok && !v.null
+		}
+	}
+	return valueRef{}, false
+}
+
+func constText(c *pg.A_Const) (string, bool) {
+	switch v := c.Val.(type) {
+	case *pg.A_Const_Ival:
+		return strconv.FormatInt(int64(v.Ival.Ival), 10), true
+	case *pg.A_Const_Fval:
+		return v.Fval.Fval, true
+	case *pg.A_Const_Sval:
+		return v.Sval.Sval, true
+	case *pg.A_Const_Boolval:
+		return strconv.FormatBool(v.Boolval.Boolval), true
+	}
+	return "", false
+}
+
+// walk calls fn on every Node below (and including) n, depth first;
+// fn returns false to skip a node's children. It uses protobuf
+// reflection: slow, but it only runs on plan-cache misses.
+func walk(n *pg.Node, fn func(*pg.Node) bool) {
+	if n == nil || !fn(n) {
+		return
+	}
+	walkMessage(n.ProtoReflect(), fn)
+}
+
+func walkMessage(m protoreflect.Message, fn func(*pg.Node) bool) {
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind {
+			return true
+		}
+		visit := func(mv protoreflect.Message) {
+			switch x := mv.Interface().(type) {
+			case *pg.Node:
+				walk(x, fn)
+			case *pg.RangeVar:
+				// Statements hold most tables as plain RangeVar fields,
+				// not Nodes; show them to fn like any other node.
+				if fn(&pg.Node{Node: &pg.Node_RangeVar{RangeVar: x}}) {
+					walkMessage(mv, fn)
+				}
+			default:
+				walkMessage(mv, fn)
+			}
+		}
+		if fd.IsList() {
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				visit(l.Get(i).Message())
+			}
+		} else if !fd.IsMap() {
+			visit(v.Message())
+		}
+		return true
+	})
+}
+
+// pushScope enters a query level: it finds the key constraints of the
+// level's tables and the shard-key equalities that join them, and makes
+// the level visible to correlated subqueries.
+func (a *analyzer) pushScope(sc *scope, where *pg.Node, top bool) {
+	a.constrain(sc, where, top)
+	a.scopes = append(a.scopes, sc)
+	var conj []*pg.Node
+	conj = conjuncts(where, conj)
+	for _, q := range sc.quals {
+		conj = conjuncts(q.expr, conj)
+	}
+	for _, c := range conj {
+		ex := c.GetAExpr()
+		if ex == nil || ex.Kind != pg.A_Expr_Kind_AEXPR_OP || opName(ex.Name) != "=" {
+			continue
+		}
+		if l, r := a.resolveKey(ex.Lexpr), a.resolveKey(ex.Rexpr); l >= 0 && r >= 0 {
+			a.union(l, r)
+		}
+	}
+}
+
+// popScope leaves a level. Concatenating per-shard results is only exact
+// when rows that meet in the level live on one shard: every sharded table
+// of the level (subqueries included) must be joined to the others by
+// equal shard keys of one strategy. The first violation is kept for Route,
+// which refuses it when the statement spans shards.
+func (a *analyzer) popScope(first int) {
+	a.scopes = a.scopes[:len(a.scopes)-1]
+	if a.st.unjoined != "" {
+		return
+	}
+	root := -1
+	for i := first; i < len(a.st.uses); i++ {
+		if !a.st.uses[i].sharded() {
+			continue
+		}
+		if root < 0 {
+			root = i
+			continue
+		}
+		if a.find(i) != a.find(root) {
+			u, v := &a.st.uses[root], &a.st.uses[i]
+			a.st.unjoined = fmt.Sprintf("%s and %s", u.name, v.name)
+			a.st.unjoinedStrategies = u.info.strat.Name() != v.info.strat.Name()
+			return
+		}
+	}
+}
+
+func conjuncts(e *pg.Node, out []*pg.Node) []*pg.Node {
+	if e == nil {
+		return out
+	}
+	if b := e.GetBoolExpr(); b != nil && b.Boolop == pg.BoolExprType_AND_EXPR {
+		for _, arg := range b.Args {
+			out = conjuncts(arg, out)
+		}
+		return out
+	}
+	return append(out, e)
+}
+
+// resolveKey returns the use whose shard key column n names, or -1.
+// Unqualified names are looked up in the innermost level only (an outer
+// match might be a column of an inner table we know nothing about);
+// qualified names bind to the innermost level that has the qualifier.
+func (a *analyzer) resolveKey(n *pg.Node) int {
+	if n == nil {
+		return -1
+	}
+	if tc := n.GetTypeCast(); tc != nil {
+		n = tc.Arg
+	}
+	cr := n.GetColumnRef()
+	if cr == nil || len(a.scopes) == 0 {
+		return -1
+	}
+	names := stringItems(cr.Fields)
+	if len(names) != len(cr.Fields) || len(names) == 0 || len(names) > 3 {
+		return -1
+	}
+	col, q := names[len(names)-1], names[:len(names)-1]
+	if len(q) == 0 {
+		for _, i := range a.scopes[len(a.scopes)-1].uses {
+			if a.isKeyName(i, col) {
+				return i
+			}
+		}
+		return -1
+	}
+	for s := len(a.scopes) - 1; s >= 0; s-- {
+		for _, i := range a.scopes[s].uses {
+			u := &a.st.uses[i]
+			match := len(q) == 1 && q[0] == u.refName()
+			if len(q) == 2 {
+				schema := u.schema
+				if schema == "" {
+					schema = "public"
+				}
+				match = u.alias == "" && q[0] == schema && q[1] == u.rel
+			}
+			if match {
+				if a.isKeyName(i, col) {
+					return i
+				}
+				return -1
+			}
+		}
+	}
+	return -1
+}
+
+func (a *analyzer) isKeyName(i int, col string) bool {
+	u := &a.st.uses[i]
+	return u.sharded() && u.info.key == col
+}
+
+// union joins the components of two uses sharded by the same strategy:
+// equal keys of one strategy live on one shard.
+func (a *analyzer) union(i, j int) {
+	ui, uj := &a.st.uses[i], &a.st.uses[j]
+	if ui.info.strat.Name() != uj.info.strat.Name() {
+		return
+	}
+	if a.parent == nil {
+		a.parent = map[int]int{}
+	}
+	a.parent[a.find(i)] = a.find(j)
+}
+
+func (a *analyzer) find(i int) int {
+	for {
+		p, ok := a.parent[i]
+		if !ok || p == i {
+			return i
+		}
+		i = p
+	}
+}

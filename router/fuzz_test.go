@@ -1,0 +1,90 @@
+package router
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// FuzzParseQuery checks that ParseQuery never panics, that a successful
+// split covers the input exactly, and that routing whatever it returns
+// does not panic either. Besides the seeds here, the corpus files in the
+// repository's testdata/fuzz/FuzzParseQuery are added (go test only reads
+// the package's own testdata directory by itself).
+func FuzzParseQuery(f *testing.F) {
+	for _, s := range []string{
+		"SELECT abalance FROM pgbench_accounts WHERE aid = 12345;",
+		"SELECT 1; SELECT 'a;b'; SELECT $$;$$",
+		"SELECT E'\\'', 'it''s', $tag$x$tag$, \"q;\" /* a /* b */ c */ -- d\n",
+		"INSERT INTO orders (id, customer_id) VALUES (1, 2), (3, 4)",
+		"UPDATE orders SET total = -1.5e3 WHERE customer_id IN (1, $1)",
+		"/* shard: s1 */ SELECT * FROM orders o JOIN products p ON p.id = o.id",
+		"SET shardproxy.shard = 's1'; RESET ALL",
+		"SELECT 'unterminated",
+		"SELECT $",
+		"E'\\",
+		"U&'x",
+		"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END",
+		";;",
+	} {
+		f.Add(s)
+	}
+	for _, s := range repoCorpus(f, "FuzzParseQuery") {
+		f.Add(s)
+	}
+	r, _ := newTestRouter(f)
+	f.Fuzz(func(t *testing.T, sql string) {
+		parts, err := r.ParseQuery(sql)
+		if err != nil {
+			if sqlState(err) != "42601" {
+				t.Fatalf("ParseQuery(%q): %v", sql, err)
+			}
+			return
+		}
+		var b strings.Builder
+		for _, p := range parts {
+			b.WriteString(p.Text)
+			if p.Stmt == nil {
+				t.Fatalf("ParseQuery(%q): part %q without a statement", sql, p.Text)
+			}
+			_, _ = r.Route(context.Background(), p.Stmt, Args{Params: p.Args})
+		}
+		if b.String() != sql {
+			t.Fatalf("parts of %q cover %q", sql, b.String())
+		}
+		_, _ = r.Prepare(sql)
+	})
+}
+
+// repoCorpus reads string entries in the "go test fuzz v1" format from
+// ../testdata/fuzz/<name>.
+func repoCorpus(f *testing.F, name string) []string {
+	files, err := filepath.Glob(filepath.Join("..", "testdata", "fuzz", name, "*"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	var out []string
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		lines := strings.SplitN(string(data), "\n", 2)
+		if len(lines) != 2 || lines[0] != "go test fuzz v1" {
+			f.Fatalf("%s: not a go test fuzz v1 file", file)
+		}
+		body := strings.TrimSpace(lines[1])
+		s, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(body, "string("), ")"))
+		if err != nil {
+			f.Fatalf("%s: %v", file, err)
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		f.Fatalf("no corpus in testdata/fuzz/%s", name)
+	}
+	return out
+}

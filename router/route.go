@@ -1,0 +1,515 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/bits"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shardproxy/shardproxy/strategies"
+)
+
+// Args are the values of one execution of a statement.
+type Args struct {
+	Params       [][]byte // bind values (nil = NULL)
+	Formats      []int16  // Bind format codes: none = all text, one = for all, else per parameter
+	SessionShard string   // from SET shardproxy.shard, "" if none
+}
+
+// RouteKind says how the target shards were chosen.
+type RouteKind int
+
+const (
+	RouteSingle    RouteKind = iota // key found, one shard
+	RouteMulti                      // several keys on several shards
+	RouteAll                        // no key: every shard of the table's strategy
+	RouteBroadcast                  // DDL, reference-table writes: every shard, identical results
+	RouteDefault                    // only unsharded or reference tables: default_shard
+	RouteAny                        // no table at all: any one shard will do
+	RouteHint                       // /* shard: s1 */ comment or session hint
+	RouteNone                       // key has no owner (directory read miss): read nothing
+)
+
+var routeKindNames = [...]string{"Single", "Multi", "All", "Broadcast", "Default", "Any", "Hint", "None"}
+
+func (k RouteKind) String() string {
+	if k >= 0 && int(k) < len(routeKindNames) {
+		return routeKindNames[k]
+	}
+	return fmt.Sprintf("RouteKind(%d)", int(k))
+}
+
+// MergeKind says how the results of several shards become one.
+type MergeKind int
+
+const (
+	MergeNone   MergeKind = iota // single shard, nothing to merge
+	MergeConcat                  // rows concatenated (only when that is exact)
+	MergeSumTag                  // command tags summed, RETURNING rows concatenated
+	MergeFirst                   // broadcast: reply with one shard's result
+)
+
+var mergeKindNames = [...]string{"None", "Concat", "SumTag", "First"}
+
+func (k MergeKind) String() string {
+	if k >= 0 && int(k) < len(mergeKindNames) {
+		return mergeKindNames[k]
+	}
+	return fmt.Sprintf("MergeKind(%d)", int(k))
+}
+
+// Route is where one execution of a statement goes.
+type Route struct {
+	Kind   RouteKind
+	Shards []string // targets in config order; shared, never modify
+	Merge  MergeKind
+	Reason string // one line for SHOW ROUTE and logs
+}
+
+// Route binds args and decides the target shards. Errors are
+// *pgconn.PgError: 0A000 for statements shardproxy cannot answer exactly,
+// 22P02 and friends for bad key values, 42704 for unknown hinted shards.
+func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, error) {
+	switch st.Kind {
+	case KindEmpty, KindBegin, KindCommit, KindRollback, KindSavepoint, KindPrepareTransaction,
+		KindSet, KindShardHintReset, KindShow, KindPrepare, KindListen:
+		return Route{Kind: RouteAny, Reason: "no table -> any shard"}, nil
+	case KindShardHintSet:
+		if _, ok := r.shardIdx[st.HintShard]; !ok {
+			return Route{}, unknownShard(st.HintShard)
+		}
+		return Route{Kind: RouteAny, Reason: "no table -> any shard"}, nil
+	}
+	if st.hint != "" {
+		return r.hinted(st.hint, "/* shard: "+st.hint+" */ comment")
+	}
+	if args.SessionShard != "" {
+		return r.hinted(args.SessionShard, "SET "+HintParameter+" = "+args.SessionShard)
+	}
+	if st.err != nil {
+		return Route{}, st.err
+	}
+	return r.routeTables(ctx, st, &args)
+}
+
+func unknownShard(name string) error {
+	return pgError(codeUndefinedObject, fmt.Sprintf("shard %q does not exist", name), "")
+}
+
+func (r *Router) hinted(shard, why string) (Route, error) {
+	i, ok := r.shardIdx[shard]
+	if !ok {
+		return Route{}, unknownShard(shard)
+	}
+	return Route{Kind: RouteHint, Shards: r.single[i], Reason: why + " -> " + shard}, nil
+}
+
+func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Route, error) {
+	var sharded, refs, unlisted int
+	var writeRef, firstUnlisted *tableUse
+	for i := range st.uses {
+		u := &st.uses[i]
+		switch {
+		case u.sharded():
+			sharded++
+		case u.info != nil:
+			refs++
+			if u.write && writeRef == nil {
+				writeRef = u
+			}
+		default:
+			unlisted++
+			if firstUnlisted == nil {
+				firstUnlisted = u
+			}
+		}
+	}
+	if st.createAs {
+		for i := range st.uses {
+			if u := &st.uses[i]; u.sharded() {
+				return Route{}, pgError(codeFeatureNotSupport,
+					fmt.Sprintf("CREATE TABLE AS or SELECT INTO reading sharded table %s is not supported", u.name),
+					"create the table with CREATE TABLE, then fill it with INSERT ... SELECT per shard key")
+			}
+		}
+		return Route{Kind: RouteDefault, Shards: r.single[r.defaultIdx],
+			Reason: "CREATE TABLE AS without sharded tables -> default shard " + r.cfg.Shards[r.defaultIdx].Name}, nil
+	}
+	if st.Kind == KindDDL || st.other {
+		return r.routeUtility(st, sharded+refs, unlisted), nil
+	}
+	if writeRef != nil {
+		for i := range st.uses {
+			if u := &st.uses[i]; u.info == nil || !u.info.ref {
+				return Route{}, pgError(codeFeatureNotSupport,
+					fmt.Sprintf("statement writes reference table %s and reads table %s, which is not on every shard", writeRef.name, u.name),
+					"write reference tables with statements that read only reference tables")
+			}
+		}
+		return r.broadcast(writeRef.name + ": write to reference table"), nil
+	}
+	if sharded == 0 {
+		if refs+unlisted == 0 {
+			return Route{Kind: RouteAny, Reason: "no table -> any shard"}, nil
+		}
+		why := st.uses[0].name + ": reference table"
+		if firstUnlisted != nil {
+			why = firstUnlisted.name + ": not in the shard map"
+		}
+		return Route{Kind: RouteDefault, Shards: r.single[r.defaultIdx], Reason: why + " -> default shard " + r.cfg.Shards[r.defaultIdx].Name}, nil
+	}
+
+	// Locate every sharded table occurrence; the statement goes to the
+	// union of their shards.
+	var reason [160]byte
+	why := reason[:0]
+	var total uint64
+	anyAll := false
+	var firstStrat, ownerless *tableUse
+	for i := range st.uses {
+		u := &st.uses[i]
+		if !u.sharded() {
+			continue
+		}
+		if firstStrat == nil {
+			firstStrat = u
+		}
+		if len(why) > 0 {
+			why = append(why, "; "...)
+		}
+		mask, all, w, err := r.locate(ctx, u, args, why)
+		if err != nil {
+			return Route{}, err
+		}
+		why = w
+		if u.insert && bits.OnesCount64(mask) > 1 {
+			return Route{}, pgError(codeFeatureNotSupport, "multi-row INSERT spans shards "+r.joinNames(mask),
+				"insert rows for different shard keys in separate statements")
+		}
+		if mask == 0 && !all && ownerless == nil {
+			ownerless = u
+		}
+		total |= mask
+		anyAll = anyAll || all
+	}
+	if total == 0 {
+		// No shard holds the keys. Reading nothing is only right when no
+		// row of this one table means no row at all (not for count(*),
+		// NOT EXISTS or an outer join); otherwise any shard of the
+		// strategy answers correctly, since none holds the keys.
+		if len(st.uses) == 1 && ownerless.topWhere && st.inexact == "" && !st.Explain &&
+			(st.Kind == KindSelect || st.Kind == KindUpdate || st.Kind == KindDelete) {
+			return Route{Kind: RouteNone, Reason: string(why)}, nil
+		}
+		m := r.stratMask[ownerless.info.strat.Name()]
+		total = m & -m
+		why = append(why, " (any shard of "...)
+		why = append(why, ownerless.info.strat.Name()...)
+		why = append(why, " answers)"...)
+	}
+	if err := r.checkKeyUpdate(ctx, st, args, total); err != nil {
+		return Route{}, err
+	}
+	if unlisted > 0 && total != 1<<r.defaultIdx {
+		return Route{}, pgError(codeFeatureNotSupport,
+			fmt.Sprintf("statement joins table %s on the default shard with sharded table %s on %s",
+				firstUnlisted.name, firstStrat.name, r.shardsPhrase(total)),
+			"move the table into the shard map (as a reference table or colocated with "+firstStrat.name+")")
+	}
+	if bits.OnesCount64(total) == 1 {
+		return Route{Kind: RouteSingle, Shards: r.single[bits.TrailingZeros64(total)], Reason: string(why)}, nil
+	}
+
+	rt := Route{Kind: RouteMulti, Shards: r.names(total), Reason: string(why)}
+	if anyAll {
+		rt.Kind = RouteAll
+	}
+	keyHint := fmt.Sprintf("add a condition on the shard key (%s) so the statement targets one shard", st.noKey)
+	if st.unjoined != "" {
+		msg := fmt.Sprintf("statement joins %s across shards without equating their shard keys", st.unjoined)
+		if st.unjoinedStrategies {
+			msg = fmt.Sprintf("statement joins %s, which are sharded by different strategies, across shards", st.unjoined)
+		}
+		return Route{}, pgError(codeFeatureNotSupport, msg,
+			"join the tables on their shard keys, or "+keyHint)
+	}
+	switch {
+	case st.cursor:
+		return Route{}, pgError(codeFeatureNotSupport, "DECLARE CURSOR across shards", keyHint)
+	case st.Kind == KindInsert:
+		return Route{}, pgError(codeFeatureNotSupport,
+			"INSERT reads sharded tables on shards "+r.joinNames(total), keyHint)
+	case st.Explain:
+		rt.Merge = MergeConcat
+	case st.inexact != "":
+		return Route{}, pgError(codeFeatureNotSupport, st.inexact+" across shards", keyHint)
+	case st.Kind == KindUpdate || st.Kind == KindDelete:
+		rt.Merge = MergeSumTag
+	default:
+		rt.Merge = MergeConcat
+	}
+	return rt, nil
+}
+
+// routeUtility places DDL and maintenance statements: every shard when
+// they touch a sharded or reference table (each shard holds a copy of its
+// schema), else the default shard; table-less DDL (CREATE FUNCTION,
+// CREATE EXTENSION ...) goes everywhere, table-less maintenance anywhere.
+func (r *Router) routeUtility(st *Statement, shardedOrRef, unlisted int) Route {
+	switch {
+	case shardedOrRef > 0:
+		what := "DDL"
+		if st.Kind != KindDDL {
+			what = "utility statement"
+		}
+		return r.broadcast(st.Tables[0] + ": " + what + " on a table in the shard map")
+	case unlisted > 0:
+		return Route{Kind: RouteDefault, Shards: r.single[r.defaultIdx],
+			Reason: st.Tables[0] + ": not in the shard map -> default shard " + r.cfg.Shards[r.defaultIdx].Name}
+	case st.Kind == KindDDL:
+		return r.broadcast("DDL without a table")
+	}
+	return Route{Kind: RouteAny, Reason: "no table -> any shard"}
+}
+
+func (r *Router) broadcast(why string) Route {
+	return Route{Kind: RouteBroadcast, Shards: r.names(r.allMask), Merge: MergeFirst, Reason: why + " -> every shard"}
+}
+
+// checkKeyUpdate allows `UPDATE t SET key = v` only when v lives on the
+// single shard the statement already goes to.
+func (r *Router) checkKeyUpdate(ctx context.Context, st *Statement, args *Args, total uint64) error {
+	for i, v := range st.setKey {
+		u := &st.uses[i]
+		refuse := pgError(codeFeatureNotSupport,
+			fmt.Sprintf("updating the shard key column %s is not supported", u.info.key),
+			"delete the row and insert it again with the new key")
+		if bits.OnesCount64(total) != 1 {
+			return refuse
+		}
+		k, state, err := bindKey(v, u.info.strat.KeyType(), args)
+		if err != nil || state != bound {
+			return refuse
+		}
+		shard, err := u.info.strat.Locate(ctx, k, strategies.Write)
+		if err != nil || r.shardIdx[shard] != bits.TrailingZeros64(total) {
+			return refuse
+		}
+	}
+	return nil
+}
+
+// locate returns the shards u can touch; all is set when the key is free.
+// It appends u's part of the route reason to why.
+func (r *Router) locate(ctx context.Context, u *tableUse, args *Args, why []byte) (mask uint64, all bool, _ []byte, _ error) {
+	strat := u.info.strat
+	why = append(why, u.info.name...)
+	if !u.keyed {
+		why = append(why, ": no shard key in WHERE -> all shards of "...)
+		why = append(why, strat.Name()...)
+		return r.stratMask[strat.Name()], true, why, nil
+	}
+	why = append(why, '.')
+	why = append(why, u.info.key...)
+	if len(u.vals) == 1 {
+		why = append(why, " = "...)
+	} else {
+		why = append(why, " IN ("...)
+	}
+	intent := strategies.Read
+	if u.insert {
+		intent = strategies.Write
+	}
+	kt := strat.KeyType()
+	for j, v := range u.vals {
+		if j > 0 {
+			why = append(why, ", "...)
+		}
+		k, state, err := bindKey(v, kt, args)
+		if err != nil {
+			return 0, false, why, err
+		}
+		switch state {
+		case boundNull:
+			if u.insert {
+				return 0, false, why, &pgconn.PgError{Severity: "ERROR", Code: codeNotNullViolation,
+					Message: fmt.Sprintf("null value in shard key column %q", u.info.key), TableName: u.info.name, ColumnName: u.info.key}
+			}
+			why = append(why, "NULL"...) // matches no row
+			continue
+		case boundFree:
+			why = append(why, "? (not a "...)
+			why = append(why, kt.String()...)
+			why = append(why, ") -> all shards of "...)
+			why = append(why, strat.Name()...)
+			return r.stratMask[strat.Name()], true, why, nil
+		}
+		why = appendKey(why, k)
+		shard, err := strat.Locate(ctx, k, intent)
+		if errors.Is(err, strategies.ErrNoOwner) && !u.insert {
+			continue
+		}
+		if err != nil {
+			return 0, false, why, asPgError(err)
+		}
+		i, ok := r.shardIdx[shard]
+		if !ok {
+			return 0, false, why, pgError(codeInternal, fmt.Sprintf("strategy %s placed a key on unknown shard %q", strat.Name(), shard), "")
+		}
+		mask |= 1 << i
+	}
+	if len(u.vals) > 1 {
+		why = append(why, ')')
+	}
+	why = append(why, " -> "...)
+	why = append(why, r.stratType[strat.Name()]...)
+	why = append(why, ' ')
+	why = append(why, strat.Name()...)
+	why = append(why, " -> "...)
+	if mask == 0 {
+		why = append(why, "no owner, read nothing"...)
+	}
+	for i := range r.single {
+		if mask&(1<<i) != 0 {
+			if why[len(why)-1] != ' ' {
+				why = append(why, ", "...)
+			}
+			why = append(why, r.single[i][0]...)
+		}
+	}
+	return mask, false, why, nil
+}
+
+func appendKey(b []byte, k strategies.Key) []byte {
+	if k.Type == strategies.KeyInt {
+		return strconv.AppendInt(b, k.Int, 10)
+	}
+	b = append(b, '\'')
+	b = append(b, k.String()...)
+	return append(b, '\'')
+}
+
+// asPgError keeps errors that already carry a SQLSTATE (a directory
+// lookup that failed with 08006, say) and marks the rest internal.
+func asPgError(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return err
+	}
+	return pgError(codeInternal, "locating shard key: "+err.Error(), "")
+}
+
+const (
+	bound     = iota
+	boundNull // NULL: matches no row (reads), violates the key (INSERT)
+	boundFree // cannot narrow the route: the statement reads everywhere
+)
+
+// bindKey turns a value reference into a key of type kt.
+func bindKey(v valueRef, kt strategies.KeyType, args *Args) (strategies.Key, int, error) {
+	text := v.text
+	if v.param > 0 {
+		if v.param > len(args.Params) {
+			return strategies.Key{}, boundFree, nil // Postgres will complain about the missing value
+		}
+		p := args.Params[v.param-1]
+		if p == nil {
+			return strategies.Key{}, boundNull, nil
+		}
+		if paramFormat(args.Formats, v.param-1) == 1 {
+			if v.neg {
+				return strategies.Key{}, boundFree, nil
+			}
+			k, err := strategies.DecodeBinaryKey(kt, p)
+			return k, bound, err
+		}
+		if kt == strategies.KeyInt {
+			if n, ok := parseIntFast(p, v.neg); ok {
+				return strategies.Key{Type: strategies.KeyInt, Int: n}, bound, nil
+			}
+		}
+		text = string(p)
+	} else if v.null {
+		return strategies.Key{}, boundNull, nil
+	}
+	if v.neg {
+		if t, ok := strings.CutPrefix(text, "-"); ok {
+			text = t
+		} else {
+			text = "-" + text
+		}
+	}
+	k, err := strategies.ParseKey(kt, text)
+	if err != nil && kt == strategies.KeyInt && strings.ContainsAny(text, ".eE") {
+		// `id = 1.5` compares as numeric in Postgres: no error, and no
+		// single shard either.
+		return strategies.Key{}, boundFree, nil
+	}
+	if err != nil {
+		return strategies.Key{}, bound, err
+	}
+	return k, bound, nil
+}
+
+// paramFormat applies the Bind message's format-code rules.
+func paramFormat(formats []int16, i int) int16 {
+	switch len(formats) {
+	case 0:
+		return 0
+	case 1:
+		return formats[0]
+	}
+	if i < len(formats) {
+		return formats[i]
+	}
+	return 0
+}
+
+// parseIntFast parses plain decimal digits (the common case) without
+// allocating; anything else goes through strategies.ParseKey.
+func parseIntFast(b []byte, neg bool) (int64, bool) {
+	if len(b) > 0 && b[0] == '-' {
+		neg = !neg
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+func (r *Router) names(mask uint64) []string {
+	if bits.OnesCount64(mask) == 1 {
+		return r.single[bits.TrailingZeros64(mask)]
+	}
+	out := make([]string, 0, bits.OnesCount64(mask))
+	for i := range r.single {
+		if mask&(1<<i) != 0 {
+			out = append(out, r.single[i][0])
+		}
+	}
+	return out
+}
+
+func (r *Router) joinNames(mask uint64) string { return strings.Join(r.names(mask), ", ") }
+
+func (r *Router) shardsPhrase(mask uint64) string {
+	if bits.OnesCount64(mask) == 1 {
+		return "shard " + r.joinNames(mask)
+	}
+	return "shards " + r.joinNames(mask)
+}

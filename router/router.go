@@ -1,0 +1,426 @@
+package router
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	pg "github.com/pganalyze/pg_query_go/v6"
+	"github.com/pganalyze/pg_query_go/v6/parser"
+
+	"github.com/shardproxy/shardproxy/config"
+	"github.com/shardproxy/shardproxy/strategies"
+)
+
+// Kind classifies a statement for the proxy.
+type Kind int
+
+const (
+	KindEmpty              Kind = iota // empty query / only comments
+	KindSelect                         // SELECT, VALUES, TABLE; EXPLAIN <select>
+	KindInsert                         // INSERT
+	KindUpdate                         // UPDATE
+	KindDelete                         // DELETE
+	KindDDL                            // CREATE/ALTER/DROP/TRUNCATE/COMMENT/CREATE INDEX ...
+	KindBegin                          // BEGIN / START TRANSACTION (any options)
+	KindCommit                         // COMMIT / END
+	KindRollback                       // ROLLBACK / ABORT (not ROLLBACK TO SAVEPOINT)
+	KindSavepoint                      // SAVEPOINT, RELEASE, ROLLBACK TO
+	KindPrepareTransaction             // PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED
+	KindSet                            // SET / SET LOCAL / RESET / RESET ALL of a session parameter
+	KindShardHintSet                   // SET shardproxy.shard = 's1'
+	KindShardHintReset                 // RESET shardproxy.shard / SET shardproxy.shard TO DEFAULT
+	KindShow                           // SHOW x
+	KindCopy                           // COPY
+	KindPrepare                        // SQL-level PREPARE / EXECUTE / DEALLOCATE
+	KindListen                         // LISTEN / UNLISTEN / NOTIFY
+	KindOther                          // VACUUM, ANALYZE, DO, CALL, LOCK, ...
+)
+
+var kindNames = [...]string{"Empty", "Select", "Insert", "Update", "Delete", "DDL", "Begin", "Commit",
+	"Rollback", "Savepoint", "PrepareTransaction", "Set", "ShardHintSet", "ShardHintReset", "Show",
+	"Copy", "Prepare", "Listen", "Other"}
+
+func (k Kind) String() string {
+	if k >= 0 && int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// HintParameter is the session parameter that pins statements to a shard.
+const HintParameter = "shardproxy.shard"
+
+// Statement is the cached, immutable analysis of one statement's text.
+// Share it freely; never modify it.
+type Statement struct {
+	Kind      Kind
+	NumParams int      // highest $n in the analysed text
+	SetName   string   // KindSet: lower-cased parameter name ("" for RESET ALL)
+	SetValue  string   // KindSet: value as SQL text after '=' / TO; "" for RESET
+	SetLocal  bool     // SET LOCAL / SET TRANSACTION: lasts until transaction end
+	HintShard string   // KindShardHintSet: the shard name (checked by Route)
+	Tables    []string // tables referenced, as written (schema.table when qualified)
+	Explain   bool     // EXPLAIN <statement>: Kind is the inner statement's
+
+	hint    string          // /* shard: x */ in the text
+	uses    []tableUse      // every table occurrence
+	err     *pgconn.PgError // statement that can never be routed (unless hinted)
+	inexact string          // construct that concatenation cannot answer ("ORDER BY", ...)
+	// unjoined names two sharded tables of one query level that are not
+	// joined on equal shard keys: their rows may meet across shards.
+	unjoined           string
+	unjoinedStrategies bool   // ... and they use different strategies
+	noKey              string // "table.key" of a sharded table, for hints
+	other              bool   // KindOther: maintenance on tables broadcasts
+	// createAs: CREATE TABLE AS / SELECT INTO / CREATE MATERIALIZED VIEW:
+	// the new table gets the rows one shard sees.
+	createAs bool
+	cursor   bool             // DECLARE CURSOR: routed like its query, one shard only
+	setKey   map[int]valueRef // UPDATE use index -> new key value
+}
+
+// QueryPart is one statement of a simple-protocol Query message.
+type QueryPart struct {
+	Stmt *Statement // analysis of the literal-normalised text (cached)
+	Text string     // this statement's original text, exactly as sent
+	Args [][]byte   // text values of the literals normalisation replaced: $1, $2 ... (bind as Args.Params)
+}
+
+// Router analyses and routes statements for one shard map. It is safe for
+// concurrent use.
+type Router struct {
+	cfg        *config.Config
+	tables     map[string]*tableInfo // "schema.rel" -> table
+	shardIdx   map[string]int
+	single     [][]string // single[i] = []string{shard i}, shared read-only
+	allMask    uint64
+	defaultIdx int
+	stratType  map[string]string // strategy name -> config type, for reasons
+	stratMask  map[string]uint64
+	cache      *planCache
+	scanners   sync.Pool
+	emptyStmt  *Statement
+}
+
+type tableInfo struct {
+	name  string // as configured
+	key   string
+	ref   bool
+	strat strategies.Strategy
+}
+
+// New builds a router for cfg. strats are the strategies built from cfg
+// (strategies.Build), keyed by name.
+func New(cfg *config.Config, strats map[string]strategies.Strategy) (*Router, error) {
+	if len(cfg.Shards) == 0 {
+		return nil, errors.New("router: no shards configured")
+	}
+	if len(cfg.Shards) > 64 {
+		return nil, fmt.Errorf("router: %d shards configured, at most 64 are supported", len(cfg.Shards))
+	}
+	r := &Router{
+		cfg:       cfg,
+		tables:    make(map[string]*tableInfo, len(cfg.Tables)),
+		shardIdx:  make(map[string]int, len(cfg.Shards)),
+		stratType: make(map[string]string),
+		stratMask: make(map[string]uint64),
+		cache:     newPlanCache(cfg.PlanCacheSize),
+		emptyStmt: &Statement{Kind: KindEmpty},
+	}
+	r.scanners.New = func() any { return new(scanner) }
+	for i, s := range cfg.Shards {
+		r.shardIdx[s.Name] = i
+		r.single = append(r.single, []string{s.Name})
+		r.allMask |= 1 << i
+	}
+	r.defaultIdx = 0
+	if cfg.DefaultShard != "" {
+		i, ok := r.shardIdx[cfg.DefaultShard]
+		if !ok {
+			return nil, fmt.Errorf("router: default shard %q is not a configured shard", cfg.DefaultShard)
+		}
+		r.defaultIdx = i
+	}
+	for _, s := range cfg.Strategies {
+		r.stratType[s.Name] = s.Type
+	}
+	for name, s := range strats {
+		var m uint64
+		for _, sh := range s.Shards() {
+			i, ok := r.shardIdx[sh]
+			if !ok {
+				return nil, fmt.Errorf("router: strategy %q places keys on unknown shard %q", name, sh)
+			}
+			m |= 1 << i
+		}
+		r.stratMask[name] = m
+	}
+	for _, t := range cfg.Tables {
+		// pg_query folds unquoted column names to lower case; so do we.
+		key := strings.ToLower(t.Key)
+		if strings.HasPrefix(t.Key, `"`) {
+			key = unquote(t.Key)
+		}
+		info := &tableInfo{name: t.Name, key: key, ref: t.Reference}
+		if !t.Reference {
+			s, ok := strats[t.Strategy]
+			if !ok {
+				return nil, fmt.Errorf("router: table %q uses strategy %q, which was not built", t.Name, t.Strategy)
+			}
+			info.strat = s
+		}
+		r.tables[tableKey(t.Name)] = info
+	}
+	return r, nil
+}
+
+// tableKey turns a configured name ("orders", "app.orders", `"Orders"`)
+// into the lookup key "schema.rel"; unqualified names are in public.
+func tableKey(name string) string {
+	schema, rel := "public", name
+	inQuote := false
+	for i := 0; i < len(name); i++ {
+		switch {
+		case name[i] == '"':
+			inQuote = !inQuote
+		case name[i] == '.' && !inQuote:
+			schema, rel = name[:i], name[i+1:]
+		}
+	}
+	return unquote(schema) + "." + unquote(rel)
+}
+
+func unquote(s string) string {
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		return strings.ReplaceAll(s[1:len(s)-1], `""`, `"`)
+	}
+	return s
+}
+
+// ParseQuery splits a simple Query string into statements and analyses
+// each one. The empty string yields one KindEmpty part. A syntax error
+// anywhere fails the whole string, as in Postgres.
+func (r *Router) ParseQuery(sql string) ([]QueryPart, error) {
+	s := r.scanners.Get().(*scanner)
+	defer r.scanners.Put(s)
+	s.scan(sql, true)
+
+	// One backing array for every literal value and one for the slices:
+	// a value is never longer than its token.
+	nargs, nbytes := 0, 0
+	for i := range s.segs {
+		for _, e := range s.segs[i].edits {
+			if e.kind != editComment {
+				nargs++
+				nbytes += e.end - e.start
+			}
+		}
+	}
+	var vals []byte
+	var args [][]byte
+	if nargs > 0 {
+		vals = make([]byte, 0, nbytes)
+		args = make([][]byte, 0, nargs)
+	}
+	parts := make([]QueryPart, len(s.segs))
+	for i := range s.segs {
+		seg := &s.segs[i]
+		parts[i].Text = sql[seg.start:seg.end]
+		if seg.empty {
+			parts[i].Stmt = r.emptyStmt
+			continue
+		}
+		from := len(args)
+		vals, args = s.normalize(sql, seg, vals, args)
+		st, normalised, err := r.segmentStatement(sql, seg, s.norm, len(args)-from)
+		if err != nil {
+			// Our split or normalisation may be what failed (BEGIN ATOMIC
+			// bodies hold top-level semicolons); Postgres' own parser over
+			// the whole string decides, and reports the error position.
+			return r.parseWhole(sql)
+		}
+		parts[i].Stmt = st
+		if normalised && len(args) > from {
+			parts[i].Args = args[from:len(args):len(args)]
+		}
+	}
+	return parts, nil
+}
+
+// segmentStatement returns the analysis of the normalised text norm, or
+// when that does not parse, of the segment's original text (normalised is
+// then false and the literal values are not used).
+func (r *Router) segmentStatement(sql string, seg *segment, norm []byte, nlits int) (*Statement, bool, error) {
+	e, ok := r.cache.get(norm)
+	switch {
+	case ok && e.st != nil && usableNormalised(e.st, nlits):
+		return e.st, true, nil
+	case !ok:
+		key := string(norm)
+		st, err := r.analyze(key, seg.hint, seg.maxParam+nlits)
+		if err != nil && nlits == 0 {
+			return nil, false, err // the original text is the same text
+		}
+		r.cache.put(key, st) // nil: "does not parse, use the original"
+		if err == nil && usableNormalised(st, nlits) {
+			return st, true, nil
+		}
+	}
+	orig := sql[seg.bodyStart:seg.bodyEnd]
+	if seg.hint != "" {
+		orig = "/*shard:" + seg.hint + "*/ " + orig
+	}
+	if e, ok := r.cache.get([]byte(orig)); ok && e.st != nil {
+		return e.st, false, nil
+	}
+	st, err := r.analyze(orig, seg.hint, seg.maxParam)
+	if err != nil {
+		return nil, false, err
+	}
+	r.cache.put(orig, st)
+	return st, false, nil
+}
+
+// usableNormalised: SET keeps its value as text, so a SET whose literals
+// were lifted out must be analysed from the original text.
+func usableNormalised(st *Statement, nlits int) bool {
+	return nlits == 0 || (st.Kind != KindSet && st.Kind != KindShardHintSet)
+}
+
+// parseWhole is the slow path when a segment does not parse: pg_query
+// parses the whole string, and either reports the syntax error (its
+// position is then relative to the whole string, as Postgres reports it)
+// or splits the statements itself.
+func (r *Router) parseWhole(sql string) ([]QueryPart, error) {
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		return nil, syntaxError(err)
+	}
+	if len(tree.Stmts) == 0 {
+		return []QueryPart{{Stmt: r.emptyStmt, Text: sql}}, nil
+	}
+	parts := make([]QueryPart, len(tree.Stmts))
+	for i, raw := range tree.Stmts {
+		start, end := stmtBounds(sql, raw)
+		text := strings.TrimSpace(sql[start:end])
+		st, err := r.analyze(text, firstHint(text), maxParam(text))
+		if err != nil {
+			return nil, syntaxError(err)
+		}
+		parts[i].Stmt = st
+		textStart := start
+		if i == 0 {
+			textStart = 0
+		}
+		textEnd := len(sql)
+		if i+1 < len(tree.Stmts) {
+			textEnd, _ = stmtBounds(sql, tree.Stmts[i+1])
+		}
+		parts[i].Text = sql[textStart:textEnd]
+	}
+	return parts, nil
+}
+
+// stmtBounds returns the byte range of a raw statement (StmtLen 0 means
+// "to the end of the string").
+func stmtBounds(sql string, raw *pg.RawStmt) (int, int) {
+	start := min(max(int(raw.StmtLocation), 0), len(sql))
+	end := len(sql)
+	if raw.StmtLen > 0 {
+		end = min(start+int(raw.StmtLen), len(sql))
+	}
+	return start, end
+}
+
+// firstHint and maxParam rescan a single statement's text (slow path only).
+func firstHint(text string) string {
+	var s scanner
+	s.scan(text, false)
+	for _, seg := range s.segs {
+		if seg.hint != "" {
+			return seg.hint
+		}
+	}
+	return ""
+}
+
+func maxParam(text string) int {
+	var s scanner
+	s.scan(text, false)
+	m := 0
+	for _, seg := range s.segs {
+		m = max(m, seg.maxParam)
+	}
+	return m
+}
+
+// Prepare analyses the text of an extended-protocol Parse message. Its
+// literals stay in the text (Bind supplies only the $n values).
+func (r *Router) Prepare(sql string) (*Statement, error) {
+	s := r.scanners.Get().(*scanner)
+	defer r.scanners.Put(s)
+	s.scan(sql, false)
+	if len(s.segs) > 1 {
+		// Trust Postgres' parser on how many statements there are.
+		tree, err := pg.Parse(sql)
+		if err != nil {
+			return nil, syntaxError(err)
+		}
+		if len(tree.Stmts) > 1 {
+			return nil, pgError(codeSyntaxError, "cannot insert multiple commands into a prepared statement", "")
+		}
+		text := strings.TrimSpace(sql)
+		return r.analyzeCached(text, firstHint(text), maxParam(text), sql)
+	}
+	seg := &s.segs[0]
+	if seg.empty {
+		return r.emptyStmt, nil
+	}
+	s.normalize(sql, seg, nil, nil)
+	if e, ok := r.cache.get(s.norm); ok && e.st != nil {
+		return e.st, nil
+	}
+	return r.analyzeCached(string(s.norm), seg.hint, seg.maxParam, sql)
+}
+
+// analyzeCached analyses text and caches it; on a syntax error the whole
+// original sql is parsed again so that the error position is the client's.
+func (r *Router) analyzeCached(text, hint string, numParams int, sql string) (*Statement, error) {
+	st, err := r.analyze(text, hint, numParams)
+	if err != nil {
+		if _, err2 := pg.Parse(sql); err2 != nil {
+			return nil, syntaxError(err2)
+		}
+		return nil, syntaxError(err)
+	}
+	r.cache.put(text, st)
+	return st, nil
+}
+
+const (
+	codeSyntaxError       = "42601"
+	codeFeatureNotSupport = "0A000"
+	codeUndefinedObject   = "42704"
+	codeNotNullViolation  = "23502"
+	codeInternal          = "XX000"
+)
+
+func pgError(code, msg, hint string) *pgconn.PgError {
+	return &pgconn.PgError{Severity: "ERROR", Code: code, Message: msg, Hint: hint}
+}
+
+// syntaxError converts a pg_query error into the client's 42601.
+// pg_query's cursor position counts characters from 1, like Postgres'.
+func syntaxError(err error) error {
+	var pe *parser.Error
+	if errors.As(err, &pe) {
+		return &pgconn.PgError{Severity: "ERROR", Code: codeSyntaxError, Message: pe.Message, Position: int32(pe.Cursorpos)}
+	}
+	return pgError(codeSyntaxError, err.Error(), "")
+}
+
+// CacheLen reports the number of cached plans (for metrics and tests).
+func (r *Router) CacheLen() int { return r.cache.len() }
