@@ -72,3 +72,12 @@ func errNotSupported(hint, format string, args ...any) *pgconn.PgError {
 	e.Hint = hint
 	return e
 }
+
+// demoteFatal turns a shard's FATAL (or PANIC) into an ERROR before it is
+// relayed: the backend connection is ending, not the client's session with
+// the proxy, and clients close their connection on a FATAL (pgx does).
+func demoteFatal(m *pgproto3.ErrorResponse) {
+	if m.Severity == "FATAL" || m.Severity == "PANIC" {
+		m.Severity, m.SeverityUnlocalized = "ERROR", "ERROR"
+	}
+}

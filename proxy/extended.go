@@ -28,7 +28,8 @@ type prepared struct {
 	query       string
 	paramOIDs   []uint32
 	st          *router.Statement
-	backendName string // "" for the unnamed statement, which is re-parsed at every use
+	router      *router.Router // analysed st; a reload brings a new one (see handleBind)
+	backendName string         // "" for the unnamed statement, which is re-parsed at every use
 }
 
 type portal struct {
@@ -123,7 +124,7 @@ func (s *session) handleParse(m *pgproto3.Parse) error {
 			return s.extFail(pgError("42P05", "prepared statement %q already exists", m.Name))
 		}
 	}
-	ps := &prepared{query: m.Query, paramOIDs: append([]uint32(nil), m.ParameterOIDs...), st: st}
+	ps := &prepared{query: m.Query, paramOIDs: append([]uint32(nil), m.ParameterOIDs...), st: st, router: s.runtime().Router}
 	if m.Name != "" {
 		ps.backendName = backendStmtName(m.Query, ps.paramOIDs)
 	}
@@ -232,6 +233,21 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 	ps := s.ext.stmts[m.PreparedStatement]
 	if ps == nil {
 		return s.extFail(pgError("26000", "prepared statement %q does not exist", m.PreparedStatement))
+	}
+	// A statement prepared before a reload holds the old map's tables and
+	// strategies: analyse it again so that it routes by the current map.
+	if r := s.runtime().Router; ps.router != r {
+		st, err := r.Prepare(ps.query)
+		if err != nil {
+			return s.extFail(err)
+		}
+		ps.st, ps.router = st, r
+	}
+	// Checked here, as Postgres does: a missing parameter must not reach
+	// the router, which would take the unbound key for "any shard".
+	if want := max(ps.st.NumParams, len(ps.paramOIDs)); len(m.Parameters) != want {
+		return s.extFail(pgError("08P01", "bind message supplies %d parameters, but prepared statement %q requires %d",
+			len(m.Parameters), m.PreparedStatement, want))
 	}
 	if s.localFailed && ps.st.Kind != router.KindCommit && ps.st.Kind != router.KindRollback {
 		return s.extFail(pgError("25P02", "current transaction is aborted, commands ignored until end of transaction block"))
@@ -390,6 +406,7 @@ func (s *session) describeEphemeral(ctx context.Context, ps *prepared) error {
 			out = append(out, msgNoData)
 		case *pgproto3.ErrorResponse:
 			e := *msg
+			demoteFatal(&e)
 			failure = &e
 		case *pgproto3.ReadyForQuery:
 			if msg.TxStatus != 'I' {
@@ -556,6 +573,8 @@ func (s *session) handleFlush() error {
 // not shown.
 func (s *session) drain() error {
 	e := &s.ext
+	s.watch.start()
+	defer s.watch.stop()
 	if c := s.attached; c != nil && e.sent {
 		// Make sure everything queued for the backend has been written.
 		if err := c.Flush(); err != nil {
@@ -646,6 +665,7 @@ func (s *session) readReply(r *reply) error {
 		switch msg.(type) {
 		case *pgproto3.ErrorResponse:
 			e.backendFailed = true
+			demoteFatal(msg.(*pgproto3.ErrorResponse))
 			if r.prepName != "" {
 				delete(r.conn.Prepared, r.prepName)
 			}

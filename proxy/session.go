@@ -62,6 +62,8 @@ type session struct {
 
 	activeMu sync.Mutex
 	active   []*pool.Conn // backends a CancelRequest must reach
+
+	watch clientWatch // cancels the running statement if the client vanishes
 }
 
 // flushThreshold bounds what is buffered for the client: rows stream out.
@@ -77,6 +79,10 @@ func newSession(srv *Server, c net.Conn, be *pgproto3.Backend, log *slog.Logger,
 		s.params[strings.ToLower(k)] = quoteLiteral(v)
 	}
 	s.ext.init()
+	s.watch.init(c, func() {
+		s.log.Info("client went away during a statement; cancelling it")
+		s.cancelBackends()
+	})
 	return s
 }
 
@@ -103,6 +109,7 @@ func (s *session) reportedValue(name string) (string, bool) {
 
 func (s *session) run(ctx context.Context) {
 	defer s.detachAll()
+	defer s.watch.stop()
 	for {
 		msg, err := s.be.Receive()
 		if err != nil {

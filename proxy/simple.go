@@ -348,6 +348,8 @@ func (s *session) recordSet(st *router.Statement, c *pool.Conn) {
 // With a merger, rows and tags are combined across shards; without, every
 // message goes to the client as it arrives.
 func (s *session) relay(c *pool.Conn, prelude int, m *merger) (status byte, failed bool, err error) {
+	s.watch.start()
+	defer s.watch.stop()
 	for prelude > 0 {
 		msg, err := c.Receive()
 		if err != nil {
@@ -372,6 +374,7 @@ func (s *session) relay(c *pool.Conn, prelude int, m *merger) (status byte, fail
 			return msg.TxStatus, failed, nil
 		case *pgproto3.ErrorResponse:
 			failed = true
+			demoteFatal(msg)
 		case *pgproto3.CopyInResponse:
 			if m != nil {
 				// Never broadcast COPY data: the router refuses multi-shard COPY.

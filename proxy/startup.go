@@ -2,11 +2,13 @@ package proxy
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"sort"
 	"strings"
 	"time"
 
@@ -57,7 +59,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 
 	var startup *pgproto3.StartupMessage
 	for startup == nil {
-		msg, err := be.ReceiveStartupMessage()
+		msg, err := receiveStartup(c)
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				log.Debug("bad startup packet", "err", err)
@@ -77,8 +79,11 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 			return
 		case *pgproto3.StartupMessage:
 			if m.ProtocolVersion>>16 != 3 {
-				sendFatal(be, log, pgErrorFatal("0A000", "unsupported frontend protocol %d.%d: server supports 3.0",
+				sendFatal(be, log, pgErrorFatal("0A000", "unsupported frontend protocol %d.%d: server supports 3.0 to 3.0",
 					m.ProtocolVersion>>16, m.ProtocolVersion&0xffff))
+				return
+			}
+			if err := negotiateProtocol(be, m); err != nil {
 				return
 			}
 			startup = m
@@ -153,6 +158,90 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	log.Debug("client connected")
 	sess.run(ctx)
 	log.Debug("client disconnected")
+}
+
+// maxStartupPacketLen is Postgres' MAX_STARTUP_PACKET_LENGTH.
+const maxStartupPacketLen = 10000
+
+// receiveStartup reads one packet of the startup phase (protocol docs,
+// "Start-up"). It does not use Backend.ReceiveStartupMessage because that
+// rejects every protocol version but 3.0 and 3.2 with an anonymous error,
+// where Postgres answers an old major version with a clear FATAL and any
+// newer 3.x minor with NegotiateProtocolVersion. Nothing is read ahead, so
+// the Backend can read the client from the first message after startup.
+func receiveStartup(r io.Reader) (pgproto3.FrontendMessage, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int64(int32(binary.BigEndian.Uint32(hdr[:]))) - 4
+	if n < 4 || n > maxStartupPacketLen {
+		return nil, fmt.Errorf("invalid length of startup packet: %d", n+4)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF // the length arrived: the packet is truncated
+		}
+		return nil, err
+	}
+	var msg interface {
+		pgproto3.FrontendMessage
+		Decode([]byte) error
+	}
+	switch code := binary.BigEndian.Uint32(buf); code {
+	case sslRequestCode:
+		msg = &pgproto3.SSLRequest{}
+	case gssEncRequestCode:
+		msg = &pgproto3.GSSEncRequest{}
+	case cancelRequestCode:
+		msg = &pgproto3.CancelRequest{}
+	default:
+		if code>>16 != 3 {
+			// Another major version: its layout is not ours to parse.
+			return &pgproto3.StartupMessage{ProtocolVersion: code}, nil
+		}
+		// Decode knows only 3.0 and 3.2; every 3.x minor shares the layout.
+		binary.BigEndian.PutUint32(buf, pgproto3.ProtocolVersion30)
+		m := &pgproto3.StartupMessage{}
+		if err := m.Decode(buf); err != nil {
+			return nil, err
+		}
+		m.ProtocolVersion = code
+		return m, nil
+	}
+	if err := msg.Decode(buf); err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+// Request codes of the startup phase (protocol docs, "Message Formats").
+const (
+	cancelRequestCode = 80877102
+	sslRequestCode    = 80877103
+	gssEncRequestCode = 80877104
+)
+
+// negotiateProtocol answers a client that asked for a 3.x minor above 0 or
+// for protocol options ("_pq_." parameters) as Postgres 15 does: with
+// NegotiateProtocolVersion, after which the client goes on with 3.0 or
+// hangs up. The options are removed from the startup parameters.
+func negotiateProtocol(be *pgproto3.Backend, m *pgproto3.StartupMessage) error {
+	var unknown []string
+	for k := range m.Parameters {
+		if strings.HasPrefix(k, "_pq_.") {
+			unknown = append(unknown, k)
+			delete(m.Parameters, k)
+		}
+	}
+	if m.ProtocolVersion == pgproto3.ProtocolVersion30 && len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	m.ProtocolVersion = pgproto3.ProtocolVersion30
+	be.Send(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknown})
+	return be.Flush()
 }
 
 func pgErrorFatal(code, format string, args ...any) *pgconn.PgError {

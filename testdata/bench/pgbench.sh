@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# pgbench -S through shardproxy vs direct Postgres, side by side (`make bench`).
+#
+# Two throw-away Postgres servers (testdata/cluster/pg.sh) on this machine:
+#   direct: database "full" on s0 holds every pgbench row (scale BENCH_SCALE);
+#   proxy:  database "bench" on s0 and on s1 each hold the accounts the
+#           proxy's hash strategy gives them (pgbench_accounts sharded by aid
+#           over s0+s1; branches/tellers/history unsharded on s0), served by
+#           bin/shardproxy.
+# For each -M mode it runs pgbench -n -S -c BENCH_CLIENTS -j BENCH_THREADS
+# -T BENCH_TIME direct and through the proxy, then prints a table of TPS
+# and the ratio proxy/direct. Everything started here is stopped by PID on
+# exit, also on failure or Ctrl-C.
+#
+#   BENCH_SCALE=10 BENCH_CLIENTS=8 BENCH_THREADS=2 BENCH_TIME=15 BENCH_POOL=10
+set -euo pipefail
+
+scale="${BENCH_SCALE:-10}"
+clients="${BENCH_CLIENTS:-8}"
+threads="${BENCH_THREADS:-2}"
+duration="${BENCH_TIME:-15}"
+poolsize="${BENCH_POOL:-10}"
+
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+pg="$root/testdata/cluster/pg.sh"
+bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -n | tail -1)"
+[[ -n "$bin" ]] || { echo "pgbench.sh: no /usr/lib/postgresql/*/bin; run 'make deps'" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+
+work="$(mktemp -d /tmp/shardproxy-bench.XXXXXX)"
+chmod 755 "$work"
+proxy_pid=""
+started=()
+cleanup() {
+	local rc=$?
+	if [[ -n "$proxy_pid" ]]; then
+		kill "$proxy_pid" 2>/dev/null || true
+		wait "$proxy_pid" 2>/dev/null || true
+	fi
+	for d in "${started[@]}"; do
+		bash "$pg" stop "$d" || true # pg_ctl stops the PID in postmaster.pid
+	done
+	if [[ $rc -ne 0 && -f "$work/proxy.log" ]]; then
+		log "proxy log tail:"; tail -20 "$work/proxy.log" >&2
+	fi
+	rm -rf "$work"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+log "building bin/shardproxy"
+(cd "$root" && go build -o bin/shardproxy ./cmd/shardproxy)
+
+p0="$(free_port)" p1="$(free_port)" pp="$(free_port)"
+for s in s0:$p0 s1:$p1; do
+	bash "$pg" start "$work/${s%%:*}" "${s##*:}"
+	started+=("$work/${s%%:*}")
+done
+
+# sql PORT DB STATEMENT... runs each statement with its own -c.
+sql() {
+	local dsn args=()
+	dsn="$(bash "$pg" dsn "$1" "$2")"
+	shift 2
+	for q in "$@"; do args+=(-c "$q"); done
+	"$bin/psql" -X -q -v ON_ERROR_STOP=1 "$dsn" "${args[@]}"
+}
+
+log "loading pgbench scale $scale (direct copy on s0, and each shard's part)"
+sql "$p0" postgres "CREATE DATABASE full_set"
+sql "$p0" postgres "CREATE DATABASE bench"
+sql "$p1" postgres "CREATE DATABASE bench"
+init() { "$bin/pgbench" -i -q -s "$scale" "$(bash "$pg" dsn "$1" "$2")" 2>&1 | tail -1 >&2; }
+init "$p0" full_set & i1=$!
+init "$p0" bench & i2=$!
+init "$p1" bench & i3=$!
+wait $i1 && wait $i2 && wait $i3
+
+# Keep on shard i only the accounts the proxy places there. The proxy's
+# hash strategy is Postgres' own hash partitioning (modulus = number of
+# shards, remainder = shard index), so satisfies_hash_partition against a
+# hash-partitioned table keyed like aid decides exactly as the proxy does.
+for s in 0:$p0 1:$p1; do
+	sql "${s##*:}" bench "
+		CREATE TABLE shardproxy_bench_hash (aid int) PARTITION BY HASH (aid);
+		DELETE FROM pgbench_accounts
+		 WHERE NOT satisfies_hash_partition('shardproxy_bench_hash'::regclass, 2, ${s%%:*}, aid);
+		DROP TABLE shardproxy_bench_hash;" \
+		"VACUUM ANALYZE pgbench_accounts"
+done
+for t in pgbench_branches pgbench_tellers pgbench_history; do
+	sql "$p1" bench "DROP TABLE $t" # unsharded tables live on s0 only
+done
+
+cat >"$work/shardproxy.yaml" <<YAML
+listen: 127.0.0.1:$pp
+users:
+  - {name: app, password: secret}
+metadata: {dsn: "$(bash "$pg" dsn "$p0" postgres)"}
+pool: {size: $poolsize}
+shards:
+  - {name: s0, dsn: "$(bash "$pg" dsn "$p0" bench)"}
+  - {name: s1, dsn: "$(bash "$pg" dsn "$p1" bench)"}
+strategies:
+  by_aid: {type: hash, key_type: int, shards: [s0, s1]}
+tables:
+  pgbench_accounts: {key: aid, strategy: by_aid}
+default_shard: s0
+YAML
+"$root/bin/shardproxy" serve --config "$work/shardproxy.yaml" >"$work/proxy.log" 2>&1 &
+proxy_pid=$!
+for _ in $(seq 100); do
+	"$bin/pg_isready" -q -h 127.0.0.1 -p "$pp" && break
+	kill -0 "$proxy_pid" 2>/dev/null || { log "shardproxy exited"; exit 1; }
+	sleep 0.1
+done
+
+proxy_dsn="postgres://app:secret@127.0.0.1:$pp/bench?sslmode=disable"
+direct_dsn="$(bash "$pg" dsn "$p0" full_set)"
+
+# Sanity: through the proxy, every account of a sample is found exactly once
+# (pgbench -S would not notice a missing row).
+n_rows=$(for aid in $(seq 1 97 $((scale * 100000))); do
+	echo "SELECT 1 FROM pgbench_accounts WHERE aid = $aid;"
+done | "$bin/psql" -X -At -v ON_ERROR_STOP=1 "$proxy_dsn" | grep -c '^1$')
+n_want=$(seq 1 97 $((scale * 100000)) | wc -l)
+if [[ "$n_rows" != "$n_want" ]]; then
+	log "proxy found $n_rows of $n_want sampled accounts"; exit 1
+fi
+
+# tps runs pgbench and prints its TPS; any failed transaction is fatal.
+tps() {
+	local out
+	out="$("$bin/pgbench" -n -S -c "$clients" -j "$threads" -T "$duration" -M "$1" "$2" 2>&1)" || {
+		echo "$out" >&2; return 1
+	}
+	if ! grep -q '^number of failed transactions: 0 ' <<<"$out"; then
+		echo "$out" >&2; return 1
+	fi
+	sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out"
+}
+
+declare -A direct proxied
+for mode in simple extended prepared; do
+	log "-M $mode: direct"
+	direct[$mode]="$(tps "$mode" "$direct_dsn")"
+	log "-M $mode: through shardproxy"
+	proxied[$mode]="$(tps "$mode" "$proxy_dsn")"
+done
+
+echo
+echo "pgbench -S -c $clients -j $threads -T $duration, scale $scale; direct = one Postgres with all rows,"
+echo "proxy = shardproxy over 2 shards (pool $poolsize per shard), same machine ($(nproc) cores)"
+printf '%-10s %14s %14s %8s\n' mode "direct TPS" "proxy TPS" ratio
+for mode in simple extended prepared; do
+	printf '%-10s %14.0f %14.0f %7.2fx\n' "$mode" "${direct[$mode]}" "${proxied[$mode]}" \
+		"$(awk -v p="${proxied[$mode]}" -v d="${direct[$mode]}" 'BEGIN { print p / d }')"
+done
