@@ -58,7 +58,8 @@ type session struct {
 
 	ext extended
 
-	wbytes int // bytes buffered for the client since the last flush
+	wbytes    int  // bytes buffered for the client since the last flush
+	unflushed bool // something was buffered for the client since the last flush
 
 	activeMu sync.Mutex
 	active   []*pool.Conn // backends a CancelRequest must reach
@@ -160,6 +161,7 @@ func (s *session) run(ctx context.Context) {
 // so that large results stream instead of piling up in memory.
 func (s *session) send(msg pgproto3.BackendMessage) error {
 	s.be.Send(msg)
+	s.unflushed = true
 	switch m := msg.(type) {
 	case *pgproto3.DataRow:
 		for _, v := range m.Values {
@@ -177,7 +179,10 @@ func (s *session) send(msg pgproto3.BackendMessage) error {
 }
 
 func (s *session) flush() error {
-	s.wbytes = 0
+	if !s.unflushed {
+		return nil // pgproto3 would issue an empty write
+	}
+	s.wbytes, s.unflushed = 0, false
 	return s.be.Flush()
 }
 

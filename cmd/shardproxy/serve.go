@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -18,7 +19,7 @@ import (
 )
 
 func serveCmd(logger func() *slog.Logger) *cobra.Command {
-	var path string
+	var path, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "serve --config FILE",
 		Short: "Serve clients on the configured listen address",
@@ -26,10 +27,22 @@ func serveCmd(logger func() *slog.Logger) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return serve(ctx, path, logger(), nil)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "shardproxy.yaml", "shard map (YAML)")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file until shutdown (for make bench)")
 	return cmd
 }
 

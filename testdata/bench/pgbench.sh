@@ -13,6 +13,8 @@
 # exit, also on failure or Ctrl-C.
 #
 #   BENCH_SCALE=10 BENCH_CLIENTS=8 BENCH_THREADS=2 BENCH_TIME=15 BENCH_POOL=10
+#   BENCH_MODES="simple extended prepared"
+#   BENCH_CPUPROFILE=/tmp/proxy.prof   (CPU profile of the proxy, for go tool pprof)
 set -euo pipefail
 
 scale="${BENCH_SCALE:-10}"
@@ -20,6 +22,8 @@ clients="${BENCH_CLIENTS:-8}"
 threads="${BENCH_THREADS:-2}"
 duration="${BENCH_TIME:-15}"
 poolsize="${BENCH_POOL:-10}"
+modes="${BENCH_MODES:-simple extended prepared}"
+cpuprofile="${BENCH_CPUPROFILE:-}"
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 pg="$root/testdata/cluster/pg.sh"
@@ -112,7 +116,7 @@ tables:
   pgbench_accounts: {key: aid, strategy: by_aid}
 default_shard: s0
 YAML
-"$root/bin/shardproxy" serve --config "$work/shardproxy.yaml" >"$work/proxy.log" 2>&1 &
+"$root/bin/shardproxy" serve --config "$work/shardproxy.yaml" ${cpuprofile:+--cpuprofile "$cpuprofile"} >"$work/proxy.log" 2>&1 &
 proxy_pid=$!
 for _ in $(seq 100); do
 	"$bin/pg_isready" -q -h 127.0.0.1 -p "$pp" && break
@@ -146,7 +150,7 @@ tps() {
 }
 
 declare -A direct proxied
-for mode in simple extended prepared; do
+for mode in $modes; do
 	log "-M $mode: direct"
 	direct[$mode]="$(tps "$mode" "$direct_dsn")"
 	log "-M $mode: through shardproxy"
@@ -157,7 +161,7 @@ echo
 echo "pgbench -S -c $clients -j $threads -T $duration, scale $scale; direct = one Postgres with all rows,"
 echo "proxy = shardproxy over 2 shards (pool $poolsize per shard), same machine ($(nproc) cores)"
 printf '%-10s %14s %14s %8s\n' mode "direct TPS" "proxy TPS" ratio
-for mode in simple extended prepared; do
+for mode in $modes; do
 	printf '%-10s %14.0f %14.0f %7.2fx\n' "$mode" "${direct[$mode]}" "${proxied[$mode]}" \
 		"$(awk -v p="${proxied[$mode]}" -v d="${direct[$mode]}" 'BEGIN { print p / d }')"
 done
