@@ -117,6 +117,7 @@ func TestBadInput(t *testing.T) {
 			}
 			checkServing(t, other)
 			waitGoroutines(t, baseline)
+			checkNoBackendsInUse(t, f)
 		})
 	}
 }

@@ -36,13 +36,10 @@ func connectCancelling(t *testing.T, f *fixture) *pgx.Conn {
 }
 
 // activity watches the shards' pg_stat_activity over direct connections.
-type activity struct {
-	t     *testing.T
-	conns []*pgx.Conn
-}
+type activity struct{ conns []*pgx.Conn }
 
 func watchActivity(t *testing.T, f *fixture) *activity {
-	a := &activity{t: t}
+	a := &activity{}
 	for name := range f.Shards {
 		a.conns = append(a.conns, f.Direct(t, name))
 	}
@@ -51,8 +48,8 @@ func watchActivity(t *testing.T, f *fixture) *activity {
 
 // running counts the statements with marker in their text on every shard;
 // markers (in a comment) keep tests apart.
-func (a *activity) running(marker string) int {
-	a.t.Helper()
+func (a *activity) running(t *testing.T, marker string) int {
+	t.Helper()
 	total := 0
 	for _, c := range a.conns {
 		var n int
@@ -60,7 +57,7 @@ func (a *activity) running(marker string) int {
 			"SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
 			marker).Scan(&n)
 		if err != nil {
-			a.t.Fatal(err)
+			t.Fatal(err)
 		}
 		total += n
 	}
@@ -69,12 +66,12 @@ func (a *activity) running(marker string) int {
 
 // wait polls until the marked statement runs on a shard (want) or no longer
 // runs anywhere (!want).
-func (a *activity) wait(marker string, want bool) {
-	a.t.Helper()
+func (a *activity) wait(t *testing.T, marker string, want bool) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for (a.running(marker) > 0) != want {
+	for (a.running(t, marker) > 0) != want {
 		if time.Now().After(deadline) {
-			a.t.Fatalf("statement %s running: %v after 10s, want %v", marker, !want, want)
+			t.Fatalf("statement %s running: %v after 10s, want %v", marker, !want, want)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -105,12 +102,12 @@ func TestCancelRequest(t *testing.T) {
 				_, err := c.Exec(ctx, "SELECT pg_sleep(30) /* "+marker+" */", mode)
 				done <- err
 			}()
-			act.wait(marker, true)
+			act.wait(t, marker, true)
 			cancel()
 			if err := <-done; errCode(err) != "57014" {
 				t.Fatalf("got %v, want SQLSTATE 57014", err)
 			}
-			act.wait(marker, false)
+			act.wait(t, marker, false)
 			var n int
 			if err := c.QueryRow(context.Background(), "SELECT 1", mode).Scan(&n); err != nil || n != 1 {
 				t.Fatalf("connection unusable after cancel: %v", err)
@@ -145,7 +142,7 @@ func TestCancelRequestWrongKey(t *testing.T) {
 				_, err := c.Exec(context.Background(), "SELECT pg_sleep(1) /* "+marker+" */")
 				done <- err
 			}()
-			act.wait(marker, true)
+			act.wait(t, marker, true)
 			nc := dialProxy(t, f)
 			req, _ := (&pgproto3.CancelRequest{ProcessID: tc.pid, SecretKey: tc.secret}).Encode(nil)
 			if _, err := nc.Write(req); err != nil {
@@ -244,11 +241,11 @@ func TestClientVanishes(t *testing.T) {
 			}
 			baseline := proxyGoroutines()
 			nc.Write(tc.send(marker))
-			act.wait(marker, true)
+			act.wait(t, marker, true)
 			tc.leave(nc)
 			// The proxy notices while the statement runs (the statement
 			// would otherwise run for 30 s, past act.wait's patience).
-			act.wait(marker, false)
+			act.wait(t, marker, false)
 			if got := v(t); got != 1 {
 				t.Fatalf("v = %d, want 1: the vanished client's update was not rolled back", got)
 			}

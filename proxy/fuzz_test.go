@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -60,20 +61,40 @@ func FuzzMessageLoop(f *testing.F) {
 		defer nc.Close()
 		nc.SetDeadline(time.Now().Add(5 * time.Second))
 		if _, err := nc.Write(in); err == nil {
-			// Half-close: the proxy serves what it got, then sees EOF.
+			// Half-close: the proxy serves what it got, then sees EOF and
+			// must end the session, which closes the connection.
 			nc.(*net.TCPConn).CloseWrite()
-			drain(nc)
+			if err := drain(nc); err != nil {
+				t.Fatalf("proxy did not close the connection after the client's EOF: %v", err)
+			}
+			checkNoBackendsInUse(t, fx)
 		}
 		checkServing(t, other)
 	})
 }
 
-// drain reads until the proxy closes the connection or the deadline passes.
-func drain(nc net.Conn) {
+// drain reads until the proxy closes the connection (nil) or the deadline
+// passes (the error).
+func drain(nc net.Conn) error {
 	buf := make([]byte, 32<<10)
 	for {
 		if _, err := nc.Read(buf); err != nil {
-			return
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return err
+			}
+			return nil // EOF or a reset: closed
+		}
+	}
+}
+
+// checkNoBackendsInUse checks that the sessions that ended gave their
+// backends back (idle clients hold none under transaction pooling).
+func checkNoBackendsInUse(t testing.TB, f *fixture) {
+	t.Helper()
+	for shard, st := range f.Server.Runtime().Pools.Stats() {
+		if st.InUse != 0 {
+			t.Fatalf("shard %s: %d backends still in use after every client went idle or away", shard, st.InUse)
 		}
 	}
 }

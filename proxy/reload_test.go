@@ -198,18 +198,18 @@ func TestReload(t *testing.T) {
 	}
 
 	// New transactions use the new map, on old and new client connections.
+	// a prepared this INSERT (pgx caches statements) before the reload: the
+	// proxy must analyse it again with the new map, not reuse the old plan.
 	insert(a, "items", 160)
 	insert(idle, "items", 161)
 	insert(connect(), "items", 162)
 	insert(idle, "extra", 163)
+	insert(a, "items", 250)
 	for _, tc := range []struct {
 		table string
 		id    int
 		want  string
-	}{{"items", 160, "s2"}, {"items", 161, "s2"}, {"items", 162, "s2"}, {"items", 250, ""}, {"extra", 163, "s2"}} {
-		if tc.want == "" {
-			continue
-		}
+	}{{"items", 160, "s2"}, {"items", 161, "s2"}, {"items", 162, "s2"}, {"extra", 163, "s2"}, {"items", 250, "s1"}} {
 		if got := whereIs(t, f, tc.table, tc.id); !sameShards(got, tc.want) {
 			t.Errorf("after reload, %s %d on %v, want %s", tc.table, tc.id, got, tc.want)
 		}

@@ -719,7 +719,12 @@ func TestRoutingStatements(t *testing.T) {
 				t.Errorf("keyless count after RESET (%v) answered", mode)
 			}
 		}
-		_, err := c.Exec(ctx, "SET shardproxy.shard = 's9'", simple)
+		// A hint set earlier in the same Query applies to what follows.
+		res, err := c.PgConn().Exec(ctx, "SET shardproxy.shard = 's2'; SELECT count(*) FROM orders WHERE note = 'hinted'; RESET shardproxy.shard").ReadAll()
+		if err != nil || len(res) != 3 || len(res[1].Rows) != 1 || string(res[1].Rows[0][0]) != "2" {
+			t.Errorf("hint within one Query: %v, %v", res, err)
+		}
+		_, err = c.Exec(ctx, "SET shardproxy.shard = 's9'", simple)
 		wantCode(t, err, "42704")
 		_, err = c.Exec(ctx, "/* shard: s9 */ SELECT 1 FROM orders", simple)
 		wantCode(t, err, "42704")
