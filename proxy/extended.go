@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -36,6 +37,17 @@ type portal struct {
 	stmt  *prepared
 	conn  *pool.Conn // backend holding the portal; nil for a portal the proxy answers
 	local bool
+	multi *multiBind // the statement needs several shards: run at Execute
+}
+
+// multiBind keeps what a Bind said for a statement that runs on several
+// shards, to replay it on each of them at Execute. The values are copies:
+// the Bind message's memory is reused by the next Receive.
+type multiBind struct {
+	route         router.Route
+	formats       []int16
+	params        [][]byte
+	resultFormats []int16
 }
 
 // reply is one queued answer to a client message.
@@ -262,7 +274,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 			"this statement is not supported in the extended protocol through shardproxy"))
 	}
 	route, err := s.runtime().Router.Route(ctx, ps.st, router.Args{
-		Params: m.Parameters, Formats: m.ParameterFormatCodes, SessionShard: s.hint})
+		Params: m.Parameters, Formats: m.ParameterFormatCodes, SessionShard: s.hint, Columns: s.columns})
 	if err != nil {
 		return s.extFail(err)
 	}
@@ -281,9 +293,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		ps = &prepared{query: "SELECT * FROM (" + trimStatement(ps.query) + ") AS shardproxy_no_owner WHERE false",
 			paramOIDs: ps.paramOIDs, st: ps.st}
 	case len(route.Shards) > 1:
-		return s.extFail(errNotSupported(
-			"add a condition on the shard key, or send this statement with the simple query protocol",
-			"statements that need several shards (%s) are not yet supported in the extended protocol", route.Reason))
+		return s.bindMulti(m, ps, route)
 	default:
 		shard = route.Shards[0]
 	}
@@ -302,6 +312,76 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, conn: c}
 	}
 	return nil
+}
+
+// bindMulti binds a statement that runs on several shards. Nothing is sent
+// yet: Execute runs it on every shard (see executeMulti).
+func (s *session) bindMulti(m *pgproto3.Bind, ps *prepared, route router.Route) error {
+	if err := s.checkMulti(ps.st, route); err != nil {
+		return s.extFail(err)
+	}
+	mb := &multiBind{
+		route:         route,
+		formats:       append([]int16(nil), m.ParameterFormatCodes...),
+		params:        make([][]byte, len(m.Parameters)),
+		resultFormats: append([]int16(nil), m.ResultFormatCodes...),
+	}
+	for i, v := range m.Parameters {
+		if v != nil {
+			mb.params[i] = append([]byte{}, v...)
+		}
+	}
+	s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, multi: mb}
+	s.pushLocal(msgBindComplete)
+	return nil
+}
+
+// bindMessage is the Bind that replays a multi-shard portal on one shard,
+// on its unnamed statement and portal.
+func (mb *multiBind) bindMessage() *pgproto3.Bind {
+	return &pgproto3.Bind{ParameterFormatCodes: mb.formats, Parameters: mb.params, ResultFormatCodes: mb.resultFormats}
+}
+
+// executeMulti runs a multi-shard portal on its shards and merges the
+// replies straight to the client. Replies queued before it are delivered
+// first, so the client sees everything in order.
+func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) error {
+	if maxRows != 0 {
+		return s.extFail(errNotSupported("fetch all rows at once (no row limit) for statements that span shards",
+			"row limits (Execute with max rows) are not supported for statements that span shards"))
+	}
+	if s.attached != nil {
+		return s.extFail(errNotSupported("send Sync between statements for different shards",
+			"a pipeline cannot mix a statement for shard %s with one for shards %s", s.attached.Shard,
+			strings.Join(p.multi.route.Shards, ", ")))
+	}
+	if err := s.drain(); err != nil {
+		return err
+	}
+	ps, mb := p.stmt, p.multi
+	failed, err := s.fanout(ctx, ps.st, mb.route, func(c *pool.Conn) {
+		c.Send(&pgproto3.Parse{Query: ps.query, ParameterOIDs: ps.paramOIDs})
+		c.Send(mb.bindMessage())
+		c.Send(&pgproto3.Execute{})
+		c.Send(&pgproto3.Sync{})
+	})
+	if failed {
+		s.ext.skip, s.ext.clientFailed = true, true
+	}
+	return err
+}
+
+// describeMulti answers Describe for a multi-shard portal from its first
+// shard, on a borrowed connection: every shard has the same tables.
+func (s *session) describeMulti(ctx context.Context, p *portal) error {
+	mb := p.multi
+	return s.describeOn(ctx, mb.route.Shards[0], "", func(*pool.Conn) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: p.stmt.query, ParameterOIDs: p.stmt.paramOIDs},
+			mb.bindMessage(),
+			&pgproto3.Describe{ObjectType: 'P'},
+		}
+	})
 }
 
 func trimStatement(q string) string {
@@ -327,6 +407,8 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 			return s.extFail(pgError("34000", "portal %q does not exist", m.Name))
 		case p.local:
 			s.pushLocal(msgNoData)
+		case p.multi != nil:
+			return s.describeMulti(ctx, p)
 		case p.conn != s.attached:
 			return s.extFail(pgError("34000", "portal %q does not exist", m.Name))
 		default:
@@ -358,7 +440,20 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 // that, so that describing does not pin the batch or transaction to a shard.
 // Every shard has every table, so the default shard can describe any statement.
 func (s *session) describeEphemeral(ctx context.Context, ps *prepared) error {
-	shard := s.runtime().Config.DefaultShard
+	return s.describeOn(ctx, s.runtime().Config.DefaultShard, ps.backendName, func(c *pool.Conn) []pgproto3.FrontendMessage {
+		var msgs []pgproto3.FrontendMessage
+		if _, known := c.Prepared[ps.backendName]; ps.backendName == "" || !known {
+			msgs = append(msgs, &pgproto3.Parse{Name: ps.backendName, Query: ps.query, ParameterOIDs: ps.paramOIDs})
+		}
+		return append(msgs, &pgproto3.Describe{ObjectType: 'S', Name: ps.backendName})
+	})
+}
+
+// describeOn sends the messages build returns, then Sync, to a connection
+// of shard borrowed for that alone, and queues the descriptions (or the
+// error) it answers for the client. prepName, if not empty, is a statement
+// the messages prepare: the borrowed connection keeps it.
+func (s *session) describeOn(ctx context.Context, shard, prepName string, build func(c *pool.Conn) []pgproto3.FrontendMessage) error {
 	c, n, err := s.acquire(ctx, shard)
 	if err != nil {
 		return s.extFail(err)
@@ -372,12 +467,9 @@ func (s *session) describeEphemeral(ctx context.Context, ps *prepared) error {
 			p.Release(c)
 		}
 	}
-	name := ps.backendName
-	_, known := c.Prepared[name]
-	if name == "" || !known {
-		c.Send(&pgproto3.Parse{Name: name, Query: ps.query, ParameterOIDs: ps.paramOIDs})
+	for _, m := range build(c) {
+		c.Send(m)
 	}
-	c.Send(&pgproto3.Describe{ObjectType: 'S', Name: name})
 	c.Send(&pgproto3.Sync{})
 	if err := c.Flush(); err != nil {
 		done(true)
@@ -412,8 +504,8 @@ func (s *session) describeEphemeral(ctx context.Context, ps *prepared) error {
 			if msg.TxStatus != 'I' {
 				done(true)
 			} else {
-				if failure == nil && name != "" {
-					c.Prepared[name] = struct{}{}
+				if failure == nil && prepName != "" {
+					c.Prepared[prepName] = struct{}{}
 				}
 				done(false)
 			}
@@ -440,7 +532,7 @@ func copyRowDescription(m *pgproto3.RowDescription) *pgproto3.RowDescription {
 	return &pgproto3.RowDescription{Fields: fields}
 }
 
-func (s *session) handleExecute(m *pgproto3.Execute) error {
+func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error {
 	if s.ext.skip {
 		return nil
 	}
@@ -451,14 +543,20 @@ func (s *session) handleExecute(m *pgproto3.Execute) error {
 	if p.local {
 		return s.executeLocal(p.stmt)
 	}
+	if p.multi != nil {
+		return s.executeMulti(ctx, p, m.MaxRows)
+	}
 	if p.conn != s.attached {
 		return s.extFail(pgError("34000", "portal %q does not exist", m.Portal))
 	}
 	p.conn.Send(&pgproto3.Execute{Portal: m.Portal, MaxRows: m.MaxRows})
 	r := s.pushRemote('E', p.conn)
-	if st := p.stmt.st; st.Kind == router.KindSet {
+	switch st := p.stmt.st; st.Kind {
+	case router.KindSet:
 		c := p.conn
 		r.onOK = func() { s.recordSet(st, c) }
+	case router.KindDDL:
+		r.onOK = s.schemaChanged
 	}
 	return nil
 }

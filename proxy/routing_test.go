@@ -577,14 +577,9 @@ func TestRoutingStatements(t *testing.T) {
 		if err != nil || !slices.Equal(got, want) {
 			t.Errorf("simple: %v, %v; want %v", got, err, want)
 		}
-		// The extended protocol may refuse multi-shard statements (0A000)
-		// until scatter-gather lands, but never answer partially.
 		got, err = ids(t, "SELECT customer_id FROM orders WHERE customer_id IN ($1, $2, $3)", a, b, d)
-		if err != nil {
-			wantCode(t, err, "0A000")
-			t.Logf("extended protocol refuses: %v", err)
-		} else if !slices.Equal(got, want) {
-			t.Errorf("extended: %v, want %v", got, want)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("extended: %v, %v; want %v", got, err, want)
 		}
 	})
 
@@ -647,13 +642,8 @@ func TestRoutingStatements(t *testing.T) {
 		if err != nil || tag.String() != "INSERT 0 2" {
 			t.Fatalf("insert: %q, %v; want INSERT 0 2", tag, err)
 		}
-		if _, err := c.Exec(ctx, "UPDATE products SET name = 'P2' WHERE id = $1", 2); err != nil {
-			// Extended-protocol broadcast may be refused, but then clearly.
-			wantCode(t, err, "0A000")
-			t.Logf("extended protocol refuses: %v", err)
-			if _, err := c.Exec(ctx, "UPDATE products SET name = 'P2' WHERE id = 2", simple); err != nil {
-				t.Fatal(err)
-			}
+		if tag, err := c.Exec(ctx, "UPDATE products SET name = 'P2' WHERE id = $1", 2); err != nil || tag.String() != "UPDATE 1" {
+			t.Fatalf("extended-protocol broadcast: %q, %v; want UPDATE 1", tag, err)
 		}
 		for _, s := range f.Config.ShardNames() {
 			if n := countOn(t, s, "products", "true"); n != 2 {

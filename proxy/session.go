@@ -55,6 +55,11 @@ type session struct {
 	txStatus     byte       // what the client was last told: 'I', 'T' or 'E'
 	pendingBegin string     // BEGIN text not yet sent to a shard
 	localFailed  bool       // transaction failed before any shard was attached
+	ddlInTx      bool       // DDL ran in the open transaction: forget cached columns at its end
+
+	// columns is tableColumns bound once, so that building router.Args
+	// on every statement does not allocate.
+	columns func(ctx context.Context, schema, rel string) ([]string, error)
 
 	ext extended
 
@@ -80,6 +85,7 @@ func newSession(srv *Server, c net.Conn, be *pgproto3.Backend, log *slog.Logger,
 		s.params[strings.ToLower(k)] = quoteLiteral(v)
 	}
 	s.ext.init()
+	s.columns = s.tableColumns
 	s.watch.init(c, func() {
 		s.log.Info("client went away during a statement; cancelling it")
 		s.cancelBackends()
@@ -132,7 +138,7 @@ func (s *session) run(ctx context.Context) {
 		case *pgproto3.Describe:
 			err = s.handleDescribe(ctx, m)
 		case *pgproto3.Execute:
-			err = s.handleExecute(m)
+			err = s.handleExecute(ctx, m)
 		case *pgproto3.Close:
 			err = s.handleClose(m)
 		case *pgproto3.Sync:
@@ -356,6 +362,10 @@ func errCrossShard(pinned, want string) error {
 // backend when the transaction is over (transaction pooling).
 func (s *session) settle(status byte) {
 	s.txStatus = status
+	if status == 'I' && s.ddlInTx {
+		s.ddlInTx = false
+		s.forgetColumns()
+	}
 	if status == 'I' && s.attached != nil {
 		c := s.attached
 		s.attached = nil

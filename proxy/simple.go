@@ -41,6 +41,12 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 			if _, err := s.runOn(ctx, shard, sql, nil); err != nil {
 				return err
 			}
+			for _, p := range parts {
+				if p.Stmt.Kind == router.KindDDL {
+					s.schemaChanged()
+					break
+				}
+			}
 			return s.ready()
 		}
 		if err := s.checkSplit(ctx, parts); err != nil {
@@ -83,7 +89,7 @@ func (s *session) commonShard(ctx context.Context, parts []router.QueryPart) (st
 		case router.KindShardHintSet, router.KindShardHintReset, router.KindPrepare, router.KindListen, router.KindCopy:
 			return "", false
 		}
-		r, err := s.runtime().Router.Route(ctx, p.Stmt, router.Args{Params: p.Args, SessionShard: s.hint})
+		r, err := s.runtime().Router.Route(ctx, p.Stmt, router.Args{Params: p.Args, SessionShard: s.hint, Columns: s.columns})
 		if err != nil {
 			return "", false
 		}
@@ -134,11 +140,16 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 	if done, failed, err := s.local(st, p.Text); done {
 		return failed, err
 	}
-	route, rerr := s.runtime().Router.Route(ctx, st, router.Args{Params: p.Args, SessionShard: s.hint})
+	route, rerr := s.runtime().Router.Route(ctx, st, router.Args{Params: p.Args, SessionShard: s.hint, Columns: s.columns})
 	if rerr != nil {
 		return true, s.sendError(rerr)
 	}
-	return s.execRoute(ctx, st, p.Text, route)
+	failed, err = s.execRoute(ctx, st, p.Text, route)
+	if st.Kind == router.KindDDL {
+		// Even a failed broadcast may have changed some shards.
+		s.schemaChanged()
+	}
+	return failed, err
 }
 
 // local answers statements the proxy handles itself: shard hints, BEGIN
@@ -432,76 +443,130 @@ func (s *session) pumpCopyIn(c *pool.Conn) error {
 	}
 }
 
-// runMulti runs one statement on several shards in parallel and merges the
-// replies as the route says. It never runs inside a transaction: without
-// two-phase commit a cross-shard transaction could half-commit.
+// runMulti runs one simple-protocol statement on several shards.
 func (s *session) runMulti(ctx context.Context, st *router.Statement, text string, route router.Route) (bool, error) {
-	if s.attached != nil || s.txStatus != 'I' {
-		return true, s.sendError(errNotSupported(
+	if err := s.checkMulti(st, route); err != nil {
+		return true, s.sendError(err)
+	}
+	return s.fanout(ctx, st, route, func(c *pool.Conn) {
+		c.Send(&pgproto3.Query{String: text})
+	})
+}
+
+// checkMulti refuses what a multi-shard statement cannot do yet. It never
+// runs inside a transaction: without two-phase commit a cross-shard
+// transaction could half-commit.
+func (s *session) checkMulti(st *router.Statement, route router.Route) error {
+	switch {
+	case s.attached != nil || s.txStatus != 'I':
+		return errNotSupported(
 			"run statements that touch several shards outside BEGIN ... COMMIT, or add the shard key to the WHERE clause",
 			"statement touches shards %s inside a transaction; cross-shard transactions need two_phase_commit (not yet supported)",
-			strings.Join(route.Shards, ", ")))
+			strings.Join(route.Shards, ", "))
+	case st.Kind == router.KindCopy:
+		return errNotSupported("COPY the rows of one shard key at a time, or INSERT them",
+			"COPY on a sharded table is not supported yet")
+	case route.Merge == router.MergeNone:
+		return errNotSupported("add a condition on the shard key", "statement needs several shards but cannot be merged")
 	}
-	if st.Kind == router.KindCopy {
-		return true, s.sendError(errNotSupported("COPY the rows of one shard key at a time, or INSERT them",
-			"COPY on a sharded table is not supported yet"))
-	}
-	if route.Merge == router.MergeNone {
-		return true, s.sendError(errNotSupported("add a condition on the shard key", "statement needs several shards but cannot be merged"))
-	}
+	return nil
+}
+
+// fanout runs one statement on several shards at once and merges their
+// replies as the route says; send writes the statement to one backend (a
+// Query, or Parse/Bind/Execute/Sync). Every shard runs it at the same time;
+// replies are read shard by shard, so rows stream and memory stays bounded.
+//
+// Data-changing statements run inside a transaction on every shard and
+// commit only if every shard succeeded, so a constraint violation on one
+// shard leaves nothing behind on the others. (A shard failing between the
+// COMMITs can still leave the write half-applied; two-phase commit closes
+// that gap.)
+func (s *session) fanout(ctx context.Context, st *router.Statement, route router.Route, send func(c *pool.Conn)) (bool, error) {
 	rt := s.runtime()
 	type leg struct {
 		c       *pool.Conn
 		prelude int
+		live    bool // reply read to ReadyForQuery: reusable
 	}
 	legs := make([]leg, 0, len(route.Shards))
-	release := func(discard bool) {
-		for _, l := range legs {
+	drop := func(from int) {
+		for _, l := range legs[from:] {
 			s.setActive(l.c, false)
-			if discard {
-				rt.Pools.Get(l.c.Shard).Discard(l.c)
-			} else {
-				rt.Pools.Get(l.c.Shard).Release(l.c)
-			}
+			rt.Pools.Get(l.c.Shard).Discard(l.c)
 		}
 	}
 	for _, sh := range route.Shards {
 		c, n, err := s.acquire(ctx, sh)
 		if err != nil {
-			release(true)
+			drop(0)
 			return true, s.send(errorResponse(s.log, err))
 		}
-		legs = append(legs, leg{c, n})
+		legs = append(legs, leg{c: c, prelude: n})
 	}
-	for _, l := range legs {
-		l.c.Send(&pgproto3.Query{String: text})
+	wrap := st.Kind == router.KindInsert || st.Kind == router.KindUpdate || st.Kind == router.KindDelete
+	for i := range legs {
+		l := &legs[i]
+		if wrap {
+			l.c.Send(&pgproto3.Query{String: "BEGIN"})
+			l.prelude++
+		}
+		send(l.c)
 		if err := l.c.Flush(); err != nil {
-			release(true)
+			drop(0)
 			return true, s.send(errorResponse(s.log, backendLost(l.c.Shard, err)))
 		}
 	}
 	m := &merger{kind: route.Merge}
 	var lost error
-	for i, l := range legs {
+	for i := range legs {
+		l := &legs[i]
 		m.idx = i
 		status, _, err := s.relay(l.c, l.prelude, m)
-		p := rt.Pools.Get(l.c.Shard)
-		s.setActive(l.c, false)
-		if err != nil || status != 'I' {
-			p.Discard(l.c)
-			if errors.Is(err, errClientGone) {
-				for _, rest := range legs[i+1:] {
-					s.setActive(rest.c, false)
-					rt.Pools.Get(rest.c.Shard).Discard(rest.c)
-				}
-				return true, err
-			}
-			if err != nil && lost == nil {
+		if errors.Is(err, errClientGone) {
+			drop(0)
+			return true, err
+		}
+		if err != nil {
+			if lost == nil {
 				lost = backendLost(l.c.Shard, err)
 			}
 			continue
 		}
-		p.Release(l.c)
+		l.live = status == 'I' || wrap && status != 0
+	}
+	if wrap {
+		end := "COMMIT"
+		if m.err != nil || lost != nil {
+			end = "ROLLBACK"
+		}
+		for i := range legs {
+			if l := &legs[i]; l.live {
+				l.c.Send(&pgproto3.Query{String: end})
+				if l.c.Flush() != nil {
+					l.live = false
+				}
+			}
+		}
+		for i := range legs {
+			l := &legs[i]
+			if !l.live {
+				continue
+			}
+			status, failed, err := s.relay(l.c, 0, &merger{kind: router.MergeFirst, idx: 1})
+			l.live = err == nil && status == 'I'
+			if (failed || err != nil) && end == "COMMIT" && lost == nil {
+				lost = pgError("40000", "shardproxy: COMMIT failed on shard %s; the statement may be applied on other shards", l.c.Shard)
+			}
+		}
+	}
+	for _, l := range legs {
+		s.setActive(l.c, false)
+		if l.live {
+			rt.Pools.Get(l.c.Shard).Release(l.c)
+		} else {
+			rt.Pools.Get(l.c.Shard).Discard(l.c)
+		}
 	}
 	if lost != nil && m.err == nil {
 		return true, s.send(errorResponse(s.log, lost))
@@ -563,6 +628,9 @@ func (m *merger) handle(s *session, msg pgproto3.BackendMessage) error {
 		}
 		m.verb = verb
 		m.count += n
+		return nil
+	case *pgproto3.ParseComplete, *pgproto3.BindComplete, *pgproto3.CloseComplete:
+		// Replies to the statement the proxy prepared on each shard.
 		return nil
 	case *pgproto3.EmptyQueryResponse:
 		if m.idx == 0 {
