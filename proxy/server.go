@@ -25,6 +25,7 @@ type Runtime struct {
 	Pools  *pool.Cluster
 
 	databases map[string]bool // database names clients may connect to
+	columns   *columnCache    // table columns for INSERTs without a column list; nil: no caching
 }
 
 // Server accepts client connections and serves each in its own goroutine.

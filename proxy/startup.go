@@ -31,7 +31,7 @@ const (
 
 // NewRuntime bundles a validated config with its router and pools.
 func NewRuntime(cfg *config.Config, r *router.Router, pools *pool.Cluster) (*Runtime, error) {
-	rt := &Runtime{Config: cfg, Router: r, Pools: pools, databases: make(map[string]bool)}
+	rt := &Runtime{Config: cfg, Router: r, Pools: pools, databases: make(map[string]bool), columns: &columnCache{}}
 	for _, sh := range cfg.Shards {
 		pc, err := pgconn.ParseConfig(sh.DSN)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -18,6 +19,7 @@ type valueRef struct {
 	text  string // constant's text
 	null  bool   // constant NULL
 	neg   bool   // unary minus applied
+	expr  bool   // neither: an expression or DEFAULT (INSERT rows only)
 }
 
 // tableUse is one occurrence of a table in a statement.
@@ -31,6 +33,9 @@ type tableUse struct {
 	insert bool       // vals are the key of each VALUES row
 	keyed  bool       // vals constrains the key
 	vals   []valueRef // the key is one of these
+	// rows: INSERT ... VALUES without a column list: every row's items by
+	// position, since the key's position is only known at Route time.
+	rows [][]valueRef
 	// topWhere: keyed by the top-level WHERE of a SELECT/UPDATE/DELETE, so
 	// no row of this table means no row of the result.
 	topWhere bool
@@ -593,9 +598,25 @@ func (a *analyzer) insert(ins *pg.InsertStmt) {
 		return
 	}
 	u := &a.st.uses[i]
-	hint := fmt.Sprintf("name the columns in INSERT INTO %s (...) so shardproxy can find the shard key", u.name)
+	isValues := sel != nil && len(sel.ValuesLists) > 0 && len(sel.FromClause) == 0
 	if len(ins.Cols) == 0 {
-		a.fail(fmt.Sprintf("INSERT into sharded table %s needs a column list", u.name), hint)
+		if !isValues { // DEFAULT VALUES, or a SELECT
+			a.fail(fmt.Sprintf("INSERT into sharded table %s needs a column list", u.name),
+				fmt.Sprintf("name the columns in INSERT INTO %s (...) so shardproxy can find the shard key", u.name))
+			return
+		}
+		u.insert, u.keyed = true, true
+		u.rows = make([][]valueRef, len(sel.ValuesLists))
+		for r, row := range sel.ValuesLists {
+			items := row.GetList().GetItems()
+			refs := make([]valueRef, len(items))
+			for p, it := range items {
+				v, ok := value(it)
+				v.expr = !ok // fine unless it is the key (Route checks)
+				refs[p] = v
+			}
+			u.rows[r] = refs
+		}
 		return
 	}
 	keyPos := -1
@@ -609,7 +630,7 @@ func (a *analyzer) insert(ins *pg.InsertStmt) {
 			fmt.Sprintf("include %s in the column list and the values", u.info.key))
 		return
 	}
-	if sel == nil || len(sel.ValuesLists) == 0 || len(sel.FromClause) > 0 {
+	if !isValues {
 		a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s is not supported", u.name),
 			"use INSERT ... VALUES, or add a /* shard: name */ comment when every row belongs to one shard")
 		return
@@ -623,12 +644,19 @@ func (a *analyzer) insert(ins *pg.InsertStmt) {
 			v, ok = value(items[keyPos])
 		}
 		if !ok {
-			a.fail(fmt.Sprintf("shard key %s.%s in INSERT must be a constant or a parameter", u.name, u.info.key),
-				"compute the key in the application and send it as a value")
+			if a.st.err == nil {
+				a.st.err = errKeyNotValue(u)
+			}
 			return
 		}
 		u.vals = append(u.vals, v)
 	}
+}
+
+func errKeyNotValue(u *tableUse) *pgconn.PgError {
+	return pgError(codeFeatureNotSupport,
+		fmt.Sprintf("shard key %s.%s in INSERT must be a constant or a parameter", u.name, u.info.key),
+		"compute the key in the application and send it as a value")
 }
 
 func (a *analyzer) fail(msg, hint string) {

@@ -128,9 +128,12 @@ func keyReplacer(t testing.TB, strats map[string]strategies.Strategy) *strings.R
 // route runs sql through ParseQuery (params == nil: literals become the
 // arguments) or Prepare (params given, "NULL" for a NULL) and routes it.
 func route(r *Router, sql string, params []string, session string) (*Statement, Route, error) {
+	return routeWith(r, sql, params, Args{SessionShard: session})
+}
+
+// routeWith is route with more of Args set (Params are filled in).
+func routeWith(r *Router, sql string, params []string, args Args) (*Statement, Route, error) {
 	var st *Statement
-	var args Args
-	args.SessionShard = session
 	if params == nil {
 		parts, err := r.ParseQuery(sql)
 		if err != nil {

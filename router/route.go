@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,6 +19,15 @@ type Args struct {
 	Params       [][]byte // bind values (nil = NULL)
 	Formats      []int16  // Bind format codes: none = all text, one = for all, else per parameter
 	SessionShard string   // from SET shardproxy.shard, "" if none
+
+	// Columns returns the column names of table schema.rel in attnum
+	// order, dropped columns excluded; schema is "" when the statement did
+	// not qualify the name (resolve it by the session's search_path). It
+	// is only called for an INSERT into a sharded table without a column
+	// list, where the key's position is not in the text. nil: such an
+	// INSERT is refused (0A000). Errors that are *pgconn.PgError reach the
+	// client as they are.
+	Columns func(ctx context.Context, schema, rel string) ([]string, error)
 }
 
 // RouteKind says how the target shards were chosen.
@@ -313,9 +323,16 @@ func (r *Router) locate(ctx context.Context, u *tableUse, args *Args, why []byte
 		why = append(why, strat.Name()...)
 		return r.stratMask[strat.Name()], true, why, nil
 	}
+	vals := u.vals
+	if u.rows != nil {
+		var err error
+		if vals, err = r.insertKeys(ctx, u, args); err != nil {
+			return 0, false, why, err
+		}
+	}
 	why = append(why, '.')
 	why = append(why, u.info.key...)
-	if len(u.vals) == 1 {
+	if len(vals) == 1 {
 		why = append(why, " = "...)
 	} else {
 		why = append(why, " IN ("...)
@@ -325,7 +342,7 @@ func (r *Router) locate(ctx context.Context, u *tableUse, args *Args, why []byte
 		intent = strategies.Write
 	}
 	kt := strat.KeyType()
-	for j, v := range u.vals {
+	for j, v := range vals {
 		if j > 0 {
 			why = append(why, ", "...)
 		}
@@ -362,7 +379,7 @@ func (r *Router) locate(ctx context.Context, u *tableUse, args *Args, why []byte
 		}
 		mask |= 1 << i
 	}
-	if len(u.vals) > 1 {
+	if len(vals) > 1 {
 		why = append(why, ')')
 	}
 	why = append(why, " -> "...)
@@ -382,6 +399,47 @@ func (r *Router) locate(ctx context.Context, u *tableUse, args *Args, why []byte
 		}
 	}
 	return mask, false, why, nil
+}
+
+// insertKeys picks the shard key of every VALUES row of an INSERT without
+// a column list. The key's position depends on the table's current columns
+// (ALTER TABLE moves it), so it is looked up per execution and never
+// stored in the cached Statement.
+func (r *Router) insertKeys(ctx context.Context, u *tableUse, args *Args) ([]valueRef, error) {
+	if args.Columns == nil {
+		return nil, pgError(codeFeatureNotSupport,
+			fmt.Sprintf("INSERT into sharded table %s needs a column list", u.name),
+			fmt.Sprintf("name the columns in INSERT INTO %s (...) so shardproxy can find the shard key", u.name))
+	}
+	cols, err := args.Columns(ctx, u.schema, u.rel)
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, err
+		}
+		return nil, pgError(codeInternal, fmt.Sprintf("looking up the columns of %s: %v", u.name, err), "")
+	}
+	pos := slices.Index(cols, u.info.key)
+	if pos < 0 {
+		return nil, &pgconn.PgError{Severity: "ERROR", Code: codeUndefinedColumn,
+			Message:   fmt.Sprintf("shard key column %q does not exist in table %s", u.info.key, u.name),
+			Hint:      "the shard map names a key column the table does not have; fix the table or the config",
+			TableName: u.rel, ColumnName: u.info.key}
+	}
+	vals := make([]valueRef, len(u.rows))
+	for i, row := range u.rows {
+		switch {
+		case pos >= len(row):
+			// Postgres fills missing trailing columns with their defaults.
+			return nil, pgError(codeFeatureNotSupport,
+				fmt.Sprintf("INSERT into sharded table %s does not set shard key column %s", u.name, u.info.key),
+				fmt.Sprintf("give every row a value for %s (column %d), or name the columns", u.info.key, pos+1))
+		case row[pos].expr:
+			return nil, errKeyNotValue(u)
+		}
+		vals[i] = row[pos]
+	}
+	return vals, nil
 }
 
 func appendKey(b []byte, k strategies.Key) []byte {

@@ -404,6 +404,7 @@ const (
 	codeSyntaxError       = "42601"
 	codeFeatureNotSupport = "0A000"
 	codeUndefinedObject   = "42704"
+	codeUndefinedColumn   = "42703"
 	codeNotNullViolation  = "23502"
 	codeInternal          = "XX000"
 )
