@@ -12,7 +12,7 @@ BIN          := bin/shardproxy
 TEST_TIMEOUT ?= 30m
 
 # Fuzz targets as pkg:FuzzName, e.g. router:FuzzAnalyze proxy:FuzzMessageLoop.
-FUZZ_TARGETS ?=
+FUZZ_TARGETS ?= router:FuzzParseQuery proxy:FuzzMessageLoop
 FUZZTIME_SHORT ?= 10s   # per target in `make test`
 FUZZTIME       ?= 60s   # per target in `make fuzz`
 

@@ -272,4 +272,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-

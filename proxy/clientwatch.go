@@ -53,7 +53,7 @@ func (w *clientWatch) init(c net.Conn, gone func()) {
 
 // start arms the watch for a statement the session is about to wait for.
 func (w *clientWatch) start() {
-	if w.rc == nil || true {
+	if w.rc == nil {
 		return
 	}
 	w.on.Store(true)
