@@ -6,11 +6,13 @@
 // map with several problems reports all of them (*ValidationError).
 //
 // Values are resolved so that consumers need no YAML knowledge:
-//   - Strategy.KeyType is canonical (KeyInt, KeyText, KeyUUID, KeyTimestamp),
-//     defaulted (int for hash/consistent, inferred for range, the fallback's
-//     for directory).
+//   - Strategy.KeyType is canonical (KeyInt, KeyText, KeyUUID, KeyTimestamp,
+//     KeyTimestampTZ), defaulted (int for hash/consistent, inferred for
+//     range, the fallback's for directory).
 //   - Range.Upper is canonical per KeyType: decimal for int, RFC 3339 with
-//     nanoseconds in UTC for timestamp (time.RFC3339Nano), lower-case
+//     nanoseconds in UTC for timestamptz (time.RFC3339Nano; a bound written
+//     without an offset is UTC), the same without the zone for timestamp (a
+//     wall clock; a bound with an offset is an error), lower-case
 //     hyphenated for uuid, as written for text. Bounds ascend strictly.
 //   - Table.Name and Table.Key are folded like SQL identifiers (lower case
 //     unless double-quoted in the YAML string; quotes removed).

@@ -15,11 +15,18 @@ var keyTypeNames = map[string]string{
 	"int2": KeyInt, "int4": KeyInt, "int8": KeyInt,
 	"text": KeyText, "varchar": KeyText,
 	"uuid":      KeyUUID,
-	"timestamp": KeyTimestamp, "timestamptz": KeyTimestamp,
+	"timestamp": KeyTimestamp, "timestamp without time zone": KeyTimestamp,
+	"timestamptz": KeyTimestampTZ, "timestamp with time zone": KeyTimestampTZ,
+}
+
+// isTimestamp tells whether a canonical key type is one of the timestamps.
+func isTimestamp(keyType string) bool {
+	return keyType == KeyTimestamp || keyType == KeyTimestampTZ
 }
 
 // timestampLayouts are tried in order by ParseTimestamp. Go accepts a
 // fractional second after the seconds field even when the layout has none.
+// The first zonedLayouts of them carry a zone.
 var timestampLayouts = []string{
 	time.RFC3339Nano,
 	"2006-01-02 15:04:05Z07:00",
@@ -29,21 +36,36 @@ var timestampLayouts = []string{
 	"2006-01-02",
 }
 
+const zonedLayouts = 3
+
 // ParseTimestamp parses the timestamp forms accepted as range bounds:
 // RFC 3339, Postgres' text output ("2006-01-02 15:04:05+00") and plain
 // dates. Values without a zone are taken as UTC. The result is in UTC.
 func ParseTimestamp(s string) (time.Time, error) {
-	for _, layout := range timestampLayouts {
+	t, _, err := parseTimestamp(s)
+	return t, err
+}
+
+// parseTimestamp is ParseTimestamp that also tells whether s had a zone.
+func parseTimestamp(s string) (t time.Time, zoned bool, err error) {
+	for i, layout := range timestampLayouts {
 		if t, err := time.Parse(layout, s); err == nil {
-			return t.UTC(), nil
+			return t.UTC(), i < zonedLayouts, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("%q is not a timestamp (want e.g. 2006-01-02, 2006-01-02 15:04:05 or RFC 3339)", s)
+	return time.Time{}, false, fmt.Errorf("%q is not a timestamp (want e.g. 2006-01-02, 2006-01-02 15:04:05 or RFC 3339)", s)
 }
+
+// wallClockLayout is the canonical form of a timestamp (without time zone)
+// bound: RFC 3339 with nanoseconds, minus the zone.
+const wallClockLayout = "2006-01-02T15:04:05.999999999"
 
 // canonicalBound parses a range bound as keyType and returns the form
 // stored in Range.Upper: decimal for int, RFC 3339 (nanoseconds, UTC) for
-// timestamp, lower-case hyphenated for uuid, unchanged for text. Canonical
+// timestamptz, the same without the zone for timestamp (a wall clock: a
+// bound with an offset is an error, since Postgres would drop the offset
+// silently and the bound would not mean what it says), lower-case
+// hyphenated for uuid, unchanged for text. Canonical
 // strings let the strategies package parse bounds with one standard
 // function each, and make bound comparison exact.
 func canonicalBound(keyType, s string) (string, error) {
@@ -55,6 +77,15 @@ func canonicalBound(keyType, s string) (string, error) {
 		}
 		return strconv.FormatInt(i, 10), nil
 	case KeyTimestamp:
+		t, zoned, err := parseTimestamp(s)
+		if err != nil {
+			return "", err
+		}
+		if zoned {
+			return "", fmt.Errorf("%q has a time zone offset, but key_type timestamp (without time zone) is a wall-clock time: drop the offset, or use key_type timestamptz", s)
+		}
+		return t.Format(wallClockLayout), nil
+	case KeyTimestampTZ:
 		t, err := ParseTimestamp(s)
 		if err != nil {
 			return "", err
@@ -77,6 +108,10 @@ func compareBounds(keyType, a, b string) int {
 		y, _ := strconv.ParseInt(b, 10, 64)
 		return cmpInt(x, y)
 	case KeyTimestamp:
+		x, _ := time.Parse(wallClockLayout, a)
+		y, _ := time.Parse(wallClockLayout, b)
+		return x.Compare(y)
+	case KeyTimestampTZ:
 		x, _ := time.Parse(time.RFC3339Nano, a)
 		y, _ := time.Parse(time.RFC3339Nano, b)
 		return x.Compare(y)

@@ -111,12 +111,15 @@ metadata: {dsn: "host=m dbname=meta"}
   c: {type: consistent, key_type: uuid, shards: [s1, s0]}
   d: {type: range, key_type: timestamptz, ranges: [{upper: 2024-01-01, shard: s0}, {shard: s1}]}
   e: {type: hash, key_type: int2, shards: [s0]}
+  f: {type: range, key_type: timestamp, ranges: [{upper: 2024-01-01, shard: s0}, {shard: s1}]}
+  g: {type: range, key_type: Timestamp Without Time Zone, ranges: [{upper: 2024-01-01, shard: s0}, {shard: s1}]}
+  h: {type: range, key_type: timestamp with time zone, ranges: [{upper: 2024-01-01, shard: s0}, {shard: s1}]}
 `, func(t *testing.T, c *Config) {
 			var got []string
 			for _, s := range c.Strategies {
 				got = append(got, s.KeyType)
 			}
-			want := []string{KeyInt, KeyText, KeyUUID, KeyTimestamp, KeyInt}
+			want := []string{KeyInt, KeyText, KeyUUID, KeyTimestampTZ, KeyInt, KeyTimestamp, KeyTimestamp, KeyTimestampTZ}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("key types %v, want %v", got, want)
 			}
@@ -124,7 +127,8 @@ metadata: {dsn: "host=m dbname=meta"}
 		{"canonical bounds", `strategies:
   i: {type: range, ranges: [{upper: -5, shard: s0}, {upper: 0x10, shard: s1}, {upper: 1000, shard: s0}]}
   j: {type: range, key_type: integer, ranges: [{upper: "-5", shard: s0}, {upper: "+0010", shard: s1}]}
-  t: {type: range, key_type: timestamp, ranges: [{upper: "2024-01-01", shard: s0}, {upper: "2024-01-01 12:30:00+02", shard: s1}, {upper: "2024-06-01T00:00:00.5Z", shard: s0}]}
+  t: {type: range, key_type: timestamptz, ranges: [{upper: "2024-01-01", shard: s0}, {upper: "2024-01-01 12:30:00+02", shard: s1}, {upper: "2024-06-01T00:00:00.5Z", shard: s0}]}
+  w: {type: range, key_type: timestamp, ranges: [{upper: "2024-01-01", shard: s0}, {upper: "2024-01-01 12:30:00", shard: s1}, {upper: "2024-06-01T00:00:00.5", shard: s0}]}
   u: {type: range, key_type: uuid, ranges: [{upper: "{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}", shard: s0}, {shard: s1}]}
   x: {type: range, key_type: text, ranges: [{upper: B, shard: s0}, {upper: a, shard: s1}, {upper: ~, shard: s0}]}
 `, func(t *testing.T, c *Config) {
@@ -136,6 +140,7 @@ metadata: {dsn: "host=m dbname=meta"}
 			}
 			want := []string{"-5", "16", "1000", "-5", "10",
 				"2024-01-01T00:00:00Z", "2024-01-01T10:30:00Z", "2024-06-01T00:00:00.5Z",
+				"2024-01-01T00:00:00", "2024-01-01T12:30:00", "2024-06-01T00:00:00.5",
 				"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "",
 				"B", "a", ""}
 			if !reflect.DeepEqual(got, want) {
@@ -292,7 +297,7 @@ shards:
 			`t.yaml:6:3: strategies.a: type is required (hash, range, consistent or directory)`,
 			`t.yaml:7:13: strategies.b.type: unknown strategy type "zz" (want hash, range, consistent or directory)`,
 			`t.yaml:8:33: strategies.c: unknown key "partitions"`,
-			`t.yaml:9:29: strategies.d.key_type: unknown key_type "money" (want int, text, uuid or timestamp)`,
+			`t.yaml:9:29: strategies.d.key_type: unknown key_type "money" (want int, text, uuid, timestamp or timestamptz)`,
 			`t.yaml:10:35: strategies.e.key_type: timestamp keys are supported by range (and directory) strategies only`,
 			`t.yaml:11:6: strategies.f: expected a mapping, got a list`,
 			`t.yaml:12:3: strategies: duplicate strategy "a" (first at line 6)`,
@@ -320,6 +325,7 @@ shards:
   f: {type: range, key_type: text, ranges: [{upper: b, shard: s0}, {upper: b, shard: s1}]}
   g: {type: range, key_type: timestamp, ranges: [{upper: 2024-02-01, shard: s0}, {upper: "2024-01-31 23:00:00", shard: s1}, {upper: soon, shard: s0}]}
   u: {type: range, key_type: uuid, ranges: [{upper: not-a-uuid, shard: s0}]}
+  w: {type: range, key_type: timestamp, ranges: [{upper: "2024-01-01 00:00:00+02", shard: s0}, {upper: "2024-02-01T00:00:00Z", shard: s1}]}
 `, []string{
 			`t.yaml:6:3: strategies.a: key_type required when bounds are not integers`,
 			`t.yaml:10:38: strategies.b.ranges[1]: only the last range may be unbounded (upper: null)`,
@@ -331,9 +337,11 @@ shards:
 			`t.yaml:13:37: strategies.e.ranges[0].upper: expected a scalar bound or null, got a list`,
 			`t.yaml:13:54: strategies.e.ranges[1]: shard is required`,
 			`t.yaml:14:76: strategies.f.ranges[1].upper: bound b must be greater than the previous bound b (ranges ascend)`,
-			`t.yaml:15:90: strategies.g.ranges[1].upper: bound 2024-01-31T23:00:00Z must be greater than the previous bound 2024-02-01T00:00:00Z (ranges ascend)`,
+			`t.yaml:15:90: strategies.g.ranges[1].upper: bound 2024-01-31T23:00:00 must be greater than the previous bound 2024-02-01T00:00:00 (ranges ascend)`,
 			`t.yaml:15:133: strategies.g.ranges[2].upper: "soon" is not a timestamp (want e.g. 2006-01-02, 2006-01-02 15:04:05 or RFC 3339)`,
 			`t.yaml:16:53: strategies.u.ranges[0].upper: "not-a-uuid" is not a uuid`,
+			`t.yaml:17:58: strategies.w.ranges[0].upper: "2024-01-01 00:00:00+02" has a time zone offset, but key_type timestamp (without time zone) is a wall-clock time: drop the offset, or use key_type timestamptz`,
+			`t.yaml:17:104: strategies.w.ranges[1].upper: "2024-02-01T00:00:00Z" has a time zone offset, but key_type timestamp (without time zone) is a wall-clock time: drop the offset, or use key_type timestamptz`,
 		}},
 		{"directory", false, `strategies:
   d: {type: directory, fallback: d2, table: x}
@@ -355,7 +363,7 @@ shards:
 			`t.yaml:10:3: strategies.d5: directory strategy needs metadata.dsn (the directory lives in the metadata database)`,
 			`t.yaml:10:58: strategies.d5.key_type: text differs from fallback "h"'s key_type int`,
 			`t.yaml:11:3: strategies.d6: directory strategy needs metadata.dsn (the directory lives in the metadata database)`,
-			`t.yaml:11:58: strategies.d6.key_type: unknown key_type "money" (want int, text, uuid or timestamp)`,
+			`t.yaml:11:58: strategies.d6.key_type: unknown key_type "money" (want int, text, uuid, timestamp or timestamptz)`,
 		}},
 		{"tables", false, `strategies:
   h: {type: hash, shards: [s0]}

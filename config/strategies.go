@@ -120,8 +120,8 @@ func (d *decoder) strategy(e entry, path string, shards map[string]bool) (Strate
 		canon, known := keyTypeNames[strings.ToLower(kt)]
 		switch {
 		case !known:
-			d.errorf(f["key_type"], path+".key_type", "unknown key_type %q (want int, text, uuid or timestamp)", kt)
-		case canon == KeyTimestamp && (typ == StrategyHash || typ == StrategyConsistent):
+			d.errorf(f["key_type"], path+".key_type", "unknown key_type %q (want int, text, uuid, timestamp or timestamptz)", kt)
+		case isTimestamp(canon) && (typ == StrategyHash || typ == StrategyConsistent):
 			d.errorf(f["key_type"], path+".key_type", "timestamp keys are supported by range (and directory) strategies only")
 		default:
 			s.KeyType = canon

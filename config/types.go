@@ -57,10 +57,16 @@ const (
 // Postgres (int2/int4/int8 share the integer_ops hash opfamily), so one
 // "int" family covers smallint, integer and bigint.
 const (
-	KeyInt       = "int"  // aliases accepted: bigint, integer, int2, int4, int8, smallint
-	KeyText      = "text" // aliases: varchar
-	KeyUUID      = "uuid"
-	KeyTimestamp = "timestamp" // aliases: timestamptz (range strategies only)
+	KeyInt  = "int"  // aliases accepted: bigint, integer, int2, int4, int8, smallint
+	KeyText = "text" // aliases: varchar
+	KeyUUID = "uuid"
+
+	// Timestamps: range strategies only. timestamp (alias "timestamp
+	// without time zone") is a wall clock: its range bounds carry no
+	// offset. timestamptz (alias "timestamp with time zone") is an
+	// instant: a bound without an offset is read as UTC.
+	KeyTimestamp   = "timestamp"
+	KeyTimestampTZ = "timestamptz"
 )
 
 type Strategy struct {

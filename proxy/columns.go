@@ -99,6 +99,12 @@ func (s *session) tableColumns(ctx context.Context, schema, rel string) ([]strin
 // just for that (like describeEphemeral), so the lookup neither pins nor
 // disturbs the client's transaction or extended-protocol batch.
 func (s *session) queryColumns(ctx context.Context, name string) ([]string, error) {
+	return s.queryCatalog(ctx, columnsSQL, name)
+}
+
+// queryCatalog runs sql with text parameters params that way, and returns
+// the first column of its rows (keyColumnType shares it).
+func (s *session) queryCatalog(ctx context.Context, sql string, params ...string) ([]string, error) {
 	rt := s.runtime()
 	shard := rt.Config.DefaultShard
 	c, n, err := s.acquire(ctx, shard)
@@ -116,8 +122,12 @@ func (s *session) queryColumns(ctx context.Context, name string) ([]string, erro
 	}
 	// The extended protocol keeps the name a parameter whatever the
 	// session's standard_conforming_strings.
-	c.Send(&pgproto3.Parse{Query: columnsSQL})
-	c.Send(&pgproto3.Bind{Parameters: [][]byte{[]byte(name)}})
+	c.Send(&pgproto3.Parse{Query: sql})
+	bind := &pgproto3.Bind{Parameters: make([][]byte, len(params))}
+	for i, v := range params {
+		bind.Parameters[i] = []byte(v)
+	}
+	c.Send(bind)
 	c.Send(&pgproto3.Execute{})
 	c.Send(&pgproto3.Sync{})
 	if err := c.Flush(); err != nil {

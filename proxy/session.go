@@ -60,6 +60,8 @@ type session struct {
 	// columns is tableColumns bound once, so that building router.Args
 	// on every statement does not allocate.
 	columns func(ctx context.Context, schema, rel string) ([]string, error)
+	colType func(ctx context.Context, schema, rel, col string) (string, error) // keyColumnType, bound once
+	tz      sessionTimeZone                                                    // see timeZone
 
 	ext extended
 
@@ -86,6 +88,7 @@ func newSession(srv *Server, c net.Conn, be *pgproto3.Backend, log *slog.Logger,
 	}
 	s.ext.init()
 	s.columns = s.tableColumns
+	s.colType = s.keyColumnType
 	s.watch.init(c, func() {
 		s.log.Info("client went away during a statement; cancelling it")
 		s.cancelBackends()

@@ -89,7 +89,8 @@ func (s *session) commonShard(ctx context.Context, parts []router.QueryPart) (st
 		case router.KindShardHintSet, router.KindShardHintReset, router.KindPrepare, router.KindListen, router.KindCopy:
 			return "", false
 		}
-		r, err := s.runtime().Router.Route(ctx, p.Stmt, router.Args{Params: p.Args, SessionShard: s.hint, Columns: s.columns})
+		r, err := s.runtime().Router.Route(ctx, p.Stmt, router.Args{Params: p.Args, SessionShard: s.hint, Columns: s.columns,
+			TimeZone: s.timeZone(), ColumnType: s.colType})
 		if err != nil {
 			return "", false
 		}
@@ -140,7 +141,8 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 	if done, failed, err := s.local(st, p.Text); done {
 		return failed, err
 	}
-	route, rerr := s.runtime().Router.Route(ctx, st, router.Args{Params: p.Args, SessionShard: s.hint, Columns: s.columns})
+	route, rerr := s.runtime().Router.Route(ctx, st, router.Args{Params: p.Args, SessionShard: s.hint, Columns: s.columns,
+		TimeZone: s.timeZone(), ColumnType: s.colType})
 	if rerr != nil {
 		return true, s.sendError(rerr)
 	}

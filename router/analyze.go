@@ -20,6 +20,10 @@ type valueRef struct {
 	null  bool   // constant NULL
 	neg   bool   // unary minus applied
 	expr  bool   // neither: an expression or DEFAULT (INSERT rows only)
+	// casts are the types the value is cast to, innermost first (last
+	// name part; "[]" appended for arrays). Only timestamp keys use them:
+	// a cast decides how Postgres reads and converts the text.
+	casts []string
 }
 
 // tableUse is one occurrence of a table in a statement.
@@ -880,7 +884,10 @@ func sameFamily(t *pg.TypeName, kt strategies.KeyType) bool {
 	case "uuid":
 		return kt == strategies.KeyUUID
 	case "timestamp", "timestamptz":
-		return kt == strategies.KeyTimestamp
+		// Casting the column between timestamp and timestamptz converts
+		// it in the session's TimeZone: equality no longer pins the
+		// stored value, so such a predicate does not narrow the route.
+		return false
 	}
 	return false
 }
@@ -900,7 +907,16 @@ func value(n *pg.Node) (valueRef, bool) {
 		t, ok := constText(x.AConst)
 		return valueRef{text: t}, ok
 	case *pg.Node_TypeCast:
-		return value(x.TypeCast.Arg)
+		v, ok := value(x.TypeCast.Arg)
+		name := "?"
+		if names := stringItems(x.TypeCast.TypeName.GetNames()); len(names) > 0 {
+			name = names[len(names)-1]
+		}
+		if len(x.TypeCast.TypeName.GetArrayBounds()) > 0 {
+			name += "[]"
+		}
+		v.casts = append(v.casts, name)
+		return v, ok
 	case *pg.Node_AExpr:
 		ex := x.AExpr
 		if ex.Kind == pg.A_Expr_Kind_AEXPR_OP && ex.Lexpr == nil && opName(ex.Name) == "-" {

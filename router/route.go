@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -28,6 +29,20 @@ type Args struct {
 	// INSERT is refused (0A000). Errors that are *pgconn.PgError reach the
 	// client as they are.
 	Columns func(ctx context.Context, schema, rel string) ([]string, error)
+
+	// TimeZone is the session's TimeZone; nil when unknown (or not a zone
+	// Go can load). A timestamptz key written without a UTC offset is a
+	// wall clock in this zone; without it such a key reads on every shard
+	// of its strategy and an INSERT is refused (0A000).
+	TimeZone *time.Location
+	// ColumnType returns the type of column col of table schema.rel as
+	// format_type names it (e.g. "timestamp without time zone"). It is
+	// only called for a timestamp shard key whose value Postgres would
+	// store differently as timestamp and as timestamptz (an offset in the
+	// text, or a session TimeZone other than UTC). nil: the column has the
+	// strategy's key type. An error leaves the type unknown: the key then
+	// routes only where both readings agree.
+	ColumnType func(ctx context.Context, schema, rel, col string) (string, error)
 }
 
 // RouteKind says how the target shards were chosen.
@@ -301,7 +316,8 @@ func (r *Router) checkKeyUpdate(ctx context.Context, st *Statement, args *Args, 
 		if bits.OnesCount64(total) != 1 {
 			return refuse
 		}
-		k, state, err := bindKey(v, u.info.strat.KeyType(), args)
+		var ct columnType
+		k, state, err := r.bindColumnKey(ctx, u, v, args, &ct)
 		if err != nil || state != bound {
 			return refuse
 		}
@@ -342,15 +358,25 @@ func (r *Router) locate(ctx context.Context, u *tableUse, args *Args, why []byte
 		intent = strategies.Write
 	}
 	kt := strat.KeyType()
+	var ct columnType // looked up once, and only if needed
 	for j, v := range vals {
 		if j > 0 {
 			why = append(why, ", "...)
 		}
-		k, state, err := bindKey(v, kt, args)
-		if err != nil {
+		k, state, err := r.bindColumnKey(ctx, u, v, args, &ct)
+		if err != nil && state != boundUnsure {
 			return 0, false, why, err
 		}
 		switch state {
+		case boundUnsure:
+			if u.insert {
+				return 0, false, why, unsureKeyError(u, v, err)
+			}
+			why = append(why, "? ("...)
+			why = append(why, unsureReason(err)...)
+			why = append(why, ") -> all shards of "...)
+			why = append(why, strat.Name()...)
+			return r.stratMask[strat.Name()], true, why, nil
 		case boundNull:
 			if u.insert {
 				return 0, false, why, &pgconn.PgError{Severity: "ERROR", Code: codeNotNullViolation,
@@ -465,6 +491,10 @@ const (
 	bound     = iota
 	boundNull // NULL: matches no row (reads), violates the key (INSERT)
 	boundFree // cannot narrow the route: the statement reads everywhere
+	// boundUnsure: only Postgres can tell the value (a timestamp that
+	// depends on an unknown TimeZone, 'now'): reads go everywhere, an
+	// INSERT is refused. The error says why.
+	boundUnsure
 )
 
 // bindKey turns a value reference into a key of type kt.

@@ -71,7 +71,7 @@ func buildOne(sc config.Strategy, cfg *config.Config) (Strategy, error) {
 	}
 	switch sc.Type {
 	case config.StrategyHash:
-		if t == KeyTimestamp {
+		if isTimestamp(t) {
 			return nil, fmt.Errorf("strategy %q: hash strategies take int, text or uuid keys", sc.Name)
 		}
 		return newHash(sc.Name, t, slices.Clone(sc.Shards)), nil

@@ -33,10 +33,12 @@ func KeyTypeOf(configKeyType string) (KeyType, error) {
 		return KeyText, nil
 	case config.KeyUUID:
 		return KeyUUID, nil
-	case config.KeyTimestamp, "timestamptz":
+	case config.KeyTimestamp, "timestamp without time zone":
 		return KeyTimestamp, nil
+	case config.KeyTimestampTZ, "timestamp with time zone":
+		return KeyTimestampTZ, nil
 	}
-	return 0, fmt.Errorf("unknown key type %q (want int, text, uuid or timestamp)", configKeyType)
+	return 0, fmt.Errorf("unknown key type %q (want int, text, uuid, timestamp or timestamptz)", configKeyType)
 }
 
 // String names the type as Postgres does in its error messages.
@@ -49,6 +51,8 @@ func (t KeyType) String() string {
 	case KeyUUID:
 		return "uuid"
 	case KeyTimestamp:
+		return "timestamp without time zone"
+	case KeyTimestampTZ:
 		return "timestamp with time zone"
 	}
 	return fmt.Sprintf("KeyType(%d)", int(t))
@@ -75,7 +79,7 @@ func (k Key) String() string {
 		b[23] = '-'
 		hex.Encode(b[24:36], k.UUID[10:16])
 		return string(b[:])
-	case KeyTimestamp:
+	case KeyTimestamp, KeyTimestampTZ:
 		return k.Time.UTC().Format(time.RFC3339Nano)
 	}
 	return fmt.Sprintf("<invalid key type %d>", int(k.Type))
@@ -83,8 +87,20 @@ func (k Key) String() string {
 
 // ParseKey parses the text form of a key: an SQL literal's text or a
 // text-format bind parameter. Errors are *pgconn.PgError worded like the
-// matching Postgres input function's.
+// matching Postgres input function's, or ErrNeedTimeZone/ErrVolatileKey
+// (see ParseKeyIn). It is ParseKeyIn without a session TimeZone.
 func ParseKey(t KeyType, s string) (Key, error) {
+	return ParseKeyIn(t, s, nil)
+}
+
+// ParseKeyIn is ParseKey for a session whose TimeZone is loc (nil:
+// unknown). It reads timestamps as Postgres' input functions do: a
+// timestamp (without time zone) drops any offset in the text; a timestamptz
+// without an offset is a wall clock in loc, and without loc the instant is
+// unknown (ErrNeedTimeZone). 'infinity' and '-infinity' are the extreme
+// keys, 'epoch' is 1970-01-01; 'now', 'today' and the like are
+// ErrVolatileKey: the value is only known when Postgres evaluates it.
+func ParseKeyIn(t KeyType, s string, loc *time.Location) (Key, error) {
 	switch t {
 	case KeyInt:
 		return parseInt(s)
@@ -92,12 +108,8 @@ func ParseKey(t KeyType, s string) (Key, error) {
 		return Key{Type: KeyText, Text: s}, nil
 	case KeyUUID:
 		return parseUUID(s)
-	case KeyTimestamp:
-		ts, err := parseTimestamp(s)
-		if err != nil {
-			return Key{}, err
-		}
-		return Key{Type: KeyTimestamp, Time: ts}, nil
+	case KeyTimestamp, KeyTimestampTZ:
+		return parseTimestampKey(t, s, loc)
 	}
 	return Key{}, fmt.Errorf("unknown key type %d", int(t))
 }
@@ -178,29 +190,6 @@ func unhex(c byte) (byte, bool) {
 	return 0, false
 }
 
-// timestampLayouts are the accepted text forms of timestamp keys and range
-// bounds. Go accepts a fractional second after the seconds field even when
-// the layout has none. Layouts without a zone are read as UTC.
-var timestampLayouts = []string{
-	time.RFC3339,
-	"2006-01-02T15:04:05",
-	"2006-01-02 15:04:05Z07:00",
-	"2006-01-02 15:04:05Z07",
-	"2006-01-02 15:04:05",
-	"2006-01-02",
-}
-
-// parseTimestamp parses s and rounds to microseconds, Postgres' precision.
-func parseTimestamp(s string) (time.Time, error) {
-	trimmed := strings.TrimSpace(s)
-	for _, layout := range timestampLayouts {
-		if ts, err := time.Parse(layout, trimmed); err == nil {
-			return ts.UTC().Round(time.Microsecond), nil
-		}
-	}
-	return time.Time{}, invalidText(KeyTimestamp, s)
-}
-
 // DecodeBinaryKey decodes a binary-format bind parameter (Postgres' send
 // format): big-endian int2/int4/int8 told apart by length, 16 uuid bytes,
 // raw text bytes, int64 microseconds since 2000-01-01 UTC for timestamps.
@@ -223,13 +212,11 @@ func DecodeBinaryKey(t KeyType, b []byte) (Key, error) {
 			copy(k.UUID[:], b)
 			return k, nil
 		}
-	case KeyTimestamp:
+	case KeyTimestamp, KeyTimestampTZ:
+		// timestamptz sends the instant, timestamp its wall clock as if
+		// in UTC: both are what Key.Time holds.
 		if len(b) == 8 {
-			us := int64(binary.BigEndian.Uint64(b))
-			// Split before adding the epoch so that +-infinity
-			// (MaxInt64/MinInt64) cannot overflow.
-			ts := time.Unix(pgEpochUnix+us/1e6, (us%1e6)*1e3).UTC()
-			return Key{Type: KeyTimestamp, Time: ts}, nil
+			return Key{Type: t, Time: pgMicros(int64(binary.BigEndian.Uint64(b)))}, nil
 		}
 	default:
 		return Key{}, fmt.Errorf("unknown key type %d", int(t))
@@ -244,7 +231,7 @@ func DecodeBinaryKey(t KeyType, b []byte) (Key, error) {
 // checkKeyType rejects a key of the wrong type: a router bug, but one that
 // must fail loudly rather than route by a zero value.
 func checkKeyType(strategy string, want KeyType, k Key) error {
-	if k.Type == want {
+	if k.Type == want || isTimestamp(want) && isTimestamp(k.Type) {
 		return nil
 	}
 	return &pgconn.PgError{

@@ -37,11 +37,13 @@ func TestParseKey(t *testing.T) {
 		{"uuid short", KeyUUID, "a0eebc99", Key{}, "22P02", `invalid input syntax for type uuid: "a0eebc99"`},
 		{"uuid trailing hyphen", KeyUUID, "a0eebc999c0b4ef8bb6d6bb9bd380a11-", Key{}, "22P02", `invalid input syntax for type uuid: "a0eebc999c0b4ef8bb6d6bb9bd380a11-"`},
 		{"timestamp with zone", KeyTimestamp, "2024-01-02 03:04:05+00", Key{Type: KeyTimestamp, Time: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)}, "", ""},
-		{"timestamp offset", KeyTimestamp, "2024-01-02 05:04:05.25+02:00", Key{Type: KeyTimestamp, Time: time.Date(2024, 1, 2, 3, 4, 5, 250e6, time.UTC)}, "", ""},
+		{"timestamptz offset", KeyTimestampTZ, "2024-01-02 05:04:05.25+02:00", Key{Type: KeyTimestampTZ, Time: time.Date(2024, 1, 2, 3, 4, 5, 250e6, time.UTC)}, "", ""},
+		{"timestamp ignores offset", KeyTimestamp, "2024-01-02 05:04:05.25+02:00", Key{Type: KeyTimestamp, Time: time.Date(2024, 1, 2, 5, 4, 5, 250e6, time.UTC)}, "", ""},
 		{"timestamp naive is UTC", KeyTimestamp, "2024-01-02 03:04:05", Key{Type: KeyTimestamp, Time: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)}, "", ""},
 		{"rfc3339", KeyTimestamp, "2024-01-02T03:04:05Z", Key{Type: KeyTimestamp, Time: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)}, "", ""},
 		{"date", KeyTimestamp, "2024-01-02", Key{Type: KeyTimestamp, Time: time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)}, "", ""},
-		{"bad timestamp", KeyTimestamp, "yesterday", Key{}, "22P02", `invalid input syntax for type timestamp with time zone: "yesterday"`},
+		{"bad timestamptz", KeyTimestampTZ, "soon", Key{}, "22P02", `invalid input syntax for type timestamp with time zone: "soon"`},
+		{"bad timestamp", KeyTimestamp, "2024-13-01", Key{}, "22P02", `invalid input syntax for type timestamp without time zone: "2024-13-01"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,7 +81,8 @@ func TestKeyStringRoundTrips(t *testing.T) {
 		{KeyInt, "-0042", "-42"},
 		{KeyText, "héllo", "héllo"},
 		{KeyUUID, "{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
-		{KeyTimestamp, "2024-01-02 05:04:05.123456+02", "2024-01-02T03:04:05.123456Z"},
+		{KeyTimestampTZ, "2024-01-02 05:04:05.123456+02", "2024-01-02T03:04:05.123456Z"},
+		{KeyTimestamp, "2024-01-02 05:04:05.123456+02", "2024-01-02T05:04:05.123456Z"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.want, func(t *testing.T) {
@@ -138,7 +141,8 @@ func TestDecodeBinaryKey(t *testing.T) {
 }
 
 func TestKeyTypeOf(t *testing.T) {
-	tests := map[string]KeyType{"int": KeyInt, "bigint": KeyInt, "text": KeyText, "uuid": KeyUUID, "timestamp": KeyTimestamp, "timestamptz": KeyTimestamp}
+	tests := map[string]KeyType{"int": KeyInt, "bigint": KeyInt, "text": KeyText, "uuid": KeyUUID, "timestamp": KeyTimestamp, "timestamptz": KeyTimestampTZ,
+		"timestamp without time zone": KeyTimestamp, "Timestamp With Time Zone": KeyTimestampTZ}
 	for in, want := range tests {
 		if got, err := KeyTypeOf(in); err != nil || got != want {
 			t.Errorf("KeyTypeOf(%q) = %v, %v; want %v", in, got, err, want)

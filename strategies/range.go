@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/shardproxy/shardproxy/config"
@@ -42,7 +43,8 @@ func newRange(name string, t KeyType, ranges []config.Range) (*rangeStrategy, er
 			}
 			break
 		}
-		upper, err := ParseKey(t, rg.Upper)
+		// A timestamptz bound without an offset is UTC (see config).
+		upper, err := ParseKeyIn(t, rg.Upper, time.UTC)
 		if err != nil {
 			return nil, fmt.Errorf("strategy %q: range upper %q: %w", name, rg.Upper, err)
 		}
@@ -96,7 +98,7 @@ func compareKeys(a, b Key) int {
 		return 0
 	case KeyText:
 		return strings.Compare(a.Text, b.Text)
-	case KeyTimestamp:
+	case KeyTimestamp, KeyTimestampTZ:
 		return a.Time.Compare(b.Time)
 	}
 	return 0

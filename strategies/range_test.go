@@ -38,7 +38,11 @@ func TestRangeLocate(t *testing.T) {
 		{"text bytewise: non-ASCII sorts last", KeyText, texts, "é", "s2"},
 		{"timestamp before", KeyTimestamp, times, "2023-12-31 23:59:59.999999+00", "old"},
 		{"timestamp at bound", KeyTimestamp, times, "2024-01-01T00:00:00Z", "y2024"},
-		{"timestamp zone counts", KeyTimestamp, times, "2025-01-01 01:00:00+02", "y2024"},
+		{"timestamptz zone counts", KeyTimestampTZ, times, "2025-01-01 01:00:00+02", "y2024"},
+		{"timestamp ignores the zone", KeyTimestamp, times, "2025-01-01 01:00:00+02", "new"},
+		{"timestamptz infinity", KeyTimestampTZ, times, "infinity", "new"},
+		{"timestamp -infinity", KeyTimestamp, times, " -Infinity ", "old"},
+		{"timestamptz epoch", KeyTimestampTZ, times, "epoch", "old"},
 		{"timestamp after", KeyTimestamp, times, "2025-01-01", "new"},
 	}
 	for _, tc := range tests {

@@ -10,10 +10,11 @@ import (
 type KeyType int
 
 const (
-	KeyInt       KeyType = iota + 1 // int2, int4, int8: hash alike in Postgres
-	KeyText                         // text, varchar
-	KeyUUID                         // uuid
-	KeyTimestamp                    // timestamp, timestamptz (range only)
+	KeyInt         KeyType = iota + 1 // int2, int4, int8: hash alike in Postgres
+	KeyText                           // text, varchar
+	KeyUUID                           // uuid
+	KeyTimestamp                      // timestamp without time zone: a wall clock (range only)
+	KeyTimestampTZ                    // timestamp with time zone: an instant (range only)
 )
 
 // Key is one typed shard-key value.
@@ -22,7 +23,13 @@ type Key struct {
 	Int  int64
 	Text string
 	UUID [16]byte
-	Time time.Time // UTC
+	// Time is in UTC: the instant for KeyTimestampTZ, the wall clock read
+	// as UTC for KeyTimestamp. Both compare by Time, so a strategy of one
+	// timestamp type locates keys of the other (a timestamp column under a
+	// timestamptz strategy) without depending on a session's TimeZone.
+	// Postgres' infinity and -infinity are the Times its binary format
+	// decodes to (MaxInt64 and MinInt64 microseconds past 2000-01-01).
+	Time time.Time
 }
 
 // Intent tells Locate whether the statement may create the key.
