@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
+	_ "time/tzdata"
 
 	"github.com/spf13/cobra"
 
@@ -14,7 +16,7 @@ import (
 )
 
 func routeCmd() *cobra.Command {
-	var path, hint string
+	var path, hint, tz string
 	cmd := &cobra.Command{
 		Use:   `route --config FILE "SQL" [params...]`,
 		Short: "Print which shard(s) a statement goes to and why, without connecting",
@@ -29,15 +31,20 @@ func routeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printRoutes(cmd.Context(), r, args[0], args[1:], hint)
+			loc, err := time.LoadLocation(tz)
+			if err != nil {
+				return fmt.Errorf("--timezone: %w", err)
+			}
+			return printRoutes(cmd.Context(), r, args[0], args[1:], router.Args{SessionShard: hint, TimeZone: loc})
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "shardproxy.yaml", "shard map (YAML)")
 	cmd.Flags().StringVar(&hint, "shard", "", "session shard hint, as SET shardproxy.shard would give")
+	cmd.Flags().StringVar(&tz, "timezone", "UTC", "session TimeZone for timestamptz literals without an offset")
 	return cmd
 }
 
-func printRoutes(ctx context.Context, r *router.Router, sql string, params []string, hint string) error {
+func printRoutes(ctx context.Context, r *router.Router, sql string, params []string, session router.Args) error {
 	var args [][]byte
 	for _, p := range params {
 		if p == "NULL" {
@@ -62,7 +69,9 @@ func printRoutes(ctx context.Context, r *router.Router, sql string, params []str
 	for _, p := range parts {
 		fmt.Printf("statement: %s\n", strings.TrimSpace(p.Text))
 		fmt.Printf("  kind:    %s\n", p.Stmt.Kind)
-		route, err := r.Route(ctx, p.Stmt, router.Args{Params: p.Args, SessionShard: hint})
+		args := session
+		args.Params = p.Args
+		route, err := r.Route(ctx, p.Stmt, args)
 		if err != nil {
 			fmt.Printf("  error:   %v\n", err)
 			continue
