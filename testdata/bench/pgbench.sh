@@ -14,6 +14,10 @@
 #
 #   BENCH_SCALE=10 BENCH_CLIENTS=8 BENCH_THREADS=2 BENCH_TIME=15 BENCH_POOL=10
 #   BENCH_MODES="simple extended prepared"
+#   BENCH_BACKEND=tcp|unix  how the proxy reaches the shards (default tcp: the
+#                           same path pgbench takes to direct Postgres; unix:
+#                           the shards' unix sockets, as a proxy on the
+#                           shards' host would be deployed)
 #   BENCH_CPUPROFILE=/tmp/proxy.prof   (CPU profile of the proxy, for go tool pprof)
 set -euo pipefail
 
@@ -24,6 +28,7 @@ duration="${BENCH_TIME:-15}"
 poolsize="${BENCH_POOL:-10}"
 modes="${BENCH_MODES:-simple extended prepared}"
 cpuprofile="${BENCH_CPUPROFILE:-}"
+backend="${BENCH_BACKEND:-tcp}"
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 pg="$root/testdata/cluster/pg.sh"
@@ -101,6 +106,13 @@ for t in pgbench_branches pgbench_tellers pgbench_history; do
 	sql "$p1" bench "DROP TABLE $t" # unsharded tables live on s0 only
 done
 
+shard_dsn() { # PORT NAME
+	if [[ "$backend" == unix ]]; then
+		echo "postgres://postgres@/bench?host=$work/$2/data&port=$1&sslmode=disable"
+	else
+		bash "$pg" dsn "$1" bench
+	fi
+}
 cat >"$work/shardproxy.yaml" <<YAML
 listen: 127.0.0.1:$pp
 users:
@@ -108,8 +120,8 @@ users:
 metadata: {dsn: "$(bash "$pg" dsn "$p0" postgres)"}
 pool: {size: $poolsize}
 shards:
-  - {name: s0, dsn: "$(bash "$pg" dsn "$p0" bench)"}
-  - {name: s1, dsn: "$(bash "$pg" dsn "$p1" bench)"}
+  - {name: s0, dsn: "$(shard_dsn "$p0" s0)"}
+  - {name: s1, dsn: "$(shard_dsn "$p1" s1)"}
 strategies:
   by_aid: {type: hash, key_type: int, shards: [s0, s1]}
 tables:
@@ -137,6 +149,40 @@ if [[ "$n_rows" != "$n_want" ]]; then
 	log "proxy found $n_rows of $n_want sampled accounts"; exit 1
 fi
 
+# PgBouncer, when installed (not a dependency of the project: Debian's
+# `pgbouncer` package), in transaction mode in front of the direct database:
+# the bar the issue measures against, measured in the same run.
+bouncer_dsn=""
+bouncer_pid=""
+if command -v pgbouncer >/dev/null 2>&1; then
+	pb="$(free_port)"
+	mkdir -p "$work/bouncer" && chown postgres: "$work/bouncer" 2>/dev/null || true
+	echo '"postgres" ""' >"$work/bouncer/userlist.txt"
+	cat >"$work/bouncer/pgbouncer.ini" <<INI
+[databases]
+full_set = host=127.0.0.1 port=$p0 dbname=full_set user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $pb
+unix_socket_dir =
+auth_type = trust
+auth_file = $work/bouncer/userlist.txt
+pool_mode = transaction
+default_pool_size = $poolsize
+max_client_conn = 200
+logfile = $work/bouncer/pgbouncer.log
+INI
+	chown -R postgres: "$work/bouncer" 2>/dev/null || true
+	if [[ "$(id -u)" == 0 ]]; then
+		runuser -u postgres -- pgbouncer "$work/bouncer/pgbouncer.ini" >/dev/null 2>&1 &
+	else
+		pgbouncer "$work/bouncer/pgbouncer.ini" >/dev/null 2>&1 &
+	fi
+	bouncer_pid=$!
+	for _ in $(seq 50); do "$bin/pg_isready" -q -h 127.0.0.1 -p "$pb" && break; sleep 0.1; done
+	bouncer_dsn="postgres://postgres@127.0.0.1:$pb/full_set?sslmode=disable"
+fi
+
 # tps runs pgbench and prints its TPS; any failed transaction is fatal.
 tps() {
 	local out
@@ -149,19 +195,26 @@ tps() {
 	sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out"
 }
 
-declare -A direct proxied
+declare -A direct proxied bounced
 for mode in $modes; do
 	log "-M $mode: direct"
 	direct[$mode]="$(tps "$mode" "$direct_dsn")"
 	log "-M $mode: through shardproxy"
 	proxied[$mode]="$(tps "$mode" "$proxy_dsn")"
+	if [[ -n "$bouncer_dsn" ]]; then
+		log "-M $mode: through pgbouncer"
+		bounced[$mode]="$(tps "$mode" "$bouncer_dsn" 2>/dev/null || echo fail)"
+	fi
 done
+if [[ -n "$bouncer_pid" ]]; then kill "$bouncer_pid" 2>/dev/null || true; wait "$bouncer_pid" 2>/dev/null || true; fi
 
 echo
 echo "pgbench -S -c $clients -j $threads -T $duration, scale $scale; direct = one Postgres with all rows,"
-echo "proxy = shardproxy over 2 shards (pool $poolsize per shard), same machine ($(nproc) cores)"
-printf '%-10s %14s %14s %8s\n' mode "direct TPS" "proxy TPS" ratio
+echo "proxy = shardproxy over 2 shards (pool $poolsize per shard, $backend to the shards), same machine ($(nproc) cores)"
+ratio() { awk -v p="$1" -v d="$2" 'BEGIN { if (p == "fail") print "fail"; else printf "%.2fx", p / d }'; }
+printf '%-10s %12s %12s %8s %14s %8s\n' mode "direct TPS" "proxy TPS" ratio "pgbouncer TPS" ratio
 for mode in $modes; do
-	printf '%-10s %14.0f %14.0f %7.2fx\n' "$mode" "${direct[$mode]}" "${proxied[$mode]}" \
-		"$(awk -v p="${proxied[$mode]}" -v d="${direct[$mode]}" 'BEGIN { print p / d }')"
+	b="${bounced[$mode]:-}"
+	printf '%-10s %12.0f %12.0f %8s %14s %8s\n' "$mode" "${direct[$mode]}" "${proxied[$mode]}" \
+		"$(ratio "${proxied[$mode]}" "${direct[$mode]}")" "${b:--}" "$([[ -n "$b" ]] && ratio "$b" "${direct[$mode]}" || echo -)"
 done
