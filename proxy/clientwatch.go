@@ -1,14 +1,13 @@
 package proxy
 
 import (
-	"math"
 	"net"
 	"sync/atomic"
 	"syscall"
 	"time"
 )
 
-// watchInterval is how often a client is checked while its statement runs.
+// watchInterval is how often clients with a statement in flight are checked.
 const watchInterval = 250 * time.Millisecond
 
 // clientWatch notices a client that hangs up while its statement runs.
@@ -19,27 +18,29 @@ const watchInterval = 250 * time.Millisecond
 // waiting on a lock. Postgres has the same gap and closes it with
 // client_connection_check_interval; this is the proxy's equivalent.
 //
-// Ownership: the session goroutine calls start before it waits for a backend
-// reply and stop when the reply is in (or the session ends). A timer, never
-// a goroutine of its own, fires every watchInterval while a statement is in
-// flight, so short statements cost two atomic stores and a timer reset, and
-// idle sessions cost nothing. The check peeks at the socket without
-// consuming a byte (recv with MSG_PEEK|MSG_DONTWAIT) and, on EOF or a reset,
-// calls gone, which cancels the backends' statements (cancelBackends): the
-// session goroutine then gets the backend's error, fails to write it or
-// reads EOF from the client next, and ends as for any disconnect,
-// discarding backends that were in a transaction.
+// Ownership: the session goroutine marks a statement in flight (start) and
+// done (stop) — two atomic operations, nothing else on the hot path. One
+// goroutine per server (Server.watchClients, which exits on Shutdown) looks
+// every watchInterval at the sessions whose statement has been in flight
+// for a whole interval, and peeks at their sockets without consuming a byte
+// (recv with MSG_PEEK|MSG_DONTWAIT). On EOF or a reset it calls gone, which
+// cancels the backends' statements (cancelBackends): the session goroutine
+// then gets the backend's error, fails to write it or reads EOF from the
+// client next, and ends as for any disconnect, discarding backends that
+// were in a transaction.
 //
 // A client that half-closes (shutdown(SHUT_WR)) while waiting for a reply
-// counts as gone, as it does for Postgres' check.
+// counts as gone, as it does for Postgres' check; a client with unread
+// pipelined bytes looks alive.
 type clientWatch struct {
 	rc    syscall.RawConn // nil: not a socket, nothing to watch
-	on    atomic.Bool     // a statement is in flight
-	timer *time.Timer     // created by the first start; runs check
+	clock *atomic.Int64   // the server's watch tick
+	since atomic.Int64    // tick at which the in-flight statement started; 0: none
+	fired atomic.Bool     // gone was called
 	gone  func()
 }
 
-func (w *clientWatch) init(c net.Conn, gone func()) {
+func (w *clientWatch) init(c net.Conn, clock *atomic.Int64, gone func()) {
 	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
 		c = tc.NetConn() // under TLS, watch the TCP socket
 	}
@@ -48,40 +49,54 @@ func (w *clientWatch) init(c net.Conn, gone func()) {
 			w.rc = rc
 		}
 	}
-	w.gone = gone
+	w.clock, w.gone = clock, gone
 }
 
-// start arms the watch for a statement the session is about to wait for.
+// start marks a statement in flight.
 func (w *clientWatch) start() {
-	if w.rc == nil {
-		return
-	}
-	w.on.Store(true)
-	if w.timer == nil {
-		w.timer = time.AfterFunc(math.MaxInt64, w.check)
-	}
-	w.timer.Reset(watchInterval)
-}
-
-// stop disarms the watch. A check already running may still re-arm the
-// timer; that run then finds on false and does nothing.
-func (w *clientWatch) stop() {
-	if w.timer != nil {
-		w.on.Store(false)
-		w.timer.Stop()
+	if w.rc != nil && w.since.Load() == 0 {
+		w.since.Store(w.clock.Load())
 	}
 }
 
-// check runs on the timer's goroutine.
-func (w *clientWatch) check() {
-	if !w.on.Load() {
-		return
+// stop marks the statement done.
+func (w *clientWatch) stop() { w.since.Store(0) }
+
+// check runs on the server's watch goroutine.
+func (w *clientWatch) check(tick int64) {
+	since := w.since.Load()
+	if since == 0 || tick-since < 2 || w.fired.Load() {
+		return // idle, or in flight for less than a whole interval
 	}
 	if peerGone(w.rc) {
+		w.fired.Store(true)
 		w.gone()
-		return
 	}
-	if w.on.Load() {
-		w.timer.Reset(watchInterval)
+}
+
+// watchClients is the goroutine that checks sessions with a statement in
+// flight; it exits when stop is closed.
+func (s *Server) watchClients(stop <-chan struct{}) {
+	t := time.NewTicker(watchInterval)
+	defer t.Stop()
+	var batch []*session
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		tick := s.watchTick.Add(1)
+		batch = batch[:0]
+		s.mu.Lock()
+		for _, sess := range s.sessions {
+			if sess.watch.since.Load() != 0 {
+				batch = append(batch, sess)
+			}
+		}
+		s.mu.Unlock()
+		for _, sess := range batch {
+			sess.watch.check(tick)
+		}
 	}
 }

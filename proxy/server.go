@@ -44,12 +44,18 @@ type Server struct {
 	closing  bool
 	wg       sync.WaitGroup
 	nextID   atomic.Uint64
+
+	watchTick atomic.Int64  // advanced by watchClients every watchInterval
+	stopWatch chan struct{} // closed by Shutdown: ends watchClients
+	watchOnce sync.Once
 }
 
 // NewServer returns a server that routes with rt until SetRuntime swaps it.
 func NewServer(rt *Runtime, log *slog.Logger) *Server {
-	s := &Server{log: log, sessions: make(map[uint32]*session), conns: make(map[net.Conn]struct{})}
+	s := &Server{log: log, sessions: make(map[uint32]*session), conns: make(map[net.Conn]struct{}),
+		stopWatch: make(chan struct{})}
 	s.rt.Store(rt)
+	s.watchTick.Store(1) // 0 means "no statement in flight"
 	return s
 }
 
@@ -62,6 +68,7 @@ func (s *Server) Runtime() *Runtime { return s.rt.Load() }
 // Serve accepts connections on ln until ctx is done or ln is closed. It
 // returns after the listener stops; sessions keep running until Shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.watchOnce.Do(func() { go s.watchClients(s.stopWatch) })
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var backoff time.Duration
@@ -118,6 +125,9 @@ func (s *Server) untrack(c net.Conn) {
 // session goroutines to exit.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.mu.Lock()
+	if !s.closing {
+		close(s.stopWatch)
+	}
 	s.closing = true
 	s.mu.Unlock()
 	done := make(chan struct{})

@@ -89,7 +89,7 @@ func newSession(srv *Server, c net.Conn, be *pgproto3.Backend, log *slog.Logger,
 	s.ext.init()
 	s.columns = s.tableColumns
 	s.colType = s.keyColumnType
-	s.watch.init(c, func() {
+	s.watch.init(c, &srv.watchTick, func() {
 		s.log.Info("client went away during a statement; cancelling it")
 		s.cancelBackends()
 	})
