@@ -50,10 +50,15 @@ func newConn(p *Pool, hc *pgconn.HijackedConn) *Conn {
 		netConn:       hc.Conn,
 		// A fresh Frontend reads the socket directly; pgconn's reads through
 		// its background reader, which SyncConn has stopped and drained.
-		fe: pgproto3.NewFrontend(hc.Conn, hc.Conn),
+		fe: newFrontend(hc.Conn),
 	}
 	c.probe.init(hc.Conn)
 	return c
+}
+
+func newFrontend(c net.Conn) *pgproto3.Frontend {
+	rw := SocketIO(c)
+	return pgproto3.NewFrontend(rw, rw)
 }
 
 // Send buffers msg; Flush writes it.
