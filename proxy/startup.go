@@ -53,7 +53,8 @@ var reportedParams = []string{
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	id := s.nextID.Add(1)
 	log := s.log.With("conn_id", id)
-	be := pgproto3.NewBackend(c, c)
+	rw := pool.SocketIO(c)
+	be := pgproto3.NewBackend(rw, rw)
 	be.SetMaxBodyLen(maxMessageLen)
 	c.SetDeadline(time.Now().Add(startupTimeout))
 
