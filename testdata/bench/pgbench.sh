@@ -215,6 +215,7 @@ ratio() { awk -v p="$1" -v d="$2" 'BEGIN { if (p == "fail") print "fail"; else p
 printf '%-10s %12s %12s %8s %14s %8s\n' mode "direct TPS" "proxy TPS" ratio "pgbouncer TPS" ratio
 for mode in $modes; do
 	b="${bounced[$mode]:-}"
+	[[ -n "$b" && "$b" != fail ]] && b="$(printf '%.0f' "$b")"
 	printf '%-10s %12.0f %12.0f %8s %14s %8s\n' "$mode" "${direct[$mode]}" "${proxied[$mode]}" \
 		"$(ratio "${proxied[$mode]}" "${direct[$mode]}")" "${b:--}" "$([[ -n "$b" ]] && ratio "$b" "${direct[$mode]}" || echo -)"
 done
