@@ -19,6 +19,7 @@ import (
 var topKeys = []string{
 	"listen", "metrics_listen", "admin_database", "tls", "users", "metadata", "pool",
 	"two_phase_commit", "shards", "strategies", "tables", "default_shard", "plan_cache_size",
+	"shutdown_timeout", "health_check_interval",
 }
 
 // present reports whether an optional section was given; "key:" with no
@@ -80,6 +81,28 @@ func (d *decoder) config(root *yaml.Node, path string) *Config {
 		}
 		c.PlanCacheSize = n
 	}
+	if s, ok := d.str(f["shutdown_timeout"], "shutdown_timeout"); ok {
+		dur, err := time.ParseDuration(s)
+		switch {
+		case err != nil:
+			d.errorf(f["shutdown_timeout"], "shutdown_timeout", "invalid duration %q (want e.g. \"30s\")", s)
+		case dur < time.Millisecond:
+			d.errorf(f["shutdown_timeout"], "shutdown_timeout", "must be at least 1ms")
+		default:
+			c.ShutdownTimeoutMillis = int(dur / time.Millisecond)
+		}
+	}
+	if s, ok := d.str(f["health_check_interval"], "health_check_interval"); ok {
+		dur, err := time.ParseDuration(s)
+		switch {
+		case err != nil:
+			d.errorf(f["health_check_interval"], "health_check_interval", "invalid duration %q (want e.g. \"5s\")", s)
+		case dur < 10*time.Millisecond:
+			d.errorf(f["health_check_interval"], "health_check_interval", "must be at least 10ms")
+		default:
+			c.HealthCheckIntervalMillis = int(dur / time.Millisecond)
+		}
+	}
 	c.Shards = d.shards(f["shards"], root)
 	shards := map[string]bool{}
 	for _, s := range c.Shards {
@@ -111,20 +134,33 @@ func (d *decoder) checkAddr(n *yaml.Node, path, addr string) {
 }
 
 func (d *decoder) tls(n *yaml.Node, cfgPath string) *TLS {
-	f := d.fields(n, "tls", "cert", "key")
+	f := d.fields(n, "tls", "cert", "key", "client_tls")
 	if f == nil {
 		return nil
 	}
 	cert, _ := d.str(f["cert"], "tls.cert")
 	key, _ := d.str(f["key"], "tls.key")
+	mode := ClientTLSAllow
+	if s, ok := d.str(f["client_tls"], "tls.client_tls"); ok {
+		switch s {
+		case ClientTLSAllow, ClientTLSRequireNonlocal, ClientTLSRequire:
+			mode = s
+		default:
+			d.errorf(f["client_tls"], "tls.client_tls", "%q is not one of %s, %s, %s",
+				s, ClientTLSAllow, ClientTLSRequireNonlocal, ClientTLSRequire)
+		}
+	}
 	if cert == "" && key == "" {
+		if mode != ClientTLSAllow {
+			d.errorf(n, "tls", "client_tls %s needs cert and key", mode)
+		}
 		return nil
 	}
 	if cert == "" || key == "" {
 		d.errorf(n, "tls", "cert and key must be given together")
 		return nil
 	}
-	t := &TLS{Cert: resolveFile(cfgPath, cert), Key: resolveFile(cfgPath, key)}
+	t := &TLS{Cert: resolveFile(cfgPath, cert), Key: resolveFile(cfgPath, key), ClientTLS: mode}
 	for _, x := range []struct{ path, file string }{{"tls.cert", t.Cert}, {"tls.key", t.Key}} {
 		if _, err := os.Stat(x.file); err != nil {
 			d.errorf(f[strings.TrimPrefix(x.path, "tls.")], x.path, "cannot read %s: %v", x.file, errors.Unwrap(err))

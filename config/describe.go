@@ -21,7 +21,7 @@ func Describe(c *Config) string {
 	fmt.Fprintf(w, "metrics listen:\t%s\n", orNone(c.MetricsListen, "disabled"))
 	fmt.Fprintf(w, "admin database:\t%s\n", c.AdminDatabase)
 	if c.TLS != nil {
-		fmt.Fprintf(w, "tls:\tcert %s, key %s\n", c.TLS.Cert, c.TLS.Key)
+		fmt.Fprintf(w, "tls:\tcert %s, key %s, client_tls %s\n", c.TLS.Cert, c.TLS.Key, c.TLS.ClientTLS)
 	} else {
 		fmt.Fprintf(w, "tls:\tdisabled\n")
 	}

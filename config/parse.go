@@ -12,13 +12,17 @@ import (
 
 // Defaults applied when a key is absent.
 const (
-	DefaultListen         = "127.0.0.1:6432"
-	DefaultAdminDatabase  = "shardproxy"
-	DefaultPoolSize       = 20
-	DefaultAcquireTimeout = 5 * time.Second
-	DefaultPlanCacheSize  = 10000
-	DefaultPartitions     = 271
+	DefaultListen          = "127.0.0.1:6432"
+	DefaultAdminDatabase   = "shardproxy"
+	DefaultPoolSize        = 20
+	DefaultAcquireTimeout  = 5 * time.Second
+	DefaultPlanCacheSize   = 10000
+	DefaultShutdownTimeout = 30 * time.Second
+	DefaultPartitions      = 271
 )
+
+// DefaultHealthCheckInterval is the period of the shard health checks.
+const DefaultHealthCheckInterval = 5 * time.Second
 
 // Load reads and validates the shard map at path. A returned error is a
 // *ValidationError (naming file:line of every problem) unless the file

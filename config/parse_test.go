@@ -25,7 +25,7 @@ func TestParseDesignExample(t *testing.T) {
 		Listen:        "127.0.0.1:6432",
 		MetricsListen: "127.0.0.1:9187",
 		AdminDatabase: "shardproxy",
-		TLS:           &TLS{Cert: "../testdata/config/server.crt", Key: "../testdata/config/server.key"},
+		TLS:           &TLS{Cert: "../testdata/config/server.crt", Key: "../testdata/config/server.key", ClientTLS: ClientTLSAllow},
 		Users: []User{
 			{Name: "app", Password: "secret"},
 			{Name: "admin", Password: "secret", Admin: true},
@@ -281,6 +281,10 @@ shards:
 		}},
 		{"default shard", false, "default_shard: s7\n", []string{`t.yaml:5:16: default_shard: unknown shard "s7"`}},
 		{"tls", false, "tls: {cert: ../testdata/config/server.crt}\n", []string{`t.yaml:5:6: tls: cert and key must be given together`}},
+		{"tls client_tls", false, "tls: {cert: ../testdata/config/server.crt, key: ../testdata/config/server.key, client_tls: always}\n", []string{
+			`t.yaml:5:92: tls.client_tls: "always" is not one of allow, require_nonlocal, require`,
+		}},
+		{"tls client_tls without cert", false, "tls: {client_tls: require}\n", []string{`t.yaml:5:6: tls: client_tls require needs cert and key`}},
 		{"tls files", false, "tls: {cert: /nonexistent.crt, key: /nonexistent.key}\n", []string{
 			`t.yaml:5:13: tls.cert: cannot read /nonexistent.crt: no such file or directory`,
 			`t.yaml:5:36: tls.key: cannot read /nonexistent.key: no such file or directory`,

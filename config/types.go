@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // Config is one validated shard map. Treat it as read-only.
 type Config struct {
 	Path           string     // file it was loaded from ("" when parsed from bytes)
@@ -16,12 +18,29 @@ type Config struct {
 	Tables         []Table    // in YAML order
 	DefaultShard   string     // unsharded tables live here; defaults to the first shard
 	PlanCacheSize  int        // key plan_cache_size, default 10000 entries
+	// ShutdownTimeoutMillis bounds the drain on SIGTERM (key shutdown_timeout,
+	// Go duration string); 0 means DefaultShutdownTimeout. See ShutdownTimeout.
+	ShutdownTimeoutMillis int
+	// HealthCheckIntervalMillis is how often every shard is checked with
+	// SELECT 1 (key health_check_interval, Go duration string); 0 means
+	// DefaultHealthCheckInterval. See HealthCheckInterval.
+	HealthCheckIntervalMillis int
 }
 
 type TLS struct {
 	Cert string
 	Key  string
+	// ClientTLS (key tls.client_tls) says which clients must use TLS: one
+	// of the ClientTLS* constants, default ClientTLSAllow.
+	ClientTLS string
 }
+
+// Values of tls.client_tls.
+const (
+	ClientTLSAllow           = "allow"            // TLS offered, plain text accepted
+	ClientTLSRequireNonlocal = "require_nonlocal" // plain text only over loopback or a Unix socket
+	ClientTLSRequire         = "require"          // every client must use TLS
+)
 
 type User struct {
 	Name     string
@@ -97,6 +116,22 @@ type Table struct {
 	Strategy  string // strategy name (empty for reference tables)
 	Reference bool   // full copy on every shard
 	Line      int
+}
+
+// ShutdownTimeout is how long a drain waits for open transactions.
+func (c *Config) ShutdownTimeout() time.Duration {
+	if c.ShutdownTimeoutMillis == 0 {
+		return DefaultShutdownTimeout
+	}
+	return time.Duration(c.ShutdownTimeoutMillis) * time.Millisecond
+}
+
+// HealthCheckInterval is how often the shards are checked.
+func (c *Config) HealthCheckInterval() time.Duration {
+	if c.HealthCheckIntervalMillis == 0 {
+		return DefaultHealthCheckInterval
+	}
+	return time.Duration(c.HealthCheckIntervalMillis) * time.Millisecond
 }
 
 // ShardIndex returns the position of the named shard, or -1.

@@ -17,8 +17,9 @@ type Watcher struct {
 	logger   *slog.Logger
 	onReload func(*Config)
 
-	mu   sync.Mutex // serializes reloads, so onReload sees maps in load order
-	done chan struct{}
+	mu        sync.Mutex  // serializes reloads, so onReload sees maps in load order
+	onFailure func(error) // see OnFailure; guarded by mu
+	done      chan struct{}
 }
 
 // Watch starts a goroutine that calls Reload on every SIGHUP until ctx is
@@ -57,11 +58,22 @@ func (w *Watcher) Reload() error {
 	c, err := Load(w.path)
 	if err != nil {
 		w.logger.Error("config reload failed; keeping the current shard map", "path", w.path, "err", err)
+		if w.onFailure != nil {
+			w.onFailure(err)
+		}
 		return err
 	}
 	w.onReload(c)
 	w.logger.Info("config reloaded", "path", w.path, "shards", len(c.Shards), "strategies", len(c.Strategies), "tables", len(c.Tables))
 	return nil
+}
+
+// OnFailure sets f to be called with the error of every map that fails to
+// load or validate on reload (SIGHUP included), e.g. to count it in metrics.
+func (w *Watcher) OnFailure(f func(error)) {
+	w.mu.Lock()
+	w.onFailure = f
+	w.mu.Unlock()
 }
 
 // Done is closed when the signal goroutine has exited (after ctx is done).

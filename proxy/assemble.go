@@ -56,14 +56,11 @@ func Assemble(ctx context.Context, cfg *config.Config, prev *Assembly, log *slog
 		a.pools, err = pool.NewCluster(cfg.Shards, pool.Options{
 			Size:           cfg.Pool.Size,
 			AcquireTimeout: time.Duration(cfg.Pool.AcquireTimeoutMillis) * time.Millisecond,
-			// A connection released less than a second ago is handed out
-			// without the liveness probe (a recv syscall, a few percent of
-			// the proxy's CPU per transaction). The probe only narrows a race
-			// that exists anyway (a shard can die right after it); a backend
-			// lost in that window fails one statement with 08006, as a direct
-			// client of a restarting shard would.
-			ProbeAfter: time.Second,
-			Logger:     log,
+			// Every idle connection is probed before reuse (ProbeAfter 0):
+			// skipping the probe for recently used ones saves a recv per
+			// transaction but hands out several dead backends in a row after
+			// a shard restart, each failing a client statement.
+			Logger: log,
 		})
 		if err != nil {
 			a.closeNew(prev)

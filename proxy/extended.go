@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -37,7 +38,8 @@ type portal struct {
 	stmt  *prepared
 	conn  *pool.Conn // backend holding the portal; nil for a portal the proxy answers
 	local bool
-	multi *multiBind // the statement needs several shards: run at Execute
+	multi *multiBind       // the statement needs several shards: run at Execute
+	kind  router.RouteKind // how the shard was chosen (stats)
 }
 
 // multiBind keeps what a Bind said for a statement that runs on several
@@ -59,6 +61,9 @@ type reply struct {
 	count    int                       // 'Q': number of ReadyForQuery to swallow
 	prepName string                    // injected Parse: forget the name if it failed
 	onOK     func()                    // run when the backend completes the message
+	timed    bool                      // 'E' of a client statement: record it in stats when read
+	stat     statMark                  // with timed
+	route    router.RouteKind          // with timed
 }
 
 type extended struct {
@@ -308,9 +313,9 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		ParameterFormatCodes: m.ParameterFormatCodes, Parameters: m.Parameters, ResultFormatCodes: m.ResultFormatCodes})
 	s.pushRemote('B', c)
 	if p := s.ext.portals[m.DestinationPortal]; p != nil && m.DestinationPortal == "" {
-		*p = portal{stmt: ps, conn: c}
+		*p = portal{stmt: ps, conn: c, kind: route.Kind}
 	} else {
-		s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, conn: c}
+		s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, conn: c, kind: route.Kind}
 	}
 	return nil
 }
@@ -552,6 +557,9 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 	}
 	p.conn.Send(&pgproto3.Execute{Portal: m.Portal, MaxRows: m.MaxRows})
 	r := s.pushRemote('E', p.conn)
+	// Timed from Execute to its reply: a pipelined statement's latency
+	// includes waiting behind the earlier ones, as the client sees it.
+	r.timed, r.stat.start, r.route = true, time.Now(), p.kind
 	switch st := p.stmt.st; st.Kind {
 	case router.KindSet:
 		c := p.conn
@@ -755,6 +763,9 @@ func (s *session) readReply(r *reply) error {
 		}
 		return nil
 	}
+	if r.timed {
+		r.stat.rows, r.stat.bytes = s.sentRows, s.sentBytes
+	}
 	for {
 		msg, err := r.conn.Receive()
 		if err != nil {
@@ -763,6 +774,9 @@ func (s *session) readReply(r *reply) error {
 		terminal := false
 		switch msg.(type) {
 		case *pgproto3.ErrorResponse:
+			if r.timed {
+				s.statEnd(r.stat, r.conn.Shard, r.route, true)
+			}
 			e.backendFailed = true
 			demoteFatal(msg.(*pgproto3.ErrorResponse))
 			if r.prepName != "" {
@@ -802,6 +816,9 @@ func (s *session) readReply(r *reply) error {
 			}
 		}
 		if terminal {
+			if r.timed {
+				s.statEnd(r.stat, r.conn.Shard, r.route, false)
+			}
 			if r.onOK != nil {
 				r.onOK()
 			}

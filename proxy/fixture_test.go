@@ -72,6 +72,7 @@ type fixture struct {
 type fixtureOptions struct {
 	Shards int    // number of shards, 2 or 3 (default 2)
 	Body   string // YAML appended after shards:
+	Top    string // YAML placed before shards: (e.g. tls:)
 }
 
 const defaultBody = `
@@ -101,6 +102,7 @@ func startFixture(t testing.TB, opts fixtureOptions) *fixture {
 	fmt.Fprintf(&yaml, "listen: 127.0.0.1:0\nadmin_database: shardproxy\n")
 	yaml.WriteString("users:\n  - {name: app, password: secret}\n  - {name: admin, password: secret, admin: true}\n")
 	fmt.Fprintf(&yaml, "metadata: {dsn: %q}\n", srvs[3].DSN(db))
+	yaml.WriteString(opts.Top)
 	yaml.WriteString("pool: {size: 8, acquire_timeout: 2s}\nshards:\n")
 	for i := 0; i < opts.Shards; i++ {
 		name := fmt.Sprintf("s%d", i)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"log/slog"
@@ -26,6 +27,7 @@ type Runtime struct {
 
 	databases map[string]bool // database names clients may connect to
 	columns   *columnCache    // table columns for INSERTs without a column list; nil: no caching
+	tls       *tls.Config     // client TLS (config tls:); nil: SSLRequest is answered 'N'
 }
 
 // Server accepts client connections and serves each in its own goroutine.
@@ -45,30 +47,45 @@ type Server struct {
 	wg       sync.WaitGroup
 	nextID   atomic.Uint64
 
+	drain drainState // see drain.go
+
 	watchTick atomic.Int64  // advanced by watchClients every watchInterval
-	stopWatch chan struct{} // closed by Shutdown: ends watchClients
+	stopWatch chan struct{} // closed by Shutdown: ends watchClients and checkHealth
 	watchOnce sync.Once
+
+	stats  serverStats // see stats.go
+	admin  adminState  // see admin.go
+	health healthState // see health.go
 }
 
 // NewServer returns a server that routes with rt until SetRuntime swaps it.
 func NewServer(rt *Runtime, log *slog.Logger) *Server {
 	s := &Server{log: log, sessions: make(map[uint32]*session), conns: make(map[net.Conn]struct{}),
 		stopWatch: make(chan struct{})}
+	s.drain.init()
 	s.rt.Store(rt)
 	s.watchTick.Store(1) // 0 means "no statement in flight"
 	return s
 }
 
 // SetRuntime swaps in a reloaded configuration for new transactions.
-func (s *Server) SetRuntime(rt *Runtime) { s.rt.Store(rt) }
+func (s *Server) SetRuntime(rt *Runtime) {
+	s.admin.epoch.Add(1)
+	s.stats.retireRouter(s.rt.Swap(rt), rt)
+}
 
 // Runtime returns the configuration new transactions use.
 func (s *Server) Runtime() *Runtime { return s.rt.Load() }
 
 // Serve accepts connections on ln until ctx is done or ln is closed. It
-// returns after the listener stops; sessions keep running until Shutdown.
+// returns after the listener stops; sessions keep running until Shutdown
+// (they do not run under ctx: a drain lets their transactions finish).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.watchOnce.Do(func() { go s.watchClients(s.stopWatch) })
+	s.watchOnce.Do(func() {
+		go s.watchClients(s.stopWatch)
+		s.firstHealthCheck(ctx)
+		go s.checkHealth(s.stopWatch)
+	})
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var backoff time.Duration
@@ -97,7 +114,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		go func() {
 			defer s.wg.Done()
 			defer s.untrack(c)
-			s.serveConn(ctx, c)
+			s.serveConn(s.drain.ctx, c)
 		}()
 	}
 }
@@ -119,30 +136,33 @@ func (s *Server) untrack(c net.Conn) {
 	c.Close()
 }
 
-// Shutdown stops new connections and waits for clients to leave until ctx
-// is done; then it closes the remaining client connections (their backends
-// are discarded, which rolls back open transactions) and waits for the
-// session goroutines to exit.
+// Shutdown drains (see drain.go): it stops new connections, closes idle
+// clients with 57P01 at once and the others at their next transaction
+// boundary. When ctx is done first, it closes the remaining client
+// connections (their backends are discarded, which rolls back open
+// transactions). It returns when every session goroutine has exited.
+// Cancelling Serve's context only stops the listener: the caller (SIGTERM,
+// the admin console's SHUTDOWN) then calls Shutdown.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.mu.Lock()
-	if !s.closing {
-		close(s.stopWatch)
-	}
 	s.closing = true
 	s.mu.Unlock()
+	s.drainSessions()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		return
 	case <-ctx.Done():
+		s.forceClose()
+		<-done
 	}
 	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
+	select { // Shutdown may run twice (SIGTERM, then the admin's SHUTDOWN)
+	case <-s.stopWatch:
+	default:
+		close(s.stopWatch)
 	}
 	s.mu.Unlock()
-	<-done
 }
 
 // register issues a unique (pid, secret) pair for CancelRequest.
@@ -161,6 +181,7 @@ func (s *Server) register(sess *session) {
 		}
 		sess.pid = pid
 		sess.secret = append([]byte(nil), b[4:]...)
+		sess.stopping.draining = s.closing // authenticated while Shutdown ran
 		s.sessions[pid] = sess
 		return
 	}

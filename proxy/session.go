@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -65,13 +67,19 @@ type session struct {
 
 	ext extended
 
+	stopping sessionDrain // see drain.go
+
 	wbytes    int  // bytes buffered for the client since the last flush
 	unflushed bool // something was buffered for the client since the last flush
+
+	sentRows, sentBytes int64        // DataRows (and their bytes) sent to the client, for stats.go
+	state               atomic.Int32 // clientIdle, clientIdleInTx or clientActive; read by Server.Stats
 
 	activeMu sync.Mutex
 	active   []*pool.Conn // backends a CancelRequest must reach
 
 	watch clientWatch // cancels the running statement if the client vanishes
+	info  clientInfo  // what the admin console shows (admin.go)
 }
 
 // flushThreshold bounds what is buffered for the client: rows stream out.
@@ -120,8 +128,22 @@ func (s *session) reportedValue(name string) (string, bool) {
 func (s *session) run(ctx context.Context) {
 	defer s.detachAll()
 	defer s.watch.stop()
+	boundary := true // nothing open since the last ReadyForQuery 'I' (see drain.go)
 	for {
+		if s.beforeRead(boundary) {
+			sendFatal(s.be, s.log, errAdminShutdown())
+			return
+		}
+		if s.txStatus == 'I' {
+			s.state.Store(clientIdle)
+		} else {
+			s.state.Store(clientIdleInTx)
+		}
 		msg, err := s.be.Receive()
+		s.state.Store(clientActive)
+		if s.afterRead() && errors.Is(err, os.ErrDeadlineExceeded) {
+			continue // woken by Shutdown: beforeRead says goodbye
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
 				var ne net.Error
@@ -163,6 +185,13 @@ func (s *session) run(ctx context.Context) {
 			s.log.Debug("session ends", "err", err)
 			return
 		}
+		switch msg.(type) {
+		case *pgproto3.Query, *pgproto3.Sync: // answered with ReadyForQuery
+			boundary = s.atBoundary()
+		case *pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail:
+		default:
+			boundary = false
+		}
 	}
 }
 
@@ -173,11 +202,19 @@ func (s *session) send(msg pgproto3.BackendMessage) error {
 	s.unflushed = true
 	switch m := msg.(type) {
 	case *pgproto3.DataRow:
+		n := 0
 		for _, v := range m.Values {
-			s.wbytes += len(v) + 4
+			n += len(v) + 4
 		}
+		s.wbytes += n
+		s.sentRows++
+		s.sentBytes += int64(n)
 	case *pgproto3.CopyData:
 		s.wbytes += len(m.Data)
+		s.sentBytes += int64(len(m.Data))
+	case *pgproto3.ErrorResponse:
+		s.srv.stats.countError(m.Code)
+		s.wbytes += 16
 	default:
 		s.wbytes += 16
 	}
@@ -224,6 +261,7 @@ func (s *session) failTransaction() {
 const abortSQL = `DO $shardproxy$BEGIN RAISE EXCEPTION 'shardproxy: transaction aborted after a proxy-side error'; END$shardproxy$`
 
 func (s *session) ready() error {
+	s.info.noteReady(s.txStatus)
 	if err := s.send(&pgproto3.ReadyForQuery{TxStatus: s.txStatus}); err != nil {
 		return err
 	}
@@ -341,6 +379,9 @@ func (s *session) attach(ctx context.Context, shard string) (*pool.Conn, error) 
 			return s.attached, nil
 		}
 		return nil, errCrossShard(s.attached.Shard, shard)
+	}
+	if err := s.holdIfPaused(ctx, shard); err != nil {
+		return nil, err
 	}
 	c, n, err := s.acquire(ctx, shard)
 	if err != nil {

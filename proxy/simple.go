@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -231,7 +232,10 @@ func (s *session) execRoute(ctx context.Context, st *router.Statement, text stri
 		case s.pendingBegin != "":
 			// Reads that touch no table must not pin the transaction to the
 			// default shard before a keyed statement picks the real one.
-			return s.runEphemeral(ctx, cfg.DefaultShard, text)
+			mark := s.statStart()
+			failed, err := s.runEphemeral(ctx, cfg.DefaultShard, text)
+			s.statEnd(mark, cfg.DefaultShard, route.Kind, failed)
+			return failed, err
 		default:
 			shard = cfg.DefaultShard
 		}
@@ -246,7 +250,10 @@ func (s *session) execRoute(ctx context.Context, st *router.Statement, text stri
 		}
 		shard = route.Shards[0]
 	}
-	return s.runOn(ctx, shard, text, st)
+	mark := s.statStart()
+	failed, err := s.runOn(ctx, shard, text, st)
+	s.statEnd(mark, shard, route.Kind, failed)
+	return failed, err
 }
 
 // runOn sends text to shard on the attached backend (attaching one if
@@ -487,15 +494,22 @@ func (s *session) checkMulti(st *router.Statement, route router.Route) error {
 func (s *session) fanout(ctx context.Context, st *router.Statement, route router.Route, send func(c *pool.Conn)) (bool, error) {
 	rt := s.runtime()
 	type leg struct {
-		c       *pool.Conn
-		prelude int
-		live    bool // reply read to ReadyForQuery: reusable
+		c           *pool.Conn
+		prelude     int
+		live        bool  // reply read to ReadyForQuery: reusable
+		rows, bytes int64 // sent to the client from this shard's reply (stats)
 	}
+	mark := s.statStart()
 	legs := make([]leg, 0, len(route.Shards))
 	drop := func(from int) {
 		for _, l := range legs[from:] {
 			s.setActive(l.c, false)
 			rt.Pools.Get(l.c.Shard).Discard(l.c)
+		}
+	}
+	for _, sh := range route.Shards {
+		if err := s.holdIfPaused(ctx, sh); err != nil { // before any leg holds a backend
+			return true, s.send(errorResponse(s.log, err))
 		}
 	}
 	for _, sh := range route.Shards {
@@ -524,7 +538,9 @@ func (s *session) fanout(ctx context.Context, st *router.Statement, route router
 	for i := range legs {
 		l := &legs[i]
 		m.idx = i
+		rows, bytes := s.sentRows, s.sentBytes
 		status, _, err := s.relay(l.c, l.prelude, m)
+		l.rows, l.bytes = s.sentRows-rows, s.sentBytes-bytes
 		if errors.Is(err, errClientGone) {
 			drop(0)
 			return true, err
@@ -562,6 +578,11 @@ func (s *session) fanout(ctx context.Context, st *router.Statement, route router
 			}
 		}
 	}
+	d := time.Since(mark.start)
+	for _, l := range legs {
+		s.srv.stats.leg(l.c.Shard, route.Kind, d, l.rows, l.bytes, lost != nil || m.err != nil)
+	}
+	s.srv.stats.statement(route.Kind, d)
 	for _, l := range legs {
 		s.setActive(l.c, false)
 		if l.live {

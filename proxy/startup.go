@@ -39,6 +39,10 @@ func NewRuntime(cfg *config.Config, r *router.Router, pools *pool.Cluster) (*Run
 		}
 		rt.databases[pc.Database] = true
 	}
+	var err error
+	if rt.tls, err = loadTLS(cfg.TLS); err != nil {
+		return nil, err
+	}
 	return rt, nil
 }
 
@@ -52,7 +56,7 @@ var reportedParams = []string{
 
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	id := s.nextID.Add(1)
-	log := s.log.With("conn_id", id)
+	log := s.log.With("conn_id", id, "remote", c.RemoteAddr().String())
 	rw := pool.SocketIO(c)
 	be := pgproto3.NewBackend(rw, rw)
 	be.SetMaxBodyLen(maxMessageLen)
@@ -69,9 +73,20 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 			return
 		}
 		switch m := msg.(type) {
-		case *pgproto3.SSLRequest, *pgproto3.GSSEncRequest:
-			// No TLS or GSS encryption configured: 'N' lets the client go on in
-			// plain text (or give up, with sslmode=require).
+		case *pgproto3.SSLRequest:
+			tc, err := s.startTLS(ctx, c, be, log)
+			if err != nil {
+				return
+			}
+			if tc != nil {
+				// The rest is encrypted: receiveStartup read nothing ahead, so
+				// nothing plain is left behind in a reader.
+				c, be = tc, pgproto3.NewBackend(tc, tc)
+				be.SetMaxBodyLen(maxMessageLen)
+			}
+		case *pgproto3.GSSEncRequest:
+			// No GSS encryption: 'N' lets the client go on in plain text or
+			// try SSLRequest next.
 			if _, err := c.Write([]byte{'N'}); err != nil {
 				return
 			}
@@ -110,6 +125,11 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	}
 
 	rt := s.rt.Load()
+	if err := checkClientTLS(rt.Config, c); err != nil {
+		log.Info("connection refused", "err", err)
+		sendFatal(be, log, err)
+		return
+	}
 	u := rt.Config.UserByName(user)
 	var password string
 	if u != nil {
@@ -132,7 +152,11 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 			sendFatal(be, log, pgErrorFatal("42501", "permission denied for admin console: user %q is not an admin", user))
 			return
 		}
-		sendFatal(be, log, pgErrorFatal("0A000", "the admin console is not available in this build"))
+		c.SetDeadline(time.Time{})
+		// A drain ends console sessions (no transactions to wait for) by
+		// failing their next read.
+		defer context.AfterFunc(s.drain.begun, func() { c.SetReadDeadline(time.Now()) })()
+		s.serveAdmin(ctx, be, log, user)
 		return
 	}
 	if !rt.databases[database] {
@@ -142,6 +166,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	c.SetDeadline(time.Time{})
 
 	sess := newSession(s, c, be, log, startup.Parameters)
+	sess.info.init(id, user, database, c.RemoteAddr())
 	s.register(sess)
 	defer s.unregister(sess)
 

@@ -1,6 +1,9 @@
 package router
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // planCache is a bounded LRU of analysed statements keyed by normalised
 // text. One mutex is enough: a hit is a map lookup and two pointer swaps,
@@ -10,6 +13,10 @@ type planCache struct {
 	max  int
 	m    map[string]*cacheEntry
 	head cacheEntry // sentinel of a circular list, most recent first
+
+	// hits and misses count lookups for metrics; atomic so that reading
+	// them never takes mu.
+	hits, misses atomic.Uint64
 }
 
 // cacheEntry holds st, or st == nil when the normalised text does not
@@ -40,6 +47,14 @@ func (c *planCache) get(key []byte) (*cacheEntry, bool) {
 		c.pushFront(e)
 	}
 	c.mu.Unlock()
+	// An entry without a statement only redirects to the original text,
+	// whose own lookup is counted: it is neither a hit nor a miss.
+	switch {
+	case !ok:
+		c.misses.Add(1)
+	case e.st != nil:
+		c.hits.Add(1)
+	}
 	return e, ok
 }
 

@@ -425,3 +425,9 @@ func syntaxError(err error) error {
 
 // CacheLen reports the number of cached plans (for metrics and tests).
 func (r *Router) CacheLen() int { return r.cache.len() }
+
+// CacheStats reports plan-cache lookups that found a plan (hits) and that
+// did not (misses) since New. A reload brings a new Router and new counts.
+func (r *Router) CacheStats() (hits, misses uint64) {
+	return r.cache.hits.Load(), r.cache.misses.Load()
+}

@@ -10,7 +10,6 @@ import (
 	"runtime/pprof"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -58,14 +57,21 @@ func serve(ctx context.Context, path string, log *slog.Logger, ready func(addr s
 		return err
 	}
 	srv := proxy.NewServer(cur.Runtime(), log)
+	// The admin console's SHUTDOWN drains exactly as SIGTERM does.
+	ctx, shutdown := context.WithCancel(ctx)
+	defer shutdown()
+	srv.SetShutdownHook(shutdown)
 
 	// SIGHUP reloads: a valid map is swapped in for new transactions; an
 	// invalid one is logged (with file:line) and the old map keeps serving.
 	var mu sync.Mutex
-	config.Watch(ctx, path, log, func(next *config.Config) {
+	var assembleErr error // of the last reload, for the console's RELOAD
+	w := config.Watch(ctx, path, log, func(next *config.Config) {
 		mu.Lock()
 		defer mu.Unlock()
 		a, err := proxy.Assemble(ctx, next, cur, log)
+		assembleErr = err
+		srv.NoteReload(err == nil)
 		if err != nil {
 			log.Error("reload rejected; keeping the current shard map", "err", err)
 			return
@@ -75,7 +81,23 @@ func serve(ctx context.Context, path string, log *slog.Logger, ready func(addr s
 		cur = a
 		log.Info("shard map reloaded", "shards", len(next.Shards), "tables", len(next.Tables))
 	})
+	w.OnFailure(func(error) { srv.NoteReload(false) })
+	srv.SetReloadHook(func() error {
+		if err := w.Reload(); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return assembleErr
+	})
 
+	// Up before the client listener so that /healthz answers as soon as
+	// clients can connect; down after the drain, so a drain can be watched.
+	stopMetrics, err := serveMetrics(cfg.MetricsListen, srv, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
@@ -85,7 +107,11 @@ func serve(ctx context.Context, path string, log *slog.Logger, ready func(addr s
 		ready(ln.Addr().String())
 	}
 	err = srv.Serve(ctx, ln)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Drain: idle clients go now, open transactions get shutdown_timeout
+	// (of the map in force) to finish, then are rolled back.
+	timeout := srv.Runtime().Config.ShutdownTimeout()
+	log.Info("shutting down; draining clients", "timeout", timeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	srv.Shutdown(shutdownCtx)
 	mu.Lock()

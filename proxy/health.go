@@ -1,0 +1,216 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/shardproxy/shardproxy/pool"
+)
+
+// ShardHealth is the outcome of the last health check of one shard.
+type ShardHealth struct {
+	Name      string
+	Addr      string        // host:port (or socket directory) from the shard's DSN
+	Up        bool          // the last check ran SELECT 1 successfully
+	LastCheck time.Time     // zero: not checked yet
+	Latency   time.Duration // of the last check, acquiring the connection included
+	Err       string        // why the last check failed; "" when up
+}
+
+// maxCheckTimeout bounds one shard's check (acquire and SELECT 1). A
+// stopped or unreachable shard is marked down after this long; the checks
+// of other shards run concurrently and are not held up by it.
+const maxCheckTimeout = 2 * time.Second
+
+// healthState holds the latest check of every shard by name. Shards that a
+// reload removed stay in the map but are not reported (ShardHealth lists the
+// shards of the current configuration).
+type healthState struct {
+	mu     sync.Mutex
+	shards map[string]ShardHealth
+}
+
+// firstHealthCheck runs before Serve accepts the first client (at most
+// maxCheckTimeout when a shard does not answer): /readyz is right from the
+// start, and the first clients reuse the check's connections instead of
+// opening a second one per shard at the same moment. A pool of two
+// just-released connections would hand a client two dead backends in a
+// row after a shard restart (see pool.Options.ProbeAfter).
+func (s *Server) firstHealthCheck(ctx context.Context) {
+	rt := s.Runtime()
+	s.checkShards(ctx, rt, min(rt.Config.HealthCheckInterval(), maxCheckTimeout))
+}
+
+// checkHealth is the goroutine, one per Server, that checks every shard of
+// the current configuration every HealthCheckInterval (the first check is
+// firstHealthCheck's). It is started by Serve and exits when stop (closed
+// by Shutdown) is closed, abandoning a check in progress.
+func (s *Server) checkHealth(stop <-chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		t := time.NewTimer(s.Runtime().Config.HealthCheckInterval())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		rt := s.Runtime()
+		s.checkShards(ctx, rt, min(rt.Config.HealthCheckInterval(), maxCheckTimeout))
+	}
+}
+
+// checkShards checks every shard of rt concurrently and records the results.
+func (s *Server) checkShards(ctx context.Context, rt *Runtime, timeout time.Duration) {
+	var wg sync.WaitGroup
+	for _, sh := range rt.Config.Shards {
+		p := rt.Pools.Get(sh.Name)
+		if p == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := ShardHealth{Name: sh.Name, Addr: shardAddr(sh.DSN), LastCheck: time.Now()}
+			err := checkShard(ctx, p, timeout)
+			h.Latency = time.Since(h.LastCheck)
+			if ctx.Err() != nil {
+				return // shutting down: the result means nothing
+			}
+			s.health.mu.Lock()
+			defer s.health.mu.Unlock()
+			prev, seen := s.health.shards[sh.Name]
+			switch {
+			case err == nil:
+				h.Up = true
+			case errors.Is(err, errPoolBusy):
+				// Every connection is serving clients, which is not a sign
+				// of a dead shard: keep the previous verdict.
+				h.Up = seen && prev.Up
+				h.Err = err.Error()
+			default:
+				h.Err = err.Error()
+			}
+			if s.health.shards == nil {
+				s.health.shards = make(map[string]ShardHealth)
+			}
+			if h.Up != prev.Up || !seen {
+				if h.Up {
+					s.log.Info("shard is up", "shard", h.Name)
+				} else {
+					s.log.Warn("shard is down", "shard", h.Name, "err", h.Err)
+				}
+			}
+			s.health.shards[sh.Name] = h
+		}()
+	}
+	wg.Wait()
+}
+
+var errPoolBusy = errors.New("every pooled connection is in use; check skipped")
+
+// checkShard runs SELECT 1 on a connection borrowed from p for at most
+// timeout. The connection goes back to the pool when the backend answered
+// and is idle, and is discarded otherwise, so a check never holds one.
+func checkShard(ctx context.Context, p *pool.Pool, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		st := p.Stats()
+		if errors.Is(err, context.DeadlineExceeded) && st.Total > 0 && st.InUse == st.Total {
+			return errPoolBusy
+		}
+		return err
+	}
+	deadline, _ := ctx.Deadline()
+	if err := c.SetDeadline(deadline); err != nil {
+		p.Discard(c)
+		return err
+	}
+	c.Send(&pgproto3.Query{String: "SELECT 1"})
+	if err := c.Flush(); err != nil {
+		p.Discard(c)
+		return err
+	}
+	var shardErr error
+	for {
+		msg, err := c.Receive()
+		if err != nil {
+			p.Discard(c)
+			return err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			shardErr = pgconn.ErrorResponseToPgError(m)
+		case *pgproto3.ReadyForQuery:
+			if m.TxStatus == 'I' {
+				p.Release(c) // clears the deadline
+			} else {
+				p.Discard(c)
+			}
+			return shardErr
+		}
+	}
+}
+
+// shardAddr is the host:port a DSN points at, for display; "" if it does
+// not parse (it did when the pool was built, so never in practice).
+func shardAddr(dsn string) string {
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return ""
+	}
+	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+}
+
+// ShardHealth returns the last check of every shard of the current
+// configuration, in configuration order. A shard not checked yet is down
+// with a zero LastCheck.
+func (s *Server) ShardHealth() []ShardHealth {
+	rt := s.Runtime()
+	if rt == nil || rt.Config == nil {
+		return nil
+	}
+	out := make([]ShardHealth, 0, len(rt.Config.Shards))
+	s.health.mu.Lock()
+	defer s.health.mu.Unlock()
+	for _, sh := range rt.Config.Shards {
+		h, ok := s.health.shards[sh.Name]
+		if !ok {
+			h = ShardHealth{Name: sh.Name, Addr: shardAddr(sh.DSN), Err: "not checked yet"}
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// Ready reports whether the proxy can serve every key: a configuration is
+// loaded and the last health check of every shard succeeded. reason says
+// why not.
+func (s *Server) Ready() (ok bool, reason string) {
+	if rt := s.Runtime(); rt == nil || rt.Config == nil {
+		return false, "no configuration loaded"
+	}
+	for _, h := range s.ShardHealth() {
+		if !h.Up {
+			return false, "shard " + h.Name + " is down: " + h.Err
+		}
+	}
+	return true, ""
+}
