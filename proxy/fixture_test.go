@@ -127,8 +127,18 @@ func startFixture(t testing.TB, opts fixtureOptions) *fixture {
 		t.Fatalf("config: %v\n%s", err, yaml.String())
 	}
 	f.Config = cfg
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	asm, err := proxy.Assemble(ctx, cfg, nil, log)
+	f.serve(t, slog.LevelWarn)
+	return f
+}
+
+// serve assembles f.Config and runs a proxy for it on a free loopback
+// port until the test ends; proxy logs at level and above go to the test log.
+func (f *fixture) serve(t testing.TB, level slog.Level) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	asm, err := proxy.Assemble(ctx, f.Config, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +162,6 @@ func startFixture(t testing.TB, opts fixtureOptions) *fixture {
 		f.Server.Shutdown(sctx)
 		asm.Close()
 	})
-	return f
 }
 
 // DSN is a libpq/pgx connection string for the proxy.

@@ -14,7 +14,6 @@ import (
 
 	"github.com/shardproxy/shardproxy/config"
 	"github.com/shardproxy/shardproxy/pool/pgtest"
-	"github.com/shardproxy/shardproxy/proxy"
 )
 
 // FuzzMessageLoop writes arbitrary bytes as frontend messages on an
@@ -149,30 +148,6 @@ shards:
 		t.Fatalf("config: %v\n%s", err, yaml)
 	}
 	// Fuzz inputs provoke errors by the thousand: log only what is worse.
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
-	asm, err := proxy.Assemble(ctx, f.Config, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Server = proxy.NewServer(asm.Runtime(), log)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Addr = ln.Addr().String()
-	serveCtx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Server.Serve(serveCtx, ln)
-	}()
-	t.Cleanup(func() {
-		stop()
-		<-done
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		f.Server.Shutdown(sctx)
-		asm.Close()
-	})
+	f.serve(t, slog.LevelError)
 	return f
 }
