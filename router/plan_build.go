@@ -147,6 +147,9 @@ func (p *planner) rows() (*ScatterPlan, *pgconn.PgError) {
 	if err != nil {
 		return nil, err
 	}
+	if err := distinctSort(plainDistinct, keys); err != nil {
+		return nil, err
+	}
 	var onCols []ColRef
 	if on != nil {
 		if len(keys) < len(on) {
@@ -238,6 +241,9 @@ func (p *planner) aggregate() (*ScatterPlan, *pgconn.PgError) {
 		return nil, err
 	}
 	s.SortClause = nil // the proxy sorts the finished groups
+	if err := distinctSort(plainDistinct, keys); err != nil {
+		return nil, err
+	}
 	if p.distinct != nil && !grouped {
 		for i, n := range p.orig {
 			if findFunc(n, isAggregate) == nil {
@@ -284,6 +290,20 @@ func (p *planner) scatter() (*Scatter, *pgconn.PgError) {
 		return nil, pgError(codeInternal, "deparsing the shard query: "+err.Error(), "")
 	}
 	return &Scatter{SQL: splitTemplate(text)}, nil
+}
+
+// distinctSort keeps Postgres' rule that SELECT DISTINCT sorts only by
+// selected columns: a hidden sort column would make the shards accept
+// (and the proxy answer) what Postgres refuses.
+func distinctSort(plainDistinct bool, keys []SortKey) *pgconn.PgError {
+	for _, k := range keys {
+		if plainDistinct && k.Col.Hidden {
+			e := pgError("42P10", "for SELECT DISTINCT, ORDER BY expressions must appear in select list",
+				"across shards an ORDER BY expression with constants must be written as the column's position")
+			return e
+		}
+	}
+	return nil
 }
 
 func distinctKind(s *pg.SelectStmt) (plain bool, on []*pg.Node) {
@@ -513,6 +533,12 @@ func (p *planner) placeAgg(rt *pg.ResTarget, c ColRef) *pgconn.PgError {
 	case fc.FuncVariadic:
 		return refuse(fmt.Sprintf("aggregate %s() with VARIADIC", name), hintKey)
 	}
+	switch name {
+	case "count", "sum", "min", "max", "bool_and", "every", "bool_or", "avg":
+	default:
+		return refuse(fmt.Sprintf("aggregate %s()", name),
+			"across shards only count, sum, min, max, avg, bool_and, bool_or and every are merged; "+hintKey)
+	}
 	if !fc.AggStar && len(fc.Args) != 1 {
 		return refuse(fmt.Sprintf("aggregate %s() with %d arguments", name, len(fc.Args)), hintKey)
 	}
@@ -557,9 +583,6 @@ func (p *planner) placeAgg(rt *pg.ResTarget, c ColRef) *pgconn.PgError {
 		fc.Funcname = []*pg.Node{pg.MakeStrNode("sum")}
 		spec.Count = p.addHidden(pg.MakeFuncCallNode([]*pg.Node{pg.MakeStrNode("count")},
 			[]*pg.Node{proto.Clone(fc.Args[0]).(*pg.Node)}, -1))
-	default:
-		return refuse(fmt.Sprintf("aggregate %s()", name),
-			"across shards only count, sum, min, max, avg, bool_and, bool_or and every are merged; "+hintKey)
 	}
 	p.specs = append(p.specs, spec)
 	p.aggs = append(p.aggs, exprCol{n: orig, col: c})
