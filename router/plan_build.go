@@ -228,13 +228,21 @@ func (p *planner) aggregate() (*ScatterPlan, *pgconn.PgError) {
 		}
 	}
 	var having *Expr
-	if s.HavingClause != nil {
-		h, err := p.having(s.HavingClause)
+	if h0 := s.HavingClause; h0 != nil {
+		h, err := p.having(h0)
 		if err != nil {
 			return nil, err
 		}
 		having = h
-		s.HavingClause = nil // partial groups cannot be filtered
+		// Partial groups cannot be filtered. Parameters stay referenced
+		// (typed as in the client's statement) by an always-true
+		// condition that Postgres folds away.
+		s.HavingClause = nil
+		if hasParam(h0) {
+			s.HavingClause = pg.MakeBoolExprNode(pg.BoolExprType_OR_EXPR, []*pg.Node{h0,
+				{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Boolval{Boolval: &pg.Boolean{Boolval: true}}, Location: -1}}},
+			}, -1)
+		}
 	}
 	keys, err := p.sortKeys(p.aggCol)
 	if err != nil {
@@ -780,13 +788,31 @@ func (p *planner) limit(pushdown bool) (*Limit, *pgconn.PgError) {
 		}
 		*x.dst = &v
 	}
+	// The dropped values' parameters stay referenced, so the shard
+	// statement takes the client's parameters: NULLIF(x, x) is NULL, and
+	// LIMIT NULL reads everything.
+	var dropped []*pg.Node
 	switch {
 	case !pushdown || s.LimitCount == nil:
+		dropped = append(dropped, s.LimitCount, s.LimitOffset)
 		s.LimitCount = nil
 	case s.LimitOffset != nil && !l.Count.Null:
 		// NULL + offset is NULL: LIMIT NULL reads everything, as it should.
 		s.LimitCount = pg.MakeAExprNode(pg.A_Expr_Kind_AEXPR_OP, []*pg.Node{pg.MakeStrNode("+")},
 			castInt8(s.LimitCount), castInt8(s.LimitOffset), -1)
+	case s.LimitOffset != nil:
+		dropped = append(dropped, s.LimitOffset)
+	}
+	for _, d := range dropped {
+		if d == nil || d.GetParamRef() == nil {
+			continue
+		}
+		null := pg.MakeAExprNode(pg.A_Expr_Kind_AEXPR_NULLIF, []*pg.Node{pg.MakeStrNode("=")}, castInt8(d), castInt8(proto.Clone(d).(*pg.Node)), -1)
+		if s.LimitCount == nil {
+			s.LimitCount = null
+		} else {
+			s.LimitCount = pg.MakeAExprNode(pg.A_Expr_Kind_AEXPR_OP, []*pg.Node{pg.MakeStrNode("+")}, s.LimitCount, null, -1)
+		}
 	}
 	s.LimitOffset = nil
 	s.LimitOption = pg.LimitOption_LIMIT_OPTION_COUNT
@@ -801,6 +827,15 @@ func (p *planner) limit(pushdown bool) (*Limit, *pgconn.PgError) {
 func castInt8(n *pg.Node) *pg.Node {
 	return &pg.Node{Node: &pg.Node_TypeCast{TypeCast: &pg.TypeCast{Arg: n, Location: -1,
 		TypeName: &pg.TypeName{Names: []*pg.Node{pg.MakeStrNode("int8")}, Typemod: -1, Location: -1}}}}
+}
+
+func hasParam(n *pg.Node) bool {
+	found := false
+	walk(n, func(c *pg.Node) bool {
+		found = found || c.GetParamRef() != nil
+		return !found
+	})
+	return found
 }
 
 // levelExprs are the expressions of one SELECT level that may hold its

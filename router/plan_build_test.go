@@ -43,6 +43,9 @@ var planStatements = []struct {
 	{sql: "SELECT id FROM orders ORDER BY id FETCH FIRST 3 ROWS ONLY"},
 	{sql: "SELECT id FROM orders ORDER BY id LIMIT $1 OFFSET $2", params: []string{"10", "5"}},
 	{sql: "SELECT id FROM orders WHERE status = $1 ORDER BY id LIMIT 10", params: []string{"open"}},
+	{sql: "SELECT id FROM orders ORDER BY id OFFSET $1", params: []string{"1"}},
+	{sql: "SELECT status, avg(total) FROM orders GROUP BY status ORDER BY 2 LIMIT $1 OFFSET $2", params: []string{"2", "1"}},
+	{sql: "SELECT status, count(*) FROM orders WHERE total > $1 GROUP BY status HAVING max(total) < $2 OR count(*) = $3", params: []string{"1", "100", "2"}},
 	// Aggregates.
 	{sql: "SELECT count(*) FROM orders"},
 	{sql: "SELECT count(*), count(status), sum(total), min(created_at), max(total) FROM orders"},
