@@ -206,7 +206,7 @@ func TestPlanShapes(t *testing.T) {
 		{sql: "SELECT id FROM orders ORDER BY id LIMIT 10 OFFSET 20", chain: "Limit MergeSort Scatter",
 			shard: "SELECT id FROM orders ORDER BY id LIMIT $1::int8 + $2::int8"},
 		{sql: "SELECT id FROM orders ORDER BY id OFFSET 20", chain: "Limit MergeSort Scatter",
-			shard: "SELECT id FROM orders ORDER BY id"},
+			shard: "SELECT id FROM orders ORDER BY id LIMIT NULLIF($1::int8, $1::int8)"},
 		{sql: "SELECT count(*) FROM orders", chain: "Aggregate Concatenate Scatter",
 			shard: "SELECT count(*) FROM orders"},
 		{sql: "SELECT avg(total) FROM orders", chain: "Project Aggregate Concatenate Scatter", hidden: 1,
@@ -217,7 +217,7 @@ func TestPlanShapes(t *testing.T) {
 			shard: "SELECT count(DISTINCT customer_id) FROM orders"},
 		{sql: "SELECT status, count(*) FROM orders GROUP BY status HAVING sum(total) > 1 ORDER BY 2 DESC LIMIT 3",
 			chain: "Project Limit Sort Aggregate Concatenate Scatter", hidden: 1,
-			shard: "SELECT status, count(*), sum(total) AS _sp_h0 FROM orders GROUP BY status"},
+			shard: "SELECT status, count(*), sum(total) AS _sp_h0 FROM orders GROUP BY status HAVING sum(total) > $1 OR true LIMIT NULLIF($2::int8, $2::int8)"},
 		{sql: "SELECT count(*) FROM orders GROUP BY status", chain: "Project Aggregate Concatenate Scatter", hidden: 1,
 			shard: "SELECT count(*), status AS _sp_h0 FROM orders GROUP BY status"},
 		{sql: "SELECT DISTINCT status FROM orders ORDER BY status LIMIT 2", chain: "Limit Distinct MergeSort Scatter",
@@ -309,7 +309,8 @@ func TestPlanColumns(t *testing.T) {
 		if !l.Count.Null || l.Offset.Param != 1 {
 			t.Errorf("limit %s", l.Describe())
 		}
-		if got := leaf(p.Root).SQL.Pieces[0]; got != "SELECT id FROM orders ORDER BY id LIMIT ALL" {
+		got := leaf(p.Root).SQL.Render(func(n int) string { return "$" + strconv.Itoa(n) })
+		if got != "SELECT id FROM orders ORDER BY id LIMIT NULL + (NULLIF($1::int8, $1::int8))" {
 			t.Errorf("shard SQL %q", got)
 		}
 	})
