@@ -74,10 +74,92 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 		case st.inexact != "":
 			return nil, refuse(st.inexact, "use UNION ALL of SELECTs that each read sharded tables, or "+hintKey)
 		}
+	}
+	if !partitionedSelect(st, s, nil) {
+		return nil, refuse("query whose rows come from reference tables while it reads a sharded table only in a subquery or the nullable side of an outer join",
+			"every shard would return the reference rows: put the sharded table in FROM (inner join), or "+hintKey)
+	}
+	if s.Op != pg.SetOperation_SETOP_NONE && s.Op != pg.SetOperation_SET_OPERATION_UNDEFINED {
 		return nil, nil // UNION ALL: the arms' rows concatenate
 	}
 	p := &planner{st: st, sel: s, version: version}
 	return p.build()
+}
+
+// partitionedSelect tells whether every result row of s comes from
+// exactly one shard: some FROM item's rows are split across the shards
+// (a sharded table, or a subquery or CTE over one). Rows built only from
+// reference tables exist on every shard and would repeat once per shard.
+func partitionedSelect(st *Statement, s *pg.SelectStmt, ctes map[string]*pg.Node) bool {
+	if s == nil {
+		return false
+	}
+	if w := s.WithClause; w != nil {
+		inner := make(map[string]*pg.Node, len(ctes)+len(w.Ctes))
+		for k, v := range ctes {
+			inner[k] = v
+		}
+		for _, c := range w.Ctes {
+			if cte := c.GetCommonTableExpr(); cte != nil {
+				inner[cte.Ctename] = cte.Ctequery
+			}
+		}
+		ctes = inner
+	}
+	switch s.Op {
+	case pg.SetOperation_SETOP_NONE, pg.SetOperation_SET_OPERATION_UNDEFINED:
+	case pg.SetOperation_SETOP_UNION:
+		return s.All && partitionedSelect(st, s.Larg, ctes) && partitionedSelect(st, s.Rarg, ctes)
+	default:
+		return false
+	}
+	for _, f := range s.FromClause {
+		if partitionedFrom(st, f, ctes) {
+			return true
+		}
+	}
+	return false
+}
+
+func partitionedFrom(st *Statement, n *pg.Node, ctes map[string]*pg.Node) bool {
+	switch x := n.Node.(type) {
+	case *pg.Node_RangeVar:
+		rv := x.RangeVar
+		if q, ok := ctes[rv.Relname]; ok && rv.Schemaname == "" {
+			return partitionedSelect(st, q.GetSelectStmt(), ctes)
+		}
+		info, _ := st.tableOf(rv)
+		return info != nil && !info.ref
+	case *pg.Node_RangeSubselect:
+		return partitionedSelect(st, x.RangeSubselect.Subquery.GetSelectStmt(), ctes)
+	case *pg.Node_JoinExpr:
+		l, r := partitionedFrom(st, x.JoinExpr.Larg, ctes), partitionedFrom(st, x.JoinExpr.Rarg, ctes)
+		switch x.JoinExpr.Jointype {
+		case pg.JoinType_JOIN_LEFT:
+			return l // unmatched left rows appear on every shard otherwise
+		case pg.JoinType_JOIN_RIGHT:
+			return r
+		case pg.JoinType_JOIN_FULL:
+			return l && r
+		}
+		return l || r
+	}
+	return false
+}
+
+// tableOf finds the analysed occurrence of a FROM-clause table; ok is
+// false for names the analyser did not record (CTEs).
+func (st *Statement) tableOf(rv *pg.RangeVar) (*tableInfo, bool) {
+	alias := ""
+	if rv.Alias != nil {
+		alias = rv.Alias.Aliasname
+	}
+	for i := range st.uses {
+		if u := &st.uses[i]; u.rel == rv.Relname && u.schema == rv.Schemaname && u.alias == alias {
+			return u.info, true
+		}
+	}
+	return nil, false
 }
 
 func (p *planner) build() (*ScatterPlan, *pgconn.PgError) {
@@ -633,17 +715,10 @@ func (p *planner) fromTables(n *pg.Node) {
 	switch x := n.Node.(type) {
 	case *pg.Node_RangeVar:
 		rv := x.RangeVar
-		alias := ""
-		if rv.Alias != nil {
-			alias = rv.Alias.Aliasname
-		}
 		// The analyser recorded every table occurrence; a name it did not
 		// record is a CTE.
-		for i := range p.st.uses {
-			if u := &p.st.uses[i]; u.rel == rv.Relname && u.schema == rv.Schemaname && u.alias == alias {
-				p.from[refNameOf(rv)] = u.info
-				return
-			}
+		if info, ok := p.st.tableOf(rv); ok {
+			p.from[refNameOf(rv)] = info
 		}
 	case *pg.Node_JoinExpr:
 		if x.JoinExpr.Alias == nil {
