@@ -41,7 +41,10 @@ type planner struct {
 	aggs     []exprCol // aggregate calls already placed, by their original expression
 	specs    []AggSpec
 	distinct *pg.Node // the count(DISTINCT x) argument the shards group by
-	retype   bool     // avg or count(DISTINCT): Project must fix the visible types
+	// keyDistinct: a count(DISTINCT key) is summed from the shards'
+	// counts, which is only right while the shards group as the client did.
+	keyDistinct bool
+	retype      bool // avg or count(DISTINCT): Project must fix the visible types
 }
 
 type exprCol struct {
@@ -333,6 +336,9 @@ func (p *planner) aggregate() (*ScatterPlan, *pgconn.PgError) {
 	s.SortClause = nil // the proxy sorts the finished groups
 	if err := distinctSort(plainDistinct, keys); err != nil {
 		return nil, err
+	}
+	if p.distinct != nil && p.keyDistinct {
+		return nil, refuse("count(DISTINCT) of two different expressions", "count the distinct values in separate statements")
 	}
 	if p.distinct != nil && !grouped {
 		for i, n := range p.orig {
@@ -639,6 +645,7 @@ func (p *planner) placeAgg(rt *pg.ResTarget, c ColRef) *pgconn.PgError {
 	switch name {
 	case "count":
 		spec.Func = AggCount
+		p.keyDistinct = p.keyDistinct || fc.AggDistinct && p.isShardKey(fc.Args[0])
 		if fc.AggDistinct && !p.isShardKey(fc.Args[0]) {
 			arg := fc.Args[0]
 			if p.distinct != nil && !exprEqual(p.distinct, arg) {

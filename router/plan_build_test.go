@@ -387,6 +387,8 @@ func TestPlanRefusals(t *testing.T) {
 		{"SELECT id FROM orders ORDER BY id USING <", "ORDER BY ... USING"},
 		{"SELECT status, count(*) FROM orders GROUP BY DISTINCT status", "GROUP BY DISTINCT"},
 		{"SELECT bit_or(flags) FROM orders", "aggregate bit_or()"},
+		{"SELECT count(DISTINCT customer_id), count(DISTINCT status) FROM orders", "count(DISTINCT) of two different expressions"},
+		{"SELECT status FROM orders GROUP BY status HAVING count(DISTINCT product_id) > 1 ORDER BY count(DISTINCT customer_id)", "count(DISTINCT) of two different expressions"},
 	}
 	if len(cases) < 30 {
 		t.Fatalf("only %d refusals", len(cases))
