@@ -106,8 +106,11 @@ type QueryPart struct {
 	Text string     // this statement's original text, exactly as sent
 	Args [][]byte   // text values of the literals normalisation replaced: $1, $2 ... (bind as Args.Params)
 	// Lits are the same literals as the client wrote them ($k is
-	// Lits[k-1], quotes and E prefix included): fill for rendering a
+	// Lits[k-1], quotes and E prefix included): the fill for rendering a
 	// plan's Template as simple-protocol text. Slices of the Query string.
+	// Set only when the statement has a Plan (keeping the single-shard
+	// path free of the allocation); Router.Literals(Text) gives them for
+	// any statement.
 	Lits []string
 }
 
@@ -243,11 +246,10 @@ func (r *Router) ParseQuery(sql string) ([]QueryPart, error) {
 	}
 	var vals []byte
 	var args [][]byte
-	var lits []string
+	var lits []string // allocated on first use: most statements have no plan
 	if nargs > 0 {
 		vals = make([]byte, 0, nbytes)
 		args = make([][]byte, 0, nargs)
-		lits = make([]string, 0, nargs)
 	}
 	parts := make([]QueryPart, len(s.segs))
 	for i := range s.segs {
@@ -269,6 +271,11 @@ func (r *Router) ParseQuery(sql string) ([]QueryPart, error) {
 		parts[i].Stmt = st
 		if normalised && len(args) > from {
 			parts[i].Args = args[from:len(args):len(args)]
+		}
+		if normalised && len(args) > from && st.plan != nil {
+			if lits == nil {
+				lits = make([]string, 0, nargs)
+			}
 			lfrom := len(lits)
 			lits = appendLits(lits, sql, seg)
 			parts[i].Lits = lits[lfrom:len(lits):len(lits)]
