@@ -228,6 +228,15 @@ func (p *planner) rows() (*ScatterPlan, *pgconn.PgError) {
 	if len(s.SortClause) == 0 && !plainDistinct && on == nil && s.LimitCount == nil && s.LimitOffset == nil {
 		return nil, nil
 	}
+	if on != nil && len(s.SortClause) == 0 {
+		// Without ORDER BY Postgres keeps any one row per DISTINCT ON
+		// group, in any order: sorting the shards by the ON expressions
+		// lets the proxy keep one row per group too.
+		for _, e := range on {
+			s.SortClause = append(s.SortClause, pg.MakeSortByNode(proto.Clone(e).(*pg.Node),
+				pg.SortByDir_SORTBY_DEFAULT, pg.SortByNulls_SORTBY_NULLS_DEFAULT, -1))
+		}
+	}
 	keys, err := p.sortKeys(p.rowCol)
 	if err != nil {
 		return nil, err
@@ -238,8 +247,7 @@ func (p *planner) rows() (*ScatterPlan, *pgconn.PgError) {
 	var onCols []ColRef
 	if on != nil {
 		if len(keys) < len(on) {
-			return nil, refuse("DISTINCT ON without an ORDER BY that starts with the DISTINCT ON expressions",
-				"add ORDER BY with the DISTINCT ON expressions first, so every shard keeps the same row of each group")
+			return nil, pgError("42P10", "SELECT DISTINCT ON expressions must match initial ORDER BY expressions", "")
 		}
 		for _, e := range on {
 			c, err := p.rowCol(e)
@@ -367,7 +375,7 @@ func (p *planner) aggregate() (*ScatterPlan, *pgconn.PgError) {
 	return p.finish(root, limit), nil
 }
 
-// finish adds Limit and Project on top and deparses nothing more.
+// finish puts Limit and Project (when needed) on top of root.
 func (p *planner) finish(root Node, limit *Limit) *ScatterPlan {
 	if limit != nil {
 		limit.Input = root

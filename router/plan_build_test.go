@@ -95,6 +95,7 @@ var planStatements = []struct {
 	{sql: "SELECT * FROM orders WHERE id IN (SELECT order_id FROM order_items i WHERE i.customer_id = orders.customer_id LIMIT 1)"},
 	{sql: "SELECT *, count(*) FROM orders GROUP BY id"},
 	{sql: "SELECT DISTINCT ON (status) id FROM orders"},
+	{sql: "SELECT DISTINCT ON (status, 1) id, total FROM orders LIMIT 3"},
 	{sql: "SELECT lower(status) AS status, count(*) FROM orders GROUP BY status"},
 	{sql: "SELECT count(DISTINCT status), count(DISTINCT product_id) FROM orders"},
 	{sql: "SELECT status, count(*) FROM orders GROUP BY status HAVING count(*) > total"},
@@ -230,6 +231,8 @@ func TestPlanShapes(t *testing.T) {
 			shard: "SELECT DISTINCT status FROM orders ORDER BY status LIMIT $1"},
 		{sql: "SELECT DISTINCT ON (status) id FROM orders ORDER BY status, id", chain: "Project Distinct MergeSort Scatter", hidden: 1,
 			shard: "SELECT DISTINCT ON (status) id, status AS _sp_h0 FROM orders ORDER BY status, id"},
+		{sql: "SELECT DISTINCT ON (status) id FROM orders", chain: "Project Distinct MergeSort Scatter", hidden: 1,
+			shard: "SELECT DISTINCT ON (status) id, status AS _sp_h0 FROM orders ORDER BY status"},
 		{sql: "SELECT DISTINCT status FROM orders GROUP BY status, total", chain: "Project Distinct Aggregate Concatenate Scatter", hidden: 1,
 			shard: "SELECT status, total AS _sp_h0 FROM orders GROUP BY status, total"},
 	}
@@ -372,7 +375,6 @@ func TestPlanRefusals(t *testing.T) {
 		{"SELECT (SELECT max(total) FROM order_items i WHERE i.customer_id = o.customer_id) FROM orders o", "aggregate max() in a subquery"},
 		{"SELECT *, count(*) FROM orders GROUP BY id", "SELECT * with GROUP BY"},
 		{"SELECT * FROM orders GROUP BY id", "SELECT * with GROUP BY"},
-		{"SELECT DISTINCT ON (status) id FROM orders", "DISTINCT ON without an ORDER BY"},
 		{"SELECT DISTINCT ON (status) status, count(*) FROM orders GROUP BY status ORDER BY status", "DISTINCT ON with GROUP BY"},
 		{"SELECT lower(status) AS status, count(*) FROM orders GROUP BY status", "GROUP BY output column name"},
 		{"SELECT count(DISTINCT status), count(DISTINCT product_id) FROM orders", "count(DISTINCT) of two different expressions"},
@@ -497,6 +499,8 @@ func TestLiterals(t *testing.T) {
 		{"SELECT * FROM orders WHERE note = '$1 inside'", []string{"'$1 inside'"}},
 		{"SELECT id FROM orders ORDER BY 2, id LIMIT 3", []string{"3"}},
 		{"SELECT status, count(*) FROM orders GROUP BY 1 ORDER BY 2 DESC, 1", nil},
+		{"SELECT DISTINCT ON (1, status) id FROM orders ORDER BY 1, status, total LIMIT 2", []string{"2"}},
+		{"SELECT DISTINCT ON (f(1), 2) id FROM orders ORDER BY f(1), 2", []string{"1", "1"}},
 		{"SELECT * FROM orders WHERE id = $1 AND total > 5", nil},
 
 		{"SELECT date '2024-01-01' FROM orders", nil},

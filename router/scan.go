@@ -113,12 +113,14 @@ func (s *scanner) scan(sql string, replace bool) {
 	prevIdent := ""
 	prevWasIdent := false
 	// byDepth >= 0 while in an ORDER BY / GROUP BY list at that paren
-	// depth; afterBy is set right after BY or a comma of that list. An
-	// integer there is a column position (ORDER BY 2), not a value: it
+	// depth (or DISTINCT ON (...)); afterBy is set right after BY, the
+	// opening parenthesis or a comma of that list. An integer there is a
+	// column position (ORDER BY 2), not a value: it
 	// stays in the text, or `ORDER BY 1` and `ORDER BY 2` would share a
 	// plan and sort by a constant.
 	byDepth := -1
 	afterBy := false
+	distinctOn := false // just read DISTINCT ON
 	tok := func(start, end int) {
 		if seg.bodyStart < 0 {
 			seg.bodyStart = start
@@ -232,7 +234,9 @@ func (s *scanner) scan(sql string, replace bool) {
 				i = k
 				continue
 			}
-			prevIdent = sql[i:j]
+			w := sql[i:j]
+			distinctOn = strings.EqualFold(w, "on") && prevWasIdent && strings.EqualFold(prevIdent, "distinct")
+			prevIdent = w
 			prevWasIdent = true
 			switch {
 			case strings.EqualFold(prevIdent, "by"):
@@ -253,6 +257,11 @@ func (s *scanner) scan(sql string, replace bool) {
 				}
 			}
 			afterBy = c == ',' && byDepth >= 0 && depth == byDepth
+			if c == '(' && distinctOn {
+				// DISTINCT ON (1, 2) takes positions too.
+				byDepth, afterBy = depth, true
+			}
+			distinctOn = false
 			j := i + 1
 			if isOpChar(c) {
 				// An operator runs until a non-operator character or the
