@@ -79,7 +79,7 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 		}
 	}
 	if !partitionedSelect(st, s, nil) {
-		return nil, refuse("query whose rows come from reference tables while it reads a sharded table only in a subquery or the nullable side of an outer join",
+		return nil, refuse("query whose rows come from reference tables (or functions) while it reads a sharded table only in a subquery or the nullable side of an outer join",
 			"every shard would return the reference rows: put the sharded table in FROM (inner join), or "+hintKey)
 	}
 	if s.Op != pg.SetOperation_SETOP_NONE && s.Op != pg.SetOperation_SET_OPERATION_UNDEFINED {
@@ -135,6 +135,8 @@ func partitionedFrom(st *Statement, n *pg.Node, ctes map[string]*pg.Node) bool {
 		return info != nil && !info.ref
 	case *pg.Node_RangeSubselect:
 		return partitionedSelect(st, x.RangeSubselect.Subquery.GetSelectStmt(), ctes)
+	case *pg.Node_RangeTableSample:
+		return partitionedFrom(st, x.RangeTableSample.Relation, ctes)
 	case *pg.Node_JoinExpr:
 		l, r := partitionedFrom(st, x.JoinExpr.Larg, ctes), partitionedFrom(st, x.JoinExpr.Rarg, ctes)
 		switch x.JoinExpr.Jointype {
@@ -332,9 +334,13 @@ func (p *planner) aggregate() (*ScatterPlan, *pgconn.PgError) {
 		// condition that Postgres folds away.
 		s.HavingClause = nil
 		if hasParam(h0) {
-			s.HavingClause = pg.MakeBoolExprNode(pg.BoolExprType_OR_EXPR, []*pg.Node{h0,
-				{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Boolval{Boolval: &pg.Boolean{Boolval: true}}, Location: -1}}},
-			}, -1)
+			args := []*pg.Node{h0}
+			if b := h0.GetBoolExpr(); b != nil && b.Boolop == pg.BoolExprType_OR_EXPR {
+				args = b.Args // the parser flattens a OR b OR c; so must we
+			}
+			s.HavingClause = pg.MakeBoolExprNode(pg.BoolExprType_OR_EXPR, append(args[:len(args):len(args)],
+				&pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Boolval{Boolval: &pg.Boolean{Boolval: true}}, Location: -1}}},
+			), -1)
 		}
 	}
 	keys, err := p.sortKeys(p.aggCol)
@@ -392,6 +398,14 @@ func (p *planner) scatter() (*Scatter, *pgconn.PgError) {
 	text, err := pg.Deparse(&pg.ParseResult{Version: p.version, Stmts: []*pg.RawStmt{{Stmt: &pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: p.sel}}}}})
 	if err != nil {
 		return nil, pgError(codeInternal, "deparsing the shard query: "+err.Error(), "")
+	}
+	// The shards run the deparsed text, not the tree: it must parse back
+	// into the same tree, or a deparser slip (operator precedence, say)
+	// would silently change the query.
+	back, err := pg.Parse(text)
+	if err != nil || len(back.Stmts) != 1 || !exprEqual(back.Stmts[0].Stmt, &pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: p.sel}}) {
+		return nil, refuse("statement that shardproxy cannot rewrite for the shards exactly",
+			"simplify the statement, or "+keyHint(p.st))
 	}
 	return &Scatter{SQL: splitTemplate(text)}, nil
 }

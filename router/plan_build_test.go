@@ -200,6 +200,8 @@ func TestPlanShapes(t *testing.T) {
 		{sql: "SELECT o.id, p.id FROM orders o LEFT JOIN products p ON o.product_id = p.id", chain: ""},
 		{sql: "WITH x AS (SELECT * FROM orders) SELECT status, count(*) FROM x GROUP BY status", chain: "Aggregate Concatenate Scatter",
 			shard: "WITH x AS (SELECT * FROM orders) SELECT status, count(*) FROM x GROUP BY status"},
+		{sql: "SELECT id FROM orders TABLESAMPLE SYSTEM (10) ORDER BY 1", chain: "MergeSort Scatter",
+			shard: "SELECT id FROM orders TABLESAMPLE system($1) ORDER BY 1"},
 		{sql: "SELECT count(*) FROM (SELECT * FROM orders) s", chain: "Aggregate Concatenate Scatter",
 			shard: "SELECT count(*) FROM (SELECT * FROM orders) s"},
 		{sql: "SELECT id, total FROM orders ORDER BY total DESC", chain: "MergeSort Scatter",
