@@ -390,8 +390,14 @@ func (a *analyzer) with(w *pg.WithClause) {
 			if a.ctes == nil {
 				a.ctes = map[string]bool{}
 			}
-			a.ctes[cte.Ctename] = true
+			// A CTE's body sees its own name only WITH RECURSIVE: in
+			// `WITH orders AS (SELECT * FROM orders)` the inner name is
+			// the table.
+			if w.Recursive {
+				a.ctes[cte.Ctename] = true
+			}
 			a.a2(cte.Ctequery)
+			a.ctes[cte.Ctename] = true
 		}
 	}
 }

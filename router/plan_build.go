@@ -78,6 +78,9 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 			return nil, refuse(st.inexact, "use UNION ALL of SELECTs that each read sharded tables, or "+hintKey)
 		}
 	}
+	if recursive(s) {
+		return nil, refuse("WITH RECURSIVE over a sharded table", "each shard would recurse over its own rows only; "+hintKey)
+	}
 	if !partitionedSelect(st, s, nil) {
 		return nil, refuse("query whose rows come from reference tables (or functions) while it reads a sharded table only in a subquery or the nullable side of an outer join",
 			"every shard would return the reference rows: put the sharded table in FROM (inner join), or "+hintKey)
@@ -87,6 +90,18 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 	}
 	p := &planner{st: st, sel: s, version: version}
 	return p.build()
+}
+
+// recursive tells whether s or a query inside it has WITH RECURSIVE.
+func recursive(s *pg.SelectStmt) bool {
+	found := false
+	walk(&pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: s}}, func(n *pg.Node) bool {
+		if x := n.GetSelectStmt(); x != nil && x.WithClause != nil && x.WithClause.Recursive {
+			found = true
+		}
+		return !found
+	})
+	return found
 }
 
 // partitionedSelect tells whether every result row of s comes from
@@ -129,7 +144,15 @@ func partitionedFrom(st *Statement, n *pg.Node, ctes map[string]*pg.Node) bool {
 	case *pg.Node_RangeVar:
 		rv := x.RangeVar
 		if q, ok := ctes[rv.Relname]; ok && rv.Schemaname == "" {
-			return partitionedSelect(st, q.GetSelectStmt(), ctes)
+			// The body does not see its own name (WITH RECURSIVE is
+			// refused before): without it, the walk always ends.
+			outer := make(map[string]*pg.Node, len(ctes))
+			for k, v := range ctes {
+				if k != rv.Relname {
+					outer[k] = v
+				}
+			}
+			return partitionedSelect(st, q.GetSelectStmt(), outer)
 		}
 		info, _ := st.tableOf(rv)
 		return info != nil && !info.ref

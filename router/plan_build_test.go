@@ -202,6 +202,8 @@ func TestPlanShapes(t *testing.T) {
 			shard: "WITH x AS (SELECT * FROM orders) SELECT status, count(*) FROM x GROUP BY status"},
 		{sql: "SELECT id FROM orders TABLESAMPLE SYSTEM (10) ORDER BY 1", chain: "MergeSort Scatter",
 			shard: "SELECT id FROM orders TABLESAMPLE system($1) ORDER BY 1"},
+		{sql: "WITH orders AS (SELECT * FROM orders) SELECT id FROM orders ORDER BY id", chain: "MergeSort Scatter",
+			shard: "WITH orders AS (SELECT * FROM orders) SELECT id FROM orders ORDER BY id"},
 		{sql: "SELECT count(*) FROM (SELECT * FROM orders) s", chain: "Aggregate Concatenate Scatter",
 			shard: "SELECT count(*) FROM (SELECT * FROM orders) s"},
 		{sql: "SELECT id, total FROM orders ORDER BY total DESC", chain: "MergeSort Scatter",
@@ -391,6 +393,8 @@ func TestPlanRefusals(t *testing.T) {
 		{"SELECT id FROM orders ORDER BY id USING <", "ORDER BY ... USING"},
 		{"SELECT status, count(*) FROM orders GROUP BY DISTINCT status", "GROUP BY DISTINCT"},
 		{"SELECT bit_or(flags) FROM orders", "aggregate bit_or()"},
+		{"WITH RECURSIVE t AS (SELECT id, parent_id FROM orders WHERE id = 1 UNION ALL SELECT o.id, o.parent_id FROM orders o JOIN t ON o.parent_id = t.id) SELECT * FROM t", "WITH RECURSIVE"},
+		{"SELECT * FROM orders WHERE id IN (WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT n FROM r)", "WITH RECURSIVE"},
 		{"SELECT count(DISTINCT customer_id), count(DISTINCT status) FROM orders", "count(DISTINCT) of two different expressions"},
 		{"SELECT status FROM orders GROUP BY status HAVING count(DISTINCT product_id) > 1 ORDER BY count(DISTINCT customer_id)", "count(DISTINCT) of two different expressions"},
 	}
