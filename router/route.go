@@ -93,6 +93,7 @@ type Route struct {
 	Shards []string // targets in config order; shared, never modify
 	Merge  MergeKind
 	Reason string // one line for SHOW ROUTE and logs
+	Plan   *ScatterPlan
 }
 
 // Route binds args and decides the target shards. Errors are

@@ -86,6 +86,7 @@ type Statement struct {
 type QueryPart struct {
 	Stmt *Statement // analysis of the literal-normalised text (cached)
 	Text string     // this statement's original text, exactly as sent
+	Lits []string
 	Args [][]byte   // text values of the literals normalisation replaced: $1, $2 ... (bind as Args.Params)
 }
 
