@@ -303,6 +303,10 @@ func (a *aggIter) accumulate(r *aggRun, s *acc, row [][]byte) error {
 		if err != nil {
 			return badValue(r.t, v)
 		}
+		if !s.seen && r.kind == aggSumFloat8 {
+			s.f = f // sum's state starts as the first value: sum(-0) is -0
+			break
+		}
 		sum := s.f + f
 		// float8pl / float8_accum: an infinite result from finite inputs
 		// is an overflow error.
@@ -314,6 +318,10 @@ func (a *aggIter) accumulate(r *aggRun, s *acc, row [][]byte) error {
 		f, err := strconv.ParseFloat(string(v), 32)
 		if err != nil {
 			return badValue(r.t, v)
+		}
+		if !s.seen {
+			s.f4 = float32(f)
+			break
 		}
 		sum := s.f4 + float32(f)
 		if math.IsInf(float64(sum), 0) && !math.IsInf(float64(s.f4), 0) && !math.IsInf(f, 0) {
@@ -448,7 +456,9 @@ func (a *aggIter) finish(g *aggGroup) ([][]byte, error) {
 			}
 		case aggAvgFloat:
 			null = !s.seen || s.n == 0
-			a.buf = appendFloat8(a.buf, s.f/float64(s.n))
+			if !null {
+				a.buf = appendFloat8(a.buf, s.f/float64(s.n))
+			}
 		}
 		if null {
 			a.buf = a.buf[:start]
