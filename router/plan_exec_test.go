@@ -235,7 +235,7 @@ func TestExecute(t *testing.T) {
 				{Op: ExprAnd, Args: []*Expr{{Op: ExprIsNull, Col: c(1)}, {Op: ExprNot, Args: []*Expr{{Op: ExprCmp, Cmp: "=", Col: c(2), Value: ValueRef{Text: "2024-01-01"}}}}}},
 				{Op: ExprCmp, Cmp: "<>", Col: c(1), Value: ValueRef{Text: "5"}},
 			}}}}},
-			oids: []uint32{oidText, oidInt8, oidDate},
+			oids:   []uint32{oidText, oidInt8, oidDate},
 			shards: [][][]string{rows("a|NULL|2024-01-02", "b|NULL|2024-01-01", "c|2|NULL", "d|NULL|NULL"), rows("c|3|2020-01-01", "e|1|NULL")},
 			want:   []string{"a|NULL|2024-01-02", "e|1|NULL"}},
 		{name: "having NULL constant", plan: &ScatterPlan{Root: &Aggregate{Input: &Concatenate{Input: scatter},
@@ -300,5 +300,169 @@ func TestExecute(t *testing.T) {
 				t.Errorf("got  %q\nwant %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestExecuteLimitStopsPulling(t *testing.T) {
+	many := make([][]string, 1000)
+	for i := range many {
+		many[i] = []string{strconv.Itoa(i)}
+	}
+	tests := []struct {
+		name string
+		root Node
+	}{
+		{"merge", &Limit{Input: mergeOn(asc(c(0))), Count: &ValueRef{Text: "3"}}},
+		{"concatenate", &Limit{Input: &Concatenate{Input: scatter}, Count: &ValueRef{Text: "3"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srcs, mems := srcsOf(many, many, many)
+			n, err := (&ScatterPlan{Root: tt.root}).Execute(context.Background(), fieldsOf(oidInt4), srcs, nil, ExecOptions{}, func([][]byte) error { return nil })
+			if err != nil || n != 3 {
+				t.Fatalf("n=%d err=%v", n, err)
+			}
+			total := 0
+			for _, m := range mems {
+				total += m.nexts
+			}
+			if total > 6 {
+				t.Errorf("pulled %d rows from the shards for LIMIT 3", total)
+			}
+		})
+	}
+}
+
+func TestExecuteCancelAndErrors(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	srcs, _ := srcsOf(rows("1", "2", "3"))
+	seen := 0
+	_, err := (&ScatterPlan{Root: &Concatenate{Input: scatter}}).Execute(ctx, fieldsOf(oidInt4), srcs, nil, ExecOptions{}, func([][]byte) error {
+		seen++
+		cancel()
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || seen != 1 {
+		t.Errorf("after cancel: err=%v rows=%d", err, seen)
+	}
+
+	boom := errors.New("shard s1 failed")
+	for _, root := range []Node{&Concatenate{Input: scatter}, mergeOn(asc(c(0))), &Aggregate{Input: &Concatenate{Input: scatter}}} {
+		_, err := (&ScatterPlan{Root: root}).Execute(context.Background(), fieldsOf(oidInt4), []Source{&memSource{rows: rows("1")}, errSource{boom}}, nil, ExecOptions{}, func([][]byte) error { return nil })
+		if !errors.Is(err, boom) {
+			t.Errorf("%s: shard error lost: %v", root.Describe(), err)
+		}
+	}
+}
+
+func TestOutputFieldsAndCheckFields(t *testing.T) {
+	shard := fieldsOf(oidText, oidNumeric, oidFloat4, oidInt4, oidInt8, oidInt8, oidInt8)
+	shard[1].TableOID, shard[1].TableAttributeNumber = 1234, 2
+	p := &ScatterPlan{Hidden: 2, Root: &Project{Input: &Aggregate{Input: &Concatenate{Input: scatter}, GroupBy: []ColRef{c(0)},
+		Aggs: []AggSpec{{Func: AggAvg, Col: c(1), Count: h(0)}, {Func: AggAvg, Col: c(2), Count: h(1)}, {Func: AggCountDistinct, Col: c(3)}, {Func: AggSum, Col: c(4)}}}}}
+	out, err := p.OutputFields(shard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]string, len(out))
+	for i, f := range out {
+		got[i] = fmt.Sprintf("%s:%d/%d/%d/%d", f.Name, f.DataTypeOID, f.DataTypeSize, f.TypeModifier, f.TableOID)
+	}
+	want := []string{"c0:25/-1/-1/0", "c1:1700/-1/-1/0", "c2:701/8/-1/0", "c3:20/8/-1/0", "c4:20/-1/-1/0"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got  %v\nwant %v", got, want)
+	}
+	if _, err := p.OutputFields(shard[:1]); sqlState(err) != "XX000" {
+		t.Errorf("too few columns: %v", err)
+	}
+
+	tests := []struct {
+		name string
+		a, b []pgproto3.FieldDescription
+		ok   bool
+	}{
+		{"same", fieldsOf(oidInt4, oidText), fieldsOf(oidInt4, oidText), true},
+		{"count", fieldsOf(oidInt4), fieldsOf(oidInt4, oidText), false},
+		{"type", fieldsOf(oidInt4), fieldsOf(oidInt8), false},
+		{"name", fieldsOf(oidInt4), []pgproto3.FieldDescription{{Name: []byte("x"), DataTypeOID: oidInt4}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckFields(tt.a, tt.b)
+			if (err == nil) != tt.ok || (err != nil && sqlState(err) != "XX000") {
+				t.Errorf("CheckFields = %v", err)
+			}
+		})
+	}
+}
+
+func TestNumeric(t *testing.T) {
+	tests := []struct {
+		name string
+		vals []string
+		sum  string
+		avg  string
+	}{
+		{"ints", []string{"1", "2"}, "3", "1.5000000000000000"},
+		{"scales", []string{"1.5", "-0.25", "100"}, "101.25", "33.7500000000000000"},
+		{"zero", []string{"0.000", "-0.0"}, "0.000", "0.00000000000000000000"},
+		{"exponent input", []string{"1.5e3", "2E-2"}, "1500.02", "750.0100000000000000"},
+		{"tiny", []string{"0.00000001"}, "0.00000001", "0.0000000100000000000000000000"},
+		{"rounds half away from zero", []string{"-2", "0", "0"}, "-2", "-0.66666666666666666667"},
+		{"nan", []string{"1", "NaN"}, "NaN", "NaN"},
+		{"inf", []string{"Infinity", "1"}, "Infinity", "Infinity"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s numeric
+			for i, v := range tt.vals {
+				x, err := parseNumeric([]byte(v))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					s = x
+				} else {
+					s.add(&x)
+				}
+			}
+			if got := s.String(); got != tt.sum {
+				t.Errorf("sum = %s, want %s", got, tt.sum)
+			}
+			q := s.divInt(int64(len(tt.vals)))
+			if got := q.String(); got != tt.avg {
+				t.Errorf("avg = %s, want %s", got, tt.avg)
+			}
+		})
+	}
+	for _, bad := range []string{"", "1.2.3", "abc", "1e", "--1"} {
+		if _, err := parseNumeric([]byte(bad)); sqlState(err) != "22P02" {
+			t.Errorf("parseNumeric(%q) = %v", bad, err)
+		}
+	}
+}
+
+func TestFloatText(t *testing.T) {
+	tenth, fifth := 0.1, 0.2
+	tests := []struct {
+		f8   float64
+		want string
+	}{
+		{tenth + fifth, "0.30000000000000004"}, {1e15, "1e+15"}, {1e14, "100000000000000"}, {123456789012345.6, "123456789012345.6"},
+		{0.0001, "0.0001"}, {0.00001, "1e-05"}, {-1.5e-300, "-1.5e-300"}, {100, "100"},
+	}
+	for _, tt := range tests {
+		if got := string(appendFloat8(nil, tt.f8)); got != tt.want {
+			t.Errorf("float8 %v = %s, want %s", tt.f8, got, tt.want)
+		}
+	}
+	tests4 := []struct {
+		f4   float32
+		want string
+	}{{100000, "100000"}, {1e6, "1e+06"}, {0.1, "0.1"}, {1.0 / 3, "0.33333334"}}
+	for _, tt := range tests4 {
+		if got := string(appendFloat4(nil, tt.f4)); got != tt.want {
+			t.Errorf("float4 %v = %s, want %s", tt.f4, got, tt.want)
+		}
 	}
 }
