@@ -171,8 +171,12 @@ func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 		switch t.cls {
 		case clsInt, clsNumeric:
 			r.kind = aggAvgNumeric
-		case clsFloat4, clsFloat8:
+		case clsFloat8:
 			r.kind = aggAvgFloat
+		case clsFloat4:
+			// avg(float4) accumulates in float8; a float4 partial sum is
+			// already rounded, so the result would differ from Postgres'.
+			return aggRun{}, planShapeError("the partial sum of avg(real) must be computed in double precision (sum(x::float8))")
 		default:
 			return cannot("avg")
 		}
