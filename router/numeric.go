@@ -262,3 +262,57 @@ func (n *numeric) appendText(dst []byte) []byte {
 }
 
 func (n *numeric) String() string { return string(n.appendText(nil)) }
+
+// addText adds numeric_out text v to n (n already holds a value). Texts of
+// up to 18 digits, the common case, are added without allocating; others
+// go through parseNumeric.
+func (n *numeric) addText(v []byte, tmp *big.Int) error {
+	if m, scale, ok := smallNumeric(v); ok && n.kind == numFinite {
+		if scale > n.scale {
+			n.rescale(scale)
+		}
+		tmp.SetInt64(m)
+		if scale < n.scale {
+			tmp.Mul(tmp, pow10(n.scale-scale))
+		}
+		n.v.Add(&n.v, tmp)
+		return nil
+	}
+	x, err := parseNumeric(v)
+	if err != nil {
+		return err
+	}
+	n.add(&x)
+	return nil
+}
+
+// smallNumeric reads [-]digits[.digits] of at most 18 digits as an
+// unscaled int64 and its scale.
+func smallNumeric(v []byte) (m int64, scale int, ok bool) {
+	neg := len(v) > 0 && v[0] == '-'
+	if neg {
+		v = v[1:]
+	}
+	digits, point := 0, -1
+	for i, c := range v {
+		switch {
+		case c >= '0' && c <= '9':
+			m = m*10 + int64(c-'0')
+			digits++
+		case c == '.' && point < 0:
+			point = i
+		default:
+			return 0, 0, false
+		}
+	}
+	if digits == 0 || digits > 18 {
+		return 0, 0, false
+	}
+	if point >= 0 {
+		scale = len(v) - point - 1
+	}
+	if neg {
+		m = -m
+	}
+	return m, scale, true
+}

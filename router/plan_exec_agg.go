@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"math/big"
 	"strconv"
 )
 
@@ -72,6 +73,7 @@ type aggIter struct {
 	out    [][]byte
 	buf    []byte
 	offs   []int
+	tmp    big.Int // scratch for numeric sums
 }
 
 func (ex *executor) newAggregate(n *Aggregate, in rowIter, types []valType) (rowIter, []valType, error) {
@@ -293,14 +295,14 @@ func (a *aggIter) accumulate(r *aggRun, s *acc, row [][]byte) error {
 			return err
 		}
 	case aggSumNumeric, aggAvgNumeric:
-		x, err := parseNumeric(v)
-		if err != nil {
-			return badValue(r.t, v)
-		}
 		if !s.seen {
+			x, err := parseNumeric(v)
+			if err != nil {
+				return badValue(r.t, v)
+			}
 			s.num = x
-		} else {
-			s.num.add(&x)
+		} else if err := s.num.addText(v, &a.tmp); err != nil {
+			return badValue(r.t, v)
 		}
 	case aggSumFloat8, aggAvgFloat:
 		f, err := strconv.ParseFloat(string(v), 64)
