@@ -451,6 +451,7 @@ type mergeIter struct {
 type mergeItem struct {
 	row [][]byte
 	src int
+	sc  []scalar // parsed sort keys of types compared as scalars, one parse per row
 }
 
 type mergeHeap struct {
@@ -468,14 +469,49 @@ func (h *mergeHeap) Pop() any {
 	return x
 }
 func (h *mergeHeap) Less(i, j int) bool {
-	c, err := compareRows(h.keys, h.items[i].row, h.items[j].row)
-	if err != nil && h.err == nil {
-		h.err = err
+	a, b := &h.items[i], &h.items[j]
+	for k, key := range h.keys {
+		va, vb := a.row[key.idx], b.row[key.idx]
+		var c int
+		switch {
+		case va == nil && vb == nil:
+			continue
+		case va == nil || vb == nil:
+			if (va == nil) == key.nullsFirst {
+				return true
+			}
+			return false
+		case key.t.parsed():
+			c = a.sc[k].cmp(b.sc[k])
+		default:
+			var err error
+			if c, err = key.t.compare(va, vb); err != nil && h.err == nil {
+				h.err = err
+			}
+		}
+		if c != 0 {
+			return (c < 0) != key.desc
+		}
 	}
-	if c != 0 {
-		return c < 0
+	return a.src < b.src // stable across shards
+}
+
+// setRow makes row the item's current row, parsing its scalar keys.
+func (h *mergeHeap) setRow(it *mergeItem, row [][]byte) error {
+	it.row = row
+	for k, key := range h.keys {
+		if !key.t.parsed() || row[key.idx] == nil {
+			continue
+		}
+		if it.sc == nil {
+			it.sc = make([]scalar, len(h.keys))
+		}
+		var err error
+		if it.sc[k], err = key.t.scalar(row[key.idx]); err != nil {
+			return err
+		}
 	}
-	return h.items[i].src < h.items[j].src // stable across shards
+	return nil
 }
 
 func (m *mergeIter) next() ([][]byte, error) {
@@ -490,7 +526,11 @@ func (m *mergeIter) next() ([][]byte, error) {
 				if err := m.ex.checkWidth(row); err != nil {
 					return nil, err
 				}
-				m.h.items = append(m.h.items, mergeItem{row: row, src: i})
+				it := mergeItem{src: i}
+				if err := m.h.setRow(&it, row); err != nil {
+					return nil, err
+				}
+				m.h.items = append(m.h.items, it)
 			}
 		}
 		heap.Init(&m.h)
@@ -506,7 +546,9 @@ func (m *mergeIter) next() ([][]byte, error) {
 			if err := m.ex.checkWidth(row); err != nil {
 				return nil, err
 			}
-			top.row = row
+			if err := m.h.setRow(top, row); err != nil {
+				return nil, err
+			}
 			heap.Fix(&m.h, 0)
 		}
 	}

@@ -399,3 +399,27 @@ func executeParts(t *testing.T, conn *pgx.Conn, p *ScatterPlan, partSQL string) 
 	})
 	return got, fields, err
 }
+
+// TestAvgScaleAgainstPostgres checks numeric_div's result scale where it
+// depends on the weights of sum and count: counts past 10^4 and 10^8
+// (more base-10000 digits), sums far above and below 1.
+func TestAvgScaleAgainstPostgres(t *testing.T) {
+	conn := startOracle(t)
+	mustExec(t, conn, `CREATE TABLE a (part int, g int, x numeric, i int8);
+		INSERT INTO a SELECT s % 3, s % 4, CASE s % 4
+			WHEN 0 THEN (s::int8 * 7919 % 100003)::numeric / 1000
+			WHEN 1 THEN (s::int8 * 7919 % 100003)::numeric * 1e-25
+			WHEN 2 THEN -(s::numeric * 1e20)
+			ELSE 1 END, s::int8 * 104729
+		FROM generate_series(1, 30000) s;
+		INSERT INTO a SELECT 1, 4, 0.0001, 1 FROM generate_series(1, 3);
+		INSERT INTO a SELECT 2, 5, 1, 1 FROM generate_series(1, 9999);
+		INSERT INTO a SELECT 0, 5, 1, 1 FROM generate_series(1, 2)`)
+	p := &ScatterPlan{Hidden: 2, Root: &Project{Input: &Sort{Keys: []SortKey{{Col: c(0)}}, Input: &Aggregate{Input: scatter, GroupBy: []ColRef{c(0)},
+		Aggs: []AggSpec{{Func: AggAvg, Col: c(1), Count: h(0)}, {Func: AggAvg, Col: c(2), Count: h(1)}, {Func: AggSum, Col: c(3)}}}}}}
+	got, _ := mergeParts(t, conn, p, "SELECT g, sum(x), sum(i), sum(x), count(x), count(i) FROM a WHERE part = %d GROUP BY g")
+	want, _ := oracle(t, conn, "SELECT g, avg(x), avg(i), sum(x) FROM a GROUP BY g ORDER BY g")
+	if !slices.Equal(got, want) {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}

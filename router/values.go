@@ -124,6 +124,16 @@ func (t valType) name() string {
 
 func (t valType) comparable() bool { return t.cls != clsOther }
 
+// parsed reports whether compare parses the values (into a scalar), so
+// that a caller comparing one value many times should parse it once.
+func (t valType) parsed() bool {
+	switch t.cls {
+	case clsOther, clsInt, clsText, clsBpchar, clsNumeric, clsBool:
+		return false
+	}
+	return true
+}
+
 // notComparable is the 0A000 for a key column of a type the merge cannot
 // order or compare exactly.
 func (t valType) notComparable(use string) error {
