@@ -178,7 +178,9 @@ func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 		case clsFloat4:
 			// avg(float4) accumulates in float8; a float4 partial sum is
 			// already rounded, so the result would differ from Postgres'.
-			return aggRun{}, planShapeError("the partial sum of avg(real) must be computed in double precision (sum(x::float8))")
+			return aggRun{}, pgError(codeFeatureNotSupport,
+				"cannot combine avg of type real across shards: the shards' partial sums are rounded to real",
+				"write avg(x::double precision), which gives the same result as avg of a real column")
 		default:
 			return cannot("avg")
 		}
