@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/big"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -472,6 +475,76 @@ func TestFloatText(t *testing.T) {
 	for _, tt := range tests4 {
 		if got := string(appendFloat4(nil, tt.f4)); got != tt.want {
 			t.Errorf("float4 %v = %s, want %s", tt.f4, got, tt.want)
+		}
+	}
+}
+
+// TestNumericTextOrderLaw: comparing numeric_out texts agrees with exact
+// rational comparison, and equality keys are equal exactly when the
+// values are.
+func TestNumericTextOrderLaw(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	texts := []string{"0", "0.000", "-0.5", "NaN", "Infinity", "-Infinity"}
+	for range 300 {
+		x, err := parseNumeric([]byte(numericLit(r)))
+		if err == nil && r.IntN(20) != 0 {
+			texts = append(texts, x.String())
+		}
+	}
+	rat := func(s string) *big.Rat {
+		q, ok := new(big.Rat).SetString(s)
+		if !ok {
+			t.Fatalf("rat %q", s)
+		}
+		return q
+	}
+	rank := map[string]int{"-Infinity": -1, "Infinity": 1, "NaN": 2}
+	nt := typeOf(oidNumeric)
+	for _, a := range texts {
+		for _, b := range texts {
+			want := cmpInt(rank[a], rank[b])
+			if want == 0 && rank[a] == 0 {
+				want = rat(a).Cmp(rat(b))
+			}
+			if got := cmpNumericText([]byte(a), []byte(b)); got != want {
+				t.Fatalf("cmp(%s, %s) = %d, want %d", a, b, got, want)
+			}
+			ka, _ := nt.appendKey(nil, []byte(a))
+			kb, _ := nt.appendKey(nil, []byte(b))
+			if (string(ka) == string(kb)) != (want == 0) {
+				t.Fatalf("keys of %s, %s: %q %q", a, b, ka, kb)
+			}
+		}
+	}
+}
+
+// TestDateLaw: day numbers of ISO dates follow the calendar (checked
+// against package time for years 1..9999) and BC years continue them.
+func TestDateLaw(t *testing.T) {
+	base := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	for d := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() < 10000; d = d.AddDate(0, 0, 97) {
+		got, err := parseDate([]byte(d.Format("2006-01-02")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (d.Unix() - base.Unix()) / 86400; got != want {
+			t.Fatalf("%s: day %d, want %d", d.Format("2006-01-02"), got, want)
+		}
+	}
+	// 0001-12-31 BC is the day before 0001-01-01; 4713 BC is a leap year
+	// in the proleptic Gregorian calendar (year -4712).
+	pairs := [][2]string{{"0001-12-31 BC", "0001-01-01"}, {"0001-01-01 BC", "0002-12-31 BC"}, {"4713-02-29 BC", "4713-03-01 BC"}}
+	for _, p := range pairs {
+		a, err1 := parseDate([]byte(p[0]))
+		b, err2 := parseDate([]byte(p[1]))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if p[0] == "0001-01-01 BC" {
+			a, b = b, a
+		}
+		if b-a != 1 {
+			t.Errorf("%s .. %s: %d days apart", p[0], p[1], b-a)
 		}
 	}
 }
