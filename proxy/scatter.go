@@ -448,7 +448,7 @@ func paramFormatCode(formats []int16, i int) int16 {
 }
 
 // literalValue is the value of a literal token: a number as written, a
-// '...' string without its quotes. Other forms (E”, $$) are not needed
+// '...' string without its quotes. Other forms (E-strings, dollar quotes) are not needed
 // by LIMIT and HAVING constants and are refused by the caller.
 func literalValue(tok string) ([]byte, bool) {
 	if tok == "" {
