@@ -168,6 +168,10 @@ func (p *ScatterPlan) Execute(ctx context.Context, fields []pgproto3.FieldDescri
 	}
 	types := make([]valType, len(fields))
 	for i, f := range fields {
+		if f.Format != 0 {
+			// Every comparison here reads Postgres' text output.
+			return 0, planShapeError(fmt.Sprintf("column %q of the shard result is in binary format; the merge reads text", f.Name))
+		}
 		types[i] = typeOf(f.DataTypeOID)
 	}
 	root, _, err := ex.build(p.Root, types)

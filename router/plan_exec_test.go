@@ -384,6 +384,11 @@ func TestOutputFieldsAndCheckFields(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("got  %v\nwant %v", got, want)
 	}
+	bin := fieldsOf(oidInt4)
+	bin[0].Format = 1
+	if _, err := (&ScatterPlan{Root: &Concatenate{Input: scatter}}).Execute(context.Background(), bin, nil, nil, ExecOptions{}, nil); sqlState(err) != "XX000" {
+		t.Errorf("binary shard fields: %v", err)
+	}
 	if _, err := p.OutputFields(shard[:1]); sqlState(err) != "XX000" {
 		t.Errorf("too few columns: %v", err)
 	}
