@@ -170,6 +170,8 @@ var typeValues = []struct {
 	{"time", []string{"'00:00'", "'24:00'", "'12:34:56.789'", "'23:59:59.999999'", "'00:00:00.000001'", "NULL"}},
 	{"uuid", []string{"'00000000-0000-0000-0000-000000000000'", "'ffffffff-ffff-ffff-ffff-ffffffffffff'", "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'",
 		"'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12'", "'10000000-0000-0000-0000-000000000000'", "NULL"}},
+	{"interval", []string{"'1 day'", "'24 hours'", "'-1 days +02:00:00'", "'1 mon'", "'30 days'", "'1 year 2 mons 3 days 04:05:06.789'",
+		"'-178000000 years'", "'178000000 years'", "'00:00:00'", "'-00:00:00.000001'", "'1000000 hours'", "'-1 mons +29 days'", "NULL"}},
 	{"bytea", []string{`'\x'`, `'\x00'`, `'\x0000'`, `'\xff'`, `'\x7f80'`, `'\x0001'`, "NULL"}},
 	{`"char"`, []string{`'a'::"char"`, `'Z'::"char"`, `chr(200)::"char"`, `''::"char"`, `'~'::"char"`, "NULL"}},
 }

@@ -15,7 +15,8 @@ import (
 // same TimeZone). valType knows, per type OID, how to order two such
 // texts and how to reduce one to an equality key exactly as the type's
 // btree operators do: 1.0 = 1.00 for numeric, -0 = 0 and NaN = NaN for
-// floats, trailing spaces ignored for bpchar. Types without such rules
+// floats, trailing spaces ignored for bpchar, '1 mon' = '30 days' for
+// interval (IntervalStyle postgres). Types without such rules
 // here cannot be sort, group, distinct or min/max keys (0A000); they may
 // still pass through untouched.
 
@@ -63,6 +64,7 @@ const (
 	clsTimestamptz
 	clsBytea
 	clsChar
+	clsInterval
 )
 
 // valType is the merge's view of one column type.
@@ -113,6 +115,8 @@ func typeOf(oid uint32) valType {
 		t.cls = clsBytea
 	case oidChar:
 		t.cls = clsChar
+	case oidInterval:
+		t.cls = clsInterval
 	}
 	return t
 }
@@ -239,6 +243,8 @@ func (t valType) scalar(v []byte) (scalar, error) {
 		}
 	case clsChar:
 		s.b, err = decodeChar(v)
+	case clsInterval:
+		s.b, err = intervalKey(v)
 	default:
 		return s, t.notComparable("compare")
 	}
