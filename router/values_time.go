@@ -234,7 +234,7 @@ func intervalKey(v []byte) ([]byte, error) {
 			if tok[0] == '-' || tok[0] == '+' {
 				tok = tok[1:]
 			}
-			h, rest, ok := readNum(tok, 1, 18)
+			h, rest, ok := readNum(tok, 1, 10) // interval hours stay below 2^63 µs
 			if !ok || len(rest) == 0 || rest[0] != ':' {
 				return nil, errDateTime
 			}
