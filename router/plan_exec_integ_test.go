@@ -60,7 +60,7 @@ func TestPlannerExecutorAgainstPostgres(t *testing.T) {
 		"SELECT customer_id, sum(total) FROM orders GROUP BY customer_id HAVING sum(total) > 200 ORDER BY 2 DESC, 1 LIMIT 5",
 		"SELECT note, avg(total) FROM orders GROUP BY note ORDER BY avg(total) DESC",
 		"SELECT bool_and(total > 1), bool_or(total > 9.9) FROM orders",
-		"SELECT count(*) FROM orders WHERE false", "SELECT count(DISTINCT total), sum(total) FROM orders WHERE id > 1990",
+		"SELECT count(*) FROM orders WHERE false", "SELECT note, count(*) FROM orders GROUP BY note HAVING max(note) > 'B' AND count(*) >= 2 ORDER BY 1", "SELECT status, max(created) FROM orders GROUP BY status HAVING max(created) > '2024-01-02 00:00:00+00' ORDER BY 1 LIMIT 1 OFFSET 1", "SELECT id FROM orders WHERE note = 'é' ORDER BY total NULLS FIRST, id LIMIT 3", "SELECT count(DISTINCT total), sum(total) FROM orders WHERE id > 1990",
 		"SELECT sum(total), avg(total) FROM orders WHERE false",
 		"SELECT id, note FROM orders ORDER BY note NULLS FIRST, id DESC LIMIT 20",
 	}
@@ -94,7 +94,9 @@ func TestPlannerExecutorAgainstPostgres(t *testing.T) {
 				srcs = append(srcs, &sliceSource{rows: rows})
 			}
 			var got []string
-			param := func(n int) ([]byte, bool, error) { return []byte(lits[n-1]), false, nil }
+			// The values of the literals (unquoted), not their tokens (Lits).
+			args := parts[0].Args
+			param := func(n int) ([]byte, bool, error) { return args[n-1], args[n-1] == nil, nil }
 			_, err = p.Execute(ctx, fields, srcs, param, ExecOptions{}, func(row [][]byte) error {
 				got = append(got, rowText(row))
 				return nil
