@@ -514,3 +514,21 @@ func TestMergeAgainstPostgres(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeCollationAgainstPostgres: shards that sort text by an ICU
+// collation interleave differently from the proxy's C comparison; the
+// merge notices the disagreement in a shard's stream and refuses rather
+// than return a wrongly ordered result.
+func TestMergeCollationAgainstPostgres(t *testing.T) {
+	conn := startOracle(t)
+	p := &ScatterPlan{Root: &MergeSort{Input: scatter, Keys: []SortKey{{Col: c(0)}}}}
+	// Part 1 holds 'a' and 'F': "a" < "F" in ICU order, "F" < "a" in C.
+	_, _, err := executeParts(t, conn, p, `SELECT v FROM unnest(ARRAY['a','B','c','D','e','F']) v WHERE ascii(v) %% 3 = %d ORDER BY v COLLATE "und-x-icu"`)
+	if sqlState(err) != "0A000" {
+		t.Errorf("ICU-sorted shards merged without error: %v", err)
+	}
+	got, _, err := executeParts(t, conn, p, `SELECT v FROM unnest(ARRAY['a','B','c','D','e','F']) v WHERE ascii(v) %% 3 = %d ORDER BY v COLLATE "C"`)
+	if err != nil || !slices.Equal(got, []string{"B", "D", "F", "a", "c", "e"}) {
+		t.Errorf("C-sorted shards: %q, %v", got, err)
+	}
+}

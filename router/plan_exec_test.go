@@ -191,6 +191,8 @@ func TestExecute(t *testing.T) {
 		{name: "merge interval by span", plan: &ScatterPlan{Root: mergeOn(asc(c(0)), asc(c(1)))}, oids: []uint32{oidInterval, oidInt4},
 			shards: [][][]string{rows("-1 days +02:00:00|1", "1 day|2", "1 mon|3"), rows("00:00:00|4", "24:00:00|5", "29 days 23:59:59.999999|6", "30 days|7")},
 			want:   []string{"-1 days +02:00:00|1", "00:00:00|4", "1 day|2", "24:00:00|5", "29 days 23:59:59.999999|6", "1 mon|3", "30 days|7"}},
+		{name: "merge detects a shard sorted differently", plan: &ScatterPlan{Root: mergeOn(asc(c(0)))}, oids: []uint32{oidText},
+			shards: [][][]string{rows("a", "B"), rows("b")}, code: "0A000"}, // en_US order: a < B; C order: B < a
 		{name: "merge width mismatch", plan: &ScatterPlan{Root: mergeOn(asc(c(0)))}, oids: []uint32{oidInt4, oidInt4},
 			shards: [][][]string{rows("1")}, code: "XX000"},
 
