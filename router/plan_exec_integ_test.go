@@ -1,8 +1,4 @@
-//go:build planner_merged
-
-// This test needs the planner (router/plan_build.go, Statement.Plan and
-// ParsedQuery.Lits from the planner branch): remove the build tag once
-// both branches are on main. It runs real SELECTs through the planner,
+// This test runs real SELECTs through the planner,
 // the rendered shard SQL on three databases that each hold a third of the
 // rows, and Execute, and compares with the whole table in a fourth.
 
