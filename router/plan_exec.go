@@ -168,6 +168,10 @@ func (p *ScatterPlan) Execute(ctx context.Context, fields []pgproto3.FieldDescri
 	}
 	types := make([]valType, len(fields))
 	for i, f := range fields {
+		if f.Format != 0 {
+			// Every comparison here reads Postgres' text output.
+			return 0, planShapeError(fmt.Sprintf("column %q of the shard result is in binary format; the merge reads text", f.Name))
+		}
 		types[i] = typeOf(f.DataTypeOID)
 	}
 	root, _, err := ex.build(p.Root, types)
@@ -442,10 +446,18 @@ func (c *concatIter) next() ([][]byte, error) {
 // heap holds each source's current row (aliasing that source's buffer,
 // which stays valid until that source's next Next); the top is the row
 // last returned, and the next call advances only its source.
+//
+// The merge also checks that every shard's stream really is sorted the
+// way the proxy compares: a column with a non-C collation (which the
+// shards sort by and the proxy cannot) would otherwise interleave the
+// shards wrongly without a sound. prev keeps a copy of the key values of
+// the row last taken from the advancing source.
 type mergeIter struct {
 	ex      *executor
 	h       mergeHeap
 	started bool
+	prev    mergeItem
+	prevBuf []byte
 }
 
 type mergeItem struct {
@@ -470,6 +482,19 @@ func (h *mergeHeap) Pop() any {
 }
 func (h *mergeHeap) Less(i, j int) bool {
 	a, b := &h.items[i], &h.items[j]
+	c, err := h.cmp(a, b)
+	if err != nil && h.err == nil {
+		h.err = err
+	}
+	if c != 0 {
+		return c < 0
+	}
+	return a.src < b.src // stable across shards
+}
+
+// cmp orders two items by the keys in output order (direction and NULLS
+// FIRST/LAST applied).
+func (h *mergeHeap) cmp(a, b *mergeItem) (int, error) {
 	for k, key := range h.keys {
 		va, vb := a.row[key.idx], b.row[key.idx]
 		var c int
@@ -478,22 +503,62 @@ func (h *mergeHeap) Less(i, j int) bool {
 			continue
 		case va == nil || vb == nil:
 			if (va == nil) == key.nullsFirst {
-				return true
+				return -1, nil
 			}
-			return false
+			return 1, nil
 		case key.t.parsed():
 			c = a.sc[k].cmp(b.sc[k])
 		default:
 			var err error
-			if c, err = key.t.compare(va, vb); err != nil && h.err == nil {
-				h.err = err
+			if c, err = key.t.compare(va, vb); err != nil {
+				return 0, err
 			}
 		}
 		if c != 0 {
-			return (c < 0) != key.desc
+			if key.desc {
+				c = -c
+			}
+			return c, nil
 		}
 	}
-	return a.src < b.src // stable across shards
+	return 0, nil
+}
+
+// keep copies the key values of it (about to be overwritten by its
+// source's next row) into m.prev.
+func (m *mergeIter) keep(it *mergeItem) {
+	if m.prev.row == nil {
+		m.prev.row = make([][]byte, len(it.row))
+		m.prev.sc = make([]scalar, len(m.h.keys))
+	}
+	if m.prevBuf == nil {
+		m.prevBuf = make([]byte, 0, 64) // non-nil: an empty value must not read as NULL
+	}
+	m.prevBuf = m.prevBuf[:0]
+	for _, key := range m.h.keys {
+		if v := it.row[key.idx]; v != nil {
+			m.prevBuf = append(m.prevBuf, v...)
+		}
+	}
+	off := 0
+	for k, key := range m.h.keys {
+		v := it.row[key.idx]
+		if v == nil {
+			m.prev.row[key.idx] = nil
+		} else {
+			m.prev.row[key.idx] = m.prevBuf[off : off+len(v) : off+len(v)]
+			off += len(v)
+		}
+		if it.sc != nil {
+			m.prev.sc[k] = it.sc[k]
+		}
+	}
+}
+
+func errShardOrder(src int) error {
+	return pgError(codeFeatureNotSupport,
+		fmt.Sprintf("cannot merge the shards' sorted results: shard %d returned rows in an order the proxy does not compare the same way", src+1),
+		`sorting text across shards works only with the "C" collation; add COLLATE "C" to the ORDER BY, or a condition on the shard key`)
 }
 
 // setRow makes row the item's current row, parsing its scalar keys.
@@ -536,6 +601,7 @@ func (m *mergeIter) next() ([][]byte, error) {
 		heap.Init(&m.h)
 	} else if len(m.h.items) > 0 {
 		top := &m.h.items[0]
+		m.keep(top)
 		row, err := m.ex.srcs[top.src].Next()
 		if err != nil {
 			return nil, err
@@ -548,6 +614,11 @@ func (m *mergeIter) next() ([][]byte, error) {
 			}
 			if err := m.h.setRow(top, row); err != nil {
 				return nil, err
+			}
+			if c, err := m.h.cmp(&m.prev, top); err != nil {
+				return nil, err
+			} else if c > 0 {
+				return nil, errShardOrder(top.src)
 			}
 			heap.Fix(&m.h, 0)
 		}

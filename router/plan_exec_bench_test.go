@@ -54,7 +54,7 @@ func BenchmarkMergeSort(b *testing.B) {
 		{"numeric", oidNumeric, func(i int) string { return strconv.Itoa(i) + ".25" }},
 		{"text", oidText, func(i int) string { return "customer-" + strconv.Itoa(10_000_000+i) }},
 		{"timestamptz", oidTimestamptz, func(i int) string {
-			return "2024-01-" + strconv.Itoa(10+i/100_000) + " " + twoDigits(i/3600%24) + ":" + twoDigits(i/60%60) + ":" + twoDigits(i%60) + "+00"
+			return "2024-01-" + twoDigits(10+i/86400) + " " + twoDigits(i/3600%24) + ":" + twoDigits(i/60%60) + ":" + twoDigits(i%60) + "+00"
 		}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -169,6 +170,8 @@ var typeValues = []struct {
 	{"time", []string{"'00:00'", "'24:00'", "'12:34:56.789'", "'23:59:59.999999'", "'00:00:00.000001'", "NULL"}},
 	{"uuid", []string{"'00000000-0000-0000-0000-000000000000'", "'ffffffff-ffff-ffff-ffff-ffffffffffff'", "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'",
 		"'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12'", "'10000000-0000-0000-0000-000000000000'", "NULL"}},
+	{"interval", []string{"'1 day'", "'24 hours'", "'-1 days +02:00:00'", "'1 mon'", "'30 days'", "'1 year 2 mons 3 days 04:05:06.789'",
+		"'-178000000 years'", "'178000000 years'", "'00:00:00'", "'-00:00:00.000001'", "'1000000 hours'", "'-1 mons +29 days'", "NULL"}},
 	{"bytea", []string{`'\x'`, `'\x00'`, `'\x0000'`, `'\xff'`, `'\x7f80'`, `'\x0001'`, "NULL"}},
 	{`"char"`, []string{`'a'::"char"`, `'Z'::"char"`, `chr(200)::"char"`, `''::"char"`, `'~'::"char"`, "NULL"}},
 }
@@ -421,5 +424,111 @@ func TestAvgScaleAgainstPostgres(t *testing.T) {
 	want, _ := oracle(t, conn, "SELECT g, avg(x), avg(i), sum(x) FROM a GROUP BY g ORDER BY g")
 	if !slices.Equal(got, want) {
 		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+// TestFloatTextAgainstPostgres: sums and averages of floats are printed
+// by the proxy, so its float8out/float4out must be Postgres' own, for
+// values of every magnitude.
+func TestFloatTextAgainstPostgres(t *testing.T) {
+	conn := startOracle(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	var f8 []float64
+	var f4 []float32
+	for range 3000 {
+		f8 = append(f8, math.Float64frombits(r.Uint64()))
+		f4 = append(f4, math.Float32frombits(r.Uint32()))
+	}
+	f8 = append(f8, 1e15, 1e14, 123456789012345.6, 0.0001, 0.00001, -0.0, 5e-324, math.MaxFloat64, 1, 100, 0.1)
+	f4 = append(f4, 1e6, 1e5, 123456.7, 0.0001, 0.00001, 1.4e-45, math.MaxFloat32, 0.1)
+	var lits []string
+	for _, f := range f8 {
+		if !math.IsNaN(f) {
+			lits = append(lits, "('"+strconv.FormatFloat(f, 'g', -1, 64)+"'::float8::text, NULL)")
+		}
+	}
+	for _, f := range f4 {
+		if !math.IsNaN(float64(f)) {
+			lits = append(lits, "(NULL, '"+strconv.FormatFloat(float64(f), 'g', -1, 32)+"'::float4::text)")
+		}
+	}
+	_, rows := pgResult(t, conn, "SELECT * FROM (VALUES "+strings.Join(lits, ", ")+") v")
+	i8, i4 := 0, 0
+	for _, row := range rows {
+		if row[0] != nil {
+			for math.IsNaN(f8[i8]) {
+				i8++
+			}
+			if got := string(appendFloat8(nil, f8[i8])); got != string(row[0]) {
+				t.Errorf("float8 %v: got %s, Postgres %s", f8[i8], got, row[0])
+			}
+			i8++
+			continue
+		}
+		for math.IsNaN(float64(f4[i4])) {
+			i4++
+		}
+		if got := string(appendFloat4(nil, f4[i4])); got != string(row[1]) {
+			t.Errorf("float4 %v: got %s, Postgres %s", f4[i4], got, row[1])
+		}
+		i4++
+	}
+	if i8 < 2900 || i4 < 2900 {
+		t.Fatalf("compared %d float8 and %d float4 values", i8, i4)
+	}
+}
+
+// TestMergeAgainstPostgres: ORDER BY with LIMIT/OFFSET pushed down as
+// limit+offset, and DISTINCT ON over a merge, against the whole table.
+func TestMergeAgainstPostgres(t *testing.T) {
+	conn := startOracle(t)
+	mustExec(t, conn, `CREATE TABLE m (id int, part int, g text, x numeric);
+		INSERT INTO m SELECT s, s % 3, chr(65 + s % 7) || CASE WHEN s % 5 = 0 THEN 'é' ELSE '' END,
+			CASE WHEN s % 11 = 0 THEN NULL ELSE ((s * 7919) % 1009)::numeric / (1 + s % 3) END
+		FROM generate_series(1, 3000) s`)
+	tests := []struct {
+		name          string
+		plan          *ScatterPlan
+		partSQL, want string
+	}{
+		{"order by limit offset", &ScatterPlan{Root: &Limit{Input: &MergeSort{Input: scatter, Keys: []SortKey{{Col: c(1), Desc: true}, {Col: c(0)}}},
+			Count: &ValueRef{Text: "25"}, Offset: &ValueRef{Text: "40"}}},
+			"SELECT id, x FROM m WHERE part = %d ORDER BY x DESC NULLS LAST, id LIMIT 65",
+			"SELECT id, x FROM m ORDER BY x DESC NULLS LAST, id LIMIT 25 OFFSET 40"},
+		{"distinct on", &ScatterPlan{Root: &Distinct{On: []ColRef{c(0)}, Input: &MergeSort{Input: scatter, Keys: []SortKey{{Col: c(0)}, {Col: c(1), NullsFirst: true}, {Col: c(2)}}}}},
+			"SELECT DISTINCT ON (g) g, x, id FROM m WHERE part = %d ORDER BY g, x NULLS FIRST, id",
+			"SELECT DISTINCT ON (g) g, x, id FROM m ORDER BY g, x NULLS FIRST, id"},
+		{"group by text order by count", &ScatterPlan{Hidden: 1, Root: &Project{Input: &Limit{Count: &ValueRef{Text: "5"}, Input: &Sort{Keys: []SortKey{{Col: c(1), Desc: true, NullsFirst: true}, {Col: c(0)}},
+			Input: &Aggregate{Input: scatter, GroupBy: []ColRef{c(0)}, Aggs: []AggSpec{{Func: AggCount, Col: c(1)}, {Func: AggMax, Col: h(0)}},
+				Having: &Expr{Op: ExprCmp, Cmp: ">", Col: h(0), Value: ValueRef{Text: "1000"}}}}}}},
+			"SELECT g, count(*), max(x) FROM m WHERE part = %d GROUP BY g",
+			"SELECT g, count(*) FROM m GROUP BY g HAVING max(x) > 1000 ORDER BY 2 DESC, 1 LIMIT 5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _ := mergeParts(t, conn, tt.plan, tt.partSQL)
+			want, _ := oracle(t, conn, tt.want)
+			if len(want) == 0 || !slices.Equal(got, want) {
+				t.Errorf("got  %q\nwant %q", got, want)
+			}
+		})
+	}
+}
+
+// TestMergeCollationAgainstPostgres: shards that sort text by an ICU
+// collation interleave differently from the proxy's C comparison; the
+// merge notices the disagreement in a shard's stream and refuses rather
+// than return a wrongly ordered result.
+func TestMergeCollationAgainstPostgres(t *testing.T) {
+	conn := startOracle(t)
+	p := &ScatterPlan{Root: &MergeSort{Input: scatter, Keys: []SortKey{{Col: c(0)}}}}
+	// Part 1 holds 'a' and 'F': "a" < "F" in ICU order, "F" < "a" in C.
+	_, _, err := executeParts(t, conn, p, `SELECT v FROM unnest(ARRAY['a','B','c','D','e','F']) v WHERE ascii(v) %% 3 = %d ORDER BY v COLLATE "und-x-icu"`)
+	if sqlState(err) != "0A000" {
+		t.Errorf("ICU-sorted shards merged without error: %v", err)
+	}
+	got, _, err := executeParts(t, conn, p, `SELECT v FROM unnest(ARRAY['a','B','c','D','e','F']) v WHERE ascii(v) %% 3 = %d ORDER BY v COLLATE "C"`)
+	if err != nil || !slices.Equal(got, []string{"B", "D", "F", "a", "c", "e"}) {
+		t.Errorf("C-sorted shards: %q, %v", got, err)
 	}
 }

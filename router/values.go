@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"math/big"
 	"strconv"
+	"strings"
 )
 
 // Values reach the merge as the text Postgres prints for them (text
@@ -13,7 +15,8 @@ import (
 // same TimeZone). valType knows, per type OID, how to order two such
 // texts and how to reduce one to an equality key exactly as the type's
 // btree operators do: 1.0 = 1.00 for numeric, -0 = 0 and NaN = NaN for
-// floats, trailing spaces ignored for bpchar. Types without such rules
+// floats, trailing spaces ignored for bpchar, '1 mon' = '30 days' for
+// interval (IntervalStyle postgres). Types without such rules
 // here cannot be sort, group, distinct or min/max keys (0A000); they may
 // still pass through untouched.
 
@@ -61,6 +64,7 @@ const (
 	clsTimestamptz
 	clsBytea
 	clsChar
+	clsInterval
 )
 
 // valType is the merge's view of one column type.
@@ -111,6 +115,8 @@ func typeOf(oid uint32) valType {
 		t.cls = clsBytea
 	case oidChar:
 		t.cls = clsChar
+	case oidInterval:
+		t.cls = clsInterval
 	}
 	return t
 }
@@ -237,6 +243,8 @@ func (t valType) scalar(v []byte) (scalar, error) {
 		}
 	case clsChar:
 		s.b, err = decodeChar(v)
+	case clsInterval:
+		s.b, err = intervalKey(v)
 	default:
 		return s, t.notComparable("compare")
 	}
@@ -458,11 +466,140 @@ func appendFloat(dst []byte, f float64, bits, fixedBelow int) []byte {
 		}
 		return append(dst, '0')
 	}
-	e := strconv.AppendFloat(nil, f, 'e', -1, bits)
-	i := bytes.IndexByte(e, 'e')
-	exp, _ := strconv.Atoi(string(e[i+1:]))
-	if exp >= -4 && exp < fixedBelow {
-		return strconv.AppendFloat(dst, f, 'f', -1, bits)
+	if f < 0 {
+		dst = append(dst, '-')
+		f = -f
 	}
-	return append(dst, e...)
+	digits, exp := shortestDigits(f, bits)
+	if exp >= -4 && exp < fixedBelow {
+		if exp < 0 {
+			dst = append(dst, "0."...)
+			for i := -1; i > exp; i-- {
+				dst = append(dst, '0')
+			}
+			return append(dst, digits...)
+		}
+		if len(digits) <= exp+1 {
+			dst = append(dst, digits...)
+			for i := len(digits); i <= exp; i++ {
+				dst = append(dst, '0')
+			}
+			return dst
+		}
+		dst = append(dst, digits[:exp+1]...)
+		dst = append(dst, '.')
+		return append(dst, digits[exp+1:]...)
+	}
+	dst = append(dst, digits[0])
+	if len(digits) > 1 {
+		dst = append(dst, '.')
+		dst = append(dst, digits[1:]...)
+	}
+	dst = append(dst, 'e')
+	if exp < 0 {
+		dst = append(dst, '-')
+		exp = -exp
+	} else {
+		dst = append(dst, '+')
+	}
+	if exp < 10 {
+		dst = append(dst, '0')
+	}
+	return strconv.AppendInt(dst, int64(exp), 10)
+}
+
+// shortestDigits returns the significant digits (no trailing zeros) and
+// the decimal exponent of the first one of the shortest decimal that
+// reads back as f > 0, as Postgres' Ryu finds it. Postgres accepts only
+// decimals strictly inside f's rounding interval (acceptBounds = false in
+// d2s.c/f2s.c), Go's strconv also one exactly on a bound when f's
+// mantissa is even; in that rare case the next candidates are searched.
+func shortestDigits(f float64, bits int) (string, int) {
+	s := strconv.FormatFloat(f, 'e', -1, bits)
+	digits, exp := splitE(s)
+	if !onBound(digits, exp, f, bits) {
+		return digits, exp
+	}
+	exact := new(big.Rat).SetFloat64(f)
+	for n := len(digits); n <= 17; n++ {
+		d, e := splitE(strconv.FormatFloat(f, 'e', n-1, bits))
+		m, _ := new(big.Int).SetString(d+strings.Repeat("0", n-len(d)), 10)
+		var best *big.Rat
+		var bestD string
+		var bestE int
+		var bestDist big.Rat
+		for _, delta := range []int64{0, 1, -1} {
+			c := new(big.Int).Add(m, big.NewInt(delta))
+			cd, ce := normDigits(c.String(), e+len(c.String())-n)
+			if cd == "" {
+				continue
+			}
+			r := decimalRat(cd, ce)
+			var back float64
+			if bits == 32 {
+				g, _ := r.Float32()
+				back = float64(g)
+			} else {
+				back, _ = r.Float64()
+			}
+			if back != f || onBound(cd, ce, f, bits) {
+				continue
+			}
+			var dist big.Rat
+			dist.Sub(r, exact)
+			dist.Abs(&dist)
+			if best == nil || dist.Cmp(&bestDist) < 0 {
+				best, bestD, bestE = r, cd, ce
+				bestDist.Set(&dist)
+			}
+		}
+		if best != nil {
+			return bestD, bestE
+		}
+	}
+	return digits, exp
+}
+
+// splitE splits strconv's 'e' format ("d.ddde+xx") into digits without
+// trailing zeros and the exponent.
+func splitE(s string) (string, int) {
+	i := strings.IndexByte(s, 'e')
+	exp, _ := strconv.Atoi(s[i+1:])
+	return normDigits(strings.Replace(s[:i], ".", "", 1), exp)
+}
+
+func normDigits(d string, exp int) (string, int) {
+	d = strings.TrimRight(d, "0")
+	return d, exp
+}
+
+// decimalRat is 0.d1d2d3... * 10^(exp+1).
+func decimalRat(digits string, exp int) *big.Rat {
+	r, _ := new(big.Rat).SetString(digits + "e" + strconv.Itoa(exp-len(digits)+1))
+	return r
+}
+
+// onBound reports whether the decimal lies exactly halfway between f and
+// one of its neighbours.
+func onBound(digits string, exp int, f float64, bits int) bool {
+	r := decimalRat(digits, exp)
+	var up, down float64
+	if bits == 32 {
+		up = float64(math.Nextafter32(float32(f), float32(math.Inf(1))))
+		down = float64(math.Nextafter32(float32(f), 0))
+	} else {
+		up, down = math.Nextafter(f, math.Inf(1)), math.Nextafter(f, 0)
+	}
+	x := new(big.Rat).SetFloat64(f)
+	for _, n := range []float64{up, down} {
+		if math.IsInf(n, 0) {
+			continue
+		}
+		mid := new(big.Rat).Add(x, new(big.Rat).SetFloat64(n))
+		mid.Quo(mid, big.NewRat(2, 1))
+		if mid.Cmp(r) == 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -1,8 +1,11 @@
 package router
 
 import (
+	"bytes"
 	"errors"
 	"math"
+	"math/big"
+	"strconv"
 )
 
 // Date and time texts as Postgres prints them with DateStyle ISO:
@@ -215,3 +218,58 @@ func floorDiv64(a, b int64) int64 {
 	}
 	return q
 }
+
+// intervalKey reads interval_out text (IntervalStyle postgres: "1 year
+// 2 mons -3 days +04:05:06.5") and returns 16 bytes that order and
+// compare as interval_cmp does: the span months*30 days + days, in
+// microseconds, plus the time, as a 128-bit integer (so '1 mon' = '30
+// days' and '1 day' = '24:00:00', as in Postgres).
+func intervalKey(v []byte) ([]byte, error) {
+	var months, days, us int64
+	f := bytes.Fields(v)
+	for i := 0; i < len(f); i++ {
+		tok := f[i]
+		if bytes.IndexByte(tok, ':') >= 0 {
+			neg := tok[0] == '-'
+			if tok[0] == '-' || tok[0] == '+' {
+				tok = tok[1:]
+			}
+			h, rest, ok := readNum(tok, 1, 10) // interval hours stay below 2^63 µs
+			if !ok || len(rest) == 0 || rest[0] != ':' {
+				return nil, errDateTime
+			}
+			t, rest, err := readClock(append([]byte("00"), rest...))
+			if err != nil || len(rest) != 0 {
+				return nil, errDateTime
+			}
+			t += h * 3600 * 1000000
+			if neg {
+				t = -t
+			}
+			us += t
+			continue
+		}
+		n, err := strconv.ParseInt(string(tok), 10, 64)
+		if err != nil || i+1 >= len(f) {
+			return nil, errDateTime
+		}
+		i++
+		switch string(f[i]) {
+		case "year", "years":
+			months += n * 12
+		case "mon", "mons":
+			months += n
+		case "day", "days":
+			days += n
+		default:
+			return nil, errDateTime
+		}
+	}
+	span := new(big.Int).SetInt64(months*30 + days)
+	span.Mul(span, big.NewInt(usPerDay))
+	span.Add(span, big.NewInt(us))
+	span.Add(span, intervalOffset) // non-negative, so bytes order as numbers
+	return span.FillBytes(make([]byte, 16)), nil
+}
+
+var intervalOffset = new(big.Int).Lsh(big.NewInt(1), 127)
