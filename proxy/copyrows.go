@@ -20,7 +20,7 @@ import (
 // here, as Postgres would decode it.
 type copySplitter struct {
 	sp     *router.CopySpec
-	keyPos int  // key field among the row's fields
+	keyPos int // key field among the row's fields
 	keyCol string
 	// forceNotNull / forceNull: CSV FORCE_NOT_NULL / FORCE_NULL name the key
 	forceNotNull, forceNull bool
@@ -30,6 +30,7 @@ type copySplitter struct {
 	inQuote bool   // CSV: at buf[scan] we are inside quotes
 	header  bool   // a header line is still to be skipped
 	done    bool   // the end-of-data marker was seen: ignore the rest
+	eol     string // the first row's line ending: "\n", "\r" or "\r\n"
 
 	binHeader []byte // binary: the file header, once read
 	key       []byte // decoded key of the current row (reused)
@@ -176,6 +177,9 @@ func (s *copySplitter) cutLines(final bool, row rowFunc) (int, error) {
 					end++
 				}
 			}
+			if err := s.checkEOL(b[i:end]); err != nil {
+				return 0, err
+			}
 			if err := s.line(b[start:i], b[start:end], row); err != nil {
 				return 0, err
 			}
@@ -189,6 +193,26 @@ func (s *copySplitter) cutLines(final bool, row rowFunc) (int, error) {
 	}
 	s.scan = min(i, len(b))
 	return start, nil
+}
+
+// checkEOL holds every row to the first row's line ending, as Postgres
+// does: a shard that sees only some of the rows could not tell.
+func (s *copySplitter) checkEOL(eol []byte) error {
+	if s.eol == "" {
+		s.eol = string(eol)
+		return nil
+	}
+	if s.eol == string(eol) {
+		return nil
+	}
+	what := "literal"
+	if s.sp.Format == router.CopyCSV {
+		what = "unquoted"
+	}
+	if eol[0] == '\r' {
+		return errCopyFormat("%s carriage return found in data", what)
+	}
+	return errCopyFormat("%s newline found in data", what)
 }
 
 // line handles one complete text/CSV row (content without its newline).

@@ -1,0 +1,471 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shardproxy/shardproxy/strategies"
+)
+
+// COPY through the proxy over 3 shards: rows of COPY FROM STDIN land where
+// their key's strategy says (checked against the strategy itself, on each
+// shard directly), COPY TO STDOUT returns every row once, and a failure
+// anywhere leaves nothing behind anywhere.
+
+const copyBody = `
+strategies:
+  h:  {type: hash, key_type: int, shards: [s0, s1, s2]}
+  r:  {type: range, key_type: int, ranges: [{upper: 100, shard: s0}, {upper: 1000, shard: s1}, {shard: s2}]}
+  ht: {type: hash, key_type: text, shards: [s0, s1, s2]}
+tables:
+  hitems: {key: id, strategy: h}
+  ritems: {key: id, strategy: r}
+  titems: {key: name, strategy: ht}
+  refs:   {reference: true}
+default_shard: s0
+`
+
+type copyFixture struct {
+	*fixture
+	c      *pgx.Conn
+	strats map[string]strategies.Strategy
+}
+
+func startCopyFixture(t *testing.T) *copyFixture {
+	t.Helper()
+	f := startFixture(t, fixtureOptions{Shards: 3, Body: copyBody})
+	c := f.Connect(t)
+	for _, ddl := range []string{
+		"CREATE TABLE hitems (id bigint NOT NULL, name text, note text CHECK (note IS DISTINCT FROM 'bad'))",
+		"CREATE TABLE ritems (id bigint NOT NULL, name text, note text)",
+		"CREATE TABLE titems (name text NOT NULL, id bigint, note text)",
+		"CREATE TABLE refs (id bigint, note text)",
+	} {
+		mustExec(t, c, ddl)
+	}
+	strats, err := strategies.Build(context.Background(), f.Config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &copyFixture{fixture: f, c: c, strats: strats}
+}
+
+// placed reads table on every shard directly, checks that each row is on
+// the shard its key's strategy names, and returns key -> note ("<NULL>"
+// for NULL).
+func (f *copyFixture) placed(t *testing.T, table, keyCol, strategy string) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	st := f.strats[strategy]
+	out := map[string]string{}
+	for _, sh := range []string{"s0", "s1", "s2"} {
+		rows, err := f.Direct(t, sh).Query(ctx, fmt.Sprintf("SELECT %s::text, coalesce(note, '<NULL>') FROM %s", keyCol, table))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var k, note string
+			if err := rows.Scan(&k, &note); err != nil {
+				t.Fatal(err)
+			}
+			key, err := strategies.ParseKey(st.KeyType(), k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := st.Locate(ctx, key, strategies.Write)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want != sh {
+				t.Errorf("%s row %s=%q is on %s, strategy %s places it on %s", table, keyCol, k, sh, strategy, want)
+			}
+			if _, dup := out[k]; dup {
+				t.Errorf("%s row %s=%q is stored twice", table, keyCol, k)
+			}
+			out[k] = note
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func (f *copyFixture) total(t *testing.T, table string) int64 {
+	t.Helper()
+	var n int64
+	for _, sh := range []string{"s0", "s1", "s2"} {
+		n += directCount(t, f.fixture, sh, table, "true")
+	}
+	return n
+}
+
+func (f *copyFixture) copyIn(sql, data string) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tag, err := f.c.PgConn().CopyFrom(ctx, strings.NewReader(data), sql)
+	return tag.RowsAffected(), err
+}
+
+func TestCopyFromSplitsRows(t *testing.T) {
+	f := startCopyFixture(t)
+	var plain strings.Builder
+	want := map[string]string{}
+	for i := 1; i <= 300; i++ {
+		fmt.Fprintf(&plain, "%d\tn%d\tnote %d\n", i*37, i, i)
+		want[strconv.Itoa(i*37)] = fmt.Sprintf("note %d", i)
+	}
+	tests := []struct {
+		name, table, key, strategy string
+		sql, data                  string
+		want                       map[string]string
+	}{
+		{name: "text without column list", table: "hitems", key: "id", strategy: "h",
+			sql: "COPY hitems FROM STDIN", data: plain.String(), want: want},
+		{name: "text range strategy", table: "ritems", key: "id", strategy: "r",
+			sql: "copy ritems from stdin", data: "5\ta\tlow\n150\tb\tmid\n99\tc\tedge\n100\td\tedge2\n5000\te\thigh\n",
+			want: map[string]string{"5": "low", "150": "mid", "99": "edge", "100": "edge2", "5000": "high"}},
+		{name: "text column list reordered", table: "hitems", key: "id", strategy: "h",
+			sql: "COPY hitems (note, id) FROM STDIN", data: "x\t1\ny\t2\nz\t3\n",
+			want: map[string]string{"1": "x", "2": "y", "3": "z"}},
+		{name: "text escapes NULL and non-ASCII", table: "hitems", key: "id", strategy: "h",
+			sql:  "COPY hitems (id, note) FROM STDIN",
+			data: "1\tline\\nbreak\n2\ttab\\there\n3\t\\N\n4\tback\\\\slash\n5\tZürich ✓\n6\tliteral\\\nnewline\n\\.\n",
+			want: map[string]string{"1": "line\nbreak", "2": "tab\there", "3": "<NULL>", "4": `back\slash`, "5": "Zürich ✓", "6": "literal\nnewline"}},
+		{name: "text key with escapes", table: "titems", key: "name", strategy: "ht",
+			sql:  "COPY titems (name, note) FROM STDIN",
+			data: "Zü\\trich\ta\nplain\tb\n\\x41B\tc\nkey\\\\x\td\n",
+			want: map[string]string{"Zü\trich": "a", "plain": "b", "AB": "c", `key\x`: "d"}},
+		{name: "csv header quoted fields", table: "hitems", key: "id", strategy: "h",
+			sql:  "COPY hitems (id, name, note) FROM STDIN WITH (FORMAT csv, HEADER true)",
+			data: "id,name,note\r\n1,a,\"comma, inside\"\r\n2,b,\"quote \"\"q\"\" inside\"\r\n3,c,\"new\nline\"\r\n\"4\",d,\r\n5,e,\"\"\r\n",
+			want: map[string]string{"1": "comma, inside", "2": `quote "q" inside`, "3": "new\nline", "4": "<NULL>", "5": ""}},
+		{name: "csv custom delimiter and quote", table: "titems", key: "name", strategy: "ht",
+			sql:  "COPY titems (note, name) FROM STDIN WITH (FORMAT csv, DELIMITER ';', QUOTE '''')",
+			data: "a;'x;y'\nb;'it''s'\nc;ü\n",
+			want: map[string]string{"x;y": "a", "it's": "b", "ü": "c"}},
+		{name: "csv legacy syntax", table: "ritems", key: "id", strategy: "r",
+			sql: "COPY ritems (id, note) FROM STDIN CSV HEADER", data: "id,note\n1,a\n500,b\n2000,c",
+			want: map[string]string{"1": "a", "500": "b", "2000": "c"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			mustExec(t, f.c, "TRUNCATE "+tc.table)
+			n, err := f.copyIn(tc.sql, tc.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != int64(len(tc.want)) {
+				t.Errorf("COPY tag says %d rows, want %d", n, len(tc.want))
+			}
+			got := f.placed(t, tc.table, tc.key, tc.strategy)
+			if len(got) != len(tc.want) {
+				t.Errorf("shards hold %d rows, want %d", len(got), len(tc.want))
+			}
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Errorf("row %q: note %q, want %q", k, got[k], v)
+				}
+			}
+		})
+	}
+}
+
+func TestCopyFromReferenceTable(t *testing.T) {
+	f := startCopyFixture(t)
+	n, err := f.copyIn("COPY refs FROM STDIN (FORMAT csv, HEADER)", "id,note\n1,a\n2,b\n3,c\n")
+	if err != nil || n != 3 {
+		t.Fatalf("COPY refs: %d rows, %v; want 3", n, err)
+	}
+	for _, sh := range []string{"s0", "s1", "s2"} {
+		if got := directCount(t, f.fixture, sh, "refs", "true"); got != 3 {
+			t.Errorf("%s holds %d rows of refs, want every row (3)", sh, got)
+		}
+	}
+}
+
+func TestCopyFromBinaryPgx(t *testing.T) {
+	f := startCopyFixture(t)
+	ctx := context.Background()
+	var rows [][]any
+	want := map[string]string{}
+	for i := int64(1); i <= 1000; i++ {
+		note := any(fmt.Sprintf("bin ü %d", i))
+		if i%10 == 0 {
+			note = nil
+			want[strconv.FormatInt(i, 10)] = "<NULL>"
+		} else {
+			want[strconv.FormatInt(i, 10)] = note.(string)
+		}
+		rows = append(rows, []any{i, "n", note})
+	}
+	n, err := f.c.CopyFrom(ctx, pgx.Identifier{"hitems"}, []string{"id", "name", "note"}, pgx.CopyFromRows(rows))
+	if err != nil || n != 1000 {
+		t.Fatalf("pgx CopyFrom: %d, %v", n, err)
+	}
+	got := f.placed(t, "hitems", "id", "h")
+	if len(got) != len(want) {
+		t.Fatalf("shards hold %d rows, want %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("row %s: %q, want %q", k, got[k], v)
+		}
+	}
+	t.Run("text key", func(t *testing.T) {
+		n, err := f.c.CopyFrom(ctx, pgx.Identifier{"titems"}, []string{"name", "note"},
+			pgx.CopyFromRows([][]any{{"alpha", "1"}, {"Zürich", "2"}, {"", "3"}}))
+		if err != nil || n != 3 {
+			t.Fatalf("pgx CopyFrom: %d, %v", n, err)
+		}
+		got := f.placed(t, "titems", "name", "ht")
+		if got["alpha"] != "1" || got["Zürich"] != "2" || got[""] != "3" {
+			t.Fatalf("got %v", got)
+		}
+	})
+}
+
+// failingReader returns data, then an error: pgconn answers with CopyFail.
+type failingReader struct{ data io.Reader }
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	n, err := r.data.Read(p)
+	if err == io.EOF {
+		return n, errors.New("client changed its mind")
+	}
+	return n, err
+}
+
+func TestCopyFromFailuresLeaveNothing(t *testing.T) {
+	f := startCopyFixture(t)
+	var many strings.Builder
+	for i := 1; i <= 2000; i++ {
+		fmt.Fprintf(&many, "%d\tn\tok\n", i)
+	}
+	tests := []struct {
+		name, sql, data string
+		code            string
+	}{
+		// Rows for every shard first, then a row a shard rejects.
+		{name: "check violation on one shard", sql: "COPY hitems FROM STDIN", data: many.String() + "2001\tn\tbad\n", code: "23514"},
+		{name: "extra column on one shard", sql: "COPY hitems FROM STDIN", data: many.String() + "2001\tn\tok\textra\n", code: "22P04"},
+		{name: "bad key", sql: "COPY hitems FROM STDIN", data: many.String() + "abc\tn\tok\n", code: "22P02"},
+		{name: "NULL key", sql: "COPY hitems FROM STDIN", data: many.String() + "\\N\tn\tok\n", code: "23502"},
+		{name: "CSV NULL key", sql: "COPY hitems FROM STDIN (FORMAT csv)", data: "1,a,b\n,a,b\n", code: "23502"},
+		{name: "missing key field", sql: "COPY hitems (note, id) FROM STDIN", data: "x\t1\ny\n", code: "22P04"},
+		{name: "mixed line endings", sql: "COPY hitems FROM STDIN", data: many.String() + "2001\tn\tok\r\n", code: "22P04"},
+		{name: "unterminated CSV quote", sql: "COPY hitems FROM STDIN (FORMAT csv)", data: "1,a,b\n2,\"open\n", code: "22P04"},
+		{name: "key column not copied", sql: "COPY hitems (note) FROM STDIN", data: "x\n", code: "0A000"},
+		{name: "header match", sql: "COPY hitems FROM STDIN (FORMAT csv, HEADER match)", data: "id,name,note\n", code: "0A000"},
+		{name: "server file", sql: "COPY hitems FROM '/tmp/shardproxy-nonexistent'", code: "0A000"},
+		{name: "unknown column", sql: "COPY hitems (id, nope) FROM STDIN", data: "1\tx\n", code: "42703"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.copyIn(tc.sql, tc.data)
+			wantSQLState(t, err, tc.code)
+			if n := f.total(t, "hitems"); n != 0 {
+				t.Fatalf("%d rows committed after a failed COPY", n)
+			}
+			var one int
+			if err := f.c.QueryRow(context.Background(), "SELECT 1").Scan(&one); err != nil {
+				t.Fatalf("connection unusable after the error: %v", err)
+			}
+		})
+	}
+	t.Run("CopyFail", func(t *testing.T) {
+		_, err := f.c.PgConn().CopyFrom(context.Background(), &failingReader{strings.NewReader(many.String())}, "COPY hitems FROM STDIN")
+		wantSQLState(t, err, "57014")
+		if n := f.total(t, "hitems"); n != 0 {
+			t.Fatalf("%d rows committed after CopyFail", n)
+		}
+	})
+	t.Run("inside a transaction", func(t *testing.T) {
+		tx, err := f.c.Begin(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(context.Background())
+		_, err = tx.Conn().PgConn().CopyFrom(context.Background(), strings.NewReader("1\ta\tb\n"), "COPY hitems FROM STDIN")
+		wantSQLState(t, err, "0A000")
+	})
+}
+
+func TestCopyFromLargeStream(t *testing.T) {
+	f := startCopyFixture(t)
+	const rows = 200_000
+	pr, pw := io.Pipe()
+	go func() { // owned by this test: ends when every row is written or the reader is gone
+		w := make([]byte, 0, 64<<10)
+		for i := 1; i <= rows; i++ {
+			w = fmt.Appendf(w, "%d\tname %d\tsome note text for row %d\n", i, i, i)
+			if len(w) > 60<<10 {
+				if _, err := pw.Write(w); err != nil {
+					return
+				}
+				w = w[:0]
+			}
+		}
+		pw.Write(w)
+		pw.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tag, err := f.c.PgConn().CopyFrom(ctx, pr, "COPY hitems FROM STDIN")
+	pr.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tag.RowsAffected() != rows {
+		t.Errorf("tag %q, want %d rows", tag, rows)
+	}
+	for _, sh := range []string{"s0", "s1", "s2"} {
+		n := directCount(t, f.fixture, sh, "hitems", "true")
+		if n < rows/6 {
+			t.Errorf("%s holds only %d of %d rows", sh, n, rows)
+		}
+	}
+	if n := f.total(t, "hitems"); n != rows {
+		t.Errorf("shards hold %d rows, want %d", n, rows)
+	}
+	got := f.placed(t, "hitems", "id", "h")
+	if len(got) != rows {
+		t.Errorf("%d distinct rows, want %d", len(got), rows)
+	}
+}
+
+// copyOut runs a COPY TO STDOUT through the proxy.
+func (f *copyFixture) copyOut(t *testing.T, sql string) (string, int64) {
+	t.Helper()
+	var buf bytes.Buffer
+	tag, err := f.c.PgConn().CopyTo(context.Background(), &buf, sql)
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return buf.String(), tag.RowsAffected()
+}
+
+func TestCopyToConcatenates(t *testing.T) {
+	f := startCopyFixture(t)
+	var data strings.Builder
+	var want []string
+	for i := 1; i <= 500; i++ {
+		fmt.Fprintf(&data, "%d\tn%d\tü %d\n", i, i, i)
+		want = append(want, fmt.Sprintf("%d\tn%d\tü %d", i, i, i))
+	}
+	if _, err := f.copyIn("COPY hitems FROM STDIN", data.String()); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(want)
+	lines := func(s string) []string {
+		l := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+		sort.Strings(l)
+		return l
+	}
+	t.Run("text", func(t *testing.T) {
+		out, n := f.copyOut(t, "COPY hitems TO STDOUT")
+		if n != 500 || strings.Join(lines(out), "\n") != strings.Join(want, "\n") {
+			t.Fatalf("COPY TO gave %d rows:\n%.300s", n, out)
+		}
+	})
+	t.Run("csv header once", func(t *testing.T) {
+		out, n := f.copyOut(t, "COPY hitems (id, name) TO STDOUT WITH (FORMAT csv, HEADER)")
+		if n != 500 || !strings.HasPrefix(out, "id,name\n") || strings.Count(out, "id,name") != 1 || strings.Count(out, "\n") != 501 {
+			t.Fatalf("COPY TO csv gave %d rows:\n%.300s", n, out)
+		}
+	})
+	t.Run("query", func(t *testing.T) {
+		out, n := f.copyOut(t, "COPY (SELECT id FROM hitems WHERE id > 100) TO STDOUT")
+		if n != 400 || len(lines(out)) != 400 {
+			t.Fatalf("COPY (SELECT) gave %d rows", n)
+		}
+	})
+	t.Run("query needing a merge is refused", func(t *testing.T) {
+		_, err := f.c.PgConn().CopyTo(context.Background(), io.Discard, "COPY (SELECT id FROM hitems ORDER BY id) TO STDOUT")
+		wantSQLState(t, err, "0A000")
+	})
+	t.Run("binary round trip", func(t *testing.T) {
+		bin, n := f.copyOut(t, "COPY hitems TO STDOUT (FORMAT binary)")
+		if n != 500 {
+			t.Fatalf("binary COPY TO gave %d rows", n)
+		}
+		mustExec(t, f.c, "TRUNCATE hitems")
+		if m, err := f.copyIn("COPY hitems FROM STDIN (FORMAT binary)", bin); err != nil || m != 500 {
+			t.Fatalf("binary COPY FROM: %d, %v", m, err)
+		}
+		out, _ := f.copyOut(t, "COPY hitems TO STDOUT")
+		if strings.Join(lines(out), "\n") != strings.Join(want, "\n") {
+			t.Fatalf("binary round trip changed the rows:\n%.300s", out)
+		}
+		f.placed(t, "hitems", "id", "h")
+	})
+}
+
+func TestCopyPsqlRoundTrip(t *testing.T) {
+	f := startCopyFixture(t)
+	psql := clientTool(t, "psql")
+	src := "1\ta\tplain\n2\tb\tquote \" and , comma\n3\tc\t\\N\n4\td\tmulti\\nline\n5\te\tÜnïcødé\n"
+	for i := 6; i <= 300; i++ {
+		src += fmt.Sprintf("%d\tn\tnote %d\n", i, i)
+	}
+	if _, err := f.copyIn("COPY hitems FROM STDIN", src); err != nil {
+		t.Fatal(err)
+	}
+	before := f.placed(t, "hitems", "id", "h")
+	dir := t.TempDir()
+	for _, format := range []string{"text", "csv header"} {
+		t.Run(format, func(t *testing.T) {
+			file := filepath.Join(dir, strings.ReplaceAll(format, " ", "_"))
+			if out, errOut, code := f.runTool(t, psql, "", "-X", "-v", "ON_ERROR_STOP=1", "-c",
+				fmt.Sprintf(`\copy hitems to '%s' with (format %s)`, file, strings.Replace(format, " header", ", header", 1))); code != 0 {
+				t.Fatalf("psql \\copy to: %d\n%s\n%s", code, out, errOut)
+			}
+			b, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Count(string(b), "\n"); got < 300 {
+				t.Fatalf("exported %d lines, want at least 300", got)
+			}
+			mustExec(t, f.c, "TRUNCATE hitems")
+			out, errOut, code := f.runTool(t, psql, "", "-X", "-v", "ON_ERROR_STOP=1", "-c",
+				fmt.Sprintf(`\copy hitems from '%s' with (format %s)`, file, strings.Replace(format, " header", ", header", 1)))
+			if code != 0 || !strings.Contains(out, "COPY 300") {
+				t.Fatalf("psql \\copy from: %d\n%s\n%s", code, out, errOut)
+			}
+			after := f.placed(t, "hitems", "id", "h")
+			if len(after) != len(before) {
+				t.Fatalf("%d rows after the round trip, want %d", len(after), len(before))
+			}
+			for k, v := range before {
+				if after[k] != v {
+					t.Fatalf("row %s: %q after the round trip, was %q", k, after[k], v)
+				}
+			}
+		})
+	}
+	t.Run("stdin", func(t *testing.T) {
+		mustExec(t, f.c, "TRUNCATE hitems")
+		out, errOut, code := f.runTool(t, psql, "1\tx\ty\n2\tx\ty\n3\tx\ty\n\\.\n", "-X", "-v", "ON_ERROR_STOP=1", "-c", `\copy hitems from stdin`)
+		if code != 0 || !strings.Contains(out, "COPY 3") {
+			t.Fatalf("psql \\copy from stdin: %d\n%s\n%s", code, out, errOut)
+		}
+		if n := f.total(t, "hitems"); n != 3 {
+			t.Fatalf("%d rows, want 3", n)
+		}
+	})
+	_ = pgconn.CommandTag{}
+}
