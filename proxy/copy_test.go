@@ -30,7 +30,9 @@ strategies:
   h:  {type: hash, key_type: int, shards: [s0, s1, s2]}
   r:  {type: range, key_type: int, ranges: [{upper: 100, shard: s0}, {upper: 1000, shard: s1}, {shard: s2}]}
   ht: {type: hash, key_type: text, shards: [s0, s1, s2]}
+  d:  {type: directory, table: dir_d, fallback: h}
 tables:
+  ditems: {key: id, strategy: d}
   hitems: {key: id, strategy: h}
   ritems: {key: id, strategy: r}
   titems: {key: name, strategy: ht}
@@ -53,14 +55,11 @@ func startCopyFixture(t *testing.T) *copyFixture {
 		"CREATE TABLE ritems (id bigint NOT NULL, name text, note text)",
 		"CREATE TABLE titems (name text NOT NULL, id bigint, note text)",
 		"CREATE TABLE refs (id bigint, note text)",
+		"CREATE TABLE ditems (id bigint NOT NULL, name text, note text)",
 	} {
 		mustExec(t, c, ddl)
 	}
-	strats, err := strategies.Build(context.Background(), f.Config, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &copyFixture{fixture: f, c: c, strats: strats}
+	return &copyFixture{fixture: f, c: c, strats: buildStrategies(t, f)}
 }
 
 // placed reads table on every shard directly, checks that each row is on
@@ -157,6 +156,9 @@ func TestCopyFromSplitsRows(t *testing.T) {
 			sql:  "COPY titems (note, name) FROM STDIN WITH (FORMAT csv, DELIMITER ';', QUOTE '''')",
 			data: "a;'x;y'\nb;'it''s'\nc;ü\n",
 			want: map[string]string{"x;y": "a", "it's": "b", "ü": "c"}},
+		{name: "directory strategy", table: "ditems", key: "id", strategy: "d",
+			sql: "COPY ditems (id, note) FROM STDIN", data: "1\ta\n2\tb\n3\tc\n4\td\n",
+			want: map[string]string{"1": "a", "2": "b", "3": "c", "4": "d"}},
 		{name: "csv legacy syntax", table: "ritems", key: "id", strategy: "r",
 			sql: "COPY ritems (id, note) FROM STDIN CSV HEADER", data: "id,note\n1,a\n500,b\n2000,c",
 			want: map[string]string{"1": "a", "500": "b", "2000": "c"}},
@@ -178,6 +180,11 @@ func TestCopyFromSplitsRows(t *testing.T) {
 			for k, v := range tc.want {
 				if got[k] != v {
 					t.Errorf("row %q: note %q, want %q", k, got[k], v)
+				}
+				// A point read through the proxy finds the row, as after an INSERT.
+				var note *string
+				if err := f.c.QueryRow(context.Background(), fmt.Sprintf("SELECT note FROM %s WHERE %s = $1", tc.table, tc.key), k).Scan(&note); err != nil {
+					t.Errorf("reading row %q through the proxy: %v", k, err)
 				}
 			}
 		})
@@ -582,4 +589,73 @@ func TestCopyPgbenchInit(t *testing.T) {
 		t.Fatalf("pgbench -i through the proxy: exit %d\n%s\n%s", code, out, errOut)
 	}
 	checkPgbenchPlacement(t, f, 100000)
+}
+
+// blockingReader hands out data, then blocks until its context ends.
+type blockingReader struct {
+	ctx  context.Context
+	data io.Reader
+}
+
+func (r *blockingReader) Read(p []byte) (int, error) {
+	n, err := r.data.Read(p)
+	if err == io.EOF {
+		<-r.ctx.Done()
+		return 0, r.ctx.Err()
+	}
+	return n, err
+}
+
+func TestCopyClientGoneAndShardErrors(t *testing.T) {
+	f := startCopyFixture(t)
+	var rows strings.Builder
+	for i := 1; i <= 5000; i++ {
+		fmt.Fprintf(&rows, "%d\tn\tok\n", i)
+	}
+	t.Run("client disconnects mid-COPY", func(t *testing.T) {
+		c := f.Connect(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { // ends when CopyFrom returns (cancel below)
+			_, err := c.PgConn().CopyFrom(ctx, &blockingReader{ctx, strings.NewReader(rows.String())}, "COPY hitems FROM STDIN")
+			done <- err
+		}()
+		// The rows have reached the proxy once the shards hold them in
+		// their open transactions; wait for that instead of sleeping.
+		d := f.Direct(t, "s0")
+		for {
+			var n int64
+			err := d.QueryRow(context.Background(),
+				"SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY hitems%' AND datname = current_database()").Scan(&n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				break
+			}
+		}
+		cancel()
+		if err := <-done; err == nil {
+			t.Fatal("CopyFrom succeeded after its context was cancelled")
+		}
+		c.Close(context.Background())
+		if n := f.total(t, "hitems"); n != 0 {
+			t.Fatalf("%d rows committed after the client went away", n)
+		}
+	})
+	t.Run("COPY TO fails on one shard", func(t *testing.T) {
+		if _, err := f.copyIn("COPY hitems FROM STDIN", rows.String()); err != nil {
+			t.Fatal(err)
+		}
+		_, err := f.c.PgConn().CopyTo(context.Background(), io.Discard, "COPY (SELECT 1 / (id - 4321) FROM hitems) TO STDOUT")
+		wantSQLState(t, err, "22012")
+		var one int
+		if err := f.c.QueryRow(context.Background(), "SELECT 1").Scan(&one); err != nil {
+			t.Fatalf("connection unusable after the error: %v", err)
+		}
+	})
+	t.Run("COPY TO a server file is refused", func(t *testing.T) {
+		_, err := f.c.Exec(context.Background(), "COPY hitems TO '/tmp/shardproxy-copy-out'")
+		wantSQLState(t, err, "0A000")
+	})
 }
