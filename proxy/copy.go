@@ -84,11 +84,12 @@ type copyLeg struct {
 
 // copyRun holds the legs of one COPY FROM.
 type copyRun struct {
-	s      *session
-	sql    string // what each shard runs
-	prefix []byte // binary: the file header every shard's stream starts with
-	legs   []*copyLeg
-	byName map[string]*copyLeg
+	s       *session
+	sql     string   // what each shard runs
+	prefix  []byte   // binary: the file header every shard's stream starts with
+	formats []uint16 // column formats of the first shard's CopyInResponse
+	legs    []*copyLeg
+	byName  map[string]*copyLeg
 }
 
 // start begins the COPY on one shard: BEGIN, the statement, and its
@@ -131,6 +132,9 @@ func (r *copyRun) start(ctx context.Context, shard string) (*copyLeg, error) {
 			}
 		case *pgproto3.CopyInResponse:
 			l.inCopy = true
+			if r.formats == nil {
+				r.formats = append([]uint16{}, msg.ColumnFormatCodes...)
+			}
 			if len(r.prefix) > 0 {
 				l.buf = append(l.buf, r.prefix...)
 			}
@@ -263,7 +267,7 @@ func (r *copyRun) release() {
 // copyIn runs COPY FROM STDIN on several shards.
 func (s *session) copyIn(ctx context.Context, sp *router.CopySpec, text string, route router.Route) (bool, error) {
 	rt := s.runtime()
-	placer, err := rt.Router.CopyPlacer(ctx, sp, router.Args{Columns: s.columns, TimeZone: s.timeZone(), ColumnType: s.colType})
+	placer, err := rt.Router.CopyPlacer(ctx, sp, router.Args{Columns: s.copyColumns, TimeZone: s.timeZone(), ColumnType: s.colType})
 	if err != nil {
 		return true, s.sendError(err)
 	}
@@ -302,7 +306,7 @@ func (s *session) copyIn(ctx context.Context, sp *router.CopySpec, text string, 
 				return fail(nil, copyFail)
 			}
 		}
-		ncols = len(sp.Columns)
+		ncols = len(r.formats)
 	} else {
 		r.sql = sp.NoHeaderSQL
 		split = newCopySplitter(sp, placer.KeyColumn(), placer.Key())
@@ -402,6 +406,21 @@ func (s *session) copyIn(ctx context.Context, sp *router.CopySpec, text string, 
 			return fail(errProtocol("unexpected message type 0x%02X during COPY from stdin", msgType(msg)), copyFail)
 		}
 	}
+}
+
+// copyColumnsSQL lists the columns a COPY without a column list reads, in
+// order: unlike INSERT ... VALUES, COPY skips generated columns.
+const copyColumnsSQL = `SELECT a.attname FROM pg_catalog.pg_attribute a ` +
+	`WHERE a.attrelid = $1::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum`
+
+// copyColumns is router.Args.Columns for COPY. It is looked up once per
+// COPY statement, so it is not cached.
+func (s *session) copyColumns(ctx context.Context, schema, rel string) ([]string, error) {
+	name := quoteIdentAlways(rel)
+	if schema != "" {
+		name = quoteIdentAlways(schema) + "." + name
+	}
+	return s.queryCatalog(ctx, copyColumnsSQL, name)
 }
 
 // errCopyLegFailed: a shard refused to start its COPY; its own error is

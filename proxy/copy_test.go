@@ -33,6 +33,7 @@ strategies:
   d:  {type: directory, table: dir_d, fallback: h}
 tables:
   ditems: {key: id, strategy: d}
+  gitems: {key: id, strategy: h}
   hitems: {key: id, strategy: h}
   ritems: {key: id, strategy: r}
   titems: {key: name, strategy: ht}
@@ -56,6 +57,7 @@ func startCopyFixture(t *testing.T) *copyFixture {
 		"CREATE TABLE titems (name text NOT NULL, id bigint, note text)",
 		"CREATE TABLE refs (id bigint, note text)",
 		"CREATE TABLE ditems (id bigint NOT NULL, name text, note text)",
+		"CREATE TABLE gitems (a int, g int GENERATED ALWAYS AS (a * 2) STORED, id bigint NOT NULL, note text)",
 	} {
 		mustExec(t, c, ddl)
 	}
@@ -159,6 +161,9 @@ func TestCopyFromSplitsRows(t *testing.T) {
 		{name: "directory strategy", table: "ditems", key: "id", strategy: "d",
 			sql: "COPY ditems (id, note) FROM STDIN", data: "1\ta\n2\tb\n3\tc\n4\td\n",
 			want: map[string]string{"1": "a", "2": "b", "3": "c", "4": "d"}},
+		{name: "generated column before the key", table: "gitems", key: "id", strategy: "h",
+			sql: "COPY gitems FROM STDIN", data: "1\t7\tseven\n2\t8\teight\n3\t9\tnine\n",
+			want: map[string]string{"7": "seven", "8": "eight", "9": "nine"}},
 		{name: "csv legacy syntax", table: "ritems", key: "id", strategy: "r",
 			sql: "COPY ritems (id, note) FROM STDIN CSV HEADER", data: "id,note\n1,a\n500,b\n2000,c",
 			want: map[string]string{"1": "a", "500": "b", "2000": "c"}},
