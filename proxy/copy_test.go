@@ -664,3 +664,32 @@ func TestCopyClientGoneAndShardErrors(t *testing.T) {
 		wantSQLState(t, err, "0A000")
 	})
 }
+
+// BenchmarkCopyFrom loads 100k rows with COPY FROM STDIN straight into one
+// shard and through the proxy over 3 shards (one op = 100k rows).
+func BenchmarkCopyFrom(b *testing.B) {
+	f := startFixture(b, fixtureOptions{Shards: 3, Body: copyBody})
+	ctx := context.Background()
+	var data []byte
+	for i := 1; i <= 100_000; i++ {
+		data = fmt.Appendf(data, "%d\tname %d\tsome note text for row %d\n", i, i, i)
+	}
+	proxyConn := f.Connect(b)
+	mustExec(b, proxyConn, "CREATE TABLE hitems (id bigint NOT NULL, name text, note text)")
+	for _, tc := range []struct {
+		name string
+		c    *pgx.Conn
+	}{{"direct-one-shard", f.Direct(b, "s0")}, {"proxy-3-shards", proxyConn}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := tc.c.Exec(ctx, "TRUNCATE hitems"); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := tc.c.PgConn().CopyFrom(ctx, bytes.NewReader(data), "COPY hitems FROM STDIN"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
