@@ -281,6 +281,9 @@ func (s *session) copyIn(ctx context.Context, sp *router.CopySpec, text string, 
 		if err == nil {
 			err = lost
 		}
+		if err == nil {
+			err = pgError("XX000", "shardproxy: COPY failed on a shard without an error")
+		}
 		return true, s.sendError(err)
 	}
 	copyFail := &pgproto3.CopyFail{Message: "shardproxy: COPY aborted"}

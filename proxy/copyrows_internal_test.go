@@ -206,3 +206,29 @@ func BenchmarkCopySplitter(b *testing.B) {
 		})
 	}
 }
+
+// FuzzCopySplitter: however CopyData messages cut the stream, the rows,
+// keys and errors are the same as for the whole input in one message.
+func FuzzCopySplitter(f *testing.F) {
+	for _, in := range []string{"1\ta\n2\tb\n", "\"a,\nb\",1\r\n", "x\\\ty\t2\r3\t\\N\r", "1,\"\"\"\",2\n\\.\nzz"} {
+		f.Add([]byte(in), uint8(0), uint16(3))
+		f.Add([]byte(in), uint8(1), uint16(1))
+	}
+	sqls := []string{"COPY t FROM STDIN", "COPY t FROM STDIN (FORMAT csv)", "COPY t FROM STDIN (FORMAT csv, HEADER, ESCAPE '\\')",
+		"COPY t FROM STDIN (DELIMITER ',', NULL '')"}
+	f.Fuzz(func(t *testing.T, in []byte, which uint8, cut uint16) {
+		sql := sqls[int(which)%len(sqls)]
+		whole, errWhole := splitAll(t, sql, 1, in, len(in)+1)
+		n := int(cut)%(len(in)+1) + 1
+		parts, errParts := splitAll(t, sql, 1, in, n)
+		if (errWhole == nil) != (errParts == nil) {
+			t.Fatalf("chunk %d: error %v, whole input: %v", n, errParts, errWhole)
+		}
+		if errWhole != nil {
+			return
+		}
+		if !reflect.DeepEqual(whole, parts) {
+			t.Fatalf("chunk %d: rows %+v, whole input: %+v", n, parts, whole)
+		}
+	})
+}
