@@ -37,6 +37,12 @@ func (s *session) runCopy(ctx context.Context, text string, route router.Route) 
 			"run COPY on a sharded table outside BEGIN ... COMMIT (shardproxy commits it on every shard only if all succeed)",
 			"COPY on shards %s inside a transaction needs a cross-shard transaction", joinShards(route.Shards)))
 	}
+	if route.Merge == router.MergePlan {
+		// Concatenation is all COPY TO does: a query whose rows need
+		// merging across shards would come out wrong.
+		return true, s.sendError(errNotSupported("COPY the query's rows per shard key, or run the query with SELECT",
+			"COPY of a query that needs merging across shards is not supported"))
+	}
 	sp, err := router.ParseCopy(text)
 	if err != nil {
 		return true, s.sendError(err)
