@@ -459,6 +459,9 @@ func (s *session) pumpCopyIn(c *pool.Conn) error {
 
 // runMulti runs one simple-protocol statement on several shards.
 func (s *session) runMulti(ctx context.Context, st *router.Statement, text string, route router.Route) (bool, error) {
+	if st.Kind == router.KindCopy {
+		return s.runCopy(ctx, text, route) // copy.go: rows split by key, or streams concatenated
+	}
 	if err := s.checkMulti(st, route); err != nil {
 		return true, s.sendError(err)
 	}

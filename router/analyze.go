@@ -278,12 +278,9 @@ func (a *analyzer) copy(c *pg.CopyStmt) {
 		a.a2(c.Query)
 		return
 	}
-	i := a.addUse(c.Relation, c.IsFrom)
-	if i >= 0 && c.IsFrom && a.st.uses[i].sharded() {
-		a.st.err = pgError(codeFeatureNotSupport,
-			fmt.Sprintf("COPY FROM into sharded table %s is not supported", a.st.uses[i].name),
-			"use INSERT with the shard key, or add a /* shard: name */ comment when every row belongs to one shard")
-	}
+	// COPY FROM into a sharded table routes to every shard of its
+	// strategy; the proxy splits the rows by key (proxy/copy.go).
+	a.addUse(c.Relation, c.IsFrom)
 }
 
 // a2 analyses a nested data statement (CTE body, COPY query, EXPLAIN).
