@@ -816,3 +816,93 @@ func genDiffData() []diffTable {
 	}
 	return []diffTable{customers, orders, items, products, events}
 }
+
+// memoryBody range-shards big on k: each shard holds a third of the rows,
+// loaded directly on the shards with generate_series.
+const memoryBody = `
+strategies:
+  by_k: {type: range, key_type: int, ranges: [{upper: 20001, shard: s0}, {upper: 40001, shard: s1}, {upper: null, shard: s2}]}
+tables:
+  big: {key: k, strategy: by_k}
+default_shard: s0
+`
+
+// TestDifferentialMergeMemory runs multi-shard SELECTs over 60000 rows
+// (about 3 MB of row text) with merge_memory at its minimum, 64kB. What
+// can stream (a k-way merge, LIMIT, aggregates with few groups) must give
+// the oracle's exact result; what must hold every group or value (a sort
+// over aggregated groups) must fail with 53200 out_of_memory and leave the
+// connection usable; what may do either (GROUP BY / DISTINCT with 60000
+// groups: exact when the merge streams sorted groups, else 53200) must do
+// one of the two, never a wrong result or another error.
+func TestDifferentialMergeMemory(t *testing.T) {
+	const rows = 60000
+	f := startFixture(t, fixtureOptions{Shards: 3, Top: "merge_memory: 64kB\n", Body: memoryBody})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const ddl = "CREATE TABLE big (k int8 PRIMARY KEY, g int4, v text)"
+	load := func(from, to int) string {
+		return fmt.Sprintf("INSERT INTO big SELECT k, k %% 100, md5(k::text) FROM generate_series(%d, %d) k", from, to)
+	}
+	pc := newProxyConn(t, f)
+	if _, err := pc.get(t).Exec(ctx, ddl).ReadAll(); err != nil {
+		t.Fatalf("DDL through the proxy: %v", err)
+	}
+	for i, sh := range []string{"s0", "s1", "s2"} {
+		if _, err := f.Direct(t, sh).Exec(ctx, load(1+i*rows/3, (i+1)*rows/3)); err != nil {
+			t.Fatalf("loading %s: %v", sh, err)
+		}
+	}
+	oracle := startOracle(t, "memory", []sqlQuery{{sql: ddl}, {sql: load(1, rows)}}, nil)
+
+	type outcome int
+	const (
+		exact outcome = 1 << iota
+		outOfMemory
+	)
+	cases := []struct {
+		sql  string
+		want outcome
+	}{
+		{"SELECT k, v FROM big ORDER BY v, k", exact},
+		{"SELECT * FROM big", exact},
+		{"SELECT k FROM big ORDER BY v DESC, k LIMIT 10 OFFSET 50000", exact},
+		{"SELECT count(*), sum(k), min(v), max(v), avg(g) FROM big", exact},
+		{"SELECT g, count(*), sum(k) FROM big GROUP BY g ORDER BY g", exact},
+		{"SELECT v, count(*) FROM big GROUP BY v", exact | outOfMemory},
+		{"SELECT DISTINCT v FROM big", exact | outOfMemory},
+		{"SELECT DISTINCT v FROM big ORDER BY v", exact | outOfMemory},
+		{"SELECT count(DISTINCT v) FROM big", exact | outOfMemory},
+		{"SELECT v, count(*) FROM big GROUP BY v ORDER BY count(*) DESC, v", outOfMemory},
+	}
+	for i, tc := range cases {
+		t.Run(fmt.Sprintf("q%d", i), func(t *testing.T) {
+			q := sqlQuery{sql: tc.sql, line: i}
+			var err error
+			if q.ordered, err = topLevelOrderBy(q.sql); err != nil {
+				t.Fatal(err)
+			}
+			want := runQuery(oracle, "simple", q)
+			if want.err != nil {
+				t.Fatalf("oracle: %v", want.err)
+			}
+			got := runQuery(pc.get(t), "simple", q)
+			var pgErr *pgconn.PgError
+			switch {
+			case got.err == nil && tc.want&exact == 0:
+				t.Errorf("%s: succeeded under a 64kB budget (%d rows, diff from oracle: %q); want 53200", q.sql, len(got.rows), diffResults(want, got, q.ordered))
+			case got.err == nil:
+				if d := diffResults(want, got, q.ordered); d != "" {
+					t.Errorf("%s: differs from the oracle: %s", q.sql, d)
+				}
+			case errors.As(got.err, &pgErr) && pgErr.Code == "53200" && tc.want&outOfMemory != 0:
+				t.Logf("%s: 53200 %s", q.sql, pgErr.Message)
+				pc.checkUsable(t)
+			default:
+				t.Errorf("%s: %s; want %s", q.sql, describeErr(got.err), map[outcome]string{
+					exact: "the oracle's result", outOfMemory: "SQLSTATE 53200", exact | outOfMemory: "the oracle's result or 53200"}[tc.want])
+				pc.checkUsable(t)
+			}
+		})
+	}
+}
