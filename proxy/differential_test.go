@@ -212,14 +212,13 @@ type sqlQuery struct {
 // modes lists the protocols a query runs in: parameters need the extended
 // protocol (unnamed statement with text results, named statement with
 // binary results, as pgx asks for them); other queries run in the simple
-// protocol and as unnamed extended statements with text and with binary
-// results (a value the proxy computes must be encoded in the format the
-// client asked for).
+// protocol and as unnamed extended statements with binary results (a value
+// the proxy computes must be encoded in the format the client asked for).
 func (q sqlQuery) modes() []string {
 	if len(q.args) > 0 {
 		return []string{"extended", "prepared"}
 	}
-	return []string{"simple", "extended", "binary"}
+	return []string{"simple", "binary"}
 }
 
 // readSQLFile reads statements ending with ";" at the end of a line;
@@ -540,23 +539,34 @@ func startOracle(t testing.TB, name string, schema []sqlQuery, data []diffTable)
 
 // loadThroughProxy inserts the data with multi-row INSERTs that span
 // shards (the router splits them). Should the proxy refuse such an
-// INSERT, rows are inserted per key instead, and the test says so.
+// INSERT, the rest of the table is inserted per key instead (one INSERT
+// per key and 200 rows), and the test says so.
 func loadThroughProxy(t *testing.T, p *proxyConn, data []diffTable) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var perKey error
+	exec := func(tb diffTable, rows [][]string) error {
+		_, err := p.get(t).Exec(ctx, tb.insert(rows)).ReadAll()
+		return err
+	}
+	var refused error
 	for _, tb := range data {
-		for _, rows := range chunks(tb.rows, 200) {
-			_, err := p.get(t).Exec(ctx, tb.insert(rows)).ReadAll()
+		parts := chunks(tb.rows, 200)
+		for i, rows := range parts {
+			err := exec(tb, rows)
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code == "0A000" && tb.key >= 0 {
-				perKey = err
+				refused = err
 				err = nil
-				for _, group := range groupByKey(rows, tb.key) {
-					if _, err = p.get(t).Exec(ctx, tb.insert(group)).ReadAll(); err != nil {
-						break
+				for _, group := range groupByKey(slices.Concat(parts[i:]...), tb.key) {
+					for _, rows := range chunks(group, 200) {
+						if err = exec(tb, rows); err != nil {
+							break
+						}
 					}
+				}
+				if err == nil {
+					break
 				}
 			}
 			if err != nil {
@@ -564,8 +574,8 @@ func loadThroughProxy(t *testing.T, p *proxyConn, data []diffTable) {
 			}
 		}
 	}
-	if perKey != nil {
-		t.Errorf("multi-row INSERTs spanning shards were refused (%s); loaded per key instead", describeErr(perKey))
+	if refused != nil {
+		t.Errorf("multi-row INSERTs spanning shards were refused (%s); loaded per key instead", describeErr(refused))
 	}
 	for _, s := range []string{"ANALYZE customers", "ANALYZE orders", "ANALYZE order_items", "ANALYZE products", "ANALYZE events"} {
 		if _, err := p.get(t).Exec(ctx, s).ReadAll(); err != nil {
