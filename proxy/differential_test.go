@@ -136,21 +136,29 @@ func TestDifferential(t *testing.T) {
 			checkPlacement(t, f, st, data)
 
 			t.Run("queries", func(t *testing.T) {
+				// One line per failing query at the end: the list to work through.
+				var refused, wrong []string
 				for _, q := range queries {
 					for _, mode := range q.modes() {
 						t.Run(fmt.Sprintf("line%d/%s", q.line, mode), func(t *testing.T) {
 							want := oracleRun(t, mode, q)
 							got := runQuery(pc.get(t), mode, q)
 							if got.err != nil {
+								refused = append(refused, fmt.Sprintf("%d/%s: %s", q.line, mode, describeErr(got.err)))
 								t.Errorf("line %d (%s): proxy error %v\n%s", q.line, mode, describeErr(got.err), q.sql)
 								pc.checkUsable(t)
 								return
 							}
 							if d := diffResults(want, got, q.ordered); d != "" {
+								wrong = append(wrong, fmt.Sprintf("%d/%s", q.line, mode))
 								t.Errorf("line %d (%s): proxy differs from oracle: %s\n%s", q.line, mode, d, q.sql)
 							}
 						})
 					}
+				}
+				if len(refused)+len(wrong) > 0 {
+					t.Logf("%s: %d query runs differ from the oracle (WRONG RESULTS): %v", st.name, len(wrong), wrong)
+					t.Logf("%s: %d query runs fail with an error:\n%s", st.name, len(refused), strings.Join(refused, "\n"))
 				}
 			})
 			t.Run("refusals", func(t *testing.T) {
