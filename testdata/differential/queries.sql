@@ -260,3 +260,16 @@ SELECT * FROM orders WHERE false;
 SELECT * FROM orders WHERE order_id < 0 ORDER BY order_id;
 SELECT customer_id, name FROM customers WHERE name = 'nobody' ORDER BY name, customer_id;
 SELECT * FROM events WHERE stream = 'no-such-stream';
+
+-- Range and OR predicates on the shard key (peers routed these to one shard).
+SELECT customer_id, name FROM customers WHERE customer_id >= 1;
+SELECT order_id FROM orders WHERE customer_id BETWEEN 100 AND 300 ORDER BY order_id;
+SELECT customer_id, credit FROM customers WHERE customer_id > 115 AND customer_id < 125 ORDER BY customer_id;
+SELECT stream, seq FROM events WHERE stream >= 'f' AND stream < 'h' ORDER BY stream, seq;
+SELECT stream, seq FROM events WHERE stream > 'r' ORDER BY stream, seq;
+SELECT customer_id, name FROM customers WHERE customer_id = 7 OR customer_id = 300 ORDER BY customer_id;
+SELECT order_id FROM orders WHERE customer_id = 7 OR status = 'paid' ORDER BY order_id;
+SELECT count(*) FROM orders WHERE customer_id < 200;
+SELECT customer_id, name FROM customers WHERE customer_id = $1 OR customer_id = $2 ORDER BY customer_id; -- args: 7 300
+SELECT order_id, status FROM orders WHERE customer_id IN ($1, $2) AND status = $3 ORDER BY order_id; -- args: 7 250 paid
+SELECT order_id FROM orders WHERE customer_id >= $1 ORDER BY order_id LIMIT $2; -- args: 390 20
