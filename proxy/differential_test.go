@@ -167,6 +167,9 @@ func TestDifferential(t *testing.T) {
 						checkRefusal(t, oracle, pc, q)
 					})
 				}
+				t.Run("in_transaction", func(t *testing.T) {
+					checkRefusalInTransaction(t, pc, refusals[0])
+				})
 			})
 		})
 	}
@@ -207,6 +210,41 @@ func checkRefusal(t *testing.T, oracle *pgconn.PgConn, pc *proxyConn, q sqlQuery
 		t.Errorf("line %d: 0A000 without a hint: %q\n%s", q.line, pgErr.Message, q.sql)
 	}
 	pc.checkUsable(t)
+}
+
+// checkRefusalInTransaction asserts that a refusal inside a transaction
+// behaves like any Postgres error there: the transaction is aborted (25P02
+// for the next statement) until ROLLBACK, which leaves the connection idle
+// and usable.
+func checkRefusalInTransaction(t *testing.T, pc *proxyConn, q sqlQuery) {
+	steps := []struct {
+		sql      string
+		wantCode string // "" = success
+		wantTx   byte   // transaction status afterwards
+	}{
+		{"BEGIN", "", 'T'},
+		{"SELECT count(*) FROM orders WHERE customer_id = 7", "", 'T'},
+		{q.sql, "0A000", 'E'},
+		{"SELECT 1", "25P02", 'E'},
+		{"ROLLBACK", "", 'I'},
+		{"SELECT count(*) FROM customers WHERE customer_id = 7", "", 'I'},
+	}
+	for _, s := range steps {
+		r := runQuery(pc.get(t), "simple", sqlQuery{sql: s.sql})
+		var pgErr *pgconn.PgError
+		code := ""
+		if errors.As(r.err, &pgErr) {
+			code = pgErr.Code
+		} else if r.err != nil {
+			t.Fatalf("%s: %v", s.sql, r.err)
+		}
+		if code != s.wantCode {
+			t.Errorf("%s: SQLSTATE %q (%v), want %q", s.sql, code, r.err, s.wantCode)
+		}
+		if st := pc.get(t).TxStatus(); st != s.wantTx {
+			t.Errorf("%s: transaction status %q, want %q", s.sql, st, s.wantTx)
+		}
+	}
 }
 
 // sqlQuery is one statement of a .sql file of the suite.
