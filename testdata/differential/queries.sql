@@ -88,7 +88,6 @@ SELECT order_id FROM orders ORDER BY order_id LIMIT ALL;
 SELECT customer_id FROM customers ORDER BY customer_id LIMIT NULL OFFSET 390;
 SELECT order_id FROM orders ORDER BY created_at DESC NULLS LAST, order_id FETCH FIRST 5 ROWS ONLY;
 SELECT order_id FROM orders ORDER BY qty, order_id OFFSET 3 ROWS FETCH NEXT 4 ROWS ONLY;
-SELECT total FROM orders ORDER BY total DESC NULLS LAST FETCH FIRST 3 ROWS WITH TIES;
 SELECT name, customer_id FROM customers ORDER BY name DESC NULLS FIRST, customer_id LIMIT 7 OFFSET 1;
 SELECT event_id FROM events ORDER BY event_id LIMIT 3;
 SELECT stream, seq FROM events ORDER BY at DESC NULLS FIRST, stream, seq LIMIT 25;
@@ -273,3 +272,7 @@ SELECT count(*) FROM orders WHERE customer_id < 200;
 SELECT customer_id, name FROM customers WHERE customer_id = $1 OR customer_id = $2 ORDER BY customer_id; -- args: 7 300
 SELECT order_id, status FROM orders WHERE customer_id IN ($1, $2) AND status = $3 ORDER BY order_id; -- args: 7 250 paid
 SELECT order_id FROM orders WHERE customer_id >= $1 ORDER BY order_id LIMIT $2; -- args: 390 20
+
+-- UNION ALL of SELECTs over sharded tables: a concatenation.
+SELECT customer_id FROM orders WHERE qty > 18 UNION ALL SELECT customer_id FROM order_items WHERE qty = 5;
+SELECT stream AS s FROM events WHERE kind = 'paid' UNION ALL SELECT status FROM orders WHERE qty = 1;

@@ -40,6 +40,11 @@ SELECT * FROM events FOR UPDATE SKIP LOCKED;
 SELECT customer_id FROM orders INTERSECT SELECT customer_id FROM order_items;
 SELECT customer_id FROM customers EXCEPT SELECT customer_id FROM orders;
 SELECT status FROM orders UNION SELECT kind FROM events;
+SELECT customer_id FROM orders UNION ALL SELECT customer_id FROM customers ORDER BY 1;
+SELECT name FROM products WHERE price < 50 UNION ALL SELECT name FROM customers WHERE country = 'DE';
+
+-- LIMIT whose row count depends on ties across shards.
+SELECT total FROM orders ORDER BY total DESC NULLS LAST FETCH FIRST 3 ROWS WITH TIES;
 
 -- Expressions over aggregates.
 SELECT sum(total) * 2 FROM orders;
