@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,8 +98,9 @@ func TestDifferential(t *testing.T) {
 	oracle := startOracle(t, "diff", schema, data)
 	// Oracle answers do not depend on the strategy: computed once.
 	oracleCache := map[string]qresult{}
+	settings := "" // the session settings oracle results were computed under
 	oracleRun := func(t *testing.T, mode string, q sqlQuery) qresult {
-		key := mode + "\x00" + q.sql + "\x00" + strings.Join(q.args, "\x00")
+		key := settings + "\x00" + mode + "\x00" + q.sql + "\x00" + strings.Join(q.args, "\x00")
 		r, ok := oracleCache[key]
 		if !ok {
 			r = runQuery(oracle, mode, q)
@@ -171,6 +173,47 @@ func TestDifferential(t *testing.T) {
 					t.Logf("%s: %d query runs fail with an error:\n%s", st.name, len(refused), strings.Join(refused, "\n"))
 				}
 			})
+			// Date and time queries again under session settings that change
+			// their text (and the text the shards send the proxy): the proxy
+			// must replay them on every shard and parse the shards' output in
+			// that style when it converts merged values to binary.
+			t.Run("session_settings", func(t *testing.T) {
+				for _, c := range []*pgconn.PgConn{oracle, pc.get(t)} {
+					for _, set := range diffSettings {
+						if r := runQuery(c, "simple", sqlQuery{sql: set}); r.err != nil {
+							t.Fatalf("%s: %v", set, r.err)
+						}
+					}
+				}
+				settings = strings.Join(diffSettings, ";")
+				defer func() {
+					settings = ""
+					for _, c := range []*pgconn.PgConn{oracle, pc.get(t)} {
+						if r := runQuery(c, "simple", sqlQuery{sql: "RESET ALL"}); r.err != nil {
+							t.Errorf("RESET ALL: %v", r.err)
+						}
+					}
+				}()
+				for _, q := range queries {
+					if !diffTimeQuery.MatchString(q.sql) {
+						continue
+					}
+					for _, mode := range q.modes() {
+						t.Run(fmt.Sprintf("line%d/%s", q.line, mode), func(t *testing.T) {
+							want := oracleRun(t, mode, q)
+							got := runQuery(pc.get(t), mode, q)
+							if got.err != nil {
+								t.Errorf("line %d (%s): proxy error %v\n%s", q.line, mode, describeErr(got.err), q.sql)
+								pc.checkUsable(t)
+								return
+							}
+							if d := diffResults(want, got, q.ordered); d != "" {
+								t.Errorf("line %d (%s): proxy differs from oracle: %s\n%s", q.line, mode, d, q.sql)
+							}
+						})
+					}
+				}
+			})
 			t.Run("refusals", func(t *testing.T) {
 				for _, q := range refusals {
 					t.Run(fmt.Sprintf("line%d", q.line), func(t *testing.T) {
@@ -184,6 +227,18 @@ func TestDifferential(t *testing.T) {
 		})
 	}
 }
+
+// diffSettings change how dates, times and numbers are written as text.
+// St. John's has a half-hour offset; SQL, DMY writes 25/11/2026.
+var diffSettings = []string{
+	"SET TimeZone = 'America/St_Johns'",
+	"SET DateStyle = 'SQL, DMY'",
+	"SET IntervalStyle = 'postgres_verbose'",
+	"SET extra_float_digits = 0",
+}
+
+// diffTimeQuery picks the queries whose results hold dates or timestamps.
+var diffTimeQuery = regexp.MustCompile(`created_at|signup|ship_date|\bat\b|date_trunc|\*`)
 
 // checkRefusal asserts that q is valid SQL (the oracle runs it, inside a
 // rolled-back transaction), that the proxy refuses it with 0A000 and a
