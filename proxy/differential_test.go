@@ -238,7 +238,7 @@ var diffSettings = []string{
 }
 
 // diffTimeQuery picks the queries whose results hold dates or timestamps.
-var diffTimeQuery = regexp.MustCompile(`created_at|signup|ship_date|\bat\b|date_trunc|\*`)
+var diffTimeQuery = regexp.MustCompile(`created_at|signup|ship_date|\bat\b|date_trunc|SELECT \*`)
 
 // checkRefusal asserts that q is valid SQL (the oracle runs it, inside a
 // rolled-back transaction), that the proxy refuses it with 0A000 and a
