@@ -357,7 +357,9 @@ func (s *session) toResultFormats(fields []pgproto3.FieldDescription, values [][
 			return nil, errNotSupported("request text results for this column",
 				"cannot send column %q (type OID %d) of a merged result in binary format: %v", fields[i].Name, oid, err)
 		}
-		b, err := s.types.Encode(oid, pgtype.BinaryFormatCode, val, nil)
+		// A non-nil buffer: Encode returns buf unchanged for an empty value
+		// (''), and a nil slice would go out as NULL.
+		b, err := s.types.Encode(oid, pgtype.BinaryFormatCode, val, []byte{})
 		if err != nil {
 			return nil, errNotSupported("request text results for this column",
 				"cannot send column %q (type OID %d) of a merged result in binary format: %v", fields[i].Name, oid, err)
