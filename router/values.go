@@ -148,10 +148,14 @@ func (t valType) notComparable(use string) error {
 		"shardproxy compares only built-in scalar types exactly when merging shards; add a condition on the shard key so that the query runs on one shard, or cast the column to text or numeric")
 }
 
+// badValue is a shard's text for a value the merge cannot read. For the
+// date/time types that is a session DateStyle or IntervalStyle other than
+// Postgres' defaults: refused (0A000) rather than guessed at, since
+// "01/02/2024" means different days under MDY and DMY.
 func badValue(t valType, v []byte) error {
-	return pgError(codeInternal,
-		fmt.Sprintf("unexpected shard output %q for type %s", v, t.name()),
-		"the merge expects Postgres' text output with DateStyle ISO and bytea_output hex or escape")
+	return pgError(codeFeatureNotSupport,
+		fmt.Sprintf("cannot merge %s value %q across shards in this session's output style", t.name(), v),
+		"SET DateStyle = ISO and IntervalStyle = postgres for statements that sort, group or aggregate date/time values across shards, or add a condition on the shard key")
 }
 
 // compare orders two non-NULL values of type t: <0, 0, >0.
