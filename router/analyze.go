@@ -96,6 +96,9 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 		// The planner rewrites the tree in place: nothing else holds it.
 		st.plan, st.planErr = buildPlan(st, sel, tree.Version)
 	}
+	if ins := tree.Stmts[0].Stmt.GetInsertStmt(); ins != nil && st.err == nil && a.sharded > 0 {
+		st.split = buildInsertSplit(st, ins, tree.Version)
+	}
 	seen := map[string]bool{}
 	for _, u := range st.uses {
 		if !seen[u.name] {

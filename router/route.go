@@ -77,9 +77,10 @@ const (
 	MergeSumTag                  // command tags summed, RETURNING rows concatenated
 	MergeFirst                   // broadcast: reply with one shard's result
 	MergePlan                    // SELECT across shards merged by Route.Plan
+	MergeSplitInsert             // INSERT rows split per shard (Route.Split): tags summed, RETURNING rows in VALUES order
 )
 
-var mergeKindNames = [...]string{"None", "Concat", "SumTag", "First", "Plan"}
+var mergeKindNames = [...]string{"None", "Concat", "SumTag", "First", "Plan", "SplitInsert"}
 
 func (k MergeKind) String() string {
 	if k >= 0 && int(k) < len(mergeKindNames) {
@@ -95,6 +96,7 @@ type Route struct {
 	Merge  MergeKind
 	Reason string       // one line for SHOW ROUTE and logs
 	Plan   *ScatterPlan // MergePlan: how the shards' rows merge (shared, immutable)
+	Split  *InsertSplit // MergeSplitInsert: each shard's statement and rows
 }
 
 // Route binds args and decides the target shards. Errors are
@@ -213,6 +215,9 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 			return Route{}, err
 		}
 		why = w
+		if u.insert && bits.OnesCount64(mask) > 1 && st.split != nil && &st.uses[st.split.use] == u {
+			return r.routeSplit(ctx, st, u, args, why)
+		}
 		if u.insert && bits.OnesCount64(mask) > 1 {
 			return Route{}, pgError(codeFeatureNotSupport, "multi-row INSERT spans shards "+r.joinNames(mask),
 				"insert rows for different shard keys in separate statements")

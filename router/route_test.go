@@ -134,7 +134,8 @@ func TestRoute(t *testing.T) {
 		{name: "insert cast", sql: "INSERT INTO orders (customer_id) VALUES ($1::bigint) ON CONFLICT DO NOTHING RETURNING id", params: []string{"{c1}"}, kind: RouteSingle, shards: []string{"s1"}},
 		{name: "insert rows one shard", sql: "INSERT INTO orders (id, customer_id) VALUES (1, {c0}), (2, {c0b})", kind: RouteSingle, shards: []string{"s0"}},
 		// PEERS: PgDog #259 broadcast a multi-row INSERT.
-		{name: "insert rows two shards", sql: "INSERT INTO orders (id, customer_id) VALUES (1, {c0}), (2, {c1})", code: "0A000", msg: "multi-row INSERT spans shards s0, s1"},
+		{name: "insert rows two shards", sql: "INSERT INTO orders (id, customer_id) VALUES (1, {c0}), (2, {c1})", kind: RouteMulti, shards: []string{"s0", "s1"}, merge: MergeSplitInsert},
+		{name: "insert rows two shards in a WITH", sql: "WITH x AS (SELECT 1) INSERT INTO orders (id, customer_id) VALUES (1, {c0}), (2, {c1})", code: "0A000", msg: "multi-row INSERT spans shards s0, s1"},
 		{name: "insert without columns", sql: "INSERT INTO orders VALUES (1, {c0})", code: "0A000", msg: "needs a column list"},
 		{name: "insert without key column", sql: "INSERT INTO orders (id) VALUES (1)", code: "0A000", msg: "does not set shard key column customer_id"},
 		{name: "insert default key", sql: "INSERT INTO orders (customer_id) VALUES (DEFAULT)", code: "0A000", msg: "constant or a parameter"},

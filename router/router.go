@@ -87,6 +87,9 @@ type Statement struct {
 	createAs bool
 	cursor   bool             // DECLARE CURSOR: routed like its query, one shard only
 	setKey   map[int]valueRef // UPDATE use index -> new key value
+	// split cuts a multi-row INSERT ... VALUES into a sharded table into
+	// per-row pieces, for when its rows span shards (nil: refused then).
+	split *insertSplit
 }
 
 // Plan returns how the statement's rows merge when it reads several
@@ -108,8 +111,8 @@ type QueryPart struct {
 	// Lits are the same literals as the client wrote them ($k is
 	// Lits[k-1], quotes and E prefix included): the fill for rendering a
 	// plan's Template as simple-protocol text. Slices of the Query string.
-	// Set only when the statement has a Plan (keeping the single-shard
-	// path free of the allocation); Router.Literals(Text) gives them for
+	// Set only when the statement has a Plan or may split (keeping the
+	// single-shard path free of the allocation); Router.Literals(Text) gives them for
 	// any statement.
 	Lits []string
 }
@@ -272,7 +275,7 @@ func (r *Router) ParseQuery(sql string) ([]QueryPart, error) {
 		if normalised && len(args) > from {
 			parts[i].Args = args[from:len(args):len(args)]
 		}
-		if normalised && len(args) > from && st.plan != nil {
+		if normalised && len(args) > from && (st.plan != nil || st.split != nil) {
 			if lits == nil {
 				lits = make([]string, 0, nargs)
 			}
