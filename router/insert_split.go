@@ -230,7 +230,6 @@ func splitRows(s string) ([]string, bool) {
 	return rows, true
 }
 
-
 // routeSplit places every VALUES row of u (the statement's only sharded
 // table) on its shard and builds one INSERT per shard. why is the route
 // reason so far.

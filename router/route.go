@@ -72,12 +72,12 @@ func (k RouteKind) String() string {
 type MergeKind int
 
 const (
-	MergeNone   MergeKind = iota // single shard, nothing to merge
-	MergeConcat                  // rows concatenated (only when that is exact)
-	MergeSumTag                  // command tags summed, RETURNING rows concatenated
-	MergeFirst                   // broadcast: reply with one shard's result
-	MergePlan                    // SELECT across shards merged by Route.Plan
-	MergeSplitInsert             // INSERT rows split per shard (Route.Split): tags summed, RETURNING rows in VALUES order
+	MergeNone        MergeKind = iota // single shard, nothing to merge
+	MergeConcat                       // rows concatenated (only when that is exact)
+	MergeSumTag                       // command tags summed, RETURNING rows concatenated
+	MergeFirst                        // broadcast: reply with one shard's result
+	MergePlan                         // SELECT across shards merged by Route.Plan
+	MergeSplitInsert                  // INSERT rows split per shard (Route.Split): tags summed, RETURNING rows in VALUES order
 )
 
 var mergeKindNames = [...]string{"None", "Concat", "SumTag", "First", "Plan", "SplitInsert"}
