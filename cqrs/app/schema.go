@@ -12,7 +12,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/shardproxy/shardproxy/cqrs/eventstore"
+	"github.com/shardproxy/shardproxy/cqrs/inventory"
 	"github.com/shardproxy/shardproxy/cqrs/orders"
+	"github.com/shardproxy/shardproxy/cqrs/payment"
+	"github.com/shardproxy/shardproxy/cqrs/projection"
+	"github.com/shardproxy/shardproxy/cqrs/saga"
 )
 
 // Schema is every table of the service, in creation order.
@@ -20,6 +24,11 @@ func Schema() []string {
 	var s []string
 	s = append(s, eventstore.Schema...)
 	s = append(s, orders.Outbox.OutboxSchema()...)
+	s = append(s, projection.Schema...)
+	s = append(s, payment.New(nil).Schema()...)
+	s = append(s, inventory.New(nil).Schema()...)
+	s = append(s, inventory.CatalogSchema...)
+	s = append(s, saga.Schema...)
 	return s
 }
 

@@ -154,6 +154,27 @@ func AppendTx(ctx context.Context, tx pgx.Tx, stream string, expected int64, eve
 	if res, dup, err := existing(ctx, tx, stream, ids); err != nil || dup {
 		return res, err
 	}
+	// The key allows version expected+1 even when the stream is shorter:
+	// refuse such a gap. Checked before the first insert on purpose: the
+	// transaction gets its id (xid8) at its first write, so the event at
+	// version expected, already committed here, has a smaller transaction
+	// id, and position order (tx_id, seq) agrees with version order within
+	// every stream. Callers must not write in tx before AppendTx.
+	if expected > 0 {
+		var ok bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND version = $2)`,
+			stream, expected).Scan(&ok); err != nil {
+			return AppendResult{}, err
+		}
+		if !ok {
+			var actual int64
+			if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1 AND version < $2`,
+				stream, expected).Scan(&actual); err != nil {
+				return AppendResult{}, err
+			}
+			return AppendResult{}, &ConflictError{StreamID: stream, Expected: expected, Actual: actual}
+		}
+	}
 	batch := &pgx.Batch{}
 	for i, e := range events {
 		data, err := json.Marshal(e.Data)
@@ -174,23 +195,6 @@ func AppendTx(ctx context.Context, tx pgx.Tx, stream string, expected int64, eve
 	}
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return AppendResult{}, err
-	}
-	// The key allows version expected+1 even when the stream is shorter;
-	// refuse such a gap here (the tx is then rolled back by the caller).
-	if expected > 0 {
-		var ok bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND version = $2)`,
-			stream, expected).Scan(&ok); err != nil {
-			return AppendResult{}, err
-		}
-		if !ok {
-			var actual int64
-			if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1 AND version < $2`,
-				stream, expected).Scan(&actual); err != nil {
-				return AppendResult{}, err
-			}
-			return AppendResult{}, &ConflictError{StreamID: stream, Expected: expected, Actual: actual}
-		}
 	}
 	return AppendResult{FirstVersion: expected + 1, LastVersion: expected + int64(len(events))}, nil
 }
