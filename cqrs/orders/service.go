@@ -69,6 +69,10 @@ type Command struct {
 	EventID string
 	Meta    eventstore.Metadata
 	Decide  func(*Order) ([]Decision, error)
+	// InTx, if set, runs in the append's transaction after Service.InTx
+	// (the stream's shard): the saga records its transition atomically
+	// with the order's event.
+	InTx func(ctx context.Context, tx pgx.Tx, o *Order) error
 }
 
 // Execute loads the order, decides and appends. With Expected == Any a
@@ -146,7 +150,12 @@ func (s *Service) append(ctx context.Context, o *Order, ds []Decision, c Command
 			}
 		}
 		if s.InTx != nil {
-			return s.InTx(ctx, tx, &next, evs)
+			if err := s.InTx(ctx, tx, &next, evs); err != nil {
+				return err
+			}
+		}
+		if c.InTx != nil {
+			return c.InTx(ctx, tx, &next)
 		}
 		return nil
 	})
