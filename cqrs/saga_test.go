@@ -139,7 +139,7 @@ func TestSagaSteps(t *testing.T) {
 				customer int64
 				items    []app.ItemRequest
 				setup    func(id string) // after placing, before the saga runs
-				styles   string           // "" = both, else only this style
+				styles   string          // "" = both, else only this style
 				want     string
 			}{
 				{"happy path over several products", 1, []app.ItemRequest{{ProductID: 1, Quantity: 1}, {ProductID: 2, Quantity: 2}, {ProductID: 3, Quantity: 1}}, nil, "", saga.Completed},
