@@ -19,7 +19,6 @@ type Metrics struct {
 	outboxBacklog  *prometheus.GaugeVec
 	outboxOldest   *prometheus.GaugeVec
 	commandLatency *prometheus.HistogramVec
-	commandErrors  *prometheus.CounterVec
 }
 
 // NewMetrics registers the collectors.
@@ -38,10 +37,8 @@ func NewMetrics() *Metrics {
 			Help: "Age of the oldest undelivered outbox message."}, []string{"outbox", "shard"}),
 		commandLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "orders_command_duration_seconds",
 			Help: "Command latency.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"command"}),
-		commandErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "orders_command_errors_total",
-			Help: "Commands that returned an error."}, []string{"command"}),
 	}
-	m.Registry.MustRegister(m.sagas, m.oldestSaga, m.projectionLag, m.outboxBacklog, m.outboxOldest, m.commandLatency, m.commandErrors)
+	m.Registry.MustRegister(m.sagas, m.oldestSaga, m.projectionLag, m.outboxBacklog, m.outboxOldest, m.commandLatency)
 	return m
 }
 
