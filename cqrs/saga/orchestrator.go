@@ -114,7 +114,15 @@ type Orchestrator struct {
 	// Fault, if set, is called before every step; an error is a transient
 	// failure of that step (fault injection for tests and load).
 	Fault func(sagaID, step string) error
+	// Crash, if set, is asked after a step's participant call and before
+	// its transition is recorded; true makes RunOnce stop on the spot and
+	// return ErrCrashed, leaving the lease held — what a SIGKILL of the
+	// orchestrator process leaves behind (chaos tests).
+	Crash func(sagaID, step string) bool
 }
+
+// ErrCrashed is returned by RunOnce when Crash simulated a process death.
+var ErrCrashed = errors.New("saga: orchestrator crashed (simulated)")
 
 func (o *Orchestrator) defaults() {
 	if o.Lease == 0 {
@@ -182,6 +190,9 @@ func (o *Orchestrator) RunOnce(ctx context.Context, shard string) (int, error) {
 		if err := o.advance(ctx, c); err != nil {
 			if ctx.Err() != nil {
 				return 0, ctx.Err()
+			}
+			if errors.Is(err, ErrCrashed) {
+				return 0, err
 			}
 			o.Log.Warn("saga step", "saga", c.ID, "err", err)
 		}
@@ -251,6 +262,9 @@ func (o *Orchestrator) forward(ctx context.Context, c claimed) error {
 			// (order stream and saga share a shard).
 			return o.confirm(ctx, c)
 		}
+	}
+	if o.Crash != nil && o.Crash(c.ID, step) {
+		return ErrCrashed
 	}
 	return o.record(ctx, c, step, out)
 }
@@ -374,6 +388,9 @@ func (o *Orchestrator) compensate(ctx context.Context, c claimed) error {
 				return err
 			}
 		}
+	}
+	if o.Crash != nil && o.Crash(c.ID, step) {
+		return ErrCrashed
 	}
 	if err != nil {
 		return pgx.BeginFunc(ctx, o.Pool, func(tx pgx.Tx) error { return o.retry(ctx, tx, c, step, err) })
