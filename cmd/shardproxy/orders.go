@@ -30,15 +30,17 @@ import (
 
 // orderFlags are shared by the orders subcommands.
 type orderFlags struct {
-	dsn    string
-	style  string
-	shards []string
+	dsn           string
+	style         string
+	shards        []string
+	snapshotEvery int64
 }
 
 func (f *orderFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dsn, "dsn", "postgres://app:secret@127.0.0.1:6432/app?sslmode=disable", "the proxy (the service is an ordinary client)")
 	cmd.Flags().StringVar(&f.style, "style", "orchestration", "saga style: orchestration or choreography")
 	cmd.Flags().StringSliceVar(&f.shards, "shards", []string{"s0", "s1", "s2"}, "shard names of the proxy's map (for per-shard workers)")
+	cmd.Flags().Int64Var(&f.snapshotEvery, "snapshot-every", 20, "snapshot an order's stream every N events")
 }
 
 func (f *orderFlags) open(ctx context.Context, log *slog.Logger) (*app.Service, error) {
@@ -58,7 +60,7 @@ func (f *orderFlags) open(ctx context.Context, log *slog.Logger) (*app.Service, 
 		pool.Close()
 		return nil, fmt.Errorf("connecting to the proxy: %w", err)
 	}
-	return app.New(pool, app.Options{Style: f.style, Shards: f.shards, Log: log}), nil
+	return app.New(pool, app.Options{Style: f.style, Shards: f.shards, SnapshotEvery: f.snapshotEvery, Log: log}), nil
 }
 
 // ordersCmd is `shardproxy orders ...`: the reference workload (issue 5).
@@ -435,7 +437,7 @@ func ordersDev(ctx context.Context, log *slog.Logger, listen, httpListen, tmplPa
 	ready := func(addr string) {
 		wg.Go(func() {
 			f := orderFlags{dsn: fmt.Sprintf("postgres://app:secret@%s/app?sslmode=disable", addr), style: style,
-				shards: []string{"s0", "s1", "s2"}}
+				shards: []string{"s0", "s1", "s2"}, snapshotEvery: 20}
 			svc, err := f.open(ctx, log)
 			if err != nil {
 				log.Error("orders: connecting", "err", err)
