@@ -12,6 +12,7 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -82,7 +83,7 @@ func (t Table) Seen(ctx context.Context, tx pgx.Tx, key any, id string) (json.Ra
 	if err == nil {
 		return reply, true, nil
 	}
-	if err != pgx.ErrNoRows {
+	if !errors.Is(err, pgx.ErrNoRows) {
 		return nil, false, err
 	}
 	return nil, false, nil
