@@ -92,6 +92,10 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	st := &Statement{NumParams: numParams, hint: hint}
 	a := &analyzer{r: r, st: st, text: text}
 	a.top(tree.Stmts[0].Stmt)
+	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && st.Kind == KindSelect && !st.Explain && st.err == nil && a.sharded > 0 {
+		// The planner rewrites the tree in place: nothing else holds it.
+		st.plan, st.planErr = buildPlan(st, sel, tree.Version)
+	}
 	seen := map[string]bool{}
 	for _, u := range st.uses {
 		if !seen[u.name] {
@@ -473,6 +477,9 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 	}
 	if construct != "" && a.st.inexact == "" && (top || a.sharded > before) {
 		a.st.inexact = construct
+	}
+	if construct != "" && !top && a.sharded > before && a.st.nestedInexact == "" {
+		a.st.nestedInexact = construct
 	}
 }
 
