@@ -17,6 +17,7 @@ func ev(typ string, data any) eventstore.NewEvent {
 }
 
 func TestEventStore(t *testing.T) {
+	t.Parallel() // own databases; the tests wait on round trips more than on CPU
 	e := startEnv(t)
 	ctx := context.Background()
 	store := &eventstore.Store{Pool: e.Pool}
@@ -167,6 +168,7 @@ func TestEventStore(t *testing.T) {
 }
 
 func TestOrderSnapshots(t *testing.T) {
+	t.Parallel() // own databases; the tests wait on round trips more than on CPU
 	e := startEnv(t)
 	ctx := context.Background()
 	store := &eventstore.Store{Pool: e.Pool}

@@ -17,6 +17,7 @@ import (
 )
 
 func TestHTTPAPI(t *testing.T) {
+	t.Parallel() // own databases; the tests wait on round trips more than on CPU
 	e := startEnv(t)
 	ctx := context.Background()
 	svc := app.New(e.Pool, app.Options{Interval: 10 * time.Millisecond})

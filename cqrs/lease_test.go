@@ -15,6 +15,7 @@ import (
 // transition must be refused (version guard): the step is recorded once
 // and the saga ends once.
 func TestStaleOrchestrator(t *testing.T) {
+	t.Parallel() // own databases; the tests wait on round trips more than on CPU
 	e := startEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -13,6 +13,7 @@ import (
 // shards by two strategies: products by the directory (an entry placed
 // by hand wins over the fallback hash), customers and streams by hash.
 func TestPlacement(t *testing.T) {
+	t.Parallel() // own databases; the tests wait on round trips more than on CPU
 	e := startEnv(t)
 	ctx := context.Background()
 	svc := app.New(e.Pool, app.Options{})

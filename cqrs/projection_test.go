@@ -49,6 +49,7 @@ func viewRows(t *testing.T, e *env) map[string]viewRow {
 }
 
 func TestProjectionOutOfOrderCommits(t *testing.T) {
+	t.Parallel() // own databases; the tests wait on round trips more than on CPU
 	e := startEnv(t)
 	ctx := context.Background()
 	store := &eventstore.Store{Pool: e.Pool}

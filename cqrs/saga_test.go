@@ -97,6 +97,7 @@ func checkBalances(t *testing.T, s *app.Service, customers, products []int64) {
 }
 
 func TestSagaSteps(t *testing.T) {
+	t.Parallel() // own databases; the tests wait on round trips more than on CPU
 	e := startEnv(t)
 	ctx := context.Background()
 	for _, style := range []string{saga.Orchestration, saga.Choreographed} {
