@@ -3,6 +3,7 @@ package cqrs_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -152,6 +153,24 @@ func TestSagaSteps(t *testing.T) {
 					}
 				}, "", saga.Compensated},
 				{"confirm step fails (times out)", 3, []app.ItemRequest{{ProductID: 2, Quantity: 1}, {ProductID: 4, Quantity: 2}}, func(string) { failConfirm.Store(true) }, saga.Orchestration, saga.Compensated},
+				{"credit step fails until the watchdog expires the saga", 4, []app.ItemRequest{{ProductID: 4, Quantity: 1}}, func(string) {
+					failCredit.Store(1 << 30) // payment down
+					deadline := time.Now().Add(time.Minute)
+					for {
+						if _, err := s.Pump(ctx); err != nil && !strings.Contains(err.Error(), "injected") {
+							t.Fatal(err)
+						}
+						sg, _, _, err := s.InFlight(ctx)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if sg == 0 || time.Now().After(deadline) {
+							break
+						}
+						time.Sleep(20 * time.Millisecond)
+					}
+					failCredit.Store(0) // payment back: the pending message now meets the tombstone
+				}, saga.Choreographed, saga.Compensated},
 				{"transient credit failures are retried", 4, []app.ItemRequest{{ProductID: 4, Quantity: 1}}, func(string) { failConfirm.Store(false); failCredit.Store(3) }, "", saga.Completed},
 			}
 			for _, tc := range cases {

@@ -172,31 +172,38 @@ func (s *Service) outboxes() []struct {
 
 // Pump runs one pass of every worker on every shard (tests and load use
 // it to drive the system deterministically). It reports whether anything
-// moved.
+// moved. A failing worker does not stop the others (a participant that
+// is down must not keep the watchdog or the projection from running);
+// their errors are joined.
 func (s *Service) Pump(ctx context.Context) (bool, error) {
 	moved := false
+	var errs []error
+	note := func(n int, err error) {
+		moved = moved || n > 0
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, sh := range s.Opts.Shards {
 		for _, ob := range s.outboxes() {
 			n, err := ob.t.DeliverOnce(ctx, s.Pool, sh, 100, s.deliver(ob.h))
 			if err != nil {
-				return moved, fmt.Errorf("relay %s %s: %w", ob.t.Name, sh, err)
+				err = fmt.Errorf("relay %s %s: %w", ob.t.Name, sh, err)
 			}
-			moved = moved || n > 0
+			note(n, err)
 		}
 		if s.Opts.Style == saga.Orchestration {
 			n, err := s.Orchestrator.RunOnce(ctx, sh)
-			if err != nil {
-				return moved, err
+			if errors.Is(err, saga.ErrCrashed) {
+				return moved, err // a dead orchestrator does nothing more
 			}
-			moved = moved || n > 0
+			note(n, err)
+		} else {
+			note(s.choreography().Expire(ctx, sh, s.sagaTimeout()))
 		}
-		n, err := s.Projector.Step(ctx, sh)
-		if err != nil {
-			return moved, err
-		}
-		moved = moved || n > 0
+		note(s.Projector.Step(ctx, sh))
 	}
-	return moved, nil
+	return moved, errors.Join(errs...)
 }
 
 // deliver wraps a handler with the chaos duplication.
@@ -292,6 +299,16 @@ func (s *Service) RunWorkers(ctx context.Context) error {
 	}
 	if s.Opts.Style == saga.Orchestration {
 		g.Go(func() error { return s.Orchestrator.Run(ctx, s.Opts.Interval) })
+	} else {
+		g.Go(func() error {
+			return every(ctx, s.Opts.Interval, func() {
+				for _, sh := range s.Opts.Shards {
+					if _, err := s.choreography().Expire(ctx, sh, s.sagaTimeout()); err != nil && ctx.Err() == nil {
+						s.Log.Warn("saga watchdog", "shard", sh, "err", err)
+					}
+				}
+			})
+		})
 	}
 	g.Go(func() error {
 		return s.Projector.Run(ctx, s.Opts.Interval, func(err error) { s.Log.Warn("projection", "err", err) })
@@ -357,6 +374,14 @@ func (s *Service) releaseAll(ctx context.Context, cause string, p saga.Payload) 
 	}
 	_, err := s.Payment.Release(ctx, eventstore.DeriveID(cause, "release"), p.CustomerID, p.OrderID)
 	return err
+}
+
+// sagaTimeout bounds a whole choreography saga: one step timeout per step.
+func (s *Service) sagaTimeout() time.Duration {
+	if s.Opts.StepTimeout > 0 {
+		return 3 * s.Opts.StepTimeout
+	}
+	return 15 * time.Second
 }
 
 func (s *Service) choreography() *saga.Choreography {

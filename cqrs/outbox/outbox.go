@@ -35,6 +35,9 @@ func (t Table) OutboxSchema() []string {
 		type text NOT NULL,
 		payload jsonb NOT NULL,
 		created_at timestamptz NOT NULL DEFAULT now(),
+		attempts int NOT NULL DEFAULT 0,
+		next_at timestamptz NOT NULL DEFAULT now(),
+		last_error text,
 		delivered_at timestamptz,
 		PRIMARY KEY (id),
 		UNIQUE (%s, message_id)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -176,4 +177,30 @@ func StockOutcome(payload json.RawMessage) (orderID, reason string, err error) {
 	}
 	err = json.Unmarshal(payload, &v)
 	return v.OrderID, v.Reason, err
+}
+
+// Expire cancels the choreography sagas of shard that have been running
+// longer than timeout (a participant that keeps failing, a lost
+// service): choreography has no coordinator to time a step out, so a
+// watchdog does it for the whole saga. The cancellation takes the usual
+// path (OrderCancelled releases credit and stock, the saga ends
+// COMPENSATED); a confirmation racing with it wins its own transaction
+// and the order is then cancelled and released like any confirmed order.
+func (c *Choreography) Expire(ctx context.Context, shard string, timeout time.Duration) (int, error) {
+	rows, err := c.Pool.Query(ctx, `/* shard: `+shard+` */ SELECT saga_id FROM sagas
+		WHERE style = 'choreography' AND finished_at IS NULL AND created_at < now() - $1::interval
+		ORDER BY created_at LIMIT 100`, fmt.Sprintf("%d milliseconds", timeout.Milliseconds()))
+	if err != nil {
+		return 0, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, err
+	}
+	for _, id := range ids {
+		if err := c.Cancel(ctx, id, fmt.Sprintf("timed out after %v", timeout)); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
 }
