@@ -29,7 +29,9 @@ type Options struct {
 	SnapshotEvery int64         // default 20
 	StepTimeout   time.Duration // saga step timeout (default 5s)
 	Interval      time.Duration // worker poll interval (default 50ms)
-	Log           *slog.Logger
+	// Upcast, if set, brings old event schemas up to date on every read.
+	Upcast eventstore.Upcaster
+	Log    *slog.Logger
 }
 
 // Service is the whole order service on one pool to the proxy.
@@ -67,7 +69,7 @@ func New(pool *pgxpool.Pool, opts Options) *Service {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	store := &eventstore.Store{Pool: pool}
+	store := &eventstore.Store{Pool: pool, Upcast: opts.Upcast}
 	s := &Service{
 		Pool: pool, Store: store, Opts: opts, Log: opts.Log,
 		Orders:    &orders.Service{Store: store, SnapshotEvery: opts.SnapshotEvery, InTx: saga.StartTx(opts.Style)},

@@ -76,7 +76,7 @@ type Percentiles struct {
 }
 
 func (r Report) String() string {
-	s := fmt.Sprintf("placed %d orders (%d refused) in %v: %.1f orders/s\nsagas: %d completed, %d compensated\n",
+	s := fmt.Sprintf("placed %d orders (%d refused) in %v: %.1f orders/s\nsagas in the database: %d completed, %d compensated\n",
 		r.Placed, r.Rejected, r.Elapsed.Round(time.Millisecond), float64(r.Placed)/r.Elapsed.Seconds(), r.Completed, r.Compens)
 	for _, cmd := range []string{"place", "add_item", "cancel", "ship", "get"} {
 		if p, ok := r.Latency[cmd]; ok {
