@@ -13,6 +13,10 @@ type Config struct {
 	Metadata       Metadata   // shared metadata database (directory, epochs, 2PC log)
 	Pool           Pool       // backend pool settings
 	TwoPhaseCommit bool       // cross-shard transactions allowed
+	// TwoPhaseGraceMillis is how old a prepared transaction of shardproxy must
+	// be before recovery resolves it (key two_phase_commit_grace, Go duration);
+	// 0 means DefaultTwoPhaseGrace. See TwoPhaseGrace.
+	TwoPhaseGraceMillis int
 	Shards         []Shard    // in YAML order; shard index = position
 	Strategies     []Strategy // in YAML order
 	Tables         []Table    // in YAML order
@@ -116,6 +120,18 @@ type Table struct {
 	Strategy  string // strategy name (empty for reference tables)
 	Reference bool   // full copy on every shard
 	Line      int
+}
+
+// DefaultTwoPhaseGrace leaves a live proxy's in-flight commits alone.
+const DefaultTwoPhaseGrace = 30 * time.Second
+
+// TwoPhaseGrace is how old a prepared transaction must be before recovery
+// resolves it from the decision log.
+func (c *Config) TwoPhaseGrace() time.Duration {
+	if c.TwoPhaseGraceMillis == 0 {
+		return DefaultTwoPhaseGrace
+	}
+	return time.Duration(c.TwoPhaseGraceMillis) * time.Millisecond
 }
 
 // ShutdownTimeout is how long a drain waits for open transactions.
