@@ -13,10 +13,6 @@ type Config struct {
 	Metadata       Metadata   // shared metadata database (directory, epochs, 2PC log)
 	Pool           Pool       // backend pool settings
 	TwoPhaseCommit bool       // cross-shard transactions allowed
-	// TwoPhaseGraceMillis is how old a prepared transaction of shardproxy must
-	// be before recovery resolves it (key two_phase_commit_grace, Go duration);
-	// 0 means DefaultTwoPhaseGrace. See TwoPhaseGrace.
-	TwoPhaseGraceMillis int
 	Shards         []Shard    // in YAML order; shard index = position
 	Strategies     []Strategy // in YAML order
 	Tables         []Table    // in YAML order
@@ -29,6 +25,10 @@ type Config struct {
 	// SELECT 1 (key health_check_interval, Go duration string); 0 means
 	// DefaultHealthCheckInterval. See HealthCheckInterval.
 	HealthCheckIntervalMillis int
+	// TwoPhaseGraceMillis is how old a prepared transaction of shardproxy must
+	// be before recovery resolves it (key two_phase_commit_grace, Go duration);
+	// 0 means DefaultTwoPhaseGrace. See TwoPhaseGrace.
+	TwoPhaseGraceMillis int
 }
 
 type TLS struct {

@@ -118,7 +118,17 @@ func sqlState(err error) string {
 	return ""
 }
 
-var txnModes = []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement}
+var txnModes = []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec}
+
+// execIn runs sql in the simple protocol, or (any other mode) in the
+// extended protocol even without parameters (pgx would switch to simple).
+func execIn(ctx context.Context, c *pgx.Conn, mode pgx.QueryExecMode, sql string) error {
+	if mode == pgx.QueryExecModeSimpleProtocol {
+		_, err := c.Exec(ctx, sql, mode)
+		return err
+	}
+	return c.PgConn().ExecParams(ctx, sql, nil, nil, nil, nil).Read().Err
+}
 
 // TestCrossShardTransactions: transactions that touch both shards commit
 // atomically, and every way of not committing leaves nothing anywhere.
@@ -190,7 +200,7 @@ func TestCrossShardTransactions(t *testing.T) {
 				refsBefore, _ := f.count(t, "SELECT count(*) FROM products")
 				c := f.Connect(t)
 				for _, s := range tc.steps {
-					_, err := c.Exec(ctx, s.sql, mode)
+					err := execIn(ctx, c, mode, s.sql)
 					if got := sqlState(err); got != s.code || s.code == "" && err != nil {
 						t.Fatalf("%s: %v (SQLSTATE %q), want SQLSTATE %q", s.sql, err, got, s.code)
 					}
@@ -206,10 +216,10 @@ func TestCrossShardTransactions(t *testing.T) {
 				if refs-refsBefore != tc.refs*int64(len(f.Shards)) {
 					t.Errorf("products per shard %v, want %d more on each", per, tc.refs)
 				}
-				if _, err := c.Exec(ctx, "DELETE FROM products", mode); err != nil {
+				if err := execIn(ctx, c, mode, "DELETE FROM products"); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := c.Exec(ctx, "DELETE FROM orders", mode); err != nil {
+				if err := execIn(ctx, c, mode, "DELETE FROM orders"); err != nil {
 					t.Fatal(err)
 				}
 				f.checkClean(t)
@@ -298,16 +308,16 @@ func TestCrossShardWithout2PC(t *testing.T) {
 			t.Run(mode.String()+"/"+second, func(t *testing.T) {
 				c := f.Connect(t)
 				for _, q := range []string{"BEGIN", fmt.Sprintf("UPDATE customers SET credit = credit + 1 WHERE customer_id = %d", f.a)} {
-					if _, err := c.Exec(ctx, q, mode); err != nil {
+					if err := execIn(ctx, c, mode, q); err != nil {
 						t.Fatal(err)
 					}
 				}
-				_, err := c.Exec(ctx, second, mode)
+				err := execIn(ctx, c, mode, second)
 				var pgErr *pgconn.PgError
 				if !errors.As(err, &pgErr) || pgErr.Code != "0A000" || !strings.Contains(pgErr.Hint, "two_phase_commit: true") {
 					t.Fatalf("second shard: %v (hint %q), want 0A000 with a hint naming two_phase_commit", err, hintOf(err))
 				}
-				if _, err := c.Exec(ctx, "ROLLBACK", mode); err != nil {
+				if err := execIn(ctx, c, mode, "ROLLBACK"); err != nil {
 					t.Fatal(err)
 				}
 			})

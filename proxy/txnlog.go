@@ -79,9 +79,9 @@ func TwoPCStats() TwoPCCounts {
 // twoPC is the decision log in the metadata database and its recovery
 // sweeper. One per process config lineage: reloads keep it (see Assemble).
 type twoPC struct {
-	meta  *pgxpool.Pool
-	log   *slog.Logger
-	grace time.Duration
+	meta   *pgxpool.Pool
+	log    *slog.Logger
+	grace  time.Duration
 	shards atomic.Pointer[shardSet] // the current shards, for recovery
 
 	// crashAfter is a test hook (SHARDPROXY_2PC_CRASH_AFTER=prepare|decide):
@@ -196,7 +196,7 @@ func (t *twoPC) sweep(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	complete := true // every shard answered: unreferenced decisions may go
+	complete := true   // every shard answered: unreferenced decisions may go
 	live := []string{} // not nil: NULL would make <> ALL match nothing
 	for _, sh := range set.names {
 		still, err := t.sweepShard(ctx, set.pools.Get(sh))
