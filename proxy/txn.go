@@ -430,6 +430,7 @@ func (s *session) commitLegs(ctx context.Context, conns []*pool.Conn) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	gid := newGID()
+	started := time.Now()
 	usable := make([]bool, len(conns))
 	defer func() {
 		for i, c := range conns {
@@ -461,6 +462,12 @@ func (s *session) commitLegs(ctx context.Context, conns []*pool.Conn) error {
 		default:
 			failure = cmp(failure, backendLost(c.Shard, err))
 		}
+	}
+	if failure == nil && time.Since(started) > tp.grace/2 {
+		// Recovery may roll back what was prepared more than a grace period
+		// ago; deciding only well within it means recovery never races a
+		// commit decision (see txnlog.go).
+		failure = pgError("40000", "shardproxy: preparing the transaction on its shards took longer than half of two_phase_commit_grace (%s); rolled back", tp.grace)
 	}
 	if failure != nil {
 		s.abortPrepared(conns, prepared, usable, gid)

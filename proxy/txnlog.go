@@ -142,7 +142,7 @@ func (t *twoPC) start() {
 	t.stop, t.done = stop, make(chan struct{})
 	go func() {
 		defer close(t.done)
-		tick := time.NewTicker(sweepInterval)
+		tick := time.NewTicker(min(sweepInterval, t.grace))
 		defer tick.Stop()
 		for {
 			t.sweep(ctx)
