@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shardproxy/shardproxy/proxy"
 )
 
 const twoPCBody = defaultBody + "two_phase_commit: true\n"
@@ -331,4 +333,39 @@ func hintOf(err error) string {
 		return pgErr.Hint
 	}
 	return ""
+}
+
+// TestCrossShardAdminAndMetrics: SHOW TRANSACTIONS marks a transaction that
+// spans shards, and the two-phase commit counters count its commit.
+func TestCrossShardAdminAndMetrics(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	ctx := context.Background()
+	before := proxy.TwoPCStats()
+	c := f.Connect(t)
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int64{f.a, f.b} {
+		if _, err := tx.Exec(ctx, "UPDATE customers SET credit = credit + 1 WHERE customer_id = $1", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var found bool
+	for _, r := range adminRows(t, connectAdmin(t, f.fixture), "SHOW TRANSACTIONS") {
+		if r["two_phase"] == "yes" && r["shard"] == "s0,s1" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("SHOW TRANSACTIONS does not show the transaction on s0,s1 as two-phase: %v",
+			adminRows(t, connectAdmin(t, f.fixture), "SHOW TRANSACTIONS"))
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after := proxy.TwoPCStats(); after.Committed != before.Committed+1 {
+		t.Fatalf("2PC commits counted: %d -> %d, want one more", before.Committed, after.Committed)
+	}
+	f.checkClean(t)
 }
