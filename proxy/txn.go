@@ -227,6 +227,9 @@ func (s *session) txStatement(ctx context.Context, st *router.Statement, text st
 	}
 	switch st.Kind {
 	case router.KindCommit, router.KindRollback:
+		if chained(text) {
+			return true, true, s.sendError(errChain())
+		}
 		tag, err := s.endTx(ctx, st.Kind == router.KindCommit)
 		if err != nil {
 			return true, true, s.send(errorResponse(s.log, err))
@@ -246,6 +249,17 @@ func (s *session) txStatement(ctx context.Context, st *router.Statement, text st
 		return true, failed, err
 	}
 	return false, false, nil
+}
+
+// chained reports COMMIT AND CHAIN / ROLLBACK AND CHAIN.
+func chained(text string) bool {
+	t := strings.Join(strings.Fields(strings.ToLower(text)), " ")
+	return strings.Contains(t, "and chain")
+}
+
+func errChain() error {
+	return errNotSupported("end the transaction, then BEGIN a new one",
+		"AND CHAIN is not supported for a transaction that spans shards")
 }
 
 // savepointTag is the command tag Postgres gives a savepoint statement.
@@ -690,6 +704,9 @@ func (s *session) extTxStatement(ctx context.Context, ps *prepared) error {
 	st := ps.st
 	switch st.Kind {
 	case router.KindCommit, router.KindRollback:
+		if chained(ps.query) {
+			return s.extFail(errChain())
+		}
 		tag, err := s.endTx(ctx, st.Kind == router.KindCommit)
 		if err != nil {
 			return s.extFail(err)

@@ -190,6 +190,8 @@ func TestCrossShardTransactions(t *testing.T) {
 			{"COMMIT", "23505"}}},
 		{name: "PREPARE TRANSACTION is refused", steps: []step{
 			{"BEGIN", ""}, {upd(a, 1), ""}, {upd(b, 1), ""}, {"PREPARE TRANSACTION 'mine'", "0A000"}, {"ROLLBACK", ""}}},
+		{name: "COMMIT AND CHAIN is refused", steps: []step{
+			{"BEGIN", ""}, {upd(a, 1), ""}, {upd(b, 1), ""}, {"COMMIT AND CHAIN", "0A000"}, {"COMMIT", ""}}},
 		{name: "autocommit statement on every shard", steps: []step{{"UPDATE customers SET credit = credit + 7", ""}},
 			all: 7},
 		{name: "autocommit statement on every shard fails on one", steps: []step{
@@ -366,6 +368,37 @@ func TestCrossShardAdminAndMetrics(t *testing.T) {
 	}
 	if after := proxy.TwoPCStats(); after.Committed != before.Committed+1 {
 		t.Fatalf("2PC commits counted: %d -> %d, want one more", before.Committed, after.Committed)
+	}
+	f.checkClean(t)
+}
+
+// TestCrossShardMultiStatementQuery: inside a transaction block, a simple
+// Query whose statements target different shards runs statement by
+// statement; outside one it would need an implicit cross-shard transaction
+// and is refused.
+func TestCrossShardMultiStatementQuery(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	ctx := context.Background()
+	c := f.Connect(t)
+	before := f.credits(t)
+	both := fmt.Sprintf("UPDATE customers SET credit = credit + 1 WHERE customer_id = %d; UPDATE customers SET credit = credit + 1 WHERE customer_id = %d", f.a, f.b)
+	if _, err := c.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, both); err != nil {
+		t.Fatalf("two shards in one Query inside BEGIN: %v", err)
+	}
+	if _, err := c.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, both); sqlState(err) != "0A000" {
+		t.Fatalf("two shards in one Query outside a transaction: %v, want 0A000", err)
+	}
+	after := f.credits(t)
+	for _, id := range []int64{f.a, f.b} {
+		if after[id] != before[id]+1 {
+			t.Errorf("customer %d: credit %d, want %d", id, after[id], before[id]+1)
+		}
 	}
 	f.checkClean(t)
 }

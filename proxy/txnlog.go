@@ -33,8 +33,13 @@ import (
 // prepared transaction without a row, inserts (gid, committed=false) first
 // and rolls back only if its insert won. So a recovery sweep can never roll
 // back a transaction whose coordinator is about to commit it (the
-// coordinator's insert then fails and it rolls back too), which makes the
-// grace period a matter of politeness to live siblings, not of safety.
+// coordinator's insert then fails and it rolls back too). Recovery only
+// touches transactions prepared more than two_phase_commit_grace ago, and a
+// coordinator decides only within half of that after it started to prepare
+// (else it rolls back), so the race is not even run in practice: live
+// siblings' commits are left alone. Decision rows are deleted when nothing
+// is prepared for them on any shard and they are older than the grace
+// period, so that a late coordinator still finds recovery's rollback row.
 
 const (
 	gidPrefix      = "shardproxy:"
@@ -213,7 +218,7 @@ func (t *twoPC) sweep(ctx context.Context) {
 		return
 	}
 	tag, err := t.meta.Exec(ctx, `DELETE FROM `+decisionsTable+`
-		WHERE decided_at < now() - $1::interval AND gid <> ALL($2)`, t.grace.String(), live)
+		WHERE decided_at < now() - make_interval(secs => $1) AND gid <> ALL($2)`, t.grace.Seconds(), live)
 	if err != nil {
 		if ctx.Err() == nil {
 			t.log.Warn("two-phase commit recovery: deleting finished decisions failed", "err", err)
@@ -242,9 +247,9 @@ func (t *twoPC) sweepShard(ctx context.Context, p *pool.Pool) ([]string, error) 
 	}()
 	// The database filter matters: a prepared transaction can only be
 	// finished from the database it was prepared in.
-	rows, err := queryRows(c, fmt.Sprintf(`SELECT gid, prepared < now() - interval %s FROM pg_prepared_xacts
+	rows, err := queryRows(c, fmt.Sprintf(`SELECT gid, prepared < now() - make_interval(secs => %f) FROM pg_prepared_xacts
 		WHERE database = current_database() AND gid LIKE %s`,
-		quoteLiteral(t.grace.String()), quoteLiteral(gidPrefix+"%")))
+		t.grace.Seconds(), quoteLiteral(gidPrefix+"%")))
 	if err != nil {
 		return nil, err
 	}
