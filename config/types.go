@@ -29,6 +29,12 @@ type Config struct {
 	// be before recovery resolves it (key two_phase_commit_grace, Go duration);
 	// 0 means DefaultTwoPhaseGrace. See TwoPhaseGrace.
 	TwoPhaseGraceMillis int
+	// MergeMemory bounds the bytes one multi-shard statement may hold in
+	// the proxy while merging (sorts above aggregates, GROUP BY groups,
+	// DISTINCT sets); beyond it the statement fails with 53200. Key
+	// merge_memory: bytes as an integer or with a unit ("64MB", "512kB",
+	// "1GB", as Postgres writes memory settings). Default 64MB.
+	MergeMemory int64
 }
 
 type TLS struct {
