@@ -402,3 +402,84 @@ func TestCrossShardMultiStatementQuery(t *testing.T) {
 	}
 	f.checkClean(t)
 }
+
+// TestCrossShardPipeline: a pgx batch (one pipeline, one Sync) inside a
+// transaction moves between the shards' backends statement by statement;
+// an error in it fails the whole transaction.
+func TestCrossShardPipeline(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	ctx := context.Background()
+	c := f.Connect(t)
+	before := f.credits(t)
+	upd := "UPDATE customers SET credit = credit + $2 WHERE customer_id = $1"
+	run := func(t *testing.T, deltas []int, wantErr string) {
+		t.Helper()
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := &pgx.Batch{}
+		ids := []int64{f.a, f.b, f.a}
+		for i, d := range deltas {
+			b.Queue(upd, ids[i], d)
+		}
+		b.Queue("SELECT credit FROM customers WHERE customer_id = $1", f.b)
+		err = tx.SendBatch(ctx, b).Close()
+		if sqlState(err) != wantErr || wantErr == "" && err != nil {
+			t.Fatalf("batch: %v, want SQLSTATE %q", err, wantErr)
+		}
+		if wantErr != "" {
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(t, []int{1, 2, 4}, "")
+	run(t, []int{1, -1000, 4}, "23514")
+	after := f.credits(t)
+	if after[f.a] != before[f.a]+5 || after[f.b] != before[f.b]+2 {
+		t.Fatalf("credits a %d -> %d (want +5), b %d -> %d (want +2)", before[f.a], after[f.a], before[f.b], after[f.b])
+	}
+	f.checkClean(t)
+}
+
+// TestCrossShardLegLost: a shard's backend dies while the transaction is
+// open; COMMIT must then roll back on the other shard too (its PREPARE is
+// undone), and the client gets an error, not COMMIT.
+func TestCrossShardLegLost(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	ctx := context.Background()
+	c := f.Connect(t)
+	before := f.credits(t)
+	for _, q := range []string{"BEGIN",
+		fmt.Sprintf("UPDATE customers SET credit = credit + 1 WHERE customer_id = %d", f.a),
+		fmt.Sprintf("UPDATE customers SET credit = credit + 1 WHERE customer_id = %d", f.b)} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var killed int
+	if err := f.Direct(t, "s1").QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND state = 'idle in transaction' AND pid <> pg_backend_pid()`).Scan(&killed); err != nil || killed != 1 {
+		t.Fatalf("terminating the transaction's backend on s1: %d, %v", killed, err)
+	}
+	_, err := c.Exec(ctx, "COMMIT")
+	if code := sqlState(err); code == "" || code == "00000" {
+		t.Fatalf("COMMIT after losing a shard: %v, want an error", err)
+	}
+	after := f.credits(t)
+	for id, v := range before {
+		if after[id] != v {
+			t.Errorf("customer %d: %d, want %d (nothing committed)", id, after[id], v)
+		}
+	}
+	// The session is usable again.
+	if _, err := c.Exec(ctx, "UPDATE customers SET credit = credit WHERE customer_id = $1", f.a); err != nil {
+		t.Fatal(err)
+	}
+	f.checkClean(t)
+}
