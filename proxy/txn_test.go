@@ -22,7 +22,7 @@ type txnFixture struct {
 	a, b int64 // a customer on s0, one on s1
 }
 
-func startTxnFixture(t *testing.T, body string) txnFixture {
+func startTxnFixture(t testing.TB, body string) txnFixture {
 	t.Helper()
 	f := startFixture(t, fixtureOptions{Body: body})
 	ctx := context.Background()
