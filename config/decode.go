@@ -75,6 +75,9 @@ func (d *decoder) config(root *yaml.Node, path string) *Config {
 	}
 	if b, ok := d.boolean(f["two_phase_commit"], "two_phase_commit"); ok {
 		c.TwoPhaseCommit = b
+		if b && c.Metadata.DSN == "" {
+			d.errorf(f["two_phase_commit"], "two_phase_commit", "needs metadata.dsn: the commit decisions are logged in the metadata database")
+		}
 	}
 	if s, ok := d.str(f["two_phase_commit_grace"], "two_phase_commit_grace"); ok {
 		dur, err := time.ParseDuration(s)
