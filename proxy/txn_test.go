@@ -483,3 +483,53 @@ func TestCrossShardLegLost(t *testing.T) {
 	}
 	f.checkClean(t)
 }
+
+// TestCrossShardMergedSelect: a merged multi-shard SELECT (aggregate,
+// ORDER BY ... LIMIT) inside a cross-shard transaction runs on the
+// transaction's backends and sees its uncommitted writes.
+func TestCrossShardMergedSelect(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	ctx := context.Background()
+	c := f.Connect(t)
+	base := f.credits(t)
+	var total int64
+	for _, v := range base {
+		total += int64(v)
+	}
+	for _, mode := range txnModes {
+		t.Run(mode.String(), func(t *testing.T) {
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.Exec(ctx, "UPDATE customers SET credit = credit + 1000 WHERE customer_id = $1", mode, f.b); err != nil {
+				t.Fatal(err)
+			}
+			var sum, n int64
+			if err := tx.QueryRow(ctx, "SELECT sum(credit), count(*) FROM customers WHERE credit >= $1", mode, 0).Scan(&sum, &n); err != nil {
+				t.Fatal(err)
+			}
+			if sum != total+1000 || n != int64(len(base)) {
+				t.Fatalf("sum %d count %d inside the transaction, want %d and %d", sum, n, total+1000, len(base))
+			}
+			var top int64
+			if err := tx.QueryRow(ctx, "SELECT customer_id FROM customers ORDER BY credit DESC LIMIT $1", mode, 1).Scan(&top); err != nil || top != f.b {
+				t.Fatalf("top customer %d, %v; want %d", top, err, f.b)
+			}
+			if _, err := tx.Exec(ctx, "UPDATE customers SET credit = credit - 1000 WHERE customer_id = $1", mode, f.a); sqlState(err) != "23514" {
+				t.Fatalf("violating update: %v", err)
+			}
+			if err := tx.QueryRow(ctx, "SELECT sum(credit) FROM customers WHERE credit >= $1", mode, 0).Scan(&sum); sqlState(err) != "25P02" {
+				t.Fatalf("merged SELECT in a failed transaction: %v, want 25P02", err)
+			}
+		})
+	}
+	after := f.credits(t)
+	for id, v := range base {
+		if after[id] != v {
+			t.Errorf("customer %d: %d, want %d", id, after[id], v)
+		}
+	}
+	f.checkClean(t)
+}
