@@ -533,3 +533,27 @@ func TestCrossShardMergedSelect(t *testing.T) {
 	}
 	f.checkClean(t)
 }
+
+// TestCrossShardCopy: COPY FROM STDIN split over both shards commits with
+// two-phase commit.
+func TestCrossShardCopy(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	ctx := context.Background()
+	c := f.Connect(t)
+	before := proxy.TwoPCStats()
+	var data strings.Builder
+	for id := 101; id <= 120; id++ {
+		fmt.Fprintf(&data, "%d\t5\n", id)
+	}
+	tag, err := c.PgConn().CopyFrom(ctx, strings.NewReader(data.String()), "COPY customers (customer_id, credit) FROM STDIN")
+	if err != nil || tag.RowsAffected() != 20 {
+		t.Fatalf("COPY: %v, %v", tag, err)
+	}
+	if n, per := f.count(t, "SELECT count(*) FROM customers WHERE customer_id > 100"); n != 20 || per["s0"] == 0 || per["s1"] == 0 {
+		t.Fatalf("copied rows per shard %v, want 20 on both shards", per)
+	}
+	if after := proxy.TwoPCStats(); after.Committed <= before.Committed {
+		t.Fatalf("the COPY did not commit through two-phase commit: %+v -> %+v", before, after)
+	}
+	f.checkClean(t)
+}
