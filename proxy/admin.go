@@ -583,7 +583,28 @@ func (s *Server) showTransactions() *resultSet {
 		if cs.tx == 'E' {
 			state = "aborted"
 		}
-		rs.add(cs.info.id, cs.info.user, shard, state, formatTime(cs.info.txSince.Load()), "no")
+		twoPhase := "no"
+		if len(cs.backends) > 1 {
+			twoPhase = "yes" // commits with two-phase commit (txn.go)
+		}
+		rs.add(cs.info.id, cs.info.user, shard, state, formatTime(cs.info.txSince.Load()), twoPhase)
+	}
+	// Logged decisions whose prepared transactions are not all finished yet
+	// (or not yet forgotten): in doubt until COMMIT PREPARED reaches every shard.
+	if rt := s.Runtime(); rt != nil && rt.twopc != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if rows, err := rt.twopc.inDoubt(ctx); err == nil {
+			for _, r := range rows {
+				outcome := "in doubt: rollback decided"
+				if r[2] == "true" {
+					outcome = "in doubt: commit decided"
+				}
+				rs.add(r[0], "", r[1], outcome, r[3], "yes")
+			}
+		} else {
+			s.log.Warn("SHOW TRANSACTIONS: reading the two-phase commit log failed", "err", err)
+		}
 	}
 	return rs
 }

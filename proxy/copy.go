@@ -86,6 +86,7 @@ type copyLeg struct {
 	inCopy bool   // the shard is in COPY IN mode
 	err    *pgproto3.ErrorResponse
 	count  int64
+	given  bool // committed by commitLegs, which gave the backend back
 }
 
 // copyRun holds the legs of one COPY FROM.
@@ -200,6 +201,15 @@ func (r *copyRun) end(msg pgproto3.FrontendMessage, commit bool) (*pgproto3.Erro
 			first = l.err
 		}
 	}
+	if commit && first == nil && lost == nil && len(r.legs) > 1 && r.s.runtime().Config.TwoPhaseCommit {
+		// Atomic across shards: two-phase commit (txn.go), which gives the
+		// backends back to their pools itself.
+		conns := make([]*pool.Conn, len(r.legs))
+		for i, l := range r.legs {
+			conns[i], l.given = l.c, true
+		}
+		return nil, r.s.commitLegs(context.Background(), conns)
+	}
 	end := "COMMIT"
 	if !commit || first != nil || lost != nil {
 		end = "ROLLBACK"
@@ -260,6 +270,9 @@ func (l *copyLeg) readReply() error {
 func (r *copyRun) release() {
 	rt := r.s.runtime()
 	for _, l := range r.legs {
+		if l.given {
+			continue
+		}
 		r.s.setActive(l.c, false)
 		if l.live {
 			rt.Pools.Get(l.shard).Release(l.c)
