@@ -263,6 +263,9 @@ func (s *session) failTransaction() {
 	s.attached.Send(&pgproto3.Query{String: abortSQL})
 	s.prelude++
 	s.tx.failed = true // no other shard may join it (see join)
+	// The backend fails the transaction when it runs abortSQL, with the
+	// next statement; the client's ReadyForQuery must say so already now.
+	s.txStatus = 'E'
 }
 
 // abortSQL makes a backend transaction fail on purpose, so that it rolls back
