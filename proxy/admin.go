@@ -80,12 +80,14 @@ func (g *pauseGate) wait(ctx context.Context, shard string) error {
 // transaction takes a backend (attach, and every leg of a multi-shard
 // statement); catalog reads, Describe and table-less reads outside a
 // transaction are not held, so that other shards keep serving. While
-// nothing is paused it costs one atomic load.
+// nothing is paused it costs two atomic loads.
 func (s *session) holdIfPaused(ctx context.Context, shard string) error {
-	if !s.srv.admin.gate.any.Load() {
-		return nil
+	if s.srv.admin.gate.any.Load() {
+		if err := s.srv.admin.gate.wait(ctx, shard); err != nil {
+			return err
+		}
 	}
-	return s.srv.admin.gate.wait(ctx, shard)
+	return s.checkMapAfterHold() // see reshard.go
 }
 
 // pause closes the gate for shard ("" = every shard).

@@ -53,17 +53,17 @@ func sharedServers(t testing.TB) []*pgtest.Server {
 }
 
 // cluster is a fresh database on every shared server.
-type cluster struct {
+type Cluster struct {
 	DB      string
 	Servers map[string]*pgtest.Server // s0, s1, s2, meta
 }
 
-func newCluster(t testing.TB) *cluster {
+func NewCluster(t testing.TB) *Cluster {
 	t.Helper()
 	srvs := sharedServers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c := &cluster{DB: fmt.Sprintf("r%d", dbSeq.Add(1)), Servers: map[string]*pgtest.Server{}}
+	c := &Cluster{DB: fmt.Sprintf("r%d", dbSeq.Add(1)), Servers: map[string]*pgtest.Server{}}
 	for i, name := range []string{"s0", "s1", "s2", "meta"} {
 		c.Servers[name] = srvs[i]
 		if err := srvs[i].CreateDatabase(ctx, c.DB); err != nil {
@@ -82,7 +82,7 @@ var exampleDSNs = map[string]string{
 }
 
 // mapText rewrites a YAML shard map so that its DSNs point at c.
-func (c *cluster) mapText(t testing.TB, yaml string) string {
+func (c *Cluster) mapText(t testing.TB, yaml string) string {
 	t.Helper()
 	for name, dsn := range exampleDSNs {
 		yaml = strings.ReplaceAll(yaml, dsn, c.Servers[name].DSN(c.DB))
@@ -91,7 +91,7 @@ func (c *cluster) mapText(t testing.TB, yaml string) string {
 }
 
 // loadMap reads a shard map from testdata/resharding and points it at c.
-func (c *cluster) loadMap(t testing.TB, file string) (*config.Config, string) {
+func (c *Cluster) LoadMap(t testing.TB, file string) (*config.Config, string) {
 	t.Helper()
 	b, err := os.ReadFile("../testdata/resharding/" + file)
 	if err != nil {
@@ -105,7 +105,7 @@ func (c *cluster) loadMap(t testing.TB, file string) (*config.Config, string) {
 	return cfg, text
 }
 
-func (c *cluster) exec(t testing.TB, shard, sql string) {
+func (c *Cluster) Exec(t testing.TB, shard, sql string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -114,7 +114,7 @@ func (c *cluster) exec(t testing.TB, shard, sql string) {
 	}
 }
 
-func (c *cluster) conn(t testing.TB, shard string) *pgx.Conn {
+func (c *Cluster) Conn(t testing.TB, shard string) *pgx.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -128,7 +128,7 @@ func (c *cluster) conn(t testing.TB, shard string) *pgx.Conn {
 
 // seedRows inserts rows on the shard cfg names for each key: table(cols)
 // gets one row per element of rows, whose element keyIdx is the shard key.
-func seedRows(t testing.TB, c *cluster, cfg *config.Config, table string, cols []string, keyIdx int, rows [][]any) {
+func seedRows(t testing.TB, c *Cluster, cfg *config.Config, table string, cols []string, keyIdx int, rows [][]any) {
 	t.Helper()
 	ctx := context.Background()
 	strats, err := strategies.Build(ctx, cfg, nil)
@@ -146,23 +146,23 @@ func seedRows(t testing.TB, c *cluster, cfg *config.Config, table string, cols [
 		per[owner] = append(per[owner], r)
 	}
 	for shard, rs := range per {
-		conn := c.conn(t, shard)
+		conn := c.Conn(t, shard)
 		if _, err := conn.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rs)); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-// seedExample loads testdata/resharding/schema.sql on every shard and the
+// SeedExample loads testdata/resharding/schema.sql on every shard and the
 // example data placed by cfg.
-func seedExample(t testing.TB, c *cluster, cfg *config.Config) {
+func SeedExample(t testing.TB, c *Cluster, cfg *config.Config) {
 	t.Helper()
 	schema, err := os.ReadFile("../testdata/resharding/schema.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range cfg.Shards {
-		c.exec(t, s.Name, string(schema))
+		c.Exec(t, s.Name, string(schema))
 	}
 	var customers, orders, events [][]any
 	for i := int64(1); i <= 300; i++ {
@@ -179,7 +179,7 @@ func seedExample(t testing.TB, c *cluster, cfg *config.Config) {
 	seedRows(t, c, cfg, "events", []string{"id", "kind", "payload"}, 0, events)
 }
 
-func mustParse(t testing.TB, text string) *config.Config {
+func MustParse(t testing.TB, text string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse([]byte(text), "")
 	if err != nil {
@@ -187,3 +187,4 @@ func mustParse(t testing.TB, text string) *config.Config {
 	}
 	return cfg
 }
+

@@ -12,11 +12,11 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestPlanGolden(t *testing.T) {
-	c := newCluster(t)
-	cur, _ := c.loadMap(t, "current.yaml")
-	next, _ := c.loadMap(t, "target.yaml")
-	seedExample(t, c, cur)
-	c.exec(t, "s2", "SELECT 1") // s2 exists but is empty: tables get created
+	c := NewCluster(t)
+	cur, _ := c.LoadMap(t, "current.yaml")
+	next, _ := c.LoadMap(t, "target.yaml")
+	SeedExample(t, c, cur)
+	c.Exec(t, "s2", "SELECT 1") // s2 exists but is empty: tables get created
 	p, err := NewPlan(context.Background(), cur, next)
 	if err != nil {
 		t.Fatal(err)
@@ -55,12 +55,12 @@ func TestPlanRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newCluster(t)
-			cur, _ := c.loadMap(t, "current.yaml")
-			next, _ := c.loadMap(t, "target.yaml")
-			seedExample(t, c, cur)
+			c := NewCluster(t)
+			cur, _ := c.LoadMap(t, "current.yaml")
+			next, _ := c.LoadMap(t, "target.yaml")
+			SeedExample(t, c, cur)
 			for _, s := range []string{"s0", "s1"} {
-				c.exec(t, s, tt.schema)
+				c.Exec(t, s, tt.schema)
 			}
 			p, err := NewPlan(context.Background(), cur, next)
 			if err != nil {
@@ -72,9 +72,9 @@ func TestPlanRefusals(t *testing.T) {
 		})
 	}
 	t.Run("structural", func(t *testing.T) {
-		c := newCluster(t)
-		cur, curText := c.loadMap(t, "current.yaml")
-		_, nextText := c.loadMap(t, "target.yaml")
+		c := NewCluster(t)
+		cur, curText := c.LoadMap(t, "current.yaml")
+		_, nextText := c.LoadMap(t, "target.yaml")
 		for _, tt := range []struct{ from, to, want string }{
 			{"orders:    {key: customer_id, strategy: by_customer}", "orders:    {key: order_id, strategy: by_customer}", "changes its shard key"},
 			{"default_shard: s0", "default_shard: s1", "default_shard changes"},
@@ -86,8 +86,8 @@ func TestPlanRefusals(t *testing.T) {
 				curT = strings.Replace(curText, tt.from, tt.to, 1)
 				tt.want = "reference table products would need a full copy"
 			}
-			c1 := mustParse(t, curT)
-			n1 := mustParse(t, text)
+			c1 := MustParse(t, curT)
+			n1 := MustParse(t, text)
 			_ = cur
 			p := &Plan{Cur: c1, Next: n1}
 			p.structure()

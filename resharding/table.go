@@ -98,31 +98,11 @@ func (ti *tableInfo) colList() string {
 // upsertSQL inserts all columns ($1..$n) or, on a primary-key conflict,
 // overwrites the non-key columns.
 func (ti *tableInfo) upsertSQL() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES (", ti.Ident, ti.colList())
+	ph := make([]string, len(ti.Cols))
 	for i := range ti.Cols {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "$%d", i+1)
+		ph[i] = fmt.Sprintf("$%d", i+1)
 	}
-	pk := make([]string, len(ti.PK))
-	for i, c := range ti.PK {
-		pk[i] = quoteIdent(c)
-	}
-	fmt.Fprintf(&b, ") ON CONFLICT (%s) DO ", strings.Join(pk, ", "))
-	var set []string
-	for _, c := range ti.Cols {
-		if !slices.Contains(ti.PK, c) {
-			set = append(set, fmt.Sprintf("%s = EXCLUDED.%s", quoteIdent(c), quoteIdent(c)))
-		}
-	}
-	if len(set) == 0 {
-		b.WriteString("NOTHING")
-	} else {
-		b.WriteString("UPDATE SET " + strings.Join(set, ", "))
-	}
-	return b.String()
+	return fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) %s", ti.Ident, ti.colList(), strings.Join(ph, ", "), ti.onConflict())
 }
 
 // deleteSQL deletes by primary key, $1..$k in PK order.
@@ -132,4 +112,22 @@ func (ti *tableInfo) deleteSQL() string {
 		conds[i] = fmt.Sprintf("%s = $%d", quoteIdent(c), i+1)
 	}
 	return fmt.Sprintf("DELETE FROM %s WHERE %s", ti.Ident, strings.Join(conds, " AND "))
+}
+
+// onConflict is the ON CONFLICT clause of an upsert by primary key.
+func (ti *tableInfo) onConflict() string {
+	pk := make([]string, len(ti.PK))
+	for i, c := range ti.PK {
+		pk[i] = quoteIdent(c)
+	}
+	var set []string
+	for _, c := range ti.Cols {
+		if !slices.Contains(ti.PK, c) {
+			set = append(set, fmt.Sprintf("%s = EXCLUDED.%s", quoteIdent(c), quoteIdent(c)))
+		}
+	}
+	if len(set) == 0 {
+		return fmt.Sprintf("ON CONFLICT (%s) DO NOTHING", strings.Join(pk, ", "))
+	}
+	return fmt.Sprintf("ON CONFLICT (%s) DO UPDATE SET %s", strings.Join(pk, ", "), strings.Join(set, ", "))
 }
