@@ -187,4 +187,3 @@ func MustParse(t testing.TB, text string) *config.Config {
 	}
 	return cfg
 }
-
