@@ -466,7 +466,7 @@ func (j *Job) drive(ctx context.Context, streamers []*streamer) error {
 	if err := j.hook("catchup"); err != nil {
 		return err
 	}
-	attempt := 0
+	tries := 0
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -488,16 +488,19 @@ func (j *Job) drive(ctx context.Context, streamers []*streamer) error {
 		if lag > j.opts.LagBytes {
 			continue
 		}
-		attempt++
-		if err := setPhase(ctx, j.meta, j.id, PhaseCutover, ""); err != nil {
+		tries++
+		var attempt int
+		err = j.meta.QueryRow(ctx, `UPDATE shardproxy_reshard_job SET attempts = attempts + 1, phase = $2, updated_at = now()
+			WHERE id = $1 RETURNING attempts`, j.id, PhaseCutover).Scan(&attempt)
+		if err != nil {
 			return err
 		}
 		ok, err := j.cutover(ctx, attempt, streamers)
 		if err != nil || ok {
 			return err
 		}
-		if attempt >= j.opts.Attempts {
-			return fmt.Errorf("cutover failed %d times; the old map keeps serving (see the log)", attempt)
+		if tries >= j.opts.Attempts {
+			return fmt.Errorf("cutover failed %d times; the old map keeps serving (see the log)", tries)
 		}
 		if err := setPhase(ctx, j.meta, j.id, PhaseCatchup, fmt.Sprintf("cutover attempt %d exceeded its bound; retrying", attempt)); err != nil {
 			return err

@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS shardproxy_reshard_job (
 	created_at  timestamptz NOT NULL DEFAULT now(),
 	updated_at  timestamptz NOT NULL DEFAULT now(),
 	rows_total  bigint NOT NULL DEFAULT 0,
+	-- cutover attempts over every process that ran the job: acks name
+	-- the attempt, so a resumed job never counts a dead process's acks.
+	attempts    int NOT NULL DEFAULT 0,
 	message     text NOT NULL DEFAULT ''
 );
 -- one row per source shard: its slot, where its stream starts and how far
@@ -186,4 +189,24 @@ func sanitize(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// RowsApplied sums the changes applied from the slots.
+func (st *Status) RowsApplied() int64 {
+	var n int64
+	for _, s := range st.Sources {
+		n += s.RowsApplied
+	}
+	return n
+}
+
+// ReadStatus connects to the metadata database and reads job id (0: the
+// latest job).
+func ReadStatus(ctx context.Context, metaDSN string, id int64) (*Status, error) {
+	meta, err := connect(ctx, metaDSN)
+	if err != nil {
+		return nil, fmt.Errorf("metadata database: %w", err)
+	}
+	defer meta.Close(context.Background())
+	return LoadStatus(ctx, meta, id)
 }

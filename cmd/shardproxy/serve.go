@@ -10,6 +10,7 @@ import (
 	"runtime/pprof"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -90,6 +91,33 @@ func serve(ctx context.Context, path string, log *slog.Logger, ready func(addr s
 		defer mu.Unlock()
 		return assembleErr
 	})
+
+	// Resharding cutovers (see proxy/reshard.go): the watcher ends with ctx.
+	watchDone := make(chan struct{})
+	if cfg.Metadata.DSN != "" {
+		go func() {
+			defer close(watchDone)
+			srv.WatchReshard(ctx, reshardWatch(cfg.Metadata.DSN, log, func(next *config.Config) error {
+				mu.Lock()
+				defer mu.Unlock()
+				a, err := proxy.Assemble(ctx, next, cur, log)
+				if err != nil {
+					return err
+				}
+				srv.SetRuntime(a.Runtime())
+				// Statements routed on the old map just before the switch
+				// still reach its pools (and get 40001 at attach): retire
+				// it a little later.
+				old := cur
+				time.AfterFunc(2*time.Second, func() { old.Retire(a) })
+				cur = a
+				return nil
+			}))
+		}()
+	} else {
+		close(watchDone)
+	}
+	defer func() { shutdown(); <-watchDone }()
 
 	// Up before the client listener so that /healthz answers as soon as
 	// clients can connect; down after the drain, so a drain can be watched.
