@@ -381,6 +381,8 @@ var adminHelp = [][2]string{
 	{"PAUSE [shard]", "wait for running transactions to end, hold new ones until RESUME"},
 	{"RESUME [shard]", "let held transactions go on"},
 	{"SHUTDOWN", "stop accepting clients and drain, as SIGTERM"},
+	{"SHOW RESHARD", "this proxy's resharding state (map epoch, shards held for a cutover, recent steps) and the latest job"},
+	{"RESHARD PLAN|START <target.yaml> / STATUS|ABORT|RESUME [job]", "resharding jobs, as the reshard CLI (START and RESUME run the job in this process)"},
 }
 
 func (a *adminConn) command(ctx context.Context, cmd string) error {
@@ -429,7 +431,11 @@ func (a *adminConn) command(ctx context.Context, cmd string) error {
 		case "TRANSACTIONS":
 			a.send("SHOW", a.srv.showTransactions())
 			return nil
+		case "RESHARD":
+			return a.showReshard(ctx) // see reshard.go
 		}
+	case verb == "RESHARD":
+		return a.reshard(ctx, f[1:]) // see reshard.go
 	case verb == "RELOAD" && len(f) == 1:
 		return a.reload()
 	case (verb == "PAUSE" || verb == "RESUME") && len(f) <= 2:

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -63,10 +65,13 @@ type ReshardWatch struct {
 type reshardState struct {
 	mu     sync.Mutex
 	epoch  int64
-	paused []string // shards held for a cutover
+	cfg    *config.Config // the map of epoch, nil before the first switch
+	paused []string       // shards held for a cutover
 	job    int64
 	until  time.Time // auto-resume deadline while paused
 	events []string  // recent protocol steps, newest last (bounded)
+
+	hook atomic.Pointer[ReshardHook] // the console's RESHARD
 }
 
 func (r *reshardState) note(format string, args ...any) {
@@ -189,7 +194,7 @@ func (s *Server) adoptEpoch(ctx context.Context, conn *pgx.Conn, w ReshardWatch,
 		return fmt.Errorf("epoch %d: %w", epoch, err)
 	}
 	s.reshard.mu.Lock()
-	s.reshard.epoch = epoch
+	s.reshard.epoch, s.reshard.cfg = epoch, cfg
 	s.reshard.mu.Unlock()
 	s.reshard.note("switched to epoch %d", epoch)
 	w.Log.Info("resharding: switched to a new shard map epoch", "epoch", epoch, "shards", len(cfg.Shards))
@@ -289,4 +294,93 @@ func (s *Server) resumeHeld(log *slog.Logger, why string) {
 	}
 	s.reshard.note("resumed %s (%s)", strings.Join(shards, ","), why)
 	log.Info("resharding: writes resumed", "shards", shards, "why", why)
+}
+
+// CheckAgainstEpoch refuses a reloaded configuration whose placement
+// differs from the map of the resharding epoch this proxy switched to: a
+// config file still holding the old map would send writes to old owners.
+func (s *Server) CheckAgainstEpoch(next *config.Config) error {
+	s.reshard.mu.Lock()
+	ec, epoch := s.reshard.cfg, s.reshard.epoch
+	s.reshard.mu.Unlock()
+	if ec == nil || samePlacement(ec, next) {
+		return nil
+	}
+	return fmt.Errorf("the shard map differs from resharding epoch %d, which this proxy serves; put the job's target map in the config file", epoch)
+}
+
+func samePlacement(a, b *config.Config) bool {
+	if a.DefaultShard != b.DefaultShard || len(a.Shards) != len(b.Shards) || len(a.Strategies) != len(b.Strategies) || len(a.Tables) != len(b.Tables) {
+		return false
+	}
+	for i := range a.Shards {
+		if a.Shards[i] != b.Shards[i] {
+			return false
+		}
+	}
+	for i := range a.Strategies {
+		x, y := a.Strategies[i], b.Strategies[i]
+		x.Line, y.Line = 0, 0
+		if !reflect.DeepEqual(x, y) {
+			return false
+		}
+	}
+	for i := range a.Tables {
+		x, y := a.Tables[i], b.Tables[i]
+		x.Line, y.Line = 0, 0
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// ReshardHook runs the console's RESHARD commands (args after the verb);
+// the serve command installs one backed by the resharding package. Each
+// returned line becomes a row.
+type ReshardHook func(ctx context.Context, args []string) ([]string, error)
+
+// SetReshardHook installs what the console's RESHARD runs.
+func (s *Server) SetReshardHook(h ReshardHook) { s.reshard.hook.Store(&h) }
+
+func (a *adminConn) reshard(ctx context.Context, args []string) error {
+	h := a.srv.reshard.hook.Load()
+	if h == nil {
+		return errNotSupported("run `shardproxy reshard ...` instead", "RESHARD is not available: this server has no resharding hook")
+	}
+	lines, err := (*h)(ctx, args)
+	if err != nil {
+		return err
+	}
+	rs := &resultSet{cols: []string{"reshard"}}
+	for _, l := range lines {
+		rs.add(l)
+	}
+	a.send("RESHARD", rs)
+	return nil
+}
+
+func (a *adminConn) showReshard(ctx context.Context) error {
+	r := &a.srv.reshard
+	r.mu.Lock()
+	rs := &resultSet{cols: []string{"item", "value"}}
+	rs.add("epoch", r.epoch)
+	rs.add("held shards", strings.Join(r.paused, ","))
+	if len(r.paused) > 0 {
+		rs.add("held for job", r.job)
+		rs.add("auto resume at", r.until.UTC().Format(time.RFC3339Nano))
+	}
+	for _, e := range r.events {
+		rs.add("step", e)
+	}
+	r.mu.Unlock()
+	if h := r.hook.Load(); h != nil {
+		if lines, err := (*h)(ctx, []string{"STATUS"}); err == nil {
+			for _, l := range lines {
+				rs.add("job", l)
+			}
+		}
+	}
+	a.send("SHOW", rs)
+	return nil
 }

@@ -7,9 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
 	"github.com/shardproxy/shardproxy/config"
@@ -273,5 +276,122 @@ func reshardWatch(metaDSN string, log *slog.Logger, apply func(*config.Config) e
 		PauseMargin: resharding.PauseMargin,
 		Log:         log,
 		Apply:       func(_ context.Context, cfg *config.Config) error { return apply(cfg) },
+	}
+}
+
+// consoleJobs runs the jobs the admin console starts, one at a time, under
+// the serve command's context; serve waits for it before it returns.
+type consoleJobs struct {
+	mu      sync.Mutex
+	running bool
+	wg      sync.WaitGroup
+}
+
+func (j *consoleJobs) start(ctx context.Context, log *slog.Logger, metaDSN string, id int64) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.running {
+		return &pgconn.PgError{Severity: "ERROR", Code: "55006", Message: "a resharding job is already running in this proxy"}
+	}
+	j.running = true
+	j.wg.Add(1)
+	go func() {
+		defer j.wg.Done()
+		err := resharding.Run(ctx, metaDSN, id, resharding.Options{Logger: log})
+		if err != nil {
+			log.Error("resharding job stopped", "job", id, "err", err)
+		} else {
+			log.Info("resharding job finished", "job", id)
+		}
+		j.mu.Lock()
+		j.running = false
+		j.mu.Unlock()
+	}()
+	return nil
+}
+
+// reshardHook serves the console's RESHARD commands. path is the served
+// config file, the current map.
+func reshardHook(ctx context.Context, path string, log *slog.Logger, jobs *consoleJobs) proxy.ReshardHook {
+	return func(cctx context.Context, args []string) ([]string, error) {
+		usage := &pgconn.PgError{Severity: "ERROR", Code: "42601", Message: "usage: RESHARD PLAN|START <target.yaml> or RESHARD STATUS|ABORT|RESUME [job]"}
+		if len(args) == 0 {
+			return nil, usage
+		}
+		cur, _, err := loadMaps(path, "")
+		if err != nil {
+			return nil, err
+		}
+		meta := cur.Metadata.DSN
+		var job int64
+		verb := strings.ToUpper(args[0])
+		if (verb == "STATUS" || verb == "ABORT" || verb == "RESUME") && len(args) == 2 {
+			if job, err = strconv.ParseInt(args[1], 10, 64); err != nil {
+				return nil, usage
+			}
+		}
+		switch {
+		case verb == "PLAN" && len(args) == 2:
+			c, n, err := loadMaps(path, args[1])
+			if err != nil {
+				return nil, err
+			}
+			p, err := resharding.NewPlan(cctx, c, n)
+			if err != nil {
+				return nil, err
+			}
+			var b strings.Builder
+			p.Print(&b)
+			return strings.Split(strings.TrimRight(b.String(), "\n"), "\n"), nil
+		case verb == "START" && len(args) == 2:
+			curText, err := os.ReadFile(path)
+			if err != nil {
+				return nil, err
+			}
+			targetText, err := os.ReadFile(args[1])
+			if err != nil {
+				return nil, err
+			}
+			id, _, err := resharding.Create(cctx, string(curText), string(targetText))
+			if err != nil {
+				return nil, err
+			}
+			if err := jobs.start(ctx, log, meta, id); err != nil {
+				return nil, err
+			}
+			return []string{fmt.Sprintf("resharding job %d started; SHOW RESHARD follows it", id)}, nil
+		case verb == "RESUME" && len(args) <= 2:
+			st, err := resharding.ReadStatus(cctx, meta, job)
+			if err != nil {
+				return nil, err
+			}
+			if err := jobs.start(ctx, log, meta, st.ID); err != nil {
+				return nil, err
+			}
+			return []string{fmt.Sprintf("resharding job %d resumed from phase %s", st.ID, st.Phase)}, nil
+		case verb == "ABORT" && len(args) <= 2:
+			st, err := resharding.ReadStatus(cctx, meta, job)
+			if err != nil {
+				return nil, err
+			}
+			if err := resharding.Abort(cctx, meta, st.ID); err != nil {
+				return nil, err
+			}
+			return []string{fmt.Sprintf("resharding job %d aborted; the old map keeps serving", st.ID)}, nil
+		case verb == "STATUS" && len(args) <= 2:
+			st, err := resharding.ReadStatus(cctx, meta, job)
+			if errors.Is(err, resharding.ErrNoJob) {
+				return []string{"no resharding job"}, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			lines := []string{statusLine(st, 0)}
+			if st.Message != "" {
+				lines = append(lines, st.Message)
+			}
+			return lines, nil
+		}
+		return nil, usage
 	}
 }

@@ -70,7 +70,11 @@ func serve(ctx context.Context, path string, log *slog.Logger, ready func(addr s
 	w := config.Watch(ctx, path, log, func(next *config.Config) {
 		mu.Lock()
 		defer mu.Unlock()
-		a, err := proxy.Assemble(ctx, next, cur, log)
+		err := srv.CheckAgainstEpoch(next)
+		a := cur
+		if err == nil {
+			a, err = proxy.Assemble(ctx, next, cur, log)
+		}
 		assembleErr = err
 		srv.NoteReload(err == nil)
 		if err != nil {
@@ -117,7 +121,9 @@ func serve(ctx context.Context, path string, log *slog.Logger, ready func(addr s
 	} else {
 		close(watchDone)
 	}
-	defer func() { shutdown(); <-watchDone }()
+	var jobs consoleJobs // RESHARD START/RESUME in the admin console
+	srv.SetReshardHook(reshardHook(ctx, path, log, &jobs))
+	defer func() { shutdown(); <-watchDone; jobs.wg.Wait() }()
 
 	// Up before the client listener so that /healthz answers as soon as
 	// clients can connect; down after the drain, so a drain can be watched.
