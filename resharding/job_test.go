@@ -211,7 +211,18 @@ func init() {
 // split) while two writers write through two proxies; killAt names a hook
 // point where a child process running the job is SIGKILLed before the job
 // is resumed here.
-func runScenario(t *testing.T, killAt string) {
+// scenario is the example cluster with two proxies on the current map and
+// a writer on each, running until stop.
+type scenario struct {
+	c                 *resharding.Cluster
+	cur, next         *config.Config
+	curText, nextText string
+	writers           []*writer
+	stop              func()
+}
+
+func startScenario(t *testing.T) *scenario {
+
 	c := resharding.NewCluster(t)
 	cur, curText := c.LoadMap(t, "current.yaml")
 	next, nextText := c.LoadMap(t, "target.yaml")
@@ -242,42 +253,21 @@ func runScenario(t *testing.T, killAt string) {
 		wg.Add(1)
 		go func() { defer wg.Done(); w.run(wctx, t) }()
 	}
-	defer func() { stopWriters(); wg.Wait() }()
+	sc := &scenario{c: c, cur: cur, next: next, curText: curText, nextText: nextText, writers: writers}
+	var once sync.Once
+	sc.stop = func() { once.Do(func() { stopWriters(); wg.Wait() }) }
+	t.Cleanup(sc.stop)
+	return sc
 
-	id, _, err := resharding.Create(ctx, curText, nextText)
-	if err != nil {
-		t.Fatal(err)
-	}
-	metaDSN := cur.Metadata.DSN
-	if killAt != "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "RESHARD_CHILD_META="+metaDSN, "RESHARD_CHILD_JOB="+strconv.FormatInt(id, 10), "RESHARD_CHILD_KILL_AT="+killAt)
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("child job: want SIGKILL at %s, got %v\n%s", killAt, err, out)
-		}
-		st, err := resharding.LoadStatus(ctx, c.Conn(t, "meta"), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("killed at %s in phase %s (%d rows copied)", killAt, st.Phase, st.RowsCopied())
-	}
-	time.Sleep(200 * time.Millisecond) // writers run under the old map for a while
-	log := slog.New(slog.NewTextHandler(testLog{t, "job"}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if err := resharding.Run(ctx, metaDSN, id, resharding.Options{BatchRows: 100, Logger: log}); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(300 * time.Millisecond) // and under the new one
-	stopWriters()
-	wg.Wait()
-	for i, w := range writers {
-		t.Logf("writer %d: %d ok, %d failed with 40001, longest statement %s", i, w.ok, w.fail, w.maxPause)
-		if w.ok == 0 {
-			t.Errorf("writer %d wrote nothing", i)
-		}
-	}
+}
 
+// check asserts that every order the writers got acknowledged is present
+// exactly once, on the shard cfg names, with its last value, that nothing
+// else is, and that the unwritten tables kept their rows, each on its
+// owner under cfg.
+func (sc *scenario) check(t *testing.T, cfg *config.Config) {
+	t.Helper()
+	c, writers, next, ctx := sc.c, sc.writers, cfg, context.Background()
 	// Every acknowledged order exactly once, on its new owner, with its last value.
 	want := map[[2]int64]string{}
 	for _, w := range writers {
@@ -344,6 +334,45 @@ func runScenario(t *testing.T, killAt string) {
 			t.Errorf("%s: %d rows, want %d", tc.table, n, tc.rows)
 		}
 	}
+}
+
+func runScenario(t *testing.T, killAt string) {
+	sc := startScenario(t)
+	c, curText, nextText, cur, ctx := sc.c, sc.curText, sc.nextText, sc.cur, context.Background()
+	id, _, err := resharding.Create(ctx, curText, nextText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metaDSN := cur.Metadata.DSN
+	if killAt != "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "RESHARD_CHILD_META="+metaDSN, "RESHARD_CHILD_JOB="+strconv.FormatInt(id, 10), "RESHARD_CHILD_KILL_AT="+killAt)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("child job: want SIGKILL at %s, got %v\n%s", killAt, err, out)
+		}
+		st, err := resharding.LoadStatus(ctx, c.Conn(t, "meta"), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("killed at %s in phase %s (%d rows copied)", killAt, st.Phase, st.RowsCopied())
+	}
+	time.Sleep(200 * time.Millisecond) // writers run under the old map for a while
+	log := slog.New(slog.NewTextHandler(testLog{t, "job"}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := resharding.Run(ctx, metaDSN, id, resharding.Options{BatchRows: 100, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // and under the new one
+	sc.stop()
+	for i, w := range sc.writers {
+		t.Logf("writer %d: %d ok, %d failed with 40001, longest statement %s", i, w.ok, w.fail, w.maxPause)
+		if w.ok == 0 {
+			t.Errorf("writer %d wrote nothing", i)
+		}
+	}
+
+	sc.check(t, sc.next)
 	assertNoReplicationLeft(t, c, []string{"s0", "s1", "s2"})
 	st, err := resharding.LoadStatus(ctx, c.Conn(t, "meta"), id)
 	if err != nil {
@@ -376,5 +405,58 @@ func TestJobHash2To3UnderWrites(t *testing.T) {
 func TestJobKilled(t *testing.T) {
 	for _, at := range []string{"copy-table", "catchup", "cutover-paused", "cleanup"} {
 		t.Run(at, func(t *testing.T) { runScenario(t, at) })
+	}
+}
+
+// TestJobAbort stops a job before its cutover and aborts it: the old map
+// keeps serving every write, the destinations hold nothing of the job, and
+// no slot or publication is left.
+func TestJobAbort(t *testing.T) {
+	for _, at := range []string{"copy-table", "catchup"} {
+		t.Run(at, func(t *testing.T) {
+			sc := startScenario(t)
+			ctx := context.Background()
+			id, _, err := resharding.Create(ctx, sc.curText, sc.nextText)
+			if err != nil {
+				t.Fatal(err)
+			}
+			meta := sc.cur.Metadata.DSN
+			errStop := errors.New("stopped by the test")
+			err = resharding.Run(ctx, meta, id, resharding.WithHook(resharding.Options{BatchRows: 100}, func(p string) error {
+				if p == at {
+					return errStop
+				}
+				return nil
+			}))
+			if !errors.Is(err, errStop) {
+				t.Fatalf("Run: %v, want the hook's error", err)
+			}
+			if err := resharding.Abort(ctx, meta, id); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond) // writers go on under the old map
+			sc.stop()
+			sc.check(t, sc.cur)
+			assertNoReplicationLeft(t, sc.c, []string{"s0", "s1", "s2"})
+			var tables int
+			if err := sc.c.Conn(t, "s2").QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").Scan(&tables); err != nil {
+				t.Fatal(err)
+			}
+			if tables != 0 {
+				t.Errorf("s2 (new in the target map) still has %d tables", tables)
+			}
+			st, err := resharding.LoadStatus(ctx, sc.c.Conn(t, "meta"), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Phase != resharding.PhaseAborted {
+				t.Errorf("phase %s, want aborted", st.Phase)
+			}
+			// Resuming an aborted job does nothing.
+			if err := resharding.Run(ctx, meta, id, resharding.Options{}); err != nil {
+				t.Errorf("resume after abort: %v", err)
+			}
+			assertNoReplicationLeft(t, sc.c, []string{"s0", "s1"})
+		})
 	}
 }
