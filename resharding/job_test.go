@@ -221,11 +221,10 @@ type scenario struct {
 	stop              func()
 }
 
-func startScenario(t *testing.T) *scenario {
-
+func startScenario(t *testing.T, curFile, nextFile string) *scenario {
 	c := resharding.NewCluster(t)
-	cur, curText := c.LoadMap(t, "current.yaml")
-	next, nextText := c.LoadMap(t, "target.yaml")
+	cur, curText := c.LoadMap(t, curFile)
+	next, nextText := c.LoadMap(t, nextFile)
 	resharding.SeedExample(t, c, cur)
 	ctx := context.Background()
 
@@ -336,8 +335,8 @@ func (sc *scenario) check(t *testing.T, cfg *config.Config) {
 	}
 }
 
-func runScenario(t *testing.T, killAt string) {
-	sc := startScenario(t)
+func runScenario(t *testing.T, curFile, nextFile, killAt string) {
+	sc := startScenario(t, curFile, nextFile)
 	c, curText, nextText, cur, ctx := sc.c, sc.curText, sc.nextText, sc.cur, context.Background()
 	id, _, err := resharding.Create(ctx, curText, nextText)
 	if err != nil {
@@ -398,13 +397,20 @@ func assertNoReplicationLeft(t *testing.T, c *resharding.Cluster, shards []strin
 	}
 }
 
-func TestJobHash2To3UnderWrites(t *testing.T) {
-	runScenario(t, "")
+// TestJobUnderWrites moves customers and orders from 2 to 3 shards and
+// splits the events range onto the new shard, while writers write.
+func TestJobUnderWrites(t *testing.T) {
+	for _, tt := range []struct{ name, cur, next string }{
+		{"hash", "current.yaml", "target.yaml"},
+		{"consistent", "consistent_current.yaml", "consistent_target.yaml"},
+	} {
+		t.Run(tt.name, func(t *testing.T) { runScenario(t, tt.cur, tt.next, "") })
+	}
 }
 
 func TestJobKilled(t *testing.T) {
 	for _, at := range []string{"copy-table", "catchup", "cutover-paused", "cleanup"} {
-		t.Run(at, func(t *testing.T) { runScenario(t, at) })
+		t.Run(at, func(t *testing.T) { runScenario(t, "current.yaml", "target.yaml", at) })
 	}
 }
 
@@ -414,7 +420,7 @@ func TestJobKilled(t *testing.T) {
 func TestJobAbort(t *testing.T) {
 	for _, at := range []string{"copy-table", "catchup"} {
 		t.Run(at, func(t *testing.T) {
-			sc := startScenario(t)
+			sc := startScenario(t, "current.yaml", "target.yaml")
 			ctx := context.Background()
 			id, _, err := resharding.Create(ctx, sc.curText, sc.nextText)
 			if err != nil {
