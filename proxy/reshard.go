@@ -59,6 +59,10 @@ type ReshardWatch struct {
 	Prepare     func(ctx context.Context, meta *pgx.Conn) error
 	PauseMargin time.Duration
 	Log         *slog.Logger
+	// Ready, if set, is called once, after the newest epoch was adopted
+	// for the first time: a proxy restarted with an old map file should
+	// not serve before it knows the map a job switched to.
+	Ready func()
 }
 
 // reshardState is what SHOW RESHARD reports about this proxy.
@@ -93,6 +97,9 @@ func (s *Server) WatchReshard(ctx context.Context, w ReshardWatch) {
 	}
 	if w.Log == nil {
 		w.Log = s.log
+	}
+	if w.Ready != nil {
+		w.Ready = sync.OnceFunc(w.Ready) // not again after a reconnect
 	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -131,6 +138,9 @@ func (s *Server) watchReshardOnce(ctx context.Context, w ReshardWatch) error {
 	}
 	if err := s.adoptEpoch(ctx, conn, w, 0); err != nil {
 		return err
+	}
+	if w.Ready != nil {
+		w.Ready()
 	}
 	for {
 		wctx, cancel := context.WithTimeout(ctx, time.Second)

@@ -98,10 +98,11 @@ func serve(ctx context.Context, path string, log *slog.Logger, ready func(addr s
 
 	// Resharding cutovers (see proxy/reshard.go): the watcher ends with ctx.
 	watchDone := make(chan struct{})
+	epochKnown := make(chan struct{})
 	if cfg.Metadata.DSN != "" {
 		go func() {
 			defer close(watchDone)
-			srv.WatchReshard(ctx, reshardWatch(cfg.Metadata.DSN, log, func(next *config.Config) error {
+			rw := reshardWatch(cfg.Metadata.DSN, log, func(next *config.Config) error {
 				mu.Lock()
 				defer mu.Unlock()
 				a, err := proxy.Assemble(ctx, next, cur, log)
@@ -116,8 +117,18 @@ func serve(ctx context.Context, path string, log *slog.Logger, ready func(addr s
 				time.AfterFunc(2*time.Second, func() { old.Retire(a) })
 				cur = a
 				return nil
-			}))
+			})
+			rw.Ready = func() { close(epochKnown) }
+			srv.WatchReshard(ctx, rw)
 		}()
+		// Do not serve an old map file after a resharding switched the
+		// cluster: wait (bounded) for the newest epoch.
+		select {
+		case <-epochKnown:
+		case <-time.After(10 * time.Second):
+			log.Warn("resharding epochs unknown (metadata database unreachable); serving the configured map")
+		case <-ctx.Done():
+		}
 	} else {
 		close(watchDone)
 	}
