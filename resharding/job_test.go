@@ -28,7 +28,7 @@ type testProxy struct {
 	addr string
 }
 
-func startProxy(t *testing.T, c *resharding.Cluster, cfg *config.Config, id string) *testProxy {
+func startProxy(t testing.TB, c *resharding.Cluster, cfg *config.Config, id string) *testProxy {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(testLog{t, id}, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -102,7 +102,7 @@ func startProxy(t *testing.T, c *resharding.Cluster, cfg *config.Config, id stri
 }
 
 type testLog struct {
-	t  *testing.T
+	t  testing.TB
 	id string
 }
 
@@ -123,6 +123,15 @@ type writer struct {
 	// writer saw it, logged only: no timing assertions).
 	maxPause time.Duration
 	history  map[[2]int64][]string // per key: what was sent and how it ended
+	// interval, if set, paces the writer (one statement per interval);
+	// samples then records every statement's start and duration.
+	interval time.Duration
+	samples  []sample
+}
+
+type sample struct {
+	start time.Time
+	d     time.Duration
 }
 
 func (w *writer) note(k [2]int64, op string, start time.Time, err error) {
@@ -134,7 +143,7 @@ func (w *writer) note(k [2]int64, op string, start time.Time, err error) {
 
 // run writes until stop ends; each statement runs to its end (its own
 // context), so that every outcome is known.
-func (w *writer) run(stop context.Context, t *testing.T) {
+func (w *writer) run(stop context.Context, t testing.TB) {
 	rng := rand.New(rand.NewPCG(uint64(w.next), 7))
 	for stop.Err() == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -174,8 +183,13 @@ func (w *writer) run(stop context.Context, t *testing.T) {
 			w.note(k, "delete", start, err)
 		}
 		cancel()
-		if d := time.Since(start); d > w.maxPause {
+		d := time.Since(start)
+		if d > w.maxPause {
 			w.maxPause = d
+		}
+		if w.interval > 0 {
+			w.samples = append(w.samples, sample{start, d})
+			time.Sleep(time.Until(start.Add(w.interval)))
 		}
 		if err != nil {
 			var pe *pgconn.PgError
@@ -221,7 +235,7 @@ type scenario struct {
 	stop              func()
 }
 
-func startScenario(t *testing.T, curFile, nextFile string) *scenario {
+func startScenario(t testing.TB, curFile, nextFile string) *scenario {
 	c := resharding.NewCluster(t)
 	cur, curText := c.LoadMap(t, curFile)
 	next, nextText := c.LoadMap(t, nextFile)
@@ -264,7 +278,7 @@ func startScenario(t *testing.T, curFile, nextFile string) *scenario {
 // exactly once, on the shard cfg names, with its last value, that nothing
 // else is, and that the unwritten tables kept their rows, each on its
 // owner under cfg.
-func (sc *scenario) check(t *testing.T, cfg *config.Config) {
+func (sc *scenario) check(t testing.TB, cfg *config.Config) {
 	t.Helper()
 	c, writers, next, ctx := sc.c, sc.writers, cfg, context.Background()
 	// Every acknowledged order exactly once, on its new owner, with its last value.
@@ -382,7 +396,7 @@ func runScenario(t *testing.T, curFile, nextFile, killAt string) {
 	}
 }
 
-func assertNoReplicationLeft(t *testing.T, c *resharding.Cluster, shards []string) {
+func assertNoReplicationLeft(t testing.TB, c *resharding.Cluster, shards []string) {
 	t.Helper()
 	for _, s := range shards {
 		var slots, pubs int

@@ -126,9 +126,9 @@ func (c *Cluster) Conn(t testing.TB, shard string) *pgx.Conn {
 	return conn
 }
 
-// seedRows inserts rows on the shard cfg names for each key: table(cols)
+// SeedRows inserts rows on the shard cfg names for each key: table(cols)
 // gets one row per element of rows, whose element keyIdx is the shard key.
-func seedRows(t testing.TB, c *Cluster, cfg *config.Config, table string, cols []string, keyIdx int, rows [][]any) {
+func SeedRows(t testing.TB, c *Cluster, cfg *config.Config, table string, cols []string, keyIdx int, rows [][]any) {
 	t.Helper()
 	ctx := context.Background()
 	strats, err := strategies.Build(ctx, cfg, nil)
@@ -174,9 +174,9 @@ func SeedExample(t testing.TB, c *Cluster, cfg *config.Config) {
 	for i := int64(1); i <= 1000; i++ {
 		events = append(events, []any{i, []string{"created", "paid", "shipped"}[i%3], fmt.Sprintf("payload %d", i)})
 	}
-	seedRows(t, c, cfg, "customers", []string{"customer_id", "name"}, 0, customers)
-	seedRows(t, c, cfg, "orders", []string{"customer_id", "order_id", "amount", "note"}, 0, orders)
-	seedRows(t, c, cfg, "events", []string{"id", "kind", "payload"}, 0, events)
+	SeedRows(t, c, cfg, "customers", []string{"customer_id", "name"}, 0, customers)
+	SeedRows(t, c, cfg, "orders", []string{"customer_id", "order_id", "amount", "note"}, 0, orders)
+	SeedRows(t, c, cfg, "events", []string{"id", "kind", "payload"}, 0, events)
 }
 
 func MustParse(t testing.TB, text string) *config.Config {
