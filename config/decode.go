@@ -19,7 +19,7 @@ import (
 var topKeys = []string{
 	"listen", "metrics_listen", "admin_database", "tls", "users", "metadata", "pool",
 	"two_phase_commit", "shards", "strategies", "tables", "default_shard", "plan_cache_size",
-	"shutdown_timeout", "health_check_interval",
+	"shutdown_timeout", "health_check_interval", "merge_memory",
 }
 
 // present reports whether an optional section was given; "key:" with no
@@ -36,6 +36,7 @@ func (d *decoder) config(root *yaml.Node, path string) *Config {
 		AdminDatabase: DefaultAdminDatabase,
 		Pool:          Pool{Size: DefaultPoolSize, AcquireTimeoutMillis: int(DefaultAcquireTimeout / time.Millisecond)},
 		PlanCacheSize: DefaultPlanCacheSize,
+		MergeMemory:   DefaultMergeMemory,
 	}
 	f := d.fields(root, "", topKeys...)
 	if f == nil {
@@ -80,6 +81,11 @@ func (d *decoder) config(root *yaml.Node, path string) *Config {
 			d.errorf(f["plan_cache_size"], "plan_cache_size", "must not be negative")
 		}
 		c.PlanCacheSize = n
+	}
+	if n := f["merge_memory"]; present(n) {
+		if b, ok := d.memory(n, "merge_memory"); ok {
+			c.MergeMemory = b
+		}
 	}
 	if s, ok := d.str(f["shutdown_timeout"], "shutdown_timeout"); ok {
 		dur, err := time.ParseDuration(s)
@@ -360,4 +366,28 @@ func MaskDSN(dsn string) string {
 	}
 	dsn = urlPasswordRE.ReplaceAllString(dsn, "${1}xxxxx@")
 	return kvPasswordRE.ReplaceAllString(dsn, "${1}=xxxxx")
+}
+
+// memory reads a byte count: an integer, or a number with a Postgres
+// memory unit (B, kB, MB, GB, TB; multiples of 1024). At least 64kB.
+func (d *decoder) memory(n *yaml.Node, name string) (int64, bool) {
+	n = deref(n)
+	text := strings.TrimSpace(n.Value)
+	if n.Kind != yaml.ScalarNode || text == "" {
+		d.errorf(n, name, "must be a byte count such as 67108864 or \"64MB\"")
+		return 0, false
+	}
+	num := strings.TrimRightFunc(text, func(r rune) bool { return r < '0' || r > '9' })
+	unit := strings.TrimSpace(text[len(num):])
+	mult := map[string]int64{"": 1, "B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}[unit]
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || mult == 0 || v > (1<<62)/mult {
+		d.errorf(n, name, "invalid byte count %q (want e.g. 67108864 or \"64MB\"; units B, kB, MB, GB, TB)", text)
+		return 0, false
+	}
+	if v*mult < 64<<10 {
+		d.errorf(n, name, "must be at least 64kB")
+		return 0, false
+	}
+	return v * mult, true
 }

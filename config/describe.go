@@ -30,6 +30,7 @@ func Describe(c *Config) string {
 		c.Pool.Size, time.Duration(c.Pool.AcquireTimeoutMillis)*time.Millisecond)
 	fmt.Fprintf(w, "two-phase commit:\t%t\n", c.TwoPhaseCommit)
 	fmt.Fprintf(w, "plan cache size:\t%d\n", c.PlanCacheSize)
+	fmt.Fprintf(w, "merge memory:\t%d bytes\n", c.MergeMemory)
 	fmt.Fprintf(w, "default shard:\t%s\n", c.DefaultShard)
 	w.Flush()
 

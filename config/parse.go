@@ -17,6 +17,7 @@ const (
 	DefaultPoolSize        = 20
 	DefaultAcquireTimeout  = 5 * time.Second
 	DefaultPlanCacheSize   = 10000
+	DefaultMergeMemory     = 64 << 20
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultPartitions      = 271
 )

@@ -52,6 +52,7 @@ func TestParseDesignExample(t *testing.T) {
 		},
 		DefaultShard:  "s0",
 		PlanCacheSize: 10000,
+		MergeMemory:   64 << 20,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%#v\nwant\n%#v", c, want)
@@ -77,6 +78,7 @@ func TestParseDefaults(t *testing.T) {
 		Shards:        []Shard{{Name: "s0", DSN: "postgres://h:5432/a"}, {Name: "s1", DSN: "postgres://h:5432/b"}},
 		DefaultShard:  "s0",
 		PlanCacheSize: 10000,
+		MergeMemory:   64 << 20,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%#v\nwant\n%#v", c, want)
@@ -95,12 +97,13 @@ metrics_listen: "[::1]:9000"
 admin_database: admin
 pool: {size: 3, acquire_timeout: 1.5s}
 plan_cache_size: 0
+merge_memory: 512kB
 two_phase_commit: false
 default_shard: s1
 metadata: {dsn: "host=m dbname=meta"}
 `, func(t *testing.T, c *Config) {
-			got := []any{c.Listen, c.MetricsListen, c.AdminDatabase, c.Pool, c.PlanCacheSize, c.TwoPhaseCommit, c.DefaultShard, c.Metadata.DSN}
-			want := []any{":7000", "[::1]:9000", "admin", Pool{Size: 3, AcquireTimeoutMillis: 1500}, 0, false, "s1", "host=m dbname=meta"}
+			got := []any{c.Listen, c.MetricsListen, c.AdminDatabase, c.Pool, c.PlanCacheSize, c.MergeMemory, c.TwoPhaseCommit, c.DefaultShard, c.Metadata.DSN}
+			want := []any{":7000", "[::1]:9000", "admin", Pool{Size: 3, AcquireTimeoutMillis: 1500}, 0, int64(512 << 10), false, "s1", "host=m dbname=meta"}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("got %v, want %v", got, want)
 			}
@@ -230,6 +233,12 @@ func TestParseErrors(t *testing.T) {
 			`t.yaml:5:19: two_phase_commit: expected true or false, got "yes please"`,
 			`t.yaml:6:18: plan_cache_size: expected an integer, got "many"`,
 			`t.yaml:7:9: listen: expected a string, got a list`,
+		}},
+		{"merge memory", false, "merge_memory: 64 MiB\nplan_cache_size: 1\n", []string{
+			`t.yaml:5:15: merge_memory: invalid byte count "64 MiB" (want e.g. 67108864 or "64MB"; units B, kB, MB, GB, TB)`,
+		}},
+		{"merge memory too small", false, "merge_memory: 1kB\n", []string{
+			`t.yaml:5:15: merge_memory: must be at least 64kB`,
 		}},
 		{"listen addresses", false, "listen: localhost\nmetrics_listen: 'h:99999'\n", []string{
 			`t.yaml:5:9: listen: "localhost" is not host:port (e.g. 127.0.0.1:6432)`,

@@ -25,6 +25,12 @@ type Config struct {
 	// SELECT 1 (key health_check_interval, Go duration string); 0 means
 	// DefaultHealthCheckInterval. See HealthCheckInterval.
 	HealthCheckIntervalMillis int
+	// MergeMemory bounds the bytes one multi-shard statement may hold in
+	// the proxy while merging (sorts above aggregates, GROUP BY groups,
+	// DISTINCT sets); beyond it the statement fails with 53200. Key
+	// merge_memory: bytes as an integer or with a unit ("64MB", "512kB",
+	// "1GB", as Postgres writes memory settings). Default 64MB.
+	MergeMemory int64
 }
 
 type TLS struct {

@@ -689,21 +689,25 @@ func (a *adminConn) showRoute(ctx context.Context, sql string) error {
 	if err != nil {
 		return err
 	}
-	rs := &resultSet{cols: []string{"statement", "kind", "route", "shards", "merge", "reason"}}
+	rs := &resultSet{cols: []string{"statement", "kind", "route", "shards", "merge", "reason", "plan"}}
 	for _, p := range parts {
 		text := strings.TrimSpace(p.Text)
 		if t := directoryInsert(rt.Config, p.Stmt); t != "" {
 			// Routing it would place its new keys in the directory.
 			rs.add(text, p.Stmt.Kind, "not evaluated", "", "", fmt.Sprintf(
-				"INSERT into directory table %s: routing would place new keys; SHOW ROUTE SELECT ... WHERE <key> = ... shows where existing keys live", t))
+				"INSERT into directory table %s: routing would place new keys; SHOW ROUTE SELECT ... WHERE <key> = ... shows where existing keys live", t), "")
 			continue
 		}
 		route, err := r.Route(ctx, p.Stmt, router.Args{Params: p.Args, TimeZone: time.UTC})
 		if err != nil {
-			rs.add(text, p.Stmt.Kind, "error", "", "", err.Error())
+			rs.add(text, p.Stmt.Kind, "error", "", "", err.Error(), "")
 			continue
 		}
-		rs.add(text, p.Stmt.Kind, route.Kind, strings.Join(route.Shards, ","), route.Merge, route.Reason)
+		plan := ""
+		if route.Plan != nil {
+			plan = route.Plan.String()
+		}
+		rs.add(text, p.Stmt.Kind, route.Kind, strings.Join(route.Shards, ","), route.Merge, route.Reason, plan)
 	}
 	a.send("SHOW", rs)
 	return nil

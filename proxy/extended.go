@@ -32,6 +32,8 @@ type prepared struct {
 	st          *router.Statement
 	router      *router.Router // analysed st; a reload brings a new one (see handleBind)
 	backendName string         // "" for the unnamed statement, which is re-parsed at every use
+	lits        []string       // its literal tokens, for merged plans (router.Literals)
+	litsDone    bool
 }
 
 type portal struct {
@@ -365,6 +367,23 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 		return err
 	}
 	ps, mb := p.stmt, p.multi
+	if mb.route.Merge == router.MergePlan {
+		if !ps.litsDone {
+			ps.lits, ps.litsDone = s.runtime().Router.Literals(ps.query), true
+		}
+		sql := renderLiterals(scatterOf(mb.route.Plan).SQL, ps.lits)
+		failed, err := s.runPlan(ctx, ps.st, mb.route, func(c *pool.Conn) {
+			c.Send(&pgproto3.Parse{Query: sql, ParameterOIDs: ps.paramOIDs})
+			c.Send(&pgproto3.Bind{ParameterFormatCodes: mb.formats, Parameters: mb.params})
+			c.Send(&pgproto3.Describe{ObjectType: 'P'})
+			c.Send(&pgproto3.Execute{})
+			c.Send(&pgproto3.Sync{})
+		}, bindParams(mb, ps.paramOIDs, ps.lits), mb.resultFormats, false)
+		if failed {
+			s.ext.skip, s.ext.clientFailed = true, true
+		}
+		return err
+	}
 	failed, err := s.fanout(ctx, ps.st, mb.route, func(c *pool.Conn) {
 		c.Send(&pgproto3.Parse{Query: ps.query, ParameterOIDs: ps.paramOIDs})
 		c.Send(mb.bindMessage())

@@ -702,11 +702,10 @@ func TestRoutingStatements(t *testing.T) {
 			if _, err := c.Exec(ctx, "RESET shardproxy.shard", mode); err != nil {
 				t.Fatal(err)
 			}
-			_, err := ids(t, "SELECT count(*) FROM orders WHERE note = 'hinted'", mode)
-			if mode == simple {
-				wantCode(t, err, "0A000")
-			} else if err == nil {
-				t.Errorf("keyless count after RESET (%v) answered", mode)
+			// Without the hint the count spans every shard and is merged.
+			var all int
+			if err := c.QueryRow(ctx, "SELECT count(*) FROM orders WHERE note = 'hinted'", mode).Scan(&all); err != nil || all != 2 {
+				t.Errorf("keyless count after RESET (%v): %d, %v; want 2 (merged over every shard)", mode, all, err)
 			}
 		}
 		// A hint set earlier in the same Query applies to what follows.
@@ -792,11 +791,10 @@ func TestRoutingStatements(t *testing.T) {
 		for _, sql := range []string{
 			fmt.Sprintf("UPDATE orders SET customer_id = 9999 WHERE customer_id = %d", a),
 			"UPDATE orders SET customer_id = customer_id + 1",
-			"SELECT count(*) FROM orders",
-			"SELECT note, count(*) FROM orders GROUP BY note",
-			"SELECT customer_id FROM orders ORDER BY customer_id",
-			"SELECT customer_id FROM orders LIMIT 1",
-			"SELECT DISTINCT note FROM orders",
+			// Merges that are not exact (the differential suite covers the exact ones).
+			"SELECT count(*) OVER () FROM orders",
+			"SELECT string_agg(note, ',') FROM orders",
+			"SELECT count(*) + 1 FROM orders",
 		} {
 			for _, mode := range []pgx.QueryExecMode{simple, pgx.QueryExecModeCacheStatement} {
 				_, err := c.Exec(ctx, sql, mode)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/shardproxy/shardproxy/pool"
 	"github.com/shardproxy/shardproxy/router"
@@ -51,13 +52,14 @@ type session struct {
 	params map[string]string
 	hint   string // SET shardproxy.shard
 
-	rt           *Runtime   // snapshot for the current transaction
-	attached     *pool.Conn // backend holding the open transaction or batch
-	prelude      int        // replies (ending in ReadyForQuery) to swallow before the client's own
-	txStatus     byte       // what the client was last told: 'I', 'T' or 'E'
-	pendingBegin string     // BEGIN text not yet sent to a shard
-	localFailed  bool       // transaction failed before any shard was attached
-	ddlInTx      bool       // DDL ran in the open transaction: forget cached columns at its end
+	rt           *Runtime    // snapshot for the current transaction
+	attached     *pool.Conn  // backend holding the open transaction or batch
+	types        *pgtype.Map // text -> binary conversion of merged results; made on first use
+	prelude      int         // replies (ending in ReadyForQuery) to swallow before the client's own
+	txStatus     byte        // what the client was last told: 'I', 'T' or 'E'
+	pendingBegin string      // BEGIN text not yet sent to a shard
+	localFailed  bool        // transaction failed before any shard was attached
+	ddlInTx      bool        // DDL ran in the open transaction: forget cached columns at its end
 
 	// columns is tableColumns bound once, so that building router.Args
 	// on every statement does not allocate.

@@ -147,6 +147,11 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 	if rerr != nil {
 		return true, s.sendError(rerr)
 	}
+	if route.Merge == router.MergePlan {
+		sql := renderLiterals(scatterOf(route.Plan).SQL, p.Lits)
+		return s.runPlan(ctx, st, route, func(c *pool.Conn) { c.Send(&pgproto3.Query{String: sql}) },
+			literalParams(p.Args), nil, true)
+	}
 	failed, err = s.execRoute(ctx, st, p.Text, route)
 	if st.Kind == router.KindDDL {
 		// Even a failed broadcast may have changed some shards.
@@ -454,6 +459,9 @@ func (s *session) pumpCopyIn(c *pool.Conn) error {
 
 // runMulti runs one simple-protocol statement on several shards.
 func (s *session) runMulti(ctx context.Context, st *router.Statement, text string, route router.Route) (bool, error) {
+	if st.Kind == router.KindCopy {
+		return s.runCopy(ctx, text, route) // copy.go: rows split by key, or streams concatenated
+	}
 	if err := s.checkMulti(st, route); err != nil {
 		return true, s.sendError(err)
 	}

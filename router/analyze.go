@@ -92,6 +92,10 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	st := &Statement{NumParams: numParams, hint: hint}
 	a := &analyzer{r: r, st: st, text: text}
 	a.top(tree.Stmts[0].Stmt)
+	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && st.Kind == KindSelect && !st.Explain && st.err == nil && a.sharded > 0 {
+		// The planner rewrites the tree in place: nothing else holds it.
+		st.plan, st.planErr = buildPlan(st, sel, tree.Version)
+	}
 	seen := map[string]bool{}
 	for _, u := range st.uses {
 		if !seen[u.name] {
@@ -274,12 +278,9 @@ func (a *analyzer) copy(c *pg.CopyStmt) {
 		a.a2(c.Query)
 		return
 	}
-	i := a.addUse(c.Relation, c.IsFrom)
-	if i >= 0 && c.IsFrom && a.st.uses[i].sharded() {
-		a.st.err = pgError(codeFeatureNotSupport,
-			fmt.Sprintf("COPY FROM into sharded table %s is not supported", a.st.uses[i].name),
-			"use INSERT with the shard key, or add a /* shard: name */ comment when every row belongs to one shard")
-	}
+	// COPY FROM into a sharded table routes to every shard of its
+	// strategy; the proxy splits the rows by key (proxy/copy.go).
+	a.addUse(c.Relation, c.IsFrom)
 }
 
 // a2 analyses a nested data statement (CTE body, COPY query, EXPLAIN).
@@ -386,8 +387,14 @@ func (a *analyzer) with(w *pg.WithClause) {
 			if a.ctes == nil {
 				a.ctes = map[string]bool{}
 			}
-			a.ctes[cte.Ctename] = true
+			// A CTE's body sees its own name only WITH RECURSIVE: in
+			// `WITH orders AS (SELECT * FROM orders)` the inner name is
+			// the table.
+			if w.Recursive {
+				a.ctes[cte.Ctename] = true
+			}
 			a.a2(cte.Ctequery)
+			a.ctes[cte.Ctename] = true
 		}
 	}
 }
@@ -473,6 +480,9 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 	}
 	if construct != "" && a.st.inexact == "" && (top || a.sharded > before) {
 		a.st.inexact = construct
+	}
+	if construct != "" && !top && a.sharded > before && a.st.nestedInexact == "" {
+		a.st.nestedInexact = construct
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
 // FuzzParseQuery checks that ParseQuery never panics, that a successful
@@ -35,6 +37,9 @@ func FuzzParseQuery(f *testing.F) {
 	for _, s := range repoCorpus(f, "FuzzParseQuery") {
 		f.Add(s)
 	}
+	for _, g := range planStatements {
+		f.Add(g.sql)
+	}
 	r, _ := newTestRouter(f)
 	f.Fuzz(func(t *testing.T, sql string) {
 		parts, err := r.ParseQuery(sql)
@@ -51,6 +56,24 @@ func FuzzParseQuery(f *testing.F) {
 				t.Fatalf("ParseQuery(%q): part %q without a statement", sql, p.Text)
 			}
 			_, _ = r.Route(context.Background(), p.Stmt, Args{Params: p.Args})
+			// A plan's shard query, rendered with the client's literals,
+			// must be SQL Postgres' parser accepts.
+			if plan, _ := p.Stmt.Plan(); plan != nil {
+				n := plan.Root
+				for len(n.Children()) > 0 {
+					n = n.Children()[0]
+				}
+				sc := n.(*Scatter)
+				text := sc.SQL.Render(func(k int) string {
+					if k <= len(p.Lits) {
+						return p.Lits[k-1]
+					}
+					return "$" + strconv.Itoa(k)
+				})
+				if _, err := pg.Parse(text); err != nil {
+					t.Fatalf("ParseQuery(%q): shard SQL %q does not parse: %v", sql, text, err)
+				}
+			}
 		}
 		if b.String() != sql {
 			t.Fatalf("parts of %q cover %q", sql, b.String())

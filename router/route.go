@@ -76,9 +76,10 @@ const (
 	MergeConcat                  // rows concatenated (only when that is exact)
 	MergeSumTag                  // command tags summed, RETURNING rows concatenated
 	MergeFirst                   // broadcast: reply with one shard's result
+	MergePlan                    // SELECT across shards merged by Route.Plan
 )
 
-var mergeKindNames = [...]string{"None", "Concat", "SumTag", "First"}
+var mergeKindNames = [...]string{"None", "Concat", "SumTag", "First", "Plan"}
 
 func (k MergeKind) String() string {
 	if k >= 0 && int(k) < len(mergeKindNames) {
@@ -92,7 +93,8 @@ type Route struct {
 	Kind   RouteKind
 	Shards []string // targets in config order; shared, never modify
 	Merge  MergeKind
-	Reason string // one line for SHOW ROUTE and logs
+	Reason string       // one line for SHOW ROUTE and logs
+	Plan   *ScatterPlan // MergePlan: how the shards' rows merge (shared, immutable)
 }
 
 // Route binds args and decides the target shards. Errors are
@@ -270,6 +272,10 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 			"INSERT reads sharded tables on shards "+r.joinNames(total), keyHint)
 	case st.Explain:
 		rt.Merge = MergeConcat
+	case st.planErr != nil:
+		return Route{}, st.planErr
+	case st.plan != nil:
+		rt.Merge, rt.Plan = MergePlan, st.plan
 	case st.inexact != "":
 		return Route{}, pgError(codeFeatureNotSupport, st.inexact+" across shards", keyHint)
 	case st.Kind == KindUpdate || st.Kind == KindDelete:

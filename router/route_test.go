@@ -108,21 +108,21 @@ func TestRoute(t *testing.T) {
 		{name: "cte same shard", sql: "WITH x AS (SELECT * FROM orders WHERE customer_id = {c1}) SELECT * FROM x", kind: RouteSingle, shards: []string{"s1"}},
 		{name: "cte name is not a table", sql: "WITH orders AS (SELECT 1 AS customer_id) SELECT * FROM orders", kind: RouteAny},
 		{name: "derived table", sql: "SELECT * FROM (SELECT * FROM orders WHERE customer_id = {c0}) s", kind: RouteSingle, shards: []string{"s0"}},
-		{name: "derived table aggregate across shards", sql: "SELECT * FROM (SELECT count(*) FROM orders) s", code: "0A000", msg: "aggregate count() across shards"},
+		{name: "derived table aggregate across shards", sql: "SELECT * FROM (SELECT count(*) FROM orders) s", code: "0A000", msg: "aggregate count() in a subquery"},
 		{name: "nested unsharded aggregate is fine", sql: "SELECT * FROM orders WHERE total > (SELECT avg(price) FROM products)", kind: RouteAll, shards: all2, merge: MergeConcat},
 
 		// Merging keyless reads.
-		{name: "order by across shards", sql: "SELECT * FROM orders ORDER BY id", code: "0A000", msg: "ORDER BY across shards"},
-		{name: "limit across shards", sql: "SELECT * FROM orders LIMIT 5", code: "0A000", msg: "LIMIT across shards"},
-		{name: "count across shards", sql: "SELECT count(*) FROM orders", code: "0A000", msg: "aggregate count() across shards"},
-		{name: "distinct across shards", sql: "SELECT DISTINCT status FROM orders", code: "0A000", msg: "DISTINCT across shards"},
-		{name: "group by across shards", sql: "SELECT status FROM orders GROUP BY status", code: "0A000", msg: "GROUP BY across shards"},
+		{name: "order by across shards", sql: "SELECT * FROM orders ORDER BY id", kind: RouteAll, shards: all2, merge: MergePlan},
+		{name: "limit across shards", sql: "SELECT * FROM orders LIMIT 5", kind: RouteAll, shards: all2, merge: MergePlan},
+		{name: "count across shards", sql: "SELECT count(*) FROM orders", kind: RouteAll, shards: all2, merge: MergePlan},
+		{name: "distinct across shards", sql: "SELECT DISTINCT status FROM orders", kind: RouteAll, shards: all2, merge: MergePlan},
+		{name: "group by across shards", sql: "SELECT status FROM orders GROUP BY status", kind: RouteAll, shards: all2, merge: MergePlan},
 		{name: "window across shards", sql: "SELECT row_number() OVER () FROM orders", code: "0A000", msg: "window function row_number() across shards"},
 		{name: "for update across shards", sql: "SELECT * FROM orders FOR UPDATE", code: "0A000", msg: "FOR UPDATE across shards"},
 		{name: "union across shards", sql: "SELECT id FROM orders UNION SELECT id FROM order_items", code: "0A000", msg: "UNION across shards"},
 		{name: "union all across shards", sql: "SELECT id FROM orders UNION ALL SELECT id FROM order_items", kind: RouteAll, shards: all2, merge: MergeConcat},
 		{name: "union all with unsharded arm", sql: "SELECT id FROM orders UNION ALL SELECT 1", code: "0A000", msg: "UNION ALL"},
-		{name: "order by multi keys", sql: "SELECT * FROM orders WHERE customer_id IN ({c0}, {c1}) ORDER BY id", code: "0A000", msg: "ORDER BY across shards"},
+		{name: "order by multi keys", sql: "SELECT * FROM orders WHERE customer_id IN ({c0}, {c1}) ORDER BY id", kind: RouteMulti, shards: all2, merge: MergePlan},
 		{name: "order by on one shard", sql: "SELECT * FROM orders WHERE customer_id = {c0} ORDER BY id LIMIT 3", kind: RouteSingle, shards: []string{"s0"}},
 		{name: "aggregate on one shard", sql: "SELECT count(*) FROM orders WHERE customer_id = {c0}", kind: RouteSingle, shards: []string{"s0"}},
 		{name: "explain routes like query", sql: "EXPLAIN SELECT * FROM orders WHERE customer_id = {c1}", kind: RouteSingle, shards: []string{"s1"}},
@@ -158,7 +158,7 @@ func TestRoute(t *testing.T) {
 		{name: "delete using", sql: "DELETE FROM orders o USING order_items i WHERE i.customer_id = o.customer_id AND o.customer_id = {c0} AND i.customer_id = {c0}", kind: RouteSingle, shards: []string{"s0"}},
 		{name: "delete reference", sql: "DELETE FROM products", kind: RouteBroadcast, shards: all3, merge: MergeFirst},
 		{name: "copy to sharded", sql: "COPY orders TO STDOUT", kind: RouteAll, shards: all2, merge: MergeConcat},
-		{name: "copy from sharded", sql: "COPY orders FROM STDIN", code: "0A000", msg: "COPY FROM"},
+		{name: "copy from sharded", sql: "COPY orders FROM STDIN", kind: RouteAll, shards: all2, merge: MergeConcat},
 		{name: "copy from reference", sql: "COPY products FROM STDIN", kind: RouteBroadcast, shards: all3, merge: MergeFirst},
 
 		// DDL and utility.
@@ -242,9 +242,9 @@ func TestRouteReason(t *testing.T) {
 
 func TestRouteKeylessHint(t *testing.T) {
 	r, _ := newTestRouter(t)
-	_, _, err := route(r, "SELECT * FROM orders ORDER BY id", nil, "")
+	_, _, err := route(r, "SELECT row_number() OVER () FROM orders", nil, "")
 	pe := asPg(t, err)
-	if pe.Hint != "add a condition on the shard key (orders.customer_id) so the statement targets one shard" {
+	if !strings.HasSuffix(pe.Hint, "add a condition on the shard key (orders.customer_id) so the statement targets one shard") {
 		t.Errorf("hint %q", pe.Hint)
 	}
 }

@@ -69,6 +69,13 @@ type Statement struct {
 	uses    []tableUse      // every table occurrence
 	err     *pgconn.PgError // statement that can never be routed (unless hinted)
 	inexact string          // construct that concatenation cannot answer ("ORDER BY", ...)
+	// nestedInexact is such a construct in a subquery (or UNION arm) that
+	// reads sharded tables: the planner merges only the top level.
+	nestedInexact string
+	// plan merges the shards' rows of a SELECT that spans shards (nil:
+	// concatenation is exact); planErr is why it cannot be merged exactly.
+	plan    *ScatterPlan
+	planErr *pgconn.PgError
 	// unjoined names two sharded tables of one query level that are not
 	// joined on equal shard keys: their rows may meet across shards.
 	unjoined           string
@@ -82,11 +89,29 @@ type Statement struct {
 	setKey   map[int]valueRef // UPDATE use index -> new key value
 }
 
+// Plan returns how the statement's rows merge when it reads several
+// shards: nil and nil when concatenating them is exact (or the statement
+// is not a SELECT of sharded tables), or the 0A000 error Route returns
+// for a multi-shard route. The plan is shared and immutable.
+func (st *Statement) Plan() (*ScatterPlan, error) {
+	if st.planErr != nil {
+		return nil, st.planErr
+	}
+	return st.plan, nil
+}
+
 // QueryPart is one statement of a simple-protocol Query message.
 type QueryPart struct {
 	Stmt *Statement // analysis of the literal-normalised text (cached)
 	Text string     // this statement's original text, exactly as sent
 	Args [][]byte   // text values of the literals normalisation replaced: $1, $2 ... (bind as Args.Params)
+	// Lits are the same literals as the client wrote them ($k is
+	// Lits[k-1], quotes and E prefix included): the fill for rendering a
+	// plan's Template as simple-protocol text. Slices of the Query string.
+	// Set only when the statement has a Plan (keeping the single-shard
+	// path free of the allocation); Router.Literals(Text) gives them for
+	// any statement.
+	Lits []string
 }
 
 // Router analyses and routes statements for one shard map. It is safe for
@@ -221,6 +246,7 @@ func (r *Router) ParseQuery(sql string) ([]QueryPart, error) {
 	}
 	var vals []byte
 	var args [][]byte
+	var lits []string // allocated on first use: most statements have no plan
 	if nargs > 0 {
 		vals = make([]byte, 0, nbytes)
 		args = make([][]byte, 0, nargs)
@@ -246,8 +272,51 @@ func (r *Router) ParseQuery(sql string) ([]QueryPart, error) {
 		if normalised && len(args) > from {
 			parts[i].Args = args[from:len(args):len(args)]
 		}
+		if normalised && len(args) > from && st.plan != nil {
+			if lits == nil {
+				lits = make([]string, 0, nargs)
+			}
+			lfrom := len(lits)
+			lits = appendLits(lits, sql, seg)
+			parts[i].Lits = lits[lfrom:len(lits):len(lits)]
+		}
 	}
 	return parts, nil
+}
+
+// appendLits appends the source tokens of the literals normalize turned
+// into $1, $2 ... (the same edits, in the same order).
+func appendLits(lits []string, sql string, seg *segment) []string {
+	if seg.maxParam > 0 {
+		return lits
+	}
+	for _, e := range seg.edits {
+		if e.start >= seg.bodyEnd {
+			break
+		}
+		if e.kind != editComment {
+			lits = append(lits, sql[e.start:e.end])
+		}
+	}
+	return lits
+}
+
+// Literals returns the literal tokens of one statement's text as the
+// normaliser would number them ($k is the k-th), exactly as written; nil
+// when the text has none or has $n parameters of its own (its literals
+// are then not normalised).
+func (r *Router) Literals(sql string) []string {
+	s := r.scanners.Get().(*scanner)
+	defer r.scanners.Put(s)
+	s.scan(sql, true)
+	var lits []string
+	for i := range s.segs {
+		if s.segs[i].maxParam > 0 {
+			return nil
+		}
+		lits = appendLits(lits, sql, &s.segs[i])
+	}
+	return lits
 }
 
 // segmentStatement returns the analysis of the normalised text norm, or

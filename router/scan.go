@@ -112,6 +112,15 @@ func (s *scanner) scan(sql string, replace bool) {
 	// right after an identifier may be typed (`date '...'`).
 	prevIdent := ""
 	prevWasIdent := false
+	// byDepth >= 0 while in an ORDER BY / GROUP BY list at that paren
+	// depth (or DISTINCT ON (...)); afterBy is set right after BY, the
+	// opening parenthesis or a comma of that list. An integer there is a
+	// column position (ORDER BY 2), not a value: it
+	// stays in the text, or `ORDER BY 1` and `ORDER BY 2` would share a
+	// plan and sort by a constant.
+	byDepth := -1
+	afterBy := false
+	distinctOn := false // just read DISTINCT ON
 	tok := func(start, end int) {
 		if seg.bodyStart < 0 {
 			seg.bodyStart = start
@@ -127,6 +136,7 @@ func (s *scanner) scan(sql string, replace bool) {
 		seg = segment{start: end, bodyStart: -1}
 		depth = 0
 		prevWasIdent = false
+		byDepth, afterBy = -1, false
 	}
 	i, n := 0, len(sql)
 	for i < n {
@@ -170,12 +180,12 @@ func (s *scanner) scan(sql string, replace bool) {
 			if replace && closed && (!prevWasIdent || literalAfterIdent(prevIdent)) {
 				s.edits = append(s.edits, edit{kind: editString, start: i, end: j})
 			}
-			prevWasIdent = false
+			prevWasIdent, afterBy = false, false
 			i = j
 		case c == '"':
 			j := skipQuoted(sql, i+1, '"', false)
 			tok(i, j)
-			prevWasIdent = false // a quoted name is never a type keyword we know
+			prevWasIdent, afterBy = false, false // a quoted name is never a type keyword we know
 			i = j
 		case c == '$':
 			j := i + 1
@@ -190,15 +200,15 @@ func (s *scanner) scan(sql string, replace bool) {
 				j = end
 			}
 			tok(i, j)
-			prevWasIdent = false
+			prevWasIdent, afterBy = false, false
 			i = j
 		case isDigit(c) || (c == '.' && i+1 < n && isDigit(sql[i+1])):
 			j, ok := scanNumber(sql, i)
 			tok(i, j)
-			if replace && ok {
+			if replace && ok && !(afterBy && depth == byDepth) {
 				s.edits = append(s.edits, edit{kind: editNumber, start: i, end: j})
 			}
-			prevWasIdent = false
+			prevWasIdent, afterBy = false, false
 			i = j
 		case isIdentStart(c):
 			j := i + 1
@@ -224,15 +234,34 @@ func (s *scanner) scan(sql string, replace bool) {
 				i = k
 				continue
 			}
-			prevIdent = sql[i:j]
+			w := sql[i:j]
+			distinctOn = strings.EqualFold(w, "on") && prevWasIdent && strings.EqualFold(prevIdent, "distinct")
+			prevIdent = w
 			prevWasIdent = true
+			switch {
+			case strings.EqualFold(prevIdent, "by"):
+				byDepth = depth
+			case byDepth >= 0 && depth == byDepth && endsByList(prevIdent):
+				byDepth = -1
+			}
+			afterBy = byDepth >= 0 && strings.EqualFold(prevIdent, "by")
 			i = j
+			continue
 		default:
 			if c == '(' || c == '[' {
 				depth++
 			} else if c == ')' || c == ']' {
 				depth--
+				if depth < byDepth {
+					byDepth = -1
+				}
 			}
+			afterBy = c == ',' && byDepth >= 0 && depth == byDepth
+			if c == '(' && distinctOn {
+				// DISTINCT ON (1, 2) takes positions too.
+				byDepth, afterBy = depth, true
+			}
+			distinctOn = false
 			j := i + 1
 			if isOpChar(c) {
 				// An operator runs until a non-operator character or the
@@ -250,6 +279,17 @@ func (s *scanner) scan(sql string, replace bool) {
 		finish(n)
 	}
 	s.mergeEmpty()
+}
+
+// endsByList tells whether keyword w ends an ORDER BY / GROUP BY list.
+func endsByList(w string) bool {
+	for _, k := range [...]string{"limit", "offset", "fetch", "having", "window", "for", "union",
+		"intersect", "except", "from", "where", "select", "returning", "on", "using", "range", "rows", "groups"} {
+		if strings.EqualFold(w, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // comment records a comment: dropped from the normalised text, and read

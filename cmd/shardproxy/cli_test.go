@@ -65,7 +65,8 @@ func TestCheckConfigAndRoute(t *testing.T) {
 		{[]string{"SELECT * FROM items WHERE id = 5"}, []string{"route:   Single", "shards:  s0"}},
 		{[]string{"SELECT * FROM items WHERE id = $1", "5000"}, []string{"shards:  s1"}},
 		{[]string{"SELECT * FROM items WHERE id >= 1"}, []string{"route:   All", "shards:  s0, s1"}},
-		{[]string{"SELECT count(*) FROM orders"}, []string{"error:", "0A000"}},
+		{[]string{"SELECT count(*) FROM orders"}, []string{"merge:   Plan", "plan:\n    Aggregate finish count(c0)\n      Concatenate\n        Scatter \"SELECT count(*) FROM orders\""}},
+		{[]string{"SELECT sum(total) * 2 FROM orders"}, []string{"error:", "0A000", "expression over aggregate sum()"}},
 	}
 	for _, c := range cases {
 		out, err := exec.Command(bin, append([]string{"route", "--config", good}, c.args...)...).CombinedOutput()

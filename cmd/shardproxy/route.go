@@ -80,6 +80,9 @@ func printRoutes(ctx context.Context, r *router.Router, sql string, params []str
 		fmt.Printf("  shards:  %s\n", strings.Join(route.Shards, ", "))
 		fmt.Printf("  merge:   %s\n", route.Merge)
 		fmt.Printf("  reason:  %s\n", route.Reason)
+		if route.Plan != nil {
+			fmt.Printf("  plan:\n    %s\n", strings.ReplaceAll(route.Plan.String(), "\n", "\n    "))
+		}
 	}
 	return nil
 }

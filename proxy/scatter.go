@@ -1,0 +1,485 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/shardproxy/shardproxy/pool"
+	"github.com/shardproxy/shardproxy/router"
+)
+
+// Merged multi-shard SELECTs (router.MergePlan): every shard runs the
+// plan's rewritten query at once, in text format, and the router's
+// executor merges the rows (k-way merge, aggregation, distinct, limit) as
+// they are read. The session goroutine pulls rows from the shards itself —
+// no goroutine per shard — so a shard whose rows are not needed yet simply
+// waits in its socket buffer, and memory stays bounded by the executor's
+// budget (merge_memory).
+
+// scatterLeg is one shard's reply to the plan's query; it is the
+// executor's router.Source for that shard.
+type scatterLeg struct {
+	s       *session
+	c       *pool.Conn
+	prelude int  // replies to session-setting statements to swallow first
+	ended   bool // no more rows: CommandComplete, an error or ReadyForQuery read
+	ready   bool // ReadyForQuery read: the connection is idle again
+	status  byte // its transaction status
+	fields  []pgproto3.FieldDescription
+	err     *pgproto3.ErrorResponse // the shard's error, if any
+	rows    int64
+	bytes   int64
+}
+
+// shardError carries a shard's ErrorResponse through the executor, so the
+// client gets it unchanged (SQLSTATE, detail, position).
+type shardError struct{ msg *pgproto3.ErrorResponse }
+
+func (e *shardError) Error() string { return e.msg.Message }
+
+// receive reads the leg's next message, handling the ones that are never
+// part of the result: prelude replies, notices (forwarded to the client)
+// and ReadyForQuery.
+func (l *scatterLeg) receive() (pgproto3.BackendMessage, error) {
+	for {
+		msg, err := l.c.Receive()
+		if err != nil {
+			l.ended = true
+			return nil, err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ReadyForQuery:
+			if l.prelude > 0 {
+				l.prelude--
+				continue
+			}
+			l.ready, l.ended, l.status = true, true, m.TxStatus
+			return m, nil
+		case *pgproto3.NoticeResponse:
+			if l.prelude == 0 {
+				if err := l.s.send(m); err != nil {
+					return nil, errClientGone
+				}
+			}
+			continue
+		case *pgproto3.ErrorResponse:
+			if l.prelude > 0 {
+				continue // a rejected session setting: logged by relay's rules, not the client's error
+			}
+			l.ended = true
+			if l.err == nil {
+				e := *m
+				demoteFatal(&e)
+				l.err = &e
+			}
+			return m, nil
+		}
+		if l.prelude > 0 {
+			continue
+		}
+		return msg, nil
+	}
+}
+
+// header reads up to the leg's RowDescription. ok is false when the shard
+// answered with an error (l.err) or without rows (NoData).
+func (l *scatterLeg) header() (ok bool, err error) {
+	for !l.ended {
+		msg, err := l.receive()
+		if err != nil {
+			return false, err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.RowDescription:
+			l.fields = append([]pgproto3.FieldDescription(nil), m.Fields...)
+			for i := range l.fields {
+				l.fields[i].Name = append([]byte(nil), m.Fields[i].Name...)
+			}
+			return true, nil
+		case *pgproto3.NoData, *pgproto3.CommandComplete:
+			return false, nil
+		}
+	}
+	return false, nil
+}
+
+// Next implements router.Source.
+func (l *scatterLeg) Next() ([][]byte, error) {
+	for !l.ended {
+		msg, err := l.receive()
+		if err != nil {
+			return nil, err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			l.rows++
+			for _, v := range m.Values {
+				l.bytes += int64(len(v))
+			}
+			return m.Values, nil
+		case *pgproto3.CommandComplete:
+			l.ended = true
+		case *pgproto3.ErrorResponse:
+			return nil, &shardError{l.err}
+		}
+	}
+	if l.err != nil {
+		return nil, &shardError{l.err}
+	}
+	return nil, nil
+}
+
+// finish reads the leg to ReadyForQuery.
+func (l *scatterLeg) finish() error {
+	for !l.ready {
+		if _, err := l.receive(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runPlan runs a merged multi-shard SELECT. send writes the plan's query
+// to one backend; param resolves the plan's $n constants (LIMIT, HAVING);
+// formats are the client's result format codes (nil: all text); describe
+// says whether the client gets a RowDescription (the simple protocol) or
+// asked for it separately (Describe in the extended protocol).
+func (s *session) runPlan(ctx context.Context, st *router.Statement, route router.Route, send func(c *pool.Conn),
+	param router.ParamFunc, formats []int16, describe bool) (failed bool, err error) {
+	if err := s.checkMulti(st, route); err != nil {
+		return true, s.sendError(err)
+	}
+	rt := s.runtime()
+	mark := s.statStart()
+	for _, sh := range route.Shards {
+		if err := s.holdIfPaused(ctx, sh); err != nil { // before any leg holds a backend
+			return true, s.sendError(err)
+		}
+	}
+	legs := make([]*scatterLeg, 0, len(route.Shards))
+	release := func(discardAll bool) {
+		for _, l := range legs {
+			s.setActive(l.c, false)
+			if !discardAll && l.ready && l.status == 'I' {
+				rt.Pools.Get(l.c.Shard).Release(l.c)
+			} else {
+				rt.Pools.Get(l.c.Shard).Discard(l.c)
+			}
+		}
+	}
+	for _, sh := range route.Shards {
+		c, n, err := s.acquire(ctx, sh)
+		if err != nil {
+			release(true)
+			return true, s.sendError(err)
+		}
+		legs = append(legs, &scatterLeg{s: s, c: c, prelude: n})
+	}
+	for _, l := range legs {
+		send(l.c)
+		if err := l.c.Flush(); err != nil {
+			release(true)
+			return true, s.sendError(backendLost(l.c.Shard, err))
+		}
+	}
+	s.watch.start()
+	failure, lost := s.mergeLegs(ctx, route.Plan, legs, param, formats, describe)
+	s.watch.stop()
+	if errors.Is(lost, errClientGone) {
+		release(true)
+		return true, errClientGone
+	}
+	// Every leg is read to ReadyForQuery before its backend is reused. A
+	// leg the merge did not need to the end (LIMIT reached, another shard
+	// failed) is cancelled first rather than read to its last row.
+	if failure != nil || lost != nil {
+		for _, l := range legs {
+			if !l.ended {
+				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_ = l.c.Cancel(cctx)
+				cancel()
+			}
+		}
+	}
+	for _, l := range legs {
+		if err := l.finish(); err != nil {
+			if errors.Is(err, errClientGone) {
+				release(true)
+				return true, errClientGone
+			}
+			if lost == nil {
+				lost = backendLost(l.c.Shard, err)
+			}
+		}
+	}
+	d := time.Since(mark.start)
+	for _, l := range legs {
+		s.srv.stats.leg(l.c.Shard, route.Kind, d, l.rows, l.bytes, failure != nil || lost != nil)
+	}
+	s.srv.stats.statement(route.Kind, d)
+	release(false)
+	switch {
+	case lost != nil:
+		return true, s.sendError(lost)
+	case failure != nil:
+		return true, s.send(failure)
+	}
+	return false, nil
+}
+
+// mergeLegs reads the legs' headers, sends the RowDescription, runs the
+// executor and sends the rows and the command tag. failure is the error
+// the client gets for the statement (already shaped as an ErrorResponse);
+// lost is a broken backend or errClientGone.
+func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs []*scatterLeg,
+	param router.ParamFunc, formats []int16, describe bool) (failure *pgproto3.ErrorResponse, lost error) {
+	var fields []pgproto3.FieldDescription
+	for _, l := range legs {
+		ok, err := l.header()
+		if err != nil {
+			if errors.Is(err, errClientGone) {
+				return nil, err
+			}
+			return nil, backendLost(l.c.Shard, err)
+		}
+		switch {
+		case l.err != nil:
+			return l.err, nil
+		case !ok:
+			continue
+		case fields == nil:
+			fields = l.fields
+		default:
+			if err := router.CheckFields(fields, l.fields); err != nil {
+				return errorResponse(s.log, err), nil
+			}
+		}
+	}
+	if fields == nil {
+		return errorResponse(s.log, pgError("XX000", "shardproxy: no shard returned a result description for a merged SELECT")), nil
+	}
+	out, err := plan.OutputFields(fields)
+	if err != nil {
+		return errorResponse(s.log, err), nil
+	}
+	out = append([]pgproto3.FieldDescription(nil), out...)
+	binaryCols := false
+	for i := range out {
+		out[i].Format = resultFormat(formats, i)
+		binaryCols = binaryCols || out[i].Format == pgtype.BinaryFormatCode
+	}
+	if describe {
+		if err := s.send(&pgproto3.RowDescription{Fields: out}); err != nil {
+			return nil, errClientGone
+		}
+	}
+	srcs := make([]router.Source, len(legs))
+	for i, l := range legs {
+		srcs[i] = l
+	}
+	var row pgproto3.DataRow
+	n, err := plan.Execute(ctx, fields, srcs, param, router.ExecOptions{Budget: s.runtime().Config.MergeMemory},
+		func(values [][]byte) error {
+			row.Values = values
+			if binaryCols {
+				converted, err := s.toResultFormats(out, values)
+				if err != nil {
+					return err
+				}
+				row.Values = converted
+			}
+			if err := s.send(&row); err != nil {
+				return errClientGone
+			}
+			return nil
+		})
+	var se *shardError
+	switch {
+	case err == nil:
+	case errors.Is(err, errClientGone):
+		return nil, err
+	case errors.As(err, &se):
+		return se.msg, nil
+	default:
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) {
+			for _, l := range legs {
+				if l.ended && !l.ready && l.err == nil && err != nil {
+					// A connection error surfaced through a leg's Next.
+					return nil, backendLost(l.c.Shard, err)
+				}
+			}
+		}
+		return errorResponse(s.log, err), nil
+	}
+	if err := s.send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT " + strconv.FormatInt(n, 10))}); err != nil {
+		return nil, errClientGone
+	}
+	return nil, nil
+}
+
+// resultFormat applies the Bind message's result-format-code rules.
+func resultFormat(formats []int16, i int) int16 {
+	switch len(formats) {
+	case 0:
+		return pgtype.TextFormatCode
+	case 1:
+		return formats[0]
+	}
+	if i < len(formats) {
+		return formats[i]
+	}
+	return pgtype.TextFormatCode
+}
+
+// toResultFormats turns the executor's text values into the binary format
+// the client asked for, column by column, through pgx's type map.
+func (s *session) toResultFormats(fields []pgproto3.FieldDescription, values [][]byte) ([][]byte, error) {
+	if s.types == nil {
+		s.types = pgtype.NewMap()
+	}
+	out := make([][]byte, len(values))
+	for i, v := range values {
+		if v == nil || i >= len(fields) || fields[i].Format != pgtype.BinaryFormatCode {
+			out[i] = v
+			continue
+		}
+		oid := fields[i].DataTypeOID
+		var val any
+		if err := s.types.Scan(oid, pgtype.TextFormatCode, v, &val); err != nil {
+			return nil, errNotSupported("request text results for this column",
+				"cannot send column %q (type OID %d) of a merged result in binary format: %v", fields[i].Name, oid, err)
+		}
+		// A non-nil buffer: Encode returns buf unchanged for an empty value
+		// (''), and a nil slice would go out as NULL.
+		b, err := s.types.Encode(oid, pgtype.BinaryFormatCode, val, []byte{})
+		if err != nil {
+			return nil, errNotSupported("request text results for this column",
+				"cannot send column %q (type OID %d) of a merged result in binary format: %v", fields[i].Name, oid, err)
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// scatterOf finds the plan's Scatter leaf.
+func scatterOf(p *router.ScatterPlan) *router.Scatter {
+	n := p.Root
+	for n != nil {
+		if sc, ok := n.(*router.Scatter); ok {
+			return sc
+		}
+		ch := n.Children()
+		if len(ch) == 0 {
+			return nil
+		}
+		n = ch[0]
+	}
+	return nil
+}
+
+// literalParams resolves $n of a simple-protocol statement: the literal
+// values the normaliser replaced.
+func literalParams(args [][]byte) router.ParamFunc {
+	return func(n int) ([]byte, bool, error) {
+		if n < 1 || n > len(args) {
+			return nil, false, pgError("08P01", "there is no parameter $%d", n)
+		}
+		return args[n-1], false, nil
+	}
+}
+
+// bindParams resolves $n of an extended-protocol statement: the client's
+// bind values (integers sent in binary are turned into text), or, for a
+// text without parameters of its own, its literal tokens.
+func bindParams(mb *multiBind, oids []uint32, lits []string) router.ParamFunc {
+	return func(n int) ([]byte, bool, error) {
+		if len(mb.params) == 0 && n >= 1 && n <= len(lits) {
+			v, ok := literalValue(lits[n-1])
+			if !ok {
+				return nil, false, errNotSupported("write this constant as a plain literal or a parameter",
+					"cannot evaluate constant %s of a merged statement", lits[n-1])
+			}
+			return v, false, nil
+		}
+		if n < 1 || n > len(mb.params) {
+			return nil, false, pgError("08P01", "there is no parameter $%d", n)
+		}
+		v := mb.params[n-1]
+		if v == nil {
+			return nil, true, nil
+		}
+		if paramFormatCode(mb.formats, n-1) == pgtype.TextFormatCode {
+			return v, false, nil
+		}
+		var oid uint32
+		if n-1 < len(oids) {
+			oid = oids[n-1]
+		}
+		switch {
+		case len(v) == 8 && (oid == 0 || oid == pgtype.Int8OID):
+			return strconv.AppendInt(nil, int64(binary.BigEndian.Uint64(v)), 10), false, nil
+		case len(v) == 4 && (oid == 0 || oid == pgtype.Int4OID):
+			return strconv.AppendInt(nil, int64(int32(binary.BigEndian.Uint32(v))), 10), false, nil
+		case len(v) == 2 && (oid == 0 || oid == pgtype.Int2OID):
+			return strconv.AppendInt(nil, int64(int16(binary.BigEndian.Uint16(v))), 10), false, nil
+		}
+		return nil, false, errNotSupported("send this parameter in text format",
+			"cannot evaluate binary parameter $%d (type OID %d) of a merged statement", n, oid)
+	}
+}
+
+func paramFormatCode(formats []int16, i int) int16 {
+	switch len(formats) {
+	case 0:
+		return pgtype.TextFormatCode
+	case 1:
+		return formats[0]
+	}
+	if i < len(formats) {
+		return formats[i]
+	}
+	return pgtype.TextFormatCode
+}
+
+// literalValue is the value of a literal token: a number as written, a
+// '...' string without its quotes. Other forms (E-strings, dollar quotes) are not needed
+// by LIMIT and HAVING constants and are refused by the caller.
+func literalValue(tok string) ([]byte, bool) {
+	if tok == "" {
+		return nil, false
+	}
+	if tok[0] != '\'' {
+		return []byte(tok), true
+	}
+	if len(tok) < 2 || tok[len(tok)-1] != '\'' {
+		return nil, false
+	}
+	body := tok[1 : len(tok)-1]
+	out := make([]byte, 0, len(body))
+	for i := 0; i < len(body); i++ {
+		out = append(out, body[i])
+		if body[i] == '\'' && i+1 < len(body) && body[i+1] == '\'' {
+			i++
+		}
+	}
+	return out, true
+}
+
+// renderLiterals fills a template's holes with the statement's literal
+// tokens (exactly as the client wrote them); holes past them stay $n.
+func renderLiterals(t router.Template, lits []string) string {
+	return t.Render(func(n int) string {
+		if n >= 1 && n <= len(lits) {
+			return lits[n-1]
+		}
+		return "$" + strconv.Itoa(n)
+	})
+}

@@ -1,0 +1,176 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/sync/errgroup"
+)
+
+const scatterBenchRows = 1_000_000
+
+const scatterBenchBody = `
+strategies:
+  by_k: {type: hash, key_type: int, shards: [s0, s1, s2]}
+tables:
+  bench: {key: k, strategy: by_k}
+default_shard: s0
+`
+
+// BenchmarkScatter compares scatter-gather through the proxy with the same
+// statement on one unsharded Postgres holding all the rows (the oracle), and
+// a single-shard point query through the proxy with the same query straight
+// to its shard: the merge machinery must not slow the point query down.
+//
+//	go test -bench Scatter ./proxy/ -run '^$'
+//
+// 1M rows: the oracle gets them all; shard i of 3 gets the rows Postgres'
+// own hash partitioning puts in remainder i (satisfies_hash_partition), which
+// is what the hash strategy promises. Point queries through the proxy check
+// that promise before anything is timed.
+func BenchmarkScatter(b *testing.B) {
+	f := startFixture(b, fixtureOptions{Shards: 3, Body: scatterBenchBody})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	const ddl = "CREATE TABLE bench (k int8 PRIMARY KEY, v int4 NOT NULL, pad text NOT NULL)"
+	const cols = "SELECT g, ((g::int8 * 7919) %% 100000)::int4, md5(g::text) FROM generate_series(1, %d) g"
+	proxyConn, err := pgx.Connect(ctx, f.DSN())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer proxyConn.Close(context.Background())
+	if _, err := proxyConn.Exec(ctx, ddl); err != nil {
+		b.Fatal(err)
+	}
+	oracleDB := fmt.Sprintf("oracle_bench_%d", dbSeq.Add(1))
+	if err := f.Meta.CreateDatabase(ctx, oracleDB); err != nil {
+		b.Fatal(err)
+	}
+	oracle, err := f.Meta.Connect(ctx, oracleDB)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer oracle.Close(context.Background())
+
+	// Load the four servers in parallel: each is its own Postgres.
+	var g errgroup.Group
+	g.Go(func() error {
+		for _, s := range []string{ddl, "INSERT INTO bench " + fmt.Sprintf(cols, scatterBenchRows), "ANALYZE bench"} {
+			if _, err := oracle.Exec(ctx, s); err != nil {
+				return fmt.Errorf("oracle: %s: %w", s, err)
+			}
+		}
+		return nil
+	})
+	shardConns := map[string]*pgx.Conn{}
+	for i, sh := range []string{"s0", "s1", "s2"} {
+		c := f.Direct(b, sh)
+		shardConns[sh] = c
+		g.Go(func() error {
+			for _, s := range []string{
+				"CREATE TABLE bench_hash (k int8) PARTITION BY HASH (k)",
+				fmt.Sprintf("INSERT INTO bench "+cols+" WHERE satisfies_hash_partition('bench_hash'::regclass, 3, %d, g::int8)", scatterBenchRows, i),
+				"DROP TABLE bench_hash",
+				"ANALYZE bench",
+			} {
+				if _, err := c.Exec(ctx, s); err != nil {
+					return fmt.Errorf("%s: %s: %w", sh, s, err)
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	// The proxy must find every key where Postgres' hash partitioning put it.
+	for k := int64(1); k <= 300; k += 7 {
+		var got int64
+		if err := proxyConn.QueryRow(ctx, "SELECT k FROM bench WHERE k = $1", k).Scan(&got); err != nil {
+			b.Fatalf("point query for k=%d through the proxy: %v (routed to a shard that does not hold it?)", k, err)
+		}
+	}
+
+	b.Run("count", func(b *testing.B) {
+		benchSame(b, oracle, proxyConn, "SELECT count(*) FROM bench")
+	})
+	b.Run("orderby_limit", func(b *testing.B) {
+		benchSame(b, oracle, proxyConn, "SELECT k, v FROM bench ORDER BY v DESC, k LIMIT 10")
+	})
+	b.Run("point", func(b *testing.B) {
+		const q = "SELECT k, v, pad FROM bench WHERE k = $1"
+		owner := func(k int64) *pgx.Conn {
+			for _, c := range shardConns {
+				var n int
+				if err := c.QueryRow(ctx, "SELECT count(*) FROM bench WHERE k = $1", k).Scan(&n); err == nil && n == 1 {
+					return c
+				}
+			}
+			b.Fatalf("no shard holds k=%d", k)
+			return nil
+		}
+		const key = 424242
+		for _, tc := range []struct {
+			name string
+			conn *pgx.Conn
+		}{{"shard", owner(key)}, {"proxy", proxyConn}, {"oracle", oracle}} {
+			b.Run(tc.name, func(b *testing.B) {
+				var k, v int64
+				var pad string
+				for b.Loop() {
+					if err := tc.conn.QueryRow(ctx, q, int64(key)).Scan(&k, &v, &pad); err != nil || k != key {
+						b.Fatalf("k=%d: got %d, %v", key, k, err)
+					}
+				}
+			})
+		}
+	})
+}
+
+// benchSame times sql on the oracle and through the proxy (simple
+// protocol, text results), after checking once that both give the same rows.
+func benchSame(b *testing.B, oracle, proxy *pgx.Conn, sql string) {
+	ctx := context.Background()
+	want, err := textRows(ctx, oracle.PgConn(), sql)
+	if err != nil {
+		b.Fatalf("oracle: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		conn *pgx.Conn
+	}{{"oracle", oracle}, {"proxy", proxy}} {
+		b.Run(tc.name, func(b *testing.B) {
+			got, err := textRows(ctx, tc.conn.PgConn(), sql)
+			if err != nil {
+				b.Fatalf("%s: %s", sql, describeErr(err))
+			}
+			if !slices.Equal(got, want) {
+				b.Fatalf("%s: %v, oracle %v", sql, got, want)
+			}
+			for b.Loop() {
+				if _, err := tc.conn.PgConn().Exec(ctx, sql).ReadAll(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func textRows(ctx context.Context, c *pgconn.PgConn, sql string) ([]string, error) {
+	rs, err := c.Exec(ctx, sql).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range rs {
+		for _, row := range r.Rows {
+			out = append(out, fmt.Sprintf("%q", row))
+		}
+	}
+	return out, nil
+}

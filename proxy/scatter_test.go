@@ -1,0 +1,180 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+const scatterBody = `strategies:
+  by_customer: {type: hash, key_type: int, shards: [s0, s1, s2]}
+tables:
+  customers: {key: customer_id, strategy: by_customer}
+default_shard: s0
+`
+
+const scatterSchema = `CREATE TABLE customers (customer_id bigint PRIMARY KEY, name text, region text,
+	score numeric(10,2), visits int, vip bool, seen timestamptz)`
+
+// scatterFixture is 3 shards behind the proxy and an unsharded oracle
+// database (on the metadata server) holding the same 300 customers.
+func scatterFixture(t *testing.T, top string) (*fixture, *pgx.Conn, *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	f := startFixture(t, fixtureOptions{Shards: 3, Body: scatterBody, Top: top})
+	proxyConn := f.Connect(t)
+	oracle, err := pgx.Connect(ctx, f.Meta.DSN(f.DB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { oracle.Close(context.Background()) })
+	var rows []string
+	for i := 1; i <= 300; i++ {
+		name := fmt.Sprintf("'cust %03d é'", i%97)
+		region := []string{"'north'", "'south'", "'east'", "NULL"}[i%4]
+		score := fmt.Sprintf("%d.%02d", (i*37)%1000, i%100)
+		if i%11 == 0 {
+			score = "NULL"
+		}
+		rows = append(rows, fmt.Sprintf("(%d, %s, %s, %s, %d, %t, timestamptz '2024-01-01 00:00:00+00' + interval '%d hours')",
+			i, name, region, score, i%13, i%3 == 0, i*7))
+	}
+	for _, c := range []*pgx.Conn{proxyConn, oracle} {
+		if _, err := c.Exec(ctx, scatterSchema); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			if _, err := c.Exec(ctx, "INSERT INTO customers VALUES "+r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return f, proxyConn, oracle
+}
+
+// rowsText runs sql and returns its rows as text, every column rendered by
+// the server (so numeric scale and timestamp text are compared exactly).
+func rowsText(t *testing.T, c *pgx.Conn, mode pgx.QueryExecMode, sql string, args ...any) ([]string, []string, error) {
+	t.Helper()
+	rows, err := c.Query(context.Background(), sql, append([]any{mode}, args...)...)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return nil, nil, err
+		}
+		parts := make([]string, len(vals))
+		for i, v := range vals {
+			parts[i] = fmt.Sprint(v)
+		}
+		out = append(out, strings.Join(parts, "|"))
+	}
+	var cols []string
+	for _, fd := range rows.FieldDescriptions() {
+		cols = append(cols, fmt.Sprintf("%s:%d", fd.Name, fd.DataTypeOID))
+	}
+	return out, cols, rows.Err()
+}
+
+// TestScatterProtocols runs merged SELECTs in every pgx execution mode
+// (simple protocol with literals, extended with parameters and binary
+// results) and compares them with the oracle.
+func TestScatterProtocols(t *testing.T) {
+	_, px, oracle := scatterFixture(t, "")
+	queries := []struct {
+		sql  string
+		args []any
+	}{
+		{"SELECT customer_id, name FROM customers ORDER BY name, customer_id DESC LIMIT 7 OFFSET 3", nil},
+		{"SELECT customer_id, score FROM customers ORDER BY score DESC NULLS LAST, customer_id LIMIT $1 OFFSET $2", []any{int64(9), int64(4)}},
+		{"SELECT count(*), sum(score), avg(score), min(name), max(seen) FROM customers", nil},
+		{"SELECT region, count(*), avg(visits), bool_and(vip) FROM customers GROUP BY region ORDER BY region NULLS FIRST", nil},
+		{"SELECT region, sum(visits) AS v FROM customers WHERE customer_id > $1 GROUP BY region HAVING count(*) > $2 ORDER BY v DESC", []any{int64(20), int64(50)}},
+		{"SELECT DISTINCT region FROM customers ORDER BY 1", nil},
+		{"SELECT customer_id, seen FROM customers WHERE customer_id IN (3, 17, 44, 250) ORDER BY seen DESC", nil},
+	}
+	modes := []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec,
+		pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec}
+	for _, q := range queries {
+		want, wantCols, err := rowsText(t, oracle, pgx.QueryExecModeSimpleProtocol, q.sql, q.args...)
+		if err != nil {
+			t.Fatalf("oracle %s: %v", q.sql, err)
+		}
+		if len(want) == 0 {
+			t.Fatalf("oracle %s: no rows; the test data does not exercise the query", q.sql)
+		}
+		for _, mode := range modes {
+			t.Run(fmt.Sprintf("%s/%v", q.sql, mode), func(t *testing.T) {
+				got, gotCols, err := rowsText(t, px, mode, q.sql, q.args...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("rows differ\n got %q\nwant %q", got, want)
+				}
+				if !reflect.DeepEqual(gotCols, wantCols) {
+					t.Errorf("columns %v, want %v", gotCols, wantCols)
+				}
+			})
+		}
+	}
+}
+
+// TestScatterFailures checks that a shard error, a cancel and the memory
+// budget each end the merged statement with the right SQLSTATE and leave
+// the connection and the pools usable.
+func TestScatterFailures(t *testing.T) {
+	f, px, _ := scatterFixture(t, "merge_memory: 64kB\n")
+	ctx := context.Background()
+	check := func(t *testing.T, c *pgx.Conn) {
+		t.Helper()
+		var n int64
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM customers").Scan(&n); err != nil || n != 300 {
+			t.Fatalf("after the failure: count = %d, %v", n, err)
+		}
+	}
+	code := func(err error) string {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return pe.Code
+		}
+		return fmt.Sprint(err)
+	}
+	t.Run("shard error mid-merge", func(t *testing.T) {
+		// Only the shard holding customer 150 divides by zero.
+		_, err := px.Exec(ctx, "SELECT customer_id, 1 / (customer_id - 150) FROM customers ORDER BY customer_id")
+		if code(err) != "22012" {
+			t.Fatalf("got %v, want division_by_zero (22012)", err)
+		}
+		check(t, px)
+	})
+	t.Run("cancel", func(t *testing.T) {
+		cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		_, err := px.Exec(cctx, "SELECT customer_id, pg_sleep(0.05) FROM customers ORDER BY customer_id")
+		if err == nil {
+			t.Fatal("a 15 s statement finished within its 300 ms context")
+		}
+		c2 := f.Connect(t)
+		check(t, c2)
+	})
+	t.Run("memory budget", func(t *testing.T) {
+		c := f.Connect(t)
+		_, err := c.Exec(ctx, "SELECT a.customer_id, count(*) FROM customers a, generate_series(1, 200) g GROUP BY a.customer_id, g")
+		if code(err) != "53200" {
+			t.Fatalf("got %v, want out_of_memory (53200)", err)
+		}
+		check(t, c)
+	})
+}

@@ -1,0 +1,278 @@
+-- Differential queries (proxy/differential_test.go): each runs on the oracle
+-- and through the proxy; results must be identical. Queries with a
+-- top-level ORDER BY are compared in order and must therefore have a total
+-- order (they end with a unique key); others are compared as multisets.
+-- A statement ends with ";" at the end of a line; "; -- args: a b" gives
+-- bind parameters (then it runs as unnamed and as named prepared statement).
+
+-- Plain union of rows (no ORDER BY).
+SELECT * FROM customers;
+SELECT * FROM orders;
+SELECT * FROM order_items;
+SELECT * FROM events;
+SELECT order_id, total FROM orders WHERE total > 500;
+SELECT name, email FROM customers WHERE country = 'JP';
+SELECT * FROM orders WHERE note IS NULL;
+SELECT stream, seq FROM events WHERE payload = '';
+SELECT customer_id, name FROM customers WHERE name LIKE '%é%' OR name LIKE '%日本%';
+SELECT 1 AS one FROM orders WHERE qty > 18;
+SELECT order_id, total * 2 AS double_total, upper(status) FROM orders WHERE qty < 3;
+SELECT * FROM events WHERE at >= '2024-06-01';
+SELECT event_id, amount FROM events WHERE amount IS NOT NULL;
+SELECT customer_id, vip, signup FROM customers WHERE vip IS NULL;
+SELECT o.order_id, o.customer_id FROM orders o WHERE o.customer_id IN (1, 2, 3, 150, 300, 399);
+SELECT customer_id, credit FROM customers WHERE credit < 0;
+SELECT status, shipped, note FROM orders WHERE customer_id <> 7 AND shipped;
+SELECT * FROM order_items WHERE product_id IS NULL OR qty IS NULL;
+
+-- ORDER BY: directions, NULLS FIRST/LAST, every type, keys in and out of the select list.
+SELECT order_id, total FROM orders ORDER BY total DESC NULLS LAST, order_id;
+SELECT order_id, total FROM orders ORDER BY total ASC NULLS FIRST, order_id;
+SELECT order_id, total FROM orders ORDER BY total, order_id;
+SELECT order_id, total FROM orders ORDER BY total DESC, order_id DESC;
+SELECT order_id FROM orders ORDER BY created_at, order_id;
+SELECT order_id AS id, total AS t FROM orders ORDER BY t DESC, id;
+SELECT customer_id, order_id, total FROM orders ORDER BY 3, 2;
+SELECT customer_id, order_id, total FROM orders ORDER BY 1 DESC, 2 DESC;
+SELECT order_id, qty FROM orders ORDER BY qty * total DESC NULLS LAST, order_id;
+SELECT order_id, qty * 2 AS q2 FROM orders ORDER BY qty * 2, order_id;
+SELECT customer_id, name FROM customers ORDER BY name, customer_id;
+SELECT customer_id, name FROM customers ORDER BY name DESC, customer_id DESC;
+SELECT customer_id, name FROM customers ORDER BY name NULLS FIRST, customer_id;
+SELECT customer_id, email FROM customers ORDER BY email NULLS FIRST, customer_id;
+SELECT customer_id, email FROM customers ORDER BY email DESC NULLS LAST, customer_id;
+SELECT customer_id, vip FROM customers ORDER BY vip, customer_id;
+SELECT customer_id, vip FROM customers ORDER BY vip DESC NULLS LAST, customer_id;
+SELECT customer_id, signup FROM customers ORDER BY signup, customer_id;
+SELECT customer_id, signup FROM customers ORDER BY signup DESC NULLS LAST, customer_id DESC;
+SELECT order_id, created_at FROM orders ORDER BY created_at DESC, order_id;
+SELECT order_id, created_at FROM orders ORDER BY created_at NULLS FIRST, order_id;
+SELECT event_id, stream FROM events ORDER BY event_id;
+SELECT event_id, stream FROM events ORDER BY event_id DESC;
+SELECT order_id, qty FROM orders ORDER BY qty, order_id;
+SELECT order_id, qty FROM orders ORDER BY qty DESC NULLS LAST, order_id;
+SELECT customer_id, order_id FROM orders ORDER BY customer_id DESC, order_id DESC;
+SELECT stream, seq, amount FROM events ORDER BY amount, stream, seq;
+SELECT stream, seq, amount FROM events ORDER BY amount DESC NULLS LAST, stream DESC, seq;
+SELECT order_id, discount FROM orders ORDER BY discount DESC NULLS FIRST, order_id;
+SELECT customer_id, credit FROM customers ORDER BY credit NULLS FIRST, customer_id;
+SELECT order_id, status, shipped, total FROM orders ORDER BY status, shipped DESC, total, order_id;
+SELECT customer_id, country, credit FROM customers ORDER BY country DESC NULLS LAST, credit ASC NULLS FIRST, customer_id;
+SELECT customer_id FROM customers ORDER BY lower(name), customer_id;
+SELECT order_id, total FROM orders WHERE status = 'paid' ORDER BY total, order_id;
+SELECT stream, seq, kind FROM events ORDER BY stream, seq;
+SELECT stream, seq FROM events ORDER BY stream DESC, seq DESC;
+SELECT stream, seq, payload FROM events ORDER BY length(payload) NULLS FIRST, stream, seq;
+SELECT * FROM orders ORDER BY order_id;
+SELECT * FROM customers ORDER BY 1 DESC;
+SELECT * FROM events ORDER BY at, event_id;
+SELECT o.order_id, o.total FROM orders o ORDER BY o.total, o.order_id;
+SELECT order_id, CASE WHEN shipped THEN 'yes' WHEN NOT shipped THEN 'no' END AS s FROM orders ORDER BY s NULLS FIRST, order_id;
+SELECT order_id FROM orders ORDER BY CASE WHEN status = 'paid' THEN 0 ELSE 1 END, order_id DESC;
+SELECT order_id, ship_date FROM orders ORDER BY ship_date, order_id;
+SELECT customer_id, order_id, line, price FROM order_items ORDER BY price DESC NULLS LAST, order_id, line;
+SELECT customer_id, region_id FROM customers ORDER BY region_id, customer_id;
+SELECT order_id, note FROM orders WHERE note IS NOT NULL ORDER BY note, order_id;
+SELECT name FROM customers WHERE name IS NOT NULL ORDER BY name COLLATE "C";
+SELECT customer_id, order_id FROM orders WHERE customer_id IN (7, 100, 250, 399) ORDER BY order_id;
+SELECT order_id, total, qty FROM orders ORDER BY total + qty DESC NULLS LAST, order_id;
+
+-- LIMIT / OFFSET, with and without ORDER BY.
+SELECT order_id, total FROM orders ORDER BY total DESC NULLS LAST, order_id LIMIT 10;
+SELECT order_id, total FROM orders ORDER BY total DESC NULLS LAST, order_id LIMIT 10 OFFSET 20;
+SELECT order_id FROM orders ORDER BY order_id LIMIT 50 OFFSET 2990;
+SELECT order_id FROM orders ORDER BY order_id OFFSET 5000;
+SELECT order_id FROM orders ORDER BY order_id DESC OFFSET 2995;
+SELECT order_id FROM orders ORDER BY order_id LIMIT 0;
+SELECT order_id FROM orders ORDER BY order_id LIMIT ALL;
+SELECT customer_id FROM customers ORDER BY customer_id LIMIT NULL OFFSET 390;
+SELECT order_id FROM orders ORDER BY created_at DESC NULLS LAST, order_id FETCH FIRST 5 ROWS ONLY;
+SELECT order_id FROM orders ORDER BY qty, order_id OFFSET 3 ROWS FETCH NEXT 4 ROWS ONLY;
+SELECT name, customer_id FROM customers ORDER BY name DESC NULLS FIRST, customer_id LIMIT 7 OFFSET 1;
+SELECT event_id FROM events ORDER BY event_id LIMIT 3;
+SELECT stream, seq FROM events ORDER BY at DESC NULLS FIRST, stream, seq LIMIT 25;
+SELECT 'x' AS c FROM orders LIMIT 7;
+SELECT status FROM orders WHERE order_id IN (1, 2, 3, 1500, 2999) LIMIT 100;
+SELECT * FROM orders LIMIT 0;
+SELECT order_id FROM orders WHERE order_id < 0 ORDER BY order_id LIMIT 5;
+SELECT order_id FROM orders ORDER BY order_id LIMIT $1 OFFSET $2; -- args: 10 5
+SELECT order_id, total FROM orders ORDER BY total DESC NULLS LAST, order_id LIMIT $1; -- args: 3
+SELECT order_id, qty FROM orders WHERE qty > $1 ORDER BY qty, order_id LIMIT $2; -- args: 5 20
+SELECT order_id FROM orders ORDER BY order_id OFFSET $1; -- args: 2995
+SELECT order_id FROM orders ORDER BY order_id LIMIT $1; -- args: 0
+SELECT customer_id, name FROM customers ORDER BY name, customer_id LIMIT $1 OFFSET $2; -- args: 5 395
+SELECT count(*) FROM orders WHERE total > $1; -- args: 100
+SELECT customer_id, order_id FROM orders WHERE customer_id IN ($1, $2, $3) ORDER BY order_id; -- args: 7 150 300
+SELECT status, count(*) FROM orders WHERE qty >= $1 GROUP BY status ORDER BY status LIMIT $2; -- args: 3 4
+SELECT stream, seq FROM events WHERE stream IN ($1, $2, $3) ORDER BY stream, seq LIMIT $4; -- args: acct-1 日本-3 zz-9 40
+
+-- Aggregates without GROUP BY.
+SELECT count(*) FROM orders;
+SELECT count(*) FROM customers;
+SELECT count(*) FROM order_items;
+SELECT count(*) FROM events;
+SELECT count(total) FROM orders;
+SELECT count(email) FROM customers;
+SELECT count(1) FROM events WHERE payload IS NOT NULL;
+SELECT count(DISTINCT customer_id) FROM orders;
+SELECT count(DISTINCT status) FROM orders;
+SELECT count(DISTINCT stream) FROM events;
+SELECT count(DISTINCT kind) FROM events;
+SELECT count(DISTINCT customer_id) FROM events;
+SELECT count(DISTINCT name) FROM customers;
+SELECT sum(qty) FROM orders;
+SELECT sum(customer_id) FROM orders;
+SELECT sum(total) FROM orders;
+SELECT sum(discount) FROM orders;
+SELECT sum(amount) FROM events;
+SELECT sum(price) FROM order_items;
+SELECT min(qty), max(qty) FROM orders;
+SELECT min(customer_id), max(customer_id) FROM events;
+SELECT min(total), max(total) FROM orders;
+SELECT min(amount), max(amount) FROM events;
+SELECT min(name), max(name) FROM customers;
+SELECT min(signup), max(signup) FROM customers;
+SELECT min(created_at), max(created_at) FROM orders;
+SELECT min(stream), max(stream) FROM events;
+SELECT avg(qty) FROM orders;
+SELECT avg(customer_id) FROM orders;
+SELECT avg(total) FROM orders;
+SELECT avg(discount) FROM orders;
+SELECT avg(amount) FROM events;
+SELECT avg(credit) FROM customers;
+SELECT bool_and(shipped), bool_or(shipped) FROM orders;
+SELECT bool_and(vip), bool_or(vip) FROM customers;
+SELECT bool_and(active), bool_or(active) FROM products;
+SELECT count(*), count(total), sum(total), min(total), max(total), avg(total) FROM orders;
+SELECT count(*) AS n, sum(qty) AS "Total Qty", avg(qty) AS "平均" FROM orders;
+SELECT count(*) FROM orders WHERE shipped;
+SELECT count(*), sum(total) FROM orders WHERE customer_id IN (1, 7, 200, 333);
+SELECT sum(qty) FROM orders WHERE qty IS NULL;
+SELECT count(*) FROM orders WHERE customer_id = 7;
+SELECT max(total) FROM orders WHERE status = 'shipped' AND created_at < '2024-07-01';
+SELECT min(note), max(note) FROM orders;
+SELECT sum(qty), sum(total), avg(discount) FROM orders WHERE customer_id <> 7;
+SELECT bool_or(qty > 19), bool_and(qty > 0) FROM orders;
+
+-- Aggregates over empty sets.
+SELECT count(*), sum(total), avg(total), min(total), max(total), bool_and(shipped) FROM orders WHERE status = 'nope';
+SELECT count(*) FROM orders WHERE order_id < 0;
+SELECT count(DISTINCT status) FROM orders WHERE false;
+SELECT bool_or(shipped) FROM orders WHERE false;
+SELECT max(total) FROM orders WHERE order_id < 0;
+SELECT avg(amount), sum(amount), count(amount) FROM events WHERE stream = 'no-such-stream';
+
+-- GROUP BY, HAVING, ORDER BY aggregates.
+SELECT status, count(*) FROM orders GROUP BY status;
+SELECT count(*) FROM orders GROUP BY status;
+SELECT status, count(*), sum(total), avg(total), min(total), max(total) FROM orders GROUP BY status ORDER BY status;
+SELECT status, count(*) FROM orders GROUP BY 1 ORDER BY 1;
+SELECT status, shipped, count(*) FROM orders GROUP BY status, shipped ORDER BY status, shipped;
+SELECT status, shipped, qty, count(*), sum(total) FROM orders GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+SELECT customer_id, count(*) FROM orders GROUP BY customer_id ORDER BY customer_id;
+SELECT customer_id, count(*) FROM orders GROUP BY customer_id ORDER BY count(*) DESC, customer_id LIMIT 5;
+SELECT customer_id, sum(total), avg(qty) FROM orders GROUP BY customer_id;
+SELECT name, count(*) FROM customers GROUP BY name ORDER BY name;
+SELECT country, count(*), avg(credit) FROM customers GROUP BY country ORDER BY country NULLS FIRST;
+SELECT vip, count(*), min(signup), max(signup) FROM customers GROUP BY vip ORDER BY vip;
+SELECT signup, count(*) FROM customers GROUP BY signup ORDER BY count(*) DESC, signup NULLS FIRST LIMIT 10;
+SELECT date_trunc('month', created_at) AS month, count(*), sum(total) FROM orders GROUP BY 1 ORDER BY 1;
+SELECT region_id, count(*) FROM customers GROUP BY region_id ORDER BY region_id DESC NULLS LAST;
+SELECT status, count(*) FROM orders GROUP BY status HAVING count(*) > 100 ORDER BY status;
+SELECT status, sum(total) FROM orders GROUP BY status HAVING sum(total) > 10000 ORDER BY sum(total) DESC, status;
+SELECT customer_id, count(*) FROM orders GROUP BY customer_id HAVING count(*) >= 12 ORDER BY customer_id;
+SELECT status FROM orders GROUP BY status HAVING max(qty) > 19 ORDER BY status;
+SELECT status, avg(total) FROM orders GROUP BY status HAVING avg(total) > 490 ORDER BY status;
+SELECT status, count(*) FROM orders GROUP BY status ORDER BY count(*) DESC, status;
+SELECT status, sum(total) FROM orders GROUP BY status ORDER BY sum(total) DESC NULLS LAST, status;
+SELECT status, avg(qty) FROM orders GROUP BY status ORDER BY avg(qty), status;
+SELECT status FROM orders GROUP BY status ORDER BY max(total), status;
+SELECT status, count(DISTINCT customer_id) FROM orders GROUP BY status ORDER BY status;
+SELECT shipped, count(DISTINCT status) FROM orders GROUP BY shipped ORDER BY shipped;
+SELECT status, bool_and(shipped), bool_or(shipped) FROM orders GROUP BY status ORDER BY status;
+SELECT kind, count(*), sum(amount), avg(amount), min(amount), max(amount) FROM events GROUP BY kind ORDER BY kind;
+SELECT stream, count(*), max(seq) FROM events GROUP BY stream ORDER BY stream;
+SELECT stream, count(*) FROM events GROUP BY stream ORDER BY count(*) DESC, stream LIMIT 3;
+SELECT customer_id, count(*) FROM events GROUP BY customer_id ORDER BY customer_id NULLS FIRST;
+SELECT status, count(*) FROM orders WHERE false GROUP BY status;
+SELECT status, count(*) FROM orders WHERE customer_id IN (7, 8, 9, 300) GROUP BY status ORDER BY status;
+SELECT qty, count(*) FROM orders GROUP BY qty ORDER BY qty NULLS FIRST;
+SELECT discount, count(*) FROM orders GROUP BY discount ORDER BY discount;
+SELECT amount, count(*) FROM events GROUP BY amount ORDER BY count(*) DESC, amount NULLS FIRST LIMIT 10;
+SELECT count(*), status FROM orders GROUP BY status ORDER BY 2;
+SELECT product_id, sum(qty), count(*) FROM order_items GROUP BY product_id ORDER BY product_id NULLS LAST;
+SELECT note, count(*) FROM orders GROUP BY note ORDER BY note NULLS FIRST;
+
+-- DISTINCT and DISTINCT ON.
+SELECT DISTINCT status FROM orders;
+SELECT DISTINCT status FROM orders ORDER BY status;
+SELECT DISTINCT country FROM customers ORDER BY country NULLS FIRST;
+SELECT DISTINCT status, shipped FROM orders ORDER BY 1, 2;
+SELECT DISTINCT customer_id FROM orders ORDER BY 1;
+SELECT DISTINCT name FROM customers;
+SELECT DISTINCT qty FROM orders ORDER BY qty DESC NULLS LAST;
+SELECT DISTINCT discount FROM orders;
+SELECT DISTINCT kind FROM events ORDER BY kind;
+SELECT DISTINCT signup FROM customers ORDER BY signup LIMIT 5;
+SELECT DISTINCT qty FROM orders ORDER BY qty LIMIT 5;
+SELECT DISTINCT status FROM orders WHERE false;
+SELECT DISTINCT ON (customer_id) customer_id, order_id, total FROM orders ORDER BY customer_id, total DESC NULLS LAST, order_id;
+SELECT DISTINCT ON (status) status, order_id FROM orders ORDER BY status, created_at, order_id;
+SELECT DISTINCT ON (country) country, customer_id, name FROM customers ORDER BY country NULLS FIRST, customer_id;
+SELECT DISTINCT ON (kind) kind, stream, seq FROM events ORDER BY kind, at DESC, stream, seq;
+SELECT DISTINCT ON (qty) qty, order_id FROM orders ORDER BY qty, order_id DESC LIMIT 5;
+SELECT DISTINCT ON (stream) stream, seq, kind FROM events ORDER BY stream, seq DESC;
+
+-- IN-lists spanning shards.
+SELECT * FROM customers WHERE customer_id IN (1, 100, 200, 300, 400);
+SELECT * FROM customers WHERE customer_id IN (1, 100, 200, 300, 400) ORDER BY customer_id DESC;
+SELECT * FROM events WHERE stream IN ('acct-1', '日本-3', 'zz-9', 'Straße-2', '🎉-4') ORDER BY stream, seq;
+SELECT customer_id, count(*) FROM orders WHERE customer_id IN (7, 8, 9, 10, 11, 12) GROUP BY customer_id ORDER BY customer_id;
+SELECT DISTINCT status FROM orders WHERE customer_id IN (5, 50, 500, 150) ORDER BY status;
+SELECT * FROM orders WHERE customer_id = ANY ('{3, 30, 130, 230, 330}') ORDER BY order_id;
+SELECT count(*) FROM orders WHERE customer_id NOT IN (7, 8);
+
+-- Joins: colocated (same strategy, on the shard key) and with the reference table.
+SELECT o.order_id, i.line, i.qty FROM orders o JOIN order_items i ON i.customer_id = o.customer_id AND i.order_id = o.order_id;
+SELECT o.order_id, i.line, i.qty FROM orders o JOIN order_items i ON i.customer_id = o.customer_id AND i.order_id = o.order_id ORDER BY o.order_id, i.line;
+SELECT c.customer_id, o.order_id FROM customers c LEFT JOIN orders o ON o.customer_id = c.customer_id ORDER BY c.customer_id, o.order_id NULLS FIRST;
+SELECT c.country, count(o.order_id) FROM customers c JOIN orders o ON o.customer_id = c.customer_id GROUP BY c.country ORDER BY 1 NULLS FIRST;
+SELECT c.name, o.total, o.order_id FROM customers c JOIN orders o USING (customer_id) WHERE o.total > 900 ORDER BY o.total DESC, o.order_id;
+SELECT i.order_id, i.line, p.name FROM order_items i JOIN products p ON p.product_id = i.product_id ORDER BY i.order_id, i.line;
+SELECT i.order_id, i.line, p.name FROM order_items i LEFT JOIN products p ON p.product_id = i.product_id WHERE p.product_id IS NULL;
+SELECT o.status, p.category, sum(i.qty) FROM orders o JOIN order_items i ON i.customer_id = o.customer_id AND i.order_id = o.order_id JOIN products p ON p.product_id = i.product_id GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT o.status, count(i.line), sum(i.qty * i.price) FROM orders o JOIN order_items i ON i.customer_id = o.customer_id AND i.order_id = o.order_id GROUP BY o.status ORDER BY 1;
+SELECT p.category, sum(i.qty) FROM order_items i JOIN products p USING (product_id) GROUP BY p.category ORDER BY p.category NULLS FIRST;
+SELECT c.customer_id, c.name, count(o.order_id) FROM customers c LEFT JOIN orders o ON o.customer_id = c.customer_id GROUP BY c.customer_id, c.name ORDER BY count(o.order_id) DESC, c.customer_id LIMIT 10;
+SELECT c.customer_id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.customer_id WHERE c.customer_id IN (7, 150, 390) ORDER BY 1, 2;
+SELECT DISTINCT p.name FROM order_items i JOIN products p ON p.product_id = i.product_id WHERE i.customer_id = 7 ORDER BY 1;
+
+-- The reference table alone: its rows must come from one shard, never from all.
+SELECT * FROM products;
+SELECT * FROM products ORDER BY product_id;
+SELECT count(*) FROM products;
+SELECT category, count(*), sum(price) FROM products GROUP BY 1 ORDER BY 1 NULLS LAST;
+SELECT DISTINCT category FROM products;
+
+-- Empty results.
+SELECT * FROM orders WHERE false;
+SELECT * FROM orders WHERE order_id < 0 ORDER BY order_id;
+SELECT customer_id, name FROM customers WHERE name = 'nobody' ORDER BY name, customer_id;
+SELECT * FROM events WHERE stream = 'no-such-stream';
+
+-- Range and OR predicates on the shard key (peers routed these to one shard).
+SELECT customer_id, name FROM customers WHERE customer_id >= 1;
+SELECT order_id FROM orders WHERE customer_id BETWEEN 100 AND 300 ORDER BY order_id;
+SELECT customer_id, credit FROM customers WHERE customer_id > 115 AND customer_id < 125 ORDER BY customer_id;
+SELECT stream, seq FROM events WHERE stream >= 'f' AND stream < 'h' ORDER BY stream, seq;
+SELECT stream, seq FROM events WHERE stream > 'r' ORDER BY stream, seq;
+SELECT customer_id, name FROM customers WHERE customer_id = 7 OR customer_id = 300 ORDER BY customer_id;
+SELECT order_id FROM orders WHERE customer_id = 7 OR status = 'paid' ORDER BY order_id;
+SELECT count(*) FROM orders WHERE customer_id < 200;
+SELECT customer_id, name FROM customers WHERE customer_id = $1 OR customer_id = $2 ORDER BY customer_id; -- args: 7 300
+SELECT order_id, status FROM orders WHERE customer_id IN ($1, $2) AND status = $3 ORDER BY order_id; -- args: 7 250 paid
+SELECT order_id FROM orders WHERE customer_id >= $1 ORDER BY order_id LIMIT $2; -- args: 390 20
+
+-- UNION ALL of SELECTs over sharded tables: a concatenation.
+SELECT customer_id FROM orders WHERE qty > 18 UNION ALL SELECT customer_id FROM order_items WHERE qty = 5;
+SELECT stream AS s FROM events WHERE kind = 'paid' UNION ALL SELECT status FROM orders WHERE qty = 1;

@@ -1,0 +1,69 @@
+-- Statements the proxy must refuse with SQLSTATE 0A000 (and a hint) on the
+-- differential suite's tables (schema.sql): each needs cross-shard
+-- semantics that concatenating or re-aggregating per-shard results cannot
+-- give exactly. Every one is valid SQL: the oracle runs it (inside a
+-- rolled-back transaction). Same format as queries.sql.
+
+-- Window functions over rows of all shards.
+SELECT order_id, row_number() OVER (ORDER BY order_id) FROM orders;
+SELECT order_id, sum(total) OVER () FROM orders;
+SELECT order_id, rank() OVER (PARTITION BY status ORDER BY total) FROM orders;
+SELECT order_id, lag(total) OVER (ORDER BY order_id) FROM orders;
+SELECT order_id, ntile(4) OVER (ORDER BY total, order_id) FROM orders;
+SELECT stream, seq, count(*) OVER (PARTITION BY kind) FROM events;
+
+-- Joins of tables that are not colocated on the join key.
+SELECT o.order_id, e.kind FROM orders o JOIN events e ON e.customer_id = o.customer_id;
+SELECT c.customer_id FROM customers c JOIN events e ON e.seq = c.customer_id;
+SELECT o.order_id, i.line FROM orders o JOIN order_items i ON i.order_id = o.order_id;
+SELECT count(*) FROM orders a JOIN orders b ON a.order_id = b.order_id;
+SELECT c.customer_id, e.stream FROM customers c LEFT JOIN events e ON e.customer_id = c.customer_id;
+SELECT o.order_id FROM orders o WHERE EXISTS (SELECT 1 FROM events e WHERE e.customer_id = o.customer_id);
+SELECT * FROM customers c WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = c.customer_id);
+SELECT c.customer_id, x.n FROM customers c, LATERAL (SELECT count(*) AS n FROM events e WHERE e.customer_id = c.customer_id) x;
+
+-- Subqueries that aggregate across shards.
+SELECT * FROM customers WHERE credit > (SELECT avg(credit) FROM customers);
+SELECT customer_id FROM orders WHERE total = (SELECT max(total) FROM orders);
+SELECT (SELECT count(*) FROM orders) AS n;
+SELECT customer_id FROM orders GROUP BY customer_id HAVING count(*) > (SELECT avg(qty) FROM orders);
+WITH t AS (SELECT status, count(*) AS c FROM orders GROUP BY status) SELECT * FROM t;
+SELECT count(*) FROM (SELECT DISTINCT status FROM orders) s;
+
+-- Row locks across shards.
+SELECT * FROM orders FOR UPDATE;
+SELECT * FROM customers WHERE vip FOR SHARE;
+SELECT order_id FROM orders ORDER BY order_id LIMIT 5 FOR UPDATE;
+SELECT * FROM events FOR UPDATE SKIP LOCKED;
+
+-- Set operations whose result depends on rows of other shards.
+SELECT customer_id FROM orders INTERSECT SELECT customer_id FROM order_items;
+SELECT customer_id FROM customers EXCEPT SELECT customer_id FROM orders;
+SELECT status FROM orders UNION SELECT kind FROM events;
+SELECT customer_id FROM orders UNION ALL SELECT customer_id FROM customers ORDER BY 1;
+SELECT name FROM products WHERE price < 50 UNION ALL SELECT name FROM customers WHERE country = 'DE';
+
+-- LIMIT whose row count depends on ties across shards.
+SELECT total FROM orders ORDER BY total DESC NULLS LAST FETCH FIRST 3 ROWS WITH TIES;
+
+-- Expressions over aggregates.
+SELECT sum(total) * 2 FROM orders;
+SELECT count(*) + 1 FROM orders;
+SELECT status, sum(qty)::numeric / count(*) FROM orders GROUP BY status;
+SELECT max(total) - min(total) FROM orders;
+SELECT status, sum(total) FROM orders GROUP BY status ORDER BY sum(total) * 2;
+
+-- Aggregates that cannot be re-aggregated from per-shard partials.
+SELECT array_agg(order_id) FROM orders;
+SELECT string_agg(status, ',') FROM orders;
+SELECT stddev(total) FROM orders;
+SELECT variance(qty) FROM orders;
+SELECT json_agg(o) FROM orders o;
+SELECT corr(qty, total) FROM orders;
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY total) FROM orders;
+SELECT mode() WITHIN GROUP (ORDER BY status) FROM orders;
+
+-- Grouping sets.
+SELECT status, count(*) FROM orders GROUP BY GROUPING SETS ((status), ());
+SELECT status, count(*) FROM orders GROUP BY ROLLUP (status);
+SELECT status, shipped, count(*) FROM orders GROUP BY CUBE (status, shipped);

@@ -1,0 +1,61 @@
+-- Schema of the differential suite (proxy/differential_test.go). It runs
+-- unchanged on the oracle and, through the proxy, on every shard (DDL is
+-- broadcast). customers, orders and order_items are sharded by customer_id
+-- with one strategy (colocated), events by its text key stream, products is
+-- a reference table. No foreign keys: the shards are independent servers.
+-- Statements are separated by ";" at the end of a line.
+
+CREATE TABLE customers (
+    customer_id int8 PRIMARY KEY,
+    name        text,
+    email       text,
+    country     text,
+    credit      numeric(12,2),
+    vip         bool,
+    signup      date,
+    region_id   int4
+);
+
+CREATE TABLE orders (
+    order_id    int8 NOT NULL,
+    customer_id int8 NOT NULL,
+    status      text,
+    total       numeric(14,2),
+    qty         int4,
+    discount    numeric,
+    created_at  timestamptz,
+    shipped     bool,
+    note        text,
+    ship_date   date,
+    PRIMARY KEY (customer_id, order_id)
+);
+
+CREATE TABLE order_items (
+    customer_id int8 NOT NULL,
+    order_id    int8 NOT NULL,
+    line        int4 NOT NULL,
+    product_id  int4,
+    qty         int4,
+    price       numeric(10,3),
+    PRIMARY KEY (customer_id, order_id, line)
+);
+
+CREATE TABLE products (
+    product_id int4 PRIMARY KEY,
+    name       text,
+    category   text,
+    price      numeric(10,2),
+    active     bool
+);
+
+CREATE TABLE events (
+    stream      text NOT NULL,
+    seq         int8 NOT NULL,
+    event_id    uuid NOT NULL,
+    customer_id int8,
+    kind        text,
+    payload     text,
+    at          timestamptz,
+    amount      numeric,
+    PRIMARY KEY (stream, seq)
+);
