@@ -15,18 +15,36 @@ import (
 )
 
 // copyTable copies the rows of jt on src whose new owner is another shard
-// to that owner, under the snapshot tx runs in. Rows are filtered in Go by
-// the target strategy (any strategy works the same way) and upserted on
+// to that owner, under the snapshot tx runs in. Rows are filtered by the
+// target strategy (in SQL where ownerSQL has a form, else in Go) and upserted on
 // their destination in batches, each committed on its own: a copy redone
 // after a crash overwrites what an earlier attempt wrote.
 func (j *Job) copyTable(ctx context.Context, tx pgx.Tx, src *source, jt *jobTable) (int64, error) {
 	c := &copier{ctx: ctx, job: j, src: src, jt: jt, batches: map[string]*bytes.Buffer{}, counts: map[string]int{}}
-	q := fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT", jt.info.colList(), jt.info.Ident)
-	if _, err := tx.Conn().PgConn().CopyTo(ctx, c, q); err != nil {
-		return c.copied, fmt.Errorf("shard %s: copy %s: %w", src.shard, jt.name, err)
+	// When Postgres can compute the new owner, it filters: one COPY per
+	// destination sends only that destination's rows, and no row is
+	// located in Go.
+	var queries []string
+	var dests []string
+	if expr, ok := ownerSQL(jt.nextCfg, quoteIdent(jt.key)); ok {
+		for _, d := range jt.next.Shards() {
+			if d != src.shard {
+				queries = append(queries, fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s = %s) TO STDOUT", jt.info.colList(), jt.info.Ident, expr, quoteLiteral(d)))
+				dests = append(dests, d)
+			}
+		}
+	} else {
+		queries = []string{fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT", jt.info.colList(), jt.info.Ident)}
+		dests = []string{""}
 	}
-	if c.err != nil {
-		return c.copied, c.err
+	for i, q := range queries {
+		c.fixed = dests[i]
+		if _, err := tx.Conn().PgConn().CopyTo(ctx, c, q); err != nil {
+			return c.copied, fmt.Errorf("shard %s: copy %s: %w", src.shard, jt.name, err)
+		}
+		if c.err != nil {
+			return c.copied, c.err
+		}
 	}
 	for _, dst := range slices.Sorted(maps.Keys(c.batches)) {
 		if err := c.flush(dst); err != nil {
@@ -50,6 +68,7 @@ type copier struct {
 	counts  map[string]int
 	copied  int64
 	err     error
+	fixed   string // the destination of every row, when the source filtered them
 }
 
 func (c *copier) Write(p []byte) (int, error) {
@@ -73,6 +92,9 @@ func (c *copier) Write(p []byte) (int, error) {
 }
 
 func (c *copier) row(line []byte) error {
+	if c.fixed != "" {
+		return c.add(c.fixed, line)
+	}
 	field, ok := copyField(line[:len(line)-1], c.jt.info.KeyCol)
 	if !ok {
 		return fmt.Errorf("table %s on shard %s: a row has a NULL shard key", c.jt.name, c.src.shard)
@@ -84,6 +106,10 @@ func (c *copier) row(line []byte) error {
 	if to == c.src.shard {
 		return nil
 	}
+	return c.add(to, line)
+}
+
+func (c *copier) add(to string, line []byte) error {
 	b := c.batches[to]
 	if b == nil {
 		b = &bytes.Buffer{}

@@ -35,7 +35,7 @@ type Options struct {
 	// ack + drain + switch.
 	SkipVerify bool
 	Logger     *slog.Logger
-	// hook, for tests, runs at named points ("copy-table", "catchup",
+	// hook, for tests, runs at named points ("copy-rows", "copy-table", "catchup",
 	// "cutover-paused", "cleanup"); an error stops the job there.
 	hook func(point string) error
 }
@@ -404,6 +404,9 @@ func (j *Job) copySource(ctx context.Context, src *source) error {
 		if _, err := tx.Exec(ctx, fmt.Sprintf("SET TRANSACTION SNAPSHOT '%s'", snapshot)); err != nil {
 			return fmt.Errorf("shard %s: %w", src.shard, err)
 		}
+	}
+	if err := j.hook("copy-rows"); err != nil {
+		return err
 	}
 	for _, jt := range j.movesFrom(src.shard) {
 		if slices.Contains(src.copied, jt.name) {
