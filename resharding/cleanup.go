@@ -9,8 +9,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// cleanup runs after the switch: the slots and publications go first (so
-// that WAL stops piling up), then the moved rows leave their old shards.
+// cleanup runs after the switch: the slots and publications go, and moved
+// rows still on their old shards (the cutover deletes them while paused;
+// a job that died in between did not) leave.
 func (j *Job) cleanup(ctx context.Context) (string, error) {
 	if err := j.hook("cleanup"); err != nil {
 		return "", err
@@ -18,23 +19,8 @@ func (j *Job) cleanup(ctx context.Context) (string, error) {
 	if err := j.dropReplication(ctx); err != nil {
 		return "", err
 	}
-	for _, jt := range j.tables {
-		for _, s := range jt.old.Shards() {
-			c, err := j.source(ctx, s)
-			if err != nil {
-				return "", err
-			}
-			// Rows the new map places elsewhere: no proxy writes them here
-			// any more, so their ctids are stable.
-			n, err := j.deleteWhere(ctx, c, jt, s, func(key string) (bool, error) {
-				to, err := locate(ctx, jt.next, jt.keyType, key)
-				return to != s, err
-			})
-			if err != nil {
-				return "", fmt.Errorf("shard %s: cleanup of %s: %w", s, jt.name, err)
-			}
-			j.log.Info("moved rows deleted from their old shard", "table", jt.name, "shard", s, "rows", n)
-		}
+	if err := j.deleteMoved(ctx); err != nil {
+		return "", err
 	}
 	return PhaseDone, nil
 }
@@ -166,4 +152,40 @@ func Abort(ctx context.Context, metaDSN string, id int64, log ...any) error {
 		}
 	}
 	return setPhase(ctx, j.meta, id, PhaseAborted, "aborted; destinations cleaned, slots and publications dropped")
+}
+
+// deleteMoved deletes from every source the rows the new map places
+// elsewhere: one DELETE per table and shard when the map has an SQL form,
+// else by ctid in batches. No proxy writes those rows on their old shard
+// any more, so their ctids are stable.
+func (j *Job) deleteMoved(ctx context.Context) error {
+	for _, jt := range j.tables {
+		expr, inSQL := ownerSQL(jt.nextCfg, quoteIdent(jt.key))
+		for _, s := range jt.old.Shards() {
+			c, err := j.source(ctx, s)
+			if err != nil {
+				return err
+			}
+			var n int64
+			if inSQL {
+				tag, err := c.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s <> %s", jt.info.Ident, expr, quoteLiteral(s)))
+				if err != nil {
+					return fmt.Errorf("shard %s: deleting moved rows of %s: %w", s, jt.name, err)
+				}
+				n = tag.RowsAffected()
+			} else {
+				n, err = j.deleteWhere(ctx, c, jt, s, func(key string) (bool, error) {
+					to, err := locate(ctx, jt.next, jt.keyType, key)
+					return to != s, err
+				})
+				if err != nil {
+					return fmt.Errorf("shard %s: deleting moved rows of %s: %w", s, jt.name, err)
+				}
+			}
+			if n > 0 {
+				j.log.Info("moved rows deleted from their old shard", "table", jt.name, "shard", s, "rows", n)
+			}
+		}
+	}
+	return nil
 }

@@ -84,7 +84,7 @@ func contains(s []string, x string) bool {
 
 // cutover runs one attempt. ok is false when the bound was exceeded and
 // the proxies were resumed on the old map.
-func (j *Job) cutover(ctx context.Context, attempt int, streamers []*streamer) (ok bool, err error) {
+func (j *Job) cutover(ctx context.Context, attempt int, streamers []*streamer, halt func() error) (ok bool, err error) {
 	proxies, err := j.liveProxies(ctx)
 	if err != nil {
 		return false, err
@@ -174,11 +174,24 @@ func (j *Job) cutover(ctx context.Context, attempt int, streamers []*streamer) (
 	if len(missing) > 0 {
 		j.log.Warn("no switch ack; those proxies adopt the epoch when they resume on their own", "proxies", missing)
 	}
+	switched := time.Now()
+	// Reads are held too (every transaction on the sources waits at the
+	// gate): delete the moved rows from their old shards now, so that no
+	// keyless read ever sees a row on its old and its new owner. The
+	// streams stop first: they would replay these deletes on the new owners.
+	if err := halt(); err != nil {
+		j.log.Warn("replication stream ended with an error after the switch (drained already)", "err", err)
+	}
+	if err := j.deleteMoved(ctx); err != nil {
+		// The proxies resume on their own after the bound; a resumed job
+		// deletes again in cleanup.
+		return true, err
+	}
 	if err := j.notify(ctx, fmt.Sprintf("resume %d %d", j.id, attempt)); err != nil {
 		return true, err
 	}
 	j.log.Info("cutover done", "epoch", epoch, "attempt", attempt, "pause_ack", paused.Sub(start), "drain", drained.Sub(paused),
-		"verify", verified.Sub(drained), "pause_total", time.Since(start))
+		"verify", verified.Sub(drained), "delete_moved", time.Since(switched), "pause_total", time.Since(start))
 	return true, nil
 }
 

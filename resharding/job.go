@@ -450,21 +450,31 @@ func (j *Job) catchupAndCutover(ctx context.Context) (string, error) {
 	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	g, gctx := errgroup.WithContext(ctx)
+	// The streamers have a context of their own: the cutover halts them
+	// (before it deletes moved rows from the sources, which they would
+	// otherwise replay as deletes on the new owners).
+	streamCtx, haltStreams := context.WithCancel(ctx)
+	defer haltStreams()
+	g, gctx := errgroup.WithContext(streamCtx)
 	streamers := make([]*streamer, len(j.sources))
 	for i, src := range j.sources {
 		s := &streamer{job: j, src: src, rels: map[uint32]*relation{}, pending: map[string]*pgconn.Batch{}, dests: map[string]*pgconn.PgConn{}}
 		streamers[i] = s
 		g.Go(func() error { return s.run(gctx) })
 	}
+	halt := func() error {
+		haltStreams()
+		return g.Wait()
+	}
 	result := make(chan error, 1)
 	go func() {
-		// Owned by this function: ends when gctx does (stop or a streamer error).
-		result <- j.drive(gctx, streamers)
+		// Owned by this function: ends when ctx ends, a streamer fails
+		// (gctx), or the job is past its cutover.
+		result <- j.drive(ctx, gctx, streamers, halt)
 	}()
 	err := <-result
 	stop()
-	if gerr := g.Wait(); gerr != nil && err == nil || errors.Is(err, context.Canceled) && gerr != nil {
+	if gerr := g.Wait(); gerr != nil && (err == nil || errors.Is(err, errStreamsStopped)) {
 		err = gerr
 	}
 	if err != nil {
@@ -473,8 +483,10 @@ func (j *Job) catchupAndCutover(ctx context.Context) (string, error) {
 	return PhaseCleanup, nil
 }
 
+var errStreamsStopped = errors.New("replication streams stopped")
+
 // drive watches the lag and runs cutover attempts.
-func (j *Job) drive(ctx context.Context, streamers []*streamer) error {
+func (j *Job) drive(ctx, streams context.Context, streamers []*streamer, halt func() error) error {
 	if err := j.hook("catchup"); err != nil {
 		return err
 	}
@@ -485,6 +497,8 @@ func (j *Job) drive(ctx context.Context, streamers []*streamer) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-streams.Done():
+			return errStreamsStopped
 		case <-tick.C:
 		}
 		if aborted, err := j.abortRequested(ctx); err != nil || aborted {
@@ -507,7 +521,7 @@ func (j *Job) drive(ctx context.Context, streamers []*streamer) error {
 		if err != nil {
 			return err
 		}
-		ok, err := j.cutover(ctx, attempt, streamers)
+		ok, err := j.cutover(ctx, attempt, streamers, halt)
 		if err != nil || ok {
 			return err
 		}
