@@ -13,11 +13,14 @@
 //	cutover  every proxy pauses the source shards (LISTEN/NOTIFY, acked),
 //	         the slots are drained to the sources' current WAL position,
 //	         source and destination are verified (count and checksum per
-//	         move), the new map is written as a new epoch, the proxies
-//	         switch and ack, and resume. A bound exceeded resumes on the old
-//	         map and the job goes back to catchup.
-//	cleanup  slots and publications dropped, moved rows deleted from their
-//	         old owners in batches
+//	         move; Options.SkipVerify leaves it out), the new map is written
+//	         as a new epoch, the proxies switch and ack, the streams stop,
+//	         the moved rows are deleted from their old owners (still paused,
+//	         so no read sees a row twice), and the proxies resume. A bound
+//	         exceeded before the epoch resumes on the old map and the job
+//	         goes back to catchup.
+//	cleanup  slots and publications dropped, moved rows still on old owners
+//	         (a job killed inside the cutover) deleted
 //
 // Why replay converges: a row is only ever copied while its source's slot
 // exists, so whatever snapshot the copy saw is at or after the slot's start,
