@@ -54,9 +54,10 @@ type Server struct {
 	stopWatch chan struct{} // closed by Shutdown: ends watchClients and checkHealth
 	watchOnce sync.Once
 
-	stats  serverStats // see stats.go
-	admin  adminState  // see admin.go
-	health healthState // see health.go
+	stats   serverStats  // see stats.go
+	admin   adminState   // see admin.go
+	health  healthState  // see health.go
+	reshard reshardState // see reshard.go
 }
 
 // NewServer returns a server that routes with rt until SetRuntime swaps it.
