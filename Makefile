@@ -18,7 +18,7 @@ FUZZTIME       ?= 60s   # per target in `make fuzz`
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all deps build test fuzz-short fuzz bench lint run clean
+.PHONY: all deps build test fuzz-short fuzz bench lint run run-orders clean
 
 all: build
 
@@ -77,6 +77,11 @@ lint:
 # Starts local shards, loads testdata/demo, serves in the foreground.
 run: deps build
 	./$(BIN) dev $(ARGS)
+
+# The reference order service (issue 5): 3 local shards, the proxy with
+# testdata/orders, the schema and seed data, the HTTP API on :8080.
+run-orders: deps build
+	./$(BIN) orders dev $(ARGS)
 
 clean:
 	rm -rf bin

@@ -18,7 +18,7 @@ import (
 
 var topKeys = []string{
 	"listen", "metrics_listen", "admin_database", "tls", "users", "metadata", "pool",
-	"two_phase_commit", "shards", "strategies", "tables", "default_shard", "plan_cache_size",
+	"two_phase_commit", "two_phase_commit_grace", "shards", "strategies", "tables", "default_shard", "plan_cache_size",
 	"shutdown_timeout", "health_check_interval", "merge_memory",
 }
 
@@ -75,6 +75,20 @@ func (d *decoder) config(root *yaml.Node, path string) *Config {
 	}
 	if b, ok := d.boolean(f["two_phase_commit"], "two_phase_commit"); ok {
 		c.TwoPhaseCommit = b
+		if b && c.Metadata.DSN == "" {
+			d.errorf(f["two_phase_commit"], "two_phase_commit", "needs metadata.dsn: the commit decisions are logged in the metadata database")
+		}
+	}
+	if s, ok := d.str(f["two_phase_commit_grace"], "two_phase_commit_grace"); ok {
+		dur, err := time.ParseDuration(s)
+		switch {
+		case err != nil:
+			d.errorf(f["two_phase_commit_grace"], "two_phase_commit_grace", "invalid duration %q (want e.g. \"30s\")", s)
+		case dur < time.Millisecond:
+			d.errorf(f["two_phase_commit_grace"], "two_phase_commit_grace", "must be at least 1ms")
+		default:
+			c.TwoPhaseGraceMillis = int(dur / time.Millisecond)
+		}
 	}
 	if n, ok := d.integer(f["plan_cache_size"], "plan_cache_size"); ok {
 		if n < 0 {

@@ -25,6 +25,10 @@ type Config struct {
 	// SELECT 1 (key health_check_interval, Go duration string); 0 means
 	// DefaultHealthCheckInterval. See HealthCheckInterval.
 	HealthCheckIntervalMillis int
+	// TwoPhaseGraceMillis is how old a prepared transaction of shardproxy must
+	// be before recovery resolves it (key two_phase_commit_grace, Go duration);
+	// 0 means DefaultTwoPhaseGrace. See TwoPhaseGrace.
+	TwoPhaseGraceMillis int
 	// MergeMemory bounds the bytes one multi-shard statement may hold in
 	// the proxy while merging (sorts above aggregates, GROUP BY groups,
 	// DISTINCT sets); beyond it the statement fails with 53200. Key
@@ -122,6 +126,18 @@ type Table struct {
 	Strategy  string // strategy name (empty for reference tables)
 	Reference bool   // full copy on every shard
 	Line      int
+}
+
+// DefaultTwoPhaseGrace leaves a live proxy's in-flight commits alone.
+const DefaultTwoPhaseGrace = 30 * time.Second
+
+// TwoPhaseGrace is how old a prepared transaction must be before recovery
+// resolves it from the decision log.
+func (c *Config) TwoPhaseGrace() time.Duration {
+	if c.TwoPhaseGraceMillis == 0 {
+		return DefaultTwoPhaseGrace
+	}
+	return time.Duration(c.TwoPhaseGraceMillis) * time.Millisecond
 }
 
 // ShutdownTimeout is how long a drain waits for open transactions.

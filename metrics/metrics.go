@@ -73,6 +73,7 @@ type collector struct {
 	poolAcquires, poolConnectErrors             *prometheus.Desc
 	cacheHits, cacheMisses, cacheEntries        *prometheus.Desc
 	reloads, shardUp, healthLatency             *prometheus.Desc
+	twoPC                                       *prometheus.Desc
 }
 
 func newCollector(src source) *collector {
@@ -102,13 +103,15 @@ func newCollector(src source) *collector {
 		reloads:       desc("reloads_total", "Configuration reloads by result: success (swapped in) or failure (rejected; the old map keeps serving).", "result"),
 		shardUp:       desc("shard_up", "1 when the shard's last health check (SELECT 1 on a pooled connection) succeeded, else 0.", "shard"),
 		healthLatency: desc("shard_health_check_duration_seconds", "Duration of the shard's last health check, acquiring the connection included.", "shard"),
+		twoPC: desc("2pc_total", "Two-phase commits by outcome: committed or aborted by a session, recovered_commit or recovered_rollback "+
+			"(one per prepared transaction on a shard resolved by recovery).", "outcome"),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.clients, c.ready, c.statements, c.stmtErrors, c.stmtRows, c.stmtBytes,
 		c.latency, c.errors, c.poolInUse, c.poolIdle, c.poolWaiting, c.poolOpen, c.poolAcquires, c.poolConnectErrors,
-		c.cacheHits, c.cacheMisses, c.cacheEntries, c.reloads, c.shardUp, c.healthLatency} {
+		c.cacheHits, c.cacheMisses, c.cacheEntries, c.reloads, c.shardUp, c.healthLatency, c.twoPC} {
 		ch <- d
 	}
 }
@@ -157,6 +160,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.cacheEntries, float64(st.PlanCache.Entries))
 	counter(c.reloads, st.Reloads.Succeeded, "success")
 	counter(c.reloads, st.Reloads.Failed, "failure")
+	counter(c.twoPC, st.TwoPC.Committed, "committed")
+	counter(c.twoPC, st.TwoPC.Aborted, "aborted")
+	counter(c.twoPC, st.TwoPC.RecoveredCommit, "recovered_commit")
+	counter(c.twoPC, st.TwoPC.RecoveredRollback, "recovered_rollback")
 
 	for _, h := range c.src.ShardHealth() {
 		gauge(c.shardUp, boolValue(h.Up), h.Name)

@@ -80,12 +80,14 @@ func (g *pauseGate) wait(ctx context.Context, shard string) error {
 // transaction takes a backend (attach, and every leg of a multi-shard
 // statement); catalog reads, Describe and table-less reads outside a
 // transaction are not held, so that other shards keep serving. While
-// nothing is paused it costs one atomic load.
+// nothing is paused it costs two atomic loads.
 func (s *session) holdIfPaused(ctx context.Context, shard string) error {
-	if !s.srv.admin.gate.any.Load() {
-		return nil
+	if s.srv.admin.gate.any.Load() {
+		if err := s.srv.admin.gate.wait(ctx, shard); err != nil {
+			return err
+		}
 	}
-	return s.srv.admin.gate.wait(ctx, shard)
+	return s.checkMapAfterHold() // see reshard.go
 }
 
 // pause closes the gate for shard ("" = every shard).
@@ -379,6 +381,8 @@ var adminHelp = [][2]string{
 	{"PAUSE [shard]", "wait for running transactions to end, hold new ones until RESUME"},
 	{"RESUME [shard]", "let held transactions go on"},
 	{"SHUTDOWN", "stop accepting clients and drain, as SIGTERM"},
+	{"SHOW RESHARD", "this proxy's resharding state (map epoch, shards held for a cutover, recent steps) and the latest job"},
+	{"RESHARD PLAN|START <target.yaml> / STATUS|ABORT|RESUME [job]", "resharding jobs, as the reshard CLI (START and RESUME run the job in this process)"},
 }
 
 func (a *adminConn) command(ctx context.Context, cmd string) error {
@@ -427,7 +431,11 @@ func (a *adminConn) command(ctx context.Context, cmd string) error {
 		case "TRANSACTIONS":
 			a.send("SHOW", a.srv.showTransactions())
 			return nil
+		case "RESHARD":
+			return a.showReshard(ctx) // see reshard.go
 		}
+	case verb == "RESHARD":
+		return a.reshard(ctx, f[1:]) // see reshard.go
 	case verb == "RELOAD" && len(f) == 1:
 		return a.reload()
 	case (verb == "PAUSE" || verb == "RESUME") && len(f) <= 2:
@@ -583,7 +591,28 @@ func (s *Server) showTransactions() *resultSet {
 		if cs.tx == 'E' {
 			state = "aborted"
 		}
-		rs.add(cs.info.id, cs.info.user, shard, state, formatTime(cs.info.txSince.Load()), "no")
+		twoPhase := "no"
+		if len(cs.backends) > 1 {
+			twoPhase = "yes" // commits with two-phase commit (txn.go)
+		}
+		rs.add(cs.info.id, cs.info.user, shard, state, formatTime(cs.info.txSince.Load()), twoPhase)
+	}
+	// Logged decisions whose prepared transactions are not all finished yet
+	// (or not yet forgotten): in doubt until COMMIT PREPARED reaches every shard.
+	if rt := s.Runtime(); rt != nil && rt.twopc != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if rows, err := rt.twopc.inDoubt(ctx); err == nil {
+			for _, r := range rows {
+				outcome := "in doubt: rollback decided"
+				if r[2] == "true" {
+					outcome = "in doubt: commit decided"
+				}
+				rs.add(r[0], "", r[1], outcome, r[3], "yes")
+			}
+		} else {
+			s.log.Warn("SHOW TRANSACTIONS: reading the two-phase commit log failed", "err", err)
+		}
 	}
 	return rs
 }

@@ -442,7 +442,7 @@ func TestAdminPsql(t *testing.T) {
 		t.Fatalf("psql: %v, stderr %q", err, stderr.String())
 	}
 	out := stdout.String()
-	for _, want := range []string{"command", "description", "-+-", "SHOW ROUTE <sql>", fmt.Sprintf("(%d rows)", 14)} {
+	for _, want := range []string{"command", "description", "-+-", "SHOW ROUTE <sql>", fmt.Sprintf("(%d rows)", 16)} {
 		if !strings.Contains(out, want) {
 			t.Errorf("psql output lacks %q:\n%s", want, out)
 		}

@@ -19,6 +19,7 @@ type Assembly struct {
 	cfg   *config.Config
 	dir   *strategies.DirectoryStore
 	pools *pool.Cluster
+	twopc *twoPC // decision log and recovery; nil without two_phase_commit
 	rt    *Runtime
 }
 
@@ -72,6 +73,22 @@ func Assemble(ctx context.Context, cfg *config.Config, prev *Assembly, log *slog
 		a.closeNew(prev)
 		return nil, err
 	}
+	if cfg.TwoPhaseCommit {
+		if prev != nil && prev.twopc != nil && prev.cfg.Metadata.DSN == cfg.Metadata.DSN {
+			a.twopc = prev.twopc // transactions of the old runtime still commit through it
+		} else if a.twopc, err = openTwoPC(ctx, cfg.Metadata.DSN, cfg.TwoPhaseGrace(), log); err != nil {
+			a.closeNew(prev)
+			return nil, fmt.Errorf("two-phase commit: %w", err)
+		} else {
+			defer a.twopc.start()
+		}
+		names := make([]string, len(cfg.Shards))
+		for i, sh := range cfg.Shards {
+			names[i] = sh.Name
+		}
+		a.twopc.use(names, a.pools)
+		a.rt.twopc = a.twopc
+	}
 	return a, nil
 }
 
@@ -83,6 +100,9 @@ func (a *Assembly) closeNew(prev *Assembly) {
 	if a.pools != nil && (prev == nil || prev.pools != a.pools) {
 		a.pools.Close()
 	}
+	if a.twopc != nil && (prev == nil || prev.twopc != a.twopc) {
+		a.twopc.close()
+	}
 }
 
 // Retire closes what a replaced assembly owns and next does not reuse.
@@ -93,6 +113,9 @@ func (a *Assembly) Retire(next *Assembly) {
 	}
 	if a.dir != nil && a.dir != next.dir {
 		a.dir.Close()
+	}
+	if a.twopc != nil && a.twopc != next.twopc {
+		a.twopc.close()
 	}
 }
 
@@ -114,5 +137,8 @@ func (a *Assembly) Close() {
 	a.pools.Close()
 	if a.dir != nil {
 		a.dir.Close()
+	}
+	if a.twopc != nil {
+		a.twopc.close()
 	}
 }

@@ -32,7 +32,7 @@ const copyBatch = 64 << 10
 
 // runCopy runs a COPY whose route names several shards.
 func (s *session) runCopy(ctx context.Context, text string, route router.Route) (bool, error) {
-	if s.attached != nil || s.txStatus != 'I' {
+	if (s.attached != nil || s.txStatus != 'I') && !s.runtime().Config.TwoPhaseCommit {
 		return true, s.sendError(errNotSupported(
 			"run COPY on a sharded table outside BEGIN ... COMMIT (shardproxy commits it on every shard only if all succeed)",
 			"COPY on shards %s inside a transaction needs a cross-shard transaction", joinShards(route.Shards)))
@@ -86,6 +86,7 @@ type copyLeg struct {
 	inCopy bool   // the shard is in COPY IN mode
 	err    *pgproto3.ErrorResponse
 	count  int64
+	given  bool // committed by commitLegs, which gave the backend back
 }
 
 // copyRun holds the legs of one COPY FROM.
@@ -96,6 +97,10 @@ type copyRun struct {
 	formats []uint16 // column formats of the first shard's CopyInResponse
 	legs    []*copyLeg
 	byName  map[string]*copyLeg
+	// tx: the COPY runs inside the client's transaction block, on the
+	// transaction's backends (txConn): no BEGIN/COMMIT of its own, and a
+	// failure fails the client's transaction, as on Postgres.
+	tx bool
 }
 
 // start begins the COPY on one shard: BEGIN, the statement, and its
@@ -105,19 +110,28 @@ func (r *copyRun) start(ctx context.Context, shard string) (*copyLeg, error) {
 	if err := s.holdIfPaused(ctx, shard); err != nil {
 		return nil, err
 	}
-	c, prelude, err := s.acquire(ctx, shard)
+	var c *pool.Conn
+	prelude := 0
+	var err error
+	if r.tx {
+		c, err = s.txConn(ctx, shard)
+	} else {
+		c, prelude, err = s.acquire(ctx, shard)
+	}
 	if err != nil {
 		return nil, err
 	}
-	l := &copyLeg{shard: shard, c: c}
+	l := &copyLeg{shard: shard, c: c, given: r.tx}
 	r.legs = append(r.legs, l)
 	r.byName[shard] = l
-	c.Send(&pgproto3.Query{String: "BEGIN"})
+	if !r.tx {
+		c.Send(&pgproto3.Query{String: "BEGIN"})
+		prelude++
+	}
 	c.Send(&pgproto3.Query{String: r.sql})
 	if err := c.Flush(); err != nil {
 		return nil, backendLost(shard, err)
 	}
-	prelude++
 	for {
 		msg, err := c.Receive()
 		if err != nil {
@@ -200,6 +214,28 @@ func (r *copyRun) end(msg pgproto3.FrontendMessage, commit bool) (*pgproto3.Erro
 			first = l.err
 		}
 	}
+	if r.tx {
+		// The client's COMMIT or ROLLBACK ends the shards' transactions.
+		for _, l := range r.legs {
+			if !l.live {
+				r.s.dropLeg(l.c)
+			}
+		}
+		if !commit || first != nil || lost != nil {
+			r.s.tx.failed = true
+			r.s.txStatus = 'E'
+		}
+		return first, lost
+	}
+	if commit && first == nil && lost == nil && len(r.legs) > 1 && r.s.runtime().Config.TwoPhaseCommit {
+		// Atomic across shards: two-phase commit (txn.go), which gives the
+		// backends back to their pools itself.
+		conns := make([]*pool.Conn, len(r.legs))
+		for i, l := range r.legs {
+			conns[i], l.given = l.c, true
+		}
+		return nil, r.s.commitLegs(context.Background(), conns)
+	}
 	end := "COMMIT"
 	if !commit || first != nil || lost != nil {
 		end = "ROLLBACK"
@@ -260,6 +296,9 @@ func (l *copyLeg) readReply() error {
 func (r *copyRun) release() {
 	rt := r.s.runtime()
 	for _, l := range r.legs {
+		if l.given {
+			continue
+		}
 		r.s.setActive(l.c, false)
 		if l.live {
 			rt.Pools.Get(l.shard).Release(l.c)
@@ -277,7 +316,7 @@ func (s *session) copyIn(ctx context.Context, sp *router.CopySpec, text string, 
 	if err != nil {
 		return true, s.sendError(err)
 	}
-	r := &copyRun{s: s, byName: make(map[string]*copyLeg, len(route.Shards))}
+	r := &copyRun{s: s, byName: make(map[string]*copyLeg, len(route.Shards)), tx: s.txStatus != 'I'}
 	defer r.release()
 	fail := func(err error, msg pgproto3.FrontendMessage) (bool, error) {
 		first, lost := r.end(msg, false)
@@ -460,8 +499,15 @@ func (s *session) copyOut(ctx context.Context, sp *router.CopySpec, text string,
 		live    bool
 	}
 	legs := make([]leg, 0, len(route.Shards))
+	inTx := s.txStatus != 'I' // on the transaction's backends (txConn), which it keeps
 	defer func() {
 		for _, l := range legs {
+			if inTx {
+				if !l.live {
+					s.dropLeg(l.c)
+				}
+				continue
+			}
 			s.setActive(l.c, false)
 			if l.live {
 				rt.Pools.Get(l.c.Shard).Release(l.c)
@@ -476,7 +522,14 @@ func (s *session) copyOut(ctx context.Context, sp *router.CopySpec, text string,
 		}
 	}
 	for i, sh := range route.Shards {
-		c, n, err := s.acquire(ctx, sh)
+		var c *pool.Conn
+		n := 0
+		var err error
+		if inTx {
+			c, err = s.txConn(ctx, sh)
+		} else {
+			c, n, err = s.acquire(ctx, sh)
+		}
 		if err != nil {
 			return true, s.sendError(err)
 		}
@@ -515,7 +568,10 @@ func (s *session) copyOut(ctx context.Context, sp *router.CopySpec, text string,
 					l.prelude--
 					continue
 				}
-				l.live = msg.TxStatus == 'I'
+				l.live = msg.TxStatus == 'I' || inTx && msg.TxStatus != 0
+				if inTx && msg.TxStatus == 'E' {
+					s.tx.failed, s.txStatus = true, 'E'
+				}
 				break read
 			case *pgproto3.ErrorResponse:
 				if l.prelude == 0 && first == nil {

@@ -489,6 +489,7 @@ strategies:
   by_aid: {type: hash, key_type: int, shards: [s0, s1, s2]}
 tables:
   pgbench_accounts: {key: aid, strategy: by_aid}
+  pgbench_history:  {key: aid, strategy: by_aid}
   pgbench_branches: {reference: true}
   pgbench_tellers:  {reference: true}
 default_shard: s0
@@ -587,13 +588,55 @@ func TestCopyPgbenchData(t *testing.T) {
 // transactions (two-phase commit work) to take COPY into them; until then
 // the proxy refuses the TRUNCATE with 0A000 and this test fails.
 func TestCopyPgbenchInit(t *testing.T) {
-	f := startFixture(t, fixtureOptions{Shards: 3, Body: pgbenchCopyBody})
+	// pgbench -i truncates and loads every table in one transaction, which
+	// spans shards: two-phase commit makes it one atomic load.
+	f := startFixture(t, fixtureOptions{Shards: 3, Body: pgbenchCopyBody, Top: "two_phase_commit: true\n"})
 	pgbench := clientTool(t, "pgbench")
 	out, errOut, code := f.runTool(t, pgbench, "", "-i", "-s", "1")
 	if code != 0 {
 		t.Fatalf("pgbench -i through the proxy: exit %d\n%s\n%s", code, out, errOut)
 	}
 	checkPgbenchPlacement(t, f, 100000)
+
+	// COPY inside a transaction block is part of it: ROLLBACK undoes it
+	// on every shard, COMMIT keeps it on every shard.
+	ctx := context.Background()
+	c := f.Connect(t)
+	for _, end := range []string{"ROLLBACK", "COMMIT"} {
+		if _, err := c.Exec(ctx, "BEGIN"); err != nil {
+			t.Fatal(err)
+		}
+		var rows strings.Builder
+		for aid := 100001; aid <= 100300; aid++ {
+			fmt.Fprintf(&rows, "%d\t1\t0\t\n", aid)
+		}
+		tag, err := c.PgConn().CopyFrom(ctx, strings.NewReader(rows.String()), "COPY pgbench_accounts FROM STDIN")
+		if err != nil || tag.RowsAffected() != 300 {
+			t.Fatalf("COPY in a transaction: %v, %v", tag, err)
+		}
+		var inTx int64
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM pgbench_accounts WHERE aid > 100000").Scan(&inTx); err != nil || inTx != 300 {
+			t.Fatalf("inside the transaction the copied rows count %d (%v), want 300", inTx, err)
+		}
+		if _, err := c.Exec(ctx, end); err != nil {
+			t.Fatal(err)
+		}
+		want := int64(0)
+		if end == "COMMIT" {
+			want = 300
+		}
+		var total int64
+		for sh := range f.Shards {
+			var n int64
+			if err := f.Direct(t, sh).QueryRow(ctx, "SELECT count(*) FROM pgbench_accounts WHERE aid > 100000").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			total += n
+		}
+		if total != want {
+			t.Errorf("after %s the shards hold %d copied rows, want %d", end, total, want)
+		}
+	}
 }
 
 // blockingReader hands out data, then blocks until its context ends.

@@ -117,6 +117,10 @@ func (s *session) pushRemote(kind byte, c *pool.Conn) *reply {
 func (s *session) extFail(err error) error {
 	s.pushLocal(errorResponse(s.log, err))
 	s.ext.skip = true
+	if s.multiLeg() {
+		s.tx.failed, s.txStatus = true, 'E'
+		return nil
+	}
 	if c := s.attached; c != nil {
 		c.Send(&pgproto3.Parse{Query: abortSQL})
 		c.Send(&pgproto3.Bind{})
@@ -170,6 +174,9 @@ func backendStmtName(query string, oids []uint32) string {
 // localStatement reports whether the proxy answers st itself in the current
 // transaction state (see session.local for the simple-protocol twin).
 func (s *session) localStatement(st *router.Statement) bool {
+	if s.txWide(st.Kind) {
+		return true // answered for every shard of the transaction (txn.go)
+	}
 	switch st.Kind {
 	case router.KindEmpty, router.KindShardHintSet, router.KindShardHintReset:
 		return true
@@ -210,7 +217,17 @@ func (s *session) extAttach(ctx context.Context, shard string, readOnly bool) (*
 			return c, nil
 		}
 		if s.txStatus != 'I' {
-			return nil, errCrossShard(c.Shard, shard)
+			if !s.runtime().Config.TwoPhaseCommit {
+				return nil, errCrossShard(c.Shard, shard)
+			}
+			// Another shard of the transaction: finish the batch on this one.
+			if err := s.extSyncAttached(); err != nil {
+				return nil, err
+			}
+			if s.ext.clientFailed {
+				return nil, errTxAborted()
+			}
+			return s.attach(ctx, shard)
 		}
 		if s.ext.wrote {
 			return nil, errNotSupported("send Sync between statements for different shards",
@@ -268,7 +285,8 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		return s.extFail(pgError("08P01", "bind message supplies %d parameters, but prepared statement %q requires %d",
 			len(m.Parameters), m.PreparedStatement, want))
 	}
-	if s.localFailed && ps.st.Kind != router.KindCommit && ps.st.Kind != router.KindRollback {
+	if (s.localFailed || s.multiLeg() && s.tx.failed && !s.txWide(ps.st.Kind)) &&
+		ps.st.Kind != router.KindCommit && ps.st.Kind != router.KindRollback {
 		return s.extFail(pgError("25P02", "current transaction is aborted, commands ignored until end of transaction block"))
 	}
 	if s.localStatement(ps.st) {
@@ -358,7 +376,15 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 		return s.extFail(errNotSupported("fetch all rows at once (no row limit) for statements that span shards",
 			"row limits (Execute with max rows) are not supported for statements that span shards"))
 	}
-	if s.attached != nil {
+	if s.txStatus != 'I' && s.runtime().Config.TwoPhaseCommit {
+		if err := s.extSyncAttached(); err != nil {
+			return err
+		}
+		if s.ext.clientFailed {
+			s.ext.skip = true
+			return nil
+		}
+	} else if s.attached != nil {
 		return s.extFail(errNotSupported("send Sync between statements for different shards",
 			"a pipeline cannot mix a statement for shard %s with one for shards %s", s.attached.Shard,
 			strings.Join(p.multi.route.Shards, ", ")))
@@ -566,6 +592,9 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 		return s.extFail(pgError("34000", "portal %q does not exist", m.Portal))
 	}
 	if p.local {
+		if s.txWide(p.stmt.st.Kind) {
+			return s.extTxStatement(ctx, p.stmt)
+		}
 		return s.executeLocal(p.stmt)
 	}
 	if p.multi != nil {
@@ -581,8 +610,11 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 	r.timed, r.stat.start, r.route = true, time.Now(), p.kind
 	switch st := p.stmt.st; st.Kind {
 	case router.KindSet:
-		c := p.conn
-		r.onOK = func() { s.recordSet(st, c) }
+		c, q := p.conn, p.stmt.query
+		r.onOK = func() { s.recordSet(st, c); s.noteReplay(st, q) }
+	case router.KindSavepoint:
+		q := p.stmt.query
+		r.onOK = func() { s.noteReplay(st, q) }
 	case router.KindDDL:
 		r.onOK = s.schemaChanged
 	}
@@ -616,6 +648,7 @@ func (s *session) executeLocal(ps *prepared) error {
 			t = "ROLLBACK"
 		}
 		s.pendingBegin, s.localFailed, s.txStatus = "", false, 'I'
+		s.tx = txn{}
 		tag(t)
 	case router.KindSet:
 		s.recordSet(st, nil)

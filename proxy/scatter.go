@@ -164,7 +164,24 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 		}
 	}
 	legs := make([]*scatterLeg, 0, len(route.Shards))
+	// Inside a transaction block (two_phase_commit) the plan runs on the
+	// transaction's backends (txConn), so that it sees the transaction's
+	// own writes; they stay attached, and any failure fails the transaction.
+	inTx := s.txStatus != 'I'
 	release := func(discardAll bool) {
+		if inTx {
+			for _, l := range legs {
+				if discardAll || !l.ready {
+					s.dropLeg(l.c)
+				} else if l.status != 'T' {
+					s.tx.failed = true
+				}
+			}
+			if s.multiLeg() {
+				s.settle('T') // recomputes the status from txn.failed
+			}
+			return
+		}
 		for _, l := range legs {
 			s.setActive(l.c, false)
 			if !discardAll && l.ready && l.status == 'I' {
@@ -175,7 +192,14 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 		}
 	}
 	for _, sh := range route.Shards {
-		c, n, err := s.acquire(ctx, sh)
+		var c *pool.Conn
+		var n int
+		var err error
+		if inTx {
+			c, err = s.txConn(ctx, sh)
+		} else {
+			c, n, err = s.acquire(ctx, sh)
+		}
 		if err != nil {
 			release(true)
 			return true, s.sendError(err)
@@ -224,6 +248,9 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 		s.srv.stats.leg(l.c.Shard, route.Kind, d, l.rows, l.bytes, failure != nil || lost != nil)
 	}
 	s.srv.stats.statement(route.Kind, d)
+	if inTx && (failure != nil || lost != nil) {
+		s.tx.failed = true
+	}
 	release(false)
 	switch {
 	case lost != nil:

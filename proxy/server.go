@@ -28,6 +28,7 @@ type Runtime struct {
 	databases map[string]bool // database names clients may connect to
 	columns   *columnCache    // table columns for INSERTs without a column list; nil: no caching
 	tls       *tls.Config     // client TLS (config tls:); nil: SSLRequest is answered 'N'
+	twopc     *twoPC          // two-phase commit decision log; nil without two_phase_commit
 }
 
 // Server accepts client connections and serves each in its own goroutine.
@@ -53,9 +54,10 @@ type Server struct {
 	stopWatch chan struct{} // closed by Shutdown: ends watchClients and checkHealth
 	watchOnce sync.Once
 
-	stats  serverStats // see stats.go
-	admin  adminState  // see admin.go
-	health healthState // see health.go
+	stats   serverStats  // see stats.go
+	admin   adminState   // see admin.go
+	health  healthState  // see health.go
+	reshard reshardState // see reshard.go
 }
 
 // NewServer returns a server that routes with rt until SetRuntime swaps it.

@@ -60,6 +60,7 @@ type session struct {
 	pendingBegin string      // BEGIN text not yet sent to a shard
 	localFailed  bool        // transaction failed before any shard was attached
 	ddlInTx      bool        // DDL ran in the open transaction: forget cached columns at its end
+	tx           txn         // the transaction's other shards, savepoints, failure (txn.go)
 
 	// columns is tableColumns bound once, so that building router.Args
 	// on every statement does not allocate.
@@ -247,6 +248,11 @@ func (s *session) sendError(err error) error {
 // error inside a transaction block does on Postgres: on the attached backend
 // (by raising an error there) or locally when no shard was attached yet.
 func (s *session) failTransaction() {
+	if s.multiLeg() {
+		// Ended by ROLLBACK on every leg; until then the proxy answers 25P02.
+		s.tx.failed, s.txStatus = true, 'E'
+		return
+	}
 	if s.attached == nil {
 		if s.txStatus != 'I' {
 			s.localFailed = true
@@ -256,6 +262,10 @@ func (s *session) failTransaction() {
 	}
 	s.attached.Send(&pgproto3.Query{String: abortSQL})
 	s.prelude++
+	s.tx.failed = true // no other shard may join it (see join)
+	// The backend fails the transaction when it runs abortSQL, with the
+	// next statement; the client's ReadyForQuery must say so already now.
+	s.txStatus = 'E'
 }
 
 // abortSQL makes a backend transaction fail on purpose, so that it rolls back
@@ -376,11 +386,29 @@ func syncParams(c *pool.Conn, want map[string]string) string {
 // attach pins the backend for shard to the session (for the rest of the
 // transaction or extended-protocol batch).
 func (s *session) attach(ctx context.Context, shard string) (*pool.Conn, error) {
+	if s.attached != nil && s.attached.Shard == shard {
+		return s.attached, nil
+	}
+	if s.multiLeg() {
+		return s.join(ctx, shard)
+	}
 	if s.attached != nil {
-		if s.attached.Shard == shard {
-			return s.attached, nil
+		if s.txStatus == 'I' || !s.runtime().Config.TwoPhaseCommit {
+			return nil, errCrossShard(s.attached.Shard, shard)
 		}
-		return nil, errCrossShard(s.attached.Shard, shard)
+		return s.join(ctx, shard)
+	}
+	if len(s.tx.replay) > 0 && s.pendingBegin != "" {
+		// Savepoints were taken before any shard: open it synchronously
+		// so that an error in them is reported (see openLeg).
+		s.tx.begin, s.pendingBegin = s.pendingBegin, ""
+		c, err := s.openLeg(ctx, shard)
+		if err != nil {
+			s.tx.failed, s.localFailed, s.txStatus = true, true, 'E'
+			return nil, err
+		}
+		s.attached = c
+		return c, nil
 	}
 	if err := s.holdIfPaused(ctx, shard); err != nil {
 		return nil, err
@@ -391,7 +419,7 @@ func (s *session) attach(ctx context.Context, shard string) (*pool.Conn, error) 
 	}
 	if s.pendingBegin != "" {
 		c.Send(&pgproto3.Query{String: s.pendingBegin})
-		s.pendingBegin = ""
+		s.tx.begin, s.pendingBegin = s.pendingBegin, "" // for shards joining later
 		n++
 	}
 	s.attached, s.prelude = c, n
@@ -400,14 +428,31 @@ func (s *session) attach(ctx context.Context, shard string) (*pool.Conn, error) 
 
 func errCrossShard(pinned, want string) error {
 	return errNotSupported(
-		"cross-shard transactions need two_phase_commit: true (not yet supported); keep each transaction on one shard key, or send the statement outside the transaction",
+		"set two_phase_commit: true in the shardproxy config to allow transactions across shards; or keep each transaction on one shard key, or send the statement outside the transaction",
 		"transaction is pinned to shard %s; this statement targets shard %s", pinned, want)
 }
 
 // settle records the transaction status a backend reported and detaches the
 // backend when the transaction is over (transaction pooling).
 func (s *session) settle(status byte) {
+	if s.multiLeg() {
+		// One leg's status is not the transaction's: it fails when any leg
+		// fails and ends only in endTx. ('I' here would mean a leg's
+		// transaction ended under the proxy: it cannot commit any more.)
+		if status != 'T' {
+			s.tx.failed = true
+		}
+		s.txStatus = 'T'
+		if s.tx.failed {
+			s.txStatus = 'E'
+		}
+		return
+	}
 	s.txStatus = status
+	s.tx.failed = status == 'E'
+	if status == 'I' {
+		s.tx = txn{}
+	}
 	if status == 'I' && s.ddlInTx {
 		s.ddlInTx = false
 		s.forgetColumns()
@@ -423,6 +468,12 @@ func (s *session) settle(status byte) {
 
 // dropAttached discards the attached backend after an I/O error or desync.
 func (s *session) dropAttached() {
+	if s.multiLeg() {
+		if c := s.attached; c != nil {
+			s.dropLeg(c)
+		}
+		return
+	}
 	if c := s.attached; c != nil {
 		s.attached = nil
 		s.prelude = 0
@@ -434,6 +485,14 @@ func (s *session) dropAttached() {
 // detachAll runs when the client is gone: an idle backend goes back to the
 // pool, one in a transaction is closed, which rolls it back.
 func (s *session) detachAll() {
+	if s.multiLeg() {
+		// Closing the backends rolls their transactions back.
+		for _, c := range s.tx.legs {
+			s.putBack(c, false)
+		}
+		s.tx, s.attached = txn{}, nil
+		return
+	}
 	if s.attached != nil {
 		if s.txStatus == 'I' && s.prelude == 0 && s.ext.pendingEmpty() {
 			s.settle('I')

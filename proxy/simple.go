@@ -90,6 +90,9 @@ func (s *session) commonShard(ctx context.Context, parts []router.QueryPart) (st
 		case router.KindShardHintSet, router.KindShardHintReset, router.KindPrepare, router.KindListen, router.KindCopy:
 			return "", false
 		}
+		if s.multiLeg() && (s.txWide(p.Stmt.Kind) || s.tx.failed) || s.tx.replay != nil && s.attached == nil {
+			return "", false // these concern every shard of the transaction (txn.go)
+		}
 		r, err := s.runtime().Router.Route(ctx, p.Stmt, router.Args{Params: p.Args, SessionShard: s.hint, Columns: s.columns,
 			TimeZone: s.timeZone(), ColumnType: s.colType})
 		if err != nil {
@@ -120,6 +123,9 @@ func (s *session) commonShard(ctx context.Context, parts []router.QueryPart) (st
 // across shards while it writes: Postgres runs such a Query as one implicit
 // transaction, which separate shards cannot give without two-phase commit.
 func (s *session) checkSplit(ctx context.Context, parts []router.QueryPart) error {
+	if s.txStatus == 'T' && s.runtime().Config.TwoPhaseCommit {
+		return nil // already inside a transaction block that may span shards
+	}
 	for _, p := range parts {
 		switch p.Stmt.Kind {
 		case router.KindSelect, router.KindEmpty, router.KindShow, router.KindShardHintSet, router.KindShardHintReset:
@@ -135,7 +141,10 @@ func (s *session) checkSplit(ctx context.Context, parts []router.QueryPart) erro
 // (the rest of the Query is skipped, as on Postgres); err is fatal.
 func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool, err error) {
 	st := p.Stmt
-	if s.localFailed && st.Kind != router.KindCommit && st.Kind != router.KindRollback {
+	if done, failed, err := s.txStatement(ctx, st, p.Text); done {
+		return failed, err
+	}
+	if (s.localFailed || s.multiLeg() && s.tx.failed) && st.Kind != router.KindCommit && st.Kind != router.KindRollback {
 		return true, s.send(errorResponse(s.log, pgError("25P02",
 			"current transaction is aborted, commands ignored until end of transaction block")))
 	}
@@ -200,6 +209,7 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 				tag = "ROLLBACK"
 			}
 			s.pendingBegin, s.localFailed, s.txStatus, s.rt = "", false, 'I', nil
+			s.tx = txn{}
 			return complete(tag)
 		}
 	case router.KindPrepare:
@@ -287,6 +297,9 @@ func (s *session) runOn(ctx context.Context, shard, text string, st *router.Stat
 		s.recordSet(st, c)
 	}
 	s.settle(status)
+	if !failed && st != nil {
+		s.noteReplay(st, text)
+	}
 	return failed, nil
 }
 
@@ -475,10 +488,10 @@ func (s *session) runMulti(ctx context.Context, st *router.Statement, text strin
 // transaction could half-commit.
 func (s *session) checkMulti(st *router.Statement, route router.Route) error {
 	switch {
-	case s.attached != nil || s.txStatus != 'I':
+	case (s.attached != nil || s.txStatus != 'I') && !(s.txStatus != 'I' && s.runtime().Config.TwoPhaseCommit):
 		return errNotSupported(
-			"run statements that touch several shards outside BEGIN ... COMMIT, or add the shard key to the WHERE clause",
-			"statement touches shards %s inside a transaction; cross-shard transactions need two_phase_commit (not yet supported)",
+			"set two_phase_commit: true in the shardproxy config to allow transactions across shards; or run statements that touch several shards outside BEGIN ... COMMIT, or add the shard key to the WHERE clause",
+			"statement touches shards %s inside a transaction; cross-shard transactions need two_phase_commit",
 			strings.Join(route.Shards, ", "))
 	case st.Kind == router.KindCopy:
 		return errNotSupported("COPY the rows of one shard key at a time, or INSERT them",
@@ -496,15 +509,25 @@ func (s *session) checkMulti(st *router.Statement, route router.Route) error {
 //
 // Data-changing statements run inside a transaction on every shard and
 // commit only if every shard succeeded, so a constraint violation on one
-// shard leaves nothing behind on the others. (A shard failing between the
-// COMMITs can still leave the write half-applied; two-phase commit closes
-// that gap.)
+// shard leaves nothing behind on the others. With two_phase_commit the
+// commit is atomic (commitLegs); without, a shard failing between the
+// COMMITs can still leave the write half-applied. They run one shard after
+// the other, in shard order: two such writes to the same rows (a reference
+// table) would otherwise each lock a different shard first and wait for
+// each other forever, a deadlock no single server can see.
+//
+// Inside a transaction block, the statement runs on the transaction's
+// backends instead (fanoutTx).
 func (s *session) fanout(ctx context.Context, st *router.Statement, route router.Route, send func(c *pool.Conn)) (bool, error) {
+	if s.txStatus != 'I' {
+		return s.fanoutTx(ctx, st, route, send)
+	}
 	rt := s.runtime()
 	type leg struct {
 		c           *pool.Conn
 		prelude     int
 		live        bool  // reply read to ReadyForQuery: reusable
+		done        bool  // given back to its pool already (commitLegs)
 		rows, bytes int64 // sent to the client from this shard's reply (stats)
 	}
 	mark := s.statStart()
@@ -529,16 +552,20 @@ func (s *session) fanout(ctx context.Context, st *router.Statement, route router
 		legs = append(legs, leg{c: c, prelude: n})
 	}
 	wrap := st.Kind == router.KindInsert || st.Kind == router.KindUpdate || st.Kind == router.KindDelete
-	for i := range legs {
-		l := &legs[i]
+	start := func(l *leg) error {
 		if wrap {
 			l.c.Send(&pgproto3.Query{String: "BEGIN"})
 			l.prelude++
 		}
 		send(l.c)
-		if err := l.c.Flush(); err != nil {
-			drop(0)
-			return true, s.send(errorResponse(s.log, backendLost(l.c.Shard, err)))
+		return l.c.Flush()
+	}
+	if !wrap {
+		for i := range legs {
+			if err := start(&legs[i]); err != nil {
+				drop(0)
+				return true, s.send(errorResponse(s.log, backendLost(legs[i].c.Shard, err)))
+			}
 		}
 	}
 	m := &merger{kind: route.Merge}
@@ -546,6 +573,12 @@ func (s *session) fanout(ctx context.Context, st *router.Statement, route router
 	for i := range legs {
 		l := &legs[i]
 		m.idx = i
+		if wrap {
+			if err := start(l); err != nil {
+				lost = cmp(lost, backendLost(l.c.Shard, err))
+				continue
+			}
+		}
 		rows, bytes := s.sentRows, s.sentBytes
 		status, _, err := s.relay(l.c, l.prelude, m)
 		l.rows, l.bytes = s.sentRows-rows, s.sentBytes-bytes
@@ -561,7 +594,13 @@ func (s *session) fanout(ctx context.Context, st *router.Statement, route router
 		}
 		l.live = status == 'I' || wrap && status != 0
 	}
-	if wrap {
+	if wrap && rt.Config.TwoPhaseCommit && m.err == nil && lost == nil {
+		conns := make([]*pool.Conn, len(legs))
+		for i := range legs {
+			conns[i], legs[i].done = legs[i].c, true
+		}
+		lost = s.commitLegs(ctx, conns)
+	} else if wrap {
 		end := "COMMIT"
 		if m.err != nil || lost != nil {
 			end = "ROLLBACK"
@@ -592,6 +631,9 @@ func (s *session) fanout(ctx context.Context, st *router.Statement, route router
 	}
 	s.srv.stats.statement(route.Kind, d)
 	for _, l := range legs {
+		if l.done {
+			continue
+		}
 		s.setActive(l.c, false)
 		if l.live {
 			rt.Pools.Get(l.c.Shard).Release(l.c)

@@ -47,6 +47,7 @@ type StatsSnapshot struct {
 	Clients   ClientCounts
 	PlanCache PlanCacheStats
 	Reloads   ReloadCounts
+	TwoPC     TwoPCCounts // process-wide (txnlog.go)
 }
 
 // RouteStats are the counters of one route kind on one shard.
@@ -308,6 +309,7 @@ func (s *Server) NoteReload(ok bool) {
 func (s *Server) Stats() StatsSnapshot {
 	st := &s.stats
 	var out StatsSnapshot
+	out.TwoPC = TwoPCStats()
 	if m := st.shards.Load(); m != nil {
 		names := make([]string, 0, len(*m))
 		for name := range *m {

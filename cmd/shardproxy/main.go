@@ -31,7 +31,7 @@ func main() {
 		return logs.check()
 	}
 	logger := func() *slog.Logger { return logs.logger(os.Stderr) }
-	root.AddCommand(serveCmd(logger), checkConfigCmd(), routeCmd(), devCmd(logger))
+	root.AddCommand(serveCmd(logger), checkConfigCmd(), routeCmd(), devCmd(logger), ordersCmd(logger), reshardCmd(logger))
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "shardproxy:", err)
 		os.Exit(1)

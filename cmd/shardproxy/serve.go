@@ -10,6 +10,7 @@ import (
 	"runtime/pprof"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -69,7 +70,11 @@ func serve(ctx context.Context, path string, log *slog.Logger, ready func(addr s
 	w := config.Watch(ctx, path, log, func(next *config.Config) {
 		mu.Lock()
 		defer mu.Unlock()
-		a, err := proxy.Assemble(ctx, next, cur, log)
+		err := srv.CheckAgainstEpoch(next)
+		a := cur
+		if err == nil {
+			a, err = proxy.Assemble(ctx, next, cur, log)
+		}
 		assembleErr = err
 		srv.NoteReload(err == nil)
 		if err != nil {
@@ -90,6 +95,46 @@ func serve(ctx context.Context, path string, log *slog.Logger, ready func(addr s
 		defer mu.Unlock()
 		return assembleErr
 	})
+
+	// Resharding cutovers (see proxy/reshard.go): the watcher ends with ctx.
+	watchDone := make(chan struct{})
+	epochKnown := make(chan struct{})
+	if cfg.Metadata.DSN != "" {
+		go func() {
+			defer close(watchDone)
+			rw := reshardWatch(cfg.Metadata.DSN, log, func(next *config.Config) error {
+				mu.Lock()
+				defer mu.Unlock()
+				a, err := proxy.Assemble(ctx, next, cur, log)
+				if err != nil {
+					return err
+				}
+				srv.SetRuntime(a.Runtime())
+				// Statements routed on the old map just before the switch
+				// still reach its pools (and get 40001 at attach): retire
+				// it a little later.
+				old := cur
+				time.AfterFunc(2*time.Second, func() { old.Retire(a) })
+				cur = a
+				return nil
+			})
+			rw.Ready = func() { close(epochKnown) }
+			srv.WatchReshard(ctx, rw)
+		}()
+		// Do not serve an old map file after a resharding switched the
+		// cluster: wait (bounded) for the newest epoch.
+		select {
+		case <-epochKnown:
+		case <-time.After(10 * time.Second):
+			log.Warn("resharding epochs unknown (metadata database unreachable); serving the configured map")
+		case <-ctx.Done():
+		}
+	} else {
+		close(watchDone)
+	}
+	var jobs consoleJobs // RESHARD START/RESUME in the admin console
+	srv.SetReshardHook(reshardHook(ctx, path, log, &jobs))
+	defer func() { shutdown(); <-watchDone; jobs.wg.Wait() }()
 
 	// Up before the client listener so that /healthz answers as soon as
 	// clients can connect; down after the drain, so a drain can be watched.

@@ -1,0 +1,396 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shardproxy/shardproxy/config"
+)
+
+// The proxy's half of a resharding cutover (the protocol is described in
+// resharding/cutover.go): a watcher goroutine LISTENs on the metadata
+// database, pauses the source shards when a job asks (new transactions
+// are held at the PAUSE gate, running ones finish), switches to the map of
+// a new epoch, resumes, and acks each step. A pause it was never told to
+// end ends by itself after the job's bound plus a margin, after adopting
+// the newest epoch, so that a dead job cannot leave writes held nor send
+// them to an old owner.
+
+// checkMapAfterHold runs where a transaction takes its first backend. It
+// fails a statement that was routed with a map that has since been
+// replaced (a cutover switched while it waited at the gate, or between an
+// extended-protocol Parse and Execute): it would go to the old owner, and
+// it has not run. Serialization failure tells drivers and ORMs to retry,
+// which routes it with the new map. Cost: one atomic load.
+func (s *session) checkMapAfterHold() error {
+	if s.rt != nil && s.attached == nil && s.rt != s.srv.rt.Load() {
+		s.rt = nil // the retry takes the new map
+		e := pgError("40001", "the shard map changed (resharding cutover) after this statement was routed; it was not run")
+		e.Hint = "retry the transaction"
+		return e
+	}
+	return nil
+}
+
+// ReshardWatch configures WatchReshard.
+type ReshardWatch struct {
+	MetaDSN string
+	// ID names this proxy in the metadata database; default host-pid.
+	ID string
+	// Apply installs cfg (the shard map of a new epoch) for new
+	// transactions: the serve command assembles it and calls SetRuntime.
+	Apply func(ctx context.Context, cfg *config.Config) error
+	// The protocol's constants and metadata tables belong to the
+	// resharding package, which the serve command wires in (proxy does
+	// not import it): Channel is resharding.Channel, Prepare is
+	// resharding.EnsureSchema, PauseMargin resharding.PauseMargin.
+	Channel     string
+	Prepare     func(ctx context.Context, meta *pgx.Conn) error
+	PauseMargin time.Duration
+	Log         *slog.Logger
+	// Ready, if set, is called once, after the newest epoch was adopted
+	// for the first time: a proxy restarted with an old map file should
+	// not serve before it knows the map a job switched to.
+	Ready func()
+}
+
+// reshardState is what SHOW RESHARD reports about this proxy.
+type reshardState struct {
+	mu     sync.Mutex
+	epoch  int64
+	cfg    *config.Config // the map of epoch, nil before the first switch
+	paused []string       // shards held for a cutover
+	job    int64
+	until  time.Time // auto-resume deadline while paused
+	events []string  // recent protocol steps, newest last (bounded)
+
+	hook atomic.Pointer[ReshardHook] // the console's RESHARD
+}
+
+func (r *reshardState) note(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, time.Now().UTC().Format("15:04:05.000 ")+fmt.Sprintf(format, args...))
+	if len(r.events) > 20 {
+		r.events = r.events[len(r.events)-20:]
+	}
+}
+
+// WatchReshard follows resharding cutovers until ctx ends; it reconnects
+// to the metadata database with backoff. The caller owns the goroutine it
+// runs on (run it with go and cancel ctx to stop it).
+func (s *Server) WatchReshard(ctx context.Context, w ReshardWatch) {
+	if w.ID == "" {
+		host, _ := os.Hostname()
+		w.ID = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if w.Log == nil {
+		w.Log = s.log
+	}
+	if w.Ready != nil {
+		w.Ready = sync.OnceFunc(w.Ready) // not again after a reconnect
+	}
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.watchReshardOnce(ctx, w)
+		if ctx.Err() != nil {
+			break
+		}
+		w.Log.Warn("resharding watcher: metadata connection lost; retrying", "err", err, "backoff", backoff)
+		// While disconnected a pause must still end on time.
+		s.autoResume(ctx, nil, w)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	// Never leave shards held behind us.
+	s.resumeHeld(w.Log, "watcher stopped")
+}
+
+func (s *Server) watchReshardOnce(ctx context.Context, w ReshardWatch) error {
+	conn, err := pgx.Connect(ctx, w.MetaDSN)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if err := w.Prepare(ctx, conn); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{w.Channel}.Sanitize()); err != nil {
+		return err
+	}
+	// Registered after LISTEN: a job that sees us also reaches us.
+	if err := s.heartbeat(ctx, conn, w); err != nil {
+		return err
+	}
+	if err := s.adoptEpoch(ctx, conn, w, 0); err != nil {
+		return err
+	}
+	if w.Ready != nil {
+		w.Ready()
+	}
+	for {
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		if n != nil {
+			if err := s.reshardStep(ctx, conn, w, n.Payload); err != nil {
+				w.Log.Error("resharding watcher", "payload", n.Payload, "err", err)
+			}
+		}
+		if err := s.heartbeat(ctx, conn, w); err != nil {
+			return err
+		}
+		if err := s.autoResume(ctx, conn, w); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Server) heartbeat(ctx context.Context, conn *pgx.Conn, w ReshardWatch) error {
+	s.reshard.mu.Lock()
+	epoch := s.reshard.epoch
+	s.reshard.mu.Unlock()
+	_, err := conn.Exec(ctx, `INSERT INTO shardproxy_proxy (id, epoch, last_seen) VALUES ($1, $2, now())
+		ON CONFLICT (id) DO UPDATE SET epoch = $2, last_seen = now()`, w.ID, epoch)
+	return err
+}
+
+// adoptEpoch switches to the newest epoch if it is newer than ours (at
+// least min, when a switch names one).
+func (s *Server) adoptEpoch(ctx context.Context, conn *pgx.Conn, w ReshardWatch, min int64) error {
+	var epoch int64
+	var text string
+	err := conn.QueryRow(ctx, "SELECT epoch, map FROM shardproxy_epoch ORDER BY epoch DESC LIMIT 1").Scan(&epoch, &text)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s.reshard.mu.Lock()
+	have := s.reshard.epoch
+	s.reshard.mu.Unlock()
+	if epoch <= have {
+		return nil
+	}
+	if epoch < min {
+		return fmt.Errorf("epoch %d announced but the newest is %d", min, epoch)
+	}
+	cfg, err := config.Parse([]byte(text), fmt.Sprintf("epoch %d", epoch))
+	if err != nil {
+		return fmt.Errorf("epoch %d: %w", epoch, err)
+	}
+	if err := w.Apply(ctx, cfg); err != nil {
+		return fmt.Errorf("epoch %d: %w", epoch, err)
+	}
+	s.reshard.mu.Lock()
+	s.reshard.epoch, s.reshard.cfg = epoch, cfg
+	s.reshard.mu.Unlock()
+	s.reshard.note("switched to epoch %d", epoch)
+	w.Log.Info("resharding: switched to a new shard map epoch", "epoch", epoch, "shards", len(cfg.Shards))
+	return nil
+}
+
+func ack(ctx context.Context, conn *pgx.Conn, w ReshardWatch, job, attempt int64, step string) error {
+	_, err := conn.Exec(ctx, `INSERT INTO shardproxy_reshard_ack (job_id, attempt, step, proxy) VALUES ($1, $2, $3, $4)
+		ON CONFLICT DO NOTHING`, job, attempt, step, w.ID)
+	return err
+}
+
+// reshardStep handles one notification.
+func (s *Server) reshardStep(ctx context.Context, conn *pgx.Conn, w ReshardWatch, payload string) error {
+	f := strings.Fields(payload)
+	if len(f) < 3 {
+		return fmt.Errorf("malformed notification")
+	}
+	job, err1 := strconv.ParseInt(f[1], 10, 64)
+	attempt, err2 := strconv.ParseInt(f[2], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	switch {
+	case f[0] == "pause" && len(f) == 5:
+		bound, err := strconv.ParseInt(f[3], 10, 64)
+		if err != nil {
+			return err
+		}
+		shards := strings.Split(f[4], ",")
+		s.reshard.mu.Lock()
+		s.reshard.paused = shards
+		s.reshard.job = job
+		s.reshard.until = time.Now().Add(time.Duration(bound)*time.Millisecond + w.PauseMargin)
+		s.reshard.mu.Unlock()
+		held := map[string]bool{}
+		for _, sh := range shards {
+			s.admin.gate.pause(sh)
+			held[sh] = true
+		}
+		s.reshard.note("job %d attempt %d: paused %s", job, attempt, f[4])
+		// Ack once no transaction holds a backend on those shards; past
+		// the bound the job gives up anyway.
+		deadline := time.Now().Add(time.Duration(bound) * time.Millisecond)
+		for s.busyOn(held) > 0 {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("job %d: transactions still open on %s after the bound", job, f[4])
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return ack(ctx, conn, w, job, attempt, "pause")
+	case f[0] == "switch" && len(f) == 4:
+		epoch, err := strconv.ParseInt(f[3], 10, 64)
+		if err != nil {
+			return err
+		}
+		if err := s.adoptEpoch(ctx, conn, w, epoch); err != nil {
+			return err
+		}
+		return ack(ctx, conn, w, job, attempt, "switch")
+	case f[0] == "resume":
+		s.resumeHeld(w.Log, fmt.Sprintf("job %d attempt %d", job, attempt))
+		return ack(ctx, conn, w, job, attempt, "resume")
+	}
+	return fmt.Errorf("unknown notification")
+}
+
+// autoResume ends a pause whose job went quiet, on the newest epoch.
+// conn is nil while the metadata database is unreachable: the pause then
+// ends on the map we have (no epoch can be adopted without it).
+func (s *Server) autoResume(ctx context.Context, conn *pgx.Conn, w ReshardWatch) error {
+	s.reshard.mu.Lock()
+	due := len(s.reshard.paused) > 0 && time.Now().After(s.reshard.until)
+	s.reshard.mu.Unlock()
+	if !due {
+		return nil
+	}
+	if conn != nil {
+		if err := s.adoptEpoch(ctx, conn, w, 0); err != nil {
+			return err
+		}
+	}
+	s.resumeHeld(w.Log, "pause bound passed without a resume")
+	return nil
+}
+
+func (s *Server) resumeHeld(log *slog.Logger, why string) {
+	s.reshard.mu.Lock()
+	shards := s.reshard.paused
+	s.reshard.paused = nil
+	s.reshard.mu.Unlock()
+	if len(shards) == 0 {
+		return
+	}
+	for _, sh := range shards {
+		s.admin.gate.resume(sh) // an error: already resumed by the console
+	}
+	s.reshard.note("resumed %s (%s)", strings.Join(shards, ","), why)
+	log.Info("resharding: writes resumed", "shards", shards, "why", why)
+}
+
+// CheckAgainstEpoch refuses a reloaded configuration whose placement
+// differs from the map of the resharding epoch this proxy switched to: a
+// config file still holding the old map would send writes to old owners.
+func (s *Server) CheckAgainstEpoch(next *config.Config) error {
+	s.reshard.mu.Lock()
+	ec, epoch := s.reshard.cfg, s.reshard.epoch
+	s.reshard.mu.Unlock()
+	if ec == nil || samePlacement(ec, next) {
+		return nil
+	}
+	return fmt.Errorf("the shard map differs from resharding epoch %d, which this proxy serves; put the job's target map in the config file", epoch)
+}
+
+func samePlacement(a, b *config.Config) bool {
+	if a.DefaultShard != b.DefaultShard || len(a.Shards) != len(b.Shards) || len(a.Strategies) != len(b.Strategies) || len(a.Tables) != len(b.Tables) {
+		return false
+	}
+	for i := range a.Shards {
+		if a.Shards[i] != b.Shards[i] {
+			return false
+		}
+	}
+	for i := range a.Strategies {
+		x, y := a.Strategies[i], b.Strategies[i]
+		x.Line, y.Line = 0, 0
+		if !reflect.DeepEqual(x, y) {
+			return false
+		}
+	}
+	for i := range a.Tables {
+		x, y := a.Tables[i], b.Tables[i]
+		x.Line, y.Line = 0, 0
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// ReshardHook runs the console's RESHARD commands (args after the verb);
+// the serve command installs one backed by the resharding package. Each
+// returned line becomes a row.
+type ReshardHook func(ctx context.Context, args []string) ([]string, error)
+
+// SetReshardHook installs what the console's RESHARD runs.
+func (s *Server) SetReshardHook(h ReshardHook) { s.reshard.hook.Store(&h) }
+
+func (a *adminConn) reshard(ctx context.Context, args []string) error {
+	h := a.srv.reshard.hook.Load()
+	if h == nil {
+		return errNotSupported("run `shardproxy reshard ...` instead", "RESHARD is not available: this server has no resharding hook")
+	}
+	lines, err := (*h)(ctx, args)
+	if err != nil {
+		return err
+	}
+	rs := &resultSet{cols: []string{"reshard"}}
+	for _, l := range lines {
+		rs.add(l)
+	}
+	a.send("RESHARD", rs)
+	return nil
+}
+
+func (a *adminConn) showReshard(ctx context.Context) error {
+	r := &a.srv.reshard
+	r.mu.Lock()
+	rs := &resultSet{cols: []string{"item", "value"}}
+	rs.add("epoch", r.epoch)
+	rs.add("held shards", strings.Join(r.paused, ","))
+	if len(r.paused) > 0 {
+		rs.add("held for job", r.job)
+		rs.add("auto resume at", r.until.UTC().Format(time.RFC3339Nano))
+	}
+	for _, e := range r.events {
+		rs.add("step", e)
+	}
+	r.mu.Unlock()
+	if h := r.hook.Load(); h != nil {
+		if lines, err := (*h)(ctx, []string{"STATUS"}); err == nil {
+			for _, l := range lines {
+				rs.add("job", l)
+			}
+		}
+	}
+	a.send("SHOW", rs)
+	return nil
+}

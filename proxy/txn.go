@@ -1,0 +1,761 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/shardproxy/shardproxy/pool"
+	"github.com/shardproxy/shardproxy/router"
+)
+
+// Cross-shard transactions (two_phase_commit: true).
+//
+// A transaction starts on one backend, session.attached, exactly as without
+// two-phase commit: nothing here costs a single-shard transaction anything
+// but a few field assignments. When a statement needs a second shard, the
+// transaction grows legs: every backend it has opened, one per shard. From
+// then on session.attached is the leg of the statement at hand (so the
+// single-backend code paths work unchanged), statements that concern the
+// whole transaction (COMMIT, ROLLBACK, SAVEPOINT, RELEASE, ROLLBACK TO, SET)
+// go to every leg, and COMMIT is a two-phase commit (commitLegs).
+//
+// A shard that joins late replays the transaction's BEGIN and its
+// savepoint and SET LOCAL statements so far (txn.replay): a savepoint taken
+// before the shard joined then exists there too, and ROLLBACK TO it undoes
+// exactly what that shard did since, as on one server.
+//
+// Failure: an error on any leg fails the whole transaction, as on Postgres
+// (txn.failed); the proxy answers later statements with 25P02 itself, and
+// only ROLLBACK, or ROLLBACK TO a savepoint (sent to every leg), gets out.
+type txn struct {
+	legs   []*pool.Conn // every backend of the transaction; nil while it has one shard
+	begin  string       // the client's BEGIN, replayed on every shard that joins
+	replay []string     // SAVEPOINT, RELEASE, ROLLBACK TO and SET LOCAL, in order
+	full   bool         // replay overflowed: no further shard may join
+	failed bool         // a statement failed: only ROLLBACK (TO) is possible
+}
+
+// maxReplay bounds what a transaction remembers for shards joining late.
+const maxReplay = 256
+
+func (s *session) multiLeg() bool { return s.tx.legs != nil }
+
+func errTxAborted() *pgconn.PgError {
+	return pgError("25P02", "current transaction is aborted, commands ignored until end of transaction block")
+}
+
+// txConn returns the backend of shard in the open transaction block,
+// attaching it on first use (deferred BEGIN, session settings, replayed
+// savepoints). No reply is pending on the returned backend; it stays owned
+// by the session until the transaction ends. Without two_phase_commit a
+// second shard is refused with 0A000.
+func (s *session) txConn(ctx context.Context, shard string) (*pool.Conn, error) {
+	if s.txStatus == 'I' {
+		return nil, pgError("XX000", "shardproxy: txConn outside a transaction block")
+	}
+	c, err := s.attach(ctx, shard)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.finishPrelude(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// join adds shard to the open transaction, or switches to its leg, and makes
+// that backend the attached one.
+func (s *session) join(ctx context.Context, shard string) (*pool.Conn, error) {
+	if s.txStatus == 'E' || s.tx.failed || s.localFailed {
+		return nil, errTxAborted()
+	}
+	for _, c := range s.tx.legs {
+		if c.Shard == shard {
+			if err := s.finishPrelude(); err != nil {
+				return nil, err
+			}
+			s.attached = c
+			return c, nil
+		}
+	}
+	if s.tx.full {
+		return nil, errNotSupported("use fewer savepoints or SET LOCAL statements before touching another shard",
+			"too many savepoint and SET LOCAL statements (over %d) for shard %s to join the transaction", maxReplay, shard)
+	}
+	if err := s.finishPrelude(); err != nil {
+		return nil, err
+	}
+	c, err := s.openLeg(ctx, shard)
+	if err != nil {
+		return nil, err
+	}
+	if s.tx.legs == nil {
+		s.tx.legs = make([]*pool.Conn, 0, 4)
+		if s.attached != nil {
+			s.tx.legs = append(s.tx.legs, s.attached)
+		}
+	}
+	s.tx.legs = append(s.tx.legs, c)
+	s.attached = c
+	return c, nil
+}
+
+// openLeg acquires a backend for shard and opens the transaction there:
+// BEGIN and the replayed statements, read at once so that an error in them
+// (a ROLLBACK TO of a savepoint that never existed) fails this statement.
+func (s *session) openLeg(ctx context.Context, shard string) (*pool.Conn, error) {
+	if err := s.holdIfPaused(ctx, shard); err != nil {
+		return nil, err
+	}
+	c, n, err := s.acquire(ctx, shard)
+	if err != nil {
+		return nil, err
+	}
+	begin := s.tx.begin
+	if begin == "" {
+		begin = "BEGIN"
+	}
+	c.Send(&pgproto3.Query{String: begin})
+	for _, q := range s.tx.replay {
+		c.Send(&pgproto3.Query{String: q})
+	}
+	p := s.runtime().Pools.Get(shard)
+	fail := func(err error) (*pool.Conn, error) {
+		s.setActive(c, false)
+		p.Discard(c)
+		return nil, err
+	}
+	if err := c.Flush(); err != nil {
+		return fail(backendLost(shard, err))
+	}
+	var failure error
+	for i := 0; i < n+1+len(s.tx.replay); i++ {
+		_, err := readResult(c)
+		var pgErr *pgconn.PgError
+		switch {
+		case err == nil:
+		case !errors.As(err, &pgErr):
+			return fail(backendLost(shard, err))
+		case i < n:
+			s.log.Warn("shard rejected a session setting", "shard", shard, "err", pgErr.Message)
+		case failure == nil:
+			failure = err
+		}
+	}
+	if failure != nil {
+		return fail(failure)
+	}
+	return c, nil
+}
+
+// finishPrelude reads the replies to statements the proxy sent ahead on
+// the attached backend (see session.prelude) before the session leaves it.
+func (s *session) finishPrelude() error {
+	c := s.attached
+	if c == nil || s.prelude == 0 {
+		return nil
+	}
+	if err := c.Flush(); err != nil {
+		s.dropAttached()
+		return backendLost(c.Shard, err)
+	}
+	for ; s.prelude > 0; s.prelude-- {
+		status, err := readResult(c)
+		var pgErr *pgconn.PgError
+		if err != nil && !errors.As(err, &pgErr) {
+			s.dropAttached()
+			return backendLost(c.Shard, err)
+		}
+		if status == 'E' {
+			s.tx.failed = true
+		}
+	}
+	return nil
+}
+
+// readResult reads one simple-query reply up to ReadyForQuery, discarding
+// rows; a shard's error comes back as a *pgconn.PgError.
+func readResult(c *pool.Conn) (byte, error) {
+	var failure error
+	for {
+		msg, err := c.Receive()
+		if err != nil {
+			return 0, err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			if failure == nil {
+				failure = pgErrorOf(m)
+			}
+		case *pgproto3.ReadyForQuery:
+			return m.TxStatus, failure
+		}
+	}
+}
+
+// noteReplay remembers a savepoint or SET LOCAL statement that succeeded,
+// for shards that join the transaction later.
+func (s *session) noteReplay(st *router.Statement, text string) {
+	if s.txStatus == 'I' || !(st.Kind == router.KindSavepoint || st.Kind == router.KindSet && st.SetLocal) {
+		return
+	}
+	if len(s.tx.replay) >= maxReplay {
+		s.tx.full = true
+		return
+	}
+	s.tx.replay = append(s.tx.replay, text)
+}
+
+// txStatement answers, in the simple protocol, statements that concern the
+// whole of a transaction that spans shards, and savepoints taken before a
+// transaction touched any shard. done reports that it did.
+func (s *session) txStatement(ctx context.Context, st *router.Statement, text string) (done, failed bool, err error) {
+	if !s.multiLeg() {
+		if s.attached == nil && s.pendingBegin != "" &&
+			(st.Kind == router.KindSavepoint || st.Kind == router.KindSet && st.SetLocal) {
+			// Nothing to save yet: the statement is replayed on the first shard.
+			s.noteReplay(st, text)
+			return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(savepointTag(st, text))})
+		}
+		return false, false, nil
+	}
+	switch st.Kind {
+	case router.KindCommit, router.KindRollback:
+		if chained(text) {
+			return true, true, s.sendError(errChain())
+		}
+		tag, err := s.endTx(ctx, st.Kind == router.KindCommit)
+		if err != nil {
+			return true, true, s.send(errorResponse(s.log, err))
+		}
+		return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
+	case router.KindBegin:
+		if err := s.send(&pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
+			Code: "25001", Message: "there is already a transaction in progress"}); err != nil {
+			return true, false, err
+		}
+		return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("BEGIN")})
+	case router.KindPrepareTransaction:
+		return true, true, s.sendError(errNotSupported("let shardproxy commit the transaction (two_phase_commit does it for transactions that span shards)",
+			"PREPARE TRANSACTION and COMMIT/ROLLBACK PREPARED are not supported in a transaction that spans shards"))
+	case router.KindSavepoint, router.KindSet:
+		failed, err := s.onAllLegs(st, text)
+		return true, failed, err
+	}
+	return false, false, nil
+}
+
+// chained reports COMMIT AND CHAIN / ROLLBACK AND CHAIN.
+func chained(text string) bool {
+	t := strings.Join(strings.Fields(strings.ToLower(text)), " ")
+	return strings.Contains(t, "and chain")
+}
+
+func errChain() error {
+	return errNotSupported("end the transaction, then BEGIN a new one",
+		"AND CHAIN is not supported for a transaction that spans shards")
+}
+
+// savepointTag is the command tag Postgres gives a savepoint statement.
+func savepointTag(st *router.Statement, text string) string {
+	if st.Kind == router.KindSet {
+		return "SET"
+	}
+	switch t := strings.ToLower(strings.TrimSpace(text)); {
+	case strings.HasPrefix(t, "release"):
+		return "RELEASE"
+	case strings.HasPrefix(t, "rollback"):
+		return "ROLLBACK"
+	}
+	return "SAVEPOINT"
+}
+
+// isRollbackTo reports whether a savepoint statement is ROLLBACK TO, which
+// a failed transaction may still run.
+func isRollbackTo(st *router.Statement, text string) bool {
+	return st.Kind == router.KindSavepoint && savepointTag(st, text) == "ROLLBACK"
+}
+
+// onAllLegs runs a savepoint or SET statement on every leg; the client sees
+// one reply (the first leg's, or the first error).
+func (s *session) onAllLegs(st *router.Statement, text string) (bool, error) {
+	if s.tx.failed && !isRollbackTo(st, text) {
+		return true, s.send(errorResponse(s.log, errTxAborted()))
+	}
+	if err := s.finishPrelude(); err != nil {
+		return true, s.sendError(err)
+	}
+	legs := s.tx.legs
+	for _, c := range legs {
+		c.Send(&pgproto3.Query{String: text})
+	}
+	m := &merger{kind: router.MergeFirst}
+	var lost error
+	var gone []*pool.Conn
+	ok := true
+	for i, c := range legs {
+		m.idx = i
+		if err := c.Flush(); err != nil {
+			lost, ok = backendLost(c.Shard, err), false
+			gone = append(gone, c)
+			continue
+		}
+		status, _, err := s.relay(c, 0, m)
+		if errors.Is(err, errClientGone) {
+			return true, err
+		}
+		if err != nil {
+			lost, ok = backendLost(c.Shard, err), false
+			gone = append(gone, c)
+			continue
+		}
+		ok = ok && status == 'T'
+	}
+	for _, c := range gone {
+		s.dropLeg(c)
+	}
+	if ok && m.err == nil {
+		s.tx.failed = false // ROLLBACK TO recovered every leg
+		s.noteReplay(st, text)
+		if st.Kind == router.KindSet && !st.SetLocal {
+			s.recordSet(st, nil)
+			for _, c := range s.tx.legs {
+				c.SessionParams = maps.Clone(s.params)
+			}
+		}
+	} else {
+		s.tx.failed = true
+	}
+	s.txStatus = 'T'
+	if s.tx.failed {
+		s.txStatus = 'E'
+	}
+	if lost != nil && m.err == nil {
+		return true, s.send(errorResponse(s.log, lost))
+	}
+	return m.finish(s)
+}
+
+// dropLeg discards one backend of the transaction after an I/O error; the
+// transaction cannot commit any more.
+func (s *session) dropLeg(c *pool.Conn) {
+	if !s.multiLeg() {
+		if c == s.attached {
+			s.dropAttached()
+		}
+		return
+	}
+	for i, l := range s.tx.legs {
+		if l == c {
+			s.tx.legs = append(s.tx.legs[:i], s.tx.legs[i+1:]...)
+			break
+		}
+	}
+	if c == s.attached {
+		s.attached, s.prelude = nil, 0
+	}
+	s.tx.failed = true
+	s.setActive(c, false)
+	s.runtime().Pools.Get(c.Shard).Discard(c)
+}
+
+// endTx ends a transaction that spans shards: a two-phase commit, or a
+// rollback on every leg (also for COMMIT of a failed transaction, as
+// Postgres does). It returns the command tag.
+func (s *session) endTx(ctx context.Context, commit bool) (string, error) {
+	defer s.endTxState()
+	if err := s.finishPrelude(); err != nil {
+		commit = false
+	}
+	if !commit || s.tx.failed || s.localFailed {
+		s.rollbackLegs(s.tx.legs)
+		if commit {
+			twoPCStats.aborted.Add(1)
+		}
+		return "ROLLBACK", nil
+	}
+	if err := s.commitLegs(ctx, s.tx.legs); err != nil {
+		return "", err
+	}
+	return "COMMIT", nil
+}
+
+// endTxState forgets the ended transaction; its backends are back in their pools.
+func (s *session) endTxState() {
+	s.tx = txn{}
+	s.attached, s.prelude = nil, 0
+	s.pendingBegin, s.localFailed, s.txStatus = "", false, 'I'
+	if s.ddlInTx {
+		s.ddlInTx = false
+		s.forgetColumns()
+	}
+	s.rt = nil
+}
+
+// rollbackLegs rolls back and releases every backend in conns.
+func (s *session) rollbackLegs(conns []*pool.Conn) {
+	for _, c := range conns {
+		c.Send(&pgproto3.Query{String: "ROLLBACK"})
+	}
+	for _, c := range conns {
+		ok := c.Flush() == nil
+		if ok {
+			status, err := readResult(c)
+			ok = status == 'I' && (err == nil || isPgErr(err))
+		}
+		s.putBack(c, ok)
+	}
+}
+
+func isPgErr(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr)
+}
+
+// putBack returns a backend the session no longer uses to its pool.
+func (s *session) putBack(c *pool.Conn, reusable bool) {
+	s.setActive(c, false)
+	p := s.runtime().Pools.Get(c.Shard)
+	if reusable {
+		p.Release(c)
+	} else {
+		p.Discard(c)
+	}
+}
+
+// commitLegs commits the transaction open on every backend of conns, all
+// idle in a transaction block, with two-phase commit, and gives the
+// backends back to their pools. The client may be told COMMIT only when it
+// returns nil: the decision is then durable, and a shard that could not be
+// told is committed by recovery. An error means nothing was committed,
+// except 08007, where recovery decides (the decision may have been logged).
+func (s *session) commitLegs(ctx context.Context, conns []*pool.Conn) error {
+	tp := s.runtime().twopc
+	if tp == nil {
+		return pgError("XX000", "shardproxy: two-phase commit is not configured")
+	}
+	// The commit must run to its end even if the session's context ends.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	gid := newGID()
+	started := time.Now()
+	usable := make([]bool, len(conns))
+	defer func() {
+		for i, c := range conns {
+			s.putBack(c, usable[i])
+		}
+	}()
+
+	// Phase 1: prepare everywhere.
+	prepare := "PREPARE TRANSACTION " + quoteLiteral(gid)
+	for _, c := range conns {
+		c.Send(&pgproto3.Query{String: prepare})
+	}
+	prepared := make([]bool, len(conns))
+	var failure error
+	for i, c := range conns {
+		if err := c.Flush(); err != nil {
+			failure = cmp(failure, backendLost(c.Shard, err))
+			continue
+		}
+		status, err := readResult(c)
+		switch {
+		case err == nil && status == 'I':
+			prepared[i], usable[i] = true, true
+		case isPgErr(err):
+			// PREPARE failed (a deferred constraint, serialization): the
+			// shard rolled its part back.
+			usable[i] = status == 'I'
+			failure = cmp(failure, err)
+		default:
+			failure = cmp(failure, backendLost(c.Shard, err))
+		}
+	}
+	if failure == nil && time.Since(started) > tp.grace/2 {
+		// Recovery may roll back what was prepared more than a grace period
+		// ago; deciding only well within it means recovery never races a
+		// commit decision (see txnlog.go).
+		failure = pgError("40000", "shardproxy: preparing the transaction on its shards took longer than half of two_phase_commit_grace (%s); rolled back", tp.grace)
+	}
+	if failure != nil {
+		s.abortPrepared(conns, prepared, usable, gid)
+		twoPCStats.aborted.Add(1)
+		return failure
+	}
+	tp.crash("prepare")
+
+	// The decision.
+	shards := make([]string, len(conns))
+	for i, c := range conns {
+		shards[i] = c.Shard
+	}
+	if err := tp.decide(ctx, gid, shards); err != nil {
+		if isPgErr(err) {
+			s.log.Error("two-phase commit: logging the decision failed; rolling back", "gid", gid, "err", err)
+			s.abortPrepared(conns, prepared, usable, gid)
+			twoPCStats.aborted.Add(1)
+			e := pgError("40000", "shardproxy: could not log the commit decision; the transaction was rolled back")
+			e.Detail = err.Error()
+			return e
+		}
+		s.log.Error("two-phase commit: outcome unknown; recovery will resolve it", "gid", gid, "err", err)
+		e := pgError("08007", "shardproxy: lost the metadata database while committing; the transaction will be committed or rolled back by recovery")
+		e.Detail = "prepared transaction " + gid
+		return e
+	}
+	tp.crash("decide")
+	twoPCStats.committed.Add(1)
+
+	// Phase 2: commit everywhere; a shard we cannot reach now is committed
+	// by recovery from the decision.
+	commit := "COMMIT PREPARED " + quoteLiteral(gid)
+	for i, c := range conns {
+		if usable[i] {
+			c.Send(&pgproto3.Query{String: commit})
+			usable[i] = c.Flush() == nil
+		}
+	}
+	pending := false
+	for i, c := range conns {
+		if usable[i] {
+			status, err := readResult(c)
+			usable[i] = status == 'I' && (err == nil || isPgErr(err))
+			if err == nil {
+				continue
+			}
+			if isPgErr(err) {
+				s.log.Error("two-phase commit: COMMIT PREPARED failed", "shard", c.Shard, "gid", gid, "err", err)
+				pending = true
+				continue
+			}
+		}
+		if !s.retryOnShard(ctx, c.Shard, commit) {
+			s.log.Warn("two-phase commit: shard unreachable; recovery will commit it", "shard", c.Shard, "gid", gid)
+			pending = true
+		}
+	}
+	if !pending {
+		tp.forget(ctx, gid)
+	}
+	return nil
+}
+
+// cmp keeps the first error.
+func cmp(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+// abortPrepared rolls back an undecided transaction: ROLLBACK PREPARED where
+// it was prepared, ROLLBACK on the backends still in it. What fails here is
+// left to recovery, which rolls back whatever has no commit decision.
+func (s *session) abortPrepared(conns []*pool.Conn, prepared, usable []bool, gid string) {
+	rollback := "ROLLBACK PREPARED " + quoteLiteral(gid)
+	for i, c := range conns {
+		if !usable[i] {
+			continue
+		}
+		q := "ROLLBACK"
+		if prepared[i] {
+			q = rollback
+		}
+		c.Send(&pgproto3.Query{String: q})
+		if c.Flush() != nil {
+			usable[i] = false
+			continue
+		}
+		status, err := readResult(c)
+		usable[i] = status == 'I' && (err == nil || isPgErr(err))
+	}
+}
+
+// retryOnShard runs a statement that must happen (COMMIT PREPARED) on fresh
+// backends of shard, a few times.
+func (s *session) retryOnShard(ctx context.Context, shard, sql string) bool {
+	p := s.runtime().Pools.Get(shard)
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return false
+			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+			}
+		}
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			continue
+		}
+		_, err = queryRows(c, sql)
+		if err != nil && !isPgErr(err) {
+			p.Discard(c)
+			continue
+		}
+		p.Release(c)
+		var pgErr *pgconn.PgError
+		// 42704: already finished (by recovery).
+		return err == nil || errors.As(err, &pgErr) && pgErr.Code == "42704"
+	}
+	return false
+}
+
+// fanoutTx runs one statement on several shards inside the open
+// transaction, on the transaction's backends. Writes go one shard after the
+// other in shard order, so that two transactions writing the same rows on
+// every shard (a reference table) queue behind each other on the first
+// shard instead of each locking a different shard first and waiting for the
+// other forever (no server would see that deadlock).
+func (s *session) fanoutTx(ctx context.Context, st *router.Statement, route router.Route, send func(c *pool.Conn)) (bool, error) {
+	if s.txStatus == 'E' || s.tx.failed || s.localFailed {
+		return true, s.send(errorResponse(s.log, errTxAborted()))
+	}
+	mark := s.statStart()
+	conns := make([]*pool.Conn, 0, len(route.Shards))
+	for _, sh := range route.Shards {
+		c, err := s.txConn(ctx, sh)
+		if err != nil {
+			return true, s.sendError(err)
+		}
+		conns = append(conns, c)
+	}
+	write := st.Kind != router.KindSelect && st.Kind != router.KindShow
+	m := &merger{kind: route.Merge}
+	var lost error
+	var gone []*pool.Conn
+	run := func(i int, c *pool.Conn) error {
+		m.idx = i
+		status, _, err := s.relay(c, 0, m)
+		switch {
+		case errors.Is(err, errClientGone):
+			return err
+		case err != nil:
+			lost = cmp(lost, backendLost(c.Shard, err))
+			gone = append(gone, c)
+		case status != 'T':
+			s.tx.failed = true
+		}
+		return nil
+	}
+	flush := func(c *pool.Conn) bool {
+		send(c)
+		if err := c.Flush(); err != nil {
+			lost = cmp(lost, backendLost(c.Shard, err))
+			gone = append(gone, c)
+			return false
+		}
+		return true
+	}
+	var started []bool
+	if !write {
+		started = make([]bool, len(conns))
+		for i, c := range conns {
+			started[i] = flush(c)
+		}
+	}
+	for i, c := range conns {
+		if write && !flush(c) || !write && !started[i] {
+			continue
+		}
+		if err := run(i, c); err != nil {
+			return true, err
+		}
+	}
+	for _, c := range gone {
+		s.dropLeg(c)
+	}
+	if lost != nil || m.err != nil {
+		s.tx.failed = true
+	}
+	if s.tx.failed {
+		s.txStatus = 'E'
+	}
+	d := time.Since(mark.start)
+	for _, c := range conns {
+		s.srv.stats.leg(c.Shard, route.Kind, d, 0, 0, s.tx.failed)
+	}
+	s.srv.stats.statement(route.Kind, d)
+	if lost != nil && m.err == nil {
+		return true, s.send(errorResponse(s.log, lost))
+	}
+	return m.finish(s)
+}
+
+// extTxStatement runs, in the extended protocol, a statement that concerns
+// the whole of a transaction that spans shards (see txStatement). The
+// batch so far is synced and delivered first, so replies stay in order.
+func (s *session) extTxStatement(ctx context.Context, ps *prepared) error {
+	if err := s.extSyncAttached(); err != nil {
+		return err
+	}
+	if s.ext.clientFailed {
+		s.ext.skip = true
+		return nil
+	}
+	if !s.multiLeg() {
+		return s.executeLocal(ps) // the transaction ended while syncing
+	}
+	st := ps.st
+	switch st.Kind {
+	case router.KindCommit, router.KindRollback:
+		if chained(ps.query) {
+			return s.extFail(errChain())
+		}
+		tag, err := s.endTx(ctx, st.Kind == router.KindCommit)
+		if err != nil {
+			return s.extFail(err)
+		}
+		s.pushLocal(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
+	case router.KindBegin:
+		s.pushLocal(&pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
+			Code: "25001", Message: "there is already a transaction in progress"},
+			&pgproto3.CommandComplete{CommandTag: []byte("BEGIN")})
+	case router.KindPrepareTransaction:
+		return s.extFail(errNotSupported("let shardproxy commit the transaction",
+			"PREPARE TRANSACTION and COMMIT/ROLLBACK PREPARED are not supported in a transaction that spans shards"))
+	case router.KindSavepoint, router.KindSet:
+		failed, err := s.onAllLegs(st, ps.query)
+		if err != nil {
+			return err
+		}
+		if failed {
+			s.ext.skip, s.ext.clientFailed = true, true
+		}
+	}
+	return nil
+}
+
+// txWide reports statements that extTxStatement answers once a transaction
+// spans shards.
+func (s *session) txWide(k router.Kind) bool {
+	switch k {
+	case router.KindCommit, router.KindRollback, router.KindBegin, router.KindPrepareTransaction,
+		router.KindSavepoint, router.KindSet:
+		return s.multiLeg()
+	}
+	return false
+}
+
+// extSyncAttached ends the batch sent so far to the attached backend with a
+// Sync (inside a transaction block it does not end the transaction) and
+// delivers its replies, so that the session may use other backends.
+func (s *session) extSyncAttached() error {
+	if c := s.attached; c != nil && s.ext.sent {
+		c.Send(&pgproto3.Sync{})
+		s.pushRemote('S', c).swallow = true
+		if err := c.Flush(); err != nil {
+			s.ext.queue = s.ext.queue[:0]
+			s.dropAttached()
+			return s.sendLost(c.Shard, err)
+		}
+	}
+	err := s.drain()
+	s.ext.sent = false
+	return err
+}

@@ -1,0 +1,31 @@
+// Package resharding moves rows from one shard map to another while the
+// application keeps writing through the proxies.
+//
+// A job goes through phases, each persisted in the metadata database so
+// that a killed job resumes where it stopped (see state.go):
+//
+//	copy     per source shard: a publication and a pgoutput logical slot
+//	         created with an exported snapshot; the rows whose owner
+//	         changes are copied under that snapshot (COPY, filtered in Go by
+//	         the new map's strategy) and upserted on their new owner
+//	catchup  the slot is streamed; changes of moving keys are applied on the
+//	         new owner idempotently (upsert / delete by primary key)
+//	cutover  every proxy pauses the source shards (LISTEN/NOTIFY, acked),
+//	         the slots are drained to the sources' current WAL position,
+//	         source and destination are verified (count and checksum per
+//	         move; Options.SkipVerify leaves it out), the new map is written
+//	         as a new epoch, the proxies switch and ack, the streams stop,
+//	         the moved rows are deleted from their old owners (still paused,
+//	         so no read sees a row twice), and the proxies resume. A bound
+//	         exceeded before the epoch resumes on the old map and the job
+//	         goes back to catchup.
+//	cleanup  slots and publications dropped, moved rows still on old owners
+//	         (a job killed inside the cutover) deleted
+//
+// Why replay converges: a row is only ever copied while its source's slot
+// exists, so whatever snapshot the copy saw is at or after the slot's start,
+// and replaying every later change (full new tuples for insert/update, the
+// key for delete) as upserts and deletes by primary key ends in the source's
+// state, however often a prefix of the stream is replayed. That is what makes
+// each phase safe to redo after SIGKILL.
+package resharding

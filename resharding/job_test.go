@@ -1,0 +1,482 @@
+package resharding_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shardproxy/shardproxy/config"
+	"github.com/shardproxy/shardproxy/proxy"
+	"github.com/shardproxy/shardproxy/resharding"
+)
+
+// testProxy is an in-process proxy that follows cutovers.
+type testProxy struct {
+	addr string
+}
+
+func startProxy(t testing.TB, c *resharding.Cluster, cfg *config.Config, id string) *testProxy {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	log := slog.New(slog.NewTextHandler(testLog{t, id}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	asm, err := proxy.Assemble(ctx, cfg, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := proxy.NewServer(asm.Runtime(), log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	cur := asm
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); srv.Serve(ctx, ln) }()
+	go func() {
+		defer wg.Done()
+		srv.WatchReshard(ctx, proxy.ReshardWatch{MetaDSN: cfg.Metadata.DSN, ID: id, Log: log, Channel: resharding.Channel, Prepare: resharding.EnsureSchema, PauseMargin: resharding.PauseMargin,
+			Apply: func(ctx context.Context, next *config.Config) error {
+				mu.Lock()
+				defer mu.Unlock()
+				a, err := proxy.Assemble(ctx, next, cur, log)
+				if err != nil {
+					return err
+				}
+				srv.SetRuntime(a.Runtime())
+				// Statements routed on the old map just before the switch
+				// still reach its pools (and get 40001 at attach); retire
+				// it a little later.
+				old := cur
+				cur = a
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					select {
+					case <-ctx.Done():
+					case <-time.After(2 * time.Second):
+					}
+					old.Retire(a)
+				}()
+				return nil
+			}})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		sctx, c2 := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c2()
+		srv.Shutdown(sctx)
+		mu.Lock()
+		cur.Close()
+		mu.Unlock()
+	})
+	// Registered in the metadata database before a job may start.
+	meta := c.Conn(t, "meta")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		meta.QueryRow(ctx, "SELECT count(*) FROM shardproxy_proxy WHERE id = $1", id).Scan(&n)
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("proxy did not register")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return &testProxy{addr: ln.Addr().String()}
+}
+
+type testLog struct {
+	t  testing.TB
+	id string
+}
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(w.id + ": " + string(p[:len(p)-1]))
+	return len(p), nil
+}
+
+// writer inserts, updates and deletes orders of its own customers through
+// one proxy and remembers what was acknowledged.
+type writer struct {
+	conn     *pgx.Conn
+	custs    []int64
+	next     int64 // next order_id
+	rows     map[[2]int64]string
+	ok, fail int
+	// maxPause is the longest a statement took (the cutover pause as the
+	// writer saw it, logged only: no timing assertions).
+	maxPause time.Duration
+	history  map[[2]int64][]string // per key: what was sent and how it ended
+	// interval, if set, paces the writer (one statement per interval);
+	// samples then records every statement's start and duration.
+	interval time.Duration
+	samples  []sample
+}
+
+type sample struct {
+	start time.Time
+	d     time.Duration
+}
+
+func (w *writer) note(k [2]int64, op string, start time.Time, err error) {
+	if w.history == nil {
+		w.history = map[[2]int64][]string{}
+	}
+	w.history[k] = append(w.history[k], fmt.Sprintf("%s %s..%s err=%v", op, start.Format("15:04:05.000"), time.Now().Format("15:04:05.000"), err))
+}
+
+// run writes until stop ends; each statement runs to its end (its own
+// context), so that every outcome is known.
+func (w *writer) run(stop context.Context, t testing.TB) {
+	rng := rand.New(rand.NewPCG(uint64(w.next), 7))
+	for stop.Err() == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cust := w.custs[rng.IntN(len(w.custs))]
+		var keys [][2]int64
+		for k := range w.rows {
+			if k[0] == cust {
+				keys = append(keys, k)
+			}
+		}
+		var err error
+		start := time.Now()
+		switch op := rng.IntN(3); {
+		case op == 0 || len(keys) == 0:
+			w.next++
+			k := [2]int64{cust, w.next}
+			amt := fmt.Sprintf("%d.00", rng.IntN(1000))
+			_, err = w.conn.Exec(ctx, "INSERT INTO orders (customer_id, order_id, amount, note) VALUES ($1, $2, $3, 'w')", k[0], k[1], amt)
+			if err == nil {
+				w.rows[k] = amt
+			}
+			w.note(k, "insert", start, err)
+		case op == 1:
+			k := keys[rng.IntN(len(keys))]
+			amt := fmt.Sprintf("%d.00", rng.IntN(1000))
+			_, err = w.conn.Exec(ctx, "UPDATE orders SET amount = $3 WHERE customer_id = $1 AND order_id = $2", k[0], k[1], amt)
+			if err == nil {
+				w.rows[k] = amt
+			}
+			w.note(k, "update", start, err)
+		default:
+			k := keys[rng.IntN(len(keys))]
+			_, err = w.conn.Exec(ctx, "DELETE FROM orders WHERE customer_id = $1 AND order_id = $2", k[0], k[1])
+			if err == nil {
+				delete(w.rows, k)
+			}
+			w.note(k, "delete", start, err)
+		}
+		cancel()
+		d := time.Since(start)
+		if d > w.maxPause {
+			w.maxPause = d
+		}
+		if w.interval > 0 {
+			w.samples = append(w.samples, sample{start, d})
+			time.Sleep(time.Until(start.Add(w.interval)))
+		}
+		if err != nil {
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "40001" {
+				t.Errorf("writer: %v", err)
+				return
+			}
+			w.fail++
+			continue
+		}
+		w.ok++
+	}
+}
+
+// TestMain's child mode runs a job until a hook kills it (see TestJobKilled).
+func init() {
+	if os.Getenv("RESHARD_CHILD_META") == "" {
+		return
+	}
+	id, _ := strconv.ParseInt(os.Getenv("RESHARD_CHILD_JOB"), 10, 64)
+	at := os.Getenv("RESHARD_CHILD_KILL_AT")
+	err := resharding.Run(context.Background(), os.Getenv("RESHARD_CHILD_META"), id, resharding.WithHook(resharding.Options{BatchRows: 100}, func(p string) error {
+		if p == at {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		return nil
+	}))
+	fmt.Fprintln(os.Stderr, "child job ended:", err)
+	os.Exit(3)
+}
+
+// runScenario moves the example from 2 to 3 shards (hash, and a range
+// split) while two writers write through two proxies; killAt names a hook
+// point where a child process running the job is SIGKILLed before the job
+// is resumed here.
+// scenario is the example cluster with two proxies on the current map and
+// a writer on each, running until stop.
+type scenario struct {
+	c                 *resharding.Cluster
+	cur, next         *config.Config
+	curText, nextText string
+	writers           []*writer
+	stop              func()
+}
+
+func startScenario(t testing.TB, curFile, nextFile string) *scenario {
+	c := resharding.NewCluster(t)
+	cur, curText := c.LoadMap(t, curFile)
+	next, nextText := c.LoadMap(t, nextFile)
+	resharding.SeedExample(t, c, cur)
+	ctx := context.Background()
+
+	p1 := startProxy(t, c, cur, "proxy-a")
+	p2 := startProxy(t, c, cur, "proxy-b")
+	var writers []*writer
+	for i, p := range []*testProxy{p1, p2} {
+		conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:secret@%s/%s?sslmode=disable", p.addr, c.DB))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close(context.Background()) })
+		w := &writer{conn: conn, next: int64(10000 * (i + 1)), rows: map[[2]int64]string{}}
+		for cust := int64(1 + i); cust <= 300; cust += 2 {
+			w.custs = append(w.custs, cust)
+			for j := int64(1); j <= 3; j++ {
+				w.rows[[2]int64{cust, cust*10 + j}] = fmt.Sprintf("%d.%02d", cust*j, j)
+			}
+		}
+		writers = append(writers, w)
+	}
+	wctx, stopWriters := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, w := range writers {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.run(wctx, t) }()
+	}
+	sc := &scenario{c: c, cur: cur, next: next, curText: curText, nextText: nextText, writers: writers}
+	var once sync.Once
+	sc.stop = func() { once.Do(func() { stopWriters(); wg.Wait() }) }
+	t.Cleanup(sc.stop)
+	return sc
+
+}
+
+// check asserts that every order the writers got acknowledged is present
+// exactly once, on the shard cfg names, with its last value, that nothing
+// else is, and that the unwritten tables kept their rows, each on its
+// owner under cfg.
+func (sc *scenario) check(t testing.TB, cfg *config.Config) {
+	t.Helper()
+	c, writers, next, ctx := sc.c, sc.writers, cfg, context.Background()
+	// Every acknowledged order exactly once, on its new owner, with its last value.
+	want := map[[2]int64]string{}
+	for _, w := range writers {
+		for k, v := range w.rows {
+			want[k] = v
+		}
+	}
+	strats := resharding.BuildStrats(t, next)
+	got := map[[2]int64]string{}
+	for _, s := range next.Shards {
+		rows, err := c.Conn(t, s.Name).Query(ctx, "SELECT customer_id, order_id, amount::text FROM orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cust, order int64
+		var amt string
+		_, err = pgx.ForEachRow(rows, []any{&cust, &order, &amt}, func() error {
+			k := [2]int64{cust, order}
+			if _, dup := got[k]; dup {
+				t.Errorf("order %v present twice", k)
+			}
+			got[k] = amt
+			if owner, _ := resharding.Locate(ctx, strats["by_customer"], strconv.FormatInt(cust, 10)); owner != s.Name {
+				t.Errorf("order %v on %s, the new map places it on %s", k, s.Name, owner)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("order %v: got %q, want %q: %q", k, got[k], v, append(writers[0].history[k], writers[1].history[k]...))
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("order %v present but not acknowledged (or deleted): %q", k, append(writers[0].history[k], writers[1].history[k]...))
+		}
+	}
+	// The tables nobody wrote: same rows, each on its new owner.
+	for _, tc := range []struct {
+		table, key, strategy string
+		rows                 int
+	}{{"customers", "customer_id", "by_customer", 300}, {"events", "id", "by_id", 1000}} {
+		n := 0
+		for _, s := range next.Shards {
+			rows, err := c.Conn(t, s.Name).Query(ctx, fmt.Sprintf("SELECT %s::text FROM %s", tc.key, tc.table))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var key string
+			pgx.ForEachRow(rows, []any{&key}, func() error {
+				n++
+				st := strats[tc.strategy]
+				if owner, _ := resharding.Locate(ctx, st, key); owner != s.Name {
+					t.Errorf("%s %s on %s, want %s", tc.table, key, s.Name, owner)
+				}
+				return nil
+			})
+		}
+		if n != tc.rows {
+			t.Errorf("%s: %d rows, want %d", tc.table, n, tc.rows)
+		}
+	}
+}
+
+func runScenario(t *testing.T, curFile, nextFile, killAt string) {
+	sc := startScenario(t, curFile, nextFile)
+	c, curText, nextText, cur, ctx := sc.c, sc.curText, sc.nextText, sc.cur, context.Background()
+	id, _, err := resharding.Create(ctx, curText, nextText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metaDSN := cur.Metadata.DSN
+	if killAt != "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "RESHARD_CHILD_META="+metaDSN, "RESHARD_CHILD_JOB="+strconv.FormatInt(id, 10), "RESHARD_CHILD_KILL_AT="+killAt)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("child job: want SIGKILL at %s, got %v\n%s", killAt, err, out)
+		}
+		st, err := resharding.LoadStatus(ctx, c.Conn(t, "meta"), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("killed at %s in phase %s (%d rows copied)", killAt, st.Phase, st.RowsCopied())
+	}
+	time.Sleep(200 * time.Millisecond) // writers run under the old map for a while
+	log := slog.New(slog.NewTextHandler(testLog{t, "job"}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := resharding.Run(ctx, metaDSN, id, resharding.Options{BatchRows: 100, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // and under the new one
+	sc.stop()
+	for i, w := range sc.writers {
+		t.Logf("writer %d: %d ok, %d failed with 40001, longest statement %s", i, w.ok, w.fail, w.maxPause)
+		if w.ok == 0 {
+			t.Errorf("writer %d wrote nothing", i)
+		}
+	}
+
+	sc.check(t, sc.next)
+	assertNoReplicationLeft(t, c, []string{"s0", "s1", "s2"})
+	st, err := resharding.LoadStatus(ctx, c.Conn(t, "meta"), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Phase != resharding.PhaseDone {
+		t.Errorf("job phase %s, want done", st.Phase)
+	}
+}
+
+func assertNoReplicationLeft(t testing.TB, c *resharding.Cluster, shards []string) {
+	t.Helper()
+	for _, s := range shards {
+		var slots, pubs int
+		err := c.Conn(t, s).QueryRow(context.Background(),
+			"SELECT (SELECT count(*) FROM pg_replication_slots), (SELECT count(*) FROM pg_publication)").Scan(&slots, &pubs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slots != 0 || pubs != 0 {
+			t.Errorf("shard %s: %d slots and %d publications left", s, slots, pubs)
+		}
+	}
+}
+
+// TestJobUnderWrites moves customers and orders from 2 to 3 shards and
+// splits the events range onto the new shard, while writers write.
+func TestJobUnderWrites(t *testing.T) {
+	for _, tt := range []struct{ name, cur, next string }{
+		{"hash", "current.yaml", "target.yaml"},
+		{"consistent", "consistent_current.yaml", "consistent_target.yaml"},
+	} {
+		t.Run(tt.name, func(t *testing.T) { runScenario(t, tt.cur, tt.next, "") })
+	}
+}
+
+func TestJobKilled(t *testing.T) {
+	for _, at := range []string{"copy-table", "catchup", "cutover-paused", "cleanup"} {
+		t.Run(at, func(t *testing.T) { runScenario(t, "current.yaml", "target.yaml", at) })
+	}
+}
+
+// TestJobAbort stops a job before its cutover and aborts it: the old map
+// keeps serving every write, the destinations hold nothing of the job, and
+// no slot or publication is left.
+func TestJobAbort(t *testing.T) {
+	for _, at := range []string{"copy-table", "catchup"} {
+		t.Run(at, func(t *testing.T) {
+			sc := startScenario(t, "current.yaml", "target.yaml")
+			ctx := context.Background()
+			id, _, err := resharding.Create(ctx, sc.curText, sc.nextText)
+			if err != nil {
+				t.Fatal(err)
+			}
+			meta := sc.cur.Metadata.DSN
+			errStop := errors.New("stopped by the test")
+			err = resharding.Run(ctx, meta, id, resharding.WithHook(resharding.Options{BatchRows: 100}, func(p string) error {
+				if p == at {
+					return errStop
+				}
+				return nil
+			}))
+			if !errors.Is(err, errStop) {
+				t.Fatalf("Run: %v, want the hook's error", err)
+			}
+			if err := resharding.Abort(ctx, meta, id); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond) // writers go on under the old map
+			sc.stop()
+			sc.check(t, sc.cur)
+			assertNoReplicationLeft(t, sc.c, []string{"s0", "s1", "s2"})
+			var tables int
+			if err := sc.c.Conn(t, "s2").QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").Scan(&tables); err != nil {
+				t.Fatal(err)
+			}
+			if tables != 0 {
+				t.Errorf("s2 (new in the target map) still has %d tables", tables)
+			}
+			st, err := resharding.LoadStatus(ctx, sc.c.Conn(t, "meta"), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Phase != resharding.PhaseAborted {
+				t.Errorf("phase %s, want aborted", st.Phase)
+			}
+			// Resuming an aborted job does nothing.
+			if err := resharding.Run(ctx, meta, id, resharding.Options{}); err != nil {
+				t.Errorf("resume after abort: %v", err)
+			}
+			assertNoReplicationLeft(t, sc.c, []string{"s0", "s1"})
+		})
+	}
+}

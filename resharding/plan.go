@@ -1,0 +1,454 @@
+package resharding
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shardproxy/shardproxy/config"
+	"github.com/shardproxy/shardproxy/strategies"
+)
+
+// Plan is what moves between two shard maps, measured on the shards.
+type Plan struct {
+	Cur, Next *config.Config
+	Tables    []*TablePlan // moving tables, in the current map's order
+	// Refusals are the reasons the job cannot run; a plan with refusals is
+	// printed but not started.
+	Refusals []string
+	// Notes are facts the operator should know that do not stop the job.
+	Notes []string
+}
+
+// TablePlan is one sharded table whose placement changes.
+type TablePlan struct {
+	Name, Key string
+	Old, New  strategies.Strategy
+	OldDesc   string // the strategies as configured, for printing
+	NewDesc   string
+	Moves     []*Move // sorted by From, then To
+	Rows      int64   // rows on the source shards (moving or not)
+	// Info is the table as the first source shard's catalog has it.
+	Info *tableInfo
+}
+
+// Move is the set of rows of one table going from one shard to another.
+type Move struct {
+	From, To    string
+	Rows, Bytes int64
+}
+
+// copyRate is the assumed copy throughput for the time estimate; the
+// benchmark measures the real one.
+const copyRate = 20 << 20 // bytes per second
+
+// NewPlan compares cur and next, inspects the source shards' catalogs and
+// counts the moving rows exactly (one scan of the shard key per table and
+// source shard). It changes nothing. Structural problems (a table that
+// changes kind, a renamed key) come back as refusals, not errors; errors
+// are for shards that cannot be reached.
+func NewPlan(ctx context.Context, cur, next *config.Config) (*Plan, error) {
+	p := &Plan{Cur: cur, Next: next}
+	p.structure()
+	if len(p.Refusals) > 0 {
+		return p, nil
+	}
+	oldStrats, err := strategies.Build(ctx, cur, nil)
+	if err != nil {
+		return nil, fmt.Errorf("current map: %w", err)
+	}
+	newStrats, err := strategies.Build(ctx, next, nil)
+	if err != nil {
+		return nil, fmt.Errorf("target map: %w", err)
+	}
+	for _, tp := range p.Tables {
+		old := cur.StrategyByName(cur.TableByName(tp.Name).Strategy)
+		nw := next.StrategyByName(next.TableByName(tp.Name).Strategy)
+		tp.Old, tp.New = oldStrats[old.Name], newStrats[nw.Name]
+	}
+	conns := map[string]*pgx.Conn{}
+	defer func() {
+		for _, c := range conns {
+			c.Close(context.Background())
+		}
+	}()
+	for _, name := range p.sourceShards() {
+		c, err := connect(ctx, shardDSN(cur, name))
+		if err != nil {
+			return nil, fmt.Errorf("shard %s: %w", name, err)
+		}
+		conns[name] = c
+		if err := p.checkSource(ctx, name, c); err != nil {
+			return nil, fmt.Errorf("shard %s: %w", name, err)
+		}
+	}
+	for _, tp := range p.Tables {
+		if err := p.measure(ctx, tp, conns); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.checkDestinations(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// connect opens a connection whose text output does not depend on the
+// server's defaults (timestamptz keys are printed in UTC).
+func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cc.RuntimeParams["timezone"] = "UTC"
+	cc.RuntimeParams["application_name"] = "shardproxy-reshard"
+	return pgx.ConnectConfig(ctx, cc)
+}
+
+func shardDSN(cfg *config.Config, name string) string {
+	if i := cfg.ShardIndex(name); i >= 0 {
+		return cfg.Shards[i].DSN
+	}
+	return ""
+}
+
+// structure finds the moving tables from the two maps alone.
+func (p *Plan) structure() {
+	cur, next := p.Cur, p.Next
+	refuse := func(format string, args ...any) { p.Refusals = append(p.Refusals, fmt.Sprintf(format, args...)) }
+	for _, s := range next.Shards {
+		if d := shardDSN(cur, s.Name); d != "" && d != s.DSN {
+			refuse("shard %s has a different dsn in the target map; rename the new shard instead", s.Name)
+		}
+	}
+	if cur.DefaultShard != next.DefaultShard {
+		refuse("default_shard changes from %s to %s: moving unsharded tables is not supported", cur.DefaultShard, next.DefaultShard)
+	}
+	if next.Metadata.DSN != cur.Metadata.DSN {
+		refuse("the metadata database differs between the maps; both must use the same one")
+	}
+	newShards := map[string]bool{}
+	for _, s := range next.Shards {
+		if cur.ShardIndex(s.Name) < 0 {
+			newShards[s.Name] = true
+		}
+	}
+	for _, t := range next.Tables {
+		if cur.TableByName(t.Name) == nil && !t.Reference {
+			refuse("table %s is sharded in the target map only; add it to the current map first", t.Name)
+		}
+	}
+	for _, t := range cur.Tables {
+		nt := next.TableByName(t.Name)
+		switch {
+		case nt == nil:
+			refuse("table %s is missing from the target map", t.Name)
+			continue
+		case t.Reference != nt.Reference:
+			refuse("table %s changes between reference and sharded: not supported", t.Name)
+			continue
+		case t.Reference:
+			if len(newShards) > 0 {
+				refuse("reference table %s would need a full copy on the new shards %s: not supported yet; create and fill it there before resharding", t.Name, strings.Join(slices.Sorted(maps.Keys(newShards)), ", "))
+			}
+			continue
+		case t.Key != nt.Key:
+			refuse("table %s changes its shard key from %s to %s: not supported", t.Name, t.Key, nt.Key)
+			continue
+		}
+		os, ns := cur.StrategyByName(t.Strategy), next.StrategyByName(nt.Strategy)
+		if os.Type == config.StrategyDirectory || ns.Type == config.StrategyDirectory {
+			refuse("table %s uses a directory strategy: moving directory entries is not supported yet", t.Name)
+			continue
+		}
+		if os.KeyType != ns.KeyType {
+			refuse("table %s changes its key type from %s to %s", t.Name, os.KeyType, ns.KeyType)
+			continue
+		}
+		if samePlacement(os, ns) {
+			continue
+		}
+		p.Tables = append(p.Tables, &TablePlan{Name: t.Name, Key: t.Key, OldDesc: describeStrategy(os), NewDesc: describeStrategy(ns)})
+	}
+}
+
+// samePlacement reports whether two strategy configs place every key alike.
+func samePlacement(a, b *config.Strategy) bool {
+	return a.Type == b.Type && a.KeyType == b.KeyType && slices.Equal(a.Shards, b.Shards) &&
+		slices.Equal(a.Ranges, b.Ranges) && a.Partitions == b.Partitions
+}
+
+func describeStrategy(s *config.Strategy) string {
+	switch s.Type {
+	case config.StrategyRange:
+		var parts []string
+		for _, r := range s.Ranges {
+			u := r.Upper
+			if r.Unbounded {
+				u = "+inf"
+			}
+			parts = append(parts, fmt.Sprintf("<%s:%s", u, r.Shard))
+		}
+		return fmt.Sprintf("%s range [%s]", s.Name, strings.Join(parts, " "))
+	case config.StrategyConsistent:
+		return fmt.Sprintf("%s consistent [%s] partitions %d", s.Name, strings.Join(s.Shards, " "), s.Partitions)
+	}
+	return fmt.Sprintf("%s %s [%s]", s.Name, s.Type, strings.Join(s.Shards, " "))
+}
+
+// sourceShards are the shards that hold rows of moving tables today.
+func (p *Plan) sourceShards() []string {
+	set := map[string]bool{}
+	for _, tp := range p.Tables {
+		for _, s := range tp.Old.Shards() {
+			set[s] = true
+		}
+	}
+	return p.inCurOrder(set)
+}
+
+func (p *Plan) inCurOrder(set map[string]bool) []string {
+	var out []string
+	for _, s := range p.Cur.Shards {
+		if set[s.Name] {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// checkSource refuses shards that cannot feed logical decoding.
+func (p *Plan) checkSource(ctx context.Context, name string, c *pgx.Conn) error {
+	var walLevel string
+	var freeSlots, freeSenders int
+	err := c.QueryRow(ctx, `SELECT current_setting('wal_level'),
+		current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots),
+		current_setting('max_wal_senders')::int - (SELECT count(*) FROM pg_stat_replication)`).Scan(&walLevel, &freeSlots, &freeSenders)
+	if err != nil {
+		return err
+	}
+	if walLevel != "logical" {
+		p.Refusals = append(p.Refusals, fmt.Sprintf("shard %s: wal_level is %s; set wal_level = logical and restart it", name, walLevel))
+	}
+	if freeSlots < 1 {
+		p.Refusals = append(p.Refusals, fmt.Sprintf("shard %s: no free replication slot (raise max_replication_slots)", name))
+	}
+	if freeSenders < 1 {
+		p.Refusals = append(p.Refusals, fmt.Sprintf("shard %s: no free WAL sender (raise max_wal_senders)", name))
+	}
+	return nil
+}
+
+// measure inspects tp on its source shards and counts what moves where.
+func (p *Plan) measure(ctx context.Context, tp *TablePlan, conns map[string]*pgx.Conn) error {
+	moves := map[[2]string]*Move{}
+	for _, src := range p.inCurOrder(setOf(tp.Old.Shards())) {
+		c := conns[src]
+		ti, ok, err := inspectTable(ctx, c, tp.Name, tp.Key)
+		if err != nil {
+			return fmt.Errorf("shard %s: table %s: %w", src, tp.Name, err)
+		}
+		if !ok {
+			p.Refusals = append(p.Refusals, fmt.Sprintf("table %s does not exist on shard %s", tp.Name, src))
+			continue
+		}
+		if r := ti.refusal(tp.Key); r != "" {
+			if !slices.Contains(p.Refusals, r) {
+				p.Refusals = append(p.Refusals, r)
+			}
+			continue
+		}
+		if tp.Info == nil {
+			tp.Info = ti
+		}
+		kt := tp.New.KeyType()
+		q := fmt.Sprintf("SELECT %s::text, pg_column_size(t.*) FROM %s t", quoteIdent(tp.Key), ti.Ident)
+		rows, err := c.Query(ctx, q)
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", src, err)
+		}
+		var keyText *string
+		var size int64
+		_, err = pgx.ForEachRow(rows, []any{&keyText, &size}, func() error {
+			tp.Rows++
+			if keyText == nil {
+				return fmt.Errorf("table %s on shard %s has a row with a NULL shard key", tp.Name, src)
+			}
+			to, err := locate(ctx, tp.New, kt, *keyText)
+			if err != nil {
+				return fmt.Errorf("table %s on shard %s: key %s: %w", tp.Name, src, *keyText, err)
+			}
+			if to == src {
+				return nil
+			}
+			m := moves[[2]string{src, to}]
+			if m == nil {
+				m = &Move{From: src, To: to}
+				moves[[2]string{src, to}] = m
+			}
+			m.Rows++
+			m.Bytes += size
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, m := range moves {
+		tp.Moves = append(tp.Moves, m)
+	}
+	sort.Slice(tp.Moves, func(i, j int) bool {
+		a, b := tp.Moves[i], tp.Moves[j]
+		if a.From != b.From {
+			return p.Next.ShardIndex(a.From) < p.Next.ShardIndex(b.From)
+		}
+		return p.Next.ShardIndex(a.To) < p.Next.ShardIndex(b.To)
+	})
+	return nil
+}
+
+func setOf(names []string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+// locate is the owner of a key given in Postgres' text form.
+func locate(ctx context.Context, s strategies.Strategy, kt strategies.KeyType, text string) (string, error) {
+	k, err := strategies.ParseKeyIn(kt, text, time.UTC)
+	if err != nil {
+		return "", err
+	}
+	return s.Locate(ctx, k, strategies.Write)
+}
+
+// checkDestinations notes destination shards that lack a moving table (the
+// job creates it from the source's schema) and refuses unreachable ones.
+func (p *Plan) checkDestinations(ctx context.Context) error {
+	for _, tp := range p.Tables {
+		for _, dst := range p.destinations(tp) {
+			c, err := connect(ctx, shardDSN(p.Next, dst))
+			if err != nil {
+				return fmt.Errorf("shard %s: %w", dst, err)
+			}
+			_, ok, err := inspectTable(ctx, c, tp.Name, tp.Key)
+			c.Close(ctx)
+			if err != nil {
+				return fmt.Errorf("shard %s: %w", dst, err)
+			}
+			if !ok {
+				p.Notes = append(p.Notes, fmt.Sprintf("table %s will be created on shard %s from the schema of shard %s", tp.Name, dst, tp.Moves[0].From))
+			}
+		}
+	}
+	return nil
+}
+
+// destinations are the shards that receive rows of tp, in target-map order.
+func (p *Plan) destinations(tp *TablePlan) []string {
+	set := map[string]bool{}
+	for _, m := range tp.Moves {
+		set[m.To] = true
+	}
+	var out []string
+	for _, s := range p.Next.Shards {
+		if set[s.Name] {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// Sources are the shards rows move away from, in current-map order.
+func (p *Plan) Sources() []string {
+	set := map[string]bool{}
+	for _, tp := range p.Tables {
+		for _, m := range tp.Moves {
+			set[m.From] = true
+		}
+	}
+	return p.inCurOrder(set)
+}
+
+// MovingRows is the number of rows that change owner.
+func (p *Plan) MovingRows() (rows, bytes int64) {
+	for _, tp := range p.Tables {
+		for _, m := range tp.Moves {
+			rows += m.Rows
+			bytes += m.Bytes
+		}
+	}
+	return rows, bytes
+}
+
+// Print writes the plan for humans. The output depends only on the maps
+// and the data, so it is golden-tested.
+func (p *Plan) Print(w io.Writer) {
+	fmt.Fprintf(w, "reshard plan: %d shards [%s] -> %d shards [%s]\n", len(p.Cur.Shards), strings.Join(p.Cur.ShardNames(), " "),
+		len(p.Next.Shards), strings.Join(p.Next.ShardNames(), " "))
+	if len(p.Tables) == 0 && len(p.Refusals) == 0 {
+		fmt.Fprintln(w, "nothing moves: every table keeps its placement")
+	}
+	for _, tp := range p.Tables {
+		fmt.Fprintf(w, "\ntable %s (key %s)\n  from %s\n  to   %s\n", tp.Name, tp.Key, tp.OldDesc, tp.NewDesc)
+		var rows int64
+		for _, m := range tp.Moves {
+			fmt.Fprintf(w, "  move %-4s -> %-4s %10d rows %12s\n", m.From, m.To, m.Rows, formatBytes(m.Bytes))
+			rows += m.Rows
+		}
+		fmt.Fprintf(w, "  moving %d of %d rows (%s)\n", rows, tp.Rows, percent(rows, tp.Rows))
+	}
+	rows, bytes := p.MovingRows()
+	if len(p.Tables) > 0 {
+		fmt.Fprintf(w, "\ntotal: %d rows, %s to copy; destination WAL about %s; copy time about %s at %s/s\n",
+			rows, formatBytes(bytes), formatBytes(bytes*2), estimate(bytes), formatBytes(copyRate))
+		fmt.Fprintf(w, "slots: one pgoutput slot and publication per source shard (%s)\n", strings.Join(p.Sources(), " "))
+	}
+	for _, n := range p.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	if len(p.Refusals) == 0 {
+		fmt.Fprintln(w, "refusals: none")
+		return
+	}
+	fmt.Fprintln(w, "refusals (the job will not start):")
+	for _, r := range p.Refusals {
+		fmt.Fprintf(w, "  - %s\n", r)
+	}
+}
+
+func percent(a, b int64) string {
+	if b == 0 {
+		return "0%"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(a)/float64(b))
+}
+
+func estimate(bytes int64) string {
+	d := time.Duration(float64(bytes) / copyRate * float64(time.Second))
+	if d < time.Second {
+		return "1s"
+	}
+	return d.Round(time.Second).String()
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

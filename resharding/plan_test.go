@@ -1,0 +1,99 @@
+package resharding
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestPlanGolden(t *testing.T) {
+	c := NewCluster(t)
+	cur, _ := c.LoadMap(t, "current.yaml")
+	next, _ := c.LoadMap(t, "target.yaml")
+	SeedExample(t, c, cur)
+	c.Exec(t, "s2", "SELECT 1") // s2 exists but is empty: tables get created
+	p, err := NewPlan(context.Background(), cur, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	p.Print(&out)
+	golden := "../testdata/resharding/plan.golden"
+	if *update {
+		if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != string(want) {
+		t.Errorf("plan output differs from %s (run with -update after checking):\n--- got\n%s--- want\n%s", golden, out.String(), want)
+	}
+	// The counts the golden file pins must also agree with the strategies.
+	rows, _ := p.MovingRows()
+	if rows == 0 {
+		t.Fatal("nothing moves")
+	}
+}
+
+func TestPlanRefusals(t *testing.T) {
+	tests := []struct {
+		name   string
+		schema string // replaces the example schema of orders on every shard
+		want   string
+	}{
+		{"no primary key", "DROP TABLE orders; CREATE TABLE orders (customer_id bigint, order_id bigint, amount numeric, note text)", "orders has no primary key"},
+		{"key outside the primary key", "DROP TABLE orders; CREATE TABLE orders (customer_id bigint, order_id bigint PRIMARY KEY, amount numeric, note text)", `shard key "customer_id" is not part of the primary key`},
+		{"replica identity full", "ALTER TABLE orders REPLICA IDENTITY FULL", "REPLICA IDENTITY FULL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewCluster(t)
+			cur, _ := c.LoadMap(t, "current.yaml")
+			next, _ := c.LoadMap(t, "target.yaml")
+			SeedExample(t, c, cur)
+			for _, s := range []string{"s0", "s1"} {
+				c.Exec(t, s, tt.schema)
+			}
+			p, err := NewPlan(context.Background(), cur, next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(strings.Join(p.Refusals, "\n"), tt.want) {
+				t.Errorf("refusals %q, want one containing %q", p.Refusals, tt.want)
+			}
+		})
+	}
+	t.Run("structural", func(t *testing.T) {
+		c := NewCluster(t)
+		cur, curText := c.LoadMap(t, "current.yaml")
+		_, nextText := c.LoadMap(t, "target.yaml")
+		for _, tt := range []struct{ from, to, want string }{
+			{"orders:    {key: customer_id, strategy: by_customer}", "orders:    {key: order_id, strategy: by_customer}", "changes its shard key"},
+			{"default_shard: s0", "default_shard: s1", "default_shard changes"},
+			{"  events:    {key: id, strategy: by_id}\n", "  events:    {key: id, strategy: by_id}\n  products: {reference: true}\n", ""},
+		} {
+			text := strings.Replace(nextText, tt.from, tt.to, 1)
+			curT := curText
+			if tt.want == "" { // reference table on both sides, new shard added
+				curT = strings.Replace(curText, tt.from, tt.to, 1)
+				tt.want = "reference table products would need a full copy"
+			}
+			c1 := MustParse(t, curT)
+			n1 := MustParse(t, text)
+			_ = cur
+			p := &Plan{Cur: c1, Next: n1}
+			p.structure()
+			if !strings.Contains(strings.Join(p.Refusals, "\n"), tt.want) {
+				t.Errorf("refusals %q, want one containing %q", p.Refusals, tt.want)
+			}
+		}
+	})
+}
