@@ -393,6 +393,18 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 		return err
 	}
 	ps, mb := p.stmt, p.multi
+	if mb.route.Merge == router.MergeSplitInsert {
+		failed, err := s.runSplit(ctx, ps.st, mb.route, func(c *pool.Conn, part *router.SplitPart) {
+			c.Send(&pgproto3.Parse{Query: part.ParamSQL(), ParameterOIDs: splitOIDs(ps.paramOIDs, part)})
+			c.Send(splitBind(mb, part))
+			c.Send(&pgproto3.Execute{})
+			c.Send(&pgproto3.Sync{})
+		})
+		if failed {
+			s.ext.skip, s.ext.clientFailed = true, true
+		}
+		return err
+	}
 	if mb.route.Merge == router.MergePlan {
 		if !ps.litsDone {
 			ps.lits, ps.litsDone = s.runtime().Router.Literals(ps.query), true

@@ -156,6 +156,11 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 	if rerr != nil {
 		return true, s.sendError(rerr)
 	}
+	if route.Merge == router.MergeSplitInsert {
+		return s.runSplit(ctx, st, route, func(c *pool.Conn, part *router.SplitPart) {
+			c.Send(&pgproto3.Query{String: renderLiterals(part.SQL, p.Lits)})
+		})
+	}
 	if route.Merge == router.MergePlan {
 		sql := renderLiterals(scatterOf(route.Plan).SQL, p.Lits)
 		return s.runPlan(ctx, st, route, func(c *pool.Conn) { c.Send(&pgproto3.Query{String: sql}) },
@@ -568,7 +573,7 @@ func (s *session) fanout(ctx context.Context, st *router.Statement, route router
 			}
 		}
 	}
-	m := &merger{kind: route.Merge}
+	m := s.newMerger(route)
 	var lost error
 	for i := range legs {
 		l := &legs[i]
@@ -594,6 +599,7 @@ func (s *session) fanout(ctx context.Context, st *router.Statement, route router
 		}
 		l.live = status == 'I' || wrap && status != 0
 	}
+	m.checkSplit(s) // before the commit: a split INSERT's rows must all be placed
 	if wrap && rt.Config.TwoPhaseCommit && m.err == nil && lost == nil {
 		conns := make([]*pool.Conn, len(legs))
 		for i := range legs {
@@ -657,6 +663,7 @@ type merger struct {
 	count    int64
 	firstTag string // MergeFirst: the first shard's tag
 	err      *pgproto3.ErrorResponse
+	order    *splitOrder // MergeSplitInsert with RETURNING: rows held for VALUES order (insert_split.go)
 }
 
 func (m *merger) handle(s *session, msg pgproto3.BackendMessage) error {
@@ -681,6 +688,10 @@ func (m *merger) handle(s *session, msg pgproto3.BackendMessage) error {
 		return s.sendOrGone(msg)
 	case *pgproto3.DataRow:
 		if m.err != nil || (m.kind == router.MergeFirst && m.idx > 0) {
+			return nil
+		}
+		if m.order != nil {
+			m.order.add(s, m, msg)
 			return nil
 		}
 		return s.sendOrGone(msg)
@@ -731,8 +742,14 @@ func (s *session) sendOrGone(msg pgproto3.BackendMessage) error {
 
 // finish sends the merged command tag, or the first shard error.
 func (m *merger) finish(s *session) (bool, error) {
+	m.checkSplit(s)
 	if m.err != nil {
 		return true, s.send(m.err)
+	}
+	if m.order != nil {
+		if err := m.order.sendRows(s); err != nil {
+			return true, err
+		}
 	}
 	tag := m.firstTag
 	if m.verb != "" {

@@ -626,7 +626,7 @@ func (s *session) fanoutTx(ctx context.Context, st *router.Statement, route rout
 		conns = append(conns, c)
 	}
 	write := st.Kind != router.KindSelect && st.Kind != router.KindShow
-	m := &merger{kind: route.Merge}
+	m := s.newMerger(route)
 	var lost error
 	var gone []*pool.Conn
 	run := func(i int, c *pool.Conn) error {
@@ -670,6 +670,7 @@ func (s *session) fanoutTx(ctx context.Context, st *router.Statement, route rout
 	for _, c := range gone {
 		s.dropLeg(c)
 	}
+	m.checkSplit(s)
 	if lost != nil || m.err != nil {
 		s.tx.failed = true
 	}
