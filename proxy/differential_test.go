@@ -743,45 +743,19 @@ func startOracle(t testing.TB, name string, schema []sqlQuery, data []diffTable)
 	return c
 }
 
-// loadThroughProxy inserts the data with multi-row INSERTs that span
-// shards (the router splits them). Should the proxy refuse such an
-// INSERT, the rest of the table is inserted per key instead (one INSERT
-// per key and 200 rows), and the test says so.
+// loadThroughProxy inserts the data with multi-row INSERTs of 200 rows
+// whose keys span shards: the router splits each one per shard, and
+// checkPlacement then reads every shard directly.
 func loadThroughProxy(t *testing.T, p *proxyConn, data []diffTable) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	exec := func(tb diffTable, rows [][]string) error {
-		_, err := p.get(t).Exec(ctx, tb.insert(rows)).ReadAll()
-		return err
-	}
-	var refused error
 	for _, tb := range data {
-		parts := chunks(tb.rows, 200)
-		for i, rows := range parts {
-			err := exec(tb, rows)
-			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) && pgErr.Code == "0A000" && tb.key >= 0 {
-				refused = err
-				err = nil
-				for _, group := range groupByKey(slices.Concat(parts[i:]...), tb.key) {
-					for _, rows := range chunks(group, 200) {
-						if err = exec(tb, rows); err != nil {
-							break
-						}
-					}
-				}
-				if err == nil {
-					break
-				}
-			}
-			if err != nil {
-				t.Fatalf("loading %s through the proxy: %v", tb.name, err)
+		for _, rows := range chunks(tb.rows, 200) {
+			if _, err := p.get(t).Exec(ctx, tb.insert(rows)).ReadAll(); err != nil {
+				t.Fatalf("loading %s through the proxy: %s", tb.name, describeErr(err))
 			}
 		}
-	}
-	if refused != nil {
-		t.Errorf("multi-row INSERTs spanning shards were refused (%s); loaded per key instead", describeErr(refused))
 	}
 	for _, s := range []string{"ANALYZE customers", "ANALYZE orders", "ANALYZE order_items", "ANALYZE products", "ANALYZE events"} {
 		if _, err := p.get(t).Exec(ctx, s).ReadAll(); err != nil {
@@ -904,22 +878,6 @@ func chunks(rows [][]string, n int) [][][]string {
 	}
 	if len(rows) > 0 {
 		out = append(out, rows)
-	}
-	return out
-}
-
-func groupByKey(rows [][]string, key int) [][][]string {
-	var order []string
-	groups := map[string][][]string{}
-	for _, r := range rows {
-		if _, ok := groups[r[key]]; !ok {
-			order = append(order, r[key])
-		}
-		groups[r[key]] = append(groups[r[key]], r)
-	}
-	var out [][][]string
-	for _, k := range order {
-		out = append(out, groups[k])
 	}
 	return out
 }

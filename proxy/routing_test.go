@@ -744,20 +744,33 @@ func TestRoutingStatements(t *testing.T) {
 		}
 	})
 
-	t.Run("multi-row INSERT spanning shards is refused", func(t *testing.T) {
+	t.Run("multi-row INSERT spanning shards is split", func(t *testing.T) {
 		// Fresh keys owned by two different shards.
 		p, q := int64(601), int64(602)
 		for shardOf(q) == shardOf(p) {
 			q++
 		}
-		_, err := c.Exec(ctx, fmt.Sprintf("INSERT INTO orders (customer_id, note) VALUES (%d, 'mr'), (%d, 'mr')", p, q), simple)
-		wantCode(t, err, "0A000")
-		_, err = c.Exec(ctx, "INSERT INTO orders (customer_id, note) VALUES ($1, 'mr'), ($2, 'mr')", p, q)
-		wantCode(t, err, "0A000")
-		for _, s := range f.Config.ShardNames() {
-			if n := countOn(t, s, "orders", "note = 'mr'"); n != 0 {
-				t.Errorf("%s holds %d rows of a refused insert", s, n)
+		if _, err := c.Exec(ctx, fmt.Sprintf("INSERT INTO orders (customer_id, note) VALUES (%d, 'mr'), (%d, 'mr')", p, q), simple); err != nil {
+			t.Fatal(err)
+		}
+		p2, q2 := p+1000, p+1001
+		for shardOf(q2) == shardOf(p2) {
+			q2++
+		}
+		if _, err := c.Exec(ctx, "INSERT INTO orders (customer_id, note) VALUES ($1, 'mr'), ($2, 'mr')", p2, q2); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []int64{p, q, p2, q2} {
+			if n := countOn(t, shardOf(k), "orders", fmt.Sprintf("note = 'mr' AND customer_id = %d", k)); n != 1 {
+				t.Errorf("%s holds %d rows of key %d, want 1", shardOf(k), n, k)
 			}
+		}
+		total := 0
+		for _, s := range f.Config.ShardNames() {
+			total += countOn(t, s, "orders", "note = 'mr'")
+		}
+		if total != 4 {
+			t.Errorf("%d rows inserted over all shards, want 4", total)
 		}
 		// Rows of one shard are fine.
 		x, y := int64(701), int64(0)
