@@ -424,3 +424,22 @@ func TestInsertSplitTwoPhase(t *testing.T) {
 		})
 	}
 }
+
+// TestInsertSplitMemory: RETURNING rows held for VALUES order count
+// against merge_memory; past it the INSERT fails with 53200 and rolls
+// back on every shard.
+func TestInsertSplitMemory(t *testing.T) {
+	f := startSplitFixture(t, "merge_memory: 64kB\n")
+	ids := splitIDs(300)
+	sql := literalInsert("si", ids, "id, note, repeat('x', 500)")
+	_, err := f.c.Exec(context.Background(), sql)
+	wantSQLState(t, err, "53200")
+	if n := f.total(t, "si"); n != 0 {
+		t.Fatalf("%d rows after the failed INSERT, want 0", n)
+	}
+	// Without the padding the same rows fit.
+	got, tag := returnedIDs(t, f.c, literalInsert("si", ids, "id, note"))
+	if !slices.Equal(got, ids) || tag != "INSERT 0 300" {
+		t.Fatalf("returned %d rows (%s)", len(got), tag)
+	}
+}
