@@ -394,6 +394,10 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 	}
 	ps, mb := p.stmt, p.multi
 	if mb.route.Merge == router.MergeSplitInsert {
+		if n := untypedUnused(mb.route.Split, len(mb.params), ps.paramOIDs); n > 0 {
+			// Postgres refuses it for the whole statement; no shard would see it.
+			return s.extFail(pgError("42P18", "could not determine data type of parameter $%d", n))
+		}
 		failed, err := s.runSplit(ctx, ps.st, mb.route, func(c *pool.Conn, part *router.SplitPart) {
 			c.Send(&pgproto3.Parse{Query: part.ParamSQL(), ParameterOIDs: splitOIDs(ps.paramOIDs, part)})
 			c.Send(splitBind(mb, part))

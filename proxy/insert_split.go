@@ -71,6 +71,25 @@ func splitOIDs(oids []uint32, p *router.SplitPart) []uint32 {
 	return out
 }
 
+// untypedUnused returns a parameter (1-based) of the statement that no
+// part references and the client gave no type, or 0.
+func untypedUnused(split *router.InsertSplit, nparams int, oids []uint32) int {
+	used := make([]bool, nparams+1)
+	for _, p := range split.Parts {
+		for _, n := range p.Params {
+			if n <= nparams {
+				used[n] = true
+			}
+		}
+	}
+	for n := 1; n <= nparams; n++ {
+		if !used[n] && (n > len(oids) || oids[n-1] == 0) {
+			return n
+		}
+	}
+	return 0
+}
+
 // splitOrder buffers the RETURNING rows of a split INSERT per part, to
 // send them in VALUES order once every shard has answered.
 type splitOrder struct {

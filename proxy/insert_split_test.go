@@ -185,6 +185,33 @@ func TestInsertSplit(t *testing.T) {
 		})
 	}
 
+	// A parameter no row uses, without a type: Postgres refuses the
+	// statement, so the proxy must too (no shard's part would see it).
+	t.Run("unused untyped parameter", func(t *testing.T) {
+		truncate(t)
+		sql := "INSERT INTO si (id, note) VALUES ($1, 'a'), ($3, 'b')"
+		ids := splitIDs(30)
+		var a, b int64 = ids[0], 0
+		for _, id := range ids {
+			if shardOf(t, f, "h", id) != shardOf(t, f, "h", a) {
+				b = id
+				break
+			}
+		}
+		params := [][]byte{[]byte(strconv.FormatInt(a, 10)), []byte("x"), []byte(strconv.FormatInt(b, 10))}
+		for _, c := range []*pgx.Conn{f.Direct(t, "s0"), f.c} {
+			_, err := c.PgConn().ExecParams(ctx, sql, params, nil, nil, nil).Close()
+			wantSQLState(t, err, "42P18")
+		}
+		// Typed, it is fine (as on Postgres).
+		if _, err := f.c.PgConn().ExecParams(ctx, sql, params, []uint32{0, 25, 0}, nil, nil).Close(); err != nil {
+			t.Fatal(err)
+		}
+		if n := f.total(t, "si"); n != 2 {
+			t.Fatalf("%d rows, want 2", n)
+		}
+	})
+
 	t.Run("DEFAULT and a reference-table subquery", func(t *testing.T) {
 		truncate(t)
 		rows, err := f.c.Query(ctx, "INSERT INTO si (id, note, qty) VALUES (1, DEFAULT, 3), (2, (SELECT label FROM sref WHERE k = 1), DEFAULT), (3, 'c', DEFAULT) RETURNING id, coalesce(note, '-'), qty",
