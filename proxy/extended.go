@@ -34,6 +34,7 @@ type prepared struct {
 	backendName string         // "" for the unnamed statement, which is re-parsed at every use
 	lits        []string       // its literal tokens, for merged plans (router.Literals)
 	litsDone    bool
+	splitOIDs   []uint32 // the whole statement's parameter types, for a split INSERT (insert_split.go)
 }
 
 type portal struct {
@@ -398,8 +399,19 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 			// Postgres refuses it for the whole statement; no shard would see it.
 			return s.extFail(pgError("42P18", "could not determine data type of parameter $%d", n))
 		}
+		oids := ps.paramOIDs
+		if mb.route.Split.RepeatedParams && !allTyped(oids, len(mb.params)) {
+			if ps.splitOIDs == nil {
+				whole, err := s.wholeParamTypes(ctx, mb.route.Shards[0], ps)
+				if err != nil {
+					return s.extFail(err)
+				}
+				ps.splitOIDs = whole
+			}
+			oids = ps.splitOIDs
+		}
 		failed, err := s.runSplit(ctx, ps.st, mb.route, func(c *pool.Conn, part *router.SplitPart) {
-			c.Send(&pgproto3.Parse{Query: part.ParamSQL(), ParameterOIDs: splitOIDs(ps.paramOIDs, part)})
+			c.Send(&pgproto3.Parse{Query: part.ParamSQL(), ParameterOIDs: splitOIDs(oids, part)})
 			c.Send(splitBind(mb, part))
 			c.Send(&pgproto3.Execute{})
 			c.Send(&pgproto3.Sync{})

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/shardproxy/shardproxy/pool"
@@ -69,6 +70,72 @@ func splitOIDs(oids []uint32, p *router.SplitPart) []uint32 {
 		}
 	}
 	return out
+}
+
+// wholeParamTypes returns the parameter types Postgres infers for the
+// whole statement, asked of shard on a borrowed backend (Parse, Describe,
+// Sync): a part sent with them types its parameters as the whole
+// statement would, even where a parameter's first use is in another
+// shard's rows.
+func (s *session) wholeParamTypes(ctx context.Context, shard string, ps *prepared) ([]uint32, error) {
+	c, n, err := s.acquire(ctx, shard)
+	if err != nil {
+		return nil, err
+	}
+	p := s.runtime().Pools.Get(shard)
+	c.Send(&pgproto3.Parse{Query: ps.query, ParameterOIDs: ps.paramOIDs})
+	c.Send(&pgproto3.Describe{ObjectType: 'S'})
+	c.Send(&pgproto3.Sync{})
+	if err := c.Flush(); err != nil {
+		s.setActive(c, false)
+		p.Discard(c)
+		return nil, backendLost(shard, err)
+	}
+	var oids []uint32
+	var failure error
+	for {
+		msg, err := c.Receive()
+		if err != nil {
+			s.setActive(c, false)
+			p.Discard(c)
+			return nil, backendLost(shard, err)
+		}
+		if n > 0 { // replies to the session settings acquire sent ahead
+			if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+				n--
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ParameterDescription:
+			oids = append([]uint32(nil), m.ParameterOIDs...)
+		case *pgproto3.ErrorResponse:
+			e := *m
+			demoteFatal(&e)
+			failure = pgconn.ErrorResponseToPgError(&e)
+		case *pgproto3.ReadyForQuery:
+			s.setActive(c, false)
+			if m.TxStatus == 'I' {
+				p.Release(c)
+			} else {
+				p.Discard(c)
+			}
+			return oids, failure
+		}
+	}
+}
+
+// allTyped reports whether the client typed every one of n parameters.
+func allTyped(oids []uint32, n int) bool {
+	if len(oids) < n {
+		return false
+	}
+	for _, o := range oids[:n] {
+		if o == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // untypedUnused returns a parameter (1-based) of the statement that no

@@ -212,6 +212,35 @@ func TestInsertSplit(t *testing.T) {
 		}
 	})
 
+	// $2 is typed by the first row (text), on another shard than the row
+	// that uses it again: alone, "$2 IS NULL" cannot type it (42P18).
+	t.Run("parameter typed by another shard's row", func(t *testing.T) {
+		sql := "INSERT INTO si (id, note, qty) VALUES ($1, $2, 1), ($3, 'n', CASE WHEN $2 IS NULL THEN 0 ELSE 4 END)"
+		ids := splitIDs(30)
+		a, b := ids[0], int64(0)
+		for _, id := range ids {
+			if shardOf(t, f, "h", id) != shardOf(t, f, "h", a) {
+				b = id
+				break
+			}
+		}
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec} {
+			truncate(t)
+			if _, err := f.c.Exec(ctx, sql, mode, a, "four", b); err != nil {
+				t.Fatalf("%v: %v", mode, err)
+			}
+			var qty int
+			if err := f.c.QueryRow(ctx, "SELECT qty FROM si WHERE id = $1", b).Scan(&qty); err != nil || qty != 4 {
+				t.Fatalf("%v: qty %d (%v), want 4", mode, qty, err)
+			}
+		}
+		truncate(t)
+		params := [][]byte{[]byte(strconv.FormatInt(a, 10)), []byte("four"), []byte(strconv.FormatInt(b, 10))}
+		if _, err := f.c.PgConn().ExecParams(ctx, sql, params, nil, nil, nil).Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("DEFAULT and a reference-table subquery", func(t *testing.T) {
 		truncate(t)
 		rows, err := f.c.Query(ctx, "INSERT INTO si (id, note, qty) VALUES (1, DEFAULT, 3), (2, (SELECT label FROM sref WHERE k = 1), DEFAULT), (3, 'c', DEFAULT) RETURNING id, coalesce(note, '-'), qty",

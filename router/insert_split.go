@@ -31,6 +31,10 @@ type InsertSplit struct {
 	Parts     []SplitPart // one per shard, in Route.Shards order
 	Rows      int         // VALUES rows of the statement
 	Returning bool        // the statement has RETURNING: rows come back per VALUES row
+	// RepeatedParams: some $n occurs more than once in the statement. Its
+	// type is then inferred from its first use, which may be in another
+	// shard's rows: send each part the whole statement's parameter types.
+	RepeatedParams bool
 }
 
 // SplitPart is the statement one shard runs.
@@ -73,6 +77,7 @@ type insertSplit struct {
 	rows      []Template // "($1, $2)", one per VALUES row
 	tail      Template   // " ON CONFLICT ... RETURNING ..."
 	returning bool
+	repeated  bool // some $n occurs twice (see InsertSplit.RepeatedParams)
 }
 
 // markerParam stands for the rows while the head and tail are cut out of
@@ -142,6 +147,8 @@ func buildInsertSplit(st *Statement, ins *pg.InsertStmt, version int32) *insertS
 	for i, t := range texts {
 		sp.rows[i] = splitTemplate(t)
 	}
+	all := splitTemplate(full).Params
+	sp.repeated = len(distinctParams(all)) != len(all)
 	return sp
 }
 
@@ -281,7 +288,8 @@ func (r *Router) routeSplit(ctx context.Context, st *Statement, u *tableUse, arg
 	if bits.OnesCount64(mask) == 1 { // locate and this pass disagree: trust this one
 		return Route{Kind: RouteSingle, Shards: r.single[bits.TrailingZeros64(mask)], Reason: string(why)}, nil
 	}
-	split := &InsertSplit{Parts: make([]SplitPart, 0, bits.OnesCount64(mask)), Rows: len(vals), Returning: sp.returning}
+	split := &InsertSplit{Parts: make([]SplitPart, 0, bits.OnesCount64(mask)), Rows: len(vals), Returning: sp.returning,
+		RepeatedParams: sp.repeated}
 	partOf := make([]int, len(r.single))
 	for i := range r.single {
 		if counts[i] > 0 {

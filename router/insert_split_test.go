@@ -246,3 +246,28 @@ func BenchmarkRouteSplitInsert(b *testing.B) {
 		}
 	}
 }
+
+// RepeatedParams marks statements whose parameter types the parts may
+// not infer alone.
+func TestInsertSplitRepeatedParams(t *testing.T) {
+	r, strats := newTestRouter(t)
+	keys := keyReplacer(t, strats)
+	for _, tc := range []struct {
+		sql  string
+		want bool
+	}{
+		{sql: "INSERT INTO orders (id, customer_id) VALUES ($1, {c0}), ($2, {c1})", want: false},
+		{sql: "INSERT INTO orders (id, customer_id) VALUES ($2, {c0}), ($3, {c1}) ON CONFLICT (id) DO UPDATE SET note = $1", want: false},
+		{sql: "INSERT INTO orders (id, customer_id) VALUES ($1, {c0}), ($1, {c1})", want: true},
+	} {
+		t.Run(tc.sql, func(t *testing.T) {
+			_, rt, err := routeWith(r, keys.Replace(tc.sql), []string{"1", "2", "3"}, Args{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rt.Split == nil || rt.Split.RepeatedParams != tc.want {
+				t.Fatalf("route %s: RepeatedParams want %v", formatRoute(rt, nil), tc.want)
+			}
+		})
+	}
+}
