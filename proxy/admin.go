@@ -728,6 +728,9 @@ func (a *adminConn) showRoute(ctx context.Context, sql string) error {
 		if route.Plan != nil {
 			plan = route.Plan.String()
 		}
+		if route.Split != nil {
+			plan = route.Split.String()
+		}
 		rs.add(text, p.Stmt.Kind, route.Kind, strings.Join(route.Shards, ","), route.Merge, route.Reason, plan)
 	}
 	a.send("SHOW", rs)

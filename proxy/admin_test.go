@@ -233,6 +233,11 @@ func TestAdminShow(t *testing.T) {
 			!strings.Contains(rows[0]["plan"], "Scatter") || !strings.Contains(rows[0]["plan"], "Limit") {
 			t.Errorf("merged SELECT: %v", rows)
 		}
+		rows = adminRows(t, adm, fmt.Sprintf("SHOW ROUTE INSERT INTO customers (customer_id, name) VALUES (%d, 'a'), (%d, 'b')", keys["s1"], keys["s0"]))
+		if len(rows) != 1 || rows[0]["merge"] != "SplitInsert" || rows[0]["shards"] != "s0,s1" ||
+			!strings.Contains(rows[0]["plan"], "Insert s0 rows 2 ") || !strings.Contains(rows[0]["plan"], "Insert s1 rows 1 ") {
+			t.Errorf("split INSERT: %v", rows)
+		}
 	})
 	t.Run("several commands in one query", func(t *testing.T) {
 		rs, err := adm.PgConn().Exec(ctx, "SHOW POOLS; show tables ;;SHOW HELP").ReadAll()

@@ -6,6 +6,7 @@ import (
 	"math/bits"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -67,6 +68,27 @@ func (p *SplitPart) ParamSQL() string {
 		}
 		return "$" + strconv.Itoa(lo+1)
 	})
+}
+
+// String prints one line per part for SHOW ROUTE and `shardproxy route`:
+// the shard, its VALUES rows (1-based) and its statement ($n as analysed).
+func (s *InsertSplit) String() string {
+	var b strings.Builder
+	for i, p := range s.Parts {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "Insert %s rows ", p.Shard)
+		for j, r := range p.Rows {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.Itoa(r + 1))
+		}
+		b.WriteByte(' ')
+		b.WriteString(strconv.Quote(p.SQL.Render(func(k int) string { return "$" + strconv.Itoa(k) })))
+	}
+	return b.String()
 }
 
 // insertSplit is the cached, per-text part of a split: the statement cut

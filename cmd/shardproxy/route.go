@@ -83,6 +83,9 @@ func printRoutes(ctx context.Context, r *router.Router, sql string, params []str
 		if route.Plan != nil {
 			fmt.Printf("  plan:\n    %s\n", strings.ReplaceAll(route.Plan.String(), "\n", "\n    "))
 		}
+		if route.Split != nil {
+			fmt.Printf("  split:\n    %s\n", strings.ReplaceAll(route.Split.String(), "\n", "\n    "))
+		}
 	}
 	return nil
 }
