@@ -239,10 +239,65 @@ func (p *planner) build() (*ScatterPlan, *pgconn.PgError) {
 		p.orig = append(p.orig, proto.Clone(rt.Val).(*pg.Node))
 		p.names = append(p.names, rt.Name)
 	}
-	if hasAgg {
+	if !hasAgg {
+		return p.rows()
+	}
+	if !p.groupedByKey() {
 		return p.aggregate()
 	}
-	return p.rows()
+	plan, err := p.rows()
+	if plan == nil && err == nil {
+		// Concatenating finished groups is exact; the plan says so (the
+		// analyser marked the aggregate as needing one).
+		scatter, err := p.scatter()
+		if err != nil {
+			return nil, err
+		}
+		return p.finish(&Concatenate{Input: scatter}, nil), nil
+	}
+	return plan, err
+}
+
+// groupedByKey tells whether the SELECT reads one sharded table and groups
+// by its shard key. A key value has exactly one owner, so every group's
+// rows are on one shard: each shard aggregates its groups completely
+// (any aggregate, HAVING, expressions over aggregates), and the proxy only
+// merges finished groups, as for plain rows — sorted streams and LIMIT
+// pushed down instead of re-aggregating in memory. (A row whose key is
+// NULL has no owner; the proxy never places one.)
+func (p *planner) groupedByKey() bool {
+	t := p.only
+	if t == nil || t.ref || t.strat == nil || len(p.sel.FromClause) != 1 {
+		return false
+	}
+	rv := p.sel.FromClause[0].GetRangeVar()
+	if rv == nil {
+		return false
+	}
+	for _, g := range p.sel.GroupClause {
+		n := g
+		if k, ok := position(g); ok {
+			if k < 1 || k > len(p.orig) {
+				continue
+			}
+			n = p.orig[k-1]
+		}
+		cr := n.GetColumnRef()
+		if cr == nil || len(cr.Fields) == 0 || len(cr.Fields) > 2 {
+			continue
+		}
+		last := cr.Fields[len(cr.Fields)-1].GetString_()
+		if last == nil || last.Sval != t.key {
+			continue
+		}
+		if len(cr.Fields) == 1 {
+			return true
+		}
+		if q := cr.Fields[0].GetString_(); q != nil && q.Sval == refNameOf(rv) {
+			return true
+		}
+	}
+	return false
 }
 
 // rows plans a SELECT without aggregation: the shards sort, the proxy

@@ -100,6 +100,14 @@ var planStatements = []struct {
 	{sql: "SELECT count(DISTINCT status), count(DISTINCT product_id) FROM orders"},
 	{sql: "SELECT status, count(*) FROM orders GROUP BY status HAVING count(*) > total"},
 	{sql: "SELECT id FROM orders LIMIT 2 * 3"},
+	// Grouped by the shard key: every group is on one shard, so the shards
+	// aggregate completely and the proxy merges finished groups.
+	{sql: "SELECT o.customer_id, string_agg(status, ',' ORDER BY id), sum(total) * 2 AS t FROM orders o GROUP BY o.customer_id HAVING count(*) > length(min(status)) ORDER BY t DESC, 1 LIMIT 10"},
+	{sql: "SELECT customer_id, count(*) FROM orders GROUP BY 1"},
+	{sql: "SELECT status, count(*) FROM orders GROUP BY status, customer_id ORDER BY 2 DESC LIMIT 3"},
+	// ... but not when the key is another table's in a join (outer joins
+	// make NULL groups on every shard).
+	{sql: "SELECT o.customer_id, count(*) FROM orders o JOIN order_items i ON i.customer_id = o.customer_id GROUP BY o.customer_id"},
 }
 
 func TestPlanGolden(t *testing.T) {

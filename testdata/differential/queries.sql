@@ -172,6 +172,10 @@ SELECT status, shipped, qty, count(*), sum(total) FROM orders GROUP BY 1, 2, 3 O
 SELECT customer_id, count(*) FROM orders GROUP BY customer_id ORDER BY customer_id;
 SELECT customer_id, count(*) FROM orders GROUP BY customer_id ORDER BY count(*) DESC, customer_id LIMIT 5;
 SELECT customer_id, sum(total), avg(qty) FROM orders GROUP BY customer_id;
+-- Grouped by the shard key: the shards finish every group (any aggregate, expressions over them).
+SELECT customer_id, string_agg(status, ',' ORDER BY order_id) AS s, sum(total) * 2 AS t FROM orders GROUP BY customer_id ORDER BY t DESC NULLS LAST, customer_id LIMIT 10;
+SELECT customer_id, count(*) + 1 AS c, round(avg(total), 1) FROM orders GROUP BY customer_id HAVING count(*) > 5 ORDER BY c DESC, customer_id;
+SELECT o.customer_id, max(total) - min(total), array_agg(DISTINCT status ORDER BY status) FROM orders o GROUP BY 1;
 SELECT name, count(*) FROM customers GROUP BY name ORDER BY name;
 SELECT country, count(*), avg(credit) FROM customers GROUP BY country ORDER BY country NULLS FIRST;
 SELECT vip, count(*), min(signup), max(signup) FROM customers GROUP BY vip ORDER BY vip;
