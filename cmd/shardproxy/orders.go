@@ -34,6 +34,7 @@ type orderFlags struct {
 	style         string
 	shards        []string
 	snapshotEvery int64
+	lease         time.Duration
 }
 
 func (f *orderFlags) register(cmd *cobra.Command) {
@@ -41,6 +42,7 @@ func (f *orderFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.style, "style", "orchestration", "saga style: orchestration or choreography")
 	cmd.Flags().StringSliceVar(&f.shards, "shards", []string{"s0", "s1", "s2"}, "shard names of the proxy's map (for per-shard workers)")
 	cmd.Flags().Int64Var(&f.snapshotEvery, "snapshot-every", 20, "snapshot an order's stream every N events")
+	cmd.Flags().DurationVar(&f.lease, "lease", 10*time.Second, "how long the orchestrator holds a saga (a dead orchestrator's sagas resume after it)")
 }
 
 func (f *orderFlags) open(ctx context.Context, log *slog.Logger) (*app.Service, error) {
@@ -60,7 +62,7 @@ func (f *orderFlags) open(ctx context.Context, log *slog.Logger) (*app.Service, 
 		pool.Close()
 		return nil, fmt.Errorf("connecting to the proxy: %w", err)
 	}
-	return app.New(pool, app.Options{Style: f.style, Shards: f.shards, SnapshotEvery: f.snapshotEvery, Log: log}), nil
+	return app.New(pool, app.Options{Style: f.style, Shards: f.shards, SnapshotEvery: f.snapshotEvery, Lease: f.lease, Log: log}), nil
 }
 
 // ordersCmd is `shardproxy orders ...`: the reference workload (issue 5).
@@ -308,7 +310,7 @@ func killLoop(ctx context.Context, log *slog.Logger, every time.Duration, f orde
 	kills := 0
 	for {
 		child := exec.Command(self, "orders", "work", "--dsn", f.dsn, "--style", f.style, "--shards", strings.Join(f.shards, ","),
-			"--fail-rate", fmt.Sprint(failRate), "--duplicate-rate", fmt.Sprint(dupRate), "--log-level", "error")
+			"--lease", f.lease.String(), "--fail-rate", fmt.Sprint(failRate), "--duplicate-rate", fmt.Sprint(dupRate), "--log-level", "error")
 		child.Stdout, child.Stderr = os.Stdout, os.Stderr
 		child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := child.Start(); err != nil {
@@ -437,7 +439,7 @@ func ordersDev(ctx context.Context, log *slog.Logger, listen, httpListen, tmplPa
 	ready := func(addr string) {
 		wg.Go(func() {
 			f := orderFlags{dsn: fmt.Sprintf("postgres://app:secret@%s/app?sslmode=disable", addr), style: style,
-				shards: []string{"s0", "s1", "s2"}, snapshotEvery: 20}
+				shards: []string{"s0", "s1", "s2"}, snapshotEvery: 20, lease: 10 * time.Second}
 			svc, err := f.open(ctx, log)
 			if err != nil {
 				log.Error("orders: connecting", "err", err)

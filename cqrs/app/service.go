@@ -29,6 +29,9 @@ type Options struct {
 	SnapshotEvery int64         // default 20
 	StepTimeout   time.Duration // saga step timeout (default 5s)
 	Interval      time.Duration // worker poll interval (default 50ms)
+	// Lease is how long an orchestrator holds a saga it works on (default
+	// 10s): a saga whose orchestrator died waits this long to resume.
+	Lease time.Duration
 	// Upcast, if set, brings old event schemas up to date on every read.
 	Upcast eventstore.Upcaster
 	Log    *slog.Logger
@@ -80,7 +83,7 @@ func New(pool *pgxpool.Pool, opts Options) *Service {
 		Metrics:   NewMetrics(),
 	}
 	s.Orchestrator = &saga.Orchestrator{Pool: pool, Orders: s.Orders, Payment: s.Payment, Inventory: s.Inventory,
-		Shards: opts.Shards, Log: opts.Log, StepTimeout: opts.StepTimeout}
+		Shards: opts.Shards, Log: opts.Log, StepTimeout: opts.StepTimeout, Lease: opts.Lease}
 	return s
 }
 
