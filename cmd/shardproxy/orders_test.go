@@ -126,7 +126,7 @@ func TestOrdersChaos(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^orders: schema ready$`).MatchString(out) {
 		t.Fatalf("migrate output: %q", out)
 	}
-	const customers, products, credit, stock = 12, 8, 3000, 40
+	const customers, products, credit, stock = 12, 8, 6000, 80
 	placedBy := map[string]int{}
 	for i, style := range []string{"orchestration", "choreography"} {
 		t.Run(style, func(t *testing.T) {
