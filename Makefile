@@ -68,6 +68,8 @@ bench: deps
 	else \
 		echo "bench: testdata/bench/pgbench.sh not present, skipping pgbench"; \
 	fi
+	@$(MAKE) --no-print-directory build
+	bash testdata/orders/bench.sh
 
 lint:
 	@files="$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -print0 | xargs -0 gofmt -l)"; \
