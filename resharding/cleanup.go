@@ -151,6 +151,18 @@ func Abort(ctx context.Context, metaDSN string, id int64, log ...any) error {
 			}
 		}
 	}
+	// Reference tables on the new shards: the job created and filled them.
+	for _, jt := range j.refs {
+		for _, d := range jt.refTo {
+			c, err := j.dest(ctx, d)
+			if err != nil {
+				return err
+			}
+			if _, err := c.Exec(ctx, "DROP TABLE IF EXISTS "+jt.info.Ident); err != nil {
+				return fmt.Errorf("shard %s: %w", d, err)
+			}
+		}
+	}
 	return setPhase(ctx, j.meta, id, PhaseAborted, "aborted; destinations cleaned, slots and publications dropped")
 }
 

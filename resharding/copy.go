@@ -26,7 +26,13 @@ func (j *Job) copyTable(ctx context.Context, tx pgx.Tx, src *source, jt *jobTabl
 	// located in Go.
 	var queries []string
 	var dests []string
-	if expr, ok := ownerSQL(jt.nextCfg, quoteIdent(jt.key)); ok {
+	if jt.ref {
+		// A reference table goes whole to every new shard.
+		for _, d := range jt.refTo {
+			queries = append(queries, fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT", jt.info.colList(), jt.info.Ident))
+			dests = append(dests, d)
+		}
+	} else if expr, ok := ownerSQL(jt.nextCfg, quoteIdent(jt.key)); ok {
 		for _, d := range jt.next.Shards() {
 			if d != src.shard {
 				queries = append(queries, fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s = %s) TO STDOUT", jt.info.colList(), jt.info.Ident, expr, quoteLiteral(d)))

@@ -22,6 +22,13 @@
 //	cleanup  slots and publications dropped, moved rows still on old owners
 //	         (a job killed inside the cutover) deleted
 //
+// Reference tables, when the target map adds shards, are copied whole
+// from the first source shard (under the same snapshot, through the same
+// slot and publication) onto every new shard, their changes applied there
+// like moved rows, and verified at the cutover (count and checksum of the
+// whole table). The proxies write reference tables to every shard of the
+// map they serve, so until the switch the source has every write.
+//
 // Why replay converges: a row is only ever copied while its source's slot
 // exists, so whatever snapshot the copy saw is at or after the slot's start,
 // and replaying every later change (full new tuples for insert/update, the
