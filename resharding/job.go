@@ -68,12 +68,12 @@ type Job struct {
 	// shards new in the target map (ref is set, old/next are nil).
 	refs      []*jobTable
 	refSource string
-	sources    []*source
-	meta       *pgx.Conn
-	dests      map[string]*pgx.Conn // used by the copy, on Run's goroutine
-	srcConns   map[string]*pgx.Conn
-	log        *slog.Logger
-	opts       Options
+	sources   []*source
+	meta      *pgx.Conn
+	dests     map[string]*pgx.Conn // used by the copy, on Run's goroutine
+	srcConns  map[string]*pgx.Conn
+	log       *slog.Logger
+	opts      Options
 }
 
 type jobTable struct {
