@@ -54,6 +54,7 @@ func benchReshard(b *testing.B, base resharding.Options) {
 		for _, w := range sc.writers {
 			w.interval = 2 * time.Millisecond // 500/s each
 		}
+		sc.ref.pace = 20 * time.Millisecond // and about 50/s to the reference table
 
 		// Baseline: plain COPY of s0's orders into a scratch table on s2.
 		plainRows, plainBytes, plainDur := plainCopy(b, sc)

@@ -244,11 +244,11 @@ func (j *Job) load(ctx context.Context, st *Status) error {
 	j.targetText = st.TargetMap
 	p := &Plan{Cur: j.cur, Next: j.next}
 	p.structure()
-	oldS, err := strategies.Build(ctx, j.cur, nil)
+	oldS, err := buildStrategies(ctx, j.cur)
 	if err != nil {
 		return err
 	}
-	newS, err := strategies.Build(ctx, j.next, nil)
+	newS, err := buildStrategies(ctx, j.next)
 	if err != nil {
 		return err
 	}

@@ -136,6 +136,7 @@ type refWriter struct {
 	rows     map[int64]string // sku -> price
 	next     int64
 	ok, fail int
+	pace     time.Duration // between statements; default 2ms
 }
 
 func (w *refWriter) run(stop context.Context, t testing.TB) {
@@ -171,7 +172,11 @@ func (w *refWriter) run(stop context.Context, t testing.TB) {
 			}
 		}
 		cancel()
-		time.Sleep(2 * time.Millisecond) // leave the CPU to the order writers
+		pace := w.pace
+		if pace == 0 {
+			pace = 2 * time.Millisecond // leave the CPU to the order writers
+		}
+		time.Sleep(pace)
 		if err != nil {
 			var pe *pgconn.PgError
 			if !errors.As(err, &pe) || pe.Code != "40001" {

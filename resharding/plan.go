@@ -25,6 +25,9 @@ type Plan struct {
 	// same rows, and this one has a slot anyway).
 	Refs      []*RefPlan
 	RefSource string
+	// keptDirectory are directory-placed tables whose directory stays:
+	// nothing of them moves, but new shards must have them.
+	keptDirectory []string
 	// Refusals are the reasons the job cannot run; a plan with refusals is
 	// printed but not started.
 	Refusals []string
@@ -72,11 +75,11 @@ func NewPlan(ctx context.Context, cur, next *config.Config) (*Plan, error) {
 	if len(p.Refusals) > 0 {
 		return p, nil
 	}
-	oldStrats, err := strategies.Build(ctx, cur, nil)
+	oldStrats, err := buildStrategies(ctx, cur)
 	if err != nil {
 		return nil, fmt.Errorf("current map: %w", err)
 	}
-	newStrats, err := strategies.Build(ctx, next, nil)
+	newStrats, err := buildStrategies(ctx, next)
 	if err != nil {
 		return nil, fmt.Errorf("target map: %w", err)
 	}
@@ -112,7 +115,37 @@ func NewPlan(ctx context.Context, cur, next *config.Config) (*Plan, error) {
 	if err := p.checkDestinations(ctx); err != nil {
 		return nil, err
 	}
+	if err := p.checkKeptDirectories(ctx); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// checkKeptDirectories refuses a new shard that lacks a directory-placed
+// table: after the switch the directory's fallback may place new keys
+// there, and keyless reads go to every shard.
+func (p *Plan) checkKeptDirectories(ctx context.Context) error {
+	for _, s := range p.Next.Shards {
+		if p.Cur.ShardIndex(s.Name) >= 0 || len(p.keptDirectory) == 0 {
+			continue
+		}
+		c, err := connect(ctx, s.DSN)
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", s.Name, err)
+		}
+		for _, name := range p.keptDirectory {
+			_, ok, err := inspectTable(ctx, c, name, "")
+			if err != nil {
+				c.Close(ctx)
+				return fmt.Errorf("shard %s: %w", s.Name, err)
+			}
+			if !ok {
+				p.Refusals = append(p.Refusals, fmt.Sprintf("table %s (placed by a directory) does not exist on the new shard %s: create it there first (the new map may place new keys on it)", name, s.Name))
+			}
+		}
+		c.Close(ctx)
+	}
+	return nil
 }
 
 // measureRefs picks the reference tables' source and sizes them there.
@@ -146,6 +179,21 @@ func (p *Plan) measureRefs(ctx context.Context, conns map[string]*pgx.Conn) erro
 		}
 	}
 	return nil
+}
+
+// buildStrategies builds cfg's strategies except directories: a table
+// placed by a directory is refused as a moving table (structure), and the
+// others need only hash, range and consistent strategies, which need no
+// metadata database. A map may keep an unchanged directory table.
+func buildStrategies(ctx context.Context, cfg *config.Config) (map[string]strategies.Strategy, error) {
+	c := *cfg
+	c.Strategies = nil
+	for _, s := range cfg.Strategies {
+		if s.Type != config.StrategyDirectory {
+			c.Strategies = append(c.Strategies, s)
+		}
+	}
+	return strategies.Build(ctx, &c, nil)
 }
 
 // connect opens a connection whose text output does not depend on the
@@ -219,7 +267,13 @@ func (p *Plan) structure() {
 		}
 		os, ns := cur.StrategyByName(t.Strategy), next.StrategyByName(nt.Strategy)
 		if os.Type == config.StrategyDirectory || ns.Type == config.StrategyDirectory {
-			refuse("table %s uses a directory strategy: moving directory entries is not supported yet", t.Name)
+			if os.Type == ns.Type && os.Table == ns.Table && os.KeyType == ns.KeyType {
+				// Every existing key has an entry (an INSERT creates it), so
+				// no row moves, whatever the fallback does to new keys.
+				p.keptDirectory = append(p.keptDirectory, t.Name)
+				continue
+			}
+			refuse("table %s uses a directory strategy whose table or key type changes: moving directory entries is not supported yet", t.Name)
 			continue
 		}
 		if os.KeyType != ns.KeyType {

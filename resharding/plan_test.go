@@ -93,3 +93,46 @@ func TestPlanRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestPlanWithDirectory: a map may keep a directory-placed table while
+// other tables move (nothing of it moves: every key has an entry), if the
+// new shards have the table; a directory whose table changes is refused.
+func TestPlanWithDirectory(t *testing.T) {
+	c := NewCluster(t)
+	cur, curText := c.LoadMap(t, "current.yaml")
+	_, nextText := c.LoadMap(t, "target.yaml")
+	SeedExample(t, c, cur)
+	addDir := func(text, fallback string) string {
+		text = strings.Replace(text, "strategies:\n", "strategies:\n  by_tenant: {type: directory, table: tenant_directory, fallback: "+fallback+"}\n", 1)
+		return strings.Replace(text, "tables:\n", "tables:\n  tenants:   {key: tenant_id, strategy: by_tenant}\n", 1)
+	}
+	for _, tt := range []struct {
+		name, table, onS2 string // the target's directory table; SQL run on s2 first
+		refusal           string // "" = none
+	}{
+		{"new shard lacks the table", "tenant_directory", "", "table tenants (placed by a directory) does not exist on the new shard s2"},
+		{"kept directory", "tenant_directory", "CREATE TABLE tenants (tenant_id bigint PRIMARY KEY)", ""},
+		{"directory table changes", "other_directory", "", "tenants uses a directory strategy whose table or key type changes"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.onS2 != "" {
+				c.Exec(t, "s2", tt.onS2)
+			}
+			next := strings.Replace(addDir(nextText, "by_customer"), "table: tenant_directory", "table: "+tt.table, 1)
+			p, err := NewPlan(context.Background(), MustParse(t, addDir(curText, "by_customer")), MustParse(t, next))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Join(p.Refusals, "\n")
+			if tt.refusal == "" && got != "" {
+				t.Errorf("refusals %q, want none", p.Refusals)
+			}
+			if tt.refusal != "" && !strings.Contains(got, tt.refusal) {
+				t.Errorf("refusals %q, want one containing %q", p.Refusals, tt.refusal)
+			}
+			if tt.refusal == "" && len(p.Tables) != 3 {
+				t.Errorf("%d moving tables, want 3 (customers, orders, events)", len(p.Tables))
+			}
+		})
+	}
+}
