@@ -54,6 +54,7 @@ func benchReshard(b *testing.B, base resharding.Options) {
 		for _, w := range sc.writers {
 			w.interval = 2 * time.Millisecond // 500/s each
 		}
+		sc.ref.pace = 20 * time.Millisecond // and about 50/s to the reference table
 
 		// Baseline: plain COPY of s0's orders into a scratch table on s2.
 		plainRows, plainBytes, plainDur := plainCopy(b, sc)
@@ -117,14 +118,24 @@ func benchReshard(b *testing.B, base resharding.Options) {
 		}
 		var lats []time.Duration
 		total := 0
+		var first, last time.Time
 		for _, w := range sc.writers {
 			total += len(w.samples)
 			for _, s := range w.samples {
+				if first.IsZero() || s.start.Before(first) {
+					first = s.start
+				}
+				if end := s.start.Add(s.d); end.After(last) {
+					last = end
+				}
 				if s.start.Before(to) && s.start.Add(s.d).After(from) {
 					lats = append(lats, s.d)
 				}
 			}
 		}
+		// The rate the writers reached (the pacing is a ceiling: on a busy
+		// machine statements take longer than the interval).
+		b.ReportMetric(float64(total)/last.Sub(first).Seconds(), "writes/s")
 		slices.Sort(lats)
 		if len(lats) > 0 {
 			pct := func(p float64) float64 { return float64(lats[int(p*float64(len(lats)-1))].Microseconds()) / 1000 }

@@ -3,10 +3,12 @@ package resharding
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/sync/errgroup"
 )
 
 // cleanup runs after the switch: the slots and publications go, and moved
@@ -151,40 +153,72 @@ func Abort(ctx context.Context, metaDSN string, id int64, log ...any) error {
 			}
 		}
 	}
+	// Reference tables on the new shards: the job created and filled them.
+	for _, jt := range j.refs {
+		for _, d := range jt.refTo {
+			c, err := j.dest(ctx, d)
+			if err != nil {
+				return err
+			}
+			if _, err := c.Exec(ctx, "DROP TABLE IF EXISTS "+jt.info.Ident); err != nil {
+				return fmt.Errorf("shard %s: %w", d, err)
+			}
+		}
+	}
 	return setPhase(ctx, j.meta, id, PhaseAborted, "aborted; destinations cleaned, slots and publications dropped")
 }
 
 // deleteMoved deletes from every source the rows the new map places
 // elsewhere: one DELETE per table and shard when the map has an SQL form,
 // else by ctid in batches. No proxy writes those rows on their old shard
-// any more, so their ctids are stable.
+// any more, so their ctids are stable. The shards are deleted from at the
+// same time (one goroutine per shard, each on its own connection): the
+// cutover runs this while writes are paused, and the pause is the longest
+// shard's delete, not their sum.
 func (j *Job) deleteMoved(ctx context.Context) error {
+	conns := map[string]*pgx.Conn{}
 	for _, jt := range j.tables {
-		expr, inSQL := ownerSQL(jt.nextCfg, quoteIdent(jt.key))
 		for _, s := range jt.old.Shards() {
 			c, err := j.source(ctx, s)
 			if err != nil {
 				return err
 			}
-			var n int64
-			if inSQL {
-				tag, err := c.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s <> %s", jt.info.Ident, expr, quoteLiteral(s)))
-				if err != nil {
-					return fmt.Errorf("shard %s: deleting moved rows of %s: %w", s, jt.name, err)
-				}
-				n = tag.RowsAffected()
-			} else {
-				n, err = j.deleteWhere(ctx, c, jt, s, func(key string) (bool, error) {
-					to, err := locate(ctx, jt.next, jt.keyType, key)
-					return to != s, err
-				})
-				if err != nil {
-					return fmt.Errorf("shard %s: deleting moved rows of %s: %w", s, jt.name, err)
-				}
+			conns[s] = c
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for s, c := range conns {
+		g.Go(func() error { return j.deleteMovedOn(gctx, c, s) })
+	}
+	return g.Wait()
+}
+
+// deleteMovedOn deletes the moved rows of every table from shard s.
+func (j *Job) deleteMovedOn(ctx context.Context, c *pgx.Conn, s string) error {
+	for _, jt := range j.tables {
+		if !slices.Contains(jt.old.Shards(), s) {
+			continue
+		}
+		expr, inSQL := ownerSQL(jt.nextCfg, quoteIdent(jt.key))
+		var n int64
+		if inSQL {
+			tag, err := c.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s <> %s", jt.info.Ident, expr, quoteLiteral(s)))
+			if err != nil {
+				return fmt.Errorf("shard %s: deleting moved rows of %s: %w", s, jt.name, err)
 			}
-			if n > 0 {
-				j.log.Info("moved rows deleted from their old shard", "table", jt.name, "shard", s, "rows", n)
+			n = tag.RowsAffected()
+		} else {
+			var err error
+			n, err = j.deleteWhere(ctx, c, jt, s, func(key string) (bool, error) {
+				to, err := locate(ctx, jt.next, jt.keyType, key)
+				return to != s, err
+			})
+			if err != nil {
+				return fmt.Errorf("shard %s: deleting moved rows of %s: %w", s, jt.name, err)
 			}
+		}
+		if n > 0 {
+			j.log.Info("moved rows deleted from their old shard", "table", jt.name, "shard", s, "rows", n)
 		}
 	}
 	return nil

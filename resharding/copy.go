@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -26,7 +27,13 @@ func (j *Job) copyTable(ctx context.Context, tx pgx.Tx, src *source, jt *jobTabl
 	// located in Go.
 	var queries []string
 	var dests []string
-	if expr, ok := ownerSQL(jt.nextCfg, quoteIdent(jt.key)); ok {
+	if jt.ref {
+		// A reference table goes whole to every new shard.
+		for _, d := range jt.refTo {
+			queries = append(queries, fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT", jt.info.colList(), jt.info.Ident))
+			dests = append(dests, d)
+		}
+	} else if expr, ok := ownerSQL(jt.nextCfg, quoteIdent(jt.key)); ok {
 		for _, d := range jt.next.Shards() {
 			if d != src.shard {
 				queries = append(queries, fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s = %s) TO STDOUT", jt.info.colList(), jt.info.Ident, expr, quoteLiteral(d)))
@@ -38,6 +45,20 @@ func (j *Job) copyTable(ctx context.Context, tx pgx.Tx, src *source, jt *jobTabl
 		dests = []string{""}
 	}
 	for i, q := range queries {
+		if dests[i] != "" {
+			direct, err := j.directCopy(ctx, jt, src.shard, dests[i])
+			if err != nil {
+				return c.copied, err
+			}
+			if direct {
+				n, err := j.copyStraight(ctx, tx, src, jt, q, dests[i])
+				c.copied += n
+				if err != nil {
+					return c.copied, err
+				}
+				continue
+			}
+		}
 		c.fixed = dests[i]
 		if _, err := tx.Conn().PgConn().CopyTo(ctx, c, q); err != nil {
 			return c.copied, fmt.Errorf("shard %s: copy %s: %w", src.shard, jt.name, err)
@@ -52,6 +73,63 @@ func (j *Job) copyTable(ctx context.Context, tx pgx.Tx, src *source, jt *jobTabl
 		}
 	}
 	return c.copied, nil
+}
+
+// directCopy reports whether dst holds none of the rows a copy of jt from
+// src sends there, which is the case on a first copy: no proxy writes
+// them to dst under the old map, and the stream starts after the copy.
+// Then COPY can write them straight into the table. A copy redone after a
+// crash finds some and upserts in batches instead.
+func (j *Job) directCopy(ctx context.Context, jt *jobTable, src, dst string) (bool, error) {
+	where := "true" // a reference table: the whole table comes from src
+	if !jt.ref {
+		expr, ok := ownerSQL(jt.oldCfg, quoteIdent(jt.key))
+		if !ok {
+			return false, nil
+		}
+		where = fmt.Sprintf("%s = %s", expr, quoteLiteral(src))
+	}
+	conn, err := j.dest(ctx, dst)
+	if err != nil {
+		return false, err
+	}
+	var empty bool
+	if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT NOT EXISTS (SELECT FROM %s WHERE %s)", jt.info.Ident, where)).Scan(&empty); err != nil {
+		return false, fmt.Errorf("shard %s: %w", dst, err)
+	}
+	return empty, nil
+}
+
+// copyStraight pipes COPY TO on the source into COPY FROM on dst, as a
+// plain copy between the two servers does: both run at once, and no row
+// is touched in Go. The COPY FROM is one transaction, so a crash leaves
+// all or nothing of it.
+func (j *Job) copyStraight(ctx context.Context, tx pgx.Tx, src *source, jt *jobTable, q, dst string) (int64, error) {
+	conn, err := j.dest(ctx, dst)
+	if err != nil {
+		return 0, err
+	}
+	pr, pw := io.Pipe()
+	errc := make(chan error, 1)
+	// Owned here: it ends with the COPY TO (or when the reader is closed),
+	// and is waited for below.
+	go func() {
+		_, err := tx.Conn().PgConn().CopyTo(ctx, pw, q)
+		pw.CloseWithError(err)
+		errc <- err
+	}()
+	tag, err := conn.PgConn().CopyFrom(ctx, pr, fmt.Sprintf("COPY %s (%s) FROM STDIN", jt.info.Ident, jt.info.colList()))
+	pr.CloseWithError(err)
+	srcErr := <-errc
+	if srcErr != nil {
+		return 0, fmt.Errorf("shard %s: copy %s: %w", src.shard, jt.name, srcErr)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("shard %s: copy %s into it: %w", dst, jt.name, err)
+	}
+	n := tag.RowsAffected()
+	j.log.Debug("copied straight", "table", jt.name, "from", src.shard, "to", dst, "rows", n)
+	return n, j.addCopied(ctx, src, n)
 }
 
 // copier is the io.Writer COPY TO writes into: it splits the text format

@@ -205,6 +205,38 @@ func (j *Job) verify(ctx context.Context) ([]string, error) {
 		sum int64
 	}
 	var diffs []string
+	// A reference table: the same rows on its source and every new shard.
+	for _, jt := range j.refs {
+		sum := func(c *pgx.Conn, shard string) (a agg, err error) {
+			err = c.QueryRow(ctx, fmt.Sprintf("SELECT count(*), coalesce(sum(hashtext(ROW(%s)::text)), 0) FROM %s", jt.info.colList(), jt.info.Ident)).Scan(&a.n, &a.sum)
+			if err != nil {
+				err = fmt.Errorf("shard %s: verify %s: %w", shard, jt.name, err)
+			}
+			return a, err
+		}
+		c, err := j.source(ctx, j.refSource)
+		if err != nil {
+			return nil, err
+		}
+		want, err := sum(c, j.refSource)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range jt.refTo {
+			c, err := j.dest(ctx, d)
+			if err != nil {
+				return nil, err
+			}
+			got, err := sum(c, d)
+			if err != nil {
+				return nil, err
+			}
+			if got != want {
+				diffs = append(diffs, fmt.Sprintf("reference table %s %s -> %s: source %d rows (checksum %d), destination %d rows (checksum %d)",
+					jt.name, j.refSource, d, want.n, want.sum, got.n, got.sum))
+			}
+		}
+	}
 	for _, jt := range j.tables {
 		src := map[[2]string]*agg{} // from, to
 		dst := map[[2]string]*agg{}

@@ -6,8 +6,11 @@
 //
 //	copy     per source shard: a publication and a pgoutput logical slot
 //	         created with an exported snapshot; the rows whose owner
-//	         changes are copied under that snapshot (COPY, filtered in Go by
-//	         the new map's strategy) and upserted on their new owner
+//	         changes are copied under that snapshot: one COPY per
+//	         destination filtered in SQL (ownerSQL) and piped straight into
+//	         COPY FROM there on a first copy; upserted in batches when the
+//	         destination already has some (a redone copy) or the strategy
+//	         has no SQL form (filtered in Go)
 //	catchup  the slot is streamed; changes of moving keys are applied on the
 //	         new owner idempotently (upsert / delete by primary key)
 //	cutover  every proxy pauses the source shards (LISTEN/NOTIFY, acked),
@@ -15,12 +18,20 @@
 //	         source and destination are verified (count and checksum per
 //	         move; Options.SkipVerify leaves it out), the new map is written
 //	         as a new epoch, the proxies switch and ack, the streams stop,
-//	         the moved rows are deleted from their old owners (still paused,
-//	         so no read sees a row twice), and the proxies resume. A bound
+//	         the moved rows are deleted from their old owners, every shard
+//	         at once (still paused, so no read sees a row twice), and the
+//	         proxies resume. A bound
 //	         exceeded before the epoch resumes on the old map and the job
 //	         goes back to catchup.
 //	cleanup  slots and publications dropped, moved rows still on old owners
 //	         (a job killed inside the cutover) deleted
+//
+// Reference tables, when the target map adds shards, are copied whole
+// from the first source shard (under the same snapshot, through the same
+// slot and publication) onto every new shard, their changes applied there
+// like moved rows, and verified at the cutover (count and checksum of the
+// whole table). The proxies write reference tables to every shard of the
+// map they serve, so until the switch the source has every write.
 //
 // Why replay converges: a row is only ever copied while its source's slot
 // exists, so whatever snapshot the copy saw is at or after the slot's start,

@@ -64,16 +64,22 @@ type Job struct {
 	cur, next  *config.Config
 	targetText string
 	tables     []*jobTable
-	sources    []*source
-	meta       *pgx.Conn
-	dests      map[string]*pgx.Conn // used by the copy, on Run's goroutine
-	srcConns   map[string]*pgx.Conn
-	log        *slog.Logger
-	opts       Options
+	// refs are reference tables copied whole from refSource onto the
+	// shards new in the target map (ref is set, old/next are nil).
+	refs      []*jobTable
+	refSource string
+	sources   []*source
+	meta      *pgx.Conn
+	dests     map[string]*pgx.Conn // used by the copy, on Run's goroutine
+	srcConns  map[string]*pgx.Conn
+	log       *slog.Logger
+	opts      Options
 }
 
 type jobTable struct {
 	name, key string
+	ref       bool
+	refTo     []string // for a reference table: the new shards
 	old, next strategies.Strategy
 	// oldCfg and nextCfg are the strategies as configured (for ownerSQL).
 	oldCfg, nextCfg *config.Strategy
@@ -88,6 +94,11 @@ type source struct {
 
 func (j *Job) table(name string) *jobTable {
 	for _, jt := range j.tables {
+		if jt.name == name {
+			return jt
+		}
+	}
+	for _, jt := range j.refs {
 		if jt.name == name {
 			return jt
 		}
@@ -233,11 +244,11 @@ func (j *Job) load(ctx context.Context, st *Status) error {
 	j.targetText = st.TargetMap
 	p := &Plan{Cur: j.cur, Next: j.next}
 	p.structure()
-	oldS, err := strategies.Build(ctx, j.cur, nil)
+	oldS, err := buildStrategies(ctx, j.cur)
 	if err != nil {
 		return err
 	}
-	newS, err := strategies.Build(ctx, j.next, nil)
+	newS, err := buildStrategies(ctx, j.next)
 	if err != nil {
 		return err
 	}
@@ -267,6 +278,24 @@ func (j *Job) load(ctx context.Context, st *Status) error {
 			return fmt.Errorf("table %s exists on no source shard", tp.Name)
 		}
 		j.tables = append(j.tables, jt)
+	}
+	// The reference tables' source is the first source (see Plan.RefSource).
+	if len(p.Refs) > 0 && len(j.sources) > 0 {
+		j.refSource = j.sources[0].shard
+		c, err := j.source(ctx, j.refSource)
+		if err != nil {
+			return err
+		}
+		for _, rp := range p.Refs {
+			ti, ok, err := inspectTable(ctx, c, rp.Name, "")
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("reference table %s does not exist on shard %s", rp.Name, j.refSource)
+			}
+			j.refs = append(j.refs, &jobTable{name: rp.Name, ref: true, refTo: rp.To, info: ti})
+		}
 	}
 	return nil
 }
@@ -317,6 +346,13 @@ func (j *Job) copyPhase(ctx context.Context) (string, error) {
 			}
 		}
 	}
+	for _, jt := range j.refs {
+		for _, dst := range jt.refTo {
+			if err := j.ensureSchema(ctx, jt, j.refSource, dst); err != nil {
+				return "", err
+			}
+		}
+	}
 	for _, src := range j.sources {
 		if err := j.copySource(ctx, src); err != nil {
 			return "", err
@@ -328,13 +364,17 @@ func (j *Job) copyPhase(ctx context.Context) (string, error) {
 // sourceOf is a shard that has jt (its schema is copied from there).
 func (j *Job) sourceOf(jt *jobTable) string { return jt.old.Shards()[0] }
 
-// movesFrom lists the tables with rows on src.
+// movesFrom lists the tables with rows on src to copy: the sharded
+// tables it holds, and the reference tables when src is their source.
 func (j *Job) movesFrom(src string) []*jobTable {
 	var out []*jobTable
 	for _, jt := range j.tables {
 		if slices.Contains(jt.old.Shards(), src) {
 			out = append(out, jt)
 		}
+	}
+	if src == j.refSource {
+		out = append(out, j.refs...)
 	}
 	return out
 }

@@ -129,6 +129,67 @@ type writer struct {
 	samples  []sample
 }
 
+// refWriter inserts, updates and deletes rows of the reference table
+// products through a proxy and remembers what was acknowledged.
+type refWriter struct {
+	conn     *pgx.Conn
+	rows     map[int64]string // sku -> price
+	next     int64
+	ok, fail int
+	pace     time.Duration // between statements; default 2ms
+}
+
+func (w *refWriter) run(stop context.Context, t testing.TB) {
+	rng := rand.New(rand.NewPCG(uint64(w.next), 11))
+	for stop.Err() == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var err error
+		var sku int64
+		price := fmt.Sprintf("%d.50", rng.IntN(1000))
+		switch op := rng.IntN(3); {
+		case op == 0 || len(w.rows) == 0:
+			w.next++
+			sku = w.next
+			_, err = w.conn.Exec(ctx, "INSERT INTO products (sku, name, price) VALUES ($1, 'w', $2)", sku, price)
+			if err == nil {
+				w.rows[sku] = price
+			}
+		case op == 1:
+			sku = 1 + rng.Int64N(w.next)
+			var tag pgconn.CommandTag
+			tag, err = w.conn.Exec(ctx, "UPDATE products SET price = $2 WHERE sku = $1", sku, price)
+			if _, ok := w.rows[sku]; err == nil && ok {
+				w.rows[sku] = price
+				if tag.RowsAffected() != 1 {
+					t.Errorf("refWriter: update of sku %d changed %d rows", sku, tag.RowsAffected())
+				}
+			}
+		default:
+			sku = 1 + rng.Int64N(w.next)
+			_, err = w.conn.Exec(ctx, "DELETE FROM products WHERE sku = $1", sku)
+			if err == nil {
+				delete(w.rows, sku)
+			}
+		}
+		cancel()
+		pace := w.pace
+		if pace == 0 {
+			pace = 2 * time.Millisecond // leave the CPU to the order writers
+		}
+		time.Sleep(pace)
+		if err != nil {
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "40001" {
+				t.Errorf("refWriter: %v", err)
+				return
+			}
+			w.fail++
+			continue
+		}
+		w.ok++
+	}
+}
+
 type sample struct {
 	start time.Time
 	d     time.Duration
@@ -232,6 +293,7 @@ type scenario struct {
 	cur, next         *config.Config
 	curText, nextText string
 	writers           []*writer
+	ref               *refWriter
 	stop              func()
 }
 
@@ -260,13 +322,24 @@ func startScenario(t testing.TB, curFile, nextFile string) *scenario {
 		}
 		writers = append(writers, w)
 	}
+	rconn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:secret@%s/%s?sslmode=disable", p1.addr, c.DB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rconn.Close(context.Background()) })
+	ref := &refWriter{conn: rconn, next: 50, rows: map[int64]string{}}
+	for i := int64(1); i <= 50; i++ {
+		ref.rows[i] = fmt.Sprintf("%.2f", float64(i)*1.5)
+	}
 	wctx, stopWriters := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for _, w := range writers {
 		wg.Add(1)
 		go func() { defer wg.Done(); w.run(wctx, t) }()
 	}
-	sc := &scenario{c: c, cur: cur, next: next, curText: curText, nextText: nextText, writers: writers}
+	wg.Add(1)
+	go func() { defer wg.Done(); ref.run(wctx, t) }()
+	sc := &scenario{c: c, cur: cur, next: next, curText: curText, nextText: nextText, writers: writers, ref: ref}
 	var once sync.Once
 	sc.stop = func() { once.Do(func() { stopWriters(); wg.Wait() }) }
 	t.Cleanup(sc.stop)
@@ -320,6 +393,30 @@ func (sc *scenario) check(t testing.TB, cfg *config.Config) {
 	for k := range got {
 		if _, ok := want[k]; !ok {
 			t.Errorf("order %v present but not acknowledged (or deleted): %q", k, append(writers[0].history[k], writers[1].history[k]...))
+		}
+	}
+	// The reference table: every acknowledged product, with its last
+	// price, on every shard of the map, and nothing else.
+	for _, s := range next.Shards {
+		rows, err := c.Conn(t, s.Name).Query(ctx, "SELECT sku, price::text FROM products")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[int64]string{}
+		var sku int64
+		var price string
+		if _, err := pgx.ForEachRow(rows, []any{&sku, &price}, func() error { got[sku] = price; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range sc.ref.rows {
+			if got[k] != v {
+				t.Errorf("shard %s: product %d: got %q, want %q", s.Name, k, got[k], v)
+			}
+		}
+		for k := range got {
+			if _, ok := sc.ref.rows[k]; !ok {
+				t.Errorf("shard %s: product %d present but not acknowledged (or deleted)", s.Name, k)
+			}
 		}
 	}
 	// The tables nobody wrote: same rows, each on its new owner.
@@ -383,6 +480,10 @@ func runScenario(t *testing.T, curFile, nextFile, killAt string) {
 		if w.ok == 0 {
 			t.Errorf("writer %d wrote nothing", i)
 		}
+	}
+	t.Logf("reference writer: %d ok, %d failed with 40001", sc.ref.ok, sc.ref.fail)
+	if sc.ref.ok == 0 {
+		t.Error("the reference writer wrote nothing")
 	}
 
 	sc.check(t, sc.next)

@@ -177,6 +177,10 @@ func SeedExample(t testing.TB, c *Cluster, cfg *config.Config) {
 	SeedRows(t, c, cfg, "customers", []string{"customer_id", "name"}, 0, customers)
 	SeedRows(t, c, cfg, "orders", []string{"customer_id", "order_id", "amount", "note"}, 0, orders)
 	SeedRows(t, c, cfg, "events", []string{"id", "kind", "payload"}, 0, events)
+	// products is a reference table: the same rows on every shard.
+	for _, s := range cfg.Shards {
+		c.Exec(t, s.Name, "INSERT INTO products SELECT i, 'product ' || i, i * 1.5 FROM generate_series(1, 50) i")
+	}
 }
 
 func MustParse(t testing.TB, text string) *config.Config {

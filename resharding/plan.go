@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -20,6 +19,15 @@ import (
 type Plan struct {
 	Cur, Next *config.Config
 	Tables    []*TablePlan // moving tables, in the current map's order
+	// Refs are the reference tables the shards new in the target map need
+	// a full copy of; RefSource is the shard they are copied and streamed
+	// from (the first source shard: every shard of the old map holds the
+	// same rows, and this one has a slot anyway).
+	Refs      []*RefPlan
+	RefSource string
+	// keptDirectory are directory-placed tables whose directory stays:
+	// nothing of them moves, but new shards must have them.
+	keptDirectory []string
 	// Refusals are the reasons the job cannot run; a plan with refusals is
 	// printed but not started.
 	Refusals []string
@@ -37,6 +45,13 @@ type TablePlan struct {
 	Rows      int64   // rows on the source shards (moving or not)
 	// Info is the table as the first source shard's catalog has it.
 	Info *tableInfo
+}
+
+// RefPlan is one reference table copied whole onto the new shards.
+type RefPlan struct {
+	Name        string
+	To          []string // the new shards, in target-map order
+	Rows, Bytes int64    // on the source, per destination
 }
 
 // Move is the set of rows of one table going from one shard to another.
@@ -60,11 +75,11 @@ func NewPlan(ctx context.Context, cur, next *config.Config) (*Plan, error) {
 	if len(p.Refusals) > 0 {
 		return p, nil
 	}
-	oldStrats, err := strategies.Build(ctx, cur, nil)
+	oldStrats, err := buildStrategies(ctx, cur)
 	if err != nil {
 		return nil, fmt.Errorf("current map: %w", err)
 	}
-	newStrats, err := strategies.Build(ctx, next, nil)
+	newStrats, err := buildStrategies(ctx, next)
 	if err != nil {
 		return nil, fmt.Errorf("target map: %w", err)
 	}
@@ -94,10 +109,91 @@ func NewPlan(ctx context.Context, cur, next *config.Config) (*Plan, error) {
 			return nil, err
 		}
 	}
+	if err := p.measureRefs(ctx, conns); err != nil {
+		return nil, err
+	}
 	if err := p.checkDestinations(ctx); err != nil {
 		return nil, err
 	}
+	if err := p.checkKeptDirectories(ctx); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// checkKeptDirectories refuses a new shard that lacks a directory-placed
+// table: after the switch the directory's fallback may place new keys
+// there, and keyless reads go to every shard.
+func (p *Plan) checkKeptDirectories(ctx context.Context) error {
+	for _, s := range p.Next.Shards {
+		if p.Cur.ShardIndex(s.Name) >= 0 || len(p.keptDirectory) == 0 {
+			continue
+		}
+		c, err := connect(ctx, s.DSN)
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", s.Name, err)
+		}
+		for _, name := range p.keptDirectory {
+			_, ok, err := inspectTable(ctx, c, name, "")
+			if err != nil {
+				c.Close(ctx)
+				return fmt.Errorf("shard %s: %w", s.Name, err)
+			}
+			if !ok {
+				p.Refusals = append(p.Refusals, fmt.Sprintf("table %s (placed by a directory) does not exist on the new shard %s: create it there first (the new map may place new keys on it)", name, s.Name))
+			}
+		}
+		c.Close(ctx)
+	}
+	return nil
+}
+
+// measureRefs picks the reference tables' source and sizes them there.
+func (p *Plan) measureRefs(ctx context.Context, conns map[string]*pgx.Conn) error {
+	if len(p.Refs) == 0 {
+		return nil
+	}
+	srcs := p.Sources()
+	if len(srcs) == 0 {
+		p.Refusals = append(p.Refusals, "the target map adds shards but no sharded row moves to them: nothing to stream reference tables with")
+		return nil
+	}
+	p.RefSource = srcs[0]
+	c := conns[p.RefSource]
+	for _, rp := range p.Refs {
+		ti, ok, err := inspectTable(ctx, c, rp.Name, "")
+		if err != nil {
+			return fmt.Errorf("shard %s: table %s: %w", p.RefSource, rp.Name, err)
+		}
+		if !ok {
+			p.Refusals = append(p.Refusals, fmt.Sprintf("reference table %s does not exist on shard %s", rp.Name, p.RefSource))
+			continue
+		}
+		if r := ti.refRefusal(); r != "" {
+			p.Refusals = append(p.Refusals, r)
+			continue
+		}
+		err = c.QueryRow(ctx, fmt.Sprintf("SELECT count(*), coalesce(sum(pg_column_size(t.*)), 0)::int8 FROM %s t", ti.Ident)).Scan(&rp.Rows, &rp.Bytes)
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", p.RefSource, err)
+		}
+	}
+	return nil
+}
+
+// buildStrategies builds cfg's strategies except directories: a table
+// placed by a directory is refused as a moving table (structure), and the
+// others need only hash, range and consistent strategies, which need no
+// metadata database. A map may keep an unchanged directory table.
+func buildStrategies(ctx context.Context, cfg *config.Config) (map[string]strategies.Strategy, error) {
+	c := *cfg
+	c.Strategies = nil
+	for _, s := range cfg.Strategies {
+		if s.Type != config.StrategyDirectory {
+			c.Strategies = append(c.Strategies, s)
+		}
+	}
+	return strategies.Build(ctx, &c, nil)
 }
 
 // connect opens a connection whose text output does not depend on the
@@ -156,7 +252,13 @@ func (p *Plan) structure() {
 			continue
 		case t.Reference:
 			if len(newShards) > 0 {
-				refuse("reference table %s would need a full copy on the new shards %s: not supported yet; create and fill it there before resharding", t.Name, strings.Join(slices.Sorted(maps.Keys(newShards)), ", "))
+				var to []string
+				for _, s := range next.Shards {
+					if newShards[s.Name] {
+						to = append(to, s.Name)
+					}
+				}
+				p.Refs = append(p.Refs, &RefPlan{Name: t.Name, To: to})
 			}
 			continue
 		case t.Key != nt.Key:
@@ -165,7 +267,13 @@ func (p *Plan) structure() {
 		}
 		os, ns := cur.StrategyByName(t.Strategy), next.StrategyByName(nt.Strategy)
 		if os.Type == config.StrategyDirectory || ns.Type == config.StrategyDirectory {
-			refuse("table %s uses a directory strategy: moving directory entries is not supported yet", t.Name)
+			if os.Type == ns.Type && os.Table == ns.Table && os.KeyType == ns.KeyType {
+				// Every existing key has an entry (an INSERT creates it), so
+				// no row moves, whatever the fallback does to new keys.
+				p.keptDirectory = append(p.keptDirectory, t.Name)
+				continue
+			}
+			refuse("table %s uses a directory strategy whose table or key type changes: moving directory entries is not supported yet", t.Name)
 			continue
 		}
 		if os.KeyType != ns.KeyType {
@@ -379,13 +487,18 @@ func (p *Plan) Sources() []string {
 	return p.inCurOrder(set)
 }
 
-// MovingRows is the number of rows that change owner.
+// MovingRows is the number of rows the job copies: those that change
+// owner, and the reference tables' rows once per new shard.
 func (p *Plan) MovingRows() (rows, bytes int64) {
 	for _, tp := range p.Tables {
 		for _, m := range tp.Moves {
 			rows += m.Rows
 			bytes += m.Bytes
 		}
+	}
+	for _, rp := range p.Refs {
+		rows += rp.Rows * int64(len(rp.To))
+		bytes += rp.Bytes * int64(len(rp.To))
 	}
 	return rows, bytes
 }
@@ -406,6 +519,9 @@ func (p *Plan) Print(w io.Writer) {
 			rows += m.Rows
 		}
 		fmt.Fprintf(w, "  moving %d of %d rows (%s)\n", rows, tp.Rows, percent(rows, tp.Rows))
+	}
+	for _, rp := range p.Refs {
+		fmt.Fprintf(w, "\nreference table %s\n  copy %-4s -> %-4s %10d rows %12s each\n", rp.Name, p.RefSource, strings.Join(rp.To, ","), rp.Rows, formatBytes(rp.Bytes))
 	}
 	rows, bytes := p.MovingRows()
 	if len(p.Tables) > 0 {

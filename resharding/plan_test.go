@@ -52,6 +52,7 @@ func TestPlanRefusals(t *testing.T) {
 		{"no primary key", "DROP TABLE orders; CREATE TABLE orders (customer_id bigint, order_id bigint, amount numeric, note text)", "orders has no primary key"},
 		{"key outside the primary key", "DROP TABLE orders; CREATE TABLE orders (customer_id bigint, order_id bigint PRIMARY KEY, amount numeric, note text)", `shard key "customer_id" is not part of the primary key`},
 		{"replica identity full", "ALTER TABLE orders REPLICA IDENTITY FULL", "REPLICA IDENTITY FULL"},
+		{"reference table without primary key", "ALTER TABLE products DROP CONSTRAINT products_pkey", "reference table products has no primary key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,15 +79,10 @@ func TestPlanRefusals(t *testing.T) {
 		for _, tt := range []struct{ from, to, want string }{
 			{"orders:    {key: customer_id, strategy: by_customer}", "orders:    {key: order_id, strategy: by_customer}", "changes its shard key"},
 			{"default_shard: s0", "default_shard: s1", "default_shard changes"},
-			{"  events:    {key: id, strategy: by_id}\n", "  events:    {key: id, strategy: by_id}\n  products: {reference: true}\n", ""},
+			{"products:  {reference: true}", "products:  {key: sku, strategy: by_customer}", "products changes between reference and sharded"},
 		} {
 			text := strings.Replace(nextText, tt.from, tt.to, 1)
-			curT := curText
-			if tt.want == "" { // reference table on both sides, new shard added
-				curT = strings.Replace(curText, tt.from, tt.to, 1)
-				tt.want = "reference table products would need a full copy"
-			}
-			c1 := MustParse(t, curT)
+			c1 := MustParse(t, curText)
 			n1 := MustParse(t, text)
 			_ = cur
 			p := &Plan{Cur: c1, Next: n1}
@@ -96,4 +92,47 @@ func TestPlanRefusals(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestPlanWithDirectory: a map may keep a directory-placed table while
+// other tables move (nothing of it moves: every key has an entry), if the
+// new shards have the table; a directory whose table changes is refused.
+func TestPlanWithDirectory(t *testing.T) {
+	c := NewCluster(t)
+	cur, curText := c.LoadMap(t, "current.yaml")
+	_, nextText := c.LoadMap(t, "target.yaml")
+	SeedExample(t, c, cur)
+	addDir := func(text, fallback string) string {
+		text = strings.Replace(text, "strategies:\n", "strategies:\n  by_tenant: {type: directory, table: tenant_directory, fallback: "+fallback+"}\n", 1)
+		return strings.Replace(text, "tables:\n", "tables:\n  tenants:   {key: tenant_id, strategy: by_tenant}\n", 1)
+	}
+	for _, tt := range []struct {
+		name, table, onS2 string // the target's directory table; SQL run on s2 first
+		refusal           string // "" = none
+	}{
+		{"new shard lacks the table", "tenant_directory", "", "table tenants (placed by a directory) does not exist on the new shard s2"},
+		{"kept directory", "tenant_directory", "CREATE TABLE tenants (tenant_id bigint PRIMARY KEY)", ""},
+		{"directory table changes", "other_directory", "", "tenants uses a directory strategy whose table or key type changes"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.onS2 != "" {
+				c.Exec(t, "s2", tt.onS2)
+			}
+			next := strings.Replace(addDir(nextText, "by_customer"), "table: tenant_directory", "table: "+tt.table, 1)
+			p, err := NewPlan(context.Background(), MustParse(t, addDir(curText, "by_customer")), MustParse(t, next))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Join(p.Refusals, "\n")
+			if tt.refusal == "" && got != "" {
+				t.Errorf("refusals %q, want none", p.Refusals)
+			}
+			if tt.refusal != "" && !strings.Contains(got, tt.refusal) {
+				t.Errorf("refusals %q, want one containing %q", p.Refusals, tt.refusal)
+			}
+			if tt.refusal == "" && len(p.Tables) != 3 {
+				t.Errorf("%d moving tables, want 3 (customers, orders, events)", len(p.Tables))
+			}
+		})
+	}
 }

@@ -30,12 +30,20 @@ func ownerSQL(s *config.Strategy, keyExpr string) (expr string, ok bool) {
 		}
 		// compute_partition_hash_value: hash_combine64(0, h) is h plus a
 		// constant, modulo 2^64, read unsigned; then modulo the shard count.
+		// In int8 arithmetic (numeric is several times slower, and this
+		// runs per row in the copy, the verification and the delete in
+		// the cutover pause): add the 32-bit halves with the carry, then
+		// (hi * 2^32 + lo) mod n = ((hi mod n) * (2^32 mod n) + lo mod n) mod n,
+		// where no intermediate exceeds 2^33.
 		names := make([]string, len(s.Shards))
 		for i, n := range s.Shards {
 			names[i] = quoteLiteral(n)
 		}
-		return fmt.Sprintf("(ARRAY[%s])[((((%s)::numeric + %s + %d) %% %s) %% %d)::int + 1]",
-			strings.Join(names, ", "), h, two64, hashCombineConst, two64, len(s.Shards)), true
+		n := uint64(len(s.Shards))
+		lo := fmt.Sprintf("((%s) & 4294967295) + %d", h, hashCombineConst&0xFFFFFFFF)
+		hi := fmt.Sprintf("((((%s) >> 32) & 4294967295) + %d + ((%s) >> 32)) & 4294967295", h, hashCombineConst>>32, lo)
+		return fmt.Sprintf("(ARRAY[%s])[(((%s) %% %d * %d + ((%s) & 4294967295) %% %d) %% %d)::int + 1]",
+			strings.Join(names, ", "), hi, n, (uint64(1)<<32)%n, lo, n, n), true
 	case config.StrategyRange:
 		var b strings.Builder
 		b.WriteString("CASE")
@@ -62,7 +70,6 @@ func ownerSQL(s *config.Strategy, keyExpr string) (expr string, ok bool) {
 const (
 	hashPartitionSeed uint64 = 0x7A5B22367996DCFD // HASH_PARTITION_SEED, partbounds.c
 	hashCombineConst  uint64 = 0x49a0f4dd15e5a8e3 // hash_combine64's constant, hashfn.h
-	two64                    = "18446744073709551616"
 )
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

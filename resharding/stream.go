@@ -228,18 +228,31 @@ func (s *streamer) relation(m *pglogrepl.RelationMessage) error {
 			}
 		}
 	}
-	if rel.key < 0 || len(rel.pk) != len(info.PK) {
+	if (rel.key < 0 && !jt.ref) || len(rel.pk) != len(info.PK) {
 		return fmt.Errorf("shard %s: table %s lost its shard key or primary key columns during the job", s.src.shard, name)
 	}
 	s.rels[m.RelationID] = rel
 	return nil
 }
 
+// owners are the destinations of a tuple's change: none when its key
+// stays, every new shard for a reference table.
+func (s *streamer) owners(rel *relation, t *pglogrepl.TupleData) ([]string, error) {
+	if rel == nil {
+		return nil, errors.New("change before its relation message")
+	}
+	if rel.jt.ref {
+		return rel.jt.refTo, nil
+	}
+	o, err := s.owner(rel, t)
+	if err != nil || o == "" {
+		return nil, err
+	}
+	return []string{o}, nil
+}
+
 // owner is the destination of a tuple, or "" when its key stays.
 func (s *streamer) owner(rel *relation, t *pglogrepl.TupleData) (string, error) {
-	if rel == nil {
-		return "", errors.New("change before its relation message")
-	}
 	c := t.Columns[rel.key]
 	if c.DataType != pglogrepl.TupleDataTypeText {
 		return "", fmt.Errorf("table %s: shard key not in the change (type %c)", rel.jt.name, c.DataType)
@@ -265,10 +278,17 @@ func (s *streamer) batch(dst string) *pgconn.Batch {
 }
 
 func (s *streamer) upsert(rel *relation, t *pglogrepl.TupleData) error {
-	dst, err := s.owner(rel, t)
-	if err != nil || dst == "" {
+	dsts, err := s.owners(rel, t)
+	if err != nil {
 		return err
 	}
+	for _, dst := range dsts {
+		s.upsertOn(dst, rel, t)
+	}
+	return nil
+}
+
+func (s *streamer) upsertOn(dst string, rel *relation, t *pglogrepl.TupleData) {
 	vals := make([][]byte, len(t.Columns))
 	toasted := false
 	for i, c := range t.Columns {
@@ -281,7 +301,7 @@ func (s *streamer) upsert(rel *relation, t *pglogrepl.TupleData) error {
 	}
 	if !toasted {
 		s.batch(dst).ExecParams(rel.info.upsertSQL(), vals, nil, nil, nil)
-		return nil
+		return
 	}
 	// An unchanged TOASTed value is not sent: update only what was, by
 	// primary key. The row exists on dst: it was copied or inserted before.
@@ -300,19 +320,20 @@ func (s *streamer) upsert(rel *relation, t *pglogrepl.TupleData) error {
 	}
 	q := fmt.Sprintf("UPDATE %s SET %s WHERE %s", rel.info.Ident, strings.Join(set, ", "), strings.Join(where, " AND "))
 	s.batch(dst).ExecParams(q, args, nil, nil, nil)
-	return nil
 }
 
 func (s *streamer) delete(rel *relation, t *pglogrepl.TupleData) error {
-	dst, err := s.owner(rel, t)
-	if err != nil || dst == "" {
+	dsts, err := s.owners(rel, t)
+	if err != nil {
 		return err
 	}
 	args := make([][]byte, len(rel.pk))
 	for i, p := range rel.pk {
 		args[i] = t.Columns[p].Data
 	}
-	s.batch(dst).ExecParams(rel.info.deleteSQL(), args, nil, nil, nil)
+	for _, dst := range dsts {
+		s.batch(dst).ExecParams(rel.info.deleteSQL(), args, nil, nil, nil)
+	}
 	return nil
 }
 

@@ -86,6 +86,18 @@ func (ti *tableInfo) refusal(key string) string {
 	return ""
 }
 
+// refRefusal says why a reference table cannot be streamed to a new
+// shard, or "": its changes are applied by primary key like moved rows.
+func (ti *tableInfo) refRefusal() string {
+	switch {
+	case len(ti.PK) == 0:
+		return fmt.Sprintf("reference table %s has no primary key: its changes cannot be applied idempotently on the new shards (add a primary key)", ti.Name)
+	case ti.ReplIdent != "d":
+		return fmt.Sprintf("reference table %s has REPLICA IDENTITY %s; the default (primary key) is required", ti.Name, map[string]string{"f": "FULL", "i": "USING INDEX", "n": "NOTHING"}[ti.ReplIdent])
+	}
+	return ""
+}
+
 // colList is the quoted, comma-separated column list.
 func (ti *tableInfo) colList() string {
 	q := make([]string, len(ti.Cols))
