@@ -103,16 +103,12 @@ func reshardCmd(logger func() *slog.Logger) *cobra.Command {
 		Short: "Continue an interrupted job from the phase it reached",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, _, err := loadMaps(cur, "")
-			if err != nil {
-				return err
-			}
-			st, err := resharding.ReadStatus(cmd.Context(), c.Metadata.DSN, job)
+			dsn, st, err := jobOf(cmd.Context(), cur, job)
 			if err != nil {
 				return err
 			}
 			opts.Logger = logger()
-			return runJob(cmd.Context(), cmd.OutOrStdout(), c.Metadata.DSN, st.ID, opts)
+			return runJob(cmd.Context(), cmd.OutOrStdout(), dsn, st.ID, opts)
 		},
 	}
 	addMaps(resume, false)
@@ -124,15 +120,11 @@ func reshardCmd(logger func() *slog.Logger) *cobra.Command {
 		Short: "Stop a job before its cutover; destinations cleaned, slots and publications dropped",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, _, err := loadMaps(cur, "")
+			dsn, st, err := jobOf(cmd.Context(), cur, job)
 			if err != nil {
 				return err
 			}
-			st, err := resharding.ReadStatus(cmd.Context(), c.Metadata.DSN, job)
-			if err != nil {
-				return err
-			}
-			if err := resharding.Abort(cmd.Context(), c.Metadata.DSN, st.ID); err != nil {
+			if err := resharding.Abort(cmd.Context(), dsn, st.ID); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "resharding job %d aborted; the old map keeps serving\n", st.ID)
@@ -394,4 +386,15 @@ func reshardHook(ctx context.Context, path string, log *slog.Logger, jobs *conso
 		}
 		return nil, usage
 	}
+}
+
+// jobOf reads the current map's metadata DSN and the status of job (0:
+// the newest), for the commands that act on an existing job.
+func jobOf(ctx context.Context, cur string, job int64) (string, *resharding.Status, error) {
+	c, _, err := loadMaps(cur, "")
+	if err != nil {
+		return "", nil, err
+	}
+	st, err := resharding.ReadStatus(ctx, c.Metadata.DSN, job)
+	return c.Metadata.DSN, st, err
 }
