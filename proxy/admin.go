@@ -382,7 +382,7 @@ var adminHelp = [][2]string{
 	{"RESUME [shard]", "let held transactions go on"},
 	{"SHUTDOWN", "stop accepting clients and drain, as SIGTERM"},
 	{"SHOW RESHARD", "this proxy's resharding state (map epoch, shards held for a cutover, recent steps) and the latest job"},
-	{"RESHARD PLAN|START <target.yaml> / STATUS|ABORT|RESUME [job]", "resharding jobs, as the reshard CLI (START and RESUME run the job in this process)"},
+	{"RESHARD PLAN|START <target.yaml or -> [strategy:key=shard ...] / STATUS|ABORT|RESUME [job]", "resharding jobs, as the reshard CLI (- keeps the current map; each strategy:key=shard moves a directory key; START and RESUME run the job in this process)"},
 }
 
 func (a *adminConn) command(ctx context.Context, cmd string) error {

@@ -33,6 +33,9 @@ func Assemble(ctx context.Context, cfg *config.Config, prev *Assembly, log *slog
 	if needsDirectory(cfg) {
 		if prev != nil && prev.dir != nil && prev.cfg.Metadata.DSN == cfg.Metadata.DSN {
 			a.dir = prev.dir
+			// A new map (a reload or a resharding epoch, which may have
+			// moved directory entries) starts with a cold cache.
+			a.dir.Forget()
 		} else {
 			dir, err := strategies.OpenDirectory(ctx, cfg.Metadata.DSN, log)
 			if err != nil {

@@ -42,7 +42,7 @@ func BenchmarkReshard(b *testing.B) {
 func benchReshard(b *testing.B, base resharding.Options) {
 	const benchRows = 200_000
 	for range b.N {
-		sc := startScenario(b, "current.yaml", "target.yaml")
+		sc := startScenario(b, "current.yaml", "target.yaml", nil)
 		ctx := context.Background()
 		// Bulk orders of customers the writers do not touch.
 		var rows [][]any
@@ -59,7 +59,7 @@ func benchReshard(b *testing.B, base resharding.Options) {
 		// Baseline: plain COPY of s0's orders into a scratch table on s2.
 		plainRows, plainBytes, plainDur := plainCopy(b, sc)
 
-		id, plan, err := resharding.Create(ctx, sc.curText, sc.nextText)
+		id, plan, err := resharding.Create(ctx, sc.curText, sc.nextText, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -127,7 +127,7 @@ func Abort(ctx context.Context, metaDSN string, id int64, log ...any) error {
 	// What a destination got from the job are the rows the old map does
 	// not place there; the old map's proxies never write those.
 	for _, jt := range j.tables {
-		for _, d := range jt.next.Shards() {
+		for _, d := range jt.place.destinations() {
 			c, err := j.dest(ctx, d)
 			if err != nil {
 				return err
@@ -145,7 +145,7 @@ func Abort(ctx context.Context, metaDSN string, id int64, log ...any) error {
 				continue
 			}
 			_, err = j.deleteWhere(ctx, c, jt, d, func(key string) (bool, error) {
-				from, err := locate(ctx, jt.old, jt.keyType, key)
+				from, err := jt.place.oldOwner(ctx, key, d)
 				return from != d, err
 			})
 			if err != nil {
@@ -178,7 +178,7 @@ func Abort(ctx context.Context, metaDSN string, id int64, log ...any) error {
 func (j *Job) deleteMoved(ctx context.Context) error {
 	conns := map[string]*pgx.Conn{}
 	for _, jt := range j.tables {
-		for _, s := range jt.old.Shards() {
+		for _, s := range jt.place.sources() {
 			c, err := j.source(ctx, s)
 			if err != nil {
 				return err
@@ -196,10 +196,10 @@ func (j *Job) deleteMoved(ctx context.Context) error {
 // deleteMovedOn deletes the moved rows of every table from shard s.
 func (j *Job) deleteMovedOn(ctx context.Context, c *pgx.Conn, s string) error {
 	for _, jt := range j.tables {
-		if !slices.Contains(jt.old.Shards(), s) {
+		if !slices.Contains(jt.place.sources(), s) {
 			continue
 		}
-		expr, inSQL := ownerSQL(jt.nextCfg, quoteIdent(jt.key))
+		expr, inSQL := jt.place.newOwnerSQL(quoteIdent(jt.key), s)
 		var n int64
 		if inSQL {
 			tag, err := c.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s <> %s", jt.info.Ident, expr, quoteLiteral(s)))
@@ -210,7 +210,7 @@ func (j *Job) deleteMovedOn(ctx context.Context, c *pgx.Conn, s string) error {
 		} else {
 			var err error
 			n, err = j.deleteWhere(ctx, c, jt, s, func(key string) (bool, error) {
-				to, err := locate(ctx, jt.next, jt.keyType, key)
+				to, err := jt.place.newOwner(ctx, key, s)
 				return to != s, err
 			})
 			if err != nil {

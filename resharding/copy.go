@@ -33,8 +33,8 @@ func (j *Job) copyTable(ctx context.Context, tx pgx.Tx, src *source, jt *jobTabl
 			queries = append(queries, fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT", jt.info.colList(), jt.info.Ident))
 			dests = append(dests, d)
 		}
-	} else if expr, ok := ownerSQL(jt.nextCfg, quoteIdent(jt.key)); ok {
-		for _, d := range jt.next.Shards() {
+	} else if expr, ok := jt.place.newOwnerSQL(quoteIdent(jt.key), src.shard); ok {
+		for _, d := range jt.place.destinations() {
 			if d != src.shard {
 				queries = append(queries, fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s = %s) TO STDOUT", jt.info.colList(), jt.info.Ident, expr, quoteLiteral(d)))
 				dests = append(dests, d)
@@ -83,7 +83,7 @@ func (j *Job) copyTable(ctx context.Context, tx pgx.Tx, src *source, jt *jobTabl
 func (j *Job) directCopy(ctx context.Context, jt *jobTable, src, dst string) (bool, error) {
 	where := "true" // a reference table: the whole table comes from src
 	if !jt.ref {
-		expr, ok := ownerSQL(jt.oldCfg, quoteIdent(jt.key))
+		expr, ok := jt.place.oldOwnerSQL(quoteIdent(jt.key), dst)
 		if !ok {
 			return false, nil
 		}
@@ -177,7 +177,7 @@ func (c *copier) row(line []byte) error {
 	if !ok {
 		return fmt.Errorf("table %s on shard %s: a row has a NULL shard key", c.jt.name, c.src.shard)
 	}
-	to, err := locate(c.ctx, c.jt.next, c.jt.keyType, field)
+	to, err := c.jt.place.newOwner(c.ctx, field, c.src.shard)
 	if err != nil {
 		return fmt.Errorf("table %s on shard %s: key %q: %w", c.jt.name, c.src.shard, field, err)
 	}

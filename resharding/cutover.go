@@ -2,6 +2,7 @@ package resharding
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -149,15 +150,23 @@ func (j *Job) cutover(ctx context.Context, attempt int, streamers []*streamer, h
 	if verified.After(deadline) {
 		return resumeOld("verification took past the bound")
 	}
-	// The switch: the epoch and the phase change commit together.
+	// The switch: the epoch, the directory entries and the phase change
+	// commit together.
 	var epoch int64
 	err = pgx.BeginFunc(ctx, j.meta, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, "INSERT INTO shardproxy_epoch (map, job_id) VALUES ($1, $2) RETURNING epoch", j.targetText, j.id).Scan(&epoch); err != nil {
 			return err
 		}
+		if err := j.moveEntries(ctx, tx); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, "UPDATE shardproxy_reshard_job SET phase = $2, updated_at = now() WHERE id = $1", j.id, PhaseCleanup)
 		return err
 	})
+	if errors.Is(err, errEntryChanged) {
+		j.notify(ctx, fmt.Sprintf("resume %d %d", j.id, attempt))
+		return false, err
+	}
 	if err != nil {
 		return false, err
 	}
@@ -193,6 +202,29 @@ func (j *Job) cutover(ctx context.Context, attempt int, streamers []*streamer, h
 	j.log.Info("cutover done", "epoch", epoch, "attempt", attempt, "pause_ack", paused.Sub(start), "drain", drained.Sub(paused),
 		"verify", verified.Sub(drained), "delete_moved", time.Since(switched), "pause_total", time.Since(start))
 	return true, nil
+}
+
+var errEntryChanged = errors.New("a directory entry the job moves was changed by someone else during the job; the old map keeps serving (abort the job and plan again)")
+
+// moveEntries points the moved keys' directory entries at their new
+// shards, inside the switch's transaction. An entry no longer naming the
+// shard the job copied from was changed behind the job's back: its rows
+// may be elsewhere, so the switch is refused. The directory's trigger
+// notifies every proxy's cache; the proxies also drop their caches when
+// they apply the new epoch (the two notifications arrive on different
+// connections, in no particular order).
+func (j *Job) moveEntries(ctx context.Context, tx pgx.Tx) error {
+	for _, m := range j.moves {
+		table := j.next.StrategyByName(m.Strategy).Table
+		tag, err := tx.Exec(ctx, "UPDATE "+quoteTable(table)+" SET shard = $3, updated_at = now() WHERE key = $1 AND shard = $2", m.Key, m.From, m.To)
+		if err != nil {
+			return fmt.Errorf("directory %s: %w", table, err)
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("directory %s key %s: %w", table, m.Key, errEntryChanged)
+		}
+	}
+	return nil
 }
 
 // verify compares, per table and move, the count and an order-independent
@@ -240,8 +272,6 @@ func (j *Job) verify(ctx context.Context) ([]string, error) {
 	for _, jt := range j.tables {
 		src := map[[2]string]*agg{} // from, to
 		dst := map[[2]string]*agg{}
-		oldSQL, ok1 := ownerSQL(jt.oldCfg, quoteIdent(jt.key))
-		newSQL, ok2 := ownerSQL(jt.nextCfg, quoteIdent(jt.key))
 		// aggregate has the server group the rows by owner (no row leaves
 		// it); used when both strategies have an SQL form.
 		aggregate := func(c *pgx.Conn, shard, ownerExpr string, out map[[2]string]*agg, dir int) error {
@@ -270,11 +300,11 @@ func (j *Job) verify(ctx context.Context) ([]string, error) {
 			return err
 		}
 		scan := func(c *pgx.Conn, shard string, s func(key string) (string, error), out map[[2]string]*agg, dir int) error {
-			if ok1 && ok2 {
-				expr := newSQL
-				if dir < 0 {
-					expr = oldSQL
-				}
+			expr, ok := jt.place.newOwnerSQL(quoteIdent(jt.key), shard)
+			if dir < 0 {
+				expr, ok = jt.place.oldOwnerSQL(quoteIdent(jt.key), shard)
+			}
+			if ok {
 				return aggregate(c, shard, expr, out, dir)
 			}
 			q := fmt.Sprintf("SELECT %s::text, hashtext(ROW(%s)::text) FROM %s", quoteIdent(jt.key), jt.info.colList(), jt.info.Ident)
@@ -304,21 +334,21 @@ func (j *Job) verify(ctx context.Context) ([]string, error) {
 			})
 			return err
 		}
-		for _, s := range jt.old.Shards() {
+		for _, s := range jt.place.sources() {
 			c, err := j.source(ctx, s)
 			if err != nil {
 				return nil, err
 			}
-			if err := scan(c, s, func(k string) (string, error) { return locate(ctx, jt.next, jt.keyType, k) }, src, 1); err != nil {
+			if err := scan(c, s, func(k string) (string, error) { return jt.place.newOwner(ctx, k, s) }, src, 1); err != nil {
 				return nil, err
 			}
 		}
-		for _, d := range jt.next.Shards() {
+		for _, d := range jt.place.destinations() {
 			c, err := j.dest(ctx, d)
 			if err != nil {
 				return nil, err
 			}
-			if err := scan(c, d, func(k string) (string, error) { return locate(ctx, jt.old, jt.keyType, k) }, dst, -1); err != nil {
+			if err := scan(c, d, func(k string) (string, error) { return jt.place.oldOwner(ctx, k, d) }, dst, -1); err != nil {
 				return nil, err
 			}
 		}

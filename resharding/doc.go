@@ -26,6 +26,12 @@
 //	cleanup  slots and publications dropped, moved rows still on old owners
 //	         (a job killed inside the cutover) deleted
 //
+// What moves is a placement (placement.go): for tables whose strategy
+// changes, the keys whose owner differs between the two strategies; for a
+// directory strategy, the keys the operator moves (DirectoryMove), whose
+// entries change in the switch's transaction. Every phase asks the
+// placement, so copy, stream, verification, delete and abort agree.
+//
 // Reference tables, when the target map adds shards, are copied whole
 // from the first source shard (under the same snapshot, through the same
 // slot and publication) onto every new shard, their changes applied there

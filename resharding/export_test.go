@@ -22,12 +22,18 @@ func WithHook(o Options, f func(point string) error) Options {
 	return o
 }
 
-// BuildStrats builds cfg's strategies (no directories).
+// BuildStrats builds cfg's strategies, directories included.
 func BuildStrats(t testing.TB, cfg *config.Config) map[string]strategies.Strategy {
-	t.Helper()
-	s, err := strategies.Build(context.Background(), cfg, nil)
+	return buildAll(t, cfg)
+}
+
+// Owner is the shard the proxy routes a read of key in table to under
+// cfg's strategies (strats from BuildStrats), as the proxy does.
+func Owner(ctx context.Context, strats map[string]strategies.Strategy, cfg *config.Config, table, key string) (string, error) {
+	s := strats[cfg.TableByName(table).Strategy]
+	k, err := strategies.ParseKey(s.KeyType(), key)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	return s
+	return s.Locate(ctx, k, strategies.Read)
 }

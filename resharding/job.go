@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shardproxy/shardproxy/config"
-	"github.com/shardproxy/shardproxy/strategies"
 )
 
 // Options tune a job. The zero value gets the defaults.
@@ -63,6 +62,7 @@ type Job struct {
 	id         int64
 	cur, next  *config.Config
 	targetText string
+	moves      []DirectoryMove // directory keys reassigned at the cutover
 	tables     []*jobTable
 	// refs are reference tables copied whole from refSource onto the
 	// shards new in the target map (ref is set, old/next are nil).
@@ -79,12 +79,9 @@ type Job struct {
 type jobTable struct {
 	name, key string
 	ref       bool
-	refTo     []string // for a reference table: the new shards
-	old, next strategies.Strategy
-	// oldCfg and nextCfg are the strategies as configured (for ownerSQL).
-	oldCfg, nextCfg *config.Strategy
-	keyType         strategies.KeyType
-	info            *tableInfo
+	refTo     []string  // for a reference table: the new shards
+	place     placement // for a sharded table: what moves where
+	info      *tableInfo
 }
 
 type source struct {
@@ -106,10 +103,11 @@ func (j *Job) table(name string) *jobTable {
 	return nil
 }
 
-// Create plans the move from curText to targetText (YAML shard maps),
-// refuses it if the plan has refusals, and records a new job in the
-// metadata database. It returns the job id and the plan.
-func Create(ctx context.Context, curText, targetText string) (int64, *Plan, error) {
+// Create plans the move from curText to targetText (YAML shard maps) and
+// of the directory keys in moves, refuses it if the plan has refusals,
+// and records a new job in the metadata database. It returns the job id
+// and the plan.
+func Create(ctx context.Context, curText, targetText string, moves []DirectoryMove) (int64, *Plan, error) {
 	cur, err := config.Parse([]byte(curText), "current map")
 	if err != nil {
 		return 0, nil, err
@@ -118,7 +116,7 @@ func Create(ctx context.Context, curText, targetText string) (int64, *Plan, erro
 	if err != nil {
 		return 0, nil, err
 	}
-	p, err := NewPlan(ctx, cur, next)
+	p, err := NewPlan(ctx, cur, next, moves)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -149,8 +147,8 @@ func Create(ctx context.Context, curText, targetText string) (int64, *Plan, erro
 	rows, _ := p.MovingRows()
 	var id int64
 	err = pgx.BeginFunc(ctx, meta, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, "INSERT INTO shardproxy_reshard_job (phase, cur_map, target_map, rows_total) VALUES ($1, $2, $3, $4) RETURNING id",
-			PhaseCopy, curText, targetText, rows).Scan(&id)
+		err := tx.QueryRow(ctx, "INSERT INTO shardproxy_reshard_job (phase, cur_map, target_map, rows_total, directory_moves) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+			PhaseCopy, curText, targetText, rows, encodeMoves(p.DirMoves)).Scan(&id)
 		if err != nil {
 			return err
 		}
@@ -242,25 +240,25 @@ func (j *Job) load(ctx context.Context, st *Status) error {
 		return err
 	}
 	j.targetText = st.TargetMap
-	p := &Plan{Cur: j.cur, Next: j.next}
-	p.structure()
-	oldS, err := buildStrategies(ctx, j.cur)
-	if err != nil {
+	if j.moves, err = decodeMoves(st.DirectoryMoves); err != nil {
 		return err
 	}
-	newS, err := buildStrategies(ctx, j.next)
-	if err != nil {
+	// The moves were planned (From read from the directory) at Create;
+	// the directory may already say To if the job switched.
+	p := &Plan{Cur: j.cur, Next: j.next, DirMoves: j.moves}
+	p.structure()
+	if len(p.Refusals) > 0 {
+		return fmt.Errorf("job %d: its maps no longer plan: %s", j.id, p.Refusals[0])
+	}
+	if err := p.placements(ctx); err != nil {
 		return err
 	}
 	for _, s := range st.Sources {
 		j.sources = append(j.sources, &source{shard: s.Shard, slot: s.Slot, pub: s.Publication, copied: s.Copied})
 	}
 	for _, tp := range p.Tables {
-		ot, nt := j.cur.TableByName(tp.Name), j.next.TableByName(tp.Name)
-		jt := &jobTable{name: tp.Name, key: tp.Key, old: oldS[ot.Strategy], next: newS[nt.Strategy],
-			oldCfg: j.cur.StrategyByName(ot.Strategy), nextCfg: j.next.StrategyByName(nt.Strategy)}
-		jt.keyType = jt.next.KeyType()
-		for _, src := range jt.old.Shards() {
+		jt := &jobTable{name: tp.Name, key: tp.Key, place: tp.place}
+		for _, src := range jt.place.sources() {
 			c, err := j.source(ctx, src)
 			if err != nil {
 				return err
@@ -340,7 +338,7 @@ func (j *Job) hook(point string) error {
 // publication and slot, and copies what is not copied yet.
 func (j *Job) copyPhase(ctx context.Context) (string, error) {
 	for _, jt := range j.tables {
-		for _, dst := range jt.next.Shards() {
+		for _, dst := range jt.place.destinations() {
 			if err := j.ensureSchema(ctx, jt, j.sourceOf(jt), dst); err != nil {
 				return "", err
 			}
@@ -362,14 +360,14 @@ func (j *Job) copyPhase(ctx context.Context) (string, error) {
 }
 
 // sourceOf is a shard that has jt (its schema is copied from there).
-func (j *Job) sourceOf(jt *jobTable) string { return jt.old.Shards()[0] }
+func (j *Job) sourceOf(jt *jobTable) string { return jt.place.sources()[0] }
 
 // movesFrom lists the tables with rows on src to copy: the sharded
 // tables it holds, and the reference tables when src is their source.
 func (j *Job) movesFrom(src string) []*jobTable {
 	var out []*jobTable
 	for _, jt := range j.tables {
-		if slices.Contains(jt.old.Shards(), src) {
+		if slices.Contains(jt.place.sources(), src) {
 			out = append(out, jt)
 		}
 	}

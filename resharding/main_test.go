@@ -131,10 +131,7 @@ func (c *Cluster) Conn(t testing.TB, shard string) *pgx.Conn {
 func SeedRows(t testing.TB, c *Cluster, cfg *config.Config, table string, cols []string, keyIdx int, rows [][]any) {
 	t.Helper()
 	ctx := context.Background()
-	strats, err := strategies.Build(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	strats := buildAll(t, cfg)
 	tc := cfg.TableByName(table)
 	s := strats[tc.Strategy]
 	per := map[string][][]any{}
@@ -181,6 +178,28 @@ func SeedExample(t testing.TB, c *Cluster, cfg *config.Config) {
 	for _, s := range cfg.Shards {
 		c.Exec(t, s.Name, "INSERT INTO products SELECT i, 'product ' || i, i * 1.5 FROM generate_series(1, 50) i")
 	}
+}
+
+// buildAll builds every strategy of cfg, directories included (placing a
+// key writes its entry, as the proxy does).
+func buildAll(t testing.TB, cfg *config.Config) map[string]strategies.Strategy {
+	t.Helper()
+	ctx := context.Background()
+	var dir *strategies.DirectoryStore
+	for _, s := range cfg.Strategies {
+		if s.Type == config.StrategyDirectory && dir == nil {
+			var err error
+			if dir, err = strategies.OpenDirectory(ctx, cfg.Metadata.DSN, nil); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(dir.Close)
+		}
+	}
+	strats, err := strategies.Build(ctx, cfg, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strats
 }
 
 func MustParse(t testing.TB, text string) *config.Config {

@@ -2,6 +2,7 @@ package resharding
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -28,6 +29,9 @@ type Plan struct {
 	// keptDirectory are directory-placed tables whose directory stays:
 	// nothing of them moves, but new shards must have them.
 	keptDirectory []string
+	// DirMoves are the directory keys the operator reassigns (normalised,
+	// with From filled in from the directory by NewPlan).
+	DirMoves []DirectoryMove
 	// Refusals are the reasons the job cannot run; a plan with refusals is
 	// printed but not started.
 	Refusals []string
@@ -38,13 +42,15 @@ type Plan struct {
 // TablePlan is one sharded table whose placement changes.
 type TablePlan struct {
 	Name, Key string
-	Old, New  strategies.Strategy
 	OldDesc   string // the strategies as configured, for printing
 	NewDesc   string
 	Moves     []*Move // sorted by From, then To
 	Rows      int64   // rows on the source shards (moving or not)
 	// Info is the table as the first source shard's catalog has it.
-	Info *tableInfo
+	Info  *tableInfo
+	place placement
+	// dirStrategy names the directory whose keys move (DirMoves), or "".
+	dirStrategy string
 }
 
 // RefPlan is one reference table copied whole onto the new shards.
@@ -66,27 +72,24 @@ const copyRate = 20 << 20 // bytes per second
 
 // NewPlan compares cur and next, inspects the source shards' catalogs and
 // counts the moving rows exactly (one scan of the shard key per table and
-// source shard). It changes nothing. Structural problems (a table that
-// changes kind, a renamed key) come back as refusals, not errors; errors
-// are for shards that cannot be reached.
-func NewPlan(ctx context.Context, cur, next *config.Config) (*Plan, error) {
-	p := &Plan{Cur: cur, Next: next}
+// source shard). moves reassign directory keys (the maps may then be
+// the same). It changes nothing. Structural problems (a table that changes
+// kind, a renamed key, a move of an unknown key) come back as refusals,
+// not errors; errors are for shards that cannot be reached.
+func NewPlan(ctx context.Context, cur, next *config.Config, moves []DirectoryMove) (*Plan, error) {
+	p := &Plan{Cur: cur, Next: next, DirMoves: moves}
 	p.structure()
 	if len(p.Refusals) > 0 {
 		return p, nil
 	}
-	oldStrats, err := buildStrategies(ctx, cur)
-	if err != nil {
-		return nil, fmt.Errorf("current map: %w", err)
+	if err := p.readDirectories(ctx); err != nil {
+		return nil, err
 	}
-	newStrats, err := buildStrategies(ctx, next)
-	if err != nil {
-		return nil, fmt.Errorf("target map: %w", err)
+	if len(p.Refusals) > 0 {
+		return p, nil
 	}
-	for _, tp := range p.Tables {
-		old := cur.StrategyByName(cur.TableByName(tp.Name).Strategy)
-		nw := next.StrategyByName(next.TableByName(tp.Name).Strategy)
-		tp.Old, tp.New = oldStrats[old.Name], newStrats[nw.Name]
+	if err := p.placements(ctx); err != nil {
+		return nil, err
 	}
 	conns := map[string]*pgx.Conn{}
 	defer func() {
@@ -94,7 +97,7 @@ func NewPlan(ctx context.Context, cur, next *config.Config) (*Plan, error) {
 			c.Close(context.Background())
 		}
 	}()
-	for _, name := range p.sourceShards() {
+	for _, name := range p.Sources() {
 		c, err := connect(ctx, shardDSN(cur, name))
 		if err != nil {
 			return nil, fmt.Errorf("shard %s: %w", name, err)
@@ -134,6 +137,9 @@ func (p *Plan) checkKeptDirectories(ctx context.Context) error {
 			return fmt.Errorf("shard %s: %w", s.Name, err)
 		}
 		for _, name := range p.keptDirectory {
+			if tp := p.table(name); tp != nil && slices.Contains(tp.place.destinations(), s.Name) {
+				continue // the job creates it there
+			}
 			_, ok, err := inspectTable(ctx, c, name, "")
 			if err != nil {
 				c.Close(ctx)
@@ -181,6 +187,37 @@ func (p *Plan) measureRefs(ctx context.Context, conns map[string]*pgx.Conn) erro
 	return nil
 }
 
+// placements gives every moving table its placement: the two maps'
+// strategies, or its directory's moves (whose From must be known).
+func (p *Plan) placements(ctx context.Context) error {
+	oldStrats, err := buildStrategies(ctx, p.Cur)
+	if err != nil {
+		return fmt.Errorf("current map: %w", err)
+	}
+	newStrats, err := buildStrategies(ctx, p.Next)
+	if err != nil {
+		return fmt.Errorf("target map: %w", err)
+	}
+	for _, tp := range p.Tables {
+		nw := p.Next.StrategyByName(p.Next.TableByName(tp.Name).Strategy)
+		if tp.dirStrategy != "" {
+			kt, err := strategies.KeyTypeOf(nw.KeyType)
+			if err != nil {
+				return err
+			}
+			tp.place = newDirectoryPlacement(kt, movesOf(p.DirMoves, tp.dirStrategy), p.Next.ShardNames())
+			continue
+		}
+		old := p.Cur.StrategyByName(p.Cur.TableByName(tp.Name).Strategy)
+		if tp.place, err = newStrategyPlacement(oldStrats[old.Name], newStrats[nw.Name], old, nw); err != nil {
+			return fmt.Errorf("table %s: %w", tp.Name, err)
+		}
+	}
+	// A placement that differs on paper but loses no key moves nothing.
+	p.Tables = slices.DeleteFunc(p.Tables, func(tp *TablePlan) bool { return len(tp.place.sources()) == 0 })
+	return nil
+}
+
 // buildStrategies builds cfg's strategies except directories: a table
 // placed by a directory is refused as a moving table (structure), and the
 // others need only hash, range and consistent strategies, which need no
@@ -219,6 +256,7 @@ func shardDSN(cfg *config.Config, name string) string {
 func (p *Plan) structure() {
 	cur, next := p.Cur, p.Next
 	refuse := func(format string, args ...any) { p.Refusals = append(p.Refusals, fmt.Sprintf(format, args...)) }
+	p.checkMoves()
 	for _, s := range next.Shards {
 		if d := shardDSN(cur, s.Name); d != "" && d != s.DSN {
 			refuse("shard %s has a different dsn in the target map; rename the new shard instead", s.Name)
@@ -269,11 +307,16 @@ func (p *Plan) structure() {
 		if os.Type == config.StrategyDirectory || ns.Type == config.StrategyDirectory {
 			if os.Type == ns.Type && os.Table == ns.Table && os.KeyType == ns.KeyType {
 				// Every existing key has an entry (an INSERT creates it), so
-				// no row moves, whatever the fallback does to new keys.
+				// only the keys the operator moves move, whatever the
+				// fallback does to new keys.
 				p.keptDirectory = append(p.keptDirectory, t.Name)
+				if len(movesOf(p.DirMoves, ns.Name)) > 0 {
+					p.Tables = append(p.Tables, &TablePlan{Name: t.Name, Key: t.Key, OldDesc: describeStrategy(os),
+						NewDesc: describeMoves(ns, movesOf(p.DirMoves, ns.Name)), dirStrategy: ns.Name})
+				}
 				continue
 			}
-			refuse("table %s uses a directory strategy whose table or key type changes: moving directory entries is not supported yet", t.Name)
+			refuse("table %s uses a directory strategy whose table or key type changes (a directory keeps its table; move its keys with --move instead)", t.Name)
 			continue
 		}
 		if os.KeyType != ns.KeyType {
@@ -285,6 +328,128 @@ func (p *Plan) structure() {
 		}
 		p.Tables = append(p.Tables, &TablePlan{Name: t.Name, Key: t.Key, OldDesc: describeStrategy(os), NewDesc: describeStrategy(ns)})
 	}
+}
+
+// checkMoves refuses directory moves that name no directory, shard or
+// table, and normalises their keys to the directory's form.
+func (p *Plan) checkMoves() {
+	refuse := func(format string, args ...any) { p.Refusals = append(p.Refusals, fmt.Sprintf(format, args...)) }
+	seen := map[[2]string]bool{}
+	for i := range p.DirMoves {
+		m := &p.DirMoves[i]
+		s := p.Next.StrategyByName(m.Strategy)
+		if s == nil || s.Type != config.StrategyDirectory {
+			refuse("move %s: %s is not a directory strategy of the target map", m, m.Strategy)
+			continue
+		}
+		if p.Next.ShardIndex(m.To) < 0 {
+			refuse("move %s: the target map has no shard %s", m, m.To)
+			continue
+		}
+		kt, err := strategies.KeyTypeOf(s.KeyType)
+		if err != nil {
+			refuse("move %s: %v", m, err)
+			continue
+		}
+		k, err := strategies.ParseKeyIn(kt, m.Key, time.UTC)
+		if err != nil {
+			refuse("move %s: %v", m, err)
+			continue
+		}
+		m.Key = k.String()
+		if seen[[2]string{m.Strategy, m.Key}] {
+			refuse("move %s: key %s is moved twice", m, m.Key)
+		}
+		seen[[2]string{m.Strategy, m.Key}] = true
+		used := false
+		for _, t := range p.Next.Tables {
+			used = used || t.Strategy == m.Strategy
+		}
+		if !used {
+			refuse("move %s: no table is placed by %s", m, m.Strategy)
+		}
+	}
+}
+
+// readDirectories fills in each move's From from its directory table in
+// the metadata database, refusing keys without an entry (no row was ever
+// placed with them) and keys already where they should go. It also
+// refuses a target map that drops a shard directory entries still name.
+func (p *Plan) readDirectories(ctx context.Context) error {
+	var dirs []*config.Strategy
+	for i := range p.Next.Strategies {
+		if s := &p.Next.Strategies[i]; s.Type == config.StrategyDirectory && p.Cur.StrategyByName(s.Name) != nil {
+			dirs = append(dirs, s)
+		}
+	}
+	if len(dirs) == 0 {
+		return nil
+	}
+	meta, err := connect(ctx, p.Next.Metadata.DSN)
+	if err != nil {
+		return fmt.Errorf("metadata database: %w", err)
+	}
+	defer meta.Close(context.Background())
+	for _, d := range dirs {
+		var exists bool
+		if err := meta.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", quoteTable(d.Table)).Scan(&exists); err != nil {
+			return fmt.Errorf("metadata database: %w", err)
+		}
+		for i := range p.DirMoves {
+			m := &p.DirMoves[i]
+			if m.Strategy != d.Name {
+				continue
+			}
+			if !exists {
+				p.Refusals = append(p.Refusals, fmt.Sprintf("move %s: directory table %s does not exist yet: no key was ever placed", m, d.Table))
+				continue
+			}
+			err := meta.QueryRow(ctx, "SELECT shard FROM "+quoteTable(d.Table)+" WHERE key = $1", m.Key).Scan(&m.From)
+			if errors.Is(err, pgx.ErrNoRows) {
+				p.Refusals = append(p.Refusals, fmt.Sprintf("move %s: key %s has no entry in directory %s (no row was ever written with it); nothing to move", m, m.Key, d.Table))
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("metadata database: %w", err)
+			}
+			if m.From == m.To {
+				p.Refusals = append(p.Refusals, fmt.Sprintf("move %s: key %s is on %s already", m, m.Key, m.To))
+			}
+		}
+		if !exists {
+			continue
+		}
+		// Entries on a shard the target map drops would route nowhere.
+		rows, err := meta.Query(ctx, "SELECT shard, count(*) FROM "+quoteTable(d.Table)+" GROUP BY 1 ORDER BY 1")
+		if err != nil {
+			return fmt.Errorf("metadata database: %w", err)
+		}
+		var shard string
+		var n int64
+		_, err = pgx.ForEachRow(rows, []any{&shard, &n}, func() error {
+			for _, m := range p.DirMoves {
+				if m.Strategy == d.Name && m.From == shard {
+					n--
+				}
+			}
+			if p.Next.ShardIndex(shard) < 0 && n > 0 {
+				p.Refusals = append(p.Refusals, fmt.Sprintf("directory %s has %d entries on shard %s, which the target map drops: move those keys elsewhere with --move %s:KEY=SHARD", d.Table, n, shard, d.Name))
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("metadata database: %w", err)
+		}
+	}
+	return nil
+}
+
+func describeMoves(s *config.Strategy, moves []DirectoryMove) string {
+	var keys []string
+	for _, m := range moves {
+		keys = append(keys, m.Key+"->"+m.To)
+	}
+	return fmt.Sprintf("%s directory %s, keys %s", s.Name, s.Table, strings.Join(keys, " "))
 }
 
 // samePlacement reports whether two strategy configs place every key alike.
@@ -307,19 +472,10 @@ func describeStrategy(s *config.Strategy) string {
 		return fmt.Sprintf("%s range [%s]", s.Name, strings.Join(parts, " "))
 	case config.StrategyConsistent:
 		return fmt.Sprintf("%s consistent [%s] partitions %d", s.Name, strings.Join(s.Shards, " "), s.Partitions)
+	case config.StrategyDirectory:
+		return fmt.Sprintf("%s directory %s (new keys: %s)", s.Name, s.Table, s.Fallback)
 	}
 	return fmt.Sprintf("%s %s [%s]", s.Name, s.Type, strings.Join(s.Shards, " "))
-}
-
-// sourceShards are the shards that hold rows of moving tables today.
-func (p *Plan) sourceShards() []string {
-	set := map[string]bool{}
-	for _, tp := range p.Tables {
-		for _, s := range tp.Old.Shards() {
-			set[s] = true
-		}
-	}
-	return p.inCurOrder(set)
 }
 
 func (p *Plan) inCurOrder(set map[string]bool) []string {
@@ -357,7 +513,7 @@ func (p *Plan) checkSource(ctx context.Context, name string, c *pgx.Conn) error 
 // measure inspects tp on its source shards and counts what moves where.
 func (p *Plan) measure(ctx context.Context, tp *TablePlan, conns map[string]*pgx.Conn) error {
 	moves := map[[2]string]*Move{}
-	for _, src := range p.inCurOrder(setOf(tp.Old.Shards())) {
+	for _, src := range p.inCurOrder(setOf(tp.place.sources())) {
 		c := conns[src]
 		ti, ok, err := inspectTable(ctx, c, tp.Name, tp.Key)
 		if err != nil {
@@ -376,7 +532,6 @@ func (p *Plan) measure(ctx context.Context, tp *TablePlan, conns map[string]*pgx
 		if tp.Info == nil {
 			tp.Info = ti
 		}
-		kt := tp.New.KeyType()
 		q := fmt.Sprintf("SELECT %s::text, pg_column_size(t.*) FROM %s t", quoteIdent(tp.Key), ti.Ident)
 		rows, err := c.Query(ctx, q)
 		if err != nil {
@@ -389,7 +544,7 @@ func (p *Plan) measure(ctx context.Context, tp *TablePlan, conns map[string]*pgx
 			if keyText == nil {
 				return fmt.Errorf("table %s on shard %s has a row with a NULL shard key", tp.Name, src)
 			}
-			to, err := locate(ctx, tp.New, kt, *keyText)
+			to, err := tp.place.newOwner(ctx, *keyText, src)
 			if err != nil {
 				return fmt.Errorf("table %s on shard %s: key %s: %w", tp.Name, src, *keyText, err)
 			}
@@ -422,6 +577,15 @@ func (p *Plan) measure(ctx context.Context, tp *TablePlan, conns map[string]*pgx
 	return nil
 }
 
+func (p *Plan) table(name string) *TablePlan {
+	for _, tp := range p.Tables {
+		if tp.Name == name {
+			return tp
+		}
+	}
+	return nil
+}
+
 func setOf(names []string) map[string]bool {
 	m := make(map[string]bool, len(names))
 	for _, n := range names {
@@ -443,7 +607,7 @@ func locate(ctx context.Context, s strategies.Strategy, kt strategies.KeyType, t
 // job creates it from the source's schema) and refuses unreachable ones.
 func (p *Plan) checkDestinations(ctx context.Context) error {
 	for _, tp := range p.Tables {
-		for _, dst := range p.destinations(tp) {
+		for _, dst := range tp.place.destinations() {
 			c, err := connect(ctx, shardDSN(p.Next, dst))
 			if err != nil {
 				return fmt.Errorf("shard %s: %w", dst, err)
@@ -454,34 +618,21 @@ func (p *Plan) checkDestinations(ctx context.Context) error {
 				return fmt.Errorf("shard %s: %w", dst, err)
 			}
 			if !ok {
-				p.Notes = append(p.Notes, fmt.Sprintf("table %s will be created on shard %s from the schema of shard %s", tp.Name, dst, tp.Moves[0].From))
+				p.Notes = append(p.Notes, fmt.Sprintf("table %s will be created on shard %s from the schema of shard %s", tp.Name, dst, tp.place.sources()[0]))
 			}
 		}
 	}
 	return nil
 }
 
-// destinations are the shards that receive rows of tp, in target-map order.
-func (p *Plan) destinations(tp *TablePlan) []string {
-	set := map[string]bool{}
-	for _, m := range tp.Moves {
-		set[m.To] = true
-	}
-	var out []string
-	for _, s := range p.Next.Shards {
-		if set[s.Name] {
-			out = append(out, s.Name)
-		}
-	}
-	return out
-}
-
-// Sources are the shards rows move away from, in current-map order.
+// Sources are the shards rows may move away from, in current-map order:
+// each gets a slot, so that rows written there during the job are
+// streamed even if none moves from there now.
 func (p *Plan) Sources() []string {
 	set := map[string]bool{}
 	for _, tp := range p.Tables {
-		for _, m := range tp.Moves {
-			set[m.From] = true
+		for _, s := range tp.place.sources() {
+			set[s] = true
 		}
 	}
 	return p.inCurOrder(set)
@@ -518,7 +669,7 @@ func (p *Plan) Print(w io.Writer) {
 			fmt.Fprintf(w, "  move %-4s -> %-4s %10d rows %12s\n", m.From, m.To, m.Rows, formatBytes(m.Bytes))
 			rows += m.Rows
 		}
-		fmt.Fprintf(w, "  moving %d of %d rows (%s)\n", rows, tp.Rows, percent(rows, tp.Rows))
+		fmt.Fprintf(w, "  moving %d of the %d rows on %s (%s)\n", rows, tp.Rows, strings.Join(tp.place.sources(), ","), percent(rows, tp.Rows))
 	}
 	for _, rp := range p.Refs {
 		fmt.Fprintf(w, "\nreference table %s\n  copy %-4s -> %-4s %10d rows %12s each\n", rp.Name, p.RefSource, strings.Join(rp.To, ","), rp.Rows, formatBytes(rp.Bytes))

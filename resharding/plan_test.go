@@ -6,7 +6,12 @@ import (
 	"flag"
 	"os"
 	"strings"
+	"slices"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shardproxy/shardproxy/config"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -17,25 +22,13 @@ func TestPlanGolden(t *testing.T) {
 	next, _ := c.LoadMap(t, "target.yaml")
 	SeedExample(t, c, cur)
 	c.Exec(t, "s2", "SELECT 1") // s2 exists but is empty: tables get created
-	p, err := NewPlan(context.Background(), cur, next)
+	p, err := NewPlan(context.Background(), cur, next, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
 	p.Print(&out)
-	golden := "../testdata/resharding/plan.golden"
-	if *update {
-		if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out.String() != string(want) {
-		t.Errorf("plan output differs from %s (run with -update after checking):\n--- got\n%s--- want\n%s", golden, out.String(), want)
-	}
+	checkGolden(t, "../testdata/resharding/plan.golden", out.Bytes())
 	// The counts the golden file pins must also agree with the strategies.
 	rows, _ := p.MovingRows()
 	if rows == 0 {
@@ -63,7 +56,7 @@ func TestPlanRefusals(t *testing.T) {
 			for _, s := range []string{"s0", "s1"} {
 				c.Exec(t, s, tt.schema)
 			}
-			p, err := NewPlan(context.Background(), cur, next)
+			p, err := NewPlan(context.Background(), cur, next, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -119,7 +112,7 @@ func TestPlanWithDirectory(t *testing.T) {
 				c.Exec(t, "s2", tt.onS2)
 			}
 			next := strings.Replace(addDir(nextText, "by_customer"), "table: tenant_directory", "table: "+tt.table, 1)
-			p, err := NewPlan(context.Background(), MustParse(t, addDir(curText, "by_customer")), MustParse(t, next))
+			p, err := NewPlan(context.Background(), MustParse(t, addDir(curText, "by_customer")), MustParse(t, next), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,5 +127,99 @@ func TestPlanWithDirectory(t *testing.T) {
 				t.Errorf("%d moving tables, want 3 (customers, orders, events)", len(p.Tables))
 			}
 		})
+	}
+}
+
+// directoryExample loads the directory example (every customer gets an
+// entry, placed by the hash fallback) and returns the keys on s0 and s1.
+func directoryExample(t *testing.T) (c *Cluster, cur, next *config.Config, on map[string][]string) {
+	c = NewCluster(t)
+	cur, _ = c.LoadMap(t, "directory_current.yaml")
+	next, _ = c.LoadMap(t, "directory_target.yaml")
+	SeedExample(t, c, cur)
+	rows, err := c.Conn(t, "meta").Query(context.Background(), "SELECT key, shard FROM tenant_directory ORDER BY key::int8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	on = map[string][]string{}
+	var key, shard string
+	if _, err := pgx.ForEachRow(rows, []any{&key, &shard}, func() error { on[shard] = append(on[shard], key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return c, cur, next, on
+}
+
+// TestPlanDirectoryMoves pins the plan of moving directory keys (golden)
+// and the refusals of moves that cannot run.
+func TestPlanDirectoryMoves(t *testing.T) {
+	_, cur, next, on := directoryExample(t)
+	mv := func(key, to string) DirectoryMove { return DirectoryMove{Strategy: "by_tenant", Key: key, To: to} }
+	t.Run("golden", func(t *testing.T) {
+		p, err := NewPlan(context.Background(), cur, next, []DirectoryMove{mv(on["s0"][0], "s2"), mv(on["s1"][0], "s2"), mv(on["s0"][1], "s1")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		p.Print(&out)
+		checkGolden(t, "../testdata/resharding/plan_directory.golden", out.Bytes())
+		if rows, _ := p.MovingRows(); rows != 3*4+50 { // a customer and its 3 orders, per key; products onto s2
+			t.Errorf("moving %d rows, want %d", rows, 3*4+50)
+		}
+	})
+	for _, tt := range []struct {
+		name  string
+		moves []DirectoryMove
+		next  *config.Config
+		want  string
+	}{
+		{"unknown key", []DirectoryMove{mv("100000", "s2")}, next, "key 100000 has no entry in directory tenant_directory"},
+		{"already there", []DirectoryMove{mv(on["s1"][0], "s1")}, next, "is on s1 already"},
+		{"not a directory", []DirectoryMove{{Strategy: "by_customer", Key: "1", To: "s2"}}, next, "by_customer is not a directory strategy"},
+		{"unknown shard", []DirectoryMove{mv(on["s0"][0], "s9")}, next, "the target map has no shard s9"},
+		{"bad key", []DirectoryMove{mv("abc", "s2")}, next, `invalid input syntax for type bigint: "abc"`},
+		{"moved twice", []DirectoryMove{mv("1", "s2"), mv("01", "s1")}, next, "key 1 is moved twice"},
+		{"dropped shard keeps entries", nil, dropS1(t, next), "directory tenant_directory has"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPlan(context.Background(), cur, tt.next, tt.moves)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(p.Refusals, "\n"); !strings.Contains(got, tt.want) {
+				t.Errorf("refusals %q, want one containing %q", p.Refusals, tt.want)
+			}
+		})
+	}
+}
+
+// dropS1 is next without shard s1 (its fallback hashing over s0 and s2).
+func dropS1(t *testing.T, next *config.Config) *config.Config {
+	c := *next
+	c.Shards = slices.DeleteFunc(slices.Clone(c.Shards), func(s config.Shard) bool { return s.Name == "s1" })
+	c.Strategies = slices.Clone(c.Strategies)
+	for i := range c.Strategies {
+		if s := &c.Strategies[i]; s.Type == config.StrategyHash {
+			s.Shards = []string{"s0", "s2"}
+		}
+		if s := &c.Strategies[i]; s.Type == config.StrategyRange {
+			s.Ranges = []config.Range{{Upper: "500", Shard: "s0"}, {Unbounded: true, Shard: "s2"}}
+		}
+	}
+	return &c
+}
+
+func checkGolden(t *testing.T, golden string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("plan output differs from %s (run with -update after checking):\n--- got\n%s--- want\n%s", golden, got, want)
 	}
 }

@@ -36,6 +36,9 @@ CREATE TABLE IF NOT EXISTS shardproxy_reshard_job (
 	attempts    int NOT NULL DEFAULT 0,
 	message     text NOT NULL DEFAULT ''
 );
+-- directory keys the job reassigns (JSON, see DirectoryMove); added after
+-- the table first shipped, hence the ALTER.
+ALTER TABLE shardproxy_reshard_job ADD COLUMN IF NOT EXISTS directory_moves text NOT NULL DEFAULT '';
 -- one row per source shard: its slot, where its stream starts and how far
 -- it is applied, and which tables are copied.
 CREATE TABLE IF NOT EXISTS shardproxy_reshard_source (
@@ -102,6 +105,8 @@ type Status struct {
 	Sources   []SourceStatus
 	CurMap    string
 	TargetMap string
+	// DirectoryMoves are the job's directory moves (JSON), "" for none.
+	DirectoryMoves string
 }
 
 // SourceStatus is one source shard's progress.
@@ -123,14 +128,14 @@ var ErrNoJob = errors.New("no such resharding job")
 // LoadStatus reads job id (0: the latest job).
 func LoadStatus(ctx context.Context, meta *pgx.Conn, id int64) (*Status, error) {
 	st := &Status{}
-	q := `SELECT id, phase, rows_total, message, cur_map, target_map FROM shardproxy_reshard_job `
+	q := `SELECT id, phase, rows_total, message, cur_map, target_map, directory_moves FROM shardproxy_reshard_job `
 	var row pgx.Row
 	if id == 0 {
 		row = meta.QueryRow(ctx, q+"ORDER BY id DESC LIMIT 1")
 	} else {
 		row = meta.QueryRow(ctx, q+"WHERE id = $1", id)
 	}
-	if err := row.Scan(&st.ID, &st.Phase, &st.RowsTotal, &st.Message, &st.CurMap, &st.TargetMap); err != nil {
+	if err := row.Scan(&st.ID, &st.Phase, &st.RowsTotal, &st.Message, &st.CurMap, &st.TargetMap, &st.DirectoryMoves); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.Is(err, pgx.ErrNoRows) || (errors.As(err, &pgErr) && pgErr.Code == "42P01") {
 			return nil, ErrNoJob

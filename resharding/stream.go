@@ -257,7 +257,7 @@ func (s *streamer) owner(rel *relation, t *pglogrepl.TupleData) (string, error) 
 	if c.DataType != pglogrepl.TupleDataTypeText {
 		return "", fmt.Errorf("table %s: shard key not in the change (type %c)", rel.jt.name, c.DataType)
 	}
-	to, err := locate(context.Background(), rel.jt.next, rel.jt.keyType, string(c.Data))
+	to, err := rel.jt.place.newOwner(context.Background(), string(c.Data), s.src.shard)
 	if err != nil {
 		return "", fmt.Errorf("table %s: key %q: %w", rel.jt.name, c.Data, err)
 	}

@@ -200,6 +200,18 @@ func (d *DirectoryStore) invalidate(payload string) {
 	}
 }
 
+// Forget drops every cached entry. A resharding cutover changes entries
+// and announces the new epoch on another connection than the directory's
+// notifications; forgetting everything when the epoch is applied means no
+// route of the new epoch uses an entry read before the switch (lookups in
+// flight do not fill: the generation moves on).
+func (d *DirectoryStore) Forget() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.gen++
+	clear(d.cache)
+}
+
 // cached returns the cached shard, or the generation to pass to fill.
 func (d *DirectoryStore) cached(k dirKey) (shard string, gen uint64, ok bool) {
 	d.mu.Lock()

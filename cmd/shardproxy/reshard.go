@@ -26,14 +26,29 @@ import (
 func reshardCmd(logger func() *slog.Logger) *cobra.Command {
 	root := &cobra.Command{Use: "reshard", Short: "Move rows to a new shard map while clients keep writing"}
 	var cur, to string
+	var moveArgs []string
 	var job int64
 	var opts resharding.Options
 	addMaps := func(c *cobra.Command, target bool) {
 		c.Flags().StringVarP(&cur, "config", "c", "shardproxy.yaml", "current shard map (YAML)")
 		if target {
-			c.Flags().StringVar(&to, "to", "", "target shard map (YAML)")
-			c.MarkFlagRequired("to")
+			c.Flags().StringVar(&to, "to", "", "target shard map (YAML; default: the current map, for --move alone)")
+			c.Flags().StringArrayVar(&moveArgs, "move", nil, "reassign a directory key: STRATEGY:KEY=SHARD (repeatable)")
 		}
+	}
+	// target resolves --to and --move: one of them must say what changes.
+	target := func() (string, []resharding.DirectoryMove, error) {
+		moves, err := parseMoves(moveArgs)
+		if err != nil {
+			return "", nil, err
+		}
+		switch {
+		case to != "":
+			return to, moves, nil
+		case len(moves) > 0:
+			return cur, moves, nil
+		}
+		return "", nil, errors.New("say what changes: --to TARGET.yaml, --move STRATEGY:KEY=SHARD, or both")
 	}
 	addJob := func(c *cobra.Command) {
 		c.Flags().Int64Var(&job, "job", 0, "job id (default: the latest job)")
@@ -45,15 +60,19 @@ func reshardCmd(logger func() *slog.Logger) *cobra.Command {
 	}
 
 	plan := &cobra.Command{
-		Use:   "plan --config CURRENT --to TARGET",
+		Use:   "plan --config CURRENT (--to TARGET | --move STRATEGY:KEY=SHARD ...)",
 		Short: "Print what would move, how much, and what stops the job; changes nothing",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			to, moves, err := target()
+			if err != nil {
+				return err
+			}
 			c, n, err := loadMaps(cur, to)
 			if err != nil {
 				return err
 			}
-			p, err := resharding.NewPlan(cmd.Context(), c, n)
+			p, err := resharding.NewPlan(cmd.Context(), c, n, moves)
 			if err != nil {
 				return err
 			}
@@ -67,10 +86,14 @@ func reshardCmd(logger func() *slog.Logger) *cobra.Command {
 	addMaps(plan, true)
 
 	start := &cobra.Command{
-		Use:   "start --config CURRENT --to TARGET",
+		Use:   "start --config CURRENT (--to TARGET | --move STRATEGY:KEY=SHARD ...)",
 		Short: "Plan, then run a job to its end (resume it with `reshard resume` if interrupted)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			to, moves, err := target()
+			if err != nil {
+				return err
+			}
 			curText, err := os.ReadFile(cur)
 			if err != nil {
 				return err
@@ -79,7 +102,7 @@ func reshardCmd(logger func() *slog.Logger) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			id, p, err := resharding.Create(cmd.Context(), string(curText), string(targetText))
+			id, p, err := resharding.Create(cmd.Context(), string(curText), string(targetText), moves)
 			if p != nil {
 				p.Print(cmd.ErrOrStderr())
 			}
@@ -153,6 +176,19 @@ func reshardCmd(logger func() *slog.Logger) *cobra.Command {
 
 	root.AddCommand(plan, start, resume, abort, status)
 	return root
+}
+
+// parseMoves parses --move arguments (and the console's).
+func parseMoves(args []string) ([]resharding.DirectoryMove, error) {
+	var moves []resharding.DirectoryMove
+	for _, a := range args {
+		m, err := resharding.ParseDirectoryMove(a)
+		if err != nil {
+			return nil, err
+		}
+		moves = append(moves, m)
+	}
+	return moves, nil
 }
 
 func loadMaps(cur, to string) (*config.Config, *config.Config, error) {
@@ -306,7 +342,8 @@ func (j *consoleJobs) start(ctx context.Context, log *slog.Logger, metaDSN strin
 // config file, the current map.
 func reshardHook(ctx context.Context, path string, log *slog.Logger, jobs *consoleJobs) proxy.ReshardHook {
 	return func(cctx context.Context, args []string) ([]string, error) {
-		usage := &pgconn.PgError{Severity: "ERROR", Code: "42601", Message: "usage: RESHARD PLAN|START <target.yaml> or RESHARD STATUS|ABORT|RESUME [job]"}
+		usage := &pgconn.PgError{Severity: "ERROR", Code: "42601", Message: "usage: RESHARD PLAN|START <target.yaml> [strategy:key=shard ...] or RESHARD STATUS|ABORT|RESUME [job]",
+			Hint: "a target of - keeps the current map (directory moves alone)"}
 		if len(args) == 0 {
 			return nil, usage
 		}
@@ -322,29 +359,39 @@ func reshardHook(ctx context.Context, path string, log *slog.Logger, jobs *conso
 				return nil, usage
 			}
 		}
+		var targetPath string
+		var moves []resharding.DirectoryMove
+		if (verb == "PLAN" || verb == "START") && len(args) >= 2 {
+			if targetPath = args[1]; targetPath == "-" {
+				targetPath = path
+			}
+			if moves, err = parseMoves(args[2:]); err != nil {
+				return nil, &pgconn.PgError{Severity: "ERROR", Code: "22023", Message: err.Error()}
+			}
+		}
 		switch {
-		case verb == "PLAN" && len(args) == 2:
-			c, n, err := loadMaps(path, args[1])
+		case verb == "PLAN" && targetPath != "":
+			c, n, err := loadMaps(path, targetPath)
 			if err != nil {
 				return nil, err
 			}
-			p, err := resharding.NewPlan(cctx, c, n)
+			p, err := resharding.NewPlan(cctx, c, n, moves)
 			if err != nil {
 				return nil, err
 			}
 			var b strings.Builder
 			p.Print(&b)
 			return strings.Split(strings.TrimRight(b.String(), "\n"), "\n"), nil
-		case verb == "START" && len(args) == 2:
+		case verb == "START" && targetPath != "":
 			curText, err := os.ReadFile(path)
 			if err != nil {
 				return nil, err
 			}
-			targetText, err := os.ReadFile(args[1])
+			targetText, err := os.ReadFile(targetPath)
 			if err != nil {
 				return nil, err
 			}
-			id, _, err := resharding.Create(cctx, string(curText), string(targetText))
+			id, _, err := resharding.Create(cctx, string(curText), string(targetText), moves)
 			if err != nil {
 				return nil, err
 			}
