@@ -5,8 +5,8 @@ import (
 	"context"
 	"flag"
 	"os"
-	"strings"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
