@@ -475,3 +475,31 @@ default_shard: s0
 		t.Errorf("SELECT of the never-inserted key 77: %v, want route None", rows[1])
 	}
 }
+
+// TestPanicClosesOneConnection: a bug that panics while serving one
+// client (here the console's RESHARD hook) closes that connection only;
+// another client's open session and new connections keep working.
+func TestPanicClosesOneConnection(t *testing.T) {
+	f := startFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	other := f.Connect(t)
+	f.Server.SetReshardHook(func(context.Context, []string) ([]string, error) { panic("bug in a hook") })
+	adm := connectAdmin(t, f)
+	if _, err := adm.PgConn().Exec(ctx, "RESHARD STATUS").ReadAll(); err == nil {
+		t.Fatal("RESHARD with a panicking hook succeeded")
+	}
+	if !adm.PgConn().IsClosed() {
+		// The error may have been seen as a read error before pgconn
+		// noticed; the connection must be unusable either way.
+		if err := adm.Ping(ctx); err == nil {
+			t.Fatal("the panicking connection is still usable")
+		}
+	}
+	var n int
+	if err := other.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("another client after the panic: %v", err)
+	}
+	if err := f.Connect(t).QueryRow(ctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("a new client after the panic: %v", err)
+	}
+}

@@ -6,8 +6,10 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,8 +118,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		go func() {
 			defer s.wg.Done()
 			defer s.untrack(c)
+			defer s.recoverConn(c)
 			s.serveConn(s.drain.ctx, c)
 		}()
+	}
+}
+
+// recoverConn keeps a bug in one connection's handling from taking down
+// every other client, as net/http does: the panic is logged with its
+// stack and that connection is closed (the session's deferred cleanup has
+// released its backends while the panic unwound).
+func (s *Server) recoverConn(c net.Conn) {
+	if r := recover(); r != nil {
+		s.log.Error("panic serving a connection; closing it", "remote", c.RemoteAddr().String(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		c.Close()
 	}
 }
 

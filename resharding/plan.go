@@ -662,8 +662,13 @@ func (p *Plan) Print(w io.Writer) {
 	if len(p.Tables) == 0 && len(p.Refusals) == 0 {
 		fmt.Fprintln(w, "nothing moves: every table keeps its placement")
 	}
+	// A plan refused on the maps alone was not measured.
+	measured := len(p.Tables) > 0 && p.Tables[0].place != nil
 	for _, tp := range p.Tables {
 		fmt.Fprintf(w, "\ntable %s (key %s)\n  from %s\n  to   %s\n", tp.Name, tp.Key, tp.OldDesc, tp.NewDesc)
+		if !measured {
+			continue
+		}
 		var rows int64
 		for _, m := range tp.Moves {
 			fmt.Fprintf(w, "  move %-4s -> %-4s %10d rows %12s\n", m.From, m.To, m.Rows, formatBytes(m.Bytes))
@@ -675,7 +680,7 @@ func (p *Plan) Print(w io.Writer) {
 		fmt.Fprintf(w, "\nreference table %s\n  copy %-4s -> %-4s %10d rows %12s each\n", rp.Name, p.RefSource, strings.Join(rp.To, ","), rp.Rows, formatBytes(rp.Bytes))
 	}
 	rows, bytes := p.MovingRows()
-	if len(p.Tables) > 0 {
+	if measured {
 		fmt.Fprintf(w, "\ntotal: %d rows, %s to copy; destination WAL about %s; copy time about %s at %s/s\n",
 			rows, formatBytes(bytes), formatBytes(bytes*2), estimate(bytes), formatBytes(copyRate))
 		fmt.Fprintf(w, "slots: one pgoutput slot and publication per source shard (%s)\n", strings.Join(p.Sources(), " "))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -185,6 +186,7 @@ func TestPlanDirectoryMoves(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			p.Print(io.Discard) // a refused plan prints too
 			if got := strings.Join(p.Refusals, "\n"); !strings.Contains(got, tt.want) {
 				t.Errorf("refusals %q, want one containing %q", p.Refusals, tt.want)
 			}
