@@ -31,6 +31,40 @@ func (j *Job) cleanup(ctx context.Context) (string, error) {
 // walsender that still uses a slot (a job process that was killed leaves
 // it active for a moment).
 func (j *Job) dropReplication(ctx context.Context) error {
+	// Postgres 15 can fail a concurrent INSERT/UPDATE/DELETE with "cache
+	// lookup failed for publication" when a publication of its table is
+	// dropped between the two catalog lookups that build the table's
+	// publication list. So the tables leave the publications first, and
+	// the then empty publications are dropped a moment later: a write
+	// that still saw a table in one looks the publication up well before.
+	emptied := false
+	for _, src := range j.sources {
+		c, err := j.source(ctx, src.shard)
+		if err != nil {
+			return err
+		}
+		var tables []string
+		rows, err := c.Query(ctx, "SELECT format('%I.%I', schemaname, tablename) FROM pg_publication_tables WHERE pubname = $1", src.pub)
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", src.shard, err)
+		}
+		if tables, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return fmt.Errorf("shard %s: %w", src.shard, err)
+		}
+		if len(tables) > 0 {
+			if _, err := c.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s DROP TABLE %s", quoteIdent(src.pub), joinComma(tables))); err != nil {
+				return fmt.Errorf("shard %s: %w", src.shard, err)
+			}
+			emptied = true
+		}
+	}
+	if emptied {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(publicationDropDelay):
+		}
+	}
 	for _, src := range j.sources {
 		c, err := j.source(ctx, src.shard)
 		if err != nil {
@@ -58,6 +92,10 @@ func (j *Job) dropReplication(ctx context.Context) error {
 	}
 	return nil
 }
+
+// publicationDropDelay separates emptying a publication from dropping it
+// (see dropReplication).
+const publicationDropDelay = 500 * time.Millisecond
 
 // deleteWhere deletes, in batches of BatchRows, the rows of jt on shard
 // whose key satisfies drop.

@@ -12,17 +12,21 @@
 //	         destination already has some (a redone copy) or the strategy
 //	         has no SQL form (filtered in Go)
 //	catchup  the slot is streamed; changes of moving keys are applied on the
-//	         new owner idempotently (upsert / delete by primary key)
+//	         new owner idempotently (upsert / delete by primary key). Once
+//	         the lag is small, source and destination are verified while
+//	         writes go on (verify.go: count and checksum per table and
+//	         move, each source at the position of a snapshot exported by a
+//	         temporary slot, the destinations with the streams held there;
+//	         Options.SkipVerify leaves it out). A difference stops the job
+//	         before its cutover, with the old map serving.
 //	cutover  every proxy pauses the source shards (LISTEN/NOTIFY, acked),
 //	         the slots are drained to the sources' current WAL position,
-//	         source and destination are verified (count and checksum per
-//	         move; Options.SkipVerify leaves it out), the new map is written
-//	         as a new epoch, the proxies switch and ack, the streams stop,
+//	         the new map is written as a new epoch (with the directory
+//	         entries moved), the proxies switch and ack, the streams stop,
 //	         the moved rows are deleted from their old owners, every shard
 //	         at once (still paused, so no read sees a row twice), and the
-//	         proxies resume. A bound
-//	         exceeded before the epoch resumes on the old map and the job
-//	         goes back to catchup.
+//	         proxies resume. A bound exceeded before the epoch resumes on
+//	         the old map and the job goes back to catchup.
 //	cleanup  slots and publications dropped, moved rows still on old owners
 //	         (a job killed inside the cutover) deleted
 //

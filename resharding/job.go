@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -27,15 +28,13 @@ type Options struct {
 	LagBytes int64
 	// AckTimeout bounds the wait for the proxies' pause acks; default PauseBound.
 	Attempts int // cutover attempts before the job fails, default 5
-	// SkipVerify leaves out the count and checksum comparison the cutover
-	// makes while writes are paused. It scans every moving table on every
-	// shard, which at a few hundred thousand rows takes longer than a short
-	// PauseBound (see BenchmarkReshard); skipping it keeps the pause to
-	// ack + drain + switch.
+	// SkipVerify leaves out the count and checksum comparison of every
+	// moved row with its source, made before the cutover while writes go
+	// on (verifyOnline).
 	SkipVerify bool
 	Logger     *slog.Logger
 	// hook, for tests, runs at named points ("copy-rows", "copy-table", "catchup",
-	// "cutover-paused", "cleanup"); an error stops the job there.
+	// "verify", "verified", "cutover-paused", "cleanup"); an error stops the job there.
 	hook func(point string) error
 }
 
@@ -529,6 +528,7 @@ func (j *Job) drive(ctx, streams context.Context, streamers []*streamer, halt fu
 		return err
 	}
 	tries := 0
+	verified := j.opts.SkipVerify
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -551,6 +551,25 @@ func (j *Job) drive(ctx, streams context.Context, streamers []*streamer, halt fu
 		}
 		if lag > j.opts.LagBytes {
 			continue
+		}
+		if !verified {
+			if err := j.hook("verify"); err != nil {
+				return err
+			}
+			start := time.Now()
+			diffs, err := j.verifyOnline(ctx, streams, streamers)
+			if err != nil {
+				return err
+			}
+			if len(diffs) > 0 {
+				return fmt.Errorf("verification failed, the old map keeps serving:\n  %s", strings.Join(diffs, "\n  "))
+			}
+			verified = true
+			j.log.Info("verified: every moved row matches its source (count and checksum per table and move)", "took", time.Since(start))
+			if err := j.hook("verified"); err != nil {
+				return err
+			}
+			continue // the lag grew meanwhile
 		}
 		tries++
 		var attempt int

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -304,7 +305,16 @@ type scenario struct {
 // writers write (nil: all 300).
 type pickFunc func(t testing.TB, c *resharding.Cluster) (moves []resharding.DirectoryMove, hot []int64)
 
-func startScenario(t testing.TB, curFile, nextFile string, pick pickFunc) *scenario {
+// scenarioOptions vary the scenario; the zero value is two writers, one
+// per proxy, on every customer, and no directory move.
+type scenarioOptions struct {
+	pick    pickFunc
+	writers int // order writers, alternating between the two proxies; default 2
+}
+
+func startScenario(t testing.TB, curFile, nextFile string, o scenarioOptions) *scenario {
+	pick := o.pick
+	nw := max(o.writers, 2)
 	c := resharding.NewCluster(t)
 	cur, curText := c.LoadMap(t, curFile)
 	next, nextText := c.LoadMap(t, nextFile)
@@ -320,14 +330,17 @@ func startScenario(t testing.TB, curFile, nextFile string, pick pickFunc) *scena
 	p1 := startProxy(t, c, cur, "proxy-a")
 	p2 := startProxy(t, c, cur, "proxy-b")
 	var writers []*writer
-	for i, p := range []*testProxy{p1, p2} {
+	for i := range nw {
+		p := []*testProxy{p1, p2}[i%2]
 		conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:secret@%s/%s?sslmode=disable", p.addr, c.DB))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { conn.Close(context.Background()) })
-		w := &writer{conn: conn, next: int64(10000 * (i + 1)), rows: map[[2]int64]string{}}
-		for cust := int64(1 + i); cust <= 300; cust += 2 {
+		// Writer i owns the customers congruent to i+1 modulo nw, and
+		// order ids from 1e6*(i+1).
+		w := &writer{conn: conn, next: int64(1_000_000 * (i + 1)), rows: map[[2]int64]string{}}
+		for cust := int64(1 + i); cust <= 300; cust += int64(nw) {
 			if isHot(cust) {
 				w.custs = append(w.custs, cust)
 			}
@@ -402,12 +415,12 @@ func (sc *scenario) check(t testing.TB, cfg *config.Config) {
 	}
 	for k, v := range want {
 		if got[k] != v {
-			t.Errorf("order %v: got %q, want %q: %q", k, got[k], v, append(writers[0].history[k], writers[1].history[k]...))
+			t.Errorf("order %v: got %q, want %q: %q", k, got[k], v, historyOf(writers, k))
 		}
 	}
 	for k := range got {
 		if _, ok := want[k]; !ok {
-			t.Errorf("order %v present but not acknowledged (or deleted): %q", k, append(writers[0].history[k], writers[1].history[k]...))
+			t.Errorf("order %v present but not acknowledged (or deleted): %q", k, historyOf(writers, k))
 		}
 	}
 	// The reference table: every acknowledged product, with its last
@@ -467,8 +480,17 @@ func (sc *scenario) check(t testing.TB, cfg *config.Config) {
 	}
 }
 
+// historyOf is what the writers did to order k, for failure messages.
+func historyOf(writers []*writer, k [2]int64) []string {
+	var h []string
+	for _, w := range writers {
+		h = append(h, w.history[k]...)
+	}
+	return h
+}
+
 func runScenario(t *testing.T, curFile, nextFile, killAt string, pick pickFunc) {
-	sc := startScenario(t, curFile, nextFile, pick)
+	sc := startScenario(t, curFile, nextFile, scenarioOptions{pick: pick})
 	c, curText, nextText, cur, ctx := sc.c, sc.curText, sc.nextText, sc.cur, context.Background()
 	id, _, err := resharding.Create(ctx, curText, nextText, sc.moves)
 	if err != nil {
@@ -614,7 +636,7 @@ func TestJobKilled(t *testing.T) {
 func TestJobAbort(t *testing.T) {
 	for _, at := range []string{"copy-table", "catchup"} {
 		t.Run(at, func(t *testing.T) {
-			sc := startScenario(t, "current.yaml", "target.yaml", nil)
+			sc := startScenario(t, "current.yaml", "target.yaml", scenarioOptions{})
 			ctx := context.Background()
 			id, _, err := resharding.Create(ctx, sc.curText, sc.nextText, nil)
 			if err != nil {
@@ -659,4 +681,49 @@ func TestJobAbort(t *testing.T) {
 			assertNoReplicationLeft(t, sc.c, []string{"s0", "s1"})
 		})
 	}
+}
+
+// TestJobVerifyCatchesDifference: a moved row changed behind the job's
+// back on its destination is found by the verification (which runs while
+// the writers write), the job stops before its cutover naming the table
+// and move, and the old map keeps serving.
+func TestJobVerifyCatchesDifference(t *testing.T) {
+	sc := startScenario(t, "current.yaml", "target.yaml", scenarioOptions{})
+	ctx := context.Background()
+	id, _, err := resharding.Create(ctx, sc.curText, sc.nextText, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var from string
+	err = resharding.Run(ctx, sc.cur.Metadata.DSN, id, resharding.WithHook(resharding.Options{BatchRows: 100}, func(p string) error {
+		if p != "catchup" {
+			return nil
+		}
+		// Customers are not written by the writers: nothing repairs it.
+		s2 := sc.c.Conn(t, "s2")
+		var cust int64
+		if err := s2.QueryRow(ctx, "UPDATE customers SET name = 'changed on s2' WHERE customer_id = (SELECT min(customer_id) FROM customers) RETURNING customer_id").Scan(&cust); err != nil {
+			return err
+		}
+		from, _ = resharding.Owner(ctx, resharding.BuildStrats(t, sc.cur), sc.cur, "customers", strconv.FormatInt(cust, 10))
+		return nil
+	}))
+	want := fmt.Sprintf("table customers %s -> s2: source", from)
+	if err == nil || !strings.Contains(err.Error(), "verification failed") || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Run: %v, want a verification failure naming %q", err, want)
+	}
+	st, err := resharding.LoadStatus(ctx, sc.c.Conn(t, "meta"), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Phase == resharding.PhaseCleanup || st.Phase == resharding.PhaseDone {
+		t.Fatalf("phase %s after a failed verification", st.Phase)
+	}
+	if err := resharding.Abort(ctx, sc.cur.Metadata.DSN, id); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	sc.stop()
+	sc.check(t, sc.cur)
+	assertNoReplicationLeft(t, sc.c, []string{"s0", "s1", "s2"})
 }

@@ -39,6 +39,61 @@ type streamer struct {
 	npending   int
 	pendingEnd uint64
 	dests      map[string]*pgconn.PgConn
+
+	// barrier, when set by the verification, makes the streamer stop
+	// once every transaction committing before its LSN is applied.
+	barrier atomic.Pointer[barrier]
+}
+
+// barrier holds a streamer at a WAL position: the source's state as of
+// lsn (a snapshot exported there) is then what the destinations hold of
+// it, so the two can be compared while writes go on. The barrier is set
+// before the snapshot is taken (a stream must not run past a position not
+// known yet), so lsn arrives later: until known is closed, the streamer
+// waits at each transaction's start.
+type barrier struct {
+	known   chan struct{} // closed once lsn is set
+	lsn     uint64        // written before known is closed
+	reached chan struct{} // closed by the streamer when it holds
+	release chan struct{} // closed by the verification
+}
+
+func newBarrier() *barrier {
+	return &barrier{known: make(chan struct{}), reached: make(chan struct{}), release: make(chan struct{})}
+}
+
+// set gives the barrier its position; ^uint64(0) lets the stream go on.
+func (b *barrier) set(lsn uint64) {
+	b.lsn = lsn
+	close(b.known)
+}
+
+// isKnown reports whether set was called.
+func (b *barrier) isKnown() bool {
+	select {
+	case <-b.known:
+		return true
+	default:
+		return false
+	}
+}
+
+// holdAt blocks at b (already applied: every transaction before it) until
+// the verification releases it or ctx ends.
+func (s *streamer) holdAt(ctx context.Context, b *barrier) error {
+	if err := s.flush(ctx); err != nil {
+		return err
+	}
+	if !s.barrier.CompareAndSwap(b, nil) {
+		return nil
+	}
+	close(b.reached)
+	select {
+	case <-b.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // maxPending bounds the changes held before they are applied (memory, and
@@ -147,6 +202,9 @@ func (s *streamer) copyData(ctx context.Context, data []byte) error {
 				return err
 			}
 			s.advance(uint64(ka.ServerWALEnd))
+			if b := s.barrier.Load(); b != nil && b.isKnown() && s.pos.Load() >= b.lsn {
+				return s.holdAt(ctx, b)
+			}
 		}
 	case pglogrepl.XLogDataByteID:
 		x, err := pglogrepl.ParseXLogData(data[1:])
@@ -173,6 +231,20 @@ func (s *streamer) message(ctx context.Context, m pglogrepl.Message) error {
 	case *pglogrepl.RelationMessage:
 		return s.relation(m)
 	case *pglogrepl.BeginMessage:
+		// A transaction committing at or past a barrier is not in the
+		// snapshot exported there: hold before applying it.
+		if b := s.barrier.Load(); b != nil {
+			select {
+			case <-b.known:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if uint64(m.FinalLSN) >= b.lsn {
+				if err := s.holdAt(ctx, b); err != nil {
+					return err
+				}
+			}
+		}
 		s.inTx = true
 	case *pglogrepl.CommitMessage:
 		s.inTx = false
