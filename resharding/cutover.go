@@ -215,4 +215,3 @@ func (j *Job) moveEntries(ctx context.Context, tx pgx.Tx) error {
 	}
 	return nil
 }
-
