@@ -13,8 +13,8 @@ import (
 )
 
 // BenchmarkReshard runs the example job (2 -> 3 shards) with benchRows
-// extra orders on the sources while four writers write about 1,000
-// statements/s through two proxies (and a fifth about 50/s to the
+// extra orders on the sources while eight writers write about 1,000
+// statements/s through two proxies (and one more about 50/s to the
 // reference table), and reports:
 //
 //	copy-rows/s, copy-MB/s   the job's copy phase (moving rows only)
@@ -35,7 +35,7 @@ func BenchmarkReshard(b *testing.B) {
 func benchReshard(b *testing.B, base resharding.Options) {
 	const benchRows = 200_000
 	for range b.N {
-		sc := startScenario(b, "current.yaml", "target.yaml", scenarioOptions{writers: 4})
+		sc := startScenario(b, "current.yaml", "target.yaml", scenarioOptions{writers: 8})
 		ctx := context.Background()
 		// Bulk orders of customers the writers do not touch.
 		var rows [][]any
@@ -45,7 +45,7 @@ func benchReshard(b *testing.B, base resharding.Options) {
 		}
 		resharding.SeedRows(b, sc.c, sc.cur, "orders", []string{"customer_id", "order_id", "amount", "note"}, 0, rows)
 		for _, w := range sc.writers {
-			w.interval = 4 * time.Millisecond // 250/s each
+			w.interval = 8 * time.Millisecond // 125/s each
 		}
 		sc.ref.pace = 20 * time.Millisecond // and about 50/s to the reference table
 
