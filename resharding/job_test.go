@@ -556,12 +556,14 @@ func assertNoReplicationLeft(t testing.TB, c *resharding.Cluster, shards []strin
 	}
 }
 
-// TestJobUnderWrites moves customers and orders from 2 to 3 shards and
-// splits the events range onto the new shard, while writers write.
+// TestJobUnderWrites moves customers and orders from 2 to 3 shards (by
+// hash, consistent hash, or a split of their range) and splits the events
+// range onto the new shard, while writers write orders.
 func TestJobUnderWrites(t *testing.T) {
 	for _, tt := range []struct{ name, cur, next string }{
 		{"hash", "current.yaml", "target.yaml"},
 		{"consistent", "consistent_current.yaml", "consistent_target.yaml"},
+		{"range", "range_current.yaml", "range_target.yaml"},
 	} {
 		t.Run(tt.name, func(t *testing.T) { runScenario(t, tt.cur, tt.next, "", nil) })
 	}
