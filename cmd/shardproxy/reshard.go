@@ -282,8 +282,12 @@ func statusLine(st *resharding.Status, rate float64) string {
 	if rate > 0 && copied < st.RowsTotal {
 		eta = (time.Duration(float64(st.RowsTotal-copied)/rate) * time.Second).Round(time.Second).String()
 	}
-	return fmt.Sprintf("job %d %-8s [%s] %d/%d rows (%.0f%%) %.0f rows/s eta %s lag %d B applied %d changes",
-		st.ID, st.Phase, bar, copied, st.RowsTotal, 100*frac, rate, eta, st.LagBytes(), st.RowsApplied())
+	lag := fmt.Sprintf("%d B", st.LagBytes())
+	if st.Phase == resharding.PhaseCleanup || st.Phase == resharding.PhaseDone || st.Phase == resharding.PhaseAborted {
+		lag = "-" // the streams ended at the switch; the last sample is stale
+	}
+	return fmt.Sprintf("job %d %-8s [%s] %d/%d rows (%.0f%%) %.0f rows/s eta %s lag %s applied %d changes",
+		st.ID, st.Phase, bar, copied, st.RowsTotal, 100*frac, rate, eta, lag, st.RowsApplied())
 }
 
 func isTerminal(w io.Writer) bool {
