@@ -15,7 +15,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"text/template"
 	"time"
@@ -29,12 +28,8 @@ import (
 	"github.com/shardproxy/shardproxy/proxy"
 )
 
-var (
-	serversOnce sync.Once
-	servers     []*pgtest.Server // s0, s1, s2, meta
-	serversErr  error
-	dbSeq       atomic.Int64
-)
+// The package shares one set of servers (3 shards and a metadata server).
+var shared = pgtest.NewShared("s0", "s1", "s2", "meta")
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -42,27 +37,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func sharedServers(t testing.TB) []*pgtest.Server {
-	t.Helper()
-	serversOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		// Started in parallel: initdb dominates the test time otherwise.
-		names := []string{"s0", "s1", "s2", "meta"}
-		servers = make([]*pgtest.Server, len(names))
-		errs := make([]error, len(names))
-		var wg sync.WaitGroup
-		for i, name := range names {
-			wg.Go(func() { servers[i], errs[i] = pgtest.Start(ctx, pgtest.Options{Name: name}) })
-		}
-		wg.Wait()
-		serversErr = errors.Join(errs...)
-	})
-	if serversErr != nil {
-		t.Fatalf("starting Postgres servers: %v", serversErr)
-	}
-	return servers
-}
+func sharedServers(t testing.TB) []*pgtest.Server { return shared.Servers(t) }
 
 // env is a proxy over fresh databases on the shared servers, with the
 // order service's schema migrated through it.
@@ -88,7 +63,7 @@ func startEnv(t testing.TB) *env {
 	srvs := sharedServers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db := fmt.Sprintf("o%d", dbSeq.Add(1))
+	db := shared.DatabaseName("o")
 	t0 := time.Now()
 	defer func() { t.Logf("startEnv took %v", time.Since(t0)) }()
 	errs := make([]error, len(srvs))

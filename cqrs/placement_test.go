@@ -42,7 +42,7 @@ func TestPlacement(t *testing.T) {
 		return -1
 	}
 	pin5, pin6 := (hashShard(5)+1)%3, (hashShard(6)+2)%3
-	meta, err := pgx.Connect(ctx, servers[3].DSN(e.DB))
+	meta, err := pgx.Connect(ctx, sharedServers(t)[3].DSN(e.DB))
 	if err != nil {
 		t.Fatal(err)
 	}

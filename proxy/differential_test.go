@@ -716,7 +716,7 @@ func startOracle(t testing.TB, name string, schema []sqlQuery, data []diffTable)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	meta := sharedServers(t)[3]
-	db := fmt.Sprintf("oracle_%s_%d", name, dbSeq.Add(1))
+	db := shared.DatabaseName("oracle_" + name + "_")
 	if err := meta.CreateDatabase(ctx, db); err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,12 +20,7 @@ import (
 // The package shares one set of Postgres servers (3 shards and a metadata
 // server, started on first use); every fixture gets fresh databases on them,
 // so tests do not see each other's tables.
-var (
-	serversOnce sync.Once
-	servers     []*pgtest.Server // s0, s1, s2, meta
-	serversErr  error
-	dbSeq       atomic.Int64
-)
+var shared = pgtest.NewShared("s0", "s1", "s2", "meta")
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -35,25 +28,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func sharedServers(t testing.TB) []*pgtest.Server {
-	t.Helper()
-	serversOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		for _, name := range []string{"s0", "s1", "s2", "meta"} {
-			s, err := pgtest.Start(ctx, pgtest.Options{Name: name})
-			if err != nil {
-				serversErr = err
-				return
-			}
-			servers = append(servers, s)
-		}
-	})
-	if serversErr != nil {
-		t.Fatalf("starting Postgres servers: %v", serversErr)
-	}
-	return servers
-}
+func sharedServers(t testing.TB) []*pgtest.Server { return shared.Servers(t) }
 
 // fixture is a running proxy in front of fresh databases on the shared servers.
 type fixture struct {
@@ -96,7 +71,7 @@ func startFixture(t testing.TB, opts fixtureOptions) *fixture {
 	srvs := sharedServers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db := fmt.Sprintf("t%d", dbSeq.Add(1))
+	db := shared.DatabaseName("t")
 	f := &fixture{DB: db, Shards: map[string]*pgtest.Server{}, Meta: srvs[3]}
 	var yaml strings.Builder
 	fmt.Fprintf(&yaml, "listen: 127.0.0.1:0\nadmin_database: shardproxy\n")

@@ -47,7 +47,7 @@ func BenchmarkScatter(b *testing.B) {
 	if _, err := proxyConn.Exec(ctx, ddl); err != nil {
 		b.Fatal(err)
 	}
-	oracleDB := fmt.Sprintf("oracle_bench_%d", dbSeq.Add(1))
+	oracleDB := shared.DatabaseName("oracle_bench_")
 	if err := f.Meta.CreateDatabase(ctx, oracleDB); err != nil {
 		b.Fatal(err)
 	}

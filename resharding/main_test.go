@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,12 +17,7 @@ import (
 
 // The package shares one set of servers (s0, s1, s2 and a metadata
 // server); every test gets fresh databases on them.
-var (
-	serversOnce sync.Once
-	servers     []*pgtest.Server
-	serversErr  error
-	dbSeq       atomic.Int64
-)
+var shared = pgtest.NewShared("s0", "s1", "s2", "meta")
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -32,25 +25,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func sharedServers(t testing.TB) []*pgtest.Server {
-	t.Helper()
-	serversOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		for _, name := range []string{"s0", "s1", "s2", "meta"} {
-			s, err := pgtest.Start(ctx, pgtest.Options{Name: name})
-			if err != nil {
-				serversErr = err
-				return
-			}
-			servers = append(servers, s)
-		}
-	})
-	if serversErr != nil {
-		t.Fatalf("starting Postgres servers: %v", serversErr)
-	}
-	return servers
-}
+func sharedServers(t testing.TB) []*pgtest.Server { return shared.Servers(t) }
 
 // cluster is a fresh database on every shared server.
 type Cluster struct {
@@ -63,7 +38,7 @@ func NewCluster(t testing.TB) *Cluster {
 	srvs := sharedServers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c := &Cluster{DB: fmt.Sprintf("r%d", dbSeq.Add(1)), Servers: map[string]*pgtest.Server{}}
+	c := &Cluster{DB: shared.DatabaseName("r"), Servers: map[string]*pgtest.Server{}}
 	for i, name := range []string{"s0", "s1", "s2", "meta"} {
 		c.Servers[name] = srvs[i]
 		if err := srvs[i].CreateDatabase(ctx, c.DB); err != nil {
