@@ -65,6 +65,23 @@ func (f *orderFlags) open(ctx context.Context, log *slog.Logger) (*app.Service, 
 	return app.New(pool, app.Options{Style: f.style, Shards: f.shards, SnapshotEvery: f.snapshotEvery, Lease: f.lease, Log: log}), nil
 }
 
+// runE makes the RunE of a subcommand that uses the service: the body
+// runs with a context that SIGINT/SIGTERM cancel and the service open
+// (its pool closed when the body returns).
+func (f *orderFlags) runE(logger func() *slog.Logger, body func(ctx context.Context, svc *app.Service, log *slog.Logger) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		ctx, stop := signalContext(cmd)
+		defer stop()
+		log := logger()
+		svc, err := f.open(ctx, log)
+		if err != nil {
+			return err
+		}
+		defer svc.Pool.Close()
+		return body(ctx, svc, log)
+	}
+}
+
 // ordersCmd is `shardproxy orders ...`: the reference workload (issue 5).
 func ordersCmd(logger func() *slog.Logger) *cobra.Command {
 	cmd := &cobra.Command{
@@ -87,14 +104,7 @@ func ordersMigrateCmd(logger func() *slog.Logger) *cobra.Command {
 		Use:   "migrate",
 		Short: "Create the order service's schema through the proxy (idempotent)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signalContext(cmd)
-			defer stop()
-			svc, err := f.open(ctx, logger())
-			if err != nil {
-				return err
-			}
-			defer svc.Pool.Close()
+		RunE: f.runE(logger, func(ctx context.Context, svc *app.Service, log *slog.Logger) error {
 			if err := app.Migrate(ctx, svc.Pool); err != nil {
 				return err
 			}
@@ -105,7 +115,7 @@ func ordersMigrateCmd(logger func() *slog.Logger) *cobra.Command {
 			}
 			fmt.Println("orders: schema ready")
 			return nil
-		},
+		}),
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&seed, "seed", false, "also create customers 1..100 and products 1..50")
@@ -120,17 +130,9 @@ func ordersServeCmd(logger func() *slog.Logger) *cobra.Command {
 		Use:   "serve",
 		Short: "Serve the HTTP API (and run the relays, orchestrator and projections)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signalContext(cmd)
-			defer stop()
-			log := logger()
-			svc, err := f.open(ctx, log)
-			if err != nil {
-				return err
-			}
-			defer svc.Pool.Close()
+		RunE: f.runE(logger, func(ctx context.Context, svc *app.Service, log *slog.Logger) error {
 			return serveOrders(ctx, svc, log, listen, workers, nil)
-		},
+		}),
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&listen, "http", "127.0.0.1:8080", "HTTP listen address")
@@ -182,17 +184,10 @@ func ordersWorkCmd(logger func() *slog.Logger) *cobra.Command {
 		Use:   "work",
 		Short: "Run only the background workers (outbox relays, saga orchestrator, projections)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signalContext(cmd)
-			defer stop()
-			svc, err := f.open(ctx, logger())
-			if err != nil {
-				return err
-			}
-			defer svc.Pool.Close()
+		RunE: f.runE(logger, func(ctx context.Context, svc *app.Service, log *slog.Logger) error {
 			chaos(svc, failRate, dupRate)
 			return svc.RunWorkers(ctx)
-		},
+		}),
 	}
 	f.register(cmd)
 	cmd.Flags().Float64Var(&failRate, "fail-rate", 0, "probability that a participant transaction aborts (chaos)")
@@ -222,15 +217,7 @@ throughput and latency percentiles. With --kill-every the workers run in a child
 process ("orders work") that is SIGKILLed and restarted at that interval.
 The exit status is 1 if an invariant is violated.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signalContext(cmd)
-			defer stop()
-			log := logger()
-			svc, err := f.open(ctx, log)
-			if err != nil {
-				return err
-			}
-			defer svc.Pool.Close()
+		RunE: f.runE(logger, func(ctx context.Context, svc *app.Service, log *slog.Logger) error {
 			if err := app.Migrate(ctx, svc.Pool); err != nil {
 				return err
 			}
@@ -260,7 +247,7 @@ The exit status is 1 if an invariant is violated.`,
 				return errors.New("invariants violated")
 			}
 			return nil
-		},
+		}),
 	}
 	f.register(cmd)
 	cmd.Flags().IntVar(&cfg.Orders, "orders", 1000, "orders to place")
@@ -338,14 +325,7 @@ func ordersRebuildCmd(logger func() *slog.Logger) *cobra.Command {
 		Use:   "rebuild",
 		Short: "Rebuild the order_view read model from the events (stop the projection workers first)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signalContext(cmd)
-			defer stop()
-			svc, err := f.open(ctx, logger())
-			if err != nil {
-				return err
-			}
-			defer svc.Pool.Close()
+		RunE: f.runE(logger, func(ctx context.Context, svc *app.Service, log *slog.Logger) error {
 			start := time.Now()
 			if err := svc.Projector.Reset(ctx); err != nil {
 				return err
@@ -360,7 +340,7 @@ func ordersRebuildCmd(logger func() *slog.Logger) *cobra.Command {
 			}
 			fmt.Printf("order_view rebuilt: %d orders in %v\n", n, time.Since(start).Round(time.Millisecond))
 			return nil
-		},
+		}),
 	}
 	f.register(cmd)
 	return cmd
