@@ -16,6 +16,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/cqrs/app"
 	"github.com/shardproxy/shardproxy/cqrs/orders"
+	"github.com/shardproxy/shardproxy/cqrs/reservation"
 	"github.com/shardproxy/shardproxy/cqrs/saga"
 )
 
@@ -268,6 +269,32 @@ func client(ctx context.Context, svc *app.Service, cfg Config, rng *rand.Rand, l
 	return true, err
 }
 
+// checkLedger checks accounts 1..n of one ledger: available + reserved +
+// consumed = initial, and the reservations held sum to reserved. The
+// words name the quantities in the violations it returns.
+func checkLedger(ctx context.Context, l *reservation.Ledger, n int, noun, available, consumed string) ([]string, error) {
+	var v []string
+	for id := int64(1); id <= int64(n); id++ {
+		b, ok, err := l.Balance(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		var held int64
+		q := fmt.Sprintf(`SELECT coalesce(sum(amount), 0) FROM %s WHERE %s = $1 AND state = 'reserved'`, l.Reservations, l.KeyCol)
+		if err := l.Pool.QueryRow(ctx, q, id).Scan(&held); err != nil {
+			return nil, err
+		}
+		if b.Available+b.Reserved+b.Consumed != b.Initial || held != b.Reserved {
+			v = append(v, fmt.Sprintf("%s %d: %s %d + reserved %d + %s %d vs initial %d; reservations hold %d",
+				noun, id, available, b.Available, b.Reserved, consumed, b.Consumed, b.Initial, held))
+		}
+	}
+	return v, nil
+}
+
 // Check verifies the invariants of issue 5 at quiescence:
 //   - every customer: available + reserved + captured credit = initial;
 //   - every product: on hand + reserved + shipped stock = initial;
@@ -278,39 +305,19 @@ func client(ctx context.Context, svc *app.Service, cfg Config, rng *rand.Rand, l
 //   - the read model equals the streams, and equals a rebuild.
 func Check(ctx context.Context, svc *app.Service, customers, products int) ([]string, error) {
 	var v []string
-	for c := int64(1); c <= int64(customers); c++ {
-		b, ok, err := svc.Payment.Balance(ctx, c)
+	for _, l := range []struct {
+		ledger                    *reservation.Ledger
+		n                         int
+		noun, available, consumed string
+	}{
+		{svc.Payment, customers, "customer", "available", "captured"},
+		{svc.Inventory, products, "product", "on hand", "shipped"},
+	} {
+		lv, err := checkLedger(ctx, l.ledger, l.n, l.noun, l.available, l.consumed)
 		if err != nil {
 			return nil, err
 		}
-		if !ok {
-			continue
-		}
-		var held int64
-		if err := svc.Pool.QueryRow(ctx, `SELECT coalesce(sum(amount), 0) FROM credit_reservations WHERE customer_id = $1 AND state = 'reserved'`, c).Scan(&held); err != nil {
-			return nil, err
-		}
-		if b.Available+b.Reserved+b.Consumed != b.Initial || held != b.Reserved {
-			v = append(v, fmt.Sprintf("customer %d: available %d + reserved %d + captured %d vs initial %d; reservations hold %d",
-				c, b.Available, b.Reserved, b.Consumed, b.Initial, held))
-		}
-	}
-	for p := int64(1); p <= int64(products); p++ {
-		b, ok, err := svc.Inventory.Balance(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			continue
-		}
-		var held int64
-		if err := svc.Pool.QueryRow(ctx, `SELECT coalesce(sum(amount), 0) FROM stock_reservations WHERE product_id = $1 AND state = 'reserved'`, p).Scan(&held); err != nil {
-			return nil, err
-		}
-		if b.Available+b.Reserved+b.Consumed != b.Initial || held != b.Reserved {
-			v = append(v, fmt.Sprintf("product %d: on hand %d + reserved %d + shipped %d vs initial %d; reservations hold %d",
-				p, b.Available, b.Reserved, b.Consumed, b.Initial, held))
-		}
+		v = append(v, lv...)
 	}
 	// Sagas, per shard (hinted), against their orders.
 	for _, sh := range svc.Opts.Shards {
