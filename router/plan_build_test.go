@@ -1,7 +1,6 @@
 package router
 
 import (
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -128,19 +127,7 @@ func TestPlanGolden(t *testing.T) {
 		}
 		b.WriteString("\n")
 	}
-	path := filepath.Join("..", "testdata", "router", "plans.txt")
-	if *update {
-		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got := b.String(); got != string(want) {
-		t.Errorf("plans differ from %s (run with -update and review the diff):\n%s", path, got)
-	}
+	checkGolden(t, filepath.Join("..", "testdata", "router", "plans.txt"), b.String())
 }
 
 // chain lists the node types from the root down the first children.
