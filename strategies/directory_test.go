@@ -261,3 +261,33 @@ func TestBuildDirectory(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectoryForget: Forget drops every cached answer, so a change the
+// proxy was not notified of (here made with triggers off, as a cutover's
+// notification may arrive after the new epoch) is read afresh.
+func TestDirectoryForget(t *testing.T) {
+	a, _, dsn := twoProxies(t, "dir_forget", fixedStrategy{"s0"}, fixedStrategy{"s0"})
+	k := intKey(7)
+	if got := mustLocate(t, a, k, Write); got != "s0" || !isCached(a, k) {
+		t.Fatalf("placed on %s, cached %v; want s0 cached", got, isCached(a, k))
+	}
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	// session_replication_role = replica: the notify trigger does not fire.
+	if _, err := conn.Exec(t.Context(), "SET session_replication_role = replica; UPDATE dir SET shard = 's1' WHERE key = '7'"); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustLocate(t, a, k, Read); got != "s0" {
+		t.Fatalf("before Forget: %s, want the cached s0 (the test relies on no notification)", got)
+	}
+	a.dir.Forget()
+	if isCached(a, k) {
+		t.Fatal("still cached after Forget")
+	}
+	if got := mustLocate(t, a, k, Read); got != "s1" {
+		t.Fatalf("after Forget: %s, want s1", got)
+	}
+}
