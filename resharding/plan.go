@@ -501,11 +501,13 @@ func (p *Plan) checkSource(ctx context.Context, name string, c *pgx.Conn) error 
 	if walLevel != "logical" {
 		p.Refusals = append(p.Refusals, fmt.Sprintf("shard %s: wal_level is %s; set wal_level = logical and restart it", name, walLevel))
 	}
-	if freeSlots < 1 {
-		p.Refusals = append(p.Refusals, fmt.Sprintf("shard %s: no free replication slot (raise max_replication_slots)", name))
+	// One slot for the job's stream and a temporary one for its
+	// verification; a WAL sender for each while both run.
+	if freeSlots < 2 {
+		p.Refusals = append(p.Refusals, fmt.Sprintf("shard %s: %d free replication slots, the job needs 2 (its stream and its verification; raise max_replication_slots)", name, max(freeSlots, 0)))
 	}
-	if freeSenders < 1 {
-		p.Refusals = append(p.Refusals, fmt.Sprintf("shard %s: no free WAL sender (raise max_wal_senders)", name))
+	if freeSenders < 2 {
+		p.Refusals = append(p.Refusals, fmt.Sprintf("shard %s: %d free WAL senders, the job needs 2 (raise max_wal_senders)", name, max(freeSenders, 0)))
 	}
 	return nil
 }

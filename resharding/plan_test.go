@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"slices"
@@ -66,6 +67,34 @@ func TestPlanRefusals(t *testing.T) {
 			}
 		})
 	}
+	t.Run("one free slot", func(t *testing.T) {
+		c := NewCluster(t)
+		cur, _ := c.LoadMap(t, "current.yaml")
+		next, _ := c.LoadMap(t, "target.yaml")
+		SeedExample(t, c, cur)
+		s0 := c.Conn(t, "s0")
+		ctx := context.Background()
+		var free int
+		if err := s0.QueryRow(ctx, "SELECT current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots)").Scan(&free); err != nil {
+			t.Fatal(err)
+		}
+		// Slots are per server: leave exactly one free for the plan.
+		for i := range free - 1 {
+			name := fmt.Sprintf("%s_hold_%d", c.DB, i)
+			if _, err := s0.Exec(ctx, "SELECT pg_create_physical_replication_slot($1)", name); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s0.Exec(context.Background(), "SELECT pg_drop_replication_slot($1)", name) }) // before s0 closes (LIFO)
+		}
+		p, err := NewPlan(ctx, cur, next, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "shard s0: 1 free replication slots, the job needs 2"
+		if !strings.Contains(strings.Join(p.Refusals, "\n"), want) {
+			t.Errorf("refusals %q, want one containing %q", p.Refusals, want)
+		}
+	})
 	t.Run("structural", func(t *testing.T) {
 		c := NewCluster(t)
 		cur, curText := c.LoadMap(t, "current.yaml")
