@@ -283,7 +283,7 @@ func (s *session) runOn(ctx context.Context, shard, text string, st *router.Stat
 	if err != nil {
 		return true, s.sendError(err)
 	}
-	c.Send(&pgproto3.Query{String: text})
+	s.sendQuery(c, text)
 	if err := c.Flush(); err != nil {
 		s.dropAttached()
 		return true, s.sendLost(shard, err)
