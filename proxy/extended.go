@@ -838,17 +838,21 @@ func (s *session) readReply(r *reply) error {
 	e := &s.ext
 	if r.kind == 'S' {
 		for {
-			msg, err := r.conn.Receive()
+			typ, raw, err := r.conn.ReceiveRaw()
 			if err != nil {
 				return err
 			}
-			if rfq, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			if typ == 'Z' {
+				msg, err := r.conn.Decode(raw)
+				if err != nil {
+					return err
+				}
 				e.backendFailed = false
-				s.settle(rfq.TxStatus)
+				s.settle(msg.(*pgproto3.ReadyForQuery).TxStatus)
 				return nil
 			}
 			if !r.swallow {
-				if err := s.sendOrGone(msg); err != nil {
+				if err := s.forward(r.conn, raw); err != nil {
 					return err
 				}
 			}
@@ -876,13 +880,16 @@ func (s *session) readReply(r *reply) error {
 		r.stat.rows, r.stat.bytes = s.sentRows, s.sentBytes
 	}
 	for {
-		msg, err := r.conn.Receive()
+		typ, raw, err := r.conn.ReceiveRaw()
 		if err != nil {
 			return err
 		}
-		terminal := false
-		switch msg.(type) {
-		case *pgproto3.ErrorResponse:
+		switch typ {
+		case 'E':
+			msg, err := r.conn.Decode(raw)
+			if err != nil {
+				return err
+			}
 			if r.timed {
 				s.statEnd(r.stat, r.conn.Shard, r.route, true)
 			}
@@ -897,17 +904,11 @@ func (s *session) readReply(r *reply) error {
 			}
 			e.clientFailed = true
 			return s.sendOrGone(msg)
-		case *pgproto3.ParseComplete:
-			terminal = r.kind == 'P'
-		case *pgproto3.BindComplete:
-			terminal = r.kind == 'B'
-		case *pgproto3.RowDescription, *pgproto3.NoData:
-			terminal = r.kind == 'D'
-		case *pgproto3.CommandComplete, *pgproto3.EmptyQueryResponse, *pgproto3.PortalSuspended:
-			terminal = r.kind == 'E'
-		case *pgproto3.CloseComplete:
-			terminal = r.kind == 'C'
-		case *pgproto3.CopyInResponse:
+		case 'G': // CopyInResponse
+			msg, err := r.conn.Decode(raw)
+			if err != nil {
+				return err
+			}
 			if err := s.sendOrGone(msg); err != nil {
 				return err
 			}
@@ -920,11 +921,11 @@ func (s *session) readReply(r *reply) error {
 			continue
 		}
 		if !r.swallow && !e.clientFailed {
-			if err := s.sendOrGone(msg); err != nil {
+			if err := s.forward(r.conn, raw); err != nil {
 				return err
 			}
 		}
-		if terminal {
+		if terminates(r.kind, typ) {
 			if r.timed {
 				s.statEnd(r.stat, r.conn.Shard, r.route, false)
 			}
@@ -934,4 +935,23 @@ func (s *session) readReply(r *reply) error {
 			return nil
 		}
 	}
+}
+
+// terminates reports whether a backend message of type typ is the last of
+// the reply to a client message of kind (see reply.kind); ErrorResponse
+// ends every reply and is handled apart.
+func terminates(kind, typ byte) bool {
+	switch typ {
+	case '1': // ParseComplete
+		return kind == 'P'
+	case '2': // BindComplete
+		return kind == 'B'
+	case 'T', 'n': // RowDescription, NoData
+		return kind == 'D'
+	case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
+		return kind == 'E'
+	case '3': // CloseComplete
+		return kind == 'C'
+	}
+	return false
 }

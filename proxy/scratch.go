@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"errors"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/shardproxy/shardproxy/pool"
@@ -18,6 +20,7 @@ type scratch struct {
 	describe pgproto3.Describe
 	bind     pgproto3.Bind
 	execute  pgproto3.Execute
+	raw      rawMessage // sendRaw's, to the client
 }
 
 func (s *session) sendQuery(c *pool.Conn, text string) {
@@ -48,4 +51,68 @@ func (s *session) sendBind(c *pool.Conn, m *pgproto3.Bind, name string) {
 func (s *session) sendExecute(c *pool.Conn, portal string, maxRows uint32) {
 	s.out.execute = pgproto3.Execute{Portal: portal, MaxRows: maxRows}
 	c.Send(&s.out.execute)
+}
+
+// rawMessage is a backend message forwarded to the client as the bytes it
+// arrived as (type, length, body): relaying a row costs one copy into the
+// client's write buffer instead of a decode and an encode.
+type rawMessage []byte
+
+func (*rawMessage) Backend() {}
+func (*rawMessage) Decode([]byte) error {
+	return errors.New("proxy: a raw message is never decoded")
+}
+func (m *rawMessage) Encode(dst []byte) ([]byte, error) { return append(dst, *m...), nil }
+
+// forwardAsIs reports whether a backend message of type typ goes to the
+// client unchanged whenever it goes there at all. Not these: ReadyForQuery
+// (the proxy writes its own), ErrorResponse (FATAL is demoted, SQLSTATEs
+// counted), CopyInResponse (starts the copy pump), and types the proxy
+// does not expect, which must fail decoding as before.
+func forwardAsIs(typ byte) bool {
+	switch typ {
+	case 'T', 'D', 'C', 'I', 'n', 's', '1', '2', '3', 't', 'N', 'S', 'A', 'H', 'd', 'c':
+		return true
+	}
+	return false
+}
+
+// sendRaw buffers raw, one whole backend message, for the client, with
+// send's accounting and flushing.
+func (s *session) sendRaw(raw []byte) error {
+	s.out.raw = raw
+	s.be.Send(&s.out.raw)
+	s.out.raw = nil
+	s.unflushed = true
+	s.wbytes += len(raw)
+	switch raw[0] {
+	case 'D':
+		// send counts a row's values with their 4-byte lengths: the body
+		// without its 2-byte column count.
+		s.sentRows++
+		s.sentBytes += int64(len(raw) - 7)
+	case 'd':
+		s.sentBytes += int64(len(raw) - 5)
+	}
+	if s.wbytes >= flushThreshold {
+		return s.flush()
+	}
+	return nil
+}
+
+// forward sends a backend message from c's ReceiveRaw to the client: as it
+// is when forwardAsIs, decoded and re-encoded otherwise. A client write
+// error is errClientGone; a decoding error is the backend's.
+func (s *session) forward(c *pool.Conn, raw []byte) error {
+	if forwardAsIs(raw[0]) {
+		if s.sendRaw(raw) != nil {
+			return errClientGone
+		}
+		return nil
+	}
+	msg, err := c.Decode(raw)
+	if err != nil {
+		return err
+	}
+	return s.sendOrGone(msg)
 }
