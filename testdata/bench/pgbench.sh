@@ -8,8 +8,10 @@
 #           over s0+s1; branches/tellers/history unsharded on s0), served by
 #           bin/shardproxy.
 # For each -M mode it runs pgbench -n -S -c BENCH_CLIENTS -j BENCH_THREADS
-# -T BENCH_TIME direct and through the proxy, then prints a table of TPS
-# and the ratio proxy/direct. Everything started here is stopped by PID on
+# -T BENCH_TIME direct and through the proxy, then prints a table of TPS,
+# the ratio proxy/direct, and the proxy's CPU time (user+system, from
+# /proc) per transaction: on a shared machine TPS swings with other load,
+# CPU per transaction much less, so compare changes by that column. Everything started here is stopped by PID on
 # exit, also on failure or Ctrl-C.
 #
 #   BENCH_SCALE=10 BENCH_CLIENTS=8 BENCH_THREADS=2 BENCH_TIME=15 BENCH_POOL=10
