@@ -30,7 +30,9 @@ type Conn struct {
 
 	pool        *Pool
 	netConn     net.Conn
-	fe          *pgproto3.Frontend
+	fe          *pgproto3.Frontend // writes only: reading is rd's and dec's
+	rd          *msgReader
+	dec         decoder
 	raw         rawMessage // reused by SendRaw so that it does not allocate
 	deadlineSet bool       // a deadline must be cleared before reuse
 	inUse       bool       // guarded by pool.mu
@@ -48,17 +50,14 @@ func newConn(p *Pool, hc *pgconn.HijackedConn) *Conn {
 		SessionParams: make(map[string]string),
 		pool:          p,
 		netConn:       hc.Conn,
-		// A fresh Frontend reads the socket directly; pgconn's reads through
-		// its background reader, which SyncConn has stopped and drained.
-		fe: newFrontend(hc.Conn),
 	}
+	// Read the socket directly; pgconn read through its background
+	// reader, which SyncConn has stopped and drained.
+	rw := SocketIO(hc.Conn)
+	c.fe = pgproto3.NewFrontend(nil, rw)
+	c.rd = newMsgReader(rw)
 	c.probe.init(hc.Conn)
 	return c
-}
-
-func newFrontend(c net.Conn) *pgproto3.Frontend {
-	rw := SocketIO(c)
-	return pgproto3.NewFrontend(rw, rw)
 }
 
 // Send buffers msg; Flush writes it.
@@ -77,9 +76,25 @@ func (c *Conn) SendRaw(b []byte) {
 func (c *Conn) Flush() error { return c.fe.Flush() }
 
 // Receive reads the next backend message. As with pgproto3.Frontend, the
-// message is only valid until the next call to Receive: copy what must
-// outlive it.
-func (c *Conn) Receive() (pgproto3.BackendMessage, error) { return c.fe.Receive() }
+// message is only valid until the next call to Receive or ReceiveRaw:
+// copy what must outlive it.
+func (c *Conn) Receive() (pgproto3.BackendMessage, error) {
+	_, raw, err := c.rd.next()
+	if err != nil {
+		return nil, err
+	}
+	return c.dec.decode(raw)
+}
+
+// ReceiveRaw reads the next backend message without decoding it: its type
+// byte, and the whole message as it came (type, length and body), to be
+// forwarded as it is or decoded with Decode. raw is valid until the next
+// call to Receive or ReceiveRaw.
+func (c *Conn) ReceiveRaw() (typ byte, raw []byte, err error) { return c.rd.next() }
+
+// Decode decodes a message from ReceiveRaw. The result shares raw's memory
+// and is valid as long as raw, and until the next Decode or Receive.
+func (c *Conn) Decode(raw []byte) (pgproto3.BackendMessage, error) { return c.dec.decode(raw) }
 
 // SetDeadline sets the read and write deadline of the socket. Release
 // clears it, so the next owner starts without one.
@@ -130,7 +145,7 @@ func (c *Conn) Close() error {
 
 // clean reports whether c can be reused as is, clearing any deadline.
 func (c *Conn) clean() bool {
-	if c.fe.ReadBufferLen() > 0 {
+	if c.rd.buffered() > 0 {
 		return false // bytes after ReadyForQuery: not idle
 	}
 	if c.deadlineSet {

@@ -16,7 +16,7 @@ type prober struct {
 	fn  func(fd uintptr) bool
 	buf [1]byte
 	n   int
-	err error
+	err syscall.Errno
 	fb  deadlineProber
 }
 
@@ -37,7 +37,7 @@ func (p *prober) init(nc net.Conn) {
 	}
 	p.rc = rc
 	p.fn = func(fd uintptr) bool {
-		p.n, _, p.err = syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		p.n, p.err = peek(fd, p.buf[:])
 		return true // never wait for readiness
 	}
 }

@@ -30,37 +30,38 @@ func SocketIO(c net.Conn) io.ReadWriter {
 	if err != nil {
 		return c
 	}
-	return &socketIO{conn: c, rc: rc}
+	s := &socketIO{conn: c, rc: rc}
+	s.readFn, s.writeFn = s.read, s.write
+	return s
 }
 
+// socketIO allows one Read and one Write at a time (each may run alongside
+// the other), as a pgproto3 reader and writer use it. The callbacks and
+// their arguments and results live in the struct, bound once, so that a
+// Read or Write allocates nothing: a closure per call would cost two heap
+// allocations, four per proxied round trip.
 type socketIO struct {
 	conn net.Conn
 	rc   syscall.RawConn
+
+	readFn  func(fd uintptr) bool // s.read
+	rbuf    []byte                // Read's argument, for readFn
+	rn      int
+	rerrno  syscall.Errno
+	writeFn func(fd uintptr) bool // s.write
+	wbuf    []byte                // Write's argument, for writeFn
+	wn      int
+	werrno  syscall.Errno
 }
 
 func (s *socketIO) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := s.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case 0:
-				n, errno = int(r), 0
-				return true
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // park until readable
-			default:
-				n, errno = 0, e
-				return true
-			}
-		}
-	})
+	s.rbuf, s.rn, s.rerrno = p, 0, 0
+	err := s.rc.Read(s.readFn)
+	n, errno := s.rn, s.rerrno
+	s.rbuf = nil
 	if err != nil {
 		return 0, s.wrap("read", err)
 	}
@@ -73,26 +74,30 @@ func (s *socketIO) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (s *socketIO) Write(p []byte) (int, error) {
-	written := 0
-	var errno syscall.Errno
-	err := s.rc.Write(func(fd uintptr) bool {
-		for written < len(p) {
-			rest := p[written:]
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
-			switch e {
-			case 0:
-				written += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // park until writable
-			default:
-				errno = e
-				return true
-			}
+func (s *socketIO) read(fd uintptr) bool {
+	p := s.rbuf
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			s.rn, s.rerrno = int(r), 0
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // park until readable
+		default:
+			s.rn, s.rerrno = 0, e
+			return true
 		}
-		return true
-	})
+	}
+}
+
+func (s *socketIO) Write(p []byte) (int, error) {
+	s.wbuf, s.wn, s.werrno = p, 0, 0
+	err := s.rc.Write(s.writeFn)
+	written, errno := s.wn, s.werrno
+	s.wbuf = nil
 	if err != nil {
 		return written, s.wrap("write", err)
 	}
@@ -100,6 +105,25 @@ func (s *socketIO) Write(p []byte) (int, error) {
 		return written, s.wrap("write", errno)
 	}
 	return written, nil
+}
+
+func (s *socketIO) write(fd uintptr) bool {
+	p := s.wbuf
+	for s.wn < len(p) {
+		rest := p[s.wn:]
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+		switch e {
+		case 0:
+			s.wn += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // park until writable
+		default:
+			s.werrno = e
+			return true
+		}
+	}
+	return true
 }
 
 // wrap makes errors look like the net package's, so that callers checking

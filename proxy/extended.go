@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,6 +80,8 @@ type extended struct {
 
 	clientFailed  bool // the client was sent an error in this batch
 	backendFailed bool // the backend reported an error and skips to Sync
+
+	unnamed *portal // the unnamed portal's struct, reused across batches
 }
 
 func (e *extended) init() {
@@ -99,6 +102,13 @@ var (
 	msgBindComplete  = &pgproto3.BindComplete{}
 	msgCloseComplete = &pgproto3.CloseComplete{}
 	msgNoData        = &pgproto3.NoData{}
+
+	// The same as one-message lists for pushLocal, which would otherwise
+	// allocate the variadic slice (the queue keeps it) on every call.
+	replyParseComplete = []pgproto3.BackendMessage{msgParseComplete}
+	replyBindComplete  = []pgproto3.BackendMessage{msgBindComplete}
+	replyCloseComplete = []pgproto3.BackendMessage{msgCloseComplete}
+	replyNoData        = []pgproto3.BackendMessage{msgNoData}
 )
 
 func (s *session) pushLocal(msgs ...pgproto3.BackendMessage) {
@@ -139,6 +149,16 @@ func (s *session) handleParse(m *pgproto3.Parse) error {
 	if s.ext.skip {
 		return nil
 	}
+	if old := s.ext.stmts[""]; m.Name == "" && old != nil && old.router == s.runtime().Router &&
+		old.query == m.Query && slices.Equal(old.paramOIDs, m.ParameterOIDs) {
+		// The unnamed statement parsed again as it was (pgbench -M
+		// extended, pgx's exec mode): the same router would analyse the
+		// same text to the same statement, so keep it. Only the parameter
+		// types of a split INSERT come from the shards: look them up again.
+		old.splitOIDs = nil
+		s.pushLocal(replyParseComplete...)
+		return nil
+	}
 	st, err := s.runtime().Router.Prepare(m.Query)
 	if err != nil {
 		return s.extFail(err)
@@ -153,7 +173,7 @@ func (s *session) handleParse(m *pgproto3.Parse) error {
 		ps.backendName = backendStmtName(m.Query, ps.paramOIDs)
 	}
 	s.ext.stmts[m.Name] = ps
-	s.pushLocal(msgParseComplete)
+	s.pushLocal(replyParseComplete...)
 	return nil
 }
 
@@ -194,12 +214,12 @@ func (s *session) localStatement(st *router.Statement) bool {
 // ensurePrepared makes statement ps exist on backend c and returns its name there.
 func (s *session) ensurePrepared(c *pool.Conn, ps *prepared) string {
 	if ps.backendName == "" {
-		c.Send(&pgproto3.Parse{Query: ps.query, ParameterOIDs: ps.paramOIDs})
+		s.sendParse(c, "", ps.query, ps.paramOIDs)
 		s.pushRemote('P', c).swallow = true
 		return ""
 	}
 	if _, ok := c.Prepared[ps.backendName]; !ok {
-		c.Send(&pgproto3.Parse{Name: ps.backendName, Query: ps.query, ParameterOIDs: ps.paramOIDs})
+		s.sendParse(c, ps.backendName, ps.query, ps.paramOIDs)
 		c.Prepared[ps.backendName] = struct{}{}
 		r := s.pushRemote('P', c)
 		r.swallow, r.prepName = true, ps.backendName
@@ -292,7 +312,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 	}
 	if s.localStatement(ps.st) {
 		s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, local: true}
-		s.pushLocal(msgBindComplete)
+		s.pushLocal(replyBindComplete...)
 		return nil
 	}
 	if ps.st.Kind == router.KindPrepare || ps.st.Kind == router.KindListen || ps.st.Kind == router.KindCopy {
@@ -330,11 +350,17 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		return s.extFail(err)
 	}
 	name := s.ensurePrepared(c, ps)
-	c.Send(&pgproto3.Bind{DestinationPortal: m.DestinationPortal, PreparedStatement: name,
-		ParameterFormatCodes: m.ParameterFormatCodes, Parameters: m.Parameters, ResultFormatCodes: m.ResultFormatCodes})
+	s.sendBind(c, m, name)
 	s.pushRemote('B', c)
-	if p := s.ext.portals[m.DestinationPortal]; p != nil && m.DestinationPortal == "" {
+	if m.DestinationPortal == "" {
+		// The unnamed portal is rebound in every batch: reuse its struct.
+		// Nothing keeps a pointer to the previous one once it is unbound.
+		p := s.ext.unnamed
+		if p == nil {
+			p = new(portal)
+		}
 		*p = portal{stmt: ps, conn: c, kind: route.Kind}
+		s.ext.unnamed, s.ext.portals[""] = p, p
 	} else {
 		s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, conn: c, kind: route.Kind}
 	}
@@ -359,7 +385,7 @@ func (s *session) bindMulti(m *pgproto3.Bind, ps *prepared, route router.Route) 
 		}
 	}
 	s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, multi: mb}
-	s.pushLocal(msgBindComplete)
+	s.pushLocal(replyBindComplete...)
 	return nil
 }
 
@@ -485,13 +511,13 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 		case p == nil:
 			return s.extFail(pgError("34000", "portal %q does not exist", m.Name))
 		case p.local:
-			s.pushLocal(msgNoData)
+			s.pushLocal(replyNoData...)
 		case p.multi != nil:
 			return s.describeMulti(ctx, p)
 		case p.conn != s.attached:
 			return s.extFail(pgError("34000", "portal %q does not exist", m.Name))
 		default:
-			p.conn.Send(&pgproto3.Describe{ObjectType: 'P', Name: m.Name})
+			s.sendDescribe(p.conn, 'P', m.Name)
 			s.pushRemote('D', p.conn)
 		}
 		return nil
@@ -508,7 +534,7 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 	}
 	if c := s.attached; c != nil {
 		name := s.ensurePrepared(c, ps)
-		c.Send(&pgproto3.Describe{ObjectType: 'S', Name: name})
+		s.sendDescribe(c, 'S', name)
 		s.pushRemote('D', c)
 		return nil
 	}
@@ -631,7 +657,7 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 	if p.conn != s.attached {
 		return s.extFail(pgError("34000", "portal %q does not exist", m.Portal))
 	}
-	p.conn.Send(&pgproto3.Execute{Portal: m.Portal, MaxRows: m.MaxRows})
+	s.sendExecute(p.conn, m.Portal, m.MaxRows)
 	r := s.pushRemote('E', p.conn)
 	// Timed from Execute to its reply: a pipelined statement's latency
 	// includes waiting behind the earlier ones, as the client sees it.
@@ -694,7 +720,7 @@ func (s *session) handleClose(m *pgproto3.Close) error {
 	if m.ObjectType == 'S' {
 		// The backend copy stays: it is shared by name with other clients.
 		delete(s.ext.stmts, m.Name)
-		s.pushLocal(msgCloseComplete)
+		s.pushLocal(replyCloseComplete...)
 		return nil
 	}
 	p := s.ext.portals[m.Name]
@@ -704,7 +730,7 @@ func (s *session) handleClose(m *pgproto3.Close) error {
 		s.pushRemote('C', p.conn)
 		return nil
 	}
-	s.pushLocal(msgCloseComplete)
+	s.pushLocal(replyCloseComplete...)
 	return nil
 }
 
@@ -736,6 +762,9 @@ func (s *session) resetBatch() {
 	if s.txStatus == 'I' {
 		// Portals do not outlive their transaction.
 		clear(s.ext.portals)
+		if p := s.ext.unnamed; p != nil {
+			*p = portal{} // let go of the statement and backend
+		}
 	}
 }
 
@@ -809,17 +838,21 @@ func (s *session) readReply(r *reply) error {
 	e := &s.ext
 	if r.kind == 'S' {
 		for {
-			msg, err := r.conn.Receive()
+			typ, raw, err := r.conn.ReceiveRaw()
 			if err != nil {
 				return err
 			}
-			if rfq, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			if typ == 'Z' {
+				msg, err := r.conn.Decode(raw)
+				if err != nil {
+					return err
+				}
 				e.backendFailed = false
-				s.settle(rfq.TxStatus)
+				s.settle(msg.(*pgproto3.ReadyForQuery).TxStatus)
 				return nil
 			}
 			if !r.swallow {
-				if err := s.sendOrGone(msg); err != nil {
+				if err := s.forward(r.conn, raw); err != nil {
 					return err
 				}
 			}
@@ -847,13 +880,16 @@ func (s *session) readReply(r *reply) error {
 		r.stat.rows, r.stat.bytes = s.sentRows, s.sentBytes
 	}
 	for {
-		msg, err := r.conn.Receive()
+		typ, raw, err := r.conn.ReceiveRaw()
 		if err != nil {
 			return err
 		}
-		terminal := false
-		switch msg.(type) {
-		case *pgproto3.ErrorResponse:
+		switch typ {
+		case 'E':
+			msg, err := r.conn.Decode(raw)
+			if err != nil {
+				return err
+			}
 			if r.timed {
 				s.statEnd(r.stat, r.conn.Shard, r.route, true)
 			}
@@ -868,17 +904,11 @@ func (s *session) readReply(r *reply) error {
 			}
 			e.clientFailed = true
 			return s.sendOrGone(msg)
-		case *pgproto3.ParseComplete:
-			terminal = r.kind == 'P'
-		case *pgproto3.BindComplete:
-			terminal = r.kind == 'B'
-		case *pgproto3.RowDescription, *pgproto3.NoData:
-			terminal = r.kind == 'D'
-		case *pgproto3.CommandComplete, *pgproto3.EmptyQueryResponse, *pgproto3.PortalSuspended:
-			terminal = r.kind == 'E'
-		case *pgproto3.CloseComplete:
-			terminal = r.kind == 'C'
-		case *pgproto3.CopyInResponse:
+		case 'G': // CopyInResponse
+			msg, err := r.conn.Decode(raw)
+			if err != nil {
+				return err
+			}
 			if err := s.sendOrGone(msg); err != nil {
 				return err
 			}
@@ -891,11 +921,11 @@ func (s *session) readReply(r *reply) error {
 			continue
 		}
 		if !r.swallow && !e.clientFailed {
-			if err := s.sendOrGone(msg); err != nil {
+			if err := s.forward(r.conn, raw); err != nil {
 				return err
 			}
 		}
-		if terminal {
+		if terminates(r.kind, typ) {
 			if r.timed {
 				s.statEnd(r.stat, r.conn.Shard, r.route, false)
 			}
@@ -905,4 +935,23 @@ func (s *session) readReply(r *reply) error {
 			return nil
 		}
 	}
+}
+
+// terminates reports whether a backend message of type typ is the last of
+// the reply to a client message of kind (see reply.kind); ErrorResponse
+// ends every reply and is handled apart.
+func terminates(kind, typ byte) bool {
+	switch typ {
+	case '1': // ParseComplete
+		return kind == 'P'
+	case '2': // BindComplete
+		return kind == 'B'
+	case 'T', 'n': // RowDescription, NoData
+		return kind == 'D'
+	case 'C', 'I', 's': // CommandComplete, EmptyQueryResponse, PortalSuspended
+		return kind == 'E'
+	case '3': // CloseComplete
+		return kind == 'C'
+	}
+	return false
 }

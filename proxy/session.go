@@ -69,8 +69,11 @@ type session struct {
 	tz      sessionTimeZone                                                    // see timeZone
 
 	ext extended
+	out scratch // messages for backends, reused (scratch.go)
 
 	stopping sessionDrain // see drain.go
+
+	rfq pgproto3.ReadyForQuery // ready's message, reused: sent by pointer, it would escape per reply
 
 	wbytes    int  // bytes buffered for the client since the last flush
 	unflushed bool // something was buffered for the client since the last flush
@@ -274,7 +277,8 @@ const abortSQL = `DO $shardproxy$BEGIN RAISE EXCEPTION 'shardproxy: transaction 
 
 func (s *session) ready() error {
 	s.info.noteReady(s.txStatus)
-	if err := s.send(&pgproto3.ReadyForQuery{TxStatus: s.txStatus}); err != nil {
+	s.rfq.TxStatus = s.txStatus
+	if err := s.send(&s.rfq); err != nil {
 		return err
 	}
 	return s.flush()

@@ -283,7 +283,7 @@ func (s *session) runOn(ctx context.Context, shard, text string, st *router.Stat
 	if err != nil {
 		return true, s.sendError(err)
 	}
-	c.Send(&pgproto3.Query{String: text})
+	s.sendQuery(c, text)
 	if err := c.Flush(); err != nil {
 		s.dropAttached()
 		return true, s.sendLost(shard, err)
@@ -408,7 +408,17 @@ func (s *session) relay(c *pool.Conn, prelude int, m *merger) (status byte, fail
 		}
 	}
 	for {
-		msg, err := c.Receive()
+		_, raw, err := c.ReceiveRaw()
+		if err != nil {
+			return 0, failed, err
+		}
+		if m == nil && forwardAsIs(raw[0]) {
+			if err := s.sendRaw(raw); err != nil {
+				return 0, failed, errClientGone
+			}
+			continue
+		}
+		msg, err := c.Decode(raw)
 		if err != nil {
 			return 0, failed, err
 		}

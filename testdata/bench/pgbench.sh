@@ -8,8 +8,10 @@
 #           over s0+s1; branches/tellers/history unsharded on s0), served by
 #           bin/shardproxy.
 # For each -M mode it runs pgbench -n -S -c BENCH_CLIENTS -j BENCH_THREADS
-# -T BENCH_TIME direct and through the proxy, then prints a table of TPS
-# and the ratio proxy/direct. Everything started here is stopped by PID on
+# -T BENCH_TIME direct and through the proxy, then prints a table of TPS,
+# the ratio proxy/direct, and the proxy's CPU time (user+system, from
+# /proc) per transaction: on a shared machine TPS swings with other load,
+# CPU per transaction much less, so compare changes by that column. Everything started here is stopped by PID on
 # exit, also on failure or Ctrl-C.
 #
 #   BENCH_SCALE=10 BENCH_CLIENTS=8 BENCH_THREADS=2 BENCH_TIME=15 BENCH_POOL=10
@@ -171,6 +173,7 @@ pool_mode = transaction
 default_pool_size = $poolsize
 max_client_conn = 200
 logfile = $work/bouncer/pgbouncer.log
+pidfile = $work/bouncer/pgbouncer.pid
 INI
 	chown -R postgres: "$work/bouncer" 2>/dev/null || true
 	if [[ "$(id -u)" == 0 ]]; then
@@ -181,29 +184,49 @@ INI
 	bouncer_pid=$!
 	for _ in $(seq 50); do "$bin/pg_isready" -q -h 127.0.0.1 -p "$pb" && break; sleep 0.1; done
 	bouncer_dsn="postgres://postgres@127.0.0.1:$pb/full_set?sslmode=disable"
+	# Its own PID (under runuser, $bouncer_pid is runuser's), for its CPU.
+	bouncer_cpu_pid="$(cat "$work/bouncer/pgbouncer.pid" 2>/dev/null || echo "$bouncer_pid")"
 fi
 
-# tps runs pgbench and prints its TPS; any failed transaction is fatal.
+# cpu_ticks PID prints the process' user+system CPU time so far, in clock
+# ticks (/proc/PID/stat fields 14 and 15, summed over all its threads).
+cpu_ticks() {
+	awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+hz="$(getconf CLK_TCK)"
+
+# tps MODE DSN [PID] runs pgbench and prints its TPS; any failed transaction
+# is fatal. With PID, it prints "TPS CPU": CPU is that process' user+system
+# CPU per transaction in µs over the run — the proxy's cost per transaction,
+# which the other load on a shared machine disturbs far less than TPS.
 tps() {
-	local out
+	local out before after n
+	[[ -n "${3:-}" ]] && before="$(cpu_ticks "$3")"
 	out="$("$bin/pgbench" -n -S -c "$clients" -j "$threads" -T "$duration" -M "$1" "$2" 2>&1)" || {
 		echo "$out" >&2; return 1
 	}
 	if ! grep -q '^number of failed transactions: 0 ' <<<"$out"; then
 		echo "$out" >&2; return 1
 	fi
+	if [[ -n "${3:-}" ]]; then
+		after="$(cpu_ticks "$3")"
+		n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")"
+		awk -v t="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")" -v d=$((after - before)) -v n="$n" -v hz="$hz" \
+			'BEGIN { printf "%s %.1f\n", t, d / hz * 1e6 / n }'
+		return
+	fi
 	sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out"
 }
 
-declare -A direct proxied bounced
+declare -A direct proxied bounced pcpu bcpu
 for mode in $modes; do
 	log "-M $mode: direct"
 	direct[$mode]="$(tps "$mode" "$direct_dsn")"
 	log "-M $mode: through shardproxy"
-	proxied[$mode]="$(tps "$mode" "$proxy_dsn")"
+	read -r proxied[$mode] pcpu[$mode] <<<"$(tps "$mode" "$proxy_dsn" "$proxy_pid")"
 	if [[ -n "$bouncer_dsn" ]]; then
 		log "-M $mode: through pgbouncer"
-		bounced[$mode]="$(tps "$mode" "$bouncer_dsn" 2>/dev/null || echo fail)"
+		read -r bounced[$mode] bcpu[$mode] <<<"$(tps "$mode" "$bouncer_dsn" "$bouncer_cpu_pid" 2>/dev/null || echo fail -)"
 	fi
 done
 if [[ -n "$bouncer_pid" ]]; then kill "$bouncer_pid" 2>/dev/null || true; wait "$bouncer_pid" 2>/dev/null || true; fi
@@ -212,10 +235,12 @@ echo
 echo "pgbench -S -c $clients -j $threads -T $duration, scale $scale; direct = one Postgres with all rows,"
 echo "proxy = shardproxy over 2 shards (pool $poolsize per shard, $backend to the shards), same machine ($(nproc) cores)"
 ratio() { awk -v p="$1" -v d="$2" 'BEGIN { if (p == "fail") print "fail"; else printf "%.2fx", p / d }'; }
-printf '%-10s %12s %12s %8s %14s %8s\n' mode "direct TPS" "proxy TPS" ratio "pgbouncer TPS" ratio
+echo "CPU = user+system CPU of the proxy (pgbouncer) process per transaction"
+printf '%-10s %12s %12s %8s %8s %14s %8s %8s\n' mode "direct TPS" "proxy TPS" ratio "CPU µs" "pgbouncer TPS" ratio "CPU µs"
 for mode in $modes; do
 	b="${bounced[$mode]:-}"
 	[[ -n "$b" && "$b" != fail ]] && b="$(printf '%.0f' "$b")"
-	printf '%-10s %12.0f %12.0f %8s %14s %8s\n' "$mode" "${direct[$mode]}" "${proxied[$mode]}" \
-		"$(ratio "${proxied[$mode]}" "${direct[$mode]}")" "${b:--}" "$([[ -n "$b" ]] && ratio "$b" "${direct[$mode]}" || echo -)"
+	printf '%-10s %12.0f %12.0f %8s %8s %14s %8s %8s\n' "$mode" "${direct[$mode]}" "${proxied[$mode]}" \
+		"$(ratio "${proxied[$mode]}" "${direct[$mode]}")" "${pcpu[$mode]}" "${b:--}" \
+		"$([[ -n "$b" ]] && ratio "$b" "${direct[$mode]}" || echo -)" "${bcpu[$mode]:--}"
 done
