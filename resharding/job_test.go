@@ -128,6 +128,7 @@ type writer struct {
 	// interval, if set, paces the writer (one statement per interval);
 	// samples then records every statement's start and duration.
 	interval time.Duration
+	due      time.Time // when the next paced statement is due
 	samples  []sample
 }
 
@@ -251,8 +252,14 @@ func (w *writer) run(stop context.Context, t testing.TB) {
 			w.maxPause = d
 		}
 		if w.interval > 0 {
+			// Paced to a schedule, not a gap: a writer that fell behind
+			// (a slow statement) catches up, so the rate holds on average.
 			w.samples = append(w.samples, sample{start, d})
-			time.Sleep(time.Until(start.Add(w.interval)))
+			if w.due.IsZero() {
+				w.due = start
+			}
+			w.due = w.due.Add(w.interval)
+			time.Sleep(time.Until(w.due))
 		}
 		if err != nil {
 			var pe *pgconn.PgError
