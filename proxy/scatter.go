@@ -48,6 +48,14 @@ func (e *shardError) Error() string { return e.msg.Message }
 // part of the result: prelude replies, notices (forwarded to the client)
 // and ReadyForQuery.
 func (l *scatterLeg) receive() (pgproto3.BackendMessage, error) {
+	if l.prelude > 0 {
+		n := l.prelude
+		l.prelude = 0
+		if err := l.s.skipPrelude(l.c, n); err != nil {
+			l.ended = true
+			return nil, err
+		}
+	}
 	for {
 		msg, err := l.c.Receive()
 		if err != nil {
@@ -56,23 +64,14 @@ func (l *scatterLeg) receive() (pgproto3.BackendMessage, error) {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.ReadyForQuery:
-			if l.prelude > 0 {
-				l.prelude--
-				continue
-			}
 			l.ready, l.ended, l.status = true, true, m.TxStatus
 			return m, nil
 		case *pgproto3.NoticeResponse:
-			if l.prelude == 0 {
-				if err := l.s.send(m); err != nil {
-					return nil, errClientGone
-				}
+			if err := l.s.send(m); err != nil {
+				return nil, errClientGone
 			}
 			continue
 		case *pgproto3.ErrorResponse:
-			if l.prelude > 0 {
-				continue // a rejected session setting: logged by relay's rules, not the client's error
-			}
 			l.ended = true
 			if l.err == nil {
 				e := *m
@@ -80,9 +79,6 @@ func (l *scatterLeg) receive() (pgproto3.BackendMessage, error) {
 				l.err = &e
 			}
 			return m, nil
-		}
-		if l.prelude > 0 {
-			continue
 		}
 		return msg, nil
 	}

@@ -393,19 +393,8 @@ func (s *session) recordSet(st *router.Statement, c *pool.Conn) {
 func (s *session) relay(c *pool.Conn, prelude int, m *merger) (status byte, failed bool, err error) {
 	s.watch.start()
 	defer s.watch.stop()
-	for prelude > 0 {
-		msg, err := c.Receive()
-		if err != nil {
-			return 0, false, err
-		}
-		switch msg := msg.(type) {
-		case *pgproto3.ReadyForQuery:
-			prelude--
-		case *pgproto3.ErrorResponse:
-			if !strings.Contains(msg.Message, "shardproxy: transaction aborted") {
-				s.log.Warn("shard rejected a session setting", "shard", c.Shard, "err", msg.Message)
-			}
-		}
+	if err := s.skipPrelude(c, prelude); err != nil {
+		return 0, false, err
 	}
 	for {
 		_, raw, err := c.ReceiveRaw()
@@ -454,6 +443,28 @@ func (s *session) relay(c *pool.Conn, prelude int, m *merger) (status byte, fail
 			return 0, failed, errClientGone
 		}
 	}
+}
+
+// skipPrelude reads the replies to the n statements the proxy sent ahead
+// of the client's (session settings replayed on this backend, a failed
+// transaction's marker): nothing of them reaches the client; a rejected
+// setting is logged.
+func (s *session) skipPrelude(c *pool.Conn, n int) error {
+	for n > 0 {
+		msg, err := c.Receive()
+		if err != nil {
+			return err
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.ReadyForQuery:
+			n--
+		case *pgproto3.ErrorResponse:
+			if !strings.Contains(msg.Message, "shardproxy: transaction aborted") {
+				s.log.Warn("shard rejected a session setting", "shard", c.Shard, "err", msg.Message)
+			}
+		}
+	}
+	return nil
 }
 
 // pumpCopyIn forwards the client's COPY data to c until CopyDone or CopyFail.
