@@ -255,6 +255,9 @@ func (j *Job) load(ctx context.Context, st *Status) error {
 	for _, s := range st.Sources {
 		j.sources = append(j.sources, &source{shard: s.Shard, slot: s.Slot, pub: s.Publication, copied: s.Copied})
 	}
+	// In the current map's order, as Plan.Sources: the first is the
+	// reference tables' source (the status lists them by name).
+	slices.SortFunc(j.sources, func(a, b *source) int { return j.cur.ShardIndex(a.shard) - j.cur.ShardIndex(b.shard) })
 	for _, tp := range p.Tables {
 		jt := &jobTable{name: tp.Name, key: tp.Key, place: tp.place}
 		for _, src := range jt.place.sources() {
