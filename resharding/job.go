@@ -34,7 +34,7 @@ type Options struct {
 	SkipVerify bool
 	Logger     *slog.Logger
 	// hook, for tests, runs at named points ("copy-rows", "copy-table", "catchup",
-	// "verify", "verified", "cutover-paused", "cleanup"); an error stops the job there.
+	// "verify", "verify-holding", "verified", "cutover-paused", "cleanup"); an error stops the job there.
 	hook func(point string) error
 }
 

@@ -634,7 +634,7 @@ func (sc *scenario) checkDirectory(t testing.TB, moves []resharding.DirectoryMov
 }
 
 func TestJobKilled(t *testing.T) {
-	for _, at := range []string{"copy-table", "catchup", "cutover-paused", "cleanup"} {
+	for _, at := range []string{"copy-table", "catchup", "verify-holding", "cutover-paused", "cleanup"} {
 		t.Run(at, func(t *testing.T) { runScenario(t, "current.yaml", "target.yaml", at, nil) })
 	}
 }

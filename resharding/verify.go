@@ -64,6 +64,9 @@ func (j *Job) verifyOnline(ctx, streams context.Context, streamers []*streamer) 
 		}
 	}
 	// Every stream holds: the destinations' snapshots.
+	if err := j.hook("verify-holding"); err != nil {
+		return nil, err
+	}
 	for _, d := range j.verifiedDests() {
 		c, err := j.dest(ctx, d)
 		if err != nil {
