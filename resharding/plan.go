@@ -310,9 +310,9 @@ func (p *Plan) structure() {
 				// only the keys the operator moves move, whatever the
 				// fallback does to new keys.
 				p.keptDirectory = append(p.keptDirectory, t.Name)
-				if len(movesOf(p.DirMoves, ns.Name)) > 0 {
+				if moves := movesOf(p.DirMoves, ns.Name); len(moves) > 0 {
 					p.Tables = append(p.Tables, &TablePlan{Name: t.Name, Key: t.Key, OldDesc: describeStrategy(os),
-						NewDesc: describeMoves(ns, movesOf(p.DirMoves, ns.Name)), dirStrategy: ns.Name})
+						NewDesc: describeMoves(ns, moves), dirStrategy: ns.Name})
 				}
 				continue
 			}
@@ -361,11 +361,7 @@ func (p *Plan) checkMoves() {
 			refuse("move %s: key %s is moved twice", m, m.Key)
 		}
 		seen[[2]string{m.Strategy, m.Key}] = true
-		used := false
-		for _, t := range p.Next.Tables {
-			used = used || t.Strategy == m.Strategy
-		}
-		if !used {
+		if !slices.ContainsFunc(p.Next.Tables, func(t config.Table) bool { return t.Strategy == m.Strategy }) {
 			refuse("move %s: no table is placed by %s", m, m.Strategy)
 		}
 	}
