@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -58,6 +60,15 @@ func errorResponse(log *slog.Logger, err error) *pgproto3.ErrorResponse {
 		return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "XX000",
 			Message: "shardproxy: internal error (see proxy log)"}
 	}
+}
+
+// clientGone reports whether err, from reading or writing the client's
+// socket, means the client hung up or the socket failed (EOF, reset,
+// deadline) rather than that it sent something malformed.
+func clientGone(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.As(err, &ne)
 }
 
 // backendLost is the error a client sees when a shard connection breaks

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shardproxy/shardproxy/proxy"
@@ -295,4 +296,57 @@ func TestLogsHideSecrets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHangUpDuringAuthentication: pg_isready and port scanners send a
+// startup packet and hang up at the password request. That is no error:
+// the proxy logs it at debug level only, as Postgres logs nothing for it.
+func TestHangUpDuringAuthentication(t *testing.T) {
+	f, _ := accountsFixture(t)
+	ctx := context.Background()
+	var logs syncBuffer
+	srv := proxy.NewServer(f.Server.Runtime(), slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveCtx, stop := context.WithCancel(ctx)
+	served := make(chan struct{})
+	go func() { srv.Serve(serveCtx, ln); close(served) }()
+	defer func() {
+		stop()
+		<-served
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	startup, err := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30,
+		Parameters: map[string]string{"user": "app", "database": f.DB}}).Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(startup); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := pgproto3.NewFrontend(c, c).Receive()
+	if _, ok := msg.(*pgproto3.AuthenticationSASL); !ok || err != nil {
+		t.Fatalf("want the SCRAM request, got %T, %v", msg, err)
+	}
+	c.Close()
+
+	pollUntil(t, "the hang-up to be logged", func() bool { return strings.Contains(logs.String(), "client left during authentication") })
+	if out := logs.String(); strings.Contains(out, "level=ERROR") || strings.Contains(out, "authentication failed") {
+		t.Errorf("a hang-up during authentication was logged as a failure:\n%s", out)
+	}
+	// Everyone else is still served.
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:secret@%s/%s?sslmode=disable", ln.Addr(), f.DB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
 }

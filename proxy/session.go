@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -151,11 +150,8 @@ func (s *session) run(ctx context.Context) {
 			continue // woken by Shutdown: beforeRead says goodbye
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
-				var ne net.Error
-				if !errors.As(err, &ne) {
-					sendFatal(s.be, s.log, errProtocol("invalid frontend message: %v", err))
-				}
+			if !clientGone(err) {
+				sendFatal(s.be, s.log, errProtocol("invalid frontend message: %v", err))
 			}
 			return
 		}

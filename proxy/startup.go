@@ -142,6 +142,12 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		err = authSCRAM(be, &s.secrets, user, password, u != nil)
 	}
 	if err != nil {
+		if clientGone(err) {
+			// pg_isready and port scanners hang up here; Postgres logs
+			// nothing for them either.
+			log.Debug("client left during authentication", "err", err)
+			return
+		}
 		log.Info("authentication failed", "err", err)
 		sendFatal(be, log, err)
 		return
