@@ -2,20 +2,25 @@
 # pgbench -S through shardproxy vs direct Postgres, side by side (`make bench`).
 #
 # Two throw-away Postgres servers (testdata/cluster/pg.sh) on this machine:
-#   direct: database "full" on s0 holds every pgbench row (scale BENCH_SCALE);
+#   direct: database "full_set" on s0 holds every pgbench row (scale BENCH_SCALE);
 #   proxy:  database "bench" on s0 and on s1 each hold the accounts the
 #           proxy's hash strategy gives them (pgbench_accounts sharded by aid
 #           over s0+s1; branches/tellers/history unsharded on s0), served by
 #           bin/shardproxy.
-# For each -M mode it runs pgbench -n -S -c BENCH_CLIENTS -j BENCH_THREADS
-# -T BENCH_TIME direct and through the proxy, then prints a table of TPS,
-# the ratio proxy/direct, and the proxy's CPU time (user+system, from
-# /proc) per transaction: on a shared machine TPS swings with other load,
-# CPU per transaction much less, so compare changes by that column. Everything started here is stopped by PID on
-# exit, also on failure or Ctrl-C.
+# Each round runs, for each -M mode, pgbench -n -S -c BENCH_CLIENTS
+# -j BENCH_THREADS -T BENCH_TIME direct and then through every target:
+# the proxy, PgBouncer in transaction mode when it is installed (the bar
+# the issue sets), and two relays that do no protocol work at all
+# (testdata/bench/relay: Go goroutines on the netpoller, the proxy's own
+# I/O design, and a one-thread epoll loop, PgBouncer's). Ratios are taken
+# within a round, since this machine's speed drifts between minutes, and
+# the table prints the median of the rounds, with each target's CPU time
+# per transaction (user+system from /proc; other load disturbs it far less
+# than TPS, so compare changes by that column). Everything started here is
+# stopped by PID on exit, also on failure or Ctrl-C.
 #
-#   BENCH_SCALE=10 BENCH_CLIENTS=8 BENCH_THREADS=2 BENCH_TIME=15 BENCH_POOL=10
-#   BENCH_MODES="simple extended prepared"
+#   BENCH_SCALE=10 BENCH_CLIENTS=8 BENCH_THREADS=2 BENCH_TIME=8 BENCH_POOL=10
+#   BENCH_ROUNDS=3 BENCH_MODES="simple extended prepared" BENCH_RELAYS=1
 #   BENCH_BACKEND=tcp|unix  how the proxy reaches the shards (default tcp: the
 #                           same path pgbench takes to direct Postgres; unix:
 #                           the shards' unix sockets, as a proxy on the
@@ -26,7 +31,9 @@ set -euo pipefail
 scale="${BENCH_SCALE:-10}"
 clients="${BENCH_CLIENTS:-8}"
 threads="${BENCH_THREADS:-2}"
-duration="${BENCH_TIME:-15}"
+duration="${BENCH_TIME:-8}"
+rounds="${BENCH_ROUNDS:-3}"
+relays="${BENCH_RELAYS:-1}"
 poolsize="${BENCH_POOL:-10}"
 modes="${BENCH_MODES:-simple extended prepared}"
 cpuprofile="${BENCH_CPUPROFILE:-}"
@@ -41,9 +48,23 @@ log() { echo "bench: $*" >&2; }
 work="$(mktemp -d /tmp/shardproxy-bench.XXXXXX)"
 chmod 755 "$work"
 proxy_pid=""
+bouncer_pid="" bouncer_cpu_pid=""
+relay_pids=()
 started=()
+# stop_helpers stops PgBouncer (its own PID from its pidfile, and runuser's)
+# and the relays.
+stop_helpers() {
+	local pid
+	for pid in "$bouncer_cpu_pid" "$bouncer_pid" "${relay_pids[@]}"; do
+		[[ -n "$pid" ]] || continue
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	bouncer_pid="" bouncer_cpu_pid="" relay_pids=()
+}
 cleanup() {
 	local rc=$?
+	stop_helpers
 	if [[ -n "$proxy_pid" ]]; then
 		kill "$proxy_pid" 2>/dev/null || true
 		wait "$proxy_pid" 2>/dev/null || true
@@ -155,7 +176,6 @@ fi
 # `pgbouncer` package), in transaction mode in front of the direct database:
 # the bar the issue measures against, measured in the same run.
 bouncer_dsn=""
-bouncer_pid=""
 if command -v pgbouncer >/dev/null 2>&1; then
 	pb="$(free_port)"
 	mkdir -p "$work/bouncer" && chown postgres: "$work/bouncer" 2>/dev/null || true
@@ -188,6 +208,25 @@ INI
 	bouncer_cpu_pid="$(cat "$work/bouncer/pgbouncer.pid" 2>/dev/null || echo "$bouncer_pid")"
 fi
 
+# The relays (testdata/bench/relay): pgbench -> relay -> the direct
+# database, one backend connection per client and no protocol work. They
+# show what the two I/O designs cost before any proxying is done.
+relay_go_dsn="" relay_ep_dsn=""
+if [[ "$relays" != 0 ]]; then
+	(cd "$root" && go build -o "$work/relay" ./testdata/bench/relay)
+	rg="$(free_port)" re="$(free_port)"
+	"$work/relay" -mode goroutine -listen "127.0.0.1:$rg" -backend "127.0.0.1:$p0" &
+	relay_go_pid=$!
+	"$work/relay" -mode epoll -listen "127.0.0.1:$re" -backend "127.0.0.1:$p0" &
+	relay_ep_pid=$!
+	relay_pids+=("$relay_go_pid" "$relay_ep_pid")
+	for port in $rg $re; do
+		for _ in $(seq 50); do "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" && break; sleep 0.1; done
+	done
+	relay_go_dsn="${direct_dsn/:$p0\//:$rg/}"
+	relay_ep_dsn="${direct_dsn/:$p0\//:$re/}"
+fi
+
 # cpu_ticks PID prints the process' user+system CPU time so far, in clock
 # ticks (/proc/PID/stat fields 14 and 15, summed over all its threads).
 cpu_ticks() {
@@ -195,52 +234,92 @@ cpu_ticks() {
 }
 hz="$(getconf CLK_TCK)"
 
-# tps MODE DSN [PID] runs pgbench and prints its TPS; any failed transaction
-# is fatal. With PID, it prints "TPS CPU": CPU is that process' user+system
-# CPU per transaction in µs over the run — the proxy's cost per transaction,
-# which the other load on a shared machine disturbs far less than TPS.
+# tps MODE DSN [PID] runs pgbench and prints "TPS CPU": CPU is that
+# process' user+system CPU per transaction in µs over the run (- without
+# PID) — the proxy's cost per transaction, which other load on a shared
+# machine disturbs far less than TPS. A failed transaction prints "fail -".
 tps() {
-	local out before after n
+	local out before after n t
 	[[ -n "${3:-}" ]] && before="$(cpu_ticks "$3")"
-	out="$("$bin/pgbench" -n -S -c "$clients" -j "$threads" -T "$duration" -M "$1" "$2" 2>&1)" || {
-		echo "$out" >&2; return 1
-	}
-	if ! grep -q '^number of failed transactions: 0 ' <<<"$out"; then
-		echo "$out" >&2; return 1
-	fi
-	if [[ -n "${3:-}" ]]; then
-		after="$(cpu_ticks "$3")"
-		n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")"
-		awk -v t="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")" -v d=$((after - before)) -v n="$n" -v hz="$hz" \
-			'BEGIN { printf "%s %.1f\n", t, d / hz * 1e6 / n }'
+	if ! out="$("$bin/pgbench" -n -S -c "$clients" -j "$threads" -T "$duration" -M "$1" "$2" 2>&1)" ||
+		! grep -q '^number of failed transactions: 0 ' <<<"$out"; then
+		echo "fail -"
 		return
 	fi
-	sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out"
+	t="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")"
+	if [[ -z "${3:-}" ]]; then
+		echo "$t -"
+		return
+	fi
+	after="$(cpu_ticks "$3")"
+	n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")"
+	awk -v t="$t" -v d=$((after - before)) -v n="$n" -v hz="$hz" 'BEGIN { printf "%s %.1f\n", t, d / hz * 1e6 / n }'
 }
 
-declare -A direct proxied bounced pcpu bcpu
-for mode in $modes; do
-	log "-M $mode: direct"
-	direct[$mode]="$(tps "$mode" "$direct_dsn")"
-	log "-M $mode: through shardproxy"
-	read -r proxied[$mode] pcpu[$mode] <<<"$(tps "$mode" "$proxy_dsn" "$proxy_pid")"
-	if [[ -n "$bouncer_dsn" ]]; then
-		log "-M $mode: through pgbouncer"
-		read -r bounced[$mode] bcpu[$mode] <<<"$(tps "$mode" "$bouncer_dsn" "$bouncer_cpu_pid" 2>/dev/null || echo fail -)"
-	fi
+# median FORMAT V... prints the middle value (the mean of the middle two
+# for an even count) in the printf FORMAT; "fail" if any value is "fail",
+# "-" if any is "-".
+median() {
+	local v fmt="$1"
+	shift
+	for v; do [[ "$v" == fail || "$v" == - ]] && { echo "$v"; return; }; done
+	printf '%s\n' "$@" | sort -g | awk -v f="$fmt\n" '{ v[NR] = $1 }
+		END { if (NR % 2) printf f, v[(NR + 1) / 2]; else printf f, (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# Targets: name, DSN, PID whose CPU is measured. Each round runs every
+# target back to back, right after direct, and a ratio is taken within the
+# round: the machine's speed drifts by tens of percent between minutes
+# (other tenants of the host), much less within one round.
+targets=("shardproxy|$proxy_dsn|$proxy_pid")
+[[ -n "$bouncer_dsn" ]] && targets+=("pgbouncer|$bouncer_dsn|$bouncer_cpu_pid")
+[[ -n "$relay_go_dsn" ]] && targets+=("relay-goroutine|$relay_go_dsn|$relay_go_pid" "relay-epoll|$relay_ep_dsn|$relay_ep_pid")
+
+declare -A direct ratio cpu
+for round in $(seq "$rounds"); do
+	for mode in $modes; do
+		read -r d _ <<<"$(tps "$mode" "$direct_dsn")"
+		[[ "$d" == fail ]] && { log "direct pgbench -M $mode failed"; exit 1; }
+		direct[$mode]+=" $d"
+		line="round $round -M $mode: direct $(printf '%.0f' "$d") TPS"
+		for t in "${targets[@]}"; do
+			IFS='|' read -r name dsn pid <<<"$t"
+			read -r tp c <<<"$(tps "$mode" "$dsn" "$pid")"
+			if [[ "$tp" == fail ]]; then
+				[[ "$name" == shardproxy ]] && { log "pgbench -M $mode through shardproxy failed"; exit 1; }
+				r=fail # PgBouncer 1.18 in transaction mode cannot run -M prepared
+			else
+				r="$(awk -v p="$tp" -v d="$d" 'BEGIN { printf "%.3f", p / d }')"
+			fi
+			ratio[$name,$mode]+=" $r"
+			cpu[$name,$mode]+=" $c"
+			[[ "$r" == fail ]] && line+=", $name fail" || line+=", $name ${r}x ${c} µs"
+		done
+		log "$line"
+	done
 done
-if [[ -n "$bouncer_pid" ]]; then kill "$bouncer_pid" 2>/dev/null || true; wait "$bouncer_pid" 2>/dev/null || true; fi
+stop_helpers
 
 echo
-echo "pgbench -S -c $clients -j $threads -T $duration, scale $scale; direct = one Postgres with all rows,"
-echo "proxy = shardproxy over 2 shards (pool $poolsize per shard, $backend to the shards), same machine ($(nproc) cores)"
-ratio() { awk -v p="$1" -v d="$2" 'BEGIN { if (p == "fail") print "fail"; else printf "%.2fx", p / d }'; }
-echo "CPU = user+system CPU of the proxy (pgbouncer) process per transaction"
-printf '%-10s %12s %12s %8s %8s %14s %8s %8s\n' mode "direct TPS" "proxy TPS" ratio "CPU µs" "pgbouncer TPS" ratio "CPU µs"
+echo "pgbench -S -c $clients -j $threads -T $duration, scale $scale, $(nproc) cores; median of $rounds rounds."
+echo "direct = one Postgres with all rows; shardproxy = over 2 shards (pool $poolsize per shard, $backend to the shards);"
+echo "pgbouncer = transaction mode in front of direct; relay-* = no protocol work, see testdata/bench/relay."
+echo "ratio = TPS / direct TPS of the same round; CPU = the process' user+system CPU per transaction, µs."
+printf '%-9s %11s' mode "direct TPS"
+for t in "${targets[@]}"; do printf ' %18s' "${t%%|*}"; done
+echo
+printf '%-9s %11s' "" ""
+for t in "${targets[@]}"; do printf ' %18s' "ratio   CPU"; done
+echo
 for mode in $modes; do
-	b="${bounced[$mode]:-}"
-	[[ -n "$b" && "$b" != fail ]] && b="$(printf '%.0f' "$b")"
-	printf '%-10s %12.0f %12.0f %8s %8s %14s %8s %8s\n' "$mode" "${direct[$mode]}" "${proxied[$mode]}" \
-		"$(ratio "${proxied[$mode]}" "${direct[$mode]}")" "${pcpu[$mode]}" "${b:--}" \
-		"$([[ -n "$b" ]] && ratio "$b" "${direct[$mode]}" || echo -)" "${bcpu[$mode]:--}"
+	# shellcheck disable=SC2086 # word-split the accumulated lists
+	printf '%-9s %11.0f' "$mode" "$(median %.0f ${direct[$mode]})"
+	for t in "${targets[@]}"; do
+		name="${t%%|*}"
+		# shellcheck disable=SC2086
+		r="$(median %.2f ${ratio[$name,$mode]})" c="$(median %.1f ${cpu[$name,$mode]})"
+		[[ "$r" != fail ]] && r="${r}x"
+		printf ' %11s %6s' "$r" "$c"
+	done
+	echo
 done
