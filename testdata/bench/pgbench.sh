@@ -10,16 +10,17 @@
 # Each round runs, for each -M mode, pgbench -n -S -c BENCH_CLIENTS
 # -j BENCH_THREADS -T BENCH_TIME direct and then through every target:
 # the proxy, PgBouncer in transaction mode when it is installed (the bar
-# the issue sets), and two relays that do no protocol work at all
+# the issue sets), and three relays that do no protocol work at all
 # (testdata/bench/relay: Go goroutines on the netpoller, the proxy's own
-# I/O design, and a one-thread epoll loop, PgBouncer's). Ratios are taken
+# I/O design; a one-thread epoll loop, PgBouncer's; and that loop driving
+# blocking-style code as coroutines). Ratios are taken
 # within a round, since this machine's speed drifts between minutes, and
 # the table prints the median of the rounds, with each target's CPU time
 # per transaction (user+system from /proc; other load disturbs it far less
 # than TPS, so compare changes by that column). Everything started here is
 # stopped by PID on exit, also on failure or Ctrl-C.
 #
-#   BENCH_SCALE=10 BENCH_CLIENTS=8 BENCH_THREADS=2 BENCH_TIME=8 BENCH_POOL=10
+#   BENCH_SCALE=10 BENCH_CLIENTS=8 BENCH_THREADS=2 BENCH_TIME=6 BENCH_POOL=10
 #   BENCH_ROUNDS=3 BENCH_MODES="simple extended prepared" BENCH_RELAYS=1
 #   BENCH_BACKEND=tcp|unix  how the proxy reaches the shards (default tcp: the
 #                           same path pgbench takes to direct Postgres; unix:
@@ -31,7 +32,7 @@ set -euo pipefail
 scale="${BENCH_SCALE:-10}"
 clients="${BENCH_CLIENTS:-8}"
 threads="${BENCH_THREADS:-2}"
-duration="${BENCH_TIME:-8}"
+duration="${BENCH_TIME:-6}"
 rounds="${BENCH_ROUNDS:-3}"
 relays="${BENCH_RELAYS:-1}"
 poolsize="${BENCH_POOL:-10}"
@@ -210,21 +211,24 @@ fi
 
 # The relays (testdata/bench/relay): pgbench -> relay -> the direct
 # database, one backend connection per client and no protocol work. They
-# show what the two I/O designs cost before any proxying is done.
-relay_go_dsn="" relay_ep_dsn=""
+# show what each I/O design costs before any proxying is done.
+relay_go_dsn="" relay_ep_dsn="" relay_co_dsn=""
 if [[ "$relays" != 0 ]]; then
 	(cd "$root" && go build -o "$work/relay" ./testdata/bench/relay)
-	rg="$(free_port)" re="$(free_port)"
+	rg="$(free_port)" re="$(free_port)" rc="$(free_port)"
 	"$work/relay" -mode goroutine -listen "127.0.0.1:$rg" -backend "127.0.0.1:$p0" &
 	relay_go_pid=$!
 	"$work/relay" -mode epoll -listen "127.0.0.1:$re" -backend "127.0.0.1:$p0" &
 	relay_ep_pid=$!
-	relay_pids+=("$relay_go_pid" "$relay_ep_pid")
-	for port in $rg $re; do
+	"$work/relay" -mode coroutine -listen "127.0.0.1:$rc" -backend "127.0.0.1:$p0" &
+	relay_co_pid=$!
+	relay_pids+=("$relay_go_pid" "$relay_ep_pid" "$relay_co_pid")
+	for port in $rg $re $rc; do
 		for _ in $(seq 50); do "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" && break; sleep 0.1; done
 	done
 	relay_go_dsn="${direct_dsn/:$p0\//:$rg/}"
 	relay_ep_dsn="${direct_dsn/:$p0\//:$re/}"
+	relay_co_dsn="${direct_dsn/:$p0\//:$rc/}"
 fi
 
 # cpu_ticks PID prints the process' user+system CPU time so far, in clock
@@ -273,7 +277,8 @@ median() {
 # (other tenants of the host), much less within one round.
 targets=("shardproxy|$proxy_dsn|$proxy_pid")
 [[ -n "$bouncer_dsn" ]] && targets+=("pgbouncer|$bouncer_dsn|$bouncer_cpu_pid")
-[[ -n "$relay_go_dsn" ]] && targets+=("relay-goroutine|$relay_go_dsn|$relay_go_pid" "relay-epoll|$relay_ep_dsn|$relay_ep_pid")
+[[ -n "$relay_go_dsn" ]] && targets+=("relay-goroutine|$relay_go_dsn|$relay_go_pid" "relay-epoll|$relay_ep_dsn|$relay_ep_pid" \
+	"relay-coroutine|$relay_co_dsn|$relay_co_pid")
 
 declare -A direct ratio cpu
 for round in $(seq "$rounds"); do

@@ -7,7 +7,12 @@
 //	-mode goroutine  two goroutines per client on Go's netpoller, the
 //	                 design shardproxy's sessions use (the floor for it);
 //	-mode epoll      one locked OS thread in a level-triggered epoll loop
-//	                 with raw reads and writes, PgBouncer's design.
+//	                 with raw reads and writes, PgBouncer's design;
+//	-mode coroutine  the same loop, but each client's relaying is code
+//	                 written as if its reads blocked, run as a coroutine
+//	                 (iter.Pull) that yields to the loop where a read would
+//	                 block: the shape a proxy session could keep on an
+//	                 event loop.
 //
 // It is a measuring tool, not a product: no TLS, no timeouts, Linux only.
 package main
@@ -15,6 +20,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"iter"
 	"log"
 	"net"
 	"os"
@@ -25,7 +31,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "goroutine", "goroutine | epoll")
+	mode := flag.String("mode", "goroutine", "goroutine | epoll | coroutine")
 	listen := flag.String("listen", "127.0.0.1:0", "address to accept clients on")
 	backend := flag.String("backend", "", "address to relay each client to")
 	flag.Parse()
@@ -39,8 +45,8 @@ func main() {
 	switch *mode {
 	case "goroutine":
 		serveGoroutines(ln, *backend)
-	case "epoll":
-		serveEpoll(ln, *backend)
+	case "epoll", "coroutine":
+		serveEpoll(ln, *backend, *mode == "coroutine")
 	default:
 		fmt.Fprintf(os.Stderr, "relay: unknown -mode %q\n", *mode)
 		os.Exit(2)
@@ -86,13 +92,13 @@ func copyUntilClosed(src, dst net.Conn) {
 	dst.Close()
 }
 
-// serveEpoll accepts on this goroutine and relays on one locked thread.
-func serveEpoll(ln net.Listener, backend string) {
+// serveEpoll accepts on this goroutine and relays on one loop goroutine.
+func serveEpoll(ln net.Listener, backend string, coro bool) {
 	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		log.Fatal(err)
 	}
-	l := &loop{ep: ep, peer: map[int]int{}}
+	l := &loop{ep: ep, coro: coro, pairs: map[int]*pair{}}
 	go l.run()
 	for {
 		c, err := ln.Accept()
@@ -105,21 +111,37 @@ func serveEpoll(ln net.Listener, backend string) {
 			c.Close()
 			continue
 		}
-		l.add(detach(c), detach(b))
+		l.add(&pair{cfd: detach(c), bfd: detach(b)})
 	}
 }
 
 type loop struct {
-	ep   int
-	mu   sync.Mutex // peer is written by the accepting goroutine
-	peer map[int]int
+	ep    int
+	coro  bool       // resume a coroutine per pair rather than relay inline
+	mu    sync.Mutex // pairs is written by the accepting goroutine too
+	pairs map[int]*pair
+	buf   [64 << 10]byte // used by one pair at a time, on the loop goroutine
 }
 
-func (l *loop) add(cfd, bfd int) {
+// pair is a client socket and its backend socket.
+type pair struct {
+	cfd, bfd int
+	ready    int                     // the fd the loop found readable
+	resume   func() (struct{}, bool) // coroutine mode: runs until it waits again
+}
+
+func (p *pair) other(fd int) int {
+	if fd == p.cfd {
+		return p.bfd
+	}
+	return p.cfd
+}
+
+func (l *loop) add(p *pair) {
 	l.mu.Lock()
-	l.peer[cfd], l.peer[bfd] = bfd, cfd
+	l.pairs[p.cfd], l.pairs[p.bfd] = p, p
 	l.mu.Unlock()
-	for _, fd := range []int{cfd, bfd} {
+	for _, fd := range []int{p.cfd, p.bfd} {
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
 		if err := syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 			log.Fatal(err)
@@ -128,8 +150,9 @@ func (l *loop) add(cfd, bfd int) {
 }
 
 func (l *loop) run() {
-	runtime.LockOSThread()
-	buf := make([]byte, 64<<10)
+	if !l.coro {
+		runtime.LockOSThread() // coroutine switches are slower on a locked thread
+	}
 	events := make([]syscall.EpollEvent, 128)
 	for {
 		n, err := syscall.EpollWait(l.ep, events, -1)
@@ -142,17 +165,51 @@ func (l *loop) run() {
 		for _, ev := range events[:n] {
 			fd := int(ev.Fd)
 			l.mu.Lock()
-			to, ok := l.peer[fd]
+			p := l.pairs[fd]
 			l.mu.Unlock()
-			if !ok {
+			if p == nil {
 				continue // closed earlier in this batch with its peer
 			}
-			r, err := syscall.Read(fd, buf)
-			if err == syscall.EAGAIN || err == syscall.EINTR {
-				continue
+			p.ready = fd
+			switch {
+			case !l.coro:
+				l.relayOnce(p)
+			case p.resume == nil:
+				p.resume, _ = iter.Pull(l.relayer(p))
+				p.resume()
+			default:
+				p.resume()
 			}
-			if r <= 0 || err != nil || writeAll(to, buf[:r]) != nil {
-				l.close(fd, to)
+		}
+	}
+}
+
+// relayOnce is the event-loop way: read what is ready, write it on.
+func (l *loop) relayOnce(p *pair) {
+	r, err := syscall.Read(p.ready, l.buf[:])
+	if err == syscall.EAGAIN || err == syscall.EINTR {
+		return
+	}
+	if r <= 0 || err != nil || writeAll(p.other(p.ready), l.buf[:r]) != nil {
+		l.close(p)
+	}
+}
+
+// relayer is the coroutine way: code written as if its reads blocked, as
+// a proxy session's is; where a read would block, it yields to the loop,
+// which resumes it once one of its sockets is readable.
+func (l *loop) relayer(p *pair) iter.Seq[struct{}] {
+	return func(yield func(struct{}) bool) {
+		for {
+			r, err := syscall.Read(p.ready, l.buf[:])
+			switch {
+			case err == syscall.EAGAIN || err == syscall.EINTR:
+				if !yield(struct{}{}) {
+					return
+				}
+			case r <= 0 || err != nil || writeAll(p.other(p.ready), l.buf[:r]) != nil:
+				l.close(p)
+				return
 			}
 		}
 	}
@@ -179,13 +236,13 @@ func writeAll(fd int, p []byte) error {
 	return nil
 }
 
-func (l *loop) close(a, b int) {
+func (l *loop) close(p *pair) {
 	l.mu.Lock()
-	delete(l.peer, a)
-	delete(l.peer, b)
+	delete(l.pairs, p.cfd)
+	delete(l.pairs, p.bfd)
 	l.mu.Unlock()
-	syscall.Close(a) // closing removes it from the epoll set
-	syscall.Close(b)
+	syscall.Close(p.cfd) // closing removes it from the epoll set
+	syscall.Close(p.bfd)
 }
 
 // detach returns a non-blocking duplicate of c's socket and closes c, so
