@@ -236,23 +236,9 @@ func TestLogsHideSecrets(t *testing.T) {
 			if format == "json" {
 				h = slog.NewJSONHandler(&logs, opts)
 			}
-			srv := proxy.NewServer(f.Server.Runtime(), slog.New(h))
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			serveCtx, stop := context.WithCancel(ctx)
-			served := make(chan struct{})
-			go func() { srv.Serve(serveCtx, ln); close(served) }()
-			defer func() {
-				stop()
-				<-served
-				sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				defer cancel()
-				srv.Shutdown(sctx)
-			}()
+			addr := serveLogging(t, f, h)
 			dsn := func(password string) string {
-				return fmt.Sprintf("postgres://app:%s@%s/%s?sslmode=disable", password, ln.Addr(), f.DB)
+				return fmt.Sprintf("postgres://app:%s@%s/%s?sslmode=disable", password, addr, f.DB)
 			}
 			if c, err := pgx.Connect(ctx, dsn("wrong-pass-7Qx")); err == nil {
 				c.Close(ctx)
@@ -305,23 +291,9 @@ func TestHangUpDuringAuthentication(t *testing.T) {
 	f, _ := accountsFixture(t)
 	ctx := context.Background()
 	var logs syncBuffer
-	srv := proxy.NewServer(f.Server.Runtime(), slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveCtx, stop := context.WithCancel(ctx)
-	served := make(chan struct{})
-	go func() { srv.Serve(serveCtx, ln); close(served) }()
-	defer func() {
-		stop()
-		<-served
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
+	addr := serveLogging(t, f, slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := net.Dial("tcp", addr.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,9 +316,31 @@ func TestHangUpDuringAuthentication(t *testing.T) {
 		t.Errorf("a hang-up during authentication was logged as a failure:\n%s", out)
 	}
 	// Everyone else is still served.
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:secret@%s/%s?sslmode=disable", ln.Addr(), f.DB))
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:secret@%s/%s?sslmode=disable", addr, f.DB))
 	if err != nil {
 		t.Fatal(err)
 	}
 	conn.Close(ctx)
+}
+
+// serveLogging serves f's runtime on a free loopback port with its log
+// going to h, until the test ends, and returns the address.
+func serveLogging(t *testing.T, f *fixture, h slog.Handler) net.Addr {
+	t.Helper()
+	srv := proxy.NewServer(f.Server.Runtime(), slog.New(h))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveCtx, stop := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { srv.Serve(serveCtx, ln); close(served) }()
+	t.Cleanup(func() {
+		stop()
+		<-served
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return ln.Addr()
 }
