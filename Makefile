@@ -72,9 +72,9 @@ bench: deps
 	bash testdata/orders/bench.sh
 
 lint:
-	@files="$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -print0 | xargs -0 gofmt -l)"; \
+	@files="$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -print0 | xargs -0 gofmt -l; gofmt -l testdata/bench/relay)"; \
 	if [ -n "$$files" ]; then echo "gofmt needed on:"; echo "$$files"; exit 1; fi
-	$(GO) vet ./...
+	$(GO) vet ./... ./testdata/bench/relay
 
 # Starts local shards, loads testdata/demo, serves in the foreground.
 run: deps build
