@@ -92,6 +92,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	st := &Statement{NumParams: numParams, hint: hint}
 	a := &analyzer{r: r, st: st, text: text}
 	a.top(tree.Stmts[0].Stmt)
+	st.sessionState = sessionStateError(tree.Stmts[0].Stmt)
 	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && st.Kind == KindSelect && !st.Explain && st.err == nil && a.sharded > 0 {
 		// The planner rewrites the tree in place: nothing else holds it.
 		st.plan, st.planErr = buildPlan(st, sel, tree.Version)

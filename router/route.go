@@ -113,6 +113,9 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 		}
 		return Route{Kind: RouteAny, Reason: "no table -> any shard"}, nil
 	}
+	if st.sessionState != nil {
+		return Route{}, st.sessionState
+	}
 	if st.hint != "" {
 		return r.hinted(st.hint, "/* shard: "+st.hint+" */ comment")
 	}

@@ -65,10 +65,13 @@ type Statement struct {
 	Tables    []string // tables referenced, as written (schema.table when qualified)
 	Explain   bool     // EXPLAIN <statement>: Kind is the inner statement's
 
-	hint    string          // /* shard: x */ in the text
-	uses    []tableUse      // every table occurrence
-	err     *pgconn.PgError // statement that can never be routed (unless hinted)
-	inexact string          // construct that concatenation cannot answer ("ORDER BY", ...)
+	hint string          // /* shard: x */ in the text
+	uses []tableUse      // every table occurrence
+	err  *pgconn.PgError // statement that can never be routed (unless hinted)
+	// sessionState refuses, hinted or not, a statement that would leave
+	// state on a pooled backend (sessionStateError).
+	sessionState *pgconn.PgError
+	inexact      string // construct that concatenation cannot answer ("ORDER BY", ...)
 	// nestedInexact is such a construct in a subquery (or UNION arm) that
 	// reads sharded tables: the planner merges only the top level.
 	nestedInexact string

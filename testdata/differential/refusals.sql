@@ -67,3 +67,17 @@ SELECT mode() WITHIN GROUP (ORDER BY status) FROM orders;
 SELECT status, count(*) FROM orders GROUP BY GROUPING SETS ((status), ());
 SELECT status, count(*) FROM orders GROUP BY ROLLUP (status);
 SELECT status, shipped, count(*) FROM orders GROUP BY CUBE (status, shipped);
+
+-- Session state that a pooled backend would hand to the next client
+-- (router/pooling.go): session advisory locks, set_config(..., false),
+-- temporary relations that outlive the transaction.
+SELECT pg_advisory_lock(42);
+SELECT pg_try_advisory_lock_shared(1, 2);
+SELECT pg_advisory_unlock_all();
+SELECT order_id FROM orders WHERE pg_try_advisory_lock(order_id) AND customer_id = 7;
+SELECT set_config('application_name', 'x', false);
+SELECT set_config('application_name', 'x', 1 > 0);
+CREATE TEMP TABLE scratch (x int);
+CREATE TEMPORARY VIEW scratch_v AS SELECT 1 AS one;
+SELECT * INTO TEMP scratch_t FROM orders WHERE customer_id = 7;
+DECLARE held_c CURSOR WITH HOLD FOR SELECT order_id FROM orders WHERE customer_id = 7;

@@ -1,0 +1,112 @@
+package router
+
+import (
+	"github.com/jackc/pgx/v5/pgconn"
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
+
+// Under transaction pooling a backend serves one client for one
+// transaction and then the next client. Anything a statement leaves on
+// its backend beyond the transaction — a session advisory lock, a
+// temporary table, a session setting made by a function, a cursor
+// WITH HOLD — would be
+// handed to whichever client comes next, and be missing for this
+// client's next transaction. PgBouncer lets such statements through and
+// documents the breakage; we refuse them, naming the transaction-scoped
+// form that works. (SET, PREPARE and LISTEN are handled elsewhere: SET is
+// carried from backend to backend, the other two are refused by kind.)
+
+// cursorOptHold is CURSOR_OPT_HOLD (parsenodes.h): DECLARE ... WITH HOLD.
+const cursorOptHold = 0x0020
+
+// sessionAdvisoryLocks are the functions whose locks outlive the
+// transaction (the _xact_ variants end with it).
+var sessionAdvisoryLocks = map[string]bool{
+	"pg_advisory_lock": true, "pg_advisory_lock_shared": true,
+	"pg_try_advisory_lock": true, "pg_try_advisory_lock_shared": true,
+	"pg_advisory_unlock": true, "pg_advisory_unlock_shared": true, "pg_advisory_unlock_all": true,
+}
+
+// sessionStateError returns the 0A000 for a statement that would leave
+// session state on a pooled backend, or nil.
+func sessionStateError(n *pg.Node) *pgconn.PgError {
+	if what := tempRelation(n); what != "" {
+		return pgError(codeFeatureNotSupport,
+			"temporary "+what+" are not supported under transaction pooling",
+			"it would stay on a pooled shard connection that other clients use next; create it with ON COMMIT DROP inside BEGIN ... COMMIT, or use a regular one")
+	}
+	if dc := n.GetDeclareCursorStmt(); dc != nil && dc.Options&cursorOptHold != 0 {
+		return pgError(codeFeatureNotSupport,
+			"cursors WITH HOLD are not supported under transaction pooling",
+			"the cursor would stay on a pooled shard connection that other clients use next; declare it without WITH HOLD inside BEGIN ... COMMIT")
+	}
+	var found *pgconn.PgError
+	walk(n, func(c *pg.Node) bool {
+		f := c.GetFuncCall()
+		if found != nil || f == nil {
+			return found == nil
+		}
+		switch name := funcName(f); {
+		case sessionAdvisoryLocks[name]:
+			found = pgError(codeFeatureNotSupport,
+				"session-level advisory locks ("+name+") are not supported under transaction pooling",
+				"the lock would stay on a pooled shard connection that other clients use next; use pg_advisory_xact_lock or pg_try_advisory_xact_lock inside a transaction")
+		case name == "set_config" && !localSetConfig(f):
+			found = pgError(codeFeatureNotSupport,
+				"set_config(..., false) is not supported under transaction pooling",
+				"the setting would stay on a pooled shard connection that other clients use next; use SET, which shardproxy carries to every connection the session uses, or set_config(name, value, true) inside a transaction")
+		}
+		return found == nil
+	})
+	return found
+}
+
+// tempRelation names what a CREATE TEMP ... or SELECT ... INTO TEMP
+// creates that outlives its transaction ("tables", "views", "sequences"),
+// or "" if it creates none. ON COMMIT DROP tables end with the
+// transaction and are fine.
+func tempRelation(n *pg.Node) string {
+	temp := func(rv *pg.RangeVar) bool { return rv != nil && rv.Relpersistence == "t" }
+	switch x := n.Node.(type) {
+	case *pg.Node_CreateStmt:
+		if temp(x.CreateStmt.Relation) && x.CreateStmt.Oncommit != pg.OnCommitAction_ONCOMMIT_DROP {
+			return "tables"
+		}
+	case *pg.Node_CreateTableAsStmt:
+		if into := x.CreateTableAsStmt.Into; into != nil && temp(into.Rel) && into.OnCommit != pg.OnCommitAction_ONCOMMIT_DROP {
+			return "tables"
+		}
+	case *pg.Node_SelectStmt:
+		if into := x.SelectStmt.IntoClause; into != nil && temp(into.Rel) && into.OnCommit != pg.OnCommitAction_ONCOMMIT_DROP {
+			return "tables"
+		}
+	case *pg.Node_ViewStmt:
+		if temp(x.ViewStmt.View) {
+			return "views"
+		}
+	case *pg.Node_CreateSeqStmt:
+		if temp(x.CreateSeqStmt.Sequence) {
+			return "sequences"
+		}
+	case *pg.Node_ExplainStmt:
+		return tempRelation(x.ExplainStmt.Query) // EXPLAIN ANALYZE runs it
+	}
+	return ""
+}
+
+// localSetConfig reports whether set_config's is_local argument is the
+// keyword true: only then does the setting end with the transaction. A
+// string such as 'on' is not looked at: the simple protocol's literal
+// normalisation turns it into a parameter, and the answer must not
+// depend on the protocol.
+func localSetConfig(f *pg.FuncCall) bool {
+	if len(f.Args) != 3 {
+		return false
+	}
+	arg := f.Args[2]
+	if tc := arg.GetTypeCast(); tc != nil {
+		arg = tc.Arg
+	}
+	b, ok := arg.GetAConst().GetVal().(*pg.A_Const_Boolval)
+	return ok && b.Boolval.Boolval
+}

@@ -1,0 +1,64 @@
+package router
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TestSessionStateRefused: statements that would leave state on a pooled
+// backend get 0A000 naming the construct, hinted or not; their
+// transaction-scoped forms route as usual.
+func TestSessionStateRefused(t *testing.T) {
+	r, _ := newTestRouter(t)
+	refused := map[string]string{
+		"SELECT pg_advisory_lock(42)":                                                "pg_advisory_lock",
+		"SELECT pg_catalog.pg_try_advisory_lock_shared(1, 2)":                        "pg_try_advisory_lock_shared",
+		"SELECT pg_advisory_unlock_all()":                                            "pg_advisory_unlock_all",
+		"SELECT * FROM orders WHERE customer_id = 7 AND pg_advisory_lock(1) IS NULL": "pg_advisory_lock",
+		"SELECT (SELECT pg_advisory_lock(1))":                                        "pg_advisory_lock",
+		"SELECT set_config('search_path', 'x', false)":                               "set_config",
+		"SELECT set_config('search_path', 'x', 'off')":                               "set_config",
+		"SELECT set_config('search_path', 'x', 1 > 0)":                               "set_config",
+		"SELECT set_config('search_path', 'x')":                                      "set_config",
+		"/* shard: s1 */ SELECT pg_advisory_lock(1)":                                 "pg_advisory_lock",
+		"CREATE TEMP TABLE t (x int)":                                                "temporary tables",
+		"CREATE TEMPORARY TABLE t (x int) ON COMMIT DELETE ROWS":                     "temporary tables",
+		"CREATE TEMP TABLE t AS SELECT 1":                                            "temporary tables",
+		"SELECT 1 AS x INTO TEMP t":                                                  "temporary tables",
+		"CREATE TEMP VIEW v AS SELECT 1":                                             "temporary views",
+		"CREATE TEMP SEQUENCE s":                                                     "temporary sequences",
+		"DECLARE c CURSOR WITH HOLD FOR SELECT 1":                                    "WITH HOLD",
+		"EXPLAIN ANALYZE CREATE TEMP TABLE t AS SELECT 1":                            "temporary tables",
+	}
+	for sql, want := range refused {
+		_, _, err := route(r, sql, nil, "")
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, want) || pe.Hint == "" {
+			t.Errorf("%s: want 0A000 naming %q with a hint, got %v", sql, want, err)
+		}
+		// A session shard hint does not make it safe either.
+		if _, _, err := route(r, sql, nil, "s2"); !errors.As(err, &pe) || pe.Code != "0A000" {
+			t.Errorf("%s with SET shardproxy.shard: want 0A000, got %v", sql, err)
+		}
+	}
+	allowed := []string{
+		"SELECT pg_advisory_xact_lock(42)",
+		"SELECT pg_try_advisory_xact_lock(1, 2)",
+		"SELECT set_config('search_path', 'x', true)",
+		"SELECT set_config('search_path', 'x', true::boolean)",
+		"SELECT current_setting('search_path')",
+		"CREATE TEMP TABLE t (x int) ON COMMIT DROP",
+		"CREATE TEMP TABLE t ON COMMIT DROP AS SELECT 1",
+		"CREATE TABLE t (x int)",
+		"DECLARE c CURSOR FOR SELECT * FROM orders WHERE customer_id = 7",
+		"SELECT * FROM orders WHERE customer_id = 7",
+	}
+	for _, sql := range allowed {
+		if _, _, err := route(r, sql, nil, ""); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+}
