@@ -325,6 +325,9 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 	if err != nil {
 		return s.extFail(err)
 	}
+	if err := s.noteLocalConfig(ps.st, false); err != nil {
+		return s.extFail(err)
+	}
 	var shard string
 	switch {
 	case route.Kind == router.RouteAny:

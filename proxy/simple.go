@@ -42,11 +42,15 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 			if _, err := s.runOn(ctx, shard, sql, nil); err != nil {
 				return err
 			}
+			ddl := false
 			for _, p := range parts {
-				if p.Stmt.Kind == router.KindDDL {
-					s.schemaChanged()
-					break
+				ddl = ddl || p.Stmt.Kind == router.KindDDL
+				if p.Stmt.LocalConfig && s.txStatus != 'I' {
+					s.tx.localConfig = true // see noteLocalConfig
 				}
+			}
+			if ddl {
+				s.schemaChanged()
 			}
 			return s.ready()
 		}
@@ -89,6 +93,9 @@ func (s *session) commonShard(ctx context.Context, parts []router.QueryPart) (st
 		switch p.Stmt.Kind {
 		case router.KindShardHintSet, router.KindShardHintReset, router.KindPrepare, router.KindListen, router.KindCopy:
 			return "", false
+		}
+		if p.Stmt.LocalConfig && s.multiLeg() {
+			return "", false // refused statement by statement (noteLocalConfig)
 		}
 		if s.multiLeg() && (s.txWide(p.Stmt.Kind) || s.tx.failed) || s.tx.replay != nil && s.attached == nil {
 			return "", false // these concern every shard of the transaction (txn.go)
@@ -237,6 +244,9 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 
 // execRoute sends one routed statement to its shard or shards.
 func (s *session) execRoute(ctx context.Context, st *router.Statement, text string, route router.Route) (bool, error) {
+	if err := s.noteLocalConfig(st, true); err != nil {
+		return true, s.sendError(err)
+	}
 	cfg := s.runtime().Config
 	var shard string
 	switch route.Kind {
@@ -249,12 +259,19 @@ func (s *session) execRoute(ctx context.Context, st *router.Statement, text stri
 			// before the transaction starts on whichever shard it lands.
 			s.recordSet(st, nil)
 			return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("SET")})
-		case s.pendingBegin != "":
+		case s.pendingBegin != "" && (!st.TxnScoped || st.LocalConfig):
 			// Reads that touch no table must not pin the transaction to the
-			// default shard before a keyed statement picks the real one.
+			// default shard before a keyed statement picks the real one,
+			// unless they act on the transaction itself (txid_current()),
+			// which must run in it. set_config(..., true) is answered here
+			// and replayed, like SET LOCAL, on every shard the transaction
+			// then touches.
 			mark := s.statStart()
 			failed, err := s.runEphemeral(ctx, cfg.DefaultShard, text)
 			s.statEnd(mark, cfg.DefaultShard, route.Kind, failed)
+			if !failed && err == nil {
+				s.noteReplay(st, text)
+			}
 			return failed, err
 		default:
 			shard = cfg.DefaultShard

@@ -38,7 +38,10 @@ type txn struct {
 	begin  string       // the client's BEGIN, replayed on every shard that joins
 	replay []string     // SAVEPOINT, RELEASE, ROLLBACK TO and SET LOCAL, in order
 	full   bool         // replay overflowed: no further shard may join
-	failed bool         // a statement failed: only ROLLBACK (TO) is possible
+	// localConfig: set_config(..., true) ran on the transaction's shard;
+	// no further shard may join, since it would miss the setting.
+	localConfig bool
+	failed      bool // a statement failed: only ROLLBACK (TO) is possible
 }
 
 // maxReplay bounds what a transaction remembers for shards joining late.
@@ -83,6 +86,9 @@ func (s *session) join(ctx context.Context, shard string) (*pool.Conn, error) {
 			s.attached = c
 			return c, nil
 		}
+	}
+	if s.tx.localConfig {
+		return nil, errLocalConfig("shard " + shard + " cannot join it")
 	}
 	if s.tx.full {
 		return nil, errNotSupported("use fewer savepoints or SET LOCAL statements before touching another shard",
@@ -199,10 +205,34 @@ func readResult(c *pool.Conn) (byte, error) {
 	}
 }
 
-// noteReplay remembers a savepoint or SET LOCAL statement that succeeded,
-// for shards that join the transaction later.
+// noteLocalConfig refuses set_config(..., true) in a transaction that
+// already spans shards, where it would reach only one of them. Elsewhere
+// in a transaction, the simple protocol replays its text on shards that
+// join later, as SET LOCAL (noteReplay); the extended protocol's text has
+// parameters and cannot be replayed, so no further shard may join.
+func (s *session) noteLocalConfig(st *router.Statement, simple bool) error {
+	if !st.LocalConfig || s.txStatus == 'I' {
+		return nil
+	}
+	if s.multiLeg() {
+		return errLocalConfig("it would reach only one of them")
+	}
+	if !simple || !st.TxnScoped {
+		s.tx.localConfig = true
+	}
+	return nil
+}
+
+func errLocalConfig(why string) error {
+	return errNotSupported("use SET LOCAL, which shardproxy replays on every shard the transaction touches",
+		"set_config(..., true) in a transaction that spans shards: %s", why)
+}
+
+// noteReplay remembers a savepoint, SET LOCAL or set_config(..., true)
+// statement that succeeded, for shards that join the transaction later.
 func (s *session) noteReplay(st *router.Statement, text string) {
-	if s.txStatus == 'I' || !(st.Kind == router.KindSavepoint || st.Kind == router.KindSet && st.SetLocal) {
+	if s.txStatus == 'I' || !(st.Kind == router.KindSavepoint || st.Kind == router.KindSet && st.SetLocal ||
+		st.LocalConfig && st.TxnScoped) {
 		return
 	}
 	if len(s.tx.replay) >= maxReplay {

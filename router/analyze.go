@@ -93,6 +93,12 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	a := &analyzer{r: r, st: st, text: text}
 	a.top(tree.Stmts[0].Stmt)
 	st.sessionState = sessionStateError(tree.Stmts[0].Stmt)
+	advisory, localConfig, xactID := txnEffects(tree.Stmts[0].Stmt)
+	st.LocalConfig = localConfig
+	if len(st.uses) == 0 {
+		st.TxnScoped = advisory || localConfig || xactID
+		st.advisoryLock = advisory
+	}
 	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && st.Kind == KindSelect && !st.Explain && st.err == nil && a.sharded > 0 {
 		// The planner rewrites the tree in place: nothing else holds it.
 		st.plan, st.planErr = buildPlan(st, sel, tree.Version)

@@ -110,3 +110,36 @@ func localSetConfig(f *pg.FuncCall) bool {
 	b, ok := arg.GetAConst().GetVal().(*pg.A_Const_Boolval)
 	return ok && b.Boolval.Boolval
 }
+
+// Functions that act on the transaction they run in. Before a transaction
+// has a shard, the simple protocol answers a statement that reads no table
+// outside it (session.runEphemeral); these must run inside it instead, so
+// Statement.TxnScoped marks them.
+var (
+	advisoryXactLocks = map[string]bool{
+		"pg_advisory_xact_lock": true, "pg_advisory_xact_lock_shared": true,
+		"pg_try_advisory_xact_lock": true, "pg_try_advisory_xact_lock_shared": true,
+	}
+	xactIDFuncs = map[string]bool{
+		"txid_current": true, "txid_current_if_assigned": true,
+		"pg_current_xact_id": true, "pg_current_xact_id_if_assigned": true,
+	}
+)
+
+// txnEffects reports which transaction-scoped functions n calls.
+func txnEffects(n *pg.Node) (advisory, localConfig, xactID bool) {
+	walk(n, func(c *pg.Node) bool {
+		if f := c.GetFuncCall(); f != nil {
+			switch name := funcName(f); {
+			case advisoryXactLocks[name]:
+				advisory = true
+			case name == "set_config":
+				localConfig = true // set_config(..., false) is refused anyway
+			case xactIDFuncs[name]:
+				xactID = true
+			}
+		}
+		return true
+	})
+	return advisory, localConfig, xactID
+}

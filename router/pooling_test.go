@@ -62,3 +62,34 @@ func TestSessionStateRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestTransactionScopedMarks: what the session needs to know of a
+// statement that acts on its transaction, and where advisory locks go.
+func TestTransactionScopedMarks(t *testing.T) {
+	r, _ := newTestRouter(t)
+	cases := []struct {
+		sql           string
+		scoped, local bool
+		kind          RouteKind
+	}{
+		{"SELECT pg_advisory_xact_lock(1)", true, false, RouteDefault},
+		{"SELECT pg_try_advisory_xact_lock_shared(1, 2)", true, false, RouteDefault},
+		{"SELECT set_config('a.b', 'c', true)", true, true, RouteAny},
+		{"SELECT txid_current()", true, false, RouteAny},
+		{"SELECT 1", false, false, RouteAny},
+		{"SELECT now()", false, false, RouteAny},
+		// With a table, the table decides, and the session treats it as any keyed statement.
+		{"SELECT set_config('a.b', 'c', true) FROM orders WHERE customer_id = 7", false, true, RouteSingle},
+	}
+	for _, c := range cases {
+		st, rt, err := route(r, c.sql, nil, "")
+		if err != nil {
+			t.Errorf("%s: %v", c.sql, err)
+			continue
+		}
+		if st.TxnScoped != c.scoped || st.LocalConfig != c.local || rt.Kind != c.kind {
+			t.Errorf("%s: TxnScoped %v LocalConfig %v route %v, want %v %v %v",
+				c.sql, st.TxnScoped, st.LocalConfig, rt.Kind, c.scoped, c.local, c.kind)
+		}
+	}
+}

@@ -186,6 +186,10 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 	}
 	if sharded == 0 {
 		if refs+unlisted == 0 {
+			if st.advisoryLock {
+				return Route{Kind: RouteDefault, Shards: r.single[r.defaultIdx],
+					Reason: "advisory lock -> default shard " + r.cfg.Shards[r.defaultIdx].Name + " (one lock space for every client)"}, nil
+			}
 			return Route{Kind: RouteAny, Reason: "no table -> any shard"}, nil
 		}
 		why := st.uses[0].name + ": reference table"

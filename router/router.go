@@ -64,6 +64,14 @@ type Statement struct {
 	HintShard string   // KindShardHintSet: the shard name (checked by Route)
 	Tables    []string // tables referenced, as written (schema.table when qualified)
 	Explain   bool     // EXPLAIN <statement>: Kind is the inner statement's
+	// TxnScoped: the statement reads no table and calls a function that
+	// acts on its transaction (pg_advisory_xact_lock, set_config(..., true),
+	// txid_current): inside BEGIN it must run in the transaction itself.
+	TxnScoped bool
+	// LocalConfig: the statement calls set_config(..., true). Its setting
+	// lives on one shard's backend and is not replayed on shards that join
+	// the transaction later, as SET LOCAL is; the session refuses those.
+	LocalConfig bool
 
 	hint string          // /* shard: x */ in the text
 	uses []tableUse      // every table occurrence
@@ -71,6 +79,10 @@ type Statement struct {
 	// sessionState refuses, hinted or not, a statement that would leave
 	// state on a pooled backend (sessionStateError).
 	sessionState *pgconn.PgError
+	// advisoryLock: a statement reading no table takes an advisory
+	// transaction lock; it goes to the default shard, so that every
+	// client's locks live on one server and exclude each other.
+	advisoryLock bool
 	inexact      string // construct that concatenation cannot answer ("ORDER BY", ...)
 	// nestedInexact is such a construct in a subquery (or UNION arm) that
 	// reads sharded tables: the planner merges only the top level.
