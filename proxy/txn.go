@@ -36,7 +36,7 @@ import (
 type txn struct {
 	legs   []*pool.Conn // every backend of the transaction; nil while it has one shard
 	begin  string       // the client's BEGIN, replayed on every shard that joins
-	replay []string     // SAVEPOINT, RELEASE, ROLLBACK TO and SET LOCAL, in order
+	replay []string     // SAVEPOINT, RELEASE, ROLLBACK TO, SET LOCAL, set_config(..., true), in order
 	full   bool         // replay overflowed: no further shard may join
 	// localConfig: set_config(..., true) ran on the transaction's shard;
 	// no further shard may join, since it would miss the setting.
