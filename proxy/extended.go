@@ -315,7 +315,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		s.pushLocal(replyBindComplete...)
 		return nil
 	}
-	if ps.st.Kind == router.KindPrepare || ps.st.Kind == router.KindListen || ps.st.Kind == router.KindCopy {
+	if ps.st.Kind == router.KindPrepare || ps.st.Kind == router.KindListen || ps.st.Kind == router.KindCopy || ps.st.DiscardAll {
 		return s.extFail(errNotSupported("use the simple query protocol for this statement",
 			"this statement is not supported in the extended protocol through shardproxy"))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"sort"
@@ -49,7 +50,10 @@ type session struct {
 	// parameters and SET), as SQL text values; they are replayed on whichever
 	// backend serves the next transaction.
 	params map[string]string
-	hint   string // SET shardproxy.shard
+	// startup is params as the startup message set them: what RESET and
+	// DISCARD ALL return to, as on Postgres.
+	startup map[string]string
+	hint    string // SET shardproxy.shard
 
 	rt           *Runtime    // snapshot for the current transaction
 	attached     *pool.Conn  // backend holding the open transaction or batch
@@ -99,6 +103,7 @@ func newSession(srv *Server, c net.Conn, be *pgproto3.Backend, log *slog.Logger,
 		}
 		s.params[strings.ToLower(k)] = quoteLiteral(v)
 	}
+	s.startup = maps.Clone(s.params)
 	s.ext.init()
 	s.columns = s.tableColumns
 	s.colType = s.keyColumnType

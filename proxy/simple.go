@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -225,14 +226,31 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 			return complete(tag)
 		}
 	case router.KindPrepare:
-		if strings.HasPrefix(strings.ToLower(strings.TrimSpace(text)), "deallocate") {
-			// Statements prepared through the proxy live in the proxy, so
-			// there is nothing on the shards to deallocate.
+		// Statements prepared through the proxy live in the proxy (their
+		// backend copies are shared by name with other clients), so
+		// DEALLOCATE acts on the session's statements only, as Close does.
+		switch {
+		case st.DeallocateAll:
+			for name := range s.ext.stmts {
+				if name != "" {
+					delete(s.ext.stmts, name)
+				}
+			}
+			return complete("DEALLOCATE ALL")
+		case st.Deallocate != "":
+			if _, ok := s.ext.stmts[st.Deallocate]; !ok {
+				return true, true, s.sendError(pgError("26000", "prepared statement %q does not exist", st.Deallocate))
+			}
+			delete(s.ext.stmts, st.Deallocate)
 			return complete("DEALLOCATE")
 		}
 		return true, true, s.sendError(errNotSupported(
 			"use protocol-level prepared statements (any driver's prepare); shardproxy re-prepares them on every shard connection",
 			"SQL-level PREPARE and EXECUTE are not supported under transaction pooling"))
+	case router.KindOther:
+		if st.DiscardAll {
+			return s.discardAll()
+		}
 	case router.KindListen:
 		if !strings.HasPrefix(strings.ToLower(strings.TrimSpace(text)), "notify") {
 			return true, true, s.sendError(errNotSupported("connect to a shard directly to LISTEN",
@@ -380,7 +398,11 @@ func (s *session) runNone(ctx context.Context, st *router.Statement, text string
 }
 
 // recordSet remembers a successful SET/RESET so that it follows the client
-// to the next backend. c, if not nil, already carries the new value.
+// to the next backend. c, if not nil, ran it: its SessionParams become
+// what it now has. RESET returns to the value of the client's startup
+// message, as on Postgres; c itself is then at its own default, and the
+// next acquire sets the startup value again (within this transaction the
+// backend's default shows).
 func (s *session) recordSet(st *router.Statement, c *pool.Conn) {
 	if st.SetLocal {
 		return
@@ -389,17 +411,45 @@ func (s *session) recordSet(st *router.Statement, c *pool.Conn) {
 	switch {
 	case name == "": // RESET ALL
 		clear(s.params)
-	case st.SetValue == "" || strings.EqualFold(st.SetValue, "default"):
-		delete(s.params, name)
-	default:
-		s.params[name] = st.SetValue
-	}
-	if c != nil {
-		c.SessionParams = make(map[string]string, len(s.params))
-		for k, v := range s.params {
-			c.SessionParams[k] = v
+		maps.Copy(s.params, s.startup)
+		if c != nil {
+			c.SessionParams = map[string]string{}
 		}
+		return
+	case st.SetValue == "" || strings.EqualFold(st.SetValue, "default"):
+		if c != nil {
+			c.SessionParams = maps.Clone(s.params)
+			delete(c.SessionParams, name)
+		}
+		if v, ok := s.startup[name]; ok {
+			s.params[name] = v
+		} else {
+			delete(s.params, name)
+		}
+		return
 	}
+	s.params[name] = st.SetValue
+	if c != nil {
+		c.SessionParams = maps.Clone(s.params)
+	}
+}
+
+// discardAll answers DISCARD ALL without a backend: what it resets lives
+// in the proxy (settings, the shard hint, prepared statements, portals)
+// or is refused under pooling (temporary tables, advisory locks, LISTEN).
+// Sent to a pooled backend, it would also drop the prepared statements
+// other clients share there.
+func (s *session) discardAll() (done, failed bool, err error) {
+	if s.txStatus != 'I' {
+		return true, true, s.sendError(pgError("25001", "DISCARD ALL cannot run inside a transaction block"))
+	}
+	clear(s.params)
+	maps.Copy(s.params, s.startup)
+	s.hint = ""
+	clear(s.ext.stmts)
+	clear(s.ext.portals)
+	s.ext.unnamed = nil
+	return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("DISCARD ALL")})
 }
 
 // relay reads one reply (up to ReadyForQuery, which it returns instead of

@@ -180,8 +180,11 @@ func (a *analyzer) top(n *pg.Node) {
 	case *pg.Node_CopyStmt:
 		st.Kind = KindCopy
 		a.copy(x.CopyStmt)
-	case *pg.Node_PrepareStmt, *pg.Node_ExecuteStmt, *pg.Node_DeallocateStmt:
+	case *pg.Node_PrepareStmt, *pg.Node_ExecuteStmt:
 		st.Kind = KindPrepare
+	case *pg.Node_DeallocateStmt:
+		st.Kind = KindPrepare
+		st.Deallocate, st.DeallocateAll = x.DeallocateStmt.Name, x.DeallocateStmt.Isall || x.DeallocateStmt.Name == ""
 	case *pg.Node_ListenStmt, *pg.Node_UnlistenStmt, *pg.Node_NotifyStmt:
 		st.Kind = KindListen
 	case *pg.Node_DropStmt:
@@ -199,6 +202,10 @@ func (a *analyzer) top(n *pg.Node) {
 				a.addName(names)
 			}
 		}
+	case *pg.Node_DiscardStmt:
+		st.Kind = KindOther
+		st.other = true
+		st.DiscardAll = x.DiscardStmt.Target == pg.DiscardMode_DISCARD_ALL
 	default:
 		if ddlNodes[nodeName(n)] {
 			st.Kind = KindDDL

@@ -68,6 +68,11 @@ type Statement struct {
 	// acts on its transaction (pg_advisory_xact_lock, set_config(..., true),
 	// txid_current): inside BEGIN it must run in the transaction itself.
 	TxnScoped bool
+	// Deallocate names the statement of a SQL DEALLOCATE (KindPrepare);
+	// DeallocateAll is DEALLOCATE ALL. DiscardAll is DISCARD ALL (KindOther).
+	Deallocate    string
+	DeallocateAll bool
+	DiscardAll    bool
 	// LocalConfig: the statement calls set_config(..., true). Its setting
 	// lives on one shard's backend and is not replayed on shards that join
 	// the transaction later, as SET LOCAL is; the session refuses those.
