@@ -410,8 +410,7 @@ func (s *session) recordSet(st *router.Statement, c *pool.Conn) {
 	name := st.SetName
 	switch {
 	case name == "": // RESET ALL
-		clear(s.params)
-		maps.Copy(s.params, s.startup)
+		s.resetParams()
 		if c != nil {
 			c.SessionParams = map[string]string{}
 		}
@@ -434,6 +433,12 @@ func (s *session) recordSet(st *router.Statement, c *pool.Conn) {
 	}
 }
 
+// resetParams returns the session's settings to its startup message's.
+func (s *session) resetParams() {
+	clear(s.params)
+	maps.Copy(s.params, s.startup)
+}
+
 // discardAll answers DISCARD ALL without a backend: what it resets lives
 // in the proxy (settings, the shard hint, prepared statements, portals)
 // or is refused under pooling (temporary tables, advisory locks, LISTEN).
@@ -443,8 +448,7 @@ func (s *session) discardAll() (done, failed bool, err error) {
 	if s.txStatus != 'I' {
 		return true, true, s.sendError(pgError("25001", "DISCARD ALL cannot run inside a transaction block"))
 	}
-	clear(s.params)
-	maps.Copy(s.params, s.startup)
+	s.resetParams()
 	s.hint = ""
 	clear(s.ext.stmts)
 	clear(s.ext.portals)
