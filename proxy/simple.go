@@ -231,11 +231,7 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 		// DEALLOCATE acts on the session's statements only, as Close does.
 		switch {
 		case st.DeallocateAll:
-			for name := range s.ext.stmts {
-				if name != "" {
-					delete(s.ext.stmts, name)
-				}
-			}
+			maps.DeleteFunc(s.ext.stmts, func(name string, _ *prepared) bool { return name != "" })
 			return complete("DEALLOCATE ALL")
 		case st.Deallocate != "":
 			if _, ok := s.ext.stmts[st.Deallocate]; !ok {
@@ -450,9 +446,7 @@ func (s *session) discardAll() (done, failed bool, err error) {
 	}
 	s.resetParams()
 	s.hint = ""
-	clear(s.ext.stmts)
-	clear(s.ext.portals)
-	s.ext.unnamed = nil
+	s.ext.init()
 	return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("DISCARD ALL")})
 }
 

@@ -206,22 +206,26 @@ func (p *directoryPlacement) normal(key string) (string, error) {
 }
 
 func (p *directoryPlacement) newOwner(_ context.Context, key, here string) (string, error) {
-	key, err := p.normal(key)
-	if err != nil {
-		return "", err
-	}
-	if m, ok := p.moves[key]; ok && m.From == here {
-		return m.To, nil
-	}
-	return here, nil
+	return p.owner(key, here, true)
 }
 
 func (p *directoryPlacement) oldOwner(_ context.Context, key, here string) (string, error) {
+	return p.owner(key, here, false)
+}
+
+// owner follows key's move from here: forward (a row on its old shard goes
+// to the new one) or back (a row on its new shard came from the old one).
+// A key that does not move from here stays.
+func (p *directoryPlacement) owner(key, here string, forward bool) (string, error) {
 	key, err := p.normal(key)
 	if err != nil {
 		return "", err
 	}
-	if m, ok := p.moves[key]; ok && m.To == here {
+	m, ok := p.moves[key]
+	switch {
+	case ok && forward && m.From == here:
+		return m.To, nil
+	case ok && !forward && m.To == here:
 		return m.From, nil
 	}
 	return here, nil

@@ -92,12 +92,11 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	st := &Statement{NumParams: numParams, hint: hint}
 	a := &analyzer{r: r, st: st, text: text}
 	a.top(tree.Stmts[0].Stmt)
-	st.sessionState = sessionStateError(tree.Stmts[0].Stmt)
-	advisory, localConfig, xactID := txnEffects(tree.Stmts[0].Stmt)
-	st.LocalConfig = localConfig
+	pf := analyzePooling(tree.Stmts[0].Stmt)
+	st.sessionState, st.LocalConfig = pf.refusal, pf.localConfig
 	if len(st.uses) == 0 {
-		st.TxnScoped = advisory || localConfig || xactID
-		st.advisoryLock = advisory
+		st.TxnScoped = pf.advisory || pf.localConfig || pf.xact
+		st.advisoryLock = pf.advisory
 	}
 	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && st.Kind == KindSelect && !st.Explain && st.err == nil && a.sharded > 0 {
 		// The planner rewrites the tree in place: nothing else holds it.

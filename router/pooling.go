@@ -27,8 +27,48 @@ var sessionAdvisoryLocks = map[string]bool{
 	"pg_advisory_unlock": true, "pg_advisory_unlock_shared": true, "pg_advisory_unlock_all": true,
 }
 
-// sessionStateError returns the 0A000 for a statement that would leave
-// session state on a pooled backend, or nil.
+// poolingFacts is what one walk over a statement learns about the state
+// it would leave on its backend or in its transaction.
+type poolingFacts struct {
+	refusal                     *pgconn.PgError // sessionStateError's answer
+	advisory, localConfig, xact bool            // txn-scoped functions called (see below)
+}
+
+// analyzePooling walks n once for sessionStateError's refusals and the
+// transaction-scoped functions it calls.
+func analyzePooling(n *pg.Node) poolingFacts {
+	var pf poolingFacts
+	pf.refusal = sessionStateError(n)
+	walk(n, func(c *pg.Node) bool {
+		f := c.GetFuncCall()
+		if f == nil {
+			return true
+		}
+		switch name := funcName(f); {
+		case sessionAdvisoryLocks[name] && pf.refusal == nil:
+			pf.refusal = pgError(codeFeatureNotSupport,
+				"session-level advisory locks ("+name+") are not supported under transaction pooling",
+				"the lock would stay on a pooled shard connection that other clients use next; use pg_advisory_xact_lock or pg_try_advisory_xact_lock inside a transaction")
+		case name == "set_config":
+			pf.localConfig = true
+			if !localSetConfig(f) && pf.refusal == nil {
+				pf.refusal = pgError(codeFeatureNotSupport,
+					"set_config(..., false) is not supported under transaction pooling",
+					"the setting would stay on a pooled shard connection that other clients use next; use SET, which shardproxy carries to every connection the session uses, or set_config(name, value, true) inside a transaction")
+			}
+		case advisoryXactLocks[name]:
+			pf.advisory = true
+		case xactIDFuncs[name]:
+			pf.xact = true
+		}
+		return true
+	})
+	return pf
+}
+
+// sessionStateError returns the 0A000 for a statement that creates a
+// temporary relation or a cursor WITH HOLD, or nil; analyzePooling adds
+// the refusals found in its function calls.
 func sessionStateError(n *pg.Node) *pgconn.PgError {
 	if what := tempRelation(n); what != "" {
 		return pgError(codeFeatureNotSupport,
@@ -40,25 +80,7 @@ func sessionStateError(n *pg.Node) *pgconn.PgError {
 			"cursors WITH HOLD are not supported under transaction pooling",
 			"the cursor would stay on a pooled shard connection that other clients use next; declare it without WITH HOLD inside BEGIN ... COMMIT")
 	}
-	var found *pgconn.PgError
-	walk(n, func(c *pg.Node) bool {
-		f := c.GetFuncCall()
-		if found != nil || f == nil {
-			return found == nil
-		}
-		switch name := funcName(f); {
-		case sessionAdvisoryLocks[name]:
-			found = pgError(codeFeatureNotSupport,
-				"session-level advisory locks ("+name+") are not supported under transaction pooling",
-				"the lock would stay on a pooled shard connection that other clients use next; use pg_advisory_xact_lock or pg_try_advisory_xact_lock inside a transaction")
-		case name == "set_config" && !localSetConfig(f):
-			found = pgError(codeFeatureNotSupport,
-				"set_config(..., false) is not supported under transaction pooling",
-				"the setting would stay on a pooled shard connection that other clients use next; use SET, which shardproxy carries to every connection the session uses, or set_config(name, value, true) inside a transaction")
-		}
-		return found == nil
-	})
-	return found
+	return nil
 }
 
 // tempRelation names what a CREATE TEMP ... or SELECT ... INTO TEMP
@@ -125,21 +147,3 @@ var (
 		"pg_current_xact_id": true, "pg_current_xact_id_if_assigned": true,
 	}
 )
-
-// txnEffects reports which transaction-scoped functions n calls.
-func txnEffects(n *pg.Node) (advisory, localConfig, xactID bool) {
-	walk(n, func(c *pg.Node) bool {
-		if f := c.GetFuncCall(); f != nil {
-			switch name := funcName(f); {
-			case advisoryXactLocks[name]:
-				advisory = true
-			case name == "set_config":
-				localConfig = true // set_config(..., false) is refused anyway
-			case xactIDFuncs[name]:
-				xactID = true
-			}
-		}
-		return true
-	})
-	return advisory, localConfig, xactID
-}
