@@ -9,6 +9,8 @@
 # As root the server runs as the postgres OS user (runuser). Settings match
 # pool/pgtest: trust auth on loopback, C locale, wal_level=logical, socket in
 # the data dir, no fsync.
+#
+#   PG_SHARED_BUFFERS=512MB  shared_buffers of a new data dir (default 128MB)
 set -euo pipefail
 
 bindir() {
@@ -44,7 +46,7 @@ start)
 			fsync = off
 			full_page_writes = off
 			timezone = 'UTC'
-			shared_buffers = '128MB'
+			shared_buffers = '${PG_SHARED_BUFFERS:-128MB}'
 		CONF
 	fi
 	(cd "$dir" && as_pg "$bin/pg_ctl" -D "$data" -o "-p $port" -l "$data/server.log" -w -t 60 start >/dev/null)
