@@ -674,6 +674,10 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 		r.onOK = func() { s.noteReplay(st, q) }
 	case router.KindDDL:
 		r.onOK = s.schemaChanged
+	case router.KindCommit:
+		// An error earlier in this batch would have skipped the COMMIT,
+		// so 'T' here means the transaction did commit.
+		r.onOK = func() { s.tx.committed = s.txStatus == 'T' }
 	}
 	return nil
 }
@@ -704,6 +708,8 @@ func (s *session) executeLocal(ps *prepared) error {
 		if st.Kind == router.KindRollback || s.localFailed {
 			t = "ROLLBACK"
 		}
+		s.tx.committed = t == "COMMIT"
+		s.endTxParams()
 		s.pendingBegin, s.localFailed, s.txStatus = "", false, 'I'
 		s.tx = txn{}
 		tag(t)

@@ -55,15 +55,16 @@ type session struct {
 	startup map[string]string
 	hint    string // SET shardproxy.shard
 
-	rt           *Runtime    // snapshot for the current transaction
-	attached     *pool.Conn  // backend holding the open transaction or batch
-	types        *pgtype.Map // text -> binary conversion of merged results; made on first use
-	prelude      int         // replies (ending in ReadyForQuery) to swallow before the client's own
-	txStatus     byte        // what the client was last told: 'I', 'T' or 'E'
-	pendingBegin string      // BEGIN text not yet sent to a shard
-	localFailed  bool        // transaction failed before any shard was attached
-	ddlInTx      bool        // DDL ran in the open transaction: forget cached columns at its end
-	tx           txn         // the transaction's other shards, savepoints, failure (txn.go)
+	rt           *Runtime           // snapshot for the current transaction
+	attached     *pool.Conn         // backend holding the open transaction or batch
+	types        *pgtype.Map        // text -> binary conversion of merged results; made on first use
+	batch        []router.QueryPart // the statements of a multi-statement Query runOn is sending as one text
+	prelude      int                // replies (ending in ReadyForQuery) to swallow before the client's own
+	txStatus     byte               // what the client was last told: 'I', 'T' or 'E'
+	pendingBegin string             // BEGIN text not yet sent to a shard
+	localFailed  bool               // transaction failed before any shard was attached
+	ddlInTx      bool               // DDL ran in the open transaction: forget cached columns at its end
+	tx           txn                // the transaction's other shards, savepoints, failure (txn.go)
 
 	// columns is tableColumns bound once, so that building router.Args
 	// on every statement does not allocate.
@@ -94,15 +95,10 @@ type session struct {
 // flushThreshold bounds what is buffered for the client: rows stream out.
 const flushThreshold = 64 << 10
 
-func newSession(srv *Server, c net.Conn, be *pgproto3.Backend, log *slog.Logger, startup map[string]string) *session {
-	s := &session{srv: srv, conn: c, be: be, log: log, txStatus: 'I', params: make(map[string]string)}
-	for k, v := range startup {
-		switch k {
-		case "user", "database", "options", "replication":
-			continue
-		}
-		s.params[strings.ToLower(k)] = quoteLiteral(v)
-	}
+// newSession starts a session with params, the settings from its startup
+// message (sessionParams).
+func newSession(srv *Server, c net.Conn, be *pgproto3.Backend, log *slog.Logger, params map[string]string) *session {
+	s := &session{srv: srv, conn: c, be: be, log: log, txStatus: 'I', params: params}
 	s.startup = maps.Clone(s.params)
 	s.ext.init()
 	s.columns = s.tableColumns
@@ -359,10 +355,14 @@ func (s *session) noteServerParams(c *pool.Conn) {
 // syncParams returns the SET/RESET statements that make backend c carry
 // exactly the settings in want, and records them as applied.
 func syncParams(c *pool.Conn, want map[string]string) string {
-	if sameParams(want, c.SessionParams) {
+	if c.SessionParams != nil && sameParams(want, c.SessionParams) {
 		return "" // the common case, checked without allocating
 	}
 	var b strings.Builder
+	if c.SessionParams == nil {
+		// Unknown (see endTxParams): back to the backend's defaults first.
+		b.WriteString("RESET ALL;")
+	}
 	keys := make([]string, 0, len(want))
 	for k := range want {
 		keys = append(keys, k)
@@ -456,6 +456,7 @@ func (s *session) settle(status byte) {
 	s.txStatus = status
 	s.tx.failed = status == 'E'
 	if status == 'I' {
+		s.endTxParams(s.attached)
 		s.tx = txn{}
 	}
 	if status == 'I' && s.ddlInTx {

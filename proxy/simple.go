@@ -40,7 +40,10 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 	}
 	if len(parts) > 1 {
 		if shard, ok := s.commonShard(ctx, parts); ok {
-			if _, err := s.runOn(ctx, shard, sql, nil); err != nil {
+			s.batch = parts
+			_, err := s.runOn(ctx, shard, sql, nil)
+			s.batch = nil
+			if err != nil {
 				return err
 			}
 			ddl := false
@@ -221,6 +224,8 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 			if st.Kind == router.KindRollback || s.localFailed {
 				tag = "ROLLBACK"
 			}
+			s.tx.committed = tag == "COMMIT"
+			s.endTxParams()
 			s.pendingBegin, s.localFailed, s.txStatus, s.rt = "", false, 'I', nil
 			s.tx = txn{}
 			return complete(tag)
@@ -332,6 +337,12 @@ func (s *session) runOn(ctx context.Context, shard, text string, st *router.Stat
 	if !failed && st != nil && st.Kind == router.KindSet {
 		s.recordSet(st, c)
 	}
+	if !failed && st != nil && st.Kind == router.KindCommit && s.txStatus == 'T' {
+		s.tx.committed = true
+	}
+	if st == nil && s.batch != nil {
+		s.recordBatch(s.batch, c, failed)
+	}
 	s.settle(status)
 	if !failed && st != nil {
 		s.noteReplay(st, text)
@@ -403,6 +414,14 @@ func (s *session) recordSet(st *router.Statement, c *pool.Conn) {
 	if st.SetLocal {
 		return
 	}
+	if s.txStatus != 'I' && s.tx.params == nil {
+		s.tx.params = maps.Clone(s.params)
+	}
+	s.applySet(st, c)
+}
+
+// applySet is recordSet without the transaction bookkeeping.
+func (s *session) applySet(st *router.Statement, c *pool.Conn) {
 	name := st.SetName
 	switch {
 	case name == "": // RESET ALL
@@ -426,6 +445,67 @@ func (s *session) recordSet(st *router.Statement, c *pool.Conn) {
 	s.params[name] = st.SetValue
 	if c != nil {
 		c.SessionParams = maps.Clone(s.params)
+	}
+}
+
+// recordBatch does recordSet's work for a multi-statement Query that c ran
+// as one text (handleQuery): from the statements, in order, since the
+// replies do not say which is which. A failed Query changes nothing
+// (Postgres runs it as one implicit transaction); a transaction it began
+// or ended inside is followed. c is marked unknown, so it is reset when
+// it next serves a client (this covers what the walk cannot see, such as
+// ROLLBACK TO SAVEPOINT).
+func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed bool) {
+	touches := false
+	for _, p := range parts {
+		switch p.Stmt.Kind {
+		case router.KindSet, router.KindBegin, router.KindCommit, router.KindRollback, router.KindSavepoint:
+			touches = true
+		}
+	}
+	if !touches {
+		return
+	}
+	c.SessionParams = nil
+	if failed {
+		return
+	}
+	inTx := s.txStatus != 'I'
+	for _, p := range parts {
+		switch st := p.Stmt; st.Kind {
+		case router.KindBegin:
+			inTx = true
+		case router.KindSet:
+			if st.SetLocal {
+				continue
+			}
+			if inTx && s.tx.params == nil {
+				s.tx.params = maps.Clone(s.params)
+			}
+			s.applySet(st, nil)
+		case router.KindCommit, router.KindRollback:
+			if st.Kind == router.KindRollback && s.tx.params != nil {
+				s.params = s.tx.params
+			}
+			s.tx.params, inTx = nil, false
+		}
+	}
+}
+
+// endTxParams is called as a transaction ends: unless it committed, the
+// SETs it made are undone, on the session as Postgres undoes them on the
+// backend. The backends that ran them (conns) are marked unknown, so the
+// next client to get one has it reset (syncParams).
+func (s *session) endTxParams(conns ...*pool.Conn) {
+	if s.tx.params == nil || s.tx.committed {
+		return
+	}
+	s.params = s.tx.params
+	s.tx.params = nil
+	for _, c := range conns {
+		if c != nil {
+			c.SessionParams = nil
+		}
 	}
 }
 

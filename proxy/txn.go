@@ -42,6 +42,11 @@ type txn struct {
 	// no further shard may join, since it would miss the setting.
 	localConfig bool
 	failed      bool // a statement failed: only ROLLBACK (TO) is possible
+	// params is the session's settings before the first SET in this
+	// transaction (nil: none yet): a rollback returns to them, as SET does
+	// in Postgres. committed: the transaction's COMMIT succeeded.
+	params    map[string]string
+	committed bool
 }
 
 // maxReplay bounds what a transaction remembers for shards joining late.
@@ -403,7 +408,16 @@ func (s *session) endTx(ctx context.Context, commit bool) (string, error) {
 	if err := s.finishPrelude(); err != nil {
 		commit = false
 	}
+	if s.tx.params != nil {
+		// SETs ran on the legs: whichever way the transaction ends, the
+		// backends go back to their pools in a state the proxy can only
+		// guess at (a failed COMMIT), so they are reset on next use.
+		for _, c := range s.tx.legs {
+			c.SessionParams = nil
+		}
+	}
 	if !commit || s.tx.failed || s.localFailed {
+		s.endTxParams()
 		s.rollbackLegs(s.tx.legs)
 		if commit {
 			twoPCStats.aborted.Add(1)
@@ -411,6 +425,7 @@ func (s *session) endTx(ctx context.Context, commit bool) (string, error) {
 		return "ROLLBACK", nil
 	}
 	if err := s.commitLegs(ctx, s.tx.legs); err != nil {
+		s.endTxParams()
 		return "", err
 	}
 	return "COMMIT", nil

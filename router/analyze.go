@@ -259,6 +259,12 @@ func (a *analyzer) set(v *pg.VariableSetStmt) {
 			if loc := nodeLocation(v.Args[0]); loc >= 0 && loc < len(a.text) {
 				st.SetValue = strings.TrimRight(a.text[loc:], " \t\r\n;")
 			}
+			// SET client_encoding / SET NAMES (see ClientEncodingOK).
+			if c := v.Args[0].GetAConst(); name == "client_encoding" && c != nil {
+				if enc, ok := constText(c); ok && !ClientEncodingOK(enc) {
+					st.err = ClientEncodingError(enc)
+				}
+			}
 		}
 	case pg.VariableSetKind_VAR_SET_DEFAULT:
 		st.SetValue = "DEFAULT"

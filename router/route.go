@@ -104,8 +104,13 @@ type Route struct {
 // 22P02 and friends for bad key values, 42704 for unknown hinted shards.
 func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, error) {
 	switch st.Kind {
+	case KindSet:
+		if st.err != nil {
+			return Route{}, st.err // a refused client_encoding
+		}
+		return Route{Kind: RouteAny, Reason: "no table -> any shard"}, nil
 	case KindEmpty, KindBegin, KindCommit, KindRollback, KindSavepoint, KindPrepareTransaction,
-		KindSet, KindShardHintReset, KindShow, KindPrepare, KindListen:
+		KindShardHintReset, KindShow, KindPrepare, KindListen:
 		return Route{Kind: RouteAny, Reason: "no table -> any shard"}, nil
 	case KindShardHintSet:
 		if _, ok := r.shardIdx[st.HintShard]; !ok {

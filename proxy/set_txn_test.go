@@ -1,0 +1,115 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestSetFollowsTransactions: a SET is transactional in Postgres — a
+// rollback (explicit, or of the implicit transaction of a failed
+// multi-statement Query) undoes it, a commit keeps it — and through the
+// proxy it must be so too, in both protocols, on one shard or two. And a
+// SET sent inside a multi-statement Query, which the proxy forwards as one
+// text, must follow the client and never stay on a pooled backend for the
+// next client.
+func TestSetFollowsTransactions(t *testing.T) {
+	f := startFixture(t, fixtureOptions{Body: `
+strategies:
+  by_id: {type: hash, key_type: int, shards: [s0, s1]}
+tables:
+  accounts: {key: id, strategy: by_id}
+default_shard: s0
+two_phase_commit: true
+`})
+	ctx := context.Background()
+	c := f.Connect(t)
+	mustExec(t, c, "CREATE TABLE accounts (id bigint PRIMARY KEY, balance int NOT NULL)")
+	ids := map[string]int64{}
+	for sh, keys := range keysByShard(t, f, "by_id", 1) {
+		ids[sh] = keys[0]
+		mustExec(t, c, "INSERT INTO accounts VALUES ($1, 100)", keys[0])
+	}
+	simple := pgx.QueryExecModeSimpleProtocol
+	// timeout reads statement_timeout on the backend serving shard's key.
+	timeout := func(c *pgx.Conn, shard string) string {
+		t.Helper()
+		var v string
+		q := fmt.Sprintf("SELECT current_setting('statement_timeout') FROM accounts WHERE id = %d", ids[shard])
+		if err := c.QueryRow(ctx, q, simple).Scan(&v); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return v
+	}
+	onS0 := fmt.Sprintf("SELECT id FROM accounts WHERE id = %d", ids["s0"])
+	onS1 := fmt.Sprintf("SELECT id FROM accounts WHERE id = %d", ids["s1"])
+
+	// A client's SET in a multi-statement Query, then it leaves: the
+	// backends it used go to the next clients, who must not inherit it.
+	leaver := f.Connect(t)
+	if _, err := leaver.Exec(ctx, "SET statement_timeout = 3; "+onS0+"; "+onS0, simple); err != nil {
+		t.Fatal(err)
+	}
+	leaver.Close(ctx)
+	for i := 0; i < 4; i++ {
+		o := f.Connect(t)
+		if v := timeout(o, "s0"); v != "0" {
+			t.Errorf("client %d after the leaver: statement_timeout = %q, want 0", i, v)
+		}
+		o.Close(ctx)
+	}
+
+	steps := []struct {
+		name  string
+		stmts []string
+		mode  pgx.QueryExecMode
+		fails bool
+		want  string
+	}{
+		{"rolled back", []string{"BEGIN", "SET statement_timeout = 7", onS0, "ROLLBACK"}, simple, false, "0"},
+		{"one Query", []string{"SET statement_timeout = 9; " + onS0}, simple, false, "9ms"},
+		{"rolled back before a shard", []string{"BEGIN", "SET statement_timeout = 11", "ROLLBACK"}, simple, false, "9ms"},
+		{"committed in one Query", []string{"BEGIN; SET statement_timeout = 13; COMMIT"}, simple, false, "13ms"},
+		{"rolled back in one Query", []string{"BEGIN; SET statement_timeout = 15; ROLLBACK"}, simple, false, "13ms"},
+		{"failed Query", []string{"SET statement_timeout = 17; SELECT 1 / 0 FROM accounts WHERE id = " + fmt.Sprint(ids["s0"])}, simple, true, "13ms"},
+		{"failed transaction", []string{"BEGIN", "SET statement_timeout = 18", onS0, "SELECT 1/0", "COMMIT"}, simple, true, "13ms"},
+		{"extended, rolled back", []string{"BEGIN", "SET statement_timeout = 19", onS0, "ROLLBACK"}, pgx.QueryExecModeExec, false, "13ms"},
+		{"extended, committed", []string{"BEGIN", "SET statement_timeout = 21", onS0, "COMMIT"}, pgx.QueryExecModeExec, false, "21ms"},
+		{"two shards, rolled back", []string{"BEGIN", onS0, "SET statement_timeout = 23", onS1, "ROLLBACK"}, simple, false, "21ms"},
+		{"two shards, committed", []string{"BEGIN", onS0, "SET statement_timeout = 25", onS1, "COMMIT"}, simple, false, "25ms"},
+	}
+	for _, st := range steps {
+		failed := false
+		for _, q := range st.stmts {
+			if _, err := c.Exec(ctx, q, st.mode); err != nil {
+				failed = true
+				if !st.fails {
+					t.Fatalf("%s: %s: %v", st.name, q, err)
+				}
+			}
+		}
+		if failed != st.fails {
+			t.Fatalf("%s: failed = %v", st.name, failed)
+		}
+		for _, shard := range []string{"s0", "s1"} {
+			if v := timeout(c, shard); v != st.want {
+				t.Errorf("%s: statement_timeout on %s = %q, want %q", st.name, shard, v, st.want)
+			}
+		}
+	}
+	c.Close(ctx)
+
+	// Every backend the session used is back in its pool; a new client
+	// must see the default on each of them.
+	for i := 0; i < 6; i++ {
+		o := f.Connect(t)
+		for _, shard := range []string{"s0", "s1"} {
+			if v := timeout(o, shard); v != "0" {
+				t.Errorf("client %d: statement_timeout on %s = %q: another client's SET stayed on a pooled backend", i, shard, v)
+			}
+		}
+		o.Close(ctx)
+	}
+}

@@ -1,0 +1,110 @@
+package proxy_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestStartupParameters: settings a client sends in its startup message —
+// as parameters (pgx RuntimeParams, JDBC) or in "options" (PGOPTIONS,
+// ?options=-c...) — take effect as they do on Postgres, list values
+// included; what the proxy cannot honour gets a clear FATAL rather than
+// being dropped.
+func TestStartupParameters(t *testing.T) {
+	f, _ := accountsFixture(t)
+	ctx := context.Background()
+	connect := func(params map[string]string) (*pgx.Conn, error) {
+		cfg, err := pgx.ParseConfig(f.DSN())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range params {
+			cfg.RuntimeParams[k] = v
+		}
+		return pgx.ConnectConfig(ctx, cfg)
+	}
+	show := func(c *pgx.Conn, name string) string {
+		t.Helper()
+		var v string
+		if err := c.QueryRow(ctx, "SHOW "+name, pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
+			t.Fatalf("SHOW %s: %v", name, err)
+		}
+		return v
+	}
+
+	c, err := connect(map[string]string{
+		"search_path": `"My Schema",Other, public`,
+		"options":     `-c statement_timeout=1234 --lock_timeout=2s -c application_name=two\ words`,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for name, want := range map[string]string{
+		// Postgres shows a list as its elements, unquoted ones folded to
+		// lower case: not one schema named after the whole string.
+		"search_path":       `"My Schema", other, public`,
+		"statement_timeout": "1234ms",
+		"lock_timeout":      "2s",
+		"application_name":  "two words",
+		"client_encoding":   "UTF8",
+	} {
+		if v := show(c, name); v != want {
+			t.Errorf("SHOW %s = %q, want %q", name, v, want)
+		}
+	}
+	// RESET returns to the value from options, as on Postgres.
+	if _, err := c.Exec(ctx, "SET statement_timeout = 5; RESET statement_timeout", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if v := show(c, "statement_timeout"); v != "1234ms" {
+		t.Errorf("after RESET statement_timeout = %q, want the startup value 1234ms", v)
+	}
+
+	// UTF-8 spelled as Postgres accepts it, and SQL_ASCII (psql in the C
+	// locale), pass; other client encodings are refused: the proxy reads
+	// shard keys and table names as UTF-8, so a LATIN1 'é' would be hashed
+	// to another shard than the same name sent by a UTF-8 client.
+	for _, enc := range []string{"utf-8", "UNICODE", "SQL_ASCII"} {
+		c2, err := connect(map[string]string{"client_encoding": enc})
+		if err != nil {
+			t.Errorf("client_encoding %s: %v", enc, err)
+			continue
+		}
+		c2.Close(ctx)
+	}
+	for _, params := range []map[string]string{
+		{"client_encoding": "LATIN1"},
+		{"options": "-c client_encoding=WIN1252"},
+		{"options": "-e"}, // a postgres switch other than -c/--name=value
+		{"options": "-c"},
+		{"options": "-c statement_timeout"},
+	} {
+		c2, err := connect(params)
+		if err == nil {
+			c2.Close(ctx)
+			t.Errorf("connect with %v: succeeded, want a FATAL", params)
+			continue
+		}
+		if !strings.Contains(err.Error(), "FATAL") {
+			t.Errorf("connect with %v: %v, want a FATAL", params, err)
+		}
+	}
+	for _, set := range []string{"SET client_encoding = 'LATIN1'", "SET NAMES 'win1252'", "SET client_encoding TO latin1"} {
+		_, err := c.Exec(ctx, set, pgx.QueryExecModeSimpleProtocol)
+		if sqlState(err) != "0A000" {
+			t.Errorf("%s: %v, want 0A000", set, err)
+		}
+	}
+	for _, set := range []string{"SET client_encoding = 'UTF8'", "SET NAMES 'utf-8'", "SET client_encoding TO DEFAULT", "RESET client_encoding"} {
+		if _, err := c.Exec(ctx, set, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Errorf("%s: %v", set, err)
+		}
+	}
+	if v := show(c, "client_encoding"); v != "UTF8" {
+		t.Errorf("client_encoding = %q after the refused SETs", v)
+	}
+}
