@@ -79,6 +79,11 @@ two_phase_commit: true
 		{"extended, committed", []string{"BEGIN", "SET statement_timeout = 21", onS0, "COMMIT"}, pgx.QueryExecModeExec, false, "21ms"},
 		{"two shards, rolled back", []string{"BEGIN", onS0, "SET statement_timeout = 23", onS1, "ROLLBACK"}, simple, false, "21ms"},
 		{"two shards, committed", []string{"BEGIN", onS0, "SET statement_timeout = 25", onS1, "COMMIT"}, simple, false, "25ms"},
+		{"rolled back to a savepoint", []string{"BEGIN", onS0, "SAVEPOINT a", "SET statement_timeout = 27", "ROLLBACK TO a", "COMMIT"}, simple, false, "25ms"},
+		{"savepoint released", []string{"BEGIN", onS0, "SAVEPOINT a", "SET statement_timeout = 29", "RELEASE a", "COMMIT"}, simple, false, "29ms"},
+		{"extended, rolled back to a savepoint", []string{"BEGIN", onS0, "SAVEPOINT B", "SET statement_timeout = 31", "ROLLBACK TO SAVEPOINT b", "COMMIT"}, pgx.QueryExecModeExec, false, "29ms"},
+		{"failed, rolled back to a savepoint", []string{"BEGIN", onS0, "SAVEPOINT c", "SET statement_timeout = 33", "SELECT 1/0", "ROLLBACK TO c", "COMMIT"}, simple, true, "29ms"},
+		{"savepoint before a shard", []string{"BEGIN", "SAVEPOINT d", "SET statement_timeout = 35", "ROLLBACK TO d", onS1, "COMMIT"}, simple, false, "29ms"},
 	}
 	for _, st := range steps {
 		failed := false

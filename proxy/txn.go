@@ -47,6 +47,14 @@ type txn struct {
 	// in Postgres. committed: the transaction's COMMIT succeeded.
 	params    map[string]string
 	committed bool
+	// savepoints holds the session's settings at each open savepoint, for
+	// ROLLBACK TO, which undoes the SETs made since (noteSavepoint).
+	savepoints []savepointParams
+}
+
+type savepointParams struct {
+	name   string
+	params map[string]string
 }
 
 // maxReplay bounds what a transaction remembers for shards joining late.
@@ -228,6 +236,46 @@ func (s *session) noteLocalConfig(st *router.Statement, simple bool) error {
 	return nil
 }
 
+// noteSavepoint follows a savepoint statement that succeeded, for the
+// session's settings: ROLLBACK TO returns them to what they were at the
+// SAVEPOINT, as Postgres does on the backend. The backends of a
+// transaction on several shards are marked unknown: one that joined after
+// the savepoint rolled back to its own state at joining, which the proxy
+// does not keep; they are reset before their next client.
+func (s *session) noteSavepoint(st *router.Statement) {
+	sp := s.tx.savepoints
+	last := -1
+	for i := len(sp) - 1; i >= 0; i-- {
+		if sp[i].name == st.SavepointName {
+			last = i
+			break
+		}
+	}
+	switch st.Savepoint {
+	case 'S':
+		s.tx.savepoints = append(sp, savepointParams{st.SavepointName, maps.Clone(s.params)})
+	case 'R':
+		if last >= 0 {
+			s.tx.savepoints = sp[:last]
+		}
+	case 'B':
+		if last < 0 || sameParams(s.params, sp[last].params) {
+			break
+		}
+		if s.tx.params == nil {
+			s.tx.params = maps.Clone(s.params)
+		}
+		s.params = maps.Clone(sp[last].params)
+		s.tx.savepoints = sp[:last+1]
+		if s.attached != nil && !s.multiLeg() {
+			s.attached.SessionParams = maps.Clone(s.params)
+		}
+		for _, c := range s.tx.legs {
+			c.SessionParams = nil
+		}
+	}
+}
+
 func errLocalConfig(why string) error {
 	return errNotSupported("use SET LOCAL, which shardproxy replays on every shard the transaction touches",
 		"set_config(..., true) in a transaction that spans shards: %s", why)
@@ -239,6 +287,9 @@ func (s *session) noteReplay(st *router.Statement, text string) {
 	if s.txStatus == 'I' || !(st.Kind == router.KindSavepoint || st.Kind == router.KindSet && st.SetLocal ||
 		st.LocalConfig && st.TxnScoped) {
 		return
+	}
+	if st.Kind == router.KindSavepoint {
+		s.noteSavepoint(st)
 	}
 	if len(s.tx.replay) >= maxReplay {
 		s.tx.full = true

@@ -172,6 +172,15 @@ func (a *analyzer) top(n *pg.Node) {
 		st.Explain = true
 	case *pg.Node_TransactionStmt:
 		st.Kind = transactionKind(x.TransactionStmt.Kind)
+		switch x.TransactionStmt.Kind {
+		case pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
+			st.Savepoint = 'S'
+		case pg.TransactionStmtKind_TRANS_STMT_RELEASE:
+			st.Savepoint = 'R'
+		case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
+			st.Savepoint = 'B'
+		}
+		st.SavepointName = x.TransactionStmt.SavepointName
 	case *pg.Node_VariableSetStmt:
 		a.set(x.VariableSetStmt)
 	case *pg.Node_VariableShowStmt:

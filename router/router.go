@@ -73,6 +73,10 @@ type Statement struct {
 	Deallocate    string
 	DeallocateAll bool
 	DiscardAll    bool
+	// Savepoint is KindSavepoint's verb: 'S' SAVEPOINT, 'R' RELEASE,
+	// 'B' ROLLBACK TO; SavepointName its savepoint, as Postgres folds it.
+	Savepoint     byte
+	SavepointName string
 	// LocalConfig: the statement calls set_config(..., true). Its setting
 	// lives on one shard's backend and is not replayed on shards that join
 	// the transaction later, as SET LOCAL is; the session refuses those.
