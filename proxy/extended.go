@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -668,16 +669,33 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 	switch st := p.stmt.st; st.Kind {
 	case router.KindSet:
 		c, q := p.conn, p.stmt.query
-		r.onOK = func() { s.recordSet(st, c); s.noteReplay(st, q) }
+		r.onOK = func() {
+			// Outside BEGIN the batch up to Sync is an implicit
+			// transaction: an error before Sync undoes the SET (readReply).
+			if s.tx.params == nil && !st.SetLocal {
+				s.tx.params = maps.Clone(s.params)
+			}
+			s.recordSet(st, c)
+			s.noteReplay(st, q)
+		}
 	case router.KindSavepoint:
 		q := p.stmt.query
 		r.onOK = func() { s.noteReplay(st, q) }
 	case router.KindDDL:
 		r.onOK = s.schemaChanged
-	case router.KindCommit:
-		// An error earlier in this batch would have skipped the COMMIT,
-		// so 'T' here means the transaction did commit.
-		r.onOK = func() { s.tx.committed = s.txStatus == 'T' }
+	case router.KindCommit, router.KindRollback:
+		// The transaction's SETs stay or go now: the Sync that follows
+		// may end an implicit transaction of its own. COMMIT of a failed
+		// transaction rolls back. (An error earlier in this batch would
+		// have skipped the statement.)
+		c := p.conn
+		r.onOK = func() {
+			if st.Kind == router.KindCommit && s.txStatus != 'E' {
+				s.tx.params = nil
+				return
+			}
+			s.endTxParams(c)
+		}
 	}
 	return nil
 }
@@ -856,8 +874,12 @@ func (s *session) readReply(r *reply) error {
 				if err != nil {
 					return err
 				}
+				status := msg.(*pgproto3.ReadyForQuery).TxStatus
+				if status == 'I' && s.tx.params != nil {
+					s.tx.committed = !e.backendFailed // the batch's implicit transaction
+				}
 				e.backendFailed = false
-				s.settle(msg.(*pgproto3.ReadyForQuery).TxStatus)
+				s.settle(status)
 				return nil
 			}
 			if !r.swallow {

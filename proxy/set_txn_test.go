@@ -104,6 +104,34 @@ two_phase_commit: true
 			}
 		}
 	}
+	// pgx.Batch: one pipeline, one Sync. Outside BEGIN it is an implicit
+	// transaction: an error anywhere in it undoes its SET.
+	batches := []struct {
+		name  string
+		stmts []string
+		fails bool
+		want  string
+	}{
+		{"batch", []string{"SET statement_timeout = 37", onS0}, false, "37ms"},
+		{"failed batch", []string{"SET statement_timeout = 39", onS0, "SELECT 1/0"}, true, "37ms"},
+		{"batch rolled back", []string{"BEGIN", onS0, "SET statement_timeout = 41", "ROLLBACK"}, false, "37ms"},
+		{"batch committed", []string{"BEGIN", onS0, "SET statement_timeout = 43", "COMMIT"}, false, "43ms"},
+	}
+	for _, bt := range batches {
+		b := &pgx.Batch{}
+		for _, q := range bt.stmts {
+			b.Queue(q)
+		}
+		err := c.SendBatch(ctx, b).Close()
+		if (err != nil) != bt.fails {
+			t.Fatalf("%s: %v", bt.name, err)
+		}
+		for _, shard := range []string{"s0", "s1"} {
+			if v := timeout(c, shard); v != bt.want {
+				t.Errorf("%s: statement_timeout on %s = %q, want %q", bt.name, shard, v, bt.want)
+			}
+		}
+	}
 	c.Close(ctx)
 
 	// Every backend the session used is back in its pool; a new client
