@@ -60,6 +60,8 @@ type Server struct {
 	admin   adminState   // see admin.go
 	health  healthState  // see health.go
 	reshard reshardState // see reshard.go
+
+	checked checkedParams // startup settings a shard accepted (startupparams.go)
 }
 
 // NewServer returns a server that routes with rt until SetRuntime swaps it.

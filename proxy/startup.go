@@ -178,6 +178,11 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 
 	sess := newSession(s, c, be, log, params)
 	sess.info.init(id, user, database, c.RemoteAddr())
+	if err := sess.checkStartupParams(ctx); err != nil {
+		log.Info("connection refused", "err", err)
+		sendFatal(be, log, err)
+		return
+	}
 	s.register(sess)
 	defer s.unregister(sess)
 

@@ -82,6 +82,11 @@ func TestStartupParameters(t *testing.T) {
 		{"options": "-e"}, // a postgres switch other than -c/--name=value
 		{"options": "-c"},
 		{"options": "-c statement_timeout"},
+		// What Postgres itself refuses at connect, it refuses through the
+		// proxy too, rather than dropping it at every transaction.
+		{"statement_timeout": "soon"},
+		{"options": "-c no_such_setting=1"},
+		{"search_path": `"unterminated`},
 	} {
 		c2, err := connect(params)
 		if err == nil {

@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/shardproxy/shardproxy/router"
@@ -202,4 +205,79 @@ func asciiLower(s string) string {
 func fatal(e *pgconn.PgError) *pgconn.PgError {
 	e.Severity = "FATAL"
 	return e
+}
+
+// checkedParams remembers startup settings (name=value as SQL) a shard
+// accepted, so that only a setting not seen before costs a round trip at
+// connect. It stops growing at maxCheckedParams (settings beyond are
+// checked at every connect).
+type checkedParams struct {
+	mu sync.Mutex
+	ok map[string]bool
+}
+
+const maxCheckedParams = 4096
+
+// checkStartupParams has a backend of the default shard take the
+// session's startup settings that are not known good yet, as Postgres
+// takes them at connect: a bad value or an unknown name then fails the
+// connection with Postgres' own error (made FATAL), instead of being
+// dropped, with a log line, at every transaction that follows. A shard
+// that cannot be reached does not stop the client: it learns of the
+// shard when it uses it, and the settings are checked at its next
+// connect.
+func (s *session) checkStartupParams(ctx context.Context) error {
+	cp := &s.srv.checked
+	cp.mu.Lock()
+	unknown := false
+	for k, v := range s.params {
+		if k != "application_name" && !cp.ok[k+"="+v] {
+			unknown = true
+			break
+		}
+	}
+	cp.mu.Unlock()
+	if !unknown {
+		return nil
+	}
+	shard := s.runtime().Config.DefaultShard
+	c, n, err := s.acquire(ctx, shard)
+	if err != nil {
+		s.log.Debug("startup settings not checked: shard unavailable", "shard", shard, "err", err)
+		return nil
+	}
+	var failure error
+	if n > 0 {
+		if err := c.Flush(); err != nil {
+			s.putBack(c, false)
+			return nil
+		}
+		_, failure = readResult(c)
+		if failure != nil && !isPgErr(failure) {
+			s.putBack(c, false) // the backend broke, not the settings
+			return nil
+		}
+	}
+	if failure != nil {
+		c.SessionParams = nil // some SETs may have run: reset it for its next client
+		s.putBack(c, true)
+		var pe *pgconn.PgError
+		if errors.As(failure, &pe) {
+			e := *pe
+			return fatal(&e)
+		}
+		return failure
+	}
+	s.putBack(c, true)
+	cp.mu.Lock()
+	if cp.ok == nil {
+		cp.ok = make(map[string]bool)
+	}
+	for k, v := range s.params {
+		if k != "application_name" && len(cp.ok) < maxCheckedParams {
+			cp.ok[k+"="+v] = true
+		}
+	}
+	cp.mu.Unlock()
+	return nil
 }
