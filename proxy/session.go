@@ -361,7 +361,8 @@ func syncParams(c *pool.Conn, want map[string]string) string {
 	var b strings.Builder
 	if c.SessionParams == nil {
 		// Unknown (see endTxParams): back to the backend's defaults first.
-		b.WriteString("RESET ALL;")
+		// RESET ALL leaves the role and session authorization alone.
+		b.WriteString("RESET ALL;RESET SESSION AUTHORIZATION;RESET ROLE;")
 	}
 	keys := make([]string, 0, len(want))
 	for k := range want {

@@ -146,3 +146,35 @@ two_phase_commit: true
 		o.Close(ctx)
 	}
 }
+
+// TestRoleDoesNotStay: SET ROLE in a multi-statement Query marks the
+// backend unknown; the reset before its next client must clear the role
+// too, which RESET ALL does not.
+func TestRoleDoesNotStay(t *testing.T) {
+	f, ids := accountsFixture(t)
+	ctx := context.Background()
+	c := f.Connect(t)
+	for _, shard := range []string{"s0", "s1"} { // roles belong to each server
+		d := f.Direct(t, shard)
+		mustExec(t, d, "CREATE ROLE shardproxy_reader")
+		mustExec(t, d, "GRANT SELECT ON accounts TO shardproxy_reader")
+		d.Close(ctx)
+	}
+	q := fmt.Sprintf("SELECT current_user FROM accounts WHERE id = %d", ids["s0"])
+	res, err := c.PgConn().Exec(ctx, "SET ROLE shardproxy_reader; "+q).ReadAll()
+	if err != nil || len(res) != 2 || len(res[1].Rows) != 1 || string(res[1].Rows[0][0]) != "shardproxy_reader" {
+		t.Fatalf("the session's own role: %v, %v", res, err)
+	}
+	var who string
+	c.Close(ctx) // at once: the backend goes back with its settings unknown
+	for i := 0; i < 4; i++ {
+		o := f.Connect(t)
+		if err := o.QueryRow(ctx, q, pgx.QueryExecModeSimpleProtocol).Scan(&who); err != nil {
+			t.Fatal(err)
+		}
+		if who == "shardproxy_reader" {
+			t.Errorf("client %d runs as the previous client's role", i)
+		}
+		o.Close(ctx)
+	}
+}
