@@ -40,13 +40,18 @@ func isSQLState(err error, code string) bool {
 // accountsFixture holds accounts(id, balance) on a 2-shard hash map, with
 // one account per shard, and returns their ids by shard.
 func accountsFixture(t *testing.T) (*fixture, map[string]int64) {
+	return accountsFixtureWith(t, "")
+}
+
+// accountsFixtureWith is accountsFixture with more config keys (YAML).
+func accountsFixtureWith(t *testing.T, extra string) (*fixture, map[string]int64) {
 	f := startFixture(t, fixtureOptions{Body: `
 strategies:
   by_id: {type: hash, key_type: int, shards: [s0, s1]}
 tables:
   accounts: {key: id, strategy: by_id}
 default_shard: s0
-`})
+` + extra})
 	c := f.Connect(t)
 	mustExec(t, c, "CREATE TABLE accounts (id bigint PRIMARY KEY, balance int NOT NULL)")
 	ids := map[string]int64{}

@@ -16,22 +16,9 @@ import (
 // text, must follow the client and never stay on a pooled backend for the
 // next client.
 func TestSetFollowsTransactions(t *testing.T) {
-	f := startFixture(t, fixtureOptions{Body: `
-strategies:
-  by_id: {type: hash, key_type: int, shards: [s0, s1]}
-tables:
-  accounts: {key: id, strategy: by_id}
-default_shard: s0
-two_phase_commit: true
-`})
+	f, ids := accountsFixtureWith(t, "two_phase_commit: true\n")
 	ctx := context.Background()
 	c := f.Connect(t)
-	mustExec(t, c, "CREATE TABLE accounts (id bigint PRIMARY KEY, balance int NOT NULL)")
-	ids := map[string]int64{}
-	for sh, keys := range keysByShard(t, f, "by_id", 1) {
-		ids[sh] = keys[0]
-		mustExec(t, c, "INSERT INTO accounts VALUES ($1, 100)", keys[0])
-	}
 	simple := pgx.QueryExecModeSimpleProtocol
 	// timeout reads statement_timeout on the backend serving shard's key.
 	timeout := func(c *pgx.Conn, shard string) string {
@@ -49,7 +36,7 @@ two_phase_commit: true
 	// A client's SET in a multi-statement Query, then it leaves: the
 	// backends it used go to the next clients, who must not inherit it.
 	leaver := f.Connect(t)
-	if _, err := leaver.Exec(ctx, "SET statement_timeout = 3; "+onS0+"; "+onS0, simple); err != nil {
+	if _, err := leaver.Exec(ctx, "SET statement_timeout = '3s'; "+onS0+"; "+onS0, simple); err != nil {
 		t.Fatal(err)
 	}
 	leaver.Close(ctx)
@@ -68,22 +55,22 @@ two_phase_commit: true
 		fails bool
 		want  string
 	}{
-		{"rolled back", []string{"BEGIN", "SET statement_timeout = 7", onS0, "ROLLBACK"}, simple, false, "0"},
-		{"one Query", []string{"SET statement_timeout = 9; " + onS0}, simple, false, "9ms"},
-		{"rolled back before a shard", []string{"BEGIN", "SET statement_timeout = 11", "ROLLBACK"}, simple, false, "9ms"},
-		{"committed in one Query", []string{"BEGIN; SET statement_timeout = 13; COMMIT"}, simple, false, "13ms"},
-		{"rolled back in one Query", []string{"BEGIN; SET statement_timeout = 15; ROLLBACK"}, simple, false, "13ms"},
-		{"failed Query", []string{"SET statement_timeout = 17; SELECT 1 / 0 FROM accounts WHERE id = " + fmt.Sprint(ids["s0"])}, simple, true, "13ms"},
-		{"failed transaction", []string{"BEGIN", "SET statement_timeout = 18", onS0, "SELECT 1/0", "COMMIT"}, simple, true, "13ms"},
-		{"extended, rolled back", []string{"BEGIN", "SET statement_timeout = 19", onS0, "ROLLBACK"}, pgx.QueryExecModeExec, false, "13ms"},
-		{"extended, committed", []string{"BEGIN", "SET statement_timeout = 21", onS0, "COMMIT"}, pgx.QueryExecModeExec, false, "21ms"},
-		{"two shards, rolled back", []string{"BEGIN", onS0, "SET statement_timeout = 23", onS1, "ROLLBACK"}, simple, false, "21ms"},
-		{"two shards, committed", []string{"BEGIN", onS0, "SET statement_timeout = 25", onS1, "COMMIT"}, simple, false, "25ms"},
-		{"rolled back to a savepoint", []string{"BEGIN", onS0, "SAVEPOINT a", "SET statement_timeout = 27", "ROLLBACK TO a", "COMMIT"}, simple, false, "25ms"},
-		{"savepoint released", []string{"BEGIN", onS0, "SAVEPOINT a", "SET statement_timeout = 29", "RELEASE a", "COMMIT"}, simple, false, "29ms"},
-		{"extended, rolled back to a savepoint", []string{"BEGIN", onS0, "SAVEPOINT B", "SET statement_timeout = 31", "ROLLBACK TO SAVEPOINT b", "COMMIT"}, pgx.QueryExecModeExec, false, "29ms"},
-		{"failed, rolled back to a savepoint", []string{"BEGIN", onS0, "SAVEPOINT c", "SET statement_timeout = 33", "SELECT 1/0", "ROLLBACK TO c", "COMMIT"}, simple, true, "29ms"},
-		{"savepoint before a shard", []string{"BEGIN", "SAVEPOINT d", "SET statement_timeout = 35", "ROLLBACK TO d", onS1, "COMMIT"}, simple, false, "29ms"},
+		{"rolled back", []string{"BEGIN", "SET statement_timeout = '7s'", onS0, "ROLLBACK"}, simple, false, "0"},
+		{"one Query", []string{"SET statement_timeout = '9s'; " + onS0}, simple, false, "9s"},
+		{"rolled back before a shard", []string{"BEGIN", "SET statement_timeout = '11s'", "ROLLBACK"}, simple, false, "9s"},
+		{"committed in one Query", []string{"BEGIN; SET statement_timeout = '13s'; COMMIT"}, simple, false, "13s"},
+		{"rolled back in one Query", []string{"BEGIN; SET statement_timeout = '15s'; ROLLBACK"}, simple, false, "13s"},
+		{"failed Query", []string{"SET statement_timeout = '17s'; SELECT 1 / 0 FROM accounts WHERE id = " + fmt.Sprint(ids["s0"])}, simple, true, "13s"},
+		{"failed transaction", []string{"BEGIN", "SET statement_timeout = '18s'", onS0, "SELECT 1/0", "COMMIT"}, simple, true, "13s"},
+		{"extended, rolled back", []string{"BEGIN", "SET statement_timeout = '19s'", onS0, "ROLLBACK"}, pgx.QueryExecModeExec, false, "13s"},
+		{"extended, committed", []string{"BEGIN", "SET statement_timeout = '21s'", onS0, "COMMIT"}, pgx.QueryExecModeExec, false, "21s"},
+		{"two shards, rolled back", []string{"BEGIN", onS0, "SET statement_timeout = '23s'", onS1, "ROLLBACK"}, simple, false, "21s"},
+		{"two shards, committed", []string{"BEGIN", onS0, "SET statement_timeout = '25s'", onS1, "COMMIT"}, simple, false, "25s"},
+		{"rolled back to a savepoint", []string{"BEGIN", onS0, "SAVEPOINT a", "SET statement_timeout = '27s'", "ROLLBACK TO a", "COMMIT"}, simple, false, "25s"},
+		{"savepoint released", []string{"BEGIN", onS0, "SAVEPOINT a", "SET statement_timeout = '29s'", "RELEASE a", "COMMIT"}, simple, false, "29s"},
+		{"extended, rolled back to a savepoint", []string{"BEGIN", onS0, "SAVEPOINT B", "SET statement_timeout = '31s'", "ROLLBACK TO SAVEPOINT b", "COMMIT"}, pgx.QueryExecModeExec, false, "29s"},
+		{"failed, rolled back to a savepoint", []string{"BEGIN", onS0, "SAVEPOINT c", "SET statement_timeout = '33s'", "SELECT 1/0", "ROLLBACK TO c", "COMMIT"}, simple, true, "29s"},
+		{"savepoint before a shard", []string{"BEGIN", "SAVEPOINT d", "SET statement_timeout = '35s'", "ROLLBACK TO d", onS1, "COMMIT"}, simple, false, "29s"},
 	}
 	for _, st := range steps {
 		failed := false
@@ -112,10 +99,10 @@ two_phase_commit: true
 		fails bool
 		want  string
 	}{
-		{"batch", []string{"SET statement_timeout = 37", onS0}, false, "37ms"},
-		{"failed batch", []string{"SET statement_timeout = 39", onS0, "SELECT 1/0"}, true, "37ms"},
-		{"batch rolled back", []string{"BEGIN", onS0, "SET statement_timeout = 41", "ROLLBACK"}, false, "37ms"},
-		{"batch committed", []string{"BEGIN", onS0, "SET statement_timeout = 43", "COMMIT"}, false, "43ms"},
+		{"batch", []string{"SET statement_timeout = '37s'", onS0}, false, "37s"},
+		{"failed batch", []string{"SET statement_timeout = '39s'", onS0, "SELECT 1/0"}, true, "37s"},
+		{"batch rolled back", []string{"BEGIN", onS0, "SET statement_timeout = '41s'", "ROLLBACK"}, false, "37s"},
+		{"batch committed", []string{"BEGIN", onS0, "SET statement_timeout = '43s'", "COMMIT"}, false, "43s"},
 	}
 	for _, bt := range batches {
 		b := &pgx.Batch{}

@@ -57,7 +57,7 @@ func TestStartupParameters(t *testing.T) {
 		}
 	}
 	// RESET returns to the value from options, as on Postgres.
-	if _, err := c.Exec(ctx, "SET statement_timeout = 5; RESET statement_timeout", pgx.QueryExecModeSimpleProtocol); err != nil {
+	if _, err := c.Exec(ctx, "SET statement_timeout = 5000; RESET statement_timeout", pgx.QueryExecModeSimpleProtocol); err != nil {
 		t.Fatal(err)
 	}
 	if v := show(c, "statement_timeout"); v != "1234ms" {
