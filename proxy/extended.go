@@ -691,7 +691,7 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 		c := p.conn
 		r.onOK = func() {
 			if st.Kind == router.KindCommit && s.txStatus != 'E' {
-				s.tx.params = nil
+				s.tx.params, s.tx.hintSaved = nil, false
 				return
 			}
 			s.endTxParams(c)
@@ -711,10 +711,10 @@ func (s *session) executeLocal(ps *prepared) error {
 		if s.runtime().Config.ShardIndex(st.HintShard) < 0 {
 			return s.extFail(pgError("42704", "shard %q does not exist", st.HintShard))
 		}
-		s.hint = st.HintShard
+		s.setHint(st.HintShard)
 		tag("SET")
 	case router.KindShardHintReset:
-		s.hint = ""
+		s.setHint("")
 		tag("RESET")
 	case router.KindBegin:
 		if s.txStatus == 'I' {
@@ -875,7 +875,7 @@ func (s *session) readReply(r *reply) error {
 					return err
 				}
 				status := msg.(*pgproto3.ReadyForQuery).TxStatus
-				if status == 'I' && s.tx.params != nil {
+				if status == 'I' && (s.tx.params != nil || s.tx.hintSaved) {
 					s.tx.committed = !e.backendFailed // the batch's implicit transaction
 				}
 				e.backendFailed = false

@@ -119,6 +119,35 @@ func TestSetFollowsTransactions(t *testing.T) {
 			}
 		}
 	}
+	// The shard hint is a setting too. With it, count(*) sees one shard's
+	// account; without, both.
+	hint := func() string {
+		t.Helper()
+		var n int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts", simple).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return map[int]string{1: "s1", 2: ""}[n]
+	}
+	for _, h := range []struct {
+		stmts []string
+		want  string
+	}{
+		{[]string{"BEGIN", "SET shardproxy.shard = 's1'", "ROLLBACK"}, ""},
+		{[]string{"BEGIN", "SET shardproxy.shard = 's1'", "COMMIT"}, "s1"},
+		{[]string{"BEGIN", onS1, "SAVEPOINT h", "RESET shardproxy.shard", "ROLLBACK TO h", "COMMIT"}, "s1"},
+		{[]string{"BEGIN", onS1, "RESET shardproxy.shard", "ROLLBACK"}, "s1"},
+		{[]string{"RESET shardproxy.shard"}, ""},
+	} {
+		for _, q := range h.stmts {
+			if _, err := c.Exec(ctx, q, simple); err != nil {
+				t.Fatalf("%v: %s: %v", h.stmts, q, err)
+			}
+		}
+		if v := hint(); v != h.want {
+			t.Errorf("%v: shardproxy.shard = %q, want %q", h.stmts, v, h.want)
+		}
+	}
 	c.Close(ctx)
 
 	// Every backend the session used is back in its pool; a new client

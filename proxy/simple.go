@@ -200,10 +200,10 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 		if s.runtime().Config.ShardIndex(st.HintShard) < 0 {
 			return true, true, s.sendError(pgError("42704", "shard %q does not exist", st.HintShard))
 		}
-		s.hint = st.HintShard
+		s.setHint(st.HintShard)
 		return complete("SET")
 	case router.KindShardHintReset:
-		s.hint = ""
+		s.setHint("")
 		return complete("RESET")
 	case router.KindBegin:
 		if s.attached == nil {
@@ -448,6 +448,16 @@ func (s *session) applySet(st *router.Statement, c *pool.Conn) {
 	}
 }
 
+// setHint sets the session's shard hint (SET shardproxy.shard). Like a
+// setting in Postgres, a change made in a transaction that rolls back is
+// undone (endTxParams, noteSavepoint).
+func (s *session) setHint(shard string) {
+	if s.txStatus != 'I' && !s.tx.hintSaved {
+		s.tx.hintSaved, s.tx.hintBefore = true, s.hint
+	}
+	s.hint = shard
+}
+
 // recordBatch does recordSet's work for a multi-statement Query that c ran
 // as one text (handleQuery): from the statements, in order, since the
 // replies do not say which is which. A failed Query changes nothing
@@ -484,10 +494,10 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 			}
 			s.applySet(st, nil)
 		case router.KindCommit, router.KindRollback:
-			if st.Kind == router.KindRollback && s.tx.params != nil {
-				s.params = s.tx.params
+			if st.Kind == router.KindRollback {
+				s.endTxParams()
 			}
-			s.tx.params, inTx = nil, false
+			s.tx.params, s.tx.hintSaved, inTx = nil, false, false
 		}
 	}
 }
@@ -497,7 +507,13 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 // backend. The backends that ran them (conns) are marked unknown, so the
 // next client to get one has it reset (syncParams).
 func (s *session) endTxParams(conns ...*pool.Conn) {
-	if s.tx.params == nil || s.tx.committed {
+	if s.tx.committed {
+		return
+	}
+	if s.tx.hintSaved {
+		s.hint, s.tx.hintSaved = s.tx.hintBefore, false
+	}
+	if s.tx.params == nil {
 		return
 	}
 	s.params = s.tx.params

@@ -47,6 +47,10 @@ type txn struct {
 	// in Postgres. committed: the transaction's COMMIT succeeded.
 	params    map[string]string
 	committed bool
+	// hintBefore is the shard hint before the transaction changed it
+	// (hintSaved), restored like params.
+	hintBefore string
+	hintSaved  bool
 	// savepoints holds the session's settings at each open savepoint, for
 	// ROLLBACK TO, which undoes the SETs made since (noteSavepoint).
 	savepoints []savepointParams
@@ -55,6 +59,7 @@ type txn struct {
 type savepointParams struct {
 	name   string
 	params map[string]string
+	hint   string
 }
 
 // maxReplay bounds what a transaction remembers for shards joining late.
@@ -253,13 +258,17 @@ func (s *session) noteSavepoint(st *router.Statement) {
 	}
 	switch st.Savepoint {
 	case 'S':
-		s.tx.savepoints = append(sp, savepointParams{st.SavepointName, maps.Clone(s.params)})
+		s.tx.savepoints = append(sp, savepointParams{st.SavepointName, maps.Clone(s.params), s.hint})
 	case 'R':
 		if last >= 0 {
 			s.tx.savepoints = sp[:last]
 		}
 	case 'B':
-		if last < 0 || sameParams(s.params, sp[last].params) {
+		if last < 0 {
+			break
+		}
+		s.hint = sp[last].hint
+		if sameParams(s.params, sp[last].params) {
 			break
 		}
 		if s.tx.params == nil {
