@@ -127,7 +127,14 @@ func TestSetFollowsTransactions(t *testing.T) {
 		if err := c.QueryRow(ctx, "SELECT count(*) FROM accounts", simple).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		return map[int]string{1: "s1", 2: ""}[n]
+		var shown string
+		if err := c.QueryRow(ctx, "SHOW shardproxy.shard", simple).Scan(&shown); err != nil {
+			t.Fatal(err)
+		}
+		if routed := map[int]string{1: "s1", 2: ""}[n]; shown != routed {
+			t.Fatalf("SHOW shardproxy.shard = %q, but count(*) saw %d shards", shown, n)
+		}
+		return shown
 	}
 	for _, h := range []struct {
 		stmts []string

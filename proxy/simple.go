@@ -97,6 +97,10 @@ func (s *session) commonShard(ctx context.Context, parts []router.QueryPart) (st
 		switch p.Stmt.Kind {
 		case router.KindShardHintSet, router.KindShardHintReset, router.KindPrepare, router.KindListen, router.KindCopy:
 			return "", false
+		case router.KindShow:
+			if p.Stmt.SetName == router.HintParameter {
+				return "", false // answered by the proxy (local)
+			}
 		}
 		if p.Stmt.LocalConfig && s.multiLeg() {
 			return "", false // refused statement by statement (noteLocalConfig)
@@ -205,6 +209,19 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 	case router.KindShardHintReset:
 		s.setHint("")
 		return complete("RESET")
+	case router.KindShow:
+		if st.SetName != router.HintParameter {
+			return false, false, nil
+		}
+		// Shards do not know the setting; the session holds it.
+		if err := s.send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{
+			Name: []byte(router.HintParameter), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1}}}); err != nil {
+			return true, true, err
+		}
+		if err := s.send(&pgproto3.DataRow{Values: [][]byte{[]byte(s.hint)}}); err != nil {
+			return true, true, err
+		}
+		return complete("SHOW")
 	case router.KindBegin:
 		if s.attached == nil {
 			if s.txStatus != 'I' {

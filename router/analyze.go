@@ -185,6 +185,7 @@ func (a *analyzer) top(n *pg.Node) {
 		a.set(x.VariableSetStmt)
 	case *pg.Node_VariableShowStmt:
 		st.Kind = KindShow
+		st.SetName = strings.ToLower(x.VariableShowStmt.Name)
 	case *pg.Node_CopyStmt:
 		st.Kind = KindCopy
 		a.copy(x.CopyStmt)

@@ -58,7 +58,7 @@ const HintParameter = "shardproxy.shard"
 type Statement struct {
 	Kind      Kind
 	NumParams int      // highest $n in the analysed text
-	SetName   string   // KindSet: lower-cased parameter name ("" for RESET ALL)
+	SetName   string   // KindSet: lower-cased parameter name ("" for RESET ALL); KindShow: its parameter
 	SetValue  string   // KindSet: value as SQL text after '=' / TO; "" for RESET
 	SetLocal  bool     // SET LOCAL / SET TRANSACTION: lasts until transaction end
 	HintShard string   // KindShardHintSet: the shard name (checked by Route)
