@@ -649,6 +649,9 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 	if p == nil {
 		return s.extFail(pgError("34000", "portal %q does not exist", m.Portal))
 	}
+	if err := p.stmt.st.SetError(); err != nil {
+		return s.extFail(err)
+	}
 	if p.local {
 		if s.txWide(p.stmt.st.Kind) {
 			return s.extTxStatement(ctx, p.stmt)

@@ -156,6 +156,9 @@ func (s *session) checkSplit(ctx context.Context, parts []router.QueryPart) erro
 // (the rest of the Query is skipped, as on Postgres); err is fatal.
 func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool, err error) {
 	st := p.Stmt
+	if err := st.SetError(); err != nil {
+		return true, s.sendError(err)
+	}
 	if done, failed, err := s.txStatement(ctx, st, p.Text); done {
 		return failed, err
 	}

@@ -123,12 +123,6 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		sendFatal(be, log, pgErrorFatal("0A000", "shardproxy does not serve replication connections"))
 		return
 	}
-	params, err := sessionParams(startup.Parameters)
-	if err != nil {
-		log.Info("connection refused", "err", err)
-		sendFatal(be, log, err)
-		return
-	}
 
 	rt := s.rt.Load()
 	if err := checkClientTLS(rt.Config, c); err != nil {
@@ -141,6 +135,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	if u != nil {
 		password = u.Password
 	}
+	var err error
 	if strings.HasPrefix(password, "md5") && len(password) == 35 {
 		err = authMD5(be, user, password, u != nil)
 	} else {
@@ -176,6 +171,14 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	}
 	c.SetDeadline(time.Time{})
 
+	// Settings are looked at once the client has authenticated, as
+	// Postgres does.
+	params, err := sessionParams(startup.Parameters)
+	if err != nil {
+		log.Info("connection refused", "err", err)
+		sendFatal(be, log, err)
+		return
+	}
 	sess := newSession(s, c, be, log, params)
 	sess.info.init(id, user, database, c.RemoteAddr())
 	if err := sess.checkStartupParams(ctx); err != nil {

@@ -98,10 +98,20 @@ func TestStartupParameters(t *testing.T) {
 			t.Errorf("connect with %v: %v, want a FATAL", params, err)
 		}
 	}
-	for _, set := range []string{"SET client_encoding = 'LATIN1'", "SET NAMES 'win1252'", "SET client_encoding TO latin1"} {
-		_, err := c.Exec(ctx, set, pgx.QueryExecModeSimpleProtocol)
-		if sqlState(err) != "0A000" {
-			t.Errorf("%s: %v, want 0A000", set, err)
+	for _, set := range []string{"SET client_encoding = 'LATIN1'", "SET NAMES 'win1252'", "SET client_encoding TO latin1", "SET LOCAL client_encoding = 'latin1'"} {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+			for _, inTx := range []bool{false, true} {
+				if inTx {
+					mustExec(t, c, "BEGIN")
+				}
+				_, err := c.Exec(ctx, set, mode)
+				if sqlState(err) != "0A000" {
+					t.Errorf("%s (%v, in a transaction: %v): %v, want 0A000", set, mode, inTx, err)
+				}
+				if inTx {
+					mustExec(t, c, "ROLLBACK")
+				}
+			}
 		}
 	}
 	for _, set := range []string{"SET client_encoding = 'UTF8'", "SET NAMES 'utf-8'", "SET client_encoding TO DEFAULT", "RESET client_encoding"} {

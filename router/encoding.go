@@ -31,6 +31,16 @@ func ClientEncodingOK(name string) bool {
 	return false
 }
 
+// SetError is the refusal of a SET of a client_encoding the proxy does
+// not serve, or nil. Check it before a SET is answered or replayed
+// without routing (SET LOCAL before a transaction has a shard).
+func (st *Statement) SetError() error {
+	if st.Kind != KindSet || st.err == nil {
+		return nil
+	}
+	return st.err
+}
+
 // ClientEncodingError is the refusal of client_encoding value name.
 func ClientEncodingError(name string) *pgconn.PgError {
 	return pgError(codeFeatureNotSupport,
