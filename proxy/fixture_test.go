@@ -157,6 +157,22 @@ func (f *fixture) Connect(t testing.TB) *pgx.Conn {
 	return c
 }
 
+// ConnectWith opens a pgx connection to the proxy whose startup message
+// carries params besides user and database; the caller closes it.
+func (f *fixture) ConnectWith(t testing.TB, params map[string]string) (*pgx.Conn, error) {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(f.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range params {
+		cfg.RuntimeParams[k] = v
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
 // Direct opens a pgx connection straight to one shard's database.
 func (f *fixture) Direct(t testing.TB, shard string) *pgx.Conn {
 	t.Helper()

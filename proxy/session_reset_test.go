@@ -15,12 +15,7 @@ import (
 func TestResetAndDiscard(t *testing.T) {
 	f, ids := accountsFixture(t)
 	ctx := context.Background()
-	cfg, err := pgx.ParseConfig(f.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.RuntimeParams["application_name"] = "startup-app"
-	c, err := pgx.ConnectConfig(ctx, cfg)
+	c, err := f.ConnectWith(t, map[string]string{"application_name": "startup-app"})
 	if err != nil {
 		t.Fatal(err)
 	}

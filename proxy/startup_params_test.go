@@ -16,16 +16,7 @@ import (
 func TestStartupParameters(t *testing.T) {
 	f, _ := accountsFixture(t)
 	ctx := context.Background()
-	connect := func(params map[string]string) (*pgx.Conn, error) {
-		cfg, err := pgx.ParseConfig(f.DSN())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for k, v := range params {
-			cfg.RuntimeParams[k] = v
-		}
-		return pgx.ConnectConfig(ctx, cfg)
-	}
+	connect := func(params map[string]string) (*pgx.Conn, error) { return f.ConnectWith(t, params) }
 	show := func(c *pgx.Conn, name string) string {
 		t.Helper()
 		var v string
