@@ -208,6 +208,8 @@ func (s *session) localStatement(st *router.Statement) bool {
 		return s.attached == nil && s.txStatus != 'I'
 	case router.KindSet:
 		return s.attached == nil && s.pendingBegin != ""
+	case router.KindShow:
+		return st.SetName == router.HintParameter
 	}
 	return false
 }
@@ -514,6 +516,8 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 		switch {
 		case p == nil:
 			return s.extFail(pgError("34000", "portal %q does not exist", m.Name))
+		case p.local && p.stmt.st.Kind == router.KindShow:
+			s.pushLocal(hintRowDescription())
 		case p.local:
 			s.pushLocal(replyNoData...)
 		case p.multi != nil:
@@ -535,6 +539,11 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 		router.KindCommit, router.KindRollback:
 		s.pushLocal(&pgproto3.ParameterDescription{}, msgNoData)
 		return nil
+	case router.KindShow:
+		if ps.st.SetName == router.HintParameter {
+			s.pushLocal(&pgproto3.ParameterDescription{}, hintRowDescription())
+			return nil
+		}
 	}
 	if c := s.attached; c != nil {
 		name := s.ensurePrepared(c, ps)
@@ -719,6 +728,9 @@ func (s *session) executeLocal(ps *prepared) error {
 	case router.KindShardHintReset:
 		s.setHint("")
 		tag("RESET")
+	case router.KindShow: // SHOW shardproxy.shard (localStatement)
+		s.pushLocal(&pgproto3.DataRow{Values: [][]byte{[]byte(s.hint)}})
+		tag("SHOW")
 	case router.KindBegin:
 		if s.txStatus == 'I' {
 			s.pendingBegin, s.txStatus = ps.query, 'T'

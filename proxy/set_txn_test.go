@@ -134,6 +134,10 @@ func TestSetFollowsTransactions(t *testing.T) {
 		if routed := map[int]string{1: "s1", 2: ""}[n]; shown != routed {
 			t.Fatalf("SHOW shardproxy.shard = %q, but count(*) saw %d shards", shown, n)
 		}
+		var extended string // pgx's default: Parse, Describe, Bind, Execute
+		if err := c.QueryRow(ctx, "SHOW shardproxy.shard").Scan(&extended); err != nil || extended != shown {
+			t.Fatalf("SHOW shardproxy.shard, extended protocol: %q, %v; simple: %q", extended, err, shown)
+		}
 		return shown
 	}
 	for _, h := range []struct {

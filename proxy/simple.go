@@ -217,8 +217,7 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 			return false, false, nil
 		}
 		// Shards do not know the setting; the session holds it.
-		if err := s.send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{
-			Name: []byte(router.HintParameter), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1}}}); err != nil {
+		if err := s.send(hintRowDescription()); err != nil {
 			return true, true, err
 		}
 		if err := s.send(&pgproto3.DataRow{Values: [][]byte{[]byte(s.hint)}}); err != nil {
@@ -466,6 +465,13 @@ func (s *session) applySet(st *router.Statement, c *pool.Conn) {
 	if c != nil {
 		c.SessionParams = maps.Clone(s.params)
 	}
+}
+
+// hintRowDescription describes the result of SHOW shardproxy.shard: one
+// text column, as SHOW of any setting.
+func hintRowDescription() *pgproto3.RowDescription {
+	return &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{
+		Name: []byte(router.HintParameter), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1}}}
 }
 
 // setHint sets the session's shard hint (SET shardproxy.shard). Like a
