@@ -55,16 +55,15 @@ type session struct {
 	startup map[string]string
 	hint    string // SET shardproxy.shard
 
-	rt           *Runtime           // snapshot for the current transaction
-	attached     *pool.Conn         // backend holding the open transaction or batch
-	types        *pgtype.Map        // text -> binary conversion of merged results; made on first use
-	batch        []router.QueryPart // the statements of a multi-statement Query runOn is sending as one text
-	prelude      int                // replies (ending in ReadyForQuery) to swallow before the client's own
-	txStatus     byte               // what the client was last told: 'I', 'T' or 'E'
-	pendingBegin string             // BEGIN text not yet sent to a shard
-	localFailed  bool               // transaction failed before any shard was attached
-	ddlInTx      bool               // DDL ran in the open transaction: forget cached columns at its end
-	tx           txn                // the transaction's other shards, savepoints, failure (txn.go)
+	rt           *Runtime    // snapshot for the current transaction
+	attached     *pool.Conn  // backend holding the open transaction or batch
+	types        *pgtype.Map // text -> binary conversion of merged results; made on first use
+	prelude      int         // replies (ending in ReadyForQuery) to swallow before the client's own
+	txStatus     byte        // what the client was last told: 'I', 'T' or 'E'
+	pendingBegin string      // BEGIN text not yet sent to a shard
+	localFailed  bool        // transaction failed before any shard was attached
+	ddlInTx      bool        // DDL ran in the open transaction: forget cached columns at its end
+	tx           txn         // the transaction's other shards, savepoints, failure (txn.go)
 
 	// columns is tableColumns bound once, so that building router.Args
 	// on every statement does not allocate.

@@ -33,17 +33,14 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 		if s.attached != nil {
 			shard = s.attached.Shard
 		}
-		if _, err := s.runOn(ctx, shard, sql, nil); err != nil {
+		if _, err := s.runOn(ctx, shard, sql, nil, nil); err != nil {
 			return err
 		}
 		return s.ready()
 	}
 	if len(parts) > 1 {
 		if shard, ok := s.commonShard(ctx, parts); ok {
-			s.batch = parts
-			_, err := s.runOn(ctx, shard, sql, nil)
-			s.batch = nil
-			if err != nil {
+			if _, err := s.runOn(ctx, shard, sql, nil, parts); err != nil {
 				return err
 			}
 			ddl := false
@@ -326,14 +323,16 @@ func (s *session) execRoute(ctx context.Context, st *router.Statement, text stri
 		shard = route.Shards[0]
 	}
 	mark := s.statStart()
-	failed, err := s.runOn(ctx, shard, text, st)
+	failed, err := s.runOn(ctx, shard, text, st, nil)
 	s.statEnd(mark, shard, route.Kind, failed)
 	return failed, err
 }
 
 // runOn sends text to shard on the attached backend (attaching one if
-// needed) and relays the reply, except ReadyForQuery.
-func (s *session) runOn(ctx context.Context, shard, text string, st *router.Statement) (bool, error) {
+// needed) and relays the reply, except ReadyForQuery. st is the statement
+// text holds, or nil; batch, the statements of a multi-statement Query sent
+// as one text (recordBatch follows their settings).
+func (s *session) runOn(ctx context.Context, shard, text string, st *router.Statement, batch []router.QueryPart) (bool, error) {
 	c, err := s.attach(ctx, shard)
 	if err != nil {
 		return true, s.sendError(err)
@@ -359,8 +358,8 @@ func (s *session) runOn(ctx context.Context, shard, text string, st *router.Stat
 	if !failed && st != nil && st.Kind == router.KindCommit && s.txStatus == 'T' {
 		s.tx.committed = true
 	}
-	if st == nil && s.batch != nil {
-		s.recordBatch(s.batch, c, failed)
+	if batch != nil {
+		s.recordBatch(batch, c, failed)
 	}
 	s.settle(status)
 	if !failed && st != nil {
@@ -418,7 +417,7 @@ func (s *session) runNone(ctx context.Context, st *router.Statement, text string
 	case router.KindSelect:
 		// The shard still describes the columns; it just returns no row.
 		q := "SELECT * FROM (" + strings.TrimRight(strings.TrimSpace(text), "; \n\t") + ") AS shardproxy_no_owner WHERE false"
-		return s.runOn(ctx, s.runtime().Config.DefaultShard, q, nil)
+		return s.runOn(ctx, s.runtime().Config.DefaultShard, q, nil, nil)
 	}
 	return true, s.sendError(pgError("0A000", "no shard owns the key of this statement"))
 }

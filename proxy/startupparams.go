@@ -70,18 +70,18 @@ func parseOptions(options string, params map[string]string) error {
 		args = append(args, cur.String())
 	}
 	for i := 0; i < len(args); i++ {
-		var setting string
+		var setting, flag string
 		switch a := args[i]; {
 		case a == "-c":
 			if i+1 == len(args) {
 				return fatal(pgError("42601", "option requires an argument -- 'c' in the options startup parameter"))
 			}
 			i++
-			setting = args[i]
+			setting, flag = args[i], "-c "
 		case strings.HasPrefix(a, "-c"):
-			setting = a[2:]
+			setting, flag = a[2:], "-c "
 		case strings.HasPrefix(a, "--"):
-			setting = a[2:]
+			setting, flag = a[2:], "--"
 		default:
 			e := pgError("0A000", "shardproxy does not support %q in the options startup parameter", a)
 			e.Hint = "only settings are supported there: -c name=value or --name=value"
@@ -89,10 +89,7 @@ func parseOptions(options string, params map[string]string) error {
 		}
 		name, value, ok := strings.Cut(setting, "=")
 		if !ok {
-			if strings.HasPrefix(args[i], "--") {
-				return fatal(pgError("42601", "--%s requires a value", setting))
-			}
-			return fatal(pgError("42601", "-c %s requires a value", setting))
+			return fatal(pgError("42601", "%s%s requires a value", flag, setting))
 		}
 		// As Postgres' ParseLongOption: dashes in the name are underscores.
 		params[strings.ToLower(strings.ReplaceAll(name, "-", "_"))] = value
