@@ -10,10 +10,11 @@
 # Each round runs, for each -M mode, pgbench -n -S -c BENCH_CLIENTS
 # -j BENCH_THREADS -T BENCH_TIME direct and then through every target:
 # the proxy, PgBouncer in transaction mode when it is installed (the bar
-# the issue sets), and three relays that do no protocol work at all
+# the issue sets), and four relays that do no protocol work at all
 # (testdata/bench/relay: Go goroutines on the netpoller, the proxy's own
-# I/O design; a one-thread epoll loop, PgBouncer's; and that loop driving
-# blocking-style code as coroutines). Ratios are taken
+# I/O design; a one-thread epoll loop, PgBouncer's; that loop with raw
+# syscalls that bypass Go's scheduler; and the loop driving blocking-style
+# code as coroutines). Ratios are taken
 # within a round, since this machine's speed drifts between minutes, and
 # the table prints the median of the rounds, with each target's CPU time
 # per transaction (user+system from /proc; other load disturbs it far less
@@ -229,22 +230,25 @@ fi
 # The relays (testdata/bench/relay): pgbench -> relay -> the direct
 # database, one backend connection per client and no protocol work. They
 # show what each I/O design costs before any proxying is done.
-relay_go_dsn="" relay_ep_dsn="" relay_co_dsn=""
+relay_go_dsn="" relay_ep_dsn="" relay_raw_dsn="" relay_co_dsn=""
 if [[ "$relays" != 0 ]]; then
 	(cd "$root" && go build -o "$work/relay" ./testdata/bench/relay)
-	rg="$(free_port)" re="$(free_port)" rc="$(free_port)"
+	rg="$(free_port)" re="$(free_port)" rr="$(free_port)" rc="$(free_port)"
 	"$work/relay" -mode goroutine -listen "127.0.0.1:$rg" -backend "127.0.0.1:$p0" &
 	relay_go_pid=$!
 	"$work/relay" -mode epoll -listen "127.0.0.1:$re" -backend "127.0.0.1:$p0" &
 	relay_ep_pid=$!
+	"$work/relay" -mode epoll-raw -listen "127.0.0.1:$rr" -backend "127.0.0.1:$p0" &
+	relay_raw_pid=$!
 	"$work/relay" -mode coroutine -listen "127.0.0.1:$rc" -backend "127.0.0.1:$p0" &
 	relay_co_pid=$!
-	relay_pids+=("$relay_go_pid" "$relay_ep_pid" "$relay_co_pid")
-	for port in $rg $re $rc; do
+	relay_pids+=("$relay_go_pid" "$relay_ep_pid" "$relay_raw_pid" "$relay_co_pid")
+	for port in $rg $re $rr $rc; do
 		for _ in $(seq 50); do "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" && break; sleep 0.1; done
 	done
 	relay_go_dsn="${direct_dsn/:$p0\//:$rg/}"
 	relay_ep_dsn="${direct_dsn/:$p0\//:$re/}"
+	relay_raw_dsn="${direct_dsn/:$p0\//:$rr/}"
 	relay_co_dsn="${direct_dsn/:$p0\//:$rc/}"
 fi
 
@@ -295,7 +299,7 @@ median() {
 targets=("shardproxy|$proxy_dsn|$proxy_pid")
 [[ -n "$bouncer_dsn" ]] && targets+=("pgbouncer|$bouncer_dsn|$bouncer_cpu_pid")
 [[ -n "$relay_go_dsn" ]] && targets+=("relay-goroutine|$relay_go_dsn|$relay_go_pid" "relay-epoll|$relay_ep_dsn|$relay_ep_pid" \
-	"relay-coroutine|$relay_co_dsn|$relay_co_pid")
+	"relay-epoll-raw|$relay_raw_dsn|$relay_raw_pid" "relay-coroutine|$relay_co_dsn|$relay_co_pid")
 
 declare -A direct ratio cpu
 for round in $(seq "$rounds"); do

@@ -8,6 +8,12 @@
 //	                 design shardproxy's sessions use (the floor for it);
 //	-mode epoll      one locked OS thread in a level-triggered epoll loop
 //	                 with raw reads and writes, PgBouncer's design;
+//	-mode epoll-raw  that loop without the Go scheduler's syscall path:
+//	                 reads and writes are RawSyscall (the sockets are
+//	                 non-blocking, so they never block), and epoll_wait is
+//	                 first tried with a zero timeout the same way, entering
+//	                 the scheduler's blocking-syscall path (which hands the
+//	                 P off and takes one back) only when nothing is ready;
 //	-mode coroutine  the same loop, but each client's relaying is code
 //	                 written as if its reads blocked, run as a coroutine
 //	                 (iter.Pull) that yields to the loop where a read would
@@ -31,7 +37,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "goroutine", "goroutine | epoll | coroutine")
+	mode := flag.String("mode", "goroutine", "goroutine | epoll | epoll-raw | coroutine")
 	listen := flag.String("listen", "127.0.0.1:0", "address to accept clients on")
 	backend := flag.String("backend", "", "address to relay each client to")
 	flag.Parse()
@@ -45,8 +51,8 @@ func main() {
 	switch *mode {
 	case "goroutine":
 		serveGoroutines(ln, *backend)
-	case "epoll", "coroutine":
-		serveEpoll(ln, *backend, *mode == "coroutine")
+	case "epoll", "epoll-raw", "coroutine":
+		serveEpoll(ln, *backend, *mode == "coroutine", *mode == "epoll-raw")
 	default:
 		fmt.Fprintf(os.Stderr, "relay: unknown -mode %q\n", *mode)
 		os.Exit(2)
@@ -93,12 +99,12 @@ func copyUntilClosed(src, dst net.Conn) {
 }
 
 // serveEpoll accepts on this goroutine and relays on one loop goroutine.
-func serveEpoll(ln net.Listener, backend string, coro bool) {
+func serveEpoll(ln net.Listener, backend string, coro, raw bool) {
 	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		log.Fatal(err)
 	}
-	l := &loop{ep: ep, coro: coro, pairs: map[int]*pair{}}
+	l := &loop{ep: ep, coro: coro, raw: raw, pairs: map[int]*pair{}}
 	go l.run()
 	for {
 		c, err := ln.Accept()
@@ -118,6 +124,7 @@ func serveEpoll(ln net.Listener, backend string, coro bool) {
 type loop struct {
 	ep    int
 	coro  bool       // resume a coroutine per pair rather than relay inline
+	raw   bool       // -mode epoll-raw: syscalls bypass the scheduler where they cannot block
 	mu    sync.Mutex // pairs is written by the accepting goroutine too
 	pairs map[int]*pair
 	buf   [64 << 10]byte // used by one pair at a time, on the loop goroutine
@@ -155,7 +162,7 @@ func (l *loop) run() {
 	}
 	events := make([]syscall.EpollEvent, 128)
 	for {
-		n, err := syscall.EpollWait(l.ep, events, -1)
+		n, err := l.wait(events)
 		if err == syscall.EINTR {
 			continue
 		}
@@ -186,13 +193,58 @@ func (l *loop) run() {
 
 // relayOnce is the event-loop way: read what is ready, write it on.
 func (l *loop) relayOnce(p *pair) {
-	r, err := syscall.Read(p.ready, l.buf[:])
+	r, err := l.read(p.ready)
 	if err == syscall.EAGAIN || err == syscall.EINTR {
 		return
 	}
-	if r <= 0 || err != nil || writeAll(p.other(p.ready), l.buf[:r]) != nil {
+	if r <= 0 || err != nil || writeAll(p.other(p.ready), l.buf[:r], l.raw) != nil {
 		l.close(p)
 	}
+}
+
+// wait is epoll_wait for the loop. In raw mode a zero-timeout call is
+// made first with RawSyscall6, which does not tell the scheduler; under
+// load it usually finds events, and the blocking call below, which does
+// tell it (entersyscall: the P may be handed to another thread and must
+// be taken back after), is made only when there is nothing to do.
+func (l *loop) wait(events []syscall.EpollEvent) (int, error) {
+	if l.raw {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep),
+			uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		if e == 0 && n > 0 {
+			return int(n), nil
+		}
+	}
+	return syscall.EpollWait(l.ep, events, -1)
+}
+
+// read reads the ready fd into the loop's buffer.
+func (l *loop) read(fd int) (int, error) {
+	return readFd(fd, l.buf[:], l.raw)
+}
+
+// readFd is read(2) on a non-blocking fd, through RawSyscall when raw.
+func readFd(fd int, p []byte, raw bool) (int, error) {
+	if !raw {
+		return syscall.Read(fd, p)
+	}
+	n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
+}
+
+// writeFd is write(2) on a non-blocking fd, through RawSyscall when raw.
+func writeFd(fd int, p []byte, raw bool) (int, error) {
+	if !raw {
+		return syscall.Write(fd, p)
+	}
+	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
 }
 
 // relayer is the coroutine way: code written as if its reads blocked, as
@@ -201,13 +253,13 @@ func (l *loop) relayOnce(p *pair) {
 func (l *loop) relayer(p *pair) iter.Seq[struct{}] {
 	return func(yield func(struct{}) bool) {
 		for {
-			r, err := syscall.Read(p.ready, l.buf[:])
+			r, err := l.read(p.ready)
 			switch {
 			case err == syscall.EAGAIN || err == syscall.EINTR:
 				if !yield(struct{}{}) {
 					return
 				}
-			case r <= 0 || err != nil || writeAll(p.other(p.ready), l.buf[:r]) != nil:
+			case r <= 0 || err != nil || writeAll(p.other(p.ready), l.buf[:r], l.raw) != nil:
 				l.close(p)
 				return
 			}
@@ -217,9 +269,9 @@ func (l *loop) relayer(p *pair) iter.Seq[struct{}] {
 
 // writeAll writes p to the non-blocking fd, waiting in poll when the
 // socket buffer is full.
-func writeAll(fd int, p []byte) error {
+func writeAll(fd int, p []byte, raw bool) error {
 	for len(p) > 0 {
-		n, err := syscall.Write(fd, p)
+		n, err := writeFd(fd, p, raw)
 		switch {
 		case err == syscall.EAGAIN:
 			pfd := pollFd{fd: int32(fd), events: pollOut}
