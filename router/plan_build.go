@@ -721,9 +721,10 @@ func (p *planner) placeAgg(rt *pg.ResTarget, c ColRef) *pgconn.PgError {
 	fc := rt.Val.GetFuncCall()
 	orig := proto.Clone(rt.Val).(*pg.Node)
 	name := funcName(fc)
+	// FILTER (WHERE ...) stays on the shards' partial aggregates: each
+	// shard aggregates only its rows that pass it, and the partials merge
+	// as they would without it.
 	switch {
-	case fc.AggFilter != nil:
-		return refuse(fmt.Sprintf("aggregate %s() with FILTER", name), "use a CASE expression inside the aggregate, or "+hintKey)
 	case len(fc.AggOrder) > 0 || fc.AggWithinGroup:
 		return refuse(fmt.Sprintf("aggregate %s() with ORDER BY", name), hintKey)
 	case fc.FuncVariadic:
@@ -747,6 +748,11 @@ func (p *planner) placeAgg(rt *pg.ResTarget, c ColRef) *pgconn.PgError {
 		spec.Func = AggCount
 		p.keyDistinct = p.keyDistinct || fc.AggDistinct && p.isShardKey(fc.Args[0])
 		if fc.AggDistinct && !p.isShardKey(fc.Args[0]) {
+			if fc.AggFilter != nil {
+				// The shards return the distinct values as group keys,
+				// where a FILTER has no place.
+				return refuse("count(DISTINCT ...) with FILTER", "count(DISTINCT CASE WHEN condition THEN x END) counts the same values, or "+hintKey)
+			}
 			arg := fc.Args[0]
 			if p.distinct != nil && !exprEqual(p.distinct, arg) {
 				return refuse("count(DISTINCT) of two different expressions", "count the distinct values in separate statements")
@@ -778,8 +784,12 @@ func (p *planner) placeAgg(rt *pg.ResTarget, c ColRef) *pgconn.PgError {
 		p.retype = true
 		p.setName(rt, "avg")
 		fc.Funcname = []*pg.Node{pg.MakeStrNode("sum")}
-		spec.Count = p.addHidden(pg.MakeFuncCallNode([]*pg.Node{pg.MakeStrNode("count")},
-			[]*pg.Node{proto.Clone(fc.Args[0]).(*pg.Node)}, -1))
+		count := pg.MakeFuncCallNode([]*pg.Node{pg.MakeStrNode("count")},
+			[]*pg.Node{proto.Clone(fc.Args[0]).(*pg.Node)}, -1)
+		if fc.AggFilter != nil {
+			count.GetFuncCall().AggFilter = proto.Clone(fc.AggFilter).(*pg.Node)
+		}
+		spec.Count = p.addHidden(count)
 	}
 	p.specs = append(p.specs, spec)
 	p.aggs = append(p.aggs, exprCol{n: orig, col: c})

@@ -70,6 +70,8 @@ var planStatements = []struct {
 	{sql: "SELECT status, avg(total) FROM orders GROUP BY status ORDER BY avg(total) LIMIT 5 OFFSET 1"},
 	{sql: "SELECT customer_id, count(*) FROM orders GROUP BY customer_id ORDER BY 2 DESC"},
 	{sql: "SELECT count(*) FROM orders HAVING count(*) > 0"},
+	// FILTER stays on the shards' partials (avg's hidden count too).
+	{sql: "SELECT status, count(*) FILTER (WHERE paid), avg(total) FILTER (WHERE paid) FROM orders GROUP BY status HAVING sum(total) FILTER (WHERE paid) > 0 ORDER BY 1"},
 	// DISTINCT.
 	{sql: "SELECT DISTINCT status FROM orders"},
 	{sql: "SELECT DISTINCT status, total FROM orders ORDER BY total DESC LIMIT 4"},
@@ -84,7 +86,7 @@ var planStatements = []struct {
 	{sql: "SELECT coalesce(count(*), 0) FROM orders"},
 	{sql: "SELECT avg(total)::int FROM orders"},
 	{sql: "SELECT string_agg(status, ',') FROM orders"},
-	{sql: "SELECT count(*) FILTER (WHERE paid) FROM orders"},
+	{sql: "SELECT count(DISTINCT status) FILTER (WHERE paid) FROM orders"},
 	{sql: "SELECT row_number() OVER (ORDER BY id) FROM orders"},
 	{sql: "SELECT status, count(*) FROM orders GROUP BY ROLLUP (status)"},
 	{sql: "SELECT * FROM orders ORDER BY id FOR UPDATE"},
@@ -350,7 +352,7 @@ func TestPlanRefusals(t *testing.T) {
 		{"SELECT array_agg(id) FROM orders", "aggregate array_agg()"},
 		{"SELECT stddev(total) FROM orders", "aggregate stddev()"},
 		{"SELECT sum(DISTINCT total) FROM orders", "aggregate sum(DISTINCT ...)"},
-		{"SELECT count(*) FILTER (WHERE paid) FROM orders", "with FILTER"},
+		{"SELECT count(DISTINCT status) FILTER (WHERE paid) FROM orders", "count(DISTINCT ...) with FILTER"},
 		{"SELECT max(total ORDER BY id) FROM orders", "with ORDER BY"},
 		{"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY total) FROM orders", "percentile_cont"},
 		{"SELECT row_number() OVER (ORDER BY id) FROM orders", "window function row_number()"},

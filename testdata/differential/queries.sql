@@ -154,6 +154,15 @@ SELECT min(note), max(note) FROM orders;
 SELECT sum(qty), sum(total), avg(discount) FROM orders WHERE customer_id <> 7;
 SELECT bool_or(qty > 19), bool_and(qty > 0) FROM orders;
 
+-- FILTER stays on the shards' partials; avg's hidden count takes it too.
+SELECT count(*) FILTER (WHERE status = 'paid'), count(*) FROM orders;
+SELECT sum(total) FILTER (WHERE shipped), avg(total) FILTER (WHERE shipped), avg(total) FROM orders;
+SELECT min(created_at) FILTER (WHERE qty > 10), max(note) FILTER (WHERE note IS NOT NULL), bool_and(shipped) FILTER (WHERE qty < 5) FROM orders;
+SELECT count(DISTINCT customer_id) FILTER (WHERE total > 100) FROM orders;
+SELECT count(DISTINCT CASE WHEN shipped THEN status END) FROM orders;
+SELECT avg(qty) FILTER (WHERE false), count(*) FILTER (WHERE false) FROM orders;
+SELECT status, count(*) FILTER (WHERE shipped) AS s, avg(total) FILTER (WHERE qty > $1) FROM orders GROUP BY status HAVING sum(qty) FILTER (WHERE shipped) > $2 ORDER BY status NULLS FIRST; -- args: 3 10
+
 -- Aggregates over empty sets.
 SELECT count(*), sum(total), avg(total), min(total), max(total), bool_and(shipped) FROM orders WHERE status = 'nope';
 SELECT count(*) FROM orders WHERE order_id < 0;

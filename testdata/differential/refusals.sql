@@ -62,6 +62,7 @@ SELECT json_agg(o) FROM orders o;
 SELECT corr(qty, total) FROM orders;
 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY total) FROM orders;
 SELECT mode() WITHIN GROUP (ORDER BY status) FROM orders;
+SELECT count(DISTINCT status) FILTER (WHERE shipped) FROM orders;
 
 -- Grouping sets.
 SELECT status, count(*) FROM orders GROUP BY GROUPING SETS ((status), ());
