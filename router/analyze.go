@@ -557,6 +557,16 @@ func (a *analyzer) fromItem(n *pg.Node, sc *scope) []int {
 		if sel := x.RangeSubselect.Subquery.GetSelectStmt(); sel != nil {
 			a.selectStmt(sel, false)
 		}
+	case *pg.Node_RangeTableSample:
+		// t TABLESAMPLE method (args) [REPEATABLE (seed)]: the table is a
+		// FROM item like any other (each shard samples its own rows, and
+		// the union of per-shard samples at p% is a p% sample of all).
+		ts := x.RangeTableSample
+		for _, e := range ts.Args {
+			a.exprs(e, nil)
+		}
+		a.exprs(ts.Repeatable, nil)
+		return a.fromItem(ts.Relation, sc)
 	default:
 		a.exprs(n, nil)
 	}
@@ -1069,6 +1079,10 @@ func (a *analyzer) popScope(first int) {
 		if a.find(i) != a.find(root) {
 			u, v := &a.st.uses[root], &a.st.uses[i]
 			a.st.unjoined = fmt.Sprintf("%s and %s", u.name, v.name)
+			if u.name == v.name {
+				// A self-join, or a subquery over the outer query's table.
+				a.st.unjoined = fmt.Sprintf("%s with itself (a self-join or a subquery)", u.name)
+			}
 			a.st.unjoinedStrategies = u.info.strat.Name() != v.info.strat.Name()
 			return
 		}

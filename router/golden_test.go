@@ -31,6 +31,8 @@ var goldenStatements = []struct {
 	{sql: "SELECT * FROM tenant_data WHERE tenant = 'acme'"},
 	{sql: "SELECT * FROM tenant_data WHERE tenant = 'nobody'"},
 	{sql: "SELECT count(*) FROM orders"},
+	{sql: "SELECT * FROM orders TABLESAMPLE BERNOULLI (10) REPEATABLE (7) WHERE customer_id = {c1}"},
+	{sql: "SELECT count(*) FROM orders o TABLESAMPLE SYSTEM (50) JOIN order_items i ON i.customer_id = o.customer_id"},
 	{sql: "SELECT * FROM orders ORDER BY id LIMIT 10"},
 	{sql: "SELECT * FROM settings s JOIN orders o ON true WHERE o.customer_id = {c1}"},
 	{sql: "INSERT INTO orders (id, customer_id) VALUES (1, {c0}), (2, {c1})"},

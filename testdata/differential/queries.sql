@@ -154,6 +154,11 @@ SELECT min(note), max(note) FROM orders;
 SELECT sum(qty), sum(total), avg(discount) FROM orders WHERE customer_id <> 7;
 SELECT bool_or(qty > 19), bool_and(qty > 0) FROM orders;
 
+-- TABLESAMPLE: a FROM item like any other (at 100%, so that it can be compared).
+SELECT count(*), sum(total) FROM orders TABLESAMPLE BERNOULLI (100);
+SELECT * FROM orders TABLESAMPLE SYSTEM (100) REPEATABLE (3) WHERE customer_id = 7;
+SELECT o.order_id, i.line FROM orders o TABLESAMPLE BERNOULLI (100) JOIN order_items i USING (customer_id, order_id) WHERE i.qty > 3;
+
 -- FILTER stays on the shards' partials; avg's hidden count takes it too.
 SELECT count(*) FILTER (WHERE status = 'paid'), count(*) FROM orders;
 SELECT sum(total) FILTER (WHERE shipped), avg(total) FILTER (WHERE shipped), avg(total) FROM orders;
