@@ -655,12 +655,17 @@ func (a *analyzer) insert(ins *pg.InsertStmt) {
 	}
 	u := &a.st.uses[i]
 	isValues := sel != nil && len(sel.ValuesLists) > 0 && len(sel.FromClause) == 0
+	switch {
+	case sel == nil: // DEFAULT VALUES
+		a.fail(fmt.Sprintf("INSERT ... DEFAULT VALUES into sharded table %s cannot be routed", u.name),
+			fmt.Sprintf("the shard key %s needs a value: INSERT INTO %s (%s, ...) VALUES (...)", u.info.key, u.name, u.info.key))
+		return
+	case !isValues:
+		a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s is not supported", u.name),
+			"use INSERT ... VALUES, or add a /* shard: name */ comment when every row belongs to one shard")
+		return
+	}
 	if len(ins.Cols) == 0 {
-		if !isValues { // DEFAULT VALUES, or a SELECT
-			a.fail(fmt.Sprintf("INSERT into sharded table %s needs a column list", u.name),
-				fmt.Sprintf("name the columns in INSERT INTO %s (...) so shardproxy can find the shard key", u.name))
-			return
-		}
 		u.insert, u.keyed = true, true
 		u.rows = make([][]valueRef, len(sel.ValuesLists))
 		for r, row := range sel.ValuesLists {
@@ -684,11 +689,6 @@ func (a *analyzer) insert(ins *pg.InsertStmt) {
 	if keyPos < 0 {
 		a.fail(fmt.Sprintf("INSERT into sharded table %s does not set shard key column %s", u.name, u.info.key),
 			fmt.Sprintf("include %s in the column list and the values", u.info.key))
-		return
-	}
-	if !isValues {
-		a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s is not supported", u.name),
-			"use INSERT ... VALUES, or add a /* shard: name */ comment when every row belongs to one shard")
 		return
 	}
 	u.insert, u.keyed = true, true
