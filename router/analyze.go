@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -77,6 +78,13 @@ type analyzer struct {
 	sharded int      // sharded table occurrences seen so far
 	scopes  []*scope // enclosing query levels, innermost last
 	parent  map[int]int
+	// INSERT ... SELECT into a sharded table: the SELECT level (judged by
+	// insertSelectRefusal rather than as a result to merge), the target
+	// column that is the shard key, and the table occurrence of that
+	// level whose key the SELECT puts there (-1: none).
+	insertSel    *pg.SelectStmt
+	insertKeyPos int
+	insertSrc    int
 }
 
 // analyze parses text (one statement) and describes it. Errors are
@@ -480,6 +488,9 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 		for _, o := range s.SortClause {
 			a.exprs(o, note)
 		}
+		if s == a.insertSel {
+			a.insertSrc = a.insertSource(s, &sc)
+		}
 		a.popScope(first)
 		if len(s.GroupClause) > 0 {
 			note("GROUP BY")
@@ -509,6 +520,11 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 	}
 	if len(s.LockingClause) > 0 {
 		note("FOR UPDATE")
+	}
+	if s == a.insertSel {
+		// Its rows are inserted, not returned: insertSelectRefusal
+		// decides which of its constructs stay exact per shard.
+		construct = ""
 	}
 	if construct != "" && a.st.inexact == "" && (top || a.sharded > before) {
 		a.st.inexact = construct
@@ -634,12 +650,26 @@ func (a *analyzer) insert(ins *pg.InsertStmt) {
 	a.with(ins.WithClause)
 	i := a.addUse(ins.Relation, true)
 	sel := ins.SelectStmt.GetSelectStmt()
+	keyPos := -1
+	if i >= 0 && a.st.uses[i].sharded() {
+		for p, c := range ins.Cols {
+			if rt := c.GetResTarget(); rt != nil && rt.Name == a.st.uses[i].info.key && len(rt.Indirection) == 0 {
+				keyPos = p
+			}
+		}
+	}
 	if sel != nil && len(sel.ValuesLists) > 0 && sel.Op <= pg.SetOperation_SETOP_NONE && len(sel.FromClause) == 0 {
 		for _, row := range sel.ValuesLists {
 			a.exprs(row, nil)
 		}
 	} else {
+		outer := a.insertSel
+		a.insertSel, a.insertKeyPos, a.insertSrc = nil, keyPos, -1
+		if keyPos >= 0 {
+			a.insertSel = sel
+		}
 		a.selectStmt(sel, false)
+		a.insertSel = outer
 	}
 	if ins.OnConflictClause != nil {
 		for _, t := range ins.OnConflictClause.TargetList {
@@ -661,8 +691,7 @@ func (a *analyzer) insert(ins *pg.InsertStmt) {
 			fmt.Sprintf("the shard key %s needs a value: INSERT INTO %s (%s, ...) VALUES (...)", u.info.key, u.name, u.info.key))
 		return
 	case !isValues:
-		a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s is not supported", u.name),
-			"use INSERT ... VALUES, or add a /* shard: name */ comment when every row belongs to one shard")
+		a.insertSelect(ins, sel, u, keyPos)
 		return
 	}
 	if len(ins.Cols) == 0 {
@@ -679,12 +708,6 @@ func (a *analyzer) insert(ins *pg.InsertStmt) {
 			u.rows[r] = refs
 		}
 		return
-	}
-	keyPos := -1
-	for p, c := range ins.Cols {
-		if rt := c.GetResTarget(); rt != nil && rt.Name == u.info.key && len(rt.Indirection) == 0 {
-			keyPos = p
-		}
 	}
 	if keyPos < 0 {
 		a.fail(fmt.Sprintf("INSERT into sharded table %s does not set shard key column %s", u.name, u.info.key),
@@ -707,6 +730,106 @@ func (a *analyzer) insert(ins *pg.InsertStmt) {
 		}
 		u.vals = append(u.vals, v)
 	}
+}
+
+// insertSelect checks INSERT INTO t (..., key, ...) SELECT ... into
+// sharded table u. It runs on every shard of its source, each shard
+// inserting the rows it reads (as Citus does for colocated INSERT ...
+// SELECT), which is exact only when every row is inserted on the shard it
+// is read from: the SELECT must put, at the key's position, the shard key
+// column of one of its own tables sharded by u's strategy, and nothing in
+// that level may depend on rows of other shards (LIMIT, window functions,
+// set operations...). Subqueries are judged as in any statement.
+func (a *analyzer) insertSelect(ins *pg.InsertStmt, sel *pg.SelectStmt, u *tableUse, keyPos int) {
+	hint := fmt.Sprintf("select the shard key of a table sharded like %s (strategy %s) as its %s, or use INSERT ... VALUES",
+		u.name, u.info.strat.Name(), u.info.key)
+	switch {
+	case len(ins.Cols) == 0:
+		a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s needs a column list", u.name),
+			fmt.Sprintf("name the columns, %s among them, in INSERT INTO %s (...) SELECT ...", u.info.key, u.name))
+		return
+	case keyPos < 0:
+		a.fail(fmt.Sprintf("INSERT into sharded table %s does not set shard key column %s", u.name, u.info.key),
+			fmt.Sprintf("include %s in the column list and the values", u.info.key))
+		return
+	}
+	if why := insertSelectRefusal(sel); why != "" {
+		a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s with %s", u.name, why), hint)
+		return
+	}
+	if a.insertSrc < 0 {
+		a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s must take %s from the shard key of a table sharded the same way", u.name, u.info.key), hint)
+		return
+	}
+	src := &a.st.uses[a.insertSrc]
+	if src.info.strat.Name() != u.info.strat.Name() {
+		a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s reads its shard key from %s, which is sharded by another strategy (%s, not %s)",
+			u.name, src.name, src.info.strat.Name(), u.info.strat.Name()), hint)
+		return
+	}
+	// The target's rows are where the source's are.
+	a.st.insertSelect = true
+	u.keyed, u.vals = src.keyed, append([]valueRef(nil), src.vals...)
+}
+
+// insertSource returns the table occurrence of SELECT level s (scope sc)
+// whose shard key is, unchanged, the select-list item at insertKeyPos, or
+// -1. A cast could change the value (text to varchar(3)), so none is
+// allowed.
+func (a *analyzer) insertSource(s *pg.SelectStmt, sc *scope) int {
+	if a.insertKeyPos >= len(s.TargetList) {
+		return -1
+	}
+	rt := s.TargetList[a.insertKeyPos].GetResTarget()
+	if rt == nil || rt.Val.GetColumnRef() == nil {
+		return -1
+	}
+	i := a.resolveKey(rt.Val)
+	if i < 0 || !slices.Contains(sc.uses, i) || !a.st.uses[i].sharded() {
+		return -1
+	}
+	return i
+}
+
+// insertSelectRefusal names what in an INSERT's SELECT level would differ
+// when each shard runs it over its own rows only, or returns "". GROUP BY,
+// aggregates, HAVING and DISTINCT are exact: the key is a plain column of
+// the select list, so every group and every distinct row has one key
+// value, whose rows are all on one shard.
+func insertSelectRefusal(sel *pg.SelectStmt) string {
+	switch {
+	case sel.Op != pg.SetOperation_SETOP_NONE && sel.Op != pg.SetOperation_SET_OPERATION_UNDEFINED:
+		return strings.TrimPrefix(sel.Op.String(), "SETOP_")
+	case sel.LimitCount != nil || sel.LimitOffset != nil:
+		return "LIMIT or OFFSET"
+	case len(sel.DistinctClause) > 0 && sel.DistinctClause[0].GetNode() != nil:
+		return "DISTINCT ON"
+	case len(sel.WindowClause) > 0:
+		return "a WINDOW clause"
+	}
+	for _, g := range sel.GroupClause {
+		if g.GetGroupingSet() != nil {
+			return "GROUPING SETS, ROLLUP or CUBE"
+		}
+	}
+	window := ""
+	for _, list := range [][]*pg.Node{sel.TargetList, sel.SortClause, {sel.HavingClause}} {
+		for _, n := range list {
+			if n == nil {
+				continue
+			}
+			walk(n, func(c *pg.Node) bool {
+				if c.GetSelectStmt() != nil {
+					return false // another level
+				}
+				if f := c.GetFuncCall(); f != nil && f.Over != nil && window == "" {
+					window = "window function " + funcName(f) + "()"
+				}
+				return true
+			})
+		}
+	}
+	return window
 }
 
 func errKeyNotValue(u *tableUse) *pgconn.PgError {

@@ -71,10 +71,10 @@ func TestInsertWithoutColumns(t *testing.T) {
 		{name: "bad key text", sql: "INSERT INTO orders VALUES (1, 'abc')", code: "22P02", calls: []string{".orders"}},
 		{name: "key column not in table", sql: "INSERT INTO events VALUES (now(), 'x')", code: "42703", msg: `shard key column "id" does not exist in table events`, calls: []string{".events"}},
 		{name: "resolver error passes through", sql: "INSERT INTO pgbench_accounts VALUES (1, 2)", code: "42P01", msg: `relation "pgbench_accounts" does not exist`, calls: []string{".pgbench_accounts"}},
-		// A column list would not help these: say what is refused.
+		// Say what is refused, and what would help.
 		{name: "default values", sql: "INSERT INTO orders DEFAULT VALUES", code: "0A000", msg: "INSERT ... DEFAULT VALUES into sharded table orders cannot be routed"},
-		{name: "select", sql: "INSERT INTO orders SELECT * FROM order_items", code: "0A000", msg: "INSERT ... SELECT into sharded table orders is not supported"},
-		{name: "values union", sql: "INSERT INTO orders VALUES (1, {c0}) UNION ALL VALUES (2, {c0})", code: "0A000", msg: "INSERT ... SELECT into sharded table orders is not supported"},
+		{name: "select", sql: "INSERT INTO orders SELECT * FROM order_items", code: "0A000", msg: "INSERT ... SELECT into sharded table orders needs a column list"},
+		{name: "values union", sql: "INSERT INTO orders VALUES (1, {c0}) UNION ALL VALUES (2, {c0})", code: "0A000", msg: "INSERT ... SELECT into sharded table orders needs a column list"},
 		{name: "column list needs no lookup", sql: "INSERT INTO orders (id, customer_id) VALUES (1, {c1})", kind: RouteSingle, shards: []string{"s1"}},
 		{name: "comment hint needs no lookup", sql: "/* shard: s2 */ INSERT INTO orders VALUES (1, {c1})", kind: RouteHint, shards: []string{"s2"}},
 		{name: "session hint needs no lookup", sql: "INSERT INTO orders VALUES (1, 1 + 1)", hint: "s1", kind: RouteHint, shards: []string{"s1"}},

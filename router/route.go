@@ -284,7 +284,7 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 	switch {
 	case st.cursor:
 		return Route{}, pgError(codeFeatureNotSupport, "DECLARE CURSOR across shards", keyHint)
-	case st.Kind == KindInsert:
+	case st.Kind == KindInsert && !st.insertSelect:
 		return Route{}, pgError(codeFeatureNotSupport,
 			"INSERT reads sharded tables on shards "+r.joinNames(total), keyHint)
 	case st.Explain:
@@ -295,7 +295,7 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 		rt.Merge, rt.Plan = MergePlan, st.plan
 	case st.inexact != "":
 		return Route{}, pgError(codeFeatureNotSupport, st.inexact+" across shards", keyHint)
-	case st.Kind == KindUpdate || st.Kind == KindDelete:
+	case st.Kind == KindUpdate || st.Kind == KindDelete || st.Kind == KindInsert:
 		rt.Merge = MergeSumTag
 	default:
 		rt.Merge = MergeConcat

@@ -114,6 +114,10 @@ type Statement struct {
 	// split cuts a multi-row INSERT ... VALUES into a sharded table into
 	// per-row pieces, for when its rows span shards (nil: refused then).
 	split *insertSplit
+	// insertSelect: INSERT ... SELECT whose rows each stay on the shard
+	// they are read from (analyzer.insertSelect); it runs on every shard
+	// of its source, like an UPDATE.
+	insertSelect bool
 }
 
 // Plan returns how the statement's rows merge when it reads several
