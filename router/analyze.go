@@ -753,8 +753,9 @@ func (a *analyzer) insertSelect(ins *pg.InsertStmt, sel *pg.SelectStmt, u *table
 			fmt.Sprintf("include %s in the column list and the values", u.info.key))
 		return
 	}
-	if why := insertSelectRefusal(sel); why != "" {
-		a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s with %s", u.name, why), hint)
+	if sel.Op != pg.SetOperation_SETOP_NONE && sel.Op != pg.SetOperation_SET_OPERATION_UNDEFINED {
+		a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s with %s", u.name, strings.TrimPrefix(sel.Op.String(), "SETOP_")),
+			"insert the rows of each arm with a statement of its own")
 		return
 	}
 	if a.insertSrc < 0 {
@@ -769,6 +770,10 @@ func (a *analyzer) insertSelect(ins *pg.InsertStmt, sel *pg.SelectStmt, u *table
 	}
 	// The target's rows are where the source's are.
 	a.st.insertSelect = true
+	if why := insertSelectRefusal(sel); why != "" {
+		// Exact on one shard; Route refuses it across shards.
+		a.st.insertInexact = fmt.Sprintf("INSERT ... SELECT into sharded table %s with %s", u.name, why)
+	}
 	u.keyed, u.vals = src.keyed, append([]valueRef(nil), src.vals...)
 }
 
@@ -791,15 +796,14 @@ func (a *analyzer) insertSource(s *pg.SelectStmt, sc *scope) int {
 	return i
 }
 
-// insertSelectRefusal names what in an INSERT's SELECT level would differ
-// when each shard runs it over its own rows only, or returns "". GROUP BY,
+// insertSelectRefusal names what in an INSERT's SELECT level (not a set
+// operation) would differ when each shard runs it over its own rows only,
+// or returns "". GROUP BY,
 // aggregates, HAVING and DISTINCT are exact: the key is a plain column of
 // the select list, so every group and every distinct row has one key
 // value, whose rows are all on one shard.
 func insertSelectRefusal(sel *pg.SelectStmt) string {
 	switch {
-	case sel.Op != pg.SetOperation_SETOP_NONE && sel.Op != pg.SetOperation_SET_OPERATION_UNDEFINED:
-		return strings.TrimPrefix(sel.Op.String(), "SETOP_")
 	case sel.LimitCount != nil || sel.LimitOffset != nil:
 		return "LIMIT or OFFSET"
 	case len(sel.DistinctClause) > 0 && sel.DistinctClause[0].GetNode() != nil:

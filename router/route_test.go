@@ -146,6 +146,8 @@ func TestRoute(t *testing.T) {
 		{name: "insert null param", sql: "INSERT INTO orders (customer_id) VALUES ($1)", params: []string{"NULL"}, code: "23502"},
 		{name: "insert select colocated", sql: "INSERT INTO orders (customer_id) SELECT customer_id FROM order_items", kind: RouteAll, shards: all2, merge: MergeSumTag},
 		{name: "insert select colocated keyed", sql: "INSERT INTO orders (customer_id) SELECT i.customer_id FROM order_items i WHERE i.customer_id = {c1}", kind: RouteSingle, shards: []string{"s1"}},
+		{name: "insert select limit across shards", sql: "INSERT INTO orders (customer_id) SELECT customer_id FROM order_items LIMIT 2", code: "0A000", msg: "with LIMIT or OFFSET across shards"},
+		{name: "insert select limit one shard", sql: "INSERT INTO orders (customer_id) SELECT customer_id FROM order_items WHERE customer_id = {c0} LIMIT 2", kind: RouteSingle, shards: []string{"s0"}},
 		{name: "insert select key from another column", sql: "INSERT INTO orders (customer_id) SELECT id FROM order_items", code: "0A000", msg: "must take customer_id from the shard key"},
 		{name: "insert select hinted", sql: "/* shard: s1 */ INSERT INTO orders (customer_id) SELECT customer_id FROM order_items", kind: RouteHint, shards: []string{"s1"}},
 		{name: "insert unlisted", sql: "INSERT INTO settings VALUES (1)", kind: RouteDefault, shards: []string{"s0"}},

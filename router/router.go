@@ -118,6 +118,9 @@ type Statement struct {
 	// they are read from (analyzer.insertSelect); it runs on every shard
 	// of its source, like an UPDATE.
 	insertSelect bool
+	// insertInexact: what in its SELECT would differ run per shard
+	// (LIMIT, a window function...): refused unless it targets one shard.
+	insertInexact string
 }
 
 // Plan returns how the statement's rows merge when it reads several
