@@ -81,6 +81,8 @@ func TestInsertSelectColocated(t *testing.T) {
 		"INSERT INTO summary (customer_id, tag, n) SELECT c.customer_id, 'has', 2 FROM customers c WHERE EXISTS (SELECT 1 FROM summary s WHERE s.customer_id = c.customer_id AND s.tag = 'one')",
 		"INSERT INTO summary (customer_id, tag, n) SELECT customer_id, 'score', 0 FROM customers WHERE score = 49 ON CONFLICT (customer_id, tag) DO UPDATE SET n = summary.n + 100",
 		"INSERT INTO summary (customer_id, tag, n) SELECT customer_id, 'none', 0 FROM customers WHERE false",
+		// The preserved side of an outer join is fine.
+		"INSERT INTO summary (customer_id, tag, n) SELECT c.customer_id, 'outer', coalesce(s.n, -1) FROM customers c LEFT JOIN summary s ON s.customer_id = c.customer_id AND s.tag = 'one'",
 		// On one shard, LIMIT and window functions are exact.
 		"INSERT INTO summary (customer_id, tag, n) SELECT customer_id, 'lim', row_number() OVER (ORDER BY score) FROM customers WHERE customer_id = 9 ORDER BY score LIMIT 1",
 	}
@@ -116,6 +118,8 @@ func TestInsertSelectColocated(t *testing.T) {
 		{"INSERT INTO summary (customer_id, tag, n) SELECT 1, region, 1 FROM regions", "must take customer_id from the shard key"},
 		{"INSERT INTO summary (customer_id, tag, n) SELECT customer_id, 'x', (SELECT max(score) FROM customers) FROM customers", "across shards"},
 		{"INSERT INTO summary SELECT customer_id, 'x', 1 FROM customers", "needs a column list"},
+		{"INSERT INTO summary (customer_id, tag, n) SELECT s.customer_id, 'x', 1 FROM customers c LEFT JOIN summary s ON s.customer_id = c.customer_id AND s.tag = 'nope'", "must take customer_id from the shard key"},
+		{"INSERT INTO summary (customer_id, tag, n) SELECT customer_id, 'x', count(*) FROM customers GROUP BY ROLLUP (customer_id)", "with GROUPING SETS, ROLLUP or CUBE"},
 	}
 	for _, r := range refused {
 		_, err := px.Exec(ctx, r.sql)

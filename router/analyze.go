@@ -758,6 +758,13 @@ func (a *analyzer) insertSelect(ins *pg.InsertStmt, sel *pg.SelectStmt, u *table
 			"insert the rows of each arm with a statement of its own")
 		return
 	}
+	for _, g := range sel.GroupClause {
+		if g.GetGroupingSet() != nil {
+			// Their total rows put NULL in the key column.
+			a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s with GROUPING SETS, ROLLUP or CUBE", u.name), hint)
+			return
+		}
+	}
 	if a.insertSrc < 0 {
 		a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s must take %s from the shard key of a table sharded the same way", u.name, u.info.key), hint)
 		return
@@ -793,7 +800,31 @@ func (a *analyzer) insertSource(s *pg.SelectStmt, sc *scope) int {
 	if i < 0 || !slices.Contains(sc.uses, i) || !a.st.uses[i].sharded() {
 		return -1
 	}
+	// On the nullable side of an outer join the key may be NULL, a row
+	// no shard owns (INSERT ... VALUES refuses it with 23502).
+	for _, f := range s.FromClause {
+		if nullableSide(f, a.st.uses[i].refName(), false) {
+			return -1
+		}
+	}
 	return i
+}
+
+// nullableSide reports whether the FROM item n holds the table referred to
+// as name on the nullable side of an outer join (nullable: n itself is).
+func nullableSide(n *pg.Node, name string, nullable bool) bool {
+	switch x := n.Node.(type) {
+	case *pg.Node_RangeVar:
+		return nullable && refNameOf(x.RangeVar) == name
+	case *pg.Node_RangeTableSample:
+		return nullableSide(x.RangeTableSample.Relation, name, nullable)
+	case *pg.Node_JoinExpr:
+		j := x.JoinExpr
+		t := j.Jointype
+		return nullableSide(j.Larg, name, nullable || t == pg.JoinType_JOIN_RIGHT || t == pg.JoinType_JOIN_FULL) ||
+			nullableSide(j.Rarg, name, nullable || t == pg.JoinType_JOIN_LEFT || t == pg.JoinType_JOIN_FULL)
+	}
+	return false
 }
 
 // insertSelectRefusal names what in an INSERT's SELECT level (not a set
@@ -810,11 +841,6 @@ func insertSelectRefusal(sel *pg.SelectStmt) string {
 		return "DISTINCT ON"
 	case len(sel.WindowClause) > 0:
 		return "a WINDOW clause"
-	}
-	for _, g := range sel.GroupClause {
-		if g.GetGroupingSet() != nil {
-			return "GROUPING SETS, ROLLUP or CUBE"
-		}
 	}
 	window := ""
 	for _, list := range [][]*pg.Node{sel.TargetList, sel.SortClause, {sel.HavingClause}} {
