@@ -223,24 +223,18 @@ func (l *loop) read(fd int) (int, error) {
 	return readFd(fd, l.buf[:], l.raw)
 }
 
-// readFd is read(2) on a non-blocking fd, through RawSyscall when raw.
-func readFd(fd int, p []byte, raw bool) (int, error) {
-	if !raw {
-		return syscall.Read(fd, p)
-	}
-	n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(n), nil
-}
+// readFd and writeFd are read(2) and write(2) on a non-blocking fd.
+func readFd(fd int, p []byte, raw bool) (int, error)  { return rw(syscall.SYS_READ, fd, p, raw) }
+func writeFd(fd int, p []byte, raw bool) (int, error) { return rw(syscall.SYS_WRITE, fd, p, raw) }
 
-// writeFd is write(2) on a non-blocking fd, through RawSyscall when raw.
-func writeFd(fd int, p []byte, raw bool) (int, error) {
-	if !raw {
-		return syscall.Write(fd, p)
+// rw makes system call sysno on fd and p: through RawSyscall when raw,
+// else through Syscall, as syscall.Read and syscall.Write do.
+func rw(sysno uintptr, fd int, p []byte, raw bool) (int, error) {
+	call := syscall.Syscall
+	if raw {
+		call = syscall.RawSyscall
 	}
-	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	n, _, e := call(sysno, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	if e != 0 {
 		return -1, e
 	}
