@@ -829,10 +829,9 @@ func nullableSide(n *pg.Node, name string, nullable bool) bool {
 
 // insertSelectRefusal names what in an INSERT's SELECT level (not a set
 // operation) would differ when each shard runs it over its own rows only,
-// or returns "". GROUP BY,
-// aggregates, HAVING and DISTINCT are exact: the key is a plain column of
-// the select list, so every group and every distinct row has one key
-// value, whose rows are all on one shard.
+// or returns "". GROUP BY, aggregates, HAVING and DISTINCT are exact: the
+// key is a plain column of the select list, so every group and every
+// distinct row has one key value, whose rows are all on one shard.
 func insertSelectRefusal(sel *pg.SelectStmt) string {
 	switch {
 	case sel.LimitCount != nil || sel.LimitOffset != nil:
