@@ -81,6 +81,12 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 	if recursive(s) {
 		return nil, refuse("WITH RECURSIVE over a sharded table", "each shard would recurse over its own rows only; "+hintKey)
 	}
+	if modifyingWith(s) {
+		// The shards' writes would not be one transaction (only INSERT,
+		// UPDATE and DELETE statements are), and its rows read as a CTE's.
+		return nil, refuse("data-modifying statement in WITH",
+			"run the INSERT, UPDATE or DELETE ... RETURNING as a statement of its own (a multi-shard write then commits on every shard or none), or "+hintKey)
+	}
 	if !partitionedSelect(st, s, nil) {
 		return nil, refuse("query whose rows come from reference tables (or functions) while it reads a sharded table only in a subquery or the nullable side of an outer join",
 			"every shard would return the reference rows: put the sharded table in FROM (inner join), or "+hintKey)
@@ -90,6 +96,21 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 	}
 	p := &planner{st: st, sel: s, version: version}
 	return p.build()
+}
+
+// modifyingWith tells whether s's WITH clause has an INSERT, UPDATE or
+// DELETE.
+func modifyingWith(s *pg.SelectStmt) bool {
+	if s.WithClause == nil {
+		return false
+	}
+	for _, c := range s.WithClause.Ctes {
+		switch c.GetCommonTableExpr().GetCtequery().GetNode().(type) {
+		case *pg.Node_InsertStmt, *pg.Node_UpdateStmt, *pg.Node_DeleteStmt:
+			return true
+		}
+	}
+	return false
 }
 
 // recursive tells whether s or a query inside it has WITH RECURSIVE.

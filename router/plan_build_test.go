@@ -346,6 +346,8 @@ func TestPlanRefusals(t *testing.T) {
 		{"SELECT status, count(*) + 1 FROM orders GROUP BY status", "expression over aggregate count()"},
 		{"SELECT string_agg(status, ',') FROM orders", "aggregate string_agg()"},
 		{"SELECT * FROM products WHERE id IN (SELECT product_id FROM orders)", "rows come from reference tables"},
+		{"WITH x AS (UPDATE orders SET total = 0 RETURNING *) SELECT * FROM x", "data-modifying statement in WITH"},
+		{"WITH x AS (DELETE FROM orders WHERE status = 'void' RETURNING id) SELECT count(*) FROM x", "data-modifying statement in WITH"},
 		{"SELECT count(*) FROM products p WHERE EXISTS (SELECT 1 FROM orders o WHERE o.product_id = p.id)", "rows come from reference tables"},
 		{"SELECT p.id, o.id FROM products p LEFT JOIN orders o ON o.product_id = p.id", "nullable side of an outer join"},
 		{"SELECT id FROM orders UNION ALL SELECT id FROM products WHERE id IN (SELECT product_id FROM order_items)", "rows come from reference tables"},

@@ -30,6 +30,9 @@ SELECT customer_id FROM orders GROUP BY customer_id HAVING count(*) > (SELECT av
 WITH t AS (SELECT status, count(*) AS c FROM orders GROUP BY status) SELECT * FROM t;
 SELECT count(*) FROM (SELECT DISTINCT status FROM orders) s;
 
+-- Data-modifying WITH: the shards' writes would not be one transaction.
+WITH x AS (UPDATE orders SET note = note RETURNING order_id) SELECT count(*) FROM x;
+
 -- Row locks across shards.
 SELECT * FROM orders FOR UPDATE;
 SELECT * FROM customers WHERE vip FOR SHARE;
