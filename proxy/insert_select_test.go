@@ -83,6 +83,11 @@ func TestInsertSelectColocated(t *testing.T) {
 		"INSERT INTO summary (customer_id, tag, n) SELECT customer_id, 'none', 0 FROM customers WHERE false",
 		// The preserved side of an outer join is fine.
 		"INSERT INTO summary (customer_id, tag, n) SELECT c.customer_id, 'outer', coalesce(s.n, -1) FROM customers c LEFT JOIN summary s ON s.customer_id = c.customer_id AND s.tag = 'one'",
+		// A constant key: the upsert idiom, twice (the second inserts nothing).
+		"INSERT INTO summary (customer_id, tag, n) SELECT 8, 'upsert', 1 WHERE NOT EXISTS (SELECT 1 FROM summary WHERE customer_id = 8 AND tag = 'upsert')",
+		"INSERT INTO summary (customer_id, tag, n) SELECT 8, 'upsert', 1 WHERE NOT EXISTS (SELECT 1 FROM summary WHERE customer_id = 8 AND tag = 'upsert')",
+		"INSERT INTO summary (customer_id, tag, n) SELECT 9::bigint, 'cnt', count(*) FROM customers WHERE customer_id = 9 RETURNING n",
+		"INSERT INTO summary (customer_id, tag, n) SELECT 1, region, length(label) FROM regions", // a reference table is on every shard
 		// On one shard, LIMIT and window functions are exact.
 		"INSERT INTO summary (customer_id, tag, n) SELECT customer_id, 'lim', row_number() OVER (ORDER BY score) FROM customers WHERE customer_id = 9 ORDER BY score LIMIT 1",
 	}
@@ -94,6 +99,17 @@ func TestInsertSelectColocated(t *testing.T) {
 		}
 	}
 	// The extended protocol, with parameters (in the key condition too).
+	for _, args := range [][]any{{int64(11), "ext-upsert"}, {int64(11), "ext-upsert"}, {int64(12), "ext-upsert"}} {
+		q := "INSERT INTO summary (customer_id, tag, n) SELECT $1, $2, 1 WHERE NOT EXISTS (SELECT 1 FROM summary WHERE customer_id = $1 AND tag = $2)"
+		want, err := oracle.Exec(ctx, q, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := px.Exec(ctx, q, args...)
+		if err != nil || got.String() != want.String() {
+			t.Errorf("%s %v: proxy %q %v, oracle %q", q, args, got, err, want)
+		}
+	}
 	for _, args := range [][]any{{"ext", int64(3), int64(9)}, {"ext", int64(17), int64(40)}} {
 		q := "INSERT INTO summary (customer_id, tag, n) SELECT customer_id, $1, score FROM customers WHERE customer_id = $2 OR score = $3"
 		want, err := oracle.Exec(ctx, q, args...)
@@ -115,9 +131,10 @@ func TestInsertSelectColocated(t *testing.T) {
 		{"INSERT INTO summary (customer_id, tag, n) SELECT score, 'x', 1 FROM customers", "must take customer_id from the shard key"},
 		{"INSERT INTO summary (customer_id, tag, n) SELECT customer_id + 1, 'x', 1 FROM customers", "must take customer_id from the shard key"},
 		{"INSERT INTO summary (customer_id, tag, n) SELECT account_id, 'x', 1 FROM accounts", "sharded by another strategy"},
-		{"INSERT INTO summary (customer_id, tag, n) SELECT 1, region, 1 FROM regions", "must take customer_id from the shard key"},
 		{"INSERT INTO summary (customer_id, tag, n) SELECT customer_id, 'x', (SELECT max(score) FROM customers) FROM customers", "across shards"},
 		{"INSERT INTO summary SELECT customer_id, 'x', 1 FROM customers", "needs a column list"},
+		{"INSERT INTO summary (customer_id, tag, n) SELECT 8, 'x', count(*) FROM customers", "with a constant shard key reads other shards"},
+		{"INSERT INTO summary (customer_id, tag, n) SELECT 8, 'x', 1 WHERE NOT EXISTS (SELECT 1 FROM summary WHERE tag = 'x')", "with a constant shard key reads other shards"},
 		{"INSERT INTO summary (customer_id, tag, n) SELECT s.customer_id, 'x', 1 FROM customers c LEFT JOIN summary s ON s.customer_id = c.customer_id AND s.tag = 'nope'", "must take customer_id from the shard key"},
 		{"INSERT INTO summary (customer_id, tag, n) SELECT customer_id, 'x', count(*) FROM customers GROUP BY ROLLUP (customer_id)", "with GROUPING SETS, ROLLUP or CUBE"},
 	}
@@ -130,9 +147,14 @@ func TestInsertSelectColocated(t *testing.T) {
 	}
 	insertSelectSameTable(t, px, oracle, "summary")
 
+	var pe *pgconn.PgError
+	// A NULL key is refused as in INSERT ... VALUES.
+	if _, err := px.Exec(ctx, "INSERT INTO summary (customer_id, tag, n) SELECT NULL, 'x', 1"); !errors.As(err, &pe) || pe.Code != "23502" {
+		t.Errorf("NULL key: got %v, want 23502", err)
+	}
+
 	// A unique violation on one shard leaves nothing on the others.
 	_, err = px.Exec(ctx, "INSERT INTO summary (customer_id, tag, n) SELECT customer_id, 'score', 0 FROM customers WHERE score > 10")
-	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "23505" {
 		t.Fatalf("duplicate keys: got %v, want 23505", err)
 	}

@@ -765,6 +765,20 @@ func (a *analyzer) insertSelect(ins *pg.InsertStmt, sel *pg.SelectStmt, u *table
 			return
 		}
 	}
+	if keyPos < len(sel.TargetList) {
+		if v, ok := value(sel.TargetList[keyPos].GetResTarget().GetVal()); ok {
+			// A constant or parameter key, as in INSERT ... SELECT $1, $2
+			// WHERE NOT EXISTS (...): its rows go to the key's shard,
+			// which must be the only shard the statement reads, or every
+			// shard would insert them.
+			a.st.insertSelect = true
+			a.st.insertSpan = pgError(codeFeatureNotSupport,
+				fmt.Sprintf("INSERT ... SELECT into sharded table %s with a constant shard key reads other shards", u.name),
+				fmt.Sprintf("every shard it reads would insert the rows; read only %s's shard (a condition on the shard key), or use INSERT ... VALUES", u.info.key))
+			u.insert, u.keyed, u.vals = true, true, []valueRef{v}
+			return
+		}
+	}
 	if a.insertSrc < 0 {
 		a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s must take %s from the shard key of a table sharded the same way", u.name, u.info.key), hint)
 		return
@@ -779,7 +793,9 @@ func (a *analyzer) insertSelect(ins *pg.InsertStmt, sel *pg.SelectStmt, u *table
 	a.st.insertSelect = true
 	if why := insertSelectRefusal(sel); why != "" {
 		// Exact on one shard; Route refuses it across shards.
-		a.st.insertInexact = fmt.Sprintf("INSERT ... SELECT into sharded table %s with %s", u.name, why)
+		a.st.insertSpan = pgError(codeFeatureNotSupport,
+			fmt.Sprintf("INSERT ... SELECT into sharded table %s with %s across shards", u.name, why),
+			"each shard would apply it to its own rows only; "+keyHint(a.st))
 	}
 	u.keyed, u.vals = src.keyed, append([]valueRef(nil), src.vals...)
 }

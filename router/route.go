@@ -287,9 +287,8 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 	case st.Kind == KindInsert && !st.insertSelect:
 		return Route{}, pgError(codeFeatureNotSupport,
 			"INSERT reads sharded tables on shards "+r.joinNames(total), keyHint)
-	case st.insertInexact != "":
-		return Route{}, pgError(codeFeatureNotSupport, st.insertInexact+" across shards",
-			"each shard would apply it to its own rows only; "+keyHint)
+	case st.insertSpan != nil:
+		return Route{}, st.insertSpan
 	case st.Explain:
 		rt.Merge = MergeConcat
 	case st.planErr != nil:

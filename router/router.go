@@ -118,9 +118,10 @@ type Statement struct {
 	// they are read from (analyzer.insertSelect); it runs on every shard
 	// of its source, like an UPDATE.
 	insertSelect bool
-	// insertInexact: what in its SELECT would differ run per shard
-	// (LIMIT, a window function...): refused unless it targets one shard.
-	insertInexact string
+	// insertSpan refuses an INSERT ... SELECT that is exact on one shard
+	// only (LIMIT or a window function in its SELECT, a constant key) when
+	// it spans shards.
+	insertSpan *pgconn.PgError
 }
 
 // Plan returns how the statement's rows merge when it reads several
