@@ -24,6 +24,7 @@ func FuzzParseQuery(f *testing.F) {
 		"SELECT E'\\'', 'it''s', $tag$x$tag$, \"q;\" /* a /* b */ c */ -- d\n",
 		"INSERT INTO orders (id, customer_id) VALUES (1, 2), (3, 4)",
 		"INSERT INTO order_items (customer_id, qty) SELECT o.customer_id, count(*) FROM orders o WHERE o.customer_id = $1 GROUP BY 1 HAVING count(*) > 1",
+		"INSERT INTO orders (id, customer_id) SELECT 1, $1 WHERE NOT EXISTS (SELECT 1 FROM orders WHERE customer_id = $1)",
 		"UPDATE orders SET total = -1.5e3 WHERE customer_id IN (1, $1)",
 		"/* shard: s1 */ SELECT * FROM orders o JOIN products p ON p.id = o.id",
 		"SET shardproxy.shard = 's1'; RESET ALL",
