@@ -98,27 +98,24 @@ func TestInsertSelectColocated(t *testing.T) {
 			t.Errorf("%s\n proxy:  %s %v\n oracle: %s %v", q, gotTag, got, wantTag, want)
 		}
 	}
-	// The extended protocol, with parameters (in the key condition too).
-	for _, args := range [][]any{{int64(11), "ext-upsert"}, {int64(11), "ext-upsert"}, {int64(12), "ext-upsert"}} {
-		q := "INSERT INTO summary (customer_id, tag, n) SELECT $1, $2, 1 WHERE NOT EXISTS (SELECT 1 FROM summary WHERE customer_id = $1 AND tag = $2)"
-		want, err := oracle.Exec(ctx, q, args...)
+	// The extended protocol, with parameters (in the key condition too; a
+	// parameter as the key, twice with the same one).
+	upsert := "INSERT INTO summary (customer_id, tag, n) SELECT $1, $2, 1 WHERE NOT EXISTS (SELECT 1 FROM summary WHERE customer_id = $1 AND tag = $2)"
+	colocated := "INSERT INTO summary (customer_id, tag, n) SELECT customer_id, $1, score FROM customers WHERE customer_id = $2 OR score = $3"
+	for _, x := range []struct {
+		q    string
+		args []any
+	}{
+		{upsert, []any{int64(11), "ext-upsert"}}, {upsert, []any{int64(11), "ext-upsert"}}, {upsert, []any{int64(12), "ext-upsert"}},
+		{colocated, []any{"ext", int64(3), int64(9)}}, {colocated, []any{"ext", int64(17), int64(40)}},
+	} {
+		want, err := oracle.Exec(ctx, x.q, x.args...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := px.Exec(ctx, q, args...)
+		got, err := px.Exec(ctx, x.q, x.args...)
 		if err != nil || got.String() != want.String() {
-			t.Errorf("%s %v: proxy %q %v, oracle %q", q, args, got, err, want)
-		}
-	}
-	for _, args := range [][]any{{"ext", int64(3), int64(9)}, {"ext", int64(17), int64(40)}} {
-		q := "INSERT INTO summary (customer_id, tag, n) SELECT customer_id, $1, score FROM customers WHERE customer_id = $2 OR score = $3"
-		want, err := oracle.Exec(ctx, q, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := px.Exec(ctx, q, args...)
-		if err != nil || got.String() != want.String() {
-			t.Errorf("%s %v: proxy %q %v, oracle %q", q, args, got, err, want)
+			t.Errorf("%s %v: proxy %q %v, oracle %q", x.q, x.args, got, err, want)
 		}
 	}
 	insertSelectSameTable(t, px, oracle, "summary")
