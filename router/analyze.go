@@ -446,6 +446,7 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 		return
 	}
 	before := a.sharded
+	levelFirst := len(a.st.uses)
 	a.with(s.WithClause)
 	construct := ""
 	note := func(c string) {
@@ -524,6 +525,12 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 	if s == a.insertSel {
 		// Its rows are inserted, not returned: insertSelectRefusal
 		// decides which of its constructs stay exact per shard.
+		construct = ""
+	}
+	if construct != "" && !top && a.correlatedOnKey(levelFirst) {
+		// A subquery that reads only rows with the enclosing row's shard
+		// key runs whole on that row's shard: its aggregate, LIMIT or
+		// DISTINCT sees every row it would see on one server.
 		construct = ""
 	}
 	if construct != "" && a.st.inexact == "" && (top || a.sharded > before) {
@@ -824,6 +831,38 @@ func (a *analyzer) insertSource(s *pg.SelectStmt, sc *scope) int {
 		}
 	}
 	return i
+}
+
+// correlatedOnKey tells whether the query level whose table occurrences
+// start at first (nested levels included) reads sharded tables only
+// through occurrences joined by equal shard keys (pushScope's unions) to
+// a sharded table of an enclosing level, as in
+//
+//	WHERE total > (SELECT avg(total) FROM orders i WHERE i.customer_id = o.customer_id)
+//
+// Every row it reads then has the enclosing row's key and lives on that
+// row's shard. Called after the level's popScope, so a.scopes holds the
+// enclosing levels only.
+func (a *analyzer) correlatedOnKey(first int) bool {
+	found := false
+	for i := first; i < len(a.st.uses); i++ {
+		if !a.st.uses[i].sharded() {
+			continue
+		}
+		outer := false
+		for _, sc := range a.scopes {
+			for _, j := range sc.uses {
+				if j < first && a.st.uses[j].sharded() && a.find(j) == a.find(i) {
+					outer = true
+				}
+			}
+		}
+		if !outer {
+			return false
+		}
+		found = true
+	}
+	return found
 }
 
 // nullableSide reports whether the FROM item n holds the table referred to

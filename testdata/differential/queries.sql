@@ -265,6 +265,16 @@ SELECT c.customer_id, c.name, count(o.order_id) FROM customers c LEFT JOIN order
 SELECT c.customer_id, o.order_id FROM customers c JOIN orders o ON o.customer_id = c.customer_id WHERE c.customer_id IN (7, 150, 390) ORDER BY 1, 2;
 SELECT DISTINCT p.name FROM order_items i JOIN products p ON p.product_id = i.product_id WHERE i.customer_id = 7 ORDER BY 1;
 
+-- Subqueries correlated on the shard key: they read only the enclosing row's
+-- shard, so their aggregates, LIMIT and DISTINCT run whole there.
+SELECT order_id FROM orders o WHERE total > (SELECT avg(total) FROM orders o2 WHERE o2.customer_id = o.customer_id);
+SELECT o.customer_id, o.order_id, (SELECT max(qty) FROM order_items i WHERE i.customer_id = o.customer_id AND i.order_id = o.order_id) AS mq FROM orders o ORDER BY o.customer_id, o.order_id LIMIT 40;
+SELECT count(*) FROM customers c WHERE (SELECT count(*) FROM orders o WHERE o.customer_id = c.customer_id) > 2;
+SELECT c.customer_id, (SELECT o.order_id FROM orders o WHERE o.customer_id = c.customer_id ORDER BY o.total DESC NULLS LAST, o.order_id LIMIT 1) AS top FROM customers c;
+SELECT count(*) FROM orders o WHERE o.order_id IN (SELECT DISTINCT i.order_id FROM order_items i WHERE i.customer_id = o.customer_id AND i.qty > 2);
+SELECT c.country, count(*) FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.customer_id GROUP BY o.status HAVING count(*) > 1) GROUP BY c.country;
+SELECT customer_id, order_id FROM orders o WHERE qty = (SELECT max(qty) FROM orders o2 WHERE o2.customer_id = $1 AND o2.customer_id = o.customer_id); -- args: 7
+
 -- The reference table alone: its rows must come from one shard, never from all.
 SELECT * FROM products;
 SELECT * FROM products ORDER BY product_id;

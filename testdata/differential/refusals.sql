@@ -28,6 +28,8 @@ SELECT customer_id FROM orders WHERE total = (SELECT max(total) FROM orders);
 SELECT (SELECT count(*) FROM orders) AS n;
 SELECT customer_id FROM orders GROUP BY customer_id HAVING count(*) > (SELECT avg(qty) FROM orders);
 WITH t AS (SELECT status, count(*) AS c FROM orders GROUP BY status) SELECT * FROM t;
+SELECT order_id FROM orders o WHERE total > (SELECT avg(amount) FROM events e WHERE e.customer_id = o.customer_id);
+SELECT order_id FROM orders o WHERE total > (SELECT avg(total) FROM orders o2 WHERE o2.customer_id = o.customer_id OR o2.qty > 5);
 SELECT count(*) FROM (SELECT DISTINCT status FROM orders) s;
 
 -- Data-modifying WITH: the shards' writes would not be one transaction.
