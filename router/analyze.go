@@ -527,6 +527,9 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 		// decides which of its constructs stay exact per shard.
 		construct = ""
 	}
+	if !top && a.st.outerAgg == "" && s.Op <= pg.SetOperation_SETOP_NONE {
+		a.st.outerAgg = outerAggregate(s)
+	}
 	if construct != "" && !top && a.correlatedOnKey(levelFirst) {
 		// A subquery that reads only rows with the enclosing row's shard
 		// key runs whole on that row's shard: its aggregate, LIMIT or
@@ -831,6 +834,96 @@ func (a *analyzer) insertSource(s *pg.SelectStmt, sc *scope) int {
 		}
 	}
 	return i
+}
+
+// outerAggregate returns the name of an aggregate written in query level
+// s (not in its subqueries) whose arguments refer only to enclosing
+// levels' tables, or "". Postgres computes such an aggregate over the
+// enclosing query's rows (an aggregate belongs to the level of its
+// innermost argument column: SELECT (SELECT max(o.total)) FROM orders o
+// returns one row), so that query aggregates although its own select list
+// shows no aggregate. Unqualified columns are taken as this level's when
+// it has a FROM clause, as Postgres prefers the innermost match.
+func outerAggregate(s *pg.SelectStmt) string {
+	names := map[string]bool{}
+	for _, f := range s.FromClause {
+		fromNames(f, names)
+	}
+	found := ""
+	check := func(f *pg.FuncCall) {
+		refs, outer := 0, true
+		parts := append(append([]*pg.Node{f.AggFilter}, f.Args...), f.AggOrder...)
+		for _, part := range parts {
+			walk(part, func(x *pg.Node) bool {
+				if x.GetSelectStmt() != nil {
+					return false
+				}
+				cr := x.GetColumnRef()
+				if cr == nil {
+					return true
+				}
+				refs++
+				switch {
+				case len(cr.Fields) >= 2:
+					if names[cr.Fields[len(cr.Fields)-2].GetString_().GetSval()] {
+						outer = false
+					}
+				case len(s.FromClause) > 0:
+					outer = false
+				}
+				return true
+			})
+		}
+		if refs > 0 && outer && found == "" {
+			found = funcName(f)
+		}
+	}
+	level := append(append(append([]*pg.Node{s.WhereClause, s.HavingClause}, s.TargetList...), s.SortClause...), s.GroupClause...)
+	level = append(level, s.FromClause...) // join conditions
+	for _, n := range level {
+		walk(n, func(c *pg.Node) bool {
+			if c.GetSelectStmt() != nil {
+				return false // another level
+			}
+			if f := c.GetFuncCall(); f != nil && f.Over == nil && strings.HasPrefix(aggregateOrWindow(f), "aggregate ") {
+				check(f)
+				return false // an aggregate's arguments hold no aggregate
+			}
+			return true
+		})
+	}
+	return found
+}
+
+// fromNames adds the names that qualify columns of FROM item n.
+func fromNames(n *pg.Node, names map[string]bool) {
+	switch x := n.Node.(type) {
+	case *pg.Node_RangeVar:
+		names[refNameOf(x.RangeVar)] = true
+	case *pg.Node_RangeTableSample:
+		fromNames(x.RangeTableSample.Relation, names)
+	case *pg.Node_RangeSubselect:
+		if x.RangeSubselect.Alias != nil {
+			names[x.RangeSubselect.Alias.Aliasname] = true
+		}
+	case *pg.Node_RangeFunction:
+		if x.RangeFunction.Alias != nil {
+			names[x.RangeFunction.Alias.Aliasname] = true
+		}
+		for _, fl := range x.RangeFunction.Functions {
+			for _, it := range fl.GetList().GetItems() {
+				if f := it.GetFuncCall(); f != nil {
+					names[funcName(f)] = true
+				}
+			}
+		}
+	case *pg.Node_JoinExpr:
+		if x.JoinExpr.Alias != nil {
+			names[x.JoinExpr.Alias.Aliasname] = true
+		}
+		fromNames(x.JoinExpr.Larg, names)
+		fromNames(x.JoinExpr.Rarg, names)
+	}
 }
 
 // correlatedOnKey tells whether the query level whose table occurrences

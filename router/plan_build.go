@@ -66,6 +66,10 @@ func keyHint(st *Statement) string {
 // error Route gives when the statement spans shards.
 func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *pgconn.PgError) {
 	hintKey := keyHint(st)
+	if st.outerAgg != "" {
+		return nil, refuse(fmt.Sprintf("aggregate %s() of the outer query written inside a subquery", st.outerAgg),
+			fmt.Sprintf("its arguments refer only to the outer query, so Postgres aggregates the outer query's rows; write %s() in the outer query's select list, or %s", st.outerAgg, hintKey))
+	}
 	if st.nestedInexact != "" {
 		return nil, refuse(st.nestedInexact+" in a subquery over a sharded table",
 			"move the "+st.nestedInexact+" to the outer query, or "+hintKey)

@@ -122,6 +122,10 @@ type Statement struct {
 	// only (LIMIT or a window function in its SELECT, a constant key) when
 	// it spans shards.
 	insertSpan *pgconn.PgError
+	// outerAgg: an aggregate of an enclosing query written inside a
+	// subquery (analyzer.outerAggregate); its query aggregates across
+	// shards, which the plan cannot see.
+	outerAgg string
 }
 
 // Plan returns how the statement's rows merge when it reads several

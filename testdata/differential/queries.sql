@@ -275,6 +275,11 @@ SELECT count(*) FROM orders o WHERE o.order_id IN (SELECT DISTINCT i.order_id FR
 SELECT c.country, count(*) FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.customer_id GROUP BY o.status HAVING count(*) > 1) GROUP BY c.country;
 SELECT customer_id, order_id FROM orders o WHERE qty = (SELECT max(qty) FROM orders o2 WHERE o2.customer_id = $1 AND o2.customer_id = o.customer_id); -- args: 7
 
+-- Aggregates of the subquery's own level (not the outer query's).
+SELECT count(*) FROM orders o WHERE total > (SELECT max(p.price) FROM products p WHERE p.price < o.total);
+SELECT order_id, (SELECT count(*)) AS one FROM orders WHERE qty > 15;
+SELECT order_id FROM orders WHERE total > (SELECT avg(price) FROM products);
+
 -- The reference table alone: its rows must come from one shard, never from all.
 SELECT * FROM products;
 SELECT * FROM products ORDER BY product_id;
