@@ -528,7 +528,11 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 		construct = ""
 	}
 	if !top && a.st.outerAgg == "" && s.Op <= pg.SetOperation_SETOP_NONE {
-		a.st.outerAgg = outerAggregate(s)
+		var maybe *maybeOuterAgg
+		a.st.outerAgg, maybe = outerAggregate(s, a.ctes)
+		if maybe != nil {
+			a.st.maybeOuterAggs = append(a.st.maybeOuterAggs, *maybe)
+		}
 	}
 	if construct != "" && !top && a.correlatedOnKey(levelFirst) {
 		// A subquery that reads only rows with the enclosing row's shard
@@ -842,16 +846,25 @@ func (a *analyzer) insertSource(s *pg.SelectStmt, sc *scope) int {
 // enclosing query's rows (an aggregate belongs to the level of its
 // innermost argument column: SELECT (SELECT max(o.total)) FROM orders o
 // returns one row), so that query aggregates although its own select list
-// shows no aggregate. Unqualified columns are taken as this level's when
-// it has a FROM clause, as Postgres prefers the innermost match.
-func outerAggregate(s *pg.SelectStmt) string {
+// shows no aggregate. An unqualified column belongs to this level when one
+// of its FROM tables has it, which only the catalog knows: an aggregate
+// whose other columns are all outer is returned as maybe, for Route to
+// look the columns up (a FROM item that is not a table counts as having
+// them).
+func outerAggregate(s *pg.SelectStmt, ctes map[string]bool) (string, *maybeOuterAgg) {
 	names := map[string]bool{}
+	var rels []tableName // nil after a FROM item that is not a table
+	tables := true
 	for _, f := range s.FromClause {
 		fromNames(f, names)
+		tables = tables && fromTableNames(f, ctes, &rels)
 	}
 	found := ""
+	var maybe *maybeOuterAgg
 	check := func(f *pg.FuncCall) {
-		refs, outer := 0, true
+		var refs int
+		var inner bool
+		var unqualified []string
 		parts := append(append([]*pg.Node{f.AggFilter}, f.Args...), f.AggOrder...)
 		for _, part := range parts {
 			walk(part, func(x *pg.Node) bool {
@@ -865,17 +878,25 @@ func outerAggregate(s *pg.SelectStmt) string {
 				refs++
 				switch {
 				case len(cr.Fields) >= 2:
-					if names[cr.Fields[len(cr.Fields)-2].GetString_().GetSval()] {
-						outer = false
-					}
+					inner = inner || names[cr.Fields[len(cr.Fields)-2].GetString_().GetSval()]
 				case len(s.FromClause) > 0:
-					outer = false
+					if col := cr.Fields[0].GetString_(); col != nil && tables {
+						unqualified = append(unqualified, col.Sval)
+					} else {
+						inner = true // *, or a FROM item whose columns are unknown
+					}
 				}
 				return true
 			})
 		}
-		if refs > 0 && outer && found == "" {
-			found = funcName(f)
+		switch {
+		case refs == 0 || inner:
+		case len(unqualified) == 0:
+			if found == "" {
+				found = funcName(f)
+			}
+		case maybe == nil:
+			maybe = &maybeOuterAgg{agg: funcName(f), cols: unqualified, rels: rels}
 		}
 	}
 	level := append(append(append([]*pg.Node{s.WhereClause, s.HavingClause}, s.TargetList...), s.SortClause...), s.GroupClause...)
@@ -892,7 +913,38 @@ func outerAggregate(s *pg.SelectStmt) string {
 			return true
 		})
 	}
-	return found
+	return found, maybe
+}
+
+// maybeOuterAgg is an aggregate in a subquery whose arguments refer to
+// enclosing levels or to unqualified columns cols: it aggregates the
+// outer query when none of rels (the subquery's FROM tables) has them.
+type maybeOuterAgg struct {
+	agg  string
+	cols []string
+	rels []tableName
+}
+
+type tableName struct{ schema, rel string }
+
+// fromTableNames appends the tables of FROM item n to rels and reports
+// whether n consists of tables only (not CTEs, subqueries or functions,
+// whose columns the catalog does not give).
+func fromTableNames(n *pg.Node, ctes map[string]bool, rels *[]tableName) bool {
+	switch x := n.Node.(type) {
+	case *pg.Node_RangeVar:
+		rv := x.RangeVar
+		if rv.Schemaname == "" && ctes[rv.Relname] {
+			return false
+		}
+		*rels = append(*rels, tableName{rv.Schemaname, rv.Relname})
+		return true
+	case *pg.Node_RangeTableSample:
+		return fromTableNames(x.RangeTableSample.Relation, ctes, rels)
+	case *pg.Node_JoinExpr:
+		return fromTableNames(x.JoinExpr.Larg, ctes, rels) && fromTableNames(x.JoinExpr.Rarg, ctes, rels)
+	}
+	return false
 }
 
 // fromNames adds the names that qualify columns of FROM item n.

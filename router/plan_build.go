@@ -56,6 +56,13 @@ func refuse(construct, hint string) *pgconn.PgError {
 	return pgError(codeFeatureNotSupport, construct+" across shards", hint)
 }
 
+// outerAggError refuses aggregate agg of the outer query written inside a
+// subquery (outerAggregate).
+func outerAggError(agg, hintKey string) *pgconn.PgError {
+	return refuse(fmt.Sprintf("aggregate %s() of the outer query written inside a subquery", agg),
+		fmt.Sprintf("its arguments refer only to the outer query, so Postgres aggregates the outer query's rows; write %s() in the outer query's select list, or %s", agg, hintKey))
+}
+
 // keyHint is the hint every refusal ends with: one shard answers exactly.
 func keyHint(st *Statement) string {
 	return fmt.Sprintf("add a condition on the shard key (%s) so the statement targets one shard", st.noKey)
@@ -67,8 +74,7 @@ func keyHint(st *Statement) string {
 func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *pgconn.PgError) {
 	hintKey := keyHint(st)
 	if st.outerAgg != "" {
-		return nil, refuse(fmt.Sprintf("aggregate %s() of the outer query written inside a subquery", st.outerAgg),
-			fmt.Sprintf("its arguments refer only to the outer query, so Postgres aggregates the outer query's rows; write %s() in the outer query's select list, or %s", st.outerAgg, hintKey))
+		return nil, outerAggError(st.outerAgg, hintKey)
 	}
 	if st.nestedInexact != "" {
 		return nil, refuse(st.nestedInexact+" in a subquery over a sharded table",

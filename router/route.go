@@ -24,10 +24,11 @@ type Args struct {
 	// Columns returns the column names of table schema.rel in attnum
 	// order, dropped columns excluded; schema is "" when the statement did
 	// not qualify the name (resolve it by the session's search_path). It
-	// is only called for an INSERT into a sharded table without a column
-	// list, where the key's position is not in the text. nil: such an
-	// INSERT is refused (0A000). Errors that are *pgconn.PgError reach the
-	// client as they are.
+	// is called for an INSERT into a sharded table without a column list,
+	// where the key's position is not in the text (nil: such an INSERT is
+	// refused, 0A000), and for a multi-shard SELECT with an aggregate in a
+	// subquery over unqualified columns (checkOuterAggs). Errors that are
+	// *pgconn.PgError reach the client as they are.
 	Columns func(ctx context.Context, schema, rel string) ([]string, error)
 
 	// TimeZone is the session's TimeZone; nil when unknown (or not a zone
@@ -281,6 +282,11 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 		return Route{}, pgError(codeFeatureNotSupport, msg,
 			"join the tables on their shard keys, or "+keyHint)
 	}
+	if st.plan != nil || st.planErr == nil && st.Kind == KindSelect {
+		if err := r.checkOuterAggs(ctx, st, args, keyHint); err != nil {
+			return Route{}, err
+		}
+	}
 	switch {
 	case st.cursor:
 		return Route{}, pgError(codeFeatureNotSupport, "DECLARE CURSOR across shards", keyHint)
@@ -450,6 +456,35 @@ func (r *Router) locate(ctx context.Context, u *tableUse, args *Args, why []byte
 		}
 	}
 	return mask, false, why, nil
+}
+
+// checkOuterAggs refuses a multi-shard statement with an aggregate in a
+// subquery whose unqualified columns none of the subquery's tables has:
+// Postgres resolves them outward, and the aggregate is the outer query's
+// (see outerAggregate). Without a catalog lookup (Columns nil, or it
+// fails) the columns are taken as the subquery's own.
+func (r *Router) checkOuterAggs(ctx context.Context, st *Statement, args *Args, keyHint string) error {
+	if len(st.maybeOuterAggs) == 0 || args.Columns == nil {
+		return nil
+	}
+	for _, m := range st.maybeOuterAggs {
+		outer := true
+		for _, t := range m.rels {
+			cols, err := args.Columns(ctx, t.schema, t.rel)
+			if err != nil {
+				return nil // the shards report a missing table
+			}
+			for _, c := range m.cols {
+				if slices.Contains(cols, c) {
+					outer = false
+				}
+			}
+		}
+		if outer {
+			return outerAggError(m.agg, keyHint)
+		}
+	}
+	return nil
 }
 
 // insertKeys picks the shard key of every VALUES row of an INSERT without

@@ -126,6 +126,10 @@ type Statement struct {
 	// subquery (analyzer.outerAggregate); its query aggregates across
 	// shards, which the plan cannot see.
 	outerAgg string
+	// maybeOuterAggs: aggregates in subqueries that are the outer query's
+	// when their unqualified columns are not their FROM tables' (Route
+	// asks the catalog, for multi-shard routes only).
+	maybeOuterAggs []maybeOuterAgg
 }
 
 // Plan returns how the statement's rows merge when it reads several

@@ -31,6 +31,7 @@ WITH t AS (SELECT status, count(*) AS c FROM orders GROUP BY status) SELECT * FR
 SELECT order_id FROM orders o WHERE total > (SELECT avg(amount) FROM events e WHERE e.customer_id = o.customer_id);
 -- An aggregate of the outer query written inside a subquery: the outer query aggregates.
 SELECT (SELECT max(o.total)) FROM orders o;
+SELECT (SELECT max(total) FROM products LIMIT 1) AS m FROM orders;
 SELECT (SELECT max(p.price) + max(o.total) FROM products p) AS m FROM orders o;
 SELECT EXISTS (SELECT 1 FROM products p GROUP BY p.category HAVING max(o.qty) > 3) AS e FROM orders o;
 SELECT order_id FROM orders o WHERE total > (SELECT avg(total) FROM orders o2 WHERE o2.customer_id = o.customer_id OR o2.qty > 5);
