@@ -272,6 +272,9 @@ func unquote(s string) string {
 // each one. The empty string yields one KindEmpty part. A syntax error
 // anywhere fails the whole string, as in Postgres.
 func (r *Router) ParseQuery(sql string) ([]QueryPart, error) {
+	if strings.IndexByte(sql, 0) >= 0 {
+		return nil, errNULInQuery
+	}
 	s := r.scanners.Get().(*scanner)
 	defer r.scanners.Put(s)
 	s.scan(sql, true)
@@ -472,6 +475,9 @@ func maxParam(text string) int {
 // Prepare analyses the text of an extended-protocol Parse message. Its
 // literals stay in the text (Bind supplies only the $n values).
 func (r *Router) Prepare(sql string) (*Statement, error) {
+	if strings.IndexByte(sql, 0) >= 0 {
+		return nil, errNULInQuery
+	}
 	s := r.scanners.Get().(*scanner)
 	defer r.scanners.Put(s)
 	s.scan(sql, false)
@@ -524,6 +530,12 @@ const (
 func pgError(code, msg, hint string) *pgconn.PgError {
 	return &pgconn.PgError{Severity: "ERROR", Code: code, Message: msg, Hint: hint}
 }
+
+// errNULInQuery: the protocol ends a query string at its first NUL byte,
+// so the proxy's message reader never passes one on; text that holds one
+// (a caller other than the wire) cannot be SQL, and the literal around it
+// could not be sent to a shard.
+var errNULInQuery = pgError(codeSyntaxError, "query text contains a NUL byte", "")
 
 // syntaxError converts a pg_query error into the client's 42601.
 // pg_query's cursor position counts characters from 1, like Postgres'.
