@@ -528,11 +528,9 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 		construct = ""
 	}
 	if !top && a.st.outerAgg == "" && s.Op <= pg.SetOperation_SETOP_NONE {
-		var maybe *maybeOuterAgg
+		var maybe []maybeOuterAgg
 		a.st.outerAgg, maybe = outerAggregate(s, a.ctes)
-		if maybe != nil {
-			a.st.maybeOuterAggs = append(a.st.maybeOuterAggs, *maybe)
-		}
+		a.st.maybeOuterAggs = append(a.st.maybeOuterAggs, maybe...)
 	}
 	if construct != "" && !top && a.correlatedOnKey(levelFirst) {
 		// A subquery that reads only rows with the enclosing row's shard
@@ -848,10 +846,10 @@ func (a *analyzer) insertSource(s *pg.SelectStmt, sc *scope) int {
 // returns one row), so that query aggregates although its own select list
 // shows no aggregate. An unqualified column belongs to this level when one
 // of its FROM tables has it, which only the catalog knows: an aggregate
-// whose other columns are all outer is returned as maybe, for Route to
-// look the columns up (a FROM item that is not a table counts as having
-// them).
-func outerAggregate(s *pg.SelectStmt, ctes map[string]bool) (string, *maybeOuterAgg) {
+// whose other columns are all outer is returned among the maybes, for
+// Route to look the columns up (a FROM item that is not a table counts as
+// having them).
+func outerAggregate(s *pg.SelectStmt, ctes map[string]bool) (string, []maybeOuterAgg) {
 	names := map[string]bool{}
 	var rels []tableName // nil after a FROM item that is not a table
 	tables := true
@@ -860,7 +858,7 @@ func outerAggregate(s *pg.SelectStmt, ctes map[string]bool) (string, *maybeOuter
 		tables = tables && fromTableNames(f, ctes, &rels)
 	}
 	found := ""
-	var maybe *maybeOuterAgg
+	var maybe []maybeOuterAgg
 	check := func(f *pg.FuncCall) {
 		var refs int
 		var inner bool
@@ -895,8 +893,8 @@ func outerAggregate(s *pg.SelectStmt, ctes map[string]bool) (string, *maybeOuter
 			if found == "" {
 				found = funcName(f)
 			}
-		case maybe == nil:
-			maybe = &maybeOuterAgg{agg: funcName(f), cols: unqualified, rels: rels}
+		default:
+			maybe = append(maybe, maybeOuterAgg{agg: funcName(f), cols: unqualified, rels: rels})
 		}
 	}
 	level := append(append(append([]*pg.Node{s.WhereClause, s.HavingClause}, s.TargetList...), s.SortClause...), s.GroupClause...)

@@ -192,8 +192,9 @@ func TestOuterAggregateByCatalog(t *testing.T) {
 		return nil, fmt.Errorf("no table %s", rel)
 	}
 	cases := []struct{ sql, msg string }{
-		{"SELECT (SELECT max(total) FROM products LIMIT 1) FROM orders", "aggregate max() of the outer query"}, // products has no total
-		{"SELECT (SELECT max(price) FROM products) FROM orders", ""},                                           // its own price
+		{"SELECT (SELECT max(total) FROM products LIMIT 1) FROM orders", "aggregate max() of the outer query"},              // products has no total
+		{"SELECT (SELECT max(price) FROM products) FROM orders", ""},                                                        // its own price
+		{"SELECT (SELECT max(price) + max(total) FROM products LIMIT 1) FROM orders", "aggregate max() of the outer query"}, // the second max() is the outer query's
 		{"SELECT (SELECT max(total) FROM products p JOIN orders o2 ON o2.customer_id = 1) FROM orders WHERE customer_id = 1", ""},
 		{"SELECT (SELECT max(total) FROM (SELECT 1 AS x) s) FROM orders", ""}, // not a table: taken as its own
 	}
