@@ -454,7 +454,7 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 			construct = c
 		}
 	}
-	if s.Op != pg.SetOperation_SETOP_NONE && s.Op != pg.SetOperation_SET_OPERATION_UNDEFINED {
+	if isSetOp(s) {
 		l0 := a.sharded
 		a.selectStmt(s.Larg, false)
 		l1 := a.sharded
@@ -503,7 +503,7 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 			note("DISTINCT")
 		}
 	}
-	if s.Op != pg.SetOperation_SETOP_NONE && s.Op != pg.SetOperation_SET_OPERATION_UNDEFINED {
+	if isSetOp(s) {
 		for _, o := range s.SortClause {
 			a.exprs(o, note)
 		}
@@ -527,7 +527,7 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 		// decides which of its constructs stay exact per shard.
 		construct = ""
 	}
-	if !top && a.st.outerAgg == "" && s.Op <= pg.SetOperation_SETOP_NONE {
+	if !top && a.st.outerAgg == "" && !isSetOp(s) {
 		var maybe []maybeOuterAgg
 		a.st.outerAgg, maybe = outerAggregate(s, a.ctes)
 		a.st.maybeOuterAggs = append(a.st.maybeOuterAggs, maybe...)
@@ -670,7 +670,7 @@ func (a *analyzer) insert(ins *pg.InsertStmt) {
 			}
 		}
 	}
-	if sel != nil && len(sel.ValuesLists) > 0 && sel.Op <= pg.SetOperation_SETOP_NONE && len(sel.FromClause) == 0 {
+	if sel != nil && len(sel.ValuesLists) > 0 && !isSetOp(sel) && len(sel.FromClause) == 0 {
 		for _, row := range sel.ValuesLists {
 			a.exprs(row, nil)
 		}
@@ -702,6 +702,11 @@ func (a *analyzer) insert(ins *pg.InsertStmt) {
 		a.fail(fmt.Sprintf("INSERT ... DEFAULT VALUES into sharded table %s cannot be routed", u.name),
 			fmt.Sprintf("the shard key %s needs a value: INSERT INTO %s (%s, ...) VALUES (...)", u.info.key, u.name, u.info.key))
 		return
+	case len(ins.Cols) > 0 && keyPos < 0:
+		if a.st.err == nil {
+			a.st.err = errNoKeyColumn(u, fmt.Sprintf("include %s in the column list and the values", u.info.key))
+		}
+		return
 	case !isValues:
 		a.insertSelect(ins, sel, u, keyPos)
 		return
@@ -719,11 +724,6 @@ func (a *analyzer) insert(ins *pg.InsertStmt) {
 			}
 			u.rows[r] = refs
 		}
-		return
-	}
-	if keyPos < 0 {
-		a.fail(fmt.Sprintf("INSERT into sharded table %s does not set shard key column %s", u.name, u.info.key),
-			fmt.Sprintf("include %s in the column list and the values", u.info.key))
 		return
 	}
 	u.insert, u.keyed = true, true
@@ -755,17 +755,12 @@ func (a *analyzer) insert(ins *pg.InsertStmt) {
 func (a *analyzer) insertSelect(ins *pg.InsertStmt, sel *pg.SelectStmt, u *tableUse, keyPos int) {
 	hint := fmt.Sprintf("select the shard key of a table sharded like %s (strategy %s) as its %s, or use INSERT ... VALUES",
 		u.name, u.info.strat.Name(), u.info.key)
-	switch {
-	case len(ins.Cols) == 0:
+	if len(ins.Cols) == 0 {
 		a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s needs a column list", u.name),
 			fmt.Sprintf("name the columns, %s among them, in INSERT INTO %s (...) SELECT ...", u.info.key, u.name))
 		return
-	case keyPos < 0:
-		a.fail(fmt.Sprintf("INSERT into sharded table %s does not set shard key column %s", u.name, u.info.key),
-			fmt.Sprintf("include %s in the column list and the values", u.info.key))
-		return
 	}
-	if sel.Op != pg.SetOperation_SETOP_NONE && sel.Op != pg.SetOperation_SET_OPERATION_UNDEFINED {
+	if isSetOp(sel) {
 		a.fail(fmt.Sprintf("INSERT ... SELECT into sharded table %s with %s", u.name, strings.TrimPrefix(sel.Op.String(), "SETOP_")),
 			"insert the rows of each arm with a statement of its own")
 		return
@@ -850,13 +845,7 @@ func (a *analyzer) insertSource(s *pg.SelectStmt, sc *scope) int {
 // Route to look the columns up (a FROM item that is not a table counts as
 // having them).
 func outerAggregate(s *pg.SelectStmt, ctes map[string]bool) (string, []maybeOuterAgg) {
-	names := map[string]bool{}
-	var rels []tableName // nil after a FROM item that is not a table
-	tables := true
-	for _, f := range s.FromClause {
-		fromNames(f, names)
-		tables = tables && fromTableNames(f, ctes, &rels)
-	}
+	from := newFromItems(s.FromClause, ctes)
 	found := ""
 	var maybe []maybeOuterAgg
 	check := func(f *pg.FuncCall) {
@@ -876,9 +865,9 @@ func outerAggregate(s *pg.SelectStmt, ctes map[string]bool) (string, []maybeOute
 				refs++
 				switch {
 				case len(cr.Fields) >= 2:
-					inner = inner || names[cr.Fields[len(cr.Fields)-2].GetString_().GetSval()]
+					inner = inner || from.names[cr.Fields[len(cr.Fields)-2].GetString_().GetSval()]
 				case len(s.FromClause) > 0:
-					if col := cr.Fields[0].GetString_(); col != nil && tables {
+					if col := cr.Fields[0].GetString_(); col != nil && from.tables {
 						unqualified = append(unqualified, col.Sval)
 					} else {
 						inner = true // *, or a FROM item whose columns are unknown
@@ -894,7 +883,7 @@ func outerAggregate(s *pg.SelectStmt, ctes map[string]bool) (string, []maybeOute
 				found = funcName(f)
 			}
 		default:
-			maybe = append(maybe, maybeOuterAgg{agg: funcName(f), cols: unqualified, rels: rels})
+			maybe = append(maybe, maybeOuterAgg{agg: funcName(f), cols: unqualified, rels: from.rels})
 		}
 	}
 	level := append(append(append([]*pg.Node{s.WhereClause, s.HavingClause}, s.TargetList...), s.SortClause...), s.GroupClause...)
@@ -925,54 +914,61 @@ type maybeOuterAgg struct {
 
 type tableName struct{ schema, rel string }
 
-// fromTableNames appends the tables of FROM item n to rels and reports
-// whether n consists of tables only (not CTEs, subqueries or functions,
+// fromItems is what a query level's FROM clause tells about the columns
+// it can name: the names that qualify them, and its tables when it is
+// made of tables only (tables false: it has a CTE, subquery or function,
 // whose columns the catalog does not give).
-func fromTableNames(n *pg.Node, ctes map[string]bool, rels *[]tableName) bool {
+type fromItems struct {
+	names  map[string]bool
+	rels   []tableName
+	tables bool
+}
+
+func newFromItems(from []*pg.Node, ctes map[string]bool) *fromItems {
+	fi := &fromItems{names: map[string]bool{}, tables: true}
+	for _, n := range from {
+		fi.add(n, ctes)
+	}
+	return fi
+}
+
+func (fi *fromItems) add(n *pg.Node, ctes map[string]bool) {
 	switch x := n.Node.(type) {
 	case *pg.Node_RangeVar:
 		rv := x.RangeVar
+		fi.names[refNameOf(rv)] = true
 		if rv.Schemaname == "" && ctes[rv.Relname] {
-			return false
+			fi.tables = false
+		} else {
+			fi.rels = append(fi.rels, tableName{rv.Schemaname, rv.Relname})
 		}
-		*rels = append(*rels, tableName{rv.Schemaname, rv.Relname})
-		return true
 	case *pg.Node_RangeTableSample:
-		return fromTableNames(x.RangeTableSample.Relation, ctes, rels)
-	case *pg.Node_JoinExpr:
-		return fromTableNames(x.JoinExpr.Larg, ctes, rels) && fromTableNames(x.JoinExpr.Rarg, ctes, rels)
-	}
-	return false
-}
-
-// fromNames adds the names that qualify columns of FROM item n.
-func fromNames(n *pg.Node, names map[string]bool) {
-	switch x := n.Node.(type) {
-	case *pg.Node_RangeVar:
-		names[refNameOf(x.RangeVar)] = true
-	case *pg.Node_RangeTableSample:
-		fromNames(x.RangeTableSample.Relation, names)
+		fi.add(x.RangeTableSample.Relation, ctes)
 	case *pg.Node_RangeSubselect:
+		fi.tables = false
 		if x.RangeSubselect.Alias != nil {
-			names[x.RangeSubselect.Alias.Aliasname] = true
+			fi.names[x.RangeSubselect.Alias.Aliasname] = true
 		}
 	case *pg.Node_RangeFunction:
+		fi.tables = false
 		if x.RangeFunction.Alias != nil {
-			names[x.RangeFunction.Alias.Aliasname] = true
+			fi.names[x.RangeFunction.Alias.Aliasname] = true
 		}
 		for _, fl := range x.RangeFunction.Functions {
 			for _, it := range fl.GetList().GetItems() {
 				if f := it.GetFuncCall(); f != nil {
-					names[funcName(f)] = true
+					fi.names[funcName(f)] = true
 				}
 			}
 		}
 	case *pg.Node_JoinExpr:
 		if x.JoinExpr.Alias != nil {
-			names[x.JoinExpr.Alias.Aliasname] = true
+			fi.names[x.JoinExpr.Alias.Aliasname] = true
 		}
-		fromNames(x.JoinExpr.Larg, names)
-		fromNames(x.JoinExpr.Rarg, names)
+		fi.add(x.JoinExpr.Larg, ctes)
+		fi.add(x.JoinExpr.Rarg, ctes)
+	default:
+		fi.tables = false
 	}
 }
 
@@ -1057,6 +1053,17 @@ func insertSelectRefusal(sel *pg.SelectStmt) string {
 		}
 	}
 	return window
+}
+
+// errNoKeyColumn refuses an INSERT whose rows give no value for u's key.
+func errNoKeyColumn(u *tableUse, hint string) *pgconn.PgError {
+	return pgError(codeFeatureNotSupport,
+		fmt.Sprintf("INSERT into sharded table %s does not set shard key column %s", u.name, u.info.key), hint)
+}
+
+// isSetOp tells whether s is UNION, INTERSECT or EXCEPT of its arms.
+func isSetOp(s *pg.SelectStmt) bool {
+	return s.Op != pg.SetOperation_SETOP_NONE && s.Op != pg.SetOperation_SET_OPERATION_UNDEFINED
 }
 
 func errKeyNotValue(u *tableUse) *pgconn.PgError {

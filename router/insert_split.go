@@ -112,7 +112,7 @@ const markerParam = 1<<31 - 1
 // returning.
 func buildInsertSplit(st *Statement, ins *pg.InsertStmt, version int32) *insertSplit {
 	sel := ins.SelectStmt.GetSelectStmt()
-	if sel == nil || len(sel.ValuesLists) < 2 || sel.Op > pg.SetOperation_SETOP_NONE || len(sel.FromClause) > 0 ||
+	if sel == nil || len(sel.ValuesLists) < 2 || isSetOp(sel) || len(sel.FromClause) > 0 ||
 		sel.WithClause != nil || len(sel.SortClause) > 0 || sel.LimitCount != nil || sel.LimitOffset != nil {
 		return nil
 	}

@@ -80,7 +80,7 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 		return nil, refuse(st.nestedInexact+" in a subquery over a sharded table",
 			"move the "+st.nestedInexact+" to the outer query, or "+hintKey)
 	}
-	if s.Op != pg.SetOperation_SETOP_NONE && s.Op != pg.SetOperation_SET_OPERATION_UNDEFINED {
+	if isSetOp(s) {
 		switch {
 		case st.inexact != "" && (len(s.SortClause) > 0 || s.LimitCount != nil || s.LimitOffset != nil) && s.Op == pg.SetOperation_SETOP_UNION && s.All:
 			return nil, refuse("ORDER BY or LIMIT over UNION ALL", "wrap the UNION ALL in a subquery of a SELECT that reads one shard, or "+hintKey)
@@ -101,7 +101,7 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 		return nil, refuse("query whose rows come from reference tables (or functions) while it reads a sharded table only in a subquery or the nullable side of an outer join",
 			"every shard would return the reference rows: put the sharded table in FROM (inner join), or "+hintKey)
 	}
-	if s.Op != pg.SetOperation_SETOP_NONE && s.Op != pg.SetOperation_SET_OPERATION_UNDEFINED {
+	if isSetOp(s) {
 		return nil, nil // UNION ALL: the arms' rows concatenate
 	}
 	p := &planner{st: st, sel: s, version: version}

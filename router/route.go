@@ -517,9 +517,7 @@ func (r *Router) insertKeys(ctx context.Context, u *tableUse, args *Args) ([]val
 		switch {
 		case pos >= len(row):
 			// Postgres fills missing trailing columns with their defaults.
-			return nil, pgError(codeFeatureNotSupport,
-				fmt.Sprintf("INSERT into sharded table %s does not set shard key column %s", u.name, u.info.key),
-				fmt.Sprintf("give every row a value for %s (column %d), or name the columns", u.info.key, pos+1))
+			return nil, errNoKeyColumn(u, fmt.Sprintf("give every row a value for %s (column %d), or name the columns", u.info.key, pos+1))
 		case row[pos].expr:
 			return nil, errKeyNotValue(u)
 		}
