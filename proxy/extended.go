@@ -737,15 +737,7 @@ func (s *session) executeLocal(ps *prepared) error {
 		}
 		tag("BEGIN")
 	case router.KindCommit, router.KindRollback:
-		t := "COMMIT"
-		if st.Kind == router.KindRollback || s.localFailed {
-			t = "ROLLBACK"
-		}
-		s.tx.committed = t == "COMMIT"
-		s.endTxParams()
-		s.pendingBegin, s.localFailed, s.txStatus = "", false, 'I'
-		s.tx = txn{}
-		tag(t)
+		tag(s.endLocalTxn(st.Kind == router.KindRollback))
 	case router.KindSet:
 		s.recordSet(st, nil)
 		tag("SET")

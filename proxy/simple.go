@@ -236,14 +236,8 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 		}
 	case router.KindCommit, router.KindRollback:
 		if s.attached == nil && s.txStatus != 'I' {
-			tag := "COMMIT"
-			if st.Kind == router.KindRollback || s.localFailed {
-				tag = "ROLLBACK"
-			}
-			s.tx.committed = tag == "COMMIT"
-			s.endTxParams()
-			s.pendingBegin, s.localFailed, s.txStatus, s.rt = "", false, 'I', nil
-			s.tx = txn{}
+			tag := s.endLocalTxn(st.Kind == router.KindRollback)
+			s.rt = nil
 			return complete(tag)
 		}
 	case router.KindPrepare:
@@ -525,6 +519,21 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 			s.tx.params, s.tx.hintSaved, inTx = nil, false, false
 		}
 	}
+}
+
+// endLocalTxn ends a transaction that never reached a shard (its COMMIT
+// or ROLLBACK is answered by the proxy) and returns the command tag:
+// ROLLBACK for a rollback or a failed transaction, else COMMIT.
+func (s *session) endLocalTxn(rollback bool) string {
+	tag := "COMMIT"
+	if rollback || s.localFailed {
+		tag = "ROLLBACK"
+	}
+	s.tx.committed = tag == "COMMIT"
+	s.endTxParams()
+	s.pendingBegin, s.localFailed, s.txStatus = "", false, 'I'
+	s.tx = txn{}
+	return tag
 }
 
 // endTxParams is called as a transaction ends: unless it committed, the
