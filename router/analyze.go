@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,7 +75,7 @@ type analyzer struct {
 	r       *Router
 	st      *Statement
 	text    string
-	ctes    map[string]bool
+	ctes    map[string]*pg.CommonTableExpr // this statement's CTEs by name
 	sharded int      // sharded table occurrences seen so far
 	scopes  []*scope // enclosing query levels, innermost last
 	parent  map[int]int
@@ -345,7 +346,7 @@ func (a *analyzer) addUse(rv *pg.RangeVar, write bool) int {
 	if rv == nil {
 		return -1
 	}
-	if rv.Schemaname == "" && a.ctes[rv.Relname] {
+	if rv.Schemaname == "" && a.ctes[rv.Relname] != nil {
 		return -1
 	}
 	u := tableUse{schema: rv.Schemaname, rel: rv.Relname, name: rv.Relname, write: write}
@@ -425,16 +426,16 @@ func (a *analyzer) with(w *pg.WithClause) {
 	for _, c := range w.Ctes {
 		if cte := c.GetCommonTableExpr(); cte != nil {
 			if a.ctes == nil {
-				a.ctes = map[string]bool{}
+				a.ctes = map[string]*pg.CommonTableExpr{}
 			}
 			// A CTE's body sees its own name only WITH RECURSIVE: in
 			// `WITH orders AS (SELECT * FROM orders)` the inner name is
 			// the table.
 			if w.Recursive {
-				a.ctes[cte.Ctename] = true
+				a.ctes[cte.Ctename] = cte
 			}
 			a.a2(cte.Ctequery)
-			a.ctes[cte.Ctename] = true
+			a.ctes[cte.Ctename] = cte
 		}
 	}
 }
@@ -840,11 +841,11 @@ func (a *analyzer) insertSource(s *pg.SelectStmt, sc *scope) int {
 // innermost argument column: SELECT (SELECT max(o.total)) FROM orders o
 // returns one row), so that query aggregates although its own select list
 // shows no aggregate. An unqualified column belongs to this level when one
-// of its FROM tables has it, which only the catalog knows: an aggregate
-// whose other columns are all outer is returned among the maybes, for
-// Route to look the columns up (a FROM item that is not a table counts as
-// having them).
-func outerAggregate(s *pg.SelectStmt, ctes map[string]bool) (string, []maybeOuterAgg) {
+// of its FROM items has it: the columns of subqueries, CTEs and functions
+// are read from their text (fromItems), a table's only the catalog knows.
+// An aggregate whose columns may all be outer is returned among the
+// maybes, for Route to look the tables' columns up.
+func outerAggregate(s *pg.SelectStmt, ctes map[string]*pg.CommonTableExpr) (string, []maybeOuterAgg) {
 	from := newFromItems(s.FromClause, ctes)
 	found := ""
 	var maybe []maybeOuterAgg
@@ -867,10 +868,14 @@ func outerAggregate(s *pg.SelectStmt, ctes map[string]bool) (string, []maybeOute
 				case len(cr.Fields) >= 2:
 					inner = inner || from.names[cr.Fields[len(cr.Fields)-2].GetString_().GetSval()]
 				case len(s.FromClause) > 0:
-					if col := cr.Fields[0].GetString_(); col != nil && from.tables {
+					col := cr.Fields[0].GetString_()
+					switch {
+					case col == nil: // *
+						inner = true
+					case from.cols[col.Sval]:
+						inner = true
+					case len(from.rels) > 0 || from.unknown:
 						unqualified = append(unqualified, col.Sval)
-					} else {
-						inner = true // *, or a FROM item whose columns are unknown
 					}
 				}
 				return true
@@ -883,7 +888,7 @@ func outerAggregate(s *pg.SelectStmt, ctes map[string]bool) (string, []maybeOute
 				found = funcName(f)
 			}
 		default:
-			maybe = append(maybe, maybeOuterAgg{agg: funcName(f), cols: unqualified, rels: from.rels})
+			maybe = append(maybe, maybeOuterAgg{agg: funcName(f), cols: unqualified, rels: from.rels, unknown: from.unknown})
 		}
 	}
 	level := append(append(append([]*pg.Node{s.WhereClause, s.HavingClause}, s.TargetList...), s.SortClause...), s.GroupClause...)
@@ -906,70 +911,286 @@ func outerAggregate(s *pg.SelectStmt, ctes map[string]bool) (string, []maybeOute
 // maybeOuterAgg is an aggregate in a subquery whose arguments refer to
 // enclosing levels or to unqualified columns cols: it aggregates the
 // outer query when none of rels (the subquery's FROM tables) has them.
+// unknown: a FROM item's columns could not be told from the text either,
+// so a column no table has is refused rather than guessed.
 type maybeOuterAgg struct {
-	agg  string
-	cols []string
-	rels []tableName
+	agg     string
+	cols    []string
+	rels    []tableName
+	unknown bool
 }
 
-type tableName struct{ schema, rel string }
+// tableName is a table whose columns the catalog gives; its first renamed
+// columns are known under other names (FROM orders o(a, b)).
+type tableName struct {
+	schema, rel string
+	renamed     int
+}
 
 // fromItems is what a query level's FROM clause tells about the columns
-// it can name: the names that qualify them, and its tables when it is
-// made of tables only (tables false: it has a CTE, subquery or function,
-// whose columns the catalog does not give).
+// it can name: the names that qualify them, the columns of its items that
+// are not tables (read from their text), its tables, whose columns only
+// the catalog knows, and whether some item's columns are unknown (a star
+// over one, or a function that may return a row).
 type fromItems struct {
-	names  map[string]bool
-	rels   []tableName
-	tables bool
+	names   map[string]bool
+	cols    map[string]bool
+	rels    []tableName
+	unknown bool
+	depth   int // of nested subqueries and CTEs followed to get here
 }
 
-func newFromItems(from []*pg.Node, ctes map[string]bool) *fromItems {
-	fi := &fromItems{names: map[string]bool{}, tables: true}
+func newFromItems(from []*pg.Node, ctes map[string]*pg.CommonTableExpr) *fromItems {
+	return newFromItemsDepth(from, ctes, 0)
+}
+
+// maxColumnsDepth bounds how deep subqueries and CTEs are followed to name
+// columns (a CTE whose star reads itself would otherwise never end).
+const maxColumnsDepth = 8
+
+func newFromItemsDepth(from []*pg.Node, ctes map[string]*pg.CommonTableExpr, depth int) *fromItems {
+	fi := &fromItems{names: map[string]bool{}, cols: map[string]bool{}, depth: depth}
 	for _, n := range from {
 		fi.add(n, ctes)
 	}
 	return fi
 }
 
-func (fi *fromItems) add(n *pg.Node, ctes map[string]bool) {
+func (fi *fromItems) add(n *pg.Node, ctes map[string]*pg.CommonTableExpr) {
 	switch x := n.Node.(type) {
 	case *pg.Node_RangeVar:
 		rv := x.RangeVar
 		fi.names[refNameOf(rv)] = true
-		if rv.Schemaname == "" && ctes[rv.Relname] {
-			fi.tables = false
-		} else {
-			fi.rels = append(fi.rels, tableName{rv.Schemaname, rv.Relname})
+		var renamed []string
+		if rv.Alias != nil {
+			renamed = stringItems(rv.Alias.Colnames)
 		}
+		if cte := ctes[rv.Relname]; rv.Schemaname == "" && cte != nil {
+			fi.addColumns(cteColumns(cte, ctes, fi.depth+1), renamed)
+			return
+		}
+		fi.addColumns(nil, renamed)
+		fi.rels = append(fi.rels, tableName{rv.Schemaname, rv.Relname, len(renamed)})
 	case *pg.Node_RangeTableSample:
 		fi.add(x.RangeTableSample.Relation, ctes)
 	case *pg.Node_RangeSubselect:
-		fi.tables = false
-		if x.RangeSubselect.Alias != nil {
-			fi.names[x.RangeSubselect.Alias.Aliasname] = true
+		var renamed []string
+		if a := x.RangeSubselect.Alias; a != nil {
+			fi.names[a.Aliasname] = true
+			renamed = stringItems(a.Colnames)
 		}
+		fi.addColumns(selectColumns(x.RangeSubselect.Subquery.GetSelectStmt(), ctes, fi.depth+1), renamed)
 	case *pg.Node_RangeFunction:
-		fi.tables = false
-		if x.RangeFunction.Alias != nil {
-			fi.names[x.RangeFunction.Alias.Aliasname] = true
+		rf := x.RangeFunction
+		var alias string
+		var renamed []string
+		if rf.Alias != nil {
+			alias, renamed = rf.Alias.Aliasname, stringItems(rf.Alias.Colnames)
+			fi.names[alias] = true
 		}
-		for _, fl := range x.RangeFunction.Functions {
+		for _, fl := range rf.Functions {
 			for _, it := range fl.GetList().GetItems() {
 				if f := it.GetFuncCall(); f != nil {
 					fi.names[funcName(f)] = true
 				}
 			}
 		}
+		fi.addColumns(functionColumns(rf, alias), renamed)
 	case *pg.Node_JoinExpr:
-		if x.JoinExpr.Alias != nil {
-			fi.names[x.JoinExpr.Alias.Aliasname] = true
+		j := x.JoinExpr
+		if j.Alias != nil {
+			fi.names[j.Alias.Aliasname] = true
+			if len(j.Alias.Colnames) > 0 {
+				fi.unknown = true // renames the join's columns in an order not worth following
+			}
 		}
-		fi.add(x.JoinExpr.Larg, ctes)
-		fi.add(x.JoinExpr.Rarg, ctes)
+		fi.add(j.Larg, ctes)
+		fi.add(j.Rarg, ctes)
 	default:
-		fi.tables = false
+		fi.unknown = true
 	}
+}
+
+// addColumns records the columns of a FROM item that is not a table (cols
+// from its text, nil when unknown), whose first columns an alias may
+// rename. A table passes nil cols: its renamed columns are added here, the
+// rest come from the catalog.
+func (fi *fromItems) addColumns(cols *itemColumns, renamed []string) {
+	for _, c := range renamed {
+		fi.cols[c] = true
+	}
+	if cols == nil {
+		return
+	}
+	for i, c := range cols.names {
+		if i >= len(renamed) && c != "" {
+			fi.cols[c] = true
+		}
+	}
+	for _, t := range cols.rels {
+		if len(renamed) > 0 {
+			fi.unknown = true // which of the star's columns were renamed is the catalog's
+		}
+		fi.rels = append(fi.rels, t)
+	}
+	fi.unknown = fi.unknown || cols.unknown
+}
+
+// itemColumns are the columns a subquery, CTE or function gives its FROM
+// clause, as far as its text tells: names in order ("" for a column no
+// unqualified reference can name, such as ?column?), the tables a star
+// expands to, and unknown when some are neither.
+type itemColumns struct {
+	names   []string
+	rels    []tableName
+	unknown bool
+}
+
+var unknownColumns = &itemColumns{unknown: true}
+
+// selectColumns returns the output columns of s as Postgres names them
+// (FigureColname), for the cases that matter to column resolution.
+func selectColumns(s *pg.SelectStmt, ctes map[string]*pg.CommonTableExpr, depth int) *itemColumns {
+	if s != nil && s.WithClause != nil {
+		ctes = maps.Clone(ctes)
+		if ctes == nil {
+			ctes = map[string]*pg.CommonTableExpr{}
+		}
+		for _, c := range s.WithClause.Ctes {
+			if cte := c.GetCommonTableExpr(); cte != nil {
+				ctes[cte.Ctename] = cte
+			}
+		}
+	}
+	switch {
+	case s == nil || depth > maxColumnsDepth:
+		return unknownColumns
+	case isSetOp(s):
+		return selectColumns(s.Larg, ctes, depth+1) // a set operation's columns are named by its first arm
+	case len(s.ValuesLists) > 0:
+		cols := &itemColumns{}
+		for i := range s.ValuesLists[0].GetList().GetItems() {
+			cols.names = append(cols.names, fmt.Sprintf("column%d", i+1))
+		}
+		return cols
+	}
+	cols := &itemColumns{}
+	for _, t := range s.TargetList {
+		rt := t.GetResTarget()
+		if rt == nil {
+			return unknownColumns
+		}
+		if rt.Name != "" {
+			cols.names = append(cols.names, rt.Name)
+			continue
+		}
+		if cr := rt.Val.GetColumnRef(); cr != nil && cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
+			if len(cr.Fields) > 1 {
+				return unknownColumns // t.*: one item's columns
+			}
+			star := newFromItemsDepth(s.FromClause, ctes, depth)
+			for c := range star.cols {
+				cols.names = append(cols.names, c) // order does not matter without a rename
+			}
+			cols.rels = append(cols.rels, star.rels...)
+			cols.unknown = cols.unknown || star.unknown || len(s.FromClause) == 0
+			continue
+		}
+		cols.names = append(cols.names, figureColname(rt.Val))
+	}
+	return cols
+}
+
+// figureColname names an unnamed select-list expression as Postgres does,
+// for the expressions a reference can name; "" for ?column?.
+func figureColname(n *pg.Node) string {
+	switch x := n.Node.(type) {
+	case *pg.Node_ColumnRef:
+		return x.ColumnRef.Fields[len(x.ColumnRef.Fields)-1].GetString_().GetSval()
+	case *pg.Node_FuncCall:
+		return funcName(x.FuncCall)
+	case *pg.Node_TypeCast:
+		if name := figureColname(x.TypeCast.Arg); name != "" {
+			return name
+		}
+		if names := stringItems(x.TypeCast.TypeName.GetNames()); len(names) > 0 {
+			return names[len(names)-1] // '1'::integer names its column int4, as here
+		}
+	case *pg.Node_CoalesceExpr:
+		return "coalesce"
+	case *pg.Node_CaseExpr:
+		return "case"
+	case *pg.Node_AArrayExpr:
+		return "array"
+	case *pg.Node_RowExpr:
+		return "row"
+	case *pg.Node_MinMaxExpr:
+		if x.MinMaxExpr.Op == pg.MinMaxOp_IS_LEAST {
+			return "least"
+		}
+		return "greatest"
+	}
+	return ""
+}
+
+// cteColumns returns a CTE's columns: its column list, or its query's.
+func cteColumns(cte *pg.CommonTableExpr, ctes map[string]*pg.CommonTableExpr, depth int) *itemColumns {
+	s := cte.Ctequery.GetSelectStmt()
+	if s == nil {
+		return unknownColumns // INSERT/UPDATE/DELETE ... RETURNING
+	}
+	cols := selectColumns(s, ctes, depth)
+	if alias := stringItems(cte.Aliascolnames); len(alias) > 0 {
+		renamed := *cols
+		renamed.names = append(append([]string(nil), alias...), cols.names[min(len(alias), len(cols.names)):]...)
+		if len(cols.rels) > 0 {
+			renamed.unknown = true
+		}
+		return &renamed
+	}
+	return cols
+}
+
+// scalarSetFunctions return one column of a base type, named after the
+// function or its alias; other functions in FROM may return a row type
+// whose columns only the catalog knows.
+var scalarSetFunctions = map[string]bool{
+	"generate_series": true, "generate_subscripts": true, "unnest": true,
+	"regexp_split_to_table": true, "string_to_table": true, "jsonb_array_elements_text": true,
+	"json_array_elements_text": true, "jsonb_object_keys": true, "json_object_keys": true,
+}
+
+// functionColumns returns the columns of a function in FROM.
+func functionColumns(rf *pg.RangeFunction, alias string) *itemColumns {
+	cols := &itemColumns{}
+	if len(rf.Coldeflist) > 0 {
+		for _, c := range rf.Coldeflist {
+			cols.names = append(cols.names, c.GetColumnDef().GetColname())
+		}
+	} else {
+		var fns []*pg.FuncCall
+		for _, fl := range rf.Functions {
+			items := fl.GetList().GetItems()
+			if len(items) == 0 || items[0].GetFuncCall() == nil || len(items) > 1 && len(items[1].GetList().GetItems()) > 0 {
+				return unknownColumns
+			}
+			fns = append(fns, items[0].GetFuncCall())
+		}
+		for _, f := range fns {
+			if !scalarSetFunctions[funcName(f)] || funcName(f) == "unnest" && len(f.Args) != 1 {
+				return unknownColumns
+			}
+			name := funcName(f)
+			if alias != "" && len(fns) == 1 {
+				name = alias
+			}
+			cols.names = append(cols.names, name)
+		}
+	}
+	if rf.Ordinality {
+		cols.names = append(cols.names, "ordinality")
+	}
+	return cols
 }
 
 // correlatedOnKey tells whether the query level whose table occurrences

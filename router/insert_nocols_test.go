@@ -3,7 +3,6 @@ package router
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -171,40 +170,5 @@ func TestInsertWithoutColumnsCancelled(t *testing.T) {
 	_, err = r.Route(ctx, st, Args{Columns: newFakeColumns().resolve})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v, want context.Canceled (the proxy turns it into 57014)", err)
-	}
-}
-
-// TestOuterAggregateByCatalog: an aggregate in a subquery whose unqualified
-// column the subquery's tables lack is the outer query's (Postgres resolves
-// the name outward); Route asks the catalog, and refuses it across shards.
-func TestOuterAggregateByCatalog(t *testing.T) {
-	r, _ := newTestRouter(t)
-	catalog := map[string][]string{".orders": {"id", "customer_id", "total"}, ".products": {"id", "name", "price"}}
-	// A failed lookup takes the columns as the subquery's own.
-	broken := func(context.Context, string, string) ([]string, error) { return nil, errors.New("catalog down") }
-	if _, _, err := routeWith(r, "SELECT (SELECT max(total) FROM products LIMIT 1) FROM orders", nil, Args{Columns: broken}); err != nil {
-		t.Errorf("with the catalog down: %v", err)
-	}
-	resolve := func(_ context.Context, schema, rel string) ([]string, error) {
-		if cols, ok := catalog[schema+"."+rel]; ok {
-			return cols, nil
-		}
-		return nil, fmt.Errorf("no table %s", rel)
-	}
-	cases := []struct{ sql, msg string }{
-		{"SELECT (SELECT max(total) FROM products LIMIT 1) FROM orders", "aggregate max() of the outer query"},              // products has no total
-		{"SELECT (SELECT max(price) FROM products) FROM orders", ""},                                                        // its own price
-		{"SELECT (SELECT max(price) + max(total) FROM products LIMIT 1) FROM orders", "aggregate max() of the outer query"}, // the second max() is the outer query's
-		{"SELECT (SELECT max(total) FROM products p JOIN orders o2 ON o2.customer_id = 1) FROM orders WHERE customer_id = 1", ""},
-		{"SELECT (SELECT max(total) FROM (SELECT 1 AS x) s) FROM orders", ""}, // not a table: taken as its own
-	}
-	for _, tc := range cases {
-		_, rt, err := routeWith(r, tc.sql, nil, Args{Columns: resolve})
-		switch {
-		case tc.msg == "" && err != nil:
-			t.Errorf("%s: %v", tc.sql, err)
-		case tc.msg != "" && (err == nil || !strings.Contains(err.Error(), tc.msg)):
-			t.Errorf("%s: routed %s, %v; want 0A000 containing %q", tc.sql, formatRoute(rt, nil), err, tc.msg)
-		}
 	}
 }

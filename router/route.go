@@ -459,10 +459,13 @@ func (r *Router) locate(ctx context.Context, u *tableUse, args *Args, why []byte
 }
 
 // checkOuterAggs refuses a multi-shard statement with an aggregate in a
-// subquery whose unqualified columns none of the subquery's tables has:
-// Postgres resolves them outward, and the aggregate is the outer query's
-// (see outerAggregate). Without a catalog lookup (Columns nil, or it
-// fails) the columns are taken as the subquery's own.
+// subquery whose unqualified columns none of the subquery's FROM items
+// has: Postgres resolves them outward, and the aggregate is the outer
+// query's (see outerAggregate). It refuses too when a FROM item's columns
+// are unknown (m.unknown) and no table has the column: guessing could be
+// silently wrong, and qualifying the column settles it. Without a catalog
+// lookup (Columns nil, or it fails) the columns are taken as the
+// subquery's own.
 func (r *Router) checkOuterAggs(ctx context.Context, st *Statement, args *Args, keyHint string) error {
 	if len(st.maybeOuterAggs) == 0 || args.Columns == nil {
 		return nil
@@ -474,13 +477,20 @@ func (r *Router) checkOuterAggs(ctx context.Context, st *Statement, args *Args, 
 			if err != nil {
 				return nil // the shards report a missing table
 			}
+			cols = cols[min(t.renamed, len(cols)):] // FROM t AS a(x, y) hides t's first names
 			for _, c := range m.cols {
 				if slices.Contains(cols, c) {
 					outer = false
 				}
 			}
 		}
-		if outer {
+		switch {
+		case !outer:
+		case m.unknown:
+			return refuse(fmt.Sprintf("aggregate %s() over unqualified columns in a subquery", m.agg),
+				fmt.Sprintf("shardproxy cannot tell whether %s belongs to the subquery or to the outer query (an aggregate of the outer query aggregates its rows); qualify it with its table or alias, or %s",
+					strings.Join(m.cols, ", "), keyHint))
+		default:
 			return outerAggError(m.agg, keyHint)
 		}
 	}

@@ -279,6 +279,9 @@ SELECT customer_id, order_id FROM orders o WHERE qty = (SELECT max(qty) FROM ord
 SELECT count(*) FROM orders o WHERE total > (SELECT max(p.price) FROM products p WHERE p.price < o.total);
 SELECT order_id, (SELECT count(*)) AS one FROM orders WHERE qty > 15;
 SELECT order_id FROM orders WHERE total > (SELECT avg(price) FROM products);
+SELECT order_id, (SELECT sum(x) FROM (VALUES (o.total), (o.qty)) v(x)) AS s FROM orders o WHERE qty > 15;
+SELECT order_id, (SELECT sum(g) FROM generate_series(1, o.qty) g) AS s FROM orders o WHERE qty > 15;
+SELECT order_id, (SELECT max(price) FROM (SELECT * FROM products) p) AS m FROM orders WHERE qty > 15;
 
 -- The reference table alone: its rows must come from one shard, never from all.
 SELECT * FROM products;

@@ -33,6 +33,11 @@ SELECT order_id FROM orders o WHERE total > (SELECT avg(amount) FROM events e WH
 SELECT (SELECT max(o.total)) FROM orders o;
 SELECT (SELECT max(total) FROM products LIMIT 1) AS m FROM orders;
 SELECT (SELECT max(p.price) + max(o.total) FROM products p) AS m FROM orders o;
+-- ... also when the subquery reads no table: its VALUES, function or CTE lacks the column.
+SELECT (SELECT sum(total) FROM (VALUES (1)) v(x)) AS m FROM orders;
+SELECT (SELECT sum(total) FROM generate_series(1, 1) g) AS m FROM orders;
+WITH c AS (SELECT 1 AS z) SELECT (SELECT sum(total) FROM c) AS m FROM orders;
+SELECT (SELECT sum(total) FROM (SELECT * FROM products ORDER BY product_id LIMIT 1) p) AS m FROM orders;
 SELECT EXISTS (SELECT 1 FROM products p GROUP BY p.category HAVING max(o.qty) > 3) AS e FROM orders o;
 SELECT order_id FROM orders o WHERE total > (SELECT avg(total) FROM orders o2 WHERE o2.customer_id = o.customer_id OR o2.qty > 5);
 SELECT count(*) FROM (SELECT DISTINCT status FROM orders) s;
