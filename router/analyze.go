@@ -76,8 +76,8 @@ type analyzer struct {
 	st      *Statement
 	text    string
 	ctes    map[string]*pg.CommonTableExpr // this statement's CTEs by name
-	sharded int      // sharded table occurrences seen so far
-	scopes  []*scope // enclosing query levels, innermost last
+	sharded int                            // sharded table occurrences seen so far
+	scopes  []*scope                       // enclosing query levels, innermost last
 	parent  map[int]int
 	// INSERT ... SELECT into a sharded table: the SELECT level (judged by
 	// insertSelectRefusal rather than as a result to merge), the target
