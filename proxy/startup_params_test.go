@@ -105,6 +105,28 @@ func TestStartupParameters(t *testing.T) {
 			}
 		}
 	}
+	// set_config(..., true) sets it for the transaction: refused as SET
+	// LOCAL is, whether the name and value are literals or parameters.
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		for _, call := range []struct {
+			sql   string
+			args  []any
+			state string
+		}{
+			{"SELECT set_config('client_encoding', 'LATIN1', true)", nil, "0A000"},
+			{"SELECT set_config($1, $2, true)", []any{"Client_Encoding", "win1252"}, "0A000"},
+			{"SELECT set_config('client_encoding', lower($1), true)", []any{"LATIN1"}, "0A000"}, // computed: not seen
+			{"SELECT set_config('client_encoding', 'utf-8', true)", nil, ""},
+			{"SELECT set_config($1, $2, true)", []any{"application_name", "latin1"}, ""},
+		} {
+			mustExec(t, c, "BEGIN")
+			_, err := c.Exec(ctx, call.sql, append([]any{mode}, call.args...)...)
+			if sqlState(err) != call.state {
+				t.Errorf("%s %v (%v): %v, want SQLSTATE %q", call.sql, call.args, mode, err, call.state)
+			}
+			mustExec(t, c, "ROLLBACK")
+		}
+	}
 	for _, set := range []string{"SET client_encoding = 'UTF8'", "SET NAMES 'utf-8'", "SET client_encoding TO DEFAULT", "RESET client_encoding"} {
 		if _, err := c.Exec(ctx, set, pgx.QueryExecModeSimpleProtocol); err != nil {
 			t.Errorf("%s: %v", set, err)

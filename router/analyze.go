@@ -102,7 +102,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	a := &analyzer{r: r, st: st, text: text}
 	a.top(tree.Stmts[0].Stmt)
 	pf := analyzePooling(tree.Stmts[0].Stmt)
-	st.sessionState, st.LocalConfig = pf.refusal, pf.localConfig
+	st.sessionState, st.LocalConfig, st.setConfigs = pf.refusal, pf.localConfig, pf.setConfigs
 	if len(st.uses) == 0 {
 		st.TxnScoped = pf.advisory || pf.localConfig || pf.xact
 		st.advisoryLock = pf.advisory

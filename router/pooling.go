@@ -1,6 +1,8 @@
 package router
 
 import (
+	"strings"
+
 	"github.com/jackc/pgx/v5/pgconn"
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -32,6 +34,7 @@ var sessionAdvisoryLocks = map[string]bool{
 type poolingFacts struct {
 	refusal                     *pgconn.PgError // sessionStateError's answer
 	advisory, localConfig, xact bool            // txn-scoped functions called (see below)
+	setConfigs                  []setConfigCall
 }
 
 // analyzePooling walks n once for sessionStateError's refusals and the
@@ -51,6 +54,9 @@ func analyzePooling(n *pg.Node) poolingFacts {
 				"the lock would stay on a pooled shard connection that other clients use next; use pg_advisory_xact_lock or pg_try_advisory_xact_lock inside a transaction")
 		case name == "set_config":
 			pf.localConfig = true
+			if len(f.Args) == 3 {
+				pf.setConfigs = append(pf.setConfigs, setConfigCall{name: argOf(f.Args[0]), value: argOf(f.Args[1])})
+			}
 			if !localSetConfig(f) && pf.refusal == nil {
 				pf.refusal = pgError(codeFeatureNotSupport,
 					"set_config(..., false) is not supported under transaction pooling",
@@ -147,3 +153,60 @@ var (
 		"pg_current_xact_id": true, "pg_current_xact_id_if_assigned": true,
 	}
 )
+
+// setConfigCall is a set_config call's name and value arguments.
+type setConfigCall struct{ name, value callArg }
+
+// callArg is a function argument known before execution: a string
+// constant, or parameter $param (0: neither, an expression).
+type callArg struct {
+	text  string
+	param int
+}
+
+func argOf(n *pg.Node) callArg {
+	if tc := n.GetTypeCast(); tc != nil {
+		n = tc.Arg
+	}
+	if s, ok := n.GetAConst().GetVal().(*pg.A_Const_Sval); ok {
+		return callArg{text: s.Sval.Sval}
+	}
+	if p := n.GetParamRef(); p != nil {
+		return callArg{param: int(p.Number)}
+	}
+	return callArg{}
+}
+
+// value is the argument's text with params bound (params[i] is $i+1, text
+// or binary: a text value's bytes are the same), and whether it is known.
+func (a callArg) value(params [][]byte) (string, bool) {
+	switch {
+	case a.param == 0:
+		return a.text, a.text != ""
+	case a.param <= len(params) && params[a.param-1] != nil:
+		return string(params[a.param-1]), true
+	}
+	return "", false
+}
+
+// setConfigError refuses set_config('client_encoding', v, true) for a v
+// the proxy does not serve, or whose value it cannot see, as it refuses
+// SET LOCAL client_encoding: keys would be read in the wrong encoding.
+func setConfigError(calls []setConfigCall, params [][]byte) error {
+	for _, c := range calls {
+		name, ok := c.name.value(params)
+		if !ok || !strings.EqualFold(strings.TrimSpace(name), "client_encoding") {
+			continue
+		}
+		v, ok := c.value.value(params)
+		if !ok {
+			return pgError(codeFeatureNotSupport,
+				"set_config('client_encoding', ...) with a computed value is not supported by shardproxy",
+				"shardproxy reads shard keys and table names as UTF-8; use client_encoding UTF8 and convert in the client")
+		}
+		if !ClientEncodingOK(v) {
+			return ClientEncodingError(v)
+		}
+	}
+	return nil
+}

@@ -122,6 +122,9 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 	if st.sessionState != nil {
 		return Route{}, st.sessionState
 	}
+	if err := setConfigError(st.setConfigs, args.Params); err != nil {
+		return Route{}, err
+	}
 	if st.hint != "" {
 		return r.hinted(st.hint, "/* shard: "+st.hint+" */ comment")
 	}

@@ -88,6 +88,10 @@ type Statement struct {
 	// sessionState refuses, hinted or not, a statement that would leave
 	// state on a pooled backend (sessionStateError).
 	sessionState *pgconn.PgError
+	// setConfigs are the set_config(name, value, true) calls, whose name
+	// and value may be parameters (the simple protocol's literals are):
+	// Route refuses a client_encoding it does not serve, as SET LOCAL.
+	setConfigs []setConfigCall
 	// advisoryLock: a statement reading no table takes an advisory
 	// transaction lock; it goes to the default shard, so that every
 	// client's locks live on one server and exclude each other.
