@@ -173,6 +173,7 @@ func TestDifferential(t *testing.T) {
 					t.Logf("%s: %d query runs fail with an error:\n%s", st.name, len(refused), strings.Join(refused, "\n"))
 				}
 			})
+			t.Run("random", func(t *testing.T) { runRandomDifferential(t, oracle, pc) })
 			// Date and time queries again under session settings that change
 			// their text (and the text the shards send the proxy): the proxy
 			// must replay them on every shard and parse the shards' output in

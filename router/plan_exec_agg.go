@@ -421,6 +421,11 @@ func parseInt8Text(v []byte, t valType) (int64, error) {
 // finish renders a group's output row into a buffer reused across rows.
 func (a *aggIter) finish(g *aggGroup) ([][]byte, error) {
 	a.out = append(a.out[:0], g.row...)
+	if a.buf == nil {
+		// Never nil: an empty min(text) is a slice of it, and a nil
+		// slice would go out as NULL.
+		a.buf = make([]byte, 0, 64)
+	}
 	a.buf = a.buf[:0]
 	a.offs = a.offs[:0]
 	for i := range a.aggs {

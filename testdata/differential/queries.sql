@@ -180,6 +180,7 @@ SELECT avg(amount), sum(amount), count(amount) FROM events WHERE stream = 'no-su
 SELECT status, count(*) FROM orders GROUP BY status;
 SELECT count(*) FROM orders GROUP BY status;
 SELECT status, count(*), sum(total), avg(total), min(total), max(total) FROM orders GROUP BY status ORDER BY status;
+SELECT status, min(note) AS n, max(note) AS x FROM orders WHERE note = '' GROUP BY status;
 SELECT status, count(*) FROM orders GROUP BY 1 ORDER BY 1;
 SELECT status, shipped, count(*) FROM orders GROUP BY status, shipped ORDER BY status, shipped;
 SELECT status, shipped, qty, count(*), sum(total) FROM orders GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
