@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +20,9 @@ import (
 // Anything else (a different result, another error) is a bug. The seed
 // is fixed, so a failure reproduces; DIFF_RANDOM=N runs N queries per
 // strategy instead of the default, DIFF_SEED=S another sequence.
+
+// refusalShape masks the parts of a refusal message that vary by query.
+var refusalShape = regexp.MustCompile(`[a-z_]+\(\)|\b[a-z]\d?\.[a-z_]+|\d+`)
 
 // diffRandomDefault is how many queries make test runs per strategy.
 const diffRandomDefault = 300
@@ -62,18 +66,80 @@ var randTables = []randTable{
 // genRandomQueries returns n SELECTs from seed. Every query whose rows it
 // limits orders them by all its output columns, so that the rows kept are
 // the same on any correct server (ties are identical rows).
-func genRandomQueries(seed uint64, n int) []sqlQuery {
+func genRandomQueries(seed uint64, n int) []randQuery {
 	rng := rand.New(rand.NewPCG(seed, 7))
-	out := make([]sqlQuery, 0, n)
+	out := make([]randQuery, 0, n)
 	for i := 0; i < n; i++ {
-		sql, ordered := genRandomSelect(rng)
-		out = append(out, sqlQuery{sql: sql, line: i + 1, ordered: ordered})
+		g := &randGen{rng: rng}
+		var sql string
+		var ordered bool
+		if rng.IntN(10) == 0 {
+			sql, ordered = g.union()
+		} else {
+			sql, ordered = g.selectStmt()
+		}
+		q := randQuery{sqlQuery: sqlQuery{sql: sql, line: i + 1, ordered: ordered, args: g.args}}
+		// Merged values must come out right in binary too, and a key
+		// given as a parameter must route as a literal does.
+		switch {
+		case len(g.args) > 0 && rng.IntN(2) == 0:
+			q.mode = "prepared"
+		case len(g.args) > 0:
+			q.mode = "extended"
+		case rng.IntN(3) == 0:
+			q.mode = "binary"
+		default:
+			q.mode = "simple"
+		}
+		out = append(out, q)
 	}
 	return out
 }
 
-func genRandomSelect(rng *rand.Rand) (string, bool) {
+// randQuery is a generated query and the protocol it runs in.
+type randQuery struct {
+	sqlQuery
+	mode string
+}
+
+// randGen writes one statement; args collects its parameters' values.
+type randGen struct {
+	rng  *rand.Rand
+	args []string
+}
+
+// param returns $n for a new parameter whose value is lit (a literal of
+// the generator's, unquoted for the text protocol).
+func (g *randGen) param(lit string) string {
+	g.args = append(g.args, strings.Trim(lit, "'"))
+	return "$" + strconv.Itoa(len(g.args))
+}
+
+// union is two plain SELECTs of one table's key column, combined.
+func (g *randGen) union() (string, bool) {
+	t := randTables[g.rng.IntN(len(randTables))]
+	op := []string{"UNION ALL", "UNION", "INTERSECT", "EXCEPT"}[g.rng.IntN(4)]
+	arm := func() string {
+		return "SELECT " + t.alias + "." + t.key + " AS k FROM " + t.name + " " + t.alias + " WHERE " +
+			randCondition(g, t, func(c randCol) string { return t.alias + "." + c.name }, func(cs []randCol, ok func(randCol) bool) randCol {
+				for {
+					if c := cs[g.rng.IntN(len(cs))]; ok(c) {
+						return c
+					}
+				}
+			})
+	}
+	sql := arm() + " " + op + " " + arm()
+	if g.rng.IntN(2) == 0 {
+		return sql + " ORDER BY 1 LIMIT " + strconv.Itoa(1+g.rng.IntN(15)), true
+	}
+	return sql, false
+}
+
+func (g *randGen) selectStmt() (string, bool) {
+	rng := g.rng
 	t := randTables[rng.IntN(len(randTables))]
+	// pick's ok must accept a column of every table (each has a numeric one).
 	pick := func(cs []randCol, ok func(randCol) bool) randCol {
 		for {
 			if c := cs[rng.IntN(len(cs))]; ok(c) {
@@ -85,6 +151,14 @@ func genRandomSelect(rng *rand.Rand) (string, bool) {
 	col := func(c randCol) string { return t.alias + "." + c.name }
 
 	from := t.name + " " + t.alias
+	with := ""
+	switch rng.IntN(10) {
+	case 0: // the table through a subquery in FROM
+		from = "(SELECT * FROM " + t.name + " WHERE " + t.key + " IS NOT NULL) " + t.alias
+	case 1: // ... or through a CTE
+		with = "WITH w AS (SELECT * FROM " + t.name + ") "
+		from = "w " + t.alias
+	}
 	// A join that stays on one shard per row: colocated on the key, or
 	// with the reference table.
 	joined := ""
@@ -122,6 +196,17 @@ func genRandomSelect(rng *rand.Rand) (string, bool) {
 		items = append(items, groups...)
 		for a := 1 + rng.IntN(3); a > 0; a-- {
 			items = append(items, randAggregate(rng, t, col, joined))
+			if rng.IntN(12) == 0 {
+				// An ordered-set or order-sensitive aggregate, or a window.
+				// Their input order is given, so the result is one value.
+				c := col(pick(t.cols, all))
+				items[len(items)-1] = []string{
+					"string_agg(" + c + "::text, ',' ORDER BY " + c + "::text)",
+					"array_agg(" + c + " ORDER BY " + c + ")",
+					"stddev(" + col(pick(t.cols, func(c randCol) bool { return c.numeric })) + ")",
+					"count(*) OVER ()",
+				}[rng.IntN(4)]
+			}
 		}
 	} else {
 		for k := 1 + rng.IntN(3); k > 0; k-- {
@@ -133,10 +218,16 @@ func genRandomSelect(rng *rand.Rand) (string, bool) {
 	}
 
 	var b strings.Builder
-	b.WriteString("SELECT ")
+	b.WriteString(with + "SELECT ")
 	distinct := !aggregate && rng.IntN(5) == 0
+	distinctOn := false
 	if distinct {
-		b.WriteString("DISTINCT ")
+		if rng.IntN(3) == 0 {
+			b.WriteString("DISTINCT ON (1) ")
+			distinctOn = true
+		} else {
+			b.WriteString("DISTINCT ")
+		}
 	}
 	for i, it := range items {
 		if i > 0 {
@@ -148,7 +239,7 @@ func genRandomSelect(rng *rand.Rand) (string, bool) {
 
 	var conds []string
 	for w := rng.IntN(3); w > 0; w-- {
-		conds = append(conds, randCondition(rng, t, col, pick))
+		conds = append(conds, randCondition(g, t, col, pick))
 	}
 	if len(conds) > 0 {
 		b.WriteString(" WHERE " + strings.Join(conds, " AND "))
@@ -159,7 +250,7 @@ func genRandomSelect(rng *rand.Rand) (string, bool) {
 	if aggregate && rng.IntN(4) == 0 {
 		b.WriteString(" HAVING count(*) > " + strconv.Itoa(rng.IntN(3)))
 	}
-	ordered := rng.IntN(2) == 0
+	ordered := rng.IntN(2) == 0 || distinctOn // DISTINCT ON keeps the first row of its ORDER BY
 	if ordered {
 		var keys []string
 		for i := range items {
@@ -230,11 +321,18 @@ func randAggregate(rng *rand.Rand, t randTable, col func(randCol) string, joined
 	}
 }
 
-func randCondition(rng *rand.Rand, t randTable, col func(randCol) string, pick func([]randCol, func(randCol) bool) randCol) string {
+func randCondition(g *randGen, t randTable, col func(randCol) string, pick func([]randCol, func(randCol) bool) randCol) string {
+	rng := g.rng
 	key := t.alias + "." + t.key
-	switch rng.IntN(9) {
+	switch rng.IntN(11) {
 	case 0:
 		return key + " = " + t.key2[rng.IntN(len(t.key2))]
+	case 9:
+		return key + " = " + g.param(t.key2[rng.IntN(len(t.key2))])
+	case 10:
+		// A subquery correlated on the key reads the row's own shard.
+		c := pick(t.cols, func(c randCol) bool { return c.numeric })
+		return col(c) + " >= (SELECT avg(x." + c.name + ") FROM " + t.name + " x WHERE x." + t.key + " = " + key + ")"
 	case 1:
 		a, b := t.key2[rng.IntN(len(t.key2))], t.key2[rng.IntN(len(t.key2))]
 		return key + " IN (" + a + ", " + b + ")"
@@ -274,30 +372,38 @@ func runRandomDifferential(t *testing.T, oracle *pgconn.PgConn, pc *proxyConn) {
 		seed = v
 	}
 	var matched, refused, invalid int
-	for _, q := range genRandomQueries(seed, n) {
-		want := runQuery(oracle, "simple", q)
+	why := map[string]int{} // refusal messages, numbers and names masked
+	for _, rq := range genRandomQueries(seed, n) {
+		q := rq.sqlQuery
+		want := runQuery(oracle, rq.mode, q)
 		if want.err != nil {
 			invalid++ // the generator wrote something Postgres rejects
 			continue
 		}
-		got := runQuery(pc.get(t), "simple", q)
+		got := runQuery(pc.get(t), rq.mode, q)
 		var pgErr *pgconn.PgError
 		switch {
 		case got.err == nil:
 			if d := diffResults(want, got, q.ordered); d != "" {
-				t.Errorf("query %d: proxy differs from oracle (WRONG RESULT): %s\n%s", q.line, d, q.sql)
+				t.Errorf("query %d (%s %v): proxy differs from oracle (WRONG RESULT): %s\n%s", q.line, rq.mode, q.args, d, q.sql)
 				continue
 			}
 			matched++
 		case errors.As(got.err, &pgErr) && pgErr.Code == "0A000" && pgErr.Hint != "":
 			refused++
+			why[strings.Join(strings.Fields(refusalShape.ReplaceAllString(pgErr.Message, "#")), " ")]++
 			pc.checkUsable(t)
 		default:
-			t.Errorf("query %d: proxy error %s; oracle answered %d rows\n%s", q.line, describeErr(got.err), len(want.rows), q.sql)
+			t.Errorf("query %d (%s %v): proxy error %s; oracle answered %d rows\n%s", q.line, rq.mode, q.args, describeErr(got.err), len(want.rows), q.sql)
 			pc.checkUsable(t)
 		}
 	}
 	t.Logf("%d random queries (seed %d): %d equal the oracle, %d refused with 0A000, %d not valid SQL", n, seed, matched, refused, invalid)
+	if testing.Verbose() {
+		for msg, k := range why {
+			t.Logf("refused %4d× %s", k, msg)
+		}
+	}
 	if matched < n/2 {
 		t.Errorf("only %d of %d random queries answered: the generator or the proxy refuses too much", matched, n)
 	}
