@@ -80,12 +80,15 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 		return nil, refuse(st.nestedInexact+" in a subquery over a sharded table",
 			"move the "+st.nestedInexact+" to the outer query, or "+hintKey)
 	}
+	union := false // a UNION, or ORDER BY / LIMIT over UNION [ALL]: merged by setOp
 	if isSetOp(s) {
-		switch {
-		case st.inexact != "" && (len(s.SortClause) > 0 || s.LimitCount != nil || s.LimitOffset != nil) && s.Op == pg.SetOperation_SETOP_UNION && s.All:
-			return nil, refuse("ORDER BY or LIMIT over UNION ALL", "wrap the UNION ALL in a subquery of a SELECT that reads one shard, or "+hintKey)
-		case st.inexact != "":
-			return nil, refuse(st.inexact, "use UNION ALL of SELECTs that each read sharded tables, or "+hintKey)
+		switch st.inexact {
+		case "":
+		case "UNION", "ORDER BY", "LIMIT", "OFFSET":
+			union = s.Op == pg.SetOperation_SETOP_UNION
+		}
+		if !union && st.inexact != "" {
+			return nil, refuse(st.inexact, "use UNION ALL or UNION of SELECTs that each read sharded tables, or "+hintKey)
 		}
 	}
 	if recursive(s) {
@@ -97,14 +100,27 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 		return nil, refuse("data-modifying statement in WITH",
 			"run the INSERT, UPDATE or DELETE ... RETURNING as a statement of its own (a multi-shard write then commits on every shard or none), or "+hintKey)
 	}
-	if !partitionedSelect(st, s, nil) {
+	if union && !s.All {
+		// Every arm's rows must come from one shard each, as for UNION
+		// ALL: the proxy then removes the duplicates across shards.
+		s.All = true
+		ok := partitionedSelect(st, s, nil)
+		s.All = false
+		if !ok {
+			return nil, refuse("UNION with an arm whose rows do not come from a sharded table",
+				"put a sharded table in every arm's FROM, or "+hintKey)
+		}
+	} else if !partitionedSelect(st, s, nil) {
 		return nil, refuse("query whose rows come from reference tables (or functions) while it reads a sharded table only in a subquery or the nullable side of an outer join",
 			"every shard would return the reference rows: put the sharded table in FROM (inner join), or "+hintKey)
+	}
+	p := &planner{st: st, sel: s, version: version}
+	if union {
+		return p.setOp()
 	}
 	if isSetOp(s) {
 		return nil, nil // UNION ALL: the arms' rows concatenate
 	}
-	p := &planner{st: st, sel: s, version: version}
 	return p.build()
 }
 
@@ -287,6 +303,64 @@ func (p *planner) build() (*ScatterPlan, *pgconn.PgError) {
 		return p.finish(&Concatenate{Input: scatter}, nil), nil
 	}
 	return plan, err
+}
+
+// setOp plans a UNION, or ORDER BY / LIMIT over UNION [ALL]: each shard
+// runs the whole statement (its own UNION removes its duplicates, its
+// LIMIT keeps LIMIT+OFFSET rows), the proxy merges the sorted streams,
+// removes the duplicates across shards (UNION) and applies the LIMIT.
+// Pushing the LIMIT down stays exact with UNION: each of the first N
+// distinct rows overall is among the first N distinct rows of its shard.
+func (p *planner) setOp() (*ScatterPlan, *pgconn.PgError) {
+	s := p.sel
+	first := s // the leftmost arm names the result's columns
+	for isSetOp(first) {
+		first = first.Larg
+	}
+	for _, t := range first.TargetList {
+		rt := t.GetResTarget()
+		if rt == nil {
+			continue
+		}
+		if cr := rt.Val.GetColumnRef(); cr != nil && len(cr.Fields) > 0 && cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
+			p.star = true
+		}
+		p.orig = append(p.orig, rt.Val)
+		p.names = append(p.names, rt.Name)
+	}
+	keys, err := p.sortKeys(p.setOpCol)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := p.limit(true)
+	if err != nil {
+		return nil, err
+	}
+	scatter, err := p.scatter()
+	if err != nil {
+		return nil, err
+	}
+	var root Node = &Concatenate{Input: scatter}
+	if len(keys) > 0 {
+		root = &MergeSort{Input: scatter, Keys: keys}
+	}
+	if !s.All {
+		root = &Distinct{Input: root}
+	}
+	return p.finish(root, limit), nil
+}
+
+// setOpCol places an ORDER BY item of a set operation: Postgres allows
+// only a result column's position or name there.
+func (p *planner) setOpCol(n *pg.Node) (ColRef, *pgconn.PgError) {
+	if k, ok := position(n); ok {
+		return p.positionCol(k, "ORDER BY")
+	}
+	if i := p.outputName(n); i >= 0 {
+		return ColRef{Index: i}, nil
+	}
+	return ColRef{}, refuse("ORDER BY over a UNION by something other than a result column",
+		"order by the column's position (ORDER BY 1), or "+keyHint(p.st))
 }
 
 // groupedByKey tells whether the SELECT reads one sharded table and groups

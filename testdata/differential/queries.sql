@@ -313,3 +313,14 @@ SELECT order_id FROM orders WHERE customer_id >= $1 ORDER BY order_id LIMIT $2; 
 -- UNION ALL of SELECTs over sharded tables: a concatenation.
 SELECT customer_id FROM orders WHERE qty > 18 UNION ALL SELECT customer_id FROM order_items WHERE qty = 5;
 SELECT stream AS s FROM events WHERE kind = 'paid' UNION ALL SELECT status FROM orders WHERE qty = 1;
+
+-- UNION and ORDER BY / LIMIT over UNION [ALL]: each shard runs the whole
+-- statement; the proxy merges the sorted streams, removes duplicates across
+-- shards and applies the LIMIT.
+SELECT status FROM orders UNION SELECT kind FROM events;
+SELECT customer_id FROM orders UNION ALL SELECT customer_id FROM customers ORDER BY 1;
+SELECT customer_id, status FROM orders WHERE qty > 15 UNION SELECT customer_id, country FROM customers ORDER BY 2 DESC NULLS LAST, 1 LIMIT 25 OFFSET 5;
+SELECT o.customer_id AS k FROM orders o UNION SELECT i.customer_id FROM order_items i WHERE i.qty = 5 ORDER BY k DESC LIMIT 10;
+SELECT stream AS s FROM events UNION ALL SELECT status FROM orders UNION ALL SELECT name FROM customers ORDER BY s NULLS FIRST LIMIT 30;
+SELECT total FROM orders WHERE customer_id = 7 UNION SELECT credit FROM customers WHERE customer_id < 50;
+SELECT customer_id FROM orders UNION SELECT customer_id FROM order_items ORDER BY 1 LIMIT $1 OFFSET $2; -- args: 5 3

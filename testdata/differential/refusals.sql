@@ -54,8 +54,8 @@ SELECT * FROM events FOR UPDATE SKIP LOCKED;
 -- Set operations whose result depends on rows of other shards.
 SELECT customer_id FROM orders INTERSECT SELECT customer_id FROM order_items;
 SELECT customer_id FROM customers EXCEPT SELECT customer_id FROM orders;
-SELECT status FROM orders UNION SELECT kind FROM events;
-SELECT customer_id FROM orders UNION ALL SELECT customer_id FROM customers ORDER BY 1;
+SELECT status FROM orders UNION SELECT name FROM products;
+(SELECT customer_id FROM orders UNION SELECT customer_id FROM order_items) UNION ALL SELECT customer_id FROM customers;
 SELECT name FROM products WHERE price < 50 UNION ALL SELECT name FROM customers WHERE country = 'DE';
 
 -- LIMIT whose row count depends on ties across shards.
