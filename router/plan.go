@@ -125,6 +125,10 @@ type AggSpec struct {
 	Func  AggFunc
 	Col   ColRef
 	Count ColRef // AggAvg only
+	// Distinct: sum(DISTINCT x) or avg(DISTINCT x). The shards also group
+	// by x, so each row's partial is x itself (in sum's type, count 1);
+	// the executor adds each value once per group.
+	Distinct bool
 }
 
 // Aggregate groups all input rows by GroupBy (hash aggregation, memory

@@ -535,7 +535,7 @@ func (p *planner) aggregate() (*ScatterPlan, *pgconn.PgError) {
 		return nil, err
 	}
 	if p.distinct != nil && p.keyDistinct {
-		return nil, refuse("count(DISTINCT) of two different expressions", "count the distinct values in separate statements")
+		return nil, errDistinctArgs()
 	}
 	if p.distinct != nil && !grouped {
 		for i, n := range p.orig {
@@ -844,10 +844,24 @@ func (p *planner) placeAgg(rt *pg.ResTarget, c ColRef) *pgconn.PgError {
 	if !fc.AggStar && len(fc.Args) != 1 {
 		return refuse(fmt.Sprintf("aggregate %s() with %d arguments", name, len(fc.Args)), hintKey)
 	}
-	if fc.AggDistinct && name != "count" {
-		return refuse(fmt.Sprintf("aggregate %s(DISTINCT ...)", name), "only count(DISTINCT x) is merged across shards; "+hintKey)
+	if fc.AggDistinct && name != "count" && name != "sum" && name != "avg" {
+		return refuse(fmt.Sprintf("aggregate %s(DISTINCT ...)", name), "only count, sum and avg (DISTINCT x) are merged across shards; "+hintKey)
 	}
 	spec := AggSpec{Col: c}
+	if fc.AggDistinct && name != "count" {
+		// The shards group by x as well: within a group of one x value,
+		// sum(DISTINCT x) is x (NULL when x is NULL or filtered out), in
+		// sum's type, and the proxy adds each value once.
+		arg := fc.Args[0]
+		if p.distinct != nil && !exprEqual(p.distinct, arg) {
+			return errDistinctArgs()
+		}
+		if p.distinct == nil {
+			p.distinct = proto.Clone(arg).(*pg.Node)
+			p.sel.GroupClause = append(p.sel.GroupClause, proto.Clone(arg).(*pg.Node))
+		}
+		spec.Distinct = true
+	}
 	switch name {
 	case "count":
 		spec.Func = AggCount
@@ -860,7 +874,7 @@ func (p *planner) placeAgg(rt *pg.ResTarget, c ColRef) *pgconn.PgError {
 			}
 			arg := fc.Args[0]
 			if p.distinct != nil && !exprEqual(p.distinct, arg) {
-				return refuse("count(DISTINCT) of two different expressions", "count the distinct values in separate statements")
+				return errDistinctArgs()
 			}
 			if p.distinct == nil {
 				p.distinct = proto.Clone(arg).(*pg.Node)
@@ -891,6 +905,7 @@ func (p *planner) placeAgg(rt *pg.ResTarget, c ColRef) *pgconn.PgError {
 		fc.Funcname = []*pg.Node{pg.MakeStrNode("sum")}
 		count := pg.MakeFuncCallNode([]*pg.Node{pg.MakeStrNode("count")},
 			[]*pg.Node{proto.Clone(fc.Args[0]).(*pg.Node)}, -1)
+		count.GetFuncCall().AggDistinct = fc.AggDistinct
 		if fc.AggFilter != nil {
 			count.GetFuncCall().AggFilter = proto.Clone(fc.AggFilter).(*pg.Node)
 		}
@@ -899,6 +914,14 @@ func (p *planner) placeAgg(rt *pg.ResTarget, c ColRef) *pgconn.PgError {
 	p.specs = append(p.specs, spec)
 	p.aggs = append(p.aggs, exprCol{n: orig, col: c})
 	return nil
+}
+
+// errDistinctArgs refuses DISTINCT aggregates of two different
+// expressions: the shards group by the one expression whose values they
+// return.
+func errDistinctArgs() *pgconn.PgError {
+	return refuse("DISTINCT aggregates of two different expressions",
+		"compute the distinct aggregates of each expression in separate statements")
 }
 
 // setName keeps the client's column name when the shard computes

@@ -196,6 +196,8 @@ func TestPlanShapes(t *testing.T) {
 	}{
 		{sql: "SELECT id FROM orders WHERE total > 5", chain: ""},
 		{sql: "SELECT id FROM orders UNION ALL SELECT id FROM order_items", chain: ""},
+		{sql: "SELECT status, sum(DISTINCT qty), avg(DISTINCT qty) FILTER (WHERE total > 1), count(DISTINCT qty) FROM orders GROUP BY status", chain: "Project Aggregate Concatenate Scatter", hidden: 1,
+			shard: "SELECT status, sum(DISTINCT qty), sum(DISTINCT qty) FILTER (WHERE total > $1) AS avg, qty AS count, count(DISTINCT qty) FILTER (WHERE total > $1) AS _sp_h0 FROM orders GROUP BY status, qty"},
 		{sql: "SELECT id FROM orders UNION SELECT id FROM order_items", chain: "Distinct Concatenate Scatter",
 			shard: "SELECT id FROM orders UNION SELECT id FROM order_items"},
 		{sql: "SELECT id AS k FROM orders UNION ALL SELECT id FROM order_items ORDER BY k DESC LIMIT 3 OFFSET 2", chain: "Limit MergeSort Scatter",
@@ -365,7 +367,8 @@ func TestPlanRefusals(t *testing.T) {
 		{"SELECT id FROM orders UNION ALL SELECT id FROM products WHERE id IN (SELECT product_id FROM order_items)", "rows come from reference tables"},
 		{"SELECT array_agg(id) FROM orders", "aggregate array_agg()"},
 		{"SELECT stddev(total) FROM orders", "aggregate stddev()"},
-		{"SELECT sum(DISTINCT total) FROM orders", "aggregate sum(DISTINCT ...)"},
+		{"SELECT min(DISTINCT total) FROM orders", "aggregate min(DISTINCT ...)"},
+		{"SELECT sum(DISTINCT total), count(DISTINCT qty) FROM orders", "DISTINCT aggregates of two different expressions"},
 		{"SELECT count(DISTINCT status) FILTER (WHERE paid) FROM orders", "count(DISTINCT ...) with FILTER"},
 		{"SELECT max(total ORDER BY id) FROM orders", "with ORDER BY"},
 		{"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY total) FROM orders", "percentile_cont"},
@@ -392,7 +395,7 @@ func TestPlanRefusals(t *testing.T) {
 		{"SELECT * FROM orders GROUP BY id", "SELECT * with GROUP BY"},
 		{"SELECT DISTINCT ON (status) status, count(*) FROM orders GROUP BY status ORDER BY status", "DISTINCT ON with GROUP BY"},
 		{"SELECT lower(status) AS status, count(*) FROM orders GROUP BY status", "GROUP BY output column name"},
-		{"SELECT count(DISTINCT status), count(DISTINCT product_id) FROM orders", "count(DISTINCT) of two different expressions"},
+		{"SELECT count(DISTINCT status), count(DISTINCT product_id) FROM orders", "DISTINCT aggregates of two different expressions"},
 		{"SELECT 1 AS one, count(DISTINCT status) FROM orders", "non-aggregate column with count(DISTINCT)"},
 		{"SELECT status, count(*) FROM orders GROUP BY status HAVING count(*) > total", "HAVING condition"},
 		{"SELECT status, count(*) FROM orders GROUP BY status HAVING count(*) + 1 > 2", "HAVING condition"},
@@ -406,8 +409,8 @@ func TestPlanRefusals(t *testing.T) {
 		{"SELECT bit_or(flags) FROM orders", "aggregate bit_or()"},
 		{"WITH RECURSIVE t AS (SELECT id, parent_id FROM orders WHERE id = 1 UNION ALL SELECT o.id, o.parent_id FROM orders o JOIN t ON o.parent_id = t.id) SELECT * FROM t", "WITH RECURSIVE"},
 		{"SELECT * FROM orders WHERE id IN (WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT n FROM r)", "WITH RECURSIVE"},
-		{"SELECT count(DISTINCT customer_id), count(DISTINCT status) FROM orders", "count(DISTINCT) of two different expressions"},
-		{"SELECT status FROM orders GROUP BY status HAVING count(DISTINCT product_id) > 1 ORDER BY count(DISTINCT customer_id)", "count(DISTINCT) of two different expressions"},
+		{"SELECT count(DISTINCT customer_id), count(DISTINCT status) FROM orders", "DISTINCT aggregates of two different expressions"},
+		{"SELECT status FROM orders GROUP BY status HAVING count(DISTINCT product_id) > 1 ORDER BY count(DISTINCT customer_id)", "DISTINCT aggregates of two different expressions"},
 	}
 	if len(cases) < 30 {
 		t.Fatalf("only %d refusals", len(cases))

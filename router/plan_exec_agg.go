@@ -33,10 +33,11 @@ const (
 
 // aggRun is one AggSpec resolved against the input's columns.
 type aggRun struct {
-	kind aggKind
-	col  int
-	cnt  int // avg: the partial count column
-	t    valType
+	kind     aggKind
+	col      int
+	cnt      int // avg: the partial count column
+	t        valType
+	distinct bool // sum/avg(DISTINCT): each value once per group (acc.set)
 }
 
 // acc is one aggregate's running state in one group.
@@ -120,7 +121,10 @@ func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 		return aggRun{}, err
 	}
 	t := types[i]
-	r := aggRun{col: i, t: t}
+	r := aggRun{col: i, t: t, distinct: s.Distinct}
+	if s.Distinct && !t.comparable() {
+		return aggRun{}, t.notComparable("compute a DISTINCT aggregate of")
+	}
 	cannot := func(what string) (aggRun, error) {
 		return aggRun{}, pgError(codeFeatureNotSupport,
 			fmt.Sprintf("cannot combine %s of type %s across shards", what, t.name()),
@@ -263,6 +267,26 @@ func (a *aggIter) consume() error {
 	return nil
 }
 
+// seenBefore tells whether value v (equal by type: 1.0 = 1.00) is in the
+// group's set of distinct values, adding it (budgeted) if not.
+func (a *aggIter) seenBefore(r *aggRun, s *acc, v []byte) (bool, error) {
+	var err error
+	if a.key, err = r.t.appendKey(a.key[:0], v); err != nil {
+		return false, err
+	}
+	if s.set == nil {
+		s.set = make(map[string]struct{})
+	}
+	if _, ok := s.set[string(a.key)]; ok {
+		return true, nil
+	}
+	if err := a.ex.charge(int64(len(a.key))+valueOverhead+16, "aggregate"); err != nil {
+		return false, err
+	}
+	s.set[string(a.key)] = struct{}{}
+	return false, nil
+}
+
 var (
 	errBigintRange = pgError("22003", "bigint out of range", "")
 	errFloatRange  = pgError("22003", "value out of range: overflow", "")
@@ -270,6 +294,14 @@ var (
 
 func (a *aggIter) accumulate(r *aggRun, s *acc, row [][]byte) error {
 	v := row[r.col]
+	if r.distinct {
+		if v == nil {
+			return nil // a NULL x, or one its FILTER dropped: counted nowhere
+		}
+		if dup, err := a.seenBefore(r, s, v); dup || err != nil {
+			return err
+		}
+	}
 	switch r.kind {
 	case aggAvgNumeric, aggAvgFloat:
 		c := row[r.cnt]
@@ -363,18 +395,8 @@ func (a *aggIter) accumulate(r *aggRun, s *acc, row [][]byte) error {
 			s.b = s.b || t
 		}
 	case aggCountDistinct:
-		var err error
-		if a.key, err = r.t.appendKey(a.key[:0], v); err != nil {
+		if _, err := a.seenBefore(r, s, v); err != nil {
 			return err
-		}
-		if s.set == nil {
-			s.set = make(map[string]struct{})
-		}
-		if _, ok := s.set[string(a.key)]; !ok {
-			if err := a.ex.charge(int64(len(a.key))+valueOverhead+16, "aggregate"); err != nil {
-				return err
-			}
-			s.set[string(a.key)] = struct{}{}
 		}
 	}
 	s.seen = true

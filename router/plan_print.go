@@ -76,10 +76,14 @@ func (f AggFunc) String() string {
 }
 
 func (a AggSpec) String() string {
-	if a.Func == AggAvg {
-		return fmt.Sprintf("avg(%s/%s)", a.Col, a.Count)
+	distinct := ""
+	if a.Distinct {
+		distinct = "DISTINCT "
 	}
-	return fmt.Sprintf("%s(%s)", a.Func, a.Col)
+	if a.Func == AggAvg {
+		return fmt.Sprintf("avg(%s%s/%s)", distinct, a.Col, a.Count)
+	}
+	return fmt.Sprintf("%s(%s%s)", a.Func, distinct, a.Col)
 }
 
 func (e *Expr) String() string {
