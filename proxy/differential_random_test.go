@@ -210,7 +210,21 @@ func (g *randGen) selectStmt() (string, bool) {
 		}
 	} else {
 		for k := 1 + rng.IntN(3); k > 0; k-- {
-			items = append(items, col(pick(t.cols, all)))
+			c := pick(t.cols, all)
+			switch rng.IntN(8) {
+			case 0:
+				items = append(items, "CASE WHEN "+col(c)+" IS NULL THEN 'none' ELSE 'some' END")
+			case 1:
+				items = append(items, col(c)+"::text")
+			case 2:
+				if c.numeric {
+					items = append(items, "coalesce("+col(c)+", -1)")
+					break
+				}
+				fallthrough
+			default:
+				items = append(items, col(c))
+			}
 		}
 		if joined != "" && rng.IntN(2) == 0 {
 			items = append(items, joined)
@@ -324,9 +338,23 @@ func randAggregate(rng *rand.Rand, t randTable, col func(randCol) string, joined
 func randCondition(g *randGen, t randTable, col func(randCol) string, pick func([]randCol, func(randCol) bool) randCol) string {
 	rng := g.rng
 	key := t.alias + "." + t.key
-	switch rng.IntN(11) {
+	switch rng.IntN(14) {
 	case 0:
 		return key + " = " + t.key2[rng.IntN(len(t.key2))]
+	case 11:
+		// A semi-join on the key with a colocated table.
+		if t.key == "customer_id" && t.name != "customers" {
+			return key + " IN (SELECT cx.customer_id FROM customers cx WHERE cx.vip)"
+		}
+		return key + " IS NOT NULL"
+	case 12:
+		if t.name == "orders" {
+			return "NOT EXISTS (SELECT 1 FROM order_items x WHERE x.customer_id = o.customer_id AND x.order_id = o.order_id AND x.qty > 3)"
+		}
+		return "NOT (" + key + " IS NULL)"
+	case 13:
+		a, b := t.key2[rng.IntN(len(t.key2))], t.key2[rng.IntN(len(t.key2))]
+		return key + " IN (" + g.param(a) + ", " + g.param(b) + ")"
 	case 9:
 		return key + " = " + g.param(t.key2[rng.IntN(len(t.key2))])
 	case 10:
