@@ -76,6 +76,7 @@ type analyzer struct {
 	st      *Statement
 	text    string
 	ctes    map[string]*pg.CommonTableExpr // this statement's CTEs by name
+	inKey   int                            // see selectStmt: set for the subquery of key IN (...) only
 	sharded int                            // sharded table occurrences seen so far
 	scopes  []*scope                       // enclosing query levels, innermost last
 	parent  map[int]int
@@ -99,7 +100,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 		return nil, fmt.Errorf("expected one statement, found %d", len(tree.Stmts))
 	}
 	st := &Statement{NumParams: numParams, hint: hint}
-	a := &analyzer{r: r, st: st, text: text}
+	a := &analyzer{r: r, st: st, text: text, inKey: -1}
 	a.top(tree.Stmts[0].Stmt)
 	pf := analyzePooling(tree.Stmts[0].Stmt)
 	st.sessionState, st.LocalConfig, st.setConfigs = pf.refusal, pf.localConfig, pf.setConfigs
@@ -448,6 +449,9 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 	}
 	before := a.sharded
 	levelFirst := len(a.st.uses)
+	inKey := a.inKey // key IN (this subquery): the enclosing row's key use
+	a.inKey = -1
+	innerKey := -1 // this level's key column that IN compares with inKey
 	a.with(s.WithClause)
 	construct := ""
 	note := func(c string) {
@@ -479,6 +483,9 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 			a.fromItem(f, &sc)
 		}
 		a.pushScope(&sc, s.WhereClause, top)
+		if inKey >= 0 && len(s.TargetList) == 1 {
+			innerKey = a.resolveKey(s.TargetList[0].GetResTarget().GetVal())
+		}
 		a.exprs(s.WhereClause, nil)
 		for _, t := range s.TargetList {
 			a.exprs(t, note)
@@ -532,6 +539,20 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 		var maybe []maybeOuterAgg
 		a.st.outerAgg, maybe = outerAggregate(s, a.ctes)
 		a.st.maybeOuterAggs = append(a.st.maybeOuterAggs, maybe...)
+	}
+	if inKey >= 0 && innerKey >= 0 {
+		// key IN (SELECT key FROM ...) of one strategy: whether a row's
+		// key is in the set depends only on the rows with that key, which
+		// live on the row's shard. A plain DISTINCT changes no set; a
+		// LIMIT, aggregate or the like needs every shard's rows (and
+		// would otherwise pass as correlated on the key below).
+		plain, _ := distinctKind(s)
+		if construct == "DISTINCT" && plain && len(s.SortClause) == 0 && s.LimitCount == nil && s.LimitOffset == nil {
+			construct = ""
+		}
+		if construct == "" {
+			a.union(inKey, innerKey)
+		}
 	}
 	if construct != "" && !top && a.correlatedOnKey(levelFirst) {
 		// A subquery that reads only rows with the enclosing row's shard
@@ -613,6 +634,19 @@ func (a *analyzer) exprs(n *pg.Node, note func(string)) {
 		switch x := c.Node.(type) {
 		case *pg.Node_SelectStmt:
 			a.selectStmt(x.SelectStmt, false)
+			return false
+		case *pg.Node_SubLink:
+			sl := x.SubLink
+			if sl.SubLinkType != pg.SubLinkType_ANY_SUBLINK || sl.Subselect.GetSelectStmt() == nil {
+				return true
+			}
+			if op := stringItems(sl.OperName); len(op) > 1 || len(op) == 1 && op[0] != "=" {
+				return true
+			}
+			a.exprs(sl.Testexpr, note)
+			a.inKey = a.resolveKey(sl.Testexpr)
+			a.selectStmt(sl.Subselect.GetSelectStmt(), false)
+			a.inKey = -1
 			return false
 		case *pg.Node_FuncCall:
 			if note != nil {

@@ -282,6 +282,13 @@ SELECT count(*) FROM orders o WHERE o.order_id IN (SELECT DISTINCT i.order_id FR
 SELECT c.country, count(*) FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.customer_id GROUP BY o.status HAVING count(*) > 1) GROUP BY c.country;
 SELECT customer_id, order_id FROM orders o WHERE qty = (SELECT max(qty) FROM orders o2 WHERE o2.customer_id = $1 AND o2.customer_id = o.customer_id); -- args: 7
 
+-- key IN (SELECT key ...) of one strategy: a semi-join that stays on each row's shard.
+SELECT count(*) FROM orders WHERE customer_id IN (SELECT customer_id FROM customers WHERE vip);
+SELECT order_id FROM orders o WHERE o.customer_id NOT IN (SELECT c.customer_id FROM customers c WHERE c.credit > 1000) ORDER BY order_id LIMIT 20;
+SELECT c.customer_id, c.customer_id IN (SELECT customer_id FROM orders WHERE qty > 18) AS big FROM customers c ORDER BY 1 LIMIT 30;
+SELECT count(*), sum(total) FROM orders WHERE customer_id = ANY (SELECT customer_id FROM order_items WHERE qty = 5) AND status = 'paid';
+SELECT status, count(*) FROM orders WHERE customer_id IN (SELECT DISTINCT customer_id FROM customers WHERE country = 'DE') GROUP BY status ORDER BY 1 NULLS FIRST;
+
 -- Aggregates of the subquery's own level (not the outer query's).
 SELECT count(*) FROM orders o WHERE total > (SELECT max(p.price) FROM products p WHERE p.price < o.total);
 SELECT order_id, (SELECT count(*)) AS one FROM orders WHERE qty > 15;

@@ -97,3 +97,9 @@ CREATE TEMP TABLE scratch (x int);
 CREATE TEMPORARY VIEW scratch_v AS SELECT 1 AS one;
 SELECT * INTO TEMP scratch_t FROM orders WHERE customer_id = 7;
 DECLARE held_c CURSOR WITH HOLD FOR SELECT order_id FROM orders WHERE customer_id = 7;
+
+-- key IN (subquery) whose set needs other shards' rows.
+SELECT count(*) FROM orders WHERE customer_id IN (SELECT customer_id FROM customers ORDER BY credit DESC NULLS LAST, customer_id LIMIT 5);
+SELECT count(*) FROM orders WHERE customer_id IN (SELECT region_id FROM customers);
+SELECT count(*) FROM orders WHERE customer_id IN (SELECT count(*) FROM customers GROUP BY country);
+SELECT count(*) FROM orders WHERE customer_id IN (SELECT customer_id FROM events);
