@@ -62,6 +62,7 @@ func (u *tableUse) refName() string {
 type scope struct {
 	uses  []int
 	quals []qual
+	from  []*pg.Node // the level's FROM clause (SELECT levels only)
 }
 
 // qual is a condition that filters only the rows of targets (an outer
@@ -478,7 +479,7 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 			a.exprs(row, nil)
 		}
 		first := len(a.st.uses)
-		var sc scope
+		sc := scope{from: s.FromClause}
 		for _, f := range s.FromClause {
 			a.fromItem(f, &sc)
 		}
@@ -644,7 +645,7 @@ func (a *analyzer) exprs(n *pg.Node, note func(string)) {
 				return true
 			}
 			a.exprs(sl.Testexpr, note)
-			a.inKey = a.resolveKey(sl.Testexpr)
+			a.inKey = a.nonNullKey(a.resolveKey(sl.Testexpr))
 			a.selectStmt(sl.Subselect.GetSelectStmt(), false)
 			a.inKey = -1
 			return false
@@ -1762,6 +1763,27 @@ func (a *analyzer) resolveKey(n *pg.Node) int {
 		}
 	}
 	return -1
+}
+
+// nonNullKey returns use i (-1 stays -1), or -1 when its table is on the
+// nullable side of an outer join of its level: a NULL key's IN result
+// depends on whether the subquery's set is empty, which one shard cannot
+// tell (NULL NOT IN (empty set) is true, NOT IN (1) is NULL).
+func (a *analyzer) nonNullKey(i int) int {
+	if i < 0 {
+		return -1
+	}
+	for _, sc := range a.scopes {
+		if !slices.Contains(sc.uses, i) {
+			continue
+		}
+		for _, f := range sc.from {
+			if nullableSide(f, a.st.uses[i].refName(), false) {
+				return -1
+			}
+		}
+	}
+	return i
 }
 
 func (a *analyzer) isKeyName(i int, col string) bool {

@@ -125,6 +125,7 @@ func TestRoute(t *testing.T) {
 		{name: "intersect across shards", sql: "SELECT id FROM orders INTERSECT SELECT id FROM order_items", code: "0A000", msg: "INTERSECT across shards"},
 		{name: "key in a subquery of the key", sql: "SELECT id FROM orders WHERE customer_id IN (SELECT i.customer_id FROM order_items i WHERE qty > 1)", kind: RouteAll, shards: all2, merge: MergeConcat},
 		{name: "key not in a distinct subquery of the key", sql: "SELECT id FROM orders WHERE NOT customer_id = ANY (SELECT DISTINCT customer_id FROM order_items)", kind: RouteAll, shards: all2, merge: MergeConcat},
+		{name: "nullable key in a subquery of the key", sql: "SELECT o.id FROM order_items i LEFT JOIN orders o ON o.customer_id = i.customer_id WHERE o.customer_id NOT IN (SELECT customer_id FROM order_items WHERE qty > 1)", code: "0A000", msg: "without equating their shard keys"},
 		{name: "key in a limited subquery", sql: "SELECT id FROM orders WHERE customer_id IN (SELECT customer_id FROM order_items LIMIT 3)", code: "0A000", msg: "without equating their shard keys"},
 		{name: "key in a subquery of another column", sql: "SELECT id FROM orders WHERE customer_id IN (SELECT qty FROM order_items)", code: "0A000", msg: "without equating their shard keys"},
 		{name: "union all across shards", sql: "SELECT id FROM orders UNION ALL SELECT id FROM order_items", kind: RouteAll, shards: all2, merge: MergeConcat},
