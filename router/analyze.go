@@ -485,7 +485,9 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 		}
 		a.pushScope(&sc, s.WhereClause, top)
 		if inKey >= 0 && len(s.TargetList) == 1 {
-			innerKey = a.resolveKey(s.TargetList[0].GetResTarget().GetVal())
+			// A NULL in the set (a key from an outer join's nullable side)
+			// makes NOT IN NULL on the shards that have one only.
+			innerKey = a.nonNullKey(a.resolveKey(s.TargetList[0].GetResTarget().GetVal()))
 		}
 		a.exprs(s.WhereClause, nil)
 		for _, t := range s.TargetList {
