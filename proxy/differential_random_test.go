@@ -115,19 +115,23 @@ func (g *randGen) param(lit string) string {
 	return "$" + strconv.Itoa(len(g.args))
 }
 
+// pick returns a random column of cs that ok accepts; ok must accept a
+// column of every table (each has a numeric one).
+func (g *randGen) pick(cs []randCol, ok func(randCol) bool) randCol {
+	for {
+		if c := cs[g.rng.IntN(len(cs))]; ok(c) {
+			return c
+		}
+	}
+}
+
 // union is two plain SELECTs of one table's key column, combined.
 func (g *randGen) union() (string, bool) {
 	t := randTables[g.rng.IntN(len(randTables))]
 	op := []string{"UNION ALL", "UNION", "INTERSECT", "EXCEPT"}[g.rng.IntN(4)]
 	arm := func() string {
 		return "SELECT " + t.alias + "." + t.key + " AS k FROM " + t.name + " " + t.alias + " WHERE " +
-			randCondition(g, t, func(c randCol) string { return t.alias + "." + c.name }, func(cs []randCol, ok func(randCol) bool) randCol {
-				for {
-					if c := cs[g.rng.IntN(len(cs))]; ok(c) {
-						return c
-					}
-				}
-			})
+			randCondition(g, t, func(c randCol) string { return t.alias + "." + c.name }, g.pick)
 	}
 	sql := arm() + " " + op + " " + arm()
 	if g.rng.IntN(2) == 0 {
@@ -139,14 +143,7 @@ func (g *randGen) union() (string, bool) {
 func (g *randGen) selectStmt() (string, bool) {
 	rng := g.rng
 	t := randTables[rng.IntN(len(randTables))]
-	// pick's ok must accept a column of every table (each has a numeric one).
-	pick := func(cs []randCol, ok func(randCol) bool) randCol {
-		for {
-			if c := cs[rng.IntN(len(cs))]; ok(c) {
-				return c
-			}
-		}
-	}
+	pick := g.pick
 	all := func(randCol) bool { return true }
 	col := func(c randCol) string { return t.alias + "." + c.name }
 

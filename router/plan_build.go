@@ -275,17 +275,7 @@ func (p *planner) build() (*ScatterPlan, *pgconn.PgError) {
 			p.only = p.from[refNameOf(rv)]
 		}
 	}
-	for _, t := range s.TargetList {
-		rt := t.GetResTarget()
-		if rt == nil {
-			continue
-		}
-		if cr := rt.Val.GetColumnRef(); cr != nil && len(cr.Fields) > 0 && cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
-			p.star = true
-		}
-		p.orig = append(p.orig, proto.Clone(rt.Val).(*pg.Node))
-		p.names = append(p.names, rt.Name)
-	}
+	p.outputColumns(s.TargetList)
 	if !hasAgg {
 		return p.rows()
 	}
@@ -317,7 +307,18 @@ func (p *planner) setOp() (*ScatterPlan, *pgconn.PgError) {
 	for isSetOp(first) {
 		first = first.Larg
 	}
-	for _, t := range first.TargetList {
+	p.outputColumns(first.TargetList)
+	keys, err := p.sortKeys(p.setOpCol)
+	if err != nil {
+		return nil, err
+	}
+	return p.mergeRows(keys, !s.All, nil)
+}
+
+// outputColumns records the client's select list (copies: the planner
+// rewrites the tree) and whether it has a star.
+func (p *planner) outputColumns(targets []*pg.Node) {
+	for _, t := range targets {
 		rt := t.GetResTarget()
 		if rt == nil {
 			continue
@@ -325,29 +326,9 @@ func (p *planner) setOp() (*ScatterPlan, *pgconn.PgError) {
 		if cr := rt.Val.GetColumnRef(); cr != nil && len(cr.Fields) > 0 && cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
 			p.star = true
 		}
-		p.orig = append(p.orig, rt.Val)
+		p.orig = append(p.orig, proto.Clone(rt.Val).(*pg.Node))
 		p.names = append(p.names, rt.Name)
 	}
-	keys, err := p.sortKeys(p.setOpCol)
-	if err != nil {
-		return nil, err
-	}
-	limit, err := p.limit(true)
-	if err != nil {
-		return nil, err
-	}
-	scatter, err := p.scatter()
-	if err != nil {
-		return nil, err
-	}
-	var root Node = &Concatenate{Input: scatter}
-	if len(keys) > 0 {
-		root = &MergeSort{Input: scatter, Keys: keys}
-	}
-	if !s.All {
-		root = &Distinct{Input: root}
-	}
-	return p.finish(root, limit), nil
 }
 
 // setOpCol places an ORDER BY item of a set operation: Postgres allows
@@ -451,6 +432,13 @@ func (p *planner) rows() (*ScatterPlan, *pgconn.PgError) {
 			}
 		}
 	}
+	return p.mergeRows(keys, plainDistinct || on != nil, onCols)
+}
+
+// mergeRows plans rows the shards return finished: merged in keys' order
+// (or concatenated), deduplicated on on (every column when nil) if
+// distinct, then limited, with the LIMIT pushed down.
+func (p *planner) mergeRows(keys []SortKey, distinct bool, on []ColRef) (*ScatterPlan, *pgconn.PgError) {
 	limit, err := p.limit(true)
 	if err != nil {
 		return nil, err
@@ -463,8 +451,8 @@ func (p *planner) rows() (*ScatterPlan, *pgconn.PgError) {
 	if len(keys) > 0 {
 		root = &MergeSort{Input: scatter, Keys: keys}
 	}
-	if plainDistinct || on != nil {
-		root = &Distinct{Input: root, On: onCols}
+	if distinct {
+		root = &Distinct{Input: root, On: on}
 	}
 	return p.finish(root, limit), nil
 }
@@ -852,13 +840,8 @@ func (p *planner) placeAgg(rt *pg.ResTarget, c ColRef) *pgconn.PgError {
 		// The shards group by x as well: within a group of one x value,
 		// sum(DISTINCT x) is x (NULL when x is NULL or filtered out), in
 		// sum's type, and the proxy adds each value once.
-		arg := fc.Args[0]
-		if p.distinct != nil && !exprEqual(p.distinct, arg) {
-			return errDistinctArgs()
-		}
-		if p.distinct == nil {
-			p.distinct = proto.Clone(arg).(*pg.Node)
-			p.sel.GroupClause = append(p.sel.GroupClause, proto.Clone(arg).(*pg.Node))
+		if err := p.groupByDistinct(fc.Args[0]); err != nil {
+			return err
 		}
 		spec.Distinct = true
 	}
@@ -873,12 +856,8 @@ func (p *planner) placeAgg(rt *pg.ResTarget, c ColRef) *pgconn.PgError {
 				return refuse("count(DISTINCT ...) with FILTER", "count(DISTINCT CASE WHEN condition THEN x END) counts the same values, or "+hintKey)
 			}
 			arg := fc.Args[0]
-			if p.distinct != nil && !exprEqual(p.distinct, arg) {
-				return errDistinctArgs()
-			}
-			if p.distinct == nil {
-				p.distinct = proto.Clone(arg).(*pg.Node)
-				p.sel.GroupClause = append(p.sel.GroupClause, proto.Clone(arg).(*pg.Node))
+			if err := p.groupByDistinct(arg); err != nil {
+				return err
 			}
 			// The shards return the distinct values themselves; the
 			// proxy counts them per group.
@@ -913,6 +892,19 @@ func (p *planner) placeAgg(rt *pg.ResTarget, c ColRef) *pgconn.PgError {
 	}
 	p.specs = append(p.specs, spec)
 	p.aggs = append(p.aggs, exprCol{n: orig, col: c})
+	return nil
+}
+
+// groupByDistinct makes the shards also group by arg, the argument of the
+// statement's DISTINCT aggregates (one expression for all of them).
+func (p *planner) groupByDistinct(arg *pg.Node) *pgconn.PgError {
+	if p.distinct != nil && !exprEqual(p.distinct, arg) {
+		return errDistinctArgs()
+	}
+	if p.distinct == nil {
+		p.distinct = proto.Clone(arg).(*pg.Node)
+		p.sel.GroupClause = append(p.sel.GroupClause, proto.Clone(arg).(*pg.Node))
+	}
 	return nil
 }
 
