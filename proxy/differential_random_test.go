@@ -125,16 +125,28 @@ func (g *randGen) pick(cs []randCol, ok func(randCol) bool) randCol {
 	}
 }
 
-// union is two plain SELECTs of one table's key column, combined.
+// union is two plain SELECTs of one table, combined.
 func (g *randGen) union() (string, bool) {
 	t := randTables[g.rng.IntN(len(randTables))]
-	op := []string{"UNION ALL", "UNION", "INTERSECT", "EXCEPT"}[g.rng.IntN(4)]
+	op := []string{"UNION ALL", "UNION", "INTERSECT", "EXCEPT", "INTERSECT ALL", "EXCEPT ALL"}[g.rng.IntN(6)]
+	// The key column (INTERSECT and EXCEPT are then exact per shard), or
+	// another with it, or another alone (refused for those two).
+	out := t.alias + "." + t.key + " AS k"
+	switch c := t.cols[g.rng.IntN(len(t.cols))]; g.rng.IntN(3) {
+	case 0:
+		out += ", " + t.alias + "." + c.name
+	case 1:
+		out = t.alias + "." + c.name + " AS k"
+	}
 	arm := func() string {
-		return "SELECT " + t.alias + "." + t.key + " AS k FROM " + t.name + " " + t.alias + " WHERE " +
+		return "SELECT " + out + " FROM " + t.name + " " + t.alias + " WHERE " +
 			randCondition(g, t, func(c randCol) string { return t.alias + "." + c.name }, g.pick)
 	}
 	sql := arm() + " " + op + " " + arm()
 	if g.rng.IntN(2) == 0 {
+		if strings.Contains(out, ",") {
+			return sql + " ORDER BY 1, 2 LIMIT " + strconv.Itoa(1+g.rng.IntN(15)), true
+		}
 		return sql + " ORDER BY 1 LIMIT " + strconv.Itoa(1+g.rng.IntN(15)), true
 	}
 	return sql, false

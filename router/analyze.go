@@ -78,6 +78,8 @@ type analyzer struct {
 	text    string
 	ctes    map[string]*pg.CommonTableExpr // this statement's CTEs by name
 	inKey   int                            // see selectStmt: set for the subquery of key IN (...) only
+	setArm  bool                           // see selectStmt: set for an arm of INTERSECT or EXCEPT only
+	outKeys map[*pg.SelectStmt][]int       // such an arm's select list: the key use of each column, or -1
 	sharded int                            // sharded table occurrences seen so far
 	scopes  []*scope                       // enclosing query levels, innermost last
 	parent  map[int]int
@@ -452,6 +454,8 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 	levelFirst := len(a.st.uses)
 	inKey := a.inKey // key IN (this subquery): the enclosing row's key use
 	a.inKey = -1
+	setArm := a.setArm // an arm of INTERSECT or EXCEPT: record its output keys
+	a.setArm = false
 	innerKey := -1 // this level's key column that IN compares with inKey
 	a.with(s.WithClause)
 	construct := ""
@@ -462,10 +466,15 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 	}
 	if isSetOp(s) {
 		l0 := a.sharded
+		a.setArm = s.Op != pg.SetOperation_SETOP_UNION
 		a.selectStmt(s.Larg, false)
 		l1 := a.sharded
+		a.setArm = s.Op != pg.SetOperation_SETOP_UNION
 		a.selectStmt(s.Rarg, false)
 		switch {
+		case s.Op != pg.SetOperation_SETOP_UNION && a.colocatedArms(s):
+			// Every row's count in either arm is known on its key's
+			// shard, and different shards return different rows.
 		case s.Op != pg.SetOperation_SETOP_UNION:
 			note(strings.TrimPrefix(s.Op.String(), "SETOP_"))
 		case !s.All:
@@ -484,6 +493,16 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 			a.fromItem(f, &sc)
 		}
 		a.pushScope(&sc, s.WhereClause, top)
+		if setArm {
+			keys := make([]int, len(s.TargetList))
+			for i, t := range s.TargetList {
+				keys[i] = a.nonNullKey(a.resolveKey(t.GetResTarget().GetVal()))
+			}
+			if a.outKeys == nil {
+				a.outKeys = map[*pg.SelectStmt][]int{}
+			}
+			a.outKeys[s] = keys
+		}
 		if inKey >= 0 && len(s.TargetList) == 1 {
 			// A NULL in the set (a key from an outer join's nullable side)
 			// makes NOT IN NULL on the shards that have one only.
@@ -1765,6 +1784,25 @@ func (a *analyzer) resolveKey(n *pg.Node) int {
 		}
 	}
 	return -1
+}
+
+// colocatedArms tells whether the INTERSECT or EXCEPT s has two plain
+// arms whose select lists have, at one position, the shard key of tables
+// of one strategy (not from an outer join's nullable side). A result row
+// then carries its key: its every occurrence in either arm is computed on
+// that key's shard, so each shard's INTERSECT or EXCEPT (ALL or not) is
+// exact for its rows, and no two shards return the same row.
+func (a *analyzer) colocatedArms(s *pg.SelectStmt) bool {
+	l, r := a.outKeys[s.Larg], a.outKeys[s.Rarg]
+	if isSetOp(s.Larg) || isSetOp(s.Rarg) {
+		return false
+	}
+	for k := 0; k < min(len(l), len(r)); k++ {
+		if l[k] >= 0 && r[k] >= 0 && a.st.uses[l[k]].info.strat.Name() == a.st.uses[r[k]].info.strat.Name() {
+			return true
+		}
+	}
+	return false
 }
 
 // nonNullKey returns use i (-1 stays -1), or -1 when its table is on the

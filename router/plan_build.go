@@ -85,7 +85,9 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 		switch st.inexact {
 		case "":
 		case "UNION", "ORDER BY", "LIMIT", "OFFSET":
-			union = s.Op == pg.SetOperation_SETOP_UNION
+			// ORDER BY or LIMIT is noted only over a UNION ALL, or over an
+			// INTERSECT or EXCEPT of colocated arms (analyzer.colocatedArms).
+			union = true
 		}
 		if !union && st.inexact != "" {
 			return nil, refuse(st.inexact, "use UNION ALL or UNION of SELECTs that each read sharded tables, or "+hintKey)
@@ -176,7 +178,9 @@ func partitionedSelect(st *Statement, s *pg.SelectStmt, ctes map[string]*pg.Node
 	case pg.SetOperation_SETOP_UNION:
 		return s.All && partitionedSelect(st, s.Larg, ctes) && partitionedSelect(st, s.Rarg, ctes)
 	default:
-		return false
+		// INTERSECT or EXCEPT, refused unless its arms are colocated by
+		// a shard key in the select list (analyzer.colocatedArms).
+		return partitionedSelect(st, s.Larg, ctes) && partitionedSelect(st, s.Rarg, ctes)
 	}
 	for _, f := range s.FromClause {
 		if partitionedFrom(st, f, ctes) {
@@ -312,7 +316,8 @@ func (p *planner) setOp() (*ScatterPlan, *pgconn.PgError) {
 	if err != nil {
 		return nil, err
 	}
-	return p.mergeRows(keys, !s.All, nil)
+	// Colocated INTERSECT and EXCEPT rows differ between shards already.
+	return p.mergeRows(keys, s.Op == pg.SetOperation_SETOP_UNION && !s.All, nil)
 }
 
 // outputColumns records the client's select list (copies: the planner

@@ -337,3 +337,11 @@ SELECT o.customer_id AS k FROM orders o UNION SELECT i.customer_id FROM order_it
 SELECT stream AS s FROM events UNION ALL SELECT status FROM orders UNION ALL SELECT name FROM customers ORDER BY s NULLS FIRST LIMIT 30;
 SELECT total FROM orders WHERE customer_id = 7 UNION SELECT credit FROM customers WHERE customer_id < 50;
 SELECT customer_id FROM orders UNION SELECT customer_id FROM order_items ORDER BY 1 LIMIT $1 OFFSET $2; -- args: 5 3
+
+-- INTERSECT and EXCEPT whose arms select the shard key of one strategy:
+-- every row's occurrences are on its key's shard.
+SELECT customer_id FROM orders INTERSECT SELECT customer_id FROM order_items;
+SELECT customer_id FROM customers EXCEPT SELECT customer_id FROM orders;
+SELECT customer_id, status FROM orders INTERSECT ALL SELECT customer_id, status FROM orders WHERE qty > 5 ORDER BY 1, 2 NULLS FIRST LIMIT 20;
+SELECT customer_id FROM order_items EXCEPT ALL SELECT customer_id FROM orders WHERE shipped ORDER BY 1 DESC LIMIT 15;
+SELECT c.country, c.customer_id FROM customers c EXCEPT SELECT 'DE', o.customer_id FROM orders o WHERE o.qty > 10 ORDER BY 2 LIMIT 25;
