@@ -90,7 +90,11 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 			union = true
 		}
 		if !union && st.inexact != "" {
-			return nil, refuse(st.inexact, "use UNION ALL or UNION of SELECTs that each read sharded tables, or "+hintKey)
+			hint := "use UNION ALL or UNION of SELECTs that each read sharded tables, or " + hintKey
+			if s.Op != pg.SetOperation_SETOP_UNION {
+				hint = "select the shard key in both arms at the same position (each row is then on its key's shard), or " + hintKey
+			}
+			return nil, refuse(st.inexact, hint)
 		}
 	}
 	if recursive(s) {
