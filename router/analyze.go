@@ -1793,10 +1793,10 @@ func (a *analyzer) resolveKey(n *pg.Node) int {
 // that key's shard, so each shard's INTERSECT or EXCEPT (ALL or not) is
 // exact for its rows, and no two shards return the same row.
 func (a *analyzer) colocatedArms(s *pg.SelectStmt) bool {
-	l, r := a.outKeys[s.Larg], a.outKeys[s.Rarg]
 	if isSetOp(s.Larg) || isSetOp(s.Rarg) {
 		return false
 	}
+	l, r := a.outKeys[s.Larg], a.outKeys[s.Rarg]
 	for k := 0; k < min(len(l), len(r)); k++ {
 		if l[k] >= 0 && r[k] >= 0 && a.st.uses[l[k]].info.strat.Name() == a.st.uses[r[k]].info.strat.Name() {
 			return true

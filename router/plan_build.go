@@ -80,16 +80,16 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 		return nil, refuse(st.nestedInexact+" in a subquery over a sharded table",
 			"move the "+st.nestedInexact+" to the outer query, or "+hintKey)
 	}
-	union := false // a UNION, or ORDER BY / LIMIT over UNION [ALL]: merged by setOp
+	mergeSetOp := false // a UNION, or ORDER BY / LIMIT over a set operation: planned by setOp
 	if isSetOp(s) {
 		switch st.inexact {
 		case "":
 		case "UNION", "ORDER BY", "LIMIT", "OFFSET":
 			// ORDER BY or LIMIT is noted only over a UNION ALL, or over an
 			// INTERSECT or EXCEPT of colocated arms (analyzer.colocatedArms).
-			union = true
+			mergeSetOp = true
 		}
-		if !union && st.inexact != "" {
+		if !mergeSetOp && st.inexact != "" {
 			hint := "use UNION ALL or UNION of SELECTs that each read sharded tables, or " + hintKey
 			if s.Op != pg.SetOperation_SETOP_UNION {
 				hint = "select the shard key in both arms at the same position (each row is then on its key's shard), or " + hintKey
@@ -106,22 +106,16 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 		return nil, refuse("data-modifying statement in WITH",
 			"run the INSERT, UPDATE or DELETE ... RETURNING as a statement of its own (a multi-shard write then commits on every shard or none), or "+hintKey)
 	}
-	if union && !s.All {
-		// Every arm's rows must come from one shard each, as for UNION
-		// ALL: the proxy then removes the duplicates across shards.
-		s.All = true
-		ok := partitionedSelect(st, s, nil)
-		s.All = false
-		if !ok {
+	if !partitionedSelect(st, s, nil) {
+		if s.Op == pg.SetOperation_SETOP_UNION && !s.All {
 			return nil, refuse("UNION with an arm whose rows do not come from a sharded table",
 				"put a sharded table in every arm's FROM, or "+hintKey)
 		}
-	} else if !partitionedSelect(st, s, nil) {
 		return nil, refuse("query whose rows come from reference tables (or functions) while it reads a sharded table only in a subquery or the nullable side of an outer join",
 			"every shard would return the reference rows: put the sharded table in FROM (inner join), or "+hintKey)
 	}
 	p := &planner{st: st, sel: s, version: version}
-	if union {
+	if mergeSetOp {
 		return p.setOp()
 	}
 	if isSetOp(s) {
@@ -177,13 +171,12 @@ func partitionedSelect(st *Statement, s *pg.SelectStmt, ctes map[string]*pg.Node
 		}
 		ctes = inner
 	}
-	switch s.Op {
-	case pg.SetOperation_SETOP_NONE, pg.SetOperation_SET_OPERATION_UNDEFINED:
-	case pg.SetOperation_SETOP_UNION:
-		return s.All && partitionedSelect(st, s.Larg, ctes) && partitionedSelect(st, s.Rarg, ctes)
-	default:
-		// INTERSECT or EXCEPT, refused unless its arms are colocated by
-		// a shard key in the select list (analyzer.colocatedArms).
+	if isSetOp(s) {
+		// A set operation's rows come from its arms. Duplicates across
+		// shards are not this function's concern: the top level's UNION
+		// is deduplicated by setOp, a nested one is refused as
+		// nestedInexact, and INTERSECT and EXCEPT pass the analyser only
+		// with arms colocated by a selected key (analyzer.colocatedArms).
 		return partitionedSelect(st, s.Larg, ctes) && partitionedSelect(st, s.Rarg, ctes)
 	}
 	for _, f := range s.FromClause {
@@ -303,10 +296,11 @@ func (p *planner) build() (*ScatterPlan, *pgconn.PgError) {
 	return plan, err
 }
 
-// setOp plans a UNION, or ORDER BY / LIMIT over UNION [ALL]: each shard
-// runs the whole statement (its own UNION removes its duplicates, its
-// LIMIT keeps LIMIT+OFFSET rows), the proxy merges the sorted streams,
-// removes the duplicates across shards (UNION) and applies the LIMIT.
+// setOp plans a UNION, or ORDER BY / LIMIT over UNION [ALL] or over a
+// colocated INTERSECT or EXCEPT: each shard runs the whole statement (its
+// own UNION removes its duplicates, its LIMIT keeps LIMIT+OFFSET rows),
+// the proxy merges the sorted streams, removes the duplicates across
+// shards (UNION) and applies the LIMIT.
 // Pushing the LIMIT down stays exact with UNION: each of the first N
 // distinct rows overall is among the first N distinct rows of its shard.
 func (p *planner) setOp() (*ScatterPlan, *pgconn.PgError) {

@@ -37,7 +37,7 @@ type aggRun struct {
 	col      int
 	cnt      int // avg: the partial count column
 	t        valType
-	distinct bool // sum/avg(DISTINCT): each value once per group (acc.set)
+	distinct bool // count/sum/avg(DISTINCT): each value once per group (acc.set)
 }
 
 // acc is one aggregate's running state in one group.
@@ -192,7 +192,7 @@ func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 		if !t.comparable() {
 			return aggRun{}, t.notComparable("count distinct")
 		}
-		r.kind = aggCountDistinct
+		r.kind, r.distinct = aggCountDistinct, true
 	default:
 		return aggRun{}, planShapeError(fmt.Sprintf("unknown aggregate %s", s.Func))
 	}
@@ -393,10 +393,6 @@ func (a *aggIter) accumulate(r *aggRun, s *acc, row [][]byte) error {
 			s.b = s.b && t
 		default:
 			s.b = s.b || t
-		}
-	case aggCountDistinct:
-		if _, err := a.seenBefore(r, s, v); err != nil {
-			return err
 		}
 	}
 	s.seen = true
