@@ -271,7 +271,15 @@ func (g *randGen) selectStmt() (string, bool) {
 		b.WriteString(" GROUP BY " + strings.Join(groups, ", "))
 	}
 	if aggregate && rng.IntN(4) == 0 {
-		b.WriteString(" HAVING count(*) > " + strconv.Itoa(rng.IntN(3)))
+		switch rng.IntN(3) {
+		case 0:
+			b.WriteString(" HAVING count(*) > " + strconv.Itoa(rng.IntN(3)))
+		case 1:
+			b.WriteString(" HAVING count(*) % 2 = " + strconv.Itoa(rng.IntN(2)))
+		default:
+			// Postgres evaluates this one over the merged aggregates.
+			b.WriteString(" HAVING " + randAggregate(rng, t, col, joined) + " > " + randAggregate(rng, t, col, joined) + " OR count(*) > 3")
+		}
 	}
 	ordered := rng.IntN(2) == 0 || distinctOn // DISTINCT ON keeps the first row of its ORDER BY
 	if ordered {
@@ -313,7 +321,7 @@ func randAggregate(rng *rand.Rand, t randTable, col func(randCol) string, joined
 		}
 	}
 	anyCol := func() string { return col(t.cols[rng.IntN(len(t.cols))]) }
-	switch rng.IntN(11) {
+	switch rng.IntN(14) {
 	case 0:
 		return "count(*)"
 	case 1:
@@ -339,6 +347,12 @@ func randAggregate(rng *rand.Rand, t randTable, col func(randCol) string, joined
 		return "sum(DISTINCT " + pickNum() + ")"
 	case 9:
 		return "sum(" + pickNum() + ") FILTER (WHERE " + pickNum() + " IS NOT NULL)"
+	case 10:
+		return "round(avg(" + pickNum() + ")::numeric, 2)"
+	case 11:
+		return "coalesce(sum(" + pickNum() + "), 0) + count(*)"
+	case 12:
+		return "sum(" + pickNum() + ") / nullif(count(*), 0)"
 	default:
 		return "max(" + pickNum() + ") - min(" + pickNum() + ")"
 	}

@@ -464,7 +464,8 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 			c.Send(&pgproto3.Describe{ObjectType: 'P'})
 			c.Send(&pgproto3.Execute{})
 			c.Send(&pgproto3.Sync{})
-		}, bindParams(mb, ps.paramOIDs, ps.lits), mb.resultFormats, false)
+		}, planInputs{param: bindParams(mb, ps.paramOIDs, ps.lits), lits: ps.lits, bind: mb, oids: ps.paramOIDs},
+			mb.resultFormats, false)
 		if failed {
 			s.ext.skip, s.ext.clientFailed = true, true
 		}

@@ -143,12 +143,12 @@ func (l *scatterLeg) finish() error {
 }
 
 // runPlan runs a merged multi-shard SELECT. send writes the plan's query
-// to one backend; param resolves the plan's $n constants (LIMIT, HAVING);
+// to one backend; in resolves the plan's $n constants (LIMIT, HAVING);
 // formats are the client's result format codes (nil: all text); describe
 // says whether the client gets a RowDescription (the simple protocol) or
 // asked for it separately (Describe in the extended protocol).
 func (s *session) runPlan(ctx context.Context, st *router.Statement, route router.Route, send func(c *pool.Conn),
-	param router.ParamFunc, formats []int16, describe bool) (failed bool, err error) {
+	in planInputs, formats []int16, describe bool) (failed bool, err error) {
 	if err := s.checkMulti(st, route); err != nil {
 		return true, s.sendError(err)
 	}
@@ -210,7 +210,7 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 		}
 	}
 	s.watch.start()
-	failure, lost := s.mergeLegs(ctx, route.Plan, legs, param, formats, describe)
+	failure, lost := s.mergeLegs(ctx, route.Plan, legs, in, formats, describe)
 	s.watch.stop()
 	if errors.Is(lost, errClientGone) {
 		release(true)
@@ -262,7 +262,7 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 // the client gets for the statement (already shaped as an ErrorResponse);
 // lost is a broken backend or errClientGone.
 func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs []*scatterLeg,
-	param router.ParamFunc, formats []int16, describe bool) (failure *pgproto3.ErrorResponse, lost error) {
+	in planInputs, formats []int16, describe bool) (failure *pgproto3.ErrorResponse, lost error) {
 	var fields []pgproto3.FieldDescription
 	for _, l := range legs {
 		ok, err := l.header()
@@ -308,7 +308,11 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 		srcs[i] = l
 	}
 	var row pgproto3.DataRow
-	n, err := plan.Execute(ctx, fields, srcs, param, router.ExecOptions{Budget: s.runtime().Config.MergeMemory},
+	opts := router.ExecOptions{Budget: s.runtime().Config.MergeMemory, Evaluate: s.evaluator(legs[0], in)}
+	if in.bind != nil {
+		opts.BoundParams = len(in.bind.params)
+	}
+	n, err := plan.Execute(ctx, fields, srcs, in.param, opts,
 		func(values [][]byte) error {
 			row.Values = values
 			if binaryCols {
@@ -346,6 +350,97 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 		return nil, errClientGone
 	}
 	return nil, nil
+}
+
+// planInputs are what a merged SELECT reads besides the shards' rows.
+type planInputs struct {
+	param router.ParamFunc // the plan's $n constants (LIMIT, HAVING)
+	lits  []string         // the literal tokens the holes of the plan's SQL stand for
+	bind  *multiBind       // the client's Bind (extended protocol), nil for a simple Query
+	oids  []uint32         // the statement's parameter types (0: inferred)
+}
+
+// evaluator runs the plan's Evaluate queries (expressions over finished
+// aggregates) on leg l, whose own result the merge has read to the end
+// by then: the aggregate below an Evaluate consumes all its input first.
+// The client's parameters are bound as the client bound them, the
+// values after them in text format.
+func (s *session) evaluator(l *scatterLeg, in planInputs) router.Evaluator {
+	return func(ctx context.Context, sql router.Template, oids []uint32, rows [][][]byte) ([]pgproto3.FieldDescription, [][][]byte, error) {
+		if err := l.finish(); err != nil {
+			return nil, nil, err
+		}
+		if l.err != nil {
+			return nil, nil, &shardError{l.err}
+		}
+		bound := 0
+		if in.bind != nil {
+			bound = len(in.bind.params)
+		}
+		text := renderLiterals(sql, in.lits) + router.EvaluateSQL(bound+1, len(rows), len(oids))
+		used := make(map[int]bool, len(sql.Params))
+		for _, n := range sql.Params {
+			used[n] = true
+		}
+		n := bound + len(rows)*len(oids)
+		types, params, formats := make([]uint32, 0, n), make([][]byte, 0, n), make([]int16, 0, n)
+		for i := range bound {
+			var oid uint32
+			if i < len(in.oids) {
+				oid = in.oids[i]
+			}
+			format := paramFormatCode(in.bind.formats, i)
+			if oid == 0 && !used[i+1] {
+				// Unreferenced here, its type would be undetermined
+				// (42P18); any type that takes the value will do.
+				oid = pgtype.TextOID
+				if format == pgtype.BinaryFormatCode {
+					oid = pgtype.ByteaOID
+				}
+			}
+			types, params, formats = append(types, oid), append(params, in.bind.params[i]), append(formats, format)
+		}
+		for _, r := range rows {
+			types = append(types, oids...)
+			for _, v := range r {
+				params, formats = append(params, v), append(formats, pgtype.TextFormatCode)
+			}
+		}
+		l.c.Send(&pgproto3.Parse{Query: text, ParameterOIDs: types})
+		l.c.Send(&pgproto3.Bind{ParameterFormatCodes: formats, Parameters: params})
+		l.c.Send(&pgproto3.Describe{ObjectType: 'P'})
+		l.c.Send(&pgproto3.Execute{})
+		l.c.Send(&pgproto3.Sync{})
+		l.ready, l.ended = false, false
+		if err := l.c.Flush(); err != nil {
+			l.ended = true
+			return nil, nil, err
+		}
+		var fields []pgproto3.FieldDescription
+		out := make([][][]byte, 0, len(rows))
+		for !l.ready {
+			msg, err := l.receive()
+			if err != nil {
+				return nil, nil, err
+			}
+			switch m := msg.(type) {
+			case *pgproto3.RowDescription:
+				fields = copyRowDescription(m).Fields
+			case *pgproto3.DataRow:
+				row := make([][]byte, len(m.Values))
+				for i, v := range m.Values {
+					if v != nil {
+						row[i] = append([]byte{}, v...)
+					}
+				}
+				out = append(out, row)
+			}
+		}
+		if l.err != nil {
+			return nil, nil, &shardError{l.err}
+		}
+		return fields, out, nil
+	}
 }
 
 // resultFormat applies the Bind message's result-format-code rules.

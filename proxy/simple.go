@@ -179,7 +179,7 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 	if route.Merge == router.MergePlan {
 		sql := renderLiterals(scatterOf(route.Plan).SQL, p.Lits)
 		return s.runPlan(ctx, st, route, func(c *pool.Conn) { c.Send(&pgproto3.Query{String: sql}) },
-			literalParams(p.Args), nil, true)
+			planInputs{param: literalParams(p.Args), lits: p.Lits}, nil, true)
 	}
 	failed, err = s.execRoute(ctx, st, p.Text, route)
 	if st.Kind == router.KindDDL {

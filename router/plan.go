@@ -25,7 +25,7 @@ type ScatterPlan struct {
 }
 
 // Node is one step of a plan. Implementations: *Scatter, *Concatenate,
-// *MergeSort, *Aggregate, *Sort, *Distinct, *Limit, *Project.
+// *MergeSort, *Aggregate, *Evaluate, *Sort, *Distinct, *Limit, *Project.
 type Node interface {
 	// Children returns the inputs of the node (none for Scatter).
 	Children() []Node
@@ -147,6 +147,28 @@ type Aggregate struct {
 	Having *Expr // nil: no HAVING
 }
 
+// Evaluate computes expressions over finished aggregates (round(avg(x), 2),
+// sum(a) / count(*), HAVING sum(x) > 2 * min(y)) on a Postgres server of
+// the route, so that they have exactly Postgres' semantics: the executor
+// sends the values of Args, batch by batch, as typed parameters of
+//
+//	<SQL> FROM (VALUES (1, $a, $b, ...), (2, ...)) AS _sp_m(_sp_n, _sp_a0, _sp_a1, ...)
+//
+// (see EvaluateSQL), where SQL is "SELECT _sp_m._sp_n, e1, ..., en" and
+// each ei reads the aggregates and group values as _sp_m._sp_aK. The
+// result of ei replaces column Out[i] of its row; with Having, the last
+// expression is the HAVING condition and a row is kept only when it is
+// true. The shards put a placeholder of each expression's type at Out[i]
+// (CASE WHEN false THEN e END), so the row's types are known before the
+// first batch.
+type Evaluate struct {
+	Input  Node
+	SQL    Template // holes are the statement's parameters
+	Args   []ColRef
+	Out    []ColRef
+	Having bool
+}
+
 // Sort orders all rows of its input in memory (budgeted); used above
 // Aggregate, whose output order is arbitrary.
 type Sort struct {
@@ -205,6 +227,7 @@ func (n *Scatter) Children() []Node     { return nil }
 func (n *Concatenate) Children() []Node { return []Node{n.Input} }
 func (n *MergeSort) Children() []Node   { return []Node{n.Input} }
 func (n *Aggregate) Children() []Node   { return []Node{n.Input} }
+func (n *Evaluate) Children() []Node    { return []Node{n.Input} }
 func (n *Sort) Children() []Node        { return []Node{n.Input} }
 func (n *Distinct) Children() []Node    { return []Node{n.Input} }
 func (n *Limit) Children() []Node       { return []Node{n.Input} }

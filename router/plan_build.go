@@ -45,6 +45,7 @@ type planner struct {
 	// counts, which is only right while the shards group as the client did.
 	keyDistinct bool
 	retype      bool // avg or count(DISTINCT): Project must fix the visible types
+	eval        evalPlan
 }
 
 type exprCol struct {
@@ -483,6 +484,7 @@ func (p *planner) aggregate() (*ScatterPlan, *pgconn.PgError) {
 		p.groups = append(p.groups, exprCol{n: p.exprAt(g, c), col: c})
 	}
 	grouped := len(s.GroupClause) > 0
+	var evalCols []int // select-list expressions over aggregates
 	for i, t := range s.TargetList[:len(p.orig)] {
 		rt := t.GetResTarget()
 		if fc := rt.Val.GetFuncCall(); fc != nil && isAggregate(fc) {
@@ -491,15 +493,34 @@ func (p *planner) aggregate() (*ScatterPlan, *pgconn.PgError) {
 			}
 			continue
 		}
-		if fc := findFunc(rt.Val, isAggregate); fc != nil {
-			return nil, refuse(fmt.Sprintf("expression over aggregate %s() in the select list", funcName(fc)),
-				fmt.Sprintf("select the aggregate %s() itself and compute the expression in the application", funcName(fc)))
+		if findFunc(rt.Val, isAggregate) != nil {
+			evalCols = append(evalCols, i)
 		}
+	}
+	// After the plain aggregates, so that the expressions reuse their
+	// columns.
+	for _, i := range evalCols {
+		rt := s.TargetList[i].GetResTarget()
+		if err := p.evalColumn(p.orig[i], ColRef{Index: i}); err != nil {
+			return nil, err
+		}
+		name := figureColname(p.orig[i])
+		if name == "" {
+			name = "?column?"
+		}
+		p.setName(rt, name)
+		rt.Val = placeholder(p.orig[i])
 	}
 	var having *Expr
 	if h0 := s.HavingClause; h0 != nil {
 		h, err := p.having(h0)
-		if err != nil {
+		switch {
+		case err == errHavingShape:
+			// Not a comparison the proxy evaluates itself: Postgres does.
+			if p.eval.having, err = p.evalExpr(h0); err != nil {
+				return nil, err
+			}
+		case err != nil:
 			return nil, err
 		}
 		having = h
@@ -546,6 +567,9 @@ func (p *planner) aggregate() (*ScatterPlan, *pgconn.PgError) {
 		return nil, err
 	}
 	var root Node = &Aggregate{Input: &Concatenate{Input: scatter}, GroupBy: groupBy, Aggs: p.specs, Having: having}
+	if root, err = p.evaluate(root); err != nil {
+		return nil, err
+	}
 	if len(keys) > 0 {
 		root = &Sort{Input: root, Keys: keys}
 	}
@@ -781,9 +805,9 @@ func (p *planner) aggCol(n *pg.Node) (ColRef, *pgconn.PgError) {
 	if fc := n.GetFuncCall(); fc != nil && isAggregate(fc) {
 		return p.hiddenAgg(n)
 	}
-	if fc := findFunc(n, isAggregate); fc != nil {
-		return ColRef{}, refuse(fmt.Sprintf("ORDER BY an expression over aggregate %s()", funcName(fc)),
-			fmt.Sprintf("select the aggregate %s() and order by it", funcName(fc)))
+	if findFunc(n, isAggregate) != nil {
+		c := p.addHidden(placeholder(n))
+		return c, p.evalColumn(n, c)
 	}
 	for _, g := range p.groups {
 		if exprEqual(g.n, n) {
@@ -975,10 +999,16 @@ func refNameOf(rv *pg.RangeVar) string {
 	return rv.Relname
 }
 
-// having translates a HAVING clause into an Expr over the finished row.
+// errHavingShape is having's answer for a condition it does not
+// translate; Postgres evaluates that one (an Evaluate node).
+var errHavingShape = &pgconn.PgError{Code: codeFeatureNotSupport, Message: "HAVING condition the proxy does not evaluate"}
+
+// having translates a HAVING clause into an Expr over the finished row:
+// comparisons of an aggregate or GROUP BY key with a constant or
+// parameter, IS [NOT] NULL, AND, OR and NOT, which the proxy evaluates
+// without a round trip.
 func (p *planner) having(n *pg.Node) (*Expr, *pgconn.PgError) {
-	hintKey := keyHint(p.st)
-	bad := refuse("HAVING condition", "HAVING across shards supports AND, OR, NOT of comparisons between an aggregate or GROUP BY key and a constant or parameter, and IS [NOT] NULL; "+hintKey)
+	bad := errHavingShape
 	switch x := n.Node.(type) {
 	case *pg.Node_BoolExpr:
 		e := &Expr{}

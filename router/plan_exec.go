@@ -35,6 +35,11 @@ type ExecOptions struct {
 	// Budget is the bytes of rows, groups and distinct sets the merge may
 	// keep in memory; 0 = DefaultMergeBudget.
 	Budget int64
+	// Evaluate runs the plan's Evaluate nodes (expressions over
+	// aggregates) on a server of the route; BoundParams is how many
+	// parameters the client bound (the evaluation's own come after).
+	Evaluate    Evaluator
+	BoundParams int
 }
 
 // DefaultMergeBudget is the memory budget of a merge when
@@ -162,7 +167,7 @@ func (p *ScatterPlan) Execute(ctx context.Context, fields []pgproto3.FieldDescri
 		return 0, planShapeError(fmt.Sprintf("the shard query returned %d columns, fewer than the plan's %d hidden ones", len(fields), p.Hidden))
 	}
 	ex := &executor{ctx: ctx, width: len(fields), hidden: p.Hidden, srcs: srcs, param: param,
-		budget: opts.Budget}
+		budget: opts.Budget, eval: opts.Evaluate, evalParams: opts.BoundParams}
 	if ex.budget <= 0 {
 		ex.budget = DefaultMergeBudget
 	}
@@ -206,6 +211,8 @@ type executor struct {
 	param         ParamFunc
 	budget, used  int64
 	ticks         uint
+	eval          Evaluator
+	evalParams    int
 }
 
 // rowIter is a node being run: next returns the following row (valid
@@ -258,6 +265,12 @@ func (ex *executor) build(n Node, types []valType) (rowIter, []valType, error) {
 			return nil, nil, err
 		}
 		return ex.newAggregate(n, in, it)
+	case *Evaluate:
+		in, it, err := ex.build(n.Input, types)
+		if err != nil {
+			return nil, nil, err
+		}
+		return ex.newEvaluate(n, in, it)
 	case *Sort:
 		in, it, err := ex.build(n.Input, types)
 		if err != nil {

@@ -126,6 +126,14 @@ func (n *Aggregate) Describe() string {
 	}
 	return s
 }
+func (n *Evaluate) Describe() string {
+	s := "Evaluate " + strconv.Quote(n.SQL.Render(func(k int) string { return "$" + strconv.Itoa(k) })) +
+		" args " + joinStrings(n.Args) + " into " + joinStrings(n.Out)
+	if n.Having {
+		s += " having last"
+	}
+	return s
+}
 func (n *Sort) Describe() string { return "Sort " + joinStrings(n.Keys) }
 func (n *Distinct) Describe() string {
 	if n.On == nil {

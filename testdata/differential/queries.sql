@@ -213,6 +213,32 @@ SELECT status, sum(total) FROM orders GROUP BY status ORDER BY sum(total) DESC N
 SELECT status, avg(qty) FROM orders GROUP BY status ORDER BY avg(qty), status;
 SELECT status FROM orders GROUP BY status ORDER BY max(total), status;
 SELECT status, count(DISTINCT customer_id) FROM orders GROUP BY status ORDER BY status;
+-- Expressions over aggregates: Postgres evaluates them over the merged aggregates (an Evaluate node).
+SELECT sum(total) * 2 FROM orders;
+SELECT count(*) + 1 FROM orders;
+SELECT status, sum(qty)::numeric / count(*) FROM orders GROUP BY status;
+SELECT max(total) - min(total) FROM orders;
+SELECT status, sum(total) FROM orders GROUP BY status ORDER BY sum(total) * 2, status;
+SELECT status, round(avg(total), 2) AS a, count(*) * 100.0 / 7 FROM orders GROUP BY status ORDER BY a DESC NULLS LAST, status;
+SELECT coalesce(max(total), 0), coalesce(sum(discount), -1) FROM orders WHERE qty > 1000;
+SELECT avg(total)::int, sum(qty)::float8 / nullif(count(qty), 0) FROM orders;
+SELECT upper(status) || ':' || count(*) AS label FROM orders GROUP BY status ORDER BY label;
+SELECT status, length(status) + count(*) FROM orders GROUP BY status ORDER BY 1 NULLS FIRST;
+SELECT shipped, CASE WHEN count(*) > 100 THEN 'many' WHEN shipped THEN 'few shipped' ELSE 'few' END FROM orders GROUP BY shipped;
+SELECT status, greatest(max(qty), 10), least(min(total), 100) FROM orders GROUP BY status ORDER BY status NULLS LAST;
+SELECT status, count(*) FILTER (WHERE shipped)::numeric / count(*) AS share FROM orders GROUP BY status ORDER BY share DESC, status;
+SELECT status, count(*) FROM orders GROUP BY status HAVING sum(total) > 2 * min(total) + 1000 ORDER BY status;
+SELECT status, count(*) FROM orders GROUP BY status HAVING avg(qty) BETWEEN 9 AND 11 OR count(*) < 20 ORDER BY status;
+SELECT customer_id % 7 AS k, count(*) FROM orders GROUP BY 1 HAVING count(*) % 2 = 0 ORDER BY max(total) - min(total) DESC, k;
+SELECT status, count(*) FROM orders GROUP BY status HAVING bool_or(shipped) AND max(note) IS NOT NULL ORDER BY 1;
+SELECT status, sum(total) / count(DISTINCT customer_id) FROM orders GROUP BY status ORDER BY status;
+SELECT count(DISTINCT qty) * 2, sum(DISTINCT qty) + 1, avg(DISTINCT qty) - 1 FROM orders;
+SELECT c.country, round(sum(o.total) / count(*), 3) FROM customers c JOIN orders o ON o.customer_id = c.customer_id GROUP BY c.country ORDER BY c.country NULLS FIRST;
+SELECT date_trunc('month', created_at) AS m, to_char(sum(total), 'FM999999990.00') FROM orders GROUP BY 1 ORDER BY 1 NULLS LAST LIMIT 5;
+SELECT kind, sum(amount) / nullif(count(amount), 0) FROM events GROUP BY kind ORDER BY kind NULLS FIRST;
+SELECT status, count(*) * $1 FROM orders GROUP BY status HAVING sum(qty) > $2 ORDER BY status; -- args: 3 100
+SELECT DISTINCT count(*) % 3 FROM orders GROUP BY customer_id ORDER BY 1;
+SELECT status, count(*) / 0 FROM orders WHERE false GROUP BY status;
 SELECT shipped, count(DISTINCT status) FROM orders GROUP BY shipped ORDER BY shipped;
 SELECT status, bool_and(shipped), bool_or(shipped) FROM orders GROUP BY status ORDER BY status;
 SELECT kind, count(*), sum(amount), avg(amount), min(amount), max(amount) FROM events GROUP BY kind ORDER BY kind;

@@ -1,0 +1,257 @@
+package router
+
+import (
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Expressions over aggregates (an Evaluate node): the shards compute the
+// aggregates' partials and the group values the expression reads, the
+// proxy finishes the aggregates, and a Postgres server evaluates the
+// expression over the finished values. The proxy never reimplements
+// Postgres' operators and functions: round(avg(x), 2), sum(a)::numeric /
+// count(*), coalesce(max(x), 0) and HAVING sum(x) > 2 * min(y) give
+// exactly what one Postgres gives.
+
+// evalPlan is what the planner collects for the Evaluate node.
+type evalPlan struct {
+	exprs  []*pg.Node // rewritten to read _sp_m._sp_aK
+	out    []ColRef
+	args   []ColRef
+	having *pg.Node // the rewritten HAVING condition, evaluated last
+	// loose: a group value the expression reads is not a function of
+	// GROUP BY expressions (a column the primary key determines, say);
+	// it is refused with DISTINCT aggregates, whose extra shard grouping
+	// would accept what Postgres refuses.
+	loose bool
+}
+
+// evalColumn makes column c of the result the value of n, an expression
+// over aggregates: the shards return a placeholder of n's type there, and
+// Evaluate writes the value.
+func (p *planner) evalColumn(n *pg.Node, c ColRef) *pgconn.PgError {
+	e, err := p.evalExpr(n)
+	if err != nil {
+		return err
+	}
+	p.eval.exprs = append(p.eval.exprs, e)
+	p.eval.out = append(p.eval.out, c)
+	return nil
+}
+
+// placeholder is what the shards compute in place of expression n: a NULL
+// of n's type (Postgres folds the CASE away without evaluating n, so a
+// partial value can raise no error of its own).
+func placeholder(n *pg.Node) *pg.Node {
+	return &pg.Node{Node: &pg.Node_CaseExpr{CaseExpr: &pg.CaseExpr{Location: -1, Args: []*pg.Node{
+		{Node: &pg.Node_CaseWhen{CaseWhen: &pg.CaseWhen{Location: -1,
+			Expr:   &pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Boolval{Boolval: &pg.Boolean{}}, Location: -1}}},
+			Result: proto.Clone(n).(*pg.Node)}}},
+	}}}}
+}
+
+// evalExpr returns a copy of n reading the evaluation's arguments: every
+// aggregate call becomes its finished value, every largest sub-expression
+// without aggregates that reads columns becomes the group's value of it
+// (computed by the shards), and constants and parameters stay.
+func (p *planner) evalExpr(n *pg.Node) (*pg.Node, *pgconn.PgError) {
+	what := ""
+	walk(n, func(c *pg.Node) bool {
+		switch x := c.Node.(type) {
+		case *pg.Node_SubLink, *pg.Node_SelectStmt:
+			what = "subquery"
+		case *pg.Node_GroupingFunc:
+			what = "GROUPING()"
+		case *pg.Node_FuncCall:
+			if setReturning[funcName(x.FuncCall)] {
+				// The shards' placeholder (a CASE) cannot hold one.
+				what = "set-returning function " + funcName(x.FuncCall) + "()"
+			}
+		}
+		return what == ""
+	})
+	if what != "" {
+		return nil, refuse(what+" in an expression over aggregates",
+			"select the aggregates and compute the expression in the application, or "+keyHint(p.st))
+	}
+	return p.evalRewrite(proto.Clone(n).(*pg.Node))
+}
+
+func (p *planner) evalRewrite(n *pg.Node) (*pg.Node, *pgconn.PgError) {
+	if fc := n.GetFuncCall(); fc != nil && isAggregate(fc) {
+		c, err := p.hiddenAgg(n)
+		if err != nil {
+			return nil, err
+		}
+		return p.evalArg(c), nil
+	}
+	if findFunc(n, isAggregate) == nil {
+		if !readsColumns(n) {
+			return n, nil
+		}
+		if standalone(n) {
+			for _, g := range p.groups {
+				if exprEqual(g.n, n) {
+					return p.evalArg(g.col), nil
+				}
+			}
+			p.eval.loose = p.eval.loose || !p.ofGroups(n)
+			return p.evalArg(p.hiddenExpr(n)), nil
+		}
+	}
+	var err *pgconn.PgError
+	rewriteNodes(n.ProtoReflect(), func(c *pg.Node) *pg.Node {
+		if err != nil {
+			return c
+		}
+		r, e := p.evalRewrite(c)
+		if e != nil {
+			err = e
+			return c
+		}
+		return r
+	})
+	return n, err
+}
+
+// setReturning are the built-in set-returning functions. Another one
+// over aggregates fails on the shards ("set-returning functions are not
+// allowed in CASE"), never silently.
+var setReturning = map[string]bool{
+	"generate_series": true, "generate_subscripts": true, "unnest": true, "regexp_matches": true,
+	"regexp_split_to_table": true, "string_to_table": true, "json_array_elements": true,
+	"json_array_elements_text": true, "jsonb_array_elements": true, "jsonb_array_elements_text": true,
+	"json_each": true, "json_each_text": true, "jsonb_each": true, "jsonb_each_text": true,
+	"json_object_keys": true, "jsonb_object_keys": true, "json_populate_recordset": true,
+	"jsonb_populate_recordset": true, "json_to_recordset": true, "jsonb_to_recordset": true,
+	"jsonb_path_query": true, "ts_stat": true, "ts_debug": true,
+}
+
+// evalArg returns the reference to the evaluation argument reading c.
+func (p *planner) evalArg(c ColRef) *pg.Node {
+	k := -1
+	for i, a := range p.eval.args {
+		if a == c {
+			k = i
+		}
+	}
+	if k < 0 {
+		k = len(p.eval.args)
+		p.eval.args = append(p.eval.args, c)
+	}
+	return pg.MakeColumnRefNode([]*pg.Node{pg.MakeStrNode(evalRel), pg.MakeStrNode(evalArg(k))}, -1)
+}
+
+// ofGroups tells whether every column n reads is a GROUP BY expression.
+func (p *planner) ofGroups(n *pg.Node) bool {
+	ok := true
+	walk(n, func(c *pg.Node) bool {
+		if c.GetColumnRef() == nil {
+			return ok
+		}
+		grouped := false
+		for _, g := range p.groups {
+			grouped = grouped || exprEqual(g.n, c)
+		}
+		ok = ok && grouped
+		return false
+	})
+	return ok
+}
+
+// readsColumns tells whether n reads a column of the query's rows.
+func readsColumns(n *pg.Node) bool {
+	found := false
+	walk(n, func(c *pg.Node) bool {
+		found = found || c.GetColumnRef() != nil
+		return !found
+	})
+	return found
+}
+
+// standalone tells whether n is an expression that can be replaced by a
+// value (a CASE's WHEN arm or a named argument cannot: its parent needs
+// it as it is).
+func standalone(n *pg.Node) bool {
+	switch n.Node.(type) {
+	case *pg.Node_ColumnRef, *pg.Node_AExpr, *pg.Node_FuncCall, *pg.Node_TypeCast, *pg.Node_BoolExpr,
+		*pg.Node_NullTest, *pg.Node_BooleanTest, *pg.Node_CaseExpr, *pg.Node_CoalesceExpr,
+		*pg.Node_MinMaxExpr, *pg.Node_AIndirection, *pg.Node_AArrayExpr, *pg.Node_RowExpr,
+		*pg.Node_CollateClause:
+		return true
+	}
+	return false
+}
+
+// rewriteNodes replaces every Node directly below m (through the messages
+// that are not Nodes) with fn's result.
+func rewriteNodes(m protoreflect.Message, fn func(*pg.Node) *pg.Node) {
+	type set struct {
+		fd protoreflect.FieldDescriptor
+		v  protoreflect.Value
+	}
+	var sets []set
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() {
+			return true
+		}
+		if fd.IsList() {
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				if x, ok := l.Get(i).Message().Interface().(*pg.Node); ok {
+					l.Set(i, protoreflect.ValueOfMessage(fn(x).ProtoReflect()))
+				} else {
+					rewriteNodes(l.Get(i).Message(), fn)
+				}
+			}
+			return true
+		}
+		if x, ok := v.Message().Interface().(*pg.Node); ok {
+			sets = append(sets, set{fd, protoreflect.ValueOfMessage(fn(x).ProtoReflect())})
+		} else {
+			rewriteNodes(v.Message(), fn)
+		}
+		return true
+	})
+	for _, s := range sets {
+		m.Set(s.fd, s.v)
+	}
+}
+
+// evaluate puts the Evaluate node over root, when the statement has
+// expressions over aggregates.
+func (p *planner) evaluate(root Node) (Node, *pgconn.PgError) {
+	ev := &p.eval
+	if len(ev.exprs) == 0 && ev.having == nil {
+		return root, nil
+	}
+	if ev.loose && p.distinct != nil {
+		return nil, refuse("expression over aggregates that reads a column other than a GROUP BY expression, with a DISTINCT aggregate",
+			"group by the expression itself, or "+keyHint(p.st))
+	}
+	targets := []*pg.Node{pg.MakeResTargetNodeWithVal(
+		pg.MakeColumnRefNode([]*pg.Node{pg.MakeStrNode(evalRel), pg.MakeStrNode(evalOrdinal)}, -1), -1)}
+	for _, e := range ev.exprs {
+		targets = append(targets, pg.MakeResTargetNodeWithVal(e, -1))
+	}
+	if ev.having != nil {
+		targets = append(targets, pg.MakeResTargetNodeWithVal(ev.having, -1))
+	}
+	sel := &pg.SelectStmt{TargetList: targets, LimitOption: pg.LimitOption_LIMIT_OPTION_DEFAULT, Op: pg.SetOperation_SETOP_NONE}
+	tree := &pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: sel}}
+	text, err := pg.Deparse(&pg.ParseResult{Version: p.version, Stmts: []*pg.RawStmt{{Stmt: tree}}})
+	if err != nil {
+		return nil, pgError(codeInternal, "deparsing the evaluation query: "+err.Error(), "")
+	}
+	// As for the shard query: the text must parse back into the same tree.
+	back, perr := pg.Parse(text)
+	if perr != nil || len(back.Stmts) != 1 || !exprEqual(back.Stmts[0].Stmt, tree) {
+		return nil, refuse("expression over aggregates that shardproxy cannot rewrite exactly",
+			fmt.Sprintf("select the aggregates and compute the expression in the application, or %s", keyHint(p.st)))
+	}
+	return &Evaluate{Input: root, SQL: splitTemplate(text), Args: ev.args, Out: ev.out, Having: ev.having != nil}, nil
+}
