@@ -103,6 +103,11 @@ func TestScatterProtocols(t *testing.T) {
 		{"SELECT region, sum(visits) AS v FROM customers WHERE customer_id > $1 GROUP BY region HAVING count(*) > $2 ORDER BY v DESC", []any{int64(20), int64(50)}},
 		{"SELECT DISTINCT region FROM customers ORDER BY 1", nil},
 		{"SELECT customer_id, seen FROM customers WHERE customer_id IN (3, 17, 44, 250) ORDER BY seen DESC", nil},
+		// Expressions over aggregates (Evaluate), with literals, parameters
+		// and more groups than one evaluation batch holds.
+		{"SELECT region, round(avg(score), 3) AS a, sum(visits) * $1 FROM customers GROUP BY region HAVING max(score) > 2 * min(score) + $2 ORDER BY sum(score) / count(*) DESC, 1", []any{int64(3), int64(1)}},
+		{"SELECT coalesce(max(score), 0) - 1.5, count(*) FILTER (WHERE vip)::numeric / count(*) FROM customers WHERE visits > $1", []any{int64(4)}},
+		{"SELECT customer_id * 3 + g AS k, count(*) + g FROM customers, generate_series(1, 3) g GROUP BY 1, g ORDER BY k", nil},
 	}
 	modes := []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec,
 		pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec}
@@ -176,5 +181,85 @@ func TestScatterFailures(t *testing.T) {
 			t.Fatalf("got %v, want out_of_memory (53200)", err)
 		}
 		check(t, c)
+	})
+}
+
+// TestScatterEvaluate covers what the differential suite does not: an
+// evaluation's error, parameters the client left untyped, and
+// evaluations inside a transaction, which run on the transaction's own
+// backends (two_phase_commit) and fail it as any error does.
+func TestScatterEvaluate(t *testing.T) {
+	f, px, oracle := scatterFixture(t, "two_phase_commit: true\n")
+	ctx := context.Background()
+	code := func(err error) string {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return pe.Code
+		}
+		return fmt.Sprint(err)
+	}
+	t.Run("error", func(t *testing.T) {
+		// The sum is 0 only over all shards: the shards' partials raise nothing.
+		_, err := px.Exec(ctx, "SELECT 1 / (sum(visits) - (SELECT sum(visits) FROM customers)) FROM customers")
+		if code(err) != "0A000" {
+			t.Fatalf("subquery: got %v, want 0A000", err)
+		}
+		var total int64
+		if err := oracle.QueryRow(ctx, "SELECT sum(visits) FROM customers").Scan(&total); err != nil {
+			t.Fatal(err)
+		}
+		_, err = px.Exec(ctx, fmt.Sprintf("SELECT 1 / (sum(visits) - %d) FROM customers", total))
+		if code(err) != "22012" {
+			t.Fatalf("got %v, want division_by_zero (22012)", err)
+		}
+		var n int64
+		if err := px.QueryRow(ctx, "SELECT count(*) * 2 FROM customers").Scan(&n); err != nil || n != 600 {
+			t.Fatalf("after the error: %d, %v", n, err)
+		}
+	})
+	t.Run("untyped parameters", func(t *testing.T) {
+		// $1 is read by the shards only, $2 by the evaluation only; neither
+		// has a type from the client (as psql's \bind sends them).
+		sql := "SELECT region, sum(visits) + $2 FROM customers WHERE visits > $1 GROUP BY region ORDER BY region NULLS FIRST"
+		res := px.PgConn().ExecParams(ctx, sql, [][]byte{[]byte("3"), []byte("10")}, nil, nil, nil).Read()
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		want := oracle.PgConn().ExecParams(ctx, sql, [][]byte{[]byte("3"), []byte("10")}, nil, nil, nil).Read()
+		if want.Err != nil {
+			t.Fatal(want.Err)
+		}
+		if !reflect.DeepEqual(res.Rows, want.Rows) || len(res.Rows) != 4 {
+			t.Fatalf("rows %q, want %q", res.Rows, want.Rows)
+		}
+	})
+	t.Run("transaction", func(t *testing.T) {
+		c := f.Connect(t)
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "UPDATE customers SET visits = visits + 100 WHERE customer_id IN (1, 2, 3)"); err != nil {
+			t.Fatal(err)
+		}
+		// The evaluation sees the transaction's own writes.
+		var over int64
+		if err := tx.QueryRow(ctx, "SELECT count(*) FILTER (WHERE visits >= 100) * 10 FROM customers").Scan(&over); err != nil || over != 30 {
+			t.Fatalf("in the transaction: %d, %v; want 30", over, err)
+		}
+		_, err = tx.Exec(ctx, "SELECT sum(visits) / (count(*) - 300) FROM customers")
+		if code(err) != "22012" {
+			t.Fatalf("got %v, want 22012", err)
+		}
+		_, err = tx.Exec(ctx, "SELECT count(*) FROM customers")
+		if code(err) != "25P02" {
+			t.Fatalf("after the error: %v, want in_failed_sql_transaction (25P02)", err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.QueryRow(ctx, "SELECT count(*) FILTER (WHERE visits >= 100) * 10 FROM customers").Scan(&over); err != nil || over != 0 {
+			t.Fatalf("after ROLLBACK: %d, %v; want 0", over, err)
+		}
 	})
 }
