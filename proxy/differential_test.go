@@ -480,6 +480,8 @@ func runQuery(c *pgconn.PgConn, mode string, q sqlQuery) qresult {
 			}
 			if fd := res.FieldDescriptions[i]; fd.Format == 1 && fd.DataTypeOID == numericOID {
 				v = canonicalNumeric(v)
+			} else if fd.Format == 1 && fd.DataTypeOID == numericArrayOID {
+				v = canonicalNumericArray(v)
 			}
 			if v == nil {
 				b.WriteString("NULL")
@@ -500,6 +502,42 @@ const (
 	numericPInf = 0xD000
 	numericNInf = 0xF000
 )
+
+const numericArrayOID = 1231
+
+// canonicalNumericArray applies canonicalNumeric to every element of a
+// binary numeric[] (header: ndim, has-null flag, element type, then
+// ndim (length, lower bound) pairs; then each element's length and bytes).
+func canonicalNumericArray(v []byte) []byte {
+	if len(v) < 12 {
+		return v
+	}
+	ndim := int(binary.BigEndian.Uint32(v[0:4]))
+	head := 12 + 8*ndim
+	if ndim < 0 || len(v) < head {
+		return v
+	}
+	out := append([]byte(nil), v[:head]...)
+	for rest := v[head:]; len(rest) > 0; {
+		if len(rest) < 4 {
+			return v
+		}
+		n := int32(binary.BigEndian.Uint32(rest[:4]))
+		rest = rest[4:]
+		if n < 0 {
+			out = binary.BigEndian.AppendUint32(out, uint32(n))
+			continue
+		}
+		if int(n) > len(rest) {
+			return v
+		}
+		e := canonicalNumeric(rest[:n])
+		out = binary.BigEndian.AppendUint32(out, uint32(len(e)))
+		out = append(out, e...)
+		rest = rest[n:]
+	}
+	return out
+}
 
 // canonicalNumeric rewrites a binary numeric as Postgres' numeric_send
 // writes it: no leading or trailing zero base-10000 digits, and weight 0

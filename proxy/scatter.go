@@ -470,6 +470,16 @@ func (s *session) toResultFormats(fields []pgproto3.FieldDescription, values [][
 			continue
 		}
 		oid := fields[i].DataTypeOID
+		switch oid {
+		case pgtype.JSONOID:
+			// json's binary form is its text; decoding it into Go values
+			// would reorder keys and round big numbers.
+			out[i] = v
+			continue
+		case pgtype.JSONBOID:
+			out[i] = append([]byte{1}, v...) // jsonb's binary form: version 1, then the text
+			continue
+		}
 		var val any
 		if err := s.types.Scan(oid, pgtype.TextFormatCode, v, &val); err != nil {
 			return nil, errNotSupported("request text results for this column",

@@ -117,6 +117,7 @@ const (
 	AggBoolOr                       // bool_or -> or
 	AggAvg                          // Col = partial sum, Count = partial count -> numeric (or float8) as Postgres' avg
 	AggCountDistinct                // Col = the argument itself (the shard query also groups by it) -> count of distinct non-NULL values, int8
+	AggGather                       // partial array_agg(x) -> the arrays concatenated (NULL when every partial is), for an Evaluate node
 )
 
 // AggSpec is one aggregate of the final result. The executor writes the

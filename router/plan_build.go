@@ -487,7 +487,7 @@ func (p *planner) aggregate() (*ScatterPlan, *pgconn.PgError) {
 	var evalCols []int // select-list expressions over aggregates
 	for i, t := range s.TargetList[:len(p.orig)] {
 		rt := t.GetResTarget()
-		if fc := rt.Val.GetFuncCall(); fc != nil && isAggregate(fc) {
+		if fc := rt.Val.GetFuncCall(); fc != nil && isAggregate(fc) && !p.gathered(fc) {
 			if err := p.placeAgg(rt, ColRef{Index: i}); err != nil {
 				return nil, err
 			}
@@ -802,7 +802,7 @@ func (p *planner) aggCol(n *pg.Node) (ColRef, *pgconn.PgError) {
 	if i := p.targetIndex(n); i >= 0 {
 		return ColRef{Index: i}, nil
 	}
-	if fc := n.GetFuncCall(); fc != nil && isAggregate(fc) {
+	if fc := n.GetFuncCall(); fc != nil && isAggregate(fc) && !p.gathered(fc) {
 		return p.hiddenAgg(n)
 	}
 	if findFunc(n, isAggregate) != nil {
@@ -1081,6 +1081,9 @@ func (p *planner) havingOperand(n *pg.Node) (ColRef, bool, *pgconn.PgError) {
 		return ColRef{}, false, nil
 	}
 	if fc := n.GetFuncCall(); fc != nil && isAggregate(fc) {
+		if p.gathered(fc) {
+			return ColRef{}, false, nil // Postgres evaluates it
+		}
 		c, err := p.hiddenAgg(n)
 		return c, err == nil, err
 	}

@@ -2,6 +2,8 @@ package router
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -23,6 +25,8 @@ type evalPlan struct {
 	out    []ColRef
 	args   []ColRef
 	having *pg.Node // the rewritten HAVING condition, evaluated last
+	// gathers are the shards' array_agg columns of gathered aggregates.
+	gathers []exprCol
 	// loose: a group value the expression reads is not a function of
 	// GROUP BY expressions (a column the primary key determines, say);
 	// it is refused with DISTINCT aggregates, whose extra shard grouping
@@ -83,6 +87,9 @@ func (p *planner) evalExpr(n *pg.Node) (*pg.Node, *pgconn.PgError) {
 
 func (p *planner) evalRewrite(n *pg.Node) (*pg.Node, *pgconn.PgError) {
 	if fc := n.GetFuncCall(); fc != nil && isAggregate(fc) {
+		if p.gathered(fc) {
+			return p.gather(fc)
+		}
 		c, err := p.hiddenAgg(n)
 		if err != nil {
 			return nil, err
@@ -254,4 +261,127 @@ func (p *planner) evaluate(root Node) (Node, *pgconn.PgError) {
 			fmt.Sprintf("select the aggregates and compute the expression in the application, or %s", keyHint(p.st)))
 	}
 	return &Evaluate{Input: root, SQL: splitTemplate(text), Args: ev.args, Out: ev.out, Having: ev.having != nil}, nil
+}
+
+// gathered tells whether aggregate fc is computed by gathering its
+// inputs rather than merged from per-shard partials (placeAgg): any
+// aggregate but the merged ones, one with ORDER BY or WITHIN GROUP, and a
+// DISTINCT aggregate whose argument the shards do not group by.
+func (p *planner) gathered(fc *pg.FuncCall) bool {
+	name := funcName(fc)
+	if len(fc.AggOrder) > 0 || fc.AggWithinGroup {
+		return true
+	}
+	switch name {
+	case "count", "sum", "min", "max", "bool_and", "every", "bool_or", "avg":
+	default:
+		return true
+	}
+	if fc.AggStar || len(fc.Args) != 1 || !fc.AggDistinct {
+		return false
+	}
+	arg := fc.Args[0]
+	switch {
+	case name != "count" && name != "sum" && name != "avg":
+		return true
+	case name == "count" && p.isShardKey(arg):
+		// Summed from the shards' counts, which the shards' grouping by
+		// another DISTINCT argument would split.
+		return p.distinct != nil
+	case name == "count" && fc.AggFilter != nil:
+		return true
+	}
+	return p.keyDistinct || p.distinct != nil && !exprEqual(p.distinct, arg)
+}
+
+// gather computes aggregate fc by gathering its inputs: every argument
+// and ORDER BY key that reads columns becomes array_agg(...) on the
+// shards (under fc's FILTER), the proxy concatenates the shards' arrays
+// (AggGather), and Postgres runs fc itself over them:
+//
+//	(SELECT f(_sp_u._sp_g0, ... ORDER BY _sp_u._sp_g1) FROM unnest(a0, a1) AS _sp_u(_sp_g0, _sp_g1))
+//
+// The whole input of each group is held (merge_memory bounds it).
+func (p *planner) gather(orig *pg.FuncCall) (*pg.Node, *pgconn.PgError) {
+	if orig.FuncVariadic {
+		return nil, refuse(fmt.Sprintf("aggregate %s() with VARIADIC", funcName(orig)), keyHint(p.st))
+	}
+	fc := proto.Clone(orig).(*pg.FuncCall)
+	filter := fc.AggFilter
+	fc.AggFilter = nil
+	var distinctCols []*pg.Node
+	count := func(e *pg.Node) {
+		if !readsColumns(e) {
+			return
+		}
+		for _, d := range distinctCols {
+			if exprEqual(d, e) {
+				return
+			}
+		}
+		distinctCols = append(distinctCols, e)
+	}
+	for _, a := range fc.Args {
+		count(a)
+	}
+	for _, o := range fc.AggOrder {
+		count(o.GetSortBy().GetNode())
+	}
+	gatheredCols := len(distinctCols)
+	var arrays, names []string
+	var seen []exprCol // gathered expressions: DISTINCT's ORDER BY must name its argument's column
+	one := func(e *pg.Node, force bool) *pg.Node {
+		if !force && !readsColumns(e) {
+			return e // a constant (string_agg's delimiter) stays as written
+		}
+		for _, s := range seen {
+			if exprEqual(s.n, e) {
+				return pg.MakeColumnRefNode([]*pg.Node{pg.MakeStrNode("_sp_u"), pg.MakeStrNode(names[s.col.Index])}, -1)
+			}
+		}
+		seen = append(seen, exprCol{n: e, col: ColRef{Index: len(names)}})
+		agg := pg.MakeFuncCallNode([]*pg.Node{pg.MakeStrNode("array_agg")}, []*pg.Node{proto.Clone(e).(*pg.Node)}, -1)
+		// A DISTINCT aggregate's ORDER BY keys are among its arguments:
+		// with one gathered column the shards may dedupe it already.
+		agg.GetFuncCall().AggDistinct = fc.AggDistinct && gatheredCols == 1
+		if filter != nil {
+			agg.GetFuncCall().AggFilter = proto.Clone(filter).(*pg.Node)
+		}
+		c, found := ColRef{}, false
+		for _, g := range p.eval.gathers {
+			if exprEqual(g.n, agg) {
+				c, found = g.col, true // another aggregate gathers the same input
+			}
+		}
+		if !found {
+			c = p.addHidden(proto.Clone(agg).(*pg.Node))
+			p.specs = append(p.specs, AggSpec{Func: AggGather, Col: c})
+			p.eval.gathers = append(p.eval.gathers, exprCol{n: agg, col: c})
+		}
+		name := "_sp_g" + strconv.Itoa(len(names))
+		arg := p.evalArg(c).GetColumnRef()
+		arrays = append(arrays, stringItems(arg.Fields)[0]+"."+stringItems(arg.Fields)[1])
+		names = append(names, name)
+		return pg.MakeColumnRefNode([]*pg.Node{pg.MakeStrNode("_sp_u"), pg.MakeStrNode(name)}, -1)
+	}
+	for i, a := range fc.Args {
+		fc.Args[i] = one(a, false)
+	}
+	for _, o := range fc.AggOrder {
+		sb := o.GetSortBy()
+		sb.Node = one(sb.Node, false)
+	}
+	if len(arrays) == 0 {
+		// Only constants (count(*) FILTER aside, which is merged): the
+		// gathered array carries the number of rows.
+		one(&pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Boolval{Boolval: &pg.Boolean{Boolval: true}}, Location: -1}}}, true)
+	}
+	q := fmt.Sprintf("SELECT (SELECT NULL FROM unnest(%s) AS _sp_u(%s))", strings.Join(arrays, ", "), strings.Join(names, ", "))
+	tree, err := pg.Parse(q)
+	if err != nil {
+		return nil, pgError(codeInternal, "building the gathered aggregate: "+err.Error(), "")
+	}
+	sub := tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val
+	sub.GetSubLink().Subselect.GetSelectStmt().TargetList[0].GetResTarget().Val = &pg.Node{Node: &pg.Node_FuncCall{FuncCall: fc}}
+	return sub, nil
 }

@@ -29,6 +29,7 @@ const (
 	aggAvgNumeric
 	aggAvgFloat
 	aggCountDistinct
+	aggGather
 )
 
 // aggRun is one AggSpec resolved against the input's columns.
@@ -115,6 +116,15 @@ func (ex *executor) newAggregate(n *Aggregate, in rowIter, types []valType) (row
 	return a, a.outTypes, nil
 }
 
+// scalarArrays are the array types of built-in scalar types: the element
+// types whose values a gathered aggregate hands to Postgres as arrays.
+var scalarArrays = map[uint32]bool{
+	1000: true, 1001: true, 1002: true, 1003: true, 1005: true, 1007: true, 1016: true, // bool bytea char name int2 int4 int8
+	1009: true, 1014: true, 1015: true, 1028: true, 1021: true, 1022: true, 791: true, // text bpchar varchar oid float4 float8 money
+	1231: true, 1182: true, 1183: true, 1270: true, 1115: true, 1185: true, 1187: true, // numeric date time timetz timestamp timestamptz interval
+	2951: true, 199: true, 3807: true, 1041: true, 651: true, 1040: true, // uuid json jsonb inet cidr macaddr
+}
+
 func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 	i, err := ex.col(s.Col)
 	if err != nil {
@@ -193,6 +203,13 @@ func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 			return aggRun{}, t.notComparable("count distinct")
 		}
 		r.kind, r.distinct = aggCountDistinct, true
+	case AggGather:
+		if !scalarArrays[t.oid] {
+			// unnest would expand a composite element into its columns.
+			return aggRun{}, refuse(fmt.Sprintf("aggregate over values of type %s (array type OID %d) that needs all of its input", t.name(), t.oid),
+				"aggregate a column of a built-in scalar type, or add a condition on the shard key so the statement targets one shard")
+		}
+		r.kind = aggGather
 	default:
 		return aggRun{}, planShapeError(fmt.Sprintf("unknown aggregate %s", s.Func))
 	}
@@ -320,6 +337,29 @@ func (a *aggIter) accumulate(r *aggRun, s *acc, row [][]byte) error {
 		return nil
 	}
 	switch r.kind {
+	case aggGather:
+		// array_agg's text is {e1,e2,...} (lower bound 1, elements
+		// quoted as needed): two arrays concatenate by their elements.
+		if len(v) < 2 || v[0] != '{' || v[len(v)-1] != '}' {
+			return planShapeError(fmt.Sprintf("a gathered partial is not an array: %.20q", v))
+		}
+		if len(v) == 2 {
+			return nil
+		}
+		if v[1] == '{' {
+			// Gathered arrays: unnest would flatten them into their
+			// elements rather than give back each array.
+			return refuse("aggregate over array values", "add a condition on the shard key so the statement targets one shard")
+		}
+		if err := a.ex.charge(int64(len(v)), "aggregate"); err != nil {
+			return err
+		}
+		if !s.seen {
+			s.seen, s.best = true, append(make([]byte, 0, len(v)), v...)
+			return nil
+		}
+		s.best = append(append(s.best[:len(s.best)-1], ','), v[1:]...)
+		return nil
 	case aggCount, aggSumInt:
 		n, err := parseInt8Text(v, r.t)
 		if err != nil {
@@ -469,7 +509,7 @@ func (a *aggIter) finish(g *aggGroup) ([][]byte, error) {
 		case aggSumFloat4:
 			null = !s.seen
 			a.buf = appendFloat4(a.buf, s.f4)
-		case aggMin, aggMax:
+		case aggMin, aggMax, aggGather:
 			null = !s.seen
 			a.buf = append(a.buf, s.best...)
 		case aggBoolAnd, aggBoolOr:

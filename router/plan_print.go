@@ -66,7 +66,7 @@ func joinStrings[T fmt.Stringer](xs []T) string {
 	return strings.Join(parts, ", ")
 }
 
-var aggFuncNames = [...]string{"count", "sum", "min", "max", "bool_and", "bool_or", "avg", "count_distinct"}
+var aggFuncNames = [...]string{"count", "sum", "min", "max", "bool_and", "bool_or", "avg", "count_distinct", "gather"}
 
 func (f AggFunc) String() string {
 	if f >= 0 && int(f) < len(aggFuncNames) {

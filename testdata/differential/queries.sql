@@ -213,6 +213,23 @@ SELECT status, sum(total) FROM orders GROUP BY status ORDER BY sum(total) DESC N
 SELECT status, avg(qty) FROM orders GROUP BY status ORDER BY avg(qty), status;
 SELECT status FROM orders GROUP BY status ORDER BY max(total), status;
 SELECT status, count(DISTINCT customer_id) FROM orders GROUP BY status ORDER BY status;
+-- Aggregates not merged from partials are gathered: the shards return their inputs as arrays, Postgres runs the aggregate over all of them.
+SELECT array_agg(order_id ORDER BY order_id) FROM orders WHERE qty > 15;
+SELECT status, string_agg(note, ',' ORDER BY order_id) FROM orders GROUP BY status ORDER BY status NULLS FIRST;
+SELECT string_agg(DISTINCT status, '|' ORDER BY status) FROM orders;
+SELECT stddev(total), variance(qty), stddev_pop(qty), var_samp(total) FROM orders;
+SELECT status, stddev(total) FROM orders GROUP BY status HAVING stddev(total) > 10 ORDER BY stddev(total) DESC, status;
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY total), percentile_disc(0.9) WITHIN GROUP (ORDER BY qty) FROM orders;
+SELECT status, mode() WITHIN GROUP (ORDER BY qty DESC) FROM orders GROUP BY status ORDER BY 1 NULLS LAST;
+SELECT count(DISTINCT status) FILTER (WHERE shipped), count(*) FROM orders;
+SELECT count(DISTINCT status), count(DISTINCT qty), sum(DISTINCT qty) FROM orders;
+SELECT shipped, count(DISTINCT customer_id), count(DISTINCT status) FROM orders GROUP BY shipped ORDER BY shipped NULLS FIRST;
+SELECT kind, bit_or(seq), bit_and(seq), bool_or(amount > 10) FROM events GROUP BY kind ORDER BY kind NULLS FIRST;
+SELECT jsonb_agg(order_id ORDER BY order_id) FILTER (WHERE qty = 7), array_agg(DISTINCT qty ORDER BY qty) FROM orders;
+SELECT status, string_agg(note, ', ' ORDER BY note NULLS FIRST, order_id) || '!' FROM orders WHERE note <> '' GROUP BY status ORDER BY 1;
+SELECT c.country, array_agg(o.order_id ORDER BY o.total DESC NULLS LAST, o.order_id) FROM customers c JOIN orders o ON o.customer_id = c.customer_id WHERE o.qty > 17 GROUP BY c.country ORDER BY 1 NULLS FIRST;
+SELECT count(*) FILTER (WHERE false), string_agg(status, ',' ORDER BY order_id) FROM orders WHERE qty > 1000;
+SELECT order_id, jsonb_build_object('bb', qty, 'a', 12345678901234567890123, 'c', 1.50) AS j, json_build_object('z', 1, 'a', 2.0) FROM orders ORDER BY order_id LIMIT 3;
 -- Expressions over aggregates: Postgres evaluates them over the merged aggregates (an Evaluate node).
 SELECT sum(total) * 2 FROM orders;
 SELECT count(*) + 1 FROM orders;
