@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"context"
-	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -77,14 +76,6 @@ func (a *activity) wait(t *testing.T, marker string, want bool) {
 	}
 }
 
-func errCode(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code
-	}
-	return ""
-}
-
 // TestCancelRequest: a pgx context cancellation reaches the shard through
 // the proxy's CancelRequest forwarding, in both protocols, and the
 // connection is usable afterwards.
@@ -104,7 +95,7 @@ func TestCancelRequest(t *testing.T) {
 			}()
 			act.wait(t, marker, true)
 			cancel()
-			if err := <-done; errCode(err) != "57014" {
+			if err := <-done; sqlState(err) != "57014" {
 				t.Fatalf("got %v, want SQLSTATE 57014", err)
 			}
 			act.wait(t, marker, false)

@@ -191,17 +191,10 @@ func TestScatterFailures(t *testing.T) {
 func TestScatterEvaluate(t *testing.T) {
 	f, px, oracle := scatterFixture(t, "two_phase_commit: true\n")
 	ctx := context.Background()
-	code := func(err error) string {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) {
-			return pe.Code
-		}
-		return fmt.Sprint(err)
-	}
 	t.Run("error", func(t *testing.T) {
 		// The sum is 0 only over all shards: the shards' partials raise nothing.
 		_, err := px.Exec(ctx, "SELECT 1 / (sum(visits) - (SELECT sum(visits) FROM customers)) FROM customers")
-		if code(err) != "0A000" {
+		if sqlState(err) != "0A000" {
 			t.Fatalf("subquery: got %v, want 0A000", err)
 		}
 		var total int64
@@ -209,7 +202,7 @@ func TestScatterEvaluate(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = px.Exec(ctx, fmt.Sprintf("SELECT 1 / (sum(visits) - %d) FROM customers", total))
-		if code(err) != "22012" {
+		if sqlState(err) != "22012" {
 			t.Fatalf("got %v, want division_by_zero (22012)", err)
 		}
 		var n int64
@@ -248,11 +241,11 @@ func TestScatterEvaluate(t *testing.T) {
 			t.Fatalf("in the transaction: %d, %v; want 30", over, err)
 		}
 		_, err = tx.Exec(ctx, "SELECT sum(visits) / (count(*) - 300) FROM customers")
-		if code(err) != "22012" {
+		if sqlState(err) != "22012" {
 			t.Fatalf("got %v, want 22012", err)
 		}
 		_, err = tx.Exec(ctx, "SELECT count(*) FROM customers")
-		if code(err) != "25P02" {
+		if sqlState(err) != "25P02" {
 			t.Fatalf("after the error: %v, want in_failed_sql_transaction (25P02)", err)
 		}
 		if err := tx.Rollback(ctx); err != nil {

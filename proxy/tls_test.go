@@ -291,7 +291,7 @@ func TestTLSRequired(t *testing.T) {
 		t.Run(tc.mode, func(t *testing.T) {
 			withClientTLS(t, f, tc.mode)
 			c, err := connectDSN(t, f.tlsDSN("127.0.0.1", "disable", ""))
-			if errCode(err) != tc.plainCode {
+			if sqlState(err) != tc.plainCode {
 				t.Fatalf("plain client: %v, want SQLSTATE %q", err, tc.plainCode)
 			}
 			if tc.plainCode != "" {
@@ -394,7 +394,7 @@ func TestTLSCancel(t *testing.T) {
 				}
 			}
 			tc.send(t, c.PgConn())
-			if err := <-done; errCode(err) != "57014" {
+			if err := <-done; sqlState(err) != "57014" {
 				t.Fatalf("statement ended with %v, want 57014", err)
 			}
 			if err := c.Ping(context.Background()); err != nil {

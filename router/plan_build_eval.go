@@ -334,6 +334,9 @@ func (p *planner) gather(orig *pg.FuncCall) (*pg.Node, *pgconn.PgError) {
 		if !force && !readsColumns(e) {
 			return e // a constant (string_agg's delimiter) stays as written
 		}
+		if p.wholeRow(e) {
+			return nil
+		}
 		for _, s := range seen {
 			if exprEqual(s.n, e) {
 				return pg.MakeColumnRefNode([]*pg.Node{pg.MakeStrNode("_sp_u"), pg.MakeStrNode(names[s.col.Index])}, -1)
@@ -365,11 +368,15 @@ func (p *planner) gather(orig *pg.FuncCall) (*pg.Node, *pgconn.PgError) {
 		return pg.MakeColumnRefNode([]*pg.Node{pg.MakeStrNode("_sp_u"), pg.MakeStrNode(name)}, -1)
 	}
 	for i, a := range fc.Args {
-		fc.Args[i] = one(a, false)
+		if fc.Args[i] = one(a, false); fc.Args[i] == nil {
+			return nil, errWholeRow(orig)
+		}
 	}
 	for _, o := range fc.AggOrder {
 		sb := o.GetSortBy()
-		sb.Node = one(sb.Node, false)
+		if sb.Node = one(sb.Node, false); sb.Node == nil {
+			return nil, errWholeRow(orig)
+		}
 	}
 	if len(arrays) == 0 {
 		// Only constants (count(*) FILTER aside, which is merged): the
@@ -384,4 +391,35 @@ func (p *planner) gather(orig *pg.FuncCall) (*pg.Node, *pgconn.PgError) {
 	sub := tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val
 	sub.GetSubLink().Subselect.GetSelectStmt().TargetList[0].GetResTarget().Val = &pg.Node{Node: &pg.Node_FuncCall{FuncCall: fc}}
 	return sub, nil
+}
+
+// wholeRow tells whether e is a whole row (t or t.*) of a FROM item:
+// unnest would give back its columns, not the row, and its type's OID
+// differs between the shards.
+func (p *planner) wholeRow(e *pg.Node) bool {
+	cr := e.GetColumnRef()
+	if cr == nil || len(cr.Fields) == 0 {
+		return false
+	}
+	if cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
+		return true
+	}
+	if len(cr.Fields) != 1 {
+		return false
+	}
+	name := cr.Fields[0].GetString_().GetSval()
+	if _, ok := p.from[name]; ok {
+		return true
+	}
+	for _, f := range p.sel.FromClause {
+		if a := f.GetRangeSubselect().GetAlias(); a != nil && a.Aliasname == name {
+			return true
+		}
+	}
+	return false
+}
+
+func errWholeRow(fc *pg.FuncCall) *pgconn.PgError {
+	return refuse(fmt.Sprintf("aggregate %s() over whole rows", funcName(fc)),
+		"aggregate the columns you need (json_agg(json_build_object('a', a, ...))), or add a condition on the shard key so the statement targets one shard")
 }

@@ -399,6 +399,8 @@ func TestPlanRefusals(t *testing.T) {
 		{"SELECT lower(status) AS status, count(*) FROM orders GROUP BY status", "GROUP BY output column name"},
 		{"SELECT 1 AS one, count(DISTINCT status) FROM orders", "non-aggregate column with count(DISTINCT)"},
 		{"SELECT id FROM orders LIMIT 2 * 3", "LIMIT with an expression"},
+		{"SELECT json_agg(o) FROM orders o", "aggregate json_agg() over whole rows"},
+		{"SELECT status, array_agg(o.* ORDER BY o.id) FROM orders o GROUP BY status", "aggregate array_agg() over whole rows"},
 		{"SELECT concat_ws(VARIADIC ARRAY[status]) FROM orders GROUP BY status HAVING max(1) > 0 AND string_agg(VARIADIC ARRAY[status, 'x']) > ''", "VARIADIC"},
 		{"SELECT id FROM orders ORDER BY id OFFSET (SELECT 1)", "OFFSET with an expression"},
 		{"SELECT id FROM orders ORDER BY id FETCH FIRST 3 ROWS WITH TIES", "WITH TIES"},
