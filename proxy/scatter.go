@@ -366,7 +366,7 @@ type planInputs struct {
 // The client's parameters are bound as the client bound them, the
 // values after them in text format.
 func (s *session) evaluator(l *scatterLeg, in planInputs) router.Evaluator {
-	return func(ctx context.Context, sql router.Template, oids []uint32, rows [][][]byte) ([]pgproto3.FieldDescription, [][][]byte, error) {
+	return func(ctx context.Context, q router.EvalQuery) ([]pgproto3.FieldDescription, [][][]byte, error) {
 		if err := l.finish(); err != nil {
 			return nil, nil, err
 		}
@@ -377,12 +377,14 @@ func (s *session) evaluator(l *scatterLeg, in planInputs) router.Evaluator {
 		if in.bind != nil {
 			bound = len(in.bind.params)
 		}
-		text := renderLiterals(sql, in.lits) + router.EvaluateSQL(bound+1, len(rows), len(oids))
-		used := make(map[int]bool, len(sql.Params))
-		for _, n := range sql.Params {
-			used[n] = true
+		text := renderLiterals(q.Head, in.lits) + q.From(bound+1) + renderLiterals(q.Tail, in.lits)
+		used := make(map[int]bool, len(q.Head.Params)+len(q.Tail.Params))
+		for _, t := range []router.Template{q.Head, q.Tail} {
+			for _, n := range t.Params {
+				used[n] = true
+			}
 		}
-		n := bound + len(rows)*len(oids)
+		n := bound + len(q.Values)
 		types, params, formats := make([]uint32, 0, n), make([][]byte, 0, n), make([]int16, 0, n)
 		for i := range bound {
 			var oid uint32
@@ -400,11 +402,9 @@ func (s *session) evaluator(l *scatterLeg, in planInputs) router.Evaluator {
 			}
 			types, params, formats = append(types, oid), append(params, in.bind.params[i]), append(formats, format)
 		}
-		for _, r := range rows {
-			types = append(types, oids...)
-			for _, v := range r {
-				params, formats = append(params, v), append(formats, pgtype.TextFormatCode)
-			}
+		types = append(types, q.OIDs...)
+		for _, v := range q.Values {
+			params, formats = append(params, v), append(formats, pgtype.TextFormatCode)
 		}
 		l.c.Send(&pgproto3.Parse{Query: text, ParameterOIDs: types})
 		l.c.Send(&pgproto3.Bind{ParameterFormatCodes: formats, Parameters: params})
@@ -417,7 +417,7 @@ func (s *session) evaluator(l *scatterLeg, in planInputs) router.Evaluator {
 			return nil, nil, err
 		}
 		var fields []pgproto3.FieldDescription
-		out := make([][][]byte, 0, len(rows))
+		var out [][][]byte
 		for !l.ready {
 			msg, err := l.receive()
 			if err != nil {

@@ -162,12 +162,20 @@ type Aggregate struct {
 // true. The shards put a placeholder of each expression's type at Out[i]
 // (CASE WHEN false THEN e END), so the row's types are known before the
 // first batch.
+//
+// In Whole mode (window functions) the query runs once over all input
+// rows: SQL is its text before the FROM clause and Tail after it (WHERE,
+// ORDER BY, ...), each Arg is bound as one array of all rows' values
+// (unnest(...) AS _sp_m(_sp_a0, ...)), and every result row is an output
+// row, its columns going to Out in order.
 type Evaluate struct {
 	Input  Node
 	SQL    Template // holes are the statement's parameters
+	Tail   Template // Whole mode only
 	Args   []ColRef
 	Out    []ColRef
 	Having bool
+	Whole  bool
 }
 
 // Sort orders all rows of its input in memory (budgeted); used above

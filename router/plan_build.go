@@ -260,9 +260,10 @@ func (p *planner) build() (*ScatterPlan, *pgconn.PgError) {
 		return nil, refuse("GROUP BY DISTINCT", hintKey)
 	}
 	hasAgg := len(s.GroupClause) > 0 || s.HavingClause != nil
+	hasWindow := false
 	for _, n := range levelExprs(s) {
-		if w := findFunc(n, func(f *pg.FuncCall) bool { return f.Over != nil }); w != nil {
-			return nil, refuse("window function "+funcName(w)+"()", "compute window functions in the application, or "+hintKey)
+		if findFunc(n, isWindow) != nil {
+			hasWindow = true
 		}
 		if findFunc(n, isAggregate) != nil {
 			hasAgg = true
@@ -278,6 +279,9 @@ func (p *planner) build() (*ScatterPlan, *pgconn.PgError) {
 		}
 	}
 	p.outputColumns(s.TargetList)
+	if hasWindow {
+		return p.windowed(hasAgg)
+	}
 	if !hasAgg {
 		return p.rows()
 	}
@@ -504,11 +508,7 @@ func (p *planner) aggregate() (*ScatterPlan, *pgconn.PgError) {
 		if err := p.evalColumn(p.orig[i], ColRef{Index: i}); err != nil {
 			return nil, err
 		}
-		name := figureColname(p.orig[i])
-		if name == "" {
-			name = "?column?"
-		}
-		p.setName(rt, name)
+		p.setName(rt, outName(p.orig[i], ""))
 		rt.Val = placeholder(p.orig[i])
 	}
 	var having *Expr

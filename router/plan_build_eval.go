@@ -96,7 +96,7 @@ func (p *planner) evalRewrite(n *pg.Node) (*pg.Node, *pgconn.PgError) {
 		}
 		return p.evalArg(c), nil
 	}
-	if findFunc(n, isAggregate) == nil {
+	if findFunc(n, func(f *pg.FuncCall) bool { return isAggregate(f) || isWindow(f) }) == nil {
 		if !readsColumns(n) {
 			return n, nil
 		}

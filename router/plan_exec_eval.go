@@ -11,12 +11,20 @@ import (
 
 // Evaluator runs an Evaluate node's query on a Postgres server of the
 // route (the proxy uses a shard connection the merge has finished
-// reading). sql is the node's SQL, its holes the statement's parameters;
-// the evaluator renders them as the Scatter SQL's are, appends
-// EvaluateSQL(first, len(rows), len(oids)) with first the number after
-// the statement's own bound parameters, and binds each row's values in
-// text format, typed by oids. It returns the result in text format.
-type Evaluator func(ctx context.Context, sql Template, oids []uint32, rows [][][]byte) (fields []pgproto3.FieldDescription, out [][][]byte, err error)
+// reading) and returns its result in text format.
+type Evaluator func(ctx context.Context, q EvalQuery) (fields []pgproto3.FieldDescription, rows [][][]byte, err error)
+
+// EvalQuery is one query of an Evaluate node: Head + From(first) + Tail.
+// The holes of Head and Tail are the statement's parameters, rendered as
+// the Scatter SQL's are; From's parameters, numbered from first (the
+// number after the client's own bound parameters), are Values, in text
+// format, typed by OIDs.
+type EvalQuery struct {
+	Head, Tail Template
+	From       func(first int) string
+	OIDs       []uint32
+	Values     [][]byte
+}
 
 // evaluateBatch is the most rows sent in one query; the parameters of a
 // batch stay under Postgres' limit of 65535 per statement.
@@ -106,7 +114,163 @@ func (ex *executor) newEvaluate(n *Evaluate, in rowIter, types []valType) (rowIt
 	if n.Having {
 		e.outTypes = append(e.outTypes, oidBool)
 	}
+	if n.Whole {
+		return ex.newWhole(e, types)
+	}
 	return e, types, nil
+}
+
+// arrayOf are the array types of the built-in scalar types (the inverse
+// of scalarArrays): how a whole-mode Evaluate types its arrays.
+var arrayOf = map[uint32]uint32{
+	16: 1000, 17: 1001, 18: 1002, 19: 1003, 21: 1005, 23: 1007, 20: 1016, 25: 1009, 1042: 1014,
+	1043: 1015, 26: 1028, 700: 1021, 701: 1022, 790: 791, 1700: 1231, 1082: 1182, 1083: 1183,
+	1266: 1270, 1114: 1115, 1184: 1185, 1186: 1187, 2950: 2951, 114: 199, 3802: 3807, 869: 1041,
+	650: 651, 829: 1040,
+}
+
+// wholeIter runs a whole-mode Evaluate: all input rows in one query.
+type wholeIter struct {
+	*evalIter
+	arrays  []uint32
+	out     [][][]byte
+	row     [][]byte
+	started bool
+}
+
+func (ex *executor) newWhole(e *evalIter, types []valType) (rowIter, []valType, error) {
+	w := &wholeIter{evalIter: e}
+	for k, oid := range e.oids {
+		a, ok := arrayOf[oid]
+		if !ok {
+			return nil, nil, refuse(fmt.Sprintf("window function over values of type %s", types[e.args[k]].name()),
+				"select values of built-in scalar types only, or add a condition on the shard key so the statement targets one shard")
+		}
+		w.arrays = append(w.arrays, a)
+	}
+	return w, types, nil
+}
+
+func (w *wholeIter) next() ([][]byte, error) {
+	if !w.started {
+		w.started = true
+		if err := w.run(); err != nil {
+			return nil, err
+		}
+	}
+	if len(w.out) == 0 {
+		return nil, nil
+	}
+	res := w.out[0]
+	w.out[0] = nil
+	w.out = w.out[1:]
+	if w.row == nil {
+		w.row = make([][]byte, w.ex.width)
+	}
+	clear(w.row)
+	for j, i := range w.evalIter.out {
+		w.row[i] = res[j]
+	}
+	return w.row, nil
+}
+
+// run reads every input row into one array literal per argument and
+// evaluates the query over them.
+func (w *wholeIter) run() error {
+	arrays := make([][]byte, len(w.args))
+	for a := range arrays {
+		arrays[a] = []byte{'{'}
+	}
+	n := 0
+	for {
+		if err := w.ex.tick(); err != nil {
+			return err
+		}
+		row, err := w.in.next()
+		if err != nil {
+			return err
+		}
+		if row == nil {
+			break
+		}
+		size := int64(0)
+		for a, i := range w.args {
+			before := len(arrays[a])
+			if n > 0 {
+				arrays[a] = append(arrays[a], ',')
+			}
+			arrays[a] = appendArrayElem(arrays[a], row[i])
+			size += int64(len(arrays[a]) - before)
+		}
+		if err := w.ex.charge(size+rowOverhead, "evaluation of window functions"); err != nil {
+			return err
+		}
+		n++
+	}
+	for a := range arrays {
+		arrays[a] = append(arrays[a], '}')
+	}
+	args := len(w.args)
+	q := EvalQuery{Head: w.n.SQL, Tail: w.n.Tail, OIDs: w.arrays, Values: arrays,
+		From: func(first int) string { return wholeFrom(first, args) }}
+	fields, out, err := w.ex.eval(w.ex.ctx, q)
+	if err != nil {
+		return err
+	}
+	if len(fields) != len(w.evalIter.out) {
+		return planShapeError(fmt.Sprintf("the evaluation query returned %d columns, not %d", len(fields), len(w.evalIter.out)))
+	}
+	for j, oid := range w.outTypes {
+		if got := fields[j].DataTypeOID; got != oid {
+			return planShapeError(fmt.Sprintf("column %d evaluated to type OID %d where the shards described type OID %d", j+1, got, oid))
+		}
+	}
+	for _, r := range out {
+		if len(r) != len(fields) {
+			return planShapeError("the evaluation query returned a short row")
+		}
+	}
+	w.out = out
+	return nil
+}
+
+// wholeFrom is the FROM clause of a whole-mode evaluation: its arrays
+// zipped into rows.
+func wholeFrom(first, args int) string {
+	var b strings.Builder
+	b.WriteString(" FROM unnest(")
+	for a := range args {
+		if a > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("$" + strconv.Itoa(first+a))
+	}
+	b.WriteString(") AS " + evalRel + "(")
+	for a := range args {
+		if a > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(evalArg(a))
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// appendArrayElem appends v as an element of an array literal: NULL, or
+// the text double-quoted with \ and " escaped, which every scalar type's
+// input accepts.
+func appendArrayElem(b, v []byte) []byte {
+	if v == nil {
+		return append(b, "NULL"...)
+	}
+	b = append(b, '"')
+	for _, c := range v {
+		if c == '"' || c == '\\' {
+			b = append(b, '\\')
+		}
+		b = append(b, c)
+	}
+	return append(b, '"')
 }
 
 func (e *evalIter) next() ([][]byte, error) {
@@ -159,15 +323,17 @@ func (e *evalIter) fill() error {
 	if len(e.batch) == 0 {
 		return nil
 	}
-	values := make([][][]byte, len(e.batch))
-	for r, row := range e.batch {
-		vals := make([][]byte, len(e.args))
-		for a, i := range e.args {
-			vals[a] = row[i]
+	q := EvalQuery{Head: e.n.SQL, OIDs: make([]uint32, 0, len(e.batch)*len(e.args)),
+		Values: make([][]byte, 0, len(e.batch)*len(e.args))}
+	for _, row := range e.batch {
+		q.OIDs = append(q.OIDs, e.oids...)
+		for _, i := range e.args {
+			q.Values = append(q.Values, row[i])
 		}
-		values[r] = vals
 	}
-	fields, out, err := e.ex.eval(e.ex.ctx, e.n.SQL, e.oids, values)
+	rows, args := len(e.batch), len(e.args)
+	q.From = func(first int) string { return EvaluateSQL(first, rows, args) }
+	fields, out, err := e.ex.eval(e.ex.ctx, q)
 	if err != nil {
 		return err
 	}

@@ -132,6 +132,11 @@ func (n *Evaluate) Describe() string {
 	if n.Having {
 		s += " having last"
 	}
+	if n.Whole {
+		s = "Evaluate whole " + strconv.Quote(n.SQL.Render(func(k int) string { return "$" + strconv.Itoa(k) })+
+			" FROM unnest(...) "+n.Tail.Render(func(k int) string { return "$" + strconv.Itoa(k) })) +
+			" args " + joinStrings(n.Args) + " into " + joinStrings(n.Out)
+	}
 	return s
 }
 func (n *Sort) Describe() string { return "Sort " + joinStrings(n.Keys) }

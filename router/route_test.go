@@ -119,7 +119,8 @@ func TestRoute(t *testing.T) {
 		{name: "count across shards", sql: "SELECT count(*) FROM orders", kind: RouteAll, shards: all2, merge: MergePlan},
 		{name: "distinct across shards", sql: "SELECT DISTINCT status FROM orders", kind: RouteAll, shards: all2, merge: MergePlan},
 		{name: "group by across shards", sql: "SELECT status FROM orders GROUP BY status", kind: RouteAll, shards: all2, merge: MergePlan},
-		{name: "window across shards", sql: "SELECT row_number() OVER () FROM orders", code: "0A000", msg: "window function row_number() across shards"},
+		{name: "window across shards", sql: "SELECT row_number() OVER () FROM orders", kind: RouteAll, shards: all2, merge: MergePlan},
+		{name: "window clause across shards", sql: "SELECT sum(total) OVER w FROM orders WINDOW w AS (PARTITION BY status)", code: "0A000", msg: "WINDOW clause across shards"},
 		{name: "for update across shards", sql: "SELECT * FROM orders FOR UPDATE", code: "0A000", msg: "FOR UPDATE across shards"},
 		{name: "union across shards", sql: "SELECT id FROM orders UNION SELECT id FROM order_items", kind: RouteAll, shards: all2, merge: MergePlan},
 		{name: "intersect across shards", sql: "SELECT id FROM orders INTERSECT SELECT id FROM order_items", code: "0A000", msg: "INTERSECT across shards"},
@@ -262,7 +263,7 @@ func TestRouteReason(t *testing.T) {
 
 func TestRouteKeylessHint(t *testing.T) {
 	r, _ := newTestRouter(t)
-	_, _, err := route(r, "SELECT row_number() OVER () FROM orders", nil, "")
+	_, _, err := route(r, "SELECT sum(total) OVER w FROM orders WINDOW w AS ()", nil, "")
 	pe := asPg(t, err)
 	if !strings.HasSuffix(pe.Hint, "add a condition on the shard key (orders.customer_id) so the statement targets one shard") {
 		t.Errorf("hint %q", pe.Hint)

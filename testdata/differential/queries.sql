@@ -230,6 +230,23 @@ SELECT status, string_agg(note, ', ' ORDER BY note NULLS FIRST, order_id) || '!'
 SELECT c.country, array_agg(o.order_id ORDER BY o.total DESC NULLS LAST, o.order_id) FROM customers c JOIN orders o ON o.customer_id = c.customer_id WHERE o.qty > 17 GROUP BY c.country ORDER BY 1 NULLS FIRST;
 SELECT count(*) FILTER (WHERE false), string_agg(status, ',' ORDER BY order_id) FROM orders WHERE qty > 1000;
 SELECT order_id, jsonb_build_object('bb', qty, 'a', 12345678901234567890123, 'c', 1.50) AS j, json_build_object('z', 1, 'a', 2.0) FROM orders ORDER BY order_id LIMIT 3;
+-- Window functions: the shards return the values they read, one Postgres runs the windows over all rows.
+SELECT order_id, row_number() OVER (ORDER BY order_id) FROM orders;
+SELECT order_id, sum(total) OVER () FROM orders;
+SELECT order_id, rank() OVER (PARTITION BY status ORDER BY total, order_id) FROM orders;
+SELECT order_id, lag(total) OVER (ORDER BY order_id), lead(status, 2, 'none') OVER (ORDER BY order_id) FROM orders;
+SELECT order_id, ntile(4) OVER (ORDER BY total, order_id) FROM orders;
+SELECT stream, seq, count(*) OVER (PARTITION BY kind) FROM events;
+SELECT order_id, total, sum(total) OVER (PARTITION BY customer_id ORDER BY order_id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS running FROM orders ORDER BY running DESC NULLS LAST, order_id LIMIT 10;
+SELECT order_id, row_number() OVER (ORDER BY total DESC NULLS LAST, order_id) AS rn FROM orders WHERE qty > 5 ORDER BY rn LIMIT 5 OFFSET 2;
+SELECT status, count(*), rank() OVER (ORDER BY count(*) DESC, status) FROM orders GROUP BY status;
+SELECT status, sum(total) * 100 / sum(sum(total)) OVER () AS pct FROM orders GROUP BY status HAVING count(*) > 1 ORDER BY status NULLS FIRST;
+SELECT DISTINCT status, count(*) OVER (PARTITION BY status) FROM orders ORDER BY 1 NULLS FIRST;
+SELECT customer_id, first_value(order_id) OVER (PARTITION BY customer_id ORDER BY created_at, order_id) FROM orders WHERE customer_id < 40 ORDER BY 1, 2;
+SELECT order_id, percent_rank() OVER (ORDER BY qty), cume_dist() OVER (ORDER BY qty), dense_rank() OVER (ORDER BY qty) FROM orders WHERE customer_id % 5 = 0;
+SELECT row_number() OVER () IS NOT NULL FROM orders WHERE qty > 17;
+SELECT order_id, count(*) FILTER (WHERE shipped) OVER (ORDER BY order_id) FROM orders WHERE qty = $1; -- args: 4
+SELECT order_id, avg(qty) OVER (PARTITION BY status), note FROM orders WHERE note LIKE '%"%' OR note LIKE '%\%' OR note = '' OR note IS NULL;
 -- Expressions over aggregates: Postgres evaluates them over the merged aggregates (an Evaluate node).
 SELECT sum(total) * 2 FROM orders;
 SELECT count(*) + 1 FROM orders;
