@@ -174,6 +174,15 @@ func TestScatterFailures(t *testing.T) {
 		c2 := f.Connect(t)
 		check(t, c2)
 	})
+	t.Run("window memory budget", func(t *testing.T) {
+		// 60,000 rows for one evaluation of their window: past 64kB.
+		c := f.Connect(t)
+		_, err := c.Exec(ctx, "SELECT a.customer_id, g, row_number() OVER () FROM customers a, generate_series(1, 200) g")
+		if code(err) != "53200" {
+			t.Fatalf("got %v, want out_of_memory (53200)", err)
+		}
+		check(t, c)
+	})
 	t.Run("memory budget", func(t *testing.T) {
 		c := f.Connect(t)
 		_, err := c.Exec(ctx, "SELECT a.customer_id, count(*) FROM customers a, generate_series(1, 200) g GROUP BY a.customer_id, g")
@@ -208,6 +217,17 @@ func TestScatterEvaluate(t *testing.T) {
 		var n int64
 		if err := px.QueryRow(ctx, "SELECT count(*) * 2 FROM customers").Scan(&n); err != nil || n != 600 {
 			t.Fatalf("after the error: %d, %v", n, err)
+		}
+	})
+	t.Run("window over a row value", func(t *testing.T) {
+		// A record has no array type to bind all rows' values with.
+		_, err := px.Exec(ctx, "SELECT customer_id, row_number() OVER (ORDER BY customer_id), ROW(name, region) FROM customers")
+		if sqlState(err) != "0A000" {
+			t.Fatalf("got %v, want 0A000", err)
+		}
+		var n int64
+		if err := px.QueryRow(ctx, "SELECT count(*) FROM customers").Scan(&n); err != nil || n != 300 {
+			t.Fatalf("after the refusal: %d, %v", n, err)
 		}
 	})
 	t.Run("untyped parameters", func(t *testing.T) {
