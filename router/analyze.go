@@ -1639,10 +1639,16 @@ func walk(n *pg.Node, fn func(*pg.Node) bool) {
 }
 
 func walkMessage(m protoreflect.Message, fn func(*pg.Node) bool) {
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Kind() != protoreflect.MessageKind {
-			return true
+	// In declared order (Range's is unspecified), so that "the first
+	// aggregate" of a refusal's message and every walk-built list are the
+	// same from run to run.
+	fields := m.Descriptor().Fields()
+	for k := 0; k < fields.Len(); k++ {
+		fd := fields.Get(k)
+		if fd.Kind() != protoreflect.MessageKind || !m.Has(fd) {
+			continue
 		}
+		v := m.Get(fd)
 		visit := func(mv protoreflect.Message) {
 			switch x := mv.Interface().(type) {
 			case *pg.Node:
@@ -1665,8 +1671,7 @@ func walkMessage(m protoreflect.Message, fn func(*pg.Node) bool) {
 		} else if !fd.IsMap() {
 			visit(v.Message())
 		}
-		return true
-	})
+	}
 }
 
 // pushScope enters a query level: it finds the key constraints of the

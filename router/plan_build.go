@@ -524,19 +524,7 @@ func (p *planner) aggregate() (*ScatterPlan, *pgconn.PgError) {
 			return nil, err
 		}
 		having = h
-		// Partial groups cannot be filtered. Parameters stay referenced
-		// (typed as in the client's statement) by an always-true
-		// condition that Postgres folds away.
-		s.HavingClause = nil
-		if hasParam(h0) {
-			args := []*pg.Node{h0}
-			if b := h0.GetBoolExpr(); b != nil && b.Boolop == pg.BoolExprType_OR_EXPR {
-				args = b.Args // the parser flattens a OR b OR c; so must we
-			}
-			s.HavingClause = pg.MakeBoolExprNode(pg.BoolExprType_OR_EXPR, append(args[:len(args):len(args)],
-				&pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Boolval{Boolval: &pg.Boolean{Boolval: true}}, Location: -1}}},
-			), -1)
-		}
+		s.HavingClause = p.keepParams(h0) // partial groups cannot be filtered
 	}
 	keys, err := p.sortKeys(p.aggCol)
 	if err != nil {
@@ -1068,6 +1056,23 @@ func (p *planner) having(n *pg.Node) (*Expr, *pgconn.PgError) {
 	return nil, bad
 }
 
+// keepParams returns what stays of a HAVING condition the shards no
+// longer evaluate (their groups are partial, or the proxy evaluates it):
+// nothing, or when it has parameters, an always-true condition that still
+// references them (typed as in the client's statement), which Postgres
+// folds away.
+func (p *planner) keepParams(h *pg.Node) *pg.Node {
+	if !hasParam(h) {
+		return nil
+	}
+	args := []*pg.Node{h}
+	if b := h.GetBoolExpr(); b != nil && b.Boolop == pg.BoolExprType_OR_EXPR {
+		args = b.Args // the parser flattens a OR b OR c; so must we
+	}
+	return pg.MakeBoolExprNode(pg.BoolExprType_OR_EXPR, append(args[:len(args):len(args)],
+		boolConst(true)), -1)
+}
+
 func orErr(err, def *pgconn.PgError) *pgconn.PgError {
 	if err != nil {
 		return err
@@ -1175,6 +1180,11 @@ func (p *planner) limit(pushdown bool) (*Limit, *pgconn.PgError) {
 func castInt8(n *pg.Node) *pg.Node {
 	return &pg.Node{Node: &pg.Node_TypeCast{TypeCast: &pg.TypeCast{Arg: n, Location: -1,
 		TypeName: &pg.TypeName{Names: []*pg.Node{pg.MakeStrNode("int8")}, Typemod: -1, Location: -1}}}}
+}
+
+// boolConst is the constant true or false.
+func boolConst(v bool) *pg.Node {
+	return &pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Boolval{Boolval: &pg.Boolean{Boolval: v}}, Location: -1}}}
 }
 
 func hasParam(n *pg.Node) bool {

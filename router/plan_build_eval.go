@@ -53,7 +53,7 @@ func (p *planner) evalColumn(n *pg.Node, c ColRef) *pgconn.PgError {
 func placeholder(n *pg.Node) *pg.Node {
 	return &pg.Node{Node: &pg.Node_CaseExpr{CaseExpr: &pg.CaseExpr{Location: -1, Args: []*pg.Node{
 		{Node: &pg.Node_CaseWhen{CaseWhen: &pg.CaseWhen{Location: -1,
-			Expr:   &pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Boolval{Boolval: &pg.Boolean{}}, Location: -1}}},
+			Expr:   boolConst(false),
 			Result: proto.Clone(n).(*pg.Node)}}},
 	}}}}
 }
@@ -202,10 +202,15 @@ func rewriteNodes(m protoreflect.Message, fn func(*pg.Node) *pg.Node) {
 		v  protoreflect.Value
 	}
 	var sets []set
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() {
-			return true
+	// In declared order, not Range's (which is unspecified): the hidden
+	// columns are added in this order, and plans must not vary.
+	fields := m.Descriptor().Fields()
+	for k := 0; k < fields.Len(); k++ {
+		fd := fields.Get(k)
+		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() || !m.Has(fd) {
+			continue
 		}
+		v := m.Get(fd)
 		if fd.IsList() {
 			l := v.List()
 			for i := 0; i < l.Len(); i++ {
@@ -215,15 +220,14 @@ func rewriteNodes(m protoreflect.Message, fn func(*pg.Node) *pg.Node) {
 					rewriteNodes(l.Get(i).Message(), fn)
 				}
 			}
-			return true
+			continue
 		}
 		if x, ok := v.Message().Interface().(*pg.Node); ok {
 			sets = append(sets, set{fd, protoreflect.ValueOfMessage(fn(x).ProtoReflect())})
 		} else {
 			rewriteNodes(v.Message(), fn)
 		}
-		return true
-	})
+	}
 	for _, s := range sets {
 		m.Set(s.fd, s.v)
 	}
@@ -381,7 +385,7 @@ func (p *planner) gather(orig *pg.FuncCall) (*pg.Node, *pgconn.PgError) {
 	if len(arrays) == 0 {
 		// Only constants (count(*) FILTER aside, which is merged): the
 		// gathered array carries the number of rows.
-		one(&pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Boolval{Boolval: &pg.Boolean{Boolval: true}}, Location: -1}}}, true)
+		one(boolConst(true), true)
 	}
 	q := fmt.Sprintf("SELECT (SELECT NULL FROM unnest(%s) AS _sp_u(%s))", strings.Join(arrays, ", "), strings.Join(names, ", "))
 	tree, err := pg.Parse(q)

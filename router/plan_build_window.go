@@ -125,7 +125,7 @@ func (p *planner) windowed(grouped bool) (*ScatterPlan, *pgconn.PgError) {
 	}
 	if len(p.eval.args) == 0 {
 		// Nothing read (row_number() OVER ()): the rows still count.
-		p.evalArg(p.addHidden(&pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Boolval{Boolval: &pg.Boolean{Boolval: true}}, Location: -1}}}))
+		p.evalArg(p.addHidden(boolConst(true)))
 	}
 	s.SortClause, s.DistinctClause = nil, nil
 	scatter, err := p.scatter()
@@ -142,23 +142,6 @@ func (p *planner) windowed(grouped bool) (*ScatterPlan, *pgconn.PgError) {
 	}
 	ev.Input = root
 	return p.finish(ev, limit), nil
-}
-
-// keepParams returns what stays of a HAVING condition the shards no
-// longer evaluate: nothing, or when it has parameters, an always-true
-// condition that still references them (typed as in the client's
-// statement), which Postgres folds away.
-func (p *planner) keepParams(h *pg.Node) *pg.Node {
-	if !hasParam(h) {
-		return nil
-	}
-	args := []*pg.Node{h}
-	if b := h.GetBoolExpr(); b != nil && b.Boolop == pg.BoolExprType_OR_EXPR {
-		args = b.Args // the parser flattens a OR b OR c; so must we
-	}
-	return pg.MakeBoolExprNode(pg.BoolExprType_OR_EXPR, append(args[:len(args):len(args)],
-		&pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Boolval{Boolval: &pg.Boolean{Boolval: true}}, Location: -1}}},
-	), -1)
 }
 
 // wholeQuery deparses the evaluation query of a whole-mode Evaluate and
