@@ -187,8 +187,9 @@ func standalone(n *pg.Node) bool {
 	switch n.Node.(type) {
 	case *pg.Node_ColumnRef, *pg.Node_AExpr, *pg.Node_FuncCall, *pg.Node_TypeCast, *pg.Node_BoolExpr,
 		*pg.Node_NullTest, *pg.Node_BooleanTest, *pg.Node_CaseExpr, *pg.Node_CoalesceExpr,
-		*pg.Node_MinMaxExpr, *pg.Node_AIndirection, *pg.Node_AArrayExpr, *pg.Node_RowExpr,
-		*pg.Node_CollateClause:
+		*pg.Node_MinMaxExpr, *pg.Node_AIndirection, *pg.Node_AArrayExpr, *pg.Node_RowExpr:
+		// Not a CollateClause: its value would reach the evaluation
+		// without the collation, which must stay with the evaluation.
 		return true
 	}
 	return false
@@ -334,9 +335,20 @@ func (p *planner) gather(orig *pg.FuncCall) (*pg.Node, *pgconn.PgError) {
 	gatheredCols := len(distinctCols)
 	var arrays, names []string
 	var seen []exprCol // gathered expressions: DISTINCT's ORDER BY must name its argument's column
-	one := func(e *pg.Node, force bool) *pg.Node {
+	var one func(e *pg.Node, force bool) *pg.Node
+	one = func(e *pg.Node, force bool) *pg.Node {
 		if !force && !readsColumns(e) {
 			return e // a constant (string_agg's delimiter) stays as written
+		}
+		if cc := e.GetCollateClause(); cc != nil {
+			// The collation applies where the aggregate compares.
+			inner := one(cc.Arg, force)
+			if inner == nil {
+				return nil
+			}
+			out := proto.Clone(e).(*pg.Node)
+			out.GetCollateClause().Arg = inner
+			return out
 		}
 		if p.wholeRow(e) {
 			return nil

@@ -102,6 +102,7 @@ var planStatements = []struct {
 	{sql: "SELECT id, sum(total) OVER (PARTITION BY status ORDER BY id) AS s FROM orders ORDER BY s DESC, id LIMIT 3"},
 	{sql: "SELECT status, count(*), rank() OVER (ORDER BY count(*) DESC) FROM orders GROUP BY status HAVING sum(total) > $1", params: []string{"5"}},
 	{sql: "SELECT row_number() OVER () FROM orders"},
+	{sql: "SELECT status, string_agg(note, ',' ORDER BY note COLLATE \"C\") FROM orders GROUP BY status HAVING max(note) COLLATE \"POSIX\" > 'a'"},
 	{sql: "SELECT status, count(*) FROM orders GROUP BY ROLLUP (status)"},
 	{sql: "SELECT * FROM orders ORDER BY id FOR UPDATE"},
 	{sql: "SELECT id FROM orders UNION SELECT id FROM order_items"},

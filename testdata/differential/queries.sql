@@ -229,6 +229,7 @@ SELECT jsonb_agg(order_id ORDER BY order_id) FILTER (WHERE qty = 7), array_agg(D
 SELECT status, string_agg(note, ', ' ORDER BY note NULLS FIRST, order_id) || '!' FROM orders WHERE note <> '' GROUP BY status ORDER BY 1;
 SELECT c.country, array_agg(o.order_id ORDER BY o.total DESC NULLS LAST, o.order_id) FROM customers c JOIN orders o ON o.customer_id = c.customer_id WHERE o.qty > 17 GROUP BY c.country ORDER BY 1 NULLS FIRST;
 SELECT count(*) FILTER (WHERE false), string_agg(status, ',' ORDER BY order_id) FROM orders WHERE qty > 1000;
+SELECT status, string_agg(note, ',' ORDER BY note COLLATE "C" DESC, order_id) FROM orders WHERE note <> '' GROUP BY status HAVING max(note) COLLATE "C" > 'a' ORDER BY 1;
 SELECT order_id, jsonb_build_object('bb', qty, 'a', 12345678901234567890123, 'c', 1.50) AS j, json_build_object('z', 1, 'a', 2.0) FROM orders ORDER BY order_id LIMIT 3;
 -- Window functions: the shards return the values they read, one Postgres runs the windows over all rows.
 SELECT order_id, row_number() OVER (ORDER BY order_id) FROM orders;
