@@ -176,6 +176,10 @@ type Evaluate struct {
 	Out    []ColRef
 	Having bool
 	Whole  bool
+	// SetOp (Whole mode, no SQL): the client's set operations over the
+	// arms' rows, each arm "SELECT {cols} FROM _sp_m WHERE {tag} = i";
+	// every input column is an argument, the last one the arm's number.
+	SetOp string
 }
 
 // Sort orders all rows of its input in memory (budgeted); used above

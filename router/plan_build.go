@@ -77,19 +77,17 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 	if st.outerAgg != "" {
 		return nil, outerAggError(st.outerAgg, hintKey)
 	}
+	if isSetOp(s) && (st.nestedInexact != "" || !mergeableSetOp(st.inexact)) && gatherableSetOp(st, s, true) {
+		p := &planner{st: st, sel: s, version: version}
+		return p.gatherSetOp()
+	}
 	if st.nestedInexact != "" {
 		return nil, refuse(st.nestedInexact+" in a subquery over a sharded table",
 			"move the "+st.nestedInexact+" to the outer query, or "+hintKey)
 	}
 	mergeSetOp := false // a UNION, or ORDER BY / LIMIT over a set operation: planned by setOp
 	if isSetOp(s) {
-		switch st.inexact {
-		case "":
-		case "UNION", "ORDER BY", "LIMIT", "OFFSET":
-			// ORDER BY or LIMIT is noted only over a UNION ALL, or over an
-			// INTERSECT or EXCEPT of colocated arms (analyzer.colocatedArms).
-			mergeSetOp = true
-		}
+		mergeSetOp = st.inexact != "" && mergeableSetOp(st.inexact)
 		if !mergeSetOp && st.inexact != "" {
 			hint := "use UNION ALL or UNION of SELECTs that each read sharded tables, or " + hintKey
 			if s.Op != pg.SetOperation_SETOP_UNION {
@@ -123,6 +121,18 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 		return nil, nil // UNION ALL: the arms' rows concatenate
 	}
 	return p.build()
+}
+
+// mergeableSetOp tells whether setOp merges a top-level set operation
+// whose inexact construct is c ("" needs no merge).
+func mergeableSetOp(c string) bool {
+	switch c {
+	case "", "UNION", "ORDER BY", "LIMIT", "OFFSET":
+		// ORDER BY or LIMIT is noted only over a UNION ALL, or over an
+		// INTERSECT or EXCEPT of colocated arms (analyzer.colocatedArms).
+		return true
+	}
+	return false
 }
 
 // modifyingWith tells whether s's WITH clause has an INSERT, UPDATE or

@@ -95,7 +95,20 @@ func (ex *executor) newEvaluate(n *Evaluate, in rowIter, types []valType) (rowIt
 		return nil, nil, planShapeError("no server to evaluate expressions over aggregates on")
 	}
 	e := &evalIter{ex: ex, in: in, n: n}
-	for _, c := range n.Args {
+	args, out := n.Args, n.Out
+	if n.SetOp != "" {
+		// Every column, the arm's number last; the visible ones come back.
+		args, out = nil, nil
+		for i := range ex.width {
+			if i < ex.width-ex.hidden {
+				out = append(out, ColRef{Index: i})
+				args = append(args, ColRef{Index: i})
+			} else {
+				args = append(args, ColRef{Hidden: true, Index: i - (ex.width - ex.hidden)})
+			}
+		}
+	}
+	for _, c := range args {
 		i, err := ex.col(c)
 		if err != nil {
 			return nil, nil, err
@@ -103,7 +116,7 @@ func (ex *executor) newEvaluate(n *Evaluate, in rowIter, types []valType) (rowIt
 		e.args = append(e.args, i)
 		e.oids = append(e.oids, types[i].oid)
 	}
-	for _, c := range n.Out {
+	for _, c := range out {
 		i, err := ex.col(c)
 		if err != nil {
 			return nil, nil, err
@@ -213,6 +226,15 @@ func (w *wholeIter) run() error {
 	args := len(w.args)
 	q := EvalQuery{Head: w.n.SQL, Tail: w.n.Tail, OIDs: w.arrays, Values: arrays,
 		From: func(first int) string { return wholeFrom(first, args) }}
+	if w.n.SetOp != "" {
+		cols := make([]string, args-1)
+		for a := range cols {
+			cols[a] = evalArg(a)
+		}
+		text := strings.NewReplacer(setOpCols, strings.Join(cols, ", "), setOpTag, evalArg(args-1)).Replace(w.n.SetOp)
+		q.Head = Template{Pieces: []string{"WITH " + evalRel + " AS (SELECT *"}}
+		q.Tail = Template{Pieces: []string{") " + text}}
+	}
 	fields, out, err := w.ex.eval(w.ex.ctx, q)
 	if err != nil {
 		return err

@@ -132,6 +132,9 @@ func (n *Evaluate) Describe() string {
 	if n.Having {
 		s += " having last"
 	}
+	if n.SetOp != "" {
+		return "Evaluate set operations " + strconv.Quote(n.SetOp)
+	}
 	if n.Whole {
 		s = "Evaluate whole " + strconv.Quote(n.SQL.Render(func(k int) string { return "$" + strconv.Itoa(k) })+
 			" FROM unnest(...) "+n.Tail.Render(func(k int) string { return "$" + strconv.Itoa(k) })) +

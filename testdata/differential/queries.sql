@@ -231,6 +231,17 @@ SELECT c.country, array_agg(o.order_id ORDER BY o.total DESC NULLS LAST, o.order
 SELECT count(*) FILTER (WHERE false), string_agg(status, ',' ORDER BY order_id) FROM orders WHERE qty > 1000;
 SELECT status, string_agg(note, ',' ORDER BY note COLLATE "C" DESC, order_id) FROM orders WHERE note <> '' GROUP BY status HAVING max(note) COLLATE "C" > 'a' ORDER BY 1;
 SELECT order_id, jsonb_build_object('bb', qty, 'a', 12345678901234567890123, 'c', 1.50) AS j, json_build_object('z', 1, 'a', 2.0) FROM orders ORDER BY order_id LIMIT 3;
+-- Set operations of arms not colocated, and nested ones: the shards return every arm's rows, one Postgres runs the set operations.
+SELECT status FROM orders INTERSECT SELECT status FROM orders WHERE qty > 5;
+SELECT customer_id FROM orders INTERSECT SELECT customer_id FROM events;
+SELECT o.customer_id FROM customers c LEFT JOIN orders o ON o.customer_id = c.customer_id AND o.qty > 19 EXCEPT SELECT customer_id FROM order_items;
+SELECT customer_id FROM orders EXCEPT (SELECT customer_id FROM customers UNION ALL SELECT customer_id FROM order_items);
+(SELECT customer_id FROM orders UNION SELECT customer_id FROM order_items) UNION ALL SELECT customer_id FROM customers;
+SELECT status, shipped FROM orders EXCEPT ALL SELECT status, shipped FROM orders WHERE qty < 10 ORDER BY 1 NULLS FIRST, 2 NULLS FIRST;
+SELECT qty FROM orders INTERSECT ALL SELECT qty FROM order_items ORDER BY 1 DESC NULLS LAST LIMIT 7 OFFSET 1;
+SELECT * FROM customers WHERE vip EXCEPT SELECT * FROM customers WHERE country = 'JP';
+SELECT total::text FROM orders WHERE qty > 15 INTERSECT SELECT note FROM orders UNION ALL SELECT kind FROM events WHERE kind LIKE 'p%';
+SELECT customer_id FROM orders WHERE qty > $1 INTERSECT SELECT customer_id FROM order_items WHERE qty > $2 ORDER BY 1 LIMIT $3; -- args: 10 15 5
 -- Window functions: the shards return the values they read, one Postgres runs the windows over all rows.
 SELECT order_id, row_number() OVER (ORDER BY order_id) FROM orders;
 SELECT order_id, sum(total) OVER () FROM orders;

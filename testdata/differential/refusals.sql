@@ -50,13 +50,10 @@ SELECT order_id FROM orders ORDER BY order_id LIMIT 5 FOR UPDATE;
 SELECT * FROM events FOR UPDATE SKIP LOCKED;
 
 -- Set operations whose result depends on rows of other shards.
-SELECT status FROM orders INTERSECT SELECT status FROM orders WHERE qty > 5;
-SELECT customer_id FROM orders INTERSECT SELECT customer_id FROM events;
-SELECT o.customer_id FROM customers c LEFT JOIN orders o ON o.customer_id = c.customer_id AND o.qty > 19 EXCEPT SELECT customer_id FROM order_items;
-SELECT customer_id FROM orders EXCEPT (SELECT customer_id FROM customers UNION ALL SELECT customer_id FROM order_items);
 SELECT status FROM orders UNION SELECT name FROM products;
-(SELECT customer_id FROM orders UNION SELECT customer_id FROM order_items) UNION ALL SELECT customer_id FROM customers;
 SELECT name FROM products WHERE price < 50 UNION ALL SELECT name FROM customers WHERE country = 'DE';
+SELECT status FROM orders INTERSECT SELECT status FROM orders WHERE qty > (SELECT avg(qty) FROM orders);
+SELECT status FROM orders EXCEPT (SELECT status FROM orders ORDER BY 1 LIMIT 2);
 
 -- LIMIT whose row count depends on ties across shards.
 SELECT total FROM orders ORDER BY total DESC NULLS LAST FETCH FIRST 3 ROWS WITH TIES;
