@@ -320,17 +320,23 @@ func (p *planner) build() (*ScatterPlan, *pgconn.PgError) {
 // distinct rows overall is among the first N distinct rows of its shard.
 func (p *planner) setOp() (*ScatterPlan, *pgconn.PgError) {
 	s := p.sel
-	first := s // the leftmost arm names the result's columns
-	for isSetOp(first) {
-		first = first.Larg
-	}
-	p.outputColumns(first.TargetList)
-	keys, err := p.sortKeys(p.setOpCol)
+	keys, err := p.setOpOutput()
 	if err != nil {
 		return nil, err
 	}
 	// Colocated INTERSECT and EXCEPT rows differ between shards already.
 	return p.mergeRows(keys, s.Op == pg.SetOperation_SETOP_UNION && !s.All, nil)
+}
+
+// setOpOutput records the output columns of a set operation (its
+// leftmost arm names them) and places its ORDER BY.
+func (p *planner) setOpOutput() ([]SortKey, *pgconn.PgError) {
+	first := p.sel
+	for isSetOp(first) {
+		first = first.Larg
+	}
+	p.outputColumns(first.TargetList)
+	return p.sortKeys(p.setOpCol)
 }
 
 // outputColumns records the client's select list (copies: the planner
@@ -488,14 +494,9 @@ func (p *planner) aggregate() (*ScatterPlan, *pgconn.PgError) {
 	if on != nil {
 		return nil, refuse("DISTINCT ON with GROUP BY or aggregates", hintKey)
 	}
-	var groupBy []ColRef
-	for _, g := range s.GroupClause {
-		c, err := p.groupCol(g)
-		if err != nil {
-			return nil, err
-		}
-		groupBy = append(groupBy, c)
-		p.groups = append(p.groups, exprCol{n: p.exprAt(g, c), col: c})
+	groupBy, err := p.placeGroups()
+	if err != nil {
+		return nil, err
 	}
 	grouped := len(s.GroupClause) > 0
 	var evalCols []int // select-list expressions over aggregates
@@ -777,6 +778,21 @@ func (p *planner) groupCol(n *pg.Node) (ColRef, *pgconn.PgError) {
 		}
 	}
 	return p.hiddenExpr(n), nil
+}
+
+// placeGroups places the GROUP BY items (p.groups) and returns their
+// columns.
+func (p *planner) placeGroups() ([]ColRef, *pgconn.PgError) {
+	var groupBy []ColRef
+	for _, g := range p.sel.GroupClause {
+		c, err := p.groupCol(g)
+		if err != nil {
+			return nil, err
+		}
+		groupBy = append(groupBy, c)
+		p.groups = append(p.groups, exprCol{n: p.exprAt(g, c), col: c})
+	}
+	return groupBy, nil
 }
 
 // exprAt returns the expression a placed GROUP BY item stands for.

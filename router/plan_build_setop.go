@@ -67,12 +67,7 @@ func plainArm(st *Statement, s *pg.SelectStmt) bool {
 // gatherSetOp plans a set operation gatherableSetOp accepts.
 func (p *planner) gatherSetOp() (*ScatterPlan, *pgconn.PgError) {
 	s := p.sel
-	first := s
-	for isSetOp(first) {
-		first = first.Larg
-	}
-	p.outputColumns(first.TargetList)
-	keys, err := p.sortKeys(p.setOpCol)
+	keys, err := p.setOpOutput()
 	if err != nil {
 		return nil, err
 	}

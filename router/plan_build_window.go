@@ -51,16 +51,9 @@ func (p *planner) windowed(grouped bool) (*ScatterPlan, *pgconn.PgError) {
 			return nil, refuse("whole row with window functions", "select the columns themselves, or "+hintKey)
 		}
 	}
-	var groupBy []ColRef
-	if grouped {
-		for _, g := range s.GroupClause {
-			c, err := p.groupCol(g)
-			if err != nil {
-				return nil, err
-			}
-			groupBy = append(groupBy, c)
-			p.groups = append(p.groups, exprCol{n: p.exprAt(g, c), col: c})
-		}
+	groupBy, err := p.placeGroups()
+	if err != nil {
+		return nil, err
 	}
 	// The whole select list is evaluated; the shards return placeholders
 	// of its columns' types.

@@ -118,12 +118,13 @@ func (ex *executor) newAggregate(n *Aggregate, in rowIter, types []valType) (row
 
 // scalarArrays are the array types of built-in scalar types: the element
 // types whose values a gathered aggregate hands to Postgres as arrays.
-var scalarArrays = map[uint32]bool{
-	1000: true, 1001: true, 1002: true, 1003: true, 1005: true, 1007: true, 1016: true, // bool bytea char name int2 int4 int8
-	1009: true, 1014: true, 1015: true, 1028: true, 1021: true, 1022: true, 791: true, // text bpchar varchar oid float4 float8 money
-	1231: true, 1182: true, 1183: true, 1270: true, 1115: true, 1185: true, 1187: true, // numeric date time timetz timestamp timestamptz interval
-	2951: true, 199: true, 3807: true, 1041: true, 651: true, 1040: true, // uuid json jsonb inet cidr macaddr
-}
+var scalarArrays = func() map[uint32]bool {
+	m := make(map[uint32]bool, len(arrayOf))
+	for _, a := range arrayOf {
+		m[a] = true
+	}
+	return m
+}()
 
 func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 	i, err := ex.col(s.Col)

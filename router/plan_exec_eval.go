@@ -145,8 +145,8 @@ var arrayOf = map[uint32]uint32{
 // wholeIter runs a whole-mode Evaluate: all input rows in one query.
 type wholeIter struct {
 	*evalIter
-	arrays  []uint32
-	out     [][][]byte
+	arrays  []uint32   // the arguments' array types
+	pending [][][]byte // result rows not yet returned
 	row     [][]byte
 	started bool
 }
@@ -156,7 +156,7 @@ func (ex *executor) newWhole(e *evalIter, types []valType) (rowIter, []valType, 
 	for k, oid := range e.oids {
 		a, ok := arrayOf[oid]
 		if !ok {
-			return nil, nil, refuse(fmt.Sprintf("window function over values of type %s", types[e.args[k]].name()),
+			return nil, nil, refuse(fmt.Sprintf("window function or set operation over values of type %s", types[e.args[k]].name()),
 				"select values of built-in scalar types only, or add a condition on the shard key so the statement targets one shard")
 		}
 		w.arrays = append(w.arrays, a)
@@ -171,17 +171,17 @@ func (w *wholeIter) next() ([][]byte, error) {
 			return nil, err
 		}
 	}
-	if len(w.out) == 0 {
+	if len(w.pending) == 0 {
 		return nil, nil
 	}
-	res := w.out[0]
-	w.out[0] = nil
-	w.out = w.out[1:]
+	res := w.pending[0]
+	w.pending[0] = nil
+	w.pending = w.pending[1:]
 	if w.row == nil {
 		w.row = make([][]byte, w.ex.width)
 	}
 	clear(w.row)
-	for j, i := range w.evalIter.out {
+	for j, i := range w.out {
 		w.row[i] = res[j]
 	}
 	return w.row, nil
@@ -239,8 +239,8 @@ func (w *wholeIter) run() error {
 	if err != nil {
 		return err
 	}
-	if len(fields) != len(w.evalIter.out) {
-		return planShapeError(fmt.Sprintf("the evaluation query returned %d columns, not %d", len(fields), len(w.evalIter.out)))
+	if len(fields) != len(w.out) {
+		return planShapeError(fmt.Sprintf("the evaluation query returned %d columns, not %d", len(fields), len(w.out)))
 	}
 	for j, oid := range w.outTypes {
 		if got := fields[j].DataTypeOID; got != oid {
@@ -252,7 +252,7 @@ func (w *wholeIter) run() error {
 			return planShapeError("the evaluation query returned a short row")
 		}
 	}
-	w.out = out
+	w.pending = out
 	return nil
 }
 
