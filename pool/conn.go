@@ -27,6 +27,10 @@ type Conn struct {
 	// SessionParams holds the SET values the proxy applied on this backend.
 	// Managed by the proxy.
 	SessionParams map[string]string
+	// BytewiseText: the database's default collation orders text by its
+	// bytes (C, POSIX, C.UTF-8 with the libc provider), as the proxy does
+	// when it merges sorted text. Read once at connect.
+	BytewiseText bool
 
 	pool        *Pool
 	netConn     net.Conn

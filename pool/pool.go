@@ -276,10 +276,15 @@ func (p *Pool) dial(parent context.Context, start time.Time) (*Conn, error) {
 	ctx, cancel := context.WithDeadline(parent, start.Add(p.acquireTimeout))
 	defer cancel()
 	pc, err := pgconn.ConnectConfig(ctx, p.cfg)
+	bytewise := false
 	if err == nil {
+		bytewise, err = bytewiseCollation(ctx, pc)
 		// SyncConn stops pgconn's background reader and checks that no
 		// read is buffered, so the hijacked socket is ours alone.
-		if err = pc.SyncConn(ctx); err != nil {
+		if err == nil {
+			err = pc.SyncConn(ctx)
+		}
+		if err != nil {
 			pc.Close(ctx)
 		}
 	}
@@ -297,8 +302,29 @@ func (p *Pool) dial(parent context.Context, start time.Time) (*Conn, error) {
 		return nil, p.connectError(err)
 	}
 	c := newConn(p, hc)
+	c.BytewiseText = bytewise
 	p.log.Debug("pool: connected", "pid", c.PID)
 	return c, nil
+}
+
+// bytewiseCollation tells whether the connected database's default
+// collation orders text by its bytes. (datlocprovider is Postgres 15's;
+// to_jsonb reads it as NULL, the libc provider, on older servers.)
+func bytewiseCollation(ctx context.Context, pc *pgconn.PgConn) (bool, error) {
+	res := pc.ExecParams(ctx, `SELECT coalesce(to_jsonb(d) ->> 'datlocprovider', 'c'), datcollate
+		FROM pg_database d WHERE datname = current_database()`, nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		return false, res.Err
+	}
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 2 {
+		return false, nil
+	}
+	provider, coll := string(res.Rows[0][0]), string(res.Rows[0][1])
+	switch coll {
+	case "C", "POSIX", "C.UTF-8", "C.utf8":
+		return provider == "c", nil
+	}
+	return false, nil
 }
 
 // Release returns c, whose backend is idle (ReadyForQuery 'I' was the last

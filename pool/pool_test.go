@@ -734,3 +734,32 @@ func BenchmarkAcquireReleaseParallel(b *testing.B) {
 		}
 	})
 }
+
+// TestBytewiseText: a backend knows whether its database orders text by
+// its bytes (the harness' C databases) or not (an ICU collation), which
+// decides whether the proxy may merge sorted text itself.
+func TestBytewiseText(t *testing.T) {
+	ctx := t.Context()
+	if err := shared.Exec(ctx, "postgres", "CREATE DATABASE bytewise_icu TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := shared.Exec(context.Background(), "postgres", "DROP DATABASE bytewise_icu WITH (FORCE)"); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, tt := range []struct {
+		db   string
+		want bool
+	}{{"postgres", true}, {"bytewise_icu", false}} {
+		p := newPool(t, shared.DSN(tt.db), pool.Options{Size: 1})
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.BytewiseText != tt.want {
+			t.Errorf("%s: BytewiseText = %v, want %v", tt.db, c.BytewiseText, tt.want)
+		}
+		p.Release(c)
+	}
+}

@@ -48,6 +48,9 @@ type fixtureOptions struct {
 	Shards int    // number of shards, 2 or 3 (default 2)
 	Body   string // YAML appended after shards:
 	Top    string // YAML placed before shards: (e.g. tls:)
+	// ShardDB is appended to the shards' CREATE DATABASE (e.g. an ICU
+	// locale); by default they are C-collated.
+	ShardDB string
 }
 
 const defaultBody = `
@@ -86,7 +89,13 @@ func startFixture(t testing.TB, opts fixtureOptions) *fixture {
 	}
 	yaml.WriteString(opts.Body)
 	for i := 0; i < opts.Shards; i++ {
-		if err := srvs[i].CreateDatabase(ctx, db); err != nil {
+		var err error
+		if opts.ShardDB == "" {
+			err = srvs[i].CreateDatabase(ctx, db)
+		} else {
+			err = srvs[i].Exec(ctx, "postgres", "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()+" TEMPLATE template0 "+opts.ShardDB)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -309,6 +309,9 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 	}
 	var row pgproto3.DataRow
 	opts := router.ExecOptions{Budget: s.runtime().Config.MergeMemory, Evaluate: s.evaluator(legs[0], in)}
+	for _, l := range legs {
+		opts.CollatedText = opts.CollatedText || !l.c.BytewiseText
+	}
 	if in.bind != nil {
 		opts.BoundParams = len(in.bind.params)
 	}

@@ -276,3 +276,73 @@ func TestScatterEvaluate(t *testing.T) {
 		}
 	})
 }
+
+// TestScatterCollatedText: on shards whose databases do not order text
+// by its bytes (ICU en-US: 'a' < 'B'), the proxy orders no text itself
+// and says so, takes COLLATE "C" at its word, and leaves windows and
+// gathered aggregates to Postgres, which orders by the database's
+// collation.
+func TestScatterCollatedText(t *testing.T) {
+	f := startFixture(t, fixtureOptions{Shards: 3, Body: scatterBody,
+		ShardDB: "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'"})
+	px := f.Connect(t)
+	ctx := context.Background()
+	if _, err := px.Exec(ctx, scatterSchema); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"a", "B", "c", "D", "b"} {
+		if _, err := px.Exec(ctx, "INSERT INTO customers (customer_id, name) VALUES ($1, $2)", int64(i+1), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, sql := range []string{
+		"SELECT name FROM customers ORDER BY name",
+		"SELECT max(name) FROM customers",
+		"SELECT region, count(*) FROM customers GROUP BY region ORDER BY min(name)",
+	} {
+		_, err := px.Exec(ctx, sql)
+		if sqlState(err) != "0A000" || !strings.Contains(err.Error(), "collation") {
+			t.Errorf("%s: %v, want 0A000 naming the collation", sql, err)
+		}
+	}
+	for _, q := range []struct{ sql, want string }{
+		{`SELECT string_agg(name, ',' ORDER BY name COLLATE "C") FROM customers`, "B,D,a,b,c"},
+		{`SELECT string_agg(name, ',' ORDER BY name) FROM customers`, "a,b,B,c,D"},
+	} {
+		var got string
+		if err := px.QueryRow(ctx, q.sql).Scan(&got); err != nil || got != q.want {
+			t.Errorf("%s: %q, %v; want %q", q.sql, got, err, q.want)
+		}
+	}
+	rows, err := px.Query(ctx, `SELECT name, row_number() OVER (ORDER BY name) FROM customers ORDER BY 2`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for rows.Next() {
+		var name string
+		var n int64
+		if err := rows.Scan(&name, &n); err != nil {
+			t.Fatal(err)
+		}
+		order = append(order, name)
+	}
+	if rows.Err() != nil || strings.Join(order, ",") != "a,b,B,c,D" {
+		t.Errorf("window order %v, %v; want a,b,B,c,D (en-US)", order, rows.Err())
+	}
+	var names []string
+	rows, err = px.Query(ctx, `SELECT name FROM customers ORDER BY name COLLATE "C"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	if rows.Err() != nil || strings.Join(names, ",") != "B,D,a,b,c" {
+		t.Errorf(`ORDER BY name COLLATE "C": %v, %v; want B,D,a,b,c`, names, rows.Err())
+	}
+}

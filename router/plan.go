@@ -96,6 +96,9 @@ type SortKey struct {
 	Col        ColRef
 	Desc       bool
 	NullsFirst bool
+	// Bytewise: the client wrote COLLATE "C" (or "POSIX"), so text sorts
+	// by its bytes whatever the database's collation.
+	Bytewise bool
 }
 
 // MergeSort is a streaming k-way merge of shard streams that each shard

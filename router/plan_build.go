@@ -743,7 +743,7 @@ func (p *planner) sortKeys(place func(*pg.Node) (ColRef, *pgconn.PgError)) ([]So
 		if err != nil {
 			return nil, err
 		}
-		k := SortKey{Col: c, Desc: sb.SortbyDir == pg.SortByDir_SORTBY_DESC}
+		k := SortKey{Col: c, Desc: sb.SortbyDir == pg.SortByDir_SORTBY_DESC, Bytewise: bytewiseCollate(sb.Node)}
 		switch sb.SortbyNulls {
 		case pg.SortByNulls_SORTBY_NULLS_FIRST:
 			k.NullsFirst = true
@@ -755,6 +755,17 @@ func (p *planner) sortKeys(place func(*pg.Node) (ColRef, *pgconn.PgError)) ([]So
 		keys = append(keys, k)
 	}
 	return keys, nil
+}
+
+// bytewiseCollate tells whether n is an expression under COLLATE "C" or
+// "POSIX", which order text by its bytes.
+func bytewiseCollate(n *pg.Node) bool {
+	cc := n.GetCollateClause()
+	if cc == nil {
+		return false
+	}
+	names := stringItems(cc.Collname)
+	return len(names) > 0 && (names[len(names)-1] == "C" || names[len(names)-1] == "POSIX")
 }
 
 // groupCol places a GROUP BY item. A bare name that is an output column's

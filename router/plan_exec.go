@@ -40,6 +40,10 @@ type ExecOptions struct {
 	// parameters the client bound (the evaluation's own come after).
 	Evaluate    Evaluator
 	BoundParams int
+	// CollatedText: the shards' database collation does not order text
+	// by its bytes, so the proxy must not order text, varchar or char
+	// values itself (Postgres does, in Evaluate).
+	CollatedText bool
 }
 
 // DefaultMergeBudget is the memory budget of a merge when
@@ -167,7 +171,7 @@ func (p *ScatterPlan) Execute(ctx context.Context, fields []pgproto3.FieldDescri
 		return 0, planShapeError(fmt.Sprintf("the shard query returned %d columns, fewer than the plan's %d hidden ones", len(fields), p.Hidden))
 	}
 	ex := &executor{ctx: ctx, width: len(fields), hidden: p.Hidden, srcs: srcs, param: param,
-		budget: opts.Budget, eval: opts.Evaluate, evalParams: opts.BoundParams}
+		budget: opts.Budget, eval: opts.Evaluate, evalParams: opts.BoundParams, collated: opts.CollatedText}
 	if ex.budget <= 0 {
 		ex.budget = DefaultMergeBudget
 	}
@@ -213,6 +217,25 @@ type executor struct {
 	ticks         uint
 	eval          Evaluator
 	evalParams    int
+	collated      bool
+}
+
+// orderable checks that the proxy may order values of type t itself: a
+// type it compares exactly and, for text, a bytewise collation (the
+// database's, or bytewise set by the statement).
+func (ex *executor) orderable(t valType, use string, bytewise bool) error {
+	if !t.comparable() {
+		return t.notComparable(use)
+	}
+	switch t.oid {
+	case oidText, oidVarchar, oidBpchar:
+		if ex.collated && !bytewise {
+			return pgError(codeFeatureNotSupport,
+				fmt.Sprintf("cannot %s values of type %s across shards under the database's collation", use, t.name()),
+				`shardproxy orders text across shards by its bytes; write COLLATE "C" in the ORDER BY, or add a condition on the shard key so the statement targets one shard`)
+		}
+	}
+	return nil
 }
 
 // rowIter is a node being run: next returns the following row (valid
@@ -392,8 +415,8 @@ func (ex *executor) sortKeys(keys []SortKey, types []valType) ([]sortKey, error)
 			return nil, err
 		}
 		t := types[idx]
-		if !t.comparable() {
-			return nil, t.notComparable("sort")
+		if err := ex.orderable(t, "sort", k.Bytewise); err != nil {
+			return nil, err
 		}
 		out[i] = sortKey{idx: idx, t: t, desc: k.Desc, nullsFirst: k.NullsFirst}
 	}

@@ -161,8 +161,8 @@ func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 			return cannot("sum")
 		}
 	case AggMin, AggMax:
-		if !t.comparable() {
-			return aggRun{}, t.notComparable("compute min/max of")
+		if err := ex.orderable(t, "compute min/max of", false); err != nil {
+			return aggRun{}, err
 		}
 		r.kind = aggMin
 		if s.Func == AggMax {
@@ -608,8 +608,9 @@ func (ex *executor) compileHaving(e *Expr, types []valType) (*havingExpr, error)
 		return nil, err
 	}
 	h.idx, h.t = i, types[i]
-	if !h.t.comparable() {
-		return nil, h.t.notComparable("compare (HAVING)")
+	ordered := e.Cmp != "=" && e.Cmp != "<>"
+	if err := ex.orderable(h.t, "compare (HAVING)", !ordered); err != nil {
+		return nil, err
 	}
 	text, null, err := ex.value(&e.Value)
 	if err != nil {

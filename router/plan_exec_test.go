@@ -590,3 +590,49 @@ func FuzzValueText(f *testing.F) {
 		}
 	})
 }
+
+// TestExecuteCollatedText: under a database collation that does not
+// order text by its bytes, the proxy orders no text itself (sort, merge,
+// min/max, HAVING <) unless the statement asked for COLLATE "C"; other
+// types, and text equality, are unaffected.
+func TestExecuteCollatedText(t *testing.T) {
+	run := func(root Node, oid uint32) error {
+		srcs, _ := srcsOf(rows("b", "a"), rows("B"))
+		_, err := (&ScatterPlan{Root: root}).Execute(context.Background(), fieldsOf(oid), srcs, nil,
+			ExecOptions{CollatedText: true}, func([][]byte) error { return nil })
+		return err
+	}
+	refused := []struct {
+		name string
+		root Node
+	}{
+		{"merge sort", mergeOn(asc(c(0)))},
+		{"sort", &Sort{Input: &Concatenate{Input: scatter}, Keys: []SortKey{asc(c(0))}}},
+		{"min", &Aggregate{Input: &Concatenate{Input: scatter}, Aggs: []AggSpec{{Func: AggMin, Col: c(0)}}}},
+		{"having <", &Aggregate{Input: &Concatenate{Input: scatter}, GroupBy: []ColRef{c(0)},
+			Having: &Expr{Op: ExprCmp, Cmp: "<", Col: c(0), Value: ValueRef{Text: "b"}}}},
+	}
+	for _, tt := range refused {
+		for _, oid := range []uint32{oidText, oidVarchar, oidBpchar} {
+			if err := run(tt.root, oid); sqlState(err) != "0A000" || !strings.Contains(err.Error(), "collation") {
+				t.Errorf("%s of type %d: %v, want 0A000 naming the collation", tt.name, oid, err)
+			}
+		}
+	}
+	allowed := []struct {
+		name string
+		root Node
+		oid  uint32
+	}{
+		{"COLLATE \"C\" sort", &Sort{Input: &Concatenate{Input: scatter}, Keys: []SortKey{{Col: c(0), Bytewise: true}}}, oidText},
+		{"group by text", &Aggregate{Input: &Concatenate{Input: scatter}, GroupBy: []ColRef{c(0)}}, oidText},
+		{"having =", &Aggregate{Input: &Concatenate{Input: scatter}, GroupBy: []ColRef{c(0)},
+			Having: &Expr{Op: ExprCmp, Cmp: "=", Col: c(0), Value: ValueRef{Text: "b"}}}, oidText},
+		{"\"char\" sort", &Sort{Input: &Concatenate{Input: scatter}, Keys: []SortKey{asc(c(0))}}, oidChar},
+	}
+	for _, tt := range allowed {
+		if err := run(tt.root, tt.oid); err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+}
