@@ -35,6 +35,13 @@ func NewCluster(shards []config.Shard, opts Options) (*Cluster, error) {
 // Get returns the named shard's pool, or nil.
 func (cl *Cluster) Get(name string) *Pool { return cl.pools[name] }
 
+// SchemaChanged tells every pool that the schema may have changed.
+func (cl *Cluster) SchemaChanged() {
+	for _, p := range cl.pools {
+		p.SchemaChanged()
+	}
+}
+
 // Close closes every pool.
 func (cl *Cluster) Close() {
 	for _, p := range cl.order {

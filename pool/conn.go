@@ -31,6 +31,12 @@ type Conn struct {
 	// bytes (C, POSIX, C.UTF-8 with the libc provider), as the proxy does
 	// when it merges sorted text. Read once at connect.
 	BytewiseText bool
+	// CollatedColumns: some column of the database's own tables has a
+	// collation of its own (neither the default, C nor POSIX), which
+	// values lose when the proxy orders them or hands them to another
+	// query. Read once at connect.
+	CollatedColumns bool
+	schema          uint64 // the pool's schema count when they were read
 
 	pool        *Pool
 	netConn     net.Conn

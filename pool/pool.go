@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/shardproxy/shardproxy/config"
 )
@@ -42,6 +44,11 @@ type Stats struct {
 // Pool is a bounded set of backend connections to one shard. It is safe
 // for concurrent use.
 type Pool struct {
+	// schema counts the schema changes the proxy has seen: a Conn whose
+	// collation facts were read at an older count reads them again
+	// (Conn.RefreshCollations) before the proxy relies on them.
+	schema atomic.Uint64
+
 	name           string
 	cfg            *pgconn.Config // shared by all dials; pgconn only reads it
 	size           int
@@ -276,9 +283,10 @@ func (p *Pool) dial(parent context.Context, start time.Time) (*Conn, error) {
 	ctx, cancel := context.WithDeadline(parent, start.Add(p.acquireTimeout))
 	defer cancel()
 	pc, err := pgconn.ConnectConfig(ctx, p.cfg)
-	bytewise := false
+	var coll collations
+	schema := p.schema.Load()
 	if err == nil {
-		bytewise, err = bytewiseCollation(ctx, pc)
+		coll, err = readCollations(ctx, pc)
 		// SyncConn stops pgconn's background reader and checks that no
 		// read is buffered, so the hijacked socket is ours alone.
 		if err == nil {
@@ -302,29 +310,98 @@ func (p *Pool) dial(parent context.Context, start time.Time) (*Conn, error) {
 		return nil, p.connectError(err)
 	}
 	c := newConn(p, hc)
-	c.BytewiseText = bytewise
+	c.BytewiseText, c.CollatedColumns, c.schema = coll.bytewise, coll.columns, schema
 	p.log.Debug("pool: connected", "pid", c.PID)
 	return c, nil
 }
 
-// bytewiseCollation tells whether the connected database's default
-// collation orders text by its bytes. (datlocprovider is Postgres 15's;
-// to_jsonb reads it as NULL, the libc provider, on older servers.)
-func bytewiseCollation(ctx context.Context, pc *pgconn.PgConn) (bool, error) {
-	res := pc.ExecParams(ctx, `SELECT coalesce(to_jsonb(d) ->> 'datlocprovider', 'c'), datcollate
-		FROM pg_database d WHERE datname = current_database()`, nil, nil, nil, nil).Read()
+// collations is what the proxy must know of a database's collations
+// before it orders text across shards.
+type collations struct {
+	bytewise bool // the default collation orders text by its bytes
+	columns  bool // some user column has a collation of its own
+}
+
+// readCollations reads the connected database's collation provider and
+// default collation, and whether a user column has a collation of its
+// own (100 is "default", 950 "C", 951 "POSIX"). datlocprovider is
+// Postgres 15's; to_jsonb reads it as NULL, the libc provider, on older
+// servers.
+func readCollations(ctx context.Context, pc *pgconn.PgConn) (collations, error) {
+	res := pc.ExecParams(ctx, collationsQuery, nil, nil, nil, nil).Read()
 	if res.Err != nil {
-		return false, res.Err
+		return collations{}, res.Err
 	}
-	if len(res.Rows) != 1 || len(res.Rows[0]) != 2 {
-		return false, nil
+	if len(res.Rows) != 1 {
+		return collations{}, nil
 	}
-	provider, coll := string(res.Rows[0][0]), string(res.Rows[0][1])
+	return parseCollations(res.Rows[0]), nil
+}
+
+const collationsQuery = `SELECT coalesce(to_jsonb(d) ->> 'datlocprovider', 'c'), datcollate,
+	EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+		WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attcollation NOT IN (0, 100, 950, 951)
+		AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace))
+	FROM pg_database d WHERE datname = current_database()`
+
+func parseCollations(row [][]byte) collations {
+	if len(row) != 3 {
+		return collations{}
+	}
+	provider, coll := string(row[0]), string(row[1])
+	c := collations{columns: string(row[2]) == "t"}
 	switch coll {
 	case "C", "POSIX", "C.UTF-8", "C.utf8":
-		return provider == "c", nil
+		c.bytewise = provider == "c"
 	}
-	return false, nil
+	return c
+}
+
+// SchemaChanged tells the pool that the schema may have changed (DDL
+// through the proxy): its connections read their collation facts again
+// before the proxy next relies on them.
+func (p *Pool) SchemaChanged() { p.schema.Add(1) }
+
+// CollationsStale tells whether the schema changed since c's collation
+// facts were read.
+func (c *Conn) CollationsStale() bool { return c.schema != c.pool.schema.Load() }
+
+// RefreshCollations reads c's collation facts again when the schema
+// changed since they were read. c must be idle or in a transaction that
+// has not failed: it runs one query.
+func (c *Conn) RefreshCollations() error {
+	schema := c.pool.schema.Load()
+	if c.schema == schema {
+		return nil
+	}
+	c.Send(&pgproto3.Query{String: collationsQuery})
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	var row [][]byte
+	var failed error
+	for {
+		msg, err := c.Receive()
+		if err != nil {
+			return err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			row = make([][]byte, len(m.Values))
+			for i, v := range m.Values {
+				row[i] = append([]byte(nil), v...)
+			}
+		case *pgproto3.ErrorResponse:
+			failed = fmt.Errorf("pool: reading collations: %s (SQLSTATE %s)", m.Message, m.Code)
+		case *pgproto3.ReadyForQuery:
+			if failed != nil {
+				return failed
+			}
+			coll := parseCollations(row)
+			c.BytewiseText, c.CollatedColumns, c.schema = coll.bytewise, coll.columns, schema
+			return nil
+		}
+	}
 }
 
 // Release returns c, whose backend is idle (ReadyForQuery 'I' was the last

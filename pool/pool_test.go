@@ -760,6 +760,35 @@ func TestBytewiseText(t *testing.T) {
 		if c.BytewiseText != tt.want {
 			t.Errorf("%s: BytewiseText = %v, want %v", tt.db, c.BytewiseText, tt.want)
 		}
+		if c.CollatedColumns {
+			t.Errorf("%s: CollatedColumns before any table has one", tt.db)
+		}
 		p.Release(c)
+	}
+
+	// A column with a collation of its own, created while a connection
+	// is pooled: after SchemaChanged the connection reads it again.
+	p := newPool(t, shared.DSN("bytewise_icu"), pool.Options{Size: 1})
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Release(c)
+	if err := shared.Exec(ctx, "bytewise_icu", `CREATE TABLE names (n text COLLATE "en-US-x-icu")`); err != nil {
+		t.Fatal(err)
+	}
+	p.SchemaChanged()
+	if c, err = p.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Release(c)
+	if !c.CollationsStale() {
+		t.Fatal("the pooled connection's collations are not stale after SchemaChanged")
+	}
+	if err := c.RefreshCollations(); err != nil {
+		t.Fatal(err)
+	}
+	if !c.CollatedColumns || c.CollationsStale() {
+		t.Errorf("after the refresh: CollatedColumns %v, stale %v; want true, false", c.CollatedColumns, c.CollationsStale())
 	}
 }

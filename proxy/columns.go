@@ -182,6 +182,8 @@ func quoteIdentAlways(s string) string {
 // cache is cleared once more when the transaction ends (see settle).
 func (s *session) schemaChanged() {
 	s.forgetColumns()
+	// A new column may have a collation of its own (pool.Conn.CollatedColumns).
+	s.runtime().Pools.SchemaChanged()
 	if s.attached != nil || s.txStatus != 'I' {
 		s.ddlInTx = true
 	}

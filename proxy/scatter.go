@@ -203,6 +203,25 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 		legs = append(legs, &scatterLeg{s: s, c: c, prelude: n})
 	}
 	for _, l := range legs {
+		// After DDL, what the merge may assume of the shard's collations
+		// is read again first (behind any session settings queued).
+		if !l.c.CollationsStale() {
+			continue
+		}
+		err := l.c.Flush()
+		if err == nil && l.prelude > 0 {
+			err = s.skipPrelude(l.c, l.prelude)
+			l.prelude = 0
+		}
+		if err == nil {
+			err = l.c.RefreshCollations()
+		}
+		if err != nil {
+			release(true)
+			return true, s.sendError(backendLost(l.c.Shard, err))
+		}
+	}
+	for _, l := range legs {
 		send(l.c)
 		if err := l.c.Flush(); err != nil {
 			release(true)
@@ -311,6 +330,7 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 	opts := router.ExecOptions{Budget: s.runtime().Config.MergeMemory, Evaluate: s.evaluator(legs[0], in)}
 	for _, l := range legs {
 		opts.CollatedText = opts.CollatedText || !l.c.BytewiseText
+		opts.CollatedColumns = opts.CollatedColumns || l.c.CollatedColumns
 	}
 	if in.bind != nil {
 		opts.BoundParams = len(in.bind.params)

@@ -346,3 +346,32 @@ func TestScatterCollatedText(t *testing.T) {
 		t.Errorf(`ORDER BY name COLLATE "C": %v, %v; want B,D,a,b,c`, names, rows.Err())
 	}
 }
+
+// TestScatterCollatedColumn: a column with a collation of its own, created
+// through the proxy while its connections are pooled, is not ordered by
+// the proxy nor handed to an evaluation (where it would lose its
+// collation); COLLATE "C" still is.
+func TestScatterCollatedColumn(t *testing.T) {
+	_, px, _ := scatterFixture(t, "")
+	ctx := context.Background()
+	if _, err := px.Exec(ctx, `ALTER TABLE customers ADD COLUMN nick text COLLATE "en-US-x-icu"`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := px.Exec(ctx, `UPDATE customers SET nick = CASE WHEN customer_id % 2 = 0 THEN 'a' ELSE 'B' END`); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		"SELECT nick FROM customers ORDER BY nick",
+		"SELECT max(nick) FROM customers",
+		"SELECT string_agg(DISTINCT nick, ',' ORDER BY nick) FROM customers",
+	} {
+		_, err := px.Exec(ctx, sql)
+		if sqlState(err) != "0A000" || !strings.Contains(err.Error(), "collation") {
+			t.Errorf("%s: %v, want 0A000 naming collations", sql, err)
+		}
+	}
+	var got string
+	if err := px.QueryRow(ctx, `SELECT nick FROM customers ORDER BY nick COLLATE "C" LIMIT 1`).Scan(&got); err != nil || got != "B" {
+		t.Errorf(`ORDER BY nick COLLATE "C": %q, %v; want B`, got, err)
+	}
+}

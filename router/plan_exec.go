@@ -44,6 +44,10 @@ type ExecOptions struct {
 	// by its bytes, so the proxy must not order text, varchar or char
 	// values itself (Postgres does, in Evaluate).
 	CollatedText bool
+	// CollatedColumns: some column of the shards' tables has a collation
+	// of its own, which its values lose when the proxy orders them or
+	// hands them to Evaluate.
+	CollatedColumns bool
 }
 
 // DefaultMergeBudget is the memory budget of a merge when
@@ -171,7 +175,8 @@ func (p *ScatterPlan) Execute(ctx context.Context, fields []pgproto3.FieldDescri
 		return 0, planShapeError(fmt.Sprintf("the shard query returned %d columns, fewer than the plan's %d hidden ones", len(fields), p.Hidden))
 	}
 	ex := &executor{ctx: ctx, width: len(fields), hidden: p.Hidden, srcs: srcs, param: param,
-		budget: opts.Budget, eval: opts.Evaluate, evalParams: opts.BoundParams, collated: opts.CollatedText}
+		budget: opts.Budget, eval: opts.Evaluate, evalParams: opts.BoundParams,
+		collated: opts.CollatedText || opts.CollatedColumns, collatedColumns: opts.CollatedColumns}
 	if ex.budget <= 0 {
 		ex.budget = DefaultMergeBudget
 	}
@@ -209,15 +214,16 @@ func (p *ScatterPlan) Execute(ctx context.Context, fields []pgproto3.FieldDescri
 
 // executor is the state of one Execute.
 type executor struct {
-	ctx           context.Context
-	width, hidden int
-	srcs          []Source
-	param         ParamFunc
-	budget, used  int64
-	ticks         uint
-	eval          Evaluator
-	evalParams    int
-	collated      bool
+	ctx             context.Context
+	width, hidden   int
+	srcs            []Source
+	param           ParamFunc
+	budget, used    int64
+	ticks           uint
+	eval            Evaluator
+	evalParams      int
+	collated        bool // text is not ordered by its bytes (CollatedText or CollatedColumns)
+	collatedColumns bool
 }
 
 // orderable checks that the proxy may order values of type t itself: a
@@ -227,15 +233,17 @@ func (ex *executor) orderable(t valType, use string, bytewise bool) error {
 	if !t.comparable() {
 		return t.notComparable(use)
 	}
-	switch t.oid {
-	case oidText, oidVarchar, oidBpchar:
-		if ex.collated && !bytewise {
-			return pgError(codeFeatureNotSupport,
-				fmt.Sprintf("cannot %s values of type %s across shards under the database's collation", use, t.name()),
-				`shardproxy orders text across shards by its bytes; write COLLATE "C" in the ORDER BY, or add a condition on the shard key so the statement targets one shard`)
-		}
+	if collatable(t) && ex.collated && !bytewise {
+		return pgError(codeFeatureNotSupport,
+			fmt.Sprintf("cannot %s values of type %s across shards under the database's collations", use, t.name()),
+			`shardproxy orders text across shards by its bytes; write COLLATE "C" in the ORDER BY, or add a condition on the shard key so the statement targets one shard`)
 	}
 	return nil
+}
+
+// collatable tells whether values of type t are ordered by a collation.
+func collatable(t valType) bool {
+	return t.oid == oidText || t.oid == oidVarchar || t.oid == oidBpchar
 }
 
 // rowIter is a node being run: next returns the following row (valid

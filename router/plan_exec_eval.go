@@ -113,6 +113,12 @@ func (ex *executor) newEvaluate(n *Evaluate, in rowIter, types []valType) (rowIt
 		if err != nil {
 			return nil, nil, err
 		}
+		if ex.collatedColumns && (collatable(types[i]) || collatable(valType{oid: elementOf[types[i].oid]})) {
+			// Bound as a parameter, the value would be compared in the
+			// database's default collation, not its column's.
+			return nil, nil, refuse(fmt.Sprintf("evaluation over values of type %s in a database whose columns have collations of their own", types[i].name()),
+				"add a condition on the shard key so the statement targets one shard")
+		}
 		e.args = append(e.args, i)
 		e.oids = append(e.oids, types[i].oid)
 	}
@@ -141,6 +147,15 @@ var arrayOf = map[uint32]uint32{
 	1266: 1270, 1114: 1115, 1184: 1185, 1186: 1187, 2950: 2951, 114: 199, 3802: 3807, 869: 1041,
 	650: 651, 829: 1040,
 }
+
+// elementOf is the inverse of arrayOf.
+var elementOf = func() map[uint32]uint32 {
+	m := make(map[uint32]uint32, len(arrayOf))
+	for e, a := range arrayOf {
+		m[a] = e
+	}
+	return m
+}()
 
 // wholeIter runs a whole-mode Evaluate: all input rows in one query.
 type wholeIter struct {
