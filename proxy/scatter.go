@@ -384,8 +384,10 @@ type planInputs struct {
 }
 
 // evaluator runs the plan's Evaluate queries (expressions over finished
-// aggregates) on leg l, whose own result the merge has read to the end
-// by then: the aggregate below an Evaluate consumes all its input first.
+// aggregates, gathered aggregates, windows, set operations) on leg l,
+// whose own result the merge has read to the end by then: the Aggregate
+// below an Evaluate, or a whole-mode Evaluate itself, consumes all its
+// input first.
 // The client's parameters are bound as the client bound them, the
 // values after them in text format.
 func (s *session) evaluator(l *scatterLeg, in planInputs) router.Evaluator {
