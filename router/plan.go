@@ -158,7 +158,7 @@ type Aggregate struct {
 //
 //	<SQL> FROM (VALUES (1, $a, $b, ...), (2, ...)) AS _sp_m(_sp_n, _sp_a0, _sp_a1, ...)
 //
-// (see EvaluateSQL), where SQL is "SELECT _sp_m._sp_n, e1, ..., en" and
+// (see valuesFrom), where SQL is "SELECT _sp_m._sp_n, e1, ..., en" and
 // each ei reads the aggregates and group values as _sp_m._sp_aK. The
 // result of ei replaces column Out[i] of its row; with Having, the last
 // expression is the HAVING condition and a row is kept only when it is

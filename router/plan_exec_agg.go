@@ -116,16 +116,6 @@ func (ex *executor) newAggregate(n *Aggregate, in rowIter, types []valType) (row
 	return a, a.outTypes, nil
 }
 
-// scalarArrays are the array types of built-in scalar types: the element
-// types whose values a gathered aggregate hands to Postgres as arrays.
-var scalarArrays = func() map[uint32]bool {
-	m := make(map[uint32]bool, len(arrayOf))
-	for _, a := range arrayOf {
-		m[a] = true
-	}
-	return m
-}()
-
 func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 	i, err := ex.col(s.Col)
 	if err != nil {
@@ -205,7 +195,7 @@ func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 		}
 		r.kind, r.distinct = aggCountDistinct, true
 	case AggGather:
-		if !scalarArrays[t.oid] {
+		if _, ok := elementOf[t.oid]; !ok {
 			// unnest would expand a composite element into its columns.
 			return aggRun{}, refuse(fmt.Sprintf("aggregate over values of type %s (array type OID %d) that needs all of its input", t.name(), t.oid),
 				"aggregate a column of a built-in scalar type, or add a condition on the shard key so the statement targets one shard")

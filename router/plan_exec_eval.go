@@ -30,9 +30,9 @@ type EvalQuery struct {
 // batch stay under Postgres' limit of 65535 per statement.
 const evaluateBatch = 500
 
-// EvaluateBatchRows is how many rows of args values one query may bind
-// after params parameters of the statement's own.
-func EvaluateBatchRows(params, args int) int {
+// batchRows is how many rows of args values one query may bind after
+// params parameters of the statement's own.
+func batchRows(params, args int) int {
 	n := evaluateBatch
 	if args > 0 && (65535-params)/args < n {
 		n = (65535 - params) / args
@@ -40,9 +40,10 @@ func EvaluateBatchRows(params, args int) int {
 	return max(n, 1)
 }
 
-// EvaluateSQL is the FROM clause an Evaluate node's SQL runs over: rows
-// rows of args parameters each, numbered from first, after an ordinal.
-func EvaluateSQL(first, rows, args int) string {
+// valuesFrom is the FROM clause a batch-mode Evaluate's SQL runs over:
+// rows rows of args parameters each, numbered from first, after an
+// ordinal.
+func valuesFrom(first, rows, args int) string {
 	var b strings.Builder
 	b.WriteString(" FROM (VALUES ")
 	k := first
@@ -59,12 +60,38 @@ func EvaluateSQL(first, rows, args int) string {
 		}
 		b.WriteByte(')')
 	}
-	b.WriteString(") AS " + evalRel + "(" + evalOrdinal)
+	b.WriteString(") AS ")
+	writeEvalRel(&b, evalOrdinal, args)
+	return b.String()
+}
+
+// wholeFrom is the FROM clause of a whole-mode evaluation: its arrays
+// zipped into rows.
+func wholeFrom(first, args int) string {
+	var b strings.Builder
+	b.WriteString(" FROM unnest(")
 	for a := range args {
-		b.WriteString(", " + evalArg(a))
+		if a > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("$" + strconv.Itoa(first+a))
+	}
+	b.WriteString(") AS ")
+	writeEvalRel(&b, "", args)
+	return b.String()
+}
+
+// writeEvalRel writes the evaluation's relation with its column names:
+// _sp_m(lead, _sp_a0, ...), lead first when there is one.
+func writeEvalRel(b *strings.Builder, lead string, args int) {
+	b.WriteString(evalRel + "(" + lead)
+	for a := range args {
+		if a > 0 || lead != "" {
+			b.WriteString(", ")
+		}
+		b.WriteString(evalArg(a))
 	}
 	b.WriteByte(')')
-	return b.String()
 }
 
 const (
@@ -139,8 +166,9 @@ func (ex *executor) newEvaluate(n *Evaluate, in rowIter, types []valType) (rowIt
 	return e, types, nil
 }
 
-// arrayOf are the array types of the built-in scalar types (the inverse
-// of scalarArrays): how a whole-mode Evaluate types its arrays.
+// arrayOf are the array types of the built-in scalar types: how a
+// whole-mode Evaluate types its arrays, and (elementOf) which arrays a
+// gathered aggregate may hand to Postgres.
 var arrayOf = map[uint32]uint32{
 	16: 1000, 17: 1001, 18: 1002, 19: 1003, 21: 1005, 23: 1007, 20: 1016, 25: 1009, 1042: 1014,
 	1043: 1015, 26: 1028, 700: 1021, 701: 1022, 790: 791, 1700: 1231, 1082: 1182, 1083: 1183,
@@ -271,28 +299,6 @@ func (w *wholeIter) run() error {
 	return nil
 }
 
-// wholeFrom is the FROM clause of a whole-mode evaluation: its arrays
-// zipped into rows.
-func wholeFrom(first, args int) string {
-	var b strings.Builder
-	b.WriteString(" FROM unnest(")
-	for a := range args {
-		if a > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("$" + strconv.Itoa(first+a))
-	}
-	b.WriteString(") AS " + evalRel + "(")
-	for a := range args {
-		if a > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(evalArg(a))
-	}
-	b.WriteString(")")
-	return b.String()
-}
-
 // appendArrayElem appends v as an element of an array literal: NULL, or
 // the text double-quoted with \ and " escaped, which every scalar type's
 // input accepts.
@@ -340,7 +346,7 @@ func (e *evalIter) fill() error {
 	e.ex.used -= e.charged // the previous batch is gone
 	e.charged = 0
 	e.batch, e.results, e.pos = e.batch[:0], e.results[:0], 0
-	limit := EvaluateBatchRows(e.ex.evalParams, len(e.args))
+	limit := batchRows(e.ex.evalParams, len(e.args))
 	for len(e.batch) < limit {
 		row, err := e.in.next()
 		if err != nil {
@@ -369,7 +375,7 @@ func (e *evalIter) fill() error {
 		}
 	}
 	rows, args := len(e.batch), len(e.args)
-	q.From = func(first int) string { return EvaluateSQL(first, rows, args) }
+	q.From = func(first int) string { return valuesFrom(first, rows, args) }
 	fields, out, err := e.ex.eval(e.ex.ctx, q)
 	if err != nil {
 		return err

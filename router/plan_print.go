@@ -109,7 +109,7 @@ func (e *Expr) String() string {
 }
 
 func (n *Scatter) Describe() string {
-	return "Scatter " + strconv.Quote(n.SQL.Render(func(k int) string { return "$" + strconv.Itoa(k) }))
+	return "Scatter " + strconv.Quote(dollars(n.SQL))
 }
 func (n *Concatenate) Describe() string { return "Concatenate" }
 func (n *MergeSort) Describe() string   { return "MergeSort " + joinStrings(n.Keys) }
@@ -127,21 +127,25 @@ func (n *Aggregate) Describe() string {
 	return s
 }
 func (n *Evaluate) Describe() string {
-	s := "Evaluate " + strconv.Quote(n.SQL.Render(func(k int) string { return "$" + strconv.Itoa(k) })) +
-		" args " + joinStrings(n.Args) + " into " + joinStrings(n.Out)
+	switch {
+	case n.SetOp != "":
+		return "Evaluate set operations " + strconv.Quote(n.SetOp)
+	case n.Whole:
+		return "Evaluate whole " + strconv.Quote(dollars(n.SQL)+" FROM unnest(...) "+dollars(n.Tail)) +
+			" args " + joinStrings(n.Args) + " into " + joinStrings(n.Out)
+	}
+	s := "Evaluate " + strconv.Quote(dollars(n.SQL)) + " args " + joinStrings(n.Args) + " into " + joinStrings(n.Out)
 	if n.Having {
 		s += " having last"
 	}
-	if n.SetOp != "" {
-		return "Evaluate set operations " + strconv.Quote(n.SetOp)
-	}
-	if n.Whole {
-		s = "Evaluate whole " + strconv.Quote(n.SQL.Render(func(k int) string { return "$" + strconv.Itoa(k) })+
-			" FROM unnest(...) "+n.Tail.Render(func(k int) string { return "$" + strconv.Itoa(k) })) +
-			" args " + joinStrings(n.Args) + " into " + joinStrings(n.Out)
-	}
 	return s
 }
+
+// dollars renders a template with its holes as $n.
+func dollars(t Template) string {
+	return t.Render(func(k int) string { return "$" + strconv.Itoa(k) })
+}
+
 func (n *Sort) Describe() string { return "Sort " + joinStrings(n.Keys) }
 func (n *Distinct) Describe() string {
 	if n.On == nil {
