@@ -413,7 +413,9 @@ func randCondition(g *randGen, t randTable, col func(randCol) string, pick func(
 }
 
 // runRandomDifferential runs the generated queries through pc and on the
-// oracle: each must match or be refused with 0A000 and a hint.
+// oracle: each must match or be refused with 0A000 and a hint. With -v
+// it counts the refusals by message; DIFF_SHOW=text also logs each
+// refused query whose message contains text.
 func runRandomDifferential(t *testing.T, oracle *pgconn.PgConn, pc *proxyConn) {
 	n, seed := diffRandomDefault, uint64(20261126)
 	if v, err := strconv.Atoi(os.Getenv("DIFF_RANDOM")); err == nil {
@@ -442,6 +444,9 @@ func runRandomDifferential(t *testing.T, oracle *pgconn.PgConn, pc *proxyConn) {
 			matched++
 		case errors.As(got.err, &pgErr) && pgErr.Code == "0A000" && pgErr.Hint != "":
 			refused++
+			if sh := os.Getenv("DIFF_SHOW"); sh != "" && strings.Contains(pgErr.Message, sh) {
+				t.Logf("SHOW %s\n%s", pgErr.Message, q.sql)
+			}
 			why[strings.Join(strings.Fields(refusalShape.ReplaceAllString(pgErr.Message, "#")), " ")]++
 			pc.checkUsable(t)
 		default:

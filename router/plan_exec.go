@@ -241,9 +241,15 @@ func (ex *executor) orderable(t valType, use string, bytewise bool) error {
 	return nil
 }
 
-// collatable tells whether values of type t are ordered by a collation.
+// collatable tells whether values of type t are ordered by a collation
+// (arrays: by their elements').
 func collatable(t valType) bool {
-	return t.oid == oidText || t.oid == oidVarchar || t.oid == oidBpchar
+	switch t.oid {
+	case oidText, oidVarchar, oidBpchar:
+		return true
+	}
+	e, ok := elementOf[t.oid]
+	return ok && collatable(valType{oid: e})
 }
 
 // rowIter is a node being run: next returns the following row (valid

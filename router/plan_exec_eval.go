@@ -140,7 +140,7 @@ func (ex *executor) newEvaluate(n *Evaluate, in rowIter, types []valType) (rowIt
 		if err != nil {
 			return nil, nil, err
 		}
-		if ex.collatedColumns && (collatable(types[i]) || collatable(valType{oid: elementOf[types[i].oid]})) {
+		if ex.collatedColumns && collatable(types[i]) {
 			// Bound as a parameter, the value would be compared in the
 			// database's default collation, not its column's.
 			return nil, nil, refuse(fmt.Sprintf("evaluation over values of type %s in a database whose columns have collations of their own", types[i].name()),

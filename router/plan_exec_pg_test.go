@@ -174,6 +174,23 @@ var typeValues = []struct {
 		"'-178000000 years'", "'178000000 years'", "'00:00:00'", "'-00:00:00.000001'", "'1000000 hours'", "'-1 mons +29 days'", "NULL"}},
 	{"bytea", []string{`'\x'`, `'\x00'`, `'\x0000'`, `'\xff'`, `'\x7f80'`, `'\x0001'`, "NULL"}},
 	{`"char"`, []string{`'a'::"char"`, `'Z'::"char"`, `chr(200)::"char"`, `''::"char"`, `'~'::"char"`, "NULL"}},
+	// Arrays: element order first (NULL above values), then fewer
+	// elements, dimensions, lengths, lower bounds.
+	{"int4[]", []string{"'{}'", "'{1}'", "'{1,2}'", "'{1,NULL}'", "'{NULL}'", "'{NULL,1}'", "'{NULL,NULL}'", "'{2}'", "'{1,2,3}'",
+		"'{{1,2},{3,4}}'", "'{1,2,3,4}'", "'{{1,2,3,4}}'", "'{{1},{2},{3},{4}}'", "'[0:1]={1,2}'", "'[2:3]={1,2}'", "'[0:1][5:6]={{1,2},{3,4}}'",
+		"'{-5,10}'", "'{10,-5}'", "'{1,2}'", "NULL"}},
+	{"text[]", []string{"'{}'", "ARRAY['']", "ARRAY['a']", "ARRAY['a','']", "ARRAY['a b','c']", "ARRAY['NULL']", "ARRAY[NULL,'x']",
+		"ARRAY['a\"b', 'a\\b']", "ARRAY['a\\']", "ARRAY['é','B']", "ARRAY['{}', ',']", "ARRAY['ab']", "ARRAY['a','b']", "ARRAY[' a']",
+		"ARRAY[['a','b'],['c','d']]", "NULL"}},
+	{"numeric[]", []string{"ARRAY[1.0]", "ARRAY[1.00]", "ARRAY[1]", "ARRAY[1,2.5]", "ARRAY[1.0,2.50]", "ARRAY['NaN'::numeric]", "ARRAY[-1]",
+		"ARRAY[NULL::numeric]", "'{}'", "ARRAY['Infinity'::numeric, 0]", "NULL"}},
+	{"timestamptz[]", []string{"ARRAY['2024-10-27 02:30:00+02'::timestamptz]", "ARRAY['2024-10-27 02:15:00+01'::timestamptz]",
+		"ARRAY['1850-01-01 00:00:00+00'::timestamptz, NULL]", "ARRAY['infinity'::timestamptz]", "ARRAY['-infinity'::timestamptz, 'infinity']", "NULL"}},
+	{"interval[]", []string{"ARRAY['1 day'::interval]", "ARRAY['24 hours'::interval]", "ARRAY['1 mon'::interval, NULL]",
+		"ARRAY['30 days'::interval, '1 day']", "ARRAY['-1 days +02:00:00'::interval]", "NULL"}},
+	{"char(3)[]", []string{"ARRAY['a'::char(3)]", "ARRAY['a  '::char(3)]", "ARRAY['ab'::char(3), 'a']", "ARRAY[''::char(3)]", "NULL"}},
+	{"bool[]", []string{"ARRAY[true]", "ARRAY[false, true]", "ARRAY[false]", "ARRAY[NULL::bool]", "'{}'", "NULL"}},
+	{"date[]", []string{"ARRAY['2024-02-29'::date]", "ARRAY['0044-03-15 BC'::date]", "ARRAY['infinity'::date]", "ARRAY['1999-12-31'::date, '2000-01-01']", "NULL"}},
 }
 
 func TestExecuteAgainstPostgres(t *testing.T) {

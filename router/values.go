@@ -16,7 +16,8 @@ import (
 // texts and how to reduce one to an equality key exactly as the type's
 // btree operators do: 1.0 = 1.00 for numeric, -0 = 0 and NaN = NaN for
 // floats, trailing spaces ignored for bpchar, '1 mon' = '30 days' for
-// interval (IntervalStyle postgres). Types without such rules
+// interval (IntervalStyle postgres); arrays of these types element by
+// element (values_array.go). Types without such rules
 // here cannot be sort, group, distinct or min/max keys (0A000); they may
 // still pass through untouched.
 
@@ -65,12 +66,14 @@ const (
 	clsBytea
 	clsChar
 	clsInterval
+	clsArray // an array of a type above (values_array.go)
 )
 
 // valType is the merge's view of one column type.
 type valType struct {
-	oid uint32
-	cls typeClass
+	oid  uint32
+	cls  typeClass
+	elem uint32 // clsArray: the element type
 }
 
 var typeNames = map[uint32]string{
@@ -117,6 +120,10 @@ func typeOf(oid uint32) valType {
 		t.cls = clsChar
 	case oidInterval:
 		t.cls = clsInterval
+	default:
+		if e, ok := elementOf[oid]; ok && typeOf(e).comparable() {
+			t.cls, t.elem = clsArray, e
+		}
 	}
 	return t
 }
@@ -124,6 +131,9 @@ func typeOf(oid uint32) valType {
 func (t valType) name() string {
 	if n, ok := typeNames[t.oid]; ok {
 		return n
+	}
+	if n, ok := typeNames[elementOf[t.oid]]; ok {
+		return n + "[]"
 	}
 	return "with OID " + strconv.FormatUint(uint64(t.oid), 10)
 }
@@ -134,7 +144,7 @@ func (t valType) comparable() bool { return t.cls != clsOther }
 // that a caller comparing one value many times should parse it once.
 func (t valType) parsed() bool {
 	switch t.cls {
-	case clsOther, clsInt, clsText, clsBpchar, clsNumeric, clsBool:
+	case clsOther, clsInt, clsText, clsBpchar, clsNumeric, clsBool, clsArray:
 		return false
 	}
 	return true
@@ -171,6 +181,8 @@ func (t valType) compare(a, b []byte) (int, error) {
 		return cmpNumericText(a, b), nil
 	case clsBool:
 		return bytes.Compare(a, b), nil // "f" < "t"
+	case clsArray:
+		return t.compareArrays(a, b)
 	}
 	x, err := t.scalar(a)
 	if err != nil {
@@ -268,6 +280,8 @@ func (t valType) appendKey(dst, v []byte) ([]byte, error) {
 		return append(dst, bytes.TrimRight(v, " ")...), nil
 	case clsNumeric:
 		return append(dst, numericKey(v)...), nil
+	case clsArray:
+		return t.appendArrayKey(dst, v)
 	case clsFloat4, clsFloat8:
 		f, err := strconv.ParseFloat(string(v), 64)
 		if err != nil {
