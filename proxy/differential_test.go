@@ -570,6 +570,11 @@ func canonicalNumeric(v []byte) []byte {
 	binary.BigEndian.PutUint16(out[2:4], uint16(weight))
 	binary.BigEndian.PutUint16(out[4:6], sign)
 	copy(out[6:8], v[6:8]) // display scale
+	if sign == numericPInf || sign == numericNInf {
+		// Postgres sends bits of the infinity's header as its display
+		// scale (32); decoders ignore it.
+		out[6], out[7] = 0, 0
+	}
 	return append(out, digits...)
 }
 
@@ -595,6 +600,7 @@ func TestCanonicalNumeric(t *testing.T) {
 		{"zero from digits", num(2, 0x4000, 1, 0, 0), num(0, 0, 1)},
 		{"NaN stays", num(0, numericNaN, 0), num(0, numericNaN, 0)},
 		{"-Infinity stays", num(0, numericNInf, 0), num(0, numericNInf, 0)},
+		{"Infinity's display scale ignored", num(0, numericPInf, 32), num(0, numericPInf, 0)},
 		{"malformed stays", []byte{0, 2, 0}, []byte{0, 2, 0}},
 	}
 	for _, tc := range cases {

@@ -468,60 +468,6 @@ func (s *session) evaluator(l *scatterLeg, in planInputs) router.Evaluator {
 	}
 }
 
-// resultFormat applies the Bind message's result-format-code rules.
-func resultFormat(formats []int16, i int) int16 {
-	switch len(formats) {
-	case 0:
-		return pgtype.TextFormatCode
-	case 1:
-		return formats[0]
-	}
-	if i < len(formats) {
-		return formats[i]
-	}
-	return pgtype.TextFormatCode
-}
-
-// toResultFormats turns the executor's text values into the binary format
-// the client asked for, column by column, through pgx's type map.
-func (s *session) toResultFormats(fields []pgproto3.FieldDescription, values [][]byte) ([][]byte, error) {
-	if s.types == nil {
-		s.types = pgtype.NewMap()
-	}
-	out := make([][]byte, len(values))
-	for i, v := range values {
-		if v == nil || i >= len(fields) || fields[i].Format != pgtype.BinaryFormatCode {
-			out[i] = v
-			continue
-		}
-		oid := fields[i].DataTypeOID
-		switch oid {
-		case pgtype.JSONOID:
-			// json's binary form is its text; decoding it into Go values
-			// would reorder keys and round big numbers.
-			out[i] = v
-			continue
-		case pgtype.JSONBOID:
-			out[i] = append([]byte{1}, v...) // jsonb's binary form: version 1, then the text
-			continue
-		}
-		var val any
-		if err := s.types.Scan(oid, pgtype.TextFormatCode, v, &val); err != nil {
-			return nil, errNotSupported("request text results for this column",
-				"cannot send column %q (type OID %d) of a merged result in binary format: %v", fields[i].Name, oid, err)
-		}
-		// A non-nil buffer: Encode returns buf unchanged for an empty value
-		// (''), and a nil slice would go out as NULL.
-		b, err := s.types.Encode(oid, pgtype.BinaryFormatCode, val, []byte{})
-		if err != nil {
-			return nil, errNotSupported("request text results for this column",
-				"cannot send column %q (type OID %d) of a merged result in binary format: %v", fields[i].Name, oid, err)
-		}
-		out[i] = b
-	}
-	return out, nil
-}
-
 // scatterOf finds the plan's Scatter leaf.
 func scatterOf(p *router.ScatterPlan) *router.Scatter {
 	n := p.Root

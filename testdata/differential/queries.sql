@@ -231,6 +231,15 @@ SELECT c.country, array_agg(o.order_id ORDER BY o.total DESC NULLS LAST, o.order
 SELECT count(*) FILTER (WHERE false), string_agg(status, ',' ORDER BY order_id) FROM orders WHERE qty > 1000;
 SELECT status, string_agg(note, ',' ORDER BY note COLLATE "C" DESC, order_id) FROM orders WHERE note <> '' GROUP BY status HAVING max(note) COLLATE "C" > 'a' ORDER BY 1;
 SELECT order_id, jsonb_build_object('bb', qty, 'a', 12345678901234567890123, 'c', 1.50) AS j, json_build_object('z', 1, 'a', 2.0) FROM orders ORDER BY order_id LIMIT 3;
+-- Arrays across shards: sorted, merged, grouped, DISTINCT and min/max element by element, NULL elements above values.
+SELECT status, array_agg(qty ORDER BY qty, order_id) AS a FROM orders GROUP BY status ORDER BY a, status NULLS FIRST;
+SELECT customer_id, array_agg(DISTINCT status ORDER BY status) AS s FROM orders GROUP BY customer_id ORDER BY s DESC NULLS LAST, customer_id LIMIT 15;
+SELECT DISTINCT array_agg(qty ORDER BY qty) FILTER (WHERE qty > 17) FROM orders GROUP BY customer_id;
+SELECT max(ARRAY[qty, order_id]), min(ARRAY[status]), max(ARRAY[note]) FROM orders;
+SELECT ARRAY[qty % 3, 1] AS a, count(*) FROM orders GROUP BY 1 ORDER BY 1;
+SELECT order_id, ARRAY[note, status] AS a FROM orders ORDER BY a NULLS FIRST, order_id LIMIT 20;
+SELECT order_id, ARRAY[[qty], [customer_id]] AS m FROM orders ORDER BY m DESC, order_id LIMIT 10;
+SELECT order_id, ARRAY[total, qty] FROM orders WHERE qty > $1 ORDER BY 2, 1 LIMIT 25; -- args: 10
 -- Set operations of arms not colocated, and nested ones: the shards return every arm's rows, one Postgres runs the set operations.
 SELECT status FROM orders INTERSECT SELECT status FROM orders WHERE qty > 5;
 SELECT customer_id FROM orders INTERSECT SELECT customer_id FROM events;

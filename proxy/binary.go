@@ -1,0 +1,180 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/shardproxy/shardproxy/router"
+)
+
+// Merged results are computed on the text Postgres prints; a client that
+// asked for binary results gets each value converted here, and must get
+// the bytes Postgres' own send function would have written — a value
+// that cannot be converted exactly is refused (0A000), never altered.
+
+// resultFormat applies the Bind message's result-format-code rules.
+func resultFormat(formats []int16, i int) int16 {
+	switch len(formats) {
+	case 0:
+		return pgtype.TextFormatCode
+	case 1:
+		return formats[0]
+	}
+	if i < len(formats) {
+		return formats[i]
+	}
+	return pgtype.TextFormatCode
+}
+
+// toResultFormats turns the executor's text values into the binary format
+// the client asked for, column by column.
+func (s *session) toResultFormats(fields []pgproto3.FieldDescription, values [][]byte) ([][]byte, error) {
+	if s.types == nil {
+		s.types = pgtype.NewMap()
+	}
+	out := make([][]byte, len(values))
+	for i, v := range values {
+		if v == nil || i >= len(fields) || fields[i].Format != pgtype.BinaryFormatCode {
+			out[i] = v
+			continue
+		}
+		b, err := binaryValue(s.types, fields[i].DataTypeOID, v)
+		if err != nil {
+			return nil, errNotSupported("request text results for this column",
+				"cannot send column %q (type OID %d) of a merged result in binary format: %v", fields[i].Name, fields[i].DataTypeOID, err)
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// binaryValue converts v, a value of type oid in text format, to binary.
+// Only types whose conversion is known to be exact are converted (each
+// is checked against Postgres in TestMergedBinaryResults); others are
+// an error, which the client sees as 0A000. Values go through pgx's
+// codecs in a Go type that holds all of the type's values (pgtype.Date
+// and the timestamps keep ±infinity); arrays are encoded here, element
+// by element, so that their dimensions and lower bounds stay as they
+// were and every element is converted as exactly as a scalar.
+func binaryValue(m *pgtype.Map, oid uint32, v []byte) ([]byte, error) {
+	switch oid {
+	case pgtype.JSONOID:
+		// json's binary form is its text; decoding it into Go values
+		// would reorder keys and round big numbers.
+		return v, nil
+	case pgtype.JSONBOID:
+		return append([]byte{1}, v...), nil // version 1, then the text
+	case pgtype.Float4OID, pgtype.Float8OID:
+		return floatBinary(oid, v)
+	case pgtype.DateOID:
+		return convert[pgtype.Date](m, oid, v)
+	case pgtype.TimestampOID:
+		return convert[pgtype.Timestamp](m, oid, v)
+	case pgtype.TimestamptzOID:
+		return convert[pgtype.Timestamptz](m, oid, v)
+	case pgtype.CIDROID:
+		// pgx writes a cidr as an inet: the same bytes but the is_cidr flag.
+		b, err := convert[any](m, pgtype.InetOID, v)
+		if err == nil && len(b) > 2 {
+			b[2] = 1
+		}
+		return b, err
+	}
+	if elem, ok := router.ArrayElement(oid); ok {
+		return arrayBinary(m, elem, v)
+	}
+	if exactBinary[oid] {
+		return convert[any](m, oid, v)
+	}
+	return nil, fmt.Errorf("shardproxy does not convert this type to binary")
+}
+
+// exactBinary are the types pgx's codecs convert from text to binary as
+// Postgres' send functions write them. Not here (refused): money (its
+// text depends on lc_monetary), timetz, ranges, int2vector, oidvector,
+// and the types pgx does not know (it would send their text).
+var exactBinary = map[uint32]bool{
+	pgtype.BoolOID: true, pgtype.ByteaOID: true, pgtype.QCharOID: true, pgtype.NameOID: true, pgtype.Int8OID: true,
+	pgtype.Int2OID: true, pgtype.Int4OID: true, pgtype.TextOID: true, pgtype.OIDOID: true, pgtype.PointOID: true,
+	pgtype.InetOID: true, pgtype.BPCharOID: true, pgtype.VarcharOID: true, pgtype.TimeOID: true, pgtype.IntervalOID: true,
+	pgtype.BitOID: true, pgtype.VarbitOID: true, pgtype.NumericOID: true, pgtype.UUIDOID: true, pgtype.MacaddrOID: true,
+	pgtype.TSVectorOID: true,
+}
+
+// arrayBinary is array_send of an array of elem given in text: number
+// of dimensions, whether a NULL is present, the element type, each
+// dimension's length and lower bound, then each element's length (-1
+// for NULL) and binary value.
+func arrayBinary(m *pgtype.Map, elem uint32, v []byte) ([]byte, error) {
+	a, err := router.ParseArray(v)
+	if err != nil {
+		return nil, err
+	}
+	hasNull := uint32(0)
+	for _, e := range a.Elems {
+		if e == nil {
+			hasNull = 1
+		}
+	}
+	b := binary.BigEndian.AppendUint32(make([]byte, 0, 12+8*len(a.Dims)+8*len(a.Elems)), uint32(len(a.Dims)))
+	b = binary.BigEndian.AppendUint32(b, hasNull)
+	b = binary.BigEndian.AppendUint32(b, elem)
+	for d := range a.Dims {
+		b = binary.BigEndian.AppendUint32(b, uint32(a.Dims[d]))
+		b = binary.BigEndian.AppendUint32(b, uint32(int32(a.LBounds[d])))
+	}
+	for _, e := range a.Elems {
+		if e == nil {
+			b = binary.BigEndian.AppendUint32(b, math.MaxUint32) // -1
+			continue
+		}
+		eb, err := binaryValue(m, elem, e)
+		if err != nil {
+			return nil, err
+		}
+		b = binary.BigEndian.AppendUint32(b, uint32(len(eb)))
+		b = append(b, eb...)
+	}
+	return b, nil
+}
+
+// convert scans text into a T and encodes that in binary. The buffer is
+// non-nil: Encode returns it unchanged for an empty value (”), and a
+// nil slice would go out as NULL.
+func convert[T any](m *pgtype.Map, oid uint32, v []byte) ([]byte, error) {
+	var x T
+	if err := m.Scan(oid, pgtype.TextFormatCode, v, &x); err != nil {
+		return nil, err
+	}
+	return m.Encode(oid, pgtype.BinaryFormatCode, x, []byte{})
+}
+
+// floatBinary is float4send/float8send of a float's text: IEEE 754 bits,
+// NaN as the C library's NAN (Go's math.NaN has another payload).
+func floatBinary(oid uint32, v []byte) ([]byte, error) {
+	if oid == pgtype.Float4OID {
+		f, err := strconv.ParseFloat(string(v), 32)
+		if err != nil {
+			return nil, err
+		}
+		bits := math.Float32bits(float32(f))
+		if f != f {
+			bits = 0x7fc00000
+		}
+		return binary.BigEndian.AppendUint32(make([]byte, 0, 4), bits), nil
+	}
+	f, err := strconv.ParseFloat(string(v), 64)
+	if err != nil {
+		return nil, err
+	}
+	bits := math.Float64bits(f)
+	if f != f {
+		bits = 0x7ff8000000000000
+	}
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), bits), nil
+}
