@@ -27,9 +27,11 @@ const (
 
 // gatherableSetOp tells whether the set operation s can be planned by
 // gatherSetOp: its arms are plain SELECTs over sharded tables (no
-// aggregates, DISTINCT, LIMIT, ORDER BY, windows or subqueries: each of
-// their rows comes from exactly one shard, once), and the set operations
-// inside it have no ORDER BY, LIMIT or WITH of their own.
+// aggregates, DISTINCT, LIMIT, ORDER BY or windows, and subqueries only
+// where the analyser found every one exact on each shard — colocated or
+// over reference tables: each of their rows comes from exactly one
+// shard, once), and the set operations inside it have no ORDER BY, LIMIT
+// or WITH of their own.
 func gatherableSetOp(st *Statement, s *pg.SelectStmt, top bool) bool {
 	if !isSetOp(s) {
 		return plainArm(st, s)
@@ -53,7 +55,12 @@ func plainArm(st *Statement, s *pg.SelectStmt) bool {
 	for _, n := range append(append([]*pg.Node{s.WhereClause}, s.TargetList...), s.FromClause...) {
 		walk(n, func(c *pg.Node) bool {
 			switch x := c.Node.(type) {
-			case *pg.Node_SubLink, *pg.Node_SelectStmt, *pg.Node_RangeSubselect, *pg.Node_RangeFunction:
+			case *pg.Node_SubLink, *pg.Node_SelectStmt, *pg.Node_RangeSubselect:
+				// Its aggregates or LIMIT are the subquery's own, exact on
+				// each shard unless the analyser found otherwise.
+				plain = plain && st.nestedInexact == ""
+				return false
+			case *pg.Node_RangeFunction:
 				plain = false
 			case *pg.Node_FuncCall:
 				plain = plain && aggregateOrWindow(x.FuncCall) == ""

@@ -247,6 +247,10 @@ SELECT o.customer_id FROM customers c LEFT JOIN orders o ON o.customer_id = c.cu
 SELECT customer_id FROM orders EXCEPT (SELECT customer_id FROM customers UNION ALL SELECT customer_id FROM order_items);
 (SELECT customer_id FROM orders UNION SELECT customer_id FROM order_items) UNION ALL SELECT customer_id FROM customers;
 SELECT status, shipped FROM orders EXCEPT ALL SELECT status, shipped FROM orders WHERE qty < 10 ORDER BY 1 NULLS FIRST, 2 NULLS FIRST;
+-- ... arms with subqueries each shard answers whole (correlated on the shard key, or over reference tables).
+SELECT qty FROM order_items i WHERE i.qty >= (SELECT avg(x.qty) FROM order_items x WHERE x.customer_id = i.customer_id) INTERSECT SELECT qty FROM order_items WHERE customer_id = 12 ORDER BY 1;
+SELECT status FROM orders o WHERE EXISTS (SELECT 1 FROM products p WHERE p.product_id = o.qty AND p.price > 50) EXCEPT ALL SELECT status FROM orders WHERE customer_id IN (SELECT customer_id FROM customers WHERE vip);
+SELECT customer_id FROM customers c WHERE c.credit >= (SELECT avg(x.credit) FROM customers x WHERE x.customer_id = c.customer_id) EXCEPT SELECT customer_id FROM orders WHERE qty > 15 ORDER BY 1 LIMIT 20;
 SELECT qty FROM orders INTERSECT ALL SELECT qty FROM order_items ORDER BY 1 DESC NULLS LAST LIMIT 7 OFFSET 1;
 SELECT * FROM customers WHERE vip EXCEPT SELECT * FROM customers WHERE country = 'JP';
 SELECT total::text FROM orders WHERE qty > 15 INTERSECT SELECT note FROM orders UNION ALL SELECT kind FROM events WHERE kind LIKE 'p%';
