@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -66,18 +67,43 @@ func valuesFrom(first, rows, args int) string {
 }
 
 // wholeFrom is the FROM clause of a whole-mode evaluation: its arrays
-// zipped into rows.
-func wholeFrom(first, args int) string {
+// zipped into rows. An argument with a cast (arrays themselves, sent as
+// text[] since an array of arrays would be two-dimensional) is cast back
+// to its type.
+func wholeFrom(first int, casts []string) string {
 	var b strings.Builder
+	cast := slices.ContainsFunc(casts, func(c string) bool { return c != "" })
+	if cast {
+		b.WriteString(" FROM (SELECT ")
+		for a, c := range casts {
+			if a > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("_sp_t" + strconv.Itoa(a))
+			if c != "" {
+				b.WriteString("::" + c)
+			}
+		}
+	}
 	b.WriteString(" FROM unnest(")
-	for a := range args {
+	for a := range casts {
 		if a > 0 {
 			b.WriteString(", ")
 		}
 		b.WriteString("$" + strconv.Itoa(first+a))
 	}
+	if cast {
+		b.WriteString(") AS _sp_u(")
+		for a := range casts {
+			if a > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("_sp_t" + strconv.Itoa(a))
+		}
+		b.WriteByte(')')
+	}
 	b.WriteString(") AS ")
-	writeEvalRel(&b, "", args)
+	writeEvalRel(&b, "", len(casts))
 	return b.String()
 }
 
@@ -176,6 +202,15 @@ var arrayOf = map[uint32]uint32{
 	650: 651, 829: 1040,
 }
 
+// castName names the types of arrayOf in SQL, as a cast to their array
+// type writes them (bpchar: "character" would mean character(1)).
+var castName = map[uint32]string{
+	16: "bool", 17: "bytea", 18: `"char"`, 19: "name", 21: "int2", 23: "int4", 20: "int8", 25: "text", 1042: "bpchar",
+	1043: "varchar", 26: "oid", 700: "float4", 701: "float8", 790: "money", 1700: "numeric", 1082: "date", 1083: "time",
+	1266: "timetz", 1114: "timestamp", 1184: "timestamptz", 1186: "interval", 2950: "uuid", 114: "json", 3802: "jsonb",
+	869: "inet", 650: "cidr", 829: "macaddr",
+}
+
 // elementOf is the inverse of arrayOf.
 var elementOf = func() map[uint32]uint32 {
 	m := make(map[uint32]uint32, len(arrayOf))
@@ -189,6 +224,7 @@ var elementOf = func() map[uint32]uint32 {
 type wholeIter struct {
 	*evalIter
 	arrays  []uint32   // the arguments' array types
+	casts   []string   // per argument, the type an element is cast to ("": none)
 	pending [][][]byte // result rows not yet returned
 	row     [][]byte
 	started bool
@@ -198,6 +234,11 @@ func (ex *executor) newWhole(e *evalIter, types []valType) (rowIter, []valType, 
 	w := &wholeIter{evalIter: e}
 	for k, oid := range e.oids {
 		a, ok := arrayOf[oid]
+		cast := ""
+		if elem, isArray := elementOf[oid]; isArray && castName[elem] != "" {
+			a, ok, cast = arrayOf[oidText], true, castName[elem]+"[]"
+		}
+		w.casts = append(w.casts, cast)
 		if !ok {
 			return nil, nil, refuse(fmt.Sprintf("window function or set operation over values of type %s", types[e.args[k]].name()),
 				"select values of built-in scalar types only, or add a condition on the shard key so the statement targets one shard")
@@ -268,7 +309,7 @@ func (w *wholeIter) run() error {
 	}
 	args := len(w.args)
 	q := EvalQuery{Head: w.n.SQL, Tail: w.n.Tail, OIDs: w.arrays, Values: arrays,
-		From: func(first int) string { return wholeFrom(first, args) }}
+		From: func(first int) string { return wholeFrom(first, w.casts) }}
 	if w.n.SetOp != "" {
 		cols := make([]string, args-1)
 		for a := range cols {

@@ -639,3 +639,17 @@ func TestExecuteCollatedText(t *testing.T) {
 		}
 	}
 }
+
+// TestCastNames: every array type a whole-mode Evaluate may be handed has
+// a name to cast its text back to (an array argument is sent as text[]).
+func TestCastNames(t *testing.T) {
+	for elem := range arrayOf {
+		if castName[elem] == "" {
+			t.Errorf("type OID %d has an array type but no castName", elem)
+		}
+	}
+	if got := wholeFrom(3, []string{"", "int4[]"}); got != " FROM (SELECT _sp_t0, _sp_t1::int4[] FROM unnest($3, $4) AS _sp_u(_sp_t0, _sp_t1)) AS _sp_m(_sp_a0, _sp_a1)" {
+		t.Errorf("wholeFrom with a cast: %s", got)
+	}
+}
+

@@ -272,6 +272,9 @@ SELECT order_id, percent_rank() OVER (ORDER BY qty), cume_dist() OVER (ORDER BY 
 SELECT row_number() OVER () IS NOT NULL FROM orders WHERE qty > 17;
 SELECT order_id, count(*) FILTER (WHERE shipped) OVER (ORDER BY order_id) FROM orders WHERE qty = $1; -- args: 4
 SELECT order_id, avg(qty) OVER (PARTITION BY status), note FROM orders WHERE note LIKE '%"%' OR note LIKE '%\%' OR note = '' OR note IS NULL;
+SELECT status, string_agg(note, ',' ORDER BY order_id) AS notes, count(*) OVER () FROM orders WHERE qty > 16 GROUP BY status ORDER BY 1 NULLS FIRST;
+SELECT qty % 3 AS m, stddev(total), rank() OVER (ORDER BY qty % 3 DESC) FROM orders GROUP BY 1 ORDER BY 1;
+SELECT order_id, ARRAY[qty, customer_id] AS a, lag(ARRAY[note]) OVER (ORDER BY order_id) FROM orders WHERE qty > 18 ORDER BY order_id;
 -- Expressions over aggregates: Postgres evaluates them over the merged aggregates (an Evaluate node).
 SELECT sum(total) * 2 FROM orders;
 SELECT count(*) + 1 FROM orders;
