@@ -652,4 +652,3 @@ func TestCastNames(t *testing.T) {
 		t.Errorf("wholeFrom with a cast: %s", got)
 	}
 }
-
