@@ -17,8 +17,10 @@ import (
 // the bytes Postgres' own send function would have written — a value
 // that cannot be converted exactly is refused (0A000), never altered.
 
-// resultFormat applies the Bind message's result-format-code rules.
-func resultFormat(formats []int16, i int) int16 {
+// formatCode applies a Bind message's format-code rules, the same for
+// its parameters and its results: none means text, one applies to all,
+// otherwise one per column.
+func formatCode(formats []int16, i int) int16 {
 	switch len(formats) {
 	case 0:
 		return pgtype.TextFormatCode

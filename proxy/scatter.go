@@ -314,7 +314,7 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 	out = append([]pgproto3.FieldDescription(nil), out...)
 	binaryCols := false
 	for i := range out {
-		out[i].Format = resultFormat(formats, i)
+		out[i].Format = formatCode(formats, i)
 		binaryCols = binaryCols || out[i].Format == pgtype.BinaryFormatCode
 	}
 	if describe {
@@ -416,7 +416,7 @@ func (s *session) evaluator(l *scatterLeg, in planInputs) router.Evaluator {
 			if i < len(in.oids) {
 				oid = in.oids[i]
 			}
-			format := paramFormatCode(in.bind.formats, i)
+			format := formatCode(in.bind.formats, i)
 			if oid == 0 && !used[i+1] {
 				// Unreferenced here, its type would be undetermined
 				// (42P18); any type that takes the value will do.
@@ -515,7 +515,7 @@ func bindParams(mb *multiBind, oids []uint32, lits []string) router.ParamFunc {
 		if v == nil {
 			return nil, true, nil
 		}
-		if paramFormatCode(mb.formats, n-1) == pgtype.TextFormatCode {
+		if formatCode(mb.formats, n-1) == pgtype.TextFormatCode {
 			return v, false, nil
 		}
 		var oid uint32
@@ -533,19 +533,6 @@ func bindParams(mb *multiBind, oids []uint32, lits []string) router.ParamFunc {
 		return nil, false, errNotSupported("send this parameter in text format",
 			"cannot evaluate binary parameter $%d (type OID %d) of a merged statement", n, oid)
 	}
-}
-
-func paramFormatCode(formats []int16, i int) int16 {
-	switch len(formats) {
-	case 0:
-		return pgtype.TextFormatCode
-	case 1:
-		return formats[0]
-	}
-	if i < len(formats) {
-		return formats[i]
-	}
-	return pgtype.TextFormatCode
 }
 
 // literalValue is the value of a literal token: a number as written, a
