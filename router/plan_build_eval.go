@@ -49,8 +49,13 @@ func (p *planner) evalColumn(n *pg.Node, c ColRef) *pgconn.PgError {
 
 // placeholder is what the shards compute in place of expression n: a NULL
 // of n's type (Postgres folds the CASE away without evaluating n, so a
-// partial value can raise no error of its own).
+// partial value can raise no error of its own). A cast on top stays on
+// top: a CASE's type modifier is -1, while x::numeric(10,2) has one, and
+// the client's RowDescription comes from the shards.
 func placeholder(n *pg.Node) *pg.Node {
+	if tc := n.GetTypeCast(); tc != nil {
+		return &pg.Node{Node: &pg.Node_TypeCast{TypeCast: &pg.TypeCast{Arg: placeholder(tc.Arg), TypeName: tc.TypeName, Location: -1}}}
+	}
 	return &pg.Node{Node: &pg.Node_CaseExpr{CaseExpr: &pg.CaseExpr{Location: -1, Args: []*pg.Node{
 		{Node: &pg.Node_CaseWhen{CaseWhen: &pg.CaseWhen{Location: -1,
 			Expr:   boolConst(false),

@@ -284,6 +284,7 @@ SELECT status, sum(total) FROM orders GROUP BY status ORDER BY sum(total) * 2, s
 SELECT status, round(avg(total), 2) AS a, count(*) * 100.0 / 7 FROM orders GROUP BY status ORDER BY a DESC NULLS LAST, status;
 SELECT coalesce(max(total), 0), coalesce(sum(discount), -1) FROM orders WHERE qty > 1000;
 SELECT avg(total)::int, sum(qty)::float8 / nullif(count(qty), 0) FROM orders;
+SELECT status, round(avg(total), 3)::numeric(12,2) AS a, (count(*) * 1.5)::numeric(8,1), max(status)::varchar(3) FROM orders GROUP BY status ORDER BY a, status NULLS FIRST;
 SELECT upper(status) || ':' || count(*) AS label FROM orders GROUP BY status ORDER BY label;
 SELECT status, length(status) + count(*) FROM orders GROUP BY status ORDER BY 1 NULLS FIRST;
 SELECT shipped, CASE WHEN count(*) > 100 THEN 'many' WHEN shipped THEN 'few shipped' ELSE 'few' END FROM orders GROUP BY shipped;
