@@ -56,6 +56,8 @@ func BenchmarkMergeSort(b *testing.B) {
 		{"timestamptz", oidTimestamptz, func(i int) string {
 			return "2024-01-" + twoDigits(10+i/86400) + " " + twoDigits(i/3600%24) + ":" + twoDigits(i/60%60) + ":" + twoDigits(i%60) + "+00"
 		}},
+		// An array_agg result: equal leading elements, the last one decides.
+		{"int4[]", arrayOf[oidInt4], func(i int) string { return "{7,NULL,42," + strconv.Itoa(i) + "}" }},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			srcs := make([]*rewindSource, shards)

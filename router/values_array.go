@@ -131,6 +131,9 @@ func arrayElem(v []byte) ([]byte, int, error) {
 		}
 		return nil, end, nil
 	}
+	if end := bytes.IndexAny(v[1:], `"\`); end >= 0 && v[1+end] == '"' {
+		return v[1 : 1+end : 1+end], end + 2, nil // no escapes: the text as it is
+	}
 	e := []byte{} // non-nil: "" is an empty string, not NULL
 	for i := 1; i < len(v); i++ {
 		switch v[i] {
@@ -149,19 +152,53 @@ func arrayElem(v []byte) ([]byte, int, error) {
 	return nil, 0, fmt.Errorf("unterminated quoted element")
 }
 
+// arrayScan reads an array text's elements one at a time, in storage
+// order, without building the whole ArrayText: a sort compares arrays
+// mostly by their first elements.
+type arrayScan struct {
+	v   []byte
+	i   int
+	err error
+}
+
+func newArrayScan(v []byte) arrayScan {
+	if len(v) > 0 && v[0] == '[' { // dimension decoration: elements follow '='
+		if eq := bytes.IndexByte(v, '='); eq >= 0 {
+			return arrayScan{v: v, i: eq + 1}
+		}
+	}
+	return arrayScan{v: v}
+}
+
+// next returns the next element (nil for NULL), or ok false at the end.
+func (s *arrayScan) next() (e []byte, ok bool) {
+	for s.i < len(s.v) {
+		switch s.v[s.i] {
+		case '{', '}', ',':
+			s.i++
+			continue
+		}
+		e, n, err := arrayElem(s.v[s.i:])
+		if err != nil {
+			s.err = err
+			return nil, false
+		}
+		s.i += n
+		return e, true
+	}
+	return nil, false
+}
+
 // compareArrays is array_cmp over two array texts of type t.
 func (t valType) compareArrays(a, b []byte) (int, error) {
-	x, err := ParseArray(a)
-	if err != nil {
-		return 0, badValue(t, a)
-	}
-	y, err := ParseArray(b)
-	if err != nil {
-		return 0, badValue(t, b)
-	}
 	et := typeOf(t.elem)
-	for i := range min(len(x.Elems), len(y.Elems)) {
-		ea, eb := x.Elems[i], y.Elems[i]
+	sa, sb := newArrayScan(a), newArrayScan(b)
+	for {
+		ea, oka := sa.next()
+		eb, okb := sb.next()
+		if !oka || !okb {
+			break
+		}
 		switch {
 		case ea == nil && eb == nil:
 			continue
@@ -174,6 +211,16 @@ func (t valType) compareArrays(a, b []byte) (int, error) {
 		if err != nil || c != 0 {
 			return c, err
 		}
+	}
+	// Equal up to the shorter one's end (rare in a sort): the counts,
+	// dimensions and bounds decide.
+	x, err := ParseArray(a)
+	if err != nil || sa.err != nil {
+		return 0, badValue(t, a)
+	}
+	y, err := ParseArray(b)
+	if err != nil || sb.err != nil {
+		return 0, badValue(t, b)
 	}
 	if c := cmpInt(len(x.Elems), len(y.Elems)); c != 0 {
 		return c, nil
