@@ -225,6 +225,14 @@ func (g *randGen) selectStmt() (string, bool) {
 				items = append(items, "CASE WHEN "+col(c)+" IS NULL THEN 'none' ELSE 'some' END")
 			case 1:
 				items = append(items, col(c)+"::text")
+			case 3:
+				// Arrays: ordered, grouped and sent in binary element by
+				// element, dimensions kept.
+				if rng.IntN(2) == 0 {
+					items = append(items, "ARRAY["+col(c)+", NULL]")
+				} else {
+					items = append(items, "ARRAY[["+col(c)+"], ["+col(c)+"]]")
+				}
 			case 2:
 				if c.numeric {
 					items = append(items, "coalesce("+col(c)+", -1)")
