@@ -36,7 +36,11 @@ type Conn struct {
 	// values lose when the proxy orders them or hands them to another
 	// query. Read once at connect.
 	CollatedColumns bool
-	schema          uint64 // the pool's schema count when they were read
+	// Enums maps the database's enum types to 0 and their array types to
+	// the enum: an enum's binary form is its text, which the proxy may then
+	// send for a merged value. Read at connect, with the collations.
+	Enums  map[uint32]uint32
+	schema uint64 // the pool's schema count when they were read
 
 	pool        *Pool
 	netConn     net.Conn

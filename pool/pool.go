@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -310,7 +311,7 @@ func (p *Pool) dial(parent context.Context, start time.Time) (*Conn, error) {
 		return nil, p.connectError(err)
 	}
 	c := newConn(p, hc)
-	c.BytewiseText, c.CollatedColumns, c.schema = coll.bytewise, coll.columns, schema
+	c.BytewiseText, c.CollatedColumns, c.Enums, c.schema = coll.bytewise, coll.columns, coll.enums, schema
 	p.log.Debug("pool: connected", "pid", c.PID)
 	return c, nil
 }
@@ -318,8 +319,9 @@ func (p *Pool) dial(parent context.Context, start time.Time) (*Conn, error) {
 // collations is what the proxy must know of a database's collations
 // before it orders text across shards.
 type collations struct {
-	bytewise bool // the default collation orders text by its bytes
-	columns  bool // some user column has a collation of its own
+	bytewise bool              // the default collation orders text by its bytes
+	columns  bool              // some user column has a collation of its own
+	enums    map[uint32]uint32 // enum types (to 0) and their arrays (to the enum); see Conn.Enums
 }
 
 // readCollations reads the connected database's collation provider and
@@ -341,15 +343,31 @@ func readCollations(ctx context.Context, pc *pgconn.PgConn) (collations, error) 
 const collationsQuery = `SELECT coalesce(to_jsonb(d) ->> 'datlocprovider', 'c'), datcollate,
 	EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
 		WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attcollation NOT IN (0, 100, 950, 951)
-		AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace))
+		AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)),
+	(SELECT string_agg(t.oid || ':' || t.typarray, ',') FROM pg_type t WHERE t.typtype = 'e')
 	FROM pg_database d WHERE datname = current_database()`
 
 func parseCollations(row [][]byte) collations {
-	if len(row) != 3 {
+	if len(row) != 4 {
 		return collations{}
 	}
 	provider, coll := string(row[0]), string(row[1])
 	c := collations{columns: string(row[2]) == "t"}
+	for pair := range strings.SplitSeq(string(row[3]), ",") {
+		e, a, _ := strings.Cut(pair, ":")
+		enum, err1 := strconv.ParseUint(e, 10, 32)
+		array, err2 := strconv.ParseUint(a, 10, 32)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if c.enums == nil {
+			c.enums = map[uint32]uint32{}
+		}
+		c.enums[uint32(enum)] = 0
+		if array != 0 {
+			c.enums[uint32(array)] = uint32(enum)
+		}
+	}
 	switch coll {
 	case "C", "POSIX", "C.UTF-8", "C.utf8":
 		c.bytewise = provider == "c"
@@ -398,7 +416,7 @@ func (c *Conn) RefreshCollations() error {
 				return failed
 			}
 			coll := parseCollations(row)
-			c.BytewiseText, c.CollatedColumns, c.schema = coll.bytewise, coll.columns, schema
+			c.BytewiseText, c.CollatedColumns, c.Enums, c.schema = coll.bytewise, coll.columns, coll.enums, schema
 			return nil
 		}
 	}

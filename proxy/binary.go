@@ -34,8 +34,9 @@ func formatCode(formats []int16, i int) int16 {
 }
 
 // toResultFormats turns the executor's text values into the binary format
-// the client asked for, column by column.
-func (s *session) toResultFormats(fields []pgproto3.FieldDescription, values [][]byte) ([][]byte, error) {
+// the client asked for, column by column. enums are the shards' enum
+// types (pool.Conn.Enums).
+func (s *session) toResultFormats(fields []pgproto3.FieldDescription, values [][]byte, enums map[uint32]uint32) ([][]byte, error) {
 	if s.types == nil {
 		s.types = pgtype.NewMap()
 	}
@@ -45,7 +46,7 @@ func (s *session) toResultFormats(fields []pgproto3.FieldDescription, values [][
 			out[i] = v
 			continue
 		}
-		b, err := binaryValue(s.types, fields[i].DataTypeOID, v)
+		b, err := binaryValue(s.types, enums, fields[i].DataTypeOID, v)
 		if err != nil {
 			return nil, errNotSupported("request text results for this column",
 				"cannot send column %q (type OID %d) of a merged result in binary format: %v", fields[i].Name, fields[i].DataTypeOID, err)
@@ -62,8 +63,9 @@ func (s *session) toResultFormats(fields []pgproto3.FieldDescription, values [][
 // codecs in a Go type that holds all of the type's values (pgtype.Date
 // and the timestamps keep ±infinity); arrays are encoded here, element
 // by element, so that their dimensions and lower bounds stay as they
-// were and every element is converted as exactly as a scalar.
-func binaryValue(m *pgtype.Map, oid uint32, v []byte) ([]byte, error) {
+// were and every element is converted as exactly as a scalar. An enum
+// (enums, read from the shard's catalog) is sent as its label.
+func binaryValue(m *pgtype.Map, enums map[uint32]uint32, oid uint32, v []byte) ([]byte, error) {
 	switch oid {
 	case pgtype.JSONOID:
 		// json's binary form is its text; decoding it into Go values
@@ -88,7 +90,13 @@ func binaryValue(m *pgtype.Map, oid uint32, v []byte) ([]byte, error) {
 		return b, err
 	}
 	if elem, ok := router.ArrayElement(oid); ok {
-		return arrayBinary(m, elem, v)
+		return arrayBinary(m, enums, elem, v)
+	}
+	if elem, ok := enums[oid]; ok {
+		if elem == 0 {
+			return v, nil // enum_send: the label
+		}
+		return arrayBinary(m, enums, elem, v)
 	}
 	if exactBinary[oid] {
 		return convert[any](m, oid, v)
@@ -99,7 +107,8 @@ func binaryValue(m *pgtype.Map, oid uint32, v []byte) ([]byte, error) {
 // exactBinary are the types pgx's codecs convert from text to binary as
 // Postgres' send functions write them. Not here (refused): money (its
 // text depends on lc_monetary), timetz, ranges, int2vector, oidvector,
-// and the types pgx does not know (it would send their text).
+// and the types pgx does not know (it would send their text) except the
+// shards' enums, whose binary form is their text.
 var exactBinary = map[uint32]bool{
 	pgtype.BoolOID: true, pgtype.ByteaOID: true, pgtype.QCharOID: true, pgtype.NameOID: true, pgtype.Int8OID: true,
 	pgtype.Int2OID: true, pgtype.Int4OID: true, pgtype.TextOID: true, pgtype.OIDOID: true, pgtype.PointOID: true,
@@ -112,7 +121,7 @@ var exactBinary = map[uint32]bool{
 // of dimensions, whether a NULL is present, the element type, each
 // dimension's length and lower bound, then each element's length (-1
 // for NULL) and binary value.
-func arrayBinary(m *pgtype.Map, elem uint32, v []byte) ([]byte, error) {
+func arrayBinary(m *pgtype.Map, enums map[uint32]uint32, elem uint32, v []byte) ([]byte, error) {
 	a, err := router.ParseArray(v)
 	if err != nil {
 		return nil, err
@@ -135,7 +144,7 @@ func arrayBinary(m *pgtype.Map, elem uint32, v []byte) ([]byte, error) {
 			b = binary.BigEndian.AppendUint32(b, math.MaxUint32) // -1
 			continue
 		}
-		eb, err := binaryValue(m, elem, e)
+		eb, err := binaryValue(m, enums, elem, e)
 		if err != nil {
 			return nil, err
 		}

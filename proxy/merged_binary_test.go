@@ -25,6 +25,7 @@ var mergedBinaryValues = []string{
 	"'12:00:00+05:30'::timetz", "12.34::money", "'192.168.0.1/24'::inet", "'10.0.0.0/8'::cidr", "'08:00:2b:01:02:03'::macaddr",
 	"B'101'::bit(3)", "B'1011'::varbit", "'(1,2)'::point", "'fat cat'::tsvector", "'1 2'::int2vector", "'a'::\"char\"",
 	"'pg_class'::name", "'5 days'::interval * 1.5", "'[1,5)'::int4range", "ARRAY['{\"a\": 1.50}'::jsonb]", "ARRAY['1.5'::float8, 'NaN']",
+	"'ok'::mood", "ARRAY['happy', NULL, 'sad']::mood[]",
 	"'infinity'::timestamptz", "'-infinity'::date", "ARRAY['infinity'::timestamptz, '2024-01-01 00:00:00+00']",
 }
 
@@ -45,6 +46,18 @@ default_shard: s0
 	ctx := context.Background()
 	admin := f.Connect(t)
 	mustExec(t, admin, "CREATE TABLE spread (id int PRIMARY KEY)")
+	// An enum: its binary form is its label. Merging needs the type to
+	// have one OID on every shard (fresh servers given the same DDL do).
+	mustExec(t, admin, "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')")
+	var oid0, oid1 uint32
+	for sh, oid := range map[string]*uint32{"s0": &oid0, "s1": &oid1} {
+		if err := f.Direct(t, sh).QueryRow(ctx, "SELECT 'mood'::regtype::oid").Scan(oid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if oid0 != oid1 {
+		t.Fatalf("enum mood has OID %d on s0 and %d on s1; the test needs one OID", oid0, oid1)
+	}
 	mustExec(t, admin, "INSERT INTO spread VALUES (1), (2), (3), (4), (5), (6), (7), (8), (9), (10), (11), (12)")
 	if directCount(t, f, "s0", "spread", "true") == 0 || directCount(t, f, "s1", "spread", "true") == 0 {
 		t.Fatal("want rows on both shards, so that the result is merged")

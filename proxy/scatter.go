@@ -283,6 +283,7 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs []*scatterLeg,
 	in planInputs, formats []int16, describe bool) (failure *pgproto3.ErrorResponse, lost error) {
 	var fields []pgproto3.FieldDescription
+	var enums map[uint32]uint32 // the enum types of the shard that described the rows
 	for _, l := range legs {
 		ok, err := l.header()
 		if err != nil {
@@ -297,7 +298,7 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 		case !ok:
 			continue
 		case fields == nil:
-			fields = l.fields
+			fields, enums = l.fields, l.c.Enums
 		default:
 			if err := router.CheckFields(fields, l.fields); err != nil {
 				return errorResponse(s.log, err), nil
@@ -339,7 +340,7 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 		func(values [][]byte) error {
 			row.Values = values
 			if binaryCols {
-				converted, err := s.toResultFormats(out, values)
+				converted, err := s.toResultFormats(out, values, enums)
 				if err != nil {
 					return err
 				}
