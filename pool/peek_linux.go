@@ -20,3 +20,7 @@ func peek(fd uintptr, b []byte) (int, syscall.Errno) {
 		return int(r), e
 	}
 }
+
+// msgNoSignal makes a send to a closed peer fail with EPIPE rather than
+// also raise SIGPIPE (which Go would ignore, at the cost of a signal).
+const msgNoSignal = syscall.MSG_NOSIGNAL

@@ -12,3 +12,7 @@ func peek(fd uintptr, b []byte) (int, syscall.Errno) {
 	}
 	return n, 0
 }
+
+// msgNoSignal: SIGPIPE from a send to a closed peer is ignored by the Go
+// runtime for sockets; the send fails with EPIPE.
+const msgNoSignal = 0

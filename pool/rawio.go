@@ -20,7 +20,8 @@ import (
 // The sockets are non-blocking, so read and write return at once (with data
 // or EAGAIN) and need none of that: RawSyscall skips the runtime's
 // entersyscall/exitsyscall, and the netpoller still parks the goroutine
-// when the socket is not ready.
+// when the socket is not ready. The calls are recvfrom and sendto, not
+// read and write: on a socket they skip the file layer.
 func SocketIO(c net.Conn) io.ReadWriter {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
@@ -77,7 +78,7 @@ func (s *socketIO) Read(p []byte) (int, error) {
 func (s *socketIO) read(fd uintptr) bool {
 	p := s.rbuf
 	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
 		switch e {
 		case 0:
 			s.rn, s.rerrno = int(r), 0
@@ -111,7 +112,7 @@ func (s *socketIO) write(fd uintptr) bool {
 	p := s.wbuf
 	for s.wn < len(p) {
 		rest := p[s.wn:]
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+		r, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)), msgNoSignal, 0, 0)
 		switch e {
 		case 0:
 			s.wn += int(r)

@@ -14,7 +14,7 @@
 //	                 first tried with a zero timeout the same way, entering
 //	                 the scheduler's blocking-syscall path (which hands the
 //	                 P off and takes one back) only when nothing is ready;
-//	-mode coroutine  the same loop, but each client's relaying is code
+//	-mode coroutine  the epoll-raw loop, but each client's relaying is code
 //	                 written as if its reads blocked, run as a coroutine
 //	                 (iter.Pull) that yields to the loop where a read would
 //	                 block: the shape a proxy session could keep on an
@@ -52,7 +52,7 @@ func main() {
 	case "goroutine":
 		serveGoroutines(ln, *backend)
 	case "epoll", "epoll-raw", "coroutine":
-		serveEpoll(ln, *backend, *mode == "coroutine", *mode == "epoll-raw")
+		serveEpoll(ln, *backend, *mode == "coroutine", *mode == "epoll-raw" || *mode == "coroutine")
 	default:
 		fmt.Fprintf(os.Stderr, "relay: unknown -mode %q\n", *mode)
 		os.Exit(2)
