@@ -9,8 +9,10 @@
 #           bin/shardproxy.
 # Each round runs, for each -M mode, pgbench -n -S -c BENCH_CLIENTS
 # -j BENCH_THREADS -T BENCH_TIME direct and then through every target:
-# the proxy, PgBouncer in transaction mode when it is installed (the bar
-# the issue sets), and four relays that do no protocol work at all
+# the proxy, the proxy with one shard (the direct database itself: the
+# proxy's own cost, apart from that of spreading the rows over two
+# Postgres servers that share the machine), PgBouncer in transaction mode
+# when it is installed (the bar the issue sets), and four relays that do no protocol work at all
 # (testdata/bench/relay: Go goroutines on the netpoller, the proxy's own
 # I/O design; a one-thread epoll loop, PgBouncer's; that loop with raw
 # syscalls that bypass Go's scheduler; and the loop driving blocking-style
@@ -23,6 +25,7 @@
 #
 #   BENCH_SCALE=10 BENCH_CLIENTS=8 BENCH_THREADS=2 BENCH_TIME=6 BENCH_POOL=10
 #   BENCH_ROUNDS=3 BENCH_MODES="simple extended prepared" BENCH_RELAYS=1
+#   BENCH_ONESHARD=1        also run the one-shard proxy (0: not)
 #   BENCH_BACKEND=tcp|unix  how the proxy reaches the shards (default tcp: the
 #                           same path pgbench takes to direct Postgres; unix:
 #                           the shards' unix sockets, as a proxy on the
@@ -36,6 +39,7 @@ threads="${BENCH_THREADS:-2}"
 duration="${BENCH_TIME:-6}"
 rounds="${BENCH_ROUNDS:-3}"
 relays="${BENCH_RELAYS:-1}"
+oneshard="${BENCH_ONESHARD:-1}"
 poolsize="${BENCH_POOL:-10}"
 modes="${BENCH_MODES:-simple extended prepared}"
 cpuprofile="${BENCH_CPUPROFILE:-}"
@@ -50,19 +54,19 @@ log() { echo "bench: $*" >&2; }
 work="$(mktemp -d /tmp/shardproxy-bench.XXXXXX)"
 chmod 755 "$work"
 proxy_pid=""
-bouncer_pid="" bouncer_cpu_pid=""
+bouncer_pid="" bouncer_cpu_pid="" proxy1_pid=""
 relay_pids=()
 started=()
-# stop_helpers stops PgBouncer (its own PID from its pidfile, and runuser's)
-# and the relays.
+# stop_helpers stops PgBouncer (its own PID from its pidfile, and runuser's),
+# the one-shard proxy and the relays.
 stop_helpers() {
 	local pid
-	for pid in "$bouncer_cpu_pid" "$bouncer_pid" "${relay_pids[@]}"; do
+	for pid in "$bouncer_cpu_pid" "$bouncer_pid" "$proxy1_pid" "${relay_pids[@]}"; do
 		[[ -n "$pid" ]] || continue
 		kill "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	done
-	bouncer_pid="" bouncer_cpu_pid="" relay_pids=()
+	bouncer_pid="" bouncer_cpu_pid="" proxy1_pid="" relay_pids=()
 }
 cleanup() {
 	local rc=$?
@@ -181,6 +185,30 @@ done
 proxy_dsn="postgres://app:secret@127.0.0.1:$pp/bench?sslmode=disable"
 direct_dsn="$(bash "$pg" dsn "$p0" full_set)"
 
+# The one-shard proxy: every table on one shard, the direct database.
+proxy1_dsn=""
+if [[ "$oneshard" != 0 ]]; then
+	p1p="$(free_port)"
+	cat >"$work/oneshard.yaml" <<YAML
+listen: 127.0.0.1:$p1p
+users:
+  - {name: app, password: secret}
+metadata: {dsn: "$(bash "$pg" dsn "$p0" postgres)"}
+pool: {size: $poolsize}
+shards:
+  - {name: s0, dsn: "$direct_dsn"}
+default_shard: s0
+YAML
+	"$root/bin/shardproxy" serve --config "$work/oneshard.yaml" >"$work/proxy1.log" 2>&1 &
+	proxy1_pid=$!
+	for _ in $(seq 100); do
+		"$bin/pg_isready" -q -h 127.0.0.1 -p "$p1p" && break
+		kill -0 "$proxy1_pid" 2>/dev/null || { log "one-shard shardproxy exited"; exit 1; }
+		sleep 0.1
+	done
+	proxy1_dsn="postgres://app:secret@127.0.0.1:$p1p/full_set?sslmode=disable"
+fi
+
 # Sanity: through the proxy, every account of a sample is found exactly once
 # (pgbench -S would not notice a missing row).
 n_rows=$(for aid in $(seq 1 97 $((scale * 100000))); do
@@ -297,6 +325,7 @@ median() {
 # round: the machine's speed drifts by tens of percent between minutes
 # (other tenants of the host), much less within one round.
 targets=("shardproxy|$proxy_dsn|$proxy_pid")
+[[ -n "$proxy1_dsn" ]] && targets+=("shardproxy-1|$proxy1_dsn|$proxy1_pid")
 [[ -n "$bouncer_dsn" ]] && targets+=("pgbouncer|$bouncer_dsn|$bouncer_cpu_pid")
 [[ -n "$relay_go_dsn" ]] && targets+=("relay-goroutine|$relay_go_dsn|$relay_go_pid" "relay-epoll|$relay_ep_dsn|$relay_ep_pid" \
 	"relay-epoll-raw|$relay_raw_dsn|$relay_raw_pid" "relay-coroutine|$relay_co_dsn|$relay_co_pid")
@@ -312,7 +341,7 @@ for round in $(seq "$rounds"); do
 			IFS='|' read -r name dsn pid <<<"$t"
 			read -r tp c <<<"$(tps "$mode" "$dsn" "$pid")"
 			if [[ "$tp" == fail ]]; then
-				[[ "$name" == shardproxy ]] && { log "pgbench -M $mode through shardproxy failed"; exit 1; }
+				[[ "$name" == shardproxy* ]] && { log "pgbench -M $mode through $name failed"; exit 1; }
 				r=fail # PgBouncer 1.18 in transaction mode cannot run -M prepared
 			else
 				r="$(awk -v p="$tp" -v d="$d" 'BEGIN { printf "%.3f", p / d }')"
@@ -329,6 +358,7 @@ stop_helpers
 echo
 echo "pgbench -S -c $clients -j $threads -T $duration, scale $scale, $(nproc) cores; median of $rounds rounds."
 echo "direct = one Postgres with all rows; shardproxy = over 2 shards (pool $poolsize per shard, $backend to the shards);"
+[[ -n "$proxy1_dsn" ]] && echo "shardproxy-1 = the proxy with one shard, the direct database (its own cost without the second server);"
 echo "pgbouncer = transaction mode in front of direct; relay-* = no protocol work, see testdata/bench/relay."
 echo "ratio = TPS / direct TPS of the same round; CPU = the process' user+system CPU per transaction, µs."
 printf '%-9s %11s' mode "direct TPS"
