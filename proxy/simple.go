@@ -506,6 +506,11 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 			inTx = true
 		case router.KindSet:
 			if st.SetLocal {
+				if inTx {
+					// For shards that join the transaction later, as
+					// for a SET LOCAL sent on its own (noteReplay).
+					s.appendReplay(st, p.Text)
+				}
 				continue
 			}
 			if inTx && s.tx.params == nil {
@@ -517,6 +522,7 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 				s.endTxParams()
 			}
 			s.tx.params, s.tx.hintSaved, inTx = nil, false, false
+			s.tx.replay, s.tx.full, s.tx.roundedFloats = nil, false, false
 		}
 	}
 }

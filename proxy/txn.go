@@ -42,6 +42,10 @@ type txn struct {
 	// no further shard may join, since it would miss the setting.
 	localConfig bool
 	failed      bool // a statement failed: only ROLLBACK (TO) is possible
+	// roundedFloats: a SET LOCAL extra_float_digits below 1 (or a
+	// set_config(..., true) of it) ran; kept to the transaction's end even
+	// past a ROLLBACK TO, which only makes merges refuse more.
+	roundedFloats bool
 	// params is the session's settings before the first SET in this
 	// transaction (nil: none yet): a rollback returns to them, as SET does
 	// in Postgres. committed: the transaction's COMMIT succeeded.
@@ -299,6 +303,16 @@ func (s *session) noteReplay(st *router.Statement, text string) {
 	}
 	if st.Kind == router.KindSavepoint {
 		s.noteSavepoint(st)
+	}
+	s.appendReplay(st, text)
+}
+
+// appendReplay adds a statement to the transaction's replay, and notes
+// whether it makes floats print rounded (txn.roundedFloats).
+func (s *session) appendReplay(st *router.Statement, text string) {
+	if st.Kind == router.KindSet && st.SetName == "extra_float_digits" && !exactFloatDigits(st.SetValue) ||
+		st.LocalConfig && strings.Contains(strings.ToLower(text), "extra_float_digits") {
+		s.tx.roundedFloats = true
 	}
 	if len(s.tx.replay) >= maxReplay {
 		s.tx.full = true

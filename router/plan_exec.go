@@ -48,6 +48,11 @@ type ExecOptions struct {
 	// of its own, which its values lose when the proxy orders them or
 	// hands them to Evaluate.
 	CollatedColumns bool
+	// RoundedFloats: the shards print real and double precision values
+	// rounded (the session's extra_float_digits is below 1), so the proxy
+	// must not compute with, compare or evaluate them: Postgres does so
+	// on the exact values and rounds only what it prints.
+	RoundedFloats bool
 }
 
 // DefaultMergeBudget is the memory budget of a merge when
@@ -176,7 +181,8 @@ func (p *ScatterPlan) Execute(ctx context.Context, fields []pgproto3.FieldDescri
 	}
 	ex := &executor{ctx: ctx, width: len(fields), hidden: p.Hidden, srcs: srcs, param: param,
 		budget: opts.Budget, eval: opts.Evaluate, evalParams: opts.BoundParams,
-		collated: opts.CollatedText || opts.CollatedColumns, collatedColumns: opts.CollatedColumns}
+		collated: opts.CollatedText || opts.CollatedColumns, collatedColumns: opts.CollatedColumns,
+		roundedFloats: opts.RoundedFloats}
 	if ex.budget <= 0 {
 		ex.budget = DefaultMergeBudget
 	}
@@ -224,14 +230,15 @@ type executor struct {
 	evalParams      int
 	collated        bool // text is not ordered by its bytes (CollatedText or CollatedColumns)
 	collatedColumns bool
+	roundedFloats   bool // ExecOptions.RoundedFloats
 }
 
 // orderable checks that the proxy may order values of type t itself: a
 // type it compares exactly and, for text, a bytewise collation (the
 // database's, or bytewise set by the statement).
 func (ex *executor) orderable(t valType, use string, bytewise bool) error {
-	if !t.comparable() {
-		return t.notComparable(use)
+	if err := ex.comparable(t, use); err != nil {
+		return err
 	}
 	if collatable(t) && ex.collated && !bytewise {
 		return pgError(codeFeatureNotSupport,
@@ -239,6 +246,38 @@ func (ex *executor) orderable(t valType, use string, bytewise bool) error {
 			`shardproxy orders text across shards by its bytes; write COLLATE "C" in the ORDER BY, or add a condition on the shard key so the statement targets one shard`)
 	}
 	return nil
+}
+
+// comparable checks that the proxy may compare values of type t for
+// equality (group and distinct keys) and order.
+func (ex *executor) comparable(t valType, use string) error {
+	if !t.comparable() {
+		return t.notComparable(use)
+	}
+	return ex.exactFloats(t, use)
+}
+
+// exactFloats refuses to use real and double precision values (and
+// arrays of them) while the shards print them rounded: 1/3 on each of two
+// shards sums to 0.666666666666666 from their text, where Postgres prints
+// 0.666666666666667; two values that differ only past the printed digits
+// would group together.
+func (ex *executor) exactFloats(t valType, use string) error {
+	if !ex.roundedFloats || !isFloat(t) {
+		return nil
+	}
+	return pgError(codeFeatureNotSupport,
+		fmt.Sprintf("cannot %s values of type %s across shards while extra_float_digits is below 1", use, t.name()),
+		"the shards then print them rounded; SET extra_float_digits = 1 (the default), or add a condition on the shard key so the statement targets one shard")
+}
+
+// isFloat tells whether t is real or double precision, or an array of them.
+func isFloat(t valType) bool {
+	if t.cls == clsFloat4 || t.cls == clsFloat8 {
+		return true
+	}
+	e, ok := elementOf[t.oid]
+	return ok && isFloat(typeOf(e))
 }
 
 // collatable tells whether values of type t are ordered by a collation
@@ -842,8 +881,8 @@ func (ex *executor) newDistinct(n *Distinct, in rowIter, types []valType) (rowIt
 		}
 	}
 	for _, i := range d.idx {
-		if !types[i].comparable() {
-			return nil, nil, types[i].notComparable("compare (DISTINCT)")
+		if err := ex.comparable(types[i], "compare (DISTINCT)"); err != nil {
+			return nil, nil, err
 		}
 	}
 	return d, types, nil

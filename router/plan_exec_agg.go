@@ -85,8 +85,8 @@ func (ex *executor) newAggregate(n *Aggregate, in rowIter, types []valType) (row
 		if err != nil {
 			return nil, nil, err
 		}
-		if !types[i].comparable() {
-			return nil, nil, types[i].notComparable("group")
+		if err := ex.comparable(types[i], "group"); err != nil {
+			return nil, nil, err
 		}
 		a.groupBy = append(a.groupBy, i)
 	}
@@ -123,8 +123,10 @@ func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 	}
 	t := types[i]
 	r := aggRun{col: i, t: t, distinct: s.Distinct}
-	if s.Distinct && !t.comparable() {
-		return aggRun{}, t.notComparable("compute a DISTINCT aggregate of")
+	if s.Distinct {
+		if err := ex.comparable(t, "compute a DISTINCT aggregate of"); err != nil {
+			return aggRun{}, err
+		}
 	}
 	cannot := func(what string) (aggRun, error) {
 		return aggRun{}, pgError(codeFeatureNotSupport,
@@ -143,10 +145,14 @@ func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 			r.kind = aggSumInt
 		case t.cls == clsNumeric:
 			r.kind = aggSumNumeric
-		case t.cls == clsFloat4:
-			r.kind = aggSumFloat4
-		case t.cls == clsFloat8:
+		case t.cls == clsFloat4 || t.cls == clsFloat8:
+			if err := ex.exactFloats(t, "sum"); err != nil {
+				return aggRun{}, err
+			}
 			r.kind = aggSumFloat8
+			if t.cls == clsFloat4 {
+				r.kind = aggSumFloat4
+			}
 		default:
 			return cannot("sum")
 		}
@@ -179,6 +185,9 @@ func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 		case clsInt, clsNumeric:
 			r.kind = aggAvgNumeric
 		case clsFloat8:
+			if err := ex.exactFloats(t, "average"); err != nil {
+				return aggRun{}, err
+			}
 			r.kind = aggAvgFloat
 		case clsFloat4:
 			// avg(float4) accumulates in float8; a float4 partial sum is
@@ -190,8 +199,8 @@ func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 			return cannot("avg")
 		}
 	case AggCountDistinct:
-		if !t.comparable() {
-			return aggRun{}, t.notComparable("count distinct")
+		if err := ex.comparable(t, "count distinct"); err != nil {
+			return aggRun{}, err
 		}
 		r.kind, r.distinct = aggCountDistinct, true
 	case AggGather:

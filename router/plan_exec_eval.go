@@ -166,6 +166,9 @@ func (ex *executor) newEvaluate(n *Evaluate, in rowIter, types []valType) (rowIt
 		if err != nil {
 			return nil, nil, err
 		}
+		if err := ex.exactFloats(types[i], "evaluate expressions over"); err != nil {
+			return nil, nil, err
+		}
 		if ex.collatedColumns && collatable(types[i]) {
 			// Bound as a parameter, the value would be compared in the
 			// database's default collation, not its column's.
