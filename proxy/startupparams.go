@@ -33,6 +33,9 @@ func sessionParams(startup map[string]string) (map[string]string, error) {
 		if name == "client_encoding" && !router.ClientEncodingOK(v) {
 			return nil, fatal(router.ClientEncodingError(v))
 		}
+		if name == "standard_conforming_strings" && !router.StandardStringsOK(v) {
+			return nil, fatal(router.StandardStringsError())
+		}
 		sql, err := setValueSQL(name, v)
 		if err != nil {
 			return nil, err

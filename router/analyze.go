@@ -288,6 +288,12 @@ func (a *analyzer) set(v *pg.VariableSetStmt) {
 					st.err = ClientEncodingError(enc)
 				}
 			}
+			// SET standard_conforming_strings (see StandardStringsOK).
+			if c := v.Args[0].GetAConst(); name == "standard_conforming_strings" && c != nil {
+				if val, ok := constText(c); ok && !StandardStringsOK(val) {
+					st.err = StandardStringsError()
+				}
+			}
 		}
 	case pg.VariableSetKind_VAR_SET_DEFAULT:
 		st.SetValue = "DEFAULT"

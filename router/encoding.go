@@ -1,6 +1,10 @@
 package router
 
-import "github.com/jackc/pgx/v5/pgconn"
+import (
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
 
 // The proxy reads statements as UTF-8: shard keys are hashed and compared,
 // and table names matched against the map, byte for byte. Postgres
@@ -46,4 +50,29 @@ func ClientEncodingError(name string) *pgconn.PgError {
 	return pgError(codeFeatureNotSupport,
 		"client_encoding "+name+" is not supported by shardproxy",
 		"shardproxy reads shard keys and table names as UTF-8; use client_encoding UTF8 and convert in the client")
+}
+
+// The proxy reads string literals as Postgres does with
+// standard_conforming_strings on, the default since 9.1: a backslash in
+// '...' is an ordinary character. With it off, Postgres reads 'a\\b' as
+// a\b while the proxy would hash a\\b, and place the row on the shard
+// of another key, where a lookup by parameter never finds it. Turning it
+// off is refused; E'...' strings give escapes either way.
+
+// StandardStringsOK reports whether standard_conforming_strings may be
+// set to v: anything Postgres would not read as off (an invalid value is
+// left for Postgres to reject).
+func StandardStringsOK(v string) bool {
+	switch strings.ToLower(strings.Trim(strings.TrimSpace(v), "'")) {
+	case "off", "of", "false", "fals", "fal", "fa", "f", "no", "n", "0":
+		return false
+	}
+	return true
+}
+
+// StandardStringsError is the refusal of standard_conforming_strings off.
+func StandardStringsError() *pgconn.PgError {
+	return pgError(codeFeatureNotSupport,
+		"standard_conforming_strings off is not supported by shardproxy",
+		`shardproxy reads string literals as standard SQL, as Postgres does by default, to find shard keys in them; keep it on and write E'...' for backslash escapes`)
 }

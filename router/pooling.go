@@ -195,6 +195,12 @@ func (a callArg) value(params [][]byte) (string, bool) {
 func setConfigError(calls []setConfigCall, params [][]byte) error {
 	for _, c := range calls {
 		name, ok := c.name.value(params)
+		if ok && strings.EqualFold(strings.TrimSpace(name), "standard_conforming_strings") {
+			if v, ok := c.value.value(params); !ok || !StandardStringsOK(v) {
+				return StandardStringsError()
+			}
+			continue
+		}
 		if !ok || !strings.EqualFold(strings.TrimSpace(name), "client_encoding") {
 			continue
 		}
