@@ -312,7 +312,8 @@ func (r *copyRun) release() {
 // copyIn runs COPY FROM STDIN on several shards.
 func (s *session) copyIn(ctx context.Context, sp *router.CopySpec, text string, route router.Route) (bool, error) {
 	rt := s.runtime()
-	placer, err := rt.Router.CopyPlacer(ctx, sp, router.Args{Columns: s.copyColumns, TimeZone: s.timeZone(), ColumnType: s.colType})
+	placer, err := rt.Router.CopyPlacer(ctx, sp, router.Args{Columns: s.copyColumns, TimeZone: s.timeZone(), ColumnType: s.colType,
+		CustomSearchPath: s.customSearchPath()})
 	if err != nil {
 		return true, s.sendError(err)
 	}

@@ -106,7 +106,7 @@ func (s *session) commonShard(ctx context.Context, parts []router.QueryPart) (st
 			return "", false // these concern every shard of the transaction (txn.go)
 		}
 		r, err := s.runtime().Router.Route(ctx, p.Stmt, router.Args{Params: p.Args, SessionShard: s.hint, Columns: s.columns,
-			TimeZone: s.timeZone(), ColumnType: s.colType})
+			TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()})
 		if err != nil {
 			return "", false
 		}
@@ -167,7 +167,7 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 		return failed, err
 	}
 	route, rerr := s.runtime().Router.Route(ctx, st, router.Args{Params: p.Args, SessionShard: s.hint, Columns: s.columns,
-		TimeZone: s.timeZone(), ColumnType: s.colType})
+		TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()})
 	if rerr != nil {
 		return true, s.sendError(rerr)
 	}

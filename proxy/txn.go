@@ -46,6 +46,9 @@ type txn struct {
 	// set_config(..., true) of it) ran; kept to the transaction's end even
 	// past a ROLLBACK TO, which only makes merges refuse more.
 	roundedFloats bool
+	// customSearchPath: likewise for a search_path other than the default
+	// (router.Args.CustomSearchPath).
+	customSearchPath bool
 	// params is the session's settings before the first SET in this
 	// transaction (nil: none yet): a rollback returns to them, as SET does
 	// in Postgres. committed: the transaction's COMMIT succeeded.
@@ -313,6 +316,10 @@ func (s *session) appendReplay(st *router.Statement, text string) {
 	if st.Kind == router.KindSet && st.SetName == "extra_float_digits" && !exactFloatDigits(st.SetValue) ||
 		st.LocalConfig && strings.Contains(strings.ToLower(text), "extra_float_digits") {
 		s.tx.roundedFloats = true
+	}
+	if st.Kind == router.KindSet && st.SetName == "search_path" && !defaultSearchPath(st.SetValue) ||
+		st.LocalConfig && strings.Contains(strings.ToLower(text), "search_path") {
+		s.tx.customSearchPath = true
 	}
 	if len(s.tx.replay) >= maxReplay {
 		s.tx.full = true
@@ -878,4 +885,41 @@ func (s *session) extSyncAttached() error {
 	err := s.drain()
 	s.ext.sent = false
 	return err
+}
+
+// customSearchPath reports whether the session's search_path (set, at
+// startup, or SET LOCAL in the open transaction) may differ from the
+// default, under which the router reads unqualified names as public's.
+func (s *session) customSearchPath() bool {
+	if s.tx.customSearchPath {
+		return true
+	}
+	v, ok := s.params["search_path"]
+	return ok && !defaultSearchPath(v)
+}
+
+// defaultSearchPath reports whether search_path value v (SQL text) is the
+// default, "$user", public, or just public: an unqualified name then
+// resolves in public, as the router assumes (a schema named after the
+// shards' user would come first; the router does not look).
+func defaultSearchPath(v string) bool {
+	v = strings.TrimSpace(v)
+	if strings.EqualFold(v, "DEFAULT") {
+		return true
+	}
+	var names []string
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if len(part) >= 2 && (part[0] == '\'' || part[0] == '"') && part[len(part)-1] == part[0] {
+			part = part[1 : len(part)-1]
+		} else {
+			part = strings.ToLower(part)
+		}
+		names = append(names, part)
+	}
+	switch strings.Join(names, ",") {
+	case "$user,public", "public":
+		return true
+	}
+	return false
 }

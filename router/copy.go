@@ -209,6 +209,11 @@ type CopyPlacer struct {
 // not sharded (a reference table, or one not in the shard map). args
 // supplies Columns (needed without a column list), TimeZone and ColumnType.
 func (r *Router) CopyPlacer(ctx context.Context, sp *CopySpec, args Args) (*CopyPlacer, error) {
+	if args.CustomSearchPath {
+		if err := r.unqualified(sp.schema, sp.rel); err != nil {
+			return nil, err
+		}
+	}
 	schema := sp.schema
 	if schema == "" {
 		schema = "public"

@@ -36,6 +36,11 @@ type Args struct {
 	// wall clock in this zone; without it such a key reads on every shard
 	// of its strategy and an INSERT is refused (0A000).
 	TimeZone *time.Location
+	// CustomSearchPath: the session's search_path is not the default
+	// ("$user", public), so an unqualified table name may resolve to
+	// another schema than public on the shards. Statements that name a
+	// mapped table (in any schema) without a schema are then refused.
+	CustomSearchPath bool
 	// ColumnType returns the type of column col of table schema.rel as
 	// format_type names it (e.g. "timestamp without time zone"). It is
 	// only called for a timestamp shard key whose value Postgres would
@@ -134,7 +139,29 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 	if st.err != nil {
 		return Route{}, st.err
 	}
+	if args.CustomSearchPath {
+		for _, u := range st.uses {
+			if err := r.unqualified(u.schema, u.rel); err != nil {
+				return Route{}, err
+			}
+		}
+	}
 	return r.routeTables(ctx, st, &args)
+}
+
+// unqualified refuses an unqualified name of a table the map has (in any
+// schema) under a session search_path other than the default. The router
+// reads an unqualified name as public's; the shards resolve it through
+// the search_path, perhaps to another schema's table: with app.items
+// sharded and search_path app, "items" would go to the default shard only,
+// reads seeing part of the rows and inserts placed there.
+func (r *Router) unqualified(schema, rel string) error {
+	if schema != "" || !r.relNames[rel] {
+		return nil
+	}
+	return pgError(codeFeatureNotSupport,
+		fmt.Sprintf("table name %q is not schema-qualified, and the session's search_path is not the default", rel),
+		"shardproxy reads an unqualified table name as public's; write the schema (schema."+rel+"), or keep search_path at its default")
 }
 
 func unknownShard(name string) error {

@@ -166,6 +166,7 @@ type QueryPart struct {
 type Router struct {
 	cfg        *config.Config
 	tables     map[string]*tableInfo // "schema.rel" -> table
+	relNames   map[string]bool       // the rel part of every key of tables
 	shardIdx   map[string]int
 	single     [][]string // single[i] = []string{shard i}, shared read-only
 	allMask    uint64
@@ -196,6 +197,7 @@ func New(cfg *config.Config, strats map[string]strategies.Strategy) (*Router, er
 	r := &Router{
 		cfg:       cfg,
 		tables:    make(map[string]*tableInfo, len(cfg.Tables)),
+		relNames:  make(map[string]bool, len(cfg.Tables)),
 		shardIdx:  make(map[string]int, len(cfg.Shards)),
 		stratType: make(map[string]string),
 		stratMask: make(map[string]uint64),
@@ -244,15 +246,18 @@ func New(cfg *config.Config, strats map[string]strategies.Strategy) (*Router, er
 			}
 			info.strat = s
 		}
-		r.tables[tableKey(t.Name)] = info
+		schema, rel := splitTableName(t.Name)
+		r.tables[schema+"."+rel] = info
+		r.relNames[rel] = true
 	}
 	return r, nil
 }
 
-// tableKey turns a configured name ("orders", "app.orders", `"Orders"`)
-// into the lookup key "schema.rel"; unqualified names are in public.
-func tableKey(name string) string {
-	schema, rel := "public", name
+// splitTableName splits a configured name ("orders", "app.orders",
+// `"Orders"`) into its schema (public when unqualified) and relation,
+// unquoted: the lookup key of tables is "schema.rel".
+func splitTableName(name string) (schema, rel string) {
+	schema, rel = "public", name
 	inQuote := false
 	for i := 0; i < len(name); i++ {
 		switch {
@@ -262,7 +267,7 @@ func tableKey(name string) string {
 			schema, rel = name[:i], name[i+1:]
 		}
 	}
-	return unquote(schema) + "." + unquote(rel)
+	return unquote(schema), unquote(rel)
 }
 
 func unquote(s string) string {
