@@ -159,13 +159,27 @@ shard_dsn() { # PORT NAME
 		bash "$pg" dsn "$1" bench
 	fi
 }
-cat >"$work/shardproxy.yaml" <<YAML
-listen: 127.0.0.1:$pp
+# proxy_yaml PORT prints the start of a shard map listening on PORT, up
+# to the shards: list.
+proxy_yaml() {
+	cat <<YAML
+listen: 127.0.0.1:$1
 users:
   - {name: app, password: secret}
 metadata: {dsn: "$(bash "$pg" dsn "$p0" postgres)"}
 pool: {size: $poolsize}
 shards:
+YAML
+}
+# wait_ready PORT PID NAME waits until the proxy PID accepts on PORT.
+wait_ready() {
+	for _ in $(seq 100); do
+		"$bin/pg_isready" -q -h 127.0.0.1 -p "$1" && return
+		kill -0 "$2" 2>/dev/null || { log "$3 exited"; exit 1; }
+		sleep 0.1
+	done
+}
+{ proxy_yaml "$pp"; cat <<YAML; } >"$work/shardproxy.yaml"
   - {name: s0, dsn: "$(shard_dsn "$p0" s0)"}
   - {name: s1, dsn: "$(shard_dsn "$p1" s1)"}
 strategies:
@@ -176,11 +190,7 @@ default_shard: s0
 YAML
 "$root/bin/shardproxy" serve --config "$work/shardproxy.yaml" ${cpuprofile:+--cpuprofile "$cpuprofile"} >"$work/proxy.log" 2>&1 &
 proxy_pid=$!
-for _ in $(seq 100); do
-	"$bin/pg_isready" -q -h 127.0.0.1 -p "$pp" && break
-	kill -0 "$proxy_pid" 2>/dev/null || { log "shardproxy exited"; exit 1; }
-	sleep 0.1
-done
+wait_ready "$pp" "$proxy_pid" shardproxy
 
 proxy_dsn="postgres://app:secret@127.0.0.1:$pp/bench?sslmode=disable"
 direct_dsn="$(bash "$pg" dsn "$p0" full_set)"
@@ -189,23 +199,13 @@ direct_dsn="$(bash "$pg" dsn "$p0" full_set)"
 proxy1_dsn=""
 if [[ "$oneshard" != 0 ]]; then
 	p1p="$(free_port)"
-	cat >"$work/oneshard.yaml" <<YAML
-listen: 127.0.0.1:$p1p
-users:
-  - {name: app, password: secret}
-metadata: {dsn: "$(bash "$pg" dsn "$p0" postgres)"}
-pool: {size: $poolsize}
-shards:
+	{ proxy_yaml "$p1p"; cat <<YAML; } >"$work/oneshard.yaml"
   - {name: s0, dsn: "$direct_dsn"}
 default_shard: s0
 YAML
 	"$root/bin/shardproxy" serve --config "$work/oneshard.yaml" >"$work/proxy1.log" 2>&1 &
 	proxy1_pid=$!
-	for _ in $(seq 100); do
-		"$bin/pg_isready" -q -h 127.0.0.1 -p "$p1p" && break
-		kill -0 "$proxy1_pid" 2>/dev/null || { log "one-shard shardproxy exited"; exit 1; }
-		sleep 0.1
-	done
+	wait_ready "$p1p" "$proxy1_pid" "one-shard shardproxy"
 	proxy1_dsn="postgres://app:secret@127.0.0.1:$p1p/full_set?sslmode=disable"
 fi
 
