@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -319,12 +318,12 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 	for i := range out {
 		out[i].Format = formatCode(formats, i)
 		binaryCols = binaryCols || out[i].Format == pgtype.BinaryFormatCode
-		if rounded && out[i].Format == pgtype.BinaryFormatCode && isFloatOID(out[i].DataTypeOID) {
+		if name, float := router.FloatType(out[i].DataTypeOID); rounded && float && out[i].Format == pgtype.BinaryFormatCode {
 			// Postgres sends floats exactly in binary whatever
 			// extra_float_digits says; the shards' text is rounded.
 			return errorResponse(s.log, errNotSupported(
 				"the shards print them rounded; SET extra_float_digits = 1 (the default), or request text results",
-				"cannot send merged values of type %s in binary format while extra_float_digits is below 1", typeNameOf(out[i].DataTypeOID))), nil
+				"cannot send merged values of type %s in binary format while extra_float_digits is below 1", name)), nil
 		}
 	}
 	if describe {
@@ -578,51 +577,4 @@ func renderLiterals(t router.Template, lits []string) string {
 		}
 		return "$" + strconv.Itoa(n)
 	})
-}
-
-// roundedFloats reports whether the session's extra_float_digits is below
-// 1, so that Postgres (the shards) prints real and double precision values
-// rounded to 6 and 15 significant digits (fewer below 0): values the proxy
-// must not compute with (router.ExecOptions.RoundedFloats).
-func (s *session) roundedFloats() bool {
-	if s.tx.roundedFloats {
-		return true // SET LOCAL in this transaction (txn.roundedFloats)
-	}
-	v, ok := s.params["extra_float_digits"]
-	return ok && !exactFloatDigits(v)
-}
-
-// exactFloatDigits reports whether extra_float_digits set to v (SQL text)
-// makes Postgres print floats exactly: 1 or more, or DEFAULT (1 since
-// Postgres 12). Anything it cannot read counts as rounded.
-func exactFloatDigits(v string) bool {
-	v = strings.TrimSpace(unquoteLiteral(v))
-	if strings.EqualFold(v, "DEFAULT") {
-		return true
-	}
-	n, err := strconv.Atoi(v)
-	return err == nil && n >= 1
-}
-
-// isFloatOID: real, double precision, or an array of them.
-func isFloatOID(oid uint32) bool {
-	switch oid {
-	case pgtype.Float4OID, pgtype.Float8OID, pgtype.Float4ArrayOID, pgtype.Float8ArrayOID:
-		return true
-	}
-	return false
-}
-
-func typeNameOf(oid uint32) string {
-	switch oid {
-	case pgtype.Float4OID:
-		return "real"
-	case pgtype.Float8OID:
-		return "double precision"
-	case pgtype.Float4ArrayOID:
-		return "real[]"
-	case pgtype.Float8ArrayOID:
-		return "double precision[]"
-	}
-	return strconv.FormatUint(uint64(oid), 10)
 }

@@ -282,15 +282,14 @@ func (a *analyzer) set(v *pg.VariableSetStmt) {
 			if loc := nodeLocation(v.Args[0]); loc >= 0 && loc < len(a.text) {
 				st.SetValue = strings.TrimRight(a.text[loc:], " \t\r\n;")
 			}
-			// SET client_encoding / SET NAMES (see ClientEncodingOK).
-			if c := v.Args[0].GetAConst(); name == "client_encoding" && c != nil {
-				if enc, ok := constText(c); ok && !ClientEncodingOK(enc) {
-					st.err = ClientEncodingError(enc)
-				}
-			}
-			// SET standard_conforming_strings (see StandardStringsOK).
-			if c := v.Args[0].GetAConst(); name == "standard_conforming_strings" && c != nil {
-				if val, ok := constText(c); ok && !StandardStringsOK(val) {
+			// Settings the proxy refuses (encoding.go): SET client_encoding
+			// (and SET NAMES) other than UTF-8, standard_conforming_strings off.
+			if c := v.Args[0].GetAConst(); c != nil {
+				val, ok := constText(c)
+				switch {
+				case ok && name == "client_encoding" && !ClientEncodingOK(val):
+					st.err = ClientEncodingError(val)
+				case ok && name == "standard_conforming_strings" && !StandardStringsOK(val):
 					st.err = StandardStringsError()
 				}
 			}

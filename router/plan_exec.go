@@ -271,6 +271,16 @@ func (ex *executor) exactFloats(t valType, use string) error {
 		"the shards then print them rounded; SET extra_float_digits = 1 (the default), or add a condition on the shard key so the statement targets one shard")
 }
 
+// FloatType returns the name of type oid when it is real or double
+// precision, or an array of them: the types whose text the session's
+// extra_float_digits rounds (ExecOptions.RoundedFloats).
+func FloatType(oid uint32) (name string, ok bool) {
+	if t := typeOf(oid); isFloat(t) {
+		return t.name(), true
+	}
+	return "", false
+}
+
 // isFloat tells whether t is real or double precision, or an array of them.
 func isFloat(t valType) bool {
 	if t.cls == clsFloat4 || t.cls == clsFloat8 {
