@@ -503,3 +503,52 @@ func TestPanicClosesOneConnection(t *testing.T) {
 		t.Fatalf("a new client after the panic: %v", err)
 	}
 }
+
+// TestHeldStatementAcrossReload: a statement routed and then held at the
+// PAUSE gate runs on the map it was routed with when a reload (SetRuntime)
+// comes meanwhile, as a reload applies to new transactions; after a
+// resharding cutover (CutOver) it fails with 40001 instead, since its key
+// may have moved.
+func TestHeldStatementAcrossReload(t *testing.T) {
+	f := startFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	keys := keysPerShard(t, f, f.Connect(t))
+	adm := connectAdmin(t, f)
+	for _, cutover := range []bool{false, true} {
+		if _, err := adm.PgConn().Exec(ctx, "PAUSE s0").ReadAll(); err != nil {
+			t.Fatalf("PAUSE: %v", err)
+		}
+		held := make(chan error, 1)
+		c := f.Connect(t)
+		go func() {
+			_, err := c.Exec(ctx, "UPDATE customers SET name = 'held' WHERE customer_id = $1", keys["s0"])
+			held <- err
+		}()
+		// Active: it has been read, routed, and waits at the gate.
+		waitFor(t, func() bool {
+			for _, r := range adminRows(t, adm, "SHOW CLIENTS") {
+				if r["state"] == "active" && r["user"] == "app" {
+					return true
+				}
+			}
+			return false
+		})
+		rt := *f.Server.Runtime() // same pools: only the map object is new
+		if cutover {
+			f.Server.CutOver(&rt)
+		} else {
+			f.Server.SetRuntime(&rt)
+		}
+		if _, err := adm.PgConn().Exec(ctx, "RESUME s0").ReadAll(); err != nil {
+			t.Fatalf("RESUME: %v", err)
+		}
+		err := <-held
+		var pgErr *pgconn.PgError
+		switch {
+		case !cutover && err != nil:
+			t.Errorf("held statement after a reload: %v, want it to run", err)
+		case cutover && (!errors.As(err, &pgErr) || pgErr.Code != "40001"):
+			t.Errorf("held statement after a cutover: %v, want 40001", err)
+		}
+	}
+}

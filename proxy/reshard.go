@@ -28,15 +28,22 @@ import (
 // them to an old owner.
 
 // checkMapAfterHold runs where a transaction takes its first backend. It
-// fails a statement that was routed with a map that has since been
-// replaced (a cutover switched while it waited at the gate, or between an
-// extended-protocol Parse and Execute): it would go to the old owner, and
-// it has not run. Serialization failure tells drivers and ORMs to retry,
-// which routes it with the new map. Cost: one atomic load.
+// fails a statement that was routed with a map that a cutover has since
+// replaced (while it waited at the gate, or between an extended-protocol
+// Parse and Execute): it would go to the old owner, and it has not run.
+// Serialization failure tells drivers and ORMs to retry, which routes it
+// with the new map. A SIGHUP reload applies to new transactions: a
+// statement routed just before it runs on the map it was routed with,
+// unless the reload replaced the pools or the two-phase log it would use
+// (they are closed). Cost: one atomic load.
 func (s *session) checkMapAfterHold() error {
-	if s.rt != nil && s.attached == nil && s.rt != s.srv.rt.Load() {
+	if s.rt == nil || s.attached != nil {
+		return nil
+	}
+	if cur := s.srv.rt.Load(); s.rt != cur &&
+		(s.rt.cutovers != cur.cutovers || s.rt.Pools != cur.Pools || s.rt.twopc != cur.twopc) {
 		s.rt = nil // the retry takes the new map
-		e := pgError("40001", "the shard map changed (resharding cutover) after this statement was routed; it was not run")
+		e := pgError("40001", "the shard map changed (a resharding cutover, or a reload that replaced the shards' connections) after this statement was routed; it was not run")
 		e.Hint = "retry the transaction"
 		return e
 	}
@@ -49,7 +56,7 @@ type ReshardWatch struct {
 	// ID names this proxy in the metadata database; default host-pid.
 	ID string
 	// Apply installs cfg (the shard map of a new epoch) for new
-	// transactions: the serve command assembles it and calls SetRuntime.
+	// transactions: the serve command assembles it and calls CutOver.
 	Apply func(ctx context.Context, cfg *config.Config) error
 	// The protocol's constants and metadata tables belong to the
 	// resharding package, which the serve command wires in (proxy does

@@ -31,6 +31,10 @@ type Runtime struct {
 	columns   *columnCache    // table columns for INSERTs without a column list; nil: no caching
 	tls       *tls.Config     // client TLS (config tls:); nil: SSLRequest is answered 'N'
 	twopc     *twoPC          // two-phase commit decision log; nil without two_phase_commit
+	// cutovers counts the resharding cutovers (Server.CutOver) up to this
+	// runtime; a reload (SetRuntime) keeps the count (see
+	// session.checkMapAfterHold).
+	cutovers uint64
 }
 
 // Server accepts client connections and serves each in its own goroutine.
@@ -75,7 +79,22 @@ func NewServer(rt *Runtime, log *slog.Logger) *Server {
 }
 
 // SetRuntime swaps in a reloaded configuration for new transactions.
-func (s *Server) SetRuntime(rt *Runtime) {
+// Callers serialize SetRuntime and CutOver.
+func (s *Server) SetRuntime(rt *Runtime) { s.install(rt, false) }
+
+// CutOver is SetRuntime for the map a resharding cutover switches to:
+// keys may have moved, so a statement routed on the previous map that has
+// not reached a shard yet is failed with 40001 rather than run on the old
+// owner (checkMapAfterHold).
+func (s *Server) CutOver(rt *Runtime) { s.install(rt, true) }
+
+func (s *Server) install(rt *Runtime, cutover bool) {
+	if old := s.rt.Load(); old != nil {
+		rt.cutovers = old.cutovers
+	}
+	if cutover {
+		rt.cutovers++
+	}
 	s.admin.epoch.Add(1)
 	s.stats.retireRouter(s.rt.Swap(rt), rt)
 }

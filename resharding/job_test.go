@@ -58,7 +58,7 @@ func startProxy(t testing.TB, c *resharding.Cluster, cfg *config.Config, id stri
 				if err != nil {
 					return err
 				}
-				srv.SetRuntime(a.Runtime())
+				srv.CutOver(a.Runtime())
 				// Statements routed on the old map just before the switch
 				// still reach its pools (and get 40001 at attach); retire
 				// it a little later.

@@ -109,7 +109,7 @@ func serve(ctx context.Context, path string, log *slog.Logger, ready func(addr s
 				if err != nil {
 					return err
 				}
-				srv.SetRuntime(a.Runtime())
+				srv.CutOver(a.Runtime())
 				// Statements routed on the old map just before the switch
 				// still reach its pools (and get 40001 at attach): retire
 				// it a little later.
