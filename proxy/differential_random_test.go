@@ -206,7 +206,8 @@ func (g *randGen) selectStmt() (string, bool) {
 		for a := 1 + rng.IntN(3); a > 0; a-- {
 			items = append(items, randAggregate(rng, t, col, joined))
 			if rng.IntN(12) == 0 {
-				// An ordered-set or order-sensitive aggregate, or a window.
+				// An ordered-set or order-sensitive aggregate, a window, or a
+				// user-defined aggregate.
 				// Their input order is given, so the result is one value.
 				c := col(pick(t.cols, all))
 				items[len(items)-1] = []string{
@@ -214,7 +215,8 @@ func (g *randGen) selectStmt() (string, bool) {
 					"array_agg(" + c + " ORDER BY " + c + ")",
 					"stddev(" + col(pick(t.cols, func(c randCol) bool { return c.numeric })) + ")",
 					"count(*) OVER ()",
-				}[rng.IntN(4)]
+					"sum_of(" + col(pick(t.cols, func(c randCol) bool { return c.numeric })) + "::numeric)", // user-defined (schema.sql)
+				}[rng.IntN(5)]
 			}
 		}
 	} else {

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"sync"
@@ -18,13 +20,13 @@ import (
 type ShardHealth struct {
 	Name      string
 	Addr      string        // host:port (or socket directory) from the shard's DSN
-	Up        bool          // the last check ran SELECT 1 successfully
+	Up        bool          // the last check ran its query successfully
 	LastCheck time.Time     // zero: not checked yet
 	Latency   time.Duration // of the last check, acquiring the connection included
 	Err       string        // why the last check failed; "" when up
 }
 
-// maxCheckTimeout bounds one shard's check (acquire and SELECT 1). A
+// maxCheckTimeout bounds one shard's check (acquire and query). A
 // stopped or unreachable shard is marked down after this long; the checks
 // of other shards run concurrently and are not held up by it.
 const maxCheckTimeout = 2 * time.Second
@@ -87,11 +89,12 @@ func (s *Server) checkShards(ctx context.Context, rt *Runtime, timeout time.Dura
 		go func() {
 			defer wg.Done()
 			h := ShardHealth{Name: sh.Name, Addr: shardAddr(sh.DSN), LastCheck: time.Now()}
-			err := checkShard(ctx, p, timeout)
+			aggs, err := checkShard(ctx, p, timeout)
 			h.Latency = time.Since(h.LastCheck)
 			if ctx.Err() != nil {
 				return // shutting down: the result means nothing
 			}
+			s.learnAggregates(rt, aggs)
 			s.health.mu.Lock()
 			defer s.health.mu.Unlock()
 			prev, seen := s.health.shards[sh.Name]
@@ -124,38 +127,54 @@ func (s *Server) checkShards(ctx context.Context, rt *Runtime, timeout time.Dura
 
 var errPoolBusy = errors.New("every pooled connection is in use; check skipped")
 
-// checkShard runs SELECT 1 on a connection borrowed from p for at most
-// timeout. The connection goes back to the pool when the backend answered
-// and is idle, and is discarded otherwise, so a check never holds one.
-func checkShard(ctx context.Context, p *pool.Pool, timeout time.Duration) error {
+// aggregatesQuery is the health check's query. Its answer, the names of
+// the aggregates created in the shard's database (objects made after
+// initdb have OIDs from 16384; the OID index finds them), is what the
+// router must know to merge a call like mysum(x) across shards: so an
+// aggregate created on the shards directly is known within one check
+// interval, and one created through the proxy at once (router.analyze).
+const aggregatesQuery = `SELECT coalesce(json_agg(DISTINCT proname), '[]') FROM pg_proc WHERE prokind = 'a' AND oid >= 16384`
+
+// checkShard runs aggregatesQuery on a connection borrowed from p for at
+// most timeout, and returns the aggregates' names. The connection goes
+// back to the pool when the backend answered and is idle, and is
+// discarded otherwise, so a check never holds one.
+func checkShard(ctx context.Context, p *pool.Pool, timeout time.Duration) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c, err := p.Acquire(ctx)
 	if err != nil {
 		st := p.Stats()
 		if errors.Is(err, context.DeadlineExceeded) && st.Total > 0 && st.InUse == st.Total {
-			return errPoolBusy
+			return nil, errPoolBusy
 		}
-		return err
+		return nil, err
 	}
 	deadline, _ := ctx.Deadline()
 	if err := c.SetDeadline(deadline); err != nil {
 		p.Discard(c)
-		return err
+		return nil, err
 	}
-	c.Send(&pgproto3.Query{String: "SELECT 1"})
+	c.Send(&pgproto3.Query{String: aggregatesQuery})
 	if err := c.Flush(); err != nil {
 		p.Discard(c)
-		return err
+		return nil, err
 	}
 	var shardErr error
+	var aggs []string
 	for {
 		msg, err := c.Receive()
 		if err != nil {
 			p.Discard(c)
-			return err
+			return nil, err
 		}
 		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			if len(m.Values) == 1 {
+				if err := json.Unmarshal(m.Values[0], &aggs); err != nil {
+					shardErr = fmt.Errorf("reading the shard's aggregates: %w", err)
+				}
+			}
 		case *pgproto3.ErrorResponse:
 			shardErr = pgconn.ErrorResponseToPgError(m)
 		case *pgproto3.ReadyForQuery:
@@ -164,8 +183,23 @@ func checkShard(ctx context.Context, p *pool.Pool, timeout time.Duration) error 
 			} else {
 				p.Discard(c)
 			}
-			return shardErr
+			if shardErr != nil {
+				return nil, shardErr
+			}
+			return aggs, nil
 		}
+	}
+}
+
+// learnAggregates tells the router of rt, and of the current runtime if
+// a reload replaced rt meanwhile, the aggregates a shard defines.
+func (s *Server) learnAggregates(rt *Runtime, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	rt.Router.LearnAggregates(names)
+	if cur := s.Runtime(); cur != nil && cur != rt {
+		cur.Router.LearnAggregates(names)
 	}
 }
 

@@ -91,6 +91,11 @@ func (s *Server) CutOver(rt *Runtime) { s.install(rt, true) }
 func (s *Server) install(rt *Runtime, cutover bool) {
 	if old := s.rt.Load(); old != nil {
 		rt.cutovers = old.cutovers
+		if old.Router != nil && rt.Router != nil && rt.Router != old.Router {
+			// The shards' aggregates are facts about the databases, not
+			// the configuration (see learnAggregates).
+			rt.Router.LearnAggregates(old.Router.LearnedAggregates())
+		}
 	}
 	if cutover {
 		rt.cutovers++

@@ -102,7 +102,12 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	if len(tree.Stmts) != 1 {
 		return nil, fmt.Errorf("expected one statement, found %d", len(tree.Stmts))
 	}
-	st := &Statement{NumParams: numParams, hint: hint}
+	st := &Statement{NumParams: numParams, hint: hint, aggs: r.aggs.Load()}
+	if name := aggregateCreated(tree.Stmts[0].Stmt); name != "" {
+		// Known before the shards have run it: the next statement of
+		// the same Query string may already call it.
+		r.LearnAggregates([]string{name})
+	}
 	a := &analyzer{r: r, st: st, text: text, inKey: -1}
 	a.top(tree.Stmts[0].Stmt)
 	pf := analyzePooling(tree.Stmts[0].Stmt)
@@ -564,7 +569,7 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 	}
 	if !top && a.st.outerAgg == "" && !isSetOp(s) {
 		var maybe []maybeOuterAgg
-		a.st.outerAgg, maybe = outerAggregate(s, a.ctes)
+		a.st.outerAgg, maybe = a.st.outerAggregate(s, a.ctes)
 		a.st.maybeOuterAggs = append(a.st.maybeOuterAggs, maybe...)
 	}
 	if inKey >= 0 && innerKey >= 0 {
@@ -677,7 +682,7 @@ func (a *analyzer) exprs(n *pg.Node, note func(string)) {
 			return false
 		case *pg.Node_FuncCall:
 			if note != nil {
-				if what := aggregateOrWindow(x.FuncCall); what != "" {
+				if what := a.st.aggregateOrWindow(x.FuncCall); what != "" {
 					note(what)
 				}
 			}
@@ -686,38 +691,6 @@ func (a *analyzer) exprs(n *pg.Node, note func(string)) {
 		}
 		return true
 	})
-}
-
-// aggregates are the built-in aggregate functions; calls with aggregate
-// syntax (count(*), DISTINCT, ORDER BY, FILTER, WITHIN GROUP) are caught
-// whatever their name.
-var aggregates = map[string]bool{
-	"count": true, "sum": true, "avg": true, "min": true, "max": true, "array_agg": true,
-	"string_agg": true, "bool_and": true, "bool_or": true, "every": true, "json_agg": true,
-	"jsonb_agg": true, "json_object_agg": true, "jsonb_object_agg": true, "xmlagg": true,
-	"stddev": true, "stddev_pop": true, "stddev_samp": true, "variance": true, "var_pop": true,
-	"var_samp": true, "bit_and": true, "bit_or": true, "bit_xor": true, "corr": true,
-	"covar_pop": true, "covar_samp": true, "regr_avgx": true, "regr_avgy": true,
-	"regr_count": true, "regr_intercept": true, "regr_r2": true, "regr_slope": true,
-	"regr_sxx": true, "regr_sxy": true, "regr_syy": true, "mode": true,
-	"percentile_cont": true, "percentile_disc": true, "range_agg": true,
-	"range_intersect_agg": true, "any_value": true, "json_agg_strict": true,
-	"jsonb_agg_strict": true, "json_objectagg": true, "json_arrayagg": true,
-}
-
-func aggregateOrWindow(f *pg.FuncCall) string {
-	names := stringItems(f.Funcname)
-	name := ""
-	if len(names) > 0 {
-		name = names[len(names)-1]
-	}
-	switch {
-	case f.Over != nil:
-		return "window function " + name + "()"
-	case f.AggStar || f.AggDistinct || len(f.AggOrder) > 0 || f.AggFilter != nil || f.AggWithinGroup || aggregates[name]:
-		return "aggregate " + name + "()"
-	}
-	return ""
 }
 
 func (a *analyzer) insert(ins *pg.InsertStmt) {
@@ -906,7 +879,7 @@ func (a *analyzer) insertSource(s *pg.SelectStmt, sc *scope) int {
 // are read from their text (fromItems), a table's only the catalog knows.
 // An aggregate whose columns may all be outer is returned among the
 // maybes, for Route to look the tables' columns up.
-func outerAggregate(s *pg.SelectStmt, ctes map[string]*pg.CommonTableExpr) (string, []maybeOuterAgg) {
+func (st *Statement) outerAggregate(s *pg.SelectStmt, ctes map[string]*pg.CommonTableExpr) (string, []maybeOuterAgg) {
 	from := newFromItems(s.FromClause, ctes)
 	found := ""
 	var maybe []maybeOuterAgg
@@ -959,7 +932,7 @@ func outerAggregate(s *pg.SelectStmt, ctes map[string]*pg.CommonTableExpr) (stri
 			if c.GetSelectStmt() != nil {
 				return false // another level
 			}
-			if f := c.GetFuncCall(); f != nil && f.Over == nil && strings.HasPrefix(aggregateOrWindow(f), "aggregate ") {
+			if f := c.GetFuncCall(); f != nil && st.isAggregate(f) {
 				check(f)
 				return false // an aggregate's arguments hold no aggregate
 			}

@@ -14,6 +14,10 @@ type planCache struct {
 	m    map[string]*cacheEntry
 	head cacheEntry // sentinel of a circular list, most recent first
 
+	// aggs is the router's current set of user-defined aggregates: a
+	// statement analysed with an older set is not stored.
+	aggs *atomic.Pointer[userAggregates]
+
 	// hits and misses count lookups for metrics; atomic so that reading
 	// them never takes mu.
 	hits, misses atomic.Uint64
@@ -63,6 +67,9 @@ func (c *planCache) get(key []byte) (*cacheEntry, bool) {
 func (c *planCache) put(key string, st *Statement) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if st != nil && c.aggs != nil && st.aggs != c.aggs.Load() {
+		return // LearnAggregates ran during the analysis: clear missed it
+	}
 	if e, ok := c.m[key]; ok {
 		e.st = st
 		return
@@ -75,6 +82,14 @@ func (c *planCache) put(key string, st *Statement) {
 	e := &cacheEntry{key: key, st: st}
 	c.m[key] = e
 	c.pushFront(e)
+}
+
+// clear drops every entry (the counters stay).
+func (c *planCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.m)
+	c.head.prev, c.head.next = &c.head, &c.head
 }
 
 func (c *planCache) len() int {

@@ -275,7 +275,7 @@ func (p *planner) build() (*ScatterPlan, *pgconn.PgError) {
 		if findFunc(n, isWindow) != nil {
 			hasWindow = true
 		}
-		if findFunc(n, isAggregate) != nil {
+		if findFunc(n, p.st.isAggregate) != nil {
 			hasAgg = true
 		}
 	}
@@ -502,13 +502,13 @@ func (p *planner) aggregate() (*ScatterPlan, *pgconn.PgError) {
 	var evalCols []int // select-list expressions over aggregates
 	for i, t := range s.TargetList[:len(p.orig)] {
 		rt := t.GetResTarget()
-		if fc := rt.Val.GetFuncCall(); fc != nil && isAggregate(fc) && !p.gathered(fc) {
+		if fc := rt.Val.GetFuncCall(); fc != nil && p.st.isAggregate(fc) && !p.gathered(fc) {
 			if err := p.placeAgg(rt, ColRef{Index: i}); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		if findFunc(rt.Val, isAggregate) != nil {
+		if findFunc(rt.Val, p.st.isAggregate) != nil {
 			evalCols = append(evalCols, i)
 		}
 	}
@@ -550,7 +550,7 @@ func (p *planner) aggregate() (*ScatterPlan, *pgconn.PgError) {
 	}
 	if p.distinct != nil && !grouped {
 		for i, n := range p.orig {
-			if findFunc(n, isAggregate) == nil {
+			if findFunc(n, p.st.isAggregate) == nil {
 				return nil, refuse("non-aggregate column with count(DISTINCT) and no GROUP BY",
 					fmt.Sprintf("select only aggregates, or drop column %d", i+1))
 			}
@@ -827,10 +827,10 @@ func (p *planner) aggCol(n *pg.Node) (ColRef, *pgconn.PgError) {
 	if i := p.targetIndex(n); i >= 0 {
 		return ColRef{Index: i}, nil
 	}
-	if fc := n.GetFuncCall(); fc != nil && isAggregate(fc) && !p.gathered(fc) {
+	if fc := n.GetFuncCall(); fc != nil && p.st.isAggregate(fc) && !p.gathered(fc) {
 		return p.hiddenAgg(n)
 	}
-	if findFunc(n, isAggregate) != nil {
+	if findFunc(n, p.st.isAggregate) != nil {
 		c := p.addHidden(placeholder(n))
 		return c, p.evalColumn(n, c)
 	}
@@ -1122,7 +1122,7 @@ func (p *planner) havingOperand(n *pg.Node) (ColRef, bool, *pgconn.PgError) {
 	if n == nil {
 		return ColRef{}, false, nil
 	}
-	if fc := n.GetFuncCall(); fc != nil && isAggregate(fc) {
+	if fc := n.GetFuncCall(); fc != nil && p.st.isAggregate(fc) {
 		if p.gathered(fc) {
 			return ColRef{}, false, nil // Postgres evaluates it
 		}
@@ -1264,10 +1264,6 @@ func findFunc(n *pg.Node, match func(*pg.FuncCall) bool) *pg.FuncCall {
 		return true
 	})
 	return found
-}
-
-func isAggregate(f *pg.FuncCall) bool {
-	return f.Over == nil && strings.HasPrefix(aggregateOrWindow(f), "aggregate")
 }
 
 func funcName(f *pg.FuncCall) string {

@@ -91,7 +91,7 @@ func (p *planner) evalExpr(n *pg.Node) (*pg.Node, *pgconn.PgError) {
 }
 
 func (p *planner) evalRewrite(n *pg.Node) (*pg.Node, *pgconn.PgError) {
-	if fc := n.GetFuncCall(); fc != nil && isAggregate(fc) {
+	if fc := n.GetFuncCall(); fc != nil && p.st.isAggregate(fc) {
 		if p.gathered(fc) {
 			return p.gather(fc)
 		}
@@ -101,7 +101,7 @@ func (p *planner) evalRewrite(n *pg.Node) (*pg.Node, *pgconn.PgError) {
 		}
 		return p.evalArg(c), nil
 	}
-	if findFunc(n, func(f *pg.FuncCall) bool { return isAggregate(f) || isWindow(f) }) == nil {
+	if findFunc(n, func(f *pg.FuncCall) bool { return p.st.isAggregate(f) || isWindow(f) }) == nil {
 		if !readsColumns(n) {
 			return n, nil
 		}

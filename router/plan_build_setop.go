@@ -63,7 +63,7 @@ func plainArm(st *Statement, s *pg.SelectStmt) bool {
 			case *pg.Node_RangeFunction:
 				plain = false
 			case *pg.Node_FuncCall:
-				plain = plain && aggregateOrWindow(x.FuncCall) == ""
+				plain = plain && st.aggregateOrWindow(x.FuncCall) == ""
 			}
 			return plain
 		})

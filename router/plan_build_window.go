@@ -62,7 +62,7 @@ func (p *planner) windowed(grouped bool) (*ScatterPlan, *pgconn.PgError) {
 	for i, t := range s.TargetList[:len(p.orig)] {
 		rt := t.GetResTarget()
 		name := p.names[i]
-		if findFunc(p.orig[i], func(f *pg.FuncCall) bool { return isAggregate(f) || isWindow(f) }) == nil {
+		if findFunc(p.orig[i], func(f *pg.FuncCall) bool { return p.st.isAggregate(f) || isWindow(f) }) == nil {
 			// The shards compute it (a GROUP BY key may be this column).
 			out.TargetList = append(out.TargetList, pg.MakeResTargetNodeWithNameAndVal(outName(p.orig[i], name), p.evalArg(ColRef{Index: i}), -1))
 			p.eval.out = append(p.eval.out, ColRef{Index: i})

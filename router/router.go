@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -83,6 +84,7 @@ type Statement struct {
 	LocalConfig bool
 
 	hint string          // /* shard: x */ in the text
+	aggs *userAggregates // the user-defined aggregates known when analysed
 	uses []tableUse      // every table occurrence
 	err  *pgconn.PgError // statement that can never be routed (unless hinted)
 	// sessionState refuses, hinted or not, a statement that would leave
@@ -176,6 +178,11 @@ type Router struct {
 	cache      *planCache
 	scanners   sync.Pool
 	emptyStmt  *Statement
+
+	// aggs: aggregates the shards define beyond Postgres' own
+	// (LearnAggregates); aggMu orders the writers.
+	aggs  atomic.Pointer[userAggregates]
+	aggMu sync.Mutex
 }
 
 type tableInfo struct {
@@ -204,6 +211,7 @@ func New(cfg *config.Config, strats map[string]strategies.Strategy) (*Router, er
 		cache:     newPlanCache(cfg.PlanCacheSize),
 		emptyStmt: &Statement{Kind: KindEmpty},
 	}
+	r.cache.aggs = &r.aggs
 	r.scanners.New = func() any { return new(scanner) }
 	for i, s := range cfg.Shards {
 		r.shardIdx[s.Name] = i

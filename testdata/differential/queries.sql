@@ -434,3 +434,9 @@ SELECT customer_id FROM customers EXCEPT SELECT customer_id FROM orders;
 SELECT customer_id, status FROM orders INTERSECT ALL SELECT customer_id, status FROM orders WHERE qty > 5 ORDER BY 1, 2 NULLS FIRST LIMIT 20;
 SELECT customer_id FROM order_items EXCEPT ALL SELECT customer_id FROM orders WHERE shipped ORDER BY 1 DESC LIMIT 15;
 SELECT c.country, c.customer_id FROM customers c EXCEPT SELECT 'DE', o.customer_id FROM orders o WHERE o.qty > 10 ORDER BY 2 LIMIT 25;
+-- A user-defined aggregate (schema.sql), gathered like any aggregate the
+-- proxy cannot merge itself.
+SELECT sum_of(total) FROM orders;
+SELECT status, sum_of(qty), count(*) FROM orders GROUP BY status ORDER BY status NULLS FIRST;
+SELECT country, sum_of(credit) FROM customers GROUP BY country HAVING sum_of(credit) > 100 ORDER BY 1 NULLS FIRST;
+SELECT sum_of(total) / count(*) FROM orders WHERE shipped;

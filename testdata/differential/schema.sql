@@ -59,3 +59,8 @@ CREATE TABLE events (
     amount      numeric,
     PRIMARY KEY (stream, seq)
 );
+
+-- A user-defined aggregate, called without aggregate syntax: the proxy
+-- must read sum_of(x) as an aggregate (it learns CREATE AGGREGATE), not
+-- as a scalar function whose per-shard values it would concatenate.
+CREATE AGGREGATE sum_of(numeric) (sfunc = numeric_add, stype = numeric);
