@@ -43,23 +43,23 @@ func (s *session) customSearchPath() bool {
 		return true
 	}
 	v, ok := s.params["search_path"]
-	return ok && !defaultSearchPath(v)
+	return ok && !defaultSearchPath(v, s.runtime().Router.MapsLoginSchema())
 }
 
-// defaultSearchPath reports whether search_path value v (SQL text) is the
-// default, "$user", public, or just public: an unqualified name then
-// resolves in public, as the router assumes (a schema named after the
-// shards' user would come first; the router does not look). It runs for
-// every routed statement of a session that set search_path, so it reads
-// v in place.
-func defaultSearchPath(v string) bool {
+// defaultSearchPath reports whether search_path value v (SQL text)
+// resolves unqualified names as the router does (router.Router's table):
+// the default, "$user", public, or just public when the map has no table
+// in a schema named after the shards' login user (loginSchema; "$user"
+// would find it, public alone does not). It runs for every routed
+// statement of a session that set search_path, so it reads v in place.
+func defaultSearchPath(v string, loginSchema bool) bool {
 	v = strings.TrimSpace(v)
 	if strings.EqualFold(v, "DEFAULT") {
 		return true
 	}
 	first, rest, two := strings.Cut(v, ",")
 	if !two {
-		return schemaIs(first, "public")
+		return !loginSchema && schemaIs(first, "public")
 	}
 	return schemaIs(first, "$user") && schemaIs(rest, "public")
 }

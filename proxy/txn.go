@@ -317,7 +317,7 @@ func (s *session) appendReplay(st *router.Statement, text string) {
 		st.LocalConfig && strings.Contains(strings.ToLower(text), "extra_float_digits") {
 		s.tx.roundedFloats = true
 	}
-	if st.Kind == router.KindSet && st.SetName == "search_path" && !defaultSearchPath(st.SetValue) ||
+	if st.Kind == router.KindSet && st.SetName == "search_path" && !defaultSearchPath(st.SetValue, s.runtime().Router.MapsLoginSchema()) ||
 		st.LocalConfig && strings.Contains(strings.ToLower(text), "search_path") {
 		s.tx.customSearchPath = true
 	}

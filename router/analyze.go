@@ -32,6 +32,7 @@ type valueRef struct {
 type tableUse struct {
 	name   string     // as written: rel or schema.rel
 	schema string     // "" when unqualified
+	home   string     // the schema the name is read in (see Router.table)
 	rel    string     // relation name
 	alias  string     // FROM alias, "" if none
 	info   *tableInfo // nil: not in the shard map (lives on default_shard)
@@ -370,11 +371,11 @@ func (a *analyzer) addUse(rv *pg.RangeVar, write bool) int {
 	if rv.Alias != nil {
 		u.alias = rv.Alias.Aliasname
 	}
-	schema := rv.Schemaname
-	if schema == "" {
-		schema = "public"
+	var err *pgconn.PgError
+	u.home, u.info, err = a.r.table(rv.Schemaname, rv.Relname)
+	if err != nil && a.st.err == nil {
+		a.st.err = err
 	}
-	u.info = a.r.tables[schema+"."+rv.Relname]
 	if u.sharded() {
 		a.sharded++
 		if a.st.noKey == "" {
@@ -1526,11 +1527,7 @@ func (a *analyzer) isKey(n *pg.Node, u *tableUse, sc *scope) bool {
 	case 1:
 		return q[0] == u.refName()
 	case 2:
-		schema := u.schema
-		if schema == "" {
-			schema = "public"
-		}
-		return u.alias == "" && q[0] == schema && q[1] == u.rel
+		return u.alias == "" && q[0] == u.home && q[1] == u.rel
 	}
 	return false
 }
@@ -1752,11 +1749,7 @@ func (a *analyzer) resolveKey(n *pg.Node) int {
 			u := &a.st.uses[i]
 			match := len(q) == 1 && q[0] == u.refName()
 			if len(q) == 2 {
-				schema := u.schema
-				if schema == "" {
-					schema = "public"
-				}
-				match = u.alias == "" && q[0] == schema && q[1] == u.rel
+				match = u.alias == "" && q[0] == u.home && q[1] == u.rel
 			}
 			if match {
 				if a.isKeyName(i, col) {

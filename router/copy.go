@@ -214,15 +214,14 @@ func (r *Router) CopyPlacer(ctx context.Context, sp *CopySpec, args Args) (*Copy
 			return nil, err
 		}
 	}
-	schema := sp.schema
-	if schema == "" {
-		schema = "public"
+	home, info, perr := r.table(sp.schema, sp.rel)
+	if perr != nil {
+		return nil, perr
 	}
-	info := r.tables[schema+"."+sp.rel]
 	if info == nil || info.ref {
 		return nil, nil
 	}
-	p := &CopyPlacer{r: r, u: tableUse{name: sp.Table, schema: sp.schema, rel: sp.rel, info: info, write: true, insert: true}, args: args}
+	p := &CopyPlacer{r: r, u: tableUse{name: sp.Table, schema: sp.schema, home: home, rel: sp.rel, info: info, write: true, insert: true}, args: args}
 	cols := sp.Columns
 	if len(cols) == 0 {
 		if args.Columns == nil {

@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -166,18 +167,20 @@ type QueryPart struct {
 // Router analyses and routes statements for one shard map. It is safe for
 // concurrent use.
 type Router struct {
-	cfg        *config.Config
-	tables     map[string]*tableInfo // "schema.rel" -> table
-	relNames   map[string]bool       // the rel part of every key of tables
-	shardIdx   map[string]int
-	single     [][]string // single[i] = []string{shard i}, shared read-only
-	allMask    uint64
-	defaultIdx int
-	stratType  map[string]string // strategy name -> config type, for reasons
-	stratMask  map[string]uint64
-	cache      *planCache
-	scanners   sync.Pool
-	emptyStmt  *Statement
+	cfg         *config.Config
+	tables      map[string]*tableInfo // "schema.rel" -> table
+	relNames    map[string]bool       // the rel part of every key of tables
+	logins      []string              // the shards' login users, sorted, distinct ("$user")
+	loginSchema bool                  // a mapped table is in a schema named in logins
+	shardIdx    map[string]int
+	single      [][]string // single[i] = []string{shard i}, shared read-only
+	allMask     uint64
+	defaultIdx  int
+	stratType   map[string]string // strategy name -> config type, for reasons
+	stratMask   map[string]uint64
+	cache       *planCache
+	scanners    sync.Pool
+	emptyStmt   *Statement
 
 	// aggs: aggregates the shards define beyond Postgres' own
 	// (LearnAggregates); aggMu orders the writers.
@@ -258,7 +261,63 @@ func New(cfg *config.Config, strats map[string]strategies.Strategy) (*Router, er
 		r.tables[schema+"."+rel] = info
 		r.relNames[rel] = true
 	}
+	for _, s := range cfg.Shards {
+		if u := loginUser(s.DSN); u != "" && !slices.Contains(r.logins, u) {
+			r.logins = append(r.logins, u)
+		}
+	}
+	slices.Sort(r.logins)
+	for key := range r.tables {
+		schema, _, _ := strings.Cut(key, ".")
+		r.loginSchema = r.loginSchema || slices.Contains(r.logins, schema)
+	}
 	return r, nil
+}
+
+// MapsLoginSchema tells whether the map has a table in a schema named
+// after the shards' login user, which "$user" in search_path finds first
+// (see table): search_path public alone then resolves unqualified names
+// differently from the default.
+func (r *Router) MapsLoginSchema() bool { return r.loginSchema }
+
+// loginUser is the role a shard's DSN logs in as, "" if it does not parse
+// (the config checked it; a test's map may have no DSN).
+func loginUser(dsn string) string {
+	if dsn == "" {
+		return ""
+	}
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return ""
+	}
+	return cfg.User
+}
+
+// table returns the mapped table (nil: not in the map) that a name in a
+// statement means under the default search_path, "$user", public, and
+// the schema it is read in. A qualified name is what it says. An
+// unqualified one is, as the shards resolve it, the table in the schema
+// named after their login user when the map has one there (a mapped
+// table exists, so does its schema, and Postgres looks there first);
+// otherwise public's. When the shards log in as different users "$user"
+// differs between them, and such a name is refused. Other search_paths
+// are the session's business (Args.CustomSearchPath, unqualified).
+func (r *Router) table(schema, rel string) (string, *tableInfo, *pgconn.PgError) {
+	if schema != "" {
+		return schema, r.tables[schema+"."+rel], nil
+	}
+	for _, u := range r.logins {
+		if t := r.tables[u+"."+rel]; t != nil {
+			if len(r.logins) > 1 {
+				return "", nil, pgError(codeFeatureNotSupport,
+					fmt.Sprintf("table name %q is not schema-qualified, the map has %s, and the shards log in as different users (%s)",
+						rel, t.name, strings.Join(r.logins, ", ")),
+					fmt.Sprintf("\"$user\" in search_path names another schema on each; write the schema (%s)", t.name))
+			}
+			return u, t, nil
+		}
+	}
+	return "public", r.tables["public."+rel], nil
 }
 
 // splitTableName splits a configured name ("orders", "app.orders",
