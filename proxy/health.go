@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/shardproxy/shardproxy/pool"
+	"github.com/shardproxy/shardproxy/router"
 )
 
 // ShardHealth is the outcome of the last health check of one shard.
@@ -89,12 +90,14 @@ func (s *Server) checkShards(ctx context.Context, rt *Runtime, timeout time.Dura
 		go func() {
 			defer wg.Done()
 			h := ShardHealth{Name: sh.Name, Addr: shardAddr(sh.DSN), LastCheck: time.Now()}
-			aggs, err := checkShard(ctx, p, timeout)
+			cat, err := checkShard(ctx, p, timeout)
 			h.Latency = time.Since(h.LastCheck)
 			if ctx.Err() != nil {
 				return // shutting down: the result means nothing
 			}
-			s.learnAggregates(rt, aggs)
+			if cat != nil {
+				s.learnCatalog(rt, sh.Name, h.LastCheck, cat)
+			}
 			s.health.mu.Lock()
 			defer s.health.mu.Unlock()
 			prev, seen := s.health.shards[sh.Name]
@@ -127,19 +130,55 @@ func (s *Server) checkShards(ctx context.Context, rt *Runtime, timeout time.Dura
 
 var errPoolBusy = errors.New("every pooled connection is in use; check skipped")
 
-// aggregatesQuery is the health check's query. Its answer, the names of
-// the aggregates created in the shard's database (objects made after
-// initdb have OIDs from 16384; the OID index finds them), is what the
-// router must know to merge a call like mysum(x) across shards: so an
-// aggregate created on the shards directly is known within one check
-// interval, and one created through the proxy at once (router.analyze).
-const aggregatesQuery = `SELECT coalesce(json_agg(DISTINCT proname), '[]') FROM pg_proc WHERE prokind = 'a' AND oid >= 16384`
+// catalogQuery is the health check's query. It reads what the router
+// must know of the shard's catalog (router.catalog), among objects made
+// after initdb (OIDs from 16384): the names of aggregates, so that a call
+// like mysum(x) across shards is merged; and each view's (and
+// materialized view's) dependencies on relations, so that a view over a
+// sharded table is refused rather than read on the default shard alone.
+// What is created on the shards directly is known within one check
+// interval; what is created through the proxy at once (router.analyze).
+const catalogQuery = `SELECT
+	(SELECT coalesce(json_agg(DISTINCT proname), '[]') FROM pg_proc WHERE prokind = 'a' AND oid >= 16384),
+	(SELECT coalesce(json_agg(DISTINCT jsonb_build_array(vn.nspname, v.relname, tn.nspname, t.relname)), '[]')
+		FROM pg_class v
+		JOIN pg_namespace vn ON vn.oid = v.relnamespace
+		JOIN pg_rewrite r ON r.ev_class = v.oid
+		JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+			AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+		JOIN pg_class t ON t.oid = d.refobjid
+		JOIN pg_namespace tn ON tn.oid = t.relnamespace
+		WHERE v.relkind IN ('v', 'm') AND v.oid >= 16384)`
 
-// checkShard runs aggregatesQuery on a connection borrowed from p for at
-// most timeout, and returns the aggregates' names. The connection goes
-// back to the pool when the backend answered and is idle, and is
-// discarded otherwise, so a check never holds one.
-func checkShard(ctx context.Context, p *pool.Pool, timeout time.Duration) ([]string, error) {
+// shardCatalog is what checkShard read of a shard's catalog.
+type shardCatalog struct {
+	aggregates []string
+	views      []router.ViewDep
+}
+
+func parseShardCatalog(row [][]byte) (shardCatalog, error) {
+	var out shardCatalog
+	if len(row) != 2 {
+		return out, fmt.Errorf("reading the shard's catalog: %d columns", len(row))
+	}
+	if err := json.Unmarshal(row[0], &out.aggregates); err != nil {
+		return out, fmt.Errorf("reading the shard's aggregates: %w", err)
+	}
+	var deps [][4]string
+	if err := json.Unmarshal(row[1], &deps); err != nil {
+		return out, fmt.Errorf("reading the shard's views: %w", err)
+	}
+	for _, d := range deps {
+		out.views = append(out.views, router.ViewDep{ViewSchema: d[0], View: d[1], RefSchema: d[2], Ref: d[3]})
+	}
+	return out, nil
+}
+
+// checkShard runs catalogQuery on a connection borrowed from p for at
+// most timeout. The connection goes back to the pool when the backend
+// answered and is idle, and is discarded otherwise, so a check never
+// holds one.
+func checkShard(ctx context.Context, p *pool.Pool, timeout time.Duration) (*shardCatalog, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c, err := p.Acquire(ctx)
@@ -155,13 +194,13 @@ func checkShard(ctx context.Context, p *pool.Pool, timeout time.Duration) ([]str
 		p.Discard(c)
 		return nil, err
 	}
-	c.Send(&pgproto3.Query{String: aggregatesQuery})
+	c.Send(&pgproto3.Query{String: catalogQuery})
 	if err := c.Flush(); err != nil {
 		p.Discard(c)
 		return nil, err
 	}
 	var shardErr error
-	var aggs []string
+	var cat shardCatalog
 	for {
 		msg, err := c.Receive()
 		if err != nil {
@@ -170,10 +209,9 @@ func checkShard(ctx context.Context, p *pool.Pool, timeout time.Duration) ([]str
 		}
 		switch m := msg.(type) {
 		case *pgproto3.DataRow:
-			if len(m.Values) == 1 {
-				if err := json.Unmarshal(m.Values[0], &aggs); err != nil {
-					shardErr = fmt.Errorf("reading the shard's aggregates: %w", err)
-				}
+			var err error
+			if cat, err = parseShardCatalog(m.Values); err != nil {
+				shardErr = err
 			}
 		case *pgproto3.ErrorResponse:
 			shardErr = pgconn.ErrorResponseToPgError(m)
@@ -186,20 +224,18 @@ func checkShard(ctx context.Context, p *pool.Pool, timeout time.Duration) ([]str
 			if shardErr != nil {
 				return nil, shardErr
 			}
-			return aggs, nil
+			return &cat, nil
 		}
 	}
 }
 
-// learnAggregates tells the router of rt, and of the current runtime if
-// a reload replaced rt meanwhile, the aggregates a shard defines.
-func (s *Server) learnAggregates(rt *Runtime, names []string) {
-	if len(names) == 0 {
-		return
-	}
-	rt.Router.LearnAggregates(names)
-	if cur := s.Runtime(); cur != nil && cur != rt {
-		cur.Router.LearnAggregates(names)
+// learnCatalog tells the router of rt, and of the current runtime if a
+// reload replaced rt meanwhile, what a check begun at checked read of
+// shard's catalog.
+func (s *Server) learnCatalog(rt *Runtime, shard string, checked time.Time, cat *shardCatalog) {
+	for _, r := range []*router.Router{rt.Router, s.Runtime().Router} {
+		r.LearnAggregates(cat.aggregates)
+		r.ViewsChecked(shard, checked, cat.views)
 	}
 }
 

@@ -92,9 +92,9 @@ func (s *Server) install(rt *Runtime, cutover bool) {
 	if old := s.rt.Load(); old != nil {
 		rt.cutovers = old.cutovers
 		if old.Router != nil && rt.Router != nil && rt.Router != old.Router {
-			// The shards' aggregates are facts about the databases, not
-			// the configuration (see learnAggregates).
-			rt.Router.LearnAggregates(old.Router.LearnedAggregates())
+			// What the shards' catalogs define is a fact of the
+			// databases, not of the configuration (see learnCatalog).
+			rt.Router.Adopt(old.Router)
 		}
 	}
 	if cutover {

@@ -1,8 +1,6 @@
 package router
 
 import (
-	"slices"
-
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
@@ -23,70 +21,6 @@ var builtinAggregates = map[string]bool{
 	"jsonb_agg_strict": true, "json_objectagg": true, "json_arrayagg": true,
 }
 
-// userAggregates is an immutable set of the names of aggregates created
-// on the shards (CREATE AGGREGATE, extensions). A statement is analysed
-// with the set current then (Statement.aggs): mysum(x) over two shards is
-// one aggregate to gather, not a per-shard value to concatenate.
-//
-// The set only grows. A name that stops being an aggregate (DROP
-// AGGREGATE) is still read as one: a scalar function of that name is then
-// gathered or refused, which is an error at worst, never a wrong result.
-type userAggregates struct {
-	names map[string]bool
-}
-
-func (u *userAggregates) has(name string) bool {
-	return u != nil && u.names[name]
-}
-
-// LearnAggregates tells the router that names (pg_proc.proname, exact
-// case) are aggregate functions on some shard. It is called with what
-// the shards' catalogs list (the proxy's health checks) and for CREATE
-// AGGREGATE analysed here. When a name is new, cached plans are dropped:
-// they may have read a call of it as a scalar function.
-func (r *Router) LearnAggregates(names []string) bool {
-	r.aggMu.Lock()
-	defer r.aggMu.Unlock()
-	cur := r.aggs.Load()
-	var add []string
-	for _, n := range names {
-		if n != "" && !builtinAggregates[n] && !cur.has(n) && !slices.Contains(add, n) {
-			add = append(add, n)
-		}
-	}
-	if len(add) == 0 {
-		return false
-	}
-	next := &userAggregates{names: make(map[string]bool, len(add)+len(cur.list()))}
-	for _, n := range cur.list() {
-		next.names[n] = true
-	}
-	for _, n := range add {
-		next.names[n] = true
-	}
-	// Stored before the cache is cleared: a statement analysed with the
-	// old set is then either cleared or refused by put (see planCache.aggs).
-	r.aggs.Store(next)
-	r.cache.clear()
-	return true
-}
-
-// LearnedAggregates lists the names LearnAggregates added, sorted (a
-// reloaded configuration's router starts from them).
-func (r *Router) LearnedAggregates() []string { return r.aggs.Load().list() }
-
-func (u *userAggregates) list() []string {
-	if u == nil {
-		return nil
-	}
-	out := make([]string, 0, len(u.names))
-	for n := range u.names {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // aggregateOrWindow names f's kind for messages ("aggregate sum()",
 // "window function rank()"), or is "" for any other function call.
 func (st *Statement) aggregateOrWindow(f *pg.FuncCall) string {
@@ -99,7 +33,7 @@ func (st *Statement) aggregateOrWindow(f *pg.FuncCall) string {
 	case f.Over != nil:
 		return "window function " + name + "()"
 	case f.AggStar || f.AggDistinct || len(f.AggOrder) > 0 || f.AggFilter != nil || f.AggWithinGroup ||
-		builtinAggregates[name] || st.aggs.has(name):
+		builtinAggregates[name] || st.facts.aggregate(name):
 		return "aggregate " + name + "()"
 	}
 	return ""

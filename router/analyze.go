@@ -103,7 +103,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	if len(tree.Stmts) != 1 {
 		return nil, fmt.Errorf("expected one statement, found %d", len(tree.Stmts))
 	}
-	st := &Statement{NumParams: numParams, hint: hint, aggs: r.aggs.Load()}
+	st := &Statement{NumParams: numParams, hint: hint, facts: r.facts.Load()}
 	if name := aggregateCreated(tree.Stmts[0].Stmt); name != "" {
 		// Known before the shards have run it: the next statement of
 		// the same Query string may already call it.
@@ -234,6 +234,10 @@ func (a *analyzer) top(n *pg.Node) {
 		st.Kind = KindOther
 		st.other = true
 		st.DiscardAll = x.DiscardStmt.Target == pg.DiscardMode_DISCARD_ALL
+	case *pg.Node_ViewStmt:
+		st.Kind = KindDDL
+		a.collectTables(n)
+		a.view(x.ViewStmt)
 	default:
 		if ddlNodes[nodeName(n)] {
 			st.Kind = KindDDL
@@ -376,6 +380,10 @@ func (a *analyzer) addUse(rv *pg.RangeVar, write bool) int {
 	if err != nil && a.st.err == nil {
 		a.st.err = err
 	}
+	if table := a.st.facts.shardedView(rv.Relname); u.info == nil && table != "" && a.readsRows() {
+		a.fail(fmt.Sprintf("view %s reads sharded table %s; shardproxy routes a view like a table not in the shard map, to the default shard alone", u.name, table),
+			fmt.Sprintf("query %s itself, or read one shard's part with /* shard: name */", table))
+	}
 	if u.sharded() {
 		a.sharded++
 		if a.st.noKey == "" {
@@ -408,7 +416,7 @@ func (a *analyzer) addName(names []string) {
 }
 
 // dropNames records the tables of DROP TABLE/VIEW/... (their names are
-// lists of strings, not RangeVars).
+// lists of strings, not RangeVars), and forgets dropped views.
 func (a *analyzer) dropNames(d *pg.DropStmt) {
 	switch d.RemoveType {
 	case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
@@ -418,9 +426,53 @@ func (a *analyzer) dropNames(d *pg.DropStmt) {
 	}
 	for _, o := range d.Objects {
 		if l := o.GetList(); l != nil {
-			a.addName(stringItems(l.Items))
+			names := stringItems(l.Items)
+			a.addName(names)
+			if d.RemoveType == pg.ObjectType_OBJECT_VIEW || d.RemoveType == pg.ObjectType_OBJECT_MATVIEW {
+				if len(names) > 0 {
+					a.r.viewDropped(names[len(names)-1])
+				}
+			}
 		}
 	}
+}
+
+// view notes what CREATE VIEW v, just analysed (collectTables), does to
+// the views the router refuses: v reads a sharded table when one of the
+// other relations its query names is sharded or such a view.
+func (a *analyzer) view(v *pg.ViewStmt) {
+	if v.View == nil {
+		return
+	}
+	for _, u := range a.st.uses {
+		if u.schema == v.View.Schemaname && u.rel == v.View.Relname {
+			continue // the view itself
+		}
+		table := ""
+		switch {
+		case u.sharded():
+			table = u.info.name
+		case u.info == nil:
+			table = a.st.facts.shardedView(u.rel)
+		}
+		if table != "" {
+			a.r.viewCreated(v.View.Relname, table)
+			return
+		}
+	}
+	if v.Replace {
+		a.r.viewDropped(v.View.Relname)
+	}
+}
+
+// readsRows tells whether the statement reads or writes rows of the
+// relations it names, as opposed to DDL on them.
+func (a *analyzer) readsRows() bool {
+	switch a.st.Kind {
+	case KindSelect, KindInsert, KindUpdate, KindDelete, KindCopy:
+		return true
+	}
+	return a.st.cursor
 }
 
 // collectTables records every RangeVar below n (utility statements).

@@ -14,9 +14,9 @@ type planCache struct {
 	m    map[string]*cacheEntry
 	head cacheEntry // sentinel of a circular list, most recent first
 
-	// aggs is the router's current set of user-defined aggregates: a
-	// statement analysed with an older set is not stored.
-	aggs *atomic.Pointer[userAggregates]
+	// facts are the router's current catalog facts: a statement
+	// analysed with older ones is not stored.
+	facts *atomic.Pointer[catalog]
 
 	// hits and misses count lookups for metrics; atomic so that reading
 	// them never takes mu.
@@ -67,8 +67,8 @@ func (c *planCache) get(key []byte) (*cacheEntry, bool) {
 func (c *planCache) put(key string, st *Statement) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st != nil && c.aggs != nil && st.aggs != c.aggs.Load() {
-		return // LearnAggregates ran during the analysis: clear missed it
+	if st != nil && c.facts != nil && st.facts != c.facts.Load() {
+		return // the facts changed during the analysis: clear missed it
 	}
 	if e, ok := c.m[key]; ok {
 		e.st = st

@@ -84,10 +84,10 @@ type Statement struct {
 	// the transaction later, as SET LOCAL is; the session refuses those.
 	LocalConfig bool
 
-	hint string          // /* shard: x */ in the text
-	aggs *userAggregates // the user-defined aggregates known when analysed
-	uses []tableUse      // every table occurrence
-	err  *pgconn.PgError // statement that can never be routed (unless hinted)
+	hint  string          // /* shard: x */ in the text
+	facts *catalog        // what the router knew of the shards' catalogs when analysed
+	uses  []tableUse      // every table occurrence
+	err   *pgconn.PgError // statement that can never be routed (unless hinted)
 	// sessionState refuses, hinted or not, a statement that would leave
 	// state on a pooled backend (sessionStateError).
 	sessionState *pgconn.PgError
@@ -182,10 +182,10 @@ type Router struct {
 	scanners    sync.Pool
 	emptyStmt   *Statement
 
-	// aggs: aggregates the shards define beyond Postgres' own
-	// (LearnAggregates); aggMu orders the writers.
-	aggs  atomic.Pointer[userAggregates]
-	aggMu sync.Mutex
+	// facts: what the shards' catalogs define that changes how a
+	// statement reads (catalog.go); learn orders the writers.
+	facts atomic.Pointer[catalog]
+	learn learning
 }
 
 type tableInfo struct {
@@ -214,7 +214,7 @@ func New(cfg *config.Config, strats map[string]strategies.Strategy) (*Router, er
 		cache:     newPlanCache(cfg.PlanCacheSize),
 		emptyStmt: &Statement{Kind: KindEmpty},
 	}
-	r.cache.aggs = &r.aggs
+	r.cache.facts = &r.facts
 	r.scanners.New = func() any { return new(scanner) }
 	for i, s := range cfg.Shards {
 		r.shardIdx[s.Name] = i

@@ -95,3 +95,7 @@ SELECT count(*) FROM orders WHERE customer_id IN (SELECT customer_id FROM events
 SELECT c.customer_id, o.order_id NOT IN (SELECT i.order_id FROM order_items i WHERE i.qty > 4) AS x FROM customers c LEFT JOIN orders o ON o.customer_id = c.customer_id AND o.qty > 100;
 SELECT c.customer_id, o.customer_id NOT IN (SELECT i.customer_id FROM order_items i WHERE i.qty > 4) AS x FROM customers c LEFT JOIN orders o ON o.customer_id = c.customer_id AND o.qty > 100;
 SELECT count(*) FROM orders o WHERE o.customer_id NOT IN (SELECT o2.customer_id FROM customers c2 LEFT JOIN orders o2 ON o2.customer_id = c2.customer_id AND o2.qty > 19);
+
+-- A view over a sharded table (schema.sql), directly and in a join.
+SELECT count(*) FROM shipped_orders;
+SELECT c.name, s.total FROM customers c JOIN shipped_orders s ON s.customer_id = c.customer_id;

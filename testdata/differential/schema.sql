@@ -64,3 +64,7 @@ CREATE TABLE events (
 -- must read sum_of(x) as an aggregate (it learns CREATE AGGREGATE), not
 -- as a scalar function whose per-shard values it would concatenate.
 CREATE AGGREGATE sum_of(numeric) (sfunc = numeric_add, stype = numeric);
+
+-- A view over a sharded table: not in the shard map, it would be read on
+-- the default shard alone; reading it is refused (refusals.sql).
+CREATE VIEW shipped_orders AS SELECT * FROM orders WHERE shipped;
