@@ -133,9 +133,10 @@ var errPoolBusy = errors.New("every pooled connection is in use; check skipped")
 // catalogQuery is the health check's query. It reads what the router
 // must know of the shard's catalog (router.catalog), among objects made
 // after initdb (OIDs from 16384): the names of aggregates, so that a call
-// like mysum(x) across shards is merged; and each view's (and
-// materialized view's) dependencies on relations, so that a view over a
-// sharded table is refused rather than read on the default shard alone.
+// like mysum(x) across shards is merged; each view's (and materialized
+// view's) dependencies on relations, so that a view over a sharded table
+// is not read on the default shard alone; and the plain views'
+// definitions, which a SELECT reads in the view's place.
 // What is created on the shards directly is known within one check
 // interval; what is created through the proxy at once (router.analyze).
 const catalogQuery = `SELECT
@@ -148,17 +149,21 @@ const catalogQuery = `SELECT
 			AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
 		JOIN pg_class t ON t.oid = d.refobjid
 		JOIN pg_namespace tn ON tn.oid = t.relnamespace
-		WHERE v.relkind IN ('v', 'm') AND v.oid >= 16384)`
+		WHERE v.relkind IN ('v', 'm') AND v.oid >= 16384),
+	(SELECT coalesce(json_agg(json_build_array(n.nspname, v.relname, pg_get_viewdef(v.oid))), '[]')
+		FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
+		WHERE v.relkind = 'v' AND v.oid >= 16384)`
 
 // shardCatalog is what checkShard read of a shard's catalog.
 type shardCatalog struct {
 	aggregates []string
 	views      []router.ViewDep
+	defs       []router.ViewDef
 }
 
 func parseShardCatalog(row [][]byte) (shardCatalog, error) {
 	var out shardCatalog
-	if len(row) != 2 {
+	if len(row) != 3 {
 		return out, fmt.Errorf("reading the shard's catalog: %d columns", len(row))
 	}
 	if err := json.Unmarshal(row[0], &out.aggregates); err != nil {
@@ -170,6 +175,13 @@ func parseShardCatalog(row [][]byte) (shardCatalog, error) {
 	}
 	for _, d := range deps {
 		out.views = append(out.views, router.ViewDep{ViewSchema: d[0], View: d[1], RefSchema: d[2], Ref: d[3]})
+	}
+	var defs [][3]string
+	if err := json.Unmarshal(row[2], &defs); err != nil {
+		return out, fmt.Errorf("reading the shard's view definitions: %w", err)
+	}
+	for _, d := range defs {
+		out.defs = append(out.defs, router.ViewDef{Schema: d[0], View: d[1], SQL: d[2]})
 	}
 	return out, nil
 }
@@ -235,7 +247,7 @@ func checkShard(ctx context.Context, p *pool.Pool, timeout time.Duration) (*shar
 func (s *Server) learnCatalog(rt *Runtime, shard string, checked time.Time, cat *shardCatalog) {
 	for _, r := range []*router.Router{rt.Router, s.Runtime().Router} {
 		r.LearnAggregates(cat.aggregates)
-		r.ViewsChecked(shard, checked, cat.views)
+		r.ViewsChecked(shard, checked, cat.views, cat.defs)
 	}
 }
 

@@ -77,6 +77,7 @@ type analyzer struct {
 	r       *Router
 	st      *Statement
 	text    string
+	version int32                          // of the parse tree, for Deparse
 	ctes    map[string]*pg.CommonTableExpr // this statement's CTEs by name
 	inKey   int                            // see selectStmt: set for the subquery of key IN (...) only
 	setArm  bool                           // see selectStmt: set for an arm of INTERSECT or EXCEPT only
@@ -109,7 +110,13 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 		// the same Query string may already call it.
 		r.LearnAggregates([]string{name})
 	}
-	a := &analyzer{r: r, st: st, text: text, inKey: -1}
+	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && sel.IntoClause == nil && len(st.facts.viewDefs()) > 0 {
+		var ok bool
+		if st.inlinedViews, ok = inlineViews(tree.Stmts[0].Stmt, st.facts, 0); !ok {
+			st.err = pgError(codeFeatureNotSupport, "views nested too deeply to read across shards", "query the tables the views read")
+		}
+	}
+	a := &analyzer{r: r, st: st, text: text, version: tree.Version, inKey: -1}
 	a.top(tree.Stmts[0].Stmt)
 	pf := analyzePooling(tree.Stmts[0].Stmt)
 	st.sessionState, st.LocalConfig, st.setConfigs = pf.refusal, pf.localConfig, pf.setConfigs
@@ -236,6 +243,7 @@ func (a *analyzer) top(n *pg.Node) {
 		st.DiscardAll = x.DiscardStmt.Target == pg.DiscardMode_DISCARD_ALL
 	case *pg.Node_ViewStmt:
 		st.Kind = KindDDL
+		st.definesView = true
 		a.collectTables(n)
 		a.view(x.ViewStmt)
 	default:
@@ -381,8 +389,23 @@ func (a *analyzer) addUse(rv *pg.RangeVar, write bool) int {
 		a.st.err = err
 	}
 	if table := a.st.facts.shardedView(rv.Relname); u.info == nil && table != "" && a.readsRows() {
-		a.fail(fmt.Sprintf("view %s reads sharded table %s; shardproxy routes a view like a table not in the shard map, to the default shard alone", u.name, table),
-			fmt.Sprintf("query %s itself, or read one shard's part with /* shard: name */", table))
+		// Not inlined (inlineViews): read on the default shard alone,
+		// the view would give that shard's part of the answer.
+		switch {
+		case a.st.Kind != KindSelect || a.st.Explain:
+			verb := map[Kind]string{KindInsert: "INSERT", KindUpdate: "UPDATE", KindDelete: "DELETE", KindCopy: "COPY"}[a.st.Kind]
+			switch {
+			case a.st.Explain:
+				verb = "EXPLAIN"
+			case a.st.cursor:
+				verb = "DECLARE CURSOR"
+			}
+			a.fail(fmt.Sprintf("%s through view %s, which reads sharded table %s, is not supported", verb, u.name, table),
+				fmt.Sprintf("use %s itself, or one shard's part with /* shard: name */", table))
+		default:
+			a.fail(fmt.Sprintf("view %s reads sharded table %s, and shardproxy cannot read it as its query here", u.name, table),
+				fmt.Sprintf("a definition with * is read from the shards' catalogs within health_check_interval (or list its columns in CREATE VIEW); a materialized view, or a view outside public read without its schema, is not read across shards; query %s itself, or one shard's part with /* shard: name */", table))
+		}
 	}
 	if u.sharded() {
 		a.sharded++
@@ -456,13 +479,42 @@ func (a *analyzer) view(v *pg.ViewStmt) {
 			table = a.st.facts.shardedView(u.rel)
 		}
 		if table != "" {
-			a.r.viewCreated(v.View.Relname, table)
+			a.r.viewCreated(v.View.Relname, table, a.viewDef(v))
 			return
 		}
 	}
 	if v.Replace {
 		a.r.viewDropped(v.View.Relname)
 	}
+}
+
+// viewDef is CREATE VIEW v's definition for inlineViews, or nil. A query
+// with * is left to the shards' catalogs (their definitions list the
+// columns * meant at creation; the table may gain columns later).
+//
+// The text analysed may have its literals lifted out as $n (simple Query
+// normalisation): such a definition is not the view's, and none is kept
+// (the original text is analysed next; see usableNormalised).
+func (a *analyzer) viewDef(v *pg.ViewStmt) *viewDef {
+	unusable := false
+	walk(v.Query, func(n *pg.Node) bool {
+		unusable = unusable || n.GetAStar() != nil || n.GetParamRef() != nil
+		return !unusable
+	})
+	if unusable {
+		return nil
+	}
+	sql, err := pg.Deparse(&pg.ParseResult{Version: a.version, Stmts: []*pg.RawStmt{{Stmt: v.Query}}})
+	if err != nil {
+		return nil
+	}
+	var cols []string
+	for _, c := range v.Aliases {
+		if s := c.GetString_(); s != nil {
+			cols = append(cols, s.Sval)
+		}
+	}
+	return &viewDef{schema: v.View.Schemaname, sql: sql, cols: cols}
 }
 
 // readsRows tells whether the statement reads or writes rows of the

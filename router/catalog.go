@@ -22,9 +22,35 @@ type catalog struct {
 	// such table. A view is not in the map, so the router would send it
 	// to the default shard only: its rows there are part of the answer.
 	views map[string]string
+	// defs are the definitions of the plain views among them, by
+	// relation name: a SELECT reads such a view as the subquery it is
+	// (inlineViews), which the router can route and merge.
+	defs map[string]viewDef
+}
+
+// viewDef is a view's query as a shard prints it (pg_get_viewdef), or
+// as CREATE VIEW through the proxy gave it, with the view's schema ("":
+// created unqualified) and column names when they are not in the query.
+type viewDef struct {
+	schema string
+	sql    string
+	cols   []string
+}
+
+// ViewDef is a view's definition as a shard's catalog has it.
+type ViewDef struct {
+	Schema, View string
+	SQL          string // pg_get_viewdef
 }
 
 func (c *catalog) aggregate(name string) bool { return c != nil && c.aggs[name] }
+
+func (c *catalog) viewDefs() map[string]viewDef {
+	if c == nil {
+		return nil
+	}
+	return c.defs
+}
 
 // shardedView returns the sharded table view rel reads, or "".
 func (c *catalog) shardedView(rel string) string {
@@ -63,11 +89,13 @@ type ViewDep struct {
 
 type viewReport struct {
 	deps    []ViewDep
+	defs    []ViewDef
 	checked time.Time // when the check that read deps began
 }
 
 type createdView struct {
 	table string
+	def   *viewDef // nil: not a plain view
 	at    time.Time
 }
 
@@ -101,15 +129,15 @@ func (r *Router) LearnedAggregates() []string {
 	return slices.Sorted(maps.Keys(r.learn.aggs))
 }
 
-// ViewsChecked records the view dependencies a check of shard that
-// began at checked read from its catalog.
-func (r *Router) ViewsChecked(shard string, checked time.Time, deps []ViewDep) {
+// ViewsChecked records the view dependencies and definitions a check of
+// shard that began at checked read from its catalog.
+func (r *Router) ViewsChecked(shard string, checked time.Time, deps []ViewDep, defs []ViewDef) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
 	if r.learn.reports == nil {
 		r.learn.reports = map[string]viewReport{}
 	}
-	r.learn.reports[shard] = viewReport{deps: deps, checked: checked}
+	r.learn.reports[shard] = viewReport{deps: deps, defs: defs, checked: checked}
 	for name, v := range r.learn.created {
 		seen := true
 		for _, s := range r.cfg.Shards {
@@ -127,13 +155,13 @@ func (r *Router) ViewsChecked(shard string, checked time.Time, deps []ViewDep) {
 // viewCreated and viewDropped are CREATE VIEW reading sharded table
 // table, and DROP VIEW (or CREATE OR REPLACE VIEW that reads none),
 // analysed here.
-func (r *Router) viewCreated(view, table string) {
+func (r *Router) viewCreated(view, table string, def *viewDef) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
 	if r.learn.created == nil {
 		r.learn.created = map[string]createdView{}
 	}
-	r.learn.created[view] = createdView{table: table, at: time.Now()}
+	r.learn.created[view] = createdView{table: table, def: def, at: time.Now()}
 	r.publish()
 }
 
@@ -143,6 +171,7 @@ func (r *Router) viewDropped(view string) {
 	delete(r.learn.created, view)
 	for s, rep := range r.learn.reports {
 		rep.deps = slices.DeleteFunc(slices.Clone(rep.deps), func(d ViewDep) bool { return d.View == view })
+		rep.defs = slices.DeleteFunc(slices.Clone(rep.defs), func(d ViewDef) bool { return d.View == view })
 		r.learn.reports[s] = rep
 	}
 	r.publish()
@@ -165,15 +194,28 @@ func (r *Router) Adopt(old *Router) {
 // publish stores the catalog the learning state gives, when it differs
 // from the current one, and then clears the plan cache. learn.mu is held.
 func (r *Router) publish() {
-	next := &catalog{aggs: maps.Clone(r.learn.aggs), views: map[string]string{}}
+	next := &catalog{aggs: maps.Clone(r.learn.aggs), views: map[string]string{}, defs: map[string]viewDef{}}
 	for name, v := range r.learn.created {
 		next.views[name] = v.table
+		if v.def != nil {
+			next.defs[name] = *v.def
+		}
 	}
-	for _, rep := range r.learn.reports {
+	// Shards in configuration order, so that one definition is chosen
+	// whatever the map's order (the shards' should be the same).
+	for _, sh := range r.cfg.Shards {
+		rep := r.learn.reports[sh.Name]
 		r.shardedViews(rep.deps, next.views)
+		for _, d := range rep.defs {
+			if _, ok := next.defs[d.View]; !ok {
+				next.defs[d.View] = viewDef{schema: d.Schema, sql: d.SQL}
+			}
+		}
 	}
+	maps.DeleteFunc(next.defs, func(name string, _ viewDef) bool { return next.views[name] == "" })
 	cur := r.facts.Load()
-	if cur != nil && maps.Equal(cur.aggs, next.aggs) && maps.Equal(cur.views, next.views) ||
+	if cur != nil && maps.Equal(cur.aggs, next.aggs) && maps.Equal(cur.views, next.views) &&
+		maps.EqualFunc(cur.defs, next.defs, viewDef.equal) ||
 		cur == nil && len(next.aggs) == 0 && len(next.views) == 0 {
 		return
 	}
@@ -206,4 +248,8 @@ func (r *Router) shardedViews(deps []ViewDep, out map[string]string) {
 			changed = true
 		}
 	}
+}
+
+func (d viewDef) equal(e viewDef) bool {
+	return d.schema == e.schema && d.sql == e.sql && slices.Equal(d.cols, e.cols)
 }

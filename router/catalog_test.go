@@ -46,7 +46,7 @@ func TestShardedViews(t *testing.T) {
 		{"public", "misc", "public", "unmapped"},
 	}
 	for _, s := range []string{"s0", "s1", "s2"} {
-		r.ViewsChecked(s, now, deps)
+		r.ViewsChecked(s, now, deps, nil)
 	}
 	for _, q := range []string{"SELECT count(*) FROM big_orders", "SELECT * FROM v2 WHERE customer_id = 1",
 		"SELECT o.id FROM products p JOIN big_orders o ON o.product_id = p.id",
@@ -85,13 +85,13 @@ func TestShardedViews(t *testing.T) {
 		}
 	}
 	later := time.Now().Add(time.Second)
-	r.ViewsChecked("s0", later, nil)
-	r.ViewsChecked("s1", later, nil)
-	r.ViewsChecked("s2", now, nil) // began before the CREATE
+	r.ViewsChecked("s0", later, nil, nil)
+	r.ViewsChecked("s1", later, nil, nil)
+	r.ViewsChecked("s2", now, nil, nil) // began before the CREATE
 	if !refused("SELECT * FROM open_orders") {
 		t.Error("open_orders forgotten before every shard was read after its CREATE")
 	}
-	r.ViewsChecked("s2", later, nil) // every shard read after it: gone
+	r.ViewsChecked("s2", later, nil, nil) // every shard read after it: gone
 	if refused("SELECT * FROM open_orders") {
 		t.Error("open_orders still refused though no shard has it")
 	}
@@ -108,10 +108,76 @@ func TestShardedViews(t *testing.T) {
 	}
 
 	// A reloaded router adopts what this one learned.
-	r.ViewsChecked("s0", later, deps)
+	r.ViewsChecked("s0", later, deps, nil)
 	r2, _ := newTestRouter(t)
 	r2.Adopt(r)
 	if _, _, err := route(r2, "SELECT * FROM v2", nil, ""); err == nil {
 		t.Error("the adopting router does not refuse v2")
+	}
+}
+
+// TestInlinedViews: a SELECT reads a plain view over a sharded table as
+// the view's query, a subquery the router routes and merges.
+func TestInlinedViews(t *testing.T) {
+	r, _ := newTestRouter(t)
+	now := time.Now()
+	for _, s := range []string{"s0", "s1", "s2"} {
+		r.ViewsChecked(s, now, []ViewDep{
+			{"public", "big_orders", "public", "orders"},
+			{"public", "bigger", "public", "big_orders"},
+			{"app", "recent", "public", "orders"},
+		}, []ViewDef{
+			{"public", "big_orders", " SELECT orders.id, orders.customer_id, orders.total\n   FROM orders\n  WHERE orders.total > 10::numeric;"},
+			{"public", "bigger", " SELECT big_orders.id\n   FROM big_orders\n  WHERE big_orders.total > 100::numeric;"},
+			{"app", "recent", " SELECT orders.id FROM orders;"},
+		})
+	}
+	shardSQL := func(sql string) string {
+		t.Helper()
+		_, rt, err := route(r, sql, nil, "")
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		if rt.Plan == nil {
+			return ""
+		}
+		return leaf(rt.Plan.Root).SQL.Render(func(int) string { return "?" })
+	}
+	if got := shardSQL("SELECT count(*) FROM big_orders"); !strings.Contains(got, "FROM (SELECT orders.id") || !strings.Contains(got, "big_orders") {
+		t.Errorf("count(*) FROM big_orders: shard SQL %q", got)
+	}
+	if got := shardSQL("SELECT b.id FROM bigger b ORDER BY b.id"); !strings.Contains(got, "FROM (SELECT big_orders.id FROM (SELECT orders.id") {
+		t.Errorf("view over a view: shard SQL %q", got)
+	}
+	// Concatenation needs no plan: the shards read the view themselves.
+	if _, rt, err := route(r, "SELECT * FROM big_orders WHERE total > 50", nil, ""); err != nil || rt.Kind != RouteAll || rt.Plan != nil {
+		t.Errorf("plain read: %s", formatRoute(rt, err))
+	}
+	// Refused: an aggregate inside the view's query is a subquery
+	// aggregate; app.recent is not public's, unqualified; a CTE of the
+	// same name is the CTE.
+	for _, q := range []string{"SELECT * FROM recent", "UPDATE big_orders SET total = 0"} {
+		if _, _, err := route(r, q, nil, ""); err == nil {
+			t.Errorf("%s: not refused", q)
+		}
+	}
+	if _, rt, err := route(r, "SELECT count(*) FROM app.recent", nil, ""); err != nil || rt.Plan == nil {
+		t.Errorf("app.recent: %s", formatRoute(rt, err))
+	}
+	if _, rt, err := route(r, "WITH big_orders AS (SELECT 1 AS one) SELECT * FROM big_orders", nil, ""); err != nil || rt.Kind == RouteAll {
+		t.Errorf("CTE named like the view: %s", formatRoute(rt, err))
+	}
+	// Under a custom search_path, an unqualified view name is refused.
+	if _, _, err := routeWith(r, "SELECT count(*) FROM big_orders", nil, Args{CustomSearchPath: true}); err == nil {
+		t.Error("unqualified view under a custom search_path: not refused")
+	}
+
+	// CREATE VIEW through the proxy, without *: inlined at once, with
+	// its column names.
+	if _, err := r.ParseQuery("CREATE VIEW totals (who, amount) AS SELECT customer_id, total FROM orders"); err != nil {
+		t.Fatal(err)
+	}
+	if got := shardSQL("SELECT sum(amount) FROM totals WHERE who > 3"); !strings.Contains(got, "totals(who, amount)") {
+		t.Errorf("sum over totals: shard SQL %q", got)
 	}
 }

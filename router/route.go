@@ -145,6 +145,11 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 				return Route{}, err
 			}
 		}
+		if len(st.inlinedViews) > 0 {
+			return Route{}, pgError(codeFeatureNotSupport,
+				fmt.Sprintf("view name %q is not schema-qualified, and the session's search_path is not the default", st.inlinedViews[0]),
+				"shardproxy reads an unqualified view name as public's; write the schema, or keep search_path at its default")
+		}
 	}
 	return r.routeTables(ctx, st, &args)
 }
@@ -208,6 +213,14 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 			Reason: "CREATE TABLE AS without sharded tables -> default shard " + r.cfg.Shards[r.defaultIdx].Name}, nil
 	}
 	if st.Kind == KindDDL || st.other {
+		// A view over sharded tables exists on every shard (its CREATE
+		// VIEW named them): so must its DROP, ALTER and COMMENT go.
+		for i := range st.uses {
+			if u := &st.uses[i]; u.info == nil && st.facts.shardedView(u.rel) != "" {
+				unlisted--
+				sharded++
+			}
+		}
 		return r.routeUtility(st, sharded+refs, unlisted), nil
 	}
 	if writeRef != nil {

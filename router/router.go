@@ -84,10 +84,14 @@ type Statement struct {
 	// the transaction later, as SET LOCAL is; the session refuses those.
 	LocalConfig bool
 
-	hint  string          // /* shard: x */ in the text
-	facts *catalog        // what the router knew of the shards' catalogs when analysed
-	uses  []tableUse      // every table occurrence
-	err   *pgconn.PgError // statement that can never be routed (unless hinted)
+	hint        string   // /* shard: x */ in the text
+	facts       *catalog // what the router knew of the shards' catalogs when analysed
+	definesView bool     // CREATE VIEW (see usableNormalised)
+	// inlinedViews are views read as their query (inlineViews) whose
+	// names had no schema: refused under a custom search_path.
+	inlinedViews []string
+	uses         []tableUse      // every table occurrence
+	err          *pgconn.PgError // statement that can never be routed (unless hinted)
 	// sessionState refuses, hinted or not, a statement that would leave
 	// state on a pooled backend (sessionStateError).
 	sessionState *pgconn.PgError
@@ -475,10 +479,11 @@ func (r *Router) segmentStatement(sql string, seg *segment, norm []byte, nlits i
 	return st, false, nil
 }
 
-// usableNormalised: SET keeps its value as text, so a SET whose literals
-// were lifted out must be analysed from the original text.
+// usableNormalised: SET keeps its value as text, and CREATE VIEW its
+// query (viewDef), so one whose literals were lifted out must be analysed
+// from the original text.
 func usableNormalised(st *Statement, nlits int) bool {
-	return nlits == 0 || (st.Kind != KindSet && st.Kind != KindShardHintSet)
+	return nlits == 0 || (st.Kind != KindSet && st.Kind != KindShardHintSet && !st.definesView)
 }
 
 // parseWhole is the slow path when a segment does not parse: pg_query

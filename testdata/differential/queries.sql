@@ -440,3 +440,10 @@ SELECT sum_of(total) FROM orders;
 SELECT status, sum_of(qty), count(*) FROM orders GROUP BY status ORDER BY status NULLS FIRST;
 SELECT country, sum_of(credit) FROM customers GROUP BY country HAVING sum_of(credit) > 100 ORDER BY 1 NULLS FIRST;
 SELECT sum_of(total) / count(*) FROM orders WHERE shipped;
+-- Views over sharded tables (schema.sql), read as their queries.
+SELECT count(*), sum(total) FROM shipped_orders;
+SELECT status, count(*) FROM shipped_orders GROUP BY status ORDER BY status NULLS FIRST;
+SELECT order_id, total FROM shipped_orders ORDER BY total DESC NULLS LAST, order_id LIMIT 5;
+SELECT count(*), max(amount) FROM big_shipped;
+SELECT cust, amount FROM big_shipped WHERE cust = 3 ORDER BY amount;
+SELECT DISTINCT status FROM shipped_orders ORDER BY 1 NULLS LAST;

@@ -65,6 +65,8 @@ CREATE TABLE events (
 -- as a scalar function whose per-shard values it would concatenate.
 CREATE AGGREGATE sum_of(numeric) (sfunc = numeric_add, stype = numeric);
 
--- A view over a sharded table: not in the shard map, it would be read on
--- the default shard alone; reading it is refused (refusals.sql).
-CREATE VIEW shipped_orders AS SELECT * FROM orders WHERE shipped;
+-- Views over a sharded table: not in the shard map, they would be read on
+-- the default shard alone. A SELECT reads them as their query
+-- (queries.sql); writes through them are refused (refusals.sql).
+CREATE VIEW shipped_orders AS SELECT order_id, customer_id, status, total, qty FROM orders WHERE shipped;
+CREATE VIEW big_shipped (cust, amount) AS SELECT customer_id, total FROM shipped_orders WHERE total > 100;
