@@ -135,8 +135,11 @@ var errPoolBusy = errors.New("every pooled connection is in use; check skipped")
 // after initdb (OIDs from 16384): the names of aggregates, so that a call
 // like mysum(x) across shards is merged; each view's (and materialized
 // view's) dependencies on relations, so that a view over a sharded table
-// is not read on the default shard alone; and the plain views'
-// definitions, which a SELECT reads in the view's place.
+// is not read on the default shard alone; and the definitions of the
+// plain views the proxy's login user owns, which a SELECT reads in the
+// view's place (a view reads its tables with its owner's rights and row
+// security; inlined, the query runs with the login user's, the same only
+// for its own views).
 // What is created on the shards directly is known within one check
 // interval; what is created through the proxy at once (router.analyze).
 const catalogQuery = `SELECT
@@ -152,7 +155,7 @@ const catalogQuery = `SELECT
 		WHERE v.relkind IN ('v', 'm') AND v.oid >= 16384),
 	(SELECT coalesce(json_agg(json_build_array(n.nspname, v.relname, pg_get_viewdef(v.oid))), '[]')
 		FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
-		WHERE v.relkind = 'v' AND v.oid >= 16384)`
+		WHERE v.relkind = 'v' AND v.oid >= 16384 AND v.relowner = current_user::regrole)`
 
 // shardCatalog is what checkShard read of a shard's catalog.
 type shardCatalog struct {
