@@ -63,6 +63,20 @@ func (d *fakeDirectory) Locate(ctx context.Context, k strategies.Key, intent str
 	return d.fallback.Locate(ctx, k, intent)
 }
 
+// routerFor builds the strategies of cfg (no directory) and its router.
+func routerFor(t testing.TB, cfg *config.Config) *Router {
+	t.Helper()
+	strats, err := strategies.Build(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(cfg, strats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func newTestRouter(t testing.TB) (*Router, map[string]strategies.Strategy) {
 	t.Helper()
 	cfg := testConfig()

@@ -1,14 +1,12 @@
 package router
 
 import (
-	"context"
 	"errors"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shardproxy/shardproxy/config"
-	"github.com/shardproxy/shardproxy/strategies"
 )
 
 // TestLoginSchemaResolution: an unqualified name is the table in the
@@ -28,15 +26,7 @@ func TestLoginSchemaResolution(t *testing.T) {
 		for i, u := range users {
 			cfg.Shards = append(cfg.Shards, config.Shard{Name: []string{"s0", "s1"}[i], DSN: "postgres://" + u + "@127.0.0.1:5432/db"})
 		}
-		strats, err := strategies.Build(context.Background(), cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := New(cfg, strats)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
+		return routerFor(t, cfg)
 	}
 	kind := func(r *Router, sql string) (RouteKind, error) {
 		_, rt, err := route(r, sql, nil, "")

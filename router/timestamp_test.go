@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shardproxy/shardproxy/config"
-	"github.com/shardproxy/shardproxy/strategies"
 )
 
 // newTimestampRouter shards events by a timestamptz range split at
@@ -30,15 +29,7 @@ func newTimestampRouter(t *testing.T) *Router {
 		DefaultShard:  "s0",
 		PlanCacheSize: 100,
 	}
-	strats, err := strategies.Build(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := New(cfg, strats)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return routerFor(t, cfg)
 }
 
 // fakeColumnTypes is an Args.ColumnType resolver; it counts its calls.
