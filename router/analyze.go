@@ -64,6 +64,17 @@ type scope struct {
 	uses  []int
 	quals []qual
 	from  []*pg.Node // the level's FROM clause (SELECT levels only)
+	// derived are the shard-key columns that subqueries in FROM pass
+	// through (derivedKeys): s.customer_id is the key of the table use
+	// it is read from, so equating it joins on the key.
+	derived []derivedKey
+}
+
+// derivedKey is output column col of the FROM subquery alias (the view
+// a subquery was inlined from, too), which is the shard key of use.
+type derivedKey struct {
+	alias, col string
+	use        int
 }
 
 // qual is a condition that filters only the rows of targets (an outer
@@ -74,17 +85,23 @@ type qual struct {
 }
 
 type analyzer struct {
-	r       *Router
-	st      *Statement
-	text    string
-	version int32                          // of the parse tree, for Deparse
-	ctes    map[string]*pg.CommonTableExpr // this statement's CTEs by name
-	inKey   int                            // see selectStmt: set for the subquery of key IN (...) only
-	setArm  bool                           // see selectStmt: set for an arm of INTERSECT or EXCEPT only
-	outKeys map[*pg.SelectStmt][]int       // such an arm's select list: the key use of each column, or -1
-	sharded int                            // sharded table occurrences seen so far
-	scopes  []*scope                       // enclosing query levels, innermost last
-	parent  map[int]int
+	r          *Router
+	st         *Statement
+	text       string
+	version    int32                          // of the parse tree, for Deparse
+	ctes       map[string]*pg.CommonTableExpr // this statement's CTEs by name
+	inKey      int                            // see selectStmt: set for the subquery of key IN (...) only
+	setArm     bool                           // see selectStmt: set for an arm of INTERSECT or EXCEPT only
+	derivedSel bool                           // see selectStmt: set for a subquery in FROM only
+	// starKeys: the key columns a FROM subquery's * or t.* passes out.
+	starKeys map[*pg.SelectStmt][]derivedKey
+	// viaDerived: the outer levels and aliases through which a use's key
+	// was read as a derived column (nonNullKey checks them too).
+	viaDerived map[int][]derivedVia
+	outKeys    map[*pg.SelectStmt][]int // such an arm's select list: the key use of each column, or -1
+	sharded    int                      // sharded table occurrences seen so far
+	scopes     []*scope                 // enclosing query levels, innermost last
+	parent     map[int]int
 	// INSERT ... SELECT into a sharded table: the SELECT level (judged by
 	// insertSelectRefusal rather than as a result to merge), the target
 	// column that is the shard key, and the table occurrence of that
@@ -571,6 +588,8 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 	a.inKey = -1
 	setArm := a.setArm // an arm of INTERSECT or EXCEPT: record its output keys
 	a.setArm = false
+	derivedSel := a.derivedSel // a subquery in FROM: likewise
+	a.derivedSel = false
 	innerKey := -1 // this level's key column that IN compares with inKey
 	a.with(s.WithClause)
 	construct := ""
@@ -608,7 +627,7 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 			a.fromItem(f, &sc)
 		}
 		a.pushScope(&sc, s.WhereClause, top)
-		if setArm {
+		if setArm || derivedSel {
 			keys := make([]int, len(s.TargetList))
 			for i, t := range s.TargetList {
 				keys[i] = a.nonNullKey(a.resolveKey(t.GetResTarget().GetVal()))
@@ -617,6 +636,9 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 				a.outKeys = map[*pg.SelectStmt][]int{}
 			}
 			a.outKeys[s] = keys
+			if derivedSel {
+				a.recordStarKeys(s, &sc)
+			}
 		}
 		if inKey >= 0 && len(s.TargetList) == 1 {
 			// A NULL in the set (a key from an outer join's nullable side)
@@ -715,14 +737,27 @@ func (a *analyzer) fromItem(n *pg.Node, sc *scope) []int {
 		}
 	case *pg.Node_JoinExpr:
 		j := x.JoinExpr
+		d0 := len(sc.derived)
 		l := a.fromItem(j.Larg, sc)
+		d1 := len(sc.derived)
 		r := a.fromItem(j.Rarg, sc)
+		keyed := func(uses []int, derived []derivedKey, col string) (out []int) {
+			for _, i := range uses {
+				if a.isKeyName(i, col) {
+					out = append(out, i)
+				}
+			}
+			for _, d := range derived {
+				if d.col == col {
+					out = append(out, d.use)
+				}
+			}
+			return out
+		}
 		for _, c := range stringItems(j.UsingClause) {
-			for _, li := range l {
-				for _, ri := range r {
-					if a.isKeyName(li, c) && a.isKeyName(ri, c) {
-						a.union(li, ri)
-					}
+			for _, li := range keyed(l, sc.derived[d0:d1], c) {
+				for _, ri := range keyed(r, sc.derived[d1:], c) {
+					a.union(li, ri)
 				}
 			}
 		}
@@ -742,7 +777,10 @@ func (a *analyzer) fromItem(n *pg.Node, sc *scope) []int {
 		return append(l, r...)
 	case *pg.Node_RangeSubselect:
 		if sel := x.RangeSubselect.Subquery.GetSelectStmt(); sel != nil {
+			a.derivedSel = true
 			a.selectStmt(sel, false)
+			a.derivedSel = false
+			a.derivedKeys(x.RangeSubselect, sel, sc)
 		}
 	case *pg.Node_RangeTableSample:
 		// t TABLESAMPLE method (args) [REPEATABLE (seed)]: the table is a
@@ -1370,6 +1408,8 @@ func nullableSide(n *pg.Node, name string, nullable bool) bool {
 	switch x := n.Node.(type) {
 	case *pg.Node_RangeVar:
 		return nullable && refNameOf(x.RangeVar) == name
+	case *pg.Node_RangeSubselect:
+		return nullable && x.RangeSubselect.Alias != nil && x.RangeSubselect.Alias.Aliasname == name
 	case *pg.Node_RangeTableSample:
 		return nullableSide(x.RangeTableSample.Relation, name, nullable)
 	case *pg.Node_JoinExpr:
@@ -1841,9 +1881,15 @@ func (a *analyzer) resolveKey(n *pg.Node) int {
 	}
 	col, q := names[len(names)-1], names[:len(names)-1]
 	if len(q) == 0 {
-		for _, i := range a.scopes[len(a.scopes)-1].uses {
+		sc := a.scopes[len(a.scopes)-1]
+		for _, i := range sc.uses {
 			if a.isKeyName(i, col) {
 				return i
+			}
+		}
+		for _, d := range sc.derived {
+			if d.col == col {
+				return d.use
 			}
 		}
 		return -1
@@ -1862,8 +1908,119 @@ func (a *analyzer) resolveKey(n *pg.Node) int {
 				return -1
 			}
 		}
+		for _, d := range a.scopes[s].derived {
+			if len(q) == 1 && q[0] == d.alias && d.col == col {
+				return d.use
+			}
+		}
 	}
 	return -1
+}
+
+// derivedKeys records in sc the output columns of FROM subquery rs
+// (SELECT sel, just analysed with its output keys) that are a shard key
+// read straight from a table of it, not from an outer join's nullable
+// side. Only a plain subquery passes keys through: one that groups,
+// dedupes, limits or aggregates combines rows (and is refused across
+// shards anyway, unless correlated on the key).
+func (a *analyzer) derivedKeys(rs *pg.RangeSubselect, sel *pg.SelectStmt, sc *scope) {
+	keys := a.outKeys[sel]
+	if keys == nil || isSetOp(sel) || len(sel.GroupClause) > 0 || len(sel.DistinctClause) > 0 || sel.HavingClause != nil ||
+		sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.WindowClause) > 0 || len(sel.ValuesLists) > 0 {
+		return
+	}
+	for _, t := range sel.TargetList {
+		if findFunc(t, func(f *pg.FuncCall) bool { return a.st.aggregateOrWindow(f) != "" }) != nil {
+			return
+		}
+	}
+	alias := ""
+	var colnames []string
+	if rs.Alias != nil {
+		alias, colnames = rs.Alias.Aliasname, stringItems(rs.Alias.Colnames)
+	}
+	add := func(col string, use int) {
+		sc.derived = append(sc.derived, derivedKey{alias: alias, col: col, use: use})
+		if a.viaDerived == nil {
+			a.viaDerived = map[int][]derivedVia{}
+		}
+		a.viaDerived[use] = append(a.viaDerived[use], derivedVia{sc: sc, alias: alias})
+	}
+	if len(colnames) > 0 {
+		// Column aliases rename by position: after a *, positions need
+		// the tables' columns, which the router does not have.
+		for _, t := range sel.TargetList {
+			if cr := t.GetResTarget().GetVal().GetColumnRef(); cr != nil && len(cr.Fields) > 0 && cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
+				return
+			}
+		}
+	}
+	for _, d := range a.starKeys[sel] {
+		add(d.col, d.use)
+	}
+	for i, t := range sel.TargetList {
+		if i >= len(keys) || keys[i] < 0 {
+			continue
+		}
+		rt := t.GetResTarget()
+		name := rt.GetName()
+		if name == "" {
+			if cr := rt.GetVal().GetColumnRef(); cr != nil {
+				if f := stringItems(cr.Fields); len(f) == len(cr.Fields) && len(f) > 0 {
+					name = f[len(f)-1]
+				}
+			}
+		}
+		if i < len(colnames) {
+			name = colnames[i]
+		}
+		if name == "" {
+			continue
+		}
+		add(name, keys[i])
+	}
+}
+
+// recordStarKeys notes, for FROM subquery s (its level sc still in
+// scope), the shard keys its * and t.* pass out under their own names:
+// those of its sharded tables and of its own FROM subqueries, not from
+// an outer join's nullable side.
+func (a *analyzer) recordStarKeys(s *pg.SelectStmt, sc *scope) {
+	for _, t := range s.TargetList {
+		cr := t.GetResTarget().GetVal().GetColumnRef()
+		if cr == nil || len(cr.Fields) == 0 || cr.Fields[len(cr.Fields)-1].GetAStar() == nil {
+			continue
+		}
+		q := stringItems(cr.Fields)
+		if len(q) > 1 {
+			continue
+		}
+		for _, i := range sc.uses {
+			u := &a.st.uses[i]
+			if u.sharded() && (len(q) == 0 || q[0] == u.refName()) && a.nonNullKey(i) >= 0 {
+				a.addStarKey(s, derivedKey{col: u.info.key, use: i})
+			}
+		}
+		for _, d := range sc.derived {
+			if (len(q) == 0 || q[0] == d.alias) && a.nonNullKey(d.use) >= 0 {
+				a.addStarKey(s, derivedKey{col: d.col, use: d.use})
+			}
+		}
+	}
+}
+
+func (a *analyzer) addStarKey(s *pg.SelectStmt, d derivedKey) {
+	if a.starKeys == nil {
+		a.starKeys = map[*pg.SelectStmt][]derivedKey{}
+	}
+	a.starKeys[s] = append(a.starKeys[s], d)
+}
+
+// derivedVia is a FROM subquery, by alias in its level's scope, that
+// passes a use's key out.
+type derivedVia struct {
+	sc    *scope
+	alias string
 }
 
 // colocatedArms tells whether the INTERSECT or EXCEPT s has two plain
@@ -1899,6 +2056,18 @@ func (a *analyzer) nonNullKey(i int) int {
 		}
 		for _, f := range sc.from {
 			if nullableSide(f, a.st.uses[i].refName(), false) {
+				return -1
+			}
+		}
+	}
+	// Read through a FROM subquery: it may sit on the nullable side of
+	// its level's outer join (no alias: cannot tell, so not a key).
+	for _, v := range a.viaDerived[i] {
+		if v.alias == "" {
+			return -1
+		}
+		for _, f := range v.sc.from {
+			if nullableSide(f, v.alias, false) {
 				return -1
 			}
 		}

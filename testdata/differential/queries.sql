@@ -447,3 +447,16 @@ SELECT order_id, total FROM shipped_orders ORDER BY total DESC NULLS LAST, order
 SELECT count(*), max(amount) FROM big_shipped;
 SELECT cust, amount FROM big_shipped WHERE cust = 3 ORDER BY amount;
 SELECT DISTINCT status FROM shipped_orders ORDER BY 1 NULLS LAST;
+-- Joins on a shard key passed out of a subquery in FROM (or a view read
+-- as one): colocated like a join of the tables themselves.
+SELECT c.name, s.total FROM customers c JOIN shipped_orders s ON s.customer_id = c.customer_id ORDER BY 1, 2 NULLS FIRST LIMIT 7;
+SELECT c.country, count(s.order_id) FROM customers c LEFT JOIN shipped_orders s ON s.customer_id = c.customer_id GROUP BY c.country ORDER BY 1 NULLS FIRST;
+SELECT count(*) FROM customers c JOIN big_shipped b ON b.cust = c.customer_id WHERE c.vip;
+SELECT count(*), sum(x.qty) FROM (SELECT customer_id, qty FROM orders WHERE qty > 3) x JOIN (SELECT customer_id AS k FROM customers WHERE vip) y ON y.k = x.customer_id;
+SELECT count(*) FROM (SELECT customer_id FROM orders) a JOIN (SELECT customer_id FROM order_items) b USING (customer_id);
+SELECT c.customer_id, s.n FROM customers c JOIN (SELECT customer_id, order_id AS n FROM orders) s(k, n) ON s.k = c.customer_id ORDER BY 1, 2 LIMIT 9;
+SELECT count(*) FROM customers c WHERE c.customer_id IN (SELECT s.customer_id FROM shipped_orders s WHERE s.total > 50);
+SELECT count(*) FROM (SELECT customer_id FROM customers) a WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = a.customer_id AND o.qty > 10);
+SELECT count(*) FROM customers c WHERE c.customer_id NOT IN (SELECT s.customer_id FROM (SELECT customer_id FROM orders WHERE qty > 5) s);
+SELECT count(*), sum(i.qty) FROM (SELECT * FROM orders WHERE qty > 2) o JOIN order_items i ON i.customer_id = o.customer_id AND i.order_id = o.order_id;
+SELECT c.name, count(o.*) FROM (SELECT c.* FROM customers c WHERE c.vip) c LEFT JOIN orders o ON o.customer_id = c.customer_id GROUP BY c.name ORDER BY 1 NULLS FIRST, 2;

@@ -97,8 +97,11 @@ SELECT c.customer_id, o.customer_id NOT IN (SELECT i.customer_id FROM order_item
 SELECT count(*) FROM orders o WHERE o.customer_id NOT IN (SELECT o2.customer_id FROM customers c2 LEFT JOIN orders o2 ON o2.customer_id = c2.customer_id AND o2.qty > 19);
 
 -- Writes through a view over a sharded table (schema.sql), an aggregate
--- inside the subquery a view is read as, and a join with one: the
--- router does not follow a shard key out of a subquery in FROM.
+-- inside the subquery a view is read as, and joins on a column that a
+-- subquery in FROM computes or reads from an outer join's nullable side.
 UPDATE shipped_orders SET status = 'x' WHERE total > 100;
 SELECT count(*) FROM (SELECT status, count(*) FROM shipped_orders GROUP BY status) s;
-SELECT c.name, s.total FROM customers c JOIN shipped_orders s ON s.customer_id = c.customer_id ORDER BY 1, 2 LIMIT 7;
+SELECT count(*) FROM customers c JOIN (SELECT customer_id + 0 AS cid FROM orders) s ON s.cid = c.customer_id;
+SELECT count(*) FROM customers c WHERE c.customer_id NOT IN (SELECT i.customer_id FROM orders o LEFT JOIN order_items i ON i.order_id = o.order_id AND i.qty > 100);
+SELECT count(*) FROM customers c LEFT JOIN (SELECT customer_id FROM orders WHERE qty > 100) s ON s.customer_id = c.customer_id WHERE s.customer_id NOT IN (SELECT customer_id FROM order_items WHERE qty > 100);
+SELECT count(*) FROM (SELECT *, 0 AS z FROM orders) o(a, b) JOIN customers c ON c.customer_id = o.a;
