@@ -93,6 +93,9 @@ type analyzer struct {
 	inKey      int                            // see selectStmt: set for the subquery of key IN (...) only
 	setArm     bool                           // see selectStmt: set for an arm of INTERSECT or EXCEPT only
 	derivedSel bool                           // see selectStmt: set for a subquery in FROM only
+	// keyAs: while constrain reads a derived key's conditions, isKey
+	// matches its column instead of the table's own.
+	keyAs *derivedKey
 	// starKeys: the key columns a FROM subquery's * or t.* passes out.
 	starKeys map[*pg.SelectStmt][]derivedKey
 	// viaDerived: the outer levels and aliases through which a use's key
@@ -1561,6 +1564,22 @@ func (a *analyzer) constrain(sc *scope, where *pg.Node, top bool) {
 			}
 		}
 	}
+	// A key a FROM subquery passes out (derivedKeys) bounds its table's
+	// rows too: WHERE s.customer_id = 7 keeps only the subquery's rows
+	// read from rows with key 7.
+	for k := range sc.derived {
+		d := &sc.derived[k]
+		u := &a.st.uses[d.use]
+		if where == nil || !u.sharded() {
+			continue
+		}
+		a.keyAs = d
+		vals, ok := a.cons(where, u, sc)
+		a.keyAs = nil
+		if ok && (!u.keyed || len(vals) < len(u.vals)) {
+			u.vals, u.keyed, u.topWhere = vals, true, top
+		}
+	}
 }
 
 // cons returns the values u's key must take for e to be true; ok is false
@@ -1662,6 +1681,12 @@ func (a *analyzer) isKey(n *pg.Node, u *tableUse, sc *scope) bool {
 		return false
 	}
 	names := stringItems(cr.Fields)
+	if d := a.keyAs; d != nil {
+		// u's key as a FROM subquery's column (constrain).
+		q := names[:max(len(names)-1, 0)]
+		return len(names) == len(cr.Fields) && len(names) > 0 && names[len(names)-1] == d.col &&
+			(len(q) == 0 || len(q) == 1 && q[0] == d.alias && d.alias != "")
+	}
 	if len(names) != len(cr.Fields) || len(names) == 0 || names[len(names)-1] != u.info.key {
 		return false
 	}
@@ -1869,7 +1894,14 @@ func (a *analyzer) resolveKey(n *pg.Node) int {
 		return -1
 	}
 	if tc := n.GetTypeCast(); tc != nil {
-		n = tc.Arg
+		// Only a cast within the key's type family keeps equal values
+		// apart: '007' and '7' are two text keys, on two shards, but one
+		// integer.
+		i := a.resolveKey(tc.Arg)
+		if i < 0 || !sameFamily(tc.TypeName, a.st.uses[i].info.strat.KeyType()) {
+			return -1
+		}
+		return i
 	}
 	cr := n.GetColumnRef()
 	if cr == nil || len(a.scopes) == 0 {

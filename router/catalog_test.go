@@ -149,6 +149,14 @@ func TestInlinedViews(t *testing.T) {
 	if got := shardSQL("SELECT b.id FROM bigger b ORDER BY b.id"); !strings.Contains(got, "FROM (SELECT big_orders.id FROM (SELECT orders.id") {
 		t.Errorf("view over a view: shard SQL %q", got)
 	}
+	// A key condition on the view's key column routes to that key's
+	// shard, as on the table.
+	for _, q := range []string{"SELECT * FROM big_orders WHERE customer_id = 7",
+		"SELECT * FROM (SELECT * FROM orders) s WHERE s.customer_id = 7", "SELECT * FROM (SELECT customer_id AS k FROM orders) s WHERE k = 7"} {
+		if _, rt, err := route(r, q, nil, ""); err != nil || rt.Kind != RouteSingle {
+			t.Errorf("%s: %s; want one shard", q, formatRoute(rt, err))
+		}
+	}
 	// Concatenation needs no plan: the shards read the view themselves.
 	if _, rt, err := route(r, "SELECT * FROM big_orders WHERE total > 50", nil, ""); err != nil || rt.Kind != RouteAll || rt.Plan != nil {
 		t.Errorf("plain read: %s", formatRoute(rt, err))

@@ -460,3 +460,9 @@ SELECT count(*) FROM (SELECT customer_id FROM customers) a WHERE EXISTS (SELECT 
 SELECT count(*) FROM customers c WHERE c.customer_id NOT IN (SELECT s.customer_id FROM (SELECT customer_id FROM orders WHERE qty > 5) s);
 SELECT count(*), sum(i.qty) FROM (SELECT * FROM orders WHERE qty > 2) o JOIN order_items i ON i.customer_id = o.customer_id AND i.order_id = o.order_id;
 SELECT c.name, count(o.*) FROM (SELECT c.* FROM customers c WHERE c.vip) c LEFT JOIN orders o ON o.customer_id = c.customer_id GROUP BY c.name ORDER BY 1 NULLS FIRST, 2;
+-- A key condition on a column a subquery or view passes out routes to
+-- that key's shard.
+SELECT order_id, total FROM shipped_orders WHERE customer_id = 3 ORDER BY order_id;
+SELECT count(*), sum(amount) FROM big_shipped WHERE cust IN (2, 5, 9);
+SELECT s.total FROM (SELECT * FROM orders WHERE qty > 1) s WHERE s.customer_id = 4 ORDER BY 1 NULLS LAST;
+SELECT count(*) FROM (SELECT customer_id AS k, total FROM orders) s WHERE k = 6 OR k = 7;
