@@ -99,3 +99,19 @@ func TestCacheSkipsStaleAnalysis(t *testing.T) {
 		t.Errorf("stale statement cached (%d entries)", n)
 	}
 }
+
+// TestQualifiedAggregateGathered: app.sum(x) is a user's aggregate named
+// sum, not Postgres' sum: merging the shards' values by adding them
+// counted its initial state once per shard. It is gathered; a call
+// qualified by pg_catalog is still Postgres' own and merged.
+func TestQualifiedAggregateGathered(t *testing.T) {
+	r, _ := newTestRouter(t)
+	p := planOf(t, r, "SELECT app.sum(total) FROM orders")
+	if p == nil || !strings.Contains(leaf(p.Root).SQL.Render(func(int) string { return "?" }), "array_agg(total)") {
+		t.Errorf("app.sum(total): plan\n%v", p)
+	}
+	p = planOf(t, r, "SELECT pg_catalog.sum(total) FROM orders")
+	if p == nil || strings.Contains(leaf(p.Root).SQL.Render(func(int) string { return "?" }), "array_agg") {
+		t.Errorf("pg_catalog.sum(total): plan\n%v", p)
+	}
+}

@@ -282,6 +282,11 @@ func (p *planner) gathered(fc *pg.FuncCall) bool {
 	if len(fc.AggOrder) > 0 || fc.AggWithinGroup {
 		return true
 	}
+	if q := stringItems(fc.Funcname); len(q) > 1 && q[0] != "pg_catalog" {
+		// app.sum(x) is the user's aggregate that happens to be named
+		// sum: its partials do not add up like Postgres' sum's.
+		return true
+	}
 	switch name {
 	case "count", "sum", "min", "max", "bool_and", "every", "bool_or", "avg":
 	default:
