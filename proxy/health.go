@@ -248,9 +248,9 @@ func checkShard(ctx context.Context, p *pool.Pool, timeout time.Duration) (*shar
 // reload replaced rt meanwhile, what a check begun at checked read of
 // shard's catalog.
 func (s *Server) learnCatalog(rt *Runtime, shard string, checked time.Time, cat *shardCatalog) {
-	for _, r := range []*router.Router{rt.Router, s.Runtime().Router} {
-		r.LearnAggregates(cat.aggregates)
-		r.ViewsChecked(shard, checked, cat.views, cat.defs)
+	rt.Router.CatalogChecked(shard, checked, cat.aggregates, cat.views, cat.defs)
+	if cur := s.Runtime(); cur != rt {
+		cur.Router.CatalogChecked(shard, checked, cat.aggregates, cat.views, cat.defs)
 	}
 }
 

@@ -77,6 +77,26 @@ type derivedKey struct {
 	use        int
 }
 
+// names tells whether n names d's column, as col or alias.col.
+func (d *derivedKey) names(n *pg.Node) bool {
+	cr := n.GetColumnRef()
+	if cr == nil {
+		return false
+	}
+	names := stringItems(cr.Fields)
+	if len(names) != len(cr.Fields) || len(names) == 0 || names[len(names)-1] != d.col {
+		return false
+	}
+	q := names[:len(names)-1]
+	return len(q) == 0 || len(q) == 1 && d.alias != "" && q[0] == d.alias
+}
+
+// isStar tells whether n is * or t.* in a select list.
+func isStar(n *pg.Node) bool {
+	cr := n.GetColumnRef()
+	return cr != nil && len(cr.Fields) > 0 && cr.Fields[len(cr.Fields)-1].GetAStar() != nil
+}
+
 // qual is a condition that filters only the rows of targets (an outer
 // join's ON clause filters its nullable side only).
 type qual struct {
@@ -93,9 +113,6 @@ type analyzer struct {
 	inKey      int                            // see selectStmt: set for the subquery of key IN (...) only
 	setArm     bool                           // see selectStmt: set for an arm of INTERSECT or EXCEPT only
 	derivedSel bool                           // see selectStmt: set for a subquery in FROM only
-	// keyAs: while constrain reads a derived key's conditions, isKey
-	// matches its column instead of the table's own.
-	keyAs *derivedKey
 	// starKeys: the key columns a FROM subquery's * or t.* passes out.
 	starKeys map[*pg.SelectStmt][]derivedKey
 	// viaDerived: the outer levels and aliases through which a use's key
@@ -1547,7 +1564,7 @@ func (a *analyzer) constrain(sc *scope, where *pg.Node, top bool) {
 			continue
 		}
 		consider := func(e *pg.Node) bool {
-			if vals, ok := a.cons(e, u, sc); ok && (!u.keyed || len(vals) < len(u.vals)) {
+			if vals, ok := cons(e, func(n *pg.Node) bool { return a.isKey(n, u, sc) }); ok && (!u.keyed || len(vals) < len(u.vals)) {
 				u.vals, u.keyed = vals, true
 				return true
 			}
@@ -1573,18 +1590,18 @@ func (a *analyzer) constrain(sc *scope, where *pg.Node, top bool) {
 		if where == nil || !u.sharded() {
 			continue
 		}
-		a.keyAs = d
-		vals, ok := a.cons(where, u, sc)
-		a.keyAs = nil
+		kt := u.info.strat.KeyType()
+		vals, ok := cons(where, func(n *pg.Node) bool { return d.names(uncastKey(n, kt)) })
 		if ok && (!u.keyed || len(vals) < len(u.vals)) {
 			u.vals, u.keyed, u.topWhere = vals, true, top
 		}
 	}
 }
 
-// cons returns the values u's key must take for e to be true; ok is false
-// when e does not pin the key to a list of values.
-func (a *analyzer) cons(e *pg.Node, u *tableUse, sc *scope) ([]valueRef, bool) {
+// cons returns the values the key (the expressions isKey accepts) must
+// take for e to be true; ok is false when e does not pin the key to a
+// list of values.
+func cons(e *pg.Node, isKey func(*pg.Node) bool) ([]valueRef, bool) {
 	switch x := e.Node.(type) {
 	case *pg.Node_BoolExpr:
 		switch x.BoolExpr.Boolop {
@@ -1592,7 +1609,7 @@ func (a *analyzer) cons(e *pg.Node, u *tableUse, sc *scope) ([]valueRef, bool) {
 			var best []valueRef
 			found := false
 			for _, arg := range x.BoolExpr.Args {
-				if v, ok := a.cons(arg, u, sc); ok && (!found || len(v) < len(best)) {
+				if v, ok := cons(arg, isKey); ok && (!found || len(v) < len(best)) {
 					best, found = v, true
 				}
 			}
@@ -1600,7 +1617,7 @@ func (a *analyzer) cons(e *pg.Node, u *tableUse, sc *scope) ([]valueRef, bool) {
 		case pg.BoolExprType_OR_EXPR:
 			var all []valueRef
 			for _, arg := range x.BoolExpr.Args {
-				v, ok := a.cons(arg, u, sc)
+				v, ok := cons(arg, isKey)
 				if !ok {
 					return nil, false // one side leaves the key free
 				}
@@ -1615,23 +1632,23 @@ func (a *analyzer) cons(e *pg.Node, u *tableUse, sc *scope) ([]valueRef, bool) {
 		}
 		switch ex.Kind {
 		case pg.A_Expr_Kind_AEXPR_OP:
-			if a.isKey(ex.Lexpr, u, sc) {
+			if isKey(ex.Lexpr) {
 				if v, ok := value(ex.Rexpr); ok {
 					return []valueRef{v}, true
 				}
 			}
-			if a.isKey(ex.Rexpr, u, sc) {
+			if isKey(ex.Rexpr) {
 				if v, ok := value(ex.Lexpr); ok {
 					return []valueRef{v}, true
 				}
 			}
 		case pg.A_Expr_Kind_AEXPR_IN:
-			if a.isKey(ex.Lexpr, u, sc) {
+			if isKey(ex.Lexpr) {
 				return values(ex.Rexpr.GetList().GetItems())
 			}
 		case pg.A_Expr_Kind_AEXPR_OP_ANY:
 			// key = ANY(ARRAY[1, 2]); key = ANY($1) leaves the key free.
-			if arr := ex.Rexpr.GetAArrayExpr(); arr != nil && a.isKey(ex.Lexpr, u, sc) {
+			if arr := ex.Rexpr.GetAArrayExpr(); arr != nil && isKey(ex.Lexpr) {
 				return values(arr.Elements)
 			}
 		}
@@ -1667,26 +1684,12 @@ func opName(name []*pg.Node) string {
 // isKey tells whether n is u's shard-key column (possibly qualified, or
 // cast to a type of the key's own family, which keeps equality intact).
 func (a *analyzer) isKey(n *pg.Node, u *tableUse, sc *scope) bool {
-	if n == nil {
-		return false
-	}
-	if tc := n.GetTypeCast(); tc != nil {
-		if !sameFamily(tc.TypeName, u.info.strat.KeyType()) {
-			return false
-		}
-		n = tc.Arg
-	}
+	n = uncastKey(n, u.info.strat.KeyType())
 	cr := n.GetColumnRef()
 	if cr == nil {
 		return false
 	}
 	names := stringItems(cr.Fields)
-	if d := a.keyAs; d != nil {
-		// u's key as a FROM subquery's column (constrain).
-		q := names[:max(len(names)-1, 0)]
-		return len(names) == len(cr.Fields) && len(names) > 0 && names[len(names)-1] == d.col &&
-			(len(q) == 0 || len(q) == 1 && q[0] == d.alias && d.alias != "")
-	}
 	if len(names) != len(cr.Fields) || len(names) == 0 || names[len(names)-1] != u.info.key {
 		return false
 	}
@@ -1699,6 +1702,18 @@ func (a *analyzer) isKey(n *pg.Node, u *tableUse, sc *scope) bool {
 		return u.alias == "" && q[0] == u.home && q[1] == u.rel
 	}
 	return false
+}
+
+// uncastKey returns what n casts within key type kt's family (such a
+// cast keeps the key's equalities), or n; nil for a cast out of it.
+func uncastKey(n *pg.Node, kt strategies.KeyType) *pg.Node {
+	if tc := n.GetTypeCast(); tc != nil {
+		if !sameFamily(tc.TypeName, kt) {
+			return nil
+		}
+		return tc.Arg
+	}
+	return n
 }
 
 func sameFamily(t *pg.TypeName, kt strategies.KeyType) bool {
@@ -1982,7 +1997,7 @@ func (a *analyzer) derivedKeys(rs *pg.RangeSubselect, sel *pg.SelectStmt, sc *sc
 		// Column aliases rename by position: after a *, positions need
 		// the tables' columns, which the router does not have.
 		for _, t := range sel.TargetList {
-			if cr := t.GetResTarget().GetVal().GetColumnRef(); cr != nil && len(cr.Fields) > 0 && cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
+			if isStar(t.GetResTarget().GetVal()) {
 				return
 			}
 		}
@@ -2019,11 +2034,11 @@ func (a *analyzer) derivedKeys(rs *pg.RangeSubselect, sel *pg.SelectStmt, sc *sc
 // an outer join's nullable side.
 func (a *analyzer) recordStarKeys(s *pg.SelectStmt, sc *scope) {
 	for _, t := range s.TargetList {
-		cr := t.GetResTarget().GetVal().GetColumnRef()
-		if cr == nil || len(cr.Fields) == 0 || cr.Fields[len(cr.Fields)-1].GetAStar() == nil {
+		val := t.GetResTarget().GetVal()
+		if !isStar(val) {
 			continue
 		}
-		q := stringItems(cr.Fields)
+		q := stringItems(val.GetColumnRef().Fields)
 		if len(q) > 1 {
 			continue
 		}

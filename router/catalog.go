@@ -66,7 +66,7 @@ func (c *catalog) shardedView(rel string) string {
 // longer is one is gathered or refused, an error at worst.
 //
 // Views come from two sources. Each shard's health check reports its
-// catalog's view dependencies (ViewsChecked), which replace that shard's
+// catalog's view dependencies (CatalogChecked), which replace that shard's
 // previous report, so a view dropped behind the proxy's back stops
 // being refused within one check. CREATE VIEW and DROP VIEW analysed
 // here take effect at once: a created view is held (created) until every
@@ -100,12 +100,21 @@ type createdView struct {
 }
 
 // LearnAggregates tells the router that names (pg_proc.proname, exact
-// case) are aggregate functions on some shard. It is called with what
-// the shards' catalogs list (the proxy's health checks) and for CREATE
-// AGGREGATE analysed here. It reports whether a name was new.
+// case) are aggregate functions on some shard (CREATE AGGREGATE analysed
+// here; the shards' catalogs come through CatalogChecked). It reports
+// whether a name was new.
 func (r *Router) LearnAggregates(names []string) bool {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
+	added := r.addAggregates(names)
+	if added {
+		r.publish()
+	}
+	return added
+}
+
+// addAggregates adds names to learn.aggs; learn.mu is held.
+func (r *Router) addAggregates(names []string) bool {
 	added := false
 	for _, n := range names {
 		if n != "" && !builtinAggregates[n] && !r.learn.aggs[n] {
@@ -115,9 +124,6 @@ func (r *Router) LearnAggregates(names []string) bool {
 			r.learn.aggs[n] = true
 			added = true
 		}
-	}
-	if added {
-		r.publish()
 	}
 	return added
 }
@@ -129,11 +135,13 @@ func (r *Router) LearnedAggregates() []string {
 	return slices.Sorted(maps.Keys(r.learn.aggs))
 }
 
-// ViewsChecked records the view dependencies and definitions a check of
-// shard that began at checked read from its catalog.
-func (r *Router) ViewsChecked(shard string, checked time.Time, deps []ViewDep, defs []ViewDef) {
+// CatalogChecked records what a check of shard that began at checked
+// read from its catalog: the aggregates it defines, and its views'
+// dependencies and definitions (which replace the shard's last report).
+func (r *Router) CatalogChecked(shard string, checked time.Time, aggs []string, deps []ViewDep, defs []ViewDef) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
+	r.addAggregates(aggs)
 	if r.learn.reports == nil {
 		r.learn.reports = map[string]viewReport{}
 	}
