@@ -139,7 +139,9 @@ var errPoolBusy = errors.New("every pooled connection is in use; check skipped")
 // plain views the proxy's login user owns, which a SELECT reads in the
 // view's place (a view reads its tables with its owner's rights and row
 // security; inlined, the query runs with the login user's, the same only
-// for its own views).
+// for its own views); and the bodies of functions and procedures not
+// written in C, whose words tell whether one touches sharded data
+// (router/functions.go).
 // What is created on the shards directly is known within one check
 // interval; what is created through the proxy at once (router.analyze).
 const catalogQuery = `SELECT
@@ -155,21 +157,19 @@ const catalogQuery = `SELECT
 		WHERE v.relkind IN ('v', 'm') AND v.oid >= 16384),
 	(SELECT coalesce(json_agg(json_build_array(n.nspname, v.relname, pg_get_viewdef(v.oid))), '[]')
 		FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
-		WHERE v.relkind = 'v' AND v.oid >= 16384 AND v.relowner = current_user::regrole)`
+		WHERE v.relkind = 'v' AND v.oid >= 16384 AND v.relowner = current_user::regrole),
+	(SELECT coalesce(json_agg(json_build_array(p.proname,
+			CASE WHEN p.prosqlbody IS NULL THEN p.prosrc ELSE pg_get_functiondef(p.oid) END)), '[]')
+		FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+		WHERE p.prokind IN ('f', 'p') AND p.oid >= 16384 AND l.lanname NOT IN ('c', 'internal'))`
 
-// shardCatalog is what checkShard read of a shard's catalog.
-type shardCatalog struct {
-	aggregates []string
-	views      []router.ViewDep
-	defs       []router.ViewDef
-}
-
-func parseShardCatalog(row [][]byte) (shardCatalog, error) {
-	var out shardCatalog
-	if len(row) != 3 {
+// parseShardCatalog reads catalogQuery's row.
+func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
+	var out router.ShardCatalog
+	if len(row) != 4 {
 		return out, fmt.Errorf("reading the shard's catalog: %d columns", len(row))
 	}
-	if err := json.Unmarshal(row[0], &out.aggregates); err != nil {
+	if err := json.Unmarshal(row[0], &out.Aggregates); err != nil {
 		return out, fmt.Errorf("reading the shard's aggregates: %w", err)
 	}
 	var deps [][4]string
@@ -177,14 +177,21 @@ func parseShardCatalog(row [][]byte) (shardCatalog, error) {
 		return out, fmt.Errorf("reading the shard's views: %w", err)
 	}
 	for _, d := range deps {
-		out.views = append(out.views, router.ViewDep{ViewSchema: d[0], View: d[1], RefSchema: d[2], Ref: d[3]})
+		out.Views = append(out.Views, router.ViewDep{ViewSchema: d[0], View: d[1], RefSchema: d[2], Ref: d[3]})
 	}
 	var defs [][3]string
 	if err := json.Unmarshal(row[2], &defs); err != nil {
 		return out, fmt.Errorf("reading the shard's view definitions: %w", err)
 	}
 	for _, d := range defs {
-		out.defs = append(out.defs, router.ViewDef{Schema: d[0], View: d[1], SQL: d[2]})
+		out.ViewDefs = append(out.ViewDefs, router.ViewDef{Schema: d[0], View: d[1], SQL: d[2]})
+	}
+	var funcs [][2]string
+	if err := json.Unmarshal(row[3], &funcs); err != nil {
+		return out, fmt.Errorf("reading the shard's functions: %w", err)
+	}
+	for _, f := range funcs {
+		out.Functions = append(out.Functions, router.FunctionDef{Name: f[0], Body: f[1]})
 	}
 	return out, nil
 }
@@ -193,7 +200,7 @@ func parseShardCatalog(row [][]byte) (shardCatalog, error) {
 // most timeout. The connection goes back to the pool when the backend
 // answered and is idle, and is discarded otherwise, so a check never
 // holds one.
-func checkShard(ctx context.Context, p *pool.Pool, timeout time.Duration) (*shardCatalog, error) {
+func checkShard(ctx context.Context, p *pool.Pool, timeout time.Duration) (*router.ShardCatalog, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c, err := p.Acquire(ctx)
@@ -215,7 +222,7 @@ func checkShard(ctx context.Context, p *pool.Pool, timeout time.Duration) (*shar
 		return nil, err
 	}
 	var shardErr error
-	var cat shardCatalog
+	var cat router.ShardCatalog
 	for {
 		msg, err := c.Receive()
 		if err != nil {
@@ -247,10 +254,10 @@ func checkShard(ctx context.Context, p *pool.Pool, timeout time.Duration) (*shar
 // learnCatalog tells the router of rt, and of the current runtime if a
 // reload replaced rt meanwhile, what a check begun at checked read of
 // shard's catalog.
-func (s *Server) learnCatalog(rt *Runtime, shard string, checked time.Time, cat *shardCatalog) {
-	rt.Router.CatalogChecked(shard, checked, cat.aggregates, cat.views, cat.defs)
+func (s *Server) learnCatalog(rt *Runtime, shard string, checked time.Time, cat *router.ShardCatalog) {
+	rt.Router.CatalogChecked(shard, checked, *cat)
 	if cur := s.Runtime(); cur != rt {
-		cur.Router.CatalogChecked(shard, checked, cat.aggregates, cat.views, cat.defs)
+		cur.Router.CatalogChecked(shard, checked, *cat)
 	}
 }
 

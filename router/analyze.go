@@ -147,6 +147,12 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 		// the same Query string may already call it.
 		r.LearnAggregates([]string{name})
 	}
+	if name, words := functionCreated(tree.Stmts[0].Stmt, text); name != "" {
+		st.readsText = true
+		r.functionCreated(name, words)
+	} else if names := functionsDropped(tree.Stmts[0].Stmt); len(names) > 0 {
+		r.functionsDropped(names)
+	}
 	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && sel.IntoClause == nil && len(st.facts.viewDefs()) > 0 {
 		var ok bool
 		if st.inlinedViews, ok = inlineViews(tree.Stmts[0].Stmt, st.facts, 0); !ok {
@@ -155,6 +161,12 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	}
 	a := &analyzer{r: r, st: st, text: text, version: tree.Version, inKey: -1}
 	a.top(tree.Stmts[0].Stmt)
+	if st.Kind != KindDDL || st.createAs {
+		if err := r.functionRefusal(tree.Stmts[0].Stmt, text, st.facts); err != nil && st.err == nil {
+			st.err = err
+		}
+		st.readsText = st.readsText || tree.Stmts[0].Stmt.GetDoStmt() != nil
+	}
 	pf := analyzePooling(tree.Stmts[0].Stmt)
 	st.sessionState, st.LocalConfig, st.setConfigs = pf.refusal, pf.localConfig, pf.setConfigs
 	if len(st.uses) == 0 {
@@ -280,7 +292,7 @@ func (a *analyzer) top(n *pg.Node) {
 		st.DiscardAll = x.DiscardStmt.Target == pg.DiscardMode_DISCARD_ALL
 	case *pg.Node_ViewStmt:
 		st.Kind = KindDDL
-		st.definesView = true
+		st.readsText = true
 		a.collectTables(n)
 		a.view(x.ViewStmt)
 	default:

@@ -26,6 +26,10 @@ type catalog struct {
 	// relation name: a SELECT reads such a view as the subquery it is
 	// (inlineViews), which the router can route and merge.
 	defs map[string]viewDef
+	// funcs are functions and procedures whose bodies touch sharded data
+	// (functions.go), by name, each with what it touches: a statement
+	// calling one is refused without a shard hint.
+	funcs map[string]string
 }
 
 // viewDef is a view's query as a shard prints it (pg_get_viewdef), or
@@ -52,6 +56,21 @@ func (c *catalog) viewDefs() map[string]viewDef {
 	return c.defs
 }
 
+// viewTables maps each view over a sharded table to one such table.
+func (c *catalog) viewTables() map[string]string {
+	if c == nil {
+		return nil
+	}
+	return c.views
+}
+
+func (c *catalog) functions() map[string]string {
+	if c == nil {
+		return nil
+	}
+	return c.funcs
+}
+
 // shardedView returns the sharded table view rel reads, or "".
 func (c *catalog) shardedView(rel string) string {
 	if c == nil {
@@ -65,19 +84,21 @@ func (c *catalog) shardedView(rel string) string {
 // Aggregate names only accumulate: a name read as an aggregate that no
 // longer is one is gathered or refused, an error at worst.
 //
-// Views come from two sources. Each shard's health check reports its
-// catalog's view dependencies (CatalogChecked), which replace that shard's
-// previous report, so a view dropped behind the proxy's back stops
-// being refused within one check. CREATE VIEW and DROP VIEW analysed
-// here take effect at once: a created view is held (created) until every
+// Views and functions come from two sources. Each shard's health check
+// reports its catalog's view dependencies and function bodies
+// (CatalogChecked), which replace that shard's previous report, so a
+// view or function dropped behind the proxy's back stops being refused
+// within one check. CREATE and DROP analysed here take effect at once: a
+// created view or function is held (created, createdFuncs) until every
 // shard has a report from a check begun after it; a dropped one leaves
 // every report at once (a check racing the DROP may bring it back until
 // the next one, which refuses, never misreads).
 type learning struct {
-	mu      sync.Mutex
-	aggs    map[string]bool
-	reports map[string]viewReport // by shard
-	created map[string]createdView
+	mu           sync.Mutex
+	aggs         map[string]bool
+	reports      map[string]shardReport // by shard
+	created      map[string]createdView
+	createdFuncs map[string]createdFunc
 }
 
 // ViewDep is one dependency of a view (or materialized view) on a
@@ -87,15 +108,29 @@ type ViewDep struct {
 	RefSchema, Ref   string
 }
 
-type viewReport struct {
+// ShardCatalog is what a health check read of one shard's catalog.
+type ShardCatalog struct {
+	Aggregates []string // names of aggregates
+	Views      []ViewDep
+	ViewDefs   []ViewDef
+	Functions  []FunctionDef
+}
+
+type shardReport struct {
 	deps    []ViewDep
 	defs    []ViewDef
-	checked time.Time // when the check that read deps began
+	funcs   map[string]bodyWords // by name: the words of its bodies
+	checked time.Time            // when the check that read them began
 }
 
 type createdView struct {
 	table string
 	def   *viewDef // nil: not a plain view
+	at    time.Time
+}
+
+type createdFunc struct {
+	words bodyWords
 	at    time.Time
 }
 
@@ -136,28 +171,38 @@ func (r *Router) LearnedAggregates() []string {
 }
 
 // CatalogChecked records what a check of shard that began at checked
-// read from its catalog: the aggregates it defines, and its views'
-// dependencies and definitions (which replace the shard's last report).
-func (r *Router) CatalogChecked(shard string, checked time.Time, aggs []string, deps []ViewDep, defs []ViewDef) {
+// read from its catalog: the aggregates it defines, and its views and
+// functions (which replace the shard's last report).
+func (r *Router) CatalogChecked(shard string, checked time.Time, cat ShardCatalog) {
+	funcs := map[string]bodyWords{}
+	for _, f := range cat.Functions {
+		w := wordsOf(f.Body)
+		if prev := funcs[f.Name]; prev != nil { // overloads: one name
+			maps.Copy(w, prev)
+		}
+		funcs[f.Name] = w
+	}
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
-	r.addAggregates(aggs)
+	r.addAggregates(cat.Aggregates)
 	if r.learn.reports == nil {
-		r.learn.reports = map[string]viewReport{}
+		r.learn.reports = map[string]shardReport{}
 	}
-	r.learn.reports[shard] = viewReport{deps: deps, defs: defs, checked: checked}
-	for name, v := range r.learn.created {
-		seen := true
-		for _, s := range r.cfg.Shards {
-			if rep, ok := r.learn.reports[s.Name]; !ok || !rep.checked.After(v.at) {
-				seen = false
-			}
-		}
-		if seen {
-			delete(r.learn.created, name)
-		}
-	}
+	r.learn.reports[shard] = shardReport{deps: cat.Views, defs: cat.ViewDefs, funcs: funcs, checked: checked}
+	maps.DeleteFunc(r.learn.created, func(_ string, v createdView) bool { return r.reportedSince(v.at) })
+	maps.DeleteFunc(r.learn.createdFuncs, func(_ string, f createdFunc) bool { return r.reportedSince(f.at) })
 	r.publish()
+}
+
+// reportedSince tells whether every shard has a report from a check
+// begun after at. learn.mu is held.
+func (r *Router) reportedSince(at time.Time) bool {
+	for _, s := range r.cfg.Shards {
+		if rep, ok := r.learn.reports[s.Name]; !ok || !rep.checked.After(at) {
+			return false
+		}
+	}
+	return true
 }
 
 // viewCreated and viewDropped are CREATE VIEW reading sharded table
@@ -185,6 +230,35 @@ func (r *Router) viewDropped(view string) {
 	r.publish()
 }
 
+// functionCreated and functionsDropped are CREATE FUNCTION (or
+// PROCEDURE) name with a body of words w, and DROP of names, analysed
+// here.
+func (r *Router) functionCreated(name string, w bodyWords) {
+	r.learn.mu.Lock()
+	defer r.learn.mu.Unlock()
+	if r.learn.createdFuncs == nil {
+		r.learn.createdFuncs = map[string]createdFunc{}
+	}
+	r.learn.createdFuncs[name] = createdFunc{words: w, at: time.Now()}
+	r.publish()
+}
+
+func (r *Router) functionsDropped(names []string) {
+	r.learn.mu.Lock()
+	defer r.learn.mu.Unlock()
+	for _, name := range names {
+		delete(r.learn.createdFuncs, name)
+		for s, rep := range r.learn.reports {
+			if rep.funcs[name] != nil {
+				rep.funcs = maps.Clone(rep.funcs)
+				delete(rep.funcs, name)
+				r.learn.reports[s] = rep
+			}
+		}
+	}
+	r.publish()
+}
+
 // Adopt starts r from what old learned (a reload's new router: these
 // are facts of the databases, not of the configuration).
 func (r *Router) Adopt(old *Router) {
@@ -192,10 +266,11 @@ func (r *Router) Adopt(old *Router) {
 	aggs := maps.Clone(old.learn.aggs)
 	reports := maps.Clone(old.learn.reports)
 	created := maps.Clone(old.learn.created)
+	createdFuncs := maps.Clone(old.learn.createdFuncs)
 	old.learn.mu.Unlock()
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
-	r.learn.aggs, r.learn.reports, r.learn.created = aggs, reports, created
+	r.learn.aggs, r.learn.reports, r.learn.created, r.learn.createdFuncs = aggs, reports, created, createdFuncs
 	r.publish()
 }
 
@@ -221,16 +296,41 @@ func (r *Router) publish() {
 		}
 	}
 	maps.DeleteFunc(next.defs, func(name string, _ viewDef) bool { return next.views[name] == "" })
+	next.funcs = r.shardedFunctions(r.learnedFunctions(), next.views)
 	cur := r.facts.Load()
 	if cur != nil && maps.Equal(cur.aggs, next.aggs) && maps.Equal(cur.views, next.views) &&
-		maps.EqualFunc(cur.defs, next.defs, viewDef.equal) ||
-		cur == nil && len(next.aggs) == 0 && len(next.views) == 0 {
+		maps.EqualFunc(cur.defs, next.defs, viewDef.equal) && maps.Equal(cur.funcs, next.funcs) ||
+		cur == nil && len(next.aggs) == 0 && len(next.views) == 0 && len(next.funcs) == 0 {
 		return
 	}
 	// Stored before the cache is cleared: a statement analysed with the
 	// old facts is then either cleared or not stored (planCache.put).
 	r.facts.Store(next)
 	r.cache.clear()
+}
+
+// learnedFunctions are the words of every function body the shards
+// reported or CREATE FUNCTION here gave, by name (the union over
+// shards and overloads). learn.mu is held.
+func (r *Router) learnedFunctions() map[string]bodyWords {
+	out := map[string]bodyWords{}
+	add := func(name string, w bodyWords) {
+		if prev, ok := out[name]; ok {
+			merged := maps.Clone(prev)
+			maps.Copy(merged, w)
+			w = merged
+		}
+		out[name] = w
+	}
+	for _, rep := range r.learn.reports {
+		for name, w := range rep.funcs {
+			add(name, w)
+		}
+	}
+	for name, f := range r.learn.createdFuncs {
+		add(name, f.words)
+	}
+	return out
 }
 
 // shardedViews adds to out the views of deps that read a sharded table

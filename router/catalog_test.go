@@ -46,7 +46,7 @@ func TestShardedViews(t *testing.T) {
 		{"public", "misc", "public", "unmapped"},
 	}
 	for _, s := range []string{"s0", "s1", "s2"} {
-		r.CatalogChecked(s, now, nil, deps, nil)
+		r.CatalogChecked(s, now, ShardCatalog{Views: deps})
 	}
 	for _, q := range []string{"SELECT count(*) FROM big_orders", "SELECT * FROM v2 WHERE customer_id = 1",
 		"SELECT o.id FROM products p JOIN big_orders o ON o.product_id = p.id",
@@ -85,13 +85,13 @@ func TestShardedViews(t *testing.T) {
 		}
 	}
 	later := time.Now().Add(time.Second)
-	r.CatalogChecked("s0", later, nil, nil, nil)
-	r.CatalogChecked("s1", later, nil, nil, nil)
-	r.CatalogChecked("s2", now, nil, nil, nil) // began before the CREATE
+	r.CatalogChecked("s0", later, ShardCatalog{})
+	r.CatalogChecked("s1", later, ShardCatalog{})
+	r.CatalogChecked("s2", now, ShardCatalog{}) // began before the CREATE
 	if !refused("SELECT * FROM open_orders") {
 		t.Error("open_orders forgotten before every shard was read after its CREATE")
 	}
-	r.CatalogChecked("s2", later, nil, nil, nil) // every shard read after it: gone
+	r.CatalogChecked("s2", later, ShardCatalog{}) // every shard read after it: gone
 	if refused("SELECT * FROM open_orders") {
 		t.Error("open_orders still refused though no shard has it")
 	}
@@ -108,7 +108,7 @@ func TestShardedViews(t *testing.T) {
 	}
 
 	// A reloaded router adopts what this one learned.
-	r.CatalogChecked("s0", later, nil, deps, nil)
+	r.CatalogChecked("s0", later, ShardCatalog{Views: deps})
 	r2, _ := newTestRouter(t)
 	r2.Adopt(r)
 	if _, _, err := route(r2, "SELECT * FROM v2", nil, ""); err == nil {
@@ -122,15 +122,15 @@ func TestInlinedViews(t *testing.T) {
 	r, _ := newTestRouter(t)
 	now := time.Now()
 	for _, s := range []string{"s0", "s1", "s2"} {
-		r.CatalogChecked(s, now, nil, []ViewDep{
+		r.CatalogChecked(s, now, ShardCatalog{Views: []ViewDep{
 			{"public", "big_orders", "public", "orders"},
 			{"public", "bigger", "public", "big_orders"},
 			{"app", "recent", "public", "orders"},
-		}, []ViewDef{
+		}, ViewDefs: []ViewDef{
 			{"public", "big_orders", " SELECT orders.id, orders.customer_id, orders.total\n   FROM orders\n  WHERE orders.total > 10::numeric;"},
 			{"public", "bigger", " SELECT big_orders.id\n   FROM big_orders\n  WHERE big_orders.total > 100::numeric;"},
 			{"app", "recent", " SELECT orders.id FROM orders;"},
-		})
+		}})
 	}
 	shardSQL := func(sql string) string {
 		t.Helper()

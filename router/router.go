@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -84,9 +85,9 @@ type Statement struct {
 	// the transaction later, as SET LOCAL is; the session refuses those.
 	LocalConfig bool
 
-	hint        string   // /* shard: x */ in the text
-	facts       *catalog // what the router knew of the shards' catalogs when analysed
-	definesView bool     // CREATE VIEW (see usableNormalised)
+	hint      string   // /* shard: x */ in the text
+	facts     *catalog // what the router knew of the shards' catalogs when analysed
+	readsText bool     // CREATE VIEW/FUNCTION, DO (see usableNormalised)
 	// inlinedViews are views read as their query (inlineViews) whose
 	// names had no schema: refused under a custom search_path.
 	inlinedViews []string
@@ -174,6 +175,7 @@ type Router struct {
 	cfg         *config.Config
 	tables      map[string]*tableInfo // "schema.rel" -> table
 	relNames    map[string]bool       // the rel part of every key of tables
+	tableKeys   []string              // the keys of tables, sorted
 	logins      []string              // the shards' login users, sorted, distinct ("$user")
 	loginSchema bool                  // a mapped table is in a schema named in logins
 	shardIdx    map[string]int
@@ -265,6 +267,7 @@ func New(cfg *config.Config, strats map[string]strategies.Strategy) (*Router, er
 		r.tables[schema+"."+rel] = info
 		r.relNames[rel] = true
 	}
+	r.tableKeys = slices.Sorted(maps.Keys(r.tables))
 	for _, s := range cfg.Shards {
 		if u := loginUser(s.DSN); u != "" && !slices.Contains(r.logins, u) {
 			r.logins = append(r.logins, u)
@@ -479,11 +482,12 @@ func (r *Router) segmentStatement(sql string, seg *segment, norm []byte, nlits i
 	return st, false, nil
 }
 
-// usableNormalised: SET keeps its value as text, and CREATE VIEW its
-// query (viewDef), so one whose literals were lifted out must be analysed
-// from the original text.
+// usableNormalised: SET keeps its value as text, CREATE VIEW its query
+// (viewDef), and CREATE FUNCTION and DO are read for the words of their
+// bodies (functions.go), so one whose literals were lifted out must be
+// analysed from the original text.
 func usableNormalised(st *Statement, nlits int) bool {
-	return nlits == 0 || (st.Kind != KindSet && st.Kind != KindShardHintSet && !st.definesView)
+	return nlits == 0 || (st.Kind != KindSet && st.Kind != KindShardHintSet && !st.readsText)
 }
 
 // parseWhole is the slow path when a segment does not parse: pg_query

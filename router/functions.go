@@ -1,0 +1,203 @@
+package router
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
+
+// A function (or procedure, or DO block) whose body reads a sharded
+// table runs wherever the statement calling it goes, and there it sees
+// that shard's rows only: SELECT * FROM orders_of(7) would go to the
+// default shard and return the rows of customer 7 only if they live
+// there, with no error. The router cannot see into a body in general
+// (PL/pgSQL, dynamic SQL), so it reads the body's words: a body that
+// names a sharded table, a view over one, or another such function is
+// taken to read sharded data, and a statement that calls it is refused
+// unless a shard hint says where to run it. A body that names a
+// reference table and a writing command is refused the same way: run on
+// one shard, it would change that shard's copy only.
+//
+// The words are a conservative reading: a name in a comment or a string
+// counts too (dynamic SQL often spells its table in a string), and a
+// table built from pieces at run time is not seen.
+
+// bodyWords are the distinct identifiers of a function body or DO block:
+// unquoted words folded to lower case, quoted ones as written.
+type bodyWords map[string]bool
+
+// writeWords are the commands that change a table.
+var writeWords = []string{"insert", "update", "delete", "truncate", "merge", "copy"}
+
+// wordsOf splits src into bodyWords.
+func wordsOf(src string) bodyWords {
+	w := bodyWords{}
+	for i := 0; i < len(src); {
+		c := src[i]
+		switch {
+		case c == '"':
+			end := strings.IndexByte(src[i+1:], '"')
+			if end < 0 {
+				end = len(src) - i - 1
+			}
+			w[src[i+1:i+1+end]] = true
+			i += end + 2
+		case isWordByte(c) && (c < '0' || c > '9'):
+			j := i + 1
+			for j < len(src) && isWordByte(src[j]) {
+				j++
+			}
+			w[strings.ToLower(src[i:j])] = true
+			i = j
+		default:
+			i++
+		}
+	}
+	return w
+}
+
+// isWordByte: '$' is not one, although Postgres allows it inside an
+// identifier, so that a dollar-quoted body's delimiter ($$SELECT, t$$)
+// is not read as part of its first and last words; a$b reads as a and
+// b, which can only find more names, not fewer.
+func isWordByte(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
+}
+
+// FunctionDef is one function or procedure a shard's catalog defines:
+// its name (pg_proc.proname) and body (prosrc, or the whole definition
+// for a SQL-standard body).
+type FunctionDef struct {
+	Name, Body string
+}
+
+// touches tells what words w name that a body must not read or write on
+// one shard alone ("" if nothing): a sharded table, a view over one
+// (views), a function already found to (funcs), or a reference table
+// together with a writing command.
+func (r *Router) touches(w bodyWords, views, funcs map[string]string) string {
+	for _, key := range r.tableKeys {
+		t := r.tables[key]
+		_, rel := splitTableName(t.name)
+		if !w[rel] {
+			continue
+		}
+		if !t.ref {
+			return "reads sharded table " + t.name
+		}
+		for _, verb := range writeWords {
+			if w[verb] {
+				return "may write reference table " + t.name + " (" + strings.ToUpper(verb) + ")"
+			}
+		}
+	}
+	for _, v := range slices.Sorted(maps.Keys(views)) {
+		if w[v] {
+			return fmt.Sprintf("reads view %s over sharded table %s", v, views[v])
+		}
+	}
+	for _, f := range slices.Sorted(maps.Keys(funcs)) {
+		if w[f] {
+			return fmt.Sprintf("calls %s(), which %s", f, funcs[f])
+		}
+	}
+	return ""
+}
+
+// shardedFunctions finds, among functions (name -> the words of its
+// bodies), those that touch sharded data directly or through one
+// another, with what they touch.
+func (r *Router) shardedFunctions(functions map[string]bodyWords, views map[string]string) map[string]string {
+	out := map[string]string{}
+	names := slices.Sorted(maps.Keys(functions))
+	for changed := true; changed; {
+		changed = false
+		for _, name := range names {
+			if out[name] != "" {
+				continue
+			}
+			if why := r.touches(functions[name], views, out); why != "" {
+				out[name] = why
+				changed = true
+			}
+		}
+	}
+	return out
+}
+
+// functionCreated is the name CREATE FUNCTION or CREATE PROCEDURE
+// defines, and the words of the whole statement (its body, whatever the
+// language, is part of it), or "".
+func functionCreated(n *pg.Node, text string) (string, bodyWords) {
+	f := n.GetCreateFunctionStmt()
+	if f == nil {
+		return "", nil
+	}
+	names := stringItems(f.Funcname)
+	if len(names) == 0 {
+		return "", nil
+	}
+	return names[len(names)-1], wordsOf(text)
+}
+
+// functionsDropped are the names DROP FUNCTION/PROCEDURE/ROUTINE names.
+func functionsDropped(n *pg.Node) []string {
+	d := n.GetDropStmt()
+	if d == nil {
+		return nil
+	}
+	switch d.RemoveType {
+	case pg.ObjectType_OBJECT_FUNCTION, pg.ObjectType_OBJECT_PROCEDURE, pg.ObjectType_OBJECT_ROUTINE:
+	default:
+		return nil
+	}
+	var out []string
+	for _, o := range d.Objects {
+		if names := stringItems(o.GetObjectWithArgs().GetObjname()); len(names) > 0 {
+			out = append(out, names[len(names)-1])
+		}
+	}
+	return out
+}
+
+// functionRefusal is the error for statement n (its text is text) when
+// it calls a function that touches sharded data (facts.funcs), or is a
+// DO block that does; nil otherwise.
+func (r *Router) functionRefusal(n *pg.Node, text string, facts *catalog) *pgconn.PgError {
+	if do := n.GetDoStmt(); do != nil {
+		if why := r.touches(wordsOf(text), facts.viewTables(), facts.functions()); why != "" {
+			return pgError(codeFeatureNotSupport, "DO block "+why+"; shardproxy cannot tell which shards it needs",
+				"write its statements as statements of their own, which shardproxy routes (in a transaction to keep them atomic), or run it on a shard with a /* shard: name */ comment")
+		}
+		return nil
+	}
+	funcs := facts.functions()
+	if len(funcs) == 0 {
+		return nil
+	}
+	var name string
+	check := func(f *pg.FuncCall) {
+		if names := stringItems(f.GetFuncname()); name == "" && len(names) > 0 && funcs[names[len(names)-1]] != "" {
+			name = names[len(names)-1]
+		}
+	}
+	if c := n.GetCallStmt(); c != nil {
+		check(c.Funccall)
+	}
+	walk(n, func(c *pg.Node) bool {
+		if f := c.GetFuncCall(); f != nil {
+			check(f)
+		}
+		return name == ""
+	})
+	if name == "" {
+		return nil
+	}
+	return pgError(codeFeatureNotSupport,
+		fmt.Sprintf("function %s() %s; shardproxy cannot tell which shards it needs", name, funcs[name]),
+		"run the statement on the shard it needs with a /* shard: name */ comment, or write the function's query in the statement")
+}
