@@ -2,12 +2,15 @@ package proxy_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shardproxy/shardproxy/proxy"
 )
@@ -69,6 +72,25 @@ func TestUserAggregates(t *testing.T) {
 	mustExec(t, c, "CREATE AGGREGATE agg.sum(numeric) (sfunc = numeric_add, stype = numeric, initcond = '1000')")
 	same(t, c, "SELECT agg.sum(total) FROM orders", "SELECT sum(total) + 1000 FROM orders")
 	same(t, c, "SELECT pg_catalog.sum(total) FROM orders", "SELECT sum(total) FROM orders")
+	// Unqualified, it is the user's under a search_path that lists agg
+	// before pg_catalog (as each shard shows); merging it as Postgres'
+	// sum would add the initial state once per shard: refused.
+	mustExec(t, c, "SET search_path = agg, pg_catalog, public")
+	var shardSum, builtin float64
+	d := f.Direct(t, "s1")
+	mustExec(t, d, "SET search_path = agg, pg_catalog, public")
+	if err := d.QueryRow(context.Background(), "SELECT sum(total), pg_catalog.sum(total) FROM orders").Scan(&shardSum, &builtin); err != nil || shardSum != builtin+1000 {
+		t.Errorf("on s1 under agg, pg_catalog: sum %v, pg_catalog.sum %v, %v; want the user's (1000 more)", shardSum, builtin, err)
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		_, err := c.Exec(context.Background(), "SELECT sum(total) FROM public.orders", mode)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "0A000" || !strings.Contains(pgErr.Hint, "pg_catalog.sum") {
+			t.Errorf("sum(total) under search_path agg, pg_catalog (mode %v): %v; want 0A000", mode, err)
+		}
+	}
+	same(t, c, "SELECT pg_catalog.sum(total) FROM public.orders", "SELECT pg_catalog.sum(total) + 0 FROM public.orders")
+	mustExec(t, c, "RESET search_path")
 
 	// Created on the shards directly: known from the health check, which
 	// also runs before a server takes its first client.

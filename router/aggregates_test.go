@@ -1,9 +1,13 @@
 package router
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestLearnedAggregates: a call of a user-defined aggregate without
@@ -22,7 +26,7 @@ func TestLearnedAggregates(t *testing.T) {
 	if !r.LearnAggregates([]string{"mysum", "sum", ""}) {
 		t.Fatal("LearnAggregates: mysum not new")
 	}
-	if r.LearnAggregates([]string{"mysum", "count"}) {
+	if r.LearnAggregates([]string{"mysum", "sum"}) {
 		t.Error("LearnAggregates: nothing new, yet reported new")
 	}
 	if n := r.CacheLen(); n != 0 {
@@ -113,5 +117,44 @@ func TestQualifiedAggregateGathered(t *testing.T) {
 	p = planOf(t, r, "SELECT pg_catalog.sum(total) FROM orders")
 	if p == nil || strings.Contains(leaf(p.Root).SQL.Render(func(int) string { return "?" }), "array_agg") {
 		t.Errorf("pg_catalog.sum(total): plan\n%v", p)
+	}
+}
+
+// TestShadowedAggregate: a user's aggregate named like Postgres' own
+// (agg.sum) is what an unqualified sum(x) calls when the session's
+// search_path lists its schema before pg_catalog. Merged as Postgres'
+// sum, its per-shard values would be added up as if they were sums, so
+// a merge of such a name under a custom search_path is refused; the
+// default search_path, pg_catalog.sum, and one-shard statements are not.
+func TestShadowedAggregate(t *testing.T) {
+	r, _ := newTestRouter(t)
+	custom := Args{CustomSearchPath: true}
+	const merged = "SELECT sum(total) FROM public.orders"
+	if _, _, err := routeWith(r, merged, nil, custom); err != nil {
+		t.Fatalf("before any user aggregate named sum: %v", err)
+	}
+	for _, s := range []string{"s0", "s1", "s2"} {
+		r.CatalogChecked(s, time.Now(), ShardCatalog{Aggregates: []string{"sum"}})
+	}
+	if got := r.LearnedAggregates(); len(got) != 0 {
+		t.Errorf("a built-in name learned as an aggregate to gather: %q", got)
+	}
+	_, _, err := routeWith(r, merged, nil, custom)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "0A000" || !strings.Contains(pgErr.Message, "sum()") || !strings.Contains(pgErr.Hint, "pg_catalog.sum") {
+		t.Errorf("%s under a custom search_path: %v; want 0A000", merged, err)
+	}
+	for _, tc := range []struct {
+		sql  string
+		args Args
+	}{
+		{merged, Args{}},
+		{"SELECT pg_catalog.sum(total) FROM public.orders", custom},
+		{"SELECT sum(total) FROM public.orders WHERE customer_id = 1", custom},
+		{"SELECT count(*) FROM public.orders", custom},
+	} {
+		if _, _, err := routeWith(r, tc.sql, nil, tc.args); err != nil {
+			t.Errorf("%s (custom search_path %v): %v", tc.sql, tc.args.CustomSearchPath, err)
+		}
 	}
 }

@@ -167,6 +167,16 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 		}
 		st.readsText = st.readsText || tree.Stmts[0].Stmt.GetDoStmt() != nil
 	}
+	if shadows := st.facts.shadowed(); len(shadows) > 0 {
+		walk(tree.Stmts[0].Stmt, func(c *pg.Node) bool {
+			if f := c.GetFuncCall(); f != nil && f.Over == nil {
+				if names := stringItems(f.Funcname); len(names) == 1 && shadows[names[0]] && !slices.Contains(st.shadowedAggs, names[0]) {
+					st.shadowedAggs = append(st.shadowedAggs, names[0])
+				}
+			}
+			return true
+		})
+	}
 	pf := analyzePooling(tree.Stmts[0].Stmt)
 	st.sessionState, st.LocalConfig, st.setConfigs = pf.refusal, pf.localConfig, pf.setConfigs
 	if len(st.uses) == 0 {

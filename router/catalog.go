@@ -17,6 +17,10 @@ type catalog struct {
 	// extensions): mysum(x) over two shards is one aggregate to gather,
 	// not a per-shard value to concatenate.
 	aggs map[string]bool
+	// shadows are built-in aggregate names (sum) that a user's aggregate
+	// in some schema also has (agg.sum): a session search_path listing
+	// that schema before pg_catalog makes sum(x) the user's.
+	shadows map[string]bool
 	// views are views and materialized views that read a sharded table
 	// (directly or through other views), by relation name, each with one
 	// such table. A view is not in the map, so the router would send it
@@ -48,6 +52,13 @@ type ViewDef struct {
 }
 
 func (c *catalog) aggregate(name string) bool { return c != nil && c.aggs[name] }
+
+func (c *catalog) shadowed() map[string]bool {
+	if c == nil {
+		return nil
+	}
+	return c.shadows
+}
 
 func (c *catalog) viewDefs() map[string]viewDef {
 	if c == nil {
@@ -96,6 +107,7 @@ func (c *catalog) shardedView(rel string) string {
 type learning struct {
 	mu           sync.Mutex
 	aggs         map[string]bool
+	shadows      map[string]bool
 	reports      map[string]shardReport // by shard
 	created      map[string]createdView
 	createdFuncs map[string]createdFunc
@@ -148,15 +160,20 @@ func (r *Router) LearnAggregates(names []string) bool {
 	return added
 }
 
-// addAggregates adds names to learn.aggs; learn.mu is held.
+// addAggregates adds names to learn.aggs, or to learn.shadows when
+// Postgres has an aggregate of that name too; learn.mu is held.
 func (r *Router) addAggregates(names []string) bool {
 	added := false
 	for _, n := range names {
-		if n != "" && !builtinAggregates[n] && !r.learn.aggs[n] {
-			if r.learn.aggs == nil {
-				r.learn.aggs = map[string]bool{}
+		set := &r.learn.aggs
+		if builtinAggregates[n] {
+			set = &r.learn.shadows
+		}
+		if n != "" && !(*set)[n] {
+			if *set == nil {
+				*set = map[string]bool{}
 			}
-			r.learn.aggs[n] = true
+			(*set)[n] = true
 			added = true
 		}
 	}
@@ -263,21 +280,21 @@ func (r *Router) functionsDropped(names []string) {
 // are facts of the databases, not of the configuration).
 func (r *Router) Adopt(old *Router) {
 	old.learn.mu.Lock()
-	aggs := maps.Clone(old.learn.aggs)
+	aggs, shadows := maps.Clone(old.learn.aggs), maps.Clone(old.learn.shadows)
 	reports := maps.Clone(old.learn.reports)
 	created := maps.Clone(old.learn.created)
 	createdFuncs := maps.Clone(old.learn.createdFuncs)
 	old.learn.mu.Unlock()
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
-	r.learn.aggs, r.learn.reports, r.learn.created, r.learn.createdFuncs = aggs, reports, created, createdFuncs
+	r.learn.aggs, r.learn.shadows, r.learn.reports, r.learn.created, r.learn.createdFuncs = aggs, shadows, reports, created, createdFuncs
 	r.publish()
 }
 
 // publish stores the catalog the learning state gives, when it differs
 // from the current one, and then clears the plan cache. learn.mu is held.
 func (r *Router) publish() {
-	next := &catalog{aggs: maps.Clone(r.learn.aggs), views: map[string]string{}, defs: map[string]viewDef{}}
+	next := &catalog{aggs: maps.Clone(r.learn.aggs), shadows: maps.Clone(r.learn.shadows), views: map[string]string{}, defs: map[string]viewDef{}}
 	for name, v := range r.learn.created {
 		next.views[name] = v.table
 		if v.def != nil {
@@ -298,9 +315,9 @@ func (r *Router) publish() {
 	maps.DeleteFunc(next.defs, func(name string, _ viewDef) bool { return next.views[name] == "" })
 	next.funcs = r.shardedFunctions(r.learnedFunctions(), next.views)
 	cur := r.facts.Load()
-	if cur != nil && maps.Equal(cur.aggs, next.aggs) && maps.Equal(cur.views, next.views) &&
+	if cur != nil && maps.Equal(cur.aggs, next.aggs) && maps.Equal(cur.shadows, next.shadows) && maps.Equal(cur.views, next.views) &&
 		maps.EqualFunc(cur.defs, next.defs, viewDef.equal) && maps.Equal(cur.funcs, next.funcs) ||
-		cur == nil && len(next.aggs) == 0 && len(next.views) == 0 && len(next.funcs) == 0 {
+		cur == nil && len(next.aggs) == 0 && len(next.shadows) == 0 && len(next.views) == 0 && len(next.funcs) == 0 {
 		return
 	}
 	// Stored before the cache is cleared: a statement analysed with the

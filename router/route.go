@@ -342,6 +342,13 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 		rt.Merge = MergeConcat
 	case st.planErr != nil:
 		return Route{}, st.planErr
+	case st.plan != nil && args.CustomSearchPath && len(st.shadowedAggs) > 0:
+		// Merged as Postgres' own, it could be a user's of the same name
+		// in a schema the session's search_path puts before pg_catalog.
+		name := st.shadowedAggs[0]
+		return Route{}, pgError(codeFeatureNotSupport,
+			fmt.Sprintf("aggregate %s() across shards under a search_path other than the default: a user-defined aggregate is also named %s", name, name),
+			"write pg_catalog."+name+"() for Postgres' own, or the schema of the user's")
 	case st.plan != nil:
 		rt.Merge, rt.Plan = MergePlan, st.plan
 	case st.inexact != "":

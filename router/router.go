@@ -91,6 +91,10 @@ type Statement struct {
 	// inlinedViews are views read as their query (inlineViews) whose
 	// names had no schema: refused under a custom search_path.
 	inlinedViews []string
+	// shadowedAggs are built-in aggregate names called unqualified that
+	// a user's aggregate also has (catalog.shadows): refused in a merge
+	// under a custom search_path.
+	shadowedAggs []string
 	uses         []tableUse      // every table occurrence
 	err          *pgconn.PgError // statement that can never be routed (unless hinted)
 	// sessionState refuses, hinted or not, a statement that would leave
