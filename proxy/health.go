@@ -141,7 +141,8 @@ var errPoolBusy = errors.New("every pooled connection is in use; check skipped")
 // security; inlined, the query runs with the login user's, the same only
 // for its own views); and the bodies of functions and procedures not
 // written in C, whose words tell whether one touches sharded data
-// (router/functions.go).
+// (router/functions.go); and the partitions and inheritance children of
+// tables, routed as the mapped table they descend from.
 // What is created on the shards directly is known within one check
 // interval; what is created through the proxy at once (router.analyze).
 const catalogQuery = `SELECT
@@ -161,12 +162,17 @@ const catalogQuery = `SELECT
 	(SELECT coalesce(json_agg(json_build_array(p.proname,
 			CASE WHEN p.prosqlbody IS NULL THEN p.prosrc ELSE pg_get_functiondef(p.oid) END)), '[]')
 		FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
-		WHERE p.prokind IN ('f', 'p') AND p.oid >= 16384 AND l.lanname NOT IN ('c', 'internal'))`
+		WHERE p.prokind IN ('f', 'p') AND p.oid >= 16384 AND l.lanname NOT IN ('c', 'internal')),
+	(SELECT coalesce(json_agg(json_build_array(cn.nspname, c.relname, pn.nspname, p.relname)), '[]')
+		FROM pg_inherits i
+		JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+		JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+		WHERE c.relkind IN ('r', 'p', 'f'))`
 
 // parseShardCatalog reads catalogQuery's row.
 func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
 	var out router.ShardCatalog
-	if len(row) != 4 {
+	if len(row) != 5 {
 		return out, fmt.Errorf("reading the shard's catalog: %d columns", len(row))
 	}
 	if err := json.Unmarshal(row[0], &out.Aggregates); err != nil {
@@ -192,6 +198,13 @@ func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
 	}
 	for _, f := range funcs {
 		out.Functions = append(out.Functions, router.FunctionDef{Name: f[0], Body: f[1]})
+	}
+	var inherits [][4]string
+	if err := json.Unmarshal(row[4], &inherits); err != nil {
+		return out, fmt.Errorf("reading the shard's table inheritance: %w", err)
+	}
+	for _, i := range inherits {
+		out.Inherits = append(out.Inherits, router.Inherit{ChildSchema: i[0], Child: i[1], ParentSchema: i[2], Parent: i[3]})
 	}
 	return out, nil
 }

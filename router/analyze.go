@@ -153,6 +153,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	} else if names := functionsDropped(tree.Stmts[0].Stmt); len(names) > 0 {
 		r.functionsDropped(names)
 	}
+	r.noteChildren(tree.Stmts[0].Stmt, st.facts)
 	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && sel.IntoClause == nil && len(st.facts.viewDefs()) > 0 {
 		var ok bool
 		if st.inlinedViews, ok = inlineViews(tree.Stmts[0].Stmt, st.facts, 0); !ok {
@@ -443,7 +444,7 @@ func (a *analyzer) addUse(rv *pg.RangeVar, write bool) int {
 		u.alias = rv.Alias.Aliasname
 	}
 	var err *pgconn.PgError
-	u.home, u.info, err = a.r.table(rv.Schemaname, rv.Relname)
+	u.home, u.info, err = a.r.table(a.st.facts, rv.Schemaname, rv.Relname)
 	if err != nil && a.st.err == nil {
 		a.st.err = err
 	}

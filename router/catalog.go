@@ -1,8 +1,10 @@
 package router
 
 import (
+	"cmp"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -30,6 +32,17 @@ type catalog struct {
 	// relation name: a SELECT reads such a view as the subquery it is
 	// (inlineViews), which the router can route and merge.
 	defs map[string]viewDef
+	// children are the partitions and inheritance children of mapped
+	// tables (at any depth), by "schema.rel", each routed as the mapped
+	// table it descends from: its rows were placed by that table's key
+	// (inserted through the parent, or through it by the key), so
+	// SELECT count(*) FROM orders_2024 reads every shard and an INSERT
+	// into it goes to the key's shard. Not in the map, it went to the
+	// default shard alone. childOf is each one's parent, by the same
+	// key; childRels their relation names.
+	children  map[string]*tableInfo
+	childOf   map[string]string
+	childRels map[string]bool
 	// funcs are functions and procedures whose bodies touch sharded data
 	// (functions.go), by name, each with what it touches: a statement
 	// calling one is refused without a shard hint.
@@ -65,6 +78,15 @@ func (c *catalog) viewDefs() map[string]viewDef {
 		return nil
 	}
 	return c.defs
+}
+
+// child is the mapped table a partition or inheritance child "schema.rel"
+// descends from, as the router routes it, or nil.
+func (c *catalog) child(key string) *tableInfo {
+	if c == nil {
+		return nil
+	}
+	return c.children[key]
 }
 
 // viewTables maps each view over a sharded table to one such table.
@@ -111,6 +133,14 @@ type learning struct {
 	reports      map[string]shardReport // by shard
 	created      map[string]createdView
 	createdFuncs map[string]createdFunc
+	// createdChildren are partitions and children made through the
+	// proxy ("schema.rel" -> the parent's "schema.rel").
+	createdChildren map[string]createdChild
+}
+
+type createdChild struct {
+	parent string
+	at     time.Time
 }
 
 // ViewDep is one dependency of a view (or materialized view) on a
@@ -126,13 +156,22 @@ type ShardCatalog struct {
 	Views      []ViewDep
 	ViewDefs   []ViewDef
 	Functions  []FunctionDef
+	Inherits   []Inherit
+}
+
+// Inherit is one pg_inherits row of a shard: a partition or inheritance
+// child of a table.
+type Inherit struct {
+	ChildSchema, Child   string
+	ParentSchema, Parent string
 }
 
 type shardReport struct {
-	deps    []ViewDep
-	defs    []ViewDef
-	funcs   map[string]bodyWords // by name: the words of its bodies
-	checked time.Time            // when the check that read them began
+	deps     []ViewDep
+	defs     []ViewDef
+	inherits []Inherit
+	funcs    map[string]bodyWords // by name: the words of its bodies
+	checked  time.Time            // when the check that read them began
 }
 
 type createdView struct {
@@ -205,9 +244,10 @@ func (r *Router) CatalogChecked(shard string, checked time.Time, cat ShardCatalo
 	if r.learn.reports == nil {
 		r.learn.reports = map[string]shardReport{}
 	}
-	r.learn.reports[shard] = shardReport{deps: cat.Views, defs: cat.ViewDefs, funcs: funcs, checked: checked}
+	r.learn.reports[shard] = shardReport{deps: cat.Views, defs: cat.ViewDefs, inherits: cat.Inherits, funcs: funcs, checked: checked}
 	maps.DeleteFunc(r.learn.created, func(_ string, v createdView) bool { return r.reportedSince(v.at) })
 	maps.DeleteFunc(r.learn.createdFuncs, func(_ string, f createdFunc) bool { return r.reportedSince(f.at) })
+	maps.DeleteFunc(r.learn.createdChildren, func(_ string, c createdChild) bool { return r.reportedSince(c.at) })
 	r.publish()
 }
 
@@ -276,6 +316,33 @@ func (r *Router) functionsDropped(names []string) {
 	r.publish()
 }
 
+// childCreated and childDropped are CREATE TABLE ... PARTITION OF or
+// INHERITS, ALTER TABLE ... ATTACH PARTITION, and DROP TABLE or DETACH
+// PARTITION, analysed here (keys "schema.rel").
+func (r *Router) childCreated(child, parent string) {
+	r.learn.mu.Lock()
+	defer r.learn.mu.Unlock()
+	if r.learn.createdChildren == nil {
+		r.learn.createdChildren = map[string]createdChild{}
+	}
+	r.learn.createdChildren[child] = createdChild{parent: parent, at: time.Now()}
+	r.publish()
+}
+
+func (r *Router) childDropped(child string) {
+	r.learn.mu.Lock()
+	defer r.learn.mu.Unlock()
+	if c := r.facts.Load(); c == nil || c.childOf[child] == "" {
+		return
+	}
+	delete(r.learn.createdChildren, child)
+	for s, rep := range r.learn.reports {
+		rep.inherits = slices.DeleteFunc(slices.Clone(rep.inherits), func(i Inherit) bool { return i.ChildSchema+"."+i.Child == child })
+		r.learn.reports[s] = rep
+	}
+	r.publish()
+}
+
 // Adopt starts r from what old learned (a reload's new router: these
 // are facts of the databases, not of the configuration).
 func (r *Router) Adopt(old *Router) {
@@ -284,10 +351,12 @@ func (r *Router) Adopt(old *Router) {
 	reports := maps.Clone(old.learn.reports)
 	created := maps.Clone(old.learn.created)
 	createdFuncs := maps.Clone(old.learn.createdFuncs)
+	createdChildren := maps.Clone(old.learn.createdChildren)
 	old.learn.mu.Unlock()
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
 	r.learn.aggs, r.learn.shadows, r.learn.reports, r.learn.created, r.learn.createdFuncs = aggs, shadows, reports, created, createdFuncs
+	r.learn.createdChildren = createdChildren
 	r.publish()
 }
 
@@ -295,6 +364,16 @@ func (r *Router) Adopt(old *Router) {
 // from the current one, and then clears the plan cache. learn.mu is held.
 func (r *Router) publish() {
 	next := &catalog{aggs: maps.Clone(r.learn.aggs), shadows: maps.Clone(r.learn.shadows), views: map[string]string{}, defs: map[string]viewDef{}}
+	next.childOf = map[string]string{}
+	for _, sh := range r.cfg.Shards {
+		for _, i := range r.learn.reports[sh.Name].inherits {
+			next.childOf[i.ChildSchema+"."+i.Child] = i.ParentSchema + "." + i.Parent
+		}
+	}
+	for child, c := range r.learn.createdChildren {
+		next.childOf[child] = c.parent
+	}
+	next.children, next.childRels = r.descendants(next.childOf)
 	for name, v := range r.learn.created {
 		next.views[name] = v.table
 		if v.def != nil {
@@ -305,7 +384,7 @@ func (r *Router) publish() {
 	// whatever the map's order (the shards' should be the same).
 	for _, sh := range r.cfg.Shards {
 		rep := r.learn.reports[sh.Name]
-		r.shardedViews(rep.deps, next.views)
+		r.shardedViews(rep.deps, next.children, next.views)
 		for _, d := range rep.defs {
 			if _, ok := next.defs[d.View]; !ok {
 				next.defs[d.View] = viewDef{schema: d.Schema, sql: d.SQL}
@@ -313,11 +392,12 @@ func (r *Router) publish() {
 		}
 	}
 	maps.DeleteFunc(next.defs, func(name string, _ viewDef) bool { return next.views[name] == "" })
-	next.funcs = r.shardedFunctions(r.learnedFunctions(), next.views)
+	next.funcs = r.shardedFunctions(r.learnedFunctions(), next)
 	cur := r.facts.Load()
 	if cur != nil && maps.Equal(cur.aggs, next.aggs) && maps.Equal(cur.shadows, next.shadows) && maps.Equal(cur.views, next.views) &&
+		maps.Equal(cur.childOf, next.childOf) &&
 		maps.EqualFunc(cur.defs, next.defs, viewDef.equal) && maps.Equal(cur.funcs, next.funcs) ||
-		cur == nil && len(next.aggs) == 0 && len(next.shadows) == 0 && len(next.views) == 0 && len(next.funcs) == 0 {
+		cur == nil && len(next.aggs) == 0 && len(next.shadows) == 0 && len(next.views) == 0 && len(next.funcs) == 0 && len(next.childOf) == 0 {
 		return
 	}
 	// Stored before the cache is cleared: a statement analysed with the
@@ -350,9 +430,40 @@ func (r *Router) learnedFunctions() map[string]bodyWords {
 	return out
 }
 
+// descendants resolves childOf to the mapped table each child descends
+// from, through any number of levels (children of unmapped tables are
+// left out), and the relation names of those children.
+func (r *Router) descendants(childOf map[string]string) (map[string]*tableInfo, map[string]bool) {
+	out, rels := map[string]*tableInfo{}, map[string]bool{}
+	for changed := true; changed; {
+		changed = false
+		for child, parent := range childOf {
+			if out[child] != nil || r.tables[child] != nil {
+				continue // a mapped child keeps its own entry
+			}
+			p := r.tables[parent]
+			if p == nil {
+				p = out[parent]
+			}
+			if p == nil {
+				continue
+			}
+			schema, rel, _ := strings.Cut(child, ".")
+			name := rel
+			if schema != "public" {
+				name = child
+			}
+			out[child] = &tableInfo{name: name, key: p.key, ref: p.ref, strat: p.strat}
+			rels[rel] = true
+			changed = true
+		}
+	}
+	return out, rels
+}
+
 // shardedViews adds to out the views of deps that read a sharded table
-// of the map, directly or through other such views.
-func (r *Router) shardedViews(deps []ViewDep, out map[string]string) {
+// of the map (or a child of one), directly or through other such views.
+func (r *Router) shardedViews(deps []ViewDep, children map[string]*tableInfo, out map[string]string) {
 	reads := map[string]string{} // "schema.view" -> a sharded table it reads
 	for changed := true; changed; {
 		changed = false
@@ -362,7 +473,7 @@ func (r *Router) shardedViews(deps []ViewDep, out map[string]string) {
 				continue
 			}
 			ref := d.RefSchema + "." + d.Ref
-			if t := r.tables[ref]; t != nil && !t.ref {
+			if t := cmp.Or(r.tables[ref], children[ref]); t != nil && !t.ref {
 				reads[key] = t.name
 			} else if via := reads[ref]; via != "" {
 				reads[key] = via

@@ -209,12 +209,13 @@ type CopyPlacer struct {
 // not sharded (a reference table, or one not in the shard map). args
 // supplies Columns (needed without a column list), TimeZone and ColumnType.
 func (r *Router) CopyPlacer(ctx context.Context, sp *CopySpec, args Args) (*CopyPlacer, error) {
+	facts := r.facts.Load()
 	if args.CustomSearchPath {
-		if err := r.unqualified(sp.schema, sp.rel); err != nil {
+		if err := r.unqualified(facts, sp.schema, sp.rel); err != nil {
 			return nil, err
 		}
 	}
-	home, info, perr := r.table(sp.schema, sp.rel)
+	home, info, perr := r.table(facts, sp.schema, sp.rel)
 	if perr != nil {
 		return nil, perr
 	}

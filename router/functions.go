@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -76,14 +77,17 @@ type FunctionDef struct {
 }
 
 // touches tells what words w name that a body must not read or write on
-// one shard alone ("" if nothing): a sharded table, a view over one
-// (views), a function already found to (funcs), or a reference table
-// together with a writing command.
-func (r *Router) touches(w bodyWords, views, funcs map[string]string) string {
-	for _, key := range r.tableKeys {
-		t := r.tables[key]
-		_, rel := splitTableName(t.name)
-		if !w[rel] {
+// one shard alone ("" if nothing): a sharded table or a child of one, a
+// view over one (facts.views), a function already found to (funcs), or
+// a reference table together with a writing command.
+func (r *Router) touches(w bodyWords, facts *catalog, funcs map[string]string) string {
+	tables := r.tableKeys
+	if facts != nil && len(facts.children) > 0 {
+		tables = slices.Concat(tables, slices.Sorted(maps.Keys(facts.children)))
+	}
+	for _, key := range tables {
+		t := cmp.Or(r.tables[key], facts.child(key))
+		if _, rel, _ := strings.Cut(key, "."); !w[rel] {
 			continue
 		}
 		if !t.ref {
@@ -95,6 +99,7 @@ func (r *Router) touches(w bodyWords, views, funcs map[string]string) string {
 			}
 		}
 	}
+	views := facts.viewTables()
 	for _, v := range slices.Sorted(maps.Keys(views)) {
 		if w[v] {
 			return fmt.Sprintf("reads view %s over sharded table %s", v, views[v])
@@ -111,7 +116,7 @@ func (r *Router) touches(w bodyWords, views, funcs map[string]string) string {
 // shardedFunctions finds, among functions (name -> the words of its
 // bodies), those that touch sharded data directly or through one
 // another, with what they touch.
-func (r *Router) shardedFunctions(functions map[string]bodyWords, views map[string]string) map[string]string {
+func (r *Router) shardedFunctions(functions map[string]bodyWords, facts *catalog) map[string]string {
 	out := map[string]string{}
 	names := slices.Sorted(maps.Keys(functions))
 	for changed := true; changed; {
@@ -120,7 +125,7 @@ func (r *Router) shardedFunctions(functions map[string]bodyWords, views map[stri
 			if out[name] != "" {
 				continue
 			}
-			if why := r.touches(functions[name], views, out); why != "" {
+			if why := r.touches(functions[name], facts, out); why != "" {
 				out[name] = why
 				changed = true
 			}
@@ -169,7 +174,7 @@ func functionsDropped(n *pg.Node) []string {
 // DO block that does; nil otherwise.
 func (r *Router) functionRefusal(n *pg.Node, text string, facts *catalog) *pgconn.PgError {
 	if do := n.GetDoStmt(); do != nil {
-		if why := r.touches(wordsOf(text), facts.viewTables(), facts.functions()); why != "" {
+		if why := r.touches(wordsOf(text), facts, facts.functions()); why != "" {
 			return pgError(codeFeatureNotSupport, "DO block "+why+"; shardproxy cannot tell which shards it needs",
 				"write its statements as statements of their own, which shardproxy routes (in a transaction to keep them atomic), or run it on a shard with a /* shard: name */ comment")
 		}

@@ -141,7 +141,7 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 	}
 	if args.CustomSearchPath {
 		for _, u := range st.uses {
-			if err := r.unqualified(u.schema, u.rel); err != nil {
+			if err := r.unqualified(st.facts, u.schema, u.rel); err != nil {
 				return Route{}, err
 			}
 		}
@@ -160,8 +160,8 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 // the search_path, perhaps to another schema's table: with app.items
 // sharded and search_path app, "items" would go to the default shard only,
 // reads seeing part of the rows and inserts placed there.
-func (r *Router) unqualified(schema, rel string) error {
-	if schema != "" || !r.relNames[rel] {
+func (r *Router) unqualified(facts *catalog, schema, rel string) error {
+	if schema != "" || !r.relNames[rel] && (facts == nil || !facts.childRels[rel]) {
 		return nil
 	}
 	return pgError(codeFeatureNotSupport,

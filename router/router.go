@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -313,12 +314,15 @@ func loginUser(dsn string) string {
 // otherwise public's. When the shards log in as different users "$user"
 // differs between them, and such a name is refused. Other search_paths
 // are the session's business (Args.CustomSearchPath, unqualified).
-func (r *Router) table(schema, rel string) (string, *tableInfo, *pgconn.PgError) {
+// Partitions and inheritance children of mapped tables (facts.children)
+// count as mapped, routed as the table they descend from.
+func (r *Router) table(facts *catalog, schema, rel string) (string, *tableInfo, *pgconn.PgError) {
+	get := func(key string) *tableInfo { return cmp.Or(r.tables[key], facts.child(key)) }
 	if schema != "" {
-		return schema, r.tables[schema+"."+rel], nil
+		return schema, get(schema + "." + rel), nil
 	}
 	for _, u := range r.logins {
-		if t := r.tables[u+"."+rel]; t != nil {
+		if t := get(u + "." + rel); t != nil {
 			if len(r.logins) > 1 {
 				return "", nil, pgError(codeFeatureNotSupport,
 					fmt.Sprintf("table name %q is not schema-qualified, the map has %s, and the shards log in as different users (%s)",
@@ -328,7 +332,7 @@ func (r *Router) table(schema, rel string) (string, *tableInfo, *pgconn.PgError)
 			return u, t, nil
 		}
 	}
-	return "public", r.tables["public."+rel], nil
+	return "public", get("public." + rel), nil
 }
 
 // splitTableName splits a configured name ("orders", "app.orders",

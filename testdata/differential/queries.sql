@@ -466,3 +466,11 @@ SELECT order_id, total FROM shipped_orders WHERE customer_id = 3 ORDER BY order_
 SELECT count(*), sum(amount) FROM big_shipped WHERE cust IN (2, 5, 9);
 SELECT s.total FROM (SELECT * FROM orders WHERE qty > 1) s WHERE s.customer_id = 4 ORDER BY 1 NULLS LAST;
 SELECT count(*) FROM (SELECT customer_id AS k, total FROM orders) s WHERE k = 6 OR k = 7;
+-- Partitions of order_items (schema.sql), read by name: routed as
+-- order_items, merged across shards, colocated with orders.
+SELECT count(*), sum(qty) FROM order_items_first;
+SELECT line, count(*), sum(price) FROM order_items_rest GROUP BY line ORDER BY line;
+SELECT customer_id, order_id, line, qty FROM order_items_rest WHERE customer_id = 7 ORDER BY order_id, line LIMIT 12;
+SELECT o.status, count(*) FROM orders o JOIN order_items_first i ON i.customer_id = o.customer_id AND i.order_id = o.order_id GROUP BY o.status ORDER BY 1 NULLS FIRST;
+SELECT product_id, count(*) FROM order_items_rest i JOIN products p USING (product_id) GROUP BY product_id ORDER BY 2 DESC, 1 LIMIT 5;
+SELECT count(*) FROM ONLY order_items_first WHERE customer_id IN (3, 7, 11);
