@@ -93,6 +93,18 @@ func TestShardedFunctions(t *testing.T) {
 	refused(c2, "SELECT count(*) FROM orders_of(1)", "function orders_of() reads sharded table orders")
 	refused(c2, "SELECT total_of(1)", "function total_of() calls orders_of(), which reads sharded table orders")
 	count(c2, "/* shard: s1 */ SELECT total FROM orders_of("+strconv.FormatInt(onS1, 10)+")", onS1*10)
+	// Or by key, without knowing shard names: every customer's row is
+	// found where its key lives, in both protocols.
+	for k := 1; k <= 20; k++ {
+		key := strconv.Itoa(k)
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+			var total int64
+			sql := "/* shard_key: orders = " + key + " */ SELECT total FROM orders_of(" + key + ")"
+			if err := c2.QueryRow(ctx, sql, mode).Scan(&total); err != nil || total != int64(k*10) {
+				t.Errorf("%s (mode %v): %d, %v; want %d", sql, mode, total, err, k*10)
+			}
+		}
+	}
 
 	// Dropped through the proxy: forgotten at once.
 	mustExec(t, c, "DROP FUNCTION count_orders()")

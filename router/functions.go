@@ -176,7 +176,7 @@ func (r *Router) functionRefusal(n *pg.Node, text string, facts *catalog) *pgcon
 	if do := n.GetDoStmt(); do != nil {
 		if why := r.touches(wordsOf(text), facts, facts.functions()); why != "" {
 			return pgError(codeFeatureNotSupport, "DO block "+why+"; shardproxy cannot tell which shards it needs",
-				"write its statements as statements of their own, which shardproxy routes (in a transaction to keep them atomic), or run it on a shard with a /* shard: name */ comment")
+				"write its statements as statements of their own, which shardproxy routes (in a transaction to keep them atomic), or run it on one shard with a /* shard_key: table = value */ or /* shard: name */ comment")
 		}
 		return nil
 	}
@@ -204,5 +204,5 @@ func (r *Router) functionRefusal(n *pg.Node, text string, facts *catalog) *pgcon
 	}
 	return pgError(codeFeatureNotSupport,
 		fmt.Sprintf("function %s() %s; shardproxy cannot tell which shards it needs", name, funcs[name]),
-		"run the statement on the shard it needs with a /* shard: name */ comment, or write the function's query in the statement")
+		"run it where its rows live with a /* shard_key: table = value */ or /* shard: name */ comment, or write the function's query in the statement")
 }

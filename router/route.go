@@ -130,7 +130,9 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 	if err := setConfigError(st.setConfigs, args.Params); err != nil {
 		return Route{}, err
 	}
-	if st.hint != "" {
+	if table, value, isKey := strings.Cut(st.hint, "="); isKey {
+		return r.keyHinted(ctx, st.facts, table, value)
+	} else if st.hint != "" {
 		return r.hinted(st.hint, "/* shard: "+st.hint+" */ comment")
 	}
 	if args.SessionShard != "" {
@@ -167,6 +169,65 @@ func (r *Router) unqualified(facts *catalog, schema, rel string) error {
 	return pgError(codeFeatureNotSupport,
 		fmt.Sprintf("table name %q is not schema-qualified, and the session's search_path is not the default", rel),
 		"shardproxy reads an unqualified table name as public's; write the schema (schema."+rel+"), or keep search_path at its default")
+}
+
+// keyHinted routes a statement with a /* shard_key: table = value */
+// comment to the shard that holds value as a key of sharded table table
+// (or a child of one): a statement the router cannot route by itself,
+// such as a call of a function that reads the key's rows, runs where that
+// key lives without the client knowing shard names. value is the key's
+// text, optionally in single quotes.
+func (r *Router) keyHinted(ctx context.Context, facts *catalog, table, value string) (Route, error) {
+	why := "/* shard_key: " + table + " = " + value + " */ comment"
+	schema, rel := hintTableName(table)
+	_, info, perr := r.table(facts, schema, rel)
+	if perr != nil {
+		return Route{}, perr
+	}
+	if info == nil || info.ref {
+		return Route{}, pgError(codeUndefinedObject, fmt.Sprintf("%s names %s, which is not a sharded table of the shard map", why, table), "")
+	}
+	if len(value) >= 2 && value[0] == '\'' && value[len(value)-1] == '\'' {
+		value = strings.ReplaceAll(value[1:len(value)-1], "''", "'")
+	}
+	k, err := strategies.ParseKey(info.strat.KeyType(), value)
+	if err != nil {
+		return Route{}, err
+	}
+	shard, err := info.strat.Locate(ctx, k, strategies.Read)
+	if errors.Is(err, strategies.ErrNoOwner) {
+		return Route{}, pgError(codeFeatureNotSupport, fmt.Sprintf("%s: no shard holds key %s of %s yet", why, value, info.name),
+			"insert the key's row through shardproxy first, or name the shard: /* shard: name */")
+	}
+	if err != nil {
+		return Route{}, err
+	}
+	return r.hinted(shard, why)
+}
+
+// hintTableName reads a table name as SQL does: [schema.]rel, each part
+// folded to lower case unless double-quoted; schema is "" when absent.
+func hintTableName(s string) (schema, rel string) {
+	inQuote, dot := false, -1
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '"':
+			inQuote = !inQuote
+		case s[i] == '.' && !inQuote && dot < 0:
+			dot = i
+		}
+	}
+	part := func(p string) string {
+		p = strings.TrimSpace(p)
+		if strings.HasPrefix(p, `"`) {
+			return unquote(p)
+		}
+		return strings.ToLower(p)
+	}
+	if dot < 0 {
+		return "", part(s)
+	}
+	return part(s[:dot]), part(s[dot+1:])
 }
 
 func unknownShard(name string) error {

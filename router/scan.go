@@ -304,9 +304,19 @@ func (s *scanner) comment(seg *segment, sql string, start, end, innerStart, inne
 }
 
 // parseHint reads "shard: s1" (case-insensitive key, surrounding spaces
-// allowed) and returns the shard name, or "".
+// allowed) and returns the shard name, or "shard_key: orders = 7" and
+// returns "orders=7" (a shard name has no '='; Route tells them apart),
+// or "".
 func parseHint(c string) string {
 	c = strings.TrimSpace(c)
+	if len(c) > 10 && strings.EqualFold(c[:10], "shard_key:") {
+		table, value, ok := strings.Cut(c[10:], "=")
+		table, value = strings.TrimSpace(table), strings.TrimSpace(value)
+		if !ok || table == "" || value == "" {
+			return ""
+		}
+		return table + "=" + value
+	}
 	if len(c) < 6 || !strings.EqualFold(c[:6], "shard:") {
 		return ""
 	}
