@@ -141,8 +141,10 @@ var errPoolBusy = errors.New("every pooled connection is in use; check skipped")
 // security; inlined, the query runs with the login user's, the same only
 // for its own views); and the bodies of functions and procedures not
 // written in C, whose words tell whether one touches sharded data
-// (router/functions.go); and the partitions and inheritance children of
-// tables, routed as the mapped table they descend from.
+// (router/functions.go); the partitions and inheritance children of
+// tables, routed as the mapped table they descend from; and the user
+// triggers (enabled ones), whose functions' writes may not follow their
+// rows (router/triggers.go).
 // What is created on the shards directly is known within one check
 // interval; what is created through the proxy at once (router.analyze).
 const catalogQuery = `SELECT
@@ -167,12 +169,17 @@ const catalogQuery = `SELECT
 		FROM pg_inherits i
 		JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
 		JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
-		WHERE c.relkind IN ('r', 'p', 'f'))`
+		WHERE c.relkind IN ('r', 'p', 'f')),
+	(SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname, t.tgname, p.proname, t.tgtype::int::text)), '[]')
+		FROM pg_trigger t
+		JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_proc p ON p.oid = t.tgfoid
+		WHERE NOT t.tgisinternal AND t.tgenabled <> 'D')`
 
 // parseShardCatalog reads catalogQuery's row.
 func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
 	var out router.ShardCatalog
-	if len(row) != 5 {
+	if len(row) != 6 {
 		return out, fmt.Errorf("reading the shard's catalog: %d columns", len(row))
 	}
 	if err := json.Unmarshal(row[0], &out.Aggregates); err != nil {
@@ -205,6 +212,17 @@ func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
 	}
 	for _, i := range inherits {
 		out.Inherits = append(out.Inherits, router.Inherit{ChildSchema: i[0], Child: i[1], ParentSchema: i[2], Parent: i[3]})
+	}
+	var triggers [][5]string
+	if err := json.Unmarshal(row[5], &triggers); err != nil {
+		return out, fmt.Errorf("reading the shard's triggers: %w", err)
+	}
+	for _, t := range triggers {
+		events, err := strconv.Atoi(t[4])
+		if err != nil {
+			return out, fmt.Errorf("reading the shard's triggers: tgtype %q", t[4])
+		}
+		out.Triggers = append(out.Triggers, router.Trigger{Schema: t[0], Table: t[1], Name: t[2], Function: t[3], Events: events})
 	}
 	return out, nil
 }

@@ -37,6 +37,7 @@ type tableUse struct {
 	alias  string     // FROM alias, "" if none
 	info   *tableInfo // nil: not in the shard map (lives on default_shard)
 	write  bool       // target of INSERT/UPDATE/DELETE/COPY FROM
+	fires  int        // the trigger events (triggerInsert...) that write fires
 	insert bool       // vals are the key of each VALUES row
 	keyed  bool       // vals constrains the key
 	vals   []valueRef // the key is one of these
@@ -147,13 +148,14 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 		// the same Query string may already call it.
 		r.LearnAggregates([]string{name})
 	}
-	if name, words := functionCreated(tree.Stmts[0].Stmt, text); name != "" {
+	if name, b := functionCreated(tree.Stmts[0].Stmt, text); name != "" {
 		st.readsText = true
-		r.functionCreated(name, words)
+		r.functionCreated(name, b)
 	} else if names := functionsDropped(tree.Stmts[0].Stmt); len(names) > 0 {
 		r.functionsDropped(names)
 	}
 	r.noteChildren(tree.Stmts[0].Stmt, st.facts)
+	r.noteTriggers(tree.Stmts[0].Stmt, st.facts)
 	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && sel.IntoClause == nil && len(st.facts.viewDefs()) > 0 {
 		var ok bool
 		if st.inlinedViews, ok = inlineViews(tree.Stmts[0].Stmt, st.facts, 0); !ok {
@@ -167,6 +169,9 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 			st.err = err
 		}
 		st.readsText = st.readsText || tree.Stmts[0].Stmt.GetDoStmt() != nil
+	}
+	if err := triggerRefusal(st); err != nil && st.err == nil {
+		st.err = err
 	}
 	if shadows := st.facts.shadowed(); len(shadows) > 0 {
 		walk(tree.Stmts[0].Stmt, func(c *pg.Node) bool {
@@ -408,7 +413,9 @@ func (a *analyzer) copy(c *pg.CopyStmt) {
 	}
 	// COPY FROM into a sharded table routes to every shard of its
 	// strategy; the proxy splits the rows by key (proxy/copy.go).
-	a.addUse(c.Relation, c.IsFrom)
+	if i := a.addUse(c.Relation, c.IsFrom); i >= 0 && c.IsFrom {
+		a.st.uses[i].fires = triggerInsert
+	}
 }
 
 // a2 analyses a nested data statement (CTE body, COPY query, EXPLAIN).
@@ -882,6 +889,12 @@ func (a *analyzer) exprs(n *pg.Node, note func(string)) {
 func (a *analyzer) insert(ins *pg.InsertStmt) {
 	a.with(ins.WithClause)
 	i := a.addUse(ins.Relation, true)
+	if i >= 0 {
+		a.st.uses[i].fires = triggerInsert
+		if ins.OnConflictClause != nil {
+			a.st.uses[i].fires |= triggerUpdate
+		}
+	}
 	sel := ins.SelectStmt.GetSelectStmt()
 	keyPos := -1
 	if i >= 0 && a.st.uses[i].sharded() {
@@ -1527,6 +1540,7 @@ func (a *analyzer) update(up *pg.UpdateStmt, top bool) {
 	var sc scope
 	i := a.addUse(up.Relation, true)
 	if i >= 0 {
+		a.st.uses[i].fires = triggerUpdate
 		sc.uses = append(sc.uses, i)
 	}
 	for _, f := range up.FromClause {
@@ -1564,6 +1578,7 @@ func (a *analyzer) delete(d *pg.DeleteStmt, top bool) {
 	first := len(a.st.uses)
 	var sc scope
 	if i := a.addUse(d.Relation, true); i >= 0 {
+		a.st.uses[i].fires = triggerDelete
 		sc.uses = append(sc.uses, i)
 	}
 	for _, f := range d.UsingClause {

@@ -43,6 +43,9 @@ type catalog struct {
 	children  map[string]*tableInfo
 	childOf   map[string]string
 	childRels map[string]bool
+	// triggers are triggers whose functions write where their tables'
+	// rows cannot (triggers.go), by the table's "schema.rel".
+	triggers map[string][]triggerRisk
 	// funcs are functions and procedures whose bodies touch sharded data
 	// (functions.go), by name, each with what it touches: a statement
 	// calling one is refused without a shard hint.
@@ -136,6 +139,7 @@ type learning struct {
 	// createdChildren are partitions and children made through the
 	// proxy ("schema.rel" -> the parent's "schema.rel").
 	createdChildren map[string]createdChild
+	createdTriggers map[string]createdTrigger // by Trigger.key
 }
 
 type createdChild struct {
@@ -157,6 +161,7 @@ type ShardCatalog struct {
 	ViewDefs   []ViewDef
 	Functions  []FunctionDef
 	Inherits   []Inherit
+	Triggers   []Trigger
 }
 
 // Inherit is one pg_inherits row of a shard: a partition or inheritance
@@ -170,8 +175,9 @@ type shardReport struct {
 	deps     []ViewDep
 	defs     []ViewDef
 	inherits []Inherit
-	funcs    map[string]bodyWords // by name: the words of its bodies
-	checked  time.Time            // when the check that read them began
+	triggers []Trigger
+	funcs    map[string]body // by name: its bodies, read
+	checked  time.Time       // when the check that read them began
 }
 
 type createdView struct {
@@ -181,8 +187,8 @@ type createdView struct {
 }
 
 type createdFunc struct {
-	words bodyWords
-	at    time.Time
+	body body
+	at   time.Time
 }
 
 // LearnAggregates tells the router that names (pg_proc.proname, exact
@@ -230,13 +236,13 @@ func (r *Router) LearnedAggregates() []string {
 // read from its catalog: the aggregates it defines, and its views and
 // functions (which replace the shard's last report).
 func (r *Router) CatalogChecked(shard string, checked time.Time, cat ShardCatalog) {
-	funcs := map[string]bodyWords{}
+	funcs := map[string]body{}
 	for _, f := range cat.Functions {
-		w := wordsOf(f.Body)
-		if prev := funcs[f.Name]; prev != nil { // overloads: one name
-			maps.Copy(w, prev)
+		b := readBody(f.Body)
+		if prev, ok := funcs[f.Name]; ok { // overloads: one name
+			b = b.merge(prev)
 		}
-		funcs[f.Name] = w
+		funcs[f.Name] = b
 	}
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
@@ -244,10 +250,11 @@ func (r *Router) CatalogChecked(shard string, checked time.Time, cat ShardCatalo
 	if r.learn.reports == nil {
 		r.learn.reports = map[string]shardReport{}
 	}
-	r.learn.reports[shard] = shardReport{deps: cat.Views, defs: cat.ViewDefs, inherits: cat.Inherits, funcs: funcs, checked: checked}
+	r.learn.reports[shard] = shardReport{deps: cat.Views, defs: cat.ViewDefs, inherits: cat.Inherits, triggers: cat.Triggers, funcs: funcs, checked: checked}
 	maps.DeleteFunc(r.learn.created, func(_ string, v createdView) bool { return r.reportedSince(v.at) })
 	maps.DeleteFunc(r.learn.createdFuncs, func(_ string, f createdFunc) bool { return r.reportedSince(f.at) })
 	maps.DeleteFunc(r.learn.createdChildren, func(_ string, c createdChild) bool { return r.reportedSince(c.at) })
+	maps.DeleteFunc(r.learn.createdTriggers, func(_ string, c createdTrigger) bool { return r.reportedSince(c.at) })
 	r.publish()
 }
 
@@ -288,15 +295,14 @@ func (r *Router) viewDropped(view string) {
 }
 
 // functionCreated and functionsDropped are CREATE FUNCTION (or
-// PROCEDURE) name with a body of words w, and DROP of names, analysed
-// here.
-func (r *Router) functionCreated(name string, w bodyWords) {
+// PROCEDURE) name with body b, and DROP of names, analysed here.
+func (r *Router) functionCreated(name string, b body) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
 	if r.learn.createdFuncs == nil {
 		r.learn.createdFuncs = map[string]createdFunc{}
 	}
-	r.learn.createdFuncs[name] = createdFunc{words: w, at: time.Now()}
+	r.learn.createdFuncs[name] = createdFunc{body: b, at: time.Now()}
 	r.publish()
 }
 
@@ -306,7 +312,7 @@ func (r *Router) functionsDropped(names []string) {
 	for _, name := range names {
 		delete(r.learn.createdFuncs, name)
 		for s, rep := range r.learn.reports {
-			if rep.funcs[name] != nil {
+			if _, ok := rep.funcs[name]; ok {
 				rep.funcs = maps.Clone(rep.funcs)
 				delete(rep.funcs, name)
 				r.learn.reports[s] = rep
@@ -352,11 +358,12 @@ func (r *Router) Adopt(old *Router) {
 	created := maps.Clone(old.learn.created)
 	createdFuncs := maps.Clone(old.learn.createdFuncs)
 	createdChildren := maps.Clone(old.learn.createdChildren)
+	createdTriggers := maps.Clone(old.learn.createdTriggers)
 	old.learn.mu.Unlock()
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
 	r.learn.aggs, r.learn.shadows, r.learn.reports, r.learn.created, r.learn.createdFuncs = aggs, shadows, reports, created, createdFuncs
-	r.learn.createdChildren = createdChildren
+	r.learn.createdChildren, r.learn.createdTriggers = createdChildren, createdTriggers
 	r.publish()
 }
 
@@ -392,12 +399,14 @@ func (r *Router) publish() {
 		}
 	}
 	maps.DeleteFunc(next.defs, func(name string, _ viewDef) bool { return next.views[name] == "" })
-	next.funcs = r.shardedFunctions(r.learnedFunctions(), next)
+	functions := r.learnedFunctions()
+	next.funcs = r.shardedFunctions(functions, next)
+	next.triggers = r.triggerRisks(r.learnedTriggers(), functions, next)
 	cur := r.facts.Load()
 	if cur != nil && maps.Equal(cur.aggs, next.aggs) && maps.Equal(cur.shadows, next.shadows) && maps.Equal(cur.views, next.views) &&
-		maps.Equal(cur.childOf, next.childOf) &&
+		maps.Equal(cur.childOf, next.childOf) && maps.EqualFunc(cur.triggers, next.triggers, equalRisks) &&
 		maps.EqualFunc(cur.defs, next.defs, viewDef.equal) && maps.Equal(cur.funcs, next.funcs) ||
-		cur == nil && len(next.aggs) == 0 && len(next.shadows) == 0 && len(next.views) == 0 && len(next.funcs) == 0 && len(next.childOf) == 0 {
+		cur == nil && len(next.aggs) == 0 && len(next.shadows) == 0 && len(next.views) == 0 && len(next.funcs) == 0 && len(next.childOf) == 0 && len(next.triggers) == 0 {
 		return
 	}
 	// Stored before the cache is cleared: a statement analysed with the
@@ -406,26 +415,24 @@ func (r *Router) publish() {
 	r.cache.clear()
 }
 
-// learnedFunctions are the words of every function body the shards
-// reported or CREATE FUNCTION here gave, by name (the union over
-// shards and overloads). learn.mu is held.
-func (r *Router) learnedFunctions() map[string]bodyWords {
-	out := map[string]bodyWords{}
-	add := func(name string, w bodyWords) {
+// learnedFunctions are the bodies of every function the shards reported
+// or CREATE FUNCTION here gave, by name (the union over shards and
+// overloads). learn.mu is held.
+func (r *Router) learnedFunctions() map[string]body {
+	out := map[string]body{}
+	add := func(name string, b body) {
 		if prev, ok := out[name]; ok {
-			merged := maps.Clone(prev)
-			maps.Copy(merged, w)
-			w = merged
+			b = b.merge(prev)
 		}
-		out[name] = w
+		out[name] = b
 	}
 	for _, rep := range r.learn.reports {
-		for name, w := range rep.funcs {
-			add(name, w)
+		for name, b := range rep.funcs {
+			add(name, b)
 		}
 	}
 	for name, f := range r.learn.createdFuncs {
-		add(name, f.words)
+		add(name, f.body)
 	}
 	return out
 }

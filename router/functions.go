@@ -19,24 +19,35 @@ import (
 // (PL/pgSQL, dynamic SQL), so it reads the body's words: a body that
 // names a sharded table, a view over one, or another such function is
 // taken to read sharded data, and a statement that calls it is refused
-// unless a shard hint says where to run it. A body that names a
-// reference table and a writing command is refused the same way: run on
-// one shard, it would change that shard's copy only.
+// unless a shard hint says where to run it. A body that writes a
+// reference table is refused the same way: run on one shard, it would
+// change that shard's copy only.
 //
 // The words are a conservative reading: a name in a comment or a string
 // counts too (dynamic SQL often spells its table in a string), and a
 // table built from pieces at run time is not seen.
 
-// bodyWords are the distinct identifiers of a function body or DO block:
-// unquoted words folded to lower case, quoted ones as written.
-type bodyWords map[string]bool
+// body is what the router reads of a function body or DO block: its
+// distinct identifiers (unquoted ones folded to lower case, quoted ones
+// as written), and the tables it names as a writing command's target
+// (INSERT INTO t, UPDATE t, DELETE FROM t, MERGE INTO t, TRUNCATE t,
+// COPY t), as "rel" or "schema.rel".
+type body struct {
+	words  map[string]bool
+	writes map[string]bool
+}
 
-// writeWords are the commands that change a table.
-var writeWords = []string{"insert", "update", "delete", "truncate", "merge", "copy"}
+// bodyToken is a word of a body, or a '.' between two.
+type bodyToken struct {
+	s      string
+	quoted bool
+	dot    bool
+}
 
-// wordsOf splits src into bodyWords.
-func wordsOf(src string) bodyWords {
-	w := bodyWords{}
+// readBody reads src. Strings are read through: dynamic SQL spells its
+// statements in them.
+func readBody(src string) body {
+	var toks []bodyToken
 	for i := 0; i < len(src); {
 		c := src[i]
 		switch {
@@ -45,20 +56,75 @@ func wordsOf(src string) bodyWords {
 			if end < 0 {
 				end = len(src) - i - 1
 			}
-			w[src[i+1:i+1+end]] = true
+			toks = append(toks, bodyToken{s: src[i+1 : i+1+end], quoted: true})
 			i += end + 2
 		case isWordByte(c) && (c < '0' || c > '9'):
 			j := i + 1
 			for j < len(src) && isWordByte(src[j]) {
 				j++
 			}
-			w[strings.ToLower(src[i:j])] = true
+			toks = append(toks, bodyToken{s: strings.ToLower(src[i:j])})
 			i = j
+		case c == '.':
+			toks = append(toks, bodyToken{dot: true})
+			i++
 		default:
 			i++
 		}
 	}
-	return w
+	b := body{words: map[string]bool{}, writes: map[string]bool{}}
+	keyword := func(i int, kw string) bool {
+		return i < len(toks) && !toks[i].quoted && !toks[i].dot && toks[i].s == kw
+	}
+	// target records the table name at toks[i], after an optional ONLY.
+	target := func(i int) {
+		if keyword(i, "only") {
+			i++
+		}
+		if i >= len(toks) || toks[i].dot {
+			return
+		}
+		name := toks[i].s
+		if i+2 < len(toks) && toks[i+1].dot && !toks[i+2].dot {
+			name += "." + toks[i+2].s
+		}
+		b.writes[name] = true
+	}
+	for i, t := range toks {
+		if t.dot {
+			continue
+		}
+		b.words[t.s] = true
+		if t.quoted {
+			continue
+		}
+		switch t.s {
+		case "insert", "merge":
+			if keyword(i+1, "into") {
+				target(i + 2)
+			}
+		case "delete":
+			if keyword(i+1, "from") {
+				target(i + 2)
+			}
+		case "update", "copy":
+			target(i + 1)
+		case "truncate":
+			if keyword(i+1, "table") {
+				i++
+			}
+			target(i + 1)
+		}
+	}
+	return b
+}
+
+// merge adds o's words and writes to b's (overloads of one name).
+func (b body) merge(o body) body {
+	out := body{words: maps.Clone(b.words), writes: maps.Clone(b.writes)}
+	maps.Copy(out.words, o.words)
+	maps.Copy(out.writes, o.writes)
+	return out
 }
 
 // isWordByte: '$' is not one, although Postgres allows it inside an
@@ -76,47 +142,56 @@ type FunctionDef struct {
 	Name, Body string
 }
 
-// touches tells what words w name that a body must not read or write on
-// one shard alone ("" if nothing): a sharded table or a child of one, a
-// view over one (facts.views), a function already found to (funcs), or
-// a reference table together with a writing command.
-func (r *Router) touches(w bodyWords, facts *catalog, funcs map[string]string) string {
+// touches tells what body b does that must not be done on one shard
+// alone ("" if nothing): it names a sharded table or a child of one, a
+// view over one (facts.views), or a function already found to touch one
+// (funcs), or it writes a reference table.
+func (r *Router) touches(b body, facts *catalog, funcs map[string]string) string {
+	for _, w := range slices.Sorted(maps.Keys(b.writes)) {
+		if t := r.writeTarget(facts, w); t != nil && t.ref {
+			return "writes reference table " + t.name
+		}
+	}
 	tables := r.tableKeys
 	if facts != nil && len(facts.children) > 0 {
 		tables = slices.Concat(tables, slices.Sorted(maps.Keys(facts.children)))
 	}
 	for _, key := range tables {
 		t := cmp.Or(r.tables[key], facts.child(key))
-		if _, rel, _ := strings.Cut(key, "."); !w[rel] {
-			continue
-		}
-		if !t.ref {
+		if _, rel, _ := strings.Cut(key, "."); !t.ref && b.words[rel] {
 			return "reads sharded table " + t.name
-		}
-		for _, verb := range writeWords {
-			if w[verb] {
-				return "may write reference table " + t.name + " (" + strings.ToUpper(verb) + ")"
-			}
 		}
 	}
 	views := facts.viewTables()
 	for _, v := range slices.Sorted(maps.Keys(views)) {
-		if w[v] {
+		if b.words[v] {
 			return fmt.Sprintf("reads view %s over sharded table %s", v, views[v])
 		}
 	}
 	for _, f := range slices.Sorted(maps.Keys(funcs)) {
-		if w[f] {
+		if b.words[f] {
 			return fmt.Sprintf("calls %s(), which %s", f, funcs[f])
 		}
 	}
 	return ""
 }
 
+// writeTarget is the mapped table (or child of one) that a body's write
+// target w ("rel" or "schema.rel", as readBody gives it) names under the
+// default search_path, or nil.
+func (r *Router) writeTarget(facts *catalog, w string) *tableInfo {
+	schema, rel, qualified := strings.Cut(w, ".")
+	if !qualified {
+		schema, rel = "", w
+	}
+	_, t, _ := r.table(facts, schema, rel)
+	return t
+}
+
 // shardedFunctions finds, among functions (name -> the words of its
 // bodies), those that touch sharded data directly or through one
 // another, with what they touch.
-func (r *Router) shardedFunctions(functions map[string]bodyWords, facts *catalog) map[string]string {
+func (r *Router) shardedFunctions(functions map[string]body, facts *catalog) map[string]string {
 	out := map[string]string{}
 	names := slices.Sorted(maps.Keys(functions))
 	for changed := true; changed; {
@@ -135,18 +210,18 @@ func (r *Router) shardedFunctions(functions map[string]bodyWords, facts *catalog
 }
 
 // functionCreated is the name CREATE FUNCTION or CREATE PROCEDURE
-// defines, and the words of the whole statement (its body, whatever the
-// language, is part of it), or "".
-func functionCreated(n *pg.Node, text string) (string, bodyWords) {
+// defines, and the whole statement read as its body (the body, whatever
+// the language, is part of it), or "".
+func functionCreated(n *pg.Node, text string) (string, body) {
 	f := n.GetCreateFunctionStmt()
 	if f == nil {
-		return "", nil
+		return "", body{}
 	}
 	names := stringItems(f.Funcname)
 	if len(names) == 0 {
-		return "", nil
+		return "", body{}
 	}
-	return names[len(names)-1], wordsOf(text)
+	return names[len(names)-1], readBody(text)
 }
 
 // functionsDropped are the names DROP FUNCTION/PROCEDURE/ROUTINE names.
@@ -174,7 +249,7 @@ func functionsDropped(n *pg.Node) []string {
 // DO block that does; nil otherwise.
 func (r *Router) functionRefusal(n *pg.Node, text string, facts *catalog) *pgconn.PgError {
 	if do := n.GetDoStmt(); do != nil {
-		if why := r.touches(wordsOf(text), facts, facts.functions()); why != "" {
+		if why := r.touches(readBody(text), facts, facts.functions()); why != "" {
 			return pgError(codeFeatureNotSupport, "DO block "+why+"; shardproxy cannot tell which shards it needs",
 				"write its statements as statements of their own, which shardproxy routes (in a transaction to keep them atomic), or run it on one shard with a /* shard_key: table = value */ or /* shard: name */ comment")
 		}

@@ -48,11 +48,12 @@ func TestShardedFunctions(t *testing.T) {
 				{"total_of", "BEGIN RETURN (SELECT sum(total) FROM orders_of(c)); END"}, // through orders_of
 				{"dyn", "BEGIN EXECUTE format('SELECT count(*) FROM %I', 'Sessions'); END"},
 				{"via_view", "SELECT count(*) FROM big_orders"},
-				{"price", "SELECT price FROM products WHERE id = $1"},       // reads a reference table
-				{"reprice", "UPDATE products SET price = price * $1"},       // writes one
-				{"mixed", `SELECT count(*) FROM "MixedCase"`},               // quoted, as configured
-				{"folded", `SELECT count(*) FROM mixedcase`},                // another table
-				{"helper", "SELECT $1 * 2 -- orders_total is another word"}, // no word of a sharded table
+				{"price", "SELECT price FROM products WHERE id = $1"},
+				{"log_price", "BEGIN INSERT INTO price_log SELECT * FROM products; UPDATE ONLY app.prices SET x = 1; END"}, // writes unmapped tables       // reads a reference table
+				{"reprice", "UPDATE products SET price = price * $1"},                                                      // writes one
+				{"mixed", `SELECT count(*) FROM "MixedCase"`},                                                              // quoted, as configured
+				{"folded", `SELECT count(*) FROM mixedcase`},                                                               // another table
+				{"helper", "SELECT $1 * 2 -- orders_total is another word"},                                                // no word of a sharded table
 			},
 		})
 	}
@@ -61,7 +62,7 @@ func TestShardedFunctions(t *testing.T) {
 		"SELECT total_of(7)":         "total_of() calls orders_of(), which reads sharded table orders",
 		"SELECT dyn()":               "dyn() reads sharded table sessions",
 		"SELECT via_view()":          "via_view() reads view big_orders over sharded table orders",
-		"SELECT reprice(1.1)":        "reprice() may write reference table products (UPDATE)",
+		"SELECT reprice(1.1)":        "reprice() writes reference table products",
 		`SELECT mixed()`:             `mixed() reads sharded table "MixedCase"`,
 		"SELECT id, total_of(customer_id) FROM orders WHERE customer_id = 1": "total_of()",
 		"UPDATE orders SET total = total_of(1) WHERE customer_id = 1":        "total_of()",
@@ -72,14 +73,14 @@ func TestShardedFunctions(t *testing.T) {
 		"CREATE TABLE t AS SELECT * FROM orders_of(1)":        "orders_of()",
 		"DO $$BEGIN INSERT INTO orders VALUES (1, 2); END$$":  "DO block reads sharded table orders",
 		"DO $$BEGIN PERFORM total_of(1); END$$":               "DO block calls total_of()",
-		"DO $$BEGIN DELETE FROM products WHERE id = 1; END$$": "DO block may write reference table products (DELETE)",
+		"DO $$BEGIN DELETE FROM products WHERE id = 1; END$$": "DO block writes reference table products",
 	} {
 		if !refused(q, want) {
 			t.Errorf("%s: not refused", q)
 		}
 	}
 	for _, q := range []string{
-		"SELECT price(1)", "SELECT helper(2)", "SELECT folded()", "SELECT * FROM orders WHERE customer_id = 1",
+		"SELECT price(1)", "SELECT log_price()", "SELECT helper(2)", "SELECT folded()", "SELECT * FROM orders WHERE customer_id = 1",
 		"/* shard: s1 */ SELECT * FROM orders_of(7)", "DO $$BEGIN PERFORM price(1); END$$",
 		"DROP FUNCTION IF EXISTS helper(int)", "ALTER FUNCTION orders_of(int) OWNER TO x",
 	} {
@@ -126,23 +127,106 @@ func TestShardedFunctions(t *testing.T) {
 	}
 }
 
-func TestWordsOf(t *testing.T) {
-	w := wordsOf(`SELECT x FROM "Odd Name", Public.Orders o -- orders_2 'lit'` + "\nWHERE $1 = 2éé")
-	for _, want := range []string{"select", "x", "from", "Odd Name", "public", "orders", "o", "orders_2", "lit", "where", "2éé"} {
-		if want == "2éé" {
-			if w[want] {
-				t.Errorf("%q: a word starting with a digit", want)
-			}
-			continue
-		}
-		if !w[want] {
-			t.Errorf("%q missing from %v", want, w)
+func TestReadBody(t *testing.T) {
+	b := readBody(`SELECT x FROM "Odd Name", Public.Orders o -- orders_2 'lit'` + "\nWHERE $1 = 2éé")
+	for _, want := range []string{"select", "x", "from", "Odd Name", "public", "orders", "o", "orders_2", "lit", "where"} {
+		if !b.words[want] {
+			t.Errorf("%q missing from %v", want, b.words)
 		}
 	}
-	if w["Orders"] || w["1"] {
-		t.Errorf("unquoted words not folded or numbers kept: %v", w)
+	if b.words["Orders"] || b.words["1"] || b.words["2éé"] {
+		t.Errorf("unquoted words not folded, or a word read from a number: %v", b.words)
 	}
-	if w := wordsOf(`"unterminated`); !w["unterminated"] {
-		t.Errorf("unterminated quote: %v", w)
+	if b := readBody(`"unterminated`); !b.words["unterminated"] {
+		t.Errorf("unterminated quote: %v", b.words)
+	}
+	b = readBody(`BEGIN
+		INSERT INTO app.log VALUES (1); update ONLY Products SET n = 1;
+		DELETE FROM "Odd"; MERGE INTO m USING s ON true WHEN MATCHED THEN DELETE;
+		TRUNCATE TABLE t1; TRUNCATE t2; COPY c FROM STDIN;
+		EXECUTE 'insert into dyn select 1';
+		SELECT * FROM inserted_rows FOR UPDATE; -- "update" then no table: harmless
+	END`)
+	want := []string{"app.log", "products", "Odd", "m", "t1", "t2", "c", "dyn"}
+	for _, w := range want {
+		if !b.writes[w] {
+			t.Errorf("write target %q missing from %v", w, b.writes)
+		}
+	}
+	if b.writes["inserted_rows"] || b.writes["s"] || b.writes["only"] {
+		t.Errorf("read tables taken for write targets: %v", b.writes)
+	}
+}
+
+// TestTriggerWrites: a trigger runs on the shard its row is written on,
+// so a write that fires one whose function writes a reference table (its
+// copies diverge), a sharded table of another strategy (the row lands
+// on the wrong shard), or, from a reference table, a sharded one (once
+// per shard) is refused. Writes to a table of the same strategy follow
+// the row's key, and are not.
+func TestTriggerWrites(t *testing.T) {
+	r, _ := newTestRouter(t)
+	now := time.Now()
+	for _, s := range []string{"s0", "s1", "s2"} {
+		r.CatalogChecked(s, now, ShardCatalog{
+			Functions: []FunctionDef{
+				{"take_stock", "BEGIN UPDATE products SET stock = stock - NEW.qty WHERE id = NEW.product_id; RETURN NEW; END"},
+				{"history", "BEGIN INSERT INTO order_items (customer_id, note) VALUES (NEW.customer_id, 'x'); RETURN NEW; END"},
+				{"emit", "BEGIN PERFORM emit_event(NEW.id); RETURN NEW; END"}, // through a call
+				{"emit_event", "INSERT INTO public.events (id) VALUES ($1)"},
+				{"price_changed", "BEGIN INSERT INTO orders (customer_id) VALUES (0); RETURN NEW; END"},
+				{"stamp", "BEGIN NEW.at := now(); RETURN NEW; END"},
+			},
+			Triggers: []Trigger{
+				{"public", "order_items", "stock", "take_stock", triggerInsert | triggerUpdate},
+				{"public", "orders", "hist", "history", triggerUpdate},
+				{"public", "orders", "ev", "emit", triggerDelete},
+				{"public", "products", "pc", "price_changed", triggerUpdate},
+				{"public", "sessions", "st", "stamp", triggerInsert},
+			},
+		})
+	}
+	refused := map[string]string{
+		"INSERT INTO order_items (customer_id, product_id, qty) VALUES (1, 2, 3)":                 "trigger stock on order_items runs take_stock(), which writes reference table products on the row's shard only",
+		"UPDATE order_items SET qty = 2 WHERE customer_id = 1":                                    "trigger stock",
+		"COPY order_items (customer_id, qty) FROM STDIN":                                          "trigger stock",
+		"DELETE FROM orders WHERE customer_id = 1":                                                "emit(), which writes events, sharded by by_id, on the shard of the row of orders (sharded by by_customer)",
+		"UPDATE products SET price = 2 WHERE id = 1":                                              "writes sharded table orders once for each shard's copy of products",
+		"WITH d AS (DELETE FROM orders WHERE customer_id = 1 RETURNING *) SELECT count(*) FROM d": "trigger ev",
+		"INSERT INTO products (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET price = 2":           "trigger pc", // can fire the UPDATE trigger
+	}
+	for sql, want := range refused {
+		_, _, err := route(r, sql, nil, "")
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "0A000" || !strings.Contains(pgErr.Message, want) {
+			t.Errorf("%s: %v; want 0A000 saying %q", sql, err, want)
+		}
+	}
+	for _, sql := range []string{
+		"UPDATE orders SET total = 1 WHERE customer_id = 1", // history: same strategy
+		"INSERT INTO orders (customer_id) VALUES (1)",       // no INSERT trigger
+		"INSERT INTO sessions (token) VALUES ('a')",         // writes nothing
+		"DELETE FROM order_items WHERE customer_id = 1",     // stock fires on INSERT and UPDATE only
+		"SELECT * FROM order_items",
+		"/* shard: s1 */ INSERT INTO order_items (customer_id, product_id, qty) VALUES (1, 2, 3)",
+	} {
+		if _, _, err := route(r, sql, nil, ""); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+
+	// CREATE and DROP TRIGGER through the proxy take effect at once.
+	const del = "DELETE FROM order_items WHERE customer_id = 1"
+	if _, _, err := route(r, "CREATE TRIGGER stock_del AFTER DELETE ON order_items FOR EACH ROW EXECUTE FUNCTION take_stock()", nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := route(r, del, nil, ""); !isFeatureNotSupported(err) {
+		t.Errorf("%s after CREATE TRIGGER: %v; want 0A000", del, err)
+	}
+	if _, _, err := route(r, "DROP TRIGGER stock_del ON order_items", nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := route(r, del, nil, ""); err != nil {
+		t.Errorf("%s after DROP TRIGGER: %v", del, err)
 	}
 }
