@@ -120,31 +120,55 @@ func (c *catalog) shardedView(rel string) string {
 // Aggregate names only accumulate: a name read as an aggregate that no
 // longer is one is gathered or refused, an error at worst.
 //
-// Views and functions come from two sources. Each shard's health check
-// reports its catalog's view dependencies and function bodies
-// (CatalogChecked), which replace that shard's previous report, so a
-// view or function dropped behind the proxy's back stops being refused
-// within one check. CREATE and DROP analysed here take effect at once: a
-// created view or function is held (created, createdFuncs) until every
-// shard has a report from a check begun after it; a dropped one leaves
-// every report at once (a check racing the DROP may bring it back until
-// the next one, which refuses, never misreads).
+// Views, functions, child tables and triggers come from two sources.
+// Each shard's health check reports them (CatalogChecked), replacing
+// that shard's previous report, so one dropped behind the proxy's back
+// stops counting within one check. CREATE and DROP analysed here take
+// effect at once: a created one is held (made) until every shard has a
+// report from a check begun after it; a dropped one leaves every report
+// at once (a check racing the DROP may bring it back until the next one,
+// which refuses, never misreads).
 type learning struct {
-	mu           sync.Mutex
-	aggs         map[string]bool
-	shadows      map[string]bool
-	reports      map[string]shardReport // by shard
-	created      map[string]createdView
-	createdFuncs map[string]createdFunc
-	// createdChildren are partitions and children made through the
-	// proxy ("schema.rel" -> the parent's "schema.rel").
-	createdChildren map[string]createdChild
-	createdTriggers map[string]createdTrigger // by Trigger.key
+	mu      sync.Mutex
+	aggs    map[string]bool
+	shadows map[string]bool
+	reports map[string]shardReport // by shard
+	made    madeHere
 }
 
-type createdChild struct {
-	parent string
-	at     time.Time
+// madeHere are the objects CREATE statements analysed here made, held
+// until the shards' reports show them.
+type madeHere struct {
+	views    held[createdView] // by view name
+	funcs    held[body]        // by function name
+	children held[string]      // by child "schema.rel": the parent's
+	triggers held[Trigger]     // by Trigger.key
+}
+
+func (m madeHere) clone() madeHere {
+	return madeHere{views: maps.Clone(m.views), funcs: maps.Clone(m.funcs),
+		children: maps.Clone(m.children), triggers: maps.Clone(m.triggers)}
+}
+
+// held maps a name to a fact and when it was learned.
+type held[T any] map[string]heldFact[T]
+
+type heldFact[T any] struct {
+	fact T
+	at   time.Time
+}
+
+func (h *held[T]) put(name string, fact T) {
+	if *h == nil {
+		*h = held[T]{}
+	}
+	(*h)[name] = heldFact[T]{fact: fact, at: time.Now()}
+}
+
+// release drops the facts every shard's report has had the chance to
+// show.
+func (h held[T]) release(reportedSince func(time.Time) bool) {
+	maps.DeleteFunc(h, func(_ string, f heldFact[T]) bool { return reportedSince(f.at) })
 }
 
 // ViewDep is one dependency of a view (or materialized view) on a
@@ -183,12 +207,6 @@ type shardReport struct {
 type createdView struct {
 	table string
 	def   *viewDef // nil: not a plain view
-	at    time.Time
-}
-
-type createdFunc struct {
-	body body
-	at   time.Time
 }
 
 // LearnAggregates tells the router that names (pg_proc.proname, exact
@@ -251,10 +269,11 @@ func (r *Router) CatalogChecked(shard string, checked time.Time, cat ShardCatalo
 		r.learn.reports = map[string]shardReport{}
 	}
 	r.learn.reports[shard] = shardReport{deps: cat.Views, defs: cat.ViewDefs, inherits: cat.Inherits, triggers: cat.Triggers, funcs: funcs, checked: checked}
-	maps.DeleteFunc(r.learn.created, func(_ string, v createdView) bool { return r.reportedSince(v.at) })
-	maps.DeleteFunc(r.learn.createdFuncs, func(_ string, f createdFunc) bool { return r.reportedSince(f.at) })
-	maps.DeleteFunc(r.learn.createdChildren, func(_ string, c createdChild) bool { return r.reportedSince(c.at) })
-	maps.DeleteFunc(r.learn.createdTriggers, func(_ string, c createdTrigger) bool { return r.reportedSince(c.at) })
+	m := r.learn.made
+	m.views.release(r.reportedSince)
+	m.funcs.release(r.reportedSince)
+	m.children.release(r.reportedSince)
+	m.triggers.release(r.reportedSince)
 	r.publish()
 }
 
@@ -275,17 +294,14 @@ func (r *Router) reportedSince(at time.Time) bool {
 func (r *Router) viewCreated(view, table string, def *viewDef) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
-	if r.learn.created == nil {
-		r.learn.created = map[string]createdView{}
-	}
-	r.learn.created[view] = createdView{table: table, def: def, at: time.Now()}
+	r.learn.made.views.put(view, createdView{table: table, def: def})
 	r.publish()
 }
 
 func (r *Router) viewDropped(view string) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
-	delete(r.learn.created, view)
+	delete(r.learn.made.views, view)
 	for s, rep := range r.learn.reports {
 		rep.deps = slices.DeleteFunc(slices.Clone(rep.deps), func(d ViewDep) bool { return d.View == view })
 		rep.defs = slices.DeleteFunc(slices.Clone(rep.defs), func(d ViewDef) bool { return d.View == view })
@@ -299,10 +315,7 @@ func (r *Router) viewDropped(view string) {
 func (r *Router) functionCreated(name string, b body) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
-	if r.learn.createdFuncs == nil {
-		r.learn.createdFuncs = map[string]createdFunc{}
-	}
-	r.learn.createdFuncs[name] = createdFunc{body: b, at: time.Now()}
+	r.learn.made.funcs.put(name, b)
 	r.publish()
 }
 
@@ -310,7 +323,7 @@ func (r *Router) functionsDropped(names []string) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
 	for _, name := range names {
-		delete(r.learn.createdFuncs, name)
+		delete(r.learn.made.funcs, name)
 		for s, rep := range r.learn.reports {
 			if _, ok := rep.funcs[name]; ok {
 				rep.funcs = maps.Clone(rep.funcs)
@@ -328,10 +341,7 @@ func (r *Router) functionsDropped(names []string) {
 func (r *Router) childCreated(child, parent string) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
-	if r.learn.createdChildren == nil {
-		r.learn.createdChildren = map[string]createdChild{}
-	}
-	r.learn.createdChildren[child] = createdChild{parent: parent, at: time.Now()}
+	r.learn.made.children.put(child, parent)
 	r.publish()
 }
 
@@ -341,7 +351,7 @@ func (r *Router) childDropped(child string) {
 	if c := r.facts.Load(); c == nil || c.childOf[child] == "" {
 		return
 	}
-	delete(r.learn.createdChildren, child)
+	delete(r.learn.made.children, child)
 	for s, rep := range r.learn.reports {
 		rep.inherits = slices.DeleteFunc(slices.Clone(rep.inherits), func(i Inherit) bool { return i.ChildSchema+"."+i.Child == child })
 		r.learn.reports[s] = rep
@@ -355,15 +365,11 @@ func (r *Router) Adopt(old *Router) {
 	old.learn.mu.Lock()
 	aggs, shadows := maps.Clone(old.learn.aggs), maps.Clone(old.learn.shadows)
 	reports := maps.Clone(old.learn.reports)
-	created := maps.Clone(old.learn.created)
-	createdFuncs := maps.Clone(old.learn.createdFuncs)
-	createdChildren := maps.Clone(old.learn.createdChildren)
-	createdTriggers := maps.Clone(old.learn.createdTriggers)
+	made := old.learn.made.clone()
 	old.learn.mu.Unlock()
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
-	r.learn.aggs, r.learn.shadows, r.learn.reports, r.learn.created, r.learn.createdFuncs = aggs, shadows, reports, created, createdFuncs
-	r.learn.createdChildren, r.learn.createdTriggers = createdChildren, createdTriggers
+	r.learn.aggs, r.learn.shadows, r.learn.reports, r.learn.made = aggs, shadows, reports, made
 	r.publish()
 }
 
@@ -377,14 +383,14 @@ func (r *Router) publish() {
 			next.childOf[i.ChildSchema+"."+i.Child] = i.ParentSchema + "." + i.Parent
 		}
 	}
-	for child, c := range r.learn.createdChildren {
-		next.childOf[child] = c.parent
+	for child, c := range r.learn.made.children {
+		next.childOf[child] = c.fact
 	}
 	next.children, next.childRels = r.descendants(next.childOf)
-	for name, v := range r.learn.created {
-		next.views[name] = v.table
-		if v.def != nil {
-			next.defs[name] = *v.def
+	for name, v := range r.learn.made.views {
+		next.views[name] = v.fact.table
+		if v.fact.def != nil {
+			next.defs[name] = *v.fact.def
 		}
 	}
 	// Shards in configuration order, so that one definition is chosen
@@ -402,17 +408,21 @@ func (r *Router) publish() {
 	functions := r.learnedFunctions()
 	next.funcs = r.shardedFunctions(functions, next)
 	next.triggers = r.triggerRisks(r.learnedTriggers(), functions, next)
-	cur := r.facts.Load()
-	if cur != nil && maps.Equal(cur.aggs, next.aggs) && maps.Equal(cur.shadows, next.shadows) && maps.Equal(cur.views, next.views) &&
-		maps.Equal(cur.childOf, next.childOf) && maps.EqualFunc(cur.triggers, next.triggers, equalRisks) &&
-		maps.EqualFunc(cur.defs, next.defs, viewDef.equal) && maps.Equal(cur.funcs, next.funcs) ||
-		cur == nil && len(next.aggs) == 0 && len(next.shadows) == 0 && len(next.views) == 0 && len(next.funcs) == 0 && len(next.childOf) == 0 && len(next.triggers) == 0 {
+	if cur := cmp.Or(r.facts.Load(), &catalog{}); cur.same(next) {
 		return
 	}
 	// Stored before the cache is cleared: a statement analysed with the
 	// old facts is then either cleared or not stored (planCache.put).
 	r.facts.Store(next)
 	r.cache.clear()
+}
+
+// same tells whether c and o read statements alike (children and
+// viewTables follow from childOf and views).
+func (c *catalog) same(o *catalog) bool {
+	return maps.Equal(c.aggs, o.aggs) && maps.Equal(c.shadows, o.shadows) && maps.Equal(c.views, o.views) &&
+		maps.EqualFunc(c.defs, o.defs, viewDef.equal) && maps.Equal(c.childOf, o.childOf) &&
+		maps.Equal(c.funcs, o.funcs) && maps.EqualFunc(c.triggers, o.triggers, slices.Equal)
 }
 
 // learnedFunctions are the bodies of every function the shards reported
@@ -431,8 +441,8 @@ func (r *Router) learnedFunctions() map[string]body {
 			add(name, b)
 		}
 	}
-	for name, f := range r.learn.createdFuncs {
-		add(name, f.body)
+	for name, f := range r.learn.made.funcs {
+		add(name, f.fact)
 	}
 	return out
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -50,11 +49,6 @@ func (t Trigger) key() string { return t.Schema + "." + t.Table + "/" + t.Name }
 type triggerRisk struct {
 	events int
 	what   string // "trigger t on orders runs f(), which ..."
-}
-
-type createdTrigger struct {
-	trigger Trigger
-	at      time.Time
 }
 
 // triggerRisks finds, among triggers, those whose functions (followed
@@ -178,8 +172,8 @@ func (r *Router) learnedTriggers() []Trigger {
 			}
 		}
 	}
-	for k, c := range r.learn.createdTriggers {
-		byKey[k] = c.trigger
+	for k, c := range r.learn.made.triggers {
+		byKey[k] = c.fact
 	}
 	keys := slices.Sorted(maps.Keys(byKey))
 	out := make([]Trigger, 0, len(keys))
@@ -192,22 +186,17 @@ func (r *Router) learnedTriggers() []Trigger {
 func (r *Router) triggerCreated(t Trigger) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
-	if r.learn.createdTriggers == nil {
-		r.learn.createdTriggers = map[string]createdTrigger{}
-	}
-	r.learn.createdTriggers[t.key()] = createdTrigger{trigger: t, at: time.Now()}
+	r.learn.made.triggers.put(t.key(), t)
 	r.publish()
 }
 
 func (r *Router) triggerDropped(key string) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
-	delete(r.learn.createdTriggers, key)
+	delete(r.learn.made.triggers, key)
 	for s, rep := range r.learn.reports {
 		rep.triggers = slices.DeleteFunc(slices.Clone(rep.triggers), func(t Trigger) bool { return t.key() == key })
 		r.learn.reports[s] = rep
 	}
 	r.publish()
 }
-
-func equalRisks(a, b []triggerRisk) bool { return slices.Equal(a, b) }
