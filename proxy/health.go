@@ -141,7 +141,9 @@ var errPoolBusy = errors.New("every pooled connection is in use; check skipped")
 // security; inlined, the query runs with the login user's, the same only
 // for its own views); and the bodies of functions and procedures not
 // written in C, whose words tell whether one touches sharded data
-// (router/functions.go); the partitions and inheritance children of
+// (router/functions.go; a SQL-standard body has an empty prosrc and is
+// read from its definition, without naming prosqlbody, which Postgres
+// before 14 lacks); the partitions and inheritance children of
 // tables, routed as the mapped table they descend from; and the user
 // triggers (enabled ones), whose functions' writes may not follow their
 // rows (router/triggers.go).
@@ -162,7 +164,7 @@ const catalogQuery = `SELECT
 		FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
 		WHERE v.relkind = 'v' AND v.oid >= 16384 AND v.relowner = current_user::regrole),
 	(SELECT coalesce(json_agg(json_build_array(p.proname,
-			CASE WHEN p.prosqlbody IS NULL THEN p.prosrc ELSE pg_get_functiondef(p.oid) END)), '[]')
+			CASE WHEN p.prosrc <> '' THEN p.prosrc ELSE pg_get_functiondef(p.oid) END)), '[]')
 		FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
 		WHERE p.prokind IN ('f', 'p') AND p.oid >= 16384 AND l.lanname NOT IN ('c', 'internal')),
 	(SELECT coalesce(json_agg(json_build_array(cn.nspname, c.relname, pn.nspname, p.relname)), '[]')
