@@ -161,14 +161,30 @@ func TestTriggerWrites(t *testing.T) {
 		}
 	}
 
+	// A rule does the same.
+	const rule = "CREATE RULE take AS ON INSERT TO orders DO ALSO UPDATE products SET stock = stock - new.qty WHERE id = new.product_id"
+	mustExec(t, c, rule)
+	if _, err := c.Exec(ctx, "INSERT INTO orders VALUES (12, 1, 1)"); err == nil || !strings.Contains(err.Error(), "rule take on orders writes reference table products") {
+		t.Errorf("insert firing rule take: %v; want 0A000", err)
+	}
+	mustExec(t, c, "DROP RULE take ON orders")
+	mustExec(t, c, "INSERT INTO orders VALUES (12, 1, 1)")
+
 	// Created on the shards directly: known from their catalogs.
 	for _, s := range []string{"s0", "s1"} {
 		mustExec(t, f.Direct(t, s), "CREATE TRIGGER stock2 AFTER UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION take_stock()")
+		mustExec(t, f.Direct(t, s), "CREATE RULE take AS ON DELETE TO orders DO ALSO UPDATE products SET stock = stock + old.qty WHERE id = old.product_id")
 	}
 	f.serve(t, slog.LevelWarn)
 	c2 := f.Connect(t)
 	if _, err := c2.Exec(ctx, "UPDATE orders SET qty = 2 WHERE customer_id = 3"); err == nil || !strings.Contains(err.Error(), "trigger stock2 on orders") {
 		t.Errorf("update firing stock2: %v; want 0A000", err)
+	}
+	if _, err := c2.Exec(ctx, "DELETE FROM orders WHERE customer_id = 3"); err == nil || !strings.Contains(err.Error(), "rule take on orders") {
+		t.Errorf("delete firing rule take: %v; want 0A000", err)
+	}
+	if a, b := stock("s0"), stock("s1"); a != 100 || b != 100 {
+		t.Errorf("stock on the shards: %d and %d; want 100 on both", a, b)
 	}
 	mustExec(t, c2, "INSERT INTO orders VALUES (11, 1, 1)") // fires note only
 }

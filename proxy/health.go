@@ -145,7 +145,7 @@ var errPoolBusy = errors.New("every pooled connection is in use; check skipped")
 // read from its definition, without naming prosqlbody, which Postgres
 // before 14 lacks); the partitions and inheritance children of
 // tables, routed as the mapped table they descend from; and the user
-// triggers (enabled ones), whose functions' writes may not follow their
+// triggers and rules (enabled ones), whose writes may not follow their
 // rows (router/triggers.go).
 // What is created on the shards directly is known within one check
 // interval; what is created through the proxy at once (router.analyze).
@@ -172,11 +172,17 @@ const catalogQuery = `SELECT
 		JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
 		JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
 		WHERE c.relkind IN ('r', 'p', 'f')),
-	(SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname, t.tgname, p.proname, t.tgtype::int::text)), '[]')
+	(SELECT coalesce(json_agg(json_build_array(nspname, relname, name, func, events::text, rule)), '[]') FROM (
+		SELECT n.nspname, c.relname, t.tgname AS name, p.proname AS func, t.tgtype::int AS events, '' AS rule
 		FROM pg_trigger t
 		JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 		JOIN pg_proc p ON p.oid = t.tgfoid
-		WHERE NOT t.tgisinternal AND t.tgenabled <> 'D')`
+		WHERE NOT t.tgisinternal AND t.tgenabled <> 'D'
+		UNION ALL
+		SELECT n.nspname, c.relname, r.rulename, '', CASE r.ev_type WHEN '2' THEN 16 WHEN '3' THEN 4 WHEN '4' THEN 8 END, pg_get_ruledef(r.oid)
+		FROM pg_rewrite r
+		JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE r.rulename <> '_RETURN' AND r.ev_type IN ('2', '3', '4') AND r.ev_enabled <> 'D' AND c.relkind IN ('r', 'p')) tr)`
 
 // parseShardCatalog reads catalogQuery's row.
 func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
@@ -215,7 +221,7 @@ func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
 	for _, i := range inherits {
 		out.Inherits = append(out.Inherits, router.Inherit{ChildSchema: i[0], Child: i[1], ParentSchema: i[2], Parent: i[3]})
 	}
-	var triggers [][5]string
+	var triggers [][6]string
 	if err := json.Unmarshal(row[5], &triggers); err != nil {
 		return out, fmt.Errorf("reading the shard's triggers: %w", err)
 	}
@@ -224,7 +230,7 @@ func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
 		if err != nil {
 			return out, fmt.Errorf("reading the shard's triggers: tgtype %q", t[4])
 		}
-		out.Triggers = append(out.Triggers, router.Trigger{Schema: t[0], Table: t[1], Name: t[2], Function: t[3], Events: events})
+		out.Triggers = append(out.Triggers, router.Trigger{Schema: t[0], Table: t[1], Name: t[2], Function: t[3], Events: events, Rule: t[5]})
 	}
 	return out, nil
 }

@@ -155,7 +155,8 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 		r.functionsDropped(names)
 	}
 	r.noteChildren(tree.Stmts[0].Stmt, st.facts)
-	r.noteTriggers(tree.Stmts[0].Stmt, st.facts)
+	r.noteTriggers(tree.Stmts[0].Stmt, text, st.facts)
+	st.readsText = st.readsText || tree.Stmts[0].Stmt.GetRuleStmt() != nil
 	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && sel.IntoClause == nil && len(st.facts.viewDefs()) > 0 {
 		var ok bool
 		if st.inlinedViews, ok = inlineViews(tree.Stmts[0].Stmt, st.facts, 0); !ok {

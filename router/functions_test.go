@@ -178,11 +178,12 @@ func TestTriggerWrites(t *testing.T) {
 				{"stamp", "BEGIN NEW.at := now(); RETURN NEW; END"},
 			},
 			Triggers: []Trigger{
-				{"public", "order_items", "stock", "take_stock", triggerInsert | triggerUpdate},
-				{"public", "orders", "hist", "history", triggerUpdate},
-				{"public", "orders", "ev", "emit", triggerDelete},
-				{"public", "products", "pc", "price_changed", triggerUpdate},
-				{"public", "sessions", "st", "stamp", triggerInsert},
+				{"public", "order_items", "stock", "take_stock", triggerInsert | triggerUpdate, ""},
+				{"public", "orders", "hist", "history", triggerUpdate, ""},
+				{"public", "orders", "ev", "emit", triggerDelete, ""},
+				{"public", "products", "pc", "price_changed", triggerUpdate, ""},
+				{"public", "sessions", "st", "stamp", triggerInsert, ""},
+				{"public", "events", "ev_log", "", triggerInsert, "CREATE RULE ev_log AS ON INSERT TO public.events DO ALSO INSERT INTO products (id) VALUES (new.id);"},
 			},
 		})
 	}
@@ -207,6 +208,7 @@ func TestTriggerWrites(t *testing.T) {
 		"INSERT INTO orders (customer_id) VALUES (1)",       // no INSERT trigger
 		"INSERT INTO sessions (token) VALUES ('a')",         // writes nothing
 		"DELETE FROM order_items WHERE customer_id = 1",     // stock fires on INSERT and UPDATE only
+		"UPDATE events SET x = 1 WHERE id = 5",              // ev_log is an INSERT rule
 		"SELECT * FROM order_items",
 		"/* shard: s1 */ INSERT INTO order_items (customer_id, product_id, qty) VALUES (1, 2, 3)",
 	} {
@@ -228,5 +230,19 @@ func TestTriggerWrites(t *testing.T) {
 	}
 	if _, _, err := route(r, del, nil, ""); err != nil {
 		t.Errorf("%s after DROP TRIGGER: %v", del, err)
+	}
+	// And CREATE RULE and DROP RULE.
+	const upd = "UPDATE sessions SET x = 1 WHERE token = 'a'"
+	if _, _, err := route(r, "CREATE RULE audit AS ON UPDATE TO sessions DO ALSO DELETE FROM products WHERE id = 'x'", nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := route(r, upd, nil, ""); !isFeatureNotSupported(err) {
+		t.Errorf("%s after CREATE RULE: %v; want 0A000", upd, err)
+	}
+	if _, _, err := route(r, "DROP RULE audit ON sessions", nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := route(r, upd, nil, ""); err != nil {
+		t.Errorf("%s after DROP RULE: %v", upd, err)
 	}
 }

@@ -88,7 +88,7 @@ type Statement struct {
 
 	hint      string   // /* shard: x */ in the text
 	facts     *catalog // what the router knew of the shards' catalogs when analysed
-	readsText bool     // CREATE VIEW/FUNCTION, DO (see usableNormalised)
+	readsText bool     // CREATE VIEW/FUNCTION/RULE, DO (see usableNormalised)
 	// inlinedViews are views read as their query (inlineViews) whose
 	// names had no schema: refused under a custom search_path.
 	inlinedViews []string
@@ -491,9 +491,9 @@ func (r *Router) segmentStatement(sql string, seg *segment, norm []byte, nlits i
 }
 
 // usableNormalised: SET keeps its value as text, CREATE VIEW its query
-// (viewDef), and CREATE FUNCTION and DO are read for the words of their
-// bodies (functions.go), so one whose literals were lifted out must be
-// analysed from the original text.
+// (viewDef), and CREATE FUNCTION, CREATE RULE and DO are read for the
+// words of their bodies (functions.go, triggers.go), so one whose
+// literals were lifted out must be analysed from the original text.
 func usableNormalised(st *Statement, nlits int) bool {
 	return nlits == 0 || (st.Kind != KindSet && st.Kind != KindShardHintSet && !st.readsText)
 }

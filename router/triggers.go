@@ -21,8 +21,10 @@ import (
 //   - a trigger on a sharded table that writes a table sharded by another
 //     strategy: the row lands on the first table's shard, not its own.
 //
-// A write that fires such a trigger is refused (0A000) unless a shard
-// hint takes responsibility for it. Writes to a table sharded by the
+// Rules (CREATE RULE ... ON INSERT TO t DO ALSO ...) act the same way
+// and are read the same way, from their definitions. A write that fires
+// such a trigger or rule is refused (0A000) unless a shard hint takes
+// responsibility for it. Writes to a table sharded by the
 // same strategy are taken to follow the row's key (an audit or history
 // table of the same key), as colocated statements are.
 
@@ -35,14 +37,33 @@ const (
 	triggerTruncate = 1 << 5
 )
 
-// Trigger is one user trigger a shard's catalog defines.
+// Trigger is one user trigger, or rule, a shard's catalog defines.
 type Trigger struct {
 	Schema, Table, Name string
-	Function            string // pg_proc.proname
-	Events              int    // tgtype
+	Function            string // a trigger's pg_proc.proname
+	Events              int    // tgtype; a rule's event as a trigger's bit
+	Rule                string // a rule's definition (pg_get_ruledef); "" for a trigger
 }
 
-func (t Trigger) key() string { return t.Schema + "." + t.Table + "/" + t.Name }
+func (t Trigger) key() string {
+	if t.Rule != "" {
+		return t.Schema + "." + t.Table + "/rule " + t.Name
+	}
+	return t.Schema + "." + t.Table + "/" + t.Name
+}
+
+// ruleEvent is the trigger event bit of a rule's event.
+func ruleEvent(c pg.CmdType) int {
+	switch c {
+	case pg.CmdType_CMD_UPDATE:
+		return triggerUpdate
+	case pg.CmdType_CMD_INSERT:
+		return triggerInsert
+	case pg.CmdType_CMD_DELETE:
+		return triggerDelete
+	}
+	return 0
+}
 
 // triggerRisk is a trigger whose function writes where its table's rows
 // cannot.
@@ -83,7 +104,15 @@ func (r *Router) triggerRisks(triggers []Trigger, functions map[string]body, fac
 		if info == nil {
 			continue
 		}
-		for _, w := range slices.Sorted(maps.Keys(writes[t.Function])) {
+		tw, runs := writes[t.Function], fmt.Sprintf("trigger %s on %s runs %s(), which", t.Name, info.name, t.Function)
+		if t.Rule != "" {
+			b := readBody(t.Rule)
+			tw, runs = maps.Clone(b.writes), fmt.Sprintf("rule %s on %s", t.Name, info.name)
+			for g := range b.words {
+				maps.Copy(tw, writes[g])
+			}
+		}
+		for _, w := range slices.Sorted(maps.Keys(tw)) {
 			target := r.writeTarget(facts, w)
 			var why string
 			switch {
@@ -100,8 +129,7 @@ func (r *Router) triggerRisks(triggers []Trigger, functions map[string]body, fac
 				continue
 			}
 			key := home + "." + t.Table
-			out[key] = append(out[key], triggerRisk{events: t.Events,
-				what: fmt.Sprintf("trigger %s on %s runs %s(), which %s", t.Name, info.name, t.Function, why)})
+			out[key] = append(out[key], triggerRisk{events: t.Events, what: runs + " " + why})
 			break
 		}
 	}
@@ -128,9 +156,10 @@ func triggerRefusal(st *Statement) *pgconn.PgError {
 	return nil
 }
 
-// noteTriggers tells the router of CREATE TRIGGER and DROP TRIGGER in
-// statement n before the shards run it.
-func (r *Router) noteTriggers(n *pg.Node, facts *catalog) {
+// noteTriggers tells the router of CREATE TRIGGER, CREATE RULE and
+// their DROPs in statement n (whose text is text) before the shards run
+// it.
+func (r *Router) noteTriggers(n *pg.Node, text string, facts *catalog) {
 	switch x := n.Node.(type) {
 	case *pg.Node_CreateTrigStmt:
 		c := x.CreateTrigStmt
@@ -141,8 +170,17 @@ func (r *Router) noteTriggers(n *pg.Node, facts *catalog) {
 		home, _, _ := r.table(facts, c.Relation.Schemaname, c.Relation.Relname)
 		r.triggerCreated(Trigger{Schema: home, Table: c.Relation.Relname, Name: c.Trigname,
 			Function: names[len(names)-1], Events: int(c.Events)})
+	case *pg.Node_RuleStmt:
+		c := x.RuleStmt
+		if c.Relation == nil || ruleEvent(c.Event) == 0 {
+			return
+		}
+		home, _, _ := r.table(facts, c.Relation.Schemaname, c.Relation.Relname)
+		r.triggerCreated(Trigger{Schema: home, Table: c.Relation.Relname, Name: c.Rulename,
+			Events: ruleEvent(c.Event), Rule: text})
 	case *pg.Node_DropStmt:
-		if x.DropStmt.RemoveType != pg.ObjectType_OBJECT_TRIGGER {
+		rule := x.DropStmt.RemoveType == pg.ObjectType_OBJECT_RULE
+		if x.DropStmt.RemoveType != pg.ObjectType_OBJECT_TRIGGER && !rule {
 			return
 		}
 		for _, o := range x.DropStmt.Objects {
@@ -156,7 +194,11 @@ func (r *Router) noteTriggers(n *pg.Node, facts *catalog) {
 				schema = names[len(names)-3]
 			}
 			home, _, _ := r.table(facts, schema, table)
-			r.triggerDropped(Trigger{Schema: home, Table: table, Name: name}.key())
+			t := Trigger{Schema: home, Table: table, Name: name}
+			if rule {
+				t.Rule = "dropped"
+			}
+			r.triggerDropped(t.key())
 		}
 	}
 }
