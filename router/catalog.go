@@ -301,13 +301,38 @@ func (r *Router) viewCreated(view, table string, def *viewDef) {
 func (r *Router) viewDropped(view string) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
+	r.forgetView(view)
+	r.publish()
+}
+
+// viewRenamed is ALTER VIEW old RENAME TO name analysed here: the view,
+// if it reads a sharded table, under its new name at once.
+func (r *Router) viewRenamed(old, name string) {
+	r.learn.mu.Lock()
+	defer r.learn.mu.Unlock()
+	c := r.facts.Load()
+	table := c.shardedView(old)
+	if table == "" {
+		return
+	}
+	var def *viewDef
+	if d, ok := c.viewDefs()[old]; ok {
+		def = &d
+	}
+	r.forgetView(old)
+	r.learn.made.views.put(name, createdView{table: table, def: def})
+	r.publish()
+}
+
+// forgetView removes view from what was made here and from every
+// shard's report. learn.mu is held.
+func (r *Router) forgetView(view string) {
 	delete(r.learn.made.views, view)
 	for s, rep := range r.learn.reports {
 		rep.deps = slices.DeleteFunc(slices.Clone(rep.deps), func(d ViewDep) bool { return d.View == view })
 		rep.defs = slices.DeleteFunc(slices.Clone(rep.defs), func(d ViewDef) bool { return d.View == view })
 		r.learn.reports[s] = rep
 	}
-	r.publish()
 }
 
 // functionCreated and functionsDropped are CREATE FUNCTION (or

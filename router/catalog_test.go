@@ -189,3 +189,25 @@ func TestInlinedViews(t *testing.T) {
 		t.Errorf("sum over totals: shard SQL %q", got)
 	}
 }
+
+// TestRenamedView: ALTER VIEW ... RENAME through the proxy moves what
+// the router knows of the view to its new name at once; left to the
+// next health check, the new name would read the default shard alone.
+func TestRenamedView(t *testing.T) {
+	r, _ := newTestRouter(t)
+	for _, s := range []string{"s0", "s1", "s2"} {
+		r.CatalogChecked(s, time.Now(), ShardCatalog{
+			Views:    []ViewDep{{"public", "big_orders", "public", "orders"}},
+			ViewDefs: []ViewDef{{"public", "big_orders", " SELECT orders.id, orders.customer_id FROM orders;"}},
+		})
+	}
+	if _, _, err := route(r, "ALTER VIEW big_orders RENAME TO big2", nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, rt, err := route(r, "SELECT count(*) FROM big2", nil, ""); err != nil || rt.Kind != RouteAll || rt.Merge != MergePlan {
+		t.Errorf("the renamed view: %v %v, %v; want read as its query on every shard", rt.Kind, rt.Merge, err)
+	}
+	if _, rt, err := route(r, "SELECT count(*) FROM big_orders", nil, ""); err != nil || rt.Kind != RouteDefault {
+		t.Errorf("the old name: %v, %v; want an unknown relation (default shard)", rt.Kind, err)
+	}
+}

@@ -1,6 +1,8 @@
 package router
 
 import (
+	"strings"
+
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
@@ -8,7 +10,8 @@ import (
 // that statement n makes or removes, before the shards run it (as views
 // and functions are): CREATE TABLE ... PARTITION OF or INHERITS and
 // ALTER TABLE ... ATTACH PARTITION make one of a mapped table (or of a
-// child of one); DETACH PARTITION and DROP TABLE remove one. The shards'
+// child of one); DETACH PARTITION and DROP TABLE remove one; RENAME
+// moves one to its new name. The shards'
 // catalogs confirm or correct it at the next health checks.
 func (r *Router) noteChildren(n *pg.Node, facts *catalog) {
 	switch x := n.Node.(type) {
@@ -30,6 +33,22 @@ func (r *Router) noteChildren(n *pg.Node, facts *catalog) {
 			case at.Subtype == pg.AlterTableType_AT_DetachPartition:
 				r.childDropped(r.childKey(facts, pc.Name))
 			}
+		}
+	case *pg.Node_RenameStmt:
+		// ALTER TABLE child RENAME TO other: the child under its new
+		// name; ALTER VIEW v RENAME likewise for views (catalog.go).
+		rn := x.RenameStmt
+		if rn.RenameType == pg.ObjectType_OBJECT_VIEW && rn.Relation != nil {
+			r.viewRenamed(rn.Relation.Relname, rn.Newname)
+		}
+		if rn.RenameType != pg.ObjectType_OBJECT_TABLE || rn.Relation == nil || facts == nil {
+			return
+		}
+		old := r.childKey(facts, rn.Relation)
+		if parent := facts.childOf[old]; parent != "" {
+			r.childDropped(old)
+			schema, _, _ := strings.Cut(old, ".")
+			r.childCreated(schema+"."+rn.Newname, parent)
 		}
 	case *pg.Node_DropStmt:
 		if x.DropStmt.RemoveType != pg.ObjectType_OBJECT_TABLE {

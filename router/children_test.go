@@ -81,6 +81,10 @@ func TestChildTables(t *testing.T) {
 	ddl("CREATE TABLE app.audit_old () INHERITS (app.audit)")
 	want("SELECT * FROM app.audit_old WHERE id = 5", RouteSingle)
 	want("SELECT * FROM audit_old WHERE id = 5", RouteDefault) // public's, not app's
+	ddl("ALTER TABLE orders_2025 RENAME TO orders_y2025")
+	want("SELECT count(*) FROM orders_y2025", RouteAll, "s0", "s1")
+	want("SELECT count(*) FROM orders_2025", RouteDefault)
+	ddl("ALTER TABLE orders_y2025 RENAME TO orders_2025")
 	ddl("DROP TABLE orders_2024_q1, orders_2025")
 	want(count, RouteDefault)
 	want("SELECT count(*) FROM orders_2025", RouteDefault)
