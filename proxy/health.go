@@ -184,55 +184,47 @@ const catalogQuery = `SELECT
 		JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE r.rulename <> '_RETURN' AND r.ev_type IN ('2', '3', '4') AND r.ev_enabled <> 'D' AND c.relkind IN ('r', 'p')) tr)`
 
-// parseShardCatalog reads catalogQuery's row.
+// parseShardCatalog reads catalogQuery's row: one JSON array per column.
 func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
 	var out router.ShardCatalog
 	if len(row) != 6 {
 		return out, fmt.Errorf("reading the shard's catalog: %d columns", len(row))
 	}
-	if err := json.Unmarshal(row[0], &out.Aggregates); err != nil {
-		return out, fmt.Errorf("reading the shard's aggregates: %w", err)
+	same := func(s string) (string, error) { return s, nil }
+	return out, errors.Join(
+		jsonColumn(row[0], "aggregates", &out.Aggregates, same),
+		jsonColumn(row[1], "views", &out.Views, func(d [4]string) (router.ViewDep, error) {
+			return router.ViewDep{ViewSchema: d[0], View: d[1], RefSchema: d[2], Ref: d[3]}, nil
+		}),
+		jsonColumn(row[2], "view definitions", &out.ViewDefs, func(d [3]string) (router.ViewDef, error) {
+			return router.ViewDef{Schema: d[0], View: d[1], SQL: d[2]}, nil
+		}),
+		jsonColumn(row[3], "functions", &out.Functions, func(f [2]string) (router.FunctionDef, error) {
+			return router.FunctionDef{Name: f[0], Body: f[1]}, nil
+		}),
+		jsonColumn(row[4], "table inheritance", &out.Inherits, func(i [4]string) (router.Inherit, error) {
+			return router.Inherit{ChildSchema: i[0], Child: i[1], ParentSchema: i[2], Parent: i[3]}, nil
+		}),
+		jsonColumn(row[5], "triggers", &out.Triggers, func(t [6]string) (router.Trigger, error) {
+			events, err := strconv.Atoi(t[4])
+			return router.Trigger{Schema: t[0], Table: t[1], Name: t[2], Function: t[3], Events: events, Rule: t[5]}, err
+		}))
+}
+
+// jsonColumn decodes a JSON array of R into out, each element through conv.
+func jsonColumn[R, T any](raw []byte, what string, out *[]T, conv func(R) (T, error)) error {
+	var items []R
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return fmt.Errorf("reading the shard's %s: %w", what, err)
 	}
-	var deps [][4]string
-	if err := json.Unmarshal(row[1], &deps); err != nil {
-		return out, fmt.Errorf("reading the shard's views: %w", err)
-	}
-	for _, d := range deps {
-		out.Views = append(out.Views, router.ViewDep{ViewSchema: d[0], View: d[1], RefSchema: d[2], Ref: d[3]})
-	}
-	var defs [][3]string
-	if err := json.Unmarshal(row[2], &defs); err != nil {
-		return out, fmt.Errorf("reading the shard's view definitions: %w", err)
-	}
-	for _, d := range defs {
-		out.ViewDefs = append(out.ViewDefs, router.ViewDef{Schema: d[0], View: d[1], SQL: d[2]})
-	}
-	var funcs [][2]string
-	if err := json.Unmarshal(row[3], &funcs); err != nil {
-		return out, fmt.Errorf("reading the shard's functions: %w", err)
-	}
-	for _, f := range funcs {
-		out.Functions = append(out.Functions, router.FunctionDef{Name: f[0], Body: f[1]})
-	}
-	var inherits [][4]string
-	if err := json.Unmarshal(row[4], &inherits); err != nil {
-		return out, fmt.Errorf("reading the shard's table inheritance: %w", err)
-	}
-	for _, i := range inherits {
-		out.Inherits = append(out.Inherits, router.Inherit{ChildSchema: i[0], Child: i[1], ParentSchema: i[2], Parent: i[3]})
-	}
-	var triggers [][6]string
-	if err := json.Unmarshal(row[5], &triggers); err != nil {
-		return out, fmt.Errorf("reading the shard's triggers: %w", err)
-	}
-	for _, t := range triggers {
-		events, err := strconv.Atoi(t[4])
+	for _, it := range items {
+		v, err := conv(it)
 		if err != nil {
-			return out, fmt.Errorf("reading the shard's triggers: tgtype %q", t[4])
+			return fmt.Errorf("reading the shard's %s: %w", what, err)
 		}
-		out.Triggers = append(out.Triggers, router.Trigger{Schema: t[0], Table: t[1], Name: t[2], Function: t[3], Events: events, Rule: t[5]})
+		*out = append(*out, v)
 	}
-	return out, nil
+	return nil
 }
 
 // checkShard runs catalogQuery on a connection borrowed from p for at

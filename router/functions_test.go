@@ -217,32 +217,24 @@ func TestTriggerWrites(t *testing.T) {
 		}
 	}
 
-	// CREATE and DROP TRIGGER through the proxy take effect at once.
-	const del = "DELETE FROM order_items WHERE customer_id = 1"
-	if _, _, err := route(r, "CREATE TRIGGER stock_del AFTER DELETE ON order_items FOR EACH ROW EXECUTE FUNCTION take_stock()", nil, ""); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := route(r, del, nil, ""); !isFeatureNotSupported(err) {
-		t.Errorf("%s after CREATE TRIGGER: %v; want 0A000", del, err)
-	}
-	if _, _, err := route(r, "DROP TRIGGER stock_del ON order_items", nil, ""); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := route(r, del, nil, ""); err != nil {
-		t.Errorf("%s after DROP TRIGGER: %v", del, err)
-	}
-	// And CREATE RULE and DROP RULE.
-	const upd = "UPDATE sessions SET x = 1 WHERE token = 'a'"
-	if _, _, err := route(r, "CREATE RULE audit AS ON UPDATE TO sessions DO ALSO DELETE FROM products WHERE id = 'x'", nil, ""); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := route(r, upd, nil, ""); !isFeatureNotSupported(err) {
-		t.Errorf("%s after CREATE RULE: %v; want 0A000", upd, err)
-	}
-	if _, _, err := route(r, "DROP RULE audit ON sessions", nil, ""); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := route(r, upd, nil, ""); err != nil {
-		t.Errorf("%s after DROP RULE: %v", upd, err)
+	// CREATE and DROP TRIGGER or RULE through the proxy take effect at once.
+	for _, tc := range []struct{ create, write, drop string }{
+		{"CREATE TRIGGER stock_del AFTER DELETE ON order_items FOR EACH ROW EXECUTE FUNCTION take_stock()",
+			"DELETE FROM order_items WHERE customer_id = 1", "DROP TRIGGER stock_del ON order_items"},
+		{"CREATE RULE audit AS ON UPDATE TO sessions DO ALSO DELETE FROM products WHERE id = 'x'",
+			"UPDATE sessions SET x = 1 WHERE token = 'a'", "DROP RULE audit ON sessions"},
+	} {
+		if _, _, err := route(r, tc.create, nil, ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := route(r, tc.write, nil, ""); !isFeatureNotSupported(err) {
+			t.Errorf("%s after %s: %v; want 0A000", tc.write, tc.create, err)
+		}
+		if _, _, err := route(r, tc.drop, nil, ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := route(r, tc.write, nil, ""); err != nil {
+			t.Errorf("%s after %s: %v", tc.write, tc.drop, err)
+		}
 	}
 }
