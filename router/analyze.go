@@ -119,9 +119,10 @@ type analyzer struct {
 	// viaDerived: the outer levels and aliases through which a use's key
 	// was read as a derived column (nonNullKey checks them too).
 	viaDerived map[int][]derivedVia
-	outKeys    map[*pg.SelectStmt][]int // such an arm's select list: the key use of each column, or -1
-	sharded    int                      // sharded table occurrences seen so far
-	scopes     []*scope                 // enclosing query levels, innermost last
+	outKeys    map[*pg.SelectStmt][]int  // such an arm's select list: the key use of each column, or -1
+	sharded    int                       // sharded table occurrences seen so far
+	scopes     []*scope                  // enclosing query levels, innermost last
+	viewOf     map[*pg.SelectStmt]string // the queries of views read as subqueries (inlineViews)
 	parent     map[int]int
 	// INSERT ... SELECT into a sharded table: the SELECT level (judged by
 	// insertSelectRefusal rather than as a result to merge), the target
@@ -157,13 +158,14 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	r.noteChildren(tree.Stmts[0].Stmt, st.facts)
 	r.noteTriggers(tree.Stmts[0].Stmt, text, st.facts)
 	st.readsText = st.readsText || tree.Stmts[0].Stmt.GetRuleStmt() != nil
+	viewOf := map[*pg.SelectStmt]string{}
 	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && sel.IntoClause == nil && len(st.facts.viewDefs()) > 0 {
 		var ok bool
-		if st.inlinedViews, ok = inlineViews(tree.Stmts[0].Stmt, st.facts, 0); !ok {
+		if st.inlinedViews, ok = inlineViews(tree.Stmts[0].Stmt, st.facts, viewOf, 0); !ok {
 			st.err = pgError(codeFeatureNotSupport, "views nested too deeply to read across shards", "query the tables the views read")
 		}
 	}
-	a := &analyzer{r: r, st: st, text: text, version: tree.Version, inKey: -1}
+	a := &analyzer{r: r, st: st, text: text, version: tree.Version, inKey: -1, viewOf: viewOf}
 	a.top(tree.Stmts[0].Stmt)
 	if st.Kind != KindDDL || st.createAs {
 		if err := r.functionRefusal(tree.Stmts[0].Stmt, text, st.facts); err != nil && st.err == nil {
@@ -774,7 +776,10 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 		a.st.inexact = construct
 	}
 	if construct != "" && !top && a.sharded > before && a.st.nestedInexact == "" {
-		a.st.nestedInexact = construct
+		a.st.nestedInexact, a.st.nestedIn = construct, "a subquery"
+		if view := a.viewOf[s]; view != "" {
+			a.st.nestedIn = "view " + view
+		}
 	}
 }
 

@@ -211,3 +211,26 @@ func TestRenamedView(t *testing.T) {
 		t.Errorf("the old name: %v, %v; want an unknown relation (default shard)", rt.Kind, err)
 	}
 }
+
+// TestRefusalNamesView: a construct the router cannot merge inside a
+// view read as its query is reported as in the view, not "in a
+// subquery" the user never wrote.
+func TestRefusalNamesView(t *testing.T) {
+	r, _ := newTestRouter(t)
+	for _, s := range []string{"s0", "s1", "s2"} {
+		r.CatalogChecked(s, time.Now(), ShardCatalog{
+			Views:    []ViewDep{{"public", "statuses", "public", "orders"}},
+			ViewDefs: []ViewDef{{"public", "statuses", " SELECT DISTINCT orders.status FROM orders;"}},
+		})
+	}
+	for q, want := range map[string]string{
+		"SELECT count(*) FROM statuses":                               "DISTINCT in view statuses over a sharded table",
+		"SELECT count(*) FROM (SELECT DISTINCT status FROM orders) s": "DISTINCT in a subquery over a sharded table",
+	} {
+		_, _, err := route(r, q, nil, "")
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "0A000" || !strings.Contains(pgErr.Message, want) {
+			t.Errorf("%s: %v; want 0A000 saying %q", q, err, want)
+		}
+	}
+}

@@ -82,8 +82,11 @@ func buildPlan(st *Statement, s *pg.SelectStmt, version int32) (*ScatterPlan, *p
 		return p.gatherSetOp()
 	}
 	if st.nestedInexact != "" {
-		return nil, refuse(st.nestedInexact+" in a subquery over a sharded table",
-			"move the "+st.nestedInexact+" to the outer query, or "+hintKey)
+		hint := "move the " + st.nestedInexact + " to the outer query, or " + hintKey
+		if strings.HasPrefix(st.nestedIn, "view ") {
+			hint = "query the view's tables with the " + st.nestedInexact + " in the outer query, or " + hintKey
+		}
+		return nil, refuse(st.nestedInexact+" in "+st.nestedIn+" over a sharded table", hint)
 	}
 	mergeSetOp := false // a UNION, or ORDER BY / LIMIT over a set operation: planned by setOp
 	if isSetOp(s) {

@@ -113,6 +113,7 @@ type Statement struct {
 	// nestedInexact is such a construct in a subquery (or UNION arm) that
 	// reads sharded tables: the planner merges only the top level.
 	nestedInexact string
+	nestedIn      string // where: "a subquery", or "view v" for a view read as its query
 	// plan merges the shards' rows of a SELECT that spans shards (nil:
 	// concatenation is exact); planErr is why it cannot be merged exactly.
 	plan    *ScatterPlan

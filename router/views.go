@@ -17,12 +17,13 @@ const maxViewDepth = 16
 // route and merge, where the view's name alone would send the statement
 // to the default shard. It returns the view names it inlined without a
 // schema, which a session search_path other than the default could
-// resolve elsewhere (Route refuses those then).
+// resolve elsewhere (Route refuses those then). viewOf receives each
+// inlined query's view name, for messages about what is in it.
 //
 // A name that a CTE of the statement also has is left alone (scoping
 // would decide which one it is), as are views whose schema does not
 // match the name: addUse then refuses them.
-func inlineViews(n *pg.Node, facts *catalog, depth int) (unqualified []string, ok bool) {
+func inlineViews(n *pg.Node, facts *catalog, viewOf map[*pg.SelectStmt]string, depth int) (unqualified []string, ok bool) {
 	if depth > maxViewDepth {
 		return nil, false
 	}
@@ -51,7 +52,7 @@ func inlineViews(n *pg.Node, facts *catalog, depth int) (unqualified []string, o
 			return false // left to addUse's refusal
 		}
 		sub := tree.Stmts[0].Stmt
-		nested, subOK := inlineViews(sub, facts, depth+1)
+		nested, subOK := inlineViews(sub, facts, viewOf, depth+1)
 		if !subOK {
 			ok = false
 			return false
@@ -66,6 +67,7 @@ func inlineViews(n *pg.Node, facts *catalog, depth int) (unqualified []string, o
 			}
 		}
 		c.Node = &pg.Node_RangeSubselect{RangeSubselect: &pg.RangeSubselect{Subquery: sub, Alias: alias}}
+		viewOf[sub.GetSelectStmt()] = rv.RangeVar.Relname
 		unqualified = append(unqualified, nested...)
 		if rv.RangeVar.Schemaname == "" {
 			unqualified = append(unqualified, rv.RangeVar.Relname)
