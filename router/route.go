@@ -383,8 +383,12 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 		if st.unjoinedStrategies {
 			msg = fmt.Sprintf("statement joins %s, which are sharded by different strategies, across shards", st.unjoined)
 		}
-		return Route{}, pgError(codeFeatureNotSupport, msg,
-			"join the tables on their shard keys, or "+keyHint)
+		hint := "join the tables on their shard keys, or " + keyHint
+		if st.lossyCast != "" {
+			hint = fmt.Sprintf("%s casts a shard key out of its type, and keys equal after such a cast can live on different shards ('7' and '007' are one integer, two text keys); join on the keys as they are, or %s",
+				st.lossyCast, keyHint)
+		}
+		return Route{}, pgError(codeFeatureNotSupport, msg, hint)
 	}
 	if st.plan != nil || st.planErr == nil && st.Kind == KindSelect {
 		if err := r.checkOuterAggs(ctx, st, args, keyHint); err != nil {

@@ -114,6 +114,9 @@ type Statement struct {
 	// reads sharded tables: the planner merges only the top level.
 	nestedInexact string
 	nestedIn      string // where: "a subquery", or "view v" for a view read as its query
+	// lossyCast is a shard key cast out of its type family (token::int),
+	// which equates no keys: named when a join is refused for it.
+	lossyCast string
 	// plan merges the shards' rows of a SELECT that spans shards (nil:
 	// concatenation is exact); planErr is why it cannot be merged exactly.
 	plan    *ScatterPlan
