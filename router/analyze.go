@@ -1902,8 +1902,55 @@ func (a *analyzer) pushScope(sc *scope, where *pg.Node, top bool) {
 		}
 		if l, r := a.resolveKey(ex.Lexpr), a.resolveKey(ex.Rexpr); l >= 0 && r >= 0 {
 			a.union(l, r)
+		} else if l, r := a.castKeys(ex.Lexpr, ex.Rexpr); l >= 0 && r >= 0 {
+			a.union(l, r)
 		}
 	}
+}
+
+// castKeys returns the uses whose shard keys l and r cast alike to a
+// type that keeps distinct keys distinct: a.id::text = b.id::text over
+// integer keys equates the keys themselves (an integer has one text
+// form), where token::int over text keys does not ('7' and '007'). Only
+// for a join's equality: a constant compared with id::text is no key
+// value ('abc' is no integer, and must match nothing, not fail).
+func (a *analyzer) castKeys(l, r *pg.Node) (int, int) {
+	lc, rc := l.GetTypeCast(), r.GetTypeCast()
+	if lc == nil || rc == nil {
+		return -1, -1
+	}
+	lt, rt := castTarget(lc.TypeName), castTarget(rc.TypeName)
+	li, ri := a.resolveKey(lc.Arg), a.resolveKey(rc.Arg)
+	if lt == "" || lt != rt || li < 0 || ri < 0 {
+		return -1, -1
+	}
+	kt := a.st.uses[li].info.strat.KeyType()
+	if a.st.uses[ri].info.strat.KeyType() != kt || !keepsKeysApart(kt, lt) {
+		return -1, -1
+	}
+	return li, ri
+}
+
+// castTarget is the type a cast names, when it has no type modifier or
+// array bounds (varchar(2) truncates: '12' and '13' both become '1').
+func castTarget(t *pg.TypeName) string {
+	names := stringItems(t.GetNames())
+	if len(names) == 0 || len(t.GetTypmods()) > 0 || len(t.GetArrayBounds()) > 0 {
+		return ""
+	}
+	return names[len(names)-1]
+}
+
+// keepsKeysApart tells whether casting keys of type kt to target maps
+// distinct keys to distinct values.
+func keepsKeysApart(kt strategies.KeyType, target string) bool {
+	switch target {
+	case "text", "varchar":
+		return kt == strategies.KeyInt || kt == strategies.KeyUUID
+	case "numeric":
+		return kt == strategies.KeyInt
+	}
+	return false
 }
 
 // popScope leaves a level. Concatenating per-shard results is only exact

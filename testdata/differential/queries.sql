@@ -474,3 +474,7 @@ SELECT customer_id, order_id, line, qty FROM order_items_rest WHERE customer_id 
 SELECT o.status, count(*) FROM orders o JOIN order_items_first i ON i.customer_id = o.customer_id AND i.order_id = o.order_id GROUP BY o.status ORDER BY 1 NULLS FIRST;
 SELECT product_id, count(*) FROM order_items_rest i JOIN products p USING (product_id) GROUP BY product_id ORDER BY 2 DESC, 1 LIMIT 5;
 SELECT count(*) FROM ONLY order_items_first WHERE customer_id IN (3, 7, 11);
+-- Keys cast alike to a type that keeps them apart (an integer has one text
+-- form) still join colocated.
+SELECT count(*), sum(i.qty) FROM orders o JOIN order_items i ON i.customer_id::text = o.customer_id::text AND i.order_id = o.order_id;
+SELECT c.country, count(*) FROM customers c JOIN orders o ON o.customer_id::numeric = c.customer_id::numeric GROUP BY 1 ORDER BY 1 NULLS FIRST;

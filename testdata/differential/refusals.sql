@@ -106,3 +106,4 @@ SELECT count(*) FROM customers c WHERE c.customer_id NOT IN (SELECT i.customer_i
 SELECT count(*) FROM customers c LEFT JOIN (SELECT customer_id FROM orders WHERE qty > 100) s ON s.customer_id = c.customer_id WHERE s.customer_id NOT IN (SELECT customer_id FROM order_items WHERE qty > 100);
 SELECT count(*) FROM (SELECT *, 0 AS z FROM orders) o(a, b) JOIN customers c ON c.customer_id = o.a;
 SELECT o.order_id, i.line FROM orders o JOIN order_items_rest i ON i.order_id = o.order_id;
+SELECT count(*) FROM orders o JOIN order_items i ON i.customer_id::varchar(1) = o.customer_id::varchar(1);
