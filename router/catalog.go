@@ -43,6 +43,9 @@ type catalog struct {
 	children  map[string]*tableInfo
 	childOf   map[string]string
 	childRels map[string]bool
+	// shardedRels maps the relation names of sharded tables and their
+	// children to their names, for reading function bodies.
+	shardedRels map[string]string
 	// triggers are triggers whose functions write where their tables'
 	// rows cannot (triggers.go), by the table's "schema.rel".
 	triggers map[string][]triggerRisk
@@ -412,6 +415,8 @@ func (r *Router) publish() {
 		next.childOf[child] = c.fact
 	}
 	next.children, next.childRels = r.descendants(next.childOf)
+	next.shardedRels = maps.Clone(r.shardedRels)
+	shardedRelNames(next.children, next.shardedRels)
 	for name, v := range r.learn.made.views {
 		next.views[name] = v.fact.table
 		if v.fact.def != nil {

@@ -1,7 +1,6 @@
 package router
 
 import (
-	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -152,28 +151,49 @@ func (r *Router) touches(b body, facts *catalog, funcs map[string]string) string
 			return "writes reference table " + t.name
 		}
 	}
-	tables := r.tableKeys
-	if facts != nil && len(facts.children) > 0 {
-		tables = slices.Concat(tables, slices.Sorted(maps.Keys(facts.children)))
+	rels := r.shardedRels
+	if facts != nil && facts.shardedRels != nil {
+		rels = facts.shardedRels
 	}
-	for _, key := range tables {
-		t := cmp.Or(r.tables[key], facts.child(key))
-		if _, rel, _ := strings.Cut(key, "."); !t.ref && b.words[rel] {
-			return "reads sharded table " + t.name
-		}
+	// The body's words are few, the tables and children many: look the
+	// words up, and name the first in order, so that a message is the
+	// same from run to run.
+	if w := firstIn(b.words, rels); w != "" {
+		return "reads sharded table " + rels[w]
 	}
 	views := facts.viewTables()
-	for _, v := range slices.Sorted(maps.Keys(views)) {
-		if b.words[v] {
-			return fmt.Sprintf("reads view %s over sharded table %s", v, views[v])
-		}
+	if v := firstIn(b.words, views); v != "" {
+		return fmt.Sprintf("reads view %s over sharded table %s", v, views[v])
 	}
-	for _, f := range slices.Sorted(maps.Keys(funcs)) {
-		if b.words[f] {
-			return fmt.Sprintf("calls %s(), which %s", f, funcs[f])
-		}
+	if f := firstIn(b.words, funcs); f != "" {
+		return fmt.Sprintf("calls %s(), which %s", f, funcs[f])
 	}
 	return ""
+}
+
+// firstIn is the least of words that names a key of m, or "".
+func firstIn[V any](words map[string]bool, m map[string]V) string {
+	best := ""
+	for w := range words {
+		if _, ok := m[w]; ok && (best == "" || w < best) {
+			best = w
+		}
+	}
+	return best
+}
+
+// shardedRelNames maps the relation name of every sharded table of
+// tables (by "schema.rel") to its name; where two schemas share a
+// relation name, the first key in order wins, so that messages are
+// stable.
+func shardedRelNames(tables map[string]*tableInfo, into map[string]string) {
+	for _, key := range slices.Sorted(maps.Keys(tables)) {
+		t := tables[key]
+		_, rel, _ := strings.Cut(key, ".")
+		if _, seen := into[rel]; !t.ref && !seen {
+			into[rel] = t.name
+		}
+	}
 }
 
 // writeTarget is the mapped table (or child of one) that a body's write

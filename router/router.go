@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -184,7 +183,7 @@ type Router struct {
 	cfg         *config.Config
 	tables      map[string]*tableInfo // "schema.rel" -> table
 	relNames    map[string]bool       // the rel part of every key of tables
-	tableKeys   []string              // the keys of tables, sorted
+	shardedRels map[string]string     // rel part -> name, of the sharded tables (functions.go)
 	logins      []string              // the shards' login users, sorted, distinct ("$user")
 	loginSchema bool                  // a mapped table is in a schema named in logins
 	shardIdx    map[string]int
@@ -276,7 +275,8 @@ func New(cfg *config.Config, strats map[string]strategies.Strategy) (*Router, er
 		r.tables[schema+"."+rel] = info
 		r.relNames[rel] = true
 	}
-	r.tableKeys = slices.Sorted(maps.Keys(r.tables))
+	r.shardedRels = map[string]string{}
+	shardedRelNames(r.tables, r.shardedRels)
 	for _, s := range cfg.Shards {
 		if u := loginUser(s.DSN); u != "" && !slices.Contains(r.logins, u) {
 			r.logins = append(r.logins, u)
