@@ -43,16 +43,3 @@ func (st *Statement) aggregateOrWindow(f *pg.FuncCall) string {
 func (st *Statement) isAggregate(f *pg.FuncCall) bool {
 	return f.Over == nil && st.aggregateOrWindow(f) != ""
 }
-
-// aggregateCreated is the name CREATE AGGREGATE defines, or "".
-func aggregateCreated(n *pg.Node) string {
-	d := n.GetDefineStmt()
-	if d == nil || d.Kind != pg.ObjectType_OBJECT_AGGREGATE {
-		return ""
-	}
-	names := stringItems(d.Defnames)
-	if len(names) == 0 {
-		return ""
-	}
-	return names[len(names)-1]
-}

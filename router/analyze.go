@@ -144,48 +144,20 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 		return nil, fmt.Errorf("expected one statement, found %d", len(tree.Stmts))
 	}
 	st := &Statement{NumParams: numParams, hint: hint, facts: r.facts.Load()}
-	if name := aggregateCreated(tree.Stmts[0].Stmt); name != "" {
-		// Known before the shards have run it: the next statement of
-		// the same Query string may already call it.
-		r.LearnAggregates([]string{name})
-	}
-	if name, b := functionCreated(tree.Stmts[0].Stmt, text); name != "" {
-		st.readsText = true
-		r.functionCreated(name, b)
-	} else if names := functionsDropped(tree.Stmts[0].Stmt); len(names) > 0 {
-		r.functionsDropped(names)
-	}
-	r.noteChildren(tree.Stmts[0].Stmt, st.facts)
-	r.noteTriggers(tree.Stmts[0].Stmt, text, st.facts)
-	st.readsText = st.readsText || tree.Stmts[0].Stmt.GetRuleStmt() != nil
-	viewOf := map[*pg.SelectStmt]string{}
-	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && sel.IntoClause == nil && len(st.facts.viewDefs()) > 0 {
+	stmt := tree.Stmts[0].Stmt
+	st.readsText = needsOriginalText(stmt)
+	r.learnFromDDL(stmt, text, st.facts)
+	var viewOf map[*pg.SelectStmt]string // the queries of views read as subqueries
+	if sel := stmt.GetSelectStmt(); sel != nil && sel.IntoClause == nil && len(st.facts.viewDefs()) > 0 {
 		var ok bool
-		if st.inlinedViews, ok = inlineViews(tree.Stmts[0].Stmt, st.facts, viewOf, 0); !ok {
+		viewOf = map[*pg.SelectStmt]string{}
+		if st.inlinedViews, ok = inlineViews(stmt, st.facts, viewOf, 0); !ok {
 			st.err = pgError(codeFeatureNotSupport, "views nested too deeply to read across shards", "query the tables the views read")
 		}
 	}
 	a := &analyzer{r: r, st: st, text: text, version: tree.Version, inKey: -1, viewOf: viewOf}
-	a.top(tree.Stmts[0].Stmt)
-	if st.Kind != KindDDL || st.createAs {
-		if err := r.functionRefusal(tree.Stmts[0].Stmt, text, st.facts); err != nil && st.err == nil {
-			st.err = err
-		}
-		st.readsText = st.readsText || tree.Stmts[0].Stmt.GetDoStmt() != nil
-	}
-	if err := triggerRefusal(st); err != nil && st.err == nil {
-		st.err = err
-	}
-	if shadows := st.facts.shadowed(); len(shadows) > 0 {
-		walk(tree.Stmts[0].Stmt, func(c *pg.Node) bool {
-			if f := c.GetFuncCall(); f != nil && f.Over == nil {
-				if names := stringItems(f.Funcname); len(names) == 1 && shadows[names[0]] && !slices.Contains(st.shadowedAggs, names[0]) {
-					st.shadowedAggs = append(st.shadowedAggs, names[0])
-				}
-			}
-			return true
-		})
-	}
+	a.top(stmt)
+	r.checkCatalogFacts(st, stmt, text)
 	pf := analyzePooling(tree.Stmts[0].Stmt)
 	st.sessionState, st.LocalConfig, st.setConfigs = pf.refusal, pf.localConfig, pf.setConfigs
 	if len(st.uses) == 0 {
@@ -311,7 +283,6 @@ func (a *analyzer) top(n *pg.Node) {
 		st.DiscardAll = x.DiscardStmt.Target == pg.DiscardMode_DISCARD_ALL
 	case *pg.Node_ViewStmt:
 		st.Kind = KindDDL
-		st.readsText = true
 		a.collectTables(n)
 		a.view(x.ViewStmt)
 	default:
@@ -509,7 +480,7 @@ func (a *analyzer) addName(names []string) {
 }
 
 // dropNames records the tables of DROP TABLE/VIEW/... (their names are
-// lists of strings, not RangeVars), and forgets dropped views.
+// lists of strings, not RangeVars).
 func (a *analyzer) dropNames(d *pg.DropStmt) {
 	switch d.RemoveType {
 	case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
@@ -521,11 +492,6 @@ func (a *analyzer) dropNames(d *pg.DropStmt) {
 		if l := o.GetList(); l != nil {
 			names := stringItems(l.Items)
 			a.addName(names)
-			if d.RemoveType == pg.ObjectType_OBJECT_VIEW || d.RemoveType == pg.ObjectType_OBJECT_MATVIEW {
-				if len(names) > 0 {
-					a.r.viewDropped(names[len(names)-1])
-				}
-			}
 		}
 	}
 }

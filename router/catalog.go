@@ -95,6 +95,14 @@ func (c *catalog) child(key string) *tableInfo {
 	return c.children[key]
 }
 
+// parentOf is the parent of child table "schema.rel", or "".
+func (c *catalog) parentOf(key string) string {
+	if c == nil {
+		return ""
+	}
+	return c.childOf[key]
+}
+
 // viewTables maps each view over a sharded table to one such table.
 func (c *catalog) viewTables() map[string]string {
 	if c == nil {
@@ -376,7 +384,7 @@ func (r *Router) childCreated(child, parent string) {
 func (r *Router) childDropped(child string) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
-	if c := r.facts.Load(); c == nil || c.childOf[child] == "" {
+	if r.facts.Load().parentOf(child) == "" {
 		return
 	}
 	delete(r.learn.made.children, child)

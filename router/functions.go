@@ -229,41 +229,6 @@ func (r *Router) shardedFunctions(functions map[string]body, facts *catalog) map
 	return out
 }
 
-// functionCreated is the name CREATE FUNCTION or CREATE PROCEDURE
-// defines, and the whole statement read as its body (the body, whatever
-// the language, is part of it), or "".
-func functionCreated(n *pg.Node, text string) (string, body) {
-	f := n.GetCreateFunctionStmt()
-	if f == nil {
-		return "", body{}
-	}
-	names := stringItems(f.Funcname)
-	if len(names) == 0 {
-		return "", body{}
-	}
-	return names[len(names)-1], readBody(text)
-}
-
-// functionsDropped are the names DROP FUNCTION/PROCEDURE/ROUTINE names.
-func functionsDropped(n *pg.Node) []string {
-	d := n.GetDropStmt()
-	if d == nil {
-		return nil
-	}
-	switch d.RemoveType {
-	case pg.ObjectType_OBJECT_FUNCTION, pg.ObjectType_OBJECT_PROCEDURE, pg.ObjectType_OBJECT_ROUTINE:
-	default:
-		return nil
-	}
-	var out []string
-	for _, o := range d.Objects {
-		if names := stringItems(o.GetObjectWithArgs().GetObjname()); len(names) > 0 {
-			out = append(out, names[len(names)-1])
-		}
-	}
-	return out
-}
-
 // functionRefusal is the error for statement n (its text is text) when
 // it calls a function that touches sharded data (facts.funcs), or is a
 // DO block that does; nil otherwise.

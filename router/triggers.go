@@ -156,53 +156,6 @@ func triggerRefusal(st *Statement) *pgconn.PgError {
 	return nil
 }
 
-// noteTriggers tells the router of CREATE TRIGGER, CREATE RULE and
-// their DROPs in statement n (whose text is text) before the shards run
-// it.
-func (r *Router) noteTriggers(n *pg.Node, text string, facts *catalog) {
-	switch x := n.Node.(type) {
-	case *pg.Node_CreateTrigStmt:
-		c := x.CreateTrigStmt
-		names := stringItems(c.Funcname)
-		if c.Relation == nil || len(names) == 0 || c.Isconstraint && c.Trigname == "" {
-			return
-		}
-		home, _, _ := r.table(facts, c.Relation.Schemaname, c.Relation.Relname)
-		r.triggerCreated(Trigger{Schema: home, Table: c.Relation.Relname, Name: c.Trigname,
-			Function: names[len(names)-1], Events: int(c.Events)})
-	case *pg.Node_RuleStmt:
-		c := x.RuleStmt
-		if c.Relation == nil || ruleEvent(c.Event) == 0 {
-			return
-		}
-		home, _, _ := r.table(facts, c.Relation.Schemaname, c.Relation.Relname)
-		r.triggerCreated(Trigger{Schema: home, Table: c.Relation.Relname, Name: c.Rulename,
-			Events: ruleEvent(c.Event), Rule: text})
-	case *pg.Node_DropStmt:
-		rule := x.DropStmt.RemoveType == pg.ObjectType_OBJECT_RULE
-		if x.DropStmt.RemoveType != pg.ObjectType_OBJECT_TRIGGER && !rule {
-			return
-		}
-		for _, o := range x.DropStmt.Objects {
-			names := stringItems(o.GetList().GetItems())
-			if len(names) < 2 {
-				continue
-			}
-			table, name := names[len(names)-2], names[len(names)-1]
-			schema := ""
-			if len(names) > 2 {
-				schema = names[len(names)-3]
-			}
-			home, _, _ := r.table(facts, schema, table)
-			t := Trigger{Schema: home, Table: table, Name: name}
-			if rule {
-				t.Rule = "dropped"
-			}
-			r.triggerDropped(t.key())
-		}
-	}
-}
-
 // learnedTriggers lists the triggers the shards reported and CREATE TRIGGER
 // here gave, one per key. learn.mu is held.
 func (r *Router) learnedTriggers() []Trigger {
