@@ -15,9 +15,10 @@ func TestParseShardCatalog(t *testing.T) {
 		[]byte(`["mysum"]`),
 		[]byte(`[["public","v","public","orders"]]`),
 		[]byte(`[["public","v"," SELECT 1;"]]`),
-		[]byte(`[["f","SELECT 1"]]`),
+		[]byte(`[["f","SELECT 1",""],["uuid_generate_v4","","v"]]`),
 		[]byte(`[["public","orders_2024","public","orders"]]`),
 		[]byte(`[["public","orders","t","f","5",""],["public","orders","r","","4","CREATE RULE r ..."]]`),
+		[]byte(`[["public","products","id","1","","a"],["public","products","at","3","now()",""]]`),
 	}
 	cat, err := parseShardCatalog(row)
 	if err != nil {
@@ -25,10 +26,12 @@ func TestParseShardCatalog(t *testing.T) {
 	}
 	if len(cat.Aggregates) != 1 || cat.Views[0].Ref != "orders" || cat.ViewDefs[0].SQL != " SELECT 1;" ||
 		cat.Functions[0] != (router.FunctionDef{Name: "f", Body: "SELECT 1"}) || cat.Inherits[0].Child != "orders_2024" ||
-		cat.Triggers[0].Events != 5 || cat.Triggers[1].Rule != "CREATE RULE r ..." {
+		cat.Triggers[0].Events != 5 || cat.Triggers[1].Rule != "CREATE RULE r ..." || !cat.Functions[1].Volatile ||
+		cat.Defaults[0] != (router.ColumnDefault{Schema: "public", Table: "products", Column: "id", Position: 1, Identity: true}) ||
+		cat.Defaults[1].Expr != "now()" || cat.Defaults[1].Position != 3 {
 		t.Errorf("decoded %+v", cat)
 	}
-	for col, want := range map[int]string{3: "functions", 5: "triggers"} {
+	for col, want := range map[int]string{3: "functions", 5: "triggers", 6: "column defaults"} {
 		bad := append([][]byte(nil), row...)
 		bad[col] = []byte(`[["x"`)
 		if col == 5 {
@@ -38,7 +41,7 @@ func TestParseShardCatalog(t *testing.T) {
 			t.Errorf("bad column %d: %v; want an error naming %s", col, err, want)
 		}
 	}
-	if _, err := parseShardCatalog(row[:5]); err == nil {
-		t.Error("5 columns decoded")
+	if _, err := parseShardCatalog(row[:6]); err == nil {
+		t.Error("6 columns decoded")
 	}
 }

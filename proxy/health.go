@@ -144,9 +144,13 @@ var errPoolBusy = errors.New("every pooled connection is in use; check skipped")
 // (router/functions.go; a SQL-standard body has an empty prosrc and is
 // read from its definition, without naming prosqlbody, which Postgres
 // before 14 lacks); the partitions and inheritance children of
-// tables, routed as the mapped table they descend from; and the user
+// tables, routed as the mapped table they descend from; the user
 // triggers and rules (enabled ones), whose writes may not follow their
-// rows (router/triggers.go).
+// rows (router/triggers.go); and the columns whose defaults call a
+// function or read the time (or are identities), and whether a C
+// function is volatile, which a write to a reference table must not
+// leave each copy to compute (router/replicas.go; partitions are left
+// out, as reference tables are not partitioned).
 // What is created on the shards directly is known within one check
 // interval; what is created through the proxy at once (router.analyze).
 const catalogQuery = `SELECT
@@ -164,9 +168,10 @@ const catalogQuery = `SELECT
 		FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
 		WHERE v.relkind = 'v' AND v.oid >= 16384 AND v.relowner = current_user::regrole),
 	(SELECT coalesce(json_agg(json_build_array(p.proname,
-			CASE WHEN p.prosrc <> '' THEN p.prosrc ELSE pg_get_functiondef(p.oid) END)), '[]')
+			CASE WHEN l.lanname IN ('c', 'internal') THEN '' WHEN p.prosrc <> '' THEN p.prosrc ELSE pg_get_functiondef(p.oid) END,
+			CASE WHEN l.lanname IN ('c', 'internal') AND p.provolatile = 'v' THEN 'v' ELSE '' END)), '[]')
 		FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
-		WHERE p.prokind IN ('f', 'p') AND p.oid >= 16384 AND l.lanname NOT IN ('c', 'internal')),
+		WHERE p.prokind IN ('f', 'p') AND p.oid >= 16384),
 	(SELECT coalesce(json_agg(json_build_array(cn.nspname, c.relname, pn.nspname, p.relname)), '[]')
 		FROM pg_inherits i
 		JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
@@ -182,12 +187,21 @@ const catalogQuery = `SELECT
 		SELECT n.nspname, c.relname, r.rulename, '', CASE r.ev_type WHEN '2' THEN 16 WHEN '3' THEN 4 WHEN '4' THEN 8 END, pg_get_ruledef(r.oid)
 		FROM pg_rewrite r
 		JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE r.rulename <> '_RETURN' AND r.ev_type IN ('2', '3', '4') AND r.ev_enabled <> 'D' AND c.relkind IN ('r', 'p')) tr)`
+		WHERE r.rulename <> '_RETURN' AND r.ev_type IN ('2', '3', '4') AND r.ev_enabled <> 'D' AND c.relkind IN ('r', 'p')) tr),
+	(SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname, a.attname,
+			(SELECT count(*) FROM pg_attribute b WHERE b.attrelid = a.attrelid AND b.attnum > 0 AND b.attnum <= a.attnum AND NOT b.attisdropped)::text,
+			coalesce(pg_get_expr(d.adbin, d.adrelid), ''), a.attidentity::text)), '[]')
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_attribute a ON a.attrelid = c.oid
+		LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+		WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.oid >= 16384
+			AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+			AND (a.attidentity <> '' OR d.adbin::text ~ '\{(FUNCEXPR|SQLVALUEFUNCTION)'))`
 
 // parseShardCatalog reads catalogQuery's row: one JSON array per column.
 func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
 	var out router.ShardCatalog
-	if len(row) != 6 {
+	if len(row) != 7 {
 		return out, fmt.Errorf("reading the shard's catalog: %d columns", len(row))
 	}
 	same := func(s string) (string, error) { return s, nil }
@@ -199,8 +213,8 @@ func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
 		jsonColumn(row[2], "view definitions", &out.ViewDefs, func(d [3]string) (router.ViewDef, error) {
 			return router.ViewDef{Schema: d[0], View: d[1], SQL: d[2]}, nil
 		}),
-		jsonColumn(row[3], "functions", &out.Functions, func(f [2]string) (router.FunctionDef, error) {
-			return router.FunctionDef{Name: f[0], Body: f[1]}, nil
+		jsonColumn(row[3], "functions", &out.Functions, func(f [3]string) (router.FunctionDef, error) {
+			return router.FunctionDef{Name: f[0], Body: f[1], Volatile: f[2] == "v"}, nil
 		}),
 		jsonColumn(row[4], "table inheritance", &out.Inherits, func(i [4]string) (router.Inherit, error) {
 			return router.Inherit{ChildSchema: i[0], Child: i[1], ParentSchema: i[2], Parent: i[3]}, nil
@@ -208,6 +222,10 @@ func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
 		jsonColumn(row[5], "triggers", &out.Triggers, func(t [6]string) (router.Trigger, error) {
 			events, err := strconv.Atoi(t[4])
 			return router.Trigger{Schema: t[0], Table: t[1], Name: t[2], Function: t[3], Events: events, Rule: t[5]}, err
+		}),
+		jsonColumn(row[6], "column defaults", &out.Defaults, func(d [6]string) (router.ColumnDefault, error) {
+			pos, err := strconv.Atoi(d[3])
+			return router.ColumnDefault{Schema: d[0], Table: d[1], Column: d[2], Position: pos, Expr: d[4], Identity: d[5] != ""}, err
 		}))
 }
 

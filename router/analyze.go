@@ -146,7 +146,6 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	st := &Statement{NumParams: numParams, hint: hint, facts: r.facts.Load()}
 	stmt := tree.Stmts[0].Stmt
 	st.readsText = needsOriginalText(stmt)
-	r.learnFromDDL(stmt, text, st.facts)
 	var viewOf map[*pg.SelectStmt]string // the queries of views read as subqueries
 	if sel := stmt.GetSelectStmt(); sel != nil && sel.IntoClause == nil && len(st.facts.viewDefs()) > 0 {
 		var ok bool
@@ -158,6 +157,9 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	a := &analyzer{r: r, st: st, text: text, version: tree.Version, inKey: -1, viewOf: viewOf}
 	a.top(stmt)
 	r.checkCatalogFacts(st, stmt, text)
+	if st.err == nil || st.hint != "" { // a refused statement makes nothing
+		r.learnFromDDL(stmt, text, st.facts)
+	}
 	pf := analyzePooling(tree.Stmts[0].Stmt)
 	st.sessionState, st.LocalConfig, st.setConfigs = pf.refusal, pf.localConfig, pf.setConfigs
 	if len(st.uses) == 0 {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
 // catalog is what the router knows of the shards' catalogs beyond the
@@ -53,6 +55,13 @@ type catalog struct {
 	// (functions.go), by name, each with what it touches: a statement
 	// calling one is refused without a shard hint.
 	funcs map[string]string
+	// divergent are functions whose value may differ between shards
+	// (replicas.go), by name, each with what it calls; defaults the
+	// columns of reference tables whose defaults do, by the table's
+	// "schema.rel": a write to a reference table that uses one would
+	// make the table's copies differ.
+	divergent map[string]string
+	defaults  map[string][]divergentDefault
 }
 
 // viewDef is a view's query as a shard prints it (pg_get_viewdef), or
@@ -111,6 +120,13 @@ func (c *catalog) viewTables() map[string]string {
 	return c.views
 }
 
+func (c *catalog) divergentFuncs() map[string]string {
+	if c == nil {
+		return nil
+	}
+	return c.divergent
+}
+
 func (c *catalog) functions() map[string]string {
 	if c == nil {
 		return nil
@@ -145,20 +161,22 @@ type learning struct {
 	shadows map[string]bool
 	reports map[string]shardReport // by shard
 	made    madeHere
+	exprs   map[string]*pg.Node // parsed column defaults (divergentDefaults)
 }
 
 // madeHere are the objects CREATE statements analysed here made, held
 // until the shards' reports show them.
 type madeHere struct {
-	views    held[createdView] // by view name
-	funcs    held[body]        // by function name
-	children held[string]      // by child "schema.rel": the parent's
-	triggers held[Trigger]     // by Trigger.key
+	views    held[createdView]     // by view name
+	funcs    held[body]            // by function name
+	children held[string]          // by child "schema.rel": the parent's
+	triggers held[Trigger]         // by Trigger.key
+	defaults held[[]ColumnDefault] // by table "schema.rel": all of its defaults
 }
 
 func (m madeHere) clone() madeHere {
 	return madeHere{views: maps.Clone(m.views), funcs: maps.Clone(m.funcs),
-		children: maps.Clone(m.children), triggers: maps.Clone(m.triggers)}
+		children: maps.Clone(m.children), triggers: maps.Clone(m.triggers), defaults: maps.Clone(m.defaults)}
 }
 
 // held maps a name to a fact and when it was learned.
@@ -197,6 +215,7 @@ type ShardCatalog struct {
 	Functions  []FunctionDef
 	Inherits   []Inherit
 	Triggers   []Trigger
+	Defaults   []ColumnDefault
 }
 
 // Inherit is one pg_inherits row of a shard: a partition or inheritance
@@ -211,6 +230,7 @@ type shardReport struct {
 	defs     []ViewDef
 	inherits []Inherit
 	triggers []Trigger
+	defaults []ColumnDefault
 	funcs    map[string]body // by name: its bodies, read
 	checked  time.Time       // when the check that read them began
 }
@@ -268,6 +288,7 @@ func (r *Router) CatalogChecked(shard string, checked time.Time, cat ShardCatalo
 	funcs := map[string]body{}
 	for _, f := range cat.Functions {
 		b := readBody(f.Body)
+		b.volatile = f.Volatile
 		if prev, ok := funcs[f.Name]; ok { // overloads: one name
 			b = b.merge(prev)
 		}
@@ -279,12 +300,13 @@ func (r *Router) CatalogChecked(shard string, checked time.Time, cat ShardCatalo
 	if r.learn.reports == nil {
 		r.learn.reports = map[string]shardReport{}
 	}
-	r.learn.reports[shard] = shardReport{deps: cat.Views, defs: cat.ViewDefs, inherits: cat.Inherits, triggers: cat.Triggers, funcs: funcs, checked: checked}
+	r.learn.reports[shard] = shardReport{deps: cat.Views, defs: cat.ViewDefs, inherits: cat.Inherits, triggers: cat.Triggers, defaults: cat.Defaults, funcs: funcs, checked: checked}
 	m := r.learn.made
 	m.views.release(r.reportedSince)
 	m.funcs.release(r.reportedSince)
 	m.children.release(r.reportedSince)
 	m.triggers.release(r.reportedSince)
+	m.defaults.release(r.reportedSince)
 	r.publish()
 }
 
@@ -445,6 +467,8 @@ func (r *Router) publish() {
 	maps.DeleteFunc(next.defs, func(name string, _ viewDef) bool { return next.views[name] == "" })
 	functions := r.learnedFunctions()
 	next.funcs = r.shardedFunctions(functions, next)
+	next.divergent = divergentFunctions(functions)
+	next.defaults = r.divergentDefaults(r.learnedDefaults(), next)
 	next.triggers = r.triggerRisks(r.learnedTriggers(), functions, next)
 	if cur := cmp.Or(r.facts.Load(), &catalog{}); cur.same(next) {
 		return
@@ -460,7 +484,8 @@ func (r *Router) publish() {
 func (c *catalog) same(o *catalog) bool {
 	return maps.Equal(c.aggs, o.aggs) && maps.Equal(c.shadows, o.shadows) && maps.Equal(c.views, o.views) &&
 		maps.EqualFunc(c.defs, o.defs, viewDef.equal) && maps.Equal(c.childOf, o.childOf) &&
-		maps.Equal(c.funcs, o.funcs) && maps.EqualFunc(c.triggers, o.triggers, slices.Equal)
+		maps.Equal(c.funcs, o.funcs) && maps.EqualFunc(c.triggers, o.triggers, slices.Equal) &&
+		maps.Equal(c.divergent, o.divergent) && maps.EqualFunc(c.defaults, o.defaults, slices.Equal)
 }
 
 // learnedFunctions are the bodies of every function the shards reported

@@ -95,7 +95,7 @@ func TestChildTables(t *testing.T) {
 	r.CatalogChecked("s0", now.Add(time.Second), ShardCatalog{
 		Inherits:  []Inherit{{"public", "orders_2024", "public", "orders"}},
 		Views:     []ViewDep{{"public", "v2024", "public", "orders_2024"}},
-		Functions: []FunctionDef{{"count_2024", "SELECT count(*) FROM orders_2024"}},
+		Functions: []FunctionDef{{Name: "count_2024", Body: "SELECT count(*) FROM orders_2024"}},
 	})
 	if _, _, err := route(r, "SELECT * FROM v2024", nil, ""); !isFeatureNotSupported(err) || !strings.Contains(err.Error(), "orders_2024") {
 		t.Errorf("view over a child: %v; want 0A000", err)

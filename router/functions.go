@@ -34,6 +34,9 @@ import (
 type body struct {
 	words  map[string]bool
 	writes map[string]bool
+	// volatile: a C function Postgres calls volatile, whose body cannot
+	// be read (replicas.go).
+	volatile bool
 }
 
 // bodyToken is a word of a body, or a '.' between two.
@@ -120,7 +123,7 @@ func readBody(src string) body {
 
 // merge adds o's words and writes to b's (overloads of one name).
 func (b body) merge(o body) body {
-	out := body{words: maps.Clone(b.words), writes: maps.Clone(b.writes)}
+	out := body{words: maps.Clone(b.words), writes: maps.Clone(b.writes), volatile: b.volatile || o.volatile}
 	maps.Copy(out.words, o.words)
 	maps.Copy(out.writes, o.writes)
 	return out
@@ -136,9 +139,11 @@ func isWordByte(c byte) bool {
 
 // FunctionDef is one function or procedure a shard's catalog defines:
 // its name (pg_proc.proname) and body (prosrc, or the whole definition
-// for a SQL-standard body).
+// for a SQL-standard body; "" for a C function). Volatile: a C function
+// Postgres calls volatile, whose value is taken to differ between shards.
 type FunctionDef struct {
 	Name, Body string
+	Volatile   bool
 }
 
 // touches tells what body b does that must not be done on one shard

@@ -44,16 +44,16 @@ func TestShardedFunctions(t *testing.T) {
 		r.CatalogChecked(s, now, ShardCatalog{
 			Views: []ViewDep{{"public", "big_orders", "public", "orders"}},
 			Functions: []FunctionDef{
-				{"orders_of", "SELECT * FROM public.orders WHERE customer_id = $1"},
-				{"total_of", "BEGIN RETURN (SELECT sum(total) FROM orders_of(c)); END"}, // through orders_of
-				{"dyn", "BEGIN EXECUTE format('SELECT count(*) FROM %I', 'Sessions'); END"},
-				{"via_view", "SELECT count(*) FROM big_orders"},
-				{"price", "SELECT price FROM products WHERE id = $1"},
-				{"log_price", "BEGIN INSERT INTO price_log SELECT * FROM products; UPDATE ONLY app.prices SET x = 1; END"}, // writes unmapped tables       // reads a reference table
-				{"reprice", "UPDATE products SET price = price * $1"},                                                      // writes one
-				{"mixed", `SELECT count(*) FROM "MixedCase"`},                                                              // quoted, as configured
-				{"folded", `SELECT count(*) FROM mixedcase`},                                                               // another table
-				{"helper", "SELECT $1 * 2 -- orders_total is another word"},                                                // no word of a sharded table
+				{Name: "orders_of", Body: "SELECT * FROM public.orders WHERE customer_id = $1"},
+				{Name: "total_of", Body: "BEGIN RETURN (SELECT sum(total) FROM orders_of(c)); END"}, // through orders_of
+				{Name: "dyn", Body: "BEGIN EXECUTE format('SELECT count(*) FROM %I', 'Sessions'); END"},
+				{Name: "via_view", Body: "SELECT count(*) FROM big_orders"},
+				{Name: "price", Body: "SELECT price FROM products WHERE id = $1"},
+				{Name: "log_price", Body: "BEGIN INSERT INTO price_log SELECT * FROM products; UPDATE ONLY app.prices SET x = 1; END"}, // writes unmapped tables       // reads a reference table
+				{Name: "reprice", Body: "UPDATE products SET price = price * $1"},                                                      // writes one
+				{Name: "mixed", Body: `SELECT count(*) FROM "MixedCase"`},                                                              // quoted, as configured
+				{Name: "folded", Body: `SELECT count(*) FROM mixedcase`},                                                               // another table
+				{Name: "helper", Body: "SELECT $1 * 2 -- orders_total is another word"},                                                // no word of a sharded table
 			},
 		})
 	}
@@ -170,12 +170,12 @@ func TestTriggerWrites(t *testing.T) {
 	for _, s := range []string{"s0", "s1", "s2"} {
 		r.CatalogChecked(s, now, ShardCatalog{
 			Functions: []FunctionDef{
-				{"take_stock", "BEGIN UPDATE products SET stock = stock - NEW.qty WHERE id = NEW.product_id; RETURN NEW; END"},
-				{"history", "BEGIN INSERT INTO order_items (customer_id, note) VALUES (NEW.customer_id, 'x'); RETURN NEW; END"},
-				{"emit", "BEGIN PERFORM emit_event(NEW.id); RETURN NEW; END"}, // through a call
-				{"emit_event", "INSERT INTO public.events (id) VALUES ($1)"},
-				{"price_changed", "BEGIN INSERT INTO orders (customer_id) VALUES (0); RETURN NEW; END"},
-				{"stamp", "BEGIN NEW.at := now(); RETURN NEW; END"},
+				{Name: "take_stock", Body: "BEGIN UPDATE products SET stock = stock - NEW.qty WHERE id = NEW.product_id; RETURN NEW; END"},
+				{Name: "history", Body: "BEGIN INSERT INTO order_items (customer_id, note) VALUES (NEW.customer_id, 'x'); RETURN NEW; END"},
+				{Name: "emit", Body: "BEGIN PERFORM emit_event(NEW.id); RETURN NEW; END"}, // through a call
+				{Name: "emit_event", Body: "INSERT INTO public.events (id) VALUES ($1)"},
+				{Name: "price_changed", Body: "BEGIN INSERT INTO orders (customer_id) VALUES (0); RETURN NEW; END"},
+				{Name: "stamp", Body: "BEGIN NEW.at := now(); RETURN NEW; END"},
 			},
 			Triggers: []Trigger{
 				{"public", "order_items", "stock", "take_stock", triggerInsert | triggerUpdate, ""},

@@ -40,7 +40,8 @@ func (r *Router) learnFromDDL(n *pg.Node, text string, facts *catalog) {
 			r.triggerCreated(Trigger{Schema: home, Table: c.Relation.Relname, Name: c.Rulename,
 				Events: ruleEvent(c.Event), Rule: text})
 		}
-	case *pg.Node_CreateStmt: // PARTITION OF, INHERITS
+	case *pg.Node_CreateStmt: // PARTITION OF, INHERITS; defaults
+		r.createdTable(facts, x.CreateStmt)
 		for _, p := range x.CreateStmt.InhRelations {
 			if rv := p.GetRangeVar(); rv != nil {
 				r.attach(facts, x.CreateStmt.Relation, rv)
@@ -49,6 +50,7 @@ func (r *Router) learnFromDDL(n *pg.Node, text string, facts *catalog) {
 	case *pg.Node_AlterTableStmt:
 		for _, cmd := range x.AlterTableStmt.Cmds {
 			at := cmd.GetAlterTableCmd()
+			r.alteredColumns(facts, x.AlterTableStmt.Relation, at)
 			pc := at.GetDef().GetPartitionCmd()
 			switch {
 			case pc == nil:
@@ -102,8 +104,11 @@ func (r *Router) dropped(d *pg.DropStmt, facts *catalog) {
 			switch len(names) {
 			case 1:
 				r.childDropped(r.childKey(facts, &pg.RangeVar{Relname: names[0]}))
+				home, _, _ := r.table(facts, "", names[0])
+				r.defaultsDropped(home + "." + names[0])
 			case 2:
 				r.childDropped(names[0] + "." + names[1])
+				r.defaultsDropped(names[0] + "." + names[1])
 			}
 		case pg.ObjectType_OBJECT_TRIGGER, pg.ObjectType_OBJECT_RULE: // [schema.]table.name
 			if len(names) < 2 {
@@ -177,6 +182,9 @@ func (r *Router) checkCatalogFacts(st *Statement, n *pg.Node, text string) {
 		}
 	}
 	if err := triggerRefusal(st); err != nil && st.err == nil {
+		st.err = err
+	}
+	if err := r.replicaRefusal(st, n); err != nil && st.err == nil {
 		st.err = err
 	}
 	if shadows := st.facts.shadowed(); len(shadows) > 0 {

@@ -141,6 +141,9 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 	if st.err != nil {
 		return Route{}, st.err
 	}
+	if err := timeParamRefusal(st, &args); err != nil {
+		return Route{}, err
+	}
 	if args.CustomSearchPath {
 		for _, u := range st.uses {
 			if err := r.unqualified(st.facts, u.schema, u.rel); err != nil {

@@ -112,6 +112,24 @@ func (r *Router) triggerRisks(triggers []Trigger, functions map[string]body, fac
 				maps.Copy(tw, writes[g])
 			}
 		}
+		key := home + "." + t.Table
+		if info.ref {
+			// Every copy fires it: a value it computes differs by copy.
+			why := facts.divergentFuncs()[t.Function]
+			if t.Rule != "" {
+				b := readBody(t.Rule)
+				if w := firstIn(b.words, divergentWords); w != "" {
+					why = "calls " + w
+				} else if f := firstIn(b.words, facts.divergentFuncs()); f != "" {
+					why = fmt.Sprintf("calls %s(), which %s", f, facts.divergentFuncs()[f])
+				}
+			}
+			if why != "" {
+				out[key] = append(out[key], triggerRisk{events: t.Events,
+					what: fmt.Sprintf("%s %s, and each shard's copy of %s would get its own value", runs, why, info.name)})
+				continue
+			}
+		}
 		for _, w := range slices.Sorted(maps.Keys(tw)) {
 			target := r.writeTarget(facts, w)
 			var why string
@@ -128,7 +146,6 @@ func (r *Router) triggerRisks(triggers []Trigger, functions map[string]body, fac
 			default:
 				continue
 			}
-			key := home + "." + t.Table
 			out[key] = append(out[key], triggerRisk{events: t.Events, what: runs + " " + why})
 			break
 		}

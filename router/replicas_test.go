@@ -1,0 +1,126 @@
+package router
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TestReferenceWrites: a write to a reference table that computes a
+// value each copy computes on its own, or leaves a column to such a
+// default, is refused; the same write with constants, a write to a
+// sharded table, and a hinted one are not.
+func TestReferenceWrites(t *testing.T) {
+	r, _ := newTestRouter(t)
+	now := time.Now()
+	for _, s := range []string{"s0", "s1", "s2"} {
+		r.CatalogChecked(s, now, ShardCatalog{
+			Functions: []FunctionDef{
+				{Name: "jitter", Body: "BEGIN RETURN random(); END"},
+				{Name: "via", Body: "SELECT jitter() * 2"},
+				{Name: "my_uuid", Volatile: true}, // a C function
+				{Name: "label", Body: "SELECT upper($1)"},
+				{Name: "stamp", Body: "BEGIN NEW.at := CURRENT_TIMESTAMP; RETURN NEW; END"},
+			},
+			Defaults: []ColumnDefault{
+				{Schema: "public", Table: "products", Column: "id", Position: 1, Identity: true},
+				{Schema: "public", Table: "products", Column: "at", Position: 4, Expr: "now()"},
+				{Schema: "public", Table: "products", Column: "code", Position: 3, Expr: "'x'::character varying"}, // a cast, not a call
+				{Schema: "public", Table: "orders", Column: "created", Position: 3, Expr: "now()"},                 // sharded: one copy
+			},
+			Triggers: []Trigger{{"public", "products", "stamp", "stamp", triggerDelete, ""}},
+		})
+	}
+	refused := map[string]string{
+		"INSERT INTO products VALUES (1, 'a', 'c', '2026-01-01', random())":                                                  "random() in a write to reference table products",
+		"INSERT INTO products VALUES (1, 'a', 'c', pg_catalog.now())":                                                        "now()",
+		"INSERT INTO products VALUES (1, 'a', 'c', localtimestamp)":                                                          "LOCALTIMESTAMP",
+		"INSERT INTO products VALUES (1, 'a', 'c', 'today'::date)":                                                           "'today' as a date or time",
+		"INSERT INTO products VALUES (1, 'a', 'c', '2026-01-01', via())":                                                     "via(), which calls jitter(), which calls random,",
+		"INSERT INTO products VALUES (1, my_uuid()::text, 'c', '2026-01-01')":                                                "my_uuid(), which is volatile",
+		"INSERT INTO products (name, code, at) VALUES ('a', 'c', '2026-01-01')":                                              "id's identity sequence",
+		"INSERT INTO products (id, name) VALUES (1, 'a')":                                                                    "at's default now()",
+		"INSERT INTO products VALUES (1, 'a', 'c')":                                                                          "at's default now()",
+		"INSERT INTO products VALUES (1, 'a', 'c', DEFAULT)":                                                                 "at's default now()",
+		"INSERT INTO products DEFAULT VALUES":                                                                                "id's identity sequence",
+		"INSERT INTO products SELECT * FROM staging":                                                                         "id's identity sequence", // width not known
+		"UPDATE products SET at = DEFAULT":                                                                                   "at's default now()",
+		"UPDATE products SET price = price * random()":                                                                       "random()",
+		"UPDATE products SET price = 1 WHERE random() < 0.5":                                                                 "random()",
+		"UPDATE products SET price = 1 WHERE xmin = 5":                                                                       "system column xmin",
+		"UPDATE products p SET price = 1 WHERE p.ctid > '(0,1)'":                                                             "system column ctid",
+		"UPDATE products SET price = 1 WHERE id IN (SELECT id FROM products OFFSET 3)":                                       "LIMIT or OFFSET without ORDER BY",
+		"INSERT INTO products (id, at) SELECT id, at FROM products TABLESAMPLE SYSTEM (10)":                                  "TABLESAMPLE",
+		"COPY products (name, code, at) FROM STDIN":                                                                          "id's identity sequence",
+		"COPY products FROM STDIN WHERE random() < 0.5":                                                                      "random()",
+		"WITH n AS (SELECT now() AS t) INSERT INTO products SELECT 1, 'a', 'c', t FROM n":                                    "now()",
+		"MERGE INTO products p USING staging s ON p.id = s.id WHEN NOT MATCHED THEN INSERT (id, name) VALUES (s.id, s.name)": "at's default now()",
+		"MERGE INTO products p USING staging s ON p.id = s.id WHEN MATCHED THEN UPDATE SET at = DEFAULT":                     "at's default now()",
+		"DELETE FROM products WHERE id = 1":                                                                                  "trigger stamp on products runs stamp(), which calls current_timestamp",
+		"ALTER TABLE products ADD COLUMN seen timestamptz DEFAULT clock_timestamp()":                                         "adding a column with default clock_timestamp()",
+		"ALTER TABLE products ADD COLUMN n serial":                                                                           "adding a serial column",
+	}
+	for sql, want := range refused {
+		_, _, err := route(r, sql, nil, "")
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "0A000" || !strings.Contains(pgErr.Message, want) || pgErr.Hint == "" {
+			t.Errorf("%s: %v; want 0A000 saying %q, with a hint", sql, err, want)
+		}
+	}
+	for _, sql := range []string{
+		"INSERT INTO products VALUES (1, 'a', 'c', '2026-01-01')",
+		"INSERT INTO products (id, name, at) VALUES (1, label('a'), '2026-01-01')",
+		"INSERT INTO products (id, at) VALUES (1, '2026-01-01') RETURNING now(), random()",
+		"INSERT INTO products VALUES (1, 'now', 'c', '2026-01-01')", // 'now' as text
+		"UPDATE products SET price = 1 WHERE at < '2026-01-01'::timestamptz",
+		"UPDATE products SET price = 1 WHERE id IN (SELECT id FROM products ORDER BY id LIMIT 3)",
+		"COPY products FROM STDIN",
+		"INSERT INTO orders (customer_id, total) VALUES (1, random())", // one row, one copy
+		"UPDATE orders SET created = DEFAULT WHERE customer_id = 1",
+		"SELECT random(), now() FROM products",
+		"/* shard: s1 */ INSERT INTO products VALUES (1, 'a', 'c', now())",
+		"ALTER TABLE products ALTER COLUMN at SET DEFAULT clock_timestamp()", // the rows stay as they are
+		"ALTER TABLE products ADD COLUMN note text DEFAULT 'x'",
+	} {
+		if _, _, err := route(r, sql, nil, ""); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+
+	// A parameter cast to a date/time type is checked when bound.
+	const bound = "INSERT INTO products VALUES ($1, 'a', 'c', $2::timestamptz)"
+	if _, _, err := route(r, bound, []string{"1", " Now "}, ""); !isFeatureNotSupported(err) {
+		t.Errorf("%s with 'Now': %v; want 0A000", bound, err)
+	}
+	if _, _, err := route(r, bound, []string{"1", "2026-01-01"}, ""); err != nil {
+		t.Errorf("%s: %v", bound, err)
+	}
+
+	// CREATE and ALTER TABLE through the proxy take effect at once.
+	for _, tc := range []struct{ ddl, write string }{
+		{"CREATE TABLE products (id int, name text, seq bigserial)", "INSERT INTO products (id, name) VALUES (1, 'a')"},
+		{"ALTER TABLE products ALTER COLUMN name SET DEFAULT gen_random_uuid()::text", "INSERT INTO products (id, seq) VALUES (1, 2)"},
+	} {
+		if _, _, err := route(r, tc.ddl, nil, ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := route(r, tc.write, nil, ""); !isFeatureNotSupported(err) {
+			t.Errorf("%s after %s: %v; want 0A000", tc.write, tc.ddl, err)
+		}
+	}
+	if _, _, err := route(r, "ALTER TABLE products ALTER COLUMN name DROP DEFAULT", nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := route(r, "INSERT INTO products (id, seq) VALUES (1, 2)", nil, ""); err != nil {
+		t.Errorf("after DROP DEFAULT: %v", err)
+	}
+	if _, _, err := route(r, "DROP TABLE products", nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := route(r, "INSERT INTO products (id) VALUES (1)", nil, ""); err != nil {
+		t.Errorf("after DROP TABLE: %v", err)
+	}
+}
