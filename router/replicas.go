@@ -27,10 +27,12 @@ import (
 // sequence, is refused the same way (the defaults come from the shards'
 // catalogs, and from CREATE and ALTER TABLE through the proxy).
 //
-// Not seen: a timestamp column given the string 'now' without a cast
-// (Postgres reads it at each copy's moment), a value computed from
-// several rows in an order the copies may not share (string_agg without
-// ORDER BY, UPDATE ... FROM with several matches per row).
+// So do aggregates and window functions whose result depends on the
+// order rows are read in (string_agg, row_number() OVER ()) without an
+// ORDER BY. Not seen: a timestamp column given the string 'now' without
+// a cast (Postgres reads it at each copy's moment), UPDATE ... FROM with
+// several matches per row (Postgres takes any one), and an ORDER BY
+// whose ties the copies may break differently.
 
 // divergentCalls are the built-in functions whose value differs from one
 // shard to another within one statement: random values, sequences, the
@@ -54,6 +56,15 @@ var divergentCalls = map[string]bool{
 	"pg_xact_commit_timestamp": true, "pg_last_committed_xact": true,
 	"age": true, "mxid_age": true, // age(xid), age(timestamp): against now
 }
+
+// orderedAggregates build their result in the order they read rows,
+// which each copy may do in its own order; orderedWindows number or pick
+// rows by their order in the window.
+var orderedAggregates = map[string]bool{"array_agg": true, "string_agg": true, "json_agg": true, "jsonb_agg": true,
+	"json_object_agg": true, "jsonb_object_agg": true, "xmlagg": true}
+
+var orderedWindows = map[string]bool{"row_number": true, "ntile": true, "first_value": true, "last_value": true,
+	"nth_value": true, "lag": true, "lead": true}
 
 // divergentWords are the words of a function body that call one of them:
 // the calls, and the SQL keywords for the transaction's time (age is
@@ -144,6 +155,10 @@ func divergence(n *pg.Node, funcs map[string]string, params *[]int) *replicaRisk
 			name := strings.ToLower(names[len(names)-1])
 			builtin := len(names) == 1 || names[0] == "pg_catalog"
 			switch {
+			case builtin && orderedAggregates[name] && x.FuncCall.Over == nil && len(x.FuncCall.AggOrder) == 0:
+				risk = &replicaRisk{name + "() without ORDER BY", "order the aggregate's input: " + name + "(... ORDER BY a unique key)"}
+			case builtin && orderedWindows[name] && x.FuncCall.Over != nil && len(x.FuncCall.Over.OrderClause) == 0:
+				risk = &replicaRisk{name + "() over a window without ORDER BY", "order the window by a unique key"}
 			case builtin && divergentCalls[name] && (name != "age" || len(x.FuncCall.Args) == 1):
 				risk = &replicaRisk{name + "()", hintComputeOnce}
 			case names[0] != "pg_catalog" && funcs[name] != "":

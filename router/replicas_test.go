@@ -59,6 +59,8 @@ func TestReferenceWrites(t *testing.T) {
 		"WITH n AS (SELECT now() AS t) INSERT INTO products SELECT 1, 'a', 'c', t FROM n":                                    "now()",
 		"MERGE INTO products p USING staging s ON p.id = s.id WHEN NOT MATCHED THEN INSERT (id, name) VALUES (s.id, s.name)": "at's default now()",
 		"MERGE INTO products p USING staging s ON p.id = s.id WHEN MATCHED THEN UPDATE SET at = DEFAULT":                     "at's default now()",
+		"INSERT INTO products (id, name, at) SELECT 9, string_agg(name, ','), '2026-01-01' FROM products":                    "string_agg() without ORDER BY",
+		"UPDATE products p SET price = r FROM (SELECT id, row_number() OVER () AS r FROM products) n WHERE n.id = p.id":      "row_number() over a window without ORDER BY",
 		"DELETE FROM products WHERE id = 1":                                                                                  "trigger stamp on products runs stamp(), which calls current_timestamp",
 		"ALTER TABLE products ADD COLUMN seen timestamptz DEFAULT clock_timestamp()":                                         "adding a column with default clock_timestamp()",
 		"ALTER TABLE products ADD COLUMN n serial":                                                                           "adding a serial column",
@@ -81,6 +83,9 @@ func TestReferenceWrites(t *testing.T) {
 		"INSERT INTO orders (customer_id, total) VALUES (1, random())", // one row, one copy
 		"UPDATE orders SET created = DEFAULT WHERE customer_id = 1",
 		"SELECT random(), now() FROM products",
+		"INSERT INTO products (id, name, at) SELECT 9, string_agg(name, ',' ORDER BY id), '2026-01-01' FROM products",
+		"UPDATE products p SET price = r FROM (SELECT id, row_number() OVER (ORDER BY id) AS r FROM products) n WHERE n.id = p.id",
+		"UPDATE products SET price = (SELECT count(*) FROM products)",
 		"/* shard: s1 */ INSERT INTO products VALUES (1, 'a', 'c', now())",
 		"ALTER TABLE products ALTER COLUMN at SET DEFAULT clock_timestamp()", // the rows stay as they are
 		"ALTER TABLE products ADD COLUMN note text DEFAULT 'x'",
