@@ -29,7 +29,7 @@ func startTxnFixture(t testing.TB, body string) txnFixture {
 	c := f.Connect(t)
 	for _, q := range []string{
 		"CREATE TABLE customers (customer_id bigint PRIMARY KEY, credit int NOT NULL CHECK (credit >= 0))",
-		"CREATE TABLE orders (customer_id bigint NOT NULL, u int UNIQUE DEFERRABLE INITIALLY DEFERRED)",
+		"CREATE TABLE orders (customer_id bigint NOT NULL, u int, UNIQUE (customer_id, u) DEFERRABLE INITIALLY DEFERRED)",
 		"CREATE TABLE products (id int PRIMARY KEY, name text)",
 	} {
 		if _, err := c.Exec(ctx, q); err != nil {

@@ -157,6 +157,11 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	a := &analyzer{r: r, st: st, text: text, version: tree.Version, inKey: -1, viewOf: viewOf}
 	a.top(stmt)
 	r.checkCatalogFacts(st, stmt, text)
+	if st.Kind == KindDDL && st.err == nil {
+		if err := r.uniqueRefusal(stmt, st.facts); err != nil {
+			st.err = err
+		}
+	}
 	if st.err == nil || st.hint != "" { // a refused statement makes nothing
 		r.learnFromDDL(stmt, text, st.facts)
 	}

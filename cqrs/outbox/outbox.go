@@ -26,7 +26,11 @@ type Table struct {
 	KeyDDL string // the key column's SQL type, e.g. bigint
 }
 
-// OutboxSchema creates an outbox table.
+// OutboxSchema creates an outbox table. Ids come from each shard's own
+// sequence, and the relay reads each shard on its own, so they need only
+// be unique per shard; the primary key says so by leading with the shard
+// key (shardproxy refuses a uniqueness constraint without it, which each
+// shard would enforce on its rows alone).
 func (t Table) OutboxSchema() []string {
 	return []string{fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 		%s %s NOT NULL,
@@ -39,9 +43,9 @@ func (t Table) OutboxSchema() []string {
 		next_at timestamptz NOT NULL DEFAULT now(),
 		last_error text,
 		delivered_at timestamptz,
-		PRIMARY KEY (id),
+		PRIMARY KEY (%s, id),
 		UNIQUE (%s, message_id)
-	)`, t.Name, t.KeyCol, t.KeyDDL, t.KeyCol),
+	)`, t.Name, t.KeyCol, t.KeyDDL, t.KeyCol, t.KeyCol),
 		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s_pending ON %s (id) WHERE delivered_at IS NULL`, t.Name, t.Name)}
 }
 

@@ -1,0 +1,54 @@
+package router
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TestUniqueWithoutKey: a uniqueness constraint on a sharded table that
+// leaves out the shard key would hold on each shard alone, so it is
+// refused; with the key, or on a reference or unmapped table, it is not.
+func TestUniqueWithoutKey(t *testing.T) {
+	r, _ := newTestRouter(t)
+	refused := map[string]string{
+		"CREATE TABLE orders (order_id bigint PRIMARY KEY, customer_id int)":                         "PRIMARY KEY on sharded table orders without its shard key customer_id",
+		"CREATE TABLE orders (customer_id int, email text UNIQUE)":                                   "UNIQUE constraint on sharded table orders",
+		"CREATE TABLE orders (customer_id int, order_id int, PRIMARY KEY (order_id))":                "PRIMARY KEY",
+		"CREATE TABLE orders (customer_id int, a int, UNIQUE (a) INCLUDE (customer_id))":             "UNIQUE constraint",
+		"ALTER TABLE orders ADD CONSTRAINT o_u UNIQUE (order_id)":                                    "UNIQUE constraint",
+		"ALTER TABLE public.orders ADD PRIMARY KEY (order_id)":                                       "PRIMARY KEY",
+		"ALTER TABLE orders ADD COLUMN code text UNIQUE":                                             "UNIQUE constraint",
+		"CREATE UNIQUE INDEX ON orders (order_id)":                                                   "unique index on sharded table orders",
+		"CREATE UNIQUE INDEX o_i ON orders ((customer_id + 0), order_id)":                            "unique index",
+		"CREATE UNIQUE INDEX ON sessions (lower(token))":                                             "shard key token",
+		"CREATE TABLE app.audit (id int, at tstzrange, EXCLUDE USING gist (at WITH &&))":             "EXCLUDE constraint on sharded table app.audit",
+		"CREATE TABLE app.audit (id int, at tstzrange, EXCLUDE USING gist (id WITH <>, at WITH &&))": "EXCLUDE constraint",
+	}
+	for sql, want := range refused {
+		_, _, err := route(r, sql, nil, "")
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "0A000" || !strings.Contains(pgErr.Message, want) || !strings.Contains(pgErr.Hint, "add ") {
+			t.Errorf("%s: %v; want 0A000 saying %q, with a hint", sql, err, want)
+		}
+	}
+	for _, sql := range []string{
+		"CREATE TABLE orders (customer_id int PRIMARY KEY, total int)",
+		"CREATE TABLE orders (customer_id int, order_id bigint, PRIMARY KEY (customer_id, order_id), UNIQUE (order_id, customer_id))",
+		"ALTER TABLE orders ADD CONSTRAINT o_u UNIQUE (customer_id, order_id)",
+		"CREATE UNIQUE INDEX ON orders (order_id, customer_id) WHERE total > 0",
+		"CREATE INDEX ON orders (order_id)",
+		"CREATE TABLE products (id int PRIMARY KEY, sku text UNIQUE)", // reference
+		"CREATE UNIQUE INDEX ON products (sku)",
+		"CREATE TABLE notes (id int PRIMARY KEY)", // unmapped
+		"CREATE TABLE app.audit (id int, at tstzrange, EXCLUDE USING gist (id WITH =, at WITH &&))",
+		"ALTER TABLE orders ADD CONSTRAINT o_pk PRIMARY KEY USING INDEX o_idx",
+		"/* shard: s1 */ CREATE UNIQUE INDEX ON orders (order_id)", // hinted: one shard, as asked
+	} {
+		if _, _, err := route(r, sql, nil, ""); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+}
