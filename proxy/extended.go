@@ -351,6 +351,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		shard = route.Shards[0]
 	}
 	readOnly := ps.st.Kind == router.KindSelect || ps.st.Kind == router.KindShow
+	s.stmtTouches = ps.st.TouchesTables()
 	c, err := s.extAttach(ctx, shard, readOnly)
 	if err != nil {
 		return s.extFail(err)
@@ -426,6 +427,7 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 		return err
 	}
 	ps, mb := p.stmt, p.multi
+	s.stmtTouches = ps.st.TouchesTables()
 	if mb.route.Merge == router.MergeSplitInsert {
 		if n := untypedUnused(mb.route.Split, len(mb.params), ps.paramOIDs); n > 0 {
 			// Postgres refuses it for the whole statement; no shard would see it.
@@ -740,7 +742,13 @@ func (s *session) executeLocal(ps *prepared) error {
 	case router.KindCommit, router.KindRollback:
 		tag(s.endLocalTxn(st.Kind == router.KindRollback))
 	case router.KindSet:
-		s.recordSet(st, nil)
+		if st.SetLocal {
+			// SET LOCAL, SET TRANSACTION before any shard: replayed on the
+			// first one the transaction touches, as in the simple protocol.
+			s.noteReplay(st, ps.query)
+		} else {
+			s.recordSet(st, nil)
+		}
 		tag("SET")
 	default:
 		return s.extFail(pgError("XX000", "statement cannot be answered by the proxy"))

@@ -61,6 +61,7 @@ type session struct {
 	prelude      int         // replies (ending in ReadyForQuery) to swallow before the client's own
 	txStatus     byte        // what the client was last told: 'I', 'T' or 'E'
 	pendingBegin string      // BEGIN text not yet sent to a shard
+	stmtTouches  bool        // the statement being routed reads or writes tables (txn.touch)
 	localFailed  bool        // transaction failed before any shard was attached
 	ddlInTx      bool        // DDL ran in the open transaction: forget cached columns at its end
 	tx           txn         // the transaction's other shards, savepoints, failure (txn.go)
@@ -392,7 +393,7 @@ func syncParams(c *pool.Conn, want map[string]string) string {
 // transaction or extended-protocol batch).
 func (s *session) attach(ctx context.Context, shard string) (*pool.Conn, error) {
 	if s.attached != nil && s.attached.Shard == shard {
-		return s.attached, nil
+		return s.attached, s.touch(shard)
 	}
 	if s.multiLeg() {
 		return s.join(ctx, shard)
@@ -407,13 +408,13 @@ func (s *session) attach(ctx context.Context, shard string) (*pool.Conn, error) 
 		// Savepoints were taken before any shard: open it synchronously
 		// so that an error in them is reported (see openLeg).
 		s.tx.begin, s.pendingBegin = s.pendingBegin, ""
-		c, err := s.openLeg(ctx, shard)
+		c, err := s.openLeg(ctx, shard, false)
 		if err != nil {
 			s.tx.failed, s.localFailed, s.txStatus = true, true, 'E'
 			return nil, err
 		}
 		s.attached = c
-		return c, nil
+		return c, s.touch(shard)
 	}
 	if err := s.holdIfPaused(ctx, shard); err != nil {
 		return nil, err
@@ -428,7 +429,7 @@ func (s *session) attach(ctx context.Context, shard string) (*pool.Conn, error) 
 		n++
 	}
 	s.attached, s.prelude = c, n
-	return c, nil
+	return c, s.touch(shard)
 }
 
 func errCrossShard(pinned, want string) error {

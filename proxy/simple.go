@@ -273,6 +273,7 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 
 // execRoute sends one routed statement to its shard or shards.
 func (s *session) execRoute(ctx context.Context, st *router.Statement, text string, route router.Route) (bool, error) {
+	s.stmtTouches = st.TouchesTables()
 	if err := s.noteLocalConfig(st, true); err != nil {
 		return true, s.sendError(err)
 	}
@@ -371,13 +372,27 @@ func (s *session) sendLost(shard string, err error) error {
 	return s.send(errorResponse(s.log, backendLost(shard, err)))
 }
 
-// runEphemeral runs a table-less read on a backend outside the transaction.
+// runEphemeral runs a table-less read on a backend outside the
+// transaction. When the transaction has SET LOCAL or SAVEPOINT statements
+// to replay, it runs in a copy of the transaction that is rolled back, so
+// that SHOW sees what SET LOCAL set, as on Postgres.
 func (s *session) runEphemeral(ctx context.Context, shard, text string) (bool, error) {
 	c, n, err := s.acquire(ctx, shard)
 	if err != nil {
 		return true, s.send(errorResponse(s.log, err))
 	}
+	wrapped := len(s.tx.replay) > 0
+	if wrapped {
+		c.Send(&pgproto3.Query{String: s.pendingBegin})
+		for _, q := range s.tx.replay {
+			c.Send(&pgproto3.Query{String: q})
+		}
+		n += 1 + len(s.tx.replay)
+	}
 	c.Send(&pgproto3.Query{String: text})
+	if wrapped {
+		c.Send(&pgproto3.Query{String: "ROLLBACK"})
+	}
 	p := s.runtime().Pools.Get(shard)
 	if err := c.Flush(); err != nil {
 		s.setActive(c, false)
@@ -385,6 +400,9 @@ func (s *session) runEphemeral(ctx context.Context, shard, text string) (bool, e
 		return true, s.send(errorResponse(s.log, backendLost(shard, err)))
 	}
 	status, failed, err := s.relay(c, n, nil)
+	if wrapped && err == nil {
+		status, err = readResult(c)
+	}
 	s.setActive(c, false)
 	if err != nil || status != 'I' {
 		p.Discard(c)

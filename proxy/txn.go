@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +43,11 @@ type txn struct {
 	// no further shard may join, since it would miss the setting.
 	localConfig bool
 	failed      bool // a statement failed: only ROLLBACK (TO) is possible
+	// strict: the transaction is REPEATABLE READ or SERIALIZABLE (its
+	// level, read when a second shard joined); touched: the shards its
+	// table-reading statements ran on (touch).
+	strict  string
+	touched []string
 	// roundedFloats: a SET LOCAL extra_float_digits below 1 (or a
 	// set_config(..., true) of it) ran; kept to the transaction's end even
 	// past a ROLLBACK TO, which only makes merges refuse more.
@@ -105,6 +111,9 @@ func (s *session) join(ctx context.Context, shard string) (*pool.Conn, error) {
 	}
 	for _, c := range s.tx.legs {
 		if c.Shard == shard {
+			if err := s.touch(shard); err != nil {
+				return nil, err
+			}
 			if err := s.finishPrelude(); err != nil {
 				return nil, err
 			}
@@ -122,8 +131,13 @@ func (s *session) join(ctx context.Context, shard string) (*pool.Conn, error) {
 	if err := s.finishPrelude(); err != nil {
 		return nil, err
 	}
-	c, err := s.openLeg(ctx, shard)
+	c, err := s.openLeg(ctx, shard, true)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.touch(shard); err != nil {
+		s.setActive(c, false)
+		s.runtime().Pools.Get(shard).Discard(c) // rolls its BEGIN back
 		return nil, err
 	}
 	if s.tx.legs == nil {
@@ -140,7 +154,9 @@ func (s *session) join(ctx context.Context, shard string) (*pool.Conn, error) {
 // openLeg acquires a backend for shard and opens the transaction there:
 // BEGIN and the replayed statements, read at once so that an error in them
 // (a ROLLBACK TO of a savepoint that never existed) fails this statement.
-func (s *session) openLeg(ctx context.Context, shard string) (*pool.Conn, error) {
+// joining: the shard joins a transaction on another shard, which must not
+// be REPEATABLE READ or SERIALIZABLE (checkIsolation).
+func (s *session) openLeg(ctx context.Context, shard string, joining bool) (*pool.Conn, error) {
 	if err := s.holdIfPaused(ctx, shard); err != nil {
 		return nil, err
 	}
@@ -155,6 +171,9 @@ func (s *session) openLeg(ctx context.Context, shard string) (*pool.Conn, error)
 	c.Send(&pgproto3.Query{String: begin})
 	for _, q := range s.tx.replay {
 		c.Send(&pgproto3.Query{String: q})
+	}
+	if joining {
+		c.Send(&pgproto3.Query{String: "SHOW transaction_isolation"})
 	}
 	p := s.runtime().Pools.Get(shard)
 	fail := func(err error) (*pool.Conn, error) {
@@ -179,10 +198,78 @@ func (s *session) openLeg(ctx context.Context, shard string) (*pool.Conn, error)
 			failure = err
 		}
 	}
+	if joining && failure == nil {
+		level, err := readShow(c)
+		if err != nil && !isPgErr(err) {
+			return fail(backendLost(shard, err))
+		}
+		failure = err
+		if level == "repeatable read" || level == "serializable" {
+			s.tx.strict = level
+		}
+	}
 	if failure != nil {
 		return fail(failure)
 	}
 	return c, nil
+}
+
+// A transaction that spans shards runs as one transaction on each, with
+// a snapshot taken on each when it first reads there. REPEATABLE READ and
+// SERIALIZABLE promise one snapshot, and a serial order, for the whole
+// transaction: each shard would keep its promise for its own rows only
+// (a transfer committed between two shards' snapshots would be half
+// seen; write skew across shards would commit), with no error. Such a
+// transaction may read and write tables on one shard only, where it is
+// exactly Postgres'. Table-less statements (SELECT now(), SHOW) may have
+// opened it on another shard: they read nothing there.
+//
+// touch notes that the statement at hand, if it reads or writes tables
+// (session.stmtTouches), runs on shard, and refuses it when such a
+// transaction has done so on another shard. The isolation level is read
+// from each shard that joins (openLeg), after the transaction's BEGIN,
+// SET TRANSACTION and session settings were replayed there.
+func (s *session) touch(shard string) error {
+	if !s.stmtTouches || s.txStatus == 'I' {
+		return nil
+	}
+	if s.tx.strict != "" {
+		for _, t := range s.tx.touched {
+			if t != shard {
+				return errNotSupported("run it at READ COMMITTED, or keep the transaction's statements to one shard",
+					"a %s transaction cannot read or write tables on shards %s and %s: each would isolate only its own part",
+					strings.ToUpper(s.tx.strict), t, shard)
+			}
+		}
+	}
+	if !slices.Contains(s.tx.touched, shard) {
+		s.tx.touched = append(s.tx.touched, shard)
+	}
+	return nil
+}
+
+// readShow reads a SHOW reply's value, up to ReadyForQuery.
+func readShow(c *pool.Conn) (string, error) {
+	var value string
+	var failure error
+	for {
+		msg, err := c.Receive()
+		if err != nil {
+			return "", err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			if len(m.Values) == 1 {
+				value = string(m.Values[0])
+			}
+		case *pgproto3.ErrorResponse:
+			if failure == nil {
+				failure = pgErrorOf(m)
+			}
+		case *pgproto3.ReadyForQuery:
+			return value, failure
+		}
+	}
 }
 
 // finishPrelude reads the replies to statements the proxy sent ahead on

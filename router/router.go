@@ -155,6 +155,10 @@ type Statement struct {
 	maybeOuterAggs []maybeOuterAgg
 }
 
+// TouchesTables tells whether the statement names a table (or a view or
+// child of one): SELECT now() and SHOW do not.
+func (st *Statement) TouchesTables() bool { return len(st.uses) > 0 }
+
 // Plan returns how the statement's rows merge when it reads several
 // shards: nil and nil when concatenating them is exact (or the statement
 // is not a SELECT of sharded tables), or the 0A000 error Route returns

@@ -1,0 +1,145 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestCrossShardIsolation: a REPEATABLE READ or SERIALIZABLE transaction
+// that spanned two shards ran as two transactions, each isolated on its
+// own shard: one snapshot per shard, no serial order across them, and no
+// error. Now a statement that would read or write tables on a second
+// shard is refused (0A000) and the transaction fails, as after any error;
+// nothing it did is kept. At READ COMMITTED, or on one shard, such
+// transactions work, also when a table-less statement ran elsewhere.
+func TestCrossShardIsolation(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	ctx := context.Background()
+	c := f.Connect(t)
+	upd := func(id int64) string {
+		return fmt.Sprintf("UPDATE customers SET credit = credit + 1 WHERE customer_id = %d", id)
+	}
+	credit := func(id int64) int {
+		var n int
+		if err := c.QueryRow(ctx, "SELECT credit FROM customers WHERE customer_id = $1", id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := credit(f.a)
+	for _, tc := range []struct {
+		name  string
+		steps []string
+	}{
+		{"BEGIN ISOLATION LEVEL SERIALIZABLE", []string{"BEGIN ISOLATION LEVEL SERIALIZABLE", upd(f.a), upd(f.b)}},
+		{"repeatable read, a multi-shard first statement", []string{"BEGIN ISOLATION LEVEL REPEATABLE READ", "SELECT sum(credit) FROM customers"}},
+		{"SET TRANSACTION", []string{"BEGIN", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", upd(f.a), upd(f.b)}},
+		{"default_transaction_isolation", []string{"SET default_transaction_isolation = 'repeatable read'", "BEGIN", upd(f.a), upd(f.b)}},
+		{"back to the first shard", []string{"BEGIN ISOLATION LEVEL REPEATABLE READ", "SELECT now()", upd(f.b), "SELECT 1", upd(f.a)}},
+	} {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+			var err error
+			last := len(tc.steps) - 1
+			for i, q := range tc.steps {
+				err = execIn(ctx, c, mode, q)
+				if i < last && err != nil {
+					t.Fatalf("%s: %s: %v", tc.name, q, err)
+				}
+			}
+			if sqlState(err) != "0A000" || !strings.Contains(err.Error(), "transaction cannot read or write tables on shards") {
+				t.Errorf("%s (%v): %v; want 0A000", tc.name, mode, err)
+			}
+			if err := execIn(ctx, c, mode, "SELECT 1"); sqlState(err) != "25P02" {
+				t.Errorf("%s: after the refusal: %v; want 25P02", tc.name, err)
+			}
+			mustExec(t, c, "ROLLBACK")
+			mustExec(t, c, "RESET default_transaction_isolation")
+			if got := credit(f.a); got != before {
+				t.Fatalf("%s: credit of %d is %d, want %d: the refused transaction kept a write", tc.name, f.a, got, before)
+			}
+		}
+	}
+
+	// One shard at SERIALIZABLE, two at READ COMMITTED: as on Postgres.
+	tx, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{upd(f.a), upd(f.a)} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tx.Exec(ctx, upd(f.b)); sqlState(err) != "0A000" {
+		t.Errorf("pgx serializable transaction on a second shard: %v; want 0A000", err)
+	}
+	_ = tx.Rollback(ctx)
+	tx, err = c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{upd(f.a), upd(f.b)} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := credit(f.a); got != before+1 {
+		t.Errorf("credit of %d is %d, want %d", f.a, got, before+1)
+	}
+	// Table-less statements may open the transaction on another shard
+	// (the extended protocol's SELECT now() does): they read nothing there.
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		for _, q := range []string{"BEGIN ISOLATION LEVEL SERIALIZABLE", "SELECT now()", "SHOW transaction_isolation", upd(f.b), upd(f.b), "SELECT 1", "COMMIT"} {
+			if err := execIn(ctx, c, mode, q); err != nil {
+				t.Fatalf("%v: %s: %v", mode, q, err)
+			}
+		}
+	}
+	f.checkClean(t)
+}
+
+// TestSetLocalBeforeAnyShard: SET LOCAL (and SET TRANSACTION) sent
+// before the transaction touched a shard was dropped in the extended
+// protocol: the setting never reached a shard. In the simple protocol, a
+// SHOW right after it read another backend and showed the session's
+// value. Both now see the setting, as on Postgres.
+func TestSetLocalBeforeAnyShard(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	ctx := context.Background()
+	c := f.Connect(t)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		show := func(name string) string {
+			var v string
+			if err := c.QueryRow(ctx, "SHOW "+name, mode).Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		for _, q := range []string{"BEGIN", "SET LOCAL statement_timeout = '1234ms'", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"} {
+			if err := execIn(ctx, c, mode, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		if v := show("statement_timeout"); v != "1234ms" {
+			t.Errorf("%v: statement_timeout after SET LOCAL is %q, want 1234ms", mode, v)
+		}
+		if err := execIn(ctx, c, mode, fmt.Sprintf("UPDATE customers SET credit = credit WHERE customer_id = %d", f.b)); err != nil {
+			t.Fatal(err)
+		}
+		if v := show("transaction_isolation"); v != "repeatable read" {
+			t.Errorf("%v: transaction_isolation is %q, want repeatable read", mode, v)
+		}
+		mustExec(t, c, "COMMIT")
+		if v := show("statement_timeout"); v != "0" {
+			t.Errorf("%v: SET LOCAL outlived its transaction: %q", mode, v)
+		}
+	}
+	f.checkClean(t)
+}
