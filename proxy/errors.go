@@ -92,3 +92,15 @@ func demoteFatal(m *pgproto3.ErrorResponse) {
 		m.Severity, m.SeverityUnlocalized = "ERROR", "ERROR"
 	}
 }
+
+// errSessionSequence refuses currval() and lastval() outside a
+// transaction block. They return what nextval() last gave in the
+// backend's session; under transaction pooling the backend of an earlier
+// transaction may not be this statement's, and may have served other
+// clients since, so the value could be anyone's. Inside a transaction
+// the backend is the transaction's, and a nextval() earlier in it is
+// what they read.
+func errSessionSequence() error {
+	return errNotSupported("use INSERT ... RETURNING, or call it in the same transaction (BEGIN ... COMMIT) as the nextval() or INSERT it follows",
+		"currval() and lastval() outside a transaction block are not supported under transaction pooling: the value would come from a pooled shard connection that other clients share")
+}

@@ -331,6 +331,9 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 	if err := s.noteLocalConfig(ps.st, false); err != nil {
 		return s.extFail(err)
 	}
+	if ps.st.SessionSequence && s.txStatus == 'I' {
+		return s.extFail(errSessionSequence())
+	}
 	var shard string
 	switch {
 	case route.Kind == router.RouteAny:

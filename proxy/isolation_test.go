@@ -143,3 +143,47 @@ func TestSetLocalBeforeAnyShard(t *testing.T) {
 	}
 	f.checkClean(t)
 }
+
+// TestSessionSequences: currval() and lastval() read what nextval() last
+// gave in the backend's session. Outside a transaction block, under
+// transaction pooling, that backend may have served another client since,
+// so the value could be that client's: they are refused there (0A000).
+// In a transaction they read the transaction's own nextval().
+func TestSessionSequences(t *testing.T) {
+	f := startFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	c := f.Connect(t)
+	mustExec(t, c, "CREATE TABLE notes (id serial PRIMARY KEY, body text)")
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		mustExec(t, c, "INSERT INTO notes (body) VALUES ('a')")
+		for _, q := range []string{"SELECT currval('notes_id_seq')", "SELECT lastval()", "INSERT INTO notes (id, body) VALUES (currval('notes_id_seq') + 100, 'b')"} {
+			if err := execIn(ctx, c, mode, q); sqlState(err) != "0A000" {
+				t.Errorf("%v: %s outside a transaction: %v; want 0A000", mode, q, err)
+			}
+		}
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var id, cur, last int64
+		if err := tx.QueryRow(ctx, "INSERT INTO notes (body) VALUES ('c') RETURNING id", mode).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.QueryRow(ctx, "SELECT currval('notes_id_seq'), lastval()", mode).Scan(&cur, &last); err != nil || cur != id || last != id {
+			t.Errorf("%v: in the transaction, currval %d and lastval %d (%v); want %d", mode, cur, last, err, id)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Before any shard: run in the transaction, which then reads nextval's value.
+	mustExec(t, c, "BEGIN")
+	var n, cur int64
+	if err := c.QueryRow(ctx, "SELECT nextval('notes_id_seq')").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.QueryRow(ctx, "SELECT currval('notes_id_seq')").Scan(&cur); err != nil || cur != n {
+		t.Errorf("currval after nextval in one transaction: %d, %v; want %d", cur, err, n)
+	}
+	mustExec(t, c, "COMMIT")
+}

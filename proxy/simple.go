@@ -274,6 +274,9 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 // execRoute sends one routed statement to its shard or shards.
 func (s *session) execRoute(ctx context.Context, st *router.Statement, text string, route router.Route) (bool, error) {
 	s.stmtTouches = st.TouchesTables()
+	if st.SessionSequence && s.txStatus == 'I' {
+		return true, s.sendError(errSessionSequence())
+	}
 	if err := s.noteLocalConfig(st, true); err != nil {
 		return true, s.sendError(err)
 	}

@@ -167,6 +167,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	}
 	pf := analyzePooling(tree.Stmts[0].Stmt)
 	st.sessionState, st.LocalConfig, st.setConfigs = pf.refusal, pf.localConfig, pf.setConfigs
+	st.SessionSequence = pf.sessionSequence
 	if len(st.uses) == 0 {
 		st.TxnScoped = pf.advisory || pf.localConfig || pf.xact
 		st.advisoryLock = pf.advisory

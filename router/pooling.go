@@ -34,6 +34,7 @@ var sessionAdvisoryLocks = map[string]bool{
 type poolingFacts struct {
 	refusal                     *pgconn.PgError // sessionStateError's answer
 	advisory, localConfig, xact bool            // txn-scoped functions called (see below)
+	sessionSequence             bool            // currval() or lastval() called
 	setConfigs                  []setConfigCall
 }
 
@@ -66,6 +67,10 @@ func analyzePooling(n *pg.Node) poolingFacts {
 			pf.advisory = true
 		case xactIDFuncs[name]:
 			pf.xact = true
+		case name == "currval" || name == "lastval":
+			pf.sessionSequence, pf.xact = true, true
+		case name == "nextval" || name == "setval":
+			pf.xact = true // in the transaction, so that its currval() reads it
 		}
 		return true
 	})

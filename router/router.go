@@ -71,6 +71,11 @@ type Statement struct {
 	// acts on its transaction (pg_advisory_xact_lock, set_config(..., true),
 	// txid_current): inside BEGIN it must run in the transaction itself.
 	TxnScoped bool
+	// SessionSequence: the statement calls currval() or lastval(), which
+	// read what nextval() last gave in the backend's session. Under
+	// transaction pooling only the statement's own transaction is this
+	// client's on that backend (the proxy refuses them outside one).
+	SessionSequence bool
 	// Deallocate names the statement of a SQL DEALLOCATE (KindPrepare);
 	// DeallocateAll is DEALLOCATE ALL. DiscardAll is DISCARD ALL (KindOther).
 	Deallocate    string
