@@ -46,8 +46,9 @@ type txn struct {
 	// strict: the transaction is REPEATABLE READ or SERIALIZABLE (its
 	// level, read when a second shard joined); touched: the shards its
 	// table-reading statements ran on (touch).
-	strict  string
-	touched []string
+	strict     string
+	touched    []string
+	touchedBuf [4]string // touched's first backing array: no allocation per transaction
 	// roundedFloats: a SET LOCAL extra_float_digits below 1 (or a
 	// set_config(..., true) of it) ran; kept to the transaction's end even
 	// past a ROLLBACK TO, which only makes merges refuse more.
@@ -243,6 +244,9 @@ func (s *session) touch(shard string) error {
 		}
 	}
 	if !slices.Contains(s.tx.touched, shard) {
+		if s.tx.touched == nil {
+			s.tx.touched = s.tx.touchedBuf[:0]
+		}
 		s.tx.touched = append(s.tx.touched, shard)
 	}
 	return nil
