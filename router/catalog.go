@@ -361,11 +361,24 @@ func (r *Router) viewRenamed(old, name string) {
 // shard's report. learn.mu is held.
 func (r *Router) forgetView(view string) {
 	delete(r.learn.made.views, view)
+	r.editReports(func(rep *shardReport) {
+		rep.deps = without(rep.deps, func(d ViewDep) bool { return d.View == view })
+		rep.defs = without(rep.defs, func(d ViewDef) bool { return d.View == view })
+	})
+}
+
+// editReports applies edit to every shard's report. learn.mu is held.
+func (r *Router) editReports(edit func(rep *shardReport)) {
 	for s, rep := range r.learn.reports {
-		rep.deps = slices.DeleteFunc(slices.Clone(rep.deps), func(d ViewDep) bool { return d.View == view })
-		rep.defs = slices.DeleteFunc(slices.Clone(rep.defs), func(d ViewDef) bool { return d.View == view })
+		edit(&rep)
 		r.learn.reports[s] = rep
 	}
+}
+
+// without is s less what drop selects, in a new slice: a report's
+// slices may be shared with the reports a reload cloned (Adopt).
+func without[T any](s []T, drop func(T) bool) []T {
+	return slices.DeleteFunc(slices.Clone(s), drop)
 }
 
 // functionCreated and functionsDropped are CREATE FUNCTION (or
@@ -382,13 +395,12 @@ func (r *Router) functionsDropped(names []string) {
 	defer r.learn.mu.Unlock()
 	for _, name := range names {
 		delete(r.learn.made.funcs, name)
-		for s, rep := range r.learn.reports {
+		r.editReports(func(rep *shardReport) {
 			if _, ok := rep.funcs[name]; ok {
 				rep.funcs = maps.Clone(rep.funcs)
 				delete(rep.funcs, name)
-				r.learn.reports[s] = rep
 			}
-		}
+		})
 	}
 	r.publish()
 }
@@ -410,10 +422,9 @@ func (r *Router) childDropped(child string) {
 		return
 	}
 	delete(r.learn.made.children, child)
-	for s, rep := range r.learn.reports {
-		rep.inherits = slices.DeleteFunc(slices.Clone(rep.inherits), func(i Inherit) bool { return i.ChildSchema+"."+i.Child == child })
-		r.learn.reports[s] = rep
-	}
+	r.editReports(func(rep *shardReport) {
+		rep.inherits = without(rep.inherits, func(i Inherit) bool { return i.ChildSchema+"."+i.Child == child })
+	})
 	r.publish()
 }
 

@@ -217,21 +217,32 @@ func (r *Router) writeTarget(facts *catalog, w string) *tableInfo {
 // bodies), those that touch sharded data directly or through one
 // another, with what they touch.
 func (r *Router) shardedFunctions(functions map[string]body, facts *catalog) map[string]string {
-	out := map[string]string{}
+	return findThroughCalls(functions, func(_ string, b body, found map[string]string) string {
+		return r.touches(b, facts, found)
+	})
+}
+
+// findThroughCalls finds the functions for which why gives a reason,
+// given those found so far (found): a function that calls a found one
+// may be found in turn, so it repeats until nothing more is (calls may
+// be mutual). Names go in order, so that reasons are the same from run
+// to run.
+func findThroughCalls(functions map[string]body, why func(name string, b body, found map[string]string) string) map[string]string {
+	found := map[string]string{}
 	names := slices.Sorted(maps.Keys(functions))
 	for changed := true; changed; {
 		changed = false
 		for _, name := range names {
-			if out[name] != "" {
+			if found[name] != "" {
 				continue
 			}
-			if why := r.touches(functions[name], facts, out); why != "" {
-				out[name] = why
+			if reason := why(name, functions[name], found); reason != "" {
+				found[name] = reason
 				changed = true
 			}
 		}
 	}
-	return out
+	return found
 }
 
 // functionRefusal is the error for statement n (its text is text) when

@@ -107,30 +107,18 @@ var systemColumns = map[string]bool{"ctid": true, "xmin": true, "xmax": true, "c
 // Postgres calls volatile, or a body that calls a divergentCalls
 // function or another such function; each with what it calls.
 func divergentFunctions(functions map[string]body) map[string]string {
-	out := map[string]string{}
-	names := slices.Sorted(maps.Keys(functions))
-	for changed := true; changed; {
-		changed = false
-		for _, name := range names {
-			if out[name] != "" {
-				continue
-			}
-			b := functions[name]
-			why := ""
-			if b.volatile {
-				why = "is volatile"
-			} else if w := firstIn(b.words, divergentWords); w != "" {
-				why = "calls " + w
-			} else if f := firstIn(b.words, out); f != "" && f != name {
-				why = fmt.Sprintf("calls %s(), which %s", f, out[f])
-			}
-			if why != "" {
-				out[name] = why
-				changed = true
-			}
+	return findThroughCalls(functions, func(name string, b body, found map[string]string) string {
+		if b.volatile {
+			return "is volatile"
 		}
-	}
-	return out
+		if w := firstIn(b.words, divergentWords); w != "" {
+			return "calls " + w
+		}
+		if f := firstIn(b.words, found); f != "" && f != name {
+			return fmt.Sprintf("calls %s(), which %s", f, found[f])
+		}
+		return ""
+	})
 }
 
 // replicaRisk is what makes a write to a reference table differ between
@@ -515,10 +503,9 @@ func (r *Router) defaultsDropped(key string) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
 	delete(r.learn.made.defaults, key)
-	for s, rep := range r.learn.reports {
-		rep.defaults = slices.DeleteFunc(slices.Clone(rep.defaults), func(d ColumnDefault) bool { return d.key() == key })
-		r.learn.reports[s] = rep
-	}
+	r.editReports(func(rep *shardReport) {
+		rep.defaults = without(rep.defaults, func(d ColumnDefault) bool { return d.key() == key })
+	})
 	r.publish()
 }
 

@@ -206,9 +206,8 @@ func (r *Router) triggerDropped(key string) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
 	delete(r.learn.made.triggers, key)
-	for s, rep := range r.learn.reports {
-		rep.triggers = slices.DeleteFunc(slices.Clone(rep.triggers), func(t Trigger) bool { return t.key() == key })
-		r.learn.reports[s] = rep
-	}
+	r.editReports(func(rep *shardReport) {
+		rep.triggers = without(rep.triggers, func(t Trigger) bool { return t.key() == key })
+	})
 	r.publish()
 }
