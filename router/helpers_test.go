@@ -209,3 +209,22 @@ func asPg(t testing.TB, err error) *pgconn.PgError {
 	}
 	return pe
 }
+
+// checkRefusals routes every statement of refused and wants 0A000 with
+// a hint and a message containing the statement's text there; every
+// statement of allowed must route.
+func checkRefusals(t *testing.T, r *Router, refused map[string]string, allowed []string) {
+	t.Helper()
+	for sql, want := range refused {
+		_, _, err := route(r, sql, nil, "")
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "0A000" || !strings.Contains(pgErr.Message, want) || pgErr.Hint == "" {
+			t.Errorf("%s: %v; want 0A000 saying %q, with a hint", sql, err, want)
+		}
+	}
+	for _, sql := range allowed {
+		if _, _, err := route(r, sql, nil, ""); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+}

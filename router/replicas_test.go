@@ -1,12 +1,8 @@
 package router
 
 import (
-	"errors"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestReferenceWrites: a write to a reference table that computes a
@@ -65,14 +61,7 @@ func TestReferenceWrites(t *testing.T) {
 		"ALTER TABLE products ADD COLUMN seen timestamptz DEFAULT clock_timestamp()":                                         "adding a column with default clock_timestamp()",
 		"ALTER TABLE products ADD COLUMN n serial":                                                                           "adding a serial column",
 	}
-	for sql, want := range refused {
-		_, _, err := route(r, sql, nil, "")
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || pgErr.Code != "0A000" || !strings.Contains(pgErr.Message, want) || pgErr.Hint == "" {
-			t.Errorf("%s: %v; want 0A000 saying %q, with a hint", sql, err, want)
-		}
-	}
-	for _, sql := range []string{
+	checkRefusals(t, r, refused, []string{
 		"INSERT INTO products VALUES (1, 'a', 'c', '2026-01-01')",
 		"INSERT INTO products (id, name, at) VALUES (1, label('a'), '2026-01-01')",
 		"INSERT INTO products (id, at) VALUES (1, '2026-01-01') RETURNING now(), random()",
@@ -89,11 +78,7 @@ func TestReferenceWrites(t *testing.T) {
 		"/* shard: s1 */ INSERT INTO products VALUES (1, 'a', 'c', now())",
 		"ALTER TABLE products ALTER COLUMN at SET DEFAULT clock_timestamp()", // the rows stay as they are
 		"ALTER TABLE products ADD COLUMN note text DEFAULT 'x'",
-	} {
-		if _, _, err := route(r, sql, nil, ""); err != nil {
-			t.Errorf("%s: %v", sql, err)
-		}
-	}
+	})
 
 	// A parameter cast to a date/time type is checked when bound.
 	const bound = "INSERT INTO products VALUES ($1, 'a', 'c', $2::timestamptz)"
