@@ -156,7 +156,8 @@ func (s *session) join(ctx context.Context, shard string) (*pool.Conn, error) {
 // BEGIN and the replayed statements, read at once so that an error in them
 // (a ROLLBACK TO of a savepoint that never existed) fails this statement.
 // joining: the shard joins a transaction on another shard, which must not
-// be REPEATABLE READ or SERIALIZABLE (checkIsolation).
+// be REPEATABLE READ or SERIALIZABLE across shards: its level is read
+// after the replay (touch).
 func (s *session) openLeg(ctx context.Context, shard string, joining bool) (*pool.Conn, error) {
 	if err := s.holdIfPaused(ctx, shard); err != nil {
 		return nil, err
