@@ -9,7 +9,9 @@ import (
 // created on every shard, each enforcing it on its own rows: the same
 // email was then taken twice, once on each shard, with no error. Such a
 // constraint is refused (0A000) and made nowhere; with the shard key
-// among its columns it works, and a reference table keeps any.
+// among its columns it works, and a reference table keeps any. An
+// ON CONFLICT target without the key is refused too: on a unique index
+// made on the shards directly, it would search one shard.
 func TestUniqueNeedsShardKey(t *testing.T) {
 	f := startFixture(t, fixtureOptions{})
 	ctx := context.Background()
@@ -33,4 +35,25 @@ func TestUniqueNeedsShardKey(t *testing.T) {
 	mustExec(t, c, "INSERT INTO customers VALUES (1, 'a@example.com'), (2, 'b@example.com')")
 	_, err = c.Exec(ctx, "INSERT INTO customers VALUES (2, 'c@example.com')")
 	wantSQLState(t, err, "23505")
+
+	// A unique index without the key, made on the shards directly: an
+	// ON CONFLICT on it would search the new row's shard alone, and a
+	// customer on the other shard would take the same email.
+	for _, s := range []string{"s0", "s1"} {
+		mustExec(t, f.Direct(t, s), "CREATE UNIQUE INDEX customers_email ON customers (email)")
+	}
+	var other int64 // a customer whose row goes to the shard customer 1 is not on
+	for k := int64(3); other == 0; k++ {
+		mustExec(t, c, "INSERT INTO customers VALUES ($1, $2)", k, "probe")
+		if directCount(t, f, "s0", "customers", "customer_id = 1") != directCount(t, f, "s0", "customers", "customer_id = $1", k) {
+			other = k
+		}
+		mustExec(t, c, "DELETE FROM customers WHERE customer_id = $1", k)
+	}
+	_, err = c.Exec(ctx, "INSERT INTO customers VALUES ($1, 'a@example.com') ON CONFLICT (email) DO NOTHING", other)
+	wantSQLState(t, err, "0A000")
+	var n int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM customers WHERE email = 'a@example.com'").Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d customers with a@example.com, %v; want 1", n, err)
+	}
 }

@@ -157,8 +157,14 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	a := &analyzer{r: r, st: st, text: text, version: tree.Version, inKey: -1, viewOf: viewOf}
 	a.top(stmt)
 	r.checkCatalogFacts(st, stmt, text)
-	if st.Kind == KindDDL && st.err == nil {
-		if err := r.uniqueRefusal(stmt, st.facts); err != nil {
+	if st.err == nil {
+		var err *pgconn.PgError
+		if st.Kind == KindDDL {
+			err = r.uniqueRefusal(stmt, st.facts)
+		} else {
+			err = r.conflictRefusal(stmt, st.facts)
+		}
+		if err != nil {
 			st.err = err
 		}
 	}

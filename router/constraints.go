@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -17,6 +18,12 @@ import (
 // therefore refused (0A000) without the key, as Citus refuses it.
 // Reference tables (whole copies) and unmapped tables (one shard) keep
 // every constraint.
+
+// A unique index without the key can still exist, made on the shards
+// directly; INSERT ... ON CONFLICT (email) would then look for the
+// conflicting row on the new row's shard alone. Such a conflict target is
+// refused the same way (conflictRefusal); ON CONSTRAINT name, whose
+// columns the router does not know, is left to the constraint's maker.
 
 // uniqueRefusal is the error for DDL statement n when it declares such
 // a constraint on a sharded table (or a child of one); nil otherwise.
@@ -102,5 +109,38 @@ func (r *Router) uniqueRefusal(n *pg.Node, facts *catalog) *pgconn.PgError {
 			check(ix.Relation, "unique index", cols)
 		}
 	}
+	return err
+}
+
+// conflictRefusal is the error for statement n when an INSERT in it
+// into a sharded table names ON CONFLICT columns without the shard key;
+// nil otherwise.
+func (r *Router) conflictRefusal(n *pg.Node, facts *catalog) *pgconn.PgError {
+	var err *pgconn.PgError
+	walk(n, func(c *pg.Node) bool {
+		ins := c.GetInsertStmt()
+		infer := ins.GetOnConflictClause().GetInfer()
+		if len(infer.GetIndexElems()) == 0 || ins.Relation == nil {
+			return err == nil
+		}
+		_, info, _ := r.table(facts, ins.Relation.Schemaname, ins.Relation.Relname)
+		if info == nil || info.ref {
+			return err == nil
+		}
+		var cols []string
+		for _, e := range infer.IndexElems {
+			if ie := e.GetIndexElem(); ie != nil && ie.Name != "" {
+				cols = append(cols, ie.Name)
+				if ie.Name == info.key {
+					return err == nil
+				}
+			}
+		}
+		err = pgError(codeFeatureNotSupport,
+			fmt.Sprintf("ON CONFLICT (%s) on sharded table %s without its shard key %s would look for conflicts on the new row's shard alone",
+				strings.Join(cols, ", "), info.name, info.key),
+			fmt.Sprintf("add %s to the conflict target, and to the unique index it names", info.key))
+		return false
+	})
 	return err
 }

@@ -257,7 +257,7 @@ func TestInsertSplitRepeatedParams(t *testing.T) {
 		want bool
 	}{
 		{sql: "INSERT INTO orders (id, customer_id) VALUES ($1, {c0}), ($2, {c1})", want: false},
-		{sql: "INSERT INTO orders (id, customer_id) VALUES ($2, {c0}), ($3, {c1}) ON CONFLICT (id) DO UPDATE SET note = $1", want: false},
+		{sql: "INSERT INTO orders (id, customer_id) VALUES ($2, {c0}), ($3, {c1}) ON CONFLICT (customer_id, id) DO UPDATE SET note = $1", want: false},
 		{sql: "INSERT INTO orders (id, customer_id) VALUES ($1, {c0}), ($1, {c1})", want: true},
 	} {
 		t.Run(tc.sql, func(t *testing.T) {
