@@ -57,3 +57,42 @@ func TestUniqueNeedsShardKey(t *testing.T) {
 		t.Errorf("%d customers with a@example.com, %v; want 1", n, err)
 	}
 }
+
+// TestRolesOnEveryShard: CREATE ROLE went to the default shard alone, so
+// the GRANT that followed (to every shard) failed on the others, and
+// ALTER ROLE ... SET changed one shard's sessions. Role statements now
+// run on every shard, and so does maintenance that names no table.
+func TestRolesOnEveryShard(t *testing.T) {
+	f := startFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	c := f.Connect(t)
+	role := "r_" + f.DB // roles are server-wide: one per test database
+	t.Cleanup(func() {
+		for _, s := range []string{"s0", "s1"} {
+			d := f.Direct(t, s)
+			_, _ = d.Exec(ctx, "DROP OWNED BY "+role)
+			_, _ = d.Exec(ctx, "DROP ROLE IF EXISTS "+role)
+		}
+	})
+	mustExec(t, c, "CREATE TABLE orders (customer_id int PRIMARY KEY, total int)")
+	mustExec(t, c, "CREATE ROLE "+role)
+	mustExec(t, c, "GRANT SELECT ON orders TO "+role)
+	mustExec(t, c, "ALTER ROLE "+role+" SET work_mem = '8MB'")
+	for _, s := range []string{"s0", "s1"} {
+		var config string
+		var can bool
+		err := f.Direct(t, s).QueryRow(ctx, "SELECT array_to_string(rolconfig, ','), has_table_privilege($1, 'orders', 'SELECT') FROM pg_roles WHERE rolname = $1", role).Scan(&config, &can)
+		if err != nil || config != "work_mem=8MB" || !can {
+			t.Errorf("%s: role %s has config %q and SELECT %v (%v); want work_mem=8MB and true", s, role, config, can, err)
+		}
+	}
+	mustExec(t, c, "VACUUM")
+	mustExec(t, c, "REVOKE SELECT ON orders FROM "+role)
+	mustExec(t, c, "DROP ROLE "+role)
+	for _, s := range []string{"s0", "s1"} {
+		var n int
+		if err := f.Direct(t, s).QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", role).Scan(&n); err != nil || n != 0 {
+			t.Errorf("%s: %d roles %s after DROP ROLE (%v)", s, n, role, err)
+		}
+	}
+}

@@ -209,6 +209,22 @@ var ddlNodes = map[protoreflect.Name]bool{
 	"create_stats_stmt": true, "create_range_stmt": true, "define_stmt": true,
 	"create_cast_stmt": true, "alter_type_stmt": true, "alter_collation_stmt": true,
 	"create_event_trig_stmt": true, "create_foreign_table_stmt": true,
+	// Roles and database settings: every shard's server must have the
+	// role the next GRANT names, and ALTER ROLE/DATABASE ... SET changes
+	// how every shard's sessions run (a search_path on s0 alone would
+	// make two shards read different tables).
+	"create_role_stmt": true, "alter_role_stmt": true, "alter_role_set_stmt": true,
+	"drop_role_stmt": true, "grant_role_stmt": true, "alter_database_set_stmt": true,
+	"alter_database_stmt": true, "reassign_owned_stmt": true, "drop_owned_stmt": true,
+}
+
+// serverWideNodes are maintenance statements that, naming no table, act
+// on the whole server or database: VACUUM, ANALYZE, CHECKPOINT, ALTER
+// SYSTEM, REINDEX DATABASE/SYSTEM, CLUSTER. They run on every shard (one
+// shard would leave the others unvacuumed, or configured otherwise).
+var serverWideNodes = map[protoreflect.Name]bool{
+	"vacuum_stmt": true, "check_point_stmt": true, "alter_system_stmt": true,
+	"reindex_stmt": true, "cluster_stmt": true,
 }
 
 func nodeName(n *pg.Node) protoreflect.Name {
@@ -307,6 +323,7 @@ func (a *analyzer) top(n *pg.Node) {
 			st.other = true
 		}
 		a.collectTables(n)
+		st.serverWide = len(st.uses) == 0 && serverWideNodes[nodeName(n)]
 	}
 }
 

@@ -432,7 +432,8 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 // routeUtility places DDL and maintenance statements: every shard when
 // they touch a sharded or reference table (each shard holds a copy of its
 // schema), else the default shard; table-less DDL (CREATE FUNCTION,
-// CREATE EXTENSION ...) goes everywhere, table-less maintenance anywhere.
+// CREATE EXTENSION, CREATE ROLE ...) and server-wide maintenance (VACUUM,
+// CHECKPOINT, ALTER SYSTEM) go everywhere, other statements anywhere.
 func (r *Router) routeUtility(st *Statement, shardedOrRef, unlisted int) Route {
 	switch {
 	case shardedOrRef > 0:
@@ -446,6 +447,8 @@ func (r *Router) routeUtility(st *Statement, shardedOrRef, unlisted int) Route {
 			Reason: st.Tables[0] + ": not in the shard map -> default shard " + r.cfg.Shards[r.defaultIdx].Name}
 	case st.Kind == KindDDL:
 		return r.broadcast("DDL without a table")
+	case st.serverWide:
+		return r.broadcast("server-wide maintenance")
 	}
 	return Route{Kind: RouteAny, Reason: "no table -> any shard"}
 }

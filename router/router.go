@@ -134,6 +134,7 @@ type Statement struct {
 	unjoinedStrategies bool   // ... and they use different strategies
 	noKey              string // "table.key" of a sharded table, for hints
 	other              bool   // KindOther: maintenance on tables broadcasts
+	serverWide         bool   // KindOther naming no table that acts on the server (serverWideNodes)
 	// createAs: CREATE TABLE AS / SELECT INTO / CREATE MATERIALIZED VIEW:
 	// the new table gets the rows one shard sees.
 	createAs bool
