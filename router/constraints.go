@@ -117,6 +117,9 @@ func (r *Router) uniqueRefusal(n *pg.Node, facts *catalog) *pgconn.PgError {
 // nil otherwise.
 func (r *Router) conflictRefusal(n *pg.Node, facts *catalog) *pgconn.PgError {
 	var err *pgconn.PgError
+	if !executes(n) {
+		return nil
+	}
 	walk(n, func(c *pg.Node) bool {
 		ins := c.GetInsertStmt()
 		infer := ins.GetOnConflictClause().GetInfer()

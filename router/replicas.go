@@ -198,7 +198,7 @@ func (r *Router) replicaRefusal(st *Statement, n *pg.Node) *pgconn.PgError {
 			break
 		}
 	}
-	if table == "" {
+	if table == "" || !executes(n) {
 		return nil
 	}
 	if st.Kind == KindDDL {
@@ -641,4 +641,31 @@ func (r *Router) addColumnRefusal(n *pg.Node, facts *catalog, table string) *pgc
 		}
 	}
 	return nil
+}
+
+// executes tells whether statement n runs what it names: EXPLAIN without
+// ANALYZE only plans it, and writes nothing.
+func executes(n *pg.Node) bool {
+	ex := n.GetExplainStmt()
+	if ex == nil {
+		return true
+	}
+	for _, o := range ex.Options {
+		if d := o.GetDefElem(); d != nil && d.Defname == "analyze" {
+			var v string
+			switch {
+			case d.Arg == nil:
+				return true
+			case d.Arg.GetBoolean() != nil:
+				return d.Arg.GetBoolean().Boolval
+			case d.Arg.GetString_() != nil:
+				v = d.Arg.GetString_().Sval
+			case d.Arg.GetAConst() != nil:
+				v, _ = constText(d.Arg.GetAConst())
+			}
+			v = strings.ToLower(v)
+			return v != "false" && v != "off" && v != "0" && v != "no"
+		}
+	}
+	return false
 }

@@ -59,6 +59,8 @@ func TestReferenceWrites(t *testing.T) {
 		"UPDATE products p SET price = r FROM (SELECT id, row_number() OVER () AS r FROM products) n WHERE n.id = p.id":      "row_number() over a window without ORDER BY",
 		"DELETE FROM products WHERE id = 1":                                                                                  "trigger stamp on products runs stamp(), which calls current_timestamp",
 		"ALTER TABLE products ADD COLUMN seen timestamptz DEFAULT clock_timestamp()":                                         "adding a column with default clock_timestamp()",
+		"EXPLAIN ANALYZE INSERT INTO products VALUES (1, 'a', 'c', now())":                                                   "now()",
+		"EXPLAIN (ANALYZE, BUFFERS) UPDATE products SET price = random()":                                                    "random()",
 		"ALTER TABLE products ADD COLUMN n serial":                                                                           "adding a serial column",
 	}
 	checkRefusals(t, r, refused, []string{
@@ -78,6 +80,8 @@ func TestReferenceWrites(t *testing.T) {
 		"/* shard: s1 */ INSERT INTO products VALUES (1, 'a', 'c', now())",
 		"ALTER TABLE products ALTER COLUMN at SET DEFAULT clock_timestamp()", // the rows stay as they are
 		"ALTER TABLE products ADD COLUMN note text DEFAULT 'x'",
+		"EXPLAIN INSERT INTO products VALUES (1, 'a', 'c', now())", // planned, not run
+		"EXPLAIN (ANALYZE false) UPDATE products SET price = random()",
 	})
 
 	// A parameter cast to a date/time type is checked when bound.
