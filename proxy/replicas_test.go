@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -124,4 +125,36 @@ func TestReferenceCopiesStayEqual(t *testing.T) {
 	if got := copyOf("s0", "products"); strings.Count(got, ";") != 3 || !strings.Contains(got, "(2,b,7,") {
 		t.Errorf("products: %s; want rows 2 to 5, with 2's price 7", got)
 	}
+}
+
+// TestReferenceRowLocks: a row lock on a reference table takes one copy.
+// Locked through a customer on s1, it took s1's copy, which a second
+// transaction locking the same product through s0 did not see: both went
+// on, and the second's UPDATE overwrote the first's. Such a lock is
+// refused; locking the reference table alone takes the default shard's
+// copy, which every lock of it shares, so two transactions exclude each
+// other whatever shards they also use.
+func TestReferenceRowLocks(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	ctx := context.Background()
+	mustExec(t, f.Connect(t), "INSERT INTO products VALUES (1, 'tea')")
+	a, b := f.Connect(t), f.Connect(t)
+	joinLock := fmt.Sprintf("SELECT p.name FROM customers c JOIN products p ON p.id = 1 WHERE c.customer_id = %d FOR UPDATE", f.b)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		if err := execIn(ctx, a, mode, joinLock); sqlState(err) != "0A000" {
+			t.Errorf("%v: %s: %v; want 0A000", mode, joinLock, err)
+		}
+	}
+	for _, q := range []string{"BEGIN", fmt.Sprintf("UPDATE customers SET credit = credit WHERE customer_id = %d", f.b),
+		"SELECT name FROM products WHERE id = 1 FOR UPDATE"} {
+		mustExec(t, a, q)
+	}
+	mustExec(t, b, "BEGIN")
+	mustExec(t, b, fmt.Sprintf("UPDATE customers SET credit = credit WHERE customer_id = %d", f.a))
+	if _, err := b.Exec(ctx, "SELECT name FROM products WHERE id = 1 FOR UPDATE NOWAIT"); sqlState(err) != "55P03" {
+		t.Errorf("second lock of product 1: %v; want 55P03, the first holds it", err)
+	}
+	mustExec(t, b, "ROLLBACK")
+	mustExec(t, a, "COMMIT")
+	f.checkClean(t)
 }

@@ -157,6 +157,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	a := &analyzer{r: r, st: st, text: text, version: tree.Version, inKey: -1, viewOf: viewOf}
 	a.top(stmt)
 	r.checkCatalogFacts(st, stmt, text)
+	st.lockedRef = lockedReference(stmt, st)
 	if st.err == nil {
 		var err *pgconn.PgError
 		if st.Kind == KindDDL {

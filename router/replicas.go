@@ -669,3 +669,67 @@ func executes(n *pg.Node) bool {
 	}
 	return false
 }
+
+// A reference table's rows have one copy per shard, and a row lock
+// (SELECT ... FOR UPDATE or FOR SHARE) takes the copy on the shard the
+// statement runs on. Two transactions that lock the same product through
+// customers on two shards would lock two copies, both go on, and the
+// second's UPDATE would overwrite the first's with no error: a lost
+// update that one Postgres prevents. Every lock of a reference table's
+// rows must therefore include one shard's copy, the default shard's,
+// where a statement reading only reference tables runs (and which a
+// write to the table locks too). A locking read that would lock a
+// reference table elsewhere only is refused.
+
+// lockedReference is a reference table whose rows statement n locks
+// (FOR UPDATE/SHARE without OF covers every table of its FROM, also in
+// subqueries; OF names tables or aliases), "" if none.
+func lockedReference(n *pg.Node, st *Statement) string {
+	refs := map[string]string{} // relation name or alias -> table
+	for _, u := range st.uses {
+		if u.info != nil && u.info.ref {
+			refs[u.rel] = u.info.name
+			if u.alias != "" {
+				refs[u.alias] = u.info.name
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return ""
+	}
+	found := ""
+	ref := func(rv *pg.RangeVar) {
+		if rv != nil && found == "" {
+			found = refs[rv.Relname]
+		}
+	}
+	walk(n, func(c *pg.Node) bool {
+		sel := c.GetSelectStmt()
+		if sel == nil {
+			return found == ""
+		}
+		for _, lc := range sel.LockingClause {
+			l := lc.GetLockingClause()
+			if len(l.GetLockedRels()) > 0 {
+				for _, rel := range l.LockedRels {
+					ref(rel.GetRangeVar())
+				}
+				continue
+			}
+			for _, f := range sel.FromClause {
+				walk(f, func(x *pg.Node) bool {
+					ref(x.GetRangeVar())
+					return found == ""
+				})
+			}
+		}
+		return found == ""
+	})
+	return found
+}
+
+func lockedReferenceError(table string, shards []string) error {
+	return pgError(codeFeatureNotSupport,
+		fmt.Sprintf("FOR UPDATE/SHARE would lock reference table %s on shard %s only, where other shards' statements do not see the lock", table, strings.Join(shards, ", ")),
+		fmt.Sprintf("lock %s in a statement of its own (it then runs on the default shard, which every lock of it includes), or name only sharded tables in FOR UPDATE OF", table))
+}

@@ -118,3 +118,30 @@ func TestReferenceWrites(t *testing.T) {
 		t.Errorf("after DROP TABLE: %v", err)
 	}
 }
+
+// TestReferenceRowLocks: FOR UPDATE through a customer on s1 locked s1's
+// copy of products, which a transaction locking the same product through
+// a customer on s0 does not see: both went on, and the second's UPDATE
+// overwrote the first's. A lock of a reference table must include the
+// default shard's copy, where reads of reference tables alone run.
+func TestReferenceRowLocks(t *testing.T) {
+	r, strats := newTestRouter(t)
+	keys := keyReplacer(t, strats)
+	refused := map[string]string{
+		"SELECT * FROM orders o JOIN products p ON p.id = o.product_id WHERE o.customer_id = {c1} FOR UPDATE":     "lock reference table products on shard s1 only",
+		"SELECT * FROM orders o JOIN products p ON p.id = o.product_id WHERE o.customer_id = {c1} FOR SHARE OF p": "products",
+		"SELECT * FROM orders o, LATERAL (SELECT * FROM products) p WHERE o.customer_id = {c1} FOR NO KEY UPDATE": "products",
+		"SELECT * FROM sessions s JOIN products p ON true WHERE s.token = '{r1}' FOR UPDATE SKIP LOCKED":          "products",
+	}
+	keyed := map[string]string{}
+	for sql, want := range refused {
+		keyed[keys.Replace(sql)] = want
+	}
+	checkRefusals(t, r, keyed, []string{
+		keys.Replace("SELECT * FROM orders o JOIN products p ON p.id = o.product_id WHERE o.customer_id = {c1} FOR UPDATE OF o"),
+		keys.Replace("SELECT * FROM orders o JOIN products p ON p.id = o.product_id WHERE o.customer_id = {c0} FOR UPDATE"), // s0: the default shard
+		keys.Replace("SELECT * FROM orders WHERE customer_id = {c1} AND total > (SELECT price FROM products WHERE id = 1) FOR UPDATE"),
+		"SELECT * FROM products WHERE id = 1 FOR UPDATE",
+		keys.Replace("SELECT * FROM orders o JOIN products p ON true WHERE o.customer_id = {c1}"),
+	})
+}

@@ -156,7 +156,11 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 				"shardproxy reads an unqualified view name as public's; write the schema, or keep search_path at its default")
 		}
 	}
-	return r.routeTables(ctx, st, &args)
+	rt, err := r.routeTables(ctx, st, &args)
+	if err == nil && st.lockedRef != "" && !slices.Contains(rt.Shards, r.cfg.DefaultShard) {
+		return Route{}, lockedReferenceError(st.lockedRef, rt.Shards)
+	}
+	return rt, err
 }
 
 // unqualified refuses an unqualified name of a table the map has (in any

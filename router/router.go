@@ -135,6 +135,7 @@ type Statement struct {
 	noKey              string // "table.key" of a sharded table, for hints
 	other              bool   // KindOther: maintenance on tables broadcasts
 	serverWide         bool   // KindOther naming no table that acts on the server (serverWideNodes)
+	lockedRef          string // a reference table whose rows the statement locks (lockedReference)
 	// createAs: CREATE TABLE AS / SELECT INTO / CREATE MATERIALIZED VIEW:
 	// the new table gets the rows one shard sees.
 	createAs bool
