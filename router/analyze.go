@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -461,19 +462,16 @@ func (a *analyzer) addUse(rv *pg.RangeVar, write bool) int {
 	if err != nil && a.st.err == nil {
 		a.st.err = err
 	}
+	if table := a.st.facts.referenceView(rv.Relname); u.info == nil && table != "" && write && a.writesRows() {
+		a.fail(fmt.Sprintf("%s through view %s, which reads reference table %s, would change the default shard's copy only", a.verb(), u.name, table),
+			fmt.Sprintf("write %s itself: shardproxy writes every shard's copy", table))
+	}
 	if table := a.st.facts.shardedView(rv.Relname); u.info == nil && table != "" && a.readsRows() {
 		// Not inlined (inlineViews): read on the default shard alone,
 		// the view would give that shard's part of the answer.
 		switch {
 		case a.st.Kind != KindSelect || a.st.Explain:
-			verb := map[Kind]string{KindInsert: "INSERT", KindUpdate: "UPDATE", KindDelete: "DELETE", KindCopy: "COPY"}[a.st.Kind]
-			switch {
-			case a.st.Explain:
-				verb = "EXPLAIN"
-			case a.st.cursor:
-				verb = "DECLARE CURSOR"
-			}
-			a.fail(fmt.Sprintf("%s through view %s, which reads sharded table %s, is not supported", verb, u.name, table),
+			a.fail(fmt.Sprintf("%s through view %s, which reads sharded table %s, is not supported", a.verb(), u.name, table),
 				fmt.Sprintf("use %s itself, or one shard's part with /* shard: name */", table))
 		default:
 			a.fail(fmt.Sprintf("view %s reads sharded table %s, and shardproxy cannot read it as its query here", u.name, table),
@@ -535,6 +533,7 @@ func (a *analyzer) view(v *pg.ViewStmt) {
 	if v.View == nil {
 		return
 	}
+	refTable := ""
 	for _, u := range a.st.uses {
 		if u.schema == v.View.Schemaname && u.rel == v.View.Relname {
 			continue // the view itself
@@ -545,11 +544,18 @@ func (a *analyzer) view(v *pg.ViewStmt) {
 			table = u.info.name
 		case u.info == nil:
 			table = a.st.facts.shardedView(u.rel)
+			refTable = cmp.Or(refTable, a.st.facts.referenceView(u.rel))
+		default:
+			refTable = cmp.Or(refTable, u.info.name)
 		}
 		if table != "" {
-			a.r.viewCreated(v.View.Relname, table, a.viewDef(v))
+			a.r.viewCreated(v.View.Relname, createdView{table: table, def: a.viewDef(v)})
 			return
 		}
+	}
+	if refTable != "" {
+		a.r.viewCreated(v.View.Relname, createdView{refTable: refTable})
+		return
 	}
 	if v.Replace {
 		a.r.viewDropped(v.View.Relname)
@@ -587,6 +593,26 @@ func (a *analyzer) viewDef(v *pg.ViewStmt) *viewDef {
 
 // readsRows tells whether the statement reads or writes rows of the
 // relations it names, as opposed to DDL on them.
+// verb names the statement for messages about a view it goes through.
+func (a *analyzer) verb() string {
+	switch {
+	case a.st.Explain:
+		return "EXPLAIN"
+	case a.st.cursor:
+		return "DECLARE CURSOR"
+	}
+	return map[Kind]string{KindInsert: "INSERT", KindUpdate: "UPDATE", KindDelete: "DELETE", KindCopy: "COPY"}[a.st.Kind]
+}
+
+// writesRows: the statement writes rows (its write target is one).
+func (a *analyzer) writesRows() bool {
+	switch a.st.Kind {
+	case KindInsert, KindUpdate, KindDelete, KindCopy:
+		return true
+	}
+	return false
+}
+
 func (a *analyzer) readsRows() bool {
 	switch a.st.Kind {
 	case KindSelect, KindInsert, KindUpdate, KindDelete, KindCopy:

@@ -30,6 +30,10 @@ type catalog struct {
 	// such table. A view is not in the map, so the router would send it
 	// to the default shard only: its rows there are part of the answer.
 	views map[string]string
+	// refViews are the views that read a reference table and no sharded
+	// one, with one such table: read on the default shard they are
+	// exact, but a write through one would change that shard's copy only.
+	refViews map[string]string
 	// defs are the definitions of the plain views among them, by
 	// relation name: a SELECT reads such a view as the subquery it is
 	// (inlineViews), which the router can route and merge.
@@ -142,6 +146,15 @@ func (c *catalog) shardedView(rel string) string {
 	return c.views[rel]
 }
 
+// referenceView returns the reference table view rel reads (and no
+// sharded table), or "".
+func (c *catalog) referenceView(rel string) string {
+	if c == nil {
+		return ""
+	}
+	return c.refViews[rel]
+}
+
 // learning is the writers' side of Router.facts.
 //
 // Aggregate names only accumulate: a name read as an aggregate that no
@@ -236,8 +249,9 @@ type shardReport struct {
 }
 
 type createdView struct {
-	table string
-	def   *viewDef // nil: not a plain view
+	table    string   // the sharded table it reads ("" if none)
+	refTable string   // else a reference table it reads
+	def      *viewDef // nil: not a plain view
 }
 
 // LearnAggregates tells the router that names (pg_proc.proname, exact
@@ -322,12 +336,12 @@ func (r *Router) reportedSince(at time.Time) bool {
 }
 
 // viewCreated and viewDropped are CREATE VIEW reading sharded table
-// table, and DROP VIEW (or CREATE OR REPLACE VIEW that reads none),
-// analysed here.
-func (r *Router) viewCreated(view, table string, def *viewDef) {
+// table (or else reference table refTable), and DROP VIEW (or CREATE OR
+// REPLACE VIEW that reads neither), analysed here.
+func (r *Router) viewCreated(view string, v createdView) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
-	r.learn.made.views.put(view, createdView{table: table, def: def})
+	r.learn.made.views.put(view, v)
 	r.publish()
 }
 
@@ -344,16 +358,15 @@ func (r *Router) viewRenamed(old, name string) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
 	c := r.facts.Load()
-	table := c.shardedView(old)
-	if table == "" {
+	v := createdView{table: c.shardedView(old), refTable: c.referenceView(old)}
+	if v.table == "" && v.refTable == "" {
 		return
 	}
-	var def *viewDef
 	if d, ok := c.viewDefs()[old]; ok {
-		def = &d
+		v.def = &d
 	}
 	r.forgetView(old)
-	r.learn.made.views.put(name, createdView{table: table, def: def})
+	r.learn.made.views.put(name, v)
 	r.publish()
 }
 
@@ -445,7 +458,8 @@ func (r *Router) Adopt(old *Router) {
 // publish stores the catalog the learning state gives, when it differs
 // from the current one, and then clears the plan cache. learn.mu is held.
 func (r *Router) publish() {
-	next := &catalog{aggs: maps.Clone(r.learn.aggs), shadows: maps.Clone(r.learn.shadows), views: map[string]string{}, defs: map[string]viewDef{}}
+	next := &catalog{aggs: maps.Clone(r.learn.aggs), shadows: maps.Clone(r.learn.shadows), views: map[string]string{},
+		refViews: map[string]string{}, defs: map[string]viewDef{}}
 	next.childOf = map[string]string{}
 	for _, sh := range r.cfg.Shards {
 		for _, i := range r.learn.reports[sh.Name].inherits {
@@ -459,7 +473,11 @@ func (r *Router) publish() {
 	next.shardedRels = maps.Clone(r.shardedRels)
 	shardedRelNames(next.children, next.shardedRels)
 	for name, v := range r.learn.made.views {
-		next.views[name] = v.fact.table
+		if v.fact.table != "" {
+			next.views[name] = v.fact.table
+		} else {
+			next.refViews[name] = v.fact.refTable
+		}
 		if v.fact.def != nil {
 			next.defs[name] = *v.fact.def
 		}
@@ -468,7 +486,8 @@ func (r *Router) publish() {
 	// whatever the map's order (the shards' should be the same).
 	for _, sh := range r.cfg.Shards {
 		rep := r.learn.reports[sh.Name]
-		r.shardedViews(rep.deps, next.children, next.views)
+		r.viewsOver(rep.deps, next.children, false, next.views)
+		r.viewsOver(rep.deps, next.children, true, next.refViews)
 		for _, d := range rep.defs {
 			if _, ok := next.defs[d.View]; !ok {
 				next.defs[d.View] = viewDef{schema: d.Schema, sql: d.SQL}
@@ -476,6 +495,7 @@ func (r *Router) publish() {
 		}
 	}
 	maps.DeleteFunc(next.defs, func(name string, _ viewDef) bool { return next.views[name] == "" })
+	maps.DeleteFunc(next.refViews, func(name string, _ string) bool { return next.views[name] != "" })
 	functions := r.learnedFunctions()
 	next.funcs = r.shardedFunctions(functions, next)
 	next.divergent = divergentFunctions(functions)
@@ -494,6 +514,7 @@ func (r *Router) publish() {
 // viewTables follow from childOf and views).
 func (c *catalog) same(o *catalog) bool {
 	return maps.Equal(c.aggs, o.aggs) && maps.Equal(c.shadows, o.shadows) && maps.Equal(c.views, o.views) &&
+		maps.Equal(c.refViews, o.refViews) &&
 		maps.EqualFunc(c.defs, o.defs, viewDef.equal) && maps.Equal(c.childOf, o.childOf) &&
 		maps.Equal(c.funcs, o.funcs) && maps.EqualFunc(c.triggers, o.triggers, slices.Equal) &&
 		maps.Equal(c.divergent, o.divergent) && maps.EqualFunc(c.defaults, o.defaults, slices.Equal)
@@ -552,10 +573,11 @@ func (r *Router) descendants(childOf map[string]string) (map[string]*tableInfo, 
 	return out, rels
 }
 
-// shardedViews adds to out the views of deps that read a sharded table
-// of the map (or a child of one), directly or through other such views.
-func (r *Router) shardedViews(deps []ViewDep, children map[string]*tableInfo, out map[string]string) {
-	reads := map[string]string{} // "schema.view" -> a sharded table it reads
+// viewsOver adds to out the views of deps that read a sharded table of
+// the map (ref: a reference table), or a child of one, directly or
+// through other such views.
+func (r *Router) viewsOver(deps []ViewDep, children map[string]*tableInfo, wantRef bool, out map[string]string) {
+	reads := map[string]string{} // "schema.view" -> such a table it reads
 	for changed := true; changed; {
 		changed = false
 		for _, d := range deps {
@@ -564,7 +586,7 @@ func (r *Router) shardedViews(deps []ViewDep, children map[string]*tableInfo, ou
 				continue
 			}
 			ref := d.RefSchema + "." + d.Ref
-			if t := cmp.Or(r.tables[ref], children[ref]); t != nil && !t.ref {
+			if t := cmp.Or(r.tables[ref], children[ref]); t != nil && t.ref == wantRef {
 				reads[key] = t.name
 			} else if via := reads[ref]; via != "" {
 				reads[key] = via

@@ -145,3 +145,36 @@ func TestReferenceRowLocks(t *testing.T) {
 		keys.Replace("SELECT * FROM orders o JOIN products p ON true WHERE o.customer_id = {c1}"),
 	})
 }
+
+// TestWritesThroughReferenceViews: a view over a reference table is not
+// in the map, so UPDATE cheap SET price = 5 went to the default shard and
+// changed that copy alone (5.00 on s0, 2.50 on s1 on make run). A write
+// through such a view is refused; reading it is exact on any one shard.
+func TestWritesThroughReferenceViews(t *testing.T) {
+	r, _ := newTestRouter(t)
+	now := time.Now()
+	for _, s := range []string{"s0", "s1", "s2"} {
+		r.CatalogChecked(s, now, ShardCatalog{Views: []ViewDep{
+			{"public", "cheap", "public", "products"},
+			{"public", "cheaper", "public", "cheap"}, // through another view
+			{"public", "mixed", "public", "products"}, {"public", "mixed", "public", "orders"},
+		}})
+	}
+	if _, _, err := route(r, "CREATE VIEW named AS SELECT p.id, p.price FROM products p", nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	checkRefusals(t, r, map[string]string{
+		"UPDATE cheap SET price = 5 WHERE id = 1":     "UPDATE through view cheap, which reads reference table products, would change the default shard's copy only",
+		"DELETE FROM cheaper WHERE id = 1":            "DELETE through view cheaper",
+		"INSERT INTO cheap (id, price) VALUES (1, 2)": "INSERT through view cheap",
+		"UPDATE named SET price = 5":                  "view named, which reads reference table products",
+		"UPDATE mixed SET price = 5":                  "which reads sharded table orders",
+		"COPY cheap FROM STDIN":                       "COPY through view cheap",
+	}, []string{
+		"SELECT * FROM cheap WHERE id = 1",
+		"SELECT * FROM cheaper",
+		"UPDATE products SET price = 5 WHERE id = 1",
+		"/* shard: s1 */ UPDATE cheap SET price = 5",
+		"DROP VIEW cheap",
+	})
+}
