@@ -22,8 +22,9 @@ import (
 // takes responsibility for it; the same value written as a constant or
 // a parameter is the same on every copy. Column defaults count too: an
 // INSERT that leaves created_at to DEFAULT now(), or an id to its serial
-// sequence, is refused the same way (the defaults come from the shards'
-// catalogs, and from CREATE and ALTER TABLE through the proxy).
+// sequence, is refused the same way (defaults.go). So is a row lock of
+// a reference table that leaves out the default shard's copy, and a
+// write through a view over one (it would reach one copy).
 //
 // So do aggregates and window functions whose result depends on the
 // order rows are read in (string_agg, row_number() OVER ()) without an
@@ -34,8 +35,7 @@ import (
 
 // divergentCalls are the built-in functions whose value differs from one
 // shard to another within one statement: random values, sequences, the
-// clock and the transaction's start, and facts of the server itself. The
-// values say what the function gives, for messages.
+// clock and the transaction's start, and facts of the server itself.
 var divergentCalls = map[string]bool{
 	"random": true, "random_normal": true, "setseed": true, "gen_random_uuid": true,
 	"uuid_generate_v1": true, "uuid_generate_v1mc": true, "uuid_generate_v4": true, // uuid-ossp
