@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 )
 
@@ -94,5 +95,46 @@ func TestRolesOnEveryShard(t *testing.T) {
 		if err := f.Direct(t, s).QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", role).Scan(&n); err != nil || n != 0 {
 			t.Errorf("%s: %d roles %s after DROP ROLE (%v)", s, n, role, err)
 		}
+	}
+}
+
+// TestMergeAndUpsertKeys: MERGE INTO orders ... WHEN NOT MATCHED THEN
+// INSERT was sent to every shard and inserted the order on each (two
+// rows, one on a shard its key does not own). ON CONFLICT DO UPDATE SET
+// customer_id = ... moved a row's key while the row stayed on its old
+// shard, where a read by the new key would not look. Both are refused;
+// MERGE into a reference table runs on every copy; an upsert that keeps
+// the key (SET customer_id = EXCLUDED.customer_id) works.
+func TestMergeAndUpsertKeys(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	ctx := context.Background()
+	c := f.Connect(t)
+	merge := fmt.Sprintf("MERGE INTO customers c USING (VALUES (%d, 50)) v(k, credit) ON c.customer_id = v.k "+
+		"WHEN NOT MATCHED THEN INSERT VALUES (v.k, v.credit)", f.a+1000)
+	_, err := c.Exec(ctx, merge)
+	wantSQLState(t, err, "0A000")
+	for _, s := range []string{"s0", "s1"} {
+		if n := directCount(t, f.fixture, s, "customers", "customer_id = $1", f.a+1000); n != 0 {
+			t.Errorf("%s holds %d rows of the refused MERGE", s, n)
+		}
+	}
+	mustExec(t, c, "MERGE INTO products p USING (VALUES (1, 'tea'), (2, 'coffee')) v(i, n) ON p.id = v.i "+
+		"WHEN MATCHED THEN UPDATE SET name = v.n WHEN NOT MATCHED THEN INSERT VALUES (v.i, v.n)")
+	for _, s := range []string{"s0", "s1"} {
+		if n := directCount(t, f.fixture, s, "products", "true"); n != 2 {
+			t.Errorf("%s's copy of products has %d rows after MERGE, want 2", s, n)
+		}
+	}
+
+	upsert := fmt.Sprintf("INSERT INTO customers VALUES (%d, 1) ON CONFLICT (customer_id) DO UPDATE SET customer_id = %d", f.a, f.b)
+	_, err = c.Exec(ctx, upsert)
+	wantSQLState(t, err, "0A000")
+	mustExec(t, c, fmt.Sprintf("INSERT INTO customers VALUES (%d, 7) ON CONFLICT (customer_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, credit = EXCLUDED.credit", f.a))
+	var credit int
+	if err := c.QueryRow(ctx, "SELECT credit FROM customers WHERE customer_id = $1", f.a).Scan(&credit); err != nil || credit != 7 {
+		t.Errorf("credit of %d after the upsert: %d, %v; want 7", f.a, credit, err)
+	}
+	if n := directCount(t, f.fixture, "s1", "customers", "customer_id = $1", f.a); n != 0 {
+		t.Errorf("customer %d (on s0) found on s1", f.a)
 	}
 }

@@ -313,6 +313,11 @@ func (a *analyzer) top(n *pg.Node) {
 		st.Kind = KindOther
 		st.other = true
 		st.DiscardAll = x.DiscardStmt.Target == pg.DiscardMode_DISCARD_ALL
+	case *pg.Node_MergeStmt:
+		st.Kind = KindOther
+		st.other = true
+		a.collectTables(n)
+		a.merge(x.MergeStmt)
 	case *pg.Node_ViewStmt:
 		st.Kind = KindDDL
 		a.collectTables(n)
@@ -948,6 +953,9 @@ func (a *analyzer) insert(ins *pg.InsertStmt) {
 		a.insertSel = outer
 	}
 	if ins.OnConflictClause != nil {
+		if i >= 0 && a.st.uses[i].sharded() {
+			a.conflictSetsKey(i, ins.OnConflictClause.TargetList)
+		}
 		for _, t := range ins.OnConflictClause.TargetList {
 			a.exprs(t, nil)
 		}
@@ -1561,6 +1569,79 @@ func errKeyNotValue(u *tableUse) *pgconn.PgError {
 func (a *analyzer) fail(msg, hint string) {
 	if a.st.err == nil {
 		a.st.err = pgError(codeFeatureNotSupport, msg, hint)
+	}
+}
+
+// merge judges MERGE m, whose tables collectTables recorded. It was
+// routed as maintenance of its tables: to every shard, where
+// WHEN NOT MATCHED THEN INSERT put the row on each. MERGE inserts,
+// updates and deletes its target by a join with its source, which the
+// router does not split by key:
+//   - into a sharded table it is refused (INSERT ... ON CONFLICT, or
+//     UPDATE and DELETE, route by key);
+//   - into a reference table it runs on every copy, and may read
+//     reference tables only (each copy must see the same source);
+//   - into an unmapped table it runs on the default shard, and may not
+//     read sharded tables (it would see that shard's part of them).
+func (a *analyzer) merge(m *pg.MergeStmt) {
+	if m.Relation == nil {
+		return
+	}
+	home, target, _ := a.r.table(a.st.facts, m.Relation.Schemaname, m.Relation.Relname)
+	for j := range a.st.uses {
+		u := &a.st.uses[j]
+		if u.home == home && u.rel == m.Relation.Relname && u.fires == 0 {
+			u.fires = triggerInsert | triggerUpdate | triggerDelete
+			continue
+		}
+		u.write = false // a source
+		switch {
+		case target != nil && !target.ref:
+		case u.sharded() || a.st.facts.shardedView(u.rel) != "":
+			a.fail(fmt.Sprintf("MERGE into %s reads sharded table %s, whose rows are spread over the shards", m.Relation.Relname, cmp.Or(a.st.facts.shardedView(u.rel), u.name)),
+				"MERGE from reference or unmapped tables only, or write the rows with INSERT ... ON CONFLICT")
+		case target != nil && (u.info == nil || !u.info.ref):
+			a.fail(fmt.Sprintf("MERGE into reference table %s reads table %s, which is not on every shard", target.name, u.name),
+				"MERGE into a reference table from reference tables only")
+		}
+	}
+	switch {
+	case target != nil && !target.ref:
+		a.fail(fmt.Sprintf("MERGE into sharded table %s is not supported", target.name),
+			fmt.Sprintf("use INSERT ... ON CONFLICT, or UPDATE and DELETE by key; or run it on one key's shard with /* shard_key: %s = value */", target.name))
+	case target == nil:
+		a.st.onDefault = true
+	}
+}
+
+// conflictSetsKey reads ON CONFLICT DO UPDATE SET of use i, a sharded
+// table: setting its key would move the row to another shard's key while
+// it stays on this one. EXCLUDED.key is the key being inserted, the
+// row's own (ORMs write every column); a value is checked by Route, as
+// UPDATE's; anything else is refused.
+func (a *analyzer) conflictSetsKey(i int, targets []*pg.Node) {
+	key := a.st.uses[i].info.key
+	for _, t := range targets {
+		rt := t.GetResTarget()
+		if rt == nil || len(rt.Indirection) > 0 {
+			continue
+		}
+		if rt.Name != key {
+			continue
+		}
+		if f := rt.Val.GetColumnRef().GetFields(); len(f) == 2 && f[0].GetString_().GetSval() == "excluded" && f[1].GetString_().GetSval() == key {
+			continue
+		}
+		v, ok := value(rt.Val) // (a, key) = (...) is a MultiAssignRef: not a value
+		if !ok {
+			a.fail(fmt.Sprintf("ON CONFLICT DO UPDATE setting the shard key column %s is not supported", key),
+				"leave the key as inserted (SET "+key+" = EXCLUDED."+key+"), or delete the row and insert it again with the new key")
+			continue
+		}
+		if a.st.setKey == nil {
+			a.st.setKey = map[int]valueRef{}
+		}
+		a.st.setKey[i] = v
 	}
 }
 

@@ -440,6 +440,9 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 // CHECKPOINT, ALTER SYSTEM) go everywhere, other statements anywhere.
 func (r *Router) routeUtility(st *Statement, shardedOrRef, unlisted int) Route {
 	switch {
+	case st.onDefault:
+		return Route{Kind: RouteDefault, Shards: r.single[r.defaultIdx],
+			Reason: st.Tables[0] + ": not in the shard map -> default shard " + r.cfg.Shards[r.defaultIdx].Name}
 	case shardedOrRef > 0:
 		what := "DDL"
 		if st.Kind != KindDDL {

@@ -136,6 +136,7 @@ type Statement struct {
 	other              bool   // KindOther: maintenance on tables broadcasts
 	serverWide         bool   // KindOther naming no table that acts on the server (serverWideNodes)
 	lockedRef          string // a reference table whose rows the statement locks (lockedReference)
+	onDefault          bool   // MERGE into an unmapped table: the default shard, whatever it reads
 	// createAs: CREATE TABLE AS / SELECT INTO / CREATE MATERIALIZED VIEW:
 	// the new table gets the rows one shard sees.
 	createAs bool
