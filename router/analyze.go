@@ -1588,10 +1588,22 @@ func (a *analyzer) merge(m *pg.MergeStmt) {
 		return
 	}
 	home, target, _ := a.r.table(a.st.facts, m.Relation.Schemaname, m.Relation.Relname)
+	fires := 0 // the trigger events its actions fire
+	for _, w := range m.MergeWhenClauses {
+		switch w.GetMergeWhenClause().GetCommandType() {
+		case pg.CmdType_CMD_INSERT:
+			fires |= triggerInsert
+		case pg.CmdType_CMD_UPDATE:
+			fires |= triggerUpdate
+		case pg.CmdType_CMD_DELETE:
+			fires |= triggerDelete
+		}
+	}
+	targetSeen := false
 	for j := range a.st.uses {
 		u := &a.st.uses[j]
-		if u.home == home && u.rel == m.Relation.Relname && u.fires == 0 {
-			u.fires = triggerInsert | triggerUpdate | triggerDelete
+		if !targetSeen && u.home == home && u.rel == m.Relation.Relname {
+			u.fires, targetSeen = fires, true
 			continue
 		}
 		u.write = false // a source
