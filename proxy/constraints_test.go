@@ -138,3 +138,33 @@ func TestMergeAndUpsertKeys(t *testing.T) {
 		t.Errorf("customer %d (on s0) found on s1", f.a)
 	}
 }
+
+// TestDDLAllOrNothing: DDL sent to every shard ran on each in autocommit,
+// so when one shard refused it (here a column that shard already has)
+// the others kept it, and the shards' schemas parted. It now runs in a
+// transaction on each shard, committed only if every shard succeeded;
+// CREATE INDEX CONCURRENTLY, which no transaction block may hold, still
+// runs on each shard on its own.
+func TestDDLAllOrNothing(t *testing.T) {
+	for _, body := range []string{defaultBody, twoPCBody} {
+		f := startFixture(t, fixtureOptions{Body: body})
+		ctx := context.Background()
+		c := f.Connect(t)
+		mustExec(t, c, "CREATE TABLE orders (customer_id int PRIMARY KEY, total int)")
+		mustExec(t, f.Direct(t, "s1"), "ALTER TABLE orders ADD COLUMN note text")
+		_, err := c.Exec(ctx, "ALTER TABLE orders ADD COLUMN note text")
+		wantSQLState(t, err, "42701")
+		var n int
+		if err := f.Direct(t, "s0").QueryRow(ctx, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'note'").Scan(&n); err != nil || n != 0 {
+			t.Errorf("s0 kept the column s1 refused (%d, %v)", n, err)
+		}
+		mustExec(t, c, "CREATE INDEX CONCURRENTLY orders_total ON orders (total)")
+		mustExec(t, c, "DROP INDEX CONCURRENTLY orders_total")
+		mustExec(t, c, "CREATE INDEX orders_total ON orders (total)")
+		for _, s := range []string{"s0", "s1"} {
+			if err := f.Direct(t, s).QueryRow(ctx, "SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_total'").Scan(&n); err != nil || n != 1 {
+				t.Errorf("%s: %d indexes orders_total, %v; want 1", s, n, err)
+			}
+		}
+	}
+}

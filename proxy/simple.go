@@ -755,9 +755,11 @@ func (s *session) checkMulti(st *router.Statement, route router.Route) error {
 // Query, or Parse/Bind/Execute/Sync). Every shard runs it at the same time;
 // replies are read shard by shard, so rows stream and memory stays bounded.
 //
-// Data-changing statements run inside a transaction on every shard and
-// commit only if every shard succeeded, so a constraint violation on one
-// shard leaves nothing behind on the others. With two_phase_commit the
+// Data-changing statements and DDL run inside a transaction on every
+// shard and commit only if every shard succeeded, so a constraint
+// violation (or a column that already exists) on one shard leaves
+// nothing behind on the others. DDL that cannot run in a transaction
+// block (CREATE INDEX CONCURRENTLY) runs on each shard on its own. With two_phase_commit the
 // commit is atomic (commitLegs); without, a shard failing between the
 // COMMITs can still leave the write half-applied. They run one shard after
 // the other, in shard order: two such writes to the same rows (a reference
@@ -799,7 +801,8 @@ func (s *session) fanout(ctx context.Context, st *router.Statement, route router
 		}
 		legs = append(legs, leg{c: c, prelude: n})
 	}
-	wrap := st.Kind == router.KindInsert || st.Kind == router.KindUpdate || st.Kind == router.KindDelete
+	wrap := st.Kind == router.KindInsert || st.Kind == router.KindUpdate || st.Kind == router.KindDelete ||
+		st.Kind == router.KindDDL && !st.NoTxBlock
 	start := func(l *leg) error {
 		if wrap {
 			l.c.Send(&pgproto3.Query{String: "BEGIN"})

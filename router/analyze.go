@@ -159,6 +159,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	a.top(stmt)
 	r.checkCatalogFacts(st, stmt, text)
 	st.lockedRef = lockedReference(stmt, st)
+	st.NoTxBlock = noTxBlock(stmt)
 	if st.err == nil {
 		var err *pgconn.PgError
 		if st.Kind == KindDDL {
@@ -1624,6 +1625,24 @@ func (a *analyzer) merge(m *pg.MergeStmt) {
 	case target == nil:
 		a.st.onDefault = true
 	}
+}
+
+// noTxBlock tells whether DDL statement n cannot run in a transaction
+// block (Statement.NoTxBlock).
+func noTxBlock(n *pg.Node) bool {
+	switch x := n.Node.(type) {
+	case *pg.Node_IndexStmt:
+		return x.IndexStmt.Concurrent
+	case *pg.Node_DropStmt:
+		return x.DropStmt.Concurrent
+	case *pg.Node_AlterTableStmt:
+		for _, cmd := range x.AlterTableStmt.Cmds {
+			if cmd.GetAlterTableCmd().GetDef().GetPartitionCmd().GetConcurrent() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // conflictSetsKey reads ON CONFLICT DO UPDATE SET of use i, a sharded

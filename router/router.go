@@ -71,6 +71,12 @@ type Statement struct {
 	// acts on its transaction (pg_advisory_xact_lock, set_config(..., true),
 	// txid_current): inside BEGIN it must run in the transaction itself.
 	TxnScoped bool
+	// NoTxBlock: DDL that cannot run in a transaction block (CREATE or
+	// DROP INDEX CONCURRENTLY, DETACH PARTITION CONCURRENTLY); other
+	// DDL sent to several shards runs in a transaction on each, committed
+	// together, so that a shard that refuses it leaves the others as they
+	// were.
+	NoTxBlock bool
 	// SessionSequence: the statement calls currval() or lastval(), which
 	// read what nextval() last gave in the backend's session. Under
 	// transaction pooling only the statement's own transaction is this
