@@ -350,6 +350,8 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 			paramOIDs: ps.paramOIDs, st: ps.st}
 	case len(route.Shards) > 1:
 		return s.bindMulti(m, ps, route)
+	case route.AnyCopy && s.attached != nil:
+		shard = s.attached.Shard // the transaction's (or batch's) shard has a copy too
 	default:
 		shard = route.Shards[0]
 	}

@@ -187,3 +187,33 @@ func TestSessionSequences(t *testing.T) {
 	}
 	mustExec(t, c, "COMMIT")
 }
+
+// TestReferenceReadsInTransaction: a read of a reference table inside a
+// transaction on s1 went to the default shard, bringing s0 into the
+// transaction (without two-phase commit: refused as cross-shard). Every
+// shard has a copy, so a plain read now uses the transaction's own shard;
+// a row lock still takes the default shard's copy.
+func TestReferenceReadsInTransaction(t *testing.T) {
+	f := startTxnFixture(t, defaultBody)
+	ctx := context.Background()
+	c := f.Connect(t)
+	mustExec(t, c, "INSERT INTO products VALUES (1, 'tea')")
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, fmt.Sprintf("UPDATE customers SET credit = credit - 1 WHERE customer_id = %d", f.b), mode); err != nil {
+			t.Fatal(err)
+		}
+		var name string
+		var n int64
+		if err := tx.QueryRow(ctx, "SELECT p.name, count(*) FROM products p WHERE p.id = $1 GROUP BY p.name", mode, 1).Scan(&name, &n); err != nil || name != "tea" {
+			t.Errorf("%v: reference read in a transaction on s1: %q, %v; want tea", mode, name, err)
+		}
+		if _, err := tx.Exec(ctx, "SELECT name FROM products WHERE id = 1 FOR UPDATE", mode); sqlState(err) != "0A000" {
+			t.Errorf("%v: row lock of a reference table from s1 without two-phase commit: %v; want 0A000 (it takes s0's copy)", mode, err)
+		}
+		_ = tx.Rollback(ctx)
+	}
+}

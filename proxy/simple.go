@@ -319,6 +319,9 @@ func (s *session) execRoute(ctx context.Context, st *router.Statement, text stri
 			return s.runMulti(ctx, st, text, route)
 		}
 		shard = route.Shards[0]
+		if route.AnyCopy && s.attached != nil {
+			shard = s.attached.Shard // the transaction's shard has a copy too
+		}
 	}
 	mark := s.statStart()
 	failed, err := s.runOn(ctx, shard, text, st, nil)

@@ -160,6 +160,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	r.checkCatalogFacts(st, stmt, text)
 	st.lockedRef = lockedReference(stmt, st)
 	st.NoTxBlock = noTxBlock(stmt)
+	st.anyCopy = readsCopiesOnly(st, stmt)
 	if st.err == nil {
 		var err *pgconn.PgError
 		if st.Kind == KindDDL {
@@ -1625,6 +1626,33 @@ func (a *analyzer) merge(m *pg.MergeStmt) {
 	case target == nil:
 		a.st.onDefault = true
 	}
+}
+
+// readsCopiesOnly tells whether statement n is a plain SELECT of
+// reference tables alone, which every shard's copy answers alike: no
+// row lock (it must take the default shard's copy), and no function but
+// built-in aggregates (a function may write, or read an unmapped table,
+// which lives on the default shard).
+func readsCopiesOnly(st *Statement, n *pg.Node) bool {
+	if st.Kind != KindSelect || st.Explain || st.cursor || len(st.uses) == 0 {
+		return false
+	}
+	for _, u := range st.uses {
+		if u.info == nil || !u.info.ref {
+			return false
+		}
+	}
+	plain := true
+	walk(n, func(c *pg.Node) bool {
+		if sel := c.GetSelectStmt(); sel != nil && (len(sel.LockingClause) > 0 || sel.IntoClause != nil) {
+			plain = false
+		}
+		if f := c.GetFuncCall(); f != nil && (!builtinAggregates[funcName(f)] || len(stringItems(f.Funcname)) > 1) {
+			plain = false
+		}
+		return plain
+	})
+	return plain
 }
 
 // noTxBlock tells whether DDL statement n cannot run in a transaction

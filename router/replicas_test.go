@@ -178,3 +178,22 @@ func TestWritesThroughReferenceViews(t *testing.T) {
 		"DROP VIEW cheap",
 	})
 }
+
+// TestAnyCopy: a plain read of reference tables alone may use any
+// shard's copy; a lock, a function, or an unmapped table keep it on the
+// default shard.
+func TestAnyCopy(t *testing.T) {
+	r, _ := newTestRouter(t)
+	for sql, want := range map[string]bool{
+		"SELECT name FROM products WHERE id = 1":                                     true,
+		"SELECT count(*), max(price) FROM products p JOIN products q ON p.id = q.id": true,
+		"SELECT name FROM products WHERE id = 1 FOR UPDATE":                          false,
+		"SELECT upper(name) FROM products":                                           false,
+		"SELECT p.name FROM products p JOIN notes n ON n.id = p.id":                  false,
+		"SELECT name INTO copy FROM products":                                        false,
+	} {
+		if _, rt, err := route(r, sql, nil, ""); err != nil || rt.AnyCopy != want || rt.Kind != RouteDefault && rt.Kind != RouteAny {
+			t.Errorf("%s: %s, AnyCopy %v; want %v", sql, formatRoute(rt, err), rt.AnyCopy, want)
+		}
+	}
+}

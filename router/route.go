@@ -103,6 +103,11 @@ type Route struct {
 	Reason string       // one line for SHOW ROUTE and logs
 	Plan   *ScatterPlan // MergePlan: how the shards' rows merge (shared, immutable)
 	Split  *InsertSplit // MergeSplitInsert: each shard's statement and rows
+	// AnyCopy: a plain read of reference tables alone, which any shard's
+	// copy answers exactly (Shards names the default shard): inside a
+	// transaction the proxy reads the copy of the shard it is on rather
+	// than bring another shard in.
+	AnyCopy bool
 }
 
 // Route binds args and decides the target shards. Errors are
@@ -313,7 +318,8 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 		if firstUnlisted != nil {
 			why = firstUnlisted.name + ": not in the shard map"
 		}
-		return Route{Kind: RouteDefault, Shards: r.single[r.defaultIdx], Reason: why + " -> default shard " + r.cfg.Shards[r.defaultIdx].Name}, nil
+		return Route{Kind: RouteDefault, Shards: r.single[r.defaultIdx], Reason: why + " -> default shard " + r.cfg.Shards[r.defaultIdx].Name,
+			AnyCopy: firstUnlisted == nil && st.anyCopy}, nil
 	}
 
 	// Locate every sharded table occurrence; the statement goes to the

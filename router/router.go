@@ -143,6 +143,7 @@ type Statement struct {
 	serverWide         bool   // KindOther naming no table that acts on the server (serverWideNodes)
 	lockedRef          string // a reference table whose rows the statement locks (lockedReference)
 	onDefault          bool   // MERGE into an unmapped table: the default shard, whatever it reads
+	anyCopy            bool   // a plain read that any copy of reference tables answers (readsCopiesOnly)
 	// createAs: CREATE TABLE AS / SELECT INTO / CREATE MATERIALIZED VIEW:
 	// the new table gets the rows one shard sees.
 	createAs bool
