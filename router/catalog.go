@@ -380,6 +380,16 @@ func (r *Router) forgetView(view string) {
 	})
 }
 
+// forget removes a dropped object from what was made here (drop) and
+// from every shard's report (edit), and publishes the result.
+func (r *Router) forget(drop func(*madeHere), edit func(*shardReport)) {
+	r.learn.mu.Lock()
+	defer r.learn.mu.Unlock()
+	drop(&r.learn.made)
+	r.editReports(edit)
+	r.publish()
+}
+
 // editReports applies edit to every shard's report. learn.mu is held.
 func (r *Router) editReports(edit func(rep *shardReport)) {
 	for s, rep := range r.learn.reports {

@@ -265,13 +265,9 @@ func (r *Router) defaultsChanged(facts *catalog, rv *pg.RangeVar, change func(sc
 
 // defaultsDropped forgets the defaults of table key ("schema.rel").
 func (r *Router) defaultsDropped(key string) {
-	r.learn.mu.Lock()
-	defer r.learn.mu.Unlock()
-	delete(r.learn.made.defaults, key)
-	r.editReports(func(rep *shardReport) {
+	r.forget(func(m *madeHere) { delete(m.defaults, key) }, func(rep *shardReport) {
 		rep.defaults = without(rep.defaults, func(d ColumnDefault) bool { return d.key() == key })
 	})
-	r.publish()
 }
 
 // serialTypes are the column types that make a sequence default.

@@ -228,3 +228,12 @@ func checkRefusals(t *testing.T, r *Router, refused map[string]string, allowed [
 		}
 	}
 }
+
+// withKeys fills refused's {c0}-style placeholders with keys (keyReplacer).
+func withKeys(keys *strings.Replacer, refused map[string]string) map[string]string {
+	out := make(map[string]string, len(refused))
+	for sql, want := range refused {
+		out[keys.Replace(sql)] = want
+	}
+	return out
+}

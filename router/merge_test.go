@@ -20,11 +20,7 @@ func TestMergeAndUpsertKeys(t *testing.T) {
 		"INSERT INTO orders (customer_id, id) VALUES ({c0}, 1) ON CONFLICT (customer_id, id) DO UPDATE SET customer_id = EXCLUDED.customer_id + 1":  "ON CONFLICT DO UPDATE setting the shard key column customer_id",
 		"INSERT INTO orders (customer_id, id) VALUES ({c0}, 1) ON CONFLICT (customer_id, id) DO UPDATE SET (customer_id, note) = ({c0}, 'x')":       "ON CONFLICT DO UPDATE setting the shard key",
 	}
-	keyed := map[string]string{}
-	for sql, want := range refused {
-		keyed[keys.Replace(sql)] = want
-	}
-	checkRefusals(t, r, keyed, []string{
+	checkRefusals(t, r, withKeys(keys, refused), []string{
 		"MERGE INTO products p USING (VALUES (1, 'x')) v(i, n) ON p.id = v.i WHEN MATCHED THEN UPDATE SET name = v.n WHEN NOT MATCHED THEN INSERT (id, name) VALUES (v.i, v.n)",
 		"MERGE INTO notes n USING products p ON n.id = p.id WHEN NOT MATCHED THEN INSERT VALUES (p.id)",
 		keys.Replace("/* shard_key: orders = {c1} */ MERGE INTO orders o USING (VALUES ({c1}, 2)) v(c, i) ON o.customer_id = v.c WHEN NOT MATCHED THEN INSERT (customer_id, id) VALUES (v.c, v.i)"),

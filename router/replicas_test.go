@@ -133,11 +133,7 @@ func TestReferenceRowLocks(t *testing.T) {
 		"SELECT * FROM orders o, LATERAL (SELECT * FROM products) p WHERE o.customer_id = {c1} FOR NO KEY UPDATE": "products",
 		"SELECT * FROM sessions s JOIN products p ON true WHERE s.token = '{r1}' FOR UPDATE SKIP LOCKED":          "products",
 	}
-	keyed := map[string]string{}
-	for sql, want := range refused {
-		keyed[keys.Replace(sql)] = want
-	}
-	checkRefusals(t, r, keyed, []string{
+	checkRefusals(t, r, withKeys(keys, refused), []string{
 		keys.Replace("SELECT * FROM orders o JOIN products p ON p.id = o.product_id WHERE o.customer_id = {c1} FOR UPDATE OF o"),
 		keys.Replace("SELECT * FROM orders o JOIN products p ON p.id = o.product_id WHERE o.customer_id = {c0} FOR UPDATE"), // s0: the default shard
 		keys.Replace("SELECT * FROM orders WHERE customer_id = {c1} AND total > (SELECT price FROM products WHERE id = 1) FOR UPDATE"),

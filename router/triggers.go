@@ -203,11 +203,7 @@ func (r *Router) triggerCreated(t Trigger) {
 }
 
 func (r *Router) triggerDropped(key string) {
-	r.learn.mu.Lock()
-	defer r.learn.mu.Unlock()
-	delete(r.learn.made.triggers, key)
-	r.editReports(func(rep *shardReport) {
+	r.forget(func(m *madeHere) { delete(m.triggers, key) }, func(rep *shardReport) {
 		rep.triggers = without(rep.triggers, func(t Trigger) bool { return t.key() == key })
 	})
-	r.publish()
 }
