@@ -73,7 +73,7 @@ type collector struct {
 	poolAcquires, poolConnectErrors             *prometheus.Desc
 	cacheHits, cacheMisses, cacheEntries        *prometheus.Desc
 	reloads, shardUp, healthLatency             *prometheus.Desc
-	twoPC                                       *prometheus.Desc
+	twoPC, commitGate                           *prometheus.Desc
 }
 
 func newCollector(src source) *collector {
@@ -105,13 +105,15 @@ func newCollector(src source) *collector {
 		healthLatency: desc("shard_health_check_duration_seconds", "Duration of the shard's last health check, acquiring the connection included.", "shard"),
 		twoPC: desc("2pc_total", "Two-phase commits by outcome: committed or aborted by a session, recovered_commit or recovered_rollback "+
 			"(one per prepared transaction on a shard resolved by recovery).", "outcome"),
+		commitGate: desc("commit_gate_total", "Cross-shard commits made visible at one moment: statement_waited (a statement held until a commit reached every shard) "+
+			"or snapshot_retaken (a multi-shard SELECT that took its snapshots again because a commit overlapped them).", "event"),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.clients, c.ready, c.statements, c.stmtErrors, c.stmtRows, c.stmtBytes,
 		c.latency, c.errors, c.poolInUse, c.poolIdle, c.poolWaiting, c.poolOpen, c.poolAcquires, c.poolConnectErrors,
-		c.cacheHits, c.cacheMisses, c.cacheEntries, c.reloads, c.shardUp, c.healthLatency, c.twoPC} {
+		c.cacheHits, c.cacheMisses, c.cacheEntries, c.reloads, c.shardUp, c.healthLatency, c.twoPC, c.commitGate} {
 		ch <- d
 	}
 }
@@ -164,6 +166,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.twoPC, st.TwoPC.Aborted, "aborted")
 	counter(c.twoPC, st.TwoPC.RecoveredCommit, "recovered_commit")
 	counter(c.twoPC, st.TwoPC.RecoveredRollback, "recovered_rollback")
+	counter(c.commitGate, st.Commits.Waits, "statement_waited")
+	counter(c.commitGate, st.Commits.Retakes, "snapshot_retaken")
 
 	for _, h := range c.src.ShardHealth() {
 		gauge(c.shardUp, boolValue(h.Up), h.Name)

@@ -239,6 +239,12 @@ func (r *copyRun) end(msg pgproto3.FrontendMessage, commit bool) (*pgproto3.Erro
 	end := "COMMIT"
 	if !commit || first != nil || lost != nil {
 		end = "ROLLBACK"
+	} else if len(r.legs) > 1 {
+		shards := make([]string, len(r.legs))
+		for i, l := range r.legs {
+			shards[i] = l.shard
+		}
+		defer r.s.srv.commits.commit(shards)() // visible everywhere at once (visibility.go)
 	}
 	for _, l := range r.legs {
 		if !l.live {

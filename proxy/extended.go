@@ -469,8 +469,6 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 			c.Send(&pgproto3.Parse{Query: sql, ParameterOIDs: ps.paramOIDs})
 			c.Send(&pgproto3.Bind{ParameterFormatCodes: mb.formats, Parameters: mb.params})
 			c.Send(&pgproto3.Describe{ObjectType: 'P'})
-			c.Send(&pgproto3.Execute{})
-			c.Send(&pgproto3.Sync{})
 		}, planInputs{param: bindParams(mb, ps.paramOIDs, ps.lits), lits: ps.lits, bind: mb, oids: ps.paramOIDs},
 			mb.resultFormats, false)
 		if failed {

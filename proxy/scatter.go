@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -34,6 +35,7 @@ type scatterLeg struct {
 	status  byte // its transaction status
 	fields  []pgproto3.FieldDescription
 	err     *pgproto3.ErrorResponse // the shard's error, if any
+	head    *legHead                // header's result, once read
 	rows    int64
 	bytes   int64
 }
@@ -84,9 +86,24 @@ func (l *scatterLeg) receive() (pgproto3.BackendMessage, error) {
 	}
 }
 
+// legHead is what header read.
+type legHead struct {
+	ok  bool
+	err error
+}
+
 // header reads up to the leg's RowDescription. ok is false when the shard
-// answered with an error (l.err) or without rows (NoData).
+// answered with an error (l.err) or without rows (NoData). It reads once;
+// later calls return the same.
 func (l *scatterLeg) header() (ok bool, err error) {
+	if l.head == nil {
+		ok, err := l.readHeader()
+		l.head = &legHead{ok, err}
+	}
+	return l.head.ok, l.head.err
+}
+
+func (l *scatterLeg) readHeader() (ok bool, err error) {
 	for !l.ended {
 		msg, err := l.receive()
 		if err != nil {
@@ -142,12 +159,19 @@ func (l *scatterLeg) finish() error {
 	return nil
 }
 
-// runPlan runs a merged multi-shard SELECT. send writes the plan's query
-// to one backend; in resolves the plan's $n constants (LIMIT, HAVING);
+// executeSync ends what a runPlan bind function started.
+func executeSync(c *pool.Conn) {
+	c.Send(&pgproto3.Execute{})
+	c.Send(&pgproto3.Sync{})
+}
+
+// runPlan runs a merged multi-shard SELECT. bind writes Parse, Bind and
+// Describe of the unnamed portal for the plan's query to one backend
+// (Execute and Sync follow; see startLegs); in resolves the plan's $n constants (LIMIT, HAVING);
 // formats are the client's result format codes (nil: all text); describe
 // says whether the client gets a RowDescription (the simple protocol) or
 // asked for it separately (Describe in the extended protocol).
-func (s *session) runPlan(ctx context.Context, st *router.Statement, route router.Route, send func(c *pool.Conn),
+func (s *session) runPlan(ctx context.Context, st *router.Statement, route router.Route, bind func(c *pool.Conn),
 	in planInputs, formats []int16, describe bool) (failed bool, err error) {
 	if err := s.checkMulti(st, route); err != nil {
 		return true, s.sendError(err)
@@ -221,14 +245,15 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 			return true, s.sendError(backendLost(l.c.Shard, err))
 		}
 	}
-	for _, l := range legs {
-		send(l.c)
-		if err := l.c.Flush(); err != nil {
-			release(true)
-			return true, s.sendError(backendLost(l.c.Shard, err))
-		}
-	}
 	s.watch.start()
+	if err := s.startLegs(ctx, st, route, legs, bind); err != nil {
+		s.watch.stop()
+		release(true)
+		if errors.Is(err, errClientGone) {
+			return true, err
+		}
+		return true, s.sendError(err)
+	}
 	failure, lost := s.mergeLegs(ctx, route.Plan, legs, in, formats, describe)
 	s.watch.stop()
 	if errors.Is(lost, errClientGone) {
@@ -274,6 +299,94 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 		return true, s.send(failure)
 	}
 	return false, nil
+}
+
+// maxRetakes bounds how often a multi-shard SELECT takes its snapshots
+// again after a commit phase overlapped them.
+const maxRetakes = 3
+
+// startLegs sends the statement to every leg. A SELECT first opens a read
+// window (visibility.go): it sends Parse, Bind and Describe to every shard,
+// reads each shard's description (Postgres takes a SELECT's snapshot at
+// Bind, so the snapshots are taken by then), and closes the window. If a cross-shard commit started meanwhile, the
+// snapshots may disagree about it: the legs are synced and the statement
+// bound again once that commit has ended. Only then is it executed.
+func (s *session) startLegs(ctx context.Context, st *router.Statement, route router.Route, legs []*scatterLeg, bind func(c *pool.Conn)) error {
+	flush := func(l *scatterLeg) error {
+		if err := l.c.Flush(); err != nil {
+			return backendLost(l.c.Shard, err)
+		}
+		return nil
+	}
+	if st.Kind != router.KindSelect || st.Explain {
+		for _, l := range legs {
+			bind(l.c)
+			executeSync(l.c)
+			if err := flush(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	gate := &s.srv.commits
+	for retakes := 0; ; retakes++ {
+		w, err := gate.open(ctx, route.Shards)
+		if err != nil {
+			return err
+		}
+		for _, l := range legs {
+			bind(l.c)
+			l.c.Send(&pgproto3.Flush{})
+			if err = flush(l); err != nil {
+				break
+			}
+		}
+		failed := false
+		for _, l := range legs {
+			if err != nil {
+				break
+			}
+			if _, err = l.header(); err != nil && !errors.Is(err, errClientGone) {
+				err = backendLost(l.c.Shard, err)
+			}
+			failed = failed || l.err != nil
+		}
+		tainted := gate.close(w)
+		switch {
+		case err != nil:
+			return err
+		case failed || !tainted:
+			// A shard's error fails the statement whatever the snapshots.
+			for _, l := range legs {
+				executeSync(l.c)
+				if err := flush(l); err != nil {
+					return err
+				}
+			}
+			return nil
+		case retakes == maxRetakes:
+			return pgError("40001", "could not serialize access: cross-shard commits kept overlapping the statement's snapshots on shards %s", strings.Join(route.Shards, ", "))
+		}
+		gate.retakes.Add(1)
+		for _, l := range legs {
+			l.c.Send(&pgproto3.Sync{})
+			if err := flush(l); err != nil {
+				return err
+			}
+		}
+		for _, l := range legs {
+			if err := l.finish(); err != nil {
+				if errors.Is(err, errClientGone) {
+					return err
+				}
+				return backendLost(l.c.Shard, err)
+			}
+			l.ended, l.ready, l.head, l.fields = false, false, nil, nil
+		}
+		if err := gate.await(ctx, route.Shards...); err != nil {
+			return err
+		}
+	}
 }
 
 // mergeLegs reads the legs' headers, sends the RowDescription, runs the

@@ -64,6 +64,7 @@ type Server struct {
 	admin   adminState   // see admin.go
 	health  healthState  // see health.go
 	reshard reshardState // see reshard.go
+	commits commitGate   // see visibility.go
 
 	checked checkedParams // startup settings a shard accepted (startupparams.go)
 }

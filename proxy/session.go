@@ -392,6 +392,9 @@ func syncParams(c *pool.Conn, want map[string]string) string {
 // attach pins the backend for shard to the session (for the rest of the
 // transaction or extended-protocol batch).
 func (s *session) attach(ctx context.Context, shard string) (*pool.Conn, error) {
+	if err := s.srv.commits.await(ctx, shard); err != nil { // see visibility.go
+		return nil, err
+	}
 	if s.attached != nil && s.attached.Shard == shard {
 		return s.attached, s.touch(shard)
 	}

@@ -178,7 +178,13 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 	}
 	if route.Merge == router.MergePlan {
 		sql := renderLiterals(scatterOf(route.Plan).SQL, p.Lits)
-		return s.runPlan(ctx, st, route, func(c *pool.Conn) { c.Send(&pgproto3.Query{String: sql}) },
+		// Sent as Parse, Bind and Describe, then Execute: the shards answer
+		// once they have their snapshots (startLegs).
+		return s.runPlan(ctx, st, route, func(c *pool.Conn) {
+			c.Send(&pgproto3.Parse{Query: sql})
+			c.Send(&pgproto3.Bind{})
+			c.Send(&pgproto3.Describe{ObjectType: 'P'})
+		},
 			planInputs{param: literalParams(p.Args), lits: p.Lits}, nil, true)
 	}
 	failed, err = s.execRoute(ctx, st, p.Text, route)
@@ -796,6 +802,9 @@ func (s *session) fanout(ctx context.Context, st *router.Statement, route router
 			return true, s.send(errorResponse(s.log, err))
 		}
 	}
+	if err := s.srv.commits.await(ctx, route.Shards...); err != nil {
+		return true, s.send(errorResponse(s.log, err))
+	}
 	for _, sh := range route.Shards {
 		c, n, err := s.acquire(ctx, sh)
 		if err != nil {
@@ -860,6 +869,10 @@ func (s *session) fanout(ctx context.Context, st *router.Statement, route router
 		if m.err != nil || lost != nil {
 			end = "ROLLBACK"
 		}
+		phaseEnd := func() {}
+		if end == "COMMIT" && len(legs) > 1 {
+			phaseEnd = s.srv.commits.commit(route.Shards) // visible everywhere at once (visibility.go)
+		}
 		for i := range legs {
 			if l := &legs[i]; l.live {
 				l.c.Send(&pgproto3.Query{String: end})
@@ -879,6 +892,7 @@ func (s *session) fanout(ctx context.Context, st *router.Statement, route router
 				lost = pgError("40000", "shardproxy: COMMIT failed on shard %s; the statement may be applied on other shards", l.c.Shard)
 			}
 		}
+		phaseEnd()
 	}
 	d := time.Since(mark.start)
 	for _, l := range legs {

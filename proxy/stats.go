@@ -48,6 +48,7 @@ type StatsSnapshot struct {
 	PlanCache PlanCacheStats
 	Reloads   ReloadCounts
 	TwoPC     TwoPCCounts // process-wide (txnlog.go)
+	Commits   CommitGateCounts
 }
 
 // RouteStats are the counters of one route kind on one shard.
@@ -310,6 +311,7 @@ func (s *Server) Stats() StatsSnapshot {
 	st := &s.stats
 	var out StatsSnapshot
 	out.TwoPC = TwoPCStats()
+	out.Commits = CommitGateCounts{Waits: s.commits.waits.Load(), Retakes: s.commits.retakes.Load()}
 	if m := st.shards.Load(); m != nil {
 		names := make([]string, 0, len(*m))
 		for name := range *m {

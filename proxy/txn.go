@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -733,6 +734,8 @@ func (s *session) commitLegs(ctx context.Context, conns []*pool.Conn) error {
 	// Phase 2: commit everywhere; a shard we cannot reach now is committed
 	// by recovery from the decision.
 	commit := "COMMIT PREPARED " + quoteLiteral(gid)
+	phaseEnd := sync.OnceFunc(s.srv.commits.commit(shards)) // visible everywhere at once (visibility.go)
+	defer phaseEnd()
 	for i, c := range conns {
 		if usable[i] {
 			c.Send(&pgproto3.Query{String: commit})
@@ -758,6 +761,7 @@ func (s *session) commitLegs(ctx context.Context, conns []*pool.Conn) error {
 			pending = true
 		}
 	}
+	phaseEnd()
 	if !pending {
 		tp.forget(ctx, gid)
 	}

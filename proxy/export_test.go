@@ -1,0 +1,10 @@
+package proxy
+
+import "time"
+
+// SetCommitWindowWait sets how long a commit phase waits for read windows
+// (visibility.go) until the returned restore is called.
+func SetCommitWindowWait(d time.Duration) (restore func()) {
+	old := windowWait.Swap(int64(d))
+	return func() { windowWait.Store(old) }
+}
