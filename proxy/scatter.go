@@ -305,12 +305,16 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 // again after a commit phase overlapped them.
 const maxRetakes = 3
 
-// startLegs sends the statement to every leg. A SELECT first opens a read
-// window (visibility.go): it sends Parse, Bind and Describe to every shard,
-// reads each shard's description (Postgres takes a SELECT's snapshot at
-// Bind, so the snapshots are taken by then), and closes the window. If a cross-shard commit started meanwhile, the
-// snapshots may disagree about it: the legs are synced and the statement
-// bound again once that commit has ended. Only then is it executed.
+// startLegs sends the statement to every leg. A SELECT opens a read window
+// (visibility.go) around taking its snapshots: Parse, Bind and Describe
+// go to every shard with a Flush, so that each shard answers the Describe
+// at once, and Postgres takes a SELECT's snapshot at Bind; once every
+// shard has described the rows, the window closes. If a cross-shard commit
+// started meanwhile, the snapshots may disagree about it, and the
+// statement runs again once that commit has ended: outside a transaction
+// Execute was sent with the rest (no extra round trip), so the legs are
+// cancelled; inside one, where a cancel would fail the transaction,
+// Execute is sent only after the window closed, and the legs are synced.
 func (s *session) startLegs(ctx context.Context, st *router.Statement, route router.Route, legs []*scatterLeg, bind func(c *pool.Conn)) error {
 	flush := func(l *scatterLeg) error {
 		if err := l.c.Flush(); err != nil {
@@ -329,6 +333,7 @@ func (s *session) startLegs(ctx context.Context, st *router.Statement, route rou
 		return nil
 	}
 	gate := &s.srv.commits
+	pipelined := s.txStatus == 'I'
 	for retakes := 0; ; retakes++ {
 		w, err := gate.open(ctx, route.Shards)
 		if err != nil {
@@ -337,6 +342,9 @@ func (s *session) startLegs(ctx context.Context, st *router.Statement, route rou
 		for _, l := range legs {
 			bind(l.c)
 			l.c.Send(&pgproto3.Flush{})
+			if pipelined {
+				executeSync(l.c)
+			}
 			if err = flush(l); err != nil {
 				break
 			}
@@ -352,11 +360,14 @@ func (s *session) startLegs(ctx context.Context, st *router.Statement, route rou
 			failed = failed || l.err != nil
 		}
 		tainted := gate.close(w)
-		switch {
-		case err != nil:
+		if err != nil {
 			return err
-		case failed || !tainted:
-			// A shard's error fails the statement whatever the snapshots.
+		}
+		if failed || !tainted {
+			// (A shard's error fails the statement whatever the snapshots.)
+			if pipelined {
+				return nil
+			}
 			for _, l := range legs {
 				executeSync(l.c)
 				if err := flush(l); err != nil {
@@ -364,11 +375,15 @@ func (s *session) startLegs(ctx context.Context, st *router.Statement, route rou
 				}
 			}
 			return nil
-		case retakes == maxRetakes:
-			return pgError("40001", "could not serialize access: cross-shard commits kept overlapping the statement's snapshots on shards %s", strings.Join(route.Shards, ", "))
 		}
 		gate.retakes.Add(1)
 		for _, l := range legs {
+			if pipelined {
+				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_ = l.c.Cancel(cctx)
+				cancel()
+				continue
+			}
 			l.c.Send(&pgproto3.Sync{})
 			if err := flush(l); err != nil {
 				return err
@@ -381,7 +396,10 @@ func (s *session) startLegs(ctx context.Context, st *router.Statement, route rou
 				}
 				return backendLost(l.c.Shard, err)
 			}
-			l.ended, l.ready, l.head, l.fields = false, false, nil, nil
+			l.ended, l.ready, l.head, l.fields, l.err = false, false, nil, nil, nil
+		}
+		if retakes == maxRetakes {
+			return pgError("40001", "could not serialize access: cross-shard commits kept overlapping the statement's snapshots on shards %s", strings.Join(route.Shards, ", "))
 		}
 		if err := gate.await(ctx, route.Shards...); err != nil {
 			return err

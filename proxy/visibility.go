@@ -20,13 +20,13 @@ import (
 // PREPARED to the last), a statement for that shard waits for it to end
 // before it is sent. A multi-shard SELECT takes its snapshots on its shards
 // at slightly different moments; the span from sending it until every
-// shard has answered Bind (the snapshot is taken there, see runPlan) is a
-// read window. A commit phase on two or more of a window's shards waits for
+// shard has answered its Describe (the snapshot is taken at Bind, see
+// startLegs) is a read window. A commit phase on two or more of a window's shards waits for
 // it to close, and a new window waits for such a waiting commit, so that
 // neither starves. That wait is bounded (windowWait): a window's Parse can
 // be blocked by a lock the committing transaction holds (DDL). A phase that
-// starts anyway marks the windows it overlaps as tainted, and those readers
-// take their snapshots again once the phase has ended.
+// starts anyway marks the windows it overlaps as tainted, and those
+// statements run again once the phase has ended.
 //
 // The gate covers the sessions of one proxy. Two proxies in front of the
 // same shards, clients that write to the shards directly and recovery's

@@ -19,7 +19,7 @@ import (
 // whole or not at all, as on one Postgres server, while transfers between
 // customers on different shards commit with two-phase commit:
 //   - a sum over every shard (one merged SELECT, simple and extended
-//     protocol) always finds the total;
+//     protocol, in and out of a transaction) always finds the total;
 //   - a client that saw a transaction's row on one shard finds its row on
 //     the other shard in its next statement.
 //
@@ -112,25 +112,38 @@ func checkCommitVisibility(t *testing.T, retakes bool) {
 	go func() { wg.Wait(); close(writers) }()
 
 	var readers sync.WaitGroup
-	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+	for _, how := range []string{"simple", "extended", "in a transaction"} {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
 			c := f.Connect(t)
+			mode := pgx.QueryExecModeSimpleProtocol
+			if how != "simple" {
+				mode = pgx.QueryExecModeCacheStatement
+			}
 			for !done.Load() {
 				var sum int
-				err := c.QueryRow(ctx, "SELECT sum(credit) FROM customers", mode).Scan(&sum)
+				var err error
+				if how == "in a transaction" {
+					// The merge runs on the transaction's backends, where a
+					// retake syncs the legs rather than cancel them.
+					err = pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+						return tx.QueryRow(ctx, "SELECT sum(credit) FROM customers").Scan(&sum)
+					})
+				} else {
+					err = c.QueryRow(ctx, "SELECT sum(credit) FROM customers", mode).Scan(&sum)
+				}
 				var pgErr *pgconn.PgError
 				if retakes && errors.As(err, &pgErr) && pgErr.Code == "40001" {
 					gaveUp.Add(1)
 					continue
 				}
 				if err != nil {
-					fail(fmt.Errorf("sum (%v): %w", mode, err))
+					fail(fmt.Errorf("sum (%s): %w", how, err))
 					return
 				}
 				if sum != total {
-					fail(fmt.Errorf("sum (%v) over the shards = %d, want %d: a transfer seen on one shard only", mode, sum, total))
+					fail(fmt.Errorf("sum (%s) over the shards = %d, want %d: a transfer seen on one shard only", how, sum, total))
 					return
 				}
 				sums.Add(1)
