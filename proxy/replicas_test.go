@@ -51,6 +51,7 @@ func TestReferenceCopiesStayEqual(t *testing.T) {
 	refused("INSERT INTO products VALUES (1, 'a', jitter(), '2026-01-01')", "jitter(), which calls random")
 	refused("INSERT INTO products VALUES (1, 'a', 1, 'now'::timestamptz)", "'now'")
 	refused("INSERT INTO products VALUES (1, 'a', 1, $1::timestamptz)", "'now'", "now")
+	refused("INSERT INTO products VALUES (1, 'a', 1, 'now')", "'now' without a cast") // the column makes it a moment
 	refused("INSERT INTO products VALUES (1, 'a', 1, CURRENT_TIMESTAMP)", "CURRENT_TIMESTAMP")
 	refused("INSERT INTO countries SELECT g, md5(random()::text) FROM generate_series(1, 3) g", "random()")
 	refused("ALTER TABLE products ADD COLUMN checked timestamptz DEFAULT clock_timestamp()", "adding a column with default clock_timestamp() to reference table products")
@@ -62,6 +63,8 @@ func TestReferenceCopiesStayEqual(t *testing.T) {
 	mustExec(t, c, "UPDATE products SET price = twice(price) WHERE id > 2")
 	mustExec(t, c, "INSERT INTO products VALUES (5, 'e', 5, '2026-01-05') RETURNING now()") // only what the client sees
 	mustExec(t, c, "DELETE FROM products WHERE id IN (SELECT id FROM products ORDER BY id LIMIT 1)")
+	mustExec(t, c, "UPDATE products SET name = 'now'::text WHERE id = 2") // the word, as the hint says
+	mustExec(t, c, "UPDATE products SET name = $1 WHERE id = 3", "Today") // a bound value is the application's text
 
 	refused("UPDATE products SET price = (random() * 10)::int", "random()")
 	refused("UPDATE products SET added = now() WHERE id = 2", "now()")
@@ -127,8 +130,8 @@ func TestReferenceCopiesStayEqual(t *testing.T) {
 			t.Errorf("%s differs between its copies:\ns0: %s\ns1: %s", table, a, b)
 		}
 	}
-	if got := copyOf("s0", "products"); strings.Count(got, ";") != 3 || !strings.Contains(got, "(2,b,7,") {
-		t.Errorf("products: %s; want rows 2 to 5, with 2's price 7", got)
+	if got := copyOf("s0", "products"); strings.Count(got, ";") != 3 || !strings.Contains(got, "(2,now,7,") || !strings.Contains(got, "(3,Today,") {
+		t.Errorf("products: %s; want rows 2 to 5, 2 named now with price 7, 3 named Today", got)
 	}
 }
 

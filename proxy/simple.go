@@ -105,7 +105,7 @@ func (s *session) commonShard(ctx context.Context, parts []router.QueryPart) (st
 		if s.multiLeg() && (s.txWide(p.Stmt.Kind) || s.tx.failed) || s.tx.replay != nil && s.attached == nil {
 			return "", false // these concern every shard of the transaction (txn.go)
 		}
-		r, err := s.runtime().Router.Route(ctx, p.Stmt, router.Args{Params: p.Args, SessionShard: s.hint, Columns: s.columns,
+		r, err := s.runtime().Router.Route(ctx, p.Stmt, router.Args{Params: p.Args, Literals: true, SessionShard: s.hint, Columns: s.columns,
 			TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()})
 		if err != nil {
 			return "", false
@@ -166,7 +166,7 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 	if done, failed, err := s.local(st, p.Text); done {
 		return failed, err
 	}
-	route, rerr := s.runtime().Router.Route(ctx, st, router.Args{Params: p.Args, SessionShard: s.hint, Columns: s.columns,
+	route, rerr := s.runtime().Router.Route(ctx, st, router.Args{Params: p.Args, Literals: true, SessionShard: s.hint, Columns: s.columns,
 		TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()})
 	if rerr != nil {
 		return true, s.sendError(rerr)

@@ -156,7 +156,7 @@ func routeWith(r *Router, sql string, params []string, args Args) (*Statement, R
 		if len(parts) != 1 {
 			return nil, Route{}, fmt.Errorf("%d statements", len(parts))
 		}
-		st, args.Params = parts[0].Stmt, parts[0].Args
+		st, args.Params, args.Literals = parts[0].Stmt, parts[0].Args, true
 	} else {
 		var err error
 		if st, err = r.Prepare(sql); err != nil {

@@ -28,9 +28,9 @@ import (
 //
 // So do aggregates and window functions whose result depends on the
 // order rows are read in (string_agg, row_number() OVER ()) without an
-// ORDER BY. Not seen: a timestamp column given the string 'now' without
-// a cast (Postgres reads it at each copy's moment), UPDATE ... FROM with
-// several matches per row (Postgres takes any one), and an ORDER BY
+// ORDER BY. Not seen: a bare parameter ($1, not a literal) whose value is
+// 'now' and whose type Postgres infers as a date or time, UPDATE ... FROM
+// with several matches per row (Postgres takes any one), and an ORDER BY
 // whose ties the copies may break differently.
 
 // divergentCalls are the built-in functions whose value differs from one
@@ -125,13 +125,34 @@ type replicaRisk struct{ what, hint string }
 
 const hintComputeOnce = "compute the value once (in the application, or SELECT it first) and write it as a constant or parameter, so that every copy gets the same"
 
+// timeParams are the parameters of a write to a reference table whose
+// value Route checks for 'now' and the like (timeParamRefusal).
+type timeParams struct {
+	cast []int // cast to a date/time type
+	// bare: not cast, so that Postgres infers their type from where they
+	// stand, a date/time column among others. Checked only when they are
+	// the statement's own literals (Args.Literals): a bound value may be
+	// any text, such as a product named "Today", and the proxy does not
+	// know the type Postgres gave it.
+	bare []int
+}
+
+func (p *timeParams) note(list *[]int, n int32) {
+	if !slices.Contains(*list, int(n)) {
+		*list = append(*list, int(n))
+	}
+}
+
 // divergence finds the first thing in n whose value each shard computes
-// on its own (funcs: user functions that do, divergentFunctions), and
-// notes in params the parameters cast to a date/time type, whose value
-// Route checks for 'now' and the like.
-func divergence(n *pg.Node, funcs map[string]string, params *[]int) *replicaRisk {
+// on its own (funcs: user functions that do, divergentFunctions). For a
+// statement (params not nil) it also refuses a bare string literal that
+// a date/time type reads as a moment ('now', 'today'...), which Postgres
+// gives that type when it lands in such a column, and notes in params
+// the parameters Route checks for such values.
+func divergence(n *pg.Node, funcs map[string]string, params *timeParams) *replicaRisk {
 	var risk *replicaRisk
 	walk(n, func(c *pg.Node) bool {
+		descend := true
 		switch x := c.Node.(type) {
 		case *pg.Node_FuncCall:
 			names := stringItems(x.FuncCall.Funcname)
@@ -150,6 +171,7 @@ func divergence(n *pg.Node, funcs map[string]string, params *[]int) *replicaRisk
 			case names[0] != "pg_catalog" && funcs[name] != "":
 				risk = &replicaRisk{fmt.Sprintf("%s(), which %s,", name, funcs[name]), hintComputeOnce}
 			}
+
 		case *pg.Node_SqlvalueFunction:
 			if k := timeKeywords[x.SqlvalueFunction.Op]; k != "" {
 				risk = &replicaRisk{k, hintComputeOnce}
@@ -158,13 +180,24 @@ func divergence(n *pg.Node, funcs map[string]string, params *[]int) *replicaRisk
 			tc := x.TypeCast
 			names := stringItems(tc.GetTypeName().GetNames())
 			if len(names) == 0 || !timeTypes[names[len(names)-1]] {
+				// 'now'::text is the word: its constant is not bare.
+				descend = tc.Arg.GetParamRef() == nil && tc.Arg.GetAConst() == nil
 				break
 			}
-			if p := tc.Arg.GetParamRef(); p != nil && params != nil && !slices.Contains(*params, int(p.Number)) {
-				*params = append(*params, int(p.Number))
+			if p := tc.Arg.GetParamRef(); p != nil && params != nil {
+				params.note(&params.cast, p.Number)
+				descend = false
 			}
 			if s := tc.Arg.GetAConst().GetSval(); s != nil && timeInputs[strings.ToLower(strings.TrimSpace(s.Sval))] {
 				risk = &replicaRisk{fmt.Sprintf("'%s'::%s", s.Sval, names[len(names)-1]), hintComputeOnce}
+			}
+		case *pg.Node_ParamRef:
+			if params != nil {
+				params.note(&params.bare, x.ParamRef.Number)
+			}
+		case *pg.Node_AConst:
+			if s := x.AConst.GetSval(); s != nil && params != nil && timeInputs[strings.ToLower(strings.TrimSpace(s.Sval))] {
+				risk = bareTimeRisk(s.Sval)
 			}
 		case *pg.Node_ColumnRef:
 			if f := x.ColumnRef.Fields; len(f) > 0 {
@@ -180,14 +213,22 @@ func divergence(n *pg.Node, funcs map[string]string, params *[]int) *replicaRisk
 				risk = &replicaRisk{"LIMIT or OFFSET without ORDER BY", "order by a unique key, or select the keys first and write by key"}
 			}
 		}
-		return risk == nil
+		return risk == nil && descend
 	})
 	return risk
 }
 
+// bareTimeRisk is the refusal of string v ('now', 'today'...) written
+// without a cast: in a date or time column each copy reads it as its own
+// moment.
+func bareTimeRisk(v string) *replicaRisk {
+	return &replicaRisk{fmt.Sprintf("'%s' without a cast, which a date or time column reads as the moment each copy stores it,", v),
+		hintComputeOnce + "; if it is a word, not a date, cast it: '" + v + "'::text"}
+}
+
 // replicaRefusal is the error for statement st (n) when it writes a
 // reference table in a way that makes the table's copies differ; nil
-// otherwise. It also sets st.timeParams.
+// otherwise. It also sets st.times.
 func (r *Router) replicaRefusal(st *Statement, n *pg.Node) *pgconn.PgError {
 	table := ""
 	for _, u := range st.uses {
@@ -212,7 +253,7 @@ func (r *Router) replicaRefusal(st *Statement, n *pg.Node) *pgconn.PgError {
 			*ret = nil
 			defer func() { *ret = saved }()
 		}
-		risk = divergence(n, st.facts.divergentFuncs(), &st.timeParams)
+		risk = divergence(n, st.facts.divergentFuncs(), &st.times)
 	}
 	if risk == nil {
 		return nil
@@ -241,14 +282,27 @@ func returningList(n *pg.Node) *[]*pg.Node {
 // casts to a date/time type and that means the moment it is read
 // ('now', 'today'...): each copy would read it at its own.
 func timeParamRefusal(st *Statement, args *Args) error {
-	for _, p := range st.timeParams {
+	value := func(p int) string {
 		if p < 1 || p > len(args.Params) || paramFormat(args.Formats, p-1) != 0 {
-			continue
+			return ""
 		}
-		if v := strings.ToLower(strings.TrimSpace(string(args.Params[p-1]))); timeInputs[v] {
+		return string(args.Params[p-1])
+	}
+	for _, p := range st.times.cast {
+		if v := strings.ToLower(strings.TrimSpace(value(p))); timeInputs[v] {
 			return pgError(codeFeatureNotSupport,
 				fmt.Sprintf("'%s' as a date or time in a write to a reference table would make its copies on the shards differ", v),
 				hintComputeOnce)
+		}
+	}
+	if !args.Literals {
+		return nil
+	}
+	for _, p := range st.times.bare {
+		if v := value(p); timeInputs[strings.ToLower(strings.TrimSpace(v))] {
+			risk := bareTimeRisk(v)
+			return pgError(codeFeatureNotSupport,
+				fmt.Sprintf("%s in a write to a reference table would make its copies on the shards differ", risk.what), risk.hint)
 		}
 	}
 	return nil

@@ -62,12 +62,17 @@ func TestReferenceWrites(t *testing.T) {
 		"EXPLAIN ANALYZE INSERT INTO products VALUES (1, 'a', 'c', now())":                                                                       "now()",
 		"EXPLAIN (ANALYZE, BUFFERS) UPDATE products SET price = random()":                                                                        "random()",
 		"ALTER TABLE products ADD COLUMN n serial":                                                                                               "adding a serial column",
+		"INSERT INTO products VALUES (1, 'a', 'c', 'now')":                                                                                       "'now' without a cast",
+		"UPDATE products SET at = ' Today '":                                                                                                     "' Today ' without a cast",
+		"UPDATE products SET price = 1 WHERE at < 'tomorrow'":                                                                                    "'tomorrow' without a cast",
 	}
 	checkRefusals(t, r, refused, []string{
 		"INSERT INTO products VALUES (1, 'a', 'c', '2026-01-01')",
 		"INSERT INTO products (id, name, at) VALUES (1, label('a'), '2026-01-01')",
 		"INSERT INTO products (id, at) VALUES (1, '2026-01-01') RETURNING now(), random()",
-		"INSERT INTO products VALUES (1, 'now', 'c', '2026-01-01')", // 'now' as text
+		"INSERT INTO products VALUES (1, 'now'::text, 'c', '2026-01-01')", // the word, cast as the hint says
+		"UPDATE products SET name = 'nowhere'",
+		"INSERT INTO orders (customer_id, created) VALUES (1, 'now')", // sharded: one copy
 		"UPDATE products SET price = 1 WHERE at < '2026-01-01'::timestamptz",
 		"UPDATE products SET price = 1 WHERE id IN (SELECT id FROM products ORDER BY id LIMIT 3)",
 		"COPY products FROM STDIN",
@@ -91,6 +96,18 @@ func TestReferenceWrites(t *testing.T) {
 	}
 	if _, _, err := route(r, bound, []string{"1", "2026-01-01"}, ""); err != nil {
 		t.Errorf("%s: %v", bound, err)
+	}
+
+	// A bare 'now' literal in an extended-protocol statement is in its
+	// parse tree; a bare bound parameter is any text the application
+	// sends (a product named "Today"), whose type the proxy does not know.
+	const literal = "INSERT INTO products VALUES ($1, 'a', 'c', 'now')"
+	if _, _, err := route(r, literal, []string{"1"}, ""); !isFeatureNotSupported(err) {
+		t.Errorf("%s: %v; want 0A000", literal, err)
+	}
+	const bare = "UPDATE products SET name = $1 WHERE id = 1"
+	if _, _, err := route(r, bare, []string{"Today"}, ""); err != nil {
+		t.Errorf("%s with 'Today': %v", bare, err)
 	}
 
 	// CREATE and ALTER TABLE through the proxy take effect at once.

@@ -20,6 +20,10 @@ type Args struct {
 	Params       [][]byte // bind values (nil = NULL)
 	Formats      []int16  // Bind format codes: none = all text, one = for all, else per parameter
 	SessionShard string   // from SET shardproxy.shard, "" if none
+	// Literals: Params are the statement's own literals, which the
+	// simple protocol's plan cache lifted out of its text (QueryPart.Args),
+	// not values bound to its parameters.
+	Literals bool
 
 	// Columns returns the column names of table schema.rel in attnum
 	// order, dropped columns excluded; schema is "" when the statement did

@@ -107,10 +107,10 @@ type Statement struct {
 	// under a custom search_path.
 	shadowedAggs []string
 	uses         []tableUse // every table occurrence
-	// timeParams: parameters a write to a reference table casts to a
-	// date/time type; Route refuses 'now' and the like among them.
-	timeParams []int
-	err        *pgconn.PgError // statement that can never be routed (unless hinted)
+	// times: the parameters a write to a reference table casts to a
+	// date/time type or uses bare (timeParamRefusal).
+	times timeParams
+	err   *pgconn.PgError // statement that can never be routed (unless hinted)
 	// sessionState refuses, hinted or not, a statement that would leave
 	// state on a pooled backend (sessionStateError).
 	sessionState *pgconn.PgError

@@ -70,7 +70,7 @@ func printRoutes(ctx context.Context, r *router.Router, sql string, params []str
 		fmt.Printf("statement: %s\n", strings.TrimSpace(p.Text))
 		fmt.Printf("  kind:    %s\n", p.Stmt.Kind)
 		args := session
-		args.Params = p.Args
+		args.Params, args.Literals = p.Args, len(params) == 0
 		route, err := r.Route(ctx, p.Stmt, args)
 		if err != nil {
 			fmt.Printf("  error:   %v\n", err)
