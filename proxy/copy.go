@@ -31,7 +31,7 @@ import (
 const copyBatch = 64 << 10
 
 // runCopy runs a COPY whose route names several shards.
-func (s *session) runCopy(ctx context.Context, text string, route router.Route) (bool, error) {
+func (s *session) runCopy(ctx context.Context, st *router.Statement, text string, route router.Route) (bool, error) {
 	if (s.attached != nil || s.txStatus != 'I') && !s.runtime().Config.TwoPhaseCommit {
 		return true, s.sendError(errNotSupported(
 			"run COPY on a sharded table outside BEGIN ... COMMIT (shardproxy commits it on every shard only if all succeed)",
@@ -58,7 +58,7 @@ func (s *session) runCopy(ctx context.Context, text string, route router.Route) 
 	mark := time.Now()
 	var failed bool
 	if sp.From {
-		failed, err = s.copyIn(ctx, sp, text, route)
+		failed, err = s.copyIn(ctx, st, sp, text, route)
 	} else {
 		failed, err = s.copyOut(ctx, sp, text, route)
 	}
@@ -101,6 +101,10 @@ type copyRun struct {
 	// transaction's backends (txConn): no BEGIN/COMMIT of its own, and a
 	// failure fails the client's transaction, as on Postgres.
 	tx bool
+	// locks: into a reference table, what each copy runs first
+	// (refLockQuery), so that the copies take it and concurrent writes in
+	// one order.
+	locks string
 }
 
 // start begins the COPY on one shard: BEGIN, the statement, and its
@@ -128,6 +132,10 @@ func (r *copyRun) start(ctx context.Context, shard string) (*copyLeg, error) {
 		c.Send(&pgproto3.Query{String: "BEGIN"})
 		prelude++
 	}
+	lockPending := r.locks != ""
+	if lockPending {
+		c.Send(&pgproto3.Query{String: r.locks})
+	}
 	c.Send(&pgproto3.Query{String: r.sql})
 	if err := c.Flush(); err != nil {
 		return nil, backendLost(shard, err)
@@ -141,6 +149,10 @@ func (r *copyRun) start(ctx context.Context, shard string) (*copyLeg, error) {
 		case *pgproto3.ReadyForQuery:
 			if prelude > 0 {
 				prelude--
+				continue
+			}
+			if lockPending { // its error, if any, is l.err
+				lockPending = false
 				continue
 			}
 			l.live = true // the COPY failed: the error is in l.err
@@ -316,7 +328,7 @@ func (r *copyRun) release() {
 }
 
 // copyIn runs COPY FROM STDIN on several shards.
-func (s *session) copyIn(ctx context.Context, sp *router.CopySpec, text string, route router.Route) (bool, error) {
+func (s *session) copyIn(ctx context.Context, st *router.Statement, sp *router.CopySpec, text string, route router.Route) (bool, error) {
 	rt := s.runtime()
 	placer, err := rt.Router.CopyPlacer(ctx, sp, router.Args{Columns: s.copyColumns, TimeZone: s.timeZone(), ColumnType: s.colType,
 		CustomSearchPath: s.customSearchPath()})
@@ -351,7 +363,7 @@ func (s *session) copyIn(ctx context.Context, sp *router.CopySpec, text string, 
 		if route.Kind != router.RouteBroadcast {
 			return true, s.sendError(pgError("XX000", "shardproxy: COPY of table %s routes to several shards but is not split", sp.Table))
 		}
-		r.sql = text
+		r.sql, r.locks = text, refLockQuery(st)
 		for _, sh := range route.Shards {
 			l, err := r.start(ctx, sh)
 			if err != nil {

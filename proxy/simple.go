@@ -730,7 +730,7 @@ func (s *session) pumpCopyIn(c *pool.Conn) error {
 // runMulti runs one simple-protocol statement on several shards.
 func (s *session) runMulti(ctx context.Context, st *router.Statement, text string, route router.Route) (bool, error) {
 	if st.Kind == router.KindCopy {
-		return s.runCopy(ctx, text, route) // copy.go: rows split by key, or streams concatenated
+		return s.runCopy(ctx, st, text, route) // copy.go: rows split by key, or streams concatenated
 	}
 	if err := s.checkMulti(st, route); err != nil {
 		return true, s.sendError(err)
@@ -815,10 +815,17 @@ func (s *session) fanout(ctx context.Context, st *router.Statement, route router
 	}
 	wrap := st.Kind == router.KindInsert || st.Kind == router.KindUpdate || st.Kind == router.KindDelete ||
 		st.Kind == router.KindDDL && !st.NoTxBlock
+	locks := ""
+	if wrap {
+		locks = refLockQuery(st) // a write to reference tables (reflock.go)
+	}
 	start := func(l *leg) error {
 		if wrap {
 			l.c.Send(&pgproto3.Query{String: "BEGIN"})
 			l.prelude++
+		}
+		if locks != "" {
+			l.c.Send(&pgproto3.Query{String: locks})
 		}
 		send(l.c)
 		return l.c.Flush()
@@ -843,7 +850,7 @@ func (s *session) fanout(ctx context.Context, st *router.Statement, route router
 			}
 		}
 		rows, bytes := s.sentRows, s.sentBytes
-		status, _, err := s.relay(l.c, l.prelude, m)
+		status, _, err := s.relayLocked(l.c, l.prelude, locks != "", m)
 		l.rows, l.bytes = s.sentRows-rows, s.sentBytes-bytes
 		if errors.Is(err, errClientGone) {
 			drop(0)

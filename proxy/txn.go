@@ -848,12 +848,16 @@ func (s *session) fanoutTx(ctx context.Context, st *router.Statement, route rout
 		conns = append(conns, c)
 	}
 	write := st.Kind != router.KindSelect && st.Kind != router.KindShow
+	locks := ""
+	if write {
+		locks = refLockQuery(st) // a write to reference tables (reflock.go)
+	}
 	m := s.newMerger(route)
 	var lost error
 	var gone []*pool.Conn
 	run := func(i int, c *pool.Conn) error {
 		m.idx = i
-		status, _, err := s.relay(c, 0, m)
+		status, _, err := s.relayLocked(c, 0, locks != "", m)
 		switch {
 		case errors.Is(err, errClientGone):
 			return err
@@ -866,6 +870,9 @@ func (s *session) fanoutTx(ctx context.Context, st *router.Statement, route rout
 		return nil
 	}
 	flush := func(c *pool.Conn) bool {
+		if locks != "" {
+			c.Send(&pgproto3.Query{String: locks})
+		}
 		send(c)
 		if err := c.Flush(); err != nil {
 			lost = cmp(lost, backendLost(c.Shard, err))

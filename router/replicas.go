@@ -1,7 +1,9 @@
 package router
 
 import (
+	"cmp"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"strings"
@@ -261,6 +263,51 @@ func (r *Router) replicaRefusal(st *Statement, n *pg.Node) *pgconn.PgError {
 	return pgError(codeFeatureNotSupport,
 		fmt.Sprintf("%s in a write to reference table %s would make its copies on the shards differ", risk.what, table),
 		risk.hint)
+}
+
+// RefLock is an advisory lock a write to a reference table takes on every
+// copy before it runs (ReferenceLocks).
+type RefLock struct {
+	Key       int64 // pg_advisory_xact_lock key of one reference table
+	Exclusive bool  // the statement writes the table (else it only reads it)
+}
+
+// ReferenceLocks returns the locks a statement that writes reference
+// tables takes on each copy, in key order, before it runs there: an
+// exclusive one per table it writes, a shared one per reference table it
+// only reads. Its copies run one shard after the other, each with its own
+// snapshot; without the locks, a second write committed between two of
+// them is seen by the later copies only (UPDATE products SET price =
+// price + 1 missed a product another write inserted on s0, and updated it
+// on s1), and the copies differ for good. With them, writes of a
+// reference table take its copies in one order, as Citus serializes
+// writes to reference tables. nil when it writes none.
+func (st *Statement) ReferenceLocks() []RefLock {
+	writes := false
+	for _, u := range st.uses {
+		writes = writes || u.write && u.info != nil && u.info.ref
+	}
+	if !writes {
+		return nil
+	}
+	var locks []RefLock
+	for _, u := range st.uses {
+		if u.info == nil || !u.info.ref {
+			continue
+		}
+		h := fnv.New64a()
+		h.Write([]byte("shardproxy reference table "))
+		h.Write([]byte(u.info.name))
+		key := int64(h.Sum64())
+		i := slices.IndexFunc(locks, func(l RefLock) bool { return l.Key == key })
+		if i < 0 {
+			locks = append(locks, RefLock{Key: key})
+			i = len(locks) - 1
+		}
+		locks[i].Exclusive = locks[i].Exclusive || u.write
+	}
+	slices.SortFunc(locks, func(a, b RefLock) int { return cmp.Compare(a.Key, b.Key) })
+	return locks
 }
 
 // returningList is the RETURNING list of write statement n, or nil.
