@@ -8,3 +8,10 @@ func SetCommitWindowWait(d time.Duration) (restore func()) {
 	old := windowWait.Swap(int64(d))
 	return func() { windowWait.Store(old) }
 }
+
+// SetCommitQuietAfter sets how long after a commit read windows are kept
+// short (visibility.go) until the returned restore is called.
+func SetCommitQuietAfter(d time.Duration) (restore func()) {
+	old := quietAfter.Swap(int64(d))
+	return func() { quietAfter.Store(old) }
+}

@@ -83,6 +83,31 @@ type extended struct {
 	backendFailed bool // the backend reported an error and skips to Sync
 
 	unnamed *portal // the unnamed portal's struct, reused across batches
+
+	// describeLater: a Describe of this multi-shard portal, answered
+	// when the next message arrives: by the merged execution itself when
+	// that is the portal's Execute (describeInExecute), which saves a
+	// round trip to a shard, else by describeMulti (deferDescribe).
+	describeLater     *portal
+	describeInExecute bool
+}
+
+// deferDescribe answers a deferred Describe (describeLater) before next is
+// handled, unless next executes that portal, whose merged execution then
+// sends the RowDescription.
+func (s *session) deferDescribe(ctx context.Context, next pgproto3.FrontendMessage) error {
+	p := s.ext.describeLater
+	s.ext.describeLater = nil
+	switch m := next.(type) {
+	case *pgproto3.Execute:
+		if m.MaxRows == 0 && s.ext.portals[m.Portal] == p {
+			s.ext.describeInExecute = true
+			return nil
+		}
+	case *pgproto3.Terminate:
+		return nil
+	}
+	return s.describeMulti(ctx, p)
 }
 
 func (e *extended) init() {
@@ -411,6 +436,8 @@ func (mb *multiBind) bindMessage() *pgproto3.Bind {
 // replies straight to the client. Replies queued before it are delivered
 // first, so the client sees everything in order.
 func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) error {
+	describe := s.ext.describeInExecute // the client's Describe of p, deferred (deferDescribe)
+	s.ext.describeInExecute = false
 	if maxRows != 0 {
 		return s.extFail(errNotSupported("fetch all rows at once (no row limit) for statements that span shards",
 			"row limits (Execute with max rows) are not supported for statements that span shards"))
@@ -433,6 +460,15 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 	}
 	ps, mb := p.stmt, p.multi
 	s.stmtTouches = ps.st.TouchesTables()
+	if describe && mb.route.Merge != router.MergePlan {
+		// Only a merged SELECT describes its rows as it runs.
+		if err := s.describeMulti(ctx, p); err != nil {
+			return err
+		}
+		if err := s.drain(); err != nil || s.ext.skip {
+			return err
+		}
+	}
 	if mb.route.Merge == router.MergeSplitInsert {
 		if n := untypedUnused(mb.route.Split, len(mb.params), ps.paramOIDs); n > 0 {
 			// Postgres refuses it for the whole statement; no shard would see it.
@@ -465,12 +501,12 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 			ps.lits, ps.litsDone = s.runtime().Router.Literals(ps.query), true
 		}
 		sql := renderLiterals(scatterOf(mb.route.Plan).SQL, ps.lits)
-		failed, err := s.runPlan(ctx, ps.st, mb.route, func(c *pool.Conn) {
+		failed, err := s.runPlan(ctx, ps.st, mb.route, planSend{bind: func(c *pool.Conn) {
 			c.Send(&pgproto3.Parse{Query: sql, ParameterOIDs: ps.paramOIDs})
 			c.Send(&pgproto3.Bind{ParameterFormatCodes: mb.formats, Parameters: mb.params})
 			c.Send(&pgproto3.Describe{ObjectType: 'P'})
-		}, planInputs{param: bindParams(mb, ps.paramOIDs, ps.lits), lits: ps.lits, bind: mb, oids: ps.paramOIDs},
-			mb.resultFormats, false)
+		}}, planInputs{param: bindParams(mb, ps.paramOIDs, ps.lits), lits: ps.lits, bind: mb, oids: ps.paramOIDs},
+			mb.resultFormats, describe)
 		if failed {
 			s.ext.skip, s.ext.clientFailed = true, true
 		}
@@ -527,7 +563,8 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 		case p.local:
 			s.pushLocal(replyNoData...)
 		case p.multi != nil:
-			return s.describeMulti(ctx, p)
+			s.ext.describeLater = p // see deferDescribe
+			return nil
 		case p.conn != s.attached:
 			return s.extFail(pgError("34000", "portal %q does not exist", m.Name))
 		default:

@@ -159,19 +159,27 @@ func (l *scatterLeg) finish() error {
 	return nil
 }
 
-// executeSync ends what a runPlan bind function started.
+// planSend is how runPlan writes the plan's query to one backend: bind
+// sends Parse, Bind and Describe of the unnamed portal (Execute and Sync
+// follow, see startLegs); query, when set, is the same as one simple
+// Query, which Postgres runs for less (the simple protocol).
+type planSend struct {
+	bind  func(c *pool.Conn)
+	query string
+}
+
+// executeSync ends what planSend.bind started.
 func executeSync(c *pool.Conn) {
 	c.Send(&pgproto3.Execute{})
 	c.Send(&pgproto3.Sync{})
 }
 
-// runPlan runs a merged multi-shard SELECT. bind writes Parse, Bind and
-// Describe of the unnamed portal for the plan's query to one backend
-// (Execute and Sync follow; see startLegs); in resolves the plan's $n constants (LIMIT, HAVING);
+// runPlan runs a merged multi-shard SELECT. send writes the plan's query
+// to one backend; in resolves the plan's $n constants (LIMIT, HAVING);
 // formats are the client's result format codes (nil: all text); describe
 // says whether the client gets a RowDescription (the simple protocol) or
 // asked for it separately (Describe in the extended protocol).
-func (s *session) runPlan(ctx context.Context, st *router.Statement, route router.Route, bind func(c *pool.Conn),
+func (s *session) runPlan(ctx context.Context, st *router.Statement, route router.Route, send planSend,
 	in planInputs, formats []int16, describe bool) (failed bool, err error) {
 	if err := s.checkMulti(st, route); err != nil {
 		return true, s.sendError(err)
@@ -246,7 +254,7 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 		}
 	}
 	s.watch.start()
-	if err := s.startLegs(ctx, st, route, legs, bind); err != nil {
+	if err := s.startLegs(ctx, st, route, legs, send); err != nil {
 		s.watch.stop()
 		release(true)
 		if errors.Is(err, errClientGone) {
@@ -305,32 +313,43 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 // again after a commit phase overlapped them.
 const maxRetakes = 3
 
+// whole writes the statement and its Execute.
+func (p planSend) whole(c *pool.Conn) {
+	if p.query != "" {
+		c.Send(&pgproto3.Query{String: p.query})
+		return
+	}
+	p.bind(c)
+	executeSync(c)
+}
+
 // startLegs sends the statement to every leg. A SELECT opens a read window
-// (visibility.go) around taking its snapshots: Parse, Bind and Describe
-// go to every shard with a Flush, so that each shard answers the Describe
-// at once, and Postgres takes a SELECT's snapshot at Bind; once every
-// shard has described the rows, the window closes. If a cross-shard commit
-// started meanwhile, the snapshots may disagree about it, and the
-// statement runs again once that commit has ended: outside a transaction
-// Execute was sent with the rest (no extra round trip), so the legs are
-// cancelled; inside one, where a cancel would fail the transaction,
-// Execute is sent only after the window closed, and the legs are synced.
-func (s *session) startLegs(ctx context.Context, st *router.Statement, route router.Route, legs []*scatterLeg, bind func(c *pool.Conn)) error {
-	flush := func(l *scatterLeg) error {
-		if err := l.c.Flush(); err != nil {
-			return backendLost(l.c.Shard, err)
+// (visibility.go) around taking its snapshots, which closes once every
+// shard has described the rows (Postgres takes a SELECT's snapshot before
+// that). If a cross-shard commit started meanwhile, the snapshots may
+// disagree about it, and the statement runs again once that commit has
+// ended: outside a transaction the legs are cancelled; inside one, where a
+// cancel would fail the transaction, Execute waits for the window to close
+// and the legs are synced instead.
+//
+// To keep the window short (a commit waits for it), Parse, Bind and
+// Describe go with a Flush, so that each shard describes the rows at once.
+// That costs a packet, and the extended protocol costs Postgres more than
+// one Query; while no commit has started for a second, a statement outside
+// a transaction goes as the client sent it, its description arriving with
+// its first rows.
+func (s *session) startLegs(ctx context.Context, st *router.Statement, route router.Route, legs []*scatterLeg, send planSend) error {
+	sendAll := func(write func(c *pool.Conn)) error {
+		for _, l := range legs {
+			write(l.c)
+			if err := l.c.Flush(); err != nil {
+				return backendLost(l.c.Shard, err)
+			}
 		}
 		return nil
 	}
 	if st.Kind != router.KindSelect || st.Explain {
-		for _, l := range legs {
-			bind(l.c)
-			executeSync(l.c)
-			if err := flush(l); err != nil {
-				return err
-			}
-		}
-		return nil
+		return sendAll(send.whole)
 	}
 	gate := &s.srv.commits
 	pipelined := s.txStatus == 'I'
@@ -339,15 +358,16 @@ func (s *session) startLegs(ctx context.Context, st *router.Statement, route rou
 		if err != nil {
 			return err
 		}
-		for _, l := range legs {
-			bind(l.c)
-			l.c.Send(&pgproto3.Flush{})
-			if pipelined {
-				executeSync(l.c)
-			}
-			if err = flush(l); err != nil {
-				break
-			}
+		if pipelined && retakes == 0 && gate.quiet() {
+			err = sendAll(send.whole)
+		} else {
+			err = sendAll(func(c *pool.Conn) {
+				send.bind(c)
+				c.Send(&pgproto3.Flush{})
+				if pipelined {
+					executeSync(c)
+				}
+			})
 		}
 		failed := false
 		for _, l := range legs {
@@ -360,43 +380,19 @@ func (s *session) startLegs(ctx context.Context, st *router.Statement, route rou
 			failed = failed || l.err != nil
 		}
 		tainted := gate.close(w)
-		if err != nil {
+		switch {
+		case err != nil:
 			return err
-		}
-		if failed || !tainted {
+		case failed || !tainted:
 			// (A shard's error fails the statement whatever the snapshots.)
 			if pipelined {
 				return nil
 			}
-			for _, l := range legs {
-				executeSync(l.c)
-				if err := flush(l); err != nil {
-					return err
-				}
-			}
-			return nil
+			return sendAll(executeSync)
 		}
 		gate.retakes.Add(1)
-		for _, l := range legs {
-			if pipelined {
-				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				_ = l.c.Cancel(cctx)
-				cancel()
-				continue
-			}
-			l.c.Send(&pgproto3.Sync{})
-			if err := flush(l); err != nil {
-				return err
-			}
-		}
-		for _, l := range legs {
-			if err := l.finish(); err != nil {
-				if errors.Is(err, errClientGone) {
-					return err
-				}
-				return backendLost(l.c.Shard, err)
-			}
-			l.ended, l.ready, l.head, l.fields, l.err = false, false, nil, nil, nil
+		if err := s.abandonLegs(legs, pipelined); err != nil {
+			return err
 		}
 		if retakes == maxRetakes {
 			return pgError("40001", "could not serialize access: cross-shard commits kept overlapping the statement's snapshots on shards %s", strings.Join(route.Shards, ", "))
@@ -405,6 +401,36 @@ func (s *session) startLegs(ctx context.Context, st *router.Statement, route rou
 			return err
 		}
 	}
+}
+
+// abandonLegs ends the statement on every leg, to be sent again: a
+// running one is cancelled (cancel) or its portal synced before Execute,
+// and each is read to ReadyForQuery.
+func (s *session) abandonLegs(legs []*scatterLeg, cancel bool) error {
+	for _, l := range legs {
+		if cancel {
+			if !l.ended {
+				cctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+				_ = l.c.Cancel(cctx)
+				stop()
+			}
+			continue
+		}
+		l.c.Send(&pgproto3.Sync{})
+		if err := l.c.Flush(); err != nil {
+			return backendLost(l.c.Shard, err)
+		}
+	}
+	for _, l := range legs {
+		if err := l.finish(); err != nil {
+			if errors.Is(err, errClientGone) {
+				return err
+			}
+			return backendLost(l.c.Shard, err)
+		}
+		l.ended, l.ready, l.head, l.fields, l.err = false, false, nil, nil, nil
+	}
+	return nil
 }
 
 // mergeLegs reads the legs' headers, sends the RowDescription, runs the

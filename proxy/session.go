@@ -156,6 +156,12 @@ func (s *session) run(ctx context.Context) {
 			}
 			return
 		}
+		if s.ext.describeLater != nil {
+			if err := s.deferDescribe(ctx, msg); err != nil {
+				s.log.Debug("session ends", "err", err)
+				return
+			}
+		}
 		switch m := msg.(type) {
 		case *pgproto3.Query:
 			err = s.handleQuery(ctx, m.String)

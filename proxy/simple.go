@@ -178,13 +178,11 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 	}
 	if route.Merge == router.MergePlan {
 		sql := renderLiterals(scatterOf(route.Plan).SQL, p.Lits)
-		// Sent as Parse, Bind and Describe, then Execute: the shards answer
-		// once they have their snapshots (startLegs).
-		return s.runPlan(ctx, st, route, func(c *pool.Conn) {
+		return s.runPlan(ctx, st, route, planSend{query: sql, bind: func(c *pool.Conn) {
 			c.Send(&pgproto3.Parse{Query: sql})
 			c.Send(&pgproto3.Bind{})
 			c.Send(&pgproto3.Describe{ObjectType: 'P'})
-		},
+		}},
 			planInputs{param: literalParams(p.Args), lits: p.Lits}, nil, true)
 	}
 	failed, err = s.execRoute(ctx, st, p.Text, route)

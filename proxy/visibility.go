@@ -40,6 +40,8 @@ type commitGate struct {
 	windows map[*readWindow]bool // open read windows
 	changed chan struct{}        // closed (and replaced) when a phase or window ends
 
+	lastPhase atomic.Int64 // unix nanoseconds when a commit phase last started (quietFor)
+
 	waits   atomic.Int64 // statements that waited for a commit phase
 	retakes atomic.Int64 // SELECTs that took their snapshots again (startLegs)
 }
@@ -60,7 +62,10 @@ type readWindow struct {
 // (a time.Duration; tests change it).
 var windowWait atomic.Int64
 
-func init() { windowWait.Store(int64(20 * time.Millisecond)) }
+func init() {
+	windowWait.Store(int64(20 * time.Millisecond))
+	quietAfter.Store(int64(time.Second))
+}
 
 // signal wakes every waiter; called with mu held.
 func (g *commitGate) signal() {
@@ -170,6 +175,7 @@ func overlap(a, b []string) int {
 // shards to close; those still open then are tainted.
 func (g *commitGate) commit(shards []string) (end func()) {
 	g.phases.Add(1)
+	g.lastPhase.Store(time.Now().UnixNano())
 	deadline := time.NewTimer(time.Duration(windowWait.Load()))
 	defer deadline.Stop()
 	g.mu.Lock()
@@ -209,6 +215,16 @@ func (g *commitGate) commit(shards []string) (end func()) {
 		g.mu.Unlock()
 		g.phases.Add(-1)
 	}
+}
+
+// quietAfter is how long after a commit phase started read windows are
+// kept short (startLegs; a time.Duration, tests change it).
+var quietAfter atomic.Int64
+
+// quiet reports whether no commit phase started within quietAfter: a read
+// window is then unlikely to meet one, and may stay open longer.
+func (g *commitGate) quiet() bool {
+	return time.Now().UnixNano()-g.lastPhase.Load() > quietAfter.Load()
 }
 
 // overlapping reports whether a read window on two or more of shards is

@@ -36,6 +36,13 @@ func TestCommitVisibility(t *testing.T) {
 		defer proxy.SetCommitWindowWait(0)()
 		checkCommitVisibility(t, true)
 	})
+	// Outside a transaction, a SELECT goes as the client sent it while no
+	// commit ran lately; a commit overlapping it then cancels its legs.
+	t.Run("statements as sent", func(t *testing.T) {
+		defer proxy.SetCommitWindowWait(0)()
+		defer proxy.SetCommitQuietAfter(0)()
+		checkCommitVisibility(t, true)
+	})
 }
 
 func checkCommitVisibility(t *testing.T, retakes bool) {
