@@ -112,6 +112,8 @@ type analyzer struct {
 	text       string
 	version    int32                          // of the parse tree, for Deparse
 	ctes       map[string]*pg.CommonTableExpr // this statement's CTEs by name
+	inlining   map[*pg.CommonTableExpr]bool   // CTEs whose body cteItem is analysing
+	recursive  map[*pg.CommonTableExpr]bool   // CTEs of a WITH RECURSIVE (the raw parse tree does not say)
 	inKey      int                            // see selectStmt: set for the subquery of key IN (...) only
 	setArm     bool                           // see selectStmt: set for an arm of INTERSECT or EXCEPT only
 	derivedSel bool                           // see selectStmt: set for a subquery in FROM only
@@ -653,6 +655,10 @@ func (a *analyzer) with(w *pg.WithClause) {
 			// the table.
 			if w.Recursive {
 				a.ctes[cte.Ctename] = cte
+				if a.recursive == nil {
+					a.recursive = map[*pg.CommonTableExpr]bool{}
+				}
+				a.recursive[cte] = true
 			}
 			a.a2(cte.Ctequery)
 			a.ctes[cte.Ctename] = cte
@@ -814,6 +820,50 @@ func (a *analyzer) selectStmt(s *pg.SelectStmt, top bool) {
 	}
 }
 
+// cteItem records a FROM item that names a CTE of the statement as the
+// subquery it stands for. The CTE's body was analysed where it is defined,
+// outside this level; its tables meet this level's rows here, so they must
+// be joined to them by equal shard keys like a subquery's (popScope).
+// Without this, WITH s AS (SELECT ... FROM customers WHERE customer_id =
+// 150) SELECT ... FROM customers c, s WHERE c.customer_id = 7 ran on both
+// customers' shards, each finding one of them, and returned nothing.
+// Recursive CTEs are left as they were (a body naming itself).
+func (a *analyzer) cteItem(rv *pg.RangeVar, sc *scope) []int {
+	cte := a.ctes[rv.Relname]
+	if rv.Schemaname != "" || cte == nil || a.recursive[cte] || a.inlining[cte] {
+		return nil
+	}
+	if cte.Ctequery.GetSelectStmt() == nil {
+		return nil // INSERT/UPDATE/DELETE ... RETURNING: judged where defined
+	}
+	alias := &pg.Alias{Aliasname: rv.Relname, Colnames: cte.Aliascolnames}
+	if rv.Alias != nil {
+		alias = &pg.Alias{Aliasname: rv.Alias.Aliasname, Colnames: rv.Alias.Colnames}
+		if len(alias.Colnames) == 0 {
+			alias.Colnames = cte.Aliascolnames
+		}
+	}
+	// Inside its body, its own name is the table it may shadow
+	// (WITH orders AS (SELECT * FROM orders)), as are the names of the
+	// CTEs defined after it.
+	saved := a.ctes
+	a.ctes = map[string]*pg.CommonTableExpr{}
+	for name, c := range saved {
+		if c.Location < cte.Location {
+			a.ctes[name] = c
+		}
+	}
+	if a.inlining == nil {
+		a.inlining = map[*pg.CommonTableExpr]bool{}
+	}
+	a.inlining[cte] = true
+	uses := a.fromItem(&pg.Node{Node: &pg.Node_RangeSubselect{RangeSubselect: &pg.RangeSubselect{
+		Subquery: cte.Ctequery, Alias: alias}}}, sc)
+	delete(a.inlining, cte)
+	a.ctes = saved
+	return uses
+}
+
 // fromItem records one FROM item; it returns the uses below it.
 func (a *analyzer) fromItem(n *pg.Node, sc *scope) []int {
 	switch x := n.Node.(type) {
@@ -822,6 +872,7 @@ func (a *analyzer) fromItem(n *pg.Node, sc *scope) []int {
 			sc.uses = append(sc.uses, i)
 			return []int{i}
 		}
+		return a.cteItem(x.RangeVar, sc)
 	case *pg.Node_JoinExpr:
 		j := x.JoinExpr
 		d0 := len(sc.derived)

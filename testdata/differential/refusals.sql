@@ -107,3 +107,10 @@ SELECT count(*) FROM customers c LEFT JOIN (SELECT customer_id FROM orders WHERE
 SELECT count(*) FROM (SELECT *, 0 AS z FROM orders) o(a, b) JOIN customers c ON c.customer_id = o.a;
 SELECT o.order_id, i.line FROM orders o JOIN order_items_rest i ON i.order_id = o.order_id;
 SELECT count(*) FROM orders o JOIN order_items i ON i.customer_id::varchar(1) = o.customer_id::varchar(1);
+
+-- A CTE that reads a sharded table meets the rows of the level that names
+-- it: its tables must be joined to them by equal shard keys, as a
+-- subquery's are (the proxy ran these on both customers' shards, each
+-- finding one of them, and returned nothing).
+WITH s AS (SELECT credit FROM customers WHERE customer_id = 150) SELECT c.customer_id, s.credit FROM customers c, s WHERE c.customer_id = 7;
+WITH s AS (SELECT customer_id FROM orders WHERE qty > 5) SELECT count(*) FROM customers c WHERE c.customer_id IN (SELECT customer_id FROM s) AND c.customer_id < 0 OR c.customer_id IN (SELECT o.customer_id FROM orders o, s WHERE o.qty = 1);

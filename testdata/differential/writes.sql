@@ -181,3 +181,15 @@ UPDATE customers SET credit = (SELECT max(total) FROM orders);
 UPDATE orders SET note = 'sub7' WHERE qty = (SELECT region_id FROM customers WHERE customer_id = 7);
 UPDATE orders SET customer_id = customer_id + 1 WHERE order_id = 3001;
 UPDATE orders SET customer_id = 7 WHERE customer_id = 7 AND order_id = 3001 RETURNING customer_id, order_id;
+
+-- CTEs that read sharded tables: their tables meet the rows of the level
+-- that names them, so they must be joined to them by equal shard keys,
+-- as a subquery in FROM must (the proxy used to run the first five on
+-- both customers' shards, each finding one of them).
+WITH s AS (SELECT credit FROM customers WHERE customer_id = 150) UPDATE customers SET credit = s.credit FROM s WHERE customer_id = 7 RETURNING customers.credit;
+WITH s AS (SELECT region_id FROM customers WHERE customer_id = 150) UPDATE orders SET note = 'cte2' WHERE customer_id = 7 AND qty = (SELECT region_id FROM s) RETURNING order_id;
+WITH s AS (SELECT customer_id FROM customers WHERE vip) DELETE FROM events WHERE customer_id IN (SELECT customer_id FROM s) RETURNING stream, seq;
+WITH s AS (SELECT customer_id, region_id FROM customers) UPDATE orders o SET note = 'ctej' FROM s WHERE s.region_id = o.qty AND s.customer_id = 12 RETURNING o.order_id;
+WITH s AS (SELECT credit FROM customers WHERE customer_id = 150) SELECT c.customer_id, s.credit FROM customers c, s WHERE c.customer_id = 7;
+WITH s AS (SELECT customer_id, credit FROM customers) UPDATE orders o SET note = 'cte-joined' FROM s WHERE s.customer_id = o.customer_id AND s.credit > 100 RETURNING o.order_id;
+WITH s AS (SELECT customer_id, credit FROM customers WHERE customer_id = 7) UPDATE orders o SET note = 'cte-7' FROM s WHERE s.customer_id = o.customer_id RETURNING o.order_id;
