@@ -1982,9 +1982,12 @@ func uncastKey(n *pg.Node, kt strategies.KeyType) *pg.Node {
 	return n
 }
 
+// sameFamily tells whether a cast of a key of type kt to t keeps every
+// key's value: not with a type modifier (key::varchar(4) makes 'acct-1'
+// and 'acct-2' one value, 'acct').
 func sameFamily(t *pg.TypeName, kt strategies.KeyType) bool {
 	names := stringItems(t.GetNames())
-	if len(names) == 0 || len(t.GetArrayBounds()) > 0 {
+	if len(names) == 0 || len(t.GetArrayBounds()) > 0 || len(t.GetTypmods()) > 0 {
 		return false
 	}
 	switch names[len(names)-1] {
@@ -2004,6 +2007,12 @@ func sameFamily(t *pg.TypeName, kt strategies.KeyType) bool {
 }
 
 // value reads a constant or parameter (through casts and unary minus).
+// A cast that may change the value is not read through: one with a type
+// modifier ('acct-10'::varchar(6) is 'acct-1', '1500'::varchar(3)::int8 is
+// 150, a timestamp(0) is rounded) or to a blank-padded type ('Box-2
+// '::bpchar compares as 'Box-2' with text). Postgres compares or stores the
+// converted value, which the strategies would not see; the predicate then
+// does not narrow the route, and such a key in INSERT VALUES is refused.
 func value(n *pg.Node) (valueRef, bool) {
 	if n == nil {
 		return valueRef{}, false
@@ -2022,6 +2031,9 @@ func value(n *pg.Node) (valueRef, bool) {
 		name := "?"
 		if names := stringItems(x.TypeCast.TypeName.GetNames()); len(names) > 0 {
 			name = names[len(names)-1]
+		}
+		if len(x.TypeCast.TypeName.GetTypmods()) > 0 || name == "bpchar" || name == "char" {
+			return valueRef{}, false
 		}
 		if len(x.TypeCast.TypeName.GetArrayBounds()) > 0 {
 			name += "[]"

@@ -193,3 +193,26 @@ WITH s AS (SELECT customer_id, region_id FROM customers) UPDATE orders o SET not
 WITH s AS (SELECT credit FROM customers WHERE customer_id = 150) SELECT c.customer_id, s.credit FROM customers c, s WHERE c.customer_id = 7;
 WITH s AS (SELECT customer_id, credit FROM customers) UPDATE orders o SET note = 'cte-joined' FROM s WHERE s.customer_id = o.customer_id AND s.credit > 100 RETURNING o.order_id;
 WITH s AS (SELECT customer_id, credit FROM customers WHERE customer_id = 7) UPDATE orders o SET note = 'cte-7' FROM s WHERE s.customer_id = o.customer_id RETURNING o.order_id;
+
+-- Casts that change a key's value: a type modifier truncates
+-- ('acct-10'::varchar(6) is 'acct-1', '1500'::varchar(3)::int8 is 150) and
+-- bpchar drops trailing blanks. The proxy used to route by the value as
+-- written: wrong rows updated, rows stored on another shard than their
+-- key's, a duplicate primary key on two shards. Such a predicate no longer
+-- narrows the route, and such a key in INSERT VALUES is refused.
+UPDATE events SET kind = 'trunc' WHERE stream::varchar(6) = 'acct-1' RETURNING stream, seq;
+UPDATE events SET kind = 'trunc2' WHERE stream::varchar(6) IN ('acct-1', 'zz-9') RETURNING stream, seq;
+UPDATE events e SET kind = 'prefix' WHERE EXISTS (SELECT 1 FROM events e2 WHERE e2.stream::varchar(4) = e.stream::varchar(4) AND e2.seq = 250) RETURNING stream, seq;
+UPDATE events SET kind = 'v10' WHERE stream = 'acct-10'::varchar(6) RETURNING stream, seq;
+UPDATE events SET kind = 'v10p' WHERE stream = $1::varchar(6) RETURNING stream, seq; -- args: acct-10
+UPDATE events SET kind = 'pad' WHERE stream = 'zz-9  '::char(8) RETURNING stream, seq;
+DELETE FROM events WHERE stream = 'Box-2 '::bpchar RETURNING stream, seq;
+UPDATE customers SET name = 'vc' WHERE customer_id = '150'::varchar(2)::int8 RETURNING customer_id;
+INSERT INTO events (stream, seq, event_id) VALUES ('trunc-12345'::varchar(7), 1, '00000000-0000-0000-0000-000000000002');
+INSERT INTO events (stream, seq, event_id) VALUES ('gap-1 '::bpchar, 1, '00000000-0000-0000-0000-000000000003');
+INSERT INTO events (stream, seq, event_id) VALUES ($1::varchar(3), 1, '00000000-0000-0000-0000-000000000004'); -- args: abcdef
+INSERT INTO customers (customer_id, name) VALUES ('4567'::varchar(3)::int8, 'trunc int');
+INSERT INTO customers (customer_id, name) VALUES ('1500'::varchar(3)::int8, 'duplicate of 150');
+INSERT INTO events (stream, seq, event_id) VALUES ('zz-9xyz'::varchar(4), 1, '00000000-0000-0000-0000-000000000005');
+UPDATE events SET stream = 'acct-1'::varchar(4) WHERE stream = 'acct-1' AND seq = 1 RETURNING stream, seq;
+UPDATE customers SET name = 'plain cast' WHERE customer_id = '150'::int8 RETURNING customer_id;
