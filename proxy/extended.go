@@ -45,6 +45,10 @@ type portal struct {
 	local bool
 	multi *multiBind       // the statement needs several shards: run at Execute
 	kind  router.RouteKind // how the shard was chosen (stats)
+	// noOwner: an UPDATE or DELETE whose key no shard owns (a directory
+	// key never inserted): it changes nothing, and the proxy answers it
+	// (Describe from the default shard, which never runs it).
+	noOwner *multiBind
 }
 
 // multiBind keeps what a Bind said for a statement that runs on several
@@ -367,6 +371,13 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 			shard = s.attached.Shard
 		}
 	case route.Kind == router.RouteNone || len(route.Shards) == 0:
+		if ps.st.Kind == router.KindUpdate || ps.st.Kind == router.KindDelete {
+			// As the simple protocol's runNone: it changes nothing.
+			mb := copyBind(m, route)
+			s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, local: true, noOwner: mb}
+			s.pushLocal(replyBindComplete...)
+			return nil
+		}
 		if ps.st.Kind != router.KindSelect {
 			return s.extFail(pgError("0A000", "no shard owns the key of this statement"))
 		}
@@ -410,6 +421,13 @@ func (s *session) bindMulti(m *pgproto3.Bind, ps *prepared, route router.Route) 
 	if err := s.checkMulti(ps.st, route); err != nil {
 		return s.extFail(err)
 	}
+	s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, multi: copyBind(m, route)}
+	s.pushLocal(replyBindComplete...)
+	return nil
+}
+
+// copyBind keeps what Bind m said, for a portal the proxy runs later.
+func copyBind(m *pgproto3.Bind, route router.Route) *multiBind {
 	mb := &multiBind{
 		route:         route,
 		formats:       append([]int16(nil), m.ParameterFormatCodes...),
@@ -421,9 +439,7 @@ func (s *session) bindMulti(m *pgproto3.Bind, ps *prepared, route router.Route) 
 			mb.params[i] = append([]byte{}, v...)
 		}
 	}
-	s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, multi: mb}
-	s.pushLocal(replyBindComplete...)
-	return nil
+	return mb
 }
 
 // bindMessage is the Bind that replays a multi-shard portal on one shard,
@@ -558,6 +574,14 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 		switch {
 		case p == nil:
 			return s.extFail(pgError("34000", "portal %q does not exist", m.Name))
+		case p.noOwner != nil:
+			return s.describeOn(ctx, s.runtime().Config.DefaultShard, "", func(*pool.Conn) []pgproto3.FrontendMessage {
+				return []pgproto3.FrontendMessage{
+					&pgproto3.Parse{Query: p.stmt.query, ParameterOIDs: p.stmt.paramOIDs},
+					p.noOwner.bindMessage(),
+					&pgproto3.Describe{ObjectType: 'P'},
+				}
+			})
 		case p.local && p.stmt.st.Kind == router.KindShow:
 			s.pushLocal(hintRowDescription())
 		case p.local:
@@ -703,6 +727,14 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 	}
 	if err := p.stmt.st.SetError(); err != nil {
 		return s.extFail(err)
+	}
+	if p.noOwner != nil {
+		tag := "UPDATE 0"
+		if p.stmt.st.Kind == router.KindDelete {
+			tag = "DELETE 0"
+		}
+		s.pushLocal(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
+		return nil
 	}
 	if p.local {
 		if s.txWide(p.stmt.st.Kind) {

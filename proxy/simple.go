@@ -432,16 +432,83 @@ func (s *session) runEphemeral(ctx context.Context, shard, text string) (bool, e
 // a key never inserted): no rows, never a guess.
 func (s *session) runNone(ctx context.Context, st *router.Statement, text string) (bool, error) {
 	switch st.Kind {
-	case router.KindUpdate:
-		return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("UPDATE 0")})
-	case router.KindDelete:
-		return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("DELETE 0")})
+	case router.KindUpdate, router.KindDelete:
+		// It changes nothing; its RETURNING columns, if any, are described
+		// by the default shard without running it.
+		rd, failure, err := s.describeText(ctx, s.runtime().Config.DefaultShard, text)
+		switch {
+		case err != nil:
+			return true, s.sendError(err)
+		case failure != nil:
+			return true, s.send(failure)
+		case rd != nil:
+			if err := s.send(rd); err != nil {
+				return true, err
+			}
+		}
+		tag := "UPDATE 0"
+		if st.Kind == router.KindDelete {
+			tag = "DELETE 0"
+		}
+		return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
 	case router.KindSelect:
 		// The shard still describes the columns; it just returns no row.
 		q := "SELECT * FROM (" + strings.TrimRight(strings.TrimSpace(text), "; \n\t") + ") AS shardproxy_no_owner WHERE false"
 		return s.runOn(ctx, s.runtime().Config.DefaultShard, q, nil, nil)
 	}
 	return true, s.sendError(pgError("0A000", "no shard owns the key of this statement"))
+}
+
+// describeText asks shard, on a borrowed backend, how the rows of
+// statement text look, without running it (Parse, Describe): their
+// RowDescription, or nil when it returns none; failure is the shard's
+// error (the statement is invalid there).
+func (s *session) describeText(ctx context.Context, shard, text string) (rd *pgproto3.RowDescription, failure *pgproto3.ErrorResponse, err error) {
+	c, n, err := s.acquire(ctx, shard)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := s.runtime().Pools.Get(shard)
+	c.Send(&pgproto3.Parse{Query: text})
+	c.Send(&pgproto3.Describe{ObjectType: 'S'})
+	c.Send(&pgproto3.Sync{})
+	if err := c.Flush(); err != nil {
+		s.setActive(c, false)
+		p.Discard(c)
+		return nil, nil, backendLost(shard, err)
+	}
+	for {
+		msg, err := c.Receive()
+		if err != nil {
+			s.setActive(c, false)
+			p.Discard(c)
+			return nil, nil, backendLost(shard, err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ReadyForQuery:
+			if n > 0 {
+				n--
+				continue
+			}
+			s.setActive(c, false)
+			if m.TxStatus == 'I' {
+				p.Release(c)
+			} else {
+				p.Discard(c)
+			}
+			return rd, failure, nil
+		case *pgproto3.RowDescription:
+			if n == 0 {
+				rd = copyRowDescription(m)
+			}
+		case *pgproto3.ErrorResponse:
+			if n == 0 && failure == nil {
+				e := *m
+				demoteFatal(&e)
+				failure = &e
+			}
+		}
+	}
 }
 
 // recordSet remembers a successful SET/RESET so that it follows the client

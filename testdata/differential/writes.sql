@@ -216,3 +216,15 @@ INSERT INTO customers (customer_id, name) VALUES ('1500'::varchar(3)::int8, 'dup
 INSERT INTO events (stream, seq, event_id) VALUES ('zz-9xyz'::varchar(4), 1, '00000000-0000-0000-0000-000000000005');
 UPDATE events SET stream = 'acct-1'::varchar(4) WHERE stream = 'acct-1' AND seq = 1 RETURNING stream, seq;
 UPDATE customers SET name = 'plain cast' WHERE customer_id = '150'::int8 RETURNING customer_id;
+
+-- Keys no row has: under the directory strategy no shard owns them. Such
+-- an UPDATE or DELETE changes nothing, and is described as Postgres
+-- describes it (RETURNING columns); the extended protocol refused it
+-- (0A000) and the simple one left out the RETURNING description.
+DELETE FROM customers WHERE customer_id = 999999;
+UPDATE customers SET name = 'x' WHERE customer_id = 999999;
+DELETE FROM customers WHERE customer_id = 999999 RETURNING *;
+UPDATE customers SET name = 'y' WHERE customer_id = 999998 RETURNING customer_id, name;
+DELETE FROM customers WHERE customer_id = $1 RETURNING customer_id; -- args: 999997
+UPDATE customers SET name = $2 WHERE customer_id = $1; -- args: 999996 z
+DELETE FROM orders WHERE customer_id = 999999 AND no_such_column = 1;
