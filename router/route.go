@@ -352,6 +352,13 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 		if u.insert && bits.OnesCount64(mask) > 1 && st.split != nil && &st.uses[st.split.use] == u {
 			return r.routeSplit(ctx, st, u, args, why)
 		}
+		if u.insert && bits.OnesCount64(mask) > 1 && len(u.vals) == 1 {
+			// One row, on no one shard: a key Postgres converts first
+			// (414.5 into an integer key is rounded).
+			return Route{}, pgError(codeFeatureNotSupport,
+				fmt.Sprintf("the shard key %s.%s of the INSERT's row is not a value of the key's type, so its shard is not known", u.name, u.info.key),
+				"send the key as a value of its type, computed in the application")
+		}
 		if u.insert && bits.OnesCount64(mask) > 1 {
 			return Route{}, pgError(codeFeatureNotSupport, "multi-row INSERT spans shards "+r.joinNames(mask),
 				"insert rows for different shard keys in separate statements")
