@@ -101,48 +101,44 @@ func (g *commitGate) await(ctx context.Context, shards ...string) error {
 		return nil
 	}
 	g.mu.Lock()
-	if g.busy(shards, false) {
-		g.waits.Add(1)
-	}
-	for g.busy(shards, false) {
-		ch := g.waitCh()
-		g.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		g.mu.Lock()
-	}
-	g.mu.Unlock()
-	return nil
+	defer g.mu.Unlock()
+	return g.waitWhile(ctx, shards, false)
 }
 
 // open starts a read window over shards, once no commit phase runs or
 // waits on any of them.
 func (g *commitGate) open(ctx context.Context, shards []string) (*readWindow, error) {
-	w := &readWindow{shards: shards}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.busy(shards, true) {
+	if err := g.waitWhile(ctx, shards, true); err != nil {
+		return nil, err
+	}
+	if g.windows == nil {
+		g.windows = make(map[*readWindow]bool)
+	}
+	w := &readWindow{shards: shards}
+	g.windows[w] = true
+	return w, nil
+}
+
+// waitWhile waits while g.busy(shards, waitingToo), or until ctx ends; it
+// is called, and returns, with mu held.
+func (g *commitGate) waitWhile(ctx context.Context, shards []string, waitingToo bool) error {
+	if g.busy(shards, waitingToo) {
 		g.waits.Add(1)
 	}
-	for g.busy(shards, true) {
+	for g.busy(shards, waitingToo) {
 		ch := g.waitCh()
 		g.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			g.mu.Lock()
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 		g.mu.Lock()
 	}
-	if g.windows == nil {
-		g.windows = make(map[*readWindow]bool)
-	}
-	g.windows[w] = true
-	return w, nil
+	return nil
 }
 
 // close ends a read window and reports whether a commit phase may have
