@@ -810,7 +810,7 @@ func (s *session) executeLocal(ps *prepared) error {
 		if s.txStatus == 'I' {
 			s.pendingBegin, s.txStatus = ps.query, 'T'
 		}
-		tag("BEGIN")
+		tag(st.Tag)
 	case router.KindCommit, router.KindRollback:
 		tag(s.endLocalTxn(st.Kind == router.KindRollback))
 	case router.KindSet:

@@ -232,11 +232,11 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 					Code: "25001", Message: "there is already a transaction in progress"}); err != nil {
 					return true, false, err
 				}
-				return complete("BEGIN")
+				return complete(st.Tag)
 			}
 			s.pendingBegin = text
 			s.txStatus = 'T'
-			return complete("BEGIN")
+			return complete(st.Tag)
 		}
 	case router.KindCommit, router.KindRollback:
 		if s.attached == nil && s.txStatus != 'I' {

@@ -449,7 +449,7 @@ func (s *session) txStatement(ctx context.Context, st *router.Statement, text st
 			Code: "25001", Message: "there is already a transaction in progress"}); err != nil {
 			return true, false, err
 		}
-		return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("BEGIN")})
+		return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(st.Tag)})
 	case router.KindPrepareTransaction:
 		return true, true, s.sendError(errNotSupported("let shardproxy commit the transaction (two_phase_commit does it for transactions that span shards)",
 			"PREPARE TRANSACTION and COMMIT/ROLLBACK PREPARED are not supported in a transaction that spans shards"))
@@ -945,7 +945,7 @@ func (s *session) extTxStatement(ctx context.Context, ps *prepared) error {
 	case router.KindBegin:
 		s.pushLocal(&pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
 			Code: "25001", Message: "there is already a transaction in progress"},
-			&pgproto3.CommandComplete{CommandTag: []byte("BEGIN")})
+			&pgproto3.CommandComplete{CommandTag: []byte(ps.st.Tag)})
 	case router.KindPrepareTransaction:
 		return s.extFail(errNotSupported("let shardproxy commit the transaction",
 			"PREPARE TRANSACTION and COMMIT/ROLLBACK PREPARED are not supported in a transaction that spans shards"))

@@ -274,6 +274,12 @@ func (a *analyzer) top(n *pg.Node) {
 		st.Explain = true
 	case *pg.Node_TransactionStmt:
 		st.Kind = transactionKind(x.TransactionStmt.Kind)
+		if st.Kind == KindBegin {
+			st.Tag = "BEGIN"
+			if x.TransactionStmt.Kind == pg.TransactionStmtKind_TRANS_STMT_START {
+				st.Tag = "START TRANSACTION"
+			}
+		}
 		switch x.TransactionStmt.Kind {
 		case pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
 			st.Savepoint = 'S'

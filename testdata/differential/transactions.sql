@@ -242,9 +242,9 @@ SELECT o.order_id, i.line, i.qty FROM orders o JOIN order_items i ON i.customer_
 INSERT INTO orders (order_id, customer_id, qty) VALUES (5010, 150, 1), (5011, 390, 1) ON CONFLICT (customer_id, order_id) DO UPDATE SET qty = orders.qty + EXCLUDED.qty RETURNING order_id, qty;
 COMMIT;
 
--- COMMIT AND CHAIN, ABORT. (START TRANSACTION is tagged BEGIN in the
--- extended protocol: left out, see the report.)
-BEGIN WORK;
+-- COMMIT AND CHAIN, ABORT. START TRANSACTION answers its own tag (the
+-- proxy answered BEGIN).
+START TRANSACTION;
 UPDATE customers SET email = 'chain@example.com' WHERE customer_id = 7;
 COMMIT AND CHAIN;
 UPDATE customers SET email = 'chain@example.com' WHERE customer_id = 150;
