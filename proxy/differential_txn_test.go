@@ -614,6 +614,7 @@ const (
 	oidText        = 25
 	oidVarchar     = 1043
 	oidNumeric     = 1700
+	oidFloat8      = 701
 	oidTimestamptz = 1184
 	oidTimestamp   = 1114
 	oidDate        = 1082
@@ -677,9 +678,17 @@ func txnBinaryBlocks() []txnBlock {
 			typed(oidInt4, int32(260)), typed(oidText, "int4 key"))),
 		block(x("UPDATE customers SET name = $2 WHERE customer_id = $1 RETURNING customer_id, name",
 			typed(oidInt2, int16(12)), typed(oidText, "int2 key"))),
-		// (A key compared with a binary numeric or float8 parameter is
-		// left out: the proxy decodes binary keys by their length, not
-		// their type OID.)
+		// A key given as a binary numeric, float8 or (for a timestamptz
+		// key) timestamp parameter: Postgres converts it first. The proxy
+		// read the bytes as a key by their length (UPDATE 0 where Postgres
+		// updates a row; a row stored on another shard than its key's).
+		block(x("UPDATE customers SET name = name || '!' WHERE customer_id = $1 RETURNING customer_id", typed(oidNumeric, numeric("0")))),
+		block(x("UPDATE customers SET name = name || '!' WHERE customer_id = $1 RETURNING customer_id", typed(oidFloat8, float64(150)))),
+		block(x("UPDATE customers SET name = name || '?' WHERE customer_id = $1 RETURNING customer_id", typed(oidNumeric, numeric("150")))),
+		block(x("INSERT INTO customers (customer_id, name) VALUES ($1, 'float key')", typed(oidFloat8, float64(151)))),
+		block(plain("SET TimeZone = 'America/St_Johns'"),
+			x("INSERT INTO readings (at, sensor) VALUES ($1, 1)", typed(oidTimestamp, time.Date(2024, 3, 31, 23, 0, 0, 0, time.UTC))),
+			plain("RESET TimeZone")),
 		block(x("UPDATE customers SET name = 'null key' WHERE customer_id = $1 RETURNING customer_id", typed(oidInt8, nil))),
 		block(x("INSERT INTO customers (customer_id, name) VALUES ($1, $2)", typed(oidInt8, nil), typed(oidText, "null key"))),
 		block(x("INSERT INTO orders (order_id, customer_id, status, total, qty, discount, created_at, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8), ($9, $10, $11, $12, $13, $14, $15, $16), ($17, $18, $19, $20, $21, $22, $23, $24) RETURNING *",

@@ -352,7 +352,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 			"this statement is not supported in the extended protocol through shardproxy"))
 	}
 	route, err := s.runtime().Router.Route(ctx, ps.st, router.Args{
-		Params: m.Parameters, Formats: m.ParameterFormatCodes, SessionShard: s.hint, Columns: s.columns,
+		Params: m.Parameters, Formats: m.ParameterFormatCodes, ParamOIDs: ps.paramOIDs, SessionShard: s.hint, Columns: s.columns,
 		TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()})
 	if err != nil {
 		return s.extFail(err)

@@ -17,9 +17,12 @@ import (
 
 // Args are the values of one execution of a statement.
 type Args struct {
-	Params       [][]byte // bind values (nil = NULL)
-	Formats      []int16  // Bind format codes: none = all text, one = for all, else per parameter
-	SessionShard string   // from SET shardproxy.shard, "" if none
+	Params  [][]byte // bind values (nil = NULL)
+	Formats []int16  // Bind format codes: none = all text, one = for all, else per parameter
+	// ParamOIDs are the parameter types the client declared at Parse
+	// (0 or missing: Postgres infers it, the key column's own type).
+	ParamOIDs    []uint32
+	SessionShard string // from SET shardproxy.shard, "" if none
 	// Literals: Params are the statement's own literals, which the
 	// simple protocol's plan cache lifted out of its text (QueryPart.Args),
 	// not values bound to its parameters.
@@ -721,7 +724,15 @@ func bindKey(v valueRef, kt strategies.KeyType, args *Args) (strategies.Key, int
 		if p == nil {
 			return strategies.Key{}, boundNull, nil
 		}
-		if paramFormat(args.Formats, v.param-1) == 1 {
+		binary := paramFormat(args.Formats, v.param-1) == 1
+		if oid := paramOID(args.ParamOIDs, v.param-1); oid != 0 && !keyParamType(kt, oid, binary) {
+			// Postgres converts it to the key's type first (a float8
+			// 150.0, a timestamp read in the session's TimeZone, a
+			// bpchar without its trailing blanks): a value the
+			// strategies would not see, so it does not narrow the route.
+			return strategies.Key{}, boundFree, nil
+		}
+		if binary {
 			if v.neg {
 				return strategies.Key{}, boundFree, nil
 			}
@@ -754,6 +765,37 @@ func bindKey(v valueRef, kt strategies.KeyType, args *Args) (strategies.Key, int
 		return strategies.Key{}, bound, err
 	}
 	return k, bound, nil
+}
+
+// paramOID is parameter i's declared type, 0 when not declared.
+func paramOID(oids []uint32, i int) uint32 {
+	if i < len(oids) {
+		return oids[i]
+	}
+	return 0
+}
+
+// keyParamType tells whether a parameter declared as type oid carries a
+// key of type kt as it is: in binary, only the key type's own types (a
+// float8's 8 bytes are no int8); in text, any type but the blank-padded
+// ones, whose text the strategies would read with its trailing blanks.
+func keyParamType(kt strategies.KeyType, oid uint32, binary bool) bool {
+	if !binary {
+		return oid != oidBpchar && oid != oidChar
+	}
+	switch kt {
+	case strategies.KeyInt:
+		return oid == oidInt8 || oid == oidInt4 || oid == oidInt2
+	case strategies.KeyText:
+		return oid == oidText || oid == oidVarchar
+	case strategies.KeyUUID:
+		return oid == oidUUID
+	case strategies.KeyTimestamp:
+		return oid == oidTimestamp
+	case strategies.KeyTimestampTZ:
+		return oid == oidTimestamptz
+	}
+	return false
 }
 
 // paramFormat applies the Bind message's format-code rules.

@@ -60,13 +60,13 @@ const HintParameter = "shardproxy.shard"
 // Share it freely; never modify it.
 type Statement struct {
 	Kind      Kind
-	NumParams int      // highest $n in the analysed text
-	SetName   string   // KindSet: lower-cased parameter name ("" for RESET ALL); KindShow: its parameter
-	SetValue  string   // KindSet: value as SQL text after '=' / TO; "" for RESET
-	SetLocal  bool     // SET LOCAL / SET TRANSACTION: lasts until transaction end
+	NumParams int    // highest $n in the analysed text
+	SetName   string // KindSet: lower-cased parameter name ("" for RESET ALL); KindShow: its parameter
+	SetValue  string // KindSet: value as SQL text after '=' / TO; "" for RESET
+	SetLocal  bool   // SET LOCAL / SET TRANSACTION: lasts until transaction end
 	// Tag is the command tag Postgres answers a statement the proxy may
 	// answer itself with: "START TRANSACTION" or "BEGIN" for KindBegin.
-	Tag string
+	Tag       string
 	HintShard string   // KindShardHintSet: the shard name (checked by Route)
 	Tables    []string // tables referenced, as written (schema.table when qualified)
 	Explain   bool     // EXPLAIN <statement>: Kind is the inner statement's

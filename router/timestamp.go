@@ -118,6 +118,24 @@ func bindTimestamp(v valueRef, col strategies.KeyType, args *Args) (strategies.K
 		if p == nil {
 			return strategies.Key{}, boundNull, nil
 		}
+		if oid := paramOID(args.ParamOIDs, v.param-1); oid != 0 {
+			// Declared at Parse, its type is read first and converted
+			// through every cast (a timestamp parameter for a
+			// timestamptz key is read in the session's TimeZone).
+			var declared strategies.KeyType
+			switch oid {
+			case oidTimestamp:
+				declared = strategies.KeyTimestamp
+			case oidTimestamptz:
+				declared = strategies.KeyTimestampTZ
+			default:
+				return strategies.Key{}, boundFree, nil // converted by Postgres from a type the router does not read
+			}
+			if len(v.casts) > 0 {
+				convs = append([]strategies.KeyType{src}, convs...)
+			}
+			src = declared
+		}
 		if paramFormat(args.Formats, v.param-1) == 1 {
 			k, err = strategies.DecodeBinaryKey(src, p)
 		} else {
