@@ -821,7 +821,7 @@ func (s *session) executeLocal(ps *prepared) error {
 		} else {
 			s.recordSet(st, nil)
 		}
-		tag("SET")
+		tag(st.SetTag())
 	default:
 		return s.extFail(pgError("XX000", "statement cannot be answered by the proxy"))
 	}

@@ -295,7 +295,7 @@ func (s *session) execRoute(ctx context.Context, st *router.Statement, text stri
 			// No shard is chosen yet: remember the setting; it is applied
 			// before the transaction starts on whichever shard it lands.
 			s.recordSet(st, nil)
-			return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("SET")})
+			return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(st.SetTag())})
 		case s.pendingBegin != "" && (!st.TxnScoped || st.LocalConfig):
 			// Reads that touch no table must not pin the transaction to the
 			// default shard before a keyed statement picks the real one,

@@ -474,7 +474,7 @@ func errChain() error {
 // savepointTag is the command tag Postgres gives a savepoint statement.
 func savepointTag(st *router.Statement, text string) string {
 	if st.Kind == router.KindSet {
-		return "SET"
+		return st.SetTag()
 	}
 	switch t := strings.ToLower(strings.TrimSpace(text)); {
 	case strings.HasPrefix(t, "release"):

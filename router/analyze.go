@@ -291,6 +291,10 @@ func (a *analyzer) top(n *pg.Node) {
 		st.SavepointName = x.TransactionStmt.SavepointName
 	case *pg.Node_VariableSetStmt:
 		a.set(x.VariableSetStmt)
+	case *pg.Node_ConstraintsSetStmt:
+		// Like SET LOCAL: it lasts for the transaction, on every shard
+		// of it (and on those that join later, by replay).
+		st.Kind, st.SetName, st.SetLocal, st.Tag = KindSet, "constraints", true, "SET CONSTRAINTS"
 	case *pg.Node_VariableShowStmt:
 		st.Kind = KindShow
 		st.SetName = strings.ToLower(x.VariableShowStmt.Name)

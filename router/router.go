@@ -65,7 +65,8 @@ type Statement struct {
 	SetValue  string // KindSet: value as SQL text after '=' / TO; "" for RESET
 	SetLocal  bool   // SET LOCAL / SET TRANSACTION: lasts until transaction end
 	// Tag is the command tag Postgres answers a statement the proxy may
-	// answer itself with: "START TRANSACTION" or "BEGIN" for KindBegin.
+	// answer itself with: "START TRANSACTION" or "BEGIN" for KindBegin,
+	// "SET CONSTRAINTS" for that KindSet (SetTag).
 	Tag       string
 	HintShard string   // KindShardHintSet: the shard name (checked by Route)
 	Tables    []string // tables referenced, as written (schema.table when qualified)
@@ -176,6 +177,14 @@ type Statement struct {
 // TouchesTables tells whether the statement names a table (or a view or
 // child of one): SELECT now() and SHOW do not.
 func (st *Statement) TouchesTables() bool { return len(st.uses) > 0 }
+
+// SetTag is the command tag of a KindSet statement.
+func (st *Statement) SetTag() string {
+	if st.Tag != "" {
+		return st.Tag
+	}
+	return "SET"
+}
 
 // Plan returns how the statement's rows merge when it reads several
 // shards: nil and nil when concatenating them is exact (or the statement

@@ -208,9 +208,32 @@ INSERT INTO ledger (customer_id, entry, amount) VALUES (390, 905, 1), (390, 905,
 SET CONSTRAINTS ALL IMMEDIATE;
 ROLLBACK;
 
--- (SET CONSTRAINTS naming a constraint, and SET CONSTRAINTS ALL sent
--- before the transaction's shard joined, are left out: on shards other
--- than the default one they do not take effect; see the report.)
+-- SET CONSTRAINTS lasts for the transaction on every shard of it, also
+-- on those that join after it (the proxy ran it on one backend only: a
+-- duplicate it deferred failed at once, one it made immediate passed).
+BEGIN;
+INSERT INTO ledger (customer_id, entry, memo) VALUES (150, 920, 'memo-n');
+SET CONSTRAINTS ledger_memo DEFERRED;
+INSERT INTO ledger (customer_id, entry, memo) VALUES (150, 921, 'memo-n');
+ROLLBACK;
+
+BEGIN;
+SET CONSTRAINTS ALL DEFERRED;
+INSERT INTO ledger (customer_id, entry, memo) VALUES (150, 922, 'memo-x'), (150, 923, 'memo-x');
+INSERT INTO ledger (customer_id, entry, memo) VALUES (7, 922, 'memo-x'), (7, 923, 'memo-x');
+ROLLBACK;
+
+BEGIN;
+INSERT INTO ledger (customer_id, entry, memo) VALUES (7, 924, 'memo-y');
+SET CONSTRAINTS ALL IMMEDIATE;
+INSERT INTO ledger (customer_id, entry) VALUES (150, 924), (150, 924);
+ROLLBACK;
+
+BEGIN;
+SET CONSTRAINTS ALL IMMEDIATE;
+INSERT INTO ledger (customer_id, entry) VALUES (390, 925), (390, 925);
+ROLLBACK;
+
 BEGIN;
 INSERT INTO ledger (customer_id, entry, memo) VALUES (390, 908, 'memo-d');
 INSERT INTO ledger (customer_id, entry, memo) VALUES (390, 909, 'memo-d');
