@@ -476,49 +476,12 @@ func runStep(c *pgconn.PgConn, mode string, s txnStep) qresult {
 // collect reads a result as runStatement does (columns kept without rows,
 // binary numerics canonical).
 func collect(rr *pgconn.ResultReader) (qresult, error) {
-	var rows [][][]byte
-	for rr.NextRow() {
-		row := make([][]byte, len(rr.Values()))
-		for i, v := range rr.Values() {
-			if v != nil {
-				row[i] = slices.Clone(v)
-				if row[i] == nil {
-					row[i] = []byte{}
-				}
-			}
-		}
-		rows = append(rows, row)
-	}
-	fds := slices.Clone(rr.FieldDescriptions())
+	fds, rows := readRows(rr)
 	tag, err := rr.Close()
 	if err != nil {
 		return qresult{}, err
 	}
-	var r qresult
-	for _, fd := range fds {
-		r.cols = append(r.cols, fmt.Sprintf("%s:%d(%d)/%d", fd.Name, fd.DataTypeOID, fd.TypeModifier, fd.Format))
-	}
-	for _, row := range rows {
-		var b strings.Builder
-		for i, v := range row {
-			if i > 0 {
-				b.WriteString(" | ")
-			}
-			if i < len(fds) && fds[i].Format == 1 && fds[i].DataTypeOID == numericOID {
-				v = canonicalNumeric(v)
-			} else if i < len(fds) && fds[i].Format == 1 && fds[i].DataTypeOID == numericArrayOID {
-				v = canonicalNumericArray(v)
-			}
-			if v == nil {
-				b.WriteString("NULL")
-			} else {
-				b.WriteString(strconv.Quote(string(v)))
-			}
-		}
-		r.rows = append(r.rows, b.String())
-	}
-	r.tag = tag.String()
-	return r, nil
+	return formatResult(fds, rows, tag), nil
 }
 
 // compareTxnTables compares tables as tableReader.compare does; readings

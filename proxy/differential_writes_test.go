@@ -521,20 +521,7 @@ func runStatement(c *pgconn.PgConn, mode string, q sqlQuery) qresult {
 	default:
 		panic("unknown mode " + mode)
 	}
-	var rows [][][]byte
-	for rr.NextRow() {
-		row := make([][]byte, len(rr.Values()))
-		for i, v := range rr.Values() {
-			if v != nil {
-				row[i] = slices.Clone(v)
-				if row[i] == nil {
-					row[i] = []byte{}
-				}
-			}
-		}
-		rows = append(rows, row)
-	}
-	fds := slices.Clone(rr.FieldDescriptions())
+	fds, rows := readRows(rr)
 	tag, err := rr.Close()
 	if mrr != nil {
 		if err == nil && mrr.NextResult() {
@@ -552,6 +539,31 @@ func runStatement(c *pgconn.PgConn, mode string, q sqlQuery) qresult {
 	if err != nil {
 		return qresult{err: err}
 	}
+	return formatResult(fds, rows, tag)
+}
+
+// readRows reads rr's rows (copied: pgconn reuses its buffers) and its
+// columns, which it keeps even when no row came.
+func readRows(rr *pgconn.ResultReader) ([]pgconn.FieldDescription, [][][]byte) {
+	var rows [][][]byte
+	for rr.NextRow() {
+		row := make([][]byte, len(rr.Values()))
+		for i, v := range rr.Values() {
+			if v != nil {
+				row[i] = slices.Clone(v)
+				if row[i] == nil {
+					row[i] = []byte{}
+				}
+			}
+		}
+		rows = append(rows, row)
+	}
+	return slices.Clone(rr.FieldDescriptions()), rows
+}
+
+// formatResult renders a statement's columns, rows and tag as the suites
+// compare them (binary numerics in canonical form).
+func formatResult(fds []pgconn.FieldDescription, rows [][][]byte, tag pgconn.CommandTag) qresult {
 	var r qresult
 	for _, fd := range fds {
 		r.cols = append(r.cols, fmt.Sprintf("%s:%d(%d)/%d", fd.Name, fd.DataTypeOID, fd.TypeModifier, fd.Format))
