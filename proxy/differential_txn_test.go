@@ -227,21 +227,7 @@ func TestDifferentialTransactions(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			strategies := strings.Replace(st.strategies, "strategies:\n", "strategies:\n"+byDayStrategy, 1)
 			body := strategies + strings.Replace(diffTables, "tables:\n", "tables:\n"+txnExtraTables, 1) + "two_phase_commit: true\n"
-			f := startFixture(t, fixtureOptions{Shards: 3, Body: body})
-			writeDirectory(t, f, st.dir)
-			pc := newProxyConn(t, f)
-			for _, s := range schema {
-				if r := runQuery(pc.get(t), "simple", s); r.err != nil {
-					t.Fatalf("schema through the proxy: %s\n%s", describeErr(r.err), s.sql)
-				}
-			}
-			loadThroughProxy(t, pc, data)
-			checkPlacement(t, f, st, data)
-			oracle := startOracle(t, "txn_"+st.name, schema, data)
-			reader := &tableReader{oracle: connectLike(t, oracle), proxy: newProxyConn(t, f), direct: map[string]*pgconn.PgConn{}}
-			for _, sh := range []string{"s0", "s1", "s2"} {
-				reader.direct[sh] = f.Direct(t, sh).PgConn()
-			}
+			pc, oracle, reader := startWriteSuite(t, st, body, "txn_", schema, data)
 
 			c := &txnCounts{why: map[string]int{}}
 			counts[st.name] = c

@@ -211,23 +211,7 @@ func TestDifferentialWrites(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			body := st.strategies + strings.Replace(diffTables, "tables:\n",
 				"tables:\n  wallets:     {key: customer_id, strategy: by_customer}\n", 1)
-			f := startFixture(t, fixtureOptions{Shards: 3, Body: body})
-			writeDirectory(t, f, st.dir)
-			pc := newProxyConn(t, f)
-			for _, s := range schema {
-				if r := runQuery(pc.get(t), "simple", s); r.err != nil {
-					t.Fatalf("schema through the proxy: %v\n%s", r.err, s.sql)
-				}
-			}
-			loadThroughProxy(t, pc, data)
-			checkPlacement(t, f, st, data)
-			oracle := startOracle(t, "writes_"+st.name, schema, data)
-			// The tables are read on connections of their own, untouched
-			// by the statements' session settings (DateStyle).
-			reader := &tableReader{oracle: connectLike(t, oracle), proxy: newProxyConn(t, f), direct: map[string]*pgconn.PgConn{}}
-			for _, sh := range []string{"s0", "s1", "s2"} {
-				reader.direct[sh] = f.Direct(t, sh).PgConn()
-			}
+			pc, oracle, reader := startWriteSuite(t, st, body, "writes_", schema, data)
 
 			c := &writeCounts{why: map[string]int{}}
 			counts[st.name] = c
@@ -269,6 +253,31 @@ func TestDifferentialWrites(t *testing.T) {
 			t.Logf("%-10s equal %3d, both failed %2d, refused %2d, tables differed %2d", st.name, c.equal, c.bothFailed, c.refused, c.wrong)
 		}
 	}
+}
+
+// startWriteSuite starts one strategy's run of a write suite: the proxy
+// over 3 shards (body: strategies and tables) and the oracle, each with
+// schema and data, the rows checked to be on their keys' shards. The
+// tables are read back on connections of their own (reader), untouched
+// by the statements' session settings (DateStyle).
+func startWriteSuite(t *testing.T, st diffStrategy, body, prefix string, schema []sqlQuery, data []diffTable) (*proxyConn, *pgconn.PgConn, *tableReader) {
+	t.Helper()
+	f := startFixture(t, fixtureOptions{Shards: 3, Body: body})
+	writeDirectory(t, f, st.dir)
+	pc := newProxyConn(t, f)
+	for _, s := range schema {
+		if r := runQuery(pc.get(t), "simple", s); r.err != nil {
+			t.Fatalf("schema through the proxy: %s\n%s", describeErr(r.err), s.sql)
+		}
+	}
+	loadThroughProxy(t, pc, data)
+	checkPlacement(t, f, st, data)
+	oracle := startOracle(t, prefix+st.name, schema, data)
+	reader := &tableReader{oracle: connectLike(t, oracle), proxy: newProxyConn(t, f), direct: map[string]*pgconn.PgConn{}}
+	for _, sh := range []string{"s0", "s1", "s2"} {
+		reader.direct[sh] = f.Direct(t, sh).PgConn()
+	}
+	return pc, oracle, reader
 }
 
 // runWrite runs q through the proxy and, unless the proxy refused it, on

@@ -729,11 +729,7 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 		return s.extFail(err)
 	}
 	if p.noOwner != nil {
-		tag := "UPDATE 0"
-		if p.stmt.st.Kind == router.KindDelete {
-			tag = "DELETE 0"
-		}
-		s.pushLocal(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
+		s.pushLocal(noRowsTag(p.stmt.st))
 		return nil
 	}
 	if p.local {

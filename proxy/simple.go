@@ -446,17 +446,22 @@ func (s *session) runNone(ctx context.Context, st *router.Statement, text string
 				return true, err
 			}
 		}
-		tag := "UPDATE 0"
-		if st.Kind == router.KindDelete {
-			tag = "DELETE 0"
-		}
-		return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
+		return false, s.send(noRowsTag(st))
 	case router.KindSelect:
 		// The shard still describes the columns; it just returns no row.
 		q := "SELECT * FROM (" + strings.TrimRight(strings.TrimSpace(text), "; \n\t") + ") AS shardproxy_no_owner WHERE false"
 		return s.runOn(ctx, s.runtime().Config.DefaultShard, q, nil, nil)
 	}
 	return true, s.sendError(pgError("0A000", "no shard owns the key of this statement"))
+}
+
+// noRowsTag is the command tag of an UPDATE or DELETE that no shard runs
+// (its key has no owner): it changed nothing.
+func noRowsTag(st *router.Statement) *pgproto3.CommandComplete {
+	if st.Kind == router.KindDelete {
+		return &pgproto3.CommandComplete{CommandTag: []byte("DELETE 0")}
+	}
+	return &pgproto3.CommandComplete{CommandTag: []byte("UPDATE 0")}
 }
 
 // describeText asks shard, on a borrowed backend, how the rows of
