@@ -180,7 +180,8 @@ func splitBlocks(stmts []sqlQuery) []txnBlock {
 
 // txnCounts are one strategy's outcomes.
 type txnCounts struct {
-	blocks, scripts, statements, binary int
+	blocks, scripts, implicit           int
+	statements, binary                  int
 	equal, bothFailed, refused          int
 	refusedBlocks                       int
 	wrong                               int
@@ -234,10 +235,16 @@ func TestDifferentialTransactions(t *testing.T) {
 			n := 0 // statements so far: picks each one's protocol
 			for bi, bl := range blocks {
 				c.blocks++
-				if len(bl.steps) > 1 && !bl.hasArgs() && (bi+si)%4 == 3 {
+				ib, implicit := implicitBlock(bl)
+				switch {
+				case len(bl.steps) > 1 && !bl.hasArgs() && (bi+si)%4 == 3:
 					c.scripts++
 					runScript(t, oracle, pc, bl, c, show)
-				} else {
+				case implicit && (bi+si)%4 == 1:
+					c.scripts++
+					c.implicit++
+					runScript(t, oracle, pc, ib, c, show)
+				default:
 					runBlock(t, oracle, pc, bl, si, &n, c, show)
 				}
 				if bad := compareTxnTables(t, reader, txnTouched(bl)); len(bad) > 0 {
@@ -252,8 +259,8 @@ func TestDifferentialTransactions(t *testing.T) {
 			if len(compareTxnTables(t, reader, txnTables)) > 0 {
 				c.wrong++
 			}
-			t.Logf("%s: %d blocks (%d sent as one Query), %d statements (%d with binary parameters): %d equal the oracle, %d fail on both alike, %d refused with 0A000 (%d blocks rolled back for it), %d blocks differ",
-				st.name, c.blocks, c.scripts, c.statements, c.binary, c.equal, c.bothFailed, c.refused, c.refusedBlocks, c.wrong)
+			t.Logf("%s: %d blocks (%d sent as one Query, %d of them without BEGIN and its end), %d statements (%d with binary parameters): %d equal the oracle, %d fail on both alike, %d refused with 0A000 (%d blocks rolled back for it), %d blocks differ",
+				st.name, c.blocks, c.scripts, c.implicit, c.statements, c.binary, c.equal, c.bothFailed, c.refused, c.refusedBlocks, c.wrong)
 			for _, msg := range slices.Sorted(maps.Keys(c.why)) {
 				t.Logf("refused %3d× %s", c.why[msg], msg)
 			}
@@ -352,6 +359,22 @@ func endBoth(t *testing.T, oracle *pgconn.PgConn, pc *proxyConn, line int) {
 		}
 	}
 	pc.checkUsable(t)
+}
+
+// implicitBlock is a transaction block without its BEGIN and its COMMIT or
+// ROLLBACK, for runScript: Postgres runs such a Query as one implicit
+// transaction, which commits at its end (implicit.go). ok is false for a
+// block that is not BEGIN ... end, or has parameters.
+func implicitBlock(b txnBlock) (txnBlock, bool) {
+	if len(b.steps) < 4 || b.hasArgs() {
+		return b, false
+	}
+	first := strings.Fields(strings.ToUpper(b.steps[0].q.sql))[0]
+	last := strings.Fields(strings.ToUpper(b.steps[len(b.steps)-1].q.sql))[0]
+	if first != "BEGIN" && first != "START" || last == "BEGIN" || last == "START" {
+		return b, false
+	}
+	return txnBlock{steps: b.steps[1 : len(b.steps)-1], line: b.line}, true
 }
 
 // runScript sends a whole block as one simple Query on both sides: the

@@ -63,6 +63,9 @@ type session struct {
 	pendingBegin string      // BEGIN text not yet sent to a shard
 	stmtTouches  bool        // the statement being routed reads or writes tables (txn.touch)
 	localFailed  bool        // transaction failed before any shard was attached
+	implicit     bool        // the open transaction is a multi-statement Query's implicit block (implicit.go)
+	holdTag      bool        // keep the next CommandComplete in heldTag instead of sending it (implicit.go)
+	heldTag      []byte
 	ddlInTx      bool        // DDL ran in the open transaction: forget cached columns at its end
 	tx           txn         // the transaction's other shards, savepoints, failure (txn.go)
 
@@ -207,6 +210,10 @@ func (s *session) run(ctx context.Context) {
 // send buffers one message for the client and flushes when the buffer is big,
 // so that large results stream instead of piling up in memory.
 func (s *session) send(msg pgproto3.BackendMessage) error {
+	if cc, ok := msg.(*pgproto3.CommandComplete); ok && s.holdTag {
+		s.heldTag = append(s.heldTag[:0], cc.CommandTag...)
+		return nil
+	}
 	s.be.Send(msg)
 	s.unflushed = true
 	switch m := msg.(type) {

@@ -38,6 +38,7 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 		}
 		return s.ready()
 	}
+	implicit := false // see implicit.go
 	if len(parts) > 1 {
 		if shard, ok := s.commonShard(ctx, parts); ok {
 			if _, err := s.runOn(ctx, shard, sql, nil, parts); err != nil {
@@ -55,20 +56,53 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 			}
 			return s.ready()
 		}
-		if err := s.checkSplit(ctx, parts); err != nil {
-			if err := s.sendError(err); err != nil {
-				return err
+		if writes(parts) {
+			if !rt.Config.TwoPhaseCommit {
+				if err := s.sendError(errNotSupported("set two_phase_commit: true in the shardproxy config to run it as one transaction across shards; or send the statements as separate queries, or keep them on one shard key",
+					"a multi-statement query that writes runs as one transaction; its statements target different shards")); err != nil {
+					return err
+				}
+				return s.ready()
 			}
-			return s.ready()
+			implicit = true
 		}
 	}
-	for _, p := range parts {
-		failed, err := s.execPart(ctx, p)
+	failed := false
+	for i, p := range parts {
+		done := false
+		if implicit {
+			done, failed, err = s.implicitStatement(ctx, p.Stmt, p.Text)
+		}
+		if !done {
+			// Postgres commits an implicit block before it reports
+			// its last statement complete: a failed commit replaces
+			// the tag with its error.
+			s.holdTag = s.implicit && i == len(parts)-1
+			failed, err = s.execPart(ctx, p)
+		}
 		if err != nil {
 			return err
 		}
 		if failed {
 			break
+		}
+	}
+	if s.implicit {
+		if commitFailed, err := s.endImplicit(ctx, !failed); err != nil || commitFailed {
+			s.holdTag = false
+			if err != nil {
+				return err
+			}
+			return s.ready()
+		}
+	}
+	if s.holdTag {
+		s.holdTag = false
+		if len(s.heldTag) > 0 {
+			if err := s.send(&pgproto3.CommandComplete{CommandTag: s.heldTag}); err != nil {
+				return err
+			}
+			s.heldTag = s.heldTag[:0]
 		}
 	}
 	return s.ready()
@@ -131,22 +165,19 @@ func (s *session) commonShard(ctx context.Context, parts []router.QueryPart) (st
 	return shard, true
 }
 
-// checkSplit refuses a multi-statement Query that would have to be split
-// across shards while it writes: Postgres runs such a Query as one implicit
-// transaction, which separate shards cannot give without two-phase commit.
-func (s *session) checkSplit(ctx context.Context, parts []router.QueryPart) error {
-	if s.txStatus == 'T' && s.runtime().Config.TwoPhaseCommit {
-		return nil // already inside a transaction block that may span shards
-	}
+// writes reports whether a multi-statement Query that is split across
+// shards must keep the promise of one implicit transaction (implicit.go):
+// it holds a statement other than a read. Reads alone run one by one, each
+// with its own snapshot as under READ COMMITTED.
+func writes(parts []router.QueryPart) bool {
 	for _, p := range parts {
 		switch p.Stmt.Kind {
 		case router.KindSelect, router.KindEmpty, router.KindShow, router.KindShardHintSet, router.KindShardHintReset:
 			continue
 		}
-		return errNotSupported("send the statements as separate queries, or keep them on one shard key",
-			"a multi-statement query that writes runs as one transaction; its statements target different shards")
+		return true
 	}
-	return nil
+	return false
 }
 
 // execPart runs one statement of a Query. failed reports a statement error

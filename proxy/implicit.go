@@ -1,0 +1,144 @@
+package proxy
+
+import (
+	"context"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/shardproxy/shardproxy/router"
+)
+
+// Implicit transaction blocks of the simple protocol.
+//
+// Postgres runs a Query of several statements as one transaction, an
+// implicit transaction block (protocol docs, "Multiple Statements in a
+// Simple Query"): an error rolls back everything the Query did. A Query
+// whose statements all go to one shard is sent as it is (commonShard) and
+// that shard keeps the promise. One that writes on different shards runs
+// statement by statement, inside a transaction the proxy opens before the
+// first statement and ends after the last, with two-phase commit when it
+// came to span shards (without two_phase_commit such a Query is refused).
+// Inside it the proxy follows Postgres' rules (xact.c):
+//   - BEGIN turns the block into an ordinary transaction block, which
+//     outlives the Query unless the Query commits it;
+//   - COMMIT or ROLLBACK ends the block, with WARNING 25P01 "there is no
+//     transaction in progress"; the next statement opens another;
+//   - SAVEPOINT, RELEASE, ROLLBACK TO and AND CHAIN fail with 25P01;
+//   - an error ends the Query and rolls the block back; otherwise the block
+//     commits after the Query's last statement, and a failed commit is the
+//     Query's error.
+//
+// session.implicit reports that the open transaction is such a block.
+
+// implicitStatement runs, in a Query executed statement by statement
+// (handleQuery), before each statement: it opens an implicit block when no
+// transaction is open, and answers the statements that act on the block
+// itself. done reports that it answered st; failed, that st failed.
+func (s *session) implicitStatement(ctx context.Context, st *router.Statement, text string) (done, failed bool, err error) {
+	if s.txStatus == 'I' {
+		switch st.Kind {
+		case router.KindBegin, router.KindCommit, router.KindRollback:
+			// BEGIN opens a block of its own; COMMIT and ROLLBACK outside
+			// a transaction get the shard's own warning.
+			return false, false, nil
+		}
+		s.pendingBegin, s.txStatus, s.implicit = "BEGIN", 'T', true
+		return false, false, nil
+	}
+	if !s.implicit {
+		return false, false, nil
+	}
+	switch st.Kind {
+	case router.KindBegin:
+		if s.pendingBegin != "" {
+			s.pendingBegin = text // nothing ran yet: BEGIN's options hold
+		} else if !plainBegin(text) {
+			return true, true, s.sendError(errNotSupported("put BEGIN first in the query",
+				"BEGIN with options after statements of the same multi-statement query that span shards"))
+		}
+		s.implicit = false
+		return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(st.Tag)})
+	case router.KindCommit, router.KindRollback:
+		verb := "COMMIT"
+		if st.Kind == router.KindRollback {
+			verb = "ROLLBACK"
+		}
+		if chained(text) {
+			return true, true, s.sendError(pgError("25P01", "%s AND CHAIN can only be used in transaction blocks", verb))
+		}
+		if err := s.send(&pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
+			Code: "25P01", Message: "there is no transaction in progress"}); err != nil {
+			return true, true, err
+		}
+		if failed, err := s.endImplicit(ctx, st.Kind == router.KindCommit); failed || err != nil {
+			return true, true, err
+		}
+		return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(verb)})
+	case router.KindSavepoint:
+		name := map[byte]string{'S': "SAVEPOINT", 'R': "RELEASE SAVEPOINT", 'B': "ROLLBACK TO SAVEPOINT"}[st.Savepoint]
+		return true, true, s.sendError(pgError("25P01", "%s can only be used in transaction blocks", name))
+	case router.KindPrepareTransaction:
+		return true, true, s.sendError(errNotSupported("send PREPARE TRANSACTION in a transaction block of its own",
+			"PREPARE TRANSACTION in a multi-statement query that spans shards"))
+	}
+	return false, false, nil
+}
+
+// endImplicit ends the open implicit block: it commits (commit, and no
+// statement failed) or rolls back, and tells the client nothing but a
+// failed commit's error (failed). Afterwards no transaction is open.
+func (s *session) endImplicit(ctx context.Context, commit bool) (failed bool, err error) {
+	s.implicit = false
+	commit = commit && s.txStatus == 'T' && !s.localFailed
+	switch {
+	case s.multiLeg():
+		if _, err := s.endTx(ctx, commit); err != nil {
+			return true, s.send(errorResponse(s.log, err))
+		}
+		return false, nil
+	case s.attached != nil:
+		c := s.attached
+		lost := func(err error) (bool, error) {
+			s.dropAttached()
+			s.endLocalTxn(true)
+			s.rt = nil
+			return true, s.send(errorResponse(s.log, backendLost(c.Shard, err)))
+		}
+		if err := s.finishPrelude(); err != nil {
+			return lost(err)
+		}
+		verb := "ROLLBACK"
+		if commit && !s.tx.failed {
+			verb = "COMMIT"
+		}
+		s.sendQuery(c, verb)
+		if err := c.Flush(); err != nil {
+			return lost(err)
+		}
+		status, err := readResult(c)
+		if err != nil && !isPgErr(err) {
+			return lost(err)
+		}
+		s.tx.committed = verb == "COMMIT" && err == nil
+		s.settle(status)
+		if err != nil {
+			return true, s.send(errorResponse(s.log, err))
+		}
+		return false, nil
+	default:
+		s.endLocalTxn(!commit)
+		s.rt = nil
+		return false, nil
+	}
+}
+
+// plainBegin reports a BEGIN without options: its block needs nothing
+// more than the one the proxy opened.
+func plainBegin(text string) bool {
+	switch strings.Join(strings.Fields(strings.ToLower(strings.TrimRight(strings.TrimSpace(text), ";"))), " ") {
+	case "begin", "begin work", "begin transaction", "start transaction":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,177 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// multiResult is what a client sees of a multi-statement Query: each
+// statement's tag, the notices, the error that ended it, and the
+// transaction status after it.
+type multiResult struct {
+	tags     []string
+	notices  []string
+	err      *pgconn.PgError
+	txStatus byte
+}
+
+func execMulti(t *testing.T, dsn, sql string) multiResult {
+	t.Helper()
+	var r multiResult
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { r.notices = append(r.notices, n.Code+" "+n.Message) }
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	results, err := c.Exec(ctx, sql).ReadAll()
+	for _, res := range results {
+		if res.Err == nil {
+			r.tags = append(r.tags, res.CommandTag.String())
+		}
+	}
+	if err != nil {
+		pgErr, ok := err.(*pgconn.PgError)
+		if !ok {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		r.err = pgErr
+	}
+	r.txStatus = c.TxStatus()
+	if r.txStatus != 'I' {
+		if err := c.Exec(ctx, "ROLLBACK").Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
+}
+
+// TestImplicitBlock: a multi-statement Query that writes on several shards
+// is one transaction, as on Postgres (implicit.go): all of it commits, or
+// none of it, also when the commit itself fails; COMMIT, BEGIN and
+// SAVEPOINT inside it behave as Postgres makes them.
+func TestImplicitBlock(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	a, b := f.a, f.b
+	ctx := context.Background()
+	orders := func() int {
+		n := 0
+		for sh := range f.Shards {
+			var k int
+			if err := f.Direct(t, sh).QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&k); err != nil {
+				t.Fatal(err)
+			}
+			n += k
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		name, sql string
+		tags      []string
+		notices   []string
+		code      string // the error's SQLSTATE, if any
+		txStatus  byte
+		credit    map[int64]int // changes to credits, when committed
+		orders    int           // rows added to orders
+	}{
+		{name: "both commit", sql: "UPDATE customers SET credit = credit - 10 WHERE customer_id = %[1]d; UPDATE customers SET credit = credit + 10 WHERE customer_id = %[2]d",
+			tags: []string{"UPDATE 1", "UPDATE 1"}, txStatus: 'I', credit: map[int64]int{a: -10, b: 10}},
+		{name: "an error rolls both back", sql: "UPDATE customers SET credit = credit - 10 WHERE customer_id = %[1]d; UPDATE customers SET credit = credit - 1000 WHERE customer_id = %[2]d",
+			tags: []string{"UPDATE 1"}, code: "23514", txStatus: 'I'},
+		{name: "an error after reads", sql: "UPDATE customers SET credit = credit + 1 WHERE customer_id = %[2]d; SELECT count(*) FROM customers; SELECT 1/0",
+			tags: []string{"UPDATE 1", "SELECT 1"}, code: "22012", txStatus: 'I'},
+		{name: "a failed commit replaces the last tag", sql: "INSERT INTO orders VALUES (%[1]d, 1); INSERT INTO orders VALUES (%[2]d, 1); INSERT INTO orders VALUES (%[2]d, 1)",
+			tags: []string{"INSERT 0 1", "INSERT 0 1"}, code: "23505", txStatus: 'I'},
+		{name: "COMMIT ends the block", sql: "INSERT INTO orders VALUES (%[1]d, 2); UPDATE customers SET credit = credit + 5 WHERE customer_id = %[2]d; COMMIT; UPDATE customers SET credit = credit - 1000 WHERE customer_id = %[1]d",
+			tags: []string{"INSERT 0 1", "UPDATE 1", "COMMIT"}, notices: []string{"25P01 there is no transaction in progress"}, code: "23514", txStatus: 'I',
+			credit: map[int64]int{b: 5}, orders: 1},
+		{name: "ROLLBACK ends the block", sql: "UPDATE customers SET credit = credit + 7 WHERE customer_id = %[1]d; UPDATE customers SET credit = credit + 7 WHERE customer_id = %[2]d; ROLLBACK; INSERT INTO orders VALUES (%[2]d, 3)",
+			tags: []string{"UPDATE 1", "UPDATE 1", "ROLLBACK", "INSERT 0 1"}, notices: []string{"25P01 there is no transaction in progress"}, txStatus: 'I', orders: 1},
+		{name: "SAVEPOINT is refused", sql: "UPDATE customers SET credit = credit + 1 WHERE customer_id = %[1]d; SAVEPOINT p; UPDATE customers SET credit = credit + 1 WHERE customer_id = %[2]d",
+			tags: []string{"UPDATE 1"}, code: "25P01", txStatus: 'I'},
+		{name: "BEGIN opens a transaction block that outlives the Query", sql: "UPDATE customers SET credit = credit + 3 WHERE customer_id = %[1]d; BEGIN; UPDATE customers SET credit = credit + 3 WHERE customer_id = %[2]d",
+			tags: []string{"UPDATE 1", "BEGIN", "UPDATE 1"}, txStatus: 'T'}, // execMulti rolls it back
+		{name: "BEGIN ... COMMIT inside", sql: "BEGIN; UPDATE customers SET credit = credit + 2 WHERE customer_id = %[1]d; UPDATE customers SET credit = credit + 2 WHERE customer_id = %[2]d; COMMIT",
+			tags: []string{"BEGIN", "UPDATE 1", "UPDATE 1", "COMMIT"}, txStatus: 'I', credit: map[int64]int{a: 2, b: 2}},
+		{name: "DDL on every shard", sql: "ALTER TABLE customers ADD COLUMN x int; ALTER TABLE customers ADD COLUMN y int",
+			tags: []string{"ALTER TABLE", "ALTER TABLE"}, txStatus: 'I'},
+		{name: "failed DDL on every shard", sql: "ALTER TABLE customers ADD COLUMN z int; ALTER TABLE customers ADD COLUMN x int",
+			tags: []string{"ALTER TABLE"}, code: "42701", txStatus: 'I'},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			before, ordersBefore := f.credits(t), orders()
+			sql := tc.sql
+			if strings.Contains(sql, "%[") {
+				sql = fmt.Sprintf(sql, a, b)
+			}
+			got := execMulti(t, f.DSN(), sql)
+			if !slices.Equal(got.tags, tc.tags) {
+				t.Errorf("tags %q, want %q", got.tags, tc.tags)
+			}
+			if !slices.Equal(got.notices, tc.notices) {
+				t.Errorf("notices %q, want %q", got.notices, tc.notices)
+			}
+			code := ""
+			if got.err != nil {
+				code = got.err.Code
+			}
+			if code != tc.code {
+				t.Errorf("error %v, want SQLSTATE %q", got.err, tc.code)
+			}
+			if got.txStatus != tc.txStatus {
+				t.Errorf("transaction status %q, want %q", got.txStatus, tc.txStatus)
+			}
+			want := maps.Clone(before)
+			for id, d := range tc.credit {
+				want[id] += d
+			}
+			if after := f.credits(t); !maps.Equal(after, want) {
+				t.Errorf("credits %v, want %v (before: %v)", after, want, before)
+			}
+			if n := orders() - ordersBefore; n != tc.orders {
+				t.Errorf("%d orders added, want %d", n, tc.orders)
+			}
+		})
+	}
+	// The DDL Queries: y and x everywhere, z nowhere.
+	for sh := range f.Shards {
+		var cols string
+		if err := f.Direct(t, sh).QueryRow(ctx, `SELECT string_agg(attname, ',' ORDER BY attname) FROM pg_attribute
+			WHERE attrelid = 'customers'::regclass AND attname IN ('x', 'y', 'z')`).Scan(&cols); err != nil {
+			t.Fatal(err)
+		}
+		if cols != "x,y" {
+			t.Errorf("%s: customers has columns %q of x, y, z; want x,y", sh, cols)
+		}
+	}
+}
+
+// TestImplicitBlockWithoutTwoPhaseCommit: without two-phase commit such a
+// Query cannot be one transaction; it is refused and writes nothing.
+func TestImplicitBlockWithoutTwoPhaseCommit(t *testing.T) {
+	f := startTxnFixture(t, defaultBody)
+	before := f.credits(t)
+	got := execMulti(t, f.DSN(), fmt.Sprintf("UPDATE customers SET credit = credit - 10 WHERE customer_id = %d; UPDATE customers SET credit = credit + 10 WHERE customer_id = %d", f.a, f.b))
+	if got.err == nil || got.err.Code != "0A000" || !strings.Contains(got.err.Hint, "two_phase_commit") {
+		t.Errorf("error %v, want 0A000 with a hint to set two_phase_commit", got.err)
+	}
+	if len(got.tags) != 0 || got.txStatus != 'I' {
+		t.Errorf("tags %q, status %q; want none, 'I'", got.tags, got.txStatus)
+	}
+	if after := f.credits(t); !maps.Equal(after, before) {
+		t.Errorf("credits changed: %v, before %v", after, before)
+	}
+}
