@@ -180,12 +180,12 @@ func splitBlocks(stmts []sqlQuery) []txnBlock {
 
 // txnCounts are one strategy's outcomes.
 type txnCounts struct {
-	blocks, scripts, implicit           int
-	statements, binary                  int
-	equal, bothFailed, refused          int
-	refusedBlocks                       int
-	wrong                               int
-	why                                 map[string]int
+	blocks, scripts, implicit  int
+	statements, binary         int
+	equal, bothFailed, refused int
+	refusedBlocks              int
+	wrong                      int
+	why                        map[string]int
 }
 
 func TestDifferentialTransactions(t *testing.T) {

@@ -66,8 +66,8 @@ type session struct {
 	implicit     bool        // the open transaction is a multi-statement Query's implicit block (implicit.go)
 	holdTag      bool        // keep the next CommandComplete in heldTag instead of sending it (implicit.go)
 	heldTag      []byte
-	ddlInTx      bool        // DDL ran in the open transaction: forget cached columns at its end
-	tx           txn         // the transaction's other shards, savepoints, failure (txn.go)
+	ddlInTx      bool // DDL ran in the open transaction: forget cached columns at its end
+	tx           txn  // the transaction's other shards, savepoints, failure (txn.go)
 
 	// columns is tableColumns bound once, so that building router.Args
 	// on every statement does not allocate.
