@@ -283,8 +283,14 @@ func (s *session) extAttach(ctx context.Context, shard string, readOnly bool) (*
 			return s.attach(ctx, shard)
 		}
 		if s.ext.wrote {
-			return nil, errNotSupported("send Sync between statements for different shards",
-				"a pipeline that writes on shard %s cannot continue on shard %s: it would not be one transaction", c.Shard, shard)
+			if !s.runtime().Config.TwoPhaseCommit {
+				return nil, errNotSupported("set two_phase_commit: true in the shardproxy config to run it as one transaction across shards; or send Sync between statements for different shards",
+					"a pipeline that writes on shard %s cannot continue on shard %s: it would not be one transaction", c.Shard, shard)
+			}
+			if err := s.extImplicit(); err != nil { // implicit.go
+				return nil, err
+			}
+			return s.attach(ctx, shard)
 		}
 		if s.ext.sent {
 			c.Send(&pgproto3.Sync{})
@@ -418,6 +424,27 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 // bindMulti binds a statement that runs on several shards. Nothing is sent
 // yet: Execute runs it on every shard (see executeMulti).
 func (s *session) bindMulti(m *pgproto3.Bind, ps *prepared, route router.Route) error {
+	if c := s.attached; c != nil && s.txStatus == 'I' {
+		// The pipeline ran statements on one shard so far, outside a
+		// transaction block: reads end there, writes make the pipeline
+		// one transaction across shards (implicit.go).
+		var err error
+		switch {
+		case !s.ext.wrote:
+			if err = s.extSyncAttached(); err == nil && s.attached != nil {
+				err = errCrossShard(s.attached.Shard, strings.Join(route.Shards, ", "))
+			}
+		case s.runtime().Config.TwoPhaseCommit:
+			err = s.extImplicit()
+		}
+		if err != nil {
+			return s.extFail(err)
+		}
+		if s.ext.clientFailed {
+			s.ext.skip = true
+			return nil
+		}
+	}
 	if err := s.checkMulti(ps.st, route); err != nil {
 		return s.extFail(err)
 	}
@@ -457,6 +484,11 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 	if maxRows != 0 {
 		return s.extFail(errNotSupported("fetch all rows at once (no row limit) for statements that span shards",
 			"row limits (Execute with max rows) are not supported for statements that span shards"))
+	}
+	if s.txStatus == 'I' && s.attached == nil && s.runtime().Config.TwoPhaseCommit && pipelineWrite(p.stmt.st) {
+		// Its commit waits for Sync, with the rest of the pipeline's
+		// transaction (implicit.go).
+		s.pendingBegin, s.txStatus, s.implicit = "BEGIN", 'T', true
 	}
 	if s.txStatus != 'I' && s.runtime().Config.TwoPhaseCommit {
 		if err := s.extSyncAttached(); err != nil {
@@ -845,7 +877,7 @@ func (s *session) handleClose(m *pgproto3.Close) error {
 	return nil
 }
 
-func (s *session) handleSync() error {
+func (s *session) handleSync(ctx context.Context) error {
 	s.ext.skip = false
 	if c := s.attached; c != nil && s.ext.sent {
 		c.Send(&pgproto3.Sync{})
@@ -853,14 +885,24 @@ func (s *session) handleSync() error {
 		if err := c.Flush(); err != nil {
 			s.ext.queue = s.ext.queue[:0]
 			s.dropAttached()
-			s.resetBatch()
 			if err := s.sendLost(c.Shard, err); err != nil {
 				return err
 			}
+			if s.implicit {
+				if _, err := s.endImplicit(ctx, false); err != nil {
+					return err
+				}
+			}
+			s.resetBatch()
 			return s.ready()
 		}
 	}
 	err := s.drain()
+	if err == nil && s.implicit {
+		// Postgres commits the pipeline's transaction at Sync; a failed
+		// commit is reported before ReadyForQuery (implicit.go).
+		_, err = s.endImplicit(ctx, !s.ext.clientFailed)
+	}
 	s.resetBatch()
 	if err != nil {
 		return err

@@ -31,6 +31,106 @@ import (
 //
 // session.implicit reports that the open transaction is such a block.
 
+// The extended protocol has the same rule: a pipeline up to Sync is one
+// transaction (protocol docs, "Pipelining"). pgx.Batch and JDBC's
+// executeBatch send one. A pipeline that wrote on one shard, outside a
+// transaction block, and then needs another becomes one transaction
+// across shards (extImplicit), committed at Sync; statements that act on
+// the block follow the rules above (extImplicitStatement).
+
+// extImplicit turns the pipeline's work on the attached backend into a
+// transaction block, so that further shards join it: BEGIN, executed in
+// the pipeline, makes the work before it part of the block (xact.c,
+// BeginTransactionBlock in TBLOCK_STARTED), and a Sync then leaves the
+// block open. If a statement of the pipeline already failed, there is
+// nothing to join: the client has its error, and s.ext.clientFailed says so.
+func (s *session) extImplicit() error {
+	c := s.attached
+	c.Send(&pgproto3.Parse{Query: "BEGIN"})
+	c.Send(&pgproto3.Bind{})
+	c.Send(&pgproto3.Execute{})
+	for _, k := range []byte{'P', 'B', 'E'} {
+		s.pushRemote(k, c).swallow = true
+	}
+	s.txStatus, s.implicit = 'T', true
+	if err := s.extSyncAttached(); err != nil {
+		s.implicit = false
+		return err
+	}
+	if s.txStatus != 'T' || s.ext.clientFailed {
+		s.implicit = false
+		if s.txStatus != 'I' {
+			return errTxAborted() // the pipeline failed; Sync rolls it back
+		}
+		return nil
+	}
+	s.tx.begin = "BEGIN" // for the shards that join
+	return nil
+}
+
+// pipelineWrite reports a statement across shards that a pipeline runs in
+// its transaction, committed at Sync, rather than committing it at once:
+// one that writes, except DDL that cannot run in a transaction block.
+func pipelineWrite(st *router.Statement) bool {
+	switch st.Kind {
+	case router.KindInsert, router.KindUpdate, router.KindDelete:
+		return true
+	case router.KindDDL:
+		return !st.NoTxBlock
+	}
+	return false
+}
+
+// extImplicitStatement is implicitStatement's twin for a pipeline that
+// became one transaction across shards (extTxStatement): the pipeline so
+// far is synced and delivered.
+func (s *session) extImplicitStatement(ctx context.Context, ps *prepared) error {
+	st := ps.st
+	switch st.Kind {
+	case router.KindBegin:
+		s.implicit = false
+		s.pushLocal(&pgproto3.CommandComplete{CommandTag: []byte(st.Tag)})
+	case router.KindCommit, router.KindRollback:
+		verb := "COMMIT"
+		if st.Kind == router.KindRollback {
+			verb = "ROLLBACK"
+		}
+		if chained(ps.query) {
+			return s.extFail(pgError("25P01", "%s AND CHAIN can only be used in transaction blocks", verb))
+		}
+		// The queue is empty: what is sent now arrives in order.
+		if err := s.send(&pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
+			Code: "25P01", Message: "there is no transaction in progress"}); err != nil {
+			return err
+		}
+		failed, err := s.endImplicit(ctx, st.Kind == router.KindCommit)
+		if failed || err != nil {
+			s.ext.skip, s.ext.clientFailed = true, true
+			return err
+		}
+		s.pushLocal(&pgproto3.CommandComplete{CommandTag: []byte(verb)})
+	case router.KindSavepoint:
+		return s.extFail(pgError("25P01", "%s can only be used in transaction blocks", savepointVerb(st)))
+	case router.KindPrepareTransaction:
+		return s.extFail(errNotSupported("send PREPARE TRANSACTION in a transaction block of its own",
+			"PREPARE TRANSACTION in a pipeline that spans shards"))
+	case router.KindSet:
+		failed, err := s.onAllLegs(st, ps.query)
+		if err != nil {
+			return err
+		}
+		if failed {
+			s.ext.skip, s.ext.clientFailed = true, true
+		}
+	}
+	return nil
+}
+
+// savepointVerb names a savepoint statement as Postgres' errors do.
+func savepointVerb(st *router.Statement) string {
+	return map[byte]string{'S': "SAVEPOINT", 'R': "RELEASE SAVEPOINT", 'B': "ROLLBACK TO SAVEPOINT"}[st.Savepoint]
+}
+
 // implicitStatement runs, in a Query executed statement by statement
 // (handleQuery), before each statement: it opens an implicit block when no
 // transaction is open, and answers the statements that act on the block
@@ -76,8 +176,7 @@ func (s *session) implicitStatement(ctx context.Context, st *router.Statement, t
 		}
 		return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(verb)})
 	case router.KindSavepoint:
-		name := map[byte]string{'S': "SAVEPOINT", 'R': "RELEASE SAVEPOINT", 'B': "ROLLBACK TO SAVEPOINT"}[st.Savepoint]
-		return true, true, s.sendError(pgError("25P01", "%s can only be used in transaction blocks", name))
+		return true, true, s.sendError(pgError("25P01", "%s can only be used in transaction blocks", savepointVerb(st)))
 	case router.KindPrepareTransaction:
 		return true, true, s.sendError(errNotSupported("send PREPARE TRANSACTION in a transaction block of its own",
 			"PREPARE TRANSACTION in a multi-statement query that spans shards"))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -144,8 +145,10 @@ func TestImplicitBlock(t *testing.T) {
 			if n := orders() - ordersBefore; n != tc.orders {
 				t.Errorf("%d orders added, want %d", n, tc.orders)
 			}
+			f.checkNoOpenTransaction(t)
 		})
 	}
+	f.checkClean(t)
 	// The DDL Queries: y and x everywhere, z nowhere.
 	for sh := range f.Shards {
 		var cols string
@@ -173,5 +176,140 @@ func TestImplicitBlockWithoutTwoPhaseCommit(t *testing.T) {
 	}
 	if after := f.credits(t); !maps.Equal(after, before) {
 		t.Errorf("credits changed: %v, before %v", after, before)
+	}
+}
+
+// TestImplicitPipeline: a pipeline up to Sync is one transaction on
+// Postgres (pgx.Batch, JDBC's executeBatch); one that writes on several
+// shards commits on all of them at Sync, or on none.
+func TestImplicitPipeline(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	a, b := f.a, f.b
+	ctx := context.Background()
+	conn := f.Connect(t)
+	orders := func() int {
+		n := 0
+		for sh := range f.Shards {
+			var k int
+			if err := f.Direct(t, sh).QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&k); err != nil {
+				t.Fatal(err)
+			}
+			n += k
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		name    string
+		queue   func(*pgx.Batch)
+		results int    // results read before the error, if any
+		code    string // the error's SQLSTATE
+		credit  map[int64]int
+		orders  int
+	}{
+		{name: "both commit", queue: func(bt *pgx.Batch) {
+			bt.Queue("UPDATE customers SET credit = credit - 10 WHERE customer_id = $1", a)
+			bt.Queue("UPDATE customers SET credit = credit + 10 WHERE customer_id = $1", b)
+		}, results: 2, credit: map[int64]int{a: -10, b: 10}},
+		{name: "an error rolls both back", queue: func(bt *pgx.Batch) {
+			bt.Queue("UPDATE customers SET credit = credit - 10 WHERE customer_id = $1", a)
+			bt.Queue("INSERT INTO orders VALUES ($1, 10)", b)
+			bt.Queue("UPDATE customers SET credit = credit - 1000 WHERE customer_id = $1", b)
+		}, results: 2, code: "23514"},
+		{name: "reads see the pipeline's writes", queue: func(bt *pgx.Batch) {
+			bt.Queue("INSERT INTO orders VALUES ($1, 11)", a)
+			bt.Queue("INSERT INTO orders VALUES ($1, 11)", b)
+			bt.Queue("SELECT count(*) FROM orders WHERE u = 11")
+			bt.Queue("UPDATE customers SET credit = credit + 1 WHERE customer_id = $1", a)
+		}, results: 4, credit: map[int64]int{a: 1}, orders: 2},
+		{name: "a failed commit fails the pipeline", queue: func(bt *pgx.Batch) {
+			bt.Queue("INSERT INTO orders VALUES ($1, 12)", a)
+			bt.Queue("INSERT INTO orders VALUES ($1, 12)", b)
+			bt.Queue("INSERT INTO orders VALUES ($1, 12)", b)
+		}, results: 3, code: "23505"},
+		{name: "then a statement on every shard", queue: func(bt *pgx.Batch) {
+			bt.Queue("UPDATE customers SET credit = credit + 2 WHERE customer_id = $1", a)
+			bt.Queue("UPDATE customers SET credit = credit + 1")
+			bt.Queue("UPDATE customers SET credit = credit - 1000 WHERE customer_id = $1", a)
+		}, results: 2, code: "23514"},
+		{name: "a statement on every shard first", queue: func(bt *pgx.Batch) {
+			bt.Queue("UPDATE customers SET credit = credit + 1")
+			bt.Queue("INSERT INTO orders VALUES ($1, 13)", b)
+			bt.Queue("UPDATE customers SET credit = credit - 1000 WHERE customer_id = $1", a)
+		}, results: 2, code: "23514"},
+		{name: "a statement on every shard alone", queue: func(bt *pgx.Batch) {
+			bt.Queue("UPDATE customers SET credit = credit + 1 WHERE customer_id IN ($1, $2)", a, b)
+		}, results: 1, credit: map[int64]int{a: 1, b: 1}},
+		{name: "COMMIT inside", queue: func(bt *pgx.Batch) {
+			bt.Queue("UPDATE customers SET credit = credit + 4 WHERE customer_id = $1", a)
+			bt.Queue("UPDATE customers SET credit = credit + 4 WHERE customer_id = $1", b)
+			bt.Queue("COMMIT")
+			bt.Queue("UPDATE customers SET credit = credit - 1000 WHERE customer_id = $1", a)
+		}, results: 3, code: "23514", credit: map[int64]int{a: 4, b: 4}},
+		{name: "SAVEPOINT inside", queue: func(bt *pgx.Batch) {
+			bt.Queue("UPDATE customers SET credit = credit + 4 WHERE customer_id = $1", a)
+			bt.Queue("UPDATE customers SET credit = credit + 4 WHERE customer_id = $1", b)
+			bt.Queue("SAVEPOINT p")
+		}, results: 2, code: "25P01"},
+		{name: "BEGIN inside, then COMMIT", queue: func(bt *pgx.Batch) {
+			bt.Queue("UPDATE customers SET credit = credit + 5 WHERE customer_id = $1", a)
+			bt.Queue("UPDATE customers SET credit = credit + 5 WHERE customer_id = $1", b)
+			bt.Queue("BEGIN")
+			bt.Queue("UPDATE customers SET credit = credit + 5 WHERE customer_id = $1", a)
+			bt.Queue("COMMIT")
+		}, results: 5, credit: map[int64]int{a: 10, b: 5}},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			before, ordersBefore := f.credits(t), orders()
+			bt := &pgx.Batch{}
+			tc.queue(bt)
+			br := conn.SendBatch(ctx, bt)
+			n := 0
+			var err error
+			for range bt.Len() {
+				if _, err = br.Exec(); err != nil {
+					break
+				}
+				n++
+			}
+			if cerr := br.Close(); err == nil {
+				err = cerr
+			}
+			code := ""
+			if pgErr, ok := err.(*pgconn.PgError); ok {
+				code = pgErr.Code
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.code {
+				t.Errorf("error %v, want SQLSTATE %q", err, tc.code)
+			}
+			if tc.code != "" && n != tc.results || tc.code == "" && n != bt.Len() {
+				t.Errorf("%d results before the error, want %d", n, tc.results)
+			}
+			if s := conn.PgConn().TxStatus(); s != 'I' {
+				t.Errorf("transaction status %q after the batch, want 'I'", s)
+			}
+			want := maps.Clone(before)
+			for id, d := range tc.credit {
+				want[id] += d
+			}
+			if after := f.credits(t); !maps.Equal(after, want) {
+				t.Errorf("credits %v, want %v (before: %v)", after, want, before)
+			}
+			if n := orders() - ordersBefore; n != tc.orders {
+				t.Errorf("%d orders added, want %d", n, tc.orders)
+			}
+			f.checkNoOpenTransaction(t)
+		})
+	}
+	f.checkClean(t)
+}
+
+// checkNoOpenTransaction asserts that no backend on the shards is left
+// inside a transaction.
+func (f txnFixture) checkNoOpenTransaction(t *testing.T) {
+	t.Helper()
+	if n, per := f.count(t, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'"); n != 0 {
+		t.Errorf("backends left in a transaction: %v", per)
 	}
 }

@@ -179,7 +179,7 @@ func (s *session) run(ctx context.Context) {
 		case *pgproto3.Close:
 			err = s.handleClose(m)
 		case *pgproto3.Sync:
-			err = s.handleSync()
+			err = s.handleSync(ctx)
 		case *pgproto3.Flush:
 			err = s.handleFlush()
 		case *pgproto3.Terminate:

@@ -928,6 +928,9 @@ func (s *session) extTxStatement(ctx context.Context, ps *prepared) error {
 		s.ext.skip = true
 		return nil
 	}
+	if s.implicit {
+		return s.extImplicitStatement(ctx, ps)
+	}
 	if !s.multiLeg() {
 		return s.executeLocal(ps) // the transaction ended while syncing
 	}
@@ -966,7 +969,9 @@ func (s *session) extTxStatement(ctx context.Context, ps *prepared) error {
 func (s *session) txWide(k router.Kind) bool {
 	switch k {
 	case router.KindCommit, router.KindRollback, router.KindBegin, router.KindPrepareTransaction,
-		router.KindSavepoint, router.KindSet:
+		router.KindSavepoint:
+		return s.multiLeg() || s.implicit // implicit.go
+	case router.KindSet:
 		return s.multiLeg()
 	}
 	return false
