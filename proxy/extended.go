@@ -49,6 +49,9 @@ type portal struct {
 	// key never inserted): it changes nothing, and the proxy answers it
 	// (Describe from the default shard, which never runs it).
 	noOwner *multiBind
+	// aside: a statement that reads no table, bound in a transaction
+	// block no shard holds yet; it runs beside the transaction (aside.go).
+	aside *multiBind
 }
 
 // multiBind keeps what a Bind said for a statement that runs on several
@@ -312,13 +315,21 @@ func (s *session) extAttach(ctx context.Context, shard string, readOnly bool) (*
 	if err != nil {
 		return nil, err
 	}
-	if s.prelude > 0 {
+	s.queuePrelude()
+	s.ext.wrote = !readOnly
+	return c, nil
+}
+
+// queuePrelude queues the replies to the statements the proxy sent ahead
+// on the attached backend (session.prelude: settings, a deferred BEGIN, or
+// the abort of a transaction the simple protocol failed), to be read and
+// not shown before the replies to the client's extended-protocol messages.
+func (s *session) queuePrelude() {
+	if c := s.attached; c != nil && s.prelude > 0 {
 		r := s.pushRemote('Q', c)
 		r.swallow, r.count = true, s.prelude
 		s.prelude = 0
 	}
-	s.ext.wrote = !readOnly
-	return c, nil
 }
 
 func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
@@ -372,6 +383,11 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 	var shard string
 	switch {
 	case route.Kind == router.RouteAny:
+		if s.runsAside(ps.st) {
+			s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, aside: copyBind(m, route), kind: route.Kind}
+			s.pushLocal(replyBindComplete...)
+			return nil
+		}
 		shard = s.runtime().Config.DefaultShard
 		if s.attached != nil {
 			shard = s.attached.Shard
@@ -573,10 +589,16 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 }
 
 // describeMulti answers Describe for a multi-shard portal from its first
-// shard, on a borrowed connection: every shard has the same tables.
+// shard, on a borrowed connection: every shard has the same tables. An
+// aside portal is described likewise, by the default shard.
 func (s *session) describeMulti(ctx context.Context, p *portal) error {
-	mb := p.multi
-	return s.describeOn(ctx, mb.route.Shards[0], "", func(*pool.Conn) []pgproto3.FrontendMessage {
+	mb, shard := p.multi, ""
+	if mb != nil {
+		shard = mb.route.Shards[0]
+	} else {
+		mb, shard = p.aside, s.runtime().Config.DefaultShard // aside.go
+	}
+	return s.describeOn(ctx, shard, "", func(*pool.Conn) []pgproto3.FrontendMessage {
 		return []pgproto3.FrontendMessage{
 			&pgproto3.Parse{Query: p.stmt.query, ParameterOIDs: p.stmt.paramOIDs},
 			mb.bindMessage(),
@@ -618,7 +640,7 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 			s.pushLocal(hintRowDescription())
 		case p.local:
 			s.pushLocal(replyNoData...)
-		case p.multi != nil:
+		case p.multi != nil, p.aside != nil:
 			s.ext.describeLater = p // see deferDescribe
 			return nil
 		case p.conn != s.attached:
@@ -772,6 +794,14 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 	}
 	if p.multi != nil {
 		return s.executeMulti(ctx, p, m.MaxRows)
+	}
+	if p.aside != nil {
+		if m.MaxRows == 0 && s.runsAside(p.stmt.st) {
+			return s.executeAside(ctx, p)
+		}
+		if err := s.pinAside(ctx, p, m.Portal); err != nil || s.ext.skip {
+			return err
+		}
 	}
 	if p.conn != s.attached {
 		return s.extFail(pgError("34000", "portal %q does not exist", m.Portal))

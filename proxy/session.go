@@ -165,6 +165,11 @@ func (s *session) run(ctx context.Context) {
 				return
 			}
 		}
+		if s.prelude > 0 {
+			if _, simple := msg.(*pgproto3.Query); !simple {
+				s.queuePrelude() // left by the simple protocol (failTransaction)
+			}
+		}
 		switch m := msg.(type) {
 		case *pgproto3.Query:
 			err = s.handleQuery(ctx, m.String)

@@ -327,17 +327,24 @@ func (s *session) execRoute(ctx context.Context, st *router.Statement, text stri
 			// before the transaction starts on whichever shard it lands.
 			s.recordSet(st, nil)
 			return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(st.SetTag())})
-		case s.pendingBegin != "" && (!st.TxnScoped || st.LocalConfig):
-			// Reads that touch no table must not pin the transaction to the
-			// default shard before a keyed statement picks the real one,
-			// unless they act on the transaction itself (txid_current()),
-			// which must run in it. set_config(..., true) is answered here
-			// and replayed, like SET LOCAL, on every shard the transaction
+		case s.pendingBegin != "" && st.Aside:
+			// Reads that touch no table and change nothing must not pin
+			// the transaction to the default shard before a keyed
+			// statement picks the real one (aside.go); what may change
+			// something (DO, a user function, txid_current()) runs in the
+			// transaction. set_config(..., true) is answered here and
+			// replayed, like SET LOCAL, on every shard the transaction
 			// then touches.
 			mark := s.statStart()
 			failed, err := s.runEphemeral(ctx, cfg.DefaultShard, text)
 			s.statEnd(mark, cfg.DefaultShard, route.Kind, failed)
-			if !failed && err == nil {
+			switch {
+			case err != nil:
+			case failed:
+				// Its error fails the client's transaction, as any
+				// error inside a transaction block does on Postgres.
+				s.failTransaction()
+			default:
 				s.noteReplay(st, text)
 			}
 			return failed, err

@@ -183,6 +183,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	if len(st.uses) == 0 {
 		st.TxnScoped = pf.advisory || pf.localConfig || pf.xact
 		st.advisoryLock = pf.advisory
+		st.Aside = !pf.advisory && !pf.xact && runsAside(tree.Stmts[0].Stmt)
 	}
 	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && st.Kind == KindSelect && !st.Explain && st.err == nil && a.sharded > 0 {
 		// The planner rewrites the tree in place: nothing else holds it.

@@ -75,6 +75,12 @@ type Statement struct {
 	// acts on its transaction (pg_advisory_xact_lock, set_config(..., true),
 	// txid_current): inside BEGIN it must run in the transaction itself.
 	TxnScoped bool
+	// Aside: the statement reads no table and changes nothing (a SELECT
+	// or SHOW calling only built-ins that neither write nor act on the
+	// session or transaction; set_config(..., true) apart, see aside.go):
+	// inside BEGIN, before any shard holds the transaction, it may run
+	// beside it without pinning it to the default shard.
+	Aside bool
 	// NoTxBlock: DDL that cannot run in a transaction block (CREATE or
 	// DROP INDEX CONCURRENTLY, DETACH PARTITION CONCURRENTLY); other
 	// DDL sent to several shards runs in a transaction on each, committed

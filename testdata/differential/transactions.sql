@@ -156,6 +156,28 @@ INSERT INTO orders (order_id, customer_id, status) VALUES (5004, 12, 'ok'), (500
 SAVEPOINT too_late;
 END;
 
+-- Statements that read no table, first in a transaction, run beside it
+-- until a keyed statement picks its shard; an error in one fails the
+-- transaction all the same (it did not, in both protocols), and SHOW sees
+-- SET LOCAL.
+BEGIN;
+SELECT 1 + 1 AS two, current_setting('DateStyle');
+SELECT 1 / 0;
+SELECT 1;
+UPDATE customers SET credit = credit + 1 WHERE customer_id = 150 RETURNING credit;
+COMMIT;
+SELECT credit FROM customers WHERE customer_id = 150;
+
+BEGIN;
+SET LOCAL statement_timeout = '7s';
+SHOW statement_timeout;
+SELECT current_setting('statement_timeout'), 40 + 2 AS answer;
+UPDATE customers SET credit = credit + 1 WHERE customer_id = 150 RETURNING credit;
+SHOW statement_timeout;
+SELECT 'x' || 1 / 0;
+UPDATE customers SET credit = credit + 1 WHERE customer_id = 7;
+ROLLBACK;
+
 -- An error rolled back to a savepoint: the transaction goes on.
 BEGIN;
 UPDATE customers SET credit = 1 WHERE customer_id = 7;
