@@ -51,97 +51,24 @@ func (s *session) executeAside(ctx context.Context, p *portal) error {
 		return nil
 	}
 	shard := s.runtime().Config.DefaultShard
-	c, n, err := s.acquire(ctx, shard)
-	if err != nil {
-		return s.extFail(err)
-	}
-	wrapped := len(s.tx.replay) > 0
-	if wrapped {
-		c.Send(&pgproto3.Query{String: s.pendingBegin})
-		for _, q := range s.tx.replay {
-			c.Send(&pgproto3.Query{String: q})
-		}
-		n += 1 + len(s.tx.replay)
-	}
-	c.Send(&pgproto3.Parse{Query: p.stmt.query, ParameterOIDs: p.stmt.paramOIDs})
-	c.Send(p.aside.bindMessage())
-	if describe {
-		c.Send(&pgproto3.Describe{ObjectType: 'P'})
-	}
-	c.Send(&pgproto3.Execute{})
-	c.Send(&pgproto3.Sync{})
-	if wrapped {
-		c.Send(&pgproto3.Query{String: "ROLLBACK"})
-	}
 	mark := s.statStart()
-	status, failed, err := s.relayAside(c, n)
-	if wrapped && err == nil {
-		status, err = readResult(c)
-		if isPgErr(err) {
-			err = nil
+	failed, err := s.runEphemeral(ctx, shard, func(c *pool.Conn) {
+		c.Send(&pgproto3.Parse{Query: p.stmt.query, ParameterOIDs: p.stmt.paramOIDs})
+		c.Send(p.aside.bindMessage())
+		if describe {
+			c.Send(&pgproto3.Describe{ObjectType: 'P'})
 		}
-	}
+		c.Send(&pgproto3.Execute{})
+		c.Send(&pgproto3.Sync{})
+	})
 	s.statEnd(mark, shard, p.kind, failed)
-	s.setActive(c, false)
-	if err != nil || status != 'I' {
-		s.runtime().Pools.Get(shard).Discard(c)
-	} else {
-		s.runtime().Pools.Get(shard).Release(c)
-	}
-	switch {
-	case err == errClientGone:
-		return err
-	case err != nil:
-		return s.extFail(backendLost(shard, err))
-	case failed:
-		// The client has the shard's error; it fails the transaction,
-		// as any error in a transaction block does on Postgres.
+	if err == nil && failed {
+		// The client has the error; it fails the transaction, as any
+		// error in a transaction block does on Postgres.
 		s.ext.skip, s.ext.clientFailed = true, true
 		s.failTransaction()
 	}
-	return nil
-}
-
-// relayAside flushes c and relays its reply to an aside portal, after
-// the n replies the proxy's own statements get: everything but
-// ParseComplete and BindComplete (the client had its BindComplete at
-// Bind) and ReadyForQuery, whose status it returns.
-func (s *session) relayAside(c *pool.Conn, n int) (status byte, failed bool, err error) {
-	if err := c.Flush(); err != nil {
-		return 0, false, err
-	}
-	s.watch.start()
-	defer s.watch.stop()
-	if err := s.skipPrelude(c, n); err != nil {
-		return 0, false, err
-	}
-	for {
-		typ, raw, err := c.ReceiveRaw()
-		if err != nil {
-			return 0, failed, err
-		}
-		switch typ {
-		case '1', '2':
-			continue
-		case 'Z':
-			return raw[5], failed, nil
-		case 'E':
-			msg, err := c.Decode(raw)
-			if err != nil {
-				return 0, failed, err
-			}
-			failed = true
-			e := msg.(*pgproto3.ErrorResponse)
-			demoteFatal(e)
-			if err := s.send(e); err != nil {
-				return 0, failed, errClientGone
-			}
-			continue
-		}
-		if err := s.sendRaw(raw); err != nil {
-			return 0, failed, errClientGone
-		}
-	}
+	return err
 }
 
 // pinAside binds aside portal p, named name, on the transaction's shard

@@ -82,9 +82,10 @@ func pipelineWrite(st *router.Statement) bool {
 }
 
 // extImplicitStatement is implicitStatement's twin for a pipeline that
-// became one transaction across shards (extTxStatement): the pipeline so
-// far is synced and delivered.
-func (s *session) extImplicitStatement(ctx context.Context, ps *prepared) error {
+// became one transaction across shards (extTxStatement, after the
+// pipeline so far was synced and delivered). done reports that it
+// answered ps; SET is left to extTxStatement.
+func (s *session) extImplicitStatement(ctx context.Context, ps *prepared) (done bool, err error) {
 	st := ps.st
 	switch st.Kind {
 	case router.KindBegin:
@@ -96,34 +97,28 @@ func (s *session) extImplicitStatement(ctx context.Context, ps *prepared) error 
 			verb = "ROLLBACK"
 		}
 		if chained(ps.query) {
-			return s.extFail(pgError("25P01", "%s AND CHAIN can only be used in transaction blocks", verb))
+			return true, s.extFail(pgError("25P01", "%s AND CHAIN can only be used in transaction blocks", verb))
 		}
 		// The queue is empty: what is sent now arrives in order.
 		if err := s.send(&pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
 			Code: "25P01", Message: "there is no transaction in progress"}); err != nil {
-			return err
+			return true, err
 		}
 		failed, err := s.endImplicit(ctx, st.Kind == router.KindCommit)
 		if failed || err != nil {
 			s.ext.skip, s.ext.clientFailed = true, true
-			return err
+			return true, err
 		}
 		s.pushLocal(&pgproto3.CommandComplete{CommandTag: []byte(verb)})
 	case router.KindSavepoint:
-		return s.extFail(pgError("25P01", "%s can only be used in transaction blocks", savepointVerb(st)))
+		return true, s.extFail(pgError("25P01", "%s can only be used in transaction blocks", savepointVerb(st)))
 	case router.KindPrepareTransaction:
-		return s.extFail(errNotSupported("send PREPARE TRANSACTION in a transaction block of its own",
+		return true, s.extFail(errNotSupported("send PREPARE TRANSACTION in a transaction block of its own",
 			"PREPARE TRANSACTION in a pipeline that spans shards"))
-	case router.KindSet:
-		failed, err := s.onAllLegs(st, ps.query)
-		if err != nil {
-			return err
-		}
-		if failed {
-			s.ext.skip, s.ext.clientFailed = true, true
-		}
+	default:
+		return false, nil
 	}
-	return nil
+	return true, nil
 }
 
 // savepointVerb names a savepoint statement as Postgres' errors do.

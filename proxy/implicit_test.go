@@ -68,17 +68,7 @@ func TestImplicitBlock(t *testing.T) {
 	f := startTxnFixture(t, twoPCBody)
 	a, b := f.a, f.b
 	ctx := context.Background()
-	orders := func() int {
-		n := 0
-		for sh := range f.Shards {
-			var k int
-			if err := f.Direct(t, sh).QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&k); err != nil {
-				t.Fatal(err)
-			}
-			n += k
-		}
-		return n
-	}
+	orders := func() int { n, _ := f.count(t, "SELECT count(*) FROM orders"); return int(n) }
 	for _, tc := range []struct {
 		name, sql string
 		tags      []string
@@ -135,17 +125,7 @@ func TestImplicitBlock(t *testing.T) {
 			if got.txStatus != tc.txStatus {
 				t.Errorf("transaction status %q, want %q", got.txStatus, tc.txStatus)
 			}
-			want := maps.Clone(before)
-			for id, d := range tc.credit {
-				want[id] += d
-			}
-			if after := f.credits(t); !maps.Equal(after, want) {
-				t.Errorf("credits %v, want %v (before: %v)", after, want, before)
-			}
-			if n := orders() - ordersBefore; n != tc.orders {
-				t.Errorf("%d orders added, want %d", n, tc.orders)
-			}
-			f.checkNoOpenTransaction(t)
+			f.checkAfter(t, before, tc.credit, orders()-ordersBefore, tc.orders)
 		})
 	}
 	f.checkClean(t)
@@ -187,17 +167,7 @@ func TestImplicitPipeline(t *testing.T) {
 	a, b := f.a, f.b
 	ctx := context.Background()
 	conn := f.Connect(t)
-	orders := func() int {
-		n := 0
-		for sh := range f.Shards {
-			var k int
-			if err := f.Direct(t, sh).QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&k); err != nil {
-				t.Fatal(err)
-			}
-			n += k
-		}
-		return n
-	}
+	orders := func() int { n, _ := f.count(t, "SELECT count(*) FROM orders"); return int(n) }
 	for _, tc := range []struct {
 		name    string
 		queue   func(*pgx.Batch)
@@ -289,26 +259,28 @@ func TestImplicitPipeline(t *testing.T) {
 			if s := conn.PgConn().TxStatus(); s != 'I' {
 				t.Errorf("transaction status %q after the batch, want 'I'", s)
 			}
-			want := maps.Clone(before)
-			for id, d := range tc.credit {
-				want[id] += d
-			}
-			if after := f.credits(t); !maps.Equal(after, want) {
-				t.Errorf("credits %v, want %v (before: %v)", after, want, before)
-			}
-			if n := orders() - ordersBefore; n != tc.orders {
-				t.Errorf("%d orders added, want %d", n, tc.orders)
-			}
-			f.checkNoOpenTransaction(t)
+			f.checkAfter(t, before, tc.credit, orders()-ordersBefore, tc.orders)
 		})
 	}
 	f.checkClean(t)
 }
 
-// checkNoOpenTransaction asserts that no backend on the shards is left
-// inside a transaction.
-func (f txnFixture) checkNoOpenTransaction(t *testing.T) {
+// checkAfter asserts what a Query or pipeline left: each customer's credit
+// changed by credit from before (none if absent), added orders rows where
+// wantOrders were expected, and no backend on the shards is left inside a
+// transaction.
+func (f txnFixture) checkAfter(t *testing.T, before, credit map[int64]int, added, wantOrders int) {
 	t.Helper()
+	want := maps.Clone(before)
+	for id, d := range credit {
+		want[id] += d
+	}
+	if after := f.credits(t); !maps.Equal(after, want) {
+		t.Errorf("credits %v, want %v (before: %v)", after, want, before)
+	}
+	if added != wantOrders {
+		t.Errorf("%d orders added, want %d", added, wantOrders)
+	}
 	if n, per := f.count(t, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'"); n != 0 {
 		t.Errorf("backends left in a transaction: %v", per)
 	}

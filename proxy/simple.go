@@ -336,7 +336,7 @@ func (s *session) execRoute(ctx context.Context, st *router.Statement, text stri
 			// replayed, like SET LOCAL, on every shard the transaction
 			// then touches.
 			mark := s.statStart()
-			failed, err := s.runEphemeral(ctx, cfg.DefaultShard, text)
+			failed, err := s.runEphemeral(ctx, cfg.DefaultShard, func(c *pool.Conn) { s.sendQuery(c, text) })
 			s.statEnd(mark, cfg.DefaultShard, route.Kind, failed)
 			switch {
 			case err != nil:
@@ -421,10 +421,12 @@ func (s *session) sendLost(shard string, err error) error {
 }
 
 // runEphemeral runs a table-less read on a backend outside the
-// transaction. When the transaction has SET LOCAL or SAVEPOINT statements
-// to replay, it runs in a copy of the transaction that is rolled back, so
-// that SHOW sees what SET LOCAL set, as on Postgres.
-func (s *session) runEphemeral(ctx context.Context, shard, text string) (bool, error) {
+// transaction (router.Statement.Aside), and relays its reply: send writes
+// it, as a Query or, for an aside portal (aside.go), as
+// Parse/Bind/Execute/Sync. When the transaction has SET LOCAL or SAVEPOINT
+// statements to replay, it runs in a copy of the transaction that is
+// rolled back, so that SHOW sees what SET LOCAL set, as on Postgres.
+func (s *session) runEphemeral(ctx context.Context, shard string, send func(c *pool.Conn)) (bool, error) {
 	c, n, err := s.acquire(ctx, shard)
 	if err != nil {
 		return true, s.send(errorResponse(s.log, err))
@@ -437,7 +439,7 @@ func (s *session) runEphemeral(ctx context.Context, shard, text string) (bool, e
 		}
 		n += 1 + len(s.tx.replay)
 	}
-	c.Send(&pgproto3.Query{String: text})
+	send(c)
 	if wrapped {
 		c.Send(&pgproto3.Query{String: "ROLLBACK"})
 	}
@@ -741,6 +743,11 @@ func (s *session) relay(c *pool.Conn, prelude int, m *merger) (status byte, fail
 			return 0, failed, err
 		}
 		if m == nil && forwardAsIs(raw[0]) {
+			if raw[0] == '1' || raw[0] == '2' {
+				// ParseComplete, BindComplete: of a statement the proxy
+				// runs for a Bind it has answered (executeAside).
+				continue
+			}
 			if err := s.sendRaw(raw); err != nil {
 				return 0, failed, errClientGone
 			}

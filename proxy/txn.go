@@ -929,7 +929,9 @@ func (s *session) extTxStatement(ctx context.Context, ps *prepared) error {
 		return nil
 	}
 	if s.implicit {
-		return s.extImplicitStatement(ctx, ps)
+		if done, err := s.extImplicitStatement(ctx, ps); done {
+			return err
+		}
 	}
 	if !s.multiLeg() {
 		return s.executeLocal(ps) // the transaction ended while syncing
