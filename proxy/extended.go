@@ -453,12 +453,8 @@ func (s *session) bindMulti(m *pgproto3.Bind, ps *prepared, route router.Route) 
 		case s.runtime().Config.TwoPhaseCommit:
 			err = s.extImplicit()
 		}
-		if err != nil {
-			return s.extFail(err)
-		}
-		if s.ext.clientFailed {
-			s.ext.skip = true
-			return nil
+		if err != nil || s.ext.clientFailed {
+			return s.extFail(cmp(err, errTxAborted())) // shown only if the client has no error yet
 		}
 	}
 	if err := s.checkMulti(ps.st, route); err != nil {

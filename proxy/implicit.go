@@ -43,7 +43,8 @@ import (
 // the pipeline, makes the work before it part of the block (xact.c,
 // BeginTransactionBlock in TBLOCK_STARTED), and a Sync then leaves the
 // block open. If a statement of the pipeline already failed, there is
-// nothing to join: the client has its error, and s.ext.clientFailed says so.
+// nothing to join: the client has its error, and the error returned only
+// makes the rest of the pipeline skipped.
 func (s *session) extImplicit() error {
 	c := s.attached
 	c.Send(&pgproto3.Parse{Query: "BEGIN"})
@@ -54,15 +55,14 @@ func (s *session) extImplicit() error {
 	}
 	s.txStatus, s.implicit = 'T', true
 	if err := s.extSyncAttached(); err != nil {
-		s.implicit = false
-		return err
+		return err // the client is gone
+	}
+	if s.txStatus == 'I' {
+		s.implicit = false // a statement before BEGIN failed: Sync rolled it back
 	}
 	if s.txStatus != 'T' || s.ext.clientFailed {
-		s.implicit = false
-		if s.txStatus != 'I' {
-			return errTxAborted() // the pipeline failed; Sync rolls it back
-		}
-		return nil
+		// Skip to the client's Sync, which ends what is left (handleSync).
+		return errTxAborted()
 	}
 	s.tx.begin = "BEGIN" // for the shards that join
 	return nil

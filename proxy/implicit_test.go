@@ -201,6 +201,11 @@ func TestImplicitPipeline(t *testing.T) {
 			bt.Queue("UPDATE customers SET credit = credit + 1")
 			bt.Queue("UPDATE customers SET credit = credit - 1000 WHERE customer_id = $1", a)
 		}, results: 2, code: "23514"},
+		{name: "an error before the second shard", queue: func(bt *pgx.Batch) {
+			bt.Queue("UPDATE customers SET credit = credit - 1000 WHERE customer_id = $1", a)
+			bt.Queue("UPDATE customers SET credit = credit + 1 WHERE customer_id = $1", b)
+			bt.Queue("UPDATE customers SET credit = credit + 1")
+		}, results: 0, code: "23514"},
 		{name: "a statement on every shard first", queue: func(bt *pgx.Batch) {
 			bt.Queue("UPDATE customers SET credit = credit + 1")
 			bt.Queue("INSERT INTO orders VALUES ($1, 13)", b)
