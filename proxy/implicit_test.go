@@ -290,3 +290,31 @@ func (f txnFixture) checkAfter(t *testing.T, before, credit map[int64]int, added
 		t.Errorf("backends left in a transaction: %v", per)
 	}
 }
+
+// TestPipelineRowLocks: a row lock taken in a pipeline lasts to the end
+// of the pipeline's transaction on Postgres, so a pipeline moving on to
+// another shard after SELECT ... FOR UPDATE is one transaction across
+// shards, as after a write; without two-phase commit it is refused rather
+// than letting the lock go.
+func TestPipelineRowLocks(t *testing.T) {
+	for _, body := range []string{defaultBody, twoPCBody} {
+		f := startTxnFixture(t, body)
+		ctx := context.Background()
+		conn := f.Connect(t)
+		before := f.credits(t)
+		bt := &pgx.Batch{}
+		bt.Queue("SELECT credit FROM customers WHERE customer_id = $1 FOR UPDATE", f.a)
+		bt.Queue("UPDATE customers SET credit = credit + 1 WHERE customer_id = $1", f.b)
+		err := conn.SendBatch(ctx, bt).Close()
+		want := map[int64]int{f.b: 1}
+		if body == defaultBody {
+			if sqlState(err) != "0A000" {
+				t.Errorf("without two-phase commit: %v, want 0A000", err)
+			}
+			want = nil
+		} else if err != nil {
+			t.Errorf("with two-phase commit: %v", err)
+		}
+		f.checkAfter(t, before, want, 0, 0)
+	}
+}

@@ -81,6 +81,11 @@ type Statement struct {
 	// inside BEGIN, before any shard holds the transaction, it may run
 	// beside it without pinning it to the default shard.
 	Aside bool
+	// RowLocks: a SELECT ... FOR UPDATE/SHARE (also in a subquery). Its
+	// locks last to the end of the transaction, which a pipeline moving
+	// on to another shard must therefore not end (the proxy's
+	// extAttach counts it as a write).
+	RowLocks bool
 	// NoTxBlock: DDL that cannot run in a transaction block (CREATE or
 	// DROP INDEX CONCURRENTLY, DETACH PARTITION CONCURRENTLY); other
 	// DDL sent to several shards runs in a transaction on each, committed
