@@ -725,14 +725,13 @@ func pipelineScenarios() []pipeScenario {
 			setName("c12", 7),
 			setName("c12", 150),
 			names("7, 150"))),
-		// When the BEGIN runs on the one shard the pipeline wrote on so far
-		// and a later statement needs another shard (or all of them), the
-		// proxy (extImplicit) takes the block for the implicit one: it
-		// warns 25P01 at the COMMIT, commits at Sync a block that Postgres
-		// leaves open (status T), and rolls back at Sync a failed block that
-		// Postgres leaves failed (status E). Found by this suite; the
-		// BEGIN-after-two-shards scenarios (extImplicitStatement) pass where
-		// 7 and 150, or 7 and 390, lie on different shards.
+		// BEGIN on the one shard the pipeline wrote on so far, then a
+		// statement for another shard (or all of them): the block is the
+		// client's, not the implicit one (s.ext.begun). This suite found
+		// the proxy taking it for the implicit one: a WARNING 25P01 at the
+		// COMMIT, a commit at Sync of a block Postgres leaves open (status
+		// T), a rollback at Sync of a failed block Postgres leaves failed
+		// (status E).
 		sc("BEGIN in the middle, COMMIT at the end", batch(
 			setName("c3", 7),
 			s("BEGIN"),

@@ -85,6 +85,10 @@ type extended struct {
 	skip    bool // an error happened: ignore messages until Sync
 	sent    bool // messages were sent to the attached backend since the last Sync
 	wrote   bool // this batch ran something other than a read on the attached backend
+	// begun is the client's BEGIN, executed on the attached backend in
+	// this batch outside a transaction block the proxy knew of: the
+	// batch's work is then the client's own transaction block (implicit.go).
+	begun string
 
 	clientFailed  bool // the client was sent an error in this batch
 	backendFailed bool // the backend reported an error and skips to Sync
@@ -285,7 +289,10 @@ func (s *session) extAttach(ctx context.Context, shard string, readOnly bool) (*
 			}
 			return s.attach(ctx, shard)
 		}
-		if s.ext.wrote {
+		if s.ext.wrote || s.ext.begun != "" {
+			if !s.runtime().Config.TwoPhaseCommit && s.ext.begun != "" {
+				return nil, errCrossShard(c.Shard, shard)
+			}
 			if !s.runtime().Config.TwoPhaseCommit {
 				return nil, errNotSupported("set two_phase_commit: true in the shardproxy config to run it as one transaction across shards; or send Sync between statements for different shards",
 					"a pipeline that writes on shard %s cannot continue on shard %s: it would not be one transaction", c.Shard, shard)
@@ -446,7 +453,7 @@ func (s *session) bindMulti(m *pgproto3.Bind, ps *prepared, route router.Route) 
 		// one transaction across shards (implicit.go).
 		var err error
 		switch {
-		case !s.ext.wrote:
+		case !s.ext.wrote && s.ext.begun == "":
 			if err = s.extSyncAttached(); err == nil && s.attached != nil {
 				err = errCrossShard(s.attached.Shard, strings.Join(route.Shards, ", "))
 			}
@@ -824,7 +831,12 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 		r.onOK = func() { s.noteReplay(st, q) }
 	case router.KindDDL:
 		r.onOK = s.schemaChanged
+	case router.KindBegin:
+		if s.txStatus == 'I' {
+			s.ext.begun = p.stmt.query // known before its reply is read (extImplicit)
+		}
 	case router.KindCommit, router.KindRollback:
+		s.ext.begun = ""
 		// The transaction's SETs stay or go now: the Sync that follows
 		// may end an implicit transaction of its own. COMMIT of a failed
 		// transaction rolls back. (An error earlier in this batch would
@@ -938,6 +950,7 @@ func (s *session) handleSync(ctx context.Context) error {
 
 func (s *session) resetBatch() {
 	s.ext.sent, s.ext.wrote, s.ext.clientFailed, s.ext.backendFailed = false, false, false, false
+	s.ext.begun = ""
 	if s.txStatus == 'I' {
 		// Portals do not outlive their transaction.
 		clear(s.ext.portals)

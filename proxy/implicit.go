@@ -45,15 +45,23 @@ import (
 // block open. If a statement of the pipeline already failed, there is
 // nothing to join: the client has its error, and the error returned only
 // makes the rest of the pipeline skipped.
+//
+// When the client's own BEGIN ran in the pipeline (s.ext.begun), the block
+// is already there, and the client's: it is not implicit, and the Sync
+// only brings its status.
 func (s *session) extImplicit() error {
 	c := s.attached
-	c.Send(&pgproto3.Parse{Query: "BEGIN"})
-	c.Send(&pgproto3.Bind{})
-	c.Send(&pgproto3.Execute{})
-	for _, k := range []byte{'P', 'B', 'E'} {
-		s.pushRemote(k, c).swallow = true
+	begin := s.ext.begun
+	if begin == "" {
+		begin = "BEGIN"
+		c.Send(&pgproto3.Parse{Query: begin})
+		c.Send(&pgproto3.Bind{})
+		c.Send(&pgproto3.Execute{})
+		for _, k := range []byte{'P', 'B', 'E'} {
+			s.pushRemote(k, c).swallow = true
+		}
 	}
-	s.txStatus, s.implicit = 'T', true
+	s.txStatus, s.implicit = 'T', s.ext.begun == ""
 	if err := s.extSyncAttached(); err != nil {
 		return err // the client is gone
 	}
@@ -64,7 +72,7 @@ func (s *session) extImplicit() error {
 		// Skip to the client's Sync, which ends what is left (handleSync).
 		return errTxAborted()
 	}
-	s.tx.begin = "BEGIN" // for the shards that join
+	s.tx.begin = begin // for the shards that join
 	return nil
 }
 
