@@ -318,3 +318,68 @@ func TestPipelineRowLocks(t *testing.T) {
 		f.checkAfter(t, before, want, 0, 0)
 	}
 }
+
+// TestImplicitShardDown: a Query or a pipeline that writes on a shard and
+// then needs one that is down fails whole (class 08 or 57P01), nothing
+// of it stays on the live shard, and the connection goes on.
+func TestImplicitShardDown(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	ctx := context.Background()
+	conn := f.Connect(t)
+	if err := f.Shards["s1"].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	t.Cleanup(func() {
+		// The servers are shared with the package's other tests.
+		if !restarted {
+			if err := f.Shards["s1"].Restart(context.Background()); err != nil {
+				t.Errorf("restarting s1: %v", err)
+			}
+		}
+	})
+	credit := func() int {
+		var n int
+		if err := f.Direct(t, "s0").QueryRow(ctx, "SELECT credit FROM customers WHERE customer_id = $1", f.a).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := credit()
+	upd := "UPDATE customers SET credit = credit + 1 WHERE customer_id = "
+	for name, run := range map[string]func(context.Context) error{
+		"query": func(ctx context.Context) error {
+			_, err := conn.Exec(ctx, fmt.Sprintf("%s%d; %s%d", upd, f.a, upd, f.b), pgx.QueryExecModeSimpleProtocol)
+			return err
+		},
+		"pipeline": func(ctx context.Context) error {
+			bt := &pgx.Batch{}
+			bt.Queue(upd+"$1", f.a)
+			bt.Queue(upd+"$1", f.b)
+			return conn.SendBatch(ctx, bt).Close()
+		},
+	} {
+		// Bound the wait: a hang is a failure too.
+		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err := run(rctx)
+		cancel()
+		if !shardDownCode(err) {
+			t.Errorf("%s: %v, want class 08 or 57P01/57P03", name, err)
+		}
+		if got := credit(); got != before {
+			t.Errorf("%s: credit on s0 %d, want %d: the part on the live shard stayed", name, got, before)
+		}
+		if s := conn.PgConn().TxStatus(); s != 'I' {
+			t.Errorf("%s: transaction status %q, want 'I'", name, s)
+		}
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT credit FROM customers WHERE customer_id = $1", f.a).Scan(&n); err != nil || n != before {
+			t.Errorf("%s: reading s0 afterwards: %d, %v", name, n, err)
+		}
+	}
+	restarted = true
+	if err := f.Shards["s1"].Restart(ctx); err != nil {
+		t.Fatalf("restarting s1: %v", err)
+	}
+	f.checkClean(t)
+}
