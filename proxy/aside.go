@@ -79,7 +79,7 @@ func (s *session) pinAside(ctx context.Context, p *portal, name string) error {
 	if s.attached != nil {
 		shard = s.attached.Shard
 	}
-	readOnly := p.stmt.st.Kind == router.KindSelect && !p.stmt.st.RowLocks || p.stmt.st.Kind == router.KindShow
+	readOnly := p.stmt.st.Kind == router.KindSelect && !p.stmt.st.MayWrite || p.stmt.st.Kind == router.KindShow
 	c, err := s.extAttach(ctx, shard, readOnly)
 	if err != nil {
 		return s.extFail(err)

@@ -420,7 +420,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 	default:
 		shard = route.Shards[0]
 	}
-	readOnly := ps.st.Kind == router.KindSelect && !ps.st.RowLocks || ps.st.Kind == router.KindShow // locks last to the end of the transaction
+	readOnly := ps.st.Kind == router.KindSelect && !ps.st.MayWrite || ps.st.Kind == router.KindShow // see router.Statement.MayWrite
 	s.stmtTouches = ps.st.TouchesTables()
 	c, err := s.extAttach(ctx, shard, readOnly)
 	if err != nil {

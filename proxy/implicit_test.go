@@ -383,3 +383,52 @@ func TestImplicitShardDown(t *testing.T) {
 	}
 	f.checkClean(t)
 }
+
+// TestSelectThatWrites: a SELECT calling a function that writes belongs
+// to its transaction as a write does: a multi-statement Query or a
+// pipeline that fails on another shard afterwards leaves nothing of it.
+func TestSelectThatWrites(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	ctx := context.Background()
+	conn := f.Connect(t)
+	for _, q := range []string{
+		"CREATE TABLE visits (customer_id bigint)", // unmapped: on the default shard, s0
+		"SET check_function_bodies = off",
+		"CREATE FUNCTION log_visit(c bigint) RETURNS int LANGUAGE sql AS 'INSERT INTO visits VALUES (c) RETURNING 1'",
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	visits := func() int {
+		var n int
+		if err := f.Direct(t, "s0").QueryRow(ctx, "SELECT count(*) FROM visits").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for name, run := range map[string]func() error{
+		"query": func() error {
+			_, err := conn.Exec(ctx, fmt.Sprintf("SELECT log_visit(1); SELECT credit / 0 FROM customers WHERE customer_id = %d", f.b),
+				pgx.QueryExecModeSimpleProtocol)
+			return err
+		},
+		"pipeline": func() error {
+			bt := &pgx.Batch{}
+			bt.Queue("SELECT log_visit($1)", 1)
+			bt.Queue("SELECT credit / 0 FROM customers WHERE customer_id = $1", f.b)
+			return conn.SendBatch(ctx, bt).Close()
+		},
+	} {
+		if err := run(); sqlState(err) != "22012" {
+			t.Errorf("%s: %v, want 22012", name, err)
+		}
+		if n := visits(); n != 0 {
+			t.Errorf("%s: %d visits stayed after the failed %s", name, n, name)
+		}
+		if s := conn.PgConn().TxStatus(); s != 'I' {
+			t.Errorf("%s: transaction status %q, want 'I'", name, s)
+		}
+	}
+	f.checkClean(t)
+}

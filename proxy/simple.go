@@ -146,7 +146,12 @@ func (s *session) commonShard(ctx context.Context, parts []router.QueryPart) (st
 		}
 		switch r.Kind {
 		case router.RouteAny:
-			continue
+			if !p.Stmt.MayWrite {
+				continue
+			}
+			// What it does lands where it runs: the default shard, as
+			// on its own (execRoute).
+			r.Shards = []string{s.runtime().Config.DefaultShard}
 		case router.RouteSingle, router.RouteDefault, router.RouteHint:
 		default:
 			if len(r.Shards) != 1 {
@@ -167,12 +172,17 @@ func (s *session) commonShard(ctx context.Context, parts []router.QueryPart) (st
 
 // writes reports whether a multi-statement Query that is split across
 // shards must keep the promise of one implicit transaction (implicit.go):
-// it holds a statement other than a read. Reads alone run one by one, each
-// with its own snapshot as under READ COMMITTED.
+// it holds a statement other than a read (a SELECT that may write counts:
+// router.Statement.MayWrite). Reads alone run one by one, each with its
+// own snapshot as under READ COMMITTED.
 func writes(parts []router.QueryPart) bool {
 	for _, p := range parts {
 		switch p.Stmt.Kind {
-		case router.KindSelect, router.KindEmpty, router.KindShow, router.KindShardHintSet, router.KindShardHintReset:
+		case router.KindSelect:
+			if !p.Stmt.MayWrite {
+				continue
+			}
+		case router.KindEmpty, router.KindShow, router.KindShardHintSet, router.KindShardHintReset:
 			continue
 		}
 		return true

@@ -185,7 +185,9 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 		st.advisoryLock = pf.advisory
 		st.Aside = !pf.advisory && !pf.xact && runsAside(tree.Stmts[0].Stmt)
 	}
-	st.RowLocks = rowLocks(tree.Stmts[0].Stmt)
+	if st.Kind == KindSelect {
+		st.MayWrite = mayWrite(tree.Stmts[0].Stmt, st.facts.writingFuncs())
+	}
 	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && st.Kind == KindSelect && !st.Explain && st.err == nil && a.sharded > 0 {
 		// The planner rewrites the tree in place: nothing else holds it.
 		st.plan, st.planErr = buildPlan(st, sel, tree.Version)

@@ -103,16 +103,3 @@ func runsAside(n *pg.Node) bool {
 	})
 	return ok
 }
-
-// rowLocks reports a SELECT ... FOR UPDATE/SHARE anywhere in n
-// (Statement.RowLocks).
-func rowLocks(n *pg.Node) bool {
-	found := false
-	walk(n, func(c *pg.Node) bool {
-		if sel := c.GetSelectStmt(); sel != nil && len(sel.LockingClause) > 0 {
-			found = true
-		}
-		return !found
-	})
-	return found
-}

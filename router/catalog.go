@@ -66,6 +66,9 @@ type catalog struct {
 	// make the table's copies differ.
 	divergent map[string]string
 	defaults  map[string][]divergentDefault
+	// writing are functions whose bodies may write (writes.go), by name,
+	// each with why.
+	writing map[string]string
 }
 
 // viewDef is a view's query as a shard prints it (pg_get_viewdef), or
@@ -122,6 +125,13 @@ func (c *catalog) viewTables() map[string]string {
 		return nil
 	}
 	return c.views
+}
+
+func (c *catalog) writingFuncs() map[string]string {
+	if c == nil {
+		return nil
+	}
+	return c.writing
 }
 
 func (c *catalog) divergentFuncs() map[string]string {
@@ -509,6 +519,7 @@ func (r *Router) publish() {
 	functions := r.learnedFunctions()
 	next.funcs = r.shardedFunctions(functions, next)
 	next.divergent = divergentFunctions(functions)
+	next.writing = writingFunctions(functions)
 	next.defaults = r.divergentDefaults(r.learnedDefaults(), next)
 	next.triggers = r.triggerRisks(r.learnedTriggers(), functions, next)
 	if cur := cmp.Or(r.facts.Load(), &catalog{}); cur.same(next) {
@@ -527,7 +538,8 @@ func (c *catalog) same(o *catalog) bool {
 		maps.Equal(c.refViews, o.refViews) &&
 		maps.EqualFunc(c.defs, o.defs, viewDef.equal) && maps.Equal(c.childOf, o.childOf) &&
 		maps.Equal(c.funcs, o.funcs) && maps.EqualFunc(c.triggers, o.triggers, slices.Equal) &&
-		maps.Equal(c.divergent, o.divergent) && maps.EqualFunc(c.defaults, o.defaults, slices.Equal)
+		maps.Equal(c.divergent, o.divergent) && maps.EqualFunc(c.defaults, o.defaults, slices.Equal) &&
+		maps.Equal(c.writing, o.writing)
 }
 
 // learnedFunctions are the bodies of every function the shards reported

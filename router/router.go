@@ -81,11 +81,14 @@ type Statement struct {
 	// inside BEGIN, before any shard holds the transaction, it may run
 	// beside it without pinning it to the default shard.
 	Aside bool
-	// RowLocks: a SELECT ... FOR UPDATE/SHARE (also in a subquery). Its
-	// locks last to the end of the transaction, which a pipeline moving
-	// on to another shard must therefore not end (the proxy's
-	// extAttach counts it as a write).
-	RowLocks bool
+	// MayWrite: a SELECT that acts beyond its result (writes.go): it
+	// locks rows (FOR UPDATE), creates a table (INTO), takes an advisory
+	// lock, or calls a function that writes (a user function whose body
+	// writes or calls one, a C function declared volatile, nextval() and
+	// the like). What it does belongs to its transaction, as a write's
+	// does: a pipeline or a multi-statement Query must not end that
+	// transaction on its shard to move on to another.
+	MayWrite bool
 	// NoTxBlock: DDL that cannot run in a transaction block (CREATE or
 	// DROP INDEX CONCURRENTLY, DETACH PARTITION CONCURRENTLY); other
 	// DDL sent to several shards runs in a transaction on each, committed
