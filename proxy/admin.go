@@ -376,7 +376,7 @@ var adminHelp = [][2]string{
 	{"SHOW CONFIG", "the resolved configuration (passwords masked)"},
 	{"SHOW TABLES", "sharded and reference tables: key, strategy, shards"},
 	{"SHOW ROUTE <sql>", "where each statement of <sql> goes and why (literal values)"},
-	{"SHOW TRANSACTIONS", "open client transactions (two-phase commit is not built yet: no in-doubt ones exist)"},
+	{"SHOW TRANSACTIONS", "open client transactions, with the shards they span, and two-phase commits whose decision is logged but not yet applied on every shard"},
 	{"RELOAD", "reload the configuration file; errors name file:line"},
 	{"PAUSE [shard]", "wait for running transactions to end, hold new ones until RESUME"},
 	{"RESUME [shard]", "let held transactions go on"},
