@@ -187,6 +187,24 @@ func (s *session) implicitStatement(ctx context.Context, st *router.Statement, t
 	return false, false, nil
 }
 
+// endQueryBlock runs after a Query's last statement (or the one that
+// failed): it ends the implicit block the Query left open, and delivers
+// the last statement's tag, held until the commit succeeded (holdTag).
+func (s *session) endQueryBlock(ctx context.Context, failed bool) error {
+	hold := s.holdTag
+	s.holdTag = false
+	defer func() { s.heldTag = s.heldTag[:0] }()
+	if s.implicit {
+		if commitFailed, err := s.endImplicit(ctx, !failed); err != nil || commitFailed {
+			return err // the commit's error replaces the tag
+		}
+	}
+	if hold && len(s.heldTag) > 0 {
+		return s.send(&pgproto3.CommandComplete{CommandTag: s.heldTag})
+	}
+	return nil
+}
+
 // endImplicit ends the open implicit block: it commits (commit, and no
 // statement failed) or rolls back, and tells the client nothing but a
 // failed commit's error (failed). Afterwards no transaction is open.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // multiResult is what a client sees of a multi-statement Query: each
@@ -431,4 +432,52 @@ func TestSelectThatWrites(t *testing.T) {
 		}
 	}
 	f.checkClean(t)
+}
+
+// TestImplicitHeldTagNotReused: the tag held for a commit that failed is
+// not delivered later, after another Query's error (read on the wire:
+// clients drop messages after an error).
+func TestImplicitHeldTagNotReused(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgconn.Connect(ctx, f.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	failedCommit := fmt.Sprintf("INSERT INTO orders VALUES (%[1]d, 31); INSERT INTO orders VALUES (%[2]d, 31); INSERT INTO orders VALUES (%[2]d, 31)", f.a, f.b)
+	if _, err := c.Exec(ctx, failedCommit).ReadAll(); sqlState(err) != "23505" {
+		t.Fatalf("deferred duplicate: %v, want 23505", err)
+	}
+	hj, err := c.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hj.Conn.Close()
+	fe := hj.Frontend
+	fe.Send(&pgproto3.Query{String: fmt.Sprintf("UPDATE customers SET credit = credit WHERE customer_id = %d; UPDATE customers SET credit = credit WHERE customer_id = %d; SELECT 1/0", f.a, f.b)})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	hj.Conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var seen []string
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("after %q: %v", seen, err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CommandComplete:
+			seen = append(seen, string(m.CommandTag))
+		case *pgproto3.ErrorResponse:
+			seen = append(seen, "error "+m.Code)
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	if want := []string{"UPDATE 1", "UPDATE 1", "error 22012"}; !slices.Equal(seen, want) {
+		t.Errorf("replies %q, want %q", seen, want)
+	}
 }

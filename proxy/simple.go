@@ -77,7 +77,7 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 			// Postgres commits an implicit block before it reports
 			// its last statement complete: a failed commit replaces
 			// the tag with its error.
-			s.holdTag = s.implicit && i == len(parts)-1
+			s.holdTag, s.heldTag = s.implicit && i == len(parts)-1, s.heldTag[:0]
 			failed, err = s.execPart(ctx, p)
 		}
 		if err != nil {
@@ -87,23 +87,8 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 			break
 		}
 	}
-	if s.implicit {
-		if commitFailed, err := s.endImplicit(ctx, !failed); err != nil || commitFailed {
-			s.holdTag = false
-			if err != nil {
-				return err
-			}
-			return s.ready()
-		}
-	}
-	if s.holdTag {
-		s.holdTag = false
-		if len(s.heldTag) > 0 {
-			if err := s.send(&pgproto3.CommandComplete{CommandTag: s.heldTag}); err != nil {
-				return err
-			}
-			s.heldTag = s.heldTag[:0]
-		}
+	if err := s.endQueryBlock(ctx, failed); err != nil {
+		return err
 	}
 	return s.ready()
 }
