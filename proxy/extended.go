@@ -886,6 +886,7 @@ func (s *session) executeLocal(ps *prepared) error {
 			s.noteReplay(st, ps.query)
 		} else {
 			s.recordSet(st, nil)
+			s.noteReplay(st, ps.query)
 		}
 		tag(st.SetTag())
 	default:

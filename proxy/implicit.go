@@ -147,15 +147,19 @@ func (s *session) implicitStatement(ctx context.Context, st *router.Statement, t
 			return false, false, nil
 		}
 		s.pendingBegin, s.txStatus, s.implicit = "BEGIN", 'T', true
-		return false, false, nil
 	}
 	if !s.implicit {
 		return false, false, nil
 	}
 	switch st.Kind {
 	case router.KindBegin:
+		if s.tx.ran {
+			if err := beginOptionsError(text, s.defaultIsolation()); err != nil {
+				return true, true, s.sendError(err)
+			}
+		}
 		if s.pendingBegin != "" {
-			s.pendingBegin = text // nothing ran yet: BEGIN's options hold
+			s.pendingBegin = text // no shard yet: BEGIN's options hold
 		} else if !plainBegin(text) {
 			return true, true, s.sendError(errNotSupported("put BEGIN first in the query",
 				"BEGIN with options after statements of the same multi-statement query that span shards"))
@@ -251,6 +255,43 @@ func (s *session) endImplicit(ctx context.Context, commit bool) (failed bool, er
 		s.rt = nil
 		return false, nil
 	}
+}
+
+// beginOptionsError is Postgres' error for BEGIN's options (text) in a
+// transaction that already took a snapshot (s.tx.ran): its isolation
+// level may change, and DEFERRABLE be set, only before (xact.c,
+// check_XactIsoLevel, check_transaction_deferrable). current is the
+// transaction's level.
+func beginOptionsError(text, current string) error {
+	t := " " + strings.Join(strings.Fields(strings.ToLower(strings.NewReplacer(",", " ", ";", " ").Replace(text))), " ") + " "
+	if strings.Contains(t, " deferrable ") {
+		return pgError("25001", "SET TRANSACTION [NOT] DEFERRABLE must be called before any query")
+	}
+	for _, level := range []string{"serializable", "repeatable read", "read committed", "read uncommitted"} {
+		if strings.Contains(t, " isolation level "+level+" ") && level != current {
+			return pgError("25001", "SET TRANSACTION ISOLATION LEVEL must be called before any query")
+		}
+	}
+	return nil
+}
+
+// defaultIsolation is the isolation level the session's transactions get.
+func (s *session) defaultIsolation() string {
+	if v, ok := s.params["default_transaction_isolation"]; ok {
+		return strings.ToLower(strings.Trim(v, "'\" "))
+	}
+	return "read committed"
+}
+
+// takesSnapshot reports statements that take a snapshot when they run
+// (anything but settings and what the proxy answers itself).
+func takesSnapshot(k router.Kind) bool {
+	switch k {
+	case router.KindSet, router.KindShow, router.KindEmpty, router.KindShardHintSet, router.KindShardHintReset,
+		router.KindBegin, router.KindCommit, router.KindRollback, router.KindSavepoint:
+		return false
+	}
+	return true
 }
 
 // plainBegin reports a BEGIN without options: its block needs nothing

@@ -39,7 +39,9 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 		return s.ready()
 	}
 	implicit := false // see implicit.go
-	if len(parts) > 1 {
+	if len(parts) > 1 && !s.localFailed && !(s.multiLeg() && s.tx.failed) {
+		// (A failed transaction the proxy holds answers statement by
+		// statement: 25P02 until it ends, execPart.)
 		if shard, ok := s.commonShard(ctx, parts); ok {
 			if _, err := s.runOn(ctx, shard, sql, nil, parts); err != nil {
 				return err
@@ -79,6 +81,9 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 			// the tag with its error.
 			s.holdTag, s.heldTag = s.implicit && i == len(parts)-1, s.heldTag[:0]
 			failed, err = s.execPart(ctx, p)
+		}
+		if s.txStatus != 'I' && takesSnapshot(p.Stmt.Kind) {
+			s.tx.ran = true
 		}
 		if err != nil {
 			return err
@@ -182,12 +187,14 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 	if err := st.SetError(); err != nil {
 		return true, s.sendError(err)
 	}
+	if (s.localFailed || s.multiLeg() && s.tx.failed) && st.Kind != router.KindCommit && st.Kind != router.KindRollback &&
+		!isRollbackTo(st, p.Text) {
+		// Also BEGIN and SAVEPOINT: only the end of the transaction, or
+		// ROLLBACK TO a savepoint, gets out of it (txStatement).
+		return true, s.send(errorResponse(s.log, errTxAborted()))
+	}
 	if done, failed, err := s.txStatement(ctx, st, p.Text); done {
 		return failed, err
-	}
-	if (s.localFailed || s.multiLeg() && s.tx.failed) && st.Kind != router.KindCommit && st.Kind != router.KindRollback {
-		return true, s.send(errorResponse(s.log, pgError("25P02",
-			"current transaction is aborted, commands ignored until end of transaction block")))
 	}
 	if done, failed, err := s.local(st, p.Text); done {
 		return failed, err
@@ -258,6 +265,13 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 					Code: "25001", Message: "there is already a transaction in progress"}); err != nil {
 					return true, false, err
 				}
+				if s.tx.ran {
+					if err := beginOptionsError(text, s.defaultIsolation()); err != nil {
+						return true, true, s.sendError(err)
+					}
+				} else if s.pendingBegin != "" && !plainBegin(text) {
+					s.pendingBegin = text // no snapshot yet: its options hold, as on Postgres
+				}
 				return complete(st.Tag)
 			}
 			s.pendingBegin = text
@@ -321,6 +335,7 @@ func (s *session) execRoute(ctx context.Context, st *router.Statement, text stri
 			// No shard is chosen yet: remember the setting; it is applied
 			// before the transaction starts on whichever shard it lands.
 			s.recordSet(st, nil)
+			s.noteReplay(st, text)
 			return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(st.SetTag())})
 		case s.pendingBegin != "" && st.Aside:
 			// Reads that touch no table and change nothing must not pin
@@ -635,7 +650,12 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 		return
 	}
 	inTx := s.txStatus != 'I'
-	for _, p := range parts {
+	for i, p := range parts {
+		if !inTx && beginsLater(parts[i:]) {
+			// Postgres runs the statements before BEGIN in the Query's
+			// implicit block, which BEGIN turns into the transaction.
+			inTx = true
+		}
 		switch st := p.Stmt; st.Kind {
 		case router.KindBegin:
 			inTx = true
@@ -660,6 +680,20 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 			s.tx.replay, s.tx.full, s.tx.roundedFloats = nil, false, false
 		}
 	}
+}
+
+// beginsLater reports whether parts hold a BEGIN before any COMMIT or
+// ROLLBACK.
+func beginsLater(parts []router.QueryPart) bool {
+	for _, p := range parts {
+		switch p.Stmt.Kind {
+		case router.KindBegin:
+			return true
+		case router.KindCommit, router.KindRollback:
+			return false
+		}
+	}
+	return false
 }
 
 // endLocalTxn ends a transaction that never reached a shard (its COMMIT

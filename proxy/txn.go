@@ -39,7 +39,14 @@ type txn struct {
 	legs   []*pool.Conn // every backend of the transaction; nil while it has one shard
 	begin  string       // the client's BEGIN, replayed on every shard that joins
 	replay []string     // SAVEPOINT, RELEASE, ROLLBACK TO, SET LOCAL, set_config(..., true), in order
-	full   bool         // replay overflowed: no further shard may join
+	// localSets are the settings SET LOCAL set in replay: a later SET of
+	// one of them is replayed too (noteReplay).
+	localSets []string
+	// ran: a statement that takes a snapshot ran in the transaction (in
+	// the simple protocol); BEGIN's isolation options are then too late
+	// (beginOptionsError).
+	ran  bool
+	full bool // replay overflowed: no further shard may join
 	// localConfig: set_config(..., true) ran on the transaction's shard;
 	// no further shard may join, since it would miss the setting.
 	localConfig bool
@@ -385,6 +392,17 @@ func (s *session) noteSavepoint(st *router.Statement) {
 	}
 }
 
+// hasSavepoint reports whether the transaction holds a savepoint name
+// (noteSavepoint follows them).
+func (s *session) hasSavepoint(name string) bool {
+	for _, sp := range s.tx.savepoints {
+		if sp.name == name {
+			return true
+		}
+	}
+	return false
+}
+
 func errLocalConfig(why string) error {
 	return errNotSupported("use SET LOCAL, which shardproxy replays on every shard the transaction touches",
 		"set_config(..., true) in a transaction that spans shards: %s", why)
@@ -393,9 +411,29 @@ func errLocalConfig(why string) error {
 // noteReplay remembers a savepoint, SET LOCAL or set_config(..., true)
 // statement that succeeded, for shards that join the transaction later.
 func (s *session) noteReplay(st *router.Statement, text string) {
-	if s.txStatus == 'I' || !(st.Kind == router.KindSavepoint || st.Kind == router.KindSet && st.SetLocal ||
+	if s.txStatus == 'I' {
+		return
+	}
+	if st.Kind == router.KindSet && !st.SetLocal && !st.LocalConfig {
+		// A SET after a SET LOCAL of the same setting wins, as in
+		// Postgres. A shard that joins later gets the session's settings
+		// before the transaction's replay, so the setting's session
+		// value is replayed after the SET LOCAL too. Call after recordSet.
+		if st.SetName != "" && slices.Contains(s.tx.localSets, st.SetName) {
+			set := "RESET " + quoteIdent(st.SetName)
+			if v, ok := s.params[st.SetName]; ok {
+				set = "SET " + quoteIdent(st.SetName) + " = " + v
+			}
+			s.appendReplay(st, set)
+		}
+		return
+	}
+	if !(st.Kind == router.KindSavepoint || st.Kind == router.KindSet && st.SetLocal ||
 		st.LocalConfig && st.TxnScoped) {
 		return
+	}
+	if st.Kind == router.KindSet && st.SetName != "" && !slices.Contains(s.tx.localSets, st.SetName) {
+		s.tx.localSets = append(s.tx.localSets, st.SetName)
 	}
 	if st.Kind == router.KindSavepoint {
 		s.noteSavepoint(st)
@@ -429,6 +467,13 @@ func (s *session) txStatement(ctx context.Context, st *router.Statement, text st
 		if s.attached == nil && s.pendingBegin != "" &&
 			(st.Kind == router.KindSavepoint || st.Kind == router.KindSet && st.SetLocal) {
 			// Nothing to save yet: the statement is replayed on the first shard.
+			if st.Kind == router.KindSavepoint && st.Savepoint != 'S' && !s.hasSavepoint(st.SavepointName) {
+				return true, true, s.sendError(pgError("3B001", "savepoint %q does not exist", st.SavepointName))
+			}
+			if isRollbackTo(st, text) && s.localFailed {
+				// What failed ran after the savepoint and reached no shard.
+				s.localFailed, s.txStatus = false, 'T'
+			}
 			s.noteReplay(st, text)
 			return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(savepointTag(st, text))})
 		}
@@ -448,6 +493,13 @@ func (s *session) txStatement(ctx context.Context, st *router.Statement, text st
 		if err := s.send(&pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
 			Code: "25001", Message: "there is already a transaction in progress"}); err != nil {
 			return true, false, err
+		}
+		current := s.tx.strict
+		if current == "" {
+			current = s.defaultIsolation()
+		}
+		if err := beginOptionsError(text, current); err != nil {
+			return true, true, s.sendError(err)
 		}
 		return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(st.Tag)})
 	case router.KindPrepareTransaction:
@@ -531,13 +583,13 @@ func (s *session) onAllLegs(st *router.Statement, text string) (bool, error) {
 	}
 	if ok && m.err == nil {
 		s.tx.failed = false // ROLLBACK TO recovered every leg
-		s.noteReplay(st, text)
 		if st.Kind == router.KindSet && !st.SetLocal {
 			s.recordSet(st, nil)
 			for _, c := range s.tx.legs {
 				c.SessionParams = maps.Clone(s.params)
 			}
 		}
+		s.noteReplay(st, text)
 	} else {
 		s.tx.failed = true
 	}

@@ -295,6 +295,9 @@ func (a *analyzer) top(n *pg.Node) {
 		st.SavepointName = x.TransactionStmt.SavepointName
 	case *pg.Node_VariableSetStmt:
 		a.set(x.VariableSetStmt)
+		if k := x.VariableSetStmt.Kind; k == pg.VariableSetKind_VAR_RESET || k == pg.VariableSetKind_VAR_RESET_ALL {
+			st.Tag = "RESET" // SetTag: Postgres' tag for RESET
+		}
 	case *pg.Node_ConstraintsSetStmt:
 		// Like SET LOCAL: it lasts for the transaction, on every shard
 		// of it (and on those that join later, by replay).
