@@ -657,8 +657,10 @@ func deferredFailure(q multiQuery, r roundResult) string {
 }
 
 // multiLeftovers is leftovers, with what each backend left idle in a
-// transaction last ran, and whether the leftovers go away within a
-// second (a transaction the proxy ends after it answered the client).
+// transaction last ran, if they are still there after a second. A
+// backend the proxy discarded after an error (it closes the connection,
+// and Postgres rolls back when it reads the end) may show for some
+// milliseconds: that is logged only.
 func multiLeftovers(t *testing.T, r *tableReader) string {
 	t.Helper()
 	l := leftovers(t, r)
@@ -680,7 +682,8 @@ func multiLeftovers(t *testing.T, r *tableReader) string {
 	for time.Since(start) < time.Second {
 		time.Sleep(50 * time.Millisecond)
 		if leftovers(t, r) == "" {
-			return fmt.Sprintf("%s (last statements %s; gone after %v)", l, strings.Join(last, "; "), time.Since(start).Round(10*time.Millisecond))
+			t.Logf("%s (last statements %s; gone after %v)", l, strings.Join(last, "; "), time.Since(start).Round(10*time.Millisecond))
+			return ""
 		}
 	}
 	return fmt.Sprintf("%s (last statements %s; still there after 1s)", l, strings.Join(last, "; "))
