@@ -152,18 +152,7 @@ func runRound(t *testing.T, p *pipeConn, mode string, r pipeRound) roundResult {
 	var out roundResult
 	switch {
 	case r.simple:
-		mrr := conn.PgConn().Exec(ctx, r.stmts[0].sql)
-		for mrr.NextResult() {
-			res, err := collect(mrr.ResultReader())
-			if err != nil {
-				out.err = err
-				break
-			}
-			out.results = append(out.results, res)
-		}
-		if err := mrr.Close(); out.err == nil {
-			out.err = err
-		}
+		out.results, out.err = readMulti(conn.PgConn().Exec(ctx, r.stmts[0].sql))
 	case mode == "pgx":
 		bt := &pgx.Batch{}
 		for _, s := range r.stmts {
@@ -214,18 +203,7 @@ func runRound(t *testing.T, p *pipeConn, mode string, r pipeRound) roundResult {
 			}
 			b.ExecParams(s.sql, params, nil, nil, formats)
 		}
-		mrr := conn.PgConn().ExecBatch(ctx, b)
-		for mrr.NextResult() {
-			res, err := collect(mrr.ResultReader())
-			if err != nil {
-				out.err = err
-				break
-			}
-			out.results = append(out.results, res)
-		}
-		if err := mrr.Close(); out.err == nil {
-			out.err = err
-		}
+		out.results, out.err = readMulti(conn.PgConn().ExecBatch(ctx, b))
 	}
 	out.errAt = -1
 	if out.err != nil {

@@ -439,7 +439,11 @@ func errText(err error) string {
 func runMulti(c *pgconn.PgConn, sql string) ([]qresult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	mrr := c.Exec(ctx, sql)
+	return readMulti(c.Exec(ctx, sql))
+}
+
+// readMulti collects every result of mrr, up to the error that ended it.
+func readMulti(mrr *pgconn.MultiResultReader) ([]qresult, error) {
 	var out []qresult
 	for mrr.NextResult() {
 		r, err := collect(mrr.ResultReader())
