@@ -453,8 +453,7 @@ func TestDifferentialMultiStatement(t *testing.T) {
 		for si, st := range diffStrategies {
 			t.Run(st.name, func(t *testing.T) {
 				t.Parallel()
-				strategies := strings.Replace(st.strategies, "strategies:\n", "strategies:\n"+byDayStrategy, 1)
-				body := strategies + strings.Replace(diffTables, "tables:\n", "tables:\n"+txnExtraTables, 1) + "two_phase_commit: true\n"
+				body := txnSuiteBody(st)
 				pc, oracle, reader := startWriteSuite(t, st, body, "multi_", schema, data)
 				proxy, orc := connectPipe(t, pc.f.DSN()), connectPipe(t, oracleDSN(t, oracle))
 				c := &multiCounts{why: map[string]int{}}

@@ -41,7 +41,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,21 +121,6 @@ func (p *pipeConn) get(t *testing.T) *pgx.Conn {
 	}
 	p.c = c
 	return c
-}
-
-// oracleDSN is the DSN of the database c is connected to, on the metadata
-// server, where startOracle makes it.
-func oracleDSN(t *testing.T, c *pgconn.PgConn) string {
-	t.Helper()
-	r := runQuery(c, "simple", sqlQuery{sql: "SELECT current_database()"})
-	if r.err != nil || len(r.rows) != 1 {
-		t.Fatalf("current_database(): %v %v", r.rows, r.err)
-	}
-	db, err := strconv.Unquote(r.rows[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sharedServers(t)[3].DSN(db)
 }
 
 var pipeModes = []string{"text", "binary", "pgx"}
@@ -374,8 +358,7 @@ func TestDifferentialPipelines(t *testing.T) {
 	counts := map[string]*pipeCounts{}
 	for si, st := range diffStrategies {
 		t.Run(st.name, func(t *testing.T) {
-			strategies := strings.Replace(st.strategies, "strategies:\n", "strategies:\n"+byDayStrategy, 1)
-			body := strategies + strings.Replace(diffTables, "tables:\n", "tables:\n"+txnExtraTables, 1) + "two_phase_commit: true\n"
+			body := txnSuiteBody(st)
 			pc, oracle, reader := startWriteSuite(t, st, body, "pipe_", schema, data)
 			proxy, orc := connectPipe(t, pc.f.DSN()), connectPipe(t, oracleDSN(t, oracle))
 

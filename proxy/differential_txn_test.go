@@ -66,6 +66,15 @@ const txnExtraTables = `  wallets:     {key: customer_id, strategy: by_customer}
   readings:    {key: at, strategy: by_day}
 `
 
+// txnSuiteBody is the configuration of the transaction-style suites
+// (transactions, pipelines, multi-statement Queries) under strategy st:
+// the read suite's tables plus wallets, ledger and readings (by_day), with
+// two_phase_commit.
+func txnSuiteBody(st diffStrategy) string {
+	strategies := strings.Replace(st.strategies, "strategies:\n", "strategies:\n"+byDayStrategy, 1)
+	return strategies + strings.Replace(diffTables, "tables:\n", "tables:\n"+txnExtraTables, 1) + "two_phase_commit: true\n"
+}
+
 var (
 	ledgerTable   = writeTable{"ledger", "customer_id", "1, 2, 3, 4"}
 	readingsTable = writeTable{"readings", "at", "1, 2, 3, 4"}
@@ -226,8 +235,7 @@ func TestDifferentialTransactions(t *testing.T) {
 	counts := map[string]*txnCounts{}
 	for si, st := range diffStrategies {
 		t.Run(st.name, func(t *testing.T) {
-			strategies := strings.Replace(st.strategies, "strategies:\n", "strategies:\n"+byDayStrategy, 1)
-			body := strategies + strings.Replace(diffTables, "tables:\n", "tables:\n"+txnExtraTables, 1) + "two_phase_commit: true\n"
+			body := txnSuiteBody(st)
 			pc, oracle, reader := startWriteSuite(t, st, body, "txn_", schema, data)
 
 			c := &txnCounts{why: map[string]int{}}

@@ -342,9 +342,9 @@ type tableReader struct {
 	owner  map[string]string // "table family|key" -> shard the proxy routes it to
 }
 
-// connectLike opens a second connection to c's database (on the metadata
-// server, where startOracle makes it), closed when the test ends.
-func connectLike(t *testing.T, c *pgconn.PgConn) *pgconn.PgConn {
+// oracleDSN is the DSN of the database c is connected to, on the metadata
+// server, where startOracle makes it.
+func oracleDSN(t *testing.T, c *pgconn.PgConn) string {
 	t.Helper()
 	r := runQuery(c, "simple", sqlQuery{sql: "SELECT current_database()"})
 	if r.err != nil || len(r.rows) != 1 {
@@ -354,9 +354,16 @@ func connectLike(t *testing.T, c *pgconn.PgConn) *pgconn.PgConn {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sharedServers(t)[3].DSN(db)
+}
+
+// connectLike opens a second connection to c's database (on the metadata
+// server, where startOracle makes it), closed when the test ends.
+func connectLike(t *testing.T, c *pgconn.PgConn) *pgconn.PgConn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c2, err := pgconn.Connect(ctx, sharedServers(t)[3].DSN(db))
+	c2, err := pgconn.Connect(ctx, oracleDSN(t, c))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -215,9 +215,11 @@ func (s *session) run(ctx context.Context) {
 // send buffers one message for the client and flushes when the buffer is big,
 // so that large results stream instead of piling up in memory.
 func (s *session) send(msg pgproto3.BackendMessage) error {
-	if cc, ok := msg.(*pgproto3.CommandComplete); ok && s.holdTag {
-		s.heldTag = append(s.heldTag[:0], cc.CommandTag...)
-		return nil
+	if s.holdTag { // rare: checked before any type switch
+		if cc, ok := msg.(*pgproto3.CommandComplete); ok {
+			s.heldTag = append(s.heldTag[:0], cc.CommandTag...)
+			return nil
+		}
 	}
 	s.be.Send(msg)
 	s.unflushed = true
