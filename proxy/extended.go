@@ -52,6 +52,8 @@ type portal struct {
 	// aside: a statement that reads no table, bound in a transaction
 	// block no shard holds yet; it runs beside the transaction (aside.go).
 	aside *multiBind
+	// cursor: a cursor statement the proxy runs (cursor.go).
+	cursor *cursorPortal
 }
 
 // multiBind keeps what a Bind said for a statement that runs on several
@@ -117,6 +119,9 @@ func (s *session) deferDescribe(ctx context.Context, next pgproto3.FrontendMessa
 		}
 	case *pgproto3.Terminate:
 		return nil
+	}
+	if p.cursor != nil {
+		return s.describeCursor(ctx, p)
 	}
 	return s.describeMulti(ctx, p)
 }
@@ -375,10 +380,24 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		return s.extFail(errNotSupported("use the simple query protocol for this statement",
 			"this statement is not supported in the extended protocol through shardproxy"))
 	}
+	cursorShard := ""
+	if op := ps.st.Cursor(); op == 'D' || op != 0 && s.txStatus != 'I' {
+		p, shard, err := s.bindCursor(ctx, m, ps)
+		if err != nil {
+			return s.extFail(err)
+		}
+		if p != nil {
+			s.ext.portals[m.DestinationPortal] = p
+			s.pushLocal(replyBindComplete...)
+			return nil
+		}
+		cursorShard = shard
+	}
 	route, err := s.runtime().Router.Route(ctx, ps.st, router.Args{
 		Params: m.Parameters, Formats: m.ParameterFormatCodes, ParamOIDs: ps.paramOIDs, SessionShard: s.hint, Columns: s.columns,
 		TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()})
-	if err != nil {
+	if err != nil && !(cursorShard != "" && router.CursorAcrossShards(err)) {
+		// (A DECLARE through a view whose query needs one shard goes there.)
 		return s.extFail(err)
 	}
 	if err := s.noteLocalConfig(ps.st, false); err != nil {
@@ -389,6 +408,8 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 	}
 	var shard string
 	switch {
+	case cursorShard != "":
+		shard = cursorShard
 	case route.Kind == router.RouteAny:
 		if s.runsAside(ps.st) {
 			s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, aside: copyBind(m, route), kind: route.Kind}
@@ -643,7 +664,9 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 			s.pushLocal(hintRowDescription())
 		case p.local:
 			s.pushLocal(replyNoData...)
-		case p.multi != nil, p.aside != nil:
+		case p.cursor != nil && !p.cursor.returnsRows():
+			s.pushLocal(replyNoData...)
+		case p.multi != nil, p.aside != nil, p.cursor != nil:
 			s.ext.describeLater = p // see deferDescribe
 			return nil
 		case p.conn != s.attached:
@@ -668,6 +691,9 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 			s.pushLocal(&pgproto3.ParameterDescription{}, hintRowDescription())
 			return nil
 		}
+	}
+	if done, err := s.describeCursorStatement(ctx, ps); done {
+		return err
 	}
 	if c := s.attached; c != nil {
 		name := s.ensurePrepared(c, ps)
@@ -798,6 +824,9 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 	if p.multi != nil {
 		return s.executeMulti(ctx, p, m.MaxRows)
 	}
+	if p.cursor != nil {
+		return s.executeCursor(ctx, p, m.MaxRows)
+	}
 	if p.aside != nil {
 		if m.MaxRows == 0 && s.runsAside(p.stmt.st) {
 			return s.executeAside(ctx, p)
@@ -814,6 +843,10 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 	// Timed from Execute to its reply: a pipelined statement's latency
 	// includes waiting behind the earlier ones, as the client sees it.
 	r.timed, r.stat.start, r.route = true, time.Now(), p.kind
+	if st := p.stmt.st; st.Cursor() == 'D' {
+		shard, q := p.conn.Shard, p.stmt.query
+		r.onOK = func() { s.noteCursorOn(shard, q) } // cursor.go
+	}
 	switch st := p.stmt.st; st.Kind {
 	case router.KindSet:
 		c, q := p.conn, p.stmt.query

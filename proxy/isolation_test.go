@@ -64,6 +64,20 @@ func TestCrossShardIsolation(t *testing.T) {
 		}
 	}
 
+	// The first statement of a new connection (nothing routed before it
+	// on the session), in the simple protocol and as a cursor: refused too.
+	for _, q := range []string{"SELECT sum(credit) FROM customers", "DECLARE c CURSOR FOR SELECT credit FROM customers"} {
+		fresh := f.Connect(t)
+		err := execIn(ctx, fresh, pgx.QueryExecModeSimpleProtocol, "BEGIN ISOLATION LEVEL REPEATABLE READ")
+		if err == nil {
+			err = execIn(ctx, fresh, pgx.QueryExecModeSimpleProtocol, q)
+		}
+		if sqlState(err) != "0A000" || !strings.Contains(err.Error(), "transaction cannot read or write tables on shards") {
+			t.Errorf("%s, first on its connection: %v; want 0A000", q, err)
+		}
+		mustExec(t, fresh, "ROLLBACK")
+	}
+
 	// One shard at SERIALIZABLE, two at READ COMMITTED: as on Postgres.
 	tx, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
 	if err != nil {

@@ -465,23 +465,9 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 	if fields == nil {
 		return errorResponse(s.log, pgError("XX000", "shardproxy: no shard returned a result description for a merged SELECT")), nil
 	}
-	out, err := plan.OutputFields(fields)
-	if err != nil {
-		return errorResponse(s.log, err), nil
-	}
-	out = append([]pgproto3.FieldDescription(nil), out...)
-	binaryCols := false
-	rounded := s.roundedFloats()
-	for i := range out {
-		out[i].Format = formatCode(formats, i)
-		binaryCols = binaryCols || out[i].Format == pgtype.BinaryFormatCode
-		if name, float := router.FloatType(out[i].DataTypeOID); rounded && float && out[i].Format == pgtype.BinaryFormatCode {
-			// Postgres sends floats exactly in binary whatever
-			// extra_float_digits says; the shards' text is rounded.
-			return errorResponse(s.log, errNotSupported(
-				"the shards print them rounded; SET extra_float_digits = 1 (the default), or request text results",
-				"cannot send merged values of type %s in binary format while extra_float_digits is below 1", name)), nil
-		}
+	out, binaryCols, failure := s.outputFields(plan, fields, formats)
+	if failure != nil {
+		return failure, nil
 	}
 	if describe {
 		if err := s.send(&pgproto3.RowDescription{Fields: out}); err != nil {
@@ -489,18 +475,12 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 		}
 	}
 	srcs := make([]router.Source, len(legs))
+	conns := make([]*pool.Conn, len(legs))
 	for i, l := range legs {
-		srcs[i] = l
+		srcs[i], conns[i] = l, l.c
 	}
 	var row pgproto3.DataRow
-	opts := router.ExecOptions{Budget: s.runtime().Config.MergeMemory, Evaluate: s.evaluator(legs[0], in), RoundedFloats: rounded}
-	for _, l := range legs {
-		opts.CollatedText = opts.CollatedText || !l.c.BytewiseText
-		opts.CollatedColumns = opts.CollatedColumns || l.c.CollatedColumns
-	}
-	if in.bind != nil {
-		opts.BoundParams = len(in.bind.params)
-	}
+	opts := s.execOptions(conns, legs[0], in)
 	n, err := plan.Execute(ctx, fields, srcs, in.param, opts,
 		func(values [][]byte) error {
 			row.Values = values
@@ -539,6 +519,45 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 		return nil, errClientGone
 	}
 	return nil, nil
+}
+
+// outputFields is the client's row description of a merged SELECT whose
+// shards described their rows as fields, in the result formats the
+// client asked for; binaryCols reports a binary column. failure refuses
+// what the merge cannot send.
+func (s *session) outputFields(plan *router.ScatterPlan, fields []pgproto3.FieldDescription, formats []int16) (out []pgproto3.FieldDescription, binaryCols bool, failure *pgproto3.ErrorResponse) {
+	out, err := plan.OutputFields(fields)
+	if err != nil {
+		return nil, false, errorResponse(s.log, err)
+	}
+	out = append([]pgproto3.FieldDescription(nil), out...)
+	rounded := s.roundedFloats()
+	for i := range out {
+		out[i].Format = formatCode(formats, i)
+		binaryCols = binaryCols || out[i].Format == pgtype.BinaryFormatCode
+		if name, float := router.FloatType(out[i].DataTypeOID); rounded && float && out[i].Format == pgtype.BinaryFormatCode {
+			// Postgres sends floats exactly in binary whatever
+			// extra_float_digits says; the shards' text is rounded.
+			return nil, false, errorResponse(s.log, errNotSupported(
+				"the shards print them rounded; SET extra_float_digits = 1 (the default), or request text results",
+				"cannot send merged values of type %s in binary format while extra_float_digits is below 1", name))
+		}
+	}
+	return out, binaryCols, nil
+}
+
+// execOptions are the merge's options for a plan over the backends legs;
+// its Evaluate queries run on eval's backend.
+func (s *session) execOptions(legs []*pool.Conn, eval *scatterLeg, in planInputs) router.ExecOptions {
+	opts := router.ExecOptions{Budget: s.runtime().Config.MergeMemory, Evaluate: s.evaluator(eval, in), RoundedFloats: s.roundedFloats()}
+	for _, c := range legs {
+		opts.CollatedText = opts.CollatedText || !c.BytewiseText
+		opts.CollatedColumns = opts.CollatedColumns || c.CollatedColumns
+	}
+	if in.bind != nil {
+		opts.BoundParams = len(in.bind.params)
+	}
+	return opts
 }
 
 // planInputs are what a merged SELECT reads besides the shards' rows.

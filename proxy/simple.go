@@ -43,11 +43,15 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 		// (A failed transaction the proxy holds answers statement by
 		// statement: 25P02 until it ends, execPart.)
 		if shard, ok := s.commonShard(ctx, parts); ok {
-			if _, err := s.runOn(ctx, shard, sql, nil, parts); err != nil {
+			failed, err := s.runOn(ctx, shard, sql, nil, parts)
+			if err != nil {
 				return err
 			}
 			ddl := false
 			for _, p := range parts {
+				if p.Stmt.Cursor() == 'D' && !failed {
+					s.noteCursor(p.Text)
+				}
 				ddl = ddl || p.Stmt.Kind == router.KindDDL
 				if p.Stmt.LocalConfig && s.txStatus != 'I' {
 					s.tx.localConfig = true // see noteLocalConfig
@@ -126,6 +130,9 @@ func (s *session) commonShard(ctx context.Context, parts []router.QueryPart) (st
 		if p.Stmt.LocalConfig && s.multiLeg() {
 			return "", false // refused statement by statement (noteLocalConfig)
 		}
+		if p.Stmt.Cursor() != 0 && len(s.tx.cursors) > 0 {
+			return "", false // goes to its cursor's shard (cursor.go)
+		}
 		if s.multiLeg() && (s.txWide(p.Stmt.Kind) || s.tx.failed) || s.tx.replay != nil && s.attached == nil {
 			return "", false // these concern every shard of the transaction (txn.go)
 		}
@@ -187,6 +194,7 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 	if err := st.SetError(); err != nil {
 		return true, s.sendError(err)
 	}
+	s.stmtTouches = st.TouchesTables() // every path below may attach (txn.touch)
 	if (s.localFailed || s.multiLeg() && s.tx.failed) && st.Kind != router.KindCommit && st.Kind != router.KindRollback &&
 		!isRollbackTo(st, p.Text) {
 		// Also BEGIN and SAVEPOINT: only the end of the transaction, or
@@ -198,6 +206,11 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 	}
 	if done, failed, err := s.local(st, p.Text); done {
 		return failed, err
+	}
+	if st.Cursor() != 0 && s.txStatus != 'I' || st.Cursor() == 'D' {
+		if done, failed, err := s.cursorStatement(ctx, st, p.Text, p.Args); done {
+			return failed, err
+		}
 	}
 	route, rerr := s.runtime().Router.Route(ctx, st, router.Args{Params: p.Args, Literals: true, SessionShard: s.hint, Columns: s.columns,
 		TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()})
@@ -219,6 +232,9 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 			planInputs{param: literalParams(p.Args), lits: p.Lits}, nil, true)
 	}
 	failed, err = s.execRoute(ctx, st, p.Text, route)
+	if st.Cursor() == 'D' && !failed {
+		s.noteCursor(p.Text)
+	}
 	if st.Kind == router.KindDDL {
 		// Even a failed broadcast may have changed some shards.
 		s.schemaChanged()

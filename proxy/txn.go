@@ -76,6 +76,9 @@ type txn struct {
 	// savepoints holds the session's settings at each open savepoint, for
 	// ROLLBACK TO, which undoes the SETs made since (noteSavepoint).
 	savepoints []savepointParams
+	// cursors are the SQL cursors declared in the transaction, by name
+	// (cursor.go).
+	cursors map[string]*cursorRef
 }
 
 type savepointParams struct {
@@ -369,11 +372,16 @@ func (s *session) noteSavepoint(st *router.Statement) {
 	case 'R':
 		if last >= 0 {
 			s.tx.savepoints = sp[:last]
+			s.cursorsRolledBack(last, true)
 		}
 	case 'B':
 		if last < 0 {
 			break
 		}
+		// The savepoints taken after it are gone, and so are the
+		// cursors declared since.
+		s.tx.savepoints = sp[:last+1]
+		s.cursorsRolledBack(last, false)
 		s.hint = sp[last].hint
 		if sameParams(s.params, sp[last].params) {
 			break
@@ -382,7 +390,6 @@ func (s *session) noteSavepoint(st *router.Statement) {
 			s.tx.params = maps.Clone(s.params)
 		}
 		s.params = maps.Clone(sp[last].params)
-		s.tx.savepoints = sp[:last+1]
 		if s.attached != nil && !s.multiLeg() {
 			s.attached.SessionParams = maps.Clone(s.params)
 		}

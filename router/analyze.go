@@ -262,8 +262,12 @@ func (a *analyzer) top(n *pg.Node) {
 	case *pg.Node_DeclareCursorStmt:
 		// A cursor reads like its query; FETCH then needs that one shard.
 		st.Kind = KindOther
-		st.cursor = true
+		st.cursor, st.cursorOp = true, 'D'
 		a.selectStmt(x.DeclareCursorStmt.Query.GetSelectStmt(), true)
+	case *pg.Node_FetchStmt:
+		st.Kind, st.other, st.cursorOp = KindOther, true, 'F'
+	case *pg.Node_ClosePortalStmt:
+		st.Kind, st.other, st.cursorOp = KindOther, true, 'C'
 	case *pg.Node_InsertStmt:
 		st.Kind = KindInsert
 		a.insert(x.InsertStmt)

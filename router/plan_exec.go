@@ -176,8 +176,40 @@ func resolveCol(c ColRef, width, hidden int) (int, error) {
 // one shard's RowDescription for the Scatter SQL. A ctx error is returned
 // as is; the caller drains or cancels the shards after any return.
 func (p *ScatterPlan) Execute(ctx context.Context, fields []pgproto3.FieldDescription, srcs []Source, param ParamFunc, opts ExecOptions, emit func(row [][]byte) error) (int64, error) {
+	rows, err := p.Open(ctx, fields, srcs, param, opts)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for {
+		row, err := rows.Next()
+		if err != nil {
+			return n, err
+		}
+		if row == nil {
+			return n, nil
+		}
+		if err := emit(row); err != nil {
+			return n, err
+		}
+		n++
+	}
+}
+
+// Rows is a plan being executed, row by row (Open).
+type Rows struct {
+	ctx  context.Context
+	root rowIter
+	vis  int
+}
+
+// Open starts the plan's merge nodes over the sources, as Execute does,
+// and returns its rows to be pulled one at a time: a SQL cursor across
+// shards merges as FETCH asks. Nothing runs until the first Next; a
+// source's Next is called only from within Rows.Next.
+func (p *ScatterPlan) Open(ctx context.Context, fields []pgproto3.FieldDescription, srcs []Source, param ParamFunc, opts ExecOptions) (*Rows, error) {
 	if len(fields) < p.Hidden {
-		return 0, planShapeError(fmt.Sprintf("the shard query returned %d columns, fewer than the plan's %d hidden ones", len(fields), p.Hidden))
+		return nil, planShapeError(fmt.Sprintf("the shard query returned %d columns, fewer than the plan's %d hidden ones", len(fields), p.Hidden))
 	}
 	ex := &executor{ctx: ctx, width: len(fields), hidden: p.Hidden, srcs: srcs, param: param,
 		budget: opts.Budget, eval: opts.Evaluate, evalParams: opts.BoundParams,
@@ -190,32 +222,28 @@ func (p *ScatterPlan) Execute(ctx context.Context, fields []pgproto3.FieldDescri
 	for i, f := range fields {
 		if f.Format != 0 {
 			// Every comparison here reads Postgres' text output.
-			return 0, planShapeError(fmt.Sprintf("column %q of the shard result is in binary format; the merge reads text", f.Name))
+			return nil, planShapeError(fmt.Sprintf("column %q of the shard result is in binary format; the merge reads text", f.Name))
 		}
 		types[i] = typeOf(f.DataTypeOID)
 	}
 	root, _, err := ex.build(p.Root, types)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	vis := len(fields) - p.Hidden
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		row, err := root.next()
-		if err != nil {
-			return n, err
-		}
-		if row == nil {
-			return n, nil
-		}
-		if err := emit(row[:vis]); err != nil {
-			return n, err
-		}
-		n++
+	return &Rows{ctx: ctx, root: root, vis: len(fields) - p.Hidden}, nil
+}
+
+// Next returns the next output row (visible columns only, text format;
+// valid until the next call), or nil at the end.
+func (r *Rows) Next() ([][]byte, error) {
+	if err := r.ctx.Err(); err != nil {
+		return nil, err
 	}
+	row, err := r.root.next()
+	if err != nil || row == nil {
+		return nil, err
+	}
+	return row[:r.vis], nil
 }
 
 // executor is the state of one Execute.

@@ -424,7 +424,8 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 	}
 	switch {
 	case st.cursor:
-		return Route{}, pgError(codeFeatureNotSupport, "DECLARE CURSOR across shards", keyHint)
+		// The session declares it on every shard and merges (CursorAcrossShards).
+		return Route{}, pgError(codeFeatureNotSupport, msgCursorAcrossShards, keyHint)
 	case st.Kind == KindInsert && !st.insertSelect:
 		return Route{}, pgError(codeFeatureNotSupport,
 			"INSERT reads sharded tables on shards "+r.joinNames(total), keyHint)

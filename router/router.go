@@ -166,6 +166,7 @@ type Statement struct {
 	// the new table gets the rows one shard sees.
 	createAs bool
 	cursor   bool             // DECLARE CURSOR: routed like its query, one shard only
+	cursorOp byte             // Cursor()
 	setKey   map[int]valueRef // UPDATE use index -> new key value
 	// split cuts a multi-row INSERT ... VALUES into a sharded table into
 	// per-row pieces, for when its rows span shards (nil: refused then).
