@@ -280,7 +280,7 @@ func (s *session) cursorStatement(ctx context.Context, st *router.Statement, tex
 	if ref.merged.binary {
 		formats = []int16{1}
 	}
-	failed, err = s.fetchMerged(ctx, ref.merged, cs, formats, !cs.Move)
+	failed, err = s.fetchMerged(ctx, ref.merged, cs, formats, !cs.Move, false)
 	return true, failed, err
 }
 
@@ -306,7 +306,7 @@ func (s *session) closeAll(st *router.Statement, text string) (bool, error) {
 // declare declares a merged cursor on every shard of its query and
 // answers the client. failed reports a statement error.
 func (s *session) declare(ctx context.Context, d *cursorDecl) (failed bool, err error) {
-	cs, route := d.cs, d.route
+	cs := d.cs
 	switch {
 	case s.txStatus == 'I':
 		return true, s.sendError(pgError("25P01", "DECLARE CURSOR can only be used in transaction blocks"))
@@ -319,37 +319,49 @@ func (s *session) declare(ctx context.Context, d *cursorDecl) (failed bool, err 
 		// shard refuse the DECLARE.)
 		return true, s.sendError(pgError("42P03", "cursor %q already exists", cs.Name))
 	}
+	mc, failed, err := s.openCursor(ctx, d)
+	if failed || err != nil {
+		return true, err
+	}
+	s.noteCursorRef(cs.Name, &cursorRef{merged: mc})
+	return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("DECLARE CURSOR")})
+}
+
+// openCursor declares d's cursor on every shard of its query and returns
+// it; failed reports an error sent to the client.
+func (s *session) openCursor(ctx context.Context, d *cursorDecl) (mc *mergedCursor, failed bool, err error) {
+	cs, route := d.cs, d.route
 	if err := s.checkMulti(d.st, route); err != nil {
-		return true, s.sendError(err)
+		return nil, true, s.sendError(err)
 	}
 	for _, sh := range route.Shards {
 		if err := s.holdIfPaused(ctx, sh); err != nil {
-			return true, s.sendError(err)
+			return nil, true, s.sendError(err)
 		}
 	}
-	mc := &mergedCursor{name: cs.Name, plan: d.plan, in: d.in,
+	mc = &mergedCursor{name: cs.Name, plan: d.plan, in: d.in,
 		binary: cs.Options&router.CursorBinary != 0, noScroll: cs.Options&router.CursorNoScroll != 0}
 	quoted := quoteIdent(cs.Name)
 	s.stmtTouches = true // it reads tables (txn.touch)
 	for _, sh := range route.Shards {
 		c, err := s.txConn(ctx, sh)
 		if err != nil {
-			return true, s.sendError(err)
+			return nil, true, s.sendError(err)
 		}
 		mc.legs = append(mc.legs, &cursorLeg{scatterLeg: scatterLeg{s: s, c: c}, ctx: ctx, shard: sh,
 			quoted: quoted, batch: cursorFirstBatch})
 	}
 	declare := "DECLARE " + quoted + " NO SCROLL CURSOR FOR " + d.sql
 	closeSQL := "CLOSE " + quoted
-	fail := func(failure *pgproto3.ErrorResponse, lost error) (bool, error) {
+	fail := func(failure *pgproto3.ErrorResponse, lost error) (*mergedCursor, bool, error) {
 		switch {
 		case errors.Is(lost, errClientGone):
-			return true, lost
+			return nil, true, lost
 		case lost != nil:
-			return true, s.sendError(lost)
+			return nil, true, s.sendError(lost)
 		}
 		s.failTransaction()
-		return true, s.send(failure)
+		return nil, true, s.send(failure)
 	}
 	// The shards take the cursor's snapshots now: inside a read window,
 	// so that a cross-shard commit is seen on all of them or none
@@ -358,7 +370,7 @@ func (s *session) declare(ctx context.Context, d *cursorDecl) (failed bool, err 
 	for retakes := 0; ; retakes++ {
 		w, err := gate.open(ctx, route.Shards)
 		if err != nil {
-			return true, s.sendError(err)
+			return nil, true, s.sendError(err)
 		}
 		failure, lost := s.onLegs(mc.legs, func(c *pool.Conn) { d.send(c, declare) })
 		tainted := gate.close(w)
@@ -366,18 +378,17 @@ func (s *session) declare(ctx context.Context, d *cursorDecl) (failed bool, err 
 		case lost != nil || failure != nil:
 			return fail(failure, lost)
 		case !tainted:
-			s.noteCursorRef(cs.Name, &cursorRef{merged: mc})
-			return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("DECLARE CURSOR")})
+			return mc, false, nil
 		}
 		gate.retakes.Add(1)
 		if failure, lost := s.onLegs(mc.legs, func(c *pool.Conn) { s.sendQuery(c, closeSQL) }); lost != nil || failure != nil {
 			return fail(failure, lost)
 		}
 		if retakes == maxRetakes {
-			return true, s.sendError(pgError("40001", "could not serialize access: cross-shard commits kept overlapping the cursor's snapshots on shards %s", strings.Join(route.Shards, ", ")))
+			return nil, true, s.sendError(pgError("40001", "could not serialize access: cross-shard commits kept overlapping the cursor's snapshots on shards %s", strings.Join(route.Shards, ", ")))
 		}
 		if err := gate.await(ctx, route.Shards...); err != nil {
-			return true, s.sendError(err)
+			return nil, true, s.sendError(err)
 		}
 	}
 }
@@ -463,11 +474,16 @@ func (s *session) cursorsRolledBack(i int, release bool) {
 }
 
 // fetchMerged serves FETCH or MOVE on a merged cursor: rows in the
-// result formats formats, with a RowDescription first if describe.
-func (s *session) fetchMerged(ctx context.Context, mc *mergedCursor, cs *router.CursorStmt, formats []int16, describe bool) (bool, error) {
+// result formats formats, with a RowDescription first if describe. For a
+// portal's row-limited Execute (portal), the reply ends as Postgres ends
+// it: PortalSuspended when the limit was reached, else "SELECT n".
+func (s *session) fetchMerged(ctx context.Context, mc *mergedCursor, cs *router.CursorStmt, formats []int16, describe, portal bool) (bool, error) {
 	verb := "FETCH"
 	if cs.Move {
 		verb = "MOVE"
+	}
+	if portal {
+		verb = "SELECT"
 	}
 	switch {
 	case mc.failed:
@@ -532,6 +548,9 @@ func (s *session) fetchMerged(ctx context.Context, mc *mergedCursor, cs *router.
 		if err := s.send(&row); err != nil {
 			return true, errClientGone
 		}
+	}
+	if portal && n == cs.Count {
+		return false, s.send(&pgproto3.PortalSuspended{})
 	}
 	return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(verb + " " + strconv.FormatInt(n, 10))})
 }
@@ -715,7 +734,7 @@ func (s *session) executeCursor(ctx context.Context, p *portal, maxRows uint32) 
 		case cs.Op == 'C':
 			failed, err = s.closeMerged(ctx, cs.Name, mc)
 		default:
-			failed, err = s.fetchMerged(ctx, mc, cs, p.cursor.resultFormats, describe)
+			failed, err = s.fetchMerged(ctx, mc, cs, p.cursor.resultFormats, describe, false)
 		}
 	}
 	if failed {
@@ -803,4 +822,60 @@ func (s *session) describeCursorStatement(ctx context.Context, ps *prepared) (do
 	}
 	s.pushLocal(&pgproto3.ParameterDescription{}, rd)
 	return true, nil
+}
+
+// executeRowLimited runs a multi-shard SELECT portal Execute by Execute,
+// as a row limit asks (JDBC's setFetchSize, a pipeline reading a portal
+// in steps): the first such Execute declares an internal cursor over the
+// portal's query on its shards, inside the transaction block (a
+// pipeline's implicit one outside BEGIN, ended at Sync as Postgres ends
+// the portal), and every Execute reads as many rows as it asks for.
+func (s *session) executeRowLimited(ctx context.Context, p *portal, maxRows uint32, describe bool) error {
+	ps, mb := p.stmt, p.multi
+	if p.rowCursor == nil {
+		if ps.st.Kind != router.KindSelect || ps.st.MayWrite || !s.runtime().Config.TwoPhaseCommit ||
+			mb.route.Merge != router.MergePlan && mb.route.Merge != router.MergeConcat {
+			return s.extFail(errNotSupported("set two_phase_commit: true to read a SELECT across shards a number of rows at a time, or fetch all rows at once (no row limit)",
+				"row limits (Execute with max rows) are not supported for this statement across shards"))
+		}
+		if s.txStatus == 'I' {
+			// The portal lives until Sync, in the pipeline's implicit
+			// transaction (implicit.go), which holds its shards' cursors.
+			s.pendingBegin, s.txStatus, s.implicit = "BEGIN", 'T', true
+		}
+		d := &cursorDecl{cs: &router.CursorStmt{Op: 'D', Name: "_shardproxy_portal_" + strconv.Itoa(s.ext.cursorSeq)},
+			st: ps.st, route: mb.route}
+		s.ext.cursorSeq++
+		if !ps.litsDone {
+			ps.lits, ps.litsDone = s.runtime().Router.Literals(ps.query), true
+		}
+		if mb.route.Merge == router.MergePlan {
+			d.plan, d.sql = mb.route.Plan, renderLiterals(scatterOf(mb.route.Plan).SQL, ps.lits)
+		} else {
+			d.sql = trimStatement(strings.TrimSpace(ps.query))
+			d.plan = router.ConcatPlan(d.sql)
+		}
+		d.in = planInputs{param: bindParams(mb, ps.paramOIDs, ps.lits), lits: ps.lits, bind: mb, oids: ps.paramOIDs}
+		d.send = func(c *pool.Conn, text string) {
+			c.Send(&pgproto3.Parse{Query: text, ParameterOIDs: ps.paramOIDs})
+			c.Send(&pgproto3.Bind{ParameterFormatCodes: mb.formats, Parameters: mb.params})
+			c.Send(&pgproto3.Execute{})
+			c.Send(&pgproto3.Sync{})
+		}
+		mc, failed, err := s.openCursor(ctx, d)
+		if failed || err != nil {
+			s.ext.skip, s.ext.clientFailed = true, true
+			return err
+		}
+		p.rowCursor = mc
+	}
+	count := int64(maxRows)
+	if count == 0 {
+		count = router.FetchAll
+	}
+	failed, err := s.fetchMerged(ctx, p.rowCursor, &router.CursorStmt{Op: 'F', Forward: true, Count: count}, mb.resultFormats, describe, true)
+	if failed {
+		s.ext.skip, s.ext.clientFailed = true, true
+	}
+	return err
 }

@@ -371,4 +371,131 @@ func TestCursorsWithoutTwoPhaseCommit(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Hint, "two_phase_commit") {
 		t.Fatalf("DECLARE across shards without two-phase commit: %v, want 0A000 naming two_phase_commit", err)
 	}
+	// A row-limited Execute across shards, outside a transaction: the
+	// shards' cursors would need a transaction across them.
+	other, err := pgconn.Connect(ctx, pc.f.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hj, err := other.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hj.Conn.Close()
+	hj.Conn.SetDeadline(time.Now().Add(time.Minute))
+	got := transcript(t, hj.Frontend, &pgproto3.Parse{Query: "SELECT order_id FROM orders ORDER BY 1"}, &pgproto3.Bind{},
+		&pgproto3.Execute{MaxRows: 2}, &pgproto3.Sync{})
+	if want := []string{"ParseComplete", "BindComplete", "ErrorResponse 0A000", "ReadyForQuery I"}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("row-limited Execute across shards without two-phase commit: %q, want %q", got, want)
+	}
+}
+
+// transcript sends msgs (ending in Sync) on a hijacked connection and
+// returns what comes back up to ReadyForQuery, one line per message
+// (values as text, errors by SQLSTATE).
+func transcript(t *testing.T, fe *pgproto3.Frontend, msgs ...pgproto3.FrontendMessage) []string {
+	t.Helper()
+	for _, m := range msgs {
+		fe.Send(m)
+	}
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("after %q: %v", out, err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.RowDescription:
+			var cols []string
+			for _, f := range m.Fields {
+				cols = append(cols, fmt.Sprintf("%s:%d/%d", f.Name, f.DataTypeOID, f.Format))
+			}
+			out = append(out, "RowDescription "+strings.Join(cols, ","))
+		case *pgproto3.DataRow:
+			var vals []string
+			for _, v := range m.Values {
+				vals = append(vals, fmt.Sprintf("%q", v))
+			}
+			out = append(out, "DataRow "+strings.Join(vals, ","))
+		case *pgproto3.CommandComplete:
+			out = append(out, "CommandComplete "+string(m.CommandTag))
+		case *pgproto3.ErrorResponse:
+			out = append(out, "ErrorResponse "+m.Code)
+		case *pgproto3.ReadyForQuery:
+			return append(out, "ReadyForQuery "+string(m.TxStatus))
+		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
+		default:
+			out = append(out, fmt.Sprintf("%T", msg)[len("*pgproto3."):])
+		}
+	}
+}
+
+// TestCursorsRowLimitedExecute: a SELECT across shards read a number of
+// rows per Execute (JDBC's setFetchSize inside a transaction; a pipeline
+// that executes a portal in steps before Sync) answers what the oracle
+// answers, message for message: rows, PortalSuspended, the final tag.
+func TestCursorsRowLimitedExecute(t *testing.T) {
+	schema := readSQLFile(t, diffDir+"schema.sql")
+	st := diffStrategies[0]
+	pc, oracle, _ := startWriteSuite(t, st, st.strategies+diffTables+"two_phase_commit: true\n", "cursor_rows_", schema, genDiffData())
+	ctx := context.Background()
+	hijack := func(dsn string) *pgproto3.Frontend {
+		c, err := pgconn.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hj, err := c.Hijack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { hj.Conn.Close() })
+		hj.Conn.SetDeadline(time.Now().Add(2 * time.Minute))
+		return hj.Frontend
+	}
+	proxyFE, oracleFE := hijack(pc.f.DSN()), hijack(oracleDSN(t, oracle))
+	same := func(what string, msgs ...pgproto3.FrontendMessage) []string {
+		t.Helper()
+		got, want := transcript(t, proxyFE, msgs...), transcript(t, oracleFE, msgs...)
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("%s: proxy\n  %s\noracle\n  %s", what, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+		}
+		return got
+	}
+	queries := []struct {
+		sql    string
+		params [][]byte
+	}{
+		{"SELECT order_id, customer_id, total FROM orders ORDER BY order_id", nil},
+		{"SELECT customer_id, count(*), sum(total) FROM orders GROUP BY customer_id ORDER BY 3 DESC NULLS LAST, 1", nil},
+		{"SELECT order_id FROM orders WHERE total > $1 ORDER BY order_id LIMIT $2", [][]byte{[]byte("10"), []byte("25")}},
+		{"SELECT DISTINCT status FROM orders ORDER BY status", nil},
+		{"SELECT name FROM customers ORDER BY customer_id", nil},
+	}
+	suspended := 0
+	for i, q := range queries {
+		binary := []int16{int16(i % 2)} // text, then binary results
+		// JDBC with a fetch size: in a transaction, a named portal read
+		// with Execute(n) + Sync until it completes.
+		same("BEGIN", &pgproto3.Query{String: "BEGIN"})
+		portal := fmt.Sprintf("C_%d", i)
+		first := same(q.sql+": first Execute", &pgproto3.Parse{Query: q.sql}, &pgproto3.Bind{DestinationPortal: portal, Parameters: q.params, ResultFormatCodes: binary},
+			&pgproto3.Describe{ObjectType: 'P', Name: portal}, &pgproto3.Execute{Portal: portal, MaxRows: 4}, &pgproto3.Sync{})
+		for n := 0; n < 100 && !strings.HasPrefix(first[len(first)-2], "CommandComplete"); n++ {
+			suspended++
+			first = same(q.sql+": next Execute", &pgproto3.Execute{Portal: portal, MaxRows: uint32(3 + n%5)}, &pgproto3.Sync{})
+		}
+		same(q.sql+": Close", &pgproto3.Close{ObjectType: 'P', Name: portal}, &pgproto3.Sync{})
+		same("COMMIT", &pgproto3.Query{String: "COMMIT"})
+		// Outside a transaction: the unnamed portal in steps, then the rest, before Sync.
+		same(q.sql+": steps before Sync", &pgproto3.Parse{Query: q.sql}, &pgproto3.Bind{Parameters: q.params, ResultFormatCodes: binary},
+			&pgproto3.Execute{MaxRows: 2}, &pgproto3.Execute{MaxRows: 5}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	}
+	if suspended < 10 {
+		t.Fatalf("only %d Executes were suspended", suspended)
+	}
+	pc.get(t)
+	pc.checkUsable(t)
 }

@@ -54,6 +54,9 @@ type portal struct {
 	aside *multiBind
 	// cursor: a cursor statement the proxy runs (cursor.go).
 	cursor *cursorPortal
+	// rowCursor: a multi-shard portal read Execute by Execute, with a
+	// row limit, through a cursor on its shards (executeRowLimited).
+	rowCursor *mergedCursor
 }
 
 // multiBind keeps what a Bind said for a statement that runs on several
@@ -103,6 +106,8 @@ type extended struct {
 	// round trip to a shard, else by describeMulti (deferDescribe).
 	describeLater     *portal
 	describeInExecute bool
+
+	cursorSeq int // names the cursors of row-limited portals (executeRowLimited)
 }
 
 // deferDescribe answers a deferred Describe (describeLater) before next is
@@ -521,10 +526,6 @@ func (mb *multiBind) bindMessage() *pgproto3.Bind {
 func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) error {
 	describe := s.ext.describeInExecute // the client's Describe of p, deferred (deferDescribe)
 	s.ext.describeInExecute = false
-	if maxRows != 0 {
-		return s.extFail(errNotSupported("fetch all rows at once (no row limit) for statements that span shards",
-			"row limits (Execute with max rows) are not supported for statements that span shards"))
-	}
 	if s.txStatus == 'I' && s.attached == nil && s.runtime().Config.TwoPhaseCommit && pipelineWrite(p.stmt.st) {
 		// Its commit waits for Sync, with the rest of the pipeline's
 		// transaction (implicit.go).
@@ -548,6 +549,9 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 	}
 	ps, mb := p.stmt, p.multi
 	s.stmtTouches = ps.st.TouchesTables()
+	if maxRows != 0 || p.rowCursor != nil {
+		return s.executeRowLimited(ctx, p, maxRows, describe) // cursor.go
+	}
 	if describe && mb.route.Merge != router.MergePlan {
 		// Only a merged SELECT describes its rows as it runs.
 		if err := s.describeMulti(ctx, p); err != nil {
