@@ -405,8 +405,17 @@ func TestCopyToConcatenates(t *testing.T) {
 			t.Fatalf("COPY (SELECT) gave %d rows", n)
 		}
 	})
-	t.Run("query needing a merge is refused", func(t *testing.T) {
-		_, err := f.c.PgConn().CopyTo(context.Background(), io.Discard, "COPY (SELECT id FROM hitems ORDER BY id) TO STDOUT")
+	t.Run("query needing a merge", func(t *testing.T) {
+		// Merged as the SELECT would be (copymerge.go; TestCopyQueryMerged
+		// compares many such with an oracle).
+		out, n := f.copyOut(t, "COPY (SELECT id FROM hitems ORDER BY id DESC LIMIT 300) TO STDOUT")
+		ls := strings.Split(strings.TrimSuffix(out, "\n"), "\n") // in order
+		if n != 300 || len(ls) != 300 || ls[0] != "500" || ls[299] != "201" {
+			t.Fatalf("COPY (SELECT ... ORDER BY ... LIMIT) gave %d rows, from %q to %q", n, ls[0], ls[len(ls)-1])
+		}
+	})
+	t.Run("binary query needing a merge is refused", func(t *testing.T) {
+		_, err := f.c.PgConn().CopyTo(context.Background(), io.Discard, "COPY (SELECT id FROM hitems ORDER BY id) TO STDOUT (FORMAT binary)")
 		wantSQLState(t, err, "0A000")
 	})
 	t.Run("binary round trip", func(t *testing.T) {

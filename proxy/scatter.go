@@ -469,7 +469,12 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 	if failure != nil {
 		return failure, nil
 	}
-	if describe {
+	switch {
+	case in.sink != nil:
+		if err := in.sink.begin(out); err != nil {
+			return nil, errClientGone
+		}
+	case describe:
 		if err := s.send(&pgproto3.RowDescription{Fields: out}); err != nil {
 			return nil, errClientGone
 		}
@@ -483,6 +488,12 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 	opts := s.execOptions(conns, legs[0], in)
 	n, err := plan.Execute(ctx, fields, srcs, in.param, opts,
 		func(values [][]byte) error {
+			if in.sink != nil {
+				if err := in.sink.row(values); err != nil {
+					return errClientGone
+				}
+				return nil
+			}
 			row.Values = values
 			if binaryCols {
 				converted, err := s.toResultFormats(out, values, enums)
@@ -515,10 +526,25 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 		}
 		return errorResponse(s.log, err), nil
 	}
+	if in.sink != nil {
+		if err := in.sink.end(n); err != nil {
+			return nil, errClientGone
+		}
+		return nil, nil
+	}
 	if err := s.send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT " + strconv.FormatInt(n, 10))}); err != nil {
 		return nil, errClientGone
 	}
 	return nil, nil
+}
+
+// rowSink takes a merged SELECT's result in place of the client's rows:
+// COPY (query) TO STDOUT writes it as COPY data (copymerge.go). Its
+// errors are the client's connection failing.
+type rowSink interface {
+	begin(out []pgproto3.FieldDescription) error
+	row(values [][]byte) error
+	end(n int64) error
 }
 
 // outputFields is the client's row description of a merged SELECT whose
@@ -566,6 +592,7 @@ type planInputs struct {
 	lits  []string         // the literal tokens the holes of the plan's SQL stand for
 	bind  *multiBind       // the client's Bind (extended protocol), nil for a simple Query
 	oids  []uint32         // the statement's parameter types (0: inferred)
+	sink  rowSink          // where the rows go instead of DataRows (nil: to the client as rows)
 }
 
 // evaluator runs the plan's Evaluate queries (expressions over finished

@@ -207,6 +207,11 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 	if done, failed, err := s.local(st, p.Text); done {
 		return failed, err
 	}
+	if st.CopiesQuery() {
+		if done, failed, err := s.copyMerged(ctx, st, p.Text, p.Args); done {
+			return failed, err
+		}
+	}
 	if st.Cursor() != 0 && s.txStatus != 'I' || st.Cursor() == 'D' {
 		if done, failed, err := s.cursorStatement(ctx, st, p.Text, p.Args); done {
 			return failed, err

@@ -445,6 +445,7 @@ func nodeLocation(n *pg.Node) int {
 
 func (a *analyzer) copy(c *pg.CopyStmt) {
 	if c.Query != nil {
+		a.st.copyQuery = !c.IsFrom
 		a.a2(c.Query)
 		return
 	}

@@ -45,12 +45,21 @@ type CopySpec struct {
 	// reads as a value (FORCE_NOT_NULL) or whose quoted marker reads as
 	// NULL (FORCE_NULL).
 	ForceNotNull, ForceNull []string
+	// ForceQuote names the CSV columns whose values COPY TO always
+	// quotes ("*": all).
+	ForceQuote []string
+	// QueryText is COPY (query) TO's query as written.
+	QueryText string
 	// NoHeaderSQL is the statement without its HEADER option: what a shard
 	// runs when it must not read or write a header line.
 	NoHeaderSQL string
 
 	schema, rel string
 }
+
+// CopiesQuery tells whether the statement is COPY (query) TO: its rows
+// may need the merge a SELECT gets (the proxy plans the query alone).
+func (st *Statement) CopiesQuery() bool { return st.copyQuery }
 
 // ParseCopy reads a COPY statement's original text (with its literals:
 // options are literals, and the shards must see them as written). Errors
@@ -114,6 +123,8 @@ func ParseCopy(text string) (*CopySpec, error) {
 			sp.ForceNotNull = defList(d)
 		case "force_null":
 			sp.ForceNull = defList(d)
+		case "force_quote":
+			sp.ForceQuote = defList(d)
 		case "encoding":
 			if n := strings.ToLower(strings.NewReplacer("-", "", "_", "").Replace(arg)); n != "utf8" && n != "sqlascii" {
 				return nil, pgError(codeFeatureNotSupport, fmt.Sprintf("COPY ENCODING %q is not supported across shards", arg),
@@ -148,11 +159,41 @@ func ParseCopy(text string) (*CopySpec, error) {
 	if null != nil {
 		sp.Null = *null
 	}
+	if sp.Query {
+		if sp.QueryText, err = parenthesized(text, int(tree.Stmts[0].StmtLocation)); err != nil {
+			return nil, err
+		}
+	}
 	c.Options = kept
 	if sp.NoHeaderSQL, err = pg.Deparse(tree); err != nil {
 		return nil, pgError(codeInternal, "rendering COPY without its header: "+err.Error(), "")
 	}
 	return sp, nil
+}
+
+// parenthesized returns the text inside the first parenthesis of the
+// statement at loc in text, and its match: COPY (query)'s query.
+func parenthesized(text string, loc int) (string, error) {
+	stmt := text[loc:]
+	toks, err := pg.Scan(stmt)
+	if err != nil {
+		return "", syntaxError(err)
+	}
+	depth, from := 0, 0
+	for _, t := range toks.Tokens {
+		switch t.Token {
+		case pg.Token_ASCII_40:
+			if depth == 0 {
+				from = int(t.End)
+			}
+			depth++
+		case pg.Token_ASCII_41:
+			if depth--; depth == 0 {
+				return stmt[from:t.Start], nil
+			}
+		}
+	}
+	return "", pgError(codeSyntaxError, "COPY without a parenthesized query", "")
 }
 
 // defString is an option's argument as text ("" when it has none).

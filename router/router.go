@@ -164,10 +164,11 @@ type Statement struct {
 	anyCopy            bool   // a plain read that any copy of reference tables answers (readsCopiesOnly)
 	// createAs: CREATE TABLE AS / SELECT INTO / CREATE MATERIALIZED VIEW:
 	// the new table gets the rows one shard sees.
-	createAs bool
-	cursor   bool             // DECLARE CURSOR: routed like its query, one shard only
-	cursorOp byte             // Cursor()
-	setKey   map[int]valueRef // UPDATE use index -> new key value
+	createAs  bool
+	cursor    bool             // DECLARE CURSOR: routed like its query, one shard only
+	cursorOp  byte             // Cursor()
+	copyQuery bool             // CopiesQuery()
+	setKey    map[int]valueRef // UPDATE use index -> new key value
 	// split cuts a multi-row INSERT ... VALUES into a sharded table into
 	// per-row pieces, for when its rows span shards (nil: refused then).
 	split *insertSplit
