@@ -77,13 +77,16 @@ const (
 // that shard. Its backend is the transaction's leg on the shard.
 type cursorLeg struct {
 	scatterLeg
-	ctx     context.Context
-	shard   string
-	quoted  string // the cursor's name as SQL
-	batch   int
-	buf     [][][]byte
-	pos     int
-	drained bool // the shard's cursor has no more rows
+	ctx    context.Context
+	shard  string
+	quoted string // the cursor's name as SQL
+	batch  int
+	// lastBytes is the size of the last batch's values: the next one's
+	// first allocation.
+	lastBytes int
+	buf       [][][]byte
+	pos       int
+	drained   bool // the shard's cursor has no more rows
 }
 
 // Next implements router.Source.
@@ -125,6 +128,8 @@ func (l *cursorLeg) fetch() error {
 	}
 	l.ready, l.ended = false, false
 	got, size := int64(-1), 0
+	var vals [][]byte // the values of the batch's rows
+	var slab []byte   // their bytes
 	for !l.ready {
 		msg, err := l.receive()
 		if err != nil {
@@ -140,14 +145,25 @@ func (l *cursorLeg) fetch() error {
 				l.fields = copyRowDescription(m).Fields
 			}
 		case *pgproto3.DataRow:
-			row := make([][]byte, len(m.Values))
-			for i, v := range m.Values {
+			// The batch's values share a few large arrays (a full one is
+			// left to the rows already cut from it, and a new one begun).
+			if len(vals)+len(m.Values) > cap(vals) {
+				vals = make([][]byte, 0, max(len(m.Values)*l.batch, len(m.Values)))
+			}
+			start := len(vals)
+			for _, v := range m.Values {
+				if v != nil && len(slab)+len(v) > cap(slab) {
+					slab = make([]byte, 0, max(l.lastBytes, 4096, len(v)))
+				}
 				if v != nil {
-					row[i] = append(make([]byte, 0, len(v)), v...)
+					from := len(slab)
+					slab = append(slab, v...)
+					v = slab[from:len(slab):len(slab)]
 					size += len(v)
 				}
+				vals = append(vals, v)
 			}
-			l.buf = append(l.buf, row)
+			l.buf = append(l.buf, vals[start:len(vals):len(vals)])
 			l.rows++
 		case *pgproto3.CommandComplete:
 			if _, n, ok := splitTag(string(m.CommandTag)); ok {
@@ -156,6 +172,7 @@ func (l *cursorLeg) fetch() error {
 		}
 	}
 	l.bytes += int64(size)
+	l.lastBytes = size
 	s.settle(l.status)
 	if l.err != nil {
 		l.drained = true

@@ -20,6 +20,7 @@ strategies:
 tables:
   bench: {key: k, strategy: by_k}
 default_shard: s0
+two_phase_commit: true
 `
 
 // BenchmarkScatter compares scatter-gather through the proxy with the same
@@ -102,6 +103,42 @@ func BenchmarkScatter(b *testing.B) {
 	b.Run("orderby_limit", func(b *testing.B) {
 		benchSame(b, oracle, proxyConn, "SELECT k, v FROM bench ORDER BY v DESC, k LIMIT 10")
 	})
+	// A cursor read FETCH 1000 at a time (psql FETCH_COUNT, JDBC fetch
+	// size) against the same rows read by one SELECT: what the batches
+	// and the merge's suspension cost.
+	const cursorRows = 100_000
+	const sorted = "SELECT k, v, pad FROM bench WHERE k <= 100000 ORDER BY k"
+	b.Run("cursor_fetch1000", func(b *testing.B) {
+		for _, tc := range []struct {
+			name string
+			conn *pgx.Conn
+		}{{"oracle", oracle}, {"proxy", proxyConn}} {
+			b.Run(tc.name, func(b *testing.B) {
+				for b.Loop() {
+					if n := readCursorBench(b, tc.conn.PgConn(), sorted, 1000); n != cursorRows {
+						b.Fatalf("cursor read %d rows, want %d", n, cursorRows)
+					}
+				}
+				b.ReportMetric(float64(cursorRows*b.N)/b.Elapsed().Seconds(), "rows/s")
+			})
+		}
+	})
+	b.Run("select_same_rows", func(b *testing.B) {
+		for _, tc := range []struct {
+			name string
+			conn *pgx.Conn
+		}{{"oracle", oracle}, {"proxy", proxyConn}} {
+			b.Run(tc.name, func(b *testing.B) {
+				for b.Loop() {
+					rs, err := tc.conn.PgConn().Exec(ctx, sorted).ReadAll()
+					if err != nil || len(rs[0].Rows) != cursorRows {
+						b.Fatalf("%v", err)
+					}
+				}
+				b.ReportMetric(float64(cursorRows*b.N)/b.Elapsed().Seconds(), "rows/s")
+			})
+		}
+	})
 	b.Run("point", func(b *testing.B) {
 		const q = "SELECT k, v, pad FROM bench WHERE k = $1"
 		owner := func(k int64) *pgx.Conn {
@@ -173,4 +210,28 @@ func textRows(ctx context.Context, c *pgconn.PgConn, sql string) ([]string, erro
 		}
 	}
 	return out, nil
+}
+
+// readCursorBench reads sql through a cursor, fetch rows at a time, in a
+// transaction it rolls back, and returns the number of rows read.
+func readCursorBench(b *testing.B, c *pgconn.PgConn, sql string, fetch int) int {
+	ctx := context.Background()
+	if _, err := c.Exec(ctx, "BEGIN; DECLARE c NO SCROLL CURSOR FOR "+sql).ReadAll(); err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	for {
+		rs, err := c.Exec(ctx, fmt.Sprintf("FETCH %d FROM c", fetch)).ReadAll()
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += len(rs[0].Rows)
+		if len(rs[0].Rows) < fetch {
+			break
+		}
+	}
+	if _, err := c.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
