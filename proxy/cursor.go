@@ -73,6 +73,9 @@ const (
 	cursorBatchBytes = 1 << 20
 )
 
+// emptyValue is a zero-length value that is not NULL.
+var emptyValue = []byte{}
+
 // cursorLeg is one shard's cursor; it is the merge's router.Source for
 // that shard. Its backend is the transaction's leg on the shard.
 type cursorLeg struct {
@@ -155,11 +158,14 @@ func (l *cursorLeg) fetch() error {
 				if v != nil && len(slab)+len(v) > cap(slab) {
 					slab = make([]byte, 0, max(l.lastBytes, 4096, len(v)))
 				}
-				if v != nil {
+				switch {
+				case len(v) > 0:
 					from := len(slab)
 					slab = append(slab, v...)
 					v = slab[from:len(slab):len(slab)]
 					size += len(v)
+				case v != nil:
+					v = emptyValue // '' is not NULL
 				}
 				vals = append(vals, v)
 			}

@@ -177,6 +177,9 @@ var cursorBlocks = [][]string{
 	// ROLLBACK TO an earlier one closes it.
 	{"BEGIN", "SAVEPOINT p", "SAVEPOINT q", "DECLARE r CURSOR FOR SELECT customer_id FROM customers ORDER BY customer_id",
 		"RELEASE q", "FETCH 2 FROM r", "ROLLBACK TO p", "FETCH 2 FROM r", "ROLLBACK"},
+	// Empty strings are not NULL (the batches share their values' arrays).
+	{"BEGIN", "DECLARE e CURSOR FOR SELECT '' AS empty, NULL::text AS null, coalesce(status, '') FROM orders ORDER BY order_id",
+		"FETCH 5 FROM e", "FETCH ALL FROM e", "ROLLBACK"},
 	// The cursor reads as of DECLARE; the transaction's later writes show elsewhere.
 	{"BEGIN", "DECLARE w CURSOR FOR SELECT customer_id, name FROM customers WHERE customer_id IN (7, 150, 390) ORDER BY customer_id",
 		"UPDATE customers SET name = 'renamed' WHERE customer_id IN (7, 150, 390)", "FETCH ALL FROM w",
