@@ -254,6 +254,9 @@ func (s *session) cursorStatement(ctx context.Context, st *router.Statement, tex
 		return false, false, nil // the shard reports it
 	}
 	if cs.Op == 'D' {
+		if s.tx.cursors[cs.Name] != nil {
+			return true, true, s.sendError(errCursorExists(cs.Name))
+		}
 		rargs := s.routeArgs(args)
 		if _, rerr := s.runtime().Router.Route(ctx, st, rargs); !router.CursorAcrossShards(rerr) {
 			return false, false, nil
@@ -337,10 +340,8 @@ func (s *session) declare(ctx context.Context, d *cursorDecl) (failed bool, err 
 		return true, s.sendError(errNotSupported("declare it NO SCROLL (forward only), or add a condition on the shard key so that the query targets one shard",
 			"SCROLL cursors across shards are not supported"))
 	}
-	if ref := s.tx.cursors[cs.Name]; ref != nil && ref.merged != nil {
-		// (A one-shard cursor of that name, if still open, makes its
-		// shard refuse the DECLARE.)
-		return true, s.sendError(pgError("42P03", "cursor %q already exists", cs.Name))
+	if s.tx.cursors[cs.Name] != nil {
+		return true, s.sendError(errCursorExists(cs.Name))
 	}
 	mc, failed, err := s.openCursor(ctx, d)
 	if failed || err != nil {
@@ -465,20 +466,8 @@ func (s *session) noteCursorRef(name string, ref *cursorRef) {
 // backend: its FETCH, MOVE and CLOSE go to that shard.
 func (s *session) noteCursor(text string) {
 	if s.attached != nil {
-		s.noteCursorOn(s.attached.Shard, text)
+		s.noteCursorText(s.attached.Shard, text)
 	}
-}
-
-// noteCursorOn follows a one-shard DECLARE that succeeded on shard.
-func (s *session) noteCursorOn(shard, text string) {
-	if s.txStatus == 'I' {
-		return
-	}
-	cs, err := router.ParseCursor(text)
-	if err != nil || cs.Op != 'D' {
-		return
-	}
-	s.noteCursorRef(cs.Name, &cursorRef{shard: shard})
 }
 
 // cursorsRolledBack follows ROLLBACK TO (release false) or RELEASE of the
@@ -656,6 +645,9 @@ func (s *session) bindCursor(ctx context.Context, m *pgproto3.Bind, ps *prepared
 	}
 	switch {
 	case cs.Op == 'D':
+		if s.tx.cursors[cs.Name] != nil {
+			return nil, "", errCursorExists(cs.Name)
+		}
 		rt := s.runtime().Router
 		args := router.Args{Params: m.Parameters, Formats: m.ParameterFormatCodes, ParamOIDs: ps.paramOIDs, SessionShard: s.hint,
 			Columns: s.columns, TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()}
@@ -901,4 +893,79 @@ func (s *session) executeRowLimited(ctx context.Context, p *portal, maxRows uint
 		s.ext.skip, s.ext.clientFailed = true, true
 	}
 	return err
+}
+
+// errCursorExists: the cursor name is taken in the transaction, on
+// whichever shard; Postgres' 42P03.
+func errCursorExists(name string) error {
+	return pgError("42P03", "cursor %q already exists", name)
+}
+
+// noteCursorText follows a cursor statement that succeeded on shard
+// outside the proxy's own handling (in a multi-statement Query sent whole,
+// or a portal): a DECLARE is noted, a CLOSE forgets.
+func (s *session) noteCursorText(shard, text string) {
+	if s.txStatus == 'I' {
+		return
+	}
+	cs, err := router.ParseCursor(text)
+	switch {
+	case err != nil:
+	case cs.Op == 'D':
+		s.noteCursorRef(cs.Name, &cursorRef{shard: shard})
+	case cs.Op == 'C' && cs.Name == "":
+		s.tx.cursors = nil
+	case cs.Op == 'C':
+		delete(s.tx.cursors, cs.Name)
+	}
+}
+
+// currentOfShard finds where an UPDATE or DELETE ... WHERE CURRENT OF
+// must run: the shard of the one-shard cursor it names ("" for a cursor
+// the session does not know: routed as usual). A cursor across shards
+// has read ahead on its shards; its current row is not theirs.
+func (s *session) currentOfShard(st *router.Statement) (string, error) {
+	name := st.CurrentOf()
+	if name == "" || s.txStatus == 'I' {
+		return "", nil
+	}
+	switch ref := s.tx.cursors[name]; {
+	case ref == nil:
+		return "", nil
+	case ref.merged != nil:
+		return "", errNotSupported("update or delete the row by its key (the cursor's query can select it)",
+			"WHERE CURRENT OF cursor %q, which spans shards, is not supported", name)
+	default:
+		return ref.shard, nil
+	}
+}
+
+// outputSettings change how Postgres writes values as text: a merged
+// cursor holds rows its shards wrote under the old value.
+var outputSettings = map[string]bool{"timezone": true, "datestyle": true, "intervalstyle": true,
+	"extra_float_digits": true, "bytea_output": true, "lc_monetary": true, "lc_numeric": true,
+	"lc_time": true, "xmlbinary": true, "xmloption": true, "": true} // "": RESET ALL
+
+// setWhileCursorsRead refuses a SET or RESET that changes how values are
+// written while a cursor across shards has rows in hand: Postgres writes
+// each row as FETCH returns it, but the proxy read those rows ahead, and
+// its merge compares them as written.
+func (s *session) setWhileCursorsRead(st *router.Statement) error {
+	if st.Kind != router.KindSet || !outputSettings[st.SetName] {
+		return nil
+	}
+	for name, ref := range s.tx.cursors {
+		if mc := ref.merged; mc != nil && mc.rows != nil && !mc.done {
+			return errNotSupported("CLOSE the cursor first, or change the setting before DECLARE",
+				"cannot change %s while cursor %q, which spans shards, has rows read ahead in the old format", setLabel(st), name)
+		}
+	}
+	return nil
+}
+
+func setLabel(st *router.Statement) string {
+	if st.SetName == "" {
+		return "settings"
+	}
+	return st.SetName
 }

@@ -139,6 +139,9 @@ type cursorStep struct {
 	sql     string
 	mode    string
 	ordered bool // compare rows in order (RETURNING is not)
+	// refused: the proxy must refuse the step with 0A000 and a hint (a
+	// documented refusal) and fail the transaction; the oracle runs it.
+	refused bool
 	writes  []string
 	// What the generator learns from the oracle's outcome: op is 'D'
 	// (DECLARE name), 'C' (CLOSE name), 'A' (CLOSE ALL), 'S' (SAVEPOINT
@@ -381,7 +384,7 @@ type cursorStats struct {
 	fetches, fetchRows, fetchesFailed int // FETCHes compared, rows they returned, FETCHes that failed alike
 	declares, savepoints, writes      int // DECLAREs, savepoint statements, writes that ran alike
 	differ, tablesDiffer, leftovers   int
-	hangs                             int
+	hangs, refused                    int            // refused: documented refusals (cursorStep.refused)
 	codes                             map[string]int // SQLSTATEs both sides gave
 }
 
@@ -442,14 +445,27 @@ var cursorRegressions = [][]cursorStep{
 	// A setting that changes how values are written, between FETCHes of
 	// a cursor across shards: Postgres writes every row it FETCHes after
 	// the SET in the new style; the proxy sent the rows of the batch it
-	// had already read from the shards in the old one.
+	// had already read from the shards in the old one. Now such a SET is
+	// refused while the cursor has rows read ahead (0A000, documented);
+	// before its first FETCH, or after CLOSE, it works.
 	{{sql: "BEGIN"},
 		{sql: "DECLARE c CURSOR FOR SELECT order_id, created_at FROM orders ORDER BY order_id"},
 		{sql: "FETCH 2 FROM c", ordered: true},
+		{sql: "SET TimeZone = 'America/St_Johns'", refused: true},
+		{sql: "ROLLBACK"}},
+	{{sql: "BEGIN"},
+		{sql: "DECLARE c CURSOR FOR SELECT order_id, created_at FROM orders ORDER BY order_id"},
 		{sql: "SET TimeZone = 'America/St_Johns'"},
 		{sql: "FETCH 2 FROM c", ordered: true},
-		{sql: "SET DateStyle = 'SQL, DMY'", mode: "extended"},
-		{sql: "FETCH 2 FROM c", ordered: true, mode: "extended"},
+		{sql: "SET DateStyle = 'SQL, DMY'", mode: "extended", refused: true},
+		{sql: "ROLLBACK"}},
+	{{sql: "BEGIN"},
+		{sql: "DECLARE c CURSOR FOR SELECT order_id, created_at FROM orders ORDER BY order_id"},
+		{sql: "FETCH 2 FROM c", ordered: true},
+		{sql: "CLOSE c"},
+		{sql: "SET LOCAL DateStyle = 'SQL, DMY'", mode: "extended"},
+		{sql: "DECLARE c CURSOR FOR SELECT order_id, created_at FROM orders ORDER BY order_id"},
+		{sql: "FETCH 3 FROM c", ordered: true},
 		{sql: "ROLLBACK"}},
 	// ROLLBACK TO in the extended protocol after an error before the
 	// transaction used any shard: 25P02 where Postgres rolls back (and
@@ -653,10 +669,18 @@ func (r *cursorRun) step(name string, s cursorStep) bool {
 	}
 	verb := strings.ToUpper(strings.TrimSpace(cursorFirstWord.FindString(s.sql)))
 	outcome, ok := "", true
+	var refusal *pgconn.PgError
 	switch {
 	case pgconn.Timeout(got.err) || errors.Is(got.err, context.DeadlineExceeded):
 		c.hangs++
 		outcome, ok = "proxy HANG: "+errText(got.err), false
+	case s.refused:
+		if !errors.As(got.err, &refusal) || refusal.Code != "0A000" || refusal.Hint == "" || want.err != nil || r.pc.c.TxStatus() != 'E' {
+			outcome, ok = fmt.Sprintf("NOT REFUSED: proxy %s (status %c), oracle %s", errText(got.err), r.pc.c.TxStatus(), errText(want.err)), false
+			break
+		}
+		c.refused++
+		outcome = "refused as documented: " + errText(got.err)
 	case want.err != nil || got.err != nil:
 		if sqlState(want.err) != sqlState(got.err) || want.err == nil || got.err == nil {
 			outcome, ok = fmt.Sprintf("DIFFERENT ERRORS: proxy %s, oracle %s", errText(got.err), errText(want.err)), false
@@ -691,7 +715,7 @@ func (r *cursorRun) step(name string, s cursorStep) bool {
 		}
 		outcome = fmt.Sprintf("equal: %s (%d rows)", want.tag, len(want.rows))
 	}
-	if ok {
+	if ok && !s.refused {
 		if r.pc.c.IsClosed() {
 			outcome, ok = "the proxy closed the connection", false
 		} else if ps, os := r.pc.c.TxStatus(), r.oracle.TxStatus(); ps != os {

@@ -256,6 +256,10 @@ func (s *session) localStatement(st *router.Statement) bool {
 		return s.attached == nil && s.pendingBegin != ""
 	case router.KindShow:
 		return st.SetName == router.HintParameter
+	case router.KindSavepoint:
+		// ROLLBACK TO in a transaction that failed before any shard
+		// held it (its savepoints are the proxy's, beforeAnyShard).
+		return s.attached == nil && s.pendingBegin != "" && s.localFailed && st.Savepoint == 'B'
 	}
 	return false
 }
@@ -373,7 +377,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 			len(m.Parameters), m.PreparedStatement, want))
 	}
 	if (s.localFailed || s.multiLeg() && s.tx.failed && !s.txWide(ps.st.Kind)) &&
-		ps.st.Kind != router.KindCommit && ps.st.Kind != router.KindRollback {
+		ps.st.Kind != router.KindCommit && ps.st.Kind != router.KindRollback && !isRollbackTo(ps.st, ps.query) {
 		return s.extFail(pgError("25P02", "current transaction is aborted, commands ignored until end of transaction block"))
 	}
 	if s.localStatement(ps.st) {
@@ -395,6 +399,12 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 			s.ext.portals[m.DestinationPortal] = p
 			s.pushLocal(replyBindComplete...)
 			return nil
+		}
+		cursorShard = shard
+	}
+	if shard, err := s.currentOfShard(ps.st); err != nil || shard != "" {
+		if err != nil {
+			return s.extFail(err)
 		}
 		cursorShard = shard
 	}
@@ -847,9 +857,9 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 	// Timed from Execute to its reply: a pipelined statement's latency
 	// includes waiting behind the earlier ones, as the client sees it.
 	r.timed, r.stat.start, r.route = true, time.Now(), p.kind
-	if st := p.stmt.st; st.Cursor() == 'D' {
+	if op := p.stmt.st.Cursor(); op == 'D' || op == 'C' {
 		shard, q := p.conn.Shard, p.stmt.query
-		r.onOK = func() { s.noteCursorOn(shard, q) } // cursor.go
+		r.onOK = func() { s.noteCursorText(shard, q) } // cursor.go
 	}
 	switch st := p.stmt.st; st.Kind {
 	case router.KindSet:
@@ -916,6 +926,11 @@ func (s *session) executeLocal(ps *prepared) error {
 		tag(st.Tag)
 	case router.KindCommit, router.KindRollback:
 		tag(s.endLocalTxn(st.Kind == router.KindRollback))
+	case router.KindSavepoint: // localStatement: ROLLBACK TO before any shard
+		if err := s.beforeAnyShard(st, ps.query); err != nil {
+			return s.extFail(err)
+		}
+		tag(savepointTag(st, ps.query))
 	case router.KindSet:
 		if st.SetLocal {
 			// SET LOCAL, SET TRANSACTION before any shard: replayed on the

@@ -229,7 +229,11 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 			c, n, err = s.acquire(ctx, sh)
 		}
 		if err != nil {
-			release(true)
+			if !inTx {
+				release(true)
+			}
+			// (In a transaction nothing was sent yet: its backends, and
+			// what they hold, stay; the error fails it, as on Postgres.)
 			return true, s.sendError(err)
 		}
 		legs = append(legs, &scatterLeg{s: s, c: c, prelude: n})

@@ -49,8 +49,8 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 			}
 			ddl := false
 			for _, p := range parts {
-				if p.Stmt.Cursor() == 'D' && !failed {
-					s.noteCursor(p.Text)
+				if p.Stmt.Cursor() != 0 && !failed {
+					s.noteCursorText(shard, p.Text)
 				}
 				ddl = ddl || p.Stmt.Kind == router.KindDDL
 				if p.Stmt.LocalConfig && s.txStatus != 'I' {
@@ -216,6 +216,12 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 		if done, failed, err := s.cursorStatement(ctx, st, p.Text, p.Args); done {
 			return failed, err
 		}
+	}
+	if shard, err := s.currentOfShard(st); err != nil || shard != "" {
+		if err != nil {
+			return true, s.sendError(err)
+		}
+		return s.execRoute(ctx, st, p.Text, router.Route{Kind: router.RouteSingle, Shards: []string{shard}})
 	}
 	route, rerr := s.runtime().Router.Route(ctx, st, router.Args{Params: p.Args, Literals: true, SessionShard: s.hint, Columns: s.columns,
 		TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()})

@@ -473,15 +473,9 @@ func (s *session) txStatement(ctx context.Context, st *router.Statement, text st
 	if !s.multiLeg() {
 		if s.attached == nil && s.pendingBegin != "" &&
 			(st.Kind == router.KindSavepoint || st.Kind == router.KindSet && st.SetLocal) {
-			// Nothing to save yet: the statement is replayed on the first shard.
-			if st.Kind == router.KindSavepoint && st.Savepoint != 'S' && !s.hasSavepoint(st.SavepointName) {
-				return true, true, s.sendError(pgError("3B001", "savepoint %q does not exist", st.SavepointName))
+			if err := s.beforeAnyShard(st, text); err != nil {
+				return true, true, s.sendError(err)
 			}
-			if isRollbackTo(st, text) && s.localFailed {
-				// What failed ran after the savepoint and reached no shard.
-				s.localFailed, s.txStatus = false, 'T'
-			}
-			s.noteReplay(st, text)
 			return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(savepointTag(st, text))})
 		}
 		return false, false, nil
@@ -513,10 +507,28 @@ func (s *session) txStatement(ctx context.Context, st *router.Statement, text st
 		return true, true, s.sendError(errNotSupported("let shardproxy commit the transaction (two_phase_commit does it for transactions that span shards)",
 			"PREPARE TRANSACTION and COMMIT/ROLLBACK PREPARED are not supported in a transaction that spans shards"))
 	case router.KindSavepoint, router.KindSet:
+		if err := s.setWhileCursorsRead(st); err != nil {
+			return true, true, s.sendError(err)
+		}
 		failed, err := s.onAllLegs(st, text)
 		return true, failed, err
 	}
 	return false, false, nil
+}
+
+// beforeAnyShard answers a savepoint statement or SET LOCAL in a
+// transaction block no shard holds yet: nothing to save yet, the
+// statement is replayed on the first shard.
+func (s *session) beforeAnyShard(st *router.Statement, text string) error {
+	if st.Kind == router.KindSavepoint && st.Savepoint != 'S' && !s.hasSavepoint(st.SavepointName) {
+		return pgError("3B001", "savepoint %q does not exist", st.SavepointName)
+	}
+	if isRollbackTo(st, text) && s.localFailed {
+		// What failed ran after the savepoint and reached no shard.
+		s.localFailed, s.txStatus = false, 'T'
+	}
+	s.noteReplay(st, text)
+	return nil
 }
 
 // chained reports COMMIT AND CHAIN / ROLLBACK AND CHAIN.
@@ -1014,6 +1026,9 @@ func (s *session) extTxStatement(ctx context.Context, ps *prepared) error {
 		return s.extFail(errNotSupported("let shardproxy commit the transaction",
 			"PREPARE TRANSACTION and COMMIT/ROLLBACK PREPARED are not supported in a transaction that spans shards"))
 	case router.KindSavepoint, router.KindSet:
+		if err := s.setWhileCursorsRead(st); err != nil {
+			return s.extFail(err)
+		}
 		failed, err := s.onAllLegs(st, ps.query)
 		if err != nil {
 			return err

@@ -1778,6 +1778,9 @@ func (a *analyzer) conflictSetsKey(i int, targets []*pg.Node) {
 }
 
 func (a *analyzer) update(up *pg.UpdateStmt, top bool) {
+	if c := up.WhereClause.GetCurrentOfExpr(); c != nil && top {
+		a.st.currentOf = c.CursorName
+	}
 	a.with(up.WithClause)
 	first := len(a.st.uses)
 	var sc scope
@@ -1817,6 +1820,9 @@ func (a *analyzer) update(up *pg.UpdateStmt, top bool) {
 }
 
 func (a *analyzer) delete(d *pg.DeleteStmt, top bool) {
+	if c := d.WhereClause.GetCurrentOfExpr(); c != nil && top {
+		a.st.currentOf = c.CursorName
+	}
 	a.with(d.WithClause)
 	first := len(a.st.uses)
 	var sc scope

@@ -35,7 +35,7 @@ func TestParseCopy(t *testing.T) {
 		{sql: "COPY orders TO STDOUT (FORMAT binary)", want: CopySpec{Stdio: true, Table: "orders", Format: CopyBinary,
 			Delimiter: '\t', Null: `\N`, Quote: '"', Escape: '"', NoHeaderSQL: "COPY orders TO STDOUT WITH (FORMAT BINARY)"}},
 		{sql: "COPY (SELECT 1) TO STDOUT", want: CopySpec{Stdio: true, Query: true, Delimiter: '\t', Null: `\N`, Quote: '"', Escape: '"',
-			NoHeaderSQL: "COPY (SELECT 1) TO STDOUT"}},
+			QueryText: "SELECT 1", NoHeaderSQL: "COPY (SELECT 1) TO STDOUT"}},
 		{sql: "COPY orders FROM '/tmp/x'", want: CopySpec{From: true, Table: "orders", Delimiter: '\t', Null: `\N`, Quote: '"', Escape: '"',
 			NoHeaderSQL: "COPY orders FROM '/tmp/x'"}},
 		{sql: "COPY orders FROM STDIN (DELIMITER '||')", code: "0A000"},

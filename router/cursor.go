@@ -57,6 +57,10 @@ func ConcatPlan(sql string) *ScatterPlan {
 // ('F'), CLOSE ('C') or none of them (0); ParseCursor reads it whole.
 func (st *Statement) Cursor() byte { return st.cursorOp }
 
+// CurrentOf is the cursor an UPDATE or DELETE ... WHERE CURRENT OF names
+// ("" for any other statement): it runs where that cursor is.
+func (st *Statement) CurrentOf() string { return st.currentOf }
+
 // ParseCursor reads a DECLARE, FETCH, MOVE or CLOSE statement from its
 // text as the client sent it (not normalised: FETCH's count and
 // DECLARE's query are taken from it). It is not cached: these statements

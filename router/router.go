@@ -168,6 +168,7 @@ type Statement struct {
 	cursor    bool             // DECLARE CURSOR: routed like its query, one shard only
 	cursorOp  byte             // Cursor()
 	copyQuery bool             // CopiesQuery()
+	currentOf string           // CurrentOf()
 	setKey    map[int]valueRef // UPDATE use index -> new key value
 	// split cuts a multi-row INSERT ... VALUES into a sharded table into
 	// per-row pieces, for when its rows span shards (nil: refused then).
