@@ -283,6 +283,9 @@ func TestCursorsRefused(t *testing.T) {
 		{"prior", []string{"BEGIN", "DECLARE s CURSOR FOR SELECT order_id FROM orders", "MOVE PRIOR FROM s"}},
 		{"absolute", []string{"BEGIN", "DECLARE s CURSOR FOR SELECT order_id FROM orders", "FETCH ABSOLUTE 3 FROM s"}},
 		{"refetch", []string{"BEGIN", "DECLARE s CURSOR FOR SELECT order_id FROM orders", "FETCH 1 FROM s", "FETCH 0 FROM s"}},
+		{"current_of", []string{"BEGIN", "DECLARE s CURSOR FOR SELECT order_id FROM orders", "FETCH 1 FROM s", "DELETE FROM orders WHERE CURRENT OF s"}},
+		{"set_timezone", []string{"BEGIN", "DECLARE s CURSOR FOR SELECT created_at FROM orders ORDER BY 1", "FETCH 1 FROM s", "SET TimeZone = 'Asia/Tokyo'"}},
+		{"reset_all", []string{"BEGIN", "DECLARE s CURSOR FOR SELECT created_at FROM orders ORDER BY 1", "FETCH 1 FROM s", "RESET ALL"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := pc.get(t)
