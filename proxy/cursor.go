@@ -14,13 +14,14 @@ import (
 	"github.com/shardproxy/shardproxy/router"
 )
 
-// SQL cursors (DECLARE, FETCH, MOVE, CLOSE) in the simple protocol.
+// SQL cursors (DECLARE, FETCH, MOVE, CLOSE), in both protocols, and the
+// extended protocol's row-limited Execute of a SELECT across shards.
 //
-// A cursor lives on a shard, but FETCH, MOVE and CLOSE name no table: the
-// session remembers where each cursor of the open transaction was
-// declared (txn.cursors) and sends them there. Without that, a FETCH in a
-// transaction spanning shards went to whichever shard the transaction
-// used last, and found no cursor there.
+// A cursor lives on a shard, but FETCH, MOVE, CLOSE and WHERE CURRENT OF
+// name no table: the session remembers where each cursor of the open
+// transaction was declared (txn.cursors) and sends them there. Without
+// that, a FETCH in a transaction spanning shards went to whichever shard
+// the transaction used last, and found no cursor there.
 //
 // A cursor whose query spans shards (psql's FETCH_COUNT, psycopg's named
 // cursors, any batch export) is a merged cursor: the same cursor is
@@ -37,7 +38,12 @@ import (
 // unusable (55000) even if a ROLLBACK TO saves the transaction. A merged
 // cursor reads forward only: a backward FETCH or MOVE is refused (55000
 // for a NO SCROLL cursor, as Postgres; 0A000 otherwise), and DECLARE ...
-// SCROLL across shards is refused.
+// SCROLL across shards is refused. Its rows are read ahead of the client,
+// so a SET that changes how values are written is refused while it holds
+// some (setWhileCursorsRead).
+//
+// A row-limited Execute of a SELECT portal across shards (JDBC's fetch
+// size) runs the same way, through an internal cursor (executeRowLimited).
 
 // cursorRef is what the session knows of one cursor of the transaction.
 type cursorRef struct {
@@ -308,13 +314,6 @@ func (s *session) cursorStatement(ctx context.Context, st *router.Statement, tex
 	}
 	failed, err = s.fetchMerged(ctx, ref.merged, cs, formats, !cs.Move, false)
 	return true, failed, err
-}
-
-// routeArgs are the router's arguments for a simple-protocol statement
-// whose literals are params.
-func (s *session) routeArgs(params [][]byte) router.Args {
-	return router.Args{Params: params, Literals: true, SessionShard: s.hint, Columns: s.columns,
-		TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()}
 }
 
 // closeAll serves CLOSE ALL: the session forgets its cursors, and in a

@@ -136,8 +136,7 @@ func (s *session) commonShard(ctx context.Context, parts []router.QueryPart) (st
 		if s.multiLeg() && (s.txWide(p.Stmt.Kind) || s.tx.failed) || s.tx.replay != nil && s.attached == nil {
 			return "", false // these concern every shard of the transaction (txn.go)
 		}
-		r, err := s.runtime().Router.Route(ctx, p.Stmt, router.Args{Params: p.Args, Literals: true, SessionShard: s.hint, Columns: s.columns,
-			TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()})
+		r, err := s.runtime().Router.Route(ctx, p.Stmt, s.routeArgs(p.Args))
 		if err != nil {
 			return "", false
 		}
@@ -223,8 +222,7 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 		}
 		return s.execRoute(ctx, st, p.Text, router.Route{Kind: router.RouteSingle, Shards: []string{shard}})
 	}
-	route, rerr := s.runtime().Router.Route(ctx, st, router.Args{Params: p.Args, Literals: true, SessionShard: s.hint, Columns: s.columns,
-		TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()})
+	route, rerr := s.runtime().Router.Route(ctx, st, s.routeArgs(p.Args))
 	if rerr != nil {
 		return true, s.sendError(rerr)
 	}
@@ -251,6 +249,13 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 		s.schemaChanged()
 	}
 	return failed, err
+}
+
+// routeArgs are the router's arguments for a simple-protocol statement
+// whose literals are params (router.QueryPart.Args).
+func (s *session) routeArgs(params [][]byte) router.Args {
+	return router.Args{Params: params, Literals: true, SessionShard: s.hint, Columns: s.columns,
+		TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()}
 }
 
 // local answers statements the proxy handles itself: shard hints, BEGIN
