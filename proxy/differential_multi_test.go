@@ -135,6 +135,13 @@ var multiRegressions = []struct {
 	// it (SHOW DateStyle says SQL, DMY after the ROLLBACK, not ISO, MDY).
 	{stmts: []string{"SET DateStyle = 'SQL, DMY'", "BEGIN", "SELECT 1"}},
 	{stmts: []string{"SHOW DateStyle", "SELECT 1"}},
+	// A ROLLBACK after a COMMIT in a Query sent whole to one shard ends
+	// the implicit block that began after the COMMIT: Postgres undoes the
+	// RESET in it (DateStyle stays German); the proxy kept it (seed 6).
+	{stmts: []string{"SET DateStyle = 'German'"}},
+	{stmts: []string{"UPDATE customers SET name = 'r7' WHERE customer_id = 260", "COMMIT", "RESET DateStyle", "ROLLBACK"}},
+	{stmts: []string{"SHOW DateStyle", "SELECT 1"}},
+	{stmts: []string{"RESET DateStyle"}},
 }
 
 // multiCustomers lie on three shards under the range strategy (1-119 s0,

@@ -681,51 +681,50 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 	if failed {
 		return
 	}
-	inTx := s.txStatus != 'I'
-	for i, p := range parts {
-		if !inTx && beginsLater(parts[i:]) {
-			// Postgres runs the statements before BEGIN in the Query's
-			// implicit block, which BEGIN turns into the transaction.
-			inTx = true
-		}
+	// Outside a transaction block, Postgres runs the statements in an
+	// implicit block, up to a COMMIT or ROLLBACK (each warns and ends
+	// it; the next statement begins another) or the end of the Query,
+	// where it commits. A ROLLBACK undoes the block's SETs; a BEGIN makes
+	// the block, and the SETs before it, the transaction's.
+	explicit := s.txStatus != 'I'
+	var block map[string]string // settings at the start of the implicit block
+	if !explicit {
+		block = maps.Clone(s.params)
+	}
+	for _, p := range parts {
 		switch st := p.Stmt; st.Kind {
 		case router.KindBegin:
-			inTx = true
+			if !explicit {
+				explicit = true
+				if s.tx.params == nil && !sameParams(block, s.params) {
+					s.tx.params = block
+				}
+			}
 		case router.KindSet:
 			if st.SetLocal {
-				if inTx {
+				if explicit {
 					// For shards that join the transaction later, as
 					// for a SET LOCAL sent on its own (noteReplay).
 					s.appendReplay(st, p.Text)
 				}
 				continue
 			}
-			if inTx && s.tx.params == nil {
+			if explicit && s.tx.params == nil {
 				s.tx.params = maps.Clone(s.params)
 			}
 			s.applySet(st, nil)
 		case router.KindCommit, router.KindRollback:
-			if st.Kind == router.KindRollback {
+			switch {
+			case explicit && st.Kind == router.KindRollback:
 				s.endTxParams()
+			case !explicit && st.Kind == router.KindRollback:
+				s.params = block
 			}
-			s.tx.params, s.tx.hintSaved, inTx = nil, false, false
+			s.tx.params, s.tx.hintSaved, explicit = nil, false, false
 			s.tx.replay, s.tx.full, s.tx.roundedFloats = nil, false, false
+			block = maps.Clone(s.params)
 		}
 	}
-}
-
-// beginsLater reports whether parts hold a BEGIN before any COMMIT or
-// ROLLBACK.
-func beginsLater(parts []router.QueryPart) bool {
-	for _, p := range parts {
-		switch p.Stmt.Kind {
-		case router.KindBegin:
-			return true
-		case router.KindCommit, router.KindRollback:
-			return false
-		}
-	}
-	return false
 }
 
 // endLocalTxn ends a transaction that never reached a shard (its COMMIT
