@@ -142,6 +142,13 @@ var multiRegressions = []struct {
 	{stmts: []string{"UPDATE customers SET name = 'r7' WHERE customer_id = 260", "COMMIT", "RESET DateStyle", "ROLLBACK"}},
 	{stmts: []string{"SHOW DateStyle", "SELECT 1"}},
 	{stmts: []string{"RESET DateStyle"}},
+	// A savepoint taken in a Query sent whole to one shard, then a
+	// statement that needs another shard: the proxy replayed the
+	// transaction there without the savepoint, and ROLLBACK TO it failed
+	// with 3B001 on the joining shard (seed 8).
+	{stmts: []string{"BEGIN", "SAVEPOINT x", "UPDATE customers SET name = 'r8' WHERE customer_id = 7"}},
+	{cont: true, stmts: []string{"ROLLBACK TO SAVEPOINT x"}},
+	{cont: true, stmts: []string{"SELECT count(*), sum(credit) FROM customers", "COMMIT"}},
 }
 
 // multiCustomers lie on three shards under the range strategy (1-119 s0,

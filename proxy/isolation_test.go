@@ -78,6 +78,17 @@ func TestCrossShardIsolation(t *testing.T) {
 		mustExec(t, fresh, "ROLLBACK")
 	}
 
+	// BEGIN ISOLATION LEVEL in a Query sent whole to one shard: a shard
+	// that joins later got a plain BEGIN (READ COMMITTED), so the
+	// transaction spanned shards unrefused.
+	if err := execIn(ctx, c, pgx.QueryExecModeSimpleProtocol, "BEGIN ISOLATION LEVEL REPEATABLE READ; "+upd(f.a)); err != nil {
+		t.Fatal(err)
+	}
+	if err := execIn(ctx, c, pgx.QueryExecModeSimpleProtocol, upd(f.b)); sqlState(err) != "0A000" {
+		t.Errorf("second shard of a REPEATABLE READ transaction begun in a whole Query: %v; want 0A000", err)
+	}
+	mustExec(t, c, "ROLLBACK")
+
 	// One shard at SERIALIZABLE, two at READ COMMITTED: as on Postgres.
 	tx, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,10 +40,20 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 		return s.ready()
 	}
 	implicit := false // see implicit.go
-	if len(parts) > 1 && !s.localFailed && !(s.multiLeg() && s.tx.failed) {
-		// (A failed transaction the proxy holds answers statement by
-		// statement: 25P02 until it ends, execPart.)
-		if shard, ok := s.commonShard(ctx, parts); ok {
+	if len(parts) > 1 {
+		// A failed transaction the proxy holds answers statement by
+		// statement: 25P02 until it ends (execPart); what follows its
+		// end is an implicit block like any other.
+		failedTx := s.localFailed || s.multiLeg() && s.tx.failed
+		shard, ok := "", false
+		if !failedTx {
+			shard, ok = s.commonShard(ctx, parts)
+		}
+		if ok {
+			s.stmtTouches = false // (txn.touch)
+			for _, p := range parts {
+				s.stmtTouches = s.stmtTouches || p.Stmt.TouchesTables()
+			}
 			failed, err := s.runOn(ctx, shard, sql, nil, parts)
 			if err != nil {
 				return err
@@ -699,6 +710,14 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 				if s.tx.params == nil && !sameParams(block, s.params) {
 					s.tx.params = block
 				}
+				s.tx.begin = p.Text // replayed, with its options, on shards that join
+			}
+		case router.KindSavepoint:
+			if explicit {
+				// For ROLLBACK TO, and for shards that join later, as for
+				// a savepoint statement sent on its own (noteReplay).
+				s.noteSavepoint(st)
+				s.appendReplay(st, p.Text)
 			}
 		case router.KindSet:
 			if st.SetLocal {
@@ -722,8 +741,17 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 			}
 			s.tx.params, s.tx.hintSaved, explicit = nil, false, false
 			s.tx.replay, s.tx.full, s.tx.roundedFloats = nil, false, false
+			s.tx.begin, s.tx.savepoints, s.tx.touched = "", nil, nil
 			block = maps.Clone(s.params)
 		}
+	}
+	if explicit && s.stmtTouches && !slices.Contains(s.tx.touched, c.Shard) {
+		// The transaction the batch leaves open read or wrote tables here
+		// (txn.touch could not tell at attach: BEGIN came with the batch).
+		if s.tx.touched == nil {
+			s.tx.touched = s.tx.touchedBuf[:0]
+		}
+		s.tx.touched = append(s.tx.touched, c.Shard)
 	}
 }
 
