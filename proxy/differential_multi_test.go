@@ -149,6 +149,12 @@ var multiRegressions = []struct {
 	{stmts: []string{"BEGIN", "SAVEPOINT x", "UPDATE customers SET name = 'r8' WHERE customer_id = 7"}},
 	{cont: true, stmts: []string{"ROLLBACK TO SAVEPOINT x"}},
 	{cont: true, stmts: []string{"SELECT count(*), sum(credit) FROM customers", "COMMIT"}},
+	// COMMIT of a failed transaction across shards first in a Query: the
+	// statements after it ran one by one, committed each, where Postgres
+	// runs them as one implicit block that the failing SELECT rolls back
+	// (order 10999 stayed; seed 10).
+	{stmts: []string{"BEGIN", "UPDATE customers SET name = 'r9' WHERE customer_id = 7", "UPDATE customers SET name = 'r9' WHERE customer_id = 390", "SELECT 1/0"}},
+	{cont: true, stmts: []string{"COMMIT", "INSERT INTO orders (order_id, customer_id, status, total, qty) VALUES (10999, 150, 'multi', 1.25, 1)", "SELECT 1/0", "UPDATE customers SET name = 'r9' WHERE customer_id = 7"}},
 }
 
 // multiCustomers lie on three shards under the range strategy (1-119 s0,
