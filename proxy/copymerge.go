@@ -5,7 +5,6 @@ import (
 	"context"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -39,7 +38,6 @@ func (s *session) copyMerged(ctx context.Context, st *router.Statement, text str
 	if rerr != nil {
 		return false, false, nil
 	}
-	plan, sql := route.Plan, ""
 	if route.Merge != router.MergePlan {
 		// The COPY's own route serves it, unless it read the query
 		// otherwise: through a view over sharded tables, which only the
@@ -55,12 +53,9 @@ func (s *session) copyMerged(ctx context.Context, st *router.Statement, text str
 		case route.Merge != router.MergeConcat:
 			return false, false, nil
 		}
-		sql = trimStatement(strings.TrimSpace(sp.QueryText))
-		plan = router.ConcatPlan(sql)
-		route.Plan = plan
-	} else {
-		sql = renderLiterals(scatterOf(plan).SQL, p.Lits)
 	}
+	plan, sql := shardQuery(route, sp.QueryText, p.Lits)
+	route.Plan = plan
 	if sp.Format == router.CopyBinary {
 		return true, true, s.sendError(errNotSupported("use FORMAT text or csv",
 			"COPY of a query merged across shards in binary format is not supported"))

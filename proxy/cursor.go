@@ -237,16 +237,36 @@ func (s *session) planCursor(ctx context.Context, cs *router.CursorStmt, st *rou
 		return nil, "", nil
 	}
 	d = &cursorDecl{cs: cs, st: st, route: route}
-	switch route.Merge {
-	case router.MergePlan:
-		d.plan, d.sql = route.Plan, renderLiterals(scatterOf(route.Plan).SQL, lits)
-	case router.MergeConcat:
-		d.sql = trimStatement(strings.TrimSpace(cs.Query))
-		d.plan = router.ConcatPlan(d.sql)
-	default:
+	if d.plan, d.sql = shardQuery(route, cs.Query, lits); d.plan == nil {
 		return nil, "", nil
 	}
 	return d, "", nil
+}
+
+// shardQuery is the plan of a SELECT (query, with literal tokens lits)
+// routed across shards, and the text every shard runs for it: the plan's
+// own shard query, or the SELECT itself when its rows concatenate. nil
+// for a route that is neither.
+func shardQuery(route router.Route, query string, lits []string) (*router.ScatterPlan, string) {
+	switch route.Merge {
+	case router.MergePlan:
+		return route.Plan, renderLiterals(scatterOf(route.Plan).SQL, lits)
+	case router.MergeConcat:
+		sql := trimStatement(strings.TrimSpace(query))
+		return router.ConcatPlan(sql), sql
+	}
+	return nil, ""
+}
+
+// extDeclare is how a cursor declared for an extended-protocol portal
+// reaches a shard (cursorDecl.send): with the portal's parameters.
+func extDeclare(ps *prepared, mb *multiBind) func(c *pool.Conn, text string) {
+	return func(c *pool.Conn, text string) {
+		c.Send(&pgproto3.Parse{Query: text, ParameterOIDs: ps.paramOIDs})
+		c.Send(&pgproto3.Bind{ParameterFormatCodes: mb.formats, Parameters: mb.params})
+		c.Send(&pgproto3.Execute{})
+		c.Send(&pgproto3.Sync{})
+	}
 }
 
 // cursorStatement serves, in the simple protocol, DECLARE, FETCH, MOVE
@@ -664,12 +684,7 @@ func (s *session) bindCursor(ctx context.Context, m *pgproto3.Bind, ps *prepared
 		}
 		mb := copyBind(m, d.route)
 		d.in = planInputs{param: bindParams(mb, ps.paramOIDs, lits), lits: lits, bind: mb, oids: ps.paramOIDs}
-		d.send = func(c *pool.Conn, text string) {
-			c.Send(&pgproto3.Parse{Query: text, ParameterOIDs: ps.paramOIDs})
-			c.Send(&pgproto3.Bind{ParameterFormatCodes: mb.formats, Parameters: mb.params})
-			c.Send(&pgproto3.Execute{})
-			c.Send(&pgproto3.Sync{})
-		}
+		d.send = extDeclare(ps, mb)
 		return &portal{stmt: ps, cursor: &cursorPortal{cs: cs, decl: d}}, "", nil
 	case s.txStatus == 'I':
 		return nil, "", nil
@@ -863,19 +878,9 @@ func (s *session) executeRowLimited(ctx context.Context, p *portal, maxRows uint
 		if !ps.litsDone {
 			ps.lits, ps.litsDone = s.runtime().Router.Literals(ps.query), true
 		}
-		if mb.route.Merge == router.MergePlan {
-			d.plan, d.sql = mb.route.Plan, renderLiterals(scatterOf(mb.route.Plan).SQL, ps.lits)
-		} else {
-			d.sql = trimStatement(strings.TrimSpace(ps.query))
-			d.plan = router.ConcatPlan(d.sql)
-		}
+		d.plan, d.sql = shardQuery(mb.route, ps.query, ps.lits)
 		d.in = planInputs{param: bindParams(mb, ps.paramOIDs, ps.lits), lits: ps.lits, bind: mb, oids: ps.paramOIDs}
-		d.send = func(c *pool.Conn, text string) {
-			c.Send(&pgproto3.Parse{Query: text, ParameterOIDs: ps.paramOIDs})
-			c.Send(&pgproto3.Bind{ParameterFormatCodes: mb.formats, Parameters: mb.params})
-			c.Send(&pgproto3.Execute{})
-			c.Send(&pgproto3.Sync{})
-		}
+		d.send = extDeclare(ps, mb)
 		mc, failed, err := s.openCursor(ctx, d)
 		if failed || err != nil {
 			s.ext.skip, s.ext.clientFailed = true, true
