@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/shardproxy/shardproxy/strategies"
@@ -189,8 +190,15 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 		st.MayWrite = mayWrite(tree.Stmts[0].Stmt, st.facts.writingFuncs())
 	}
 	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && st.Kind == KindSelect && !st.Explain && st.err == nil && a.sharded > 0 {
+		var orig *pg.Node
+		if r.gatherable(st, tree.Stmts[0].Stmt) {
+			orig = proto.Clone(tree.Stmts[0].Stmt).(*pg.Node)
+		}
 		// The planner rewrites the tree in place: nothing else holds it.
 		st.plan, st.planErr = buildPlan(st, sel, tree.Version)
+		if orig != nil && (st.plan == nil || st.unjoined != "" || st.inexact != "" || len(st.maybeOuterAggs) > 0) {
+			st.gather = &gatherState{orig: orig, version: tree.Version}
+		}
 	}
 	if ins := tree.Stmts[0].Stmt.GetInsertStmt(); ins != nil && st.err == nil && a.sharded > 0 {
 		st.split = buildInsertSplit(st, ins, tree.Version)

@@ -142,7 +142,7 @@ func keyReplacer(t testing.TB, strats map[string]strategies.Strategy) *strings.R
 // route runs sql through ParseQuery (params == nil: literals become the
 // arguments) or Prepare (params given, "NULL" for a NULL) and routes it.
 func route(r *Router, sql string, params []string, session string) (*Statement, Route, error) {
-	return routeWith(r, sql, params, Args{SessionShard: session})
+	return routeWith(r, sql, params, Args{SessionShard: session, MergeOnly: true})
 }
 
 // routeWith is route with more of Args set (Params are filled in).

@@ -183,6 +183,10 @@ type Evaluate struct {
 	// arms' rows, each arm "SELECT {cols} FROM _sp_m WHERE {tag} = i";
 	// every input column is an argument, the last one the arm's number.
 	SetOp string
+	// Gather (Whole mode): SQL and Tail are the client's statement over
+	// the gathered rows (plan_build_gather.go); the hidden columns are
+	// the arguments, the visible ones the placeholders of its result.
+	Gather bool
 }
 
 // Sort orders all rows of its input in memory (budgeted); used above

@@ -149,6 +149,21 @@ func (ex *executor) newEvaluate(n *Evaluate, in rowIter, types []valType) (rowIt
 	}
 	e := &evalIter{ex: ex, in: in, n: n}
 	args, out := n.Args, n.Out
+	if n.Gather {
+		// The gathered rows in, the client's result out.
+		if ex.roundedFloats {
+			return nil, nil, pgError(codeFeatureNotSupport, "cannot gather rows across shards while extra_float_digits is below 1",
+				"the shards then print real and double precision values rounded; SET extra_float_digits = 1 (the default), or add a condition on the shard key so the statement targets one shard")
+		}
+		args, out = nil, nil
+		for i := range ex.width {
+			if i < ex.width-ex.hidden {
+				out = append(out, ColRef{Index: i})
+			} else {
+				args = append(args, ColRef{Hidden: true, Index: i - (ex.width - ex.hidden)})
+			}
+		}
+	}
 	if n.SetOp != "" {
 		// Every column, the arm's number last; the visible ones come back.
 		args, out = nil, nil

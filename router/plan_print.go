@@ -128,6 +128,8 @@ func (n *Aggregate) Describe() string {
 }
 func (n *Evaluate) Describe() string {
 	switch {
+	case n.Gather:
+		return "Evaluate the statement over gathered rows " + strconv.Quote(dollars(n.SQL)+" FROM unnest(...) "+dollars(n.Tail))
 	case n.SetOp != "":
 		return "Evaluate set operations " + strconv.Quote(n.SetOp)
 	case n.Whole:

@@ -23,6 +23,9 @@ type Args struct {
 	// (0 or missing: Postgres infers it, the key column's own type).
 	ParamOIDs    []uint32
 	SessionShard string // from SET shardproxy.shard, "" if none
+	// MergeOnly keeps the merge planner's refusals instead of gathering
+	// the rows (plan_build_gather.go): the router's tests of that planner.
+	MergeOnly bool
 	// Literals: Params are the statement's own literals, which the
 	// simple protocol's plan cache lifted out of its text (QueryPart.Args),
 	// not values bound to its parameters.
@@ -405,6 +408,15 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 		rt.Kind = RouteAll
 	}
 	keyHint := fmt.Sprintf("add a condition on the shard key (%s) so the statement targets one shard", st.noKey)
+	// What the merge refuses, one Postgres may answer over the gathered
+	// rows (plan_build_gather.go).
+	gather := func(refusal error) (Route, error) {
+		if g := r.gathered(st); g != nil && !args.MergeOnly {
+			rt.Merge, rt.Plan = MergePlan, g
+			return rt, nil
+		}
+		return Route{}, refusal
+	}
 	if st.unjoined != "" {
 		msg := fmt.Sprintf("statement joins %s across shards without equating their shard keys", st.unjoined)
 		if st.unjoinedStrategies {
@@ -415,11 +427,11 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 			hint = fmt.Sprintf("%s casts a shard key out of its type, and keys equal after such a cast can live on different shards ('7' and '007' are one integer, two text keys); join on the keys as they are, or %s",
 				st.lossyCast, keyHint)
 		}
-		return Route{}, pgError(codeFeatureNotSupport, msg, hint)
+		return gather(pgError(codeFeatureNotSupport, msg, hint))
 	}
 	if st.plan != nil || st.planErr == nil && st.Kind == KindSelect {
 		if err := r.checkOuterAggs(ctx, st, args, keyHint); err != nil {
-			return Route{}, err
+			return gather(err)
 		}
 	}
 	switch {
@@ -434,7 +446,7 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 	case st.Explain:
 		rt.Merge = MergeConcat
 	case st.planErr != nil:
-		return Route{}, st.planErr
+		return gather(st.planErr)
 	case st.plan != nil && args.CustomSearchPath && len(st.shadowedAggs) > 0:
 		// Merged as Postgres' own, it could be a user's of the same name
 		// in a schema the session's search_path puts before pg_catalog.
@@ -445,7 +457,7 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 	case st.plan != nil:
 		rt.Merge, rt.Plan = MergePlan, st.plan
 	case st.inexact != "":
-		return Route{}, pgError(codeFeatureNotSupport, st.inexact+" across shards", keyHint)
+		return gather(pgError(codeFeatureNotSupport, st.inexact+" across shards", keyHint))
 	case st.Kind == KindUpdate || st.Kind == KindDelete || st.Kind == KindInsert:
 		rt.Merge = MergeSumTag
 	default:

@@ -152,6 +152,9 @@ type Statement struct {
 	// concatenation is exact); planErr is why it cannot be merged exactly.
 	plan    *ScatterPlan
 	planErr *pgconn.PgError
+	// gather plans the statement as one Postgres over the rows of its
+	// sharded tables, for when the merge refuses it (plan_build_gather.go).
+	gather *gatherState
 	// unjoined names two sharded tables of one query level that are not
 	// joined on equal shard keys: their rows may meet across shards.
 	unjoined           string
@@ -464,7 +467,7 @@ func (r *Router) ParseQuery(sql string) ([]QueryPart, error) {
 		if normalised && len(args) > from {
 			parts[i].Args = args[from:len(args):len(args)]
 		}
-		if normalised && len(args) > from && (st.plan != nil || st.split != nil) {
+		if normalised && len(args) > from && (st.plan != nil || st.split != nil || st.gather != nil) {
 			if lits == nil {
 				lits = make([]string, 0, nargs)
 			}

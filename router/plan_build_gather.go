@@ -1,0 +1,280 @@
+package router
+
+import (
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
+)
+
+// Gathered SELECTs: what the merge cannot answer from the shards' own
+// results (a join of tables not joined on their shard keys, an aggregate
+// or LIMIT in a subquery, GROUPING SETS, a named WINDOW, an aggregate of
+// the outer query inside a subquery ...) is answered by one Postgres
+// running the client's statement itself over the rows of the sharded
+// tables it reads, gathered from the shards. Postgres then decides what
+// every construct means, as it would on one server.
+//
+// The shards run one statement: every occurrence of a sharded table
+// (each FROM item naming one, in subqueries, CTEs and inlined views too)
+// is an arm of a UNION ALL returning its rows as text, tagged with the
+// occurrence's number:
+//
+//	SELECT _sp_q.*, _sp_g._sp_h0, _sp_g._sp_h1
+//	  FROM (SELECT 1 AS _sp_h0, ROW(o.*)::text AS _sp_h1 FROM orders o
+//	        UNION ALL SELECT 2, ROW(orders.*)::text FROM orders) _sp_g
+//	  LEFT JOIN (SELECT * FROM (<the client's statement>) _sp_q0 WHERE false) _sp_q ON true
+//
+// _sp_q is never run (WHERE false is a one-time filter); it gives each
+// row NULL columns of the client's result types, so the shards' row
+// description is the client's, followed by the two hidden columns. One
+// statement per shard is one snapshot per shard, taken inside the commit
+// gate's read window like any SELECT across shards: the gathered rows are
+// one consistent state of the data.
+//
+// One Postgres (a shard the statement ran on; every shard has every
+// table's definition, and the reference tables' rows) then runs the
+// client's statement with each occurrence replaced by its gathered rows,
+// read back through the table's row type:
+//
+//	WITH _sp_m AS (SELECT * FROM unnest($1, $2) AS _sp_m(_sp_a0, _sp_a1))
+//	SELECT ... FROM unnest(ARRAY(SELECT _sp_m._sp_a1::orders FROM _sp_m WHERE _sp_m._sp_a0 = 1)) AS o ...
+//
+// The rows are held in memory, within merge_memory (53200 beyond it):
+// this is for the statements nothing cheaper answers, and tables or
+// filtered parts of tables of a size the proxy can hold.
+
+const (
+	gatherTag = hiddenPrefix + "0" // the occurrence's number
+	gatherRow = hiddenPrefix + "1" // its row, as the text of a row value
+)
+
+// gatherState is what a Statement keeps to plan its gathering, once, on
+// the first execution the merge refuses.
+type gatherState struct {
+	once    sync.Once
+	orig    *pg.Node // the statement's tree as analysed, before buildPlan rewrote it
+	version int32
+	plan    *ScatterPlan
+	err     *pgconn.PgError
+}
+
+// gathered returns the statement's gathering plan, or nil when it has
+// none (gatherable said no, or planning it failed: the caller's refusal
+// stands).
+func (r *Router) gathered(st *Statement) *ScatterPlan {
+	g := st.gather
+	if g == nil {
+		return nil
+	}
+	g.once.Do(func() {
+		g.plan, g.err = r.buildGather(st, g.orig, g.version)
+		g.orig = nil
+	})
+	return g.plan
+}
+
+// gatherable tells whether the SELECT st can be gathered: it reads
+// sharded and reference tables only, all of the sharded ones on the same
+// shards (each occurrence's arm then finds its table on every shard the
+// statement goes to), and writes and locks nothing.
+func (r *Router) gatherable(st *Statement, stmt *pg.Node) bool {
+	sel := stmt.GetSelectStmt()
+	if sel == nil || sel.IntoClause != nil || st.MayWrite || st.Explain || st.cursor || modifyingWith(sel) {
+		return false
+	}
+	var mask uint64
+	for i := range st.uses {
+		u := &st.uses[i]
+		if u.write || u.info == nil {
+			return false // a table on the default shard alone (or a write)
+		}
+		if !u.sharded() {
+			continue
+		}
+		m := r.stratMask[u.info.strat.Name()]
+		if mask != 0 && m != mask {
+			return false
+		}
+		mask = m
+	}
+	ok := mask != 0
+	walk(stmt, func(n *pg.Node) bool {
+		switch x := n.Node.(type) {
+		case *pg.Node_SelectStmt:
+			ok = ok && len(x.SelectStmt.LockingClause) == 0 && x.SelectStmt.IntoClause == nil
+		case *pg.Node_RangeTableSample:
+			ok = false // TABLESAMPLE needs the table itself
+		case *pg.Node_ColumnRef:
+			// schema.table.column would not name the gathered rows.
+			fields := x.ColumnRef.Fields
+			ok = ok && len(fields) <= 2
+		}
+		return ok
+	})
+	return ok
+}
+
+// buildGather plans the gathering of st, whose tree as analysed is orig.
+func (r *Router) buildGather(st *Statement, orig *pg.Node, version int32) (*ScatterPlan, *pgconn.PgError) {
+	hint := keyHint(st)
+	cant := func(what string) *pgconn.PgError {
+		return refuse("statement that shardproxy cannot gather exactly: "+what, hint)
+	}
+	// CTE names: an unqualified FROM name equal to one is the CTE where
+	// it is in scope; where it is not, it is the table. Rather than
+	// follow Postgres' scoping rules here, a statement whose CTEs are
+	// named like mapped tables is not gathered.
+	ctes := map[string]bool{}
+	walk(orig, func(n *pg.Node) bool {
+		if c := n.GetCommonTableExpr(); c != nil {
+			ctes[c.Ctename] = true
+		}
+		return true
+	})
+	var arms []*pg.SelectStmt
+	var failed *pgconn.PgError
+	eval := proto.Clone(orig).(*pg.Node)
+	rewriteTree(eval, func(n *pg.Node) *pg.Node {
+		rv := n.GetRangeVar()
+		if rv == nil || failed != nil {
+			return nil
+		}
+		_, info, err := r.table(st.facts, rv.Schemaname, rv.Relname)
+		switch {
+		case err != nil:
+			failed = err
+			return nil
+		case rv.Schemaname == "" && ctes[rv.Relname]:
+			if info != nil {
+				failed = cant("a WITH query is named like table " + rv.Relname)
+			}
+			return nil
+		case info == nil || info.ref:
+			return nil // a reference table (every shard has its rows), or the analyser refused it already
+		}
+		arms = append(arms, gatherArm(rv, len(arms)+1))
+		return gatherRead(rv, len(arms))
+	})
+	if failed != nil {
+		return nil, failed
+	}
+	// The analyser read the same sharded tables (it may count a CTE's
+	// once per reference).
+	for i := range st.uses {
+		if u := &st.uses[i]; u.sharded() && !slices.ContainsFunc(arms, func(a *pg.SelectStmt) bool {
+			rv := a.FromClause[0].GetRangeVar()
+			return rv.Schemaname == u.schema && rv.Relname == u.rel
+		}) {
+			return nil, cant("its tables")
+		}
+	}
+	if len(arms) == 0 {
+		return nil, cant("its tables")
+	}
+
+	// The shards' statement.
+	shard := mustSelect("SELECT _sp_q.*, _sp_g." + gatherTag + ", _sp_g." + gatherRow +
+		" FROM (SELECT 1) _sp_g LEFT JOIN (SELECT * FROM (SELECT 1) _sp_q0 WHERE false) _sp_q ON true")
+	all := arms[0]
+	for _, a := range arms[1:] {
+		all = &pg.SelectStmt{Op: pg.SetOperation_SETOP_UNION, All: true, Larg: all, Rarg: a,
+			LimitOption: pg.LimitOption_LIMIT_OPTION_DEFAULT}
+	}
+	join := shard.FromClause[0].GetJoinExpr()
+	join.Larg.GetRangeSubselect().Subquery = &pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: all}}
+	inner := join.Rarg.GetRangeSubselect().Subquery.GetSelectStmt()
+	inner.FromClause[0].GetRangeSubselect().Subquery = proto.Clone(orig).(*pg.Node)
+	p := &planner{st: st, sel: shard, version: version, hidden: 2}
+	scatter, err := p.scatter()
+	if err != nil {
+		return nil, err
+	}
+
+	// The evaluation: the client's statement over the gathered rows,
+	// their relation a CTE put first in its WITH.
+	sel := eval.GetSelectStmt()
+	if sel.WithClause == nil {
+		sel.WithClause = &pg.WithClause{Location: -1}
+	}
+	cte := mustSelect("WITH " + evalRel + " AS (SELECT * FROM " + fromMarker + ") SELECT 1").WithClause.Ctes[0]
+	sel.WithClause.Ctes = append([]*pg.Node{cte}, sel.WithClause.Ctes...)
+	text, derr := pg.Deparse(&pg.ParseResult{Version: version, Stmts: []*pg.RawStmt{{Stmt: eval}}})
+	if derr != nil {
+		return nil, pgError(codeInternal, "deparsing the evaluation query: "+derr.Error(), "")
+	}
+	back, perr := pg.Parse(text)
+	from := " FROM " + fromMarker
+	cut := strings.Index(text, from)
+	if perr != nil || len(back.Stmts) != 1 || !exprEqual(back.Stmts[0].Stmt, eval) || cut < 0 || strings.Count(text, fromMarker) != 1 {
+		return nil, cant("its text")
+	}
+	ev := &Evaluate{Input: &Concatenate{Input: scatter}, Whole: true, Gather: true,
+		SQL: splitTemplate(text[:cut]), Tail: splitTemplate(text[cut+len(from):])}
+	return &ScatterPlan{Root: &Project{Input: ev}, Hidden: 2}, nil
+}
+
+// gatherArm is the shards' arm returning the rows of occurrence rv,
+// tagged n: SELECT n, ROW(ref.*)::text FROM rv.
+func gatherArm(rv *pg.RangeVar, n int) *pg.SelectStmt {
+	arm := mustSelect("SELECT 1 AS " + gatherTag + ", ROW(_sp_r.*)::text AS " + gatherRow + " FROM _sp_t")
+	table := proto.Clone(rv).(*pg.RangeVar)
+	ref := table.Relname
+	if table.Alias != nil {
+		ref = table.Alias.Aliasname
+		table.Alias.Colnames = nil // FROM t AS a(x, y): a.* is every column all the same
+	}
+	arm.FromClause[0] = &pg.Node{Node: &pg.Node_RangeVar{RangeVar: table}}
+	t := arm.TargetList
+	t[0].GetResTarget().Val = pg.MakeAConstIntNode(int64(n), -1)
+	row := t[1].GetResTarget().Val.GetTypeCast().Arg.GetRowExpr()
+	row.Args[0].GetColumnRef().Fields[0] = pg.MakeStrNode(ref)
+	return arm
+}
+
+// gatherRead is what replaces occurrence rv, tagged n, in the
+// evaluation: its gathered rows, read back as the table's row type,
+// under the occurrence's alias (or name). A function in FROM returning
+// the table's row type (not a subquery) keeps that type for the whole
+// row (json_agg(o), o::text, row comparisons).
+func gatherRead(rv *pg.RangeVar, n int) *pg.Node {
+	q := mustSelect("SELECT * FROM unnest(ARRAY(SELECT " + evalRel + "." + evalArg(1) + "::_sp_type FROM " + evalRel +
+		" WHERE " + evalRel + "." + evalArg(0) + " = 1)) AS _sp_x")
+	fn := q.FromClause[0].GetRangeFunction()
+	sub := fn.Functions[0].GetList().Items[0].GetFuncCall().Args[0].GetSubLink().Subselect.GetSelectStmt()
+	cast := sub.TargetList[0].GetResTarget().Val.GetTypeCast()
+	var names []*pg.Node
+	if rv.Schemaname != "" {
+		names = append(names, pg.MakeStrNode(rv.Schemaname))
+	}
+	cast.TypeName.Names = append(names, pg.MakeStrNode(rv.Relname))
+	sub.WhereClause.GetAExpr().Rexpr = pg.MakeAConstIntNode(int64(n), -1)
+	alias := rv.Alias
+	if alias == nil {
+		alias = &pg.Alias{Aliasname: rv.Relname}
+	}
+	fn.Alias = proto.Clone(alias).(*pg.Alias)
+	return q.FromClause[0]
+}
+
+// mustSelect parses one of this file's fixed texts.
+func mustSelect(sql string) *pg.SelectStmt {
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		panic("router: " + sql + ": " + err.Error())
+	}
+	return tree.Stmts[0].Stmt.GetSelectStmt()
+}
+
+// rewriteTree replaces n, or any node below it, for which fn returns a
+// replacement (not looking below a replaced node).
+func rewriteTree(n *pg.Node, fn func(*pg.Node) *pg.Node) *pg.Node {
+	if r := fn(n); r != nil {
+		return r
+	}
+	rewriteNodes(n.ProtoReflect(), func(c *pg.Node) *pg.Node { return rewriteTree(c, fn) })
+	return n
+}
