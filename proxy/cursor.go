@@ -668,8 +668,7 @@ func (s *session) bindCursor(ctx context.Context, m *pgproto3.Bind, ps *prepared
 			return nil, "", errCursorExists(cs.Name)
 		}
 		rt := s.runtime().Router
-		args := router.Args{Params: m.Parameters, Formats: m.ParameterFormatCodes, ParamOIDs: ps.paramOIDs, SessionShard: s.hint,
-			Columns: s.columns, TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()}
+		args := s.bindArgs(ps, m)
 		if _, rerr := rt.Route(ctx, ps.st, args); !router.CursorAcrossShards(rerr) {
 			return nil, "", nil
 		}

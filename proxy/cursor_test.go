@@ -264,6 +264,27 @@ func TestCursorsPsqlFetchCount(t *testing.T) {
 	if ran < 40 {
 		t.Fatalf("only %d ordered queries to run", ran)
 	}
+	// Gathered statements (plan_build_gather.go) as cursors: the cursor's
+	// query is the gathering, whose evaluation runs on the first FETCH.
+	gran := 0
+	for _, q := range readSQLFile(t, diffDir+"gathered.sql") {
+		if !q.ordered || len(q.args) > 0 {
+			continue
+		}
+		gran++
+		args := []string{"-X", "-A", "-v", "ON_ERROR_STOP=1", "-v", fmt.Sprintf("FETCH_COUNT=%d", 1+gran%5), "-c", q.sql}
+		got, gerr, gcode := pc.f.runTool(t, psql, "", args...)
+		want, werr, wcode := pc.f.runTool(t, psql, "", append(args, odsn)...)
+		if gcode != 0 || wcode != 0 {
+			t.Fatalf("gathered.sql line %d: psql exit %d (%s) through the proxy, %d (%s) on the oracle\n%s", q.line, gcode, gerr, wcode, werr, q.sql)
+		}
+		if got != want {
+			t.Errorf("gathered.sql line %d: psql prints through the proxy:\n%s\non the oracle:\n%s\n%s", q.line, got, want, q.sql)
+		}
+	}
+	if gran < 8 {
+		t.Fatalf("only %d ordered gathered statements", gran)
+	}
 }
 
 // TestCursorsRefused: what a cursor across shards cannot do is refused

@@ -1147,6 +1147,9 @@ func TestDifferentialMergeMemory(t *testing.T) {
 		{"SELECT DISTINCT v FROM big ORDER BY v", exact | outOfMemory},
 		{"SELECT count(DISTINCT v) FROM big", exact | outOfMemory},
 		{"SELECT v, count(*) FROM big GROUP BY v ORDER BY count(*) DESC, v", outOfMemory},
+		// Gathered (plan_build_gather.go): every row of big is held.
+		{"SELECT k FROM big WHERE g > (SELECT avg(g) FROM big)", outOfMemory},
+		{"SELECT g, count(*) FROM big GROUP BY ROLLUP (g)", outOfMemory},
 	}
 	for i, tc := range cases {
 		t.Run(fmt.Sprintf("q%d", i), func(t *testing.T) {

@@ -408,9 +408,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		}
 		cursorShard = shard
 	}
-	route, err := s.runtime().Router.Route(ctx, ps.st, router.Args{
-		Params: m.Parameters, Formats: m.ParameterFormatCodes, ParamOIDs: ps.paramOIDs, SessionShard: s.hint, Columns: s.columns,
-		TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()})
+	route, err := s.runtime().Router.Route(ctx, ps.st, s.bindArgs(ps, m))
 	if err != nil && !(cursorShard != "" && router.CursorAcrossShards(err)) {
 		// (A DECLARE through a view whose query needs one shard goes there.)
 		return s.extFail(err)

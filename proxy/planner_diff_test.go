@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -38,6 +39,10 @@ func TestPlannerShapes(t *testing.T) {
 		{sql: "SELECT DISTINCT ON (region) region FROM customers", sorted: true},
 		{sql: "WITH c AS (SELECT * FROM customers) SELECT region, count(*) FROM c GROUP BY region ORDER BY region"},
 		{sql: "SELECT region, count(*) FROM customers WHERE name <> 'x $1' GROUP BY 1 ORDER BY 1 LIMIT 3"},
+		// Gathered (the merge refuses them, below).
+		{sql: "SELECT json_agg(c ORDER BY customer_id) FROM customers c"},
+		{sql: "SELECT region, generate_series(1, count(*)::int) FROM customers GROUP BY region", sorted: true},
+		{sql: "SELECT customer_id, sum(score) OVER w FROM customers WINDOW w AS (PARTITION BY region ORDER BY customer_id) ORDER BY 1"},
 	}
 	modes := []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement}
 	for _, q := range queries {
@@ -75,10 +80,21 @@ func TestPlannerShapes(t *testing.T) {
 		"SELECT sum(score) OVER w FROM customers WINDOW w AS (PARTITION BY region)",
 	} {
 		t.Run("refused "+sql, func(t *testing.T) {
-			_, _, err := rowsText(t, px, pgx.QueryExecModeSimpleProtocol, sql)
-			var pe *pgconn.PgError
-			if !errors.As(err, &pe) || pe.Code != "0A000" || pe.Hint == "" {
-				t.Errorf("err %v, want 0A000 with a hint", err)
+			// With gathering off, the merge's refusal.
+			if _, err := px.Exec(context.Background(), "SET shardproxy.gather = off"); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if _, err := px.Exec(context.Background(), "RESET shardproxy.gather"); err != nil {
+					t.Fatal(err)
+				}
+			}()
+			for _, mode := range modes {
+				_, _, err := rowsText(t, px, mode, sql)
+				var pe *pgconn.PgError
+				if !errors.As(err, &pe) || pe.Code != "0A000" || pe.Hint == "" {
+					t.Errorf("%v: err %v, want 0A000 with a hint", mode, err)
+				}
 			}
 		})
 	}

@@ -3,6 +3,8 @@ package proxy
 import (
 	"strconv"
 	"strings"
+
+	"github.com/shardproxy/shardproxy/router"
 )
 
 // Session settings that change how Postgres reads SQL or prints values,
@@ -38,6 +40,23 @@ func exactFloatDigits(v string) bool {
 // customSearchPath reports whether the session's search_path (set, at
 // startup, or SET LOCAL in the open transaction) may differ from the
 // default, under which the router reads unqualified names as public's.
+// mergeOnly reports SET shardproxy.gather = off: the session wants the
+// merge's refusals rather than gathered statements (router.Args.MergeOnly).
+// The shards keep the setting too (a placeholder setting, as Postgres
+// keeps any name with a dot), which makes SHOW, RESET and a transaction's
+// rollback work as for any setting; the proxy reads the session's value.
+func (s *session) mergeOnly() bool {
+	v, ok := s.params[router.GatherParameter]
+	if !ok {
+		return false
+	}
+	switch strings.ToLower(settingText(v)) {
+	case "off", "false", "no", "0", "of", "f", "n", "fa", "fal", "fals":
+		return true
+	}
+	return false
+}
+
 func (s *session) customSearchPath() bool {
 	if s.tx.customSearchPath {
 		return true

@@ -266,7 +266,14 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 // whose literals are params (router.QueryPart.Args).
 func (s *session) routeArgs(params [][]byte) router.Args {
 	return router.Args{Params: params, Literals: true, SessionShard: s.hint, Columns: s.columns,
-		TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath()}
+		TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath(), MergeOnly: s.mergeOnly()}
+}
+
+// bindArgs are the router's arguments for a statement of the extended
+// protocol bound by m.
+func (s *session) bindArgs(ps *prepared, m *pgproto3.Bind) router.Args {
+	return router.Args{Params: m.Parameters, Formats: m.ParameterFormatCodes, ParamOIDs: ps.paramOIDs, SessionShard: s.hint,
+		Columns: s.columns, TimeZone: s.timeZone(), ColumnType: s.colType, CustomSearchPath: s.customSearchPath(), MergeOnly: s.mergeOnly()}
 }
 
 // local answers statements the proxy handles itself: shard hints, BEGIN

@@ -54,7 +54,7 @@ func TestGatherPlans(t *testing.T) {
 	}
 	refused := []string{
 		"SELECT * FROM orders WHERE total > (SELECT avg(total) FROM orders) FOR UPDATE",
-		"SELECT o.id FROM orders o JOIN settings s ON s.k = o.status",                            // settings lives on the default shard
+		"SELECT o.id FROM orders o JOIN settings s ON s.k = o.status",                             // settings lives on the default shard
 		"WITH orders AS (SELECT * FROM order_items) SELECT count(*) FROM orders o, order_items i", // a CTE named like a table
 		"SELECT count(*) FROM orders o TABLESAMPLE SYSTEM (10) WHERE o.total > (SELECT avg(total) FROM orders)",
 		"SELECT public.orders.id FROM orders WHERE total > (SELECT avg(total) FROM orders)",

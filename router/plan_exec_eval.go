@@ -317,7 +317,7 @@ func (w *wholeIter) run() error {
 			arrays[a] = appendArrayElem(arrays[a], row[i])
 			size += int64(len(arrays[a]) - before)
 		}
-		if err := w.ex.charge(size+rowOverhead, "evaluation of window functions"); err != nil {
+		if err := w.ex.charge(size+rowOverhead, w.purpose()); err != nil {
 			return err
 		}
 		n++
@@ -354,8 +354,30 @@ func (w *wholeIter) run() error {
 			return planShapeError("the evaluation query returned a short row")
 		}
 	}
+	// The result is held too until the client has it.
+	var size int64
+	for _, r := range out {
+		size += rowOverhead
+		for _, v := range r {
+			size += int64(len(v))
+		}
+	}
+	if err := w.ex.charge(size, w.purpose()); err != nil {
+		return err
+	}
 	w.pending = out
 	return nil
+}
+
+// purpose names what the rows are held for, in a 53200 error.
+func (w *wholeIter) purpose() string {
+	switch {
+	case w.n.Gather:
+		return "gathering of rows for one Postgres"
+	case w.n.SetOp != "":
+		return "evaluation of set operations"
+	}
+	return "evaluation of window functions"
 }
 
 // appendArrayElem appends v as an element of an array literal: NULL, or

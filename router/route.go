@@ -411,6 +411,11 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 	// What the merge refuses, one Postgres may answer over the gathered
 	// rows (plan_build_gather.go).
 	gather := func(refusal error) (Route, error) {
+		if st.cursor {
+			// The session plans the cursor's query itself (CursorAcrossShards),
+			// which may be gathered.
+			return Route{}, pgError(codeFeatureNotSupport, msgCursorAcrossShards, keyHint)
+		}
 		if g := r.gathered(st); g != nil && !args.MergeOnly {
 			rt.Merge, rt.Plan = MergePlan, g
 			return rt, nil

@@ -56,6 +56,10 @@ func (k Kind) String() string {
 // HintParameter is the session parameter that pins statements to a shard.
 const HintParameter = "shardproxy.shard"
 
+// GatherParameter is the session parameter that turns gathered
+// statements off (plan_build_gather.go): SET shardproxy.gather = off.
+const GatherParameter = "shardproxy.gather"
+
 // Statement is the cached, immutable analysis of one statement's text.
 // Share it freely; never modify it.
 type Statement struct {
