@@ -19,7 +19,8 @@ import (
 // whole or not at all, as on one Postgres server, while transfers between
 // customers on different shards commit with two-phase commit:
 //   - a sum over every shard (one merged SELECT, simple and extended
-//     protocol, in and out of a transaction) always finds the total;
+//     protocol, in and out of a transaction, and one gathered SELECT)
+//     always finds the total;
 //   - a client that saw a transaction's row on one shard finds its row on
 //     the other shard in its next statement.
 //
@@ -119,7 +120,7 @@ func checkCommitVisibility(t *testing.T, retakes bool) {
 	go func() { wg.Wait(); close(writers) }()
 
 	var readers sync.WaitGroup
-	for _, how := range []string{"simple", "extended", "in a transaction"} {
+	for _, how := range []string{"simple", "extended", "in a transaction", "gathered"} {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
@@ -137,6 +138,10 @@ func checkCommitVisibility(t *testing.T, retakes bool) {
 					err = pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
 						return tx.QueryRow(ctx, "SELECT sum(credit) FROM customers").Scan(&sum)
 					})
+				} else if how == "gathered" {
+					// One Postgres over every shard's rows (plan_build_gather.go),
+					// read in one statement per shard inside the read window.
+					err = c.QueryRow(ctx, "SELECT sum(c.credit) FROM customers c WHERE c.credit >= (SELECT min(credit) FROM customers)", mode).Scan(&sum)
 				} else {
 					err = c.QueryRow(ctx, "SELECT sum(credit) FROM customers", mode).Scan(&sum)
 				}
