@@ -136,6 +136,7 @@ func (r *Router) buildGather(st *Statement, orig *pg.Node, version int32) (*Scat
 		return true
 	})
 	var arms []*pg.SelectStmt
+	var tables []*pg.RangeVar // the occurrences, tagged 1...
 	var failed *pgconn.PgError
 	eval := proto.Clone(orig).(*pg.Node)
 	rewriteTree(eval, func(n *pg.Node) *pg.Node {
@@ -156,8 +157,10 @@ func (r *Router) buildGather(st *Statement, orig *pg.Node, version int32) (*Scat
 		case info == nil || info.ref:
 			return nil // a reference table (every shard has its rows), or the analyser refused it already
 		}
-		arms = append(arms, gatherArm(rv, len(arms)+1))
-		return gatherRead(rv, len(arms))
+		tables = append(tables, rv)
+		tag := len(tables)
+		arms = append(arms, gatherArm(rv, tag), gatherSignature(rv, tag))
+		return gatherRead(rv, tag)
 	})
 	if failed != nil {
 		return nil, failed
@@ -165,14 +168,13 @@ func (r *Router) buildGather(st *Statement, orig *pg.Node, version int32) (*Scat
 	// The analyser read the same sharded tables (it may count a CTE's
 	// once per reference).
 	for i := range st.uses {
-		if u := &st.uses[i]; u.sharded() && !slices.ContainsFunc(arms, func(a *pg.SelectStmt) bool {
-			rv := a.FromClause[0].GetRangeVar()
+		if u := &st.uses[i]; u.sharded() && !slices.ContainsFunc(tables, func(rv *pg.RangeVar) bool {
 			return rv.Schemaname == u.schema && rv.Relname == u.rel
 		}) {
 			return nil, cant("its tables")
 		}
 	}
-	if len(arms) == 0 {
+	if len(tables) == 0 {
 		return nil, cant("its tables")
 	}
 
@@ -233,6 +235,28 @@ func gatherArm(rv *pg.RangeVar, n int) *pg.SelectStmt {
 	row := t[1].GetResTarget().Val.GetTypeCast().Arg.GetRowExpr()
 	row.Args[0].GetColumnRef().Fields[0] = pg.MakeStrNode(ref)
 	return arm
+}
+
+// gatherSignature is the shards' arm describing occurrence rv's table,
+// tagged -n: its columns' names and types in order, as text. Every shard must give
+// the same, or the row text of one would be read as another's columns
+// (router.wholeIter compares them before evaluating).
+func gatherSignature(rv *pg.RangeVar, n int) *pg.SelectStmt {
+	arm := mustSelect("SELECT -1 AS " + gatherTag + ", (SELECT string_agg(pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)" +
+		" FROM pg_catalog.pg_attribute a WHERE a.attrelid = '_sp_t'::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped) AS " + gatherRow)
+	arm.TargetList[0].GetResTarget().Val = pg.MakeAConstIntNode(int64(-n), -1)
+	sub := arm.TargetList[1].GetResTarget().Val.GetSubLink().Subselect.GetSelectStmt()
+	name := quoteIdent(rv.Relname)
+	if rv.Schemaname != "" {
+		name = quoteIdent(rv.Schemaname) + "." + name
+	}
+	sub.WhereClause.GetBoolExpr().Args[0].GetAExpr().Rexpr.GetTypeCast().Arg = pg.MakeAConstStrNode(name, -1)
+	return arm
+}
+
+// quoteIdent writes name as a quoted identifier.
+func quoteIdent(name string) string {
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }
 
 // gatherRead is what replaces occurrence rv, tagged n, in the

@@ -244,6 +244,8 @@ type wholeIter struct {
 	arrays  []uint32   // the arguments' array types
 	casts   []string   // per argument, the type an element is cast to ("": none)
 	pending [][][]byte // result rows not yet returned
+	// signatures are the gathered tables' columns by tag (Gather).
+	signatures map[string]string
 	row     [][]byte
 	started bool
 }
@@ -308,6 +310,13 @@ func (w *wholeIter) run() error {
 		if row == nil {
 			break
 		}
+		if w.n.Gather && len(row[w.args[0]]) > 0 && row[w.args[0]][0] == '-' {
+			// A table's signature (gatherSignature), not a row.
+			if err := w.sameTable(row[w.args[0]], row[w.args[1]]); err != nil {
+				return err
+			}
+			continue
+		}
 		size := int64(0)
 		for a, i := range w.args {
 			before := len(arrays[a])
@@ -366,6 +375,25 @@ func (w *wholeIter) run() error {
 		return err
 	}
 	w.pending = out
+	return nil
+}
+
+// sameTable checks that every shard described gathered occurrence tag's
+// table alike (the names and types of its columns, in order): a shard
+// whose table differs would have its row text read as other columns.
+func (w *wholeIter) sameTable(tag, signature []byte) error {
+	if w.signatures == nil {
+		w.signatures = map[string]string{}
+	}
+	first, seen := w.signatures[string(tag)]
+	if !seen {
+		w.signatures[string(tag)] = string(signature)
+		return nil
+	}
+	if first != string(signature) {
+		return refuse(fmt.Sprintf("the shards' tables differ (columns %s on one shard, %s on another)", first, signature),
+			"give the table the same columns in the same order on every shard, or add a condition on the shard key so the statement targets one shard")
+	}
 	return nil
 }
 
