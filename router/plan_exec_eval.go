@@ -246,8 +246,8 @@ type wholeIter struct {
 	pending [][][]byte // result rows not yet returned
 	// signatures are the gathered tables' columns by tag (Gather).
 	signatures map[string]string
-	row     [][]byte
-	started bool
+	row        [][]byte
+	started    bool
 }
 
 func (ex *executor) newWhole(e *evalIter, types []valType) (rowIter, []valType, error) {
