@@ -139,6 +139,7 @@ func (r *Router) buildGather(st *Statement, orig *pg.Node, version int32) (*Scat
 	var tables []*pg.RangeVar // the occurrences, tagged 1...
 	var failed *pgconn.PgError
 	eval := proto.Clone(orig).(*pg.Node)
+	filters := pushableFilters(eval)
 	rewriteTree(eval, func(n *pg.Node) *pg.Node {
 		rv := n.GetRangeVar()
 		if rv == nil || failed != nil {
@@ -159,7 +160,9 @@ func (r *Router) buildGather(st *Statement, orig *pg.Node, version int32) (*Scat
 		}
 		tables = append(tables, rv)
 		tag := len(tables)
-		arms = append(arms, gatherArm(rv, tag), gatherSignature(rv, tag))
+		arm := gatherArm(rv, tag)
+		arm.WhereClause = filters[rv]
+		arms = append(arms, arm, gatherSignature(rv, tag))
 		return gatherRead(rv, tag)
 	})
 	if failed != nil {
@@ -226,8 +229,9 @@ func gatherArm(rv *pg.RangeVar, n int) *pg.SelectStmt {
 	table := proto.Clone(rv).(*pg.RangeVar)
 	ref := table.Relname
 	if table.Alias != nil {
+		// (FROM t AS a(x, y) keeps its column names, which pushed
+		// filters may use; a.* is every column all the same.)
 		ref = table.Alias.Aliasname
-		table.Alias.Colnames = nil // FROM t AS a(x, y): a.* is every column all the same
 	}
 	arm.FromClause[0] = &pg.Node{Node: &pg.Node_RangeVar{RangeVar: table}}
 	t := arm.TargetList
@@ -235,6 +239,132 @@ func gatherArm(rv *pg.RangeVar, n int) *pg.SelectStmt {
 	row := t[1].GetResTarget().Val.GetTypeCast().Arg.GetRowExpr()
 	row.Args[0].GetColumnRef().Fields[0] = pg.MakeStrNode(ref)
 	return arm
+}
+
+// pushableFilters finds, for the occurrences of tables in the FROM
+// clauses of tree, the conditions of their query level's WHERE that the
+// shards can apply to the occurrence's rows before gathering them (the
+// evaluation applies the whole WHERE again): a top-level AND term that
+// reads only columns qualified by the occurrence's name, with constants,
+// parameters, comparison and pattern operators, IN lists, BETWEEN, IS
+// [NOT] NULL and casts (no function, which could be volatile, no
+// subquery), for an occurrence not on the nullable side of an outer join
+// (where a row that fails the condition still makes a NULL-extended row
+// that the WHERE may keep). The filters are copies, keyed by the
+// occurrence's RangeVar in tree.
+func pushableFilters(tree *pg.Node) map[*pg.RangeVar]*pg.Node {
+	out := map[*pg.RangeVar]*pg.Node{}
+	// The levels without an outer query: the statement, or the arms of
+	// its set operations. There an unqualified column of a level reading
+	// one table is that table's (at other levels it may be the outer
+	// query's, which the shards' arm could not read).
+	outermost := map[*pg.SelectStmt]bool{}
+	var top func(s *pg.SelectStmt)
+	top = func(s *pg.SelectStmt) {
+		if s == nil {
+			return
+		}
+		outermost[s] = true
+		top(s.Larg)
+		top(s.Rarg)
+	}
+	top(tree.GetSelectStmt())
+	walk(tree, func(n *pg.Node) bool {
+		s := n.GetSelectStmt()
+		if s == nil || s.WhereClause == nil {
+			return true
+		}
+		var terms []*pg.Node
+		var and func(e *pg.Node)
+		and = func(e *pg.Node) {
+			if b := e.GetBoolExpr(); b != nil && b.Boolop == pg.BoolExprType_AND_EXPR {
+				for _, a := range b.Args {
+					and(a)
+				}
+				return
+			}
+			terms = append(terms, e)
+		}
+		and(s.WhereClause)
+		var preserved []*pg.RangeVar
+		var from func(f *pg.Node, nullable bool)
+		from = func(f *pg.Node, nullable bool) {
+			switch x := f.Node.(type) {
+			case *pg.Node_RangeVar:
+				if !nullable {
+					preserved = append(preserved, x.RangeVar)
+				}
+			case *pg.Node_JoinExpr:
+				j := x.JoinExpr
+				from(j.Larg, nullable || j.Jointype == pg.JoinType_JOIN_RIGHT || j.Jointype == pg.JoinType_JOIN_FULL)
+				from(j.Rarg, nullable || j.Jointype == pg.JoinType_JOIN_LEFT || j.Jointype == pg.JoinType_JOIN_FULL)
+			}
+		}
+		for _, f := range s.FromClause {
+			from(f, false)
+		}
+		alone := outermost[s] && len(s.FromClause) == 1 && s.FromClause[0].GetRangeVar() != nil
+		for _, rv := range preserved {
+			name := rv.Relname
+			if rv.Alias != nil {
+				name = rv.Alias.Aliasname
+			}
+			var keep []*pg.Node
+			for _, t := range terms {
+				if filterOn(t, name, alone) {
+					keep = append(keep, proto.Clone(t).(*pg.Node))
+				}
+			}
+			switch len(keep) {
+			case 0:
+			case 1:
+				out[rv] = keep[0]
+			default:
+				out[rv] = pg.MakeBoolExprNode(pg.BoolExprType_AND_EXPR, keep, -1)
+			}
+		}
+		return true
+	})
+	return out
+}
+
+// filterOn reports whether condition e reads only columns of the FROM
+// item named name (qualified by it, or unqualified when the item is
+// alone), through the constructs pushableFilters allows.
+func filterOn(e *pg.Node, name string, alone bool) bool {
+	ok, reads := true, false
+	walk(e, func(n *pg.Node) bool {
+		switch x := n.Node.(type) {
+		case *pg.Node_ColumnRef:
+			f := x.ColumnRef.Fields
+			qualified := len(f) == 2 && f[0].GetString_() != nil && f[0].GetString_().Sval == name && f[1].GetString_() != nil
+			ok = ok && (qualified || alone && len(f) == 1 && f[0].GetString_() != nil)
+			reads = true
+			return false
+		case *pg.Node_AExpr:
+			switch x.AExpr.Kind {
+			case pg.A_Expr_Kind_AEXPR_OP:
+				ok = ok && len(x.AExpr.Name) == 1 && filterOps[x.AExpr.Name[0].GetString_().GetSval()]
+			case pg.A_Expr_Kind_AEXPR_IN, pg.A_Expr_Kind_AEXPR_BETWEEN, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN:
+				ok = ok && len(x.AExpr.Name) == 1 && filterOps[x.AExpr.Name[0].GetString_().GetSval()]
+			default:
+				ok = false
+			}
+		case *pg.Node_BoolExpr, *pg.Node_NullTest, *pg.Node_TypeCast, *pg.Node_AConst, *pg.Node_ParamRef,
+			*pg.Node_List, *pg.Node_String_, *pg.Node_TypeName, *pg.Node_Integer:
+		default:
+			ok = false
+		}
+		return ok
+	})
+	return ok && reads
+}
+
+// filterOps are the operators a pushed filter may use: the built-in
+// comparisons and patterns (immutable for the built-in types).
+var filterOps = map[string]bool{
+	"=": true, "<>": true, "<": true, ">": true, "<=": true, ">=": true,
+	"~~": true, "!~~": true, "~~*": true, "!~~*": true, "BETWEEN": true, "NOT BETWEEN": true,
 }
 
 // gatherSignature is the shards' arm describing occurrence rv's table,

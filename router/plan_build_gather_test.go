@@ -1,6 +1,7 @@
 package router
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -64,6 +65,54 @@ func TestGatherPlans(t *testing.T) {
 	for _, sql := range refused {
 		if _, rt, err := routeWith(r, sql, nil, Args{}); sqlState(err) != "0A000" {
 			t.Errorf("%s: routed %s, %v; want 0A000", sql, formatRoute(rt, err), err)
+		}
+	}
+}
+
+// TestGatherFilters: which WHERE terms the shards apply before gathering.
+func TestGatherFilters(t *testing.T) {
+	r, _ := newTestRouter(t)
+	cases := []struct {
+		sql  string
+		want []string // each arm's WHERE, in tag order ("" = none)
+	}{
+		{"SELECT * FROM orders WHERE status = 'x' AND total > (SELECT avg(total) FROM orders WHERE status = 'y')",
+			[]string{"status = $1", ""}}, // unqualified: at the top level only
+		{"SELECT o.id FROM orders o JOIN order_items i ON i.id = o.id WHERE o.total > 5 AND i.qty IN (1, 2) AND i.qty + 1 > o.total",
+			[]string{"o.total > $1", "i.qty IN ($2, $3)"}},
+		{"SELECT o.id FROM orders o LEFT JOIN order_items i ON i.id = o.id WHERE o.total > 5 AND i.qty IS NULL",
+			[]string{"o.total > $1", ""}}, // i is nullable
+		{"SELECT o.id FROM orders o FULL JOIN order_items i ON i.id = o.id WHERE o.total > 5 AND i.qty > 1",
+			[]string{"", ""}},
+		{"SELECT o.id FROM orders o JOIN order_items i ON i.id = o.id WHERE lower(o.status) = 'x' AND o.note IS NOT NULL",
+			[]string{"o.note IS NOT NULL", ""}}, // no functions
+	}
+	for _, c := range cases {
+		_, rt, err := routeWith(r, c.sql, nil, Args{})
+		if err != nil || rt.Plan == nil {
+			t.Errorf("%s: %v", c.sql, err)
+			continue
+		}
+		ev := rt.Plan.Root.(*Project).Input.(*Evaluate)
+		shard := dollars(ev.Input.(*Concatenate).Input.SQL)
+		for i, w := range c.want {
+			arm := fmt.Sprintf("SELECT %d AS %s, ROW(", i+1, gatherTag)
+			start := strings.Index(shard, arm)
+			if start < 0 {
+				t.Fatalf("%s: no arm %d in %s", c.sql, i+1, shard)
+			}
+			rest := shard[start:]
+			end := strings.Index(rest, " UNION ALL ")
+			if end < 0 {
+				end = len(rest)
+			}
+			got := ""
+			if _, where, ok := strings.Cut(rest[:end], " WHERE "); ok {
+				got = strings.TrimSuffix(where, ")")
+			}
+			if got != w {
+				t.Errorf("%s: arm %d filters %q, want %q", c.sql, i+1, got, w)
+			}
 		}
 	}
 }

@@ -82,3 +82,17 @@ SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY total), count(*) FILTER (WHER
 SELECT s.status, s.n, s.n * 100 / sum(s.n) OVER () AS pct FROM (SELECT status, count(*) AS n FROM orders GROUP BY status) s ORDER BY s.n DESC, s.status;
 SELECT o.* FROM orders AS o(id, cust) WHERE o.id IN (SELECT max(order_id) FROM orders GROUP BY customer_id) AND o.cust < 20 ORDER BY o.id;
 SELECT count(*) FROM orders o LEFT JOIN events e ON e.seq = o.order_id WHERE e.stream IS NULL;
+
+-- Filters the shards apply before gathering (pushableFilters): top-level
+-- AND terms on one occurrence, never on an outer join's nullable side, and
+-- unqualified columns only where the statement reads one table.
+SELECT count(*) FROM customers c LEFT JOIN orders o ON o.order_id = c.customer_id WHERE o.status IS NULL;
+SELECT count(*) FROM customers c LEFT JOIN orders o ON o.order_id = c.customer_id WHERE o.status IS NULL AND c.vip;
+SELECT count(*) FROM orders o RIGHT JOIN customers c ON o.order_id = c.customer_id WHERE o.total IS NULL AND c.country = 'DE';
+SELECT count(*), count(o.order_id), count(c.customer_id) FROM orders o FULL JOIN customers c ON o.order_id = c.customer_id WHERE o.qty IS NULL OR c.credit > 0;
+SELECT o.order_id FROM orders o WHERE o.total > $1 AND o.order_id IN (SELECT max(order_id) FROM orders GROUP BY status) ORDER BY 1; -- args: 100
+SELECT o.order_id FROM orders o WHERE NOT (o.status = 'paid' OR o.qty > 10) AND o.total < (SELECT avg(total) FROM orders) ORDER BY 1;
+SELECT order_id FROM orders WHERE status = 'new' AND total BETWEEN 100 AND 900 AND total > (SELECT avg(total) FROM orders WHERE status = 'new') ORDER BY 1;
+SELECT c.customer_id FROM customers c WHERE EXISTS (SELECT 1 FROM orders WHERE order_id = c.customer_id AND qty > credit) ORDER BY 1;
+SELECT e.stream, e.seq FROM events e JOIN orders o ON o.order_id = e.seq WHERE e.kind IN ('created', 'paid') AND o.note LIKE '%gift%' AND e.amount IS NOT NULL ORDER BY 1, 2;
+SELECT a.id_, b.order_id FROM orders AS a(id_, cust) JOIN orders b ON b.order_id = a.cust WHERE a.cust < 50 AND b.status <> 'x' ORDER BY 1, 2;
