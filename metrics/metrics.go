@@ -73,7 +73,7 @@ type collector struct {
 	poolAcquires, poolConnectErrors             *prometheus.Desc
 	cacheHits, cacheMisses, cacheEntries        *prometheus.Desc
 	reloads, shardUp, healthLatency             *prometheus.Desc
-	twoPC, commitGate                           *prometheus.Desc
+	twoPC, commitGate, gathered                 *prometheus.Desc
 }
 
 func newCollector(src source) *collector {
@@ -107,13 +107,14 @@ func newCollector(src source) *collector {
 			"(one per prepared transaction on a shard resolved by recovery).", "outcome"),
 		commitGate: desc("commit_gate_total", "Cross-shard commits made visible at one moment: statement_waited (a statement held until a commit reached every shard) "+
 			"or snapshot_retaken (a multi-shard SELECT that took its snapshots again because a commit overlapped them).", "event"),
+		gathered: desc("gathered_statements_total", "SELECTs the merge could not answer that one Postgres answered over the rows of their sharded tables, gathered from the shards (held within merge_memory)."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.clients, c.ready, c.statements, c.stmtErrors, c.stmtRows, c.stmtBytes,
 		c.latency, c.errors, c.poolInUse, c.poolIdle, c.poolWaiting, c.poolOpen, c.poolAcquires, c.poolConnectErrors,
-		c.cacheHits, c.cacheMisses, c.cacheEntries, c.reloads, c.shardUp, c.healthLatency, c.twoPC, c.commitGate} {
+		c.cacheHits, c.cacheMisses, c.cacheEntries, c.reloads, c.shardUp, c.healthLatency, c.twoPC, c.commitGate, c.gathered} {
 		ch <- d
 	}
 }
@@ -168,6 +169,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.twoPC, st.TwoPC.RecoveredRollback, "recovered_rollback")
 	counter(c.commitGate, st.Commits.Waits, "statement_waited")
 	counter(c.commitGate, st.Commits.Retakes, "snapshot_retaken")
+	counter(c.gathered, st.Gathered)
 
 	for _, h := range c.src.ShardHealth() {
 		gauge(c.shardUp, boolValue(h.Up), h.Name)

@@ -245,21 +245,27 @@ func TestCursorsPsqlFetchCount(t *testing.T) {
 	pc, oracle, _ := startWriteSuite(t, st, st.strategies+diffTables+"two_phase_commit: true\n", "cursor_psql_", schema, genDiffData())
 	psql := clientTool(t, "psql")
 	odsn := oracleDSN(t, oracle)
+	// samePsql runs q with FETCH_COUNT fetch through the proxy and on the
+	// oracle: psql must print the same.
+	samePsql := func(file string, q sqlQuery, fetch int) {
+		t.Helper()
+		args := []string{"-X", "-A", "-v", "ON_ERROR_STOP=1", "-v", fmt.Sprintf("FETCH_COUNT=%d", fetch), "-c", q.sql}
+		got, gerr, gcode := pc.f.runTool(t, psql, "", args...)
+		want, werr, wcode := pc.f.runTool(t, psql, "", append(args, odsn)...)
+		if gcode != 0 || wcode != 0 {
+			t.Fatalf("%s line %d: psql exit %d (%s) through the proxy, %d (%s) on the oracle\n%s", file, q.line, gcode, gerr, wcode, werr, q.sql)
+		}
+		if got != want {
+			t.Errorf("%s line %d (FETCH_COUNT=%d): psql prints through the proxy:\n%s\non the oracle:\n%s\n%s", file, q.line, fetch, got, want, q.sql)
+		}
+	}
 	ran := 0
 	for _, q := range queries {
 		if !q.ordered || len(q.args) > 0 || !strings.HasPrefix(strings.ToUpper(q.sql), "SELECT") || ran >= 40 {
 			continue
 		}
 		ran++
-		args := []string{"-X", "-A", "-v", "ON_ERROR_STOP=1", "-v", fmt.Sprintf("FETCH_COUNT=%d", 1+ran%9), "-c", q.sql}
-		got, gerr, gcode := pc.f.runTool(t, psql, "", args...)
-		want, werr, wcode := pc.f.runTool(t, psql, "", append(args, odsn)...)
-		if gcode != 0 || wcode != 0 {
-			t.Fatalf("line %d: psql exit %d (%s) through the proxy, %d (%s) on the oracle\n%s", q.line, gcode, gerr, wcode, werr, q.sql)
-		}
-		if got != want {
-			t.Errorf("line %d (FETCH_COUNT=%d): psql prints through the proxy:\n%s\non the oracle:\n%s\n%s", q.line, 1+ran%9, got, want, q.sql)
-		}
+		samePsql("queries.sql", q, 1+ran%9)
 	}
 	if ran < 40 {
 		t.Fatalf("only %d ordered queries to run", ran)
@@ -272,15 +278,7 @@ func TestCursorsPsqlFetchCount(t *testing.T) {
 			continue
 		}
 		gran++
-		args := []string{"-X", "-A", "-v", "ON_ERROR_STOP=1", "-v", fmt.Sprintf("FETCH_COUNT=%d", 1+gran%5), "-c", q.sql}
-		got, gerr, gcode := pc.f.runTool(t, psql, "", args...)
-		want, werr, wcode := pc.f.runTool(t, psql, "", append(args, odsn)...)
-		if gcode != 0 || wcode != 0 {
-			t.Fatalf("gathered.sql line %d: psql exit %d (%s) through the proxy, %d (%s) on the oracle\n%s", q.line, gcode, gerr, wcode, werr, q.sql)
-		}
-		if got != want {
-			t.Errorf("gathered.sql line %d: psql prints through the proxy:\n%s\non the oracle:\n%s\n%s", q.line, got, want, q.sql)
-		}
+		samePsql("gathered.sql", q, 1+gran%5)
 	}
 	if gran < 8 {
 		t.Fatalf("only %d ordered gathered statements", gran)

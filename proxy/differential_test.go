@@ -180,16 +180,7 @@ func TestDifferential(t *testing.T) {
 				for _, q := range gathered {
 					for _, mode := range q.modes() {
 						t.Run(fmt.Sprintf("line%d/%s", q.line, mode), func(t *testing.T) {
-							want := oracleRun(t, mode, q)
-							got := runQuery(pc.get(t), mode, q)
-							if got.err != nil {
-								t.Errorf("line %d (%s): proxy error %v\n%s", q.line, mode, describeErr(got.err), q.sql)
-								pc.checkUsable(t)
-								return
-							}
-							if d := diffResults(want, got, q.ordered); d != "" {
-								t.Errorf("line %d (%s): proxy differs from oracle: %s\n%s", q.line, mode, d, q.sql)
-							}
+							checkEqual(t, pc, q, mode, oracleRun(t, mode, q), runQuery(pc.get(t), mode, q))
 						})
 					}
 				}
@@ -231,14 +222,7 @@ func TestDifferential(t *testing.T) {
 									pc.checkUsable(t)
 									return
 								}
-								if got.err != nil {
-									t.Errorf("line %d (%s): proxy error %v\n%s", q.line, mode, describeErr(got.err), q.sql)
-									pc.checkUsable(t)
-									return
-								}
-								if d := diffResults(want, got, q.ordered); d != "" {
-									t.Errorf("line %d (%s): proxy differs from oracle: %s\n%s", q.line, mode, d, q.sql)
-								}
+								checkEqual(t, pc, q, mode, want, got)
 							})
 						}
 					}
@@ -255,6 +239,21 @@ func TestDifferential(t *testing.T) {
 				})
 			})
 		})
+	}
+}
+
+// checkEqual fails t unless the proxy's result got of q (in mode)
+// equals the oracle's want; after a proxy error the connection must
+// still work.
+func checkEqual(t *testing.T, pc *proxyConn, q sqlQuery, mode string, want, got qresult) {
+	t.Helper()
+	if got.err != nil {
+		t.Errorf("line %d (%s): proxy error %v\n%s", q.line, mode, describeErr(got.err), q.sql)
+		pc.checkUsable(t)
+		return
+	}
+	if d := diffResults(want, got, q.ordered); d != "" {
+		t.Errorf("line %d (%s): proxy differs from oracle: %s\n%s", q.line, mode, d, q.sql)
 	}
 }
 

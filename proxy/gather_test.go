@@ -16,6 +16,7 @@ func TestGatherCancel(t *testing.T) {
 	f, _, _ := scatterFixture(t, "")
 	c := connectCancelling(t, f)
 	act := watchActivity(t, f)
+	before := f.Server.Stats().Gathered
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
 		t.Run(mode.String(), func(t *testing.T) {
 			marker := "gather_cancel_" + mode.String()
@@ -37,6 +38,10 @@ func TestGatherCancel(t *testing.T) {
 			if err := c.QueryRow(context.Background(), "SELECT count(*) FROM customers WHERE visits > (SELECT avg(visits) FROM customers)", mode).Scan(&n); err != nil || n == 0 {
 				t.Fatalf("after cancel: %d, %v", n, err)
 			}
+			if got := f.Server.Stats().Gathered - before; got < 2 {
+				t.Errorf("%d gathered statements counted, want the cancelled one and the next", got)
+			}
+			before = f.Server.Stats().Gathered
 		})
 	}
 	// A client that vanishes mid-evaluation: the evaluation stops too.

@@ -300,6 +300,9 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 		s.srv.stats.leg(l.c.Shard, route.Kind, d, l.rows, l.bytes, failure != nil || lost != nil)
 	}
 	s.srv.stats.statement(route.Kind, d)
+	if route.Plan != nil && route.Plan.Gathers() {
+		s.srv.stats.gathered.Add(1)
+	}
 	if inTx && (failure != nil || lost != nil) {
 		s.tx.failed = true
 	}

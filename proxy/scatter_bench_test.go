@@ -98,10 +98,10 @@ func BenchmarkScatter(b *testing.B) {
 	}
 
 	b.Run("count", func(b *testing.B) {
-		benchSame(b, oracle, proxyConn, "SELECT count(*) FROM bench")
+		benchSame(b, oracle, proxyConn, "SELECT count(*) FROM bench", 0)
 	})
 	b.Run("orderby_limit", func(b *testing.B) {
-		benchSame(b, oracle, proxyConn, "SELECT k, v FROM bench ORDER BY v DESC, k LIMIT 10")
+		benchSame(b, oracle, proxyConn, "SELECT k, v FROM bench ORDER BY v DESC, k LIMIT 10", 0)
 	})
 	// A cursor read FETCH 1000 at a time (psql FETCH_COUNT, JDBC fetch
 	// size) against the same rows read by one SELECT: what the batches
@@ -139,6 +139,13 @@ func BenchmarkScatter(b *testing.B) {
 			})
 		}
 	})
+	// A gathered statement (plan_build_gather.go): two occurrences of
+	// bench, 100k rows each after the filter the shards apply, held as row
+	// text and evaluated by one shard; rows/s counts the gathered rows.
+	b.Run("gathered", func(b *testing.B) {
+		const gathered = "SELECT count(*), sum(v) FROM bench WHERE k <= 100000 AND v > (SELECT avg(v) FROM bench b2 WHERE b2.k <= 100000)"
+		benchSame(b, oracle, proxyConn, gathered, 2*cursorRows)
+	})
 	b.Run("point", func(b *testing.B) {
 		const q = "SELECT k, v, pad FROM bench WHERE k = $1"
 		owner := func(k int64) *pgx.Conn {
@@ -170,8 +177,9 @@ func BenchmarkScatter(b *testing.B) {
 }
 
 // benchSame times sql on the oracle and through the proxy (simple
-// protocol, text results), after checking once that both give the same rows.
-func benchSame(b *testing.B, oracle, proxy *pgx.Conn, sql string) {
+// protocol, text results), after checking once that both give the same
+// rows; with rows > 0 it also reports rows/s, rows per execution.
+func benchSame(b *testing.B, oracle, proxy *pgx.Conn, sql string, rows int) {
 	ctx := context.Background()
 	want, err := textRows(ctx, oracle.PgConn(), sql)
 	if err != nil {
@@ -193,6 +201,9 @@ func benchSame(b *testing.B, oracle, proxy *pgx.Conn, sql string) {
 				if _, err := tc.conn.PgConn().Exec(ctx, sql).ReadAll(); err != nil {
 					b.Fatal(err)
 				}
+			}
+			if rows > 0 {
+				b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "rows/s")
 			}
 		})
 	}

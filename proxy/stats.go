@@ -49,6 +49,7 @@ type StatsSnapshot struct {
 	Reloads   ReloadCounts
 	TwoPC     TwoPCCounts // process-wide (txnlog.go)
 	Commits   CommitGateCounts
+	Gathered  int64 // SELECTs one Postgres answered over rows gathered from the shards
 }
 
 // RouteStats are the counters of one route kind on one shard.
@@ -178,6 +179,7 @@ type serverStats struct {
 	errClasses [36 * 36]atomic.Int64
 
 	reloadOK, reloadFailed atomic.Int64
+	gathered               atomic.Int64 // gathered SELECTs (runPlan)
 	// cacheHits/cacheMisses hold the plan-cache counts of routers replaced
 	// by SetRuntime, so that the totals never go backwards on reload.
 	cacheHits, cacheMisses atomic.Int64
@@ -312,6 +314,7 @@ func (s *Server) Stats() StatsSnapshot {
 	var out StatsSnapshot
 	out.TwoPC = TwoPCStats()
 	out.Commits = CommitGateCounts{Waits: s.commits.waits.Load(), Retakes: s.commits.retakes.Load()}
+	out.Gathered = st.gathered.Load()
 	if m := st.shards.Load(); m != nil {
 		names := make([]string, 0, len(*m))
 		for name := range *m {

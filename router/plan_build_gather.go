@@ -77,6 +77,18 @@ func (r *Router) gathered(st *Statement) *ScatterPlan {
 	return g.plan
 }
 
+// Gathers reports whether the plan is a gathering (its root evaluates
+// the client's statement over gathered rows).
+func (p *ScatterPlan) Gathers() bool {
+	gathers := false
+	walkPlan(p.Root, func(n Node) {
+		if e, ok := n.(*Evaluate); ok && e.Gather {
+			gathers = true
+		}
+	})
+	return gathers
+}
+
 // gatherable tells whether the SELECT st can be gathered: it reads
 // sharded and reference tables only, all of the sharded ones on the same
 // shards (each occurrence's arm then finds its table on every shard the

@@ -67,7 +67,8 @@ func TestCheckConfigAndRoute(t *testing.T) {
 		{[]string{"SELECT * FROM items WHERE id >= 1"}, []string{"route:   All", "shards:  s0, s1"}},
 		{[]string{"SELECT count(*) FROM orders"}, []string{"merge:   Plan", "plan:\n    Aggregate finish count(c0)\n      Concatenate\n        Scatter \"SELECT count(*) FROM orders\""}},
 		{[]string{"SELECT sum(total) * 2 FROM orders"}, []string{"Evaluate", "Aggregate finish sum(h0)"}},
-		{[]string{"SELECT sum(total) OVER w FROM orders WINDOW w AS (PARTITION BY status)"}, []string{"error:", "0A000", "WINDOW clause"}},
+		{[]string{"SELECT sum(total) OVER w FROM orders WINDOW w AS (PARTITION BY status)"}, []string{"merge:   Plan", "Evaluate the statement over gathered rows", "ROW(orders.*)::text"}},
+		{[]string{"SELECT * FROM orders WHERE total > (SELECT avg(total) FROM orders) FOR UPDATE"}, []string{"error:", "0A000"}},
 		{[]string{"INSERT INTO items (id, note) VALUES (5000, 'a'), (5, 'b'), (6, 'c')"}, []string{"merge:   SplitInsert",
 			"split:\n    Insert s0 rows 2,3 \"INSERT INTO items (id, note) VALUES ($3, $4), ($5, $6)\"\n    Insert s1 rows 1 \"INSERT INTO items (id, note) VALUES ($1, $2)\""}},
 	}
