@@ -97,3 +97,51 @@ default_shard: s0
 		t.Fatalf("%s: %d, %v; want 20", q, n, err)
 	}
 }
+
+// TestGatherSetting: SET shardproxy.gather = off keeps the merge's
+// refusals for the session, SET LOCAL for the transaction, and both
+// follow a rollback as any setting does.
+func TestGatherSetting(t *testing.T) {
+	_, px, _ := scatterFixture(t, "two_phase_commit: true\n")
+	ctx := context.Background()
+	const q = "SELECT count(*) FROM customers WHERE visits > (SELECT avg(visits) FROM customers)"
+	gathered := func(step string) {
+		t.Helper()
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+			var n int
+			if err := px.QueryRow(ctx, q, mode).Scan(&n); err != nil || n == 0 {
+				t.Errorf("%s (%v): %d, %v; want the gathered count", step, mode, n, err)
+			}
+		}
+	}
+	refused := func(step string) {
+		t.Helper()
+		var n int
+		if err := px.QueryRow(ctx, q).Scan(&n); sqlState(err) != "0A000" {
+			t.Errorf("%s: %d, %v; want 0A000", step, n, err)
+		}
+	}
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := px.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	gathered("default")
+	exec("SET shardproxy.gather = off")
+	refused("SET off")
+	exec("SET shardproxy.gather TO on")
+	gathered("SET on")
+	exec("BEGIN")
+	exec("SET LOCAL shardproxy.gather = 'false'")
+	refused("SET LOCAL off")
+	exec("ROLLBACK")
+	gathered("after the transaction")
+	exec("BEGIN")
+	exec("SET shardproxy.gather = off")
+	exec("ROLLBACK")
+	gathered("SET off rolled back")
+	exec("SET shardproxy.gather = off")
+	exec("RESET shardproxy.gather")
+	gathered("RESET")
+}

@@ -46,10 +46,16 @@ func exactFloatDigits(v string) bool {
 // keeps any name with a dot), which makes SHOW, RESET and a transaction's
 // rollback work as for any setting; the proxy reads the session's value.
 func (s *session) mergeOnly() bool {
-	v, ok := s.params[router.GatherParameter]
-	if !ok {
-		return false
+	if s.tx.mergeOnly {
+		return true // SET LOCAL in this transaction
 	}
+	v, ok := s.params[router.GatherParameter]
+	return ok && gatherOff(v)
+}
+
+// gatherOff reads a value of shardproxy.gather as Postgres reads a
+// boolean setting: off, false, no, 0 and their prefixes turn it off.
+func gatherOff(v string) bool {
 	switch strings.ToLower(settingText(v)) {
 	case "off", "false", "no", "0", "of", "f", "n", "fa", "fal", "fals":
 		return true

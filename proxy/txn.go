@@ -64,6 +64,9 @@ type txn struct {
 	// customSearchPath: likewise for a search_path other than the default
 	// (router.Args.CustomSearchPath).
 	customSearchPath bool
+	// mergeOnly: likewise for SET LOCAL shardproxy.gather = off
+	// (router.Args.MergeOnly).
+	mergeOnly bool
 	// params is the session's settings before the first SET in this
 	// transaction (nil: none yet): a rollback returns to them, as SET does
 	// in Postgres. committed: the transaction's COMMIT succeeded.
@@ -458,6 +461,9 @@ func (s *session) appendReplay(st *router.Statement, text string) {
 	if st.Kind == router.KindSet && st.SetName == "search_path" && !defaultSearchPath(st.SetValue, s.runtime().Router.MapsLoginSchema()) ||
 		st.LocalConfig && strings.Contains(strings.ToLower(text), "search_path") {
 		s.tx.customSearchPath = true
+	}
+	if st.Kind == router.KindSet && st.SetName == router.GatherParameter && gatherOff(st.SetValue) {
+		s.tx.mergeOnly = true
 	}
 	if len(s.tx.replay) >= maxReplay {
 		s.tx.full = true
