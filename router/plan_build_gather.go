@@ -43,9 +43,18 @@ import (
 //	WITH _sp_m AS (SELECT * FROM unnest($1, $2) AS _sp_m(_sp_a0, _sp_a1))
 //	SELECT ... FROM unnest(ARRAY(SELECT _sp_m._sp_a1::orders FROM _sp_m WHERE _sp_m._sp_a0 = 1)) AS o ...
 //
+// The WHERE terms that read one occurrence's columns alone go into its
+// arm too (pushableFilters), and each occurrence has a second arm, tagged
+// with its negated number, that describes the table's columns on each
+// shard (gatherSignature): the executor refuses the statement when the
+// shards' tables differ, rather than read one shard's row text as other
+// columns.
+//
 // The rows are held in memory, within merge_memory (53200 beyond it):
 // this is for the statements nothing cheaper answers, and tables or
-// filtered parts of tables of a size the proxy can hold.
+// filtered parts of tables of a size the proxy can hold. A session that
+// prefers the merge's refusals sets shardproxy.gather = off
+// (Args.MergeOnly).
 
 const (
 	gatherTag = hiddenPrefix + "0" // the occurrence's number
@@ -59,7 +68,6 @@ type gatherState struct {
 	orig    *pg.Node // the statement's tree as analysed, before buildPlan rewrote it
 	version int32
 	plan    *ScatterPlan
-	err     *pgconn.PgError
 }
 
 // gathered returns the statement's gathering plan, or nil when it has
@@ -71,7 +79,9 @@ func (r *Router) gathered(st *Statement) *ScatterPlan {
 		return nil
 	}
 	g.once.Do(func() {
-		g.plan, g.err = r.buildGather(st, g.orig, g.version)
+		// A statement that cannot be gathered keeps the merge's refusal,
+		// whose reason is the one to tell the client.
+		g.plan, _ = r.buildGather(st, g.orig, g.version)
 		g.orig = nil
 	})
 	return g.plan
