@@ -492,7 +492,13 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 		srcs[i], conns[i] = l, l.c
 	}
 	var row pgproto3.DataRow
-	opts := s.execOptions(conns, legs[0], in)
+	eval := legs[0]
+	if plan.Gathers() {
+		// The whole statement runs there: spread the evaluations over
+		// the statement's shards rather than load the first one.
+		eval = legs[s.srv.stats.gathered.Load()%int64(len(legs))]
+	}
+	opts := s.execOptions(conns, eval, in)
 	n, err := plan.Execute(ctx, fields, srcs, in.param, opts,
 		func(values [][]byte) error {
 			if in.sink != nil {
