@@ -37,14 +37,12 @@ func exactFloatDigits(v string) bool {
 	return err == nil && n >= 1
 }
 
-// customSearchPath reports whether the session's search_path (set, at
-// startup, or SET LOCAL in the open transaction) may differ from the
-// default, under which the router reads unqualified names as public's.
 // mergeOnly reports SET shardproxy.gather = off: the session wants the
 // merge's refusals rather than gathered statements (router.Args.MergeOnly).
 // The shards keep the setting too (a placeholder setting, as Postgres
 // keeps any name with a dot), which makes SHOW, RESET and a transaction's
-// rollback work as for any setting; the proxy reads the session's value.
+// rollback work as for any setting; the proxy reads the session's value,
+// and a SET LOCAL to off holds to the transaction's end (txn.mergeOnly).
 func (s *session) mergeOnly() bool {
 	if s.tx.mergeOnly {
 		return true // SET LOCAL in this transaction
@@ -63,6 +61,9 @@ func gatherOff(v string) bool {
 	return false
 }
 
+// customSearchPath reports whether the session's search_path (set, at
+// startup, or SET LOCAL in the open transaction) may differ from the
+// default, under which the router reads unqualified names as public's.
 func (s *session) customSearchPath() bool {
 	if s.tx.customSearchPath {
 		return true

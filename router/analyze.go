@@ -196,7 +196,9 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 		}
 		// The planner rewrites the tree in place: nothing else holds it.
 		st.plan, st.planErr = buildPlan(st, sel, tree.Version)
-		if orig != nil && (st.plan == nil || st.unjoined != "" || st.inexact != "" || len(st.maybeOuterAggs) > 0) {
+		// Kept only where Route may refuse (routeTables); a statement that
+		// concatenates or merges exactly never needs it.
+		if orig != nil && (st.planErr != nil || st.unjoined != "" || st.inexact != "" || len(st.maybeOuterAggs) > 0) {
 			st.gather = &gatherState{orig: orig, version: tree.Version}
 		}
 	}

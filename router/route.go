@@ -24,7 +24,8 @@ type Args struct {
 	ParamOIDs    []uint32
 	SessionShard string // from SET shardproxy.shard, "" if none
 	// MergeOnly keeps the merge planner's refusals instead of gathering
-	// the rows (plan_build_gather.go): the router's tests of that planner.
+	// the rows (plan_build_gather.go): SET shardproxy.gather = off
+	// (GatherParameter), and the router's tests of that planner.
 	MergeOnly bool
 	// Literals: Params are the statement's own literals, which the
 	// simple protocol's plan cache lifted out of its text (QueryPart.Args),
