@@ -184,6 +184,7 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 	if err := s.checkMulti(st, route); err != nil {
 		return true, s.sendError(err)
 	}
+	in.cancels, in.marked = s.cancels.Load(), true // before any leg runs
 	rt := s.runtime()
 	mark := s.statStart()
 	for _, sh := range route.Shards {
@@ -606,6 +607,10 @@ type planInputs struct {
 	bind  *multiBind       // the client's Bind (extended protocol), nil for a simple Query
 	oids  []uint32         // the statement's parameter types (0: inferred)
 	sink  rowSink          // where the rows go instead of DataRows (nil: to the client as rows)
+	// cancels is the session's count of CancelRequests when the
+	// statement began (marked: set), for the evaluator's steps.
+	cancels int64
+	marked  bool
 }
 
 // evaluator runs the plan's Evaluate queries (expressions over finished
@@ -616,9 +621,17 @@ type planInputs struct {
 // The client's parameters are bound as the client bound them, the
 // values after them in text format.
 func (s *session) evaluator(l *scatterLeg, in planInputs) router.Evaluator {
+	cancels := s.cancels.Load()
+	if in.marked {
+		cancels = in.cancels
+	}
 	return func(ctx context.Context, q router.EvalQuery) ([]pgproto3.FieldDescription, [][][]byte, error) {
 		if err := l.finish(); err != nil {
 			return nil, nil, err
+		}
+		if s.cancels.Load() != cancels {
+			// The client cancelled while l was idle: Postgres ignored it.
+			return nil, nil, pgError("57014", "canceling statement due to user request")
 		}
 		if l.err != nil {
 			return nil, nil, &shardError{l.err}
@@ -665,6 +678,13 @@ func (s *session) evaluator(l *scatterLeg, in planInputs) router.Evaluator {
 		if err := l.c.Flush(); err != nil {
 			l.ended = true
 			return nil, nil, err
+		}
+		if s.cancels.Load() != cancels {
+			// A cancel that came between the check above and the send
+			// may have found l idle: send one for the evaluation.
+			cctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = l.c.Cancel(cctx)
+			stop()
 		}
 		var fields []pgproto3.FieldDescription
 		var out [][][]byte

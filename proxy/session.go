@@ -90,6 +90,10 @@ type session struct {
 
 	activeMu sync.Mutex
 	active   []*pool.Conn // backends a CancelRequest must reach
+	// cancels counts the client's CancelRequests: a step that starts
+	// after one (an evaluation on a backend that was idle when the
+	// request reached it, and so ignored it) is cancelled too.
+	cancels atomic.Int64
 
 	watch clientWatch // cancels the running statement if the client vanishes
 	info  clientInfo  // what the admin console shows (admin.go)
@@ -326,6 +330,7 @@ func (s *session) setActive(c *pool.Conn, on bool) {
 
 // cancelBackends forwards a client's CancelRequest to every backend in use.
 func (s *session) cancelBackends() {
+	s.cancels.Add(1)
 	s.activeMu.Lock()
 	conns := append([]*pool.Conn(nil), s.active...)
 	s.activeMu.Unlock()

@@ -367,7 +367,8 @@ func filterOn(e *pg.Node, name string, alone bool) bool {
 			switch x.AExpr.Kind {
 			case pg.A_Expr_Kind_AEXPR_OP:
 				ok = ok && len(x.AExpr.Name) == 1 && filterOps[x.AExpr.Name[0].GetString_().GetSval()]
-			case pg.A_Expr_Kind_AEXPR_IN, pg.A_Expr_Kind_AEXPR_BETWEEN, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN:
+			case pg.A_Expr_Kind_AEXPR_IN, pg.A_Expr_Kind_AEXPR_BETWEEN, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN,
+				pg.A_Expr_Kind_AEXPR_LIKE, pg.A_Expr_Kind_AEXPR_ILIKE:
 				ok = ok && len(x.AExpr.Name) == 1 && filterOps[x.AExpr.Name[0].GetString_().GetSval()]
 			default:
 				ok = false
