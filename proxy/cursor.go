@@ -250,7 +250,7 @@ func (s *session) planCursor(ctx context.Context, cs *router.CursorStmt, st *rou
 func shardQuery(route router.Route, query string, lits []string) (*router.ScatterPlan, string) {
 	switch route.Merge {
 	case router.MergePlan:
-		return route.Plan, renderLiterals(scatterOf(route.Plan).SQL, lits)
+		return route.Plan, renderLiterals(route.Plan.Scatter().SQL, lits)
 	case router.MergeConcat:
 		sql := trimStatement(strings.TrimSpace(query))
 		return router.ConcatPlan(sql), sql

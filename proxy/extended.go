@@ -600,7 +600,7 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 		if !ps.litsDone {
 			ps.lits, ps.litsDone = s.runtime().Router.Literals(ps.query), true
 		}
-		sql := renderLiterals(scatterOf(mb.route.Plan).SQL, ps.lits)
+		sql := renderLiterals(mb.route.Plan.Scatter().SQL, ps.lits)
 		failed, err := s.runPlan(ctx, ps.st, mb.route, planSend{bind: func(c *pool.Conn) {
 			c.Send(&pgproto3.Parse{Query: sql, ParameterOIDs: ps.paramOIDs})
 			c.Send(&pgproto3.Bind{ParameterFormatCodes: mb.formats, Parameters: mb.params})

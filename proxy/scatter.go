@@ -713,22 +713,6 @@ func (s *session) evaluator(l *scatterLeg, in planInputs) router.Evaluator {
 	}
 }
 
-// scatterOf finds the plan's Scatter leaf.
-func scatterOf(p *router.ScatterPlan) *router.Scatter {
-	n := p.Root
-	for n != nil {
-		if sc, ok := n.(*router.Scatter); ok {
-			return sc
-		}
-		ch := n.Children()
-		if len(ch) == 0 {
-			return nil
-		}
-		n = ch[0]
-	}
-	return nil
-}
-
 // literalParams resolves $n of a simple-protocol statement: the literal
 // values the normaliser replaced.
 func literalParams(args [][]byte) router.ParamFunc {

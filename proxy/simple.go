@@ -243,7 +243,7 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 		})
 	}
 	if route.Merge == router.MergePlan {
-		sql := renderLiterals(scatterOf(route.Plan).SQL, p.Lits)
+		sql := renderLiterals(route.Plan.Scatter().SQL, p.Lits)
 		return s.runPlan(ctx, st, route, planSend{query: sql, bind: func(c *pool.Conn) {
 			c.Send(&pgproto3.Parse{Query: sql})
 			c.Send(&pgproto3.Bind{})

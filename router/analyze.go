@@ -189,10 +189,14 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	if st.Kind == KindSelect {
 		st.MayWrite = mayWrite(tree.Stmts[0].Stmt, st.facts.writingFuncs())
 	}
-	if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && st.Kind == KindSelect && !st.Explain && st.err == nil && a.sharded > 0 {
+	query := tree.Stmts[0].Stmt // EXPLAIN's query is planned as the query would be (explain.go)
+	if ex := query.GetExplainStmt(); ex != nil {
+		query = ex.Query
+	}
+	if sel := query.GetSelectStmt(); sel != nil && st.Kind == KindSelect && st.err == nil && a.sharded > 0 {
 		var orig *pg.Node
-		if r.gatherable(st, tree.Stmts[0].Stmt) {
-			orig = proto.Clone(tree.Stmts[0].Stmt).(*pg.Node)
+		if r.gatherable(st, query) {
+			orig = proto.Clone(query).(*pg.Node)
 		}
 		// The planner rewrites the tree in place: nothing else holds it.
 		st.plan, st.planErr = buildPlan(st, sel, tree.Version)
@@ -290,6 +294,8 @@ func (a *analyzer) top(n *pg.Node) {
 	case *pg.Node_ExplainStmt:
 		a.top(x.ExplainStmt.Query)
 		st.Explain = true
+		st.explain = explainOptionsOf(x.ExplainStmt)
+		st.explain.text = splitTemplate(a.text)
 	case *pg.Node_TransactionStmt:
 		st.Kind = transactionKind(x.TransactionStmt.Kind)
 		if st.Kind == KindBegin {

@@ -24,6 +24,23 @@ type ScatterPlan struct {
 	Hidden int // columns appended after the visible ones in Scatter.SQL's result
 }
 
+// Scatter returns the plan's Scatter leaf, the statement the shards run
+// (every plan has one, at the end of its first children).
+func (p *ScatterPlan) Scatter() *Scatter {
+	n := p.Root
+	for n != nil {
+		if sc, ok := n.(*Scatter); ok {
+			return sc
+		}
+		ch := n.Children()
+		if len(ch) == 0 {
+			return nil
+		}
+		n = ch[0]
+	}
+	return nil
+}
+
 // Node is one step of a plan. Implementations: *Scatter, *Concatenate,
 // *MergeSort, *Aggregate, *Evaluate, *Sort, *Distinct, *Limit, *Project.
 type Node interface {

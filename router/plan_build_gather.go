@@ -105,7 +105,7 @@ func (p *ScatterPlan) Gathers() bool {
 // statement goes to), and writes and locks nothing.
 func (r *Router) gatherable(st *Statement, stmt *pg.Node) bool {
 	sel := stmt.GetSelectStmt()
-	if sel == nil || sel.IntoClause != nil || st.MayWrite || st.Explain || st.cursor || modifyingWith(sel) {
+	if sel == nil || sel.IntoClause != nil || st.MayWrite || st.cursor || modifyingWith(sel) {
 		return false
 	}
 	var mask uint64

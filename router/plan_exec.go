@@ -367,6 +367,8 @@ func (ex *executor) build(n Node, types []valType) (rowIter, []valType, error) {
 		return &concatIter{ex: ex}, types, nil
 	case *Concatenate:
 		return &concatIter{ex: ex}, types, nil
+	case *ExplainShards:
+		return ex.newExplain(n, types)
 	case *MergeSort:
 		keys, err := ex.sortKeys(n.Keys, types)
 		if err != nil {

@@ -176,6 +176,9 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 	if err == nil && st.lockedRef != "" && !slices.Contains(rt.Shards, r.cfg.DefaultShard) {
 		return Route{}, lockedReferenceError(st.lockedRef, rt.Shards)
 	}
+	if err == nil && st.Explain && len(rt.Shards) > 1 {
+		return explainShards(st, rt)
+	}
 	return rt, err
 }
 
@@ -449,7 +452,9 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 			"INSERT reads sharded tables on shards "+r.joinNames(total), keyHint)
 	case st.insertSpan != nil:
 		return Route{}, st.insertSpan
-	case st.Explain:
+	case st.Explain && (st.Kind != KindSelect || st.MayWrite):
+		// EXPLAIN of a write: the shards' plans, one after the other
+		// (explainShards labels those of a SELECT, which runs as a plan).
 		rt.Merge = MergeConcat
 	case st.planErr != nil:
 		return gather(st.planErr)

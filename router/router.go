@@ -159,6 +159,8 @@ type Statement struct {
 	// gather plans the statement as one Postgres over the rows of its
 	// sharded tables, for when the merge refuses it (plan_build_gather.go).
 	gather *gatherState
+	// explain is an EXPLAIN's options (explain.go).
+	explain explainOptions
 	// unjoined names two sharded tables of one query level that are not
 	// joined on equal shard keys: their rows may meet across shards.
 	unjoined           string
@@ -471,7 +473,7 @@ func (r *Router) ParseQuery(sql string) ([]QueryPart, error) {
 		if normalised && len(args) > from {
 			parts[i].Args = args[from:len(args):len(args)]
 		}
-		if normalised && len(args) > from && (st.plan != nil || st.split != nil || st.gather != nil) {
+		if normalised && len(args) > from && (st.plan != nil || st.split != nil || st.gather != nil || st.Explain) {
 			if lits == nil {
 				lits = make([]string, 0, nargs)
 			}
