@@ -168,7 +168,7 @@ type splitOrder struct {
 
 // newMerger is the merger for route (see merger.handle).
 func (s *session) newMerger(route router.Route) *merger {
-	m := &merger{kind: route.Merge}
+	m := &merger{kind: route.Merge, explain: route.Explain, shards: route.Shards}
 	if route.Split != nil && route.Split.Returning {
 		m.order = &splitOrder{split: route.Split, rows: make([][]*pgproto3.DataRow, len(route.Split.Parts)),
 			budget: s.runtime().Config.MergeMemory}

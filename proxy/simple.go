@@ -1144,6 +1144,36 @@ type merger struct {
 	firstTag string // MergeFirst: the first shard's tag
 	err      *pgproto3.ErrorResponse
 	order    *splitOrder // MergeSplitInsert with RETURNING: rows held for VALUES order (insert_split.go)
+	// explain: EXPLAIN ANALYZE of a write across shards (Route.Explain):
+	// these header lines, then each shard's plan under its name.
+	explain  []string
+	shards   []string // the route's shards, by idx
+	labelled int      // shards whose label was sent (explain)
+}
+
+// explainRow sends one line of a shard's EXPLAIN output (Route.Explain):
+// the header before the first, the shard's label before its first.
+func (m *merger) explainRow(s *session, msg *pgproto3.DataRow) error {
+	if len(msg.Values) != 1 || m.idx >= len(m.shards) {
+		return s.sendOrGone(msg)
+	}
+	line := func(v []byte) error { return s.sendOrGone(&pgproto3.DataRow{Values: [][]byte{v}}) }
+	for m.labelled <= m.idx {
+		if m.labelled == 0 {
+			for _, h := range m.explain {
+				if err := line([]byte(h)); err != nil {
+					return err
+				}
+			}
+		}
+		m.labelled++
+		if m.labelled == m.idx+1 {
+			if err := line([]byte(router.ShardLabel(m.shards[m.idx]))); err != nil {
+				return err
+			}
+		}
+	}
+	return line(append([]byte(router.ShardIndent), msg.Values[0]...))
 }
 
 func (m *merger) handle(s *session, msg pgproto3.BackendMessage) error {
@@ -1173,6 +1203,9 @@ func (m *merger) handle(s *session, msg pgproto3.BackendMessage) error {
 		if m.order != nil {
 			m.order.add(s, m, msg)
 			return nil
+		}
+		if m.explain != nil {
+			return m.explainRow(s, msg)
 		}
 		return s.sendOrGone(msg)
 	case *pgproto3.CommandComplete:

@@ -125,6 +125,7 @@ func explainShards(st *Statement, rt Route) (Route, error) {
 				fmt.Sprintf("EXPLAIN ANALYZE (FORMAT %s) of a write across shards is not supported", strings.ToUpper(o.format)),
 				"use FORMAT TEXT, or EXPLAIN without ANALYZE (which shardproxy answers with each shard's plan under the proxy's), or add a condition on the shard key")
 		}
+		rt.Explain = explainHeader(rt.Shards, []string{writeStep})
 		return rt, nil
 	}
 	if o.format != "text" && o.format != "json" {
@@ -165,7 +166,7 @@ func explainShards(st *Statement, rt Route) (Route, error) {
 		n.Input = &Scatter{SQL: o.text}
 		n.Steps = []string{"Concatenate"}
 		if st.Kind != KindSelect {
-			n.Steps = []string{"Sum of the shards' row counts"}
+			n.Steps = []string{writeStep}
 		}
 	}
 	rt.Merge, rt.Plan = MergePlan, &ScatterPlan{Root: n}
@@ -193,20 +194,39 @@ func (ex *executor) newExplain(n *ExplainShards, types []valType) (rowIter, []va
 		return nil, nil, planShapeError(fmt.Sprintf("%d shard results for %d shards", len(ex.srcs), len(n.Shards)))
 	}
 	it := &explainIter{ex: ex, n: n, out: make([][]byte, 1)}
-	it.rows = append(it.rows, []byte("Custom Scan (shardproxy)"),
-		[]byte("  Shards: "+strings.Join(n.Shards, ", ")))
-	for i, s := range n.Steps {
-		label := "  Merge: "
-		if i > 0 {
-			label = "         "
-		}
-		it.rows = append(it.rows, []byte(label+s))
+	for _, l := range explainHeader(n.Shards, n.Steps) {
+		it.rows = append(it.rows, []byte(l))
 	}
 	if n.Verbose && n.ShardQuery != nil {
 		it.rows = append(it.rows, []byte("  Shard Query: "+ex.renderParams(*n.ShardQuery)))
 	}
 	return it, types, nil
 }
+
+// writeStep is the proxy's step for a write across shards.
+const writeStep = "Sum of the shards' row counts"
+
+// explainHeader is the TEXT form's custom scan node: the shards and the
+// proxy's steps. Each shard's plan follows it, under ShardLabel and
+// indented by ShardIndent.
+func explainHeader(shards, steps []string) []string {
+	h := []string{"Custom Scan (shardproxy)", "  Shards: " + strings.Join(shards, ", ")}
+	for i, s := range steps {
+		label := "  Merge: "
+		if i > 0 {
+			label = "         "
+		}
+		h = append(h, label+s)
+	}
+	return h
+}
+
+// ShardLabel is the TEXT line that starts shard's plan in an EXPLAIN
+// across shards; the plan's own lines follow indented by ShardIndent.
+func ShardLabel(shard string) string { return "  ->  Shard " + shard }
+
+// ShardIndent prefixes the lines of a shard's plan under its ShardLabel.
+const ShardIndent = "        "
 
 // renderParams fills t's holes with the statement's parameter values as
 // SQL literals, for showing what ran; a value it cannot read as text (a
@@ -252,7 +272,7 @@ func (it *explainIter) next() ([][]byte, error) {
 				if err := it.ex.checkWidth(row); err != nil {
 					return nil, err
 				}
-				it.out[0] = append(append(it.out[0][:0:0], "        "...), row[0]...)
+				it.out[0] = append(append(it.out[0][:0:0], ShardIndent...), row[0]...)
 				return it.out, nil
 			}
 			it.open = false
@@ -262,7 +282,7 @@ func (it *explainIter) next() ([][]byte, error) {
 			return nil, nil
 		}
 		it.open = true
-		it.rows = append(it.rows, []byte("  ->  Shard "+it.n.Shards[it.src]))
+		it.rows = append(it.rows, []byte(ShardLabel(it.n.Shards[it.src])))
 	}
 }
 

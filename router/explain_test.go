@@ -76,6 +76,10 @@ func TestExplainPlans(t *testing.T) {
 			t.Errorf("%s: %v %s, want merge %s", sql, err, rt.Merge, want)
 		}
 	}
+	if _, rt, err := routeWith(r, "EXPLAIN ANALYZE UPDATE orders SET total = 1", nil, Args{}); err != nil ||
+		strings.Join(rt.Explain, "|") != "Custom Scan (shardproxy)|  Shards: s0, s1|  Merge: "+writeStep {
+		t.Errorf("EXPLAIN ANALYZE of a write: %v, header %q", err, rt.Explain)
+	}
 	for _, sql := range []string{
 		"EXPLAIN (ANALYZE, FORMAT JSON) DELETE FROM orders",
 		"EXPLAIN (FORMAT YAML) UPDATE orders SET total = 1",

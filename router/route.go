@@ -119,6 +119,10 @@ type Route struct {
 	// transaction the proxy reads the copy of the shard it is on rather
 	// than bring another shard in.
 	AnyCopy bool
+	// Explain: EXPLAIN ANALYZE of a write across shards, which runs as
+	// the write does (MergeConcat), its shards' plans labelled under these
+	// header lines (explain.go).
+	Explain []string
 }
 
 // Route binds args and decides the target shards. Errors are
