@@ -37,6 +37,26 @@ func connectCancelling(t *testing.T, f *fixture) *pgx.Conn {
 // activity watches the shards' pg_stat_activity over direct connections.
 type activity struct{ conns []*pgx.Conn }
 
+// cancelMidway runs sql on c, cancels it once a shard runs the statement
+// marked marker, and checks that the client gets 57014 and that no shard
+// runs it any longer.
+func (a *activity) cancelMidway(t *testing.T, c *pgx.Conn, mode pgx.QueryExecMode, marker, sql string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(ctx, sql, mode)
+		done <- err
+	}()
+	a.wait(t, marker, true)
+	cancel()
+	if err := <-done; sqlState(err) != "57014" {
+		t.Fatalf("got %v, want SQLSTATE 57014", err)
+	}
+	a.wait(t, marker, false)
+}
+
 func watchActivity(t *testing.T, f *fixture) *activity {
 	a := &activity{}
 	for name := range f.Shards {
@@ -86,19 +106,7 @@ func TestCancelRequest(t *testing.T) {
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
 		t.Run(mode.String(), func(t *testing.T) {
 			marker := "cancel_" + mode.String()
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			done := make(chan error, 1)
-			go func() {
-				_, err := c.Exec(ctx, "SELECT pg_sleep(30) /* "+marker+" */", mode)
-				done <- err
-			}()
-			act.wait(t, marker, true)
-			cancel()
-			if err := <-done; sqlState(err) != "57014" {
-				t.Fatalf("got %v, want SQLSTATE 57014", err)
-			}
-			act.wait(t, marker, false)
+			act.cancelMidway(t, c, mode, marker, "SELECT pg_sleep(30) /* "+marker+" */")
 			var n int
 			if err := c.QueryRow(context.Background(), "SELECT 1", mode).Scan(&n); err != nil || n != 1 {
 				t.Fatalf("connection unusable after cancel: %v", err)

@@ -566,16 +566,7 @@ func genGatherQueries(seed uint64, n int) []randQuery {
 		g := &gatherGen{rng: rng}
 		sql, ordered := g.query()
 		q := randQuery{sqlQuery: sqlQuery{sql: sql, line: i + 1, ordered: ordered, args: g.args}}
-		switch {
-		case len(g.args) > 0 && rng.IntN(2) == 0:
-			q.mode = "prepared"
-		case len(g.args) > 0:
-			q.mode = "extended"
-		case rng.IntN(3) == 0:
-			q.mode = "binary"
-		default:
-			q.mode = "simple"
-		}
+		q.mode = pickMode(rng, len(g.args) > 0)
 		out = append(out, q)
 	}
 	return out

@@ -79,21 +79,25 @@ func genRandomQueries(seed uint64, n int) []randQuery {
 			sql, ordered = g.selectStmt()
 		}
 		q := randQuery{sqlQuery: sqlQuery{sql: sql, line: i + 1, ordered: ordered, args: g.args}}
-		// Merged values must come out right in binary too, and a key
-		// given as a parameter must route as a literal does.
-		switch {
-		case len(g.args) > 0 && rng.IntN(2) == 0:
-			q.mode = "prepared"
-		case len(g.args) > 0:
-			q.mode = "extended"
-		case rng.IntN(3) == 0:
-			q.mode = "binary"
-		default:
-			q.mode = "simple"
-		}
+		q.mode = pickMode(rng, len(g.args) > 0)
 		out = append(out, q)
 	}
 	return out
+}
+
+// pickMode picks the protocol a generated query runs in: merged values
+// must come out right in binary too, and a key given as a parameter must
+// route as a literal does.
+func pickMode(rng *rand.Rand, withArgs bool) string {
+	switch {
+	case withArgs && rng.IntN(2) == 0:
+		return "prepared"
+	case withArgs:
+		return "extended"
+	case rng.IntN(3) == 0:
+		return "binary"
+	}
+	return "simple"
 }
 
 // randQuery is a generated query and the protocol it runs in.

@@ -20,20 +20,8 @@ func TestGatherCancel(t *testing.T) {
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
 		t.Run(mode.String(), func(t *testing.T) {
 			marker := "gather_cancel_" + mode.String()
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			done := make(chan error, 1)
-			go func() {
-				// Only the evaluation sleeps: the shards' statement reads rows.
-				_, err := c.Exec(ctx, "SELECT count(*) FROM customers c WHERE c.visits >= (SELECT min(visits) FROM customers) AND pg_sleep(0.5) IS NOT NULL AND '"+marker+"' <> ''", mode)
-				done <- err
-			}()
-			act.wait(t, marker, true)
-			cancel()
-			if err := <-done; sqlState(err) != "57014" {
-				t.Fatalf("got %v, want SQLSTATE 57014", err)
-			}
-			act.wait(t, marker, false)
+			// Only the evaluation sleeps: the shards' statement reads rows.
+			act.cancelMidway(t, c, mode, marker, "SELECT count(*) FROM customers c WHERE c.visits >= (SELECT min(visits) FROM customers) AND pg_sleep(0.5) IS NOT NULL AND '"+marker+"' <> ''")
 			var n int
 			if err := c.QueryRow(context.Background(), "SELECT count(*) FROM customers WHERE visits > (SELECT avg(visits) FROM customers)", mode).Scan(&n); err != nil || n == 0 {
 				t.Fatalf("after cancel: %d, %v", n, err)

@@ -1148,7 +1148,7 @@ type merger struct {
 	// these header lines, then each shard's plan under its name.
 	explain  []string
 	shards   []string // the route's shards, by idx
-	labelled int      // shards whose label was sent (explain)
+	labelled int      // shards up to which labels were sent (explain)
 }
 
 // explainRow sends one line of a shard's EXPLAIN output (Route.Explain):
@@ -1157,23 +1157,21 @@ func (m *merger) explainRow(s *session, msg *pgproto3.DataRow) error {
 	if len(msg.Values) != 1 || m.idx >= len(m.shards) {
 		return s.sendOrGone(msg)
 	}
-	line := func(v []byte) error { return s.sendOrGone(&pgproto3.DataRow{Values: [][]byte{v}}) }
-	for m.labelled <= m.idx {
-		if m.labelled == 0 {
-			for _, h := range m.explain {
-				if err := line([]byte(h)); err != nil {
-					return err
-				}
-			}
-		}
-		m.labelled++
-		if m.labelled == m.idx+1 {
-			if err := line([]byte(router.ShardLabel(m.shards[m.idx]))); err != nil {
+	line := func(v string) error { return s.sendOrGone(&pgproto3.DataRow{Values: [][]byte{[]byte(v)}}) }
+	if m.labelled == 0 {
+		for _, h := range m.explain {
+			if err := line(h); err != nil {
 				return err
 			}
 		}
 	}
-	return line(append([]byte(router.ShardIndent), msg.Values[0]...))
+	if m.labelled <= m.idx { // the shard's first line (a shard without any has no label)
+		m.labelled = m.idx + 1
+		if err := line(router.ShardLabel(m.shards[m.idx])); err != nil {
+			return err
+		}
+	}
+	return line(router.ShardIndent + string(msg.Values[0]))
 }
 
 func (m *merger) handle(s *session, msg pgproto3.BackendMessage) error {

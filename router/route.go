@@ -457,8 +457,9 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 	case st.insertSpan != nil:
 		return Route{}, st.insertSpan
 	case st.Explain && (st.Kind != KindSelect || st.MayWrite):
-		// EXPLAIN of a write: the shards' plans, one after the other
-		// (explainShards labels those of a SELECT, which runs as a plan).
+		// EXPLAIN of a write: the shards run the client's statement
+		// (explainShards explains it so, or with ANALYZE lets it run as
+		// the write runs, labelling the shards' plans).
 		rt.Merge = MergeConcat
 	case st.planErr != nil:
 		return gather(st.planErr)
