@@ -94,6 +94,7 @@ connect with:
 try:
     SELECT * FROM orders WHERE customer_id = 7;
     INSERT INTO customers (customer_id, name, email) VALUES (1001, 'Ada', 'ada@example.com');
+    EXPLAIN SELECT status, count(*) FROM orders GROUP BY status;   -- the proxy's plan over each shard's
 Ctrl-C stops the proxy and the local servers.
 `, addr, cfgPath, addr)
 		}()

@@ -95,6 +95,12 @@ func TestMakeRun(t *testing.T) {
 		t.Fatalf("inserted row not found:\n%s", out)
 	}
 
+	// The banner's EXPLAIN: the proxy's plan over both shards' plans.
+	if out := run("EXPLAIN SELECT status, count(*) FROM orders GROUP BY status"); !strings.Contains(out, "Custom Scan (shardproxy)") ||
+		!strings.Contains(out, "->  Shard s0") || !strings.Contains(out, "->  Shard s1") {
+		t.Fatalf("EXPLAIN across shards:\n%s", out)
+	}
+
 	// Ctrl-C: the proxy and all three servers stop.
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
