@@ -112,8 +112,9 @@ func (n *ExplainShards) Describe() string {
 // explainShards turns the route of an EXPLAIN across shards into the plan
 // that explains it: that of a SELECT, and that of a write without ANALYZE,
 // which changes nothing. EXPLAIN ANALYZE of a write runs the write, which
-// the proxy does as for the write itself, one shard's output after the
-// other's: in TEXT format only, where the result is still one document.
+// the proxy does as for the write itself (the fanout, whose merger labels
+// each shard's lines under Route.Explain): in TEXT format only, the one
+// whose shards' outputs join into one document line by line.
 func explainShards(st *Statement, rt Route) (Route, error) {
 	o := st.explain
 	if rt.Merge != MergePlan && rt.Merge != MergeConcat {
