@@ -603,15 +603,7 @@ func TestDifferentialGatherRandom(t *testing.T) {
 			continue
 		}
 		t.Run(st.name, func(t *testing.T) {
-			f := startFixture(t, fixtureOptions{Shards: 3, Body: st.strategies + diffTables})
-			writeDirectory(t, f, st.dir)
-			pc := newProxyConn(t, f)
-			for _, s := range schema {
-				if r := runQuery(pc.get(t), "simple", s); r.err != nil {
-					t.Fatalf("schema through the proxy: %v\n%s", r.err, s.sql)
-				}
-			}
-			loadThroughProxy(t, pc, data)
+			_, pc := startDiffProxy(t, st, schema, data)
 			var matched, refused, invalid int
 			for _, rq := range queries {
 				q := rq.sqlQuery

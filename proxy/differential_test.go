@@ -128,15 +128,7 @@ func TestDifferential(t *testing.T) {
 
 	for _, st := range diffStrategies {
 		t.Run(st.name, func(t *testing.T) {
-			f := startFixture(t, fixtureOptions{Shards: 3, Body: st.strategies + diffTables})
-			writeDirectory(t, f, st.dir)
-			pc := newProxyConn(t, f)
-			for _, s := range schema {
-				if r := runQuery(pc.get(t), "simple", s); r.err != nil {
-					t.Fatalf("schema through the proxy: %v\n%s", r.err, s.sql)
-				}
-			}
-			loadThroughProxy(t, pc, data)
+			f, pc := startDiffProxy(t, st, schema, data)
 			checkPlacement(t, f, st, data)
 
 			t.Run("queries", func(t *testing.T) {
@@ -729,6 +721,22 @@ func describeErr(err error) string {
 type proxyConn struct {
 	f *fixture
 	c *pgconn.PgConn
+}
+
+// startDiffProxy is the suite's proxy over 3 shards sharded by st, with
+// the schema made and the data loaded through it.
+func startDiffProxy(t *testing.T, st diffStrategy, schema []sqlQuery, data []diffTable) (*fixture, *proxyConn) {
+	t.Helper()
+	f := startFixture(t, fixtureOptions{Shards: 3, Body: st.strategies + diffTables})
+	writeDirectory(t, f, st.dir)
+	pc := newProxyConn(t, f)
+	for _, s := range schema {
+		if r := runQuery(pc.get(t), "simple", s); r.err != nil {
+			t.Fatalf("schema through the proxy: %v\n%s", r.err, s.sql)
+		}
+	}
+	loadThroughProxy(t, pc, data)
+	return f, pc
 }
 
 func newProxyConn(t *testing.T, f *fixture) *proxyConn {
