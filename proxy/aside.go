@@ -80,6 +80,7 @@ func (s *session) pinAside(ctx context.Context, p *portal, name string) error {
 		shard = s.attached.Shard
 	}
 	readOnly := p.stmt.st.Kind == router.KindSelect && !p.stmt.st.MayWrite || p.stmt.st.Kind == router.KindShow
+	s.noteStatement(p.stmt.st)
 	c, err := s.extAttach(ctx, shard, readOnly)
 	if err != nil {
 		return s.extFail(err)

@@ -132,7 +132,7 @@ func TestExtendedAfterSimpleRefusal(t *testing.T) {
 	if _, err := c.Exec(ctx, "UPDATE customers SET credit = credit + 1 WHERE customer_id = 1", simple); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Exec(ctx, "SELECT set_config('app.x', 'y', false)", simple); sqlState(err) != "0A000" {
+	if _, err := c.Exec(ctx, "SELECT set_config('app.x', lower('Y'), false)", simple); sqlState(err) != "0A000" {
 		t.Fatalf("set_config(..., false): %v, want 0A000", err)
 	}
 	if err := c.PgConn().ExecParams(ctx, "ROLLBACK", nil, nil, nil, nil).Read().Err; err != nil {

@@ -350,7 +350,7 @@ func TestPgxPrepareNamed(t *testing.T) {
 	// Preparing a name twice is the client's error, as on Postgres
 	// (pgx itself skips an identical re-Prepare, so use the wire).
 	err := c.PgConn().Exec(ctx, "PREPARE get_name AS SELECT 1").Close()
-	wantSQLState(t, err, "0A000") // SQL-level PREPARE is refused under transaction pooling
+	wantSQLState(t, err, "42P05") // SQL and protocol prepared statements share one namespace
 	for round := 0; round < 2; round++ {
 		for _, id := range all {
 			want := fmt.Sprintf("r%d-%d", round, id)

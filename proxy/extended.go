@@ -85,6 +85,7 @@ type reply struct {
 
 type extended struct {
 	stmts   map[string]*prepared
+	sql     map[string]*router.SQLPrepared // SQL PREPARE's statements (sqlprepare.go); same namespace as stmts
 	portals map[string]*portal
 	queue   []reply
 	skip    bool // an error happened: ignore messages until Sync
@@ -134,6 +135,7 @@ func (s *session) deferDescribe(ctx context.Context, next pgproto3.FrontendMessa
 func (e *extended) init() {
 	e.stmts = make(map[string]*prepared)
 	e.portals = make(map[string]*portal)
+	e.sql = make(map[string]*router.SQLPrepared)
 }
 
 func (e *extended) pendingEmpty() bool { return len(e.queue) == 0 && !e.sent }
@@ -210,8 +212,11 @@ func (s *session) handleParse(m *pgproto3.Parse) error {
 	if err != nil {
 		return s.extFail(err)
 	}
+	if st.IsSessionConfig() {
+		return s.extFail(errSessionConfigAlone()) // (setconfig.go)
+	}
 	if m.Name != "" {
-		if _, dup := s.ext.stmts[m.Name]; dup {
+		if _, dup := s.ext.stmts[m.Name]; dup || s.ext.sql[m.Name] != nil {
 			return s.extFail(pgError("42P05", "prepared statement %q already exists", m.Name))
 		}
 	}
@@ -287,11 +292,14 @@ func (s *session) ensurePrepared(c *pool.Conn, ps *prepared) string {
 func (s *session) extAttach(ctx context.Context, shard string, readOnly bool) (*pool.Conn, error) {
 	if c := s.attached; c != nil {
 		if c.Shard == shard {
+			if err := s.beforeSnapshot(ctx, shard, s.stmtSnapshot, !s.ext.sent); err != nil {
+				return nil, err
+			}
 			s.ext.wrote = s.ext.wrote || !readOnly
 			return c, nil
 		}
 		if s.txStatus != 'I' {
-			if !s.runtime().Config.TwoPhaseCommit {
+			if !s.runtime().Config.TwoPhaseCommit && !s.tx.consistent {
 				return nil, errCrossShard(c.Shard, shard)
 			}
 			// Another shard of the transaction: finish the batch on this one.
@@ -455,7 +463,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		shard = route.Shards[0]
 	}
 	readOnly := ps.st.Kind == router.KindSelect && !ps.st.MayWrite || ps.st.Kind == router.KindShow // see router.Statement.MayWrite
-	s.stmtTouches = ps.st.TouchesTables()
+	s.noteStatement(ps.st)
 	c, err := s.extAttach(ctx, shard, readOnly)
 	if err != nil {
 		return s.extFail(err)
@@ -556,7 +564,7 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 		return err
 	}
 	ps, mb := p.stmt, p.multi
-	s.stmtTouches = ps.st.TouchesTables()
+	s.noteStatement(ps.st)
 	if maxRows != 0 || p.rowCursor != nil {
 		return s.executeRowLimited(ctx, p, maxRows, describe) // cursor.go
 	}
@@ -708,6 +716,12 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 		return err
 	}
 	if c := s.attached; c != nil {
+		// Postgres takes a REPEATABLE READ transaction's snapshot when it
+		// parses its first query.
+		if err := s.beforeSnapshot(ctx, c.Shard, takesSnapshot(ps.st.Kind), !s.ext.sent); err != nil {
+			return s.extFail(err)
+		}
+		c = s.attached
 		name := s.ensurePrepared(c, ps)
 		s.sendDescribe(c, 'S', name)
 		s.pushRemote('D', c)

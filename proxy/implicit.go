@@ -278,7 +278,7 @@ func beginOptionsError(text, current string) error {
 // defaultIsolation is the isolation level the session's transactions get.
 func (s *session) defaultIsolation() string {
 	if v, ok := s.params["default_transaction_isolation"]; ok {
-		return strings.ToLower(strings.Trim(v, "'\" "))
+		return strings.ToLower(strings.Trim(router.SettingSQL(v), "'\" "))
 	}
 	return "read committed"
 }

@@ -62,12 +62,16 @@ type session struct {
 	txStatus     byte        // what the client was last told: 'I', 'T' or 'E'
 	pendingBegin string      // BEGIN text not yet sent to a shard
 	stmtTouches  bool        // the statement being routed reads or writes tables (txn.touch)
-	localFailed  bool        // transaction failed before any shard was attached
-	implicit     bool        // the open transaction is a multi-statement Query's implicit block (implicit.go)
-	holdTag      bool        // keep the next CommandComplete in heldTag instead of sending it (implicit.go)
-	heldTag      []byte
-	ddlInTx      bool // DDL ran in the open transaction: forget cached columns at its end
-	tx           txn  // the transaction's other shards, savepoints, failure (txn.go)
+	stmtSnapshot bool        // the statement being routed takes a snapshot (snapshot.go)
+	// errPosition moves an error's position from the text the proxy runs
+	// to the client's, while an EXECUTE runs (sqlprepare.go).
+	errPosition func(int32) int32
+	localFailed bool // transaction failed before any shard was attached
+	implicit    bool // the open transaction is a multi-statement Query's implicit block (implicit.go)
+	holdTag     bool // keep the next CommandComplete in heldTag instead of sending it (implicit.go)
+	heldTag     []byte
+	ddlInTx     bool // DDL ran in the open transaction: forget cached columns at its end
+	tx          txn  // the transaction's other shards, savepoints, failure (txn.go)
 
 	// columns is tableColumns bound once, so that building router.Args
 	// on every statement does not allocate.
@@ -120,7 +124,7 @@ func newSession(srv *Server, c net.Conn, be *pgproto3.Backend, log *slog.Logger,
 // reportedValue is the value the client is told for a GUC_REPORT setting.
 func (s *session) reportedValue(name string) (string, bool) {
 	if v, ok := s.params[strings.ToLower(name)]; ok {
-		return unquoteLiteral(v), true
+		return unquoteLiteral(router.SettingSQL(v)), true
 	}
 	if name == "session_authorization" {
 		return "", false
@@ -223,6 +227,11 @@ func (s *session) send(msg pgproto3.BackendMessage) error {
 		if cc, ok := msg.(*pgproto3.CommandComplete); ok {
 			s.heldTag = append(s.heldTag[:0], cc.CommandTag...)
 			return nil
+		}
+	}
+	if s.errPosition != nil { // rare: an EXECUTE's statement runs (sqlprepare.go)
+		if e, ok := msg.(*pgproto3.ErrorResponse); ok && e.Position > 0 {
+			e.Position = s.errPosition(e.Position)
 		}
 	}
 	s.be.Send(msg)
@@ -396,7 +405,8 @@ func syncParams(c *pool.Conn, want map[string]string) string {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if c.SessionParams[k] != want[k] {
-			fmt.Fprintf(&b, "SET %s = %s;", quoteIdent(k), want[k])
+			b.WriteString(setStatement(k, want[k]))
+			b.WriteByte(';')
 		}
 	}
 	for k := range c.SessionParams {
@@ -418,6 +428,9 @@ func syncParams(c *pool.Conn, want map[string]string) string {
 // transaction or extended-protocol batch).
 func (s *session) attach(ctx context.Context, shard string) (*pool.Conn, error) {
 	if err := s.srv.commits.await(ctx, shard); err != nil { // see visibility.go
+		return nil, err
+	}
+	if err := s.beforeSnapshot(ctx, shard, s.stmtSnapshot, s.attached == nil || !s.ext.sent); err != nil {
 		return nil, err
 	}
 	if s.attached != nil && s.attached.Shard == shard {
@@ -548,6 +561,15 @@ func unquoteLiteral(v string) string {
 		return strings.ReplaceAll(v[1:len(v)-1], "''", "'")
 	}
 	return v
+}
+
+// setStatement returns the statement that gives a backend the session
+// setting name with recorded value v (a router.Statement.SetValue).
+func setStatement(name, v string) string {
+	if q, ok := router.ConfigStatement(name, v); ok {
+		return q // set_config made it (router/setconfig.go)
+	}
+	return "SET " + quoteIdent(name) + " = " + v
 }
 
 func quoteIdent(s string) string {

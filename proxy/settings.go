@@ -22,7 +22,7 @@ func (s *session) roundedFloats() bool {
 		return true // SET LOCAL in this transaction (txn.roundedFloats)
 	}
 	v, ok := s.params["extra_float_digits"]
-	return ok && !exactFloatDigits(v)
+	return ok && !exactFloatDigits(router.SettingSQL(v))
 }
 
 // exactFloatDigits reports whether extra_float_digits set to v (SQL text)
@@ -48,7 +48,7 @@ func (s *session) mergeOnly() bool {
 		return true // SET LOCAL in this transaction
 	}
 	v, ok := s.params[router.GatherParameter]
-	return ok && gatherOff(v)
+	return ok && gatherOff(router.SettingSQL(v))
 }
 
 // gatherOff reads a value of shardproxy.gather as Postgres reads a
@@ -69,7 +69,7 @@ func (s *session) customSearchPath() bool {
 		return true
 	}
 	v, ok := s.params["search_path"]
-	return ok && !defaultSearchPath(v, s.runtime().Router.MapsLoginSchema())
+	return ok && !defaultSearchPath(router.SettingSQL(v), s.runtime().Router.MapsLoginSchema())
 }
 
 // defaultSearchPath reports whether search_path value v (SQL text)

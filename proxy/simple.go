@@ -41,6 +41,23 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 	}
 	implicit := false // see implicit.go
 	if len(parts) > 1 {
+		for _, p := range parts {
+			var alone error
+			switch {
+			case p.Stmt.IsSessionConfig():
+				alone = errSessionConfigAlone()
+			case p.Stmt.SQLExecute:
+				// Its statement is known only when it runs, too late for
+				// the Query's implicit transaction (implicit.go).
+				alone = errNotSupported("send EXECUTE as a query of its own", "EXECUTE among other statements in one query is not supported by shardproxy")
+			}
+			if alone != nil {
+				if err := s.sendError(alone); err != nil {
+					return err
+				}
+				return s.ready()
+			}
+		}
 		// A failed transaction the proxy holds answers statement by
 		// statement: 25P02 until it ends (execPart); what follows its
 		// end is an implicit block like any other.
@@ -50,9 +67,10 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 			shard, ok = s.commonShard(ctx, parts)
 		}
 		if ok {
-			s.stmtTouches = false // (txn.touch)
+			s.stmtTouches, s.stmtSnapshot = false, false // (txn.touch, snapshot.go)
 			for _, p := range parts {
 				s.stmtTouches = s.stmtTouches || p.Stmt.TouchesTables()
+				s.stmtSnapshot = s.stmtSnapshot || takesSnapshot(p.Stmt.Kind)
 			}
 			failed, err := s.runOn(ctx, shard, sql, nil, parts)
 			if err != nil {
@@ -204,7 +222,7 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 	if err := st.SetError(); err != nil {
 		return true, s.sendError(err)
 	}
-	s.stmtTouches = st.TouchesTables() // every path below may attach (txn.touch)
+	s.noteStatement(st) // every path below may attach
 	if (s.localFailed || s.multiLeg() && s.tx.failed) && st.Kind != router.KindCommit && st.Kind != router.KindRollback &&
 		!isRollbackTo(st, p.Text) {
 		// Also BEGIN and SAVEPOINT: only the end of the transaction, or
@@ -214,8 +232,14 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 	if done, failed, err := s.txStatement(ctx, st, p.Text); done {
 		return failed, err
 	}
+	if st.Kind == router.KindPrepare && st.Deallocate == "" && !st.DeallocateAll {
+		return s.execSQLPrepared(ctx, st, p) // PREPARE, EXECUTE
+	}
 	if done, failed, err := s.local(st, p.Text); done {
 		return failed, err
+	}
+	if st.IsSessionConfig() {
+		return s.execSessionConfig(ctx, st, p)
 	}
 	if st.CopiesQuery() {
 		if done, failed, err := s.copyMerged(ctx, st, p.Text, p.Args); done {
@@ -338,20 +362,22 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 		// Statements prepared through the proxy live in the proxy (their
 		// backend copies are shared by name with other clients), so
 		// DEALLOCATE acts on the session's statements only, as Close does.
+		// PREPARE and EXECUTE: execSQLPrepared.
 		switch {
 		case st.DeallocateAll:
 			maps.DeleteFunc(s.ext.stmts, func(name string, _ *prepared) bool { return name != "" })
+			clear(s.ext.sql)
 			return complete("DEALLOCATE ALL")
 		case st.Deallocate != "":
-			if _, ok := s.ext.stmts[st.Deallocate]; !ok {
+			_, ok := s.ext.stmts[st.Deallocate]
+			_, sqlOK := s.ext.sql[st.Deallocate]
+			if !ok && !sqlOK {
 				return true, true, s.sendError(pgError("26000", "prepared statement %q does not exist", st.Deallocate))
 			}
 			delete(s.ext.stmts, st.Deallocate)
+			delete(s.ext.sql, st.Deallocate)
 			return complete("DEALLOCATE")
 		}
-		return true, true, s.sendError(errNotSupported(
-			"use protocol-level prepared statements (any driver's prepare); shardproxy re-prepares them on every shard connection",
-			"SQL-level PREPARE and EXECUTE are not supported under transaction pooling"))
 	case router.KindOther:
 		if st.DiscardAll {
 			return s.discardAll()
@@ -367,7 +393,7 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 
 // execRoute sends one routed statement to its shard or shards.
 func (s *session) execRoute(ctx context.Context, st *router.Statement, text string, route router.Route) (bool, error) {
-	s.stmtTouches = st.TouchesTables()
+	s.noteStatement(st)
 	if st.SessionSequence && s.txStatus == 'I' {
 		return true, s.sendError(errSessionSequence())
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	_ "time/tzdata" // zone names must resolve without the host's tzdata, as in Postgres
+
+	"github.com/shardproxy/shardproxy/router"
 )
 
 // Timestamp shard keys route by the value Postgres stores, which depends
@@ -29,7 +31,7 @@ type sessionTimeZone struct {
 func (s *session) timeZone() *time.Location {
 	setting, ok := s.params["timezone"]
 	if ok {
-		setting = settingText(setting)
+		setting = settingText(router.SettingSQL(setting))
 	} else if m := s.srv.serverParams.Load(); m != nil {
 		setting, ok = (*m)["TimeZone"] // ParameterStatus: already plain text
 	}

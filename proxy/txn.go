@@ -57,6 +57,11 @@ type txn struct {
 	strict     string
 	touched    []string
 	touchedBuf [4]string // touched's first backing array: no allocation per transaction
+	// snapshotTaken: a statement that takes a snapshot was sent (or
+	// is being sent); consistent: the transaction is REPEATABLE READ
+	// READ ONLY and took its snapshots on every shard at once
+	// (snapshot.go), so touch does not keep it to one shard.
+	snapshotTaken, consistent bool
 	// roundedFloats: a SET LOCAL extra_float_digits below 1 (or a
 	// set_config(..., true) of it) ran; kept to the transaction's end even
 	// past a ROLLBACK TO, which only makes merges refuse more.
@@ -249,7 +254,7 @@ func (s *session) touch(shard string) error {
 	if !s.stmtTouches || s.txStatus == 'I' {
 		return nil
 	}
-	if s.tx.strict != "" {
+	if s.tx.strict != "" && !s.tx.consistent {
 		for _, t := range s.tx.touched {
 			if t != shard {
 				return errNotSupported("run it at READ COMMITTED, or keep the transaction's statements to one shard",
@@ -432,7 +437,7 @@ func (s *session) noteReplay(st *router.Statement, text string) {
 		if st.SetName != "" && slices.Contains(s.tx.localSets, st.SetName) {
 			set := "RESET " + quoteIdent(st.SetName)
 			if v, ok := s.params[st.SetName]; ok {
-				set = "SET " + quoteIdent(st.SetName) + " = " + v
+				set = setStatement(st.SetName, v)
 			}
 			s.appendReplay(st, set)
 		}
@@ -454,15 +459,15 @@ func (s *session) noteReplay(st *router.Statement, text string) {
 // appendReplay adds a statement to the transaction's replay, and notes
 // whether it makes floats print rounded (txn.roundedFloats).
 func (s *session) appendReplay(st *router.Statement, text string) {
-	if st.Kind == router.KindSet && st.SetName == "extra_float_digits" && !exactFloatDigits(st.SetValue) ||
+	if st.Kind == router.KindSet && st.SetName == "extra_float_digits" && !exactFloatDigits(router.SettingSQL(st.SetValue)) ||
 		st.LocalConfig && strings.Contains(strings.ToLower(text), "extra_float_digits") {
 		s.tx.roundedFloats = true
 	}
-	if st.Kind == router.KindSet && st.SetName == "search_path" && !defaultSearchPath(st.SetValue, s.runtime().Router.MapsLoginSchema()) ||
+	if st.Kind == router.KindSet && st.SetName == "search_path" && !defaultSearchPath(router.SettingSQL(st.SetValue), s.runtime().Router.MapsLoginSchema()) ||
 		st.LocalConfig && strings.Contains(strings.ToLower(text), "search_path") {
 		s.tx.customSearchPath = true
 	}
-	if st.Kind == router.KindSet && st.SetName == router.GatherParameter && gatherOff(st.SetValue) {
+	if st.Kind == router.KindSet && st.SetName == router.GatherParameter && gatherOff(router.SettingSQL(st.SetValue)) {
 		s.tx.mergeOnly = true
 	}
 	if len(s.tx.replay) >= maxReplay {
@@ -675,7 +680,11 @@ func (s *session) endTx(ctx context.Context, commit bool) (string, error) {
 		}
 		return "ROLLBACK", nil
 	}
-	if err := s.commitLegs(ctx, s.tx.legs); err != nil {
+	commitAll := s.commitLegs
+	if s.tx.consistent {
+		commitAll = s.commitReadOnly // snapshot.go
+	}
+	if err := commitAll(ctx, s.tx.legs); err != nil {
 		s.endTxParams()
 		return "", err
 	}

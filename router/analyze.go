@@ -181,6 +181,8 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	pf := analyzePooling(tree.Stmts[0].Stmt)
 	st.sessionState, st.LocalConfig, st.setConfigs = pf.refusal, pf.localConfig, pf.setConfigs
 	st.SessionSequence = pf.sessionSequence
+	st.sessionConfig = pf.sessionConfig
+	st.snapshotID = st.snapshotID || pf.exportsSnapshot
 	if len(st.uses) == 0 {
 		st.TxnScoped = pf.advisory || pf.localConfig || pf.xact
 		st.advisoryLock = pf.advisory
@@ -328,8 +330,10 @@ func (a *analyzer) top(n *pg.Node) {
 	case *pg.Node_CopyStmt:
 		st.Kind = KindCopy
 		a.copy(x.CopyStmt)
-	case *pg.Node_PrepareStmt, *pg.Node_ExecuteStmt:
+	case *pg.Node_PrepareStmt:
 		st.Kind = KindPrepare
+	case *pg.Node_ExecuteStmt:
+		st.Kind, st.SQLExecute = KindPrepare, true
 	case *pg.Node_DeallocateStmt:
 		st.Kind = KindPrepare
 		st.Deallocate, st.DeallocateAll = x.DeallocateStmt.Name, x.DeallocateStmt.Isall || x.DeallocateStmt.Name == ""
@@ -437,12 +441,53 @@ func (a *analyzer) set(v *pg.VariableSetStmt) {
 	case pg.VariableSetKind_VAR_SET_MULTI:
 		// SET TRANSACTION ... lasts for the transaction; SET SESSION
 		// CHARACTERISTICS AS TRANSACTION ... for the session.
+		if name == "session characteristics" {
+			sessionCharacteristics(st, v.Args)
+			return
+		}
 		st.SetLocal = strings.HasPrefix(name, "transaction")
 		lower := strings.ToLower(a.text)
 		if i := strings.LastIndex(lower, "transaction"); i >= 0 {
 			st.SetValue = strings.TrimSpace(strings.TrimRight(a.text[i+len("transaction"):], " \t\r\n;"))
 		}
+		st.snapshotID = name == "transaction snapshot"
 	}
+}
+
+// sessionCharacteristics reads SET SESSION CHARACTERISTICS AS TRANSACTION
+// mode as the setting it sets (default_transaction_isolation, _read_only
+// or _deferrable), which the proxy carries to every backend like any SET.
+// Several modes in one statement would be several settings: refused.
+func sessionCharacteristics(st *Statement, modes []*pg.Node) {
+	refuse := func() {
+		st.err = pgError(codeFeatureNotSupport,
+			"SET SESSION CHARACTERISTICS with several transaction modes is not supported by shardproxy",
+			"set one mode per statement, or SET default_transaction_isolation, default_transaction_read_only and default_transaction_deferrable")
+	}
+	if len(modes) != 1 || modes[0].GetDefElem() == nil {
+		refuse()
+		return
+	}
+	d := modes[0].GetDefElem()
+	c := d.Arg.GetAConst()
+	if c == nil {
+		refuse()
+		return
+	}
+	v, _ := constText(c)
+	switch d.Defname {
+	case "transaction_isolation":
+		st.SetValue = "'" + strings.ReplaceAll(v, "'", "''") + "'"
+	case "transaction_read_only", "transaction_deferrable":
+		st.SetValue = "off"
+		if v == "1" || v == "true" {
+			st.SetValue = "on"
+		}
+	default:
+		refuse()
+		return
+	}
+	st.SetName = "default_" + d.Defname
 }
 
 // nodeLocation returns the "location" field of n's message, or -1.

@@ -36,6 +36,8 @@ type poolingFacts struct {
 	advisory, localConfig, xact bool            // txn-scoped functions called (see below)
 	sessionSequence             bool            // currval() or lastval() called
 	setConfigs                  []setConfigCall
+	sessionConfig               *sessionConfig // the statement is set_config(..., false) alone (setconfig.go)
+	exportsSnapshot             bool           // pg_export_snapshot() called
 }
 
 // analyzePooling walks n once for sessionStateError's refusals and the
@@ -43,6 +45,7 @@ type poolingFacts struct {
 func analyzePooling(n *pg.Node) poolingFacts {
 	var pf poolingFacts
 	pf.refusal = sessionStateError(n)
+	pf.sessionConfig = sessionConfigOf(n) // carried like SET (setconfig.go)
 	walk(n, func(c *pg.Node) bool {
 		f := c.GetFuncCall()
 		if f == nil {
@@ -54,17 +57,23 @@ func analyzePooling(n *pg.Node) poolingFacts {
 				"session-level advisory locks ("+name+") are not supported under transaction pooling",
 				"the lock would stay on a pooled shard connection that other clients use next; use pg_advisory_xact_lock or pg_try_advisory_xact_lock inside a transaction")
 		case name == "set_config":
-			pf.localConfig = true
-			if len(f.Args) == 3 {
-				pf.setConfigs = append(pf.setConfigs, setConfigCall{name: argOf(f.Args[0]), value: argOf(f.Args[1])})
+			if pf.sessionConfig == nil { // (a session setting, carried: not a local one)
+				pf.localConfig = true
+				if len(f.Args) == 3 {
+					pf.setConfigs = append(pf.setConfigs, setConfigCall{name: argOf(f.Args[0]), value: argOf(f.Args[1])})
+				}
 			}
+			// Routing refuses even the carried shapes: the proxy serves
+			// them before routing (setconfig.go), and only there.
 			if !localSetConfig(f) && pf.refusal == nil {
 				pf.refusal = pgError(codeFeatureNotSupport,
 					"set_config(..., false) is not supported under transaction pooling",
-					"the setting would stay on a pooled shard connection that other clients use next; use SET, which shardproxy carries to every connection the session uses, or set_config(name, value, true) inside a transaction")
+					"the setting would stay on a pooled shard connection that other clients use next; use SET, which shardproxy carries to every connection the session uses (as it does SELECT set_config('name', 'value', false) sent as a simple query of its own), or set_config(name, value, true) inside a transaction")
 			}
 		case advisoryXactLocks[name]:
 			pf.advisory = true
+		case name == "pg_export_snapshot":
+			pf.exportsSnapshot = true
 		case xactIDFuncs[name]:
 			pf.xact = true
 		case name == "currval" || name == "lastval":

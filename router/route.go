@@ -129,6 +129,11 @@ type Route struct {
 // *pgconn.PgError: 0A000 for statements shardproxy cannot answer exactly,
 // 22P02 and friends for bad key values, 42704 for unknown hinted shards.
 func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, error) {
+	if st.snapshotID && len(r.shardIdx) > 1 && args.SessionShard == "" && st.hint == "" {
+		return Route{}, pgError(codeFeatureNotSupport,
+			"snapshot identifiers (pg_export_snapshot, SET TRANSACTION SNAPSHOT) are not supported across shards",
+			"an identifier names one shard's snapshot; run pg_dump without -j through shardproxy (its REPEATABLE READ READ ONLY transaction reads every shard from one snapshot), or set "+HintParameter+" to work on one shard")
+	}
 	switch st.Kind {
 	case KindSet:
 		if st.err != nil {

@@ -372,6 +372,17 @@ func TestStatementKinds(t *testing.T) {
 		{sql: "RESET work_mem", kind: KindSet, check: setIs("work_mem", "", false)},
 		{sql: "RESET ALL", kind: KindSet, check: setIs("", "", false)},
 		{sql: "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", kind: KindSet, check: setIs("transaction", "ISOLATION LEVEL SERIALIZABLE", true)},
+		// SET SESSION CHARACTERISTICS is carried as the setting it sets.
+		{sql: "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ", kind: KindSet,
+			check: setIs("default_transaction_isolation", "'repeatable read'", false)},
+		{sql: "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", kind: KindSet, check: setIs("default_transaction_read_only", "on", false)},
+		{sql: "SET SESSION CHARACTERISTICS AS TRANSACTION NOT DEFERRABLE", kind: KindSet, check: setIs("default_transaction_deferrable", "off", false)},
+		{sql: "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE, ISOLATION LEVEL SERIALIZABLE", kind: KindSet, check: func(st *Statement) string {
+			if st.err == nil {
+				return "several modes accepted"
+			}
+			return ""
+		}},
 		{sql: "SET shardproxy.shard = 's1'", kind: KindShardHintSet, check: hintIs("s1")},
 		{sql: "SET shardproxy.shard TO s2", kind: KindShardHintSet, check: hintIs("s2")},
 		{sql: "SET shardproxy.shard TO DEFAULT", kind: KindShardHintReset},

@@ -106,8 +106,10 @@ type Statement struct {
 	SessionSequence bool
 	// Deallocate names the statement of a SQL DEALLOCATE (KindPrepare);
 	// DeallocateAll is DEALLOCATE ALL. DiscardAll is DISCARD ALL (KindOther).
+	// SQLExecute: the KindPrepare statement is EXECUTE (sqlprepare.go).
 	Deallocate    string
 	DeallocateAll bool
+	SQLExecute    bool
 	DiscardAll    bool
 	// Savepoint is KindSavepoint's verb: 'S' SAVEPOINT, 'R' RELEASE,
 	// 'B' ROLLBACK TO; SavepointName its savepoint, as Postgres folds it.
@@ -133,6 +135,13 @@ type Statement struct {
 	// date/time type or uses bare (timeParamRefusal).
 	times timeParams
 	err   *pgconn.PgError // statement that can never be routed (unless hinted)
+	// snapshotID: the statement exports or imports a snapshot identifier
+	// (pg_export_snapshot(), SET TRANSACTION SNAPSHOT), which names one
+	// server's snapshot.
+	snapshotID bool
+	// sessionConfig: the statement makes a session setting with
+	// set_config(..., false), carried like SET (setconfig.go).
+	sessionConfig *sessionConfig
 	// sessionState refuses, hinted or not, a statement that would leave
 	// state on a pooled backend (sessionStateError).
 	sessionState *pgconn.PgError

@@ -27,13 +27,14 @@ SELECT * FROM orders WHERE total > (SELECT avg(total) FROM orders) FOR UPDATE;
 SELECT o.order_id FROM orders o JOIN events e ON e.customer_id = o.customer_id FOR SHARE OF o;
 
 -- Session state that a pooled backend would hand to the next client
--- (router/pooling.go): session advisory locks, set_config(..., false),
--- temporary relations that outlive the transaction.
+-- (router/pooling.go): session advisory locks, set_config(..., false)
+-- where the proxy cannot carry it as SET (a computed value: see
+-- router/setconfig.go), temporary relations that outlive the transaction.
 SELECT pg_advisory_lock(42);
 SELECT pg_try_advisory_lock_shared(1, 2);
 SELECT pg_advisory_unlock_all();
 SELECT order_id FROM orders WHERE pg_try_advisory_lock(order_id) AND customer_id = 7;
-SELECT set_config('application_name', 'x', false);
+SELECT set_config('application_name', lower('X'), false);
 SELECT set_config('application_name', 'x', 1 > 0);
 CREATE TEMP TABLE scratch (x int);
 CREATE TEMPORARY VIEW scratch_v AS SELECT 1 AS one;

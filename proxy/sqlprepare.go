@@ -1,0 +1,104 @@
+package proxy
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/shardproxy/shardproxy/router"
+)
+
+// execSQLPrepared serves SQL PREPARE and EXECUTE (router/sqlprepare.go):
+// the statement lives in the session, and EXECUTE runs its text with the
+// arguments in place of its parameters, routed as any statement.
+func (s *session) execSQLPrepared(ctx context.Context, st *router.Statement, p router.QueryPart) (bool, error) {
+	if st.SQLExecute {
+		name, args, err := router.ParseExecute(p.Text)
+		if err != nil {
+			return true, s.sendError(err)
+		}
+		ps := s.ext.sql[name]
+		if ps == nil {
+			return true, s.sendError(pgError("26000", "prepared statement %q does not exist", name))
+		}
+		text, pos, err := ps.Bind(args)
+		if err != nil {
+			return true, s.sendError(err)
+		}
+		s.errPosition = pos // errors point into the client's EXECUTE (session.send)
+		defer func() { s.errPosition = nil }()
+		parts, err := s.runtime().Router.ParseQuery(text)
+		if err != nil {
+			return true, s.sendError(err)
+		}
+		if len(parts) != 1 {
+			return true, s.sendError(pgError("XX000", "shardproxy: prepared statement %q is not one statement", name))
+		}
+		return s.execPart(ctx, parts[0])
+	}
+	ps, err := router.ParsePrepare(p.Text)
+	if err != nil {
+		return true, s.sendError(err)
+	}
+	if _, dup := s.ext.stmts[ps.Name]; dup || s.ext.sql[ps.Name] != nil {
+		return true, s.sendError(pgError("42P05", "prepared statement %q already exists", ps.Name))
+	}
+	types, err := s.checkPrepare(ctx, ps)
+	if err != nil {
+		return true, s.sendError(err)
+	}
+	ps.SetTypes(types)
+	s.ext.sql[ps.Name] = ps
+	return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("PREPARE")})
+}
+
+// checkPrepare prepares ps on a connection of the default shard borrowed
+// for that alone, outside the client's transaction (as a Describe is, see
+// describeEphemeral; every shard has every table), and returns its
+// parameters' types (router.SQLPrepared.CheckQuery), or the shard's error.
+func (s *session) checkPrepare(ctx context.Context, ps *router.SQLPrepared) (string, error) {
+	shard := s.runtime().Config.DefaultShard
+	c, n, err := s.acquire(ctx, shard)
+	if err != nil {
+		return "", err
+	}
+	c.Send(&pgproto3.Query{String: ps.CheckQuery()})
+	lost := func(err error) (string, error) {
+		s.putBack(c, false)
+		return "", backendLost(shard, err)
+	}
+	if err := c.Flush(); err != nil {
+		return lost(err)
+	}
+	for ; n > 0; n-- { // the session's settings (acquire)
+		if _, err := readResult(c); err != nil {
+			if isConnErr(err) {
+				return lost(err)
+			}
+			s.log.Warn("shard rejected a session setting", "shard", shard, "err", err)
+		}
+	}
+	var types string
+	var failure error
+	for {
+		msg, err := c.Receive()
+		if err != nil {
+			return lost(err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			if len(m.Values) == 1 {
+				types = string(m.Values[0])
+			}
+		case *pgproto3.ErrorResponse:
+			if failure == nil {
+				e := pgErrorOf(m)
+				e.Position = m.Position // in CheckQuery: CheckError moves it
+				failure = ps.CheckError(e)
+			}
+		case *pgproto3.ReadyForQuery:
+			s.putBack(c, true)
+			return types, failure
+		}
+	}
+}
