@@ -633,6 +633,27 @@ func TestRepeatableReadReadOnlyAcrossShards(t *testing.T) {
 	if _, err := c.Exec(ctx, "ROLLBACK"); err != nil {
 		t.Fatal(err)
 	}
+	// Without two_phase_commit no transaction spans shards; this one is
+	// refused as any other, not read from separate snapshots.
+	g := startFixture(t, fixtureOptions{})
+	gc := g.Connect(t)
+	for _, q := range []string{
+		"CREATE TABLE customers (customer_id int PRIMARY KEY, balance int NOT NULL)",
+		"INSERT INTO customers VALUES " + rowsSQL(n, func(i int) string { return fmt.Sprintf("(%d, %d)", i, each) }),
+		"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+	} {
+		if _, err := gc.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var total int64
+	if err := gc.QueryRow(ctx, "SELECT sum(balance) FROM customers").Scan(&total); sqlState(err) != "0A000" {
+		t.Errorf("without two_phase_commit: sum %d, %v; want 0A000", total, err)
+	}
+	if _, err := gc.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+
 	for _, begin := range []string{"BEGIN ISOLATION LEVEL REPEATABLE READ", "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY"} {
 		if _, err := c.Exec(ctx, begin); err != nil {
 			t.Fatal(err)

@@ -299,7 +299,7 @@ func (s *session) extAttach(ctx context.Context, shard string, readOnly bool) (*
 			return c, nil
 		}
 		if s.txStatus != 'I' {
-			if !s.runtime().Config.TwoPhaseCommit && !s.tx.consistent {
+			if !s.runtime().Config.TwoPhaseCommit {
 				return nil, errCrossShard(c.Shard, shard)
 			}
 			// Another shard of the transaction: finish the batch on this one.

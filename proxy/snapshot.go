@@ -24,7 +24,8 @@ import (
 // (visibility.go), so that no cross-shard commit of this proxy is half
 // seen, and it may then read every shard for its whole length, as one
 // server's transaction reads every table. Being read-only, it commits
-// with a plain COMMIT on each shard, without two-phase commit.
+// with a plain COMMIT on each shard, without two-phase commit (but, as
+// any transaction that spans shards, only with two_phase_commit on).
 //
 // Read-write REPEATABLE READ transactions keep the one-shard rule: they
 // are typically keyed OLTP work on one shard, and taking a snapshot on
@@ -84,8 +85,8 @@ func (s *session) mayRepeatableRead() bool {
 func (s *session) snapshotEverywhere(ctx context.Context, shard string) error {
 	rt := s.runtime()
 	shards := rt.Config.ShardNames()
-	if len(shards) < 2 {
-		return nil
+	if len(shards) < 2 || !rt.Config.TwoPhaseCommit {
+		return nil // no transaction spans shards (errCrossShard)
 	}
 	// The first leg: the transaction's shard so far, or the statement's.
 	first := s.attached
