@@ -69,6 +69,8 @@ func TestCheckConfigAndRoute(t *testing.T) {
 		{[]string{"SELECT sum(total) * 2 FROM orders"}, []string{"Evaluate", "Aggregate finish sum(h0)"}},
 		{[]string{"SELECT sum(total) OVER w FROM orders WINDOW w AS (PARTITION BY status)"}, []string{"merge:   Plan", "Evaluate the statement over gathered rows", "ROW(orders.*)::text"}},
 		{[]string{"SELECT * FROM orders WHERE total > (SELECT avg(total) FROM orders) FOR UPDATE"}, []string{"error:", "0A000"}},
+		{[]string{"SELECT pg_catalog.set_config('search_path', '', false)"}, []string{"served:  as a session setting like SET (search_path = '')"}},
+		{[]string{"SELECT set_config('search_path', lower('X'), false)"}, []string{"error:", "0A000"}},
 		{[]string{"INSERT INTO items (id, note) VALUES (5000, 'a'), (5, 'b'), (6, 'c')"}, []string{"merge:   SplitInsert",
 			"split:\n    Insert s0 rows 2,3 \"INSERT INTO items (id, note) VALUES ($3, $4), ($5, $6)\"\n    Insert s1 rows 1 \"INSERT INTO items (id, note) VALUES ($1, $2)\""}},
 	}
