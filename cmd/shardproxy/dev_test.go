@@ -101,6 +101,22 @@ func TestMakeRun(t *testing.T) {
 		t.Fatalf("EXPLAIN across shards:\n%s", out)
 	}
 
+	// README's pg_dump: the whole logical database, each shard's rows once.
+	pgDump, err := exec.LookPath("pg_dump")
+	if err != nil {
+		t.Fatalf("pg_dump not found: %v", err)
+	}
+	dump, err := exec.CommandContext(ctx, pgDump, psqlURL).Output()
+	if err != nil {
+		t.Fatalf("pg_dump: %v", err)
+	}
+	_, data, _ := strings.Cut(string(dump), "\nCOPY public.customers ")
+	data, _, _ = strings.Cut(data, "\n\\.\n")
+	dumped := strings.Count(data, "\n") // the COPY line's end, then one per row but the last
+	if out := run("SELECT count(*) FROM customers"); !strings.Contains(out, " "+strconv.Itoa(dumped)+"\n") || !strings.Contains(data, "\tAda\t") {
+		t.Fatalf("pg_dump holds %d customers (Ada among them: %v); through the proxy:\n%s", dumped, strings.Contains(data, "\tAda\t"), out)
+	}
+
 	// Ctrl-C: the proxy and all three servers stop.
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
