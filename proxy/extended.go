@@ -86,6 +86,7 @@ type reply struct {
 type extended struct {
 	stmts   map[string]*prepared
 	sql     map[string]*router.SQLPrepared // SQL PREPARE's statements (sqlprepare.go); same namespace as stmts
+	sqlPath map[string]string              // the session's search_path when each was prepared
 	portals map[string]*portal
 	queue   []reply
 	skip    bool // an error happened: ignore messages until Sync
@@ -136,6 +137,7 @@ func (e *extended) init() {
 	e.stmts = make(map[string]*prepared)
 	e.portals = make(map[string]*portal)
 	e.sql = make(map[string]*router.SQLPrepared)
+	e.sqlPath = make(map[string]string)
 }
 
 func (e *extended) pendingEmpty() bool { return len(e.queue) == 0 && !e.sent }

@@ -367,6 +367,7 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 		case st.DeallocateAll:
 			maps.DeleteFunc(s.ext.stmts, func(name string, _ *prepared) bool { return name != "" })
 			clear(s.ext.sql)
+			clear(s.ext.sqlPath)
 			return complete("DEALLOCATE ALL")
 		case st.Deallocate != "":
 			_, ok := s.ext.stmts[st.Deallocate]
@@ -376,6 +377,7 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 			}
 			delete(s.ext.stmts, st.Deallocate)
 			delete(s.ext.sql, st.Deallocate)
+			delete(s.ext.sqlPath, st.Deallocate)
 			return complete("DEALLOCATE")
 		}
 	case router.KindOther:

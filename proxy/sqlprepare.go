@@ -21,6 +21,12 @@ func (s *session) execSQLPrepared(ctx context.Context, st *router.Statement, p r
 		if ps == nil {
 			return true, s.sendError(pgError("26000", "prepared statement %q does not exist", name))
 		}
+		if s.ext.sqlPath[name] != s.params["search_path"] {
+			// Postgres keeps resolving the statement's names with the
+			// search_path of PREPARE; its text, run now, would not.
+			return true, s.sendError(errNotSupported("PREPARE it again (DEALLOCATE, then PREPARE), or set search_path back",
+				"search_path changed since prepared statement %q was prepared; shardproxy resolves its names when it runs", name))
+		}
 		text, pos, err := ps.Bind(args)
 		if err != nil {
 			return true, s.sendError(err)
@@ -49,6 +55,7 @@ func (s *session) execSQLPrepared(ctx context.Context, st *router.Statement, p r
 	}
 	ps.SetTypes(types)
 	s.ext.sql[ps.Name] = ps
+	s.ext.sqlPath[ps.Name] = s.params["search_path"]
 	return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("PREPARE")})
 }
 

@@ -25,7 +25,8 @@ import (
 // EXECUTE's arguments must be constants: a $n that the statement uses
 // twice, or not at all, would evaluate an expression twice or not at all.
 // Names in the statement are looked up when it runs, not when it was
-// prepared (a search_path changed in between would differ from Postgres).
+// prepared: the proxy refuses EXECUTE once the session's search_path has
+// changed since PREPARE, where Postgres would keep PREPARE's.
 
 // SQLPrepared is a statement prepared by SQL PREPARE.
 type SQLPrepared struct {
