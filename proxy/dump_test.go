@@ -407,6 +407,16 @@ func TestSQLPrepareExecute(t *testing.T) {
 	if got, want := queryText(t, c, "EXECUTE totals"), queryText(t, c, "SELECT count(*), sum(total) FROM orders"); got != want || !strings.HasPrefix(got, "120 ") {
 		t.Errorf("EXECUTE totals: %s, want %s", got, want)
 	}
+	// EXPLAIN EXECUTE explains the bound statement: the shard's own plan
+	// for a keyed one (as EXPLAIN of the plain statement), the proxy's plan
+	// over the shards for the count.
+	keyed := queryText(t, c, "EXPLAIN (COSTS off) EXECUTE by_customer(7)")
+	if plain := queryText(t, c, "EXPLAIN (COSTS off) SELECT order_id, total FROM orders WHERE customer_id = 7::int ORDER BY order_id"); keyed != plain {
+		t.Errorf("EXPLAIN EXECUTE by_customer(7):\n%s\nwant\n%s", keyed, plain)
+	}
+	if got := queryText(t, c, "EXPLAIN EXECUTE totals"); !strings.Contains(got, "Custom Scan (shardproxy)") {
+		t.Errorf("EXPLAIN EXECUTE totals:\n%s", got)
+	}
 	// Each new order is on exactly one shard, its customer's.
 	for _, id := range []int{1, 2, 3} {
 		n := 0

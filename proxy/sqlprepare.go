@@ -13,10 +13,11 @@ import (
 // arguments in place of its parameters, routed as any statement.
 func (s *session) execSQLPrepared(ctx context.Context, st *router.Statement, p router.QueryPart) (bool, error) {
 	if st.SQLExecute {
-		name, args, err := router.ParseExecute(p.Text)
+		ex, err := router.ParseExecute(p.Text)
 		if err != nil {
 			return true, s.sendError(err)
 		}
+		name := ex.Name
 		ps := s.ext.sql[name]
 		if ps == nil {
 			return true, s.sendError(pgError("26000", "prepared statement %q does not exist", name))
@@ -27,7 +28,7 @@ func (s *session) execSQLPrepared(ctx context.Context, st *router.Statement, p r
 			return true, s.sendError(errNotSupported("PREPARE it again (DEALLOCATE, then PREPARE), or set search_path back",
 				"search_path changed since prepared statement %q was prepared; shardproxy resolves its names when it runs", name))
 		}
-		text, pos, err := ps.Bind(args)
+		text, pos, err := ps.Bind(ex)
 		if err != nil {
 			return true, s.sendError(err)
 		}

@@ -156,34 +156,56 @@ type ExecArg struct {
 	Pos  int
 }
 
-// ParseExecute reads an EXECUTE statement: the prepared statement's name
-// and its arguments.
-func ParseExecute(text string) (name string, args []ExecArg, err error) {
+// SQLExecute is an EXECUTE statement, or EXPLAIN of one.
+type SQLExecute struct {
+	Name   string    // the prepared statement's
+	Args   []ExecArg // its arguments
+	Prefix string    // "EXPLAIN (...) " before EXECUTE, or ""
+}
+
+// ParseExecute reads an EXECUTE statement, or EXPLAIN [options] EXECUTE.
+func ParseExecute(text string) (*SQLExecute, error) {
 	tree, err := pg.Parse(text)
 	if err != nil {
-		return "", nil, syntaxError(err)
+		return nil, syntaxError(err)
 	}
 	var ex *pg.ExecuteStmt
+	explain := false
 	if len(tree.Stmts) == 1 {
 		ex = tree.Stmts[0].Stmt.GetExecuteStmt()
+		if e := tree.Stmts[0].Stmt.GetExplainStmt(); e != nil {
+			ex, explain = e.Query.GetExecuteStmt(), true
+		}
 	}
 	if ex == nil {
-		return "", nil, pgError(codeSyntaxError, "not an EXECUTE statement", "")
+		return nil, pgError(codeSyntaxError, "not an EXECUTE statement", "")
 	}
 	for _, a := range ex.Params {
 		if !constantArg(a) {
-			return "", nil, pgError(codeFeatureNotSupport,
+			return nil, pgError(codeFeatureNotSupport,
 				"EXECUTE with an argument that is not a constant is not supported by shardproxy",
 				"write each argument as a constant (a literal, possibly cast), or use a protocol-level prepared statement with parameters")
 		}
 	}
-	if len(ex.Params) == 0 {
-		return ex.Name, nil, nil
-	}
 	toks, err := codeTokens(text)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
+	out := &SQLExecute{Name: ex.Name}
+	if explain {
+		// EXPLAIN's options hold no EXECUTE keyword: the first one starts
+		// the statement explained.
+		for _, t := range toks {
+			if t.Token == pg.Token_EXECUTE {
+				out.Prefix, toks = text[:t.Start], toks[slices.Index(toks, t):]
+				break
+			}
+		}
+	}
+	if len(ex.Params) == 0 {
+		return out, nil
+	}
+	var args []ExecArg
 	// EXECUTE name ( arg [, ...] ): split at the commas between the
 	// outermost parentheses.
 	arg := func(from, to int) ExecArg {
@@ -211,9 +233,10 @@ func ParseExecute(text string) (name string, args []ExecArg, err error) {
 		}
 	}
 	if len(args) != len(ex.Params) {
-		return "", nil, pgError(codeSyntaxError, "could not read the arguments of EXECUTE", "")
+		return nil, pgError(codeSyntaxError, "could not read the arguments of EXECUTE", "")
 	}
-	return ex.Name, args, nil
+	out.Args = args
+	return out, nil
 }
 
 // constantArg reports an EXECUTE argument that evaluates to the same value
@@ -238,7 +261,8 @@ func constantArg(n *pg.Node) bool {
 // pos moves an error position in that text to the EXECUTE text: into the
 // argument it falls in, or none (0) elsewhere, since the client never sent
 // the rest.
-func (p *SQLPrepared) Bind(args []ExecArg) (text string, pos func(int32) int32, err error) {
+func (p *SQLPrepared) Bind(ex *SQLExecute) (text string, pos func(int32) int32, err error) {
+	args := ex.Args
 	if len(args) != len(p.Types) {
 		e := pgError(codeSyntaxError, fmt.Sprintf("wrong number of parameters for prepared statement %q", p.Name), "")
 		e.Detail = fmt.Sprintf("Expected %d parameters but got %d.", len(p.Types), len(args))
@@ -252,6 +276,7 @@ func (p *SQLPrepared) Bind(args []ExecArg) (text string, pos func(int32) int32, 
 		b.WriteString(s)
 		chars += utf8.RuneCountInString(s)
 	}
+	write(ex.Prefix)
 	for _, r := range p.refs {
 		if r.n < 1 || r.n > len(args) {
 			return "", nil, pgError("42P02", fmt.Sprintf("there is no parameter $%d", r.n), "")

@@ -25,7 +25,7 @@ func TestSQLPrepare(t *testing.T) {
 		t.Errorf("check query %q, want it to start with %q", p.CheckQuery(), want)
 	}
 	p.SetTypes("pg_catalog.int4,pg_catalog.text")
-	got, pos, err := p.Bind([]ExecArg{{"41", 10}, {"'x'", 14}})
+	got, pos, err := p.Bind(&SQLExecute{Name: "q", Args: []ExecArg{{"41", 10}, {"'x'", 14}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,26 +38,34 @@ func TestSQLPrepare(t *testing.T) {
 	if got != want {
 		t.Errorf("bound:\n got %s\nwant %s", got, want)
 	}
-	_, _, err = p.Bind([]ExecArg{{"1", 10}})
+	_, _, err = p.Bind(&SQLExecute{Name: "q", Args: []ExecArg{{"1", 10}}})
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "42601" || pgErr.Message != `wrong number of parameters for prepared statement "q"` ||
 		pgErr.Detail != "Expected 2 parameters but got 1." {
 		t.Errorf("one argument for two: %v", err)
 	}
 
-	name, args, err := ParseExecute("EXECUTE q (41, 'a, (b)' /* c */, -2.5, NULL, '{1,2}'::int[])")
+	ex, err := ParseExecute("EXECUTE q (41, 'a, (b)' /* c */, -2.5, NULL, '{1,2}'::int[])")
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantArgs := []ExecArg{{"41", 12}, {"'a, (b)' /* c */", 16}, {"-2.5", 34}, {"NULL", 40}, {"'{1,2}'::int[]", 46}}
-	if name != "q" || fmt.Sprint(args) != fmt.Sprint(wantArgs) {
-		t.Errorf("EXECUTE read as %q %v, want %v", name, args, wantArgs)
+	if ex.Name != "q" || ex.Prefix != "" || fmt.Sprint(ex.Args) != fmt.Sprint(wantArgs) {
+		t.Errorf("EXECUTE read as %+v, want args %v", ex, wantArgs)
 	}
-	if name, args, err := ParseExecute("execute Q"); err != nil || name != "q" || len(args) != 0 {
-		t.Errorf("EXECUTE without arguments: %q %v %v", name, args, err)
+	if ex, err := ParseExecute("execute Q"); err != nil || ex.Name != "q" || len(ex.Args) != 0 {
+		t.Errorf("EXECUTE without arguments: %+v %v", ex, err)
+	}
+	// EXPLAIN of EXECUTE explains the bound statement.
+	ex, err = ParseExecute("EXPLAIN (ANALYZE, COSTS off) EXECUTE q(41, 'x')")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bound, _, err := p.Bind(ex); err != nil || !strings.HasPrefix(bound, "EXPLAIN (ANALYZE, COSTS off) SELECT '$1' AS lit, (CAST(41 AS pg_catalog.int4))") {
+		t.Errorf("EXPLAIN EXECUTE bound to %q, %v", bound, err)
 	}
 	for _, sql := range []string{"EXECUTE q(now())", "EXECUTE q((SELECT 1))", "EXECUTE q(1 + 1)", "EXECUTE q(random()::int)"} {
-		if _, _, err := ParseExecute(sql); !errors.As(err, &pgErr) || pgErr.Code != codeFeatureNotSupport {
+		if _, err := ParseExecute(sql); !errors.As(err, &pgErr) || pgErr.Code != codeFeatureNotSupport {
 			t.Errorf("%s: %v, want 0A000", sql, err)
 		}
 	}
