@@ -86,27 +86,13 @@ func (s *session) checkPrepare(ctx context.Context, ps *router.SQLPrepared) (str
 			s.log.Warn("shard rejected a session setting", "shard", shard, "err", err)
 		}
 	}
-	var types string
-	var failure error
-	for {
-		msg, err := c.Receive()
-		if err != nil {
-			return lost(err)
-		}
-		switch m := msg.(type) {
-		case *pgproto3.DataRow:
-			if len(m.Values) == 1 {
-				types = string(m.Values[0])
-			}
-		case *pgproto3.ErrorResponse:
-			if failure == nil {
-				e := pgErrorOf(m)
-				e.Position = m.Position // in CheckQuery: CheckError moves it
-				failure = ps.CheckError(e)
-			}
-		case *pgproto3.ReadyForQuery:
-			s.putBack(c, true)
-			return types, failure
-		}
+	types, failure, err := readValue(c)
+	if err != nil {
+		return lost(err)
 	}
+	s.putBack(c, true)
+	if failure != nil {
+		return types, ps.CheckError(failure) // in CheckQuery: CheckError moves its position
+	}
+	return types, nil
 }

@@ -274,12 +274,26 @@ func (s *session) touch(shard string) error {
 
 // readShow reads a SHOW reply's value, up to ReadyForQuery.
 func readShow(c *pool.Conn) (string, error) {
-	var value string
-	var failure error
+	value, failure, err := readValue(c)
+	if err != nil {
+		return "", err
+	}
+	if failure != nil {
+		failure.Position = 0 // in the proxy's SHOW, not the client's text
+		return value, failure
+	}
+	return value, nil
+}
+
+// readValue reads the replies to a Query the proxy sent whose result is
+// one value, up to ReadyForQuery: the value, and the first error the shard
+// reported (with its position in the proxy's query text, which is for
+// the caller to map or drop). err is the connection's.
+func readValue(c *pool.Conn) (value string, failure *pgconn.PgError, err error) {
 	for {
 		msg, err := c.Receive()
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		switch m := msg.(type) {
 		case *pgproto3.DataRow:
@@ -289,9 +303,10 @@ func readShow(c *pool.Conn) (string, error) {
 		case *pgproto3.ErrorResponse:
 			if failure == nil {
 				failure = pgErrorOf(m)
+				failure.Position = m.Position
 			}
 		case *pgproto3.ReadyForQuery:
-			return value, failure
+			return value, failure, nil
 		}
 	}
 }

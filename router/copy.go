@@ -179,21 +179,57 @@ func parenthesized(text string, loc int) (string, error) {
 	if err != nil {
 		return "", syntaxError(err)
 	}
-	depth, from := 0, 0
-	for _, t := range toks.Tokens {
+	if g, ok := firstGroup(toks.Tokens); ok {
+		return stmt[g.from:g.to], nil
+	}
+	return "", pgError(codeSyntaxError, "COPY without a parenthesized query", "")
+}
+
+// parenGroup is the first outermost parenthesized group of a statement:
+// the byte span inside its parentheses, and the offsets of the commas at
+// its top level (between its items).
+type parenGroup struct {
+	from, to int
+	commas   []scanSpan
+}
+
+// scanSpan is a token's byte span.
+type scanSpan struct{ start, end int }
+
+// items returns the group's comma-separated items as byte spans.
+func (g parenGroup) items() []scanSpan {
+	var out []scanSpan
+	from := g.from
+	for _, c := range g.commas {
+		out = append(out, scanSpan{from, c.start})
+		from = c.end
+	}
+	return append(out, scanSpan{from, g.to})
+}
+
+// firstGroup finds the first outermost parenthesized group in toks (ok is
+// false when no parenthesis closes).
+func firstGroup(toks []*pg.ScanToken) (g parenGroup, ok bool) {
+	depth := 0
+	for _, t := range toks {
 		switch t.Token {
 		case pg.Token_ASCII_40:
 			if depth == 0 {
-				from = int(t.End)
+				g.from = int(t.End)
 			}
 			depth++
 		case pg.Token_ASCII_41:
 			if depth--; depth == 0 {
-				return stmt[from:t.Start], nil
+				g.to = int(t.Start)
+				return g, true
+			}
+		case pg.Token_ASCII_44:
+			if depth == 1 {
+				g.commas = append(g.commas, scanSpan{int(t.Start), int(t.End)})
 			}
 		}
 	}
-	return "", pgError(codeSyntaxError, "COPY without a parenthesized query", "")
+	return parenGroup{}, false
 }
 
 // defString is an option's argument as text ("" when it has none).

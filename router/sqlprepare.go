@@ -205,31 +205,14 @@ func ParseExecute(text string) (*SQLExecute, error) {
 	if len(ex.Params) == 0 {
 		return out, nil
 	}
-	var args []ExecArg
 	// EXECUTE name ( arg [, ...] ): split at the commas between the
 	// outermost parentheses.
-	arg := func(from, to int) ExecArg {
-		a := text[from:to]
-		lead := len(a) - len(strings.TrimLeft(a, " \t\r\n"))
-		return ExecArg{Text: strings.TrimSpace(a), Pos: utf8.RuneCountInString(text[:from+lead]) + 1}
-	}
-	depth, from := 0, 0
-	for _, t := range toks {
-		switch t.Token {
-		case pg.Token_ASCII_40:
-			if depth == 0 {
-				from = int(t.End)
-			}
-			depth++
-		case pg.Token_ASCII_41:
-			if depth--; depth == 0 {
-				args = append(args, arg(from, int(t.Start)))
-			}
-		case pg.Token_ASCII_44:
-			if depth == 1 {
-				args = append(args, arg(from, int(t.Start)))
-				from = int(t.End)
-			}
+	var args []ExecArg
+	if g, ok := firstGroup(toks); ok {
+		for _, it := range g.items() {
+			a := text[it.start:it.end]
+			lead := len(a) - len(strings.TrimLeft(a, " \t\r\n"))
+			args = append(args, ExecArg{Text: strings.TrimSpace(a), Pos: utf8.RuneCountInString(text[:it.start+lead]) + 1})
 		}
 	}
 	if len(args) != len(ex.Params) {
