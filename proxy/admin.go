@@ -719,6 +719,10 @@ func (a *adminConn) showRoute(ctx context.Context, sql string) error {
 				"INSERT into directory table %s: routing would place new keys; SHOW ROUTE SELECT ... WHERE <key> = ... shows where existing keys live", t), "")
 			continue
 		}
+		if how, ok := p.Stmt.Served(p.Args); ok {
+			rs.add(text, p.Stmt.Kind, "served", "", "", how, "")
+			continue
+		}
 		route, err := r.Route(ctx, p.Stmt, router.Args{Params: p.Args, Literals: true, TimeZone: time.UTC})
 		if err != nil {
 			rs.add(text, p.Stmt.Kind, "error", "", "", err.Error(), "")

@@ -228,6 +228,11 @@ func TestAdminShow(t *testing.T) {
 		if len(rows) != 2 || rows[1]["shards"] != "s0,s1" || rows[1]["merge"] != "SumTag" {
 			t.Errorf("two statements: %v", rows)
 		}
+		rows = adminRows(t, adm, "SHOW ROUTE SELECT pg_catalog.set_config('search_path', '', false); SET work_mem = '8MB'")
+		if len(rows) != 2 || rows[0]["route"] != "served" || !strings.Contains(rows[0]["reason"], "like SET (search_path = '')") ||
+			rows[1]["route"] != "served" || !strings.Contains(rows[1]["reason"], "carried to every backend") {
+			t.Errorf("settings the proxy carries: %v", rows)
+		}
 		rows = adminRows(t, adm, "SHOW ROUTE SELECT name, count(*) FROM customers GROUP BY name ORDER BY 2 DESC LIMIT 3")
 		if len(rows) != 1 || rows[0]["merge"] != "Plan" || !strings.Contains(rows[0]["plan"], "Aggregate") ||
 			!strings.Contains(rows[0]["plan"], "Scatter") || !strings.Contains(rows[0]["plan"], "Limit") {

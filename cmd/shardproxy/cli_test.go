@@ -71,6 +71,7 @@ func TestCheckConfigAndRoute(t *testing.T) {
 		{[]string{"SELECT * FROM orders WHERE total > (SELECT avg(total) FROM orders) FOR UPDATE"}, []string{"error:", "0A000"}},
 		{[]string{"SELECT pg_catalog.set_config('search_path', '', false)"}, []string{"served:  as a session setting like SET (search_path = '')"}},
 		{[]string{"SELECT set_config('search_path', lower('X'), false)"}, []string{"error:", "0A000"}},
+		{[]string{"EXECUTE p (5)"}, []string{"served:  by the proxy: the prepared statement runs with the arguments bound"}},
 		{[]string{"INSERT INTO items (id, note) VALUES (5000, 'a'), (5, 'b'), (6, 'c')"}, []string{"merge:   SplitInsert",
 			"split:\n    Insert s0 rows 2,3 \"INSERT INTO items (id, note) VALUES ($3, $4), ($5, $6)\"\n    Insert s1 rows 1 \"INSERT INTO items (id, note) VALUES ($1, $2)\""}},
 	}

@@ -69,13 +69,9 @@ func printRoutes(ctx context.Context, r *router.Router, sql string, params []str
 	for _, p := range parts {
 		fmt.Printf("statement: %s\n", strings.TrimSpace(p.Text))
 		fmt.Printf("  kind:    %s\n", p.Stmt.Kind)
-		if p.Stmt.IsSessionConfig() {
-			// The proxy serves it before routing (router/setconfig.go).
-			if set, err := p.Stmt.SessionConfig(p.Args); err == nil {
-				fmt.Printf("  served:  as a session setting like SET (%s = %s), when sent as a simple query of its own\n",
-					set.SetName, router.SettingSQL(set.SetValue))
-				continue
-			}
+		if how, ok := p.Stmt.Served(p.Args); ok {
+			fmt.Printf("  served:  %s\n", how)
+			continue
 		}
 		args := session
 		args.Params, args.Literals = p.Args, len(params) == 0
