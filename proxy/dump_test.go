@@ -364,6 +364,12 @@ func TestSQLPrepareExecute(t *testing.T) {
 		"PREPARE bad AS SELECT * FROM no_such_table",
 		"PREPARE typed AS SELECT 1",
 		"EXECUTE nope",
+		"CREATE TABLE never AS EXECUTE typed('x', 'y')",
+		"CREATE TABLE never AS EXECUTE typed(1)",
+		"CREATE TABLE never AS EXECUTE nope",
+		"PREPARE writes(int) AS INSERT INTO orders VALUES ($1, $1, 1) RETURNING order_id",
+		"CREATE TABLE never AS EXECUTE writes(5)",
+		"DEALLOCATE writes",
 		"DEALLOCATE typed",
 		"EXECUTE typed(1, 'a')",
 		"DEALLOCATE nope",
@@ -371,6 +377,25 @@ func TestSQLPrepareExecute(t *testing.T) {
 	for _, q := range script {
 		want, wantErr := simpleResult(ctx, direct, q)
 		got, gotErr := simpleResult(ctx, c, q)
+		if want != got || errDetail(wantErr) != errDetail(gotErr) {
+			t.Errorf("%s:\n direct: %s %s\n  proxy: %s %s", q, want, errDetail(wantErr), got, errDetail(gotErr))
+		}
+	}
+
+	// CREATE TABLE AS EXECUTE makes the same table as on one server:
+	// columns, types and rows (each target its own table, on s0).
+	for _, q := range []string{
+		"PREPARE made(int, text) AS SELECT $1 + 1 AS n, upper($2) AS u, now()::date - now()::date AS zero ORDER BY 1",
+		"CREATE TABLE made_%s AS EXECUTE made(41, 'abc')",
+		"CREATE TABLE IF NOT EXISTS made_%s AS EXECUTE made(1, 'z')",
+		"CREATE TABLE made_empty_%s (a, b) AS EXECUTE made('7', 'q') WITH NO DATA",
+		"SELECT * FROM made_%s",
+		"SELECT count(*) FROM made_empty_%s",
+		"SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid IN ('made_%s'::regclass, 'made_empty_%s'::regclass) AND attnum > 0 ORDER BY attrelid, attnum",
+		"DEALLOCATE made",
+	} {
+		want, wantErr := simpleResult(ctx, direct, strings.ReplaceAll(q, "%s", "direct"))
+		got, gotErr := simpleResult(ctx, c, strings.ReplaceAll(q, "%s", "proxy"))
 		if want != got || errDetail(wantErr) != errDetail(gotErr) {
 			t.Errorf("%s:\n direct: %s %s\n  proxy: %s %s", q, want, errDetail(wantErr), got, errDetail(gotErr))
 		}
@@ -433,6 +458,9 @@ func TestSQLPrepareExecute(t *testing.T) {
 		if n != 1 {
 			t.Errorf("order %d is on %d shards", 1000+id, n)
 		}
+	}
+	if _, err := c.Exec(ctx, "CREATE TABLE some_orders AS EXECUTE by_customer(3)"); sqlState(err) != "0A000" {
+		t.Errorf("CREATE TABLE AS EXECUTE of a sharded read: %v, want 0A000 (the table would hold one shard's rows)", err)
 	}
 	if _, err := c.Exec(ctx, "EXECUTE by_customer(now()::int)"); sqlState(err) != "0A000" {
 		t.Errorf("EXECUTE with an expression: %v, want 0A000", err)

@@ -41,7 +41,23 @@ func (s *session) execSQLPrepared(ctx context.Context, st *router.Statement, p r
 		if len(parts) != 1 {
 			return true, s.sendError(pgError("XX000", "shardproxy: prepared statement %q is not one statement", name))
 		}
-		return s.execPart(ctx, parts[0])
+		if !ex.NoData || s.holdTag {
+			return s.execPart(ctx, parts[0])
+		}
+		// The bound CREATE TABLE AS ... WITH NO DATA answers CREATE TABLE
+		// AS; Postgres answers its EXECUTE form with SELECT 0.
+		s.holdTag = true
+		failed, err := s.execPart(ctx, parts[0])
+		s.holdTag = false
+		tag := string(s.heldTag)
+		s.heldTag = s.heldTag[:0]
+		if err != nil || tag == "" {
+			return failed, err
+		}
+		if tag == "CREATE TABLE AS" {
+			tag = "SELECT 0"
+		}
+		return failed, s.send(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
 	}
 	ps, err := router.ParsePrepare(p.Text)
 	if err != nil {

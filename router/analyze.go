@@ -272,6 +272,12 @@ func (a *analyzer) top(n *pg.Node) {
 		}
 		a.selectStmt(x.SelectStmt, true)
 	case *pg.Node_CreateTableAsStmt:
+		if x.CreateTableAsStmt.Query.GetExecuteStmt() != nil {
+			// CREATE TABLE ... AS EXECUTE: the proxy binds the session's
+			// prepared statement into it (sqlprepare.go).
+			st.Kind, st.SQLExecute = KindPrepare, true
+			break
+		}
 		st.Kind = KindDDL
 		st.createAs = true
 		a.a2(x.CreateTableAsStmt.Query)

@@ -38,6 +38,9 @@ type SQLPrepared struct {
 	head  int        // characters in the PREPARE text before rest
 	body  string     // the statement
 	refs  []paramRef // its parameter references, in text order
+	// selects: the statement is a SELECT (or VALUES, TABLE), which
+	// CREATE TABLE ... AS EXECUTE requires.
+	selects bool
 }
 
 // paramRef is one $n in a prepared statement's text.
@@ -90,6 +93,7 @@ func ParsePrepare(text string) (*SQLPrepared, error) {
 	if err != nil {
 		return nil, syntaxError(err)
 	}
+	p.selects = body.Stmts[0].Stmt.GetSelectStmt() != nil
 	walk(body.Stmts[0].Stmt, func(n *pg.Node) bool {
 		if r := n.GetParamRef(); r != nil {
 			at := int(r.Location)
@@ -160,22 +164,32 @@ type ExecArg struct {
 type SQLExecute struct {
 	Name   string    // the prepared statement's
 	Args   []ExecArg // its arguments
-	Prefix string    // "EXPLAIN (...) " before EXECUTE, or ""
+	Prefix string    // what precedes EXECUTE: "EXPLAIN (...) ", "CREATE TABLE t AS ", or ""
+	Suffix string    // what follows the EXECUTE clause: CREATE TABLE AS's " WITH NO DATA"
+	// Into: the statement is CREATE TABLE ... AS EXECUTE, whose prepared
+	// statement must be a SELECT. NoData: it says WITH NO DATA, which
+	// Postgres then answers with the tag SELECT 0.
+	Into, NoData bool
 }
 
-// ParseExecute reads an EXECUTE statement, or EXPLAIN [options] EXECUTE.
+// ParseExecute reads an EXECUTE statement, CREATE TABLE ... AS EXECUTE,
+// or EXPLAIN [options] of either.
 func ParseExecute(text string) (*SQLExecute, error) {
 	tree, err := pg.Parse(text)
 	if err != nil {
 		return nil, syntaxError(err)
 	}
 	var ex *pg.ExecuteStmt
-	explain := false
+	into, noData := false, false
 	if len(tree.Stmts) == 1 {
-		ex = tree.Stmts[0].Stmt.GetExecuteStmt()
-		if e := tree.Stmts[0].Stmt.GetExplainStmt(); e != nil {
-			ex, explain = e.Query.GetExecuteStmt(), true
+		n := tree.Stmts[0].Stmt
+		if e := n.GetExplainStmt(); e != nil {
+			n = e.Query
 		}
+		if c := n.GetCreateTableAsStmt(); c != nil && c.Objtype == pg.ObjectType_OBJECT_TABLE {
+			n, into, noData = c.Query, true, c.Into.GetSkipData()
+		}
+		ex = n.GetExecuteStmt()
 	}
 	if ex == nil {
 		return nil, pgError(codeSyntaxError, "not an EXECUTE statement", "")
@@ -191,16 +205,28 @@ func ParseExecute(text string) (*SQLExecute, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &SQLExecute{Name: ex.Name}
-	if explain {
-		// EXPLAIN's options hold no EXECUTE keyword: the first one starts
-		// the statement explained.
-		for _, t := range toks {
-			if t.Token == pg.Token_EXECUTE {
-				out.Prefix, toks = text[:t.Start], toks[slices.Index(toks, t):]
-				break
-			}
+	out := &SQLExecute{Name: ex.Name, Into: into, NoData: noData}
+	// The EXECUTE clause starts at the EXECUTE keyword that begins the
+	// statement, follows EXPLAIN's options (which hold no EXECUTE), or
+	// follows CREATE TABLE's AS (the table may be named execute).
+	at := -1
+	for i, t := range toks {
+		if t.Token == pg.Token_EXECUTE && (!into || i > 0 && toks[i-1].Token == pg.Token_AS) {
+			at = i
+			break
 		}
+	}
+	if at < 0 || at+1 >= len(toks) {
+		return nil, pgError(codeSyntaxError, "could not read EXECUTE", "")
+	}
+	out.Prefix, toks = text[:toks[at].Start], toks[at:]
+	if into {
+		// What follows the clause: WITH [NO] DATA.
+		end := int(toks[1].End) // the statement's name
+		if g, ok := firstGroup(toks); ok && len(ex.Params) > 0 {
+			end = g.to + 1 // its closing parenthesis
+		}
+		out.Suffix = strings.TrimRight(text[end:], " \t\r\n;")
 	}
 	if len(ex.Params) == 0 {
 		return out, nil
@@ -259,7 +285,13 @@ func (p *SQLPrepared) Bind(ex *SQLExecute) (text string, pos func(int32) int32, 
 		b.WriteString(s)
 		chars += utf8.RuneCountInString(s)
 	}
+	if ex.Into && !p.selects {
+		return "", nil, pgError("42809", "prepared statement is not a SELECT", "")
+	}
 	write(ex.Prefix)
+	if ex.Into {
+		write("(") // so that the SELECT's own clauses end before the suffix
+	}
 	for _, r := range p.refs {
 		if r.n < 1 || r.n > len(args) {
 			return "", nil, pgError("42P02", fmt.Sprintf("there is no parameter $%d", r.n), "")
@@ -273,6 +305,10 @@ func (p *SQLPrepared) Bind(ex *SQLExecute) (text string, pos func(int32) int32, 
 		last = r.end
 	}
 	write(p.body[last:])
+	if ex.Into {
+		write(")")
+	}
+	write(ex.Suffix)
 	return b.String(), func(q int32) int32 {
 		for _, s := range spans {
 			if int(q) >= s.at && int(q) < s.at+s.n {

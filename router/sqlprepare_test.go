@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
 // TestSQLPrepare: PREPARE's statement and parameters are read from the
@@ -63,6 +64,28 @@ func TestSQLPrepare(t *testing.T) {
 	}
 	if bound, _, err := p.Bind(ex); err != nil || !strings.HasPrefix(bound, "EXPLAIN (ANALYZE, COSTS off) SELECT '$1' AS lit, (CAST(41 AS pg_catalog.int4))") {
 		t.Errorf("EXPLAIN EXECUTE bound to %q, %v", bound, err)
+	}
+	// CREATE TABLE AS EXECUTE binds the statement inside parentheses and
+	// keeps what follows the clause (the table may be named execute).
+	for sql, want := range map[string]string{
+		`CREATE TABLE execute (a, b) AS EXECUTE q(41, 'x') WITH NO DATA;`: `CREATE TABLE execute (a, b) AS (SELECT '$1' AS lit, (CAST(41 AS pg_catalog.int4))`,
+		`EXPLAIN CREATE TABLE t AS EXECUTE q (1, 'y')`:                    `EXPLAIN CREATE TABLE t AS (SELECT '$1' AS lit, (CAST(1 AS pg_catalog.int4))`,
+	} {
+		ex, err := ParseExecute(sql)
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		bound, _, err := p.Bind(ex)
+		if err != nil || !strings.HasPrefix(bound, want) || !strings.HasSuffix(bound, ")"+ex.Suffix) || !ex.Into ||
+			ex.NoData != strings.Contains(sql, "NO DATA") {
+			t.Errorf("%s: bound to %q (%+v), %v", sql, bound, ex, err)
+		}
+		if _, err := pg.Parse(bound); err != nil {
+			t.Errorf("%s: bound to %q: %v", sql, bound, err)
+		}
+	}
+	if ex, err := ParseExecute("CREATE TABLE t AS EXECUTE q(1, 'x') WITH NO DATA"); err != nil || ex.Suffix != " WITH NO DATA" {
+		t.Errorf("suffix: %+v %v", ex, err)
 	}
 	for _, sql := range []string{"EXECUTE q(now())", "EXECUTE q((SELECT 1))", "EXECUTE q(1 + 1)", "EXECUTE q(random()::int)"} {
 		if _, err := ParseExecute(sql); !errors.As(err, &pgErr) || pgErr.Code != codeFeatureNotSupport {
