@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/shardproxy/shardproxy/proxy"
 )
@@ -302,25 +303,90 @@ func TestSessionSetConfig(t *testing.T) {
 			t.Errorf("%s: %v, want 0A000", q, err)
 		}
 	}
-	if _, err := c.Exec(ctx, "SELECT set_config('search_path', $1, false)", ""); sqlState(err) != "0A000" {
-		t.Errorf("with a parameter: %v, want 0A000", err)
-	}
-	if _, err := c.PgConn().ExecParams(ctx, "SELECT set_config('search_path', '', false)", nil, nil, nil, nil).Close(); sqlState(err) != "0A000" {
-		t.Errorf("in the extended protocol: %v, want 0A000", err)
-	}
-	tx, err = c.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []int{1, 2, 3, 4} { // both shards
-		if _, err := tx.Exec(ctx, "INSERT INTO public.customers VALUES ($1)", id); err != nil {
+
+	// In the extended protocol, with the value a parameter (how drivers
+	// send it) or a constant: the same session setting.
+	tenantOn := func(conn *pgx.Conn) string {
+		t.Helper()
+		var v pgtype.Text
+		if err := conn.QueryRow(ctx, "SELECT current_setting('app.tenant', true)").Scan(&v); err != nil {
 			t.Fatal(err)
 		}
+		return v.String
 	}
-	if _, err := tx.Exec(ctx, "SELECT set_config('search_path', '', false)"); sqlState(err) != "0A000" {
-		t.Errorf("in a transaction on two shards: %v, want 0A000", err)
+	for i, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec, pgx.QueryExecModeDescribeExec} {
+		want := fmt.Sprintf("tenant %d", i)
+		if err := c.QueryRow(ctx, "SELECT set_config('app.tenant', $1, false)", mode, want).Scan(&v); err != nil || v != want {
+			t.Fatalf("%v: set_config answered %q, %v", mode, v, err)
+		}
+		pids := map[int32]bool{}
+		for j := 0; j < 8; j++ {
+			tx, err := other.Begin(ctx) // holds a backend of the default shard, or none
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j%2 == 1 {
+				if _, err := tx.Exec(ctx, "SELECT count(*) FROM customers"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var pid int32
+			if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			pids[pid] = true
+			if got := tenantOn(c); got != want {
+				t.Fatalf("%v: app.tenant %q on backend %d, want %q", mode, got, pid, want)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := tenantOn(other); got != "" {
+				t.Fatalf("another client sees app.tenant %q: the setting stayed on a pooled backend", got)
+			}
+		}
+		if len(pids) < 2 {
+			t.Errorf("%v: the session used %d backend(s); the test needs it to move", mode, len(pids))
+		}
 	}
-	_ = tx.Rollback(ctx)
+	if _, err := c.PgConn().ExecParams(ctx, "SELECT set_config('search_path', '', false)", nil, nil, nil, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.QueryRow(ctx, "SHOW search_path").Scan(&v); err != nil || v != "" {
+		t.Fatalf("after set_config in the extended protocol: %q, %v", v, err)
+	}
+	// A pipeline that fails before its Sync undoes it, as in Postgres.
+	batch := &pgx.Batch{}
+	batch.Queue("SELECT set_config('app.tenant', $1, false)", "doomed")
+	batch.Queue("SELECT 1/0")
+	if err := c.SendBatch(ctx, batch).Close(); sqlState(err) != "22012" {
+		t.Fatalf("failing batch: %v", err)
+	}
+	if got := tenantOn(c); got != "tenant 2" {
+		t.Errorf("after a failed pipeline: app.tenant %q, want the one before it", got)
+	}
+	if _, err := c.PgConn().ExecParams(ctx, "SELECT set_config('app.tenant', $1, false)", [][]byte{{0, 0, 0, 1}},
+		[]uint32{pgtype.Int4OID}, []int16{pgtype.BinaryFormatCode}, nil).Close(); err == nil {
+		t.Errorf("set_config with a binary int4 value: no error")
+	}
+	if _, err := c.Exec(ctx, "RESET search_path"); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		tx, err = c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []int{1, 2, 3, 4} { // both shards
+			if _, err := tx.Exec(ctx, "INSERT INTO public.customers VALUES ($1)", id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := tx.Exec(ctx, "SELECT set_config('search_path', '', false)", mode); sqlState(err) != "0A000" {
+			t.Errorf("%v, in a transaction on two shards: %v, want 0A000", mode, err)
+		}
+		_ = tx.Rollback(ctx)
+	}
 	if err := c.QueryRow(ctx, "SHOW search_path").Scan(&v); err != nil || v != `"$user", public` {
 		t.Fatalf("after the refusals: %q, %v", v, err)
 	}

@@ -57,6 +57,9 @@ type portal struct {
 	// rowCursor: a multi-shard portal read Execute by Execute, with a
 	// row limit, through a cursor on its shards (executeRowLimited).
 	rowCursor *mergedCursor
+	// config: the portal runs set_config(name, value, false); the SET it
+	// amounts to is recorded when it succeeds, as a SET's is.
+	config *router.Statement
 }
 
 // multiBind keeps what a Bind said for a statement that runs on several
@@ -213,9 +216,6 @@ func (s *session) handleParse(m *pgproto3.Parse) error {
 	st, err := s.runtime().Router.Prepare(m.Query)
 	if err != nil {
 		return s.extFail(err)
-	}
-	if st.IsSessionConfig() {
-		return s.extFail(errSessionConfigAlone()) // (setconfig.go)
 	}
 	if m.Name != "" {
 		if _, dup := s.ext.stmts[m.Name]; dup || s.ext.sql[m.Name] != nil {
@@ -418,7 +418,15 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		}
 		cursorShard = shard
 	}
-	route, err := s.runtime().Router.Route(ctx, ps.st, s.bindArgs(ps, m))
+	var config *router.Statement // set_config(name, value, false): the SET it amounts to
+	var route router.Route
+	var err error
+	if ps.st.IsSessionConfig() {
+		config, err = s.bindSessionConfig(ps, m) // (setconfig.go)
+		route.Kind = router.RouteAny
+	} else {
+		route, err = s.runtime().Router.Route(ctx, ps.st, s.bindArgs(ps, m))
+	}
 	if err != nil && !(cursorShard != "" && router.CursorAcrossShards(err)) {
 		// (A DECLARE through a view whose query needs one shard goes there.)
 		return s.extFail(err)
@@ -480,10 +488,10 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		if p == nil {
 			p = new(portal)
 		}
-		*p = portal{stmt: ps, conn: c, kind: route.Kind}
+		*p = portal{stmt: ps, conn: c, kind: route.Kind, config: config}
 		s.ext.unnamed, s.ext.portals[""] = p, p
 	} else {
-		s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, conn: c, kind: route.Kind}
+		s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, conn: c, kind: route.Kind, config: config}
 	}
 	return nil
 }
@@ -875,7 +883,11 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 		shard, q := p.conn.Shard, p.stmt.query
 		r.onOK = func() { s.noteCursorText(shard, q) } // cursor.go
 	}
-	switch st := p.stmt.st; st.Kind {
+	st := p.stmt.st
+	if p.config != nil {
+		st = p.config
+	}
+	switch st.Kind {
 	case router.KindSet:
 		c, q := p.conn, p.stmt.query
 		r.onOK = func() {

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
 	"net"
@@ -368,12 +367,13 @@ func (s *session) acquire(ctx context.Context, shard string) (*pool.Conn, int, e
 	}
 	s.noteServerParams(c)
 	s.setActive(c, true)
-	n := 0
-	if q := syncParams(c, s.params); q != "" {
+	// One Query each: a setting the shard rejects must not keep the
+	// others (a RESET above all) from being applied.
+	sync := syncParams(c, s.params)
+	for _, q := range sync {
 		c.Send(&pgproto3.Query{String: q})
-		n++
 	}
-	return c, n, nil
+	return c, len(sync), nil
 }
 
 func (s *session) noteServerParams(c *pool.Conn) {
@@ -388,15 +388,15 @@ func (s *session) noteServerParams(c *pool.Conn) {
 
 // syncParams returns the SET/RESET statements that make backend c carry
 // exactly the settings in want, and records them as applied.
-func syncParams(c *pool.Conn, want map[string]string) string {
+func syncParams(c *pool.Conn, want map[string]string) []string {
 	if c.SessionParams != nil && sameParams(want, c.SessionParams) {
-		return "" // the common case, checked without allocating
+		return nil // the common case, checked without allocating
 	}
-	var b strings.Builder
+	var out []string
 	if c.SessionParams == nil {
 		// Unknown (see endTxParams): back to the backend's defaults first.
 		// RESET ALL leaves the role and session authorization alone.
-		b.WriteString("RESET ALL;RESET SESSION AUTHORIZATION;RESET ROLE;")
+		out = append(out, "RESET ALL;RESET SESSION AUTHORIZATION;RESET ROLE")
 	}
 	keys := make([]string, 0, len(want))
 	for k := range want {
@@ -405,23 +405,22 @@ func syncParams(c *pool.Conn, want map[string]string) string {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if c.SessionParams[k] != want[k] {
-			b.WriteString(setStatement(k, want[k]))
-			b.WriteByte(';')
+			out = append(out, setStatement(k, want[k]))
 		}
 	}
-	for k := range c.SessionParams {
+	for k, v := range c.SessionParams {
 		if _, ok := want[k]; !ok {
-			fmt.Fprintf(&b, "RESET %s;", quoteIdent(k))
+			out = append(out, resetStatement(k, v))
 		}
 	}
-	if b.Len() == 0 {
-		return ""
+	if len(out) == 0 {
+		return nil
 	}
 	c.SessionParams = make(map[string]string, len(want))
 	for k, v := range want {
 		c.SessionParams[k] = v
 	}
-	return b.String()
+	return out
 }
 
 // attach pins the backend for shard to the session (for the rest of the
@@ -570,6 +569,15 @@ func setStatement(name, v string) string {
 		return q // set_config made it (router/setconfig.go)
 	}
 	return "SET " + quoteIdent(name) + " = " + v
+}
+
+// resetStatement returns the statement that takes setting name, whose
+// recorded value on a backend is v, back to the backend's default.
+func resetStatement(name, v string) string {
+	if q, ok := router.ConfigReset(name, v); ok {
+		return q // it may not exist there (router/setconfig.go)
+	}
+	return "RESET " + quoteIdent(name)
 }
 
 func quoteIdent(s string) string {

@@ -17,7 +17,7 @@ func (st *Statement) Served(params [][]byte) (how string, ok bool) {
 		if err != nil {
 			return "", false // Route reports the refusal
 		}
-		return fmt.Sprintf("as a session setting like SET (%s = %s), when sent as a simple query of its own",
+		return fmt.Sprintf("as a session setting like SET (%s = %s), when it is a query of its own (or a statement of the extended protocol)",
 			set.SetName, SettingSQL(set.SetValue)), true
 	case st.Kind == KindEmpty:
 		return "by the proxy: an empty query", true

@@ -196,6 +196,18 @@ func ConfigStatement(name, v string) (stmt string, ok bool) {
 	return "", false
 }
 
+// ConfigReset returns, for a recorded value v that pg_dump's form of
+// set_config made (set only where the setting exists), the statement that
+// resets setting name only where it exists, as RESET would: RESET of a
+// setting the server does not know fails. ok is false for any other
+// value, which RESET resets.
+func ConfigReset(name, v string) (stmt string, ok bool) {
+	if !strings.HasPrefix(v, configMarkIfExists) {
+		return "", false
+	}
+	return "SELECT pg_catalog.set_config(name, reset_val, false) FROM pg_catalog.pg_settings WHERE name = " + quoteString(name), true
+}
+
 // SettingSQL returns recorded value v (a SetValue) as SQL text, as SET
 // would take it: set_config's value as a string literal.
 func SettingSQL(v string) string {
