@@ -349,6 +349,42 @@ func TestSessionSetConfig(t *testing.T) {
 			t.Errorf("%v: the session used %d backend(s); the test needs it to move", mode, len(pids))
 		}
 	}
+	// Inside BEGIN, before any shard holds the transaction: the setting
+	// reaches every shard the transaction joins, and ROLLBACK undoes it
+	// while COMMIT keeps it, as in Postgres.
+	for _, end := range []string{"rollback", "commit"} {
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.QueryRow(ctx, "SELECT set_config('app.tenant', $1, false)", "in "+end).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		for id := 1; id <= 4; id++ { // both shards
+			if _, err := tx.Exec(ctx, "INSERT INTO public.customers VALUES ($1) ON CONFLICT DO NOTHING", id); err != nil {
+				t.Fatal(err)
+			}
+			var got string
+			if err := tx.QueryRow(ctx, "SELECT current_setting('app.tenant') FROM public.customers WHERE customer_id = $1", id).Scan(&got); err != nil || got != "in "+end {
+				t.Fatalf("%s: customer %d's shard has app.tenant %q, %v", end, id, got, err)
+			}
+		}
+		want := "tenant 2" // from before the transaction
+		if end == "commit" {
+			err, want = tx.Commit(ctx), "in commit"
+		} else {
+			err = tx.Rollback(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tenantOn(c); got != want {
+			t.Errorf("after %s: app.tenant %q, want %q", end, got, want)
+		}
+	}
+	if _, err := c.Exec(ctx, "SELECT set_config('app.tenant', 'tenant 2', false)"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.PgConn().ExecParams(ctx, "SELECT set_config('search_path', '', false)", nil, nil, nil, nil).Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +414,7 @@ func TestSessionSetConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, id := range []int{1, 2, 3, 4} { // both shards
-			if _, err := tx.Exec(ctx, "INSERT INTO public.customers VALUES ($1)", id); err != nil {
+			if _, err := tx.Exec(ctx, "INSERT INTO public.customers VALUES ($1) ON CONFLICT DO NOTHING", id); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -186,7 +186,9 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	if len(st.uses) == 0 {
 		st.TxnScoped = pf.advisory || pf.localConfig || pf.xact
 		st.advisoryLock = pf.advisory
-		st.Aside = !pf.advisory && !pf.xact && runsAside(tree.Stmts[0].Stmt)
+		// A session setting made with set_config(..., false) is the
+		// session's: it must run where the session is, and be recorded.
+		st.Aside = !pf.advisory && !pf.xact && pf.sessionConfig == nil && runsAside(tree.Stmts[0].Stmt)
 	}
 	if st.Kind == KindSelect {
 		st.MayWrite = mayWrite(tree.Stmts[0].Stmt, st.facts.writingFuncs())

@@ -65,7 +65,8 @@ var asideCalls = func() map[string]bool {
 		"count", "sum", "min", "max", "avg", "bool_and", "bool_or", "every", "array_agg",
 		"string_agg", "json_agg", "jsonb_agg",
 		// set_config(..., true): the proxy replays it where the
-		// transaction lands (set_config(..., false) is refused).
+		// transaction lands (set_config(..., false) is a session
+		// setting, never aside: see analyze).
 		"set_config",
 	} {
 		m[f] = true

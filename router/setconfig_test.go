@@ -38,6 +38,9 @@ func TestSessionConfig(t *testing.T) {
 			t.Errorf("%s: not carried as a session setting", tc.sql)
 			continue
 		}
+		if st.Aside {
+			t.Errorf("%s: may run aside, on a backend that is not the session's", tc.sql)
+		}
 		set, err := st.SessionConfig(parts[0].Args)
 		if err != nil {
 			t.Errorf("%s: %v", tc.sql, err)
