@@ -31,6 +31,9 @@
 #                           the shards' unix sockets, as a proxy on the
 #                           shards' host would be deployed)
 #   BENCH_CPUPROFILE=/tmp/proxy.prof   (CPU profile of the proxy, for go tool pprof)
+#   BENCH_HOLD=1            set everything up, print the targets' DSNs and PIDs,
+#                           and wait (for strace, perf, pprof by hand) until
+#                           Ctrl-C, which stops it all
 set -euo pipefail
 
 scale="${BENCH_SCALE:-10}"
@@ -329,6 +332,13 @@ targets=("shardproxy|$proxy_dsn|$proxy_pid")
 [[ -n "$bouncer_dsn" ]] && targets+=("pgbouncer|$bouncer_dsn|$bouncer_cpu_pid")
 [[ -n "$relay_go_dsn" ]] && targets+=("relay-goroutine|$relay_go_dsn|$relay_go_pid" "relay-epoll|$relay_ep_dsn|$relay_ep_pid" \
 	"relay-epoll-raw|$relay_raw_dsn|$relay_raw_pid" "relay-coroutine|$relay_co_dsn|$relay_co_pid")
+
+if [[ "${BENCH_HOLD:-0}" != 0 ]]; then
+	log "holding; Ctrl-C stops everything"
+	echo "direct|$direct_dsn|"
+	printf '%s\n' "${targets[@]}"
+	while :; do sleep 3600; done
+fi
 
 declare -A direct ratio cpu
 for round in $(seq "$rounds"); do
