@@ -181,6 +181,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	pf := analyzePooling(tree.Stmts[0].Stmt)
 	st.sessionState, st.LocalConfig, st.setConfigs = pf.refusal, pf.localConfig, pf.setConfigs
 	st.SessionSequence = pf.sessionSequence
+	st.sizeCalls = pf.sizeCalls
 	st.sessionConfig = pf.sessionConfig
 	st.snapshotID = st.snapshotID || pf.exportsSnapshot
 	if len(st.uses) == 0 {

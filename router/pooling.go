@@ -38,6 +38,7 @@ type poolingFacts struct {
 	setConfigs                  []setConfigCall
 	sessionConfig               *sessionConfig // the statement is set_config(..., false) alone (setconfig.go)
 	exportsSnapshot             bool           // pg_export_snapshot() called
+	sizeCalls                   []sizeCall     // size functions of a named table (sizes.go)
 }
 
 // analyzePooling walks n once for sessionStateError's refusals and the
@@ -74,6 +75,10 @@ func analyzePooling(n *pg.Node) poolingFacts {
 			pf.advisory = true
 		case name == "pg_export_snapshot":
 			pf.exportsSnapshot = true
+		case relationSizeFuncs[name] && len(f.Args) > 0:
+			if a := argOf(f.Args[0]); a.param > 0 || a.text != "" {
+				pf.sizeCalls = append(pf.sizeCalls, sizeCall{fn: name, arg: a})
+			}
 		case xactIDFuncs[name]:
 			pf.xact = true
 		case name == "currval" || name == "lastval":
@@ -179,7 +184,7 @@ type callArg struct {
 }
 
 func argOf(n *pg.Node) callArg {
-	if tc := n.GetTypeCast(); tc != nil {
+	for tc := n.GetTypeCast(); tc != nil; tc = n.GetTypeCast() {
 		n = tc.Arg
 	}
 	if s, ok := n.GetAConst().GetVal().(*pg.A_Const_Sval); ok {

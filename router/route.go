@@ -166,6 +166,9 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 	if st.err != nil {
 		return Route{}, st.err
 	}
+	if err := r.shardedSizeError(st, &args); err != nil {
+		return Route{}, err
+	}
 	if err := timeParamRefusal(st, &args); err != nil {
 		return Route{}, err
 	}

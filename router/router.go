@@ -149,6 +149,9 @@ type Statement struct {
 	// and value may be parameters (the simple protocol's literals are):
 	// Route refuses a client_encoding it does not serve, as SET LOCAL.
 	setConfigs []setConfigCall
+	// sizeCalls are the size functions called on a table named by a
+	// constant or parameter: Route refuses a sharded one (sizes.go).
+	sizeCalls []sizeCall
 	// advisoryLock: a statement reading no table takes an advisory
 	// transaction lock; it goes to the default shard, so that every
 	// client's locks live on one server and exclude each other.

@@ -54,3 +54,8 @@ DELETE FROM orders WHERE total > (SELECT avg(total) FROM orders);
 UPDATE customers SET credit = (SELECT max(total) FROM orders);
 SELECT * FROM orders o JOIN customers c ON c.customer_id = o.qty FOR UPDATE OF c;
 SELECT pg_advisory_lock(order_id) FROM orders WHERE customer_id = 7;
+
+-- The size of a sharded table: one shard's answer would be a part of it.
+SELECT pg_size_pretty(pg_total_relation_size('orders'));
+SELECT pg_table_size('public.ORDERS'::regclass) > 0, pg_indexes_size('"customers"') > 0;
+SELECT pg_relation_size('orders', 'main') > 0 FROM customers WHERE customer_id = 7;
