@@ -196,12 +196,17 @@ const catalogQuery = `SELECT
 		LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
 		WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.oid >= 16384
 			AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-			AND (a.attidentity <> '' OR d.adbin::text ~ '\{(FUNCEXPR|SQLVALUEFUNCTION)'))`
+			AND (a.attidentity <> '' OR d.adbin::text ~ '\{(FUNCEXPR|SQLVALUEFUNCTION)')),
+	(SELECT coalesce(json_agg(json_build_array(xn.nspname, x.relname, tn.nspname, t.relname)), '[]')
+		FROM pg_index i
+		JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_namespace xn ON xn.oid = x.relnamespace
+		JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+		WHERE t.oid >= 16384 AND t.relkind IN ('r', 'p'))`
 
 // parseShardCatalog reads catalogQuery's row: one JSON array per column.
 func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
 	var out router.ShardCatalog
-	if len(row) != 7 {
+	if len(row) != 8 {
 		return out, fmt.Errorf("reading the shard's catalog: %d columns", len(row))
 	}
 	same := func(s string) (string, error) { return s, nil }
@@ -226,6 +231,9 @@ func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
 		jsonColumn(row[6], "column defaults", &out.Defaults, func(d [6]string) (router.ColumnDefault, error) {
 			pos, err := strconv.Atoi(d[3])
 			return router.ColumnDefault{Schema: d[0], Table: d[1], Column: d[2], Position: pos, Expr: d[4], Identity: d[5] != ""}, err
+		}),
+		jsonColumn(row[7], "indexes", &out.Indexes, func(i [4]string) (router.Index, error) {
+			return router.Index{Schema: i[0], Index: i[1], TableSchema: i[2], Table: i[3]}, nil
 		}))
 }
 

@@ -69,6 +69,10 @@ type catalog struct {
 	// writing are functions whose bodies may write (writes.go), by name,
 	// each with why.
 	writing map[string]string
+	// indexOf maps the indexes of mapped tables and their children, by
+	// "schema.index", to their table's "schema.rel": an index of a sharded
+	// table is sharded with it (sizes.go).
+	indexOf map[string]string
 }
 
 // viewDef is a view's query as a shard prints it (pg_get_viewdef), or
@@ -87,6 +91,15 @@ type ViewDef struct {
 }
 
 func (c *catalog) aggregate(name string) bool { return c != nil && c.aggs[name] }
+
+// indexTable is the table ("schema.rel") of index "schema.index" of a
+// mapped table or child, or "".
+func (c *catalog) indexTable(key string) string {
+	if c == nil {
+		return ""
+	}
+	return c.indexOf[key]
+}
 
 func (c *catalog) shadowed() map[string]bool {
 	if c == nil {
@@ -239,6 +252,13 @@ type ShardCatalog struct {
 	Inherits   []Inherit
 	Triggers   []Trigger
 	Defaults   []ColumnDefault
+	Indexes    []Index
+}
+
+// Index is one index of a shard's table (pg_index).
+type Index struct {
+	Schema, Index      string
+	TableSchema, Table string
 }
 
 // Inherit is one pg_inherits row of a shard: a partition or inheritance
@@ -254,6 +274,7 @@ type shardReport struct {
 	inherits []Inherit
 	triggers []Trigger
 	defaults []ColumnDefault
+	indexes  []Index
 	funcs    map[string]body // by name: its bodies, read
 	checked  time.Time       // when the check that read them began
 }
@@ -324,7 +345,7 @@ func (r *Router) CatalogChecked(shard string, checked time.Time, cat ShardCatalo
 	if r.learn.reports == nil {
 		r.learn.reports = map[string]shardReport{}
 	}
-	r.learn.reports[shard] = shardReport{deps: cat.Views, defs: cat.ViewDefs, inherits: cat.Inherits, triggers: cat.Triggers, defaults: cat.Defaults, funcs: funcs, checked: checked}
+	r.learn.reports[shard] = shardReport{deps: cat.Views, defs: cat.ViewDefs, inherits: cat.Inherits, triggers: cat.Triggers, defaults: cat.Defaults, indexes: cat.Indexes, funcs: funcs, checked: checked}
 	m := r.learn.made
 	m.views.release(r.reportedSince)
 	m.funcs.release(r.reportedSince)
@@ -490,6 +511,15 @@ func (r *Router) publish() {
 		next.childOf[child] = c.fact
 	}
 	next.children, next.childRels = r.descendants(next.childOf)
+	next.indexOf = map[string]string{}
+	for _, sh := range r.cfg.Shards {
+		for _, i := range r.learn.reports[sh.Name].indexes {
+			table := i.TableSchema + "." + i.Table
+			if r.tables[table] != nil || next.children[table] != nil {
+				next.indexOf[i.Schema+"."+i.Index] = table
+			}
+		}
+	}
 	next.shardedRels = maps.Clone(r.shardedRels)
 	shardedRelNames(next.children, next.shardedRels)
 	for name, v := range r.learn.made.views {
@@ -539,7 +569,7 @@ func (c *catalog) same(o *catalog) bool {
 		maps.EqualFunc(c.defs, o.defs, viewDef.equal) && maps.Equal(c.childOf, o.childOf) &&
 		maps.Equal(c.funcs, o.funcs) && maps.EqualFunc(c.triggers, o.triggers, slices.Equal) &&
 		maps.Equal(c.divergent, o.divergent) && maps.EqualFunc(c.defaults, o.defaults, slices.Equal) &&
-		maps.Equal(c.writing, o.writing)
+		maps.Equal(c.writing, o.writing) && maps.Equal(c.indexOf, o.indexOf)
 }
 
 // learnedFunctions are the bodies of every function the shards reported

@@ -1,7 +1,9 @@
 package router
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -13,9 +15,11 @@ import (
 // refused, the hint naming the shards to ask one by one; with a shard
 // hint the client asked for one shard's part, and gets it. A reference
 // table is whole on every shard and an unmapped one lives on the default
-// shard: their sizes are what one server would say. A table named by oid
-// (a catalog scan's c.oid, as psql's \dt+ does) is not recognised: like
-// the catalogs themselves, it is the default shard's view.
+// shard: their sizes are what one server would say. An index is known by
+// the shards' catalogs (within a health check interval of its creation),
+// and sized as its table. A table named by oid (a catalog scan's c.oid,
+// as psql's \dt+ does) is not recognised: like the catalogs themselves,
+// it is the default shard's view.
 
 // relationSizeFuncs take a regclass first and return bytes on this server.
 var relationSizeFuncs = map[string]bool{
@@ -44,15 +48,37 @@ func (r *Router) shardedSizeError(st *Statement, args *Args) error {
 		if !ok {
 			continue // Postgres reports the malformed name
 		}
+		what := "sharded table "
 		_, info, err := r.table(st.facts, schema, rel)
+		if err == nil && info == nil {
+			if info = r.indexedTable(st.facts, schema, rel); info != nil {
+				what = "an index of sharded table "
+			}
+		}
 		if err != nil || info == nil || info.ref {
 			continue
 		}
 		shards := r.joinNames(r.stratMask[info.strat.Name()])
 		return pgError(codeFeatureNotSupport,
-			fmt.Sprintf("%s(%s) would measure one shard's part of sharded table %s", c.fn, quoteLiteral(name), info.name),
+			fmt.Sprintf("%s(%s) would measure one shard's part of %s%s", c.fn, quoteLiteral(name), what, info.name),
 			fmt.Sprintf("its rows are on %s; ask each shard with a hint, /* shard: NAME */ SELECT %s(%s), and add the sizes",
 				shards, c.fn, quoteLiteral(name)))
+	}
+	return nil
+}
+
+// indexedTable is the mapped table (or child's table) that index
+// schema.rel ("" schema: unqualified, looked up as table does) belongs
+// to, as the shards' catalogs report their indexes, or nil.
+func (r *Router) indexedTable(facts *catalog, schema, rel string) *tableInfo {
+	schemas := []string{schema}
+	if schema == "" {
+		schemas = append(slices.Clone(r.logins), "public")
+	}
+	for _, s := range schemas {
+		if t := facts.indexTable(s + "." + rel); t != "" {
+			return cmp.Or(r.tables[t], facts.child(t))
+		}
 	}
 	return nil
 }

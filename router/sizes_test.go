@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -108,6 +109,52 @@ func TestRegclassName(t *testing.T) {
 		}
 		if !ok || schema != want[0] || rel != want[1] {
 			t.Errorf("regclassName(%q) = %q, %q, %v; want %q, %q", in, schema, rel, ok, want[0], want[1])
+		}
+	}
+}
+
+// TestShardedIndexSizeRefused: an index the shards' catalogs report on a
+// sharded table (or a child of one) is sized as its table; indexes of
+// reference and unmapped tables are not.
+func TestShardedIndexSizeRefused(t *testing.T) {
+	r, _ := newTestRouter(t)
+	const pkey = "SELECT pg_relation_size('orders_pkey')"
+	if _, _, err := route(r, pkey, nil, ""); err != nil {
+		t.Fatalf("%s before any catalog check: %v", pkey, err)
+	}
+	now := time.Now()
+	for _, s := range []string{"s0", "s1", "s2"} {
+		r.CatalogChecked(s, now, ShardCatalog{
+			Inherits: []Inherit{{"public", "orders_2024", "public", "orders"}},
+			Indexes: []Index{
+				{"public", "orders_pkey", "public", "orders"},
+				{"public", "orders_2024_placed_idx", "public", "orders_2024"},
+				{"app", "audit_pkey", "app", "audit"},
+				{"public", "products_pkey", "public", "products"},
+				{"public", "misc_pkey", "public", "misc"},
+			},
+		})
+	}
+	for sql, table := range map[string]string{
+		pkey: "orders",
+		"SELECT pg_size_pretty(pg_relation_size('public.ORDERS_PKEY'))": "orders",
+		"SELECT pg_relation_size('orders_2024_placed_idx')":             "orders",
+		"SELECT pg_relation_size('app.audit_pkey'::regclass)":           "app.audit",
+	} {
+		_, _, err := route(r, sql, nil, "")
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, "an index of sharded table "+table) {
+			t.Errorf("%s: want 0A000 naming an index of sharded table %s, got %v", sql, table, err)
+		}
+	}
+	for _, sql := range []string{
+		"SELECT pg_relation_size('products_pkey')",
+		"SELECT pg_relation_size('misc_pkey')",
+		"SELECT pg_relation_size('audit_pkey')", // app's, not public's
+		"/* shard: s1 */ " + pkey,
+	} {
+		if _, _, err := route(r, sql, nil, ""); err != nil {
+			t.Errorf("%s: %v", sql, err)
 		}
 	}
 }
