@@ -351,9 +351,15 @@ func (a *analyzer) top(n *pg.Node) {
 	case *pg.Node_DropStmt:
 		st.Kind = KindDDL
 		a.dropNames(x.DropStmt)
+		if x.DropStmt.RemoveType == pg.ObjectType_OBJECT_INDEX {
+			a.indexNames(x.DropStmt.Objects...)
+		}
 		a.collectTables(n)
 	case *pg.Node_CommentStmt:
 		st.Kind = KindDDL
+		if x.CommentStmt.Objtype == pg.ObjectType_OBJECT_INDEX {
+			a.indexNames(x.CommentStmt.Object)
+		}
 		if x.CommentStmt.Objtype == pg.ObjectType_OBJECT_TABLE || x.CommentStmt.Objtype == pg.ObjectType_OBJECT_COLUMN {
 			if l := x.CommentStmt.Object.GetList(); l != nil {
 				names := stringItems(l.Items)
@@ -383,7 +389,9 @@ func (a *analyzer) top(n *pg.Node) {
 			st.Kind = KindOther
 			st.other = true
 		}
-		a.collectTables(n)
+		if !a.indexTarget(n) { // an index's or a type's RangeVar is not a table (indexes.go)
+			a.collectTables(n)
+		}
 		st.serverWide = len(st.uses) == 0 && serverWideNodes[nodeName(n)]
 	}
 }

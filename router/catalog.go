@@ -69,9 +69,10 @@ type catalog struct {
 	// writing are functions whose bodies may write (writes.go), by name,
 	// each with why.
 	writing map[string]string
-	// indexOf maps the indexes of mapped tables and their children, by
-	// "schema.index", to their table's "schema.rel": an index of a sharded
-	// table is sharded with it (sizes.go).
+	// indexOf maps the indexes of the shards' tables, by "schema.index",
+	// to their table's "schema.rel": a statement naming an index goes
+	// where its table is (indexes.go), and an index of a sharded table is
+	// sharded with it (sizes.go).
 	indexOf map[string]string
 }
 
@@ -92,8 +93,7 @@ type ViewDef struct {
 
 func (c *catalog) aggregate(name string) bool { return c != nil && c.aggs[name] }
 
-// indexTable is the table ("schema.rel") of index "schema.index" of a
-// mapped table or child, or "".
+// indexTable is the table ("schema.rel") of index "schema.index", or "".
 func (c *catalog) indexTable(key string) string {
 	if c == nil {
 		return ""
@@ -208,11 +208,13 @@ type madeHere struct {
 	children held[string]          // by child "schema.rel": the parent's
 	triggers held[Trigger]         // by Trigger.key
 	defaults held[[]ColumnDefault] // by table "schema.rel": all of its defaults
+	indexes  held[string]          // by index "schema.name": its table's "schema.rel"
 }
 
 func (m madeHere) clone() madeHere {
 	return madeHere{views: maps.Clone(m.views), funcs: maps.Clone(m.funcs),
-		children: maps.Clone(m.children), triggers: maps.Clone(m.triggers), defaults: maps.Clone(m.defaults)}
+		children: maps.Clone(m.children), triggers: maps.Clone(m.triggers), defaults: maps.Clone(m.defaults),
+		indexes: maps.Clone(m.indexes)}
 }
 
 // held maps a name to a fact and when it was learned.
@@ -352,6 +354,7 @@ func (r *Router) CatalogChecked(shard string, checked time.Time, cat ShardCatalo
 	m.children.release(r.reportedSince)
 	m.triggers.release(r.reportedSince)
 	m.defaults.release(r.reportedSince)
+	m.indexes.release(r.reportedSince)
 	r.publish()
 }
 
@@ -482,6 +485,44 @@ func (r *Router) childDropped(child string) {
 	r.publish()
 }
 
+// indexCreated, indexRenamed and indexDropped are CREATE INDEX, ALTER
+// INDEX ... RENAME and DROP INDEX analysed here (keys "schema.name";
+// table "schema.rel").
+func (r *Router) indexCreated(index, table string) {
+	r.learn.mu.Lock()
+	defer r.learn.mu.Unlock()
+	r.learn.made.indexes.put(index, table)
+	r.publish()
+}
+
+func (r *Router) indexRenamed(index, to string) {
+	r.learn.mu.Lock()
+	defer r.learn.mu.Unlock()
+	table := r.facts.Load().indexTable(index)
+	if table == "" {
+		return
+	}
+	r.forgetIndex(index)
+	r.learn.made.indexes.put(to, table)
+	r.publish()
+}
+
+func (r *Router) indexDropped(index string) {
+	r.learn.mu.Lock()
+	defer r.learn.mu.Unlock()
+	r.forgetIndex(index)
+	r.publish()
+}
+
+// forgetIndex removes index from what was made here and from every
+// shard's report. learn.mu is held.
+func (r *Router) forgetIndex(index string) {
+	delete(r.learn.made.indexes, index)
+	r.editReports(func(rep *shardReport) {
+		rep.indexes = without(rep.indexes, func(i Index) bool { return i.Schema+"."+i.Index == index })
+	})
+}
+
 // Adopt starts r from what old learned (a reload's new router: these
 // are facts of the databases, not of the configuration).
 func (r *Router) Adopt(old *Router) {
@@ -514,11 +555,11 @@ func (r *Router) publish() {
 	next.indexOf = map[string]string{}
 	for _, sh := range r.cfg.Shards {
 		for _, i := range r.learn.reports[sh.Name].indexes {
-			table := i.TableSchema + "." + i.Table
-			if r.tables[table] != nil || next.children[table] != nil {
-				next.indexOf[i.Schema+"."+i.Index] = table
-			}
+			next.indexOf[i.Schema+"."+i.Index] = i.TableSchema + "." + i.Table
 		}
+	}
+	for index, t := range r.learn.made.indexes {
+		next.indexOf[index] = t.fact
 	}
 	next.shardedRels = maps.Clone(r.shardedRels)
 	shardedRelNames(next.children, next.shardedRels)

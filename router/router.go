@@ -152,6 +152,9 @@ type Statement struct {
 	// sizeCalls are the size functions called on a table named by a
 	// constant or parameter: Route refuses a sharded one (sizes.go).
 	sizeCalls []sizeCall
+	// unknownIndex: the statement names an index no catalog has shown;
+	// it goes to every shard (indexes.go).
+	unknownIndex bool
 	// advisoryLock: a statement reading no table takes an advisory
 	// transaction lock; it goes to the default shard, so that every
 	// client's locks live on one server and exclude each other.

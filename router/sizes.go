@@ -3,7 +3,6 @@ package router
 import (
 	"cmp"
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -68,19 +67,13 @@ func (r *Router) shardedSizeError(st *Statement, args *Args) error {
 }
 
 // indexedTable is the mapped table (or child's table) that index
-// schema.rel ("" schema: unqualified, looked up as table does) belongs
-// to, as the shards' catalogs report their indexes, or nil.
+// schema.rel belongs to (indexTableKey), or nil.
 func (r *Router) indexedTable(facts *catalog, schema, rel string) *tableInfo {
-	schemas := []string{schema}
-	if schema == "" {
-		schemas = append(slices.Clone(r.logins), "public")
+	t := r.indexTableKey(facts, schema, rel)
+	if t == "" {
+		return nil
 	}
-	for _, s := range schemas {
-		if t := facts.indexTable(s + "." + rel); t != "" {
-			return cmp.Or(r.tables[t], facts.child(t))
-		}
-	}
-	return nil
+	return cmp.Or(r.tables[t], facts.child(t))
 }
 
 // binaryParam reports whether parameter $n (1-based) is bound in binary.

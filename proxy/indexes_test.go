@@ -1,0 +1,89 @@
+package proxy_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+)
+
+// TestIndexAndTypeDDL: statements naming an index reach every shard that
+// has it — those of a sharded table's index all of them, an unmapped
+// table's the default shard — and a composite type is made on every
+// shard, like any type a sharded table may use. Each step was wrong
+// before: ALTER INDEX ... RENAME renamed the default shard's copy only
+// (the next DROP INDEX then failed), DROP INDEX of an unmapped table's
+// index failed on the shards without it, and CREATE TYPE ... AS (...)
+// made the type on the default shard alone.
+func TestIndexAndTypeDDL(t *testing.T) {
+	f := startFixture(t, fixtureOptions{Top: "health_check_interval: 1h\n"})
+	ctx := context.Background()
+	c := f.Connect(t)
+	// which lists the shards where relation (or, with typ, type) name exists.
+	which := func(name string, typ bool) []string {
+		t.Helper()
+		q := "SELECT count(*) FROM pg_class WHERE relname = $1"
+		if typ {
+			q = "SELECT count(*) FROM pg_type WHERE typname = $1"
+		}
+		var on []string
+		for _, s := range []string{"s0", "s1"} {
+			var n int
+			if err := f.Direct(t, s).QueryRow(ctx, q, name).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				on = append(on, s)
+			}
+		}
+		return on
+	}
+	expect := func(name string, typ bool, want ...string) {
+		t.Helper()
+		if got := which(name, typ); !slices.Equal(got, want) {
+			t.Errorf("%s is on %v; want %v", name, got, want)
+		}
+	}
+	both := []string{"s0", "s1"}
+
+	mustExec(t, c, "CREATE TABLE orders (customer_id int, order_id int, status text, note text, PRIMARY KEY (customer_id, order_id))")
+	mustExec(t, c, "CREATE INDEX orders_status_idx ON orders (status)")
+	mustExec(t, c, "ALTER INDEX orders_status_idx RENAME TO orders_st_idx")
+	expect("orders_st_idx", false, both...)
+	expect("orders_status_idx", false)
+	mustExec(t, c, "REINDEX INDEX orders_st_idx")
+	mustExec(t, c, "DROP INDEX orders_st_idx")
+	expect("orders_st_idx", false)
+
+	// An unnamed index: its name is the shards' to give; not yet read
+	// from their catalogs (the check interval is an hour here), a
+	// statement naming it goes to every shard.
+	mustExec(t, c, "CREATE INDEX ON orders (note)")
+	mustExec(t, c, "ALTER INDEX orders_note_idx SET (fillfactor = 50)")
+	for _, s := range both {
+		var opts []string
+		if err := f.Direct(t, s).QueryRow(ctx, "SELECT reloptions FROM pg_class WHERE relname = 'orders_note_idx'").Scan(&opts); err != nil || !slices.Equal(opts, []string{"fillfactor=50"}) {
+			t.Errorf("%s: orders_note_idx options %v, %v; want fillfactor=50", s, opts, err)
+		}
+	}
+
+	mustExec(t, c, "CREATE TABLE misc (a int)") // unmapped: the default shard's
+	mustExec(t, c, "CREATE INDEX misc_a_idx ON misc (a)")
+	mustExec(t, c, "ALTER INDEX misc_a_idx RENAME TO misc_b_idx")
+	expect("misc_b_idx", false, "s0")
+	mustExec(t, c, "COMMENT ON INDEX misc_b_idx IS 'b'")
+	mustExec(t, c, "DROP INDEX misc_b_idx")
+	expect("misc_b_idx", false)
+
+	mustExec(t, c, "CREATE TYPE pair AS (a int, b text)")
+	expect("pair", true, both...)
+	mustExec(t, c, "ALTER TYPE pair ADD ATTRIBUTE c int")
+	mustExec(t, c, "CREATE TABLE customers (customer_id int PRIMARY KEY, p pair)")
+	mustExec(t, c, "INSERT INTO customers VALUES (1, ROW(1, 'x', 2)), (2, ROW(2, 'y', 3)), (3, ROW(3, 'z', 4))")
+	var n int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM customers WHERE (p).c = (p).a + 1").Scan(&n); err != nil || n != 3 {
+		t.Errorf("rows with the new attribute: %d, %v; want 3", n, err)
+	}
+	mustExec(t, c, "DROP TABLE customers")
+	mustExec(t, c, "DROP TYPE pair")
+	expect("pair", true)
+}

@@ -1,0 +1,91 @@
+package router
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestIndexStatementsFollowTheirTable: ALTER INDEX, REINDEX INDEX, DROP
+// INDEX and COMMENT ON INDEX go where the index's table is, as the
+// shards' catalogs or CREATE INDEX through the proxy tell; an index
+// neither has shown goes to every shard, never to the default one alone.
+// A composite type goes to every shard, as other types do.
+func TestIndexStatementsFollowTheirTable(t *testing.T) {
+	r, _ := newTestRouter(t)
+	all := []string{"s0", "s1", "s2"}
+	want := func(sql string, kind RouteKind, shards []string) {
+		t.Helper()
+		_, rt, err := route(r, sql, nil, "")
+		if err != nil || rt.Kind != kind || !slices.Equal(rt.Shards, shards) {
+			t.Errorf("%s: %v %v (%s), %v; want %v %v", sql, rt.Kind, rt.Shards, rt.Reason, err, kind, shards)
+		}
+	}
+	// (Analysing a RENAME or DROP is learning it: those come last.)
+	stmts := func(idx string) []string {
+		return []string{
+			"ALTER INDEX IF EXISTS " + idx + " SET (fillfactor = 70)",
+			"ALTER INDEX " + idx + " ALTER COLUMN 1 SET STATISTICS 100",
+			"REINDEX INDEX " + idx,
+			"COMMENT ON INDEX " + idx + " IS 'x'",
+		}
+	}
+	// Nothing known yet: every shard (a missing index fails loudly there).
+	for _, q := range stmts("misc_a_idx") {
+		want(q, RouteBroadcast, all)
+	}
+
+	now := time.Now()
+	for _, s := range all {
+		r.CatalogChecked(s, now, ShardCatalog{Indexes: []Index{
+			{"public", "orders_pkey", "public", "orders"},
+			{"public", "products_pkey", "public", "products"},
+			{"public", "misc_a_idx", "public", "misc"},
+		}})
+	}
+	for _, q := range stmts("orders_pkey") {
+		want(q, RouteBroadcast, all)
+	}
+	for _, q := range stmts("public.products_pkey") {
+		want(q, RouteBroadcast, all)
+	}
+	for _, q := range stmts("misc_a_idx") { // an unmapped table's: where the table is
+		want(q, RouteDefault, []string{"s0"})
+	}
+	want("DROP INDEX misc_a_idx, orders_pkey", RouteBroadcast, all)
+	want("DROP INDEX misc_a_idx, never_seen_idx", RouteBroadcast, all)
+	for _, s := range all { // those DROPs were learnt: report the indexes again
+		r.CatalogChecked(s, time.Now(), ShardCatalog{Indexes: []Index{
+			{"public", "orders_pkey", "public", "orders"},
+			{"public", "misc_a_idx", "public", "misc"},
+		}})
+	}
+	want("DROP INDEX misc_a_idx", RouteDefault, []string{"s0"})
+	want("ALTER TABLE orders_pkey RENAME TO orders_pk", RouteBroadcast, all)
+	want("ALTER INDEX orders_pk RENAME TO orders_pkey", RouteBroadcast, all)
+	want("ALTER INDEX orders_pkey RENAME TO orders_pk", RouteBroadcast, all)
+
+	// CREATE INDEX through the proxy is known at once, renamed and
+	// dropped with its statements.
+	route(r, "CREATE INDEX misc_b_idx ON misc (b)", nil, "")
+	want("REINDEX INDEX misc_b_idx", RouteDefault, []string{"s0"})
+	route(r, "ALTER INDEX misc_b_idx RENAME TO misc_c_idx", nil, "")
+	want("REINDEX INDEX misc_c_idx", RouteDefault, []string{"s0"})
+	want("REINDEX INDEX misc_b_idx", RouteBroadcast, all)
+	route(r, "DROP INDEX misc_c_idx", nil, "")
+	want("REINDEX INDEX misc_c_idx", RouteBroadcast, all)
+	route(r, "CREATE INDEX orders_note_idx ON orders (note)", nil, "")
+	want("ALTER INDEX orders_note_idx SET (fillfactor = 50)", RouteBroadcast, all)
+
+	for _, q := range []string{
+		"CREATE TYPE pair AS (a int, b text)",
+		"ALTER TYPE pair ADD ATTRIBUTE c int",
+		"ALTER TYPE pair RENAME ATTRIBUTE a TO z",
+		"ALTER TYPE pair DROP ATTRIBUTE c",
+		"DROP TYPE pair",
+	} {
+		want(q, RouteBroadcast, all)
+	}
+	want("CREATE TABLE misc2 (a int)", RouteDefault, []string{"s0"}) // tables still as before
+	want("ALTER TABLE misc RENAME TO misc3", RouteDefault, []string{"s0"})
+}
