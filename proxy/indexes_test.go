@@ -86,4 +86,23 @@ func TestIndexAndTypeDDL(t *testing.T) {
 	mustExec(t, c, "DROP TABLE customers")
 	mustExec(t, c, "DROP TYPE pair")
 	expect("pair", true)
+
+	// Objects of an unmapped table: DROP and COMMENT ON go to its shard
+	// (they failed on the others); schema objects go to every shard (they
+	// went to one).
+	mustExec(t, c, "ALTER TABLE misc ADD CONSTRAINT misc_a_check CHECK (a > 0)")
+	mustExec(t, c, "COMMENT ON CONSTRAINT misc_a_check ON misc IS 'positive'")
+	mustExec(t, c, "CREATE POLICY misc_p ON misc USING (a > 1)")
+	mustExec(t, c, "COMMENT ON POLICY misc_p ON misc IS 'p'")
+	mustExec(t, c, "DROP POLICY misc_p ON misc")
+	mustExec(t, c, "CREATE STATISTICS orders_stats ON status, note FROM orders")
+	mustExec(t, c, "ALTER STATISTICS orders_stats SET STATISTICS 10")
+	mustExec(t, c, "CREATE OPERATOR FAMILY shardproxy_of USING btree")
+	for _, s := range both {
+		var target, families int
+		if err := f.Direct(t, s).QueryRow(ctx, `SELECT (SELECT stxstattarget FROM pg_statistic_ext WHERE stxname = 'orders_stats'),
+			(SELECT count(*) FROM pg_opfamily WHERE opfname = 'shardproxy_of')`).Scan(&target, &families); err != nil || target != 10 || families != 1 {
+			t.Errorf("%s: statistics target %d, operator families %d, %v; want 10 and 1", s, target, families, err)
+		}
+	}
 }

@@ -245,6 +245,17 @@ var ddlNodes = map[protoreflect.Name]bool{
 	"create_role_stmt": true, "alter_role_stmt": true, "alter_role_set_stmt": true,
 	"drop_role_stmt": true, "grant_role_stmt": true, "alter_database_set_stmt": true,
 	"alter_database_stmt": true, "reassign_owned_stmt": true, "drop_owned_stmt": true,
+	// Objects every shard's tables may use, or that belong to tables on
+	// every shard: made on one shard only, they would be missing on the
+	// others (a later broadcast then fails), or differ between shards.
+	"alter_stats_stmt": true, "create_op_class_stmt": true, "create_op_family_stmt": true,
+	"alter_op_family_stmt": true, "alter_operator_stmt": true, "create_am_stmt": true,
+	"create_conversion_stmt": true, "create_transform_stmt": true, "alter_tsdictionary_stmt": true,
+	"alter_tsconfiguration_stmt": true, "create_foreign_server_stmt": true, "alter_foreign_server_stmt": true,
+	"create_user_mapping_stmt": true, "alter_user_mapping_stmt": true, "drop_user_mapping_stmt": true,
+	"create_fdw_stmt": true, "alter_fdw_stmt": true, "import_foreign_schema_stmt": true,
+	"create_publication_stmt": true, "alter_event_trig_stmt": true, "alter_extension_contents_stmt": true,
+	"sec_label_stmt": true, "alter_table_move_all_stmt": true,
 }
 
 // serverWideNodes are maintenance statements that, naming no table, act
@@ -357,8 +368,13 @@ func (a *analyzer) top(n *pg.Node) {
 		a.collectTables(n)
 	case *pg.Node_CommentStmt:
 		st.Kind = KindDDL
-		if x.CommentStmt.Objtype == pg.ObjectType_OBJECT_INDEX {
+		switch x.CommentStmt.Objtype {
+		case pg.ObjectType_OBJECT_INDEX:
 			a.indexNames(x.CommentStmt.Object)
+		case pg.ObjectType_OBJECT_TRIGGER, pg.ObjectType_OBJECT_TABCONSTRAINT, pg.ObjectType_OBJECT_POLICY, pg.ObjectType_OBJECT_RULE:
+			if names := stringItems(x.CommentStmt.Object.GetList().GetItems()); len(names) > 1 {
+				a.addName(names[:len(names)-1]) // ON [schema.]table: where the table is
+			}
 		}
 		if x.CommentStmt.Objtype == pg.ObjectType_OBJECT_TABLE || x.CommentStmt.Objtype == pg.ObjectType_OBJECT_COLUMN {
 			if l := x.CommentStmt.Object.GetList(); l != nil {
@@ -619,17 +635,24 @@ func (a *analyzer) addName(names []string) {
 }
 
 // dropNames records the tables of DROP TABLE/VIEW/... (their names are
-// lists of strings, not RangeVars).
+// lists of strings, not RangeVars), and of DROP TRIGGER/RULE/POLICY ...
+// ON table, which go where their table is.
 func (a *analyzer) dropNames(d *pg.DropStmt) {
+	onTable := false
 	switch d.RemoveType {
 	case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
 		pg.ObjectType_OBJECT_FOREIGN_TABLE, pg.ObjectType_OBJECT_SEQUENCE:
+	case pg.ObjectType_OBJECT_TRIGGER, pg.ObjectType_OBJECT_RULE, pg.ObjectType_OBJECT_POLICY:
+		onTable = true
 	default:
 		return
 	}
 	for _, o := range d.Objects {
 		if l := o.GetList(); l != nil {
 			names := stringItems(l.Items)
+			if onTable && len(names) > 0 {
+				names = names[:len(names)-1] // [schema.]table.name
+			}
 			a.addName(names)
 		}
 	}

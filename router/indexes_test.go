@@ -89,3 +89,38 @@ func TestIndexStatementsFollowTheirTable(t *testing.T) {
 	want("CREATE TABLE misc2 (a int)", RouteDefault, []string{"s0"}) // tables still as before
 	want("ALTER TABLE misc RENAME TO misc3", RouteDefault, []string{"s0"})
 }
+
+// TestTableObjectDDL: DROP and COMMENT ON of a trigger, rule, policy or
+// constraint go where its table is; schema objects the tables of every
+// shard may use (operator classes, statistics, servers ...) go to every
+// shard, not to any one.
+func TestTableObjectDDL(t *testing.T) {
+	r, _ := newTestRouter(t)
+	all := []string{"s0", "s1", "s2"}
+	for sql, want := range map[string][]string{
+		"DROP TRIGGER trg ON misc":                                             {"s0"},
+		"DROP RULE IF EXISTS r ON public.misc":                                 {"s0"},
+		"DROP POLICY p ON misc":                                                {"s0"},
+		"DROP TRIGGER trg ON orders":                                           all,
+		"DROP POLICY p ON products":                                            all,
+		"COMMENT ON TRIGGER trg ON misc IS 'x'":                                {"s0"},
+		"COMMENT ON CONSTRAINT c ON misc IS 'x'":                               {"s0"},
+		"COMMENT ON CONSTRAINT c ON orders IS 'x'":                             all,
+		"COMMENT ON POLICY p ON misc IS 'x'":                                   {"s0"},
+		"COMMENT ON RULE r ON orders IS 'x'":                                   all,
+		"COMMENT ON CONSTRAINT c ON DOMAIN d IS 'x'":                           all,
+		"ALTER STATISTICS st SET STATISTICS 10":                                all,
+		"CREATE OPERATOR FAMILY of USING btree":                                all,
+		"ALTER OPERATOR === (int, int) SET (join = NONE)":                      all,
+		"CREATE SERVER srv FOREIGN DATA WRAPPER postgres_fdw":                  all,
+		"CREATE USER MAPPING FOR app SERVER srv":                               all,
+		"IMPORT FOREIGN SCHEMA public FROM SERVER srv INTO s":                  all,
+		"ALTER TEXT SEARCH CONFIGURATION c ALTER MAPPING FOR word WITH simple": all,
+		"ALTER EXTENSION e ADD FUNCTION f()":                                   all,
+	} {
+		_, rt, err := route(r, sql, nil, "")
+		if err != nil || !slices.Equal(rt.Shards, want) {
+			t.Errorf("%s: %v %v (%s), %v; want %v", sql, rt.Kind, rt.Shards, rt.Reason, err, want)
+		}
+	}
+}
