@@ -45,6 +45,7 @@ func TestIndexAndTypeDDL(t *testing.T) {
 	}
 	both := []string{"s0", "s1"}
 
+	mustExec(t, c, "CREATE TABLE products (id int PRIMARY KEY, name text)")
 	mustExec(t, c, "CREATE TABLE orders (customer_id int, order_id int, status text, note text, PRIMARY KEY (customer_id, order_id))")
 	mustExec(t, c, "CREATE INDEX orders_status_idx ON orders (status)")
 	mustExec(t, c, "ALTER INDEX orders_status_idx RENAME TO orders_st_idx")
@@ -98,6 +99,13 @@ func TestIndexAndTypeDDL(t *testing.T) {
 	mustExec(t, c, "CREATE STATISTICS orders_stats ON status, note FROM orders")
 	mustExec(t, c, "ALTER STATISTICS orders_stats SET STATISTICS 10")
 	mustExec(t, c, "CREATE OPERATOR FAMILY shardproxy_of USING btree")
+	mustExec(t, c, "CREATE VIEW cheap_products AS SELECT * FROM products WHERE id < 10")
+	mustExec(t, c, "ALTER VIEW cheap_products RENAME TO cheap")
+	expect("cheap", false, both...)
+	mustExec(t, c, "COMMENT ON VIEW cheap IS 'c'")
+	mustExec(t, c, "DROP VIEW cheap")
+	expect("cheap", false)
+	expect("cheap_products", false)
 	for _, s := range both {
 		var target, families int
 		if err := f.Direct(t, s).QueryRow(ctx, `SELECT (SELECT stxstattarget FROM pg_statistic_ext WHERE stxname = 'orders_stats'),

@@ -123,4 +123,17 @@ func TestTableObjectDDL(t *testing.T) {
 			t.Errorf("%s: %v %v (%s), %v; want %v", sql, rt.Kind, rt.Shards, rt.Reason, err, want)
 		}
 	}
+	// A view over a reference table is on every shard: so go its ALTER,
+	// COMMENT and DROP (they went to the default shard).
+	for _, sql := range []string{
+		"CREATE VIEW pv AS SELECT * FROM products",
+		"ALTER VIEW pv RENAME TO pv2",
+		"COMMENT ON VIEW pv2 IS 'x'",
+		"ALTER VIEW pv2 ALTER COLUMN name SET DEFAULT 'n'",
+		"DROP VIEW pv2",
+	} {
+		if _, rt, err := route(r, sql, nil, ""); err != nil || !slices.Equal(rt.Shards, all) {
+			t.Errorf("%s: %v %v (%s), %v; want %v", sql, rt.Kind, rt.Shards, rt.Reason, err, all)
+		}
+	}
 }

@@ -312,10 +312,11 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 			Reason: "CREATE TABLE AS without sharded tables -> default shard " + r.cfg.Shards[r.defaultIdx].Name}, nil
 	}
 	if st.Kind == KindDDL || st.other {
-		// A view over sharded tables exists on every shard (its CREATE
-		// VIEW named them): so must its DROP, ALTER and COMMENT go.
+		// A view over sharded or reference tables exists on every shard
+		// (its CREATE VIEW named them): so must its DROP, ALTER and
+		// COMMENT go.
 		for i := range st.uses {
-			if u := &st.uses[i]; u.info == nil && st.facts.shardedView(u.rel) != "" {
+			if u := &st.uses[i]; u.info == nil && (st.facts.shardedView(u.rel) != "" || st.facts.referenceView(u.rel) != "") {
 				unlisted--
 				sharded++
 			}
