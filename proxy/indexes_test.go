@@ -2,8 +2,11 @@ package proxy_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestIndexAndTypeDDL: statements naming an index reach every shard that
@@ -99,6 +102,17 @@ func TestIndexAndTypeDDL(t *testing.T) {
 	mustExec(t, c, "CREATE STATISTICS orders_stats ON status, note FROM orders")
 	mustExec(t, c, "ALTER STATISTICS orders_stats SET STATISTICS 10")
 	mustExec(t, c, "CREATE OPERATOR FAMILY shardproxy_of USING btree")
+	// The map names orders and its key: renaming either is refused, and
+	// changes nothing.
+	for _, q := range []string{"ALTER TABLE orders RENAME TO orders_old", "ALTER TABLE orders RENAME COLUMN customer_id TO cid"} {
+		var pe *pgconn.PgError
+		if _, err := c.Exec(ctx, q); !errors.As(err, &pe) || pe.Code != "0A000" {
+			t.Errorf("%s: %v; want 0A000", q, err)
+		}
+	}
+	expect("orders", false, both...)
+	expect("orders_old", false)
+	mustExec(t, c, "ALTER TABLE orders RENAME COLUMN note TO remark")
 	mustExec(t, c, "CREATE VIEW cheap_products AS SELECT * FROM products WHERE id < 10")
 	mustExec(t, c, "ALTER VIEW cheap_products RENAME TO cheap")
 	expect("cheap", false, both...)

@@ -408,6 +408,7 @@ func (a *analyzer) top(n *pg.Node) {
 		if !a.indexTarget(n) { // an index's or a type's RangeVar is not a table (indexes.go)
 			a.collectTables(n)
 		}
+		a.mappedTableDDL(n)
 		st.serverWide = len(st.uses) == 0 && serverWideNodes[nodeName(n)]
 	}
 }
