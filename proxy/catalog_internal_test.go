@@ -20,6 +20,7 @@ func TestParseShardCatalog(t *testing.T) {
 		[]byte(`[["public","orders","t","f","5",""],["public","orders","r","","4","CREATE RULE r ..."]]`),
 		[]byte(`[["public","products","id","1","","a"],["public","products","at","3","now()",""]]`),
 		[]byte(`[["public","orders_pkey","public","orders"]]`),
+		[]byte(`[["public","orders_id_seq","public","orders"]]`),
 	}
 	cat, err := parseShardCatalog(row)
 	if err != nil {
@@ -30,10 +31,11 @@ func TestParseShardCatalog(t *testing.T) {
 		cat.Triggers[0].Events != 5 || cat.Triggers[1].Rule != "CREATE RULE r ..." || !cat.Functions[1].Volatile ||
 		cat.Defaults[0] != (router.ColumnDefault{Schema: "public", Table: "products", Column: "id", Position: 1, Identity: true}) ||
 		cat.Defaults[1].Expr != "now()" || cat.Defaults[1].Position != 3 ||
-		cat.Indexes[0] != (router.Index{Schema: "public", Index: "orders_pkey", TableSchema: "public", Table: "orders"}) {
+		cat.Indexes[0] != (router.Owned{Schema: "public", Name: "orders_pkey", TableSchema: "public", Table: "orders"}) ||
+		cat.Sequences[0].Name != "orders_id_seq" {
 		t.Errorf("decoded %+v", cat)
 	}
-	for col, want := range map[int]string{3: "functions", 5: "triggers", 6: "column defaults", 7: "indexes"} {
+	for col, want := range map[int]string{3: "functions", 5: "triggers", 6: "column defaults", 7: "indexes", 8: "owned sequences"} {
 		bad := append([][]byte(nil), row...)
 		bad[col] = []byte(`[["x"`)
 		if col == 5 {
@@ -43,7 +45,7 @@ func TestParseShardCatalog(t *testing.T) {
 			t.Errorf("bad column %d: %v; want an error naming %s", col, err, want)
 		}
 	}
-	if _, err := parseShardCatalog(row[:7]); err == nil {
-		t.Error("7 columns decoded")
+	if _, err := parseShardCatalog(row[:8]); err == nil {
+		t.Error("8 columns decoded")
 	}
 }

@@ -372,8 +372,12 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		return s.extFail(pgError("26000", "prepared statement %q does not exist", m.PreparedStatement))
 	}
 	// A statement prepared before a reload holds the old map's tables and
-	// strategies: analyse it again so that it routes by the current map.
-	if r := s.runtime().Router; ps.router != r {
+	// strategies, and one prepared before the router learnt more of the
+	// shards' catalogs (a partition, a view, an index ...) reads its names
+	// as they were then: analyse it again so that it routes by what is
+	// known now. (A driver keeps its prepared statements for the life of
+	// the connection.)
+	if r := s.runtime().Router; ps.router != r || r.Stale(ps.st) {
 		st, err := r.Prepare(ps.query)
 		if err != nil {
 			return s.extFail(err)

@@ -201,12 +201,18 @@ const catalogQuery = `SELECT
 		FROM pg_index i
 		JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_namespace xn ON xn.oid = x.relnamespace
 		JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
-		WHERE t.oid >= 16384 AND t.relkind IN ('r', 'p'))`
+		WHERE t.oid >= 16384 AND t.relkind IN ('r', 'p')),
+	(SELECT coalesce(json_agg(json_build_array(sn.nspname, q.relname, tn.nspname, t.relname)), '[]')
+		FROM pg_depend d
+		JOIN pg_class q ON q.oid = d.objid AND q.relkind = 'S' JOIN pg_namespace sn ON sn.oid = q.relnamespace
+		JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+			AND d.deptype IN ('a', 'i') AND t.relkind IN ('r', 'p') AND t.oid >= 16384)`
 
 // parseShardCatalog reads catalogQuery's row: one JSON array per column.
 func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
 	var out router.ShardCatalog
-	if len(row) != 8 {
+	if len(row) != 9 {
 		return out, fmt.Errorf("reading the shard's catalog: %d columns", len(row))
 	}
 	same := func(s string) (string, error) { return s, nil }
@@ -232,9 +238,13 @@ func parseShardCatalog(row [][]byte) (router.ShardCatalog, error) {
 			pos, err := strconv.Atoi(d[3])
 			return router.ColumnDefault{Schema: d[0], Table: d[1], Column: d[2], Position: pos, Expr: d[4], Identity: d[5] != ""}, err
 		}),
-		jsonColumn(row[7], "indexes", &out.Indexes, func(i [4]string) (router.Index, error) {
-			return router.Index{Schema: i[0], Index: i[1], TableSchema: i[2], Table: i[3]}, nil
-		}))
+		jsonColumn(row[7], "indexes", &out.Indexes, owned),
+		jsonColumn(row[8], "owned sequences", &out.Sequences, owned))
+}
+
+// owned reads [schema, name, table schema, table].
+func owned(o [4]string) (router.Owned, error) {
+	return router.Owned{Schema: o[0], Name: o[1], TableSchema: o[2], Table: o[3]}, nil
 }
 
 // jsonColumn decodes a JSON array of R into out, each element through conv.

@@ -128,3 +128,48 @@ func TestIndexAndTypeDDL(t *testing.T) {
 		}
 	}
 }
+
+// TestSequenceDDL: pg_dump's way of writing a sharded table's serial
+// column (CREATE SEQUENCE, OWNED BY, then the DEFAULT) loads through the
+// proxy — the sequence is on every shard, so each shard's inserts draw
+// ids — and an unmapped table's serial sequence is changed where the
+// table is. Before, the sequence was made on the default shard alone, the
+// DEFAULT failed on the other shard, and inserts there had no id.
+func TestSequenceDDL(t *testing.T) {
+	f := startFixture(t, fixtureOptions{Top: "health_check_interval: 1h\n"})
+	ctx := context.Background()
+	c := f.Connect(t)
+	for _, q := range []string{
+		"CREATE TABLE public.orders (order_id integer NOT NULL, customer_id integer NOT NULL, note text)",
+		"CREATE SEQUENCE public.orders_order_id_seq AS integer START WITH 1 INCREMENT BY 1 NO MINVALUE NO MAXVALUE CACHE 1",
+		"ALTER SEQUENCE public.orders_order_id_seq OWNED BY public.orders.order_id",
+		"ALTER TABLE ONLY public.orders ALTER COLUMN order_id SET DEFAULT nextval('public.orders_order_id_seq'::regclass)",
+	} {
+		mustExec(t, c, q)
+	}
+	for i := 1; i <= 20; i++ {
+		mustExec(t, c, "INSERT INTO orders (customer_id) VALUES ($1)", i)
+	}
+	for _, s := range []string{"s0", "s1"} {
+		var rows, ids int
+		if err := f.Direct(t, s).QueryRow(ctx, "SELECT count(*), count(DISTINCT order_id) FROM orders").Scan(&rows, &ids); err != nil || rows == 0 || ids != rows {
+			t.Errorf("%s: %d rows, %d distinct ids, %v; want some rows, each its own id", s, rows, ids, err)
+		}
+	}
+
+	mustExec(t, c, "CREATE TABLE misc (id serial, a int)") // unmapped: the default shard's
+	mustExec(t, c, "ALTER SEQUENCE misc_id_seq RESTART WITH 100")
+	mustExec(t, c, "COMMENT ON SEQUENCE misc_id_seq IS 'm'")
+	var id int
+	if err := c.QueryRow(ctx, "INSERT INTO misc (a) VALUES (1) RETURNING id").Scan(&id); err != nil || id != 100 {
+		t.Errorf("misc id %d, %v; want 100", id, err)
+	}
+	mustExec(t, c, "CREATE SEQUENCE ticket_seq START 10") // standalone: every shard
+	for _, s := range []string{"s0", "s1"} {
+		var n int
+		if err := f.Direct(t, s).QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE relname = 'ticket_seq'").Scan(&n); err != nil || n != 1 {
+			t.Errorf("%s: ticket_seq %d, %v; want it there", s, n, err)
+		}
+	}
+	mustExec(t, c, "DROP SEQUENCE ticket_seq")
+}

@@ -371,6 +371,8 @@ func (a *analyzer) top(n *pg.Node) {
 		switch x.CommentStmt.Objtype {
 		case pg.ObjectType_OBJECT_INDEX:
 			a.indexNames(x.CommentStmt.Object)
+		case pg.ObjectType_OBJECT_SEQUENCE:
+			a.sequenceNames(x.CommentStmt.Object)
 		case pg.ObjectType_OBJECT_TRIGGER, pg.ObjectType_OBJECT_TABCONSTRAINT, pg.ObjectType_OBJECT_POLICY, pg.ObjectType_OBJECT_RULE:
 			if names := stringItems(x.CommentStmt.Object.GetList().GetItems()); len(names) > 1 {
 				a.addName(names[:len(names)-1]) // ON [schema.]table: where the table is
@@ -405,7 +407,9 @@ func (a *analyzer) top(n *pg.Node) {
 			st.Kind = KindOther
 			st.other = true
 		}
-		if !a.indexTarget(n) { // an index's or a type's RangeVar is not a table (indexes.go)
+		// An index's, a type's or a sequence's RangeVar is not a table
+		// (indexes.go, sequences.go).
+		if !a.indexTarget(n) && !a.sequenceTarget(n) {
 			a.collectTables(n)
 		}
 		a.mappedTableDDL(n)
@@ -642,7 +646,12 @@ func (a *analyzer) dropNames(d *pg.DropStmt) {
 	onTable := false
 	switch d.RemoveType {
 	case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
-		pg.ObjectType_OBJECT_FOREIGN_TABLE, pg.ObjectType_OBJECT_SEQUENCE:
+		pg.ObjectType_OBJECT_FOREIGN_TABLE:
+	case pg.ObjectType_OBJECT_SEQUENCE:
+		for _, o := range d.Objects {
+			a.sequenceNames(o) // where its owner is (sequences.go)
+		}
+		return
 	case pg.ObjectType_OBJECT_TRIGGER, pg.ObjectType_OBJECT_RULE, pg.ObjectType_OBJECT_POLICY:
 		onTable = true
 	default:

@@ -72,8 +72,9 @@ type catalog struct {
 	// indexOf maps the indexes of the shards' tables, by "schema.index",
 	// to their table's "schema.rel": a statement naming an index goes
 	// where its table is (indexes.go), and an index of a sharded table is
-	// sharded with it (sizes.go).
-	indexOf map[string]string
+	// sharded with it (sizes.go). seqOf does the same for the sequences
+	// tables own (serial, identity, OWNED BY).
+	indexOf, seqOf map[string]string
 }
 
 // viewDef is a view's query as a shard prints it (pg_get_viewdef), or
@@ -97,6 +98,18 @@ func (c *catalog) aggregate(name string) bool { return c != nil && c.aggs[name] 
 func (c *catalog) indexTable(key string) string {
 	if c == nil {
 		return ""
+	}
+	return c.indexOf[key]
+}
+
+// ownerOf is the table ("schema.rel") that owns index or (seq) sequence
+// "schema.name", or "".
+func (c *catalog) ownerOf(seq bool, key string) string {
+	if c == nil {
+		return ""
+	}
+	if seq {
+		return c.seqOf[key]
 	}
 	return c.indexOf[key]
 }
@@ -209,12 +222,13 @@ type madeHere struct {
 	triggers held[Trigger]         // by Trigger.key
 	defaults held[[]ColumnDefault] // by table "schema.rel": all of its defaults
 	indexes  held[string]          // by index "schema.name": its table's "schema.rel"
+	seqs     held[string]          // by owned sequence "schema.name": its table's
 }
 
 func (m madeHere) clone() madeHere {
 	return madeHere{views: maps.Clone(m.views), funcs: maps.Clone(m.funcs),
 		children: maps.Clone(m.children), triggers: maps.Clone(m.triggers), defaults: maps.Clone(m.defaults),
-		indexes: maps.Clone(m.indexes)}
+		indexes: maps.Clone(m.indexes), seqs: maps.Clone(m.seqs)}
 }
 
 // held maps a name to a fact and when it was learned.
@@ -254,12 +268,14 @@ type ShardCatalog struct {
 	Inherits   []Inherit
 	Triggers   []Trigger
 	Defaults   []ColumnDefault
-	Indexes    []Index
+	Indexes    []Owned
+	Sequences  []Owned
 }
 
-// Index is one index of a shard's table (pg_index).
-type Index struct {
-	Schema, Index      string
+// Owned is a relation a shard's table owns: an index (pg_index), or a
+// sequence made for a column (serial, identity, OWNED BY: pg_depend).
+type Owned struct {
+	Schema, Name       string
 	TableSchema, Table string
 }
 
@@ -276,7 +292,8 @@ type shardReport struct {
 	inherits []Inherit
 	triggers []Trigger
 	defaults []ColumnDefault
-	indexes  []Index
+	indexes  []Owned
+	seqs     []Owned
 	funcs    map[string]body // by name: its bodies, read
 	checked  time.Time       // when the check that read them began
 }
@@ -347,7 +364,7 @@ func (r *Router) CatalogChecked(shard string, checked time.Time, cat ShardCatalo
 	if r.learn.reports == nil {
 		r.learn.reports = map[string]shardReport{}
 	}
-	r.learn.reports[shard] = shardReport{deps: cat.Views, defs: cat.ViewDefs, inherits: cat.Inherits, triggers: cat.Triggers, defaults: cat.Defaults, indexes: cat.Indexes, funcs: funcs, checked: checked}
+	r.learn.reports[shard] = shardReport{deps: cat.Views, defs: cat.ViewDefs, inherits: cat.Inherits, triggers: cat.Triggers, defaults: cat.Defaults, indexes: cat.Indexes, seqs: cat.Sequences, funcs: funcs, checked: checked}
 	m := r.learn.made
 	m.views.release(r.reportedSince)
 	m.funcs.release(r.reportedSince)
@@ -355,6 +372,7 @@ func (r *Router) CatalogChecked(shard string, checked time.Time, cat ShardCatalo
 	m.triggers.release(r.reportedSince)
 	m.defaults.release(r.reportedSince)
 	m.indexes.release(r.reportedSince)
+	m.seqs.release(r.reportedSince)
 	r.publish()
 }
 
@@ -485,41 +503,54 @@ func (r *Router) childDropped(child string) {
 	r.publish()
 }
 
-// indexCreated, indexRenamed and indexDropped are CREATE INDEX, ALTER
-// INDEX ... RENAME and DROP INDEX analysed here (keys "schema.name";
-// table "schema.rel").
-func (r *Router) indexCreated(index, table string) {
+// ownedCreated, ownedRenamed and ownedDropped are CREATE INDEX, ALTER
+// INDEX ... RENAME and DROP INDEX analysed here, or (seq) the same of a
+// sequence a table owns (keys "schema.name"; table "schema.rel").
+func (r *Router) ownedCreated(seq bool, key, table string) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
-	r.learn.made.indexes.put(index, table)
+	r.made(seq).put(key, table)
 	r.publish()
 }
 
-func (r *Router) indexRenamed(index, to string) {
+func (r *Router) ownedRenamed(seq bool, key, to string) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
-	table := r.facts.Load().indexTable(index)
+	table := r.facts.Load().ownerOf(seq, key)
 	if table == "" {
 		return
 	}
-	r.forgetIndex(index)
-	r.learn.made.indexes.put(to, table)
+	r.forgetOwned(seq, key)
+	r.made(seq).put(to, table)
 	r.publish()
 }
 
-func (r *Router) indexDropped(index string) {
+func (r *Router) ownedDropped(seq bool, key string) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
-	r.forgetIndex(index)
+	r.forgetOwned(seq, key)
 	r.publish()
 }
 
-// forgetIndex removes index from what was made here and from every
-// shard's report. learn.mu is held.
-func (r *Router) forgetIndex(index string) {
-	delete(r.learn.made.indexes, index)
+// made is where indexes or (seq) sequences made here are held.
+// learn.mu is held.
+func (r *Router) made(seq bool) *held[string] {
+	if seq {
+		return &r.learn.made.seqs
+	}
+	return &r.learn.made.indexes
+}
+
+// forgetOwned removes an index or (seq) sequence from what was made here
+// and from every shard's report. learn.mu is held.
+func (r *Router) forgetOwned(seq bool, key string) {
+	delete(*r.made(seq), key)
 	r.editReports(func(rep *shardReport) {
-		rep.indexes = without(rep.indexes, func(i Index) bool { return i.Schema+"."+i.Index == index })
+		list := &rep.indexes
+		if seq {
+			list = &rep.seqs
+		}
+		*list = without(*list, func(o Owned) bool { return o.Schema+"."+o.Name == key })
 	})
 }
 
@@ -552,14 +583,21 @@ func (r *Router) publish() {
 		next.childOf[child] = c.fact
 	}
 	next.children, next.childRels = r.descendants(next.childOf)
-	next.indexOf = map[string]string{}
+	next.indexOf, next.seqOf = map[string]string{}, map[string]string{}
 	for _, sh := range r.cfg.Shards {
-		for _, i := range r.learn.reports[sh.Name].indexes {
-			next.indexOf[i.Schema+"."+i.Index] = i.TableSchema + "." + i.Table
+		rep := r.learn.reports[sh.Name]
+		for _, i := range rep.indexes {
+			next.indexOf[i.Schema+"."+i.Name] = i.TableSchema + "." + i.Table
+		}
+		for _, q := range rep.seqs {
+			next.seqOf[q.Schema+"."+q.Name] = q.TableSchema + "." + q.Table
 		}
 	}
 	for index, t := range r.learn.made.indexes {
 		next.indexOf[index] = t.fact
+	}
+	for seq, t := range r.learn.made.seqs {
+		next.seqOf[seq] = t.fact
 	}
 	next.shardedRels = maps.Clone(r.shardedRels)
 	shardedRelNames(next.children, next.shardedRels)
@@ -610,7 +648,7 @@ func (c *catalog) same(o *catalog) bool {
 		maps.EqualFunc(c.defs, o.defs, viewDef.equal) && maps.Equal(c.childOf, o.childOf) &&
 		maps.Equal(c.funcs, o.funcs) && maps.EqualFunc(c.triggers, o.triggers, slices.Equal) &&
 		maps.Equal(c.divergent, o.divergent) && maps.EqualFunc(c.defaults, o.defaults, slices.Equal) &&
-		maps.Equal(c.writing, o.writing) && maps.Equal(c.indexOf, o.indexOf)
+		maps.Equal(c.writing, o.writing) && maps.Equal(c.indexOf, o.indexOf) && maps.Equal(c.seqOf, o.seqOf)
 }
 
 // learnedFunctions are the bodies of every function the shards reported

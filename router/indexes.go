@@ -78,14 +78,17 @@ func (a *analyzer) indexNames(objects ...*pg.Node) {
 }
 
 // indexUse records the table of index rv as a table the statement acts
-// on, or that no catalog has shown the index (unknownIndex: every shard).
-func (a *analyzer) indexUse(rv *pg.RangeVar) {
+// on, or that no catalog has shown the index (unknownOwned: every shard).
+func (a *analyzer) indexUse(rv *pg.RangeVar) { a.ownedUse(false, rv) }
+
+// ownedUse is indexUse for an index or (seq) a sequence.
+func (a *analyzer) ownedUse(seq bool, rv *pg.RangeVar) {
 	if rv == nil {
 		return
 	}
-	table := a.r.indexTableKey(a.st.facts, rv.Schemaname, rv.Relname)
+	table := a.st.facts.ownerOf(seq, a.r.ownedKey(a.st.facts, seq, rv.Schemaname, rv.Relname))
 	if table == "" {
-		a.st.unknownIndex = true
+		a.st.unknownOwned = true
 		return
 	}
 	schema, rel, _ := strings.Cut(table, ".")
@@ -105,7 +108,7 @@ func (a *analyzer) isIndex(rv *pg.RangeVar) bool {
 // shards would find it under the default search_path: the login user's
 // schema, then public.
 func (r *Router) indexTableKey(facts *catalog, schema, rel string) string {
-	return facts.indexTable(r.indexKey(facts, schema, rel))
+	return facts.ownerOf(false, r.ownedKey(facts, false, schema, rel))
 }
 
 // learnIndex keeps the catalog's index names in step with CREATE INDEX,
@@ -121,15 +124,15 @@ func (r *Router) learnIndex(n *pg.Node, facts *catalog) {
 		if err != nil {
 			return
 		}
-		r.indexCreated(home+"."+is.Idxname, home+"."+is.Relation.Relname)
+		r.ownedCreated(false, home+"."+is.Idxname, home+"."+is.Relation.Relname)
 	case *pg.Node_RenameStmt:
 		rn := x.RenameStmt
 		if rn.Relation == nil || rn.RenameType != pg.ObjectType_OBJECT_INDEX && rn.RenameType != pg.ObjectType_OBJECT_TABLE {
 			return
 		}
-		if key := r.indexKey(facts, rn.Relation.Schemaname, rn.Relation.Relname); key != "" {
+		if key := r.ownedKey(facts, false, rn.Relation.Schemaname, rn.Relation.Relname); key != "" {
 			schema, _, _ := strings.Cut(key, ".")
-			r.indexRenamed(key, schema+"."+rn.Newname)
+			r.ownedRenamed(false, key, schema+"."+rn.Newname)
 		}
 	case *pg.Node_DropStmt:
 		if x.DropStmt.RemoveType != pg.ObjectType_OBJECT_INDEX {
@@ -144,21 +147,22 @@ func (r *Router) learnIndex(n *pg.Node, facts *catalog) {
 			if len(names) > 1 {
 				schema = names[len(names)-2]
 			}
-			if key := r.indexKey(facts, schema, names[len(names)-1]); key != "" {
-				r.indexDropped(key)
+			if key := r.ownedKey(facts, false, schema, names[len(names)-1]); key != "" {
+				r.ownedDropped(false, key)
 			}
 		}
 	}
 }
 
-// indexKey is the "schema.name" of known index schema.rel, or "".
-func (r *Router) indexKey(facts *catalog, schema, rel string) string {
+// ownedKey is the "schema.name" of known index or (seq) sequence
+// schema.rel, or "".
+func (r *Router) ownedKey(facts *catalog, seq bool, schema, rel string) string {
 	schemas := []string{schema}
 	if schema == "" {
 		schemas = append(slices.Clone(r.logins), "public")
 	}
 	for _, s := range schemas {
-		if facts.indexTable(s+"."+rel) != "" {
+		if facts.ownerOf(seq, s+"."+rel) != "" {
 			return s + "." + rel
 		}
 	}

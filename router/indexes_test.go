@@ -37,7 +37,7 @@ func TestIndexStatementsFollowTheirTable(t *testing.T) {
 
 	now := time.Now()
 	for _, s := range all {
-		r.CatalogChecked(s, now, ShardCatalog{Indexes: []Index{
+		r.CatalogChecked(s, now, ShardCatalog{Indexes: []Owned{
 			{"public", "orders_pkey", "public", "orders"},
 			{"public", "products_pkey", "public", "products"},
 			{"public", "misc_a_idx", "public", "misc"},
@@ -55,7 +55,7 @@ func TestIndexStatementsFollowTheirTable(t *testing.T) {
 	want("DROP INDEX misc_a_idx, orders_pkey", RouteBroadcast, all)
 	want("DROP INDEX misc_a_idx, never_seen_idx", RouteBroadcast, all)
 	for _, s := range all { // those DROPs were learnt: report the indexes again
-		r.CatalogChecked(s, time.Now(), ShardCatalog{Indexes: []Index{
+		r.CatalogChecked(s, time.Now(), ShardCatalog{Indexes: []Owned{
 			{"public", "orders_pkey", "public", "orders"},
 			{"public", "misc_a_idx", "public", "misc"},
 		}})

@@ -16,6 +16,7 @@ import (
 // part of the statement's analysis.
 func (r *Router) learnFromDDL(n *pg.Node, text string, facts *catalog) {
 	r.learnIndex(n, facts)
+	r.learnSequence(n, facts)
 	switch x := n.Node.(type) {
 	case *pg.Node_DefineStmt:
 		if names := stringItems(x.DefineStmt.Defnames); x.DefineStmt.Kind == pg.ObjectType_OBJECT_AGGREGATE && len(names) > 0 {

@@ -507,8 +507,8 @@ func (r *Router) routeUtility(st *Statement, shardedOrRef, unlisted int) Route {
 			what = "utility statement"
 		}
 		return r.broadcast(st.Tables[0] + ": " + what + " on a table in the shard map")
-	case st.unknownIndex:
-		return r.broadcast("an index the shards' catalogs have not shown yet")
+	case st.unknownOwned:
+		return r.broadcast("an index or sequence no table owns, or that the shards' catalogs have not shown yet")
 	case unlisted > 0:
 		return Route{Kind: RouteDefault, Shards: r.single[r.defaultIdx],
 			Reason: st.Tables[0] + ": not in the shard map -> default shard " + r.cfg.Shards[r.defaultIdx].Name}

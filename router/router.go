@@ -152,9 +152,10 @@ type Statement struct {
 	// sizeCalls are the size functions called on a table named by a
 	// constant or parameter: Route refuses a sharded one (sizes.go).
 	sizeCalls []sizeCall
-	// unknownIndex: the statement names an index no catalog has shown;
-	// it goes to every shard (indexes.go).
-	unknownIndex bool
+	// unknownOwned: the statement names an index or sequence no catalog
+	// has shown as a table's; it goes to every shard (indexes.go,
+	// sequences.go).
+	unknownOwned bool
 	// advisoryLock: a statement reading no table takes an advisory
 	// transaction lock; it goes to the default shard, so that every
 	// client's locks live on one server and exclude each other.
@@ -218,6 +219,12 @@ type Statement struct {
 // TouchesTables tells whether the statement names a table (or a view or
 // child of one): SELECT now() and SHOW do not.
 func (st *Statement) TouchesTables() bool { return len(st.uses) > 0 }
+
+// Stale tells whether st was analysed with other facts of the shards'
+// catalogs than r knows now (views, partitions, functions, indexes ...
+// learnt since): it may read a name otherwise now, and must be analysed
+// again (Prepare).
+func (r *Router) Stale(st *Statement) bool { return st.facts != r.facts.Load() }
 
 // SetTag is the command tag of a KindSet statement.
 func (st *Statement) SetTag() string {

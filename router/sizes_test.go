@@ -126,7 +126,7 @@ func TestShardedIndexSizeRefused(t *testing.T) {
 	for _, s := range []string{"s0", "s1", "s2"} {
 		r.CatalogChecked(s, now, ShardCatalog{
 			Inherits: []Inherit{{"public", "orders_2024", "public", "orders"}},
-			Indexes: []Index{
+			Indexes: []Owned{
 				{"public", "orders_pkey", "public", "orders"},
 				{"public", "orders_2024_placed_idx", "public", "orders_2024"},
 				{"app", "audit_pkey", "app", "audit"},
