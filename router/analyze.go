@@ -769,7 +769,14 @@ func (a *analyzer) collectTables(n *pg.Node) {
 		if rv := c.GetRangeVar(); rv != nil {
 			a.addUse(rv, true)
 		}
-		return true
+		// A table a foreign key references, or that LIKE copies columns
+		// from, does not decide where the DDL goes: the table it makes or
+		// changes does (CREATE TABLE x (LIKE orders) made the unmapped x
+		// on every shard, where only the default shard's copy is used).
+		if con := c.GetConstraint(); con != nil && con.Pktable != nil {
+			return false
+		}
+		return c.GetTableLikeClause() == nil
 	})
 }
 

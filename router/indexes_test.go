@@ -117,6 +117,13 @@ func TestTableObjectDDL(t *testing.T) {
 		"IMPORT FOREIGN SCHEMA public FROM SERVER srv INTO s":                  all,
 		"ALTER TEXT SEARCH CONFIGURATION c ALTER MAPPING FOR word WITH simple": all,
 		"ALTER EXTENSION e ADD FUNCTION f()":                                   all,
+		// The table made or changed decides, not one it references or
+		// copies (LIKE orders made the unmapped misc2 on every shard).
+		"CREATE TABLE misc2 (LIKE orders INCLUDING ALL)":             {"s0"},
+		"CREATE TABLE misc2 (a int REFERENCES products)":             {"s0"},
+		"ALTER TABLE misc ADD FOREIGN KEY (a) REFERENCES orders":     {"s0"},
+		"CREATE TABLE order_items (customer_id int REFERENCES misc)": all,
+		"CREATE TABLE misc_child () INHERITS (orders)":               all,
 	} {
 		_, rt, err := route(r, sql, nil, "")
 		if err != nil || !slices.Equal(rt.Shards, want) {
