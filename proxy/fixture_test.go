@@ -51,6 +51,8 @@ type fixtureOptions struct {
 	// ShardDB is appended to the shards' CREATE DATABASE (e.g. an ICU
 	// locale); by default they are C-collated.
 	ShardDB string
+	// Pool is the pool: mapping (default {size: 8, acquire_timeout: 2s}).
+	Pool string
 }
 
 const defaultBody = `
@@ -81,7 +83,10 @@ func startFixture(t testing.TB, opts fixtureOptions) *fixture {
 	yaml.WriteString("users:\n  - {name: app, password: secret}\n  - {name: admin, password: secret, admin: true}\n")
 	fmt.Fprintf(&yaml, "metadata: {dsn: %q}\n", srvs[3].DSN(db))
 	yaml.WriteString(opts.Top)
-	yaml.WriteString("pool: {size: 8, acquire_timeout: 2s}\nshards:\n")
+	if opts.Pool == "" {
+		opts.Pool = "{size: 8, acquire_timeout: 2s}"
+	}
+	yaml.WriteString("pool: " + opts.Pool + "\nshards:\n")
 	for i := 0; i < opts.Shards; i++ {
 		name := fmt.Sprintf("s%d", i)
 		f.Shards[name] = srvs[i]

@@ -136,3 +136,38 @@ func TestStartupParameters(t *testing.T) {
 		t.Errorf("client_encoding = %q after the refused SETs", v)
 	}
 }
+
+// TestStartupCheckReadsEveryReply: the check of a client's startup
+// settings sends them as one Query each and must read every reply before
+// the backend goes back to the pool. It read one: with one backend per
+// shard, the client's first statement then got a SET's reply for its own
+// ("no rows in result set"), and the next client the rest.
+func TestStartupCheckReadsEveryReply(t *testing.T) {
+	f := startFixture(t, fixtureOptions{Pool: "{size: 1, acquire_timeout: 2s}"})
+	ctx := context.Background()
+	for i, timeout := range []string{"1234ms", "2345ms", "3456ms"} {
+		c, err := f.ConnectWith(t, map[string]string{
+			"statement_timeout": timeout,
+			"lock_timeout":      strings.TrimSuffix(timeout, "ms") + "1ms",
+			"application_name":  "check " + timeout,
+			"search_path":       "public, pg_temp",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{"SHOW statement_timeout", "SHOW lock_timeout"} {
+			var v string
+			if err := c.QueryRow(ctx, q, pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
+				t.Fatalf("client %d, %s: %v", i, q, err)
+			}
+			want := timeout
+			if q == "SHOW lock_timeout" {
+				want = strings.TrimSuffix(timeout, "ms") + "1ms"
+			}
+			if v != want {
+				t.Errorf("client %d, %s = %q; want %q", i, q, v, want)
+			}
+		}
+		c.Close(ctx)
+	}
+}

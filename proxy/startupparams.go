@@ -252,10 +252,18 @@ func (s *session) checkStartupParams(ctx context.Context) error {
 			s.putBack(c, false)
 			return nil
 		}
-		_, failure = readResult(c)
-		if failure != nil && !isPgErr(failure) {
+	}
+	// One reply per setting, each its own Query (acquire): all of them
+	// must be read, or the next client of this backend reads the rest
+	// as its own statement's answer.
+	for ; n > 0; n-- {
+		_, err := readResult(c)
+		if err != nil && !isPgErr(err) {
 			s.putBack(c, false) // the backend broke, not the settings
 			return nil
+		}
+		if failure == nil {
+			failure = err
 		}
 	}
 	if failure != nil {
