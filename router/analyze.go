@@ -363,16 +363,16 @@ func (a *analyzer) top(n *pg.Node) {
 		st.Kind = KindDDL
 		a.dropNames(x.DropStmt)
 		if x.DropStmt.RemoveType == pg.ObjectType_OBJECT_INDEX {
-			a.indexNames(x.DropStmt.Objects...)
+			a.ownedNames(false, x.DropStmt.Objects...)
 		}
 		a.collectTables(n)
 	case *pg.Node_CommentStmt:
 		st.Kind = KindDDL
 		switch x.CommentStmt.Objtype {
 		case pg.ObjectType_OBJECT_INDEX:
-			a.indexNames(x.CommentStmt.Object)
+			a.ownedNames(false, x.CommentStmt.Object)
 		case pg.ObjectType_OBJECT_SEQUENCE:
-			a.sequenceNames(x.CommentStmt.Object)
+			a.ownedNames(true, x.CommentStmt.Object)
 		case pg.ObjectType_OBJECT_TRIGGER, pg.ObjectType_OBJECT_TABCONSTRAINT, pg.ObjectType_OBJECT_POLICY, pg.ObjectType_OBJECT_RULE:
 			if names := stringItems(x.CommentStmt.Object.GetList().GetItems()); len(names) > 1 {
 				a.addName(names[:len(names)-1]) // ON [schema.]table: where the table is
@@ -629,14 +629,7 @@ func stringItems(items []*pg.Node) []string {
 }
 
 func (a *analyzer) addName(names []string) {
-	switch len(names) {
-	case 1:
-		a.addUse(&pg.RangeVar{Relname: names[0]}, true)
-	case 2:
-		a.addUse(&pg.RangeVar{Schemaname: names[0], Relname: names[1]}, true)
-	case 3:
-		a.addUse(&pg.RangeVar{Schemaname: names[1], Relname: names[2]}, true)
-	}
+	a.addUse(rangeVarOf(names), true) // (addUse ignores nil)
 }
 
 // dropNames records the tables of DROP TABLE/VIEW/... (their names are
@@ -648,9 +641,7 @@ func (a *analyzer) dropNames(d *pg.DropStmt) {
 	case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
 		pg.ObjectType_OBJECT_FOREIGN_TABLE:
 	case pg.ObjectType_OBJECT_SEQUENCE:
-		for _, o := range d.Objects {
-			a.sequenceNames(o) // where its owner is (sequences.go)
-		}
+		a.ownedNames(true, d.Objects...) // where its owner is (sequences.go)
 		return
 	case pg.ObjectType_OBJECT_TRIGGER, pg.ObjectType_OBJECT_RULE, pg.ObjectType_OBJECT_POLICY:
 		onTable = true

@@ -35,10 +35,10 @@ func (a *analyzer) indexTarget(n *pg.Node) bool {
 		case pg.ObjectType_OBJECT_TYPE:
 			return true
 		case pg.ObjectType_OBJECT_INDEX:
-			a.indexUse(x.AlterTableStmt.Relation)
+			a.ownedUse(false, x.AlterTableStmt.Relation)
 			for _, c := range x.AlterTableStmt.Cmds {
 				if pc := c.GetAlterTableCmd().GetDef().GetPartitionCmd(); pc != nil {
-					a.indexUse(pc.Name) // ATTACH PARTITION names a partition's index
+					a.ownedUse(false, pc.Name) // ATTACH PARTITION names a partition's index
 				}
 			}
 			return true
@@ -48,40 +48,33 @@ func (a *analyzer) indexTarget(n *pg.Node) bool {
 		switch {
 		case rn.RenameType == pg.ObjectType_OBJECT_INDEX,
 			rn.RenameType == pg.ObjectType_OBJECT_TABLE && rn.Relation != nil && a.isIndex(rn.Relation):
-			a.indexUse(rn.Relation)
+			a.ownedUse(false, rn.Relation)
 			return true
 		case rn.RenameType == pg.ObjectType_OBJECT_ATTRIBUTE && rn.RelationType == pg.ObjectType_OBJECT_TYPE:
 			return true // ALTER TYPE t RENAME ATTRIBUTE
 		}
 	case *pg.Node_ReindexStmt:
 		if x.ReindexStmt.Kind == pg.ReindexObjectType_REINDEX_OBJECT_INDEX {
-			a.indexUse(x.ReindexStmt.Relation)
+			a.ownedUse(false, x.ReindexStmt.Relation)
 			return true
 		}
 	}
 	return false
 }
 
-// indexNames records the indexes a DROP INDEX or COMMENT ON INDEX names
-// (lists of strings).
-func (a *analyzer) indexNames(objects ...*pg.Node) {
+// ownedNames records the indexes or (seq) sequences a DROP or COMMENT ON
+// names (lists of strings).
+func (a *analyzer) ownedNames(seq bool, objects ...*pg.Node) {
 	for _, o := range objects {
-		switch names := stringItems(o.GetList().GetItems()); len(names) {
-		case 1:
-			a.indexUse(&pg.RangeVar{Relname: names[0]})
-		case 2:
-			a.indexUse(&pg.RangeVar{Schemaname: names[0], Relname: names[1]})
-		case 3:
-			a.indexUse(&pg.RangeVar{Schemaname: names[1], Relname: names[2]})
+		if rv := rangeVarOf(stringItems(o.GetList().GetItems())); rv != nil {
+			a.ownedUse(seq, rv)
 		}
 	}
 }
 
-// indexUse records the table of index rv as a table the statement acts
-// on, or that no catalog has shown the index (unknownOwned: every shard).
-func (a *analyzer) indexUse(rv *pg.RangeVar) { a.ownedUse(false, rv) }
-
-// ownedUse is indexUse for an index or (seq) a sequence.
+// ownedUse records the table of index or (seq) sequence rv as a table
+// the statement acts on, or that no catalog has shown it as a table's
+// (unknownOwned: every shard).
 func (a *analyzer) ownedUse(seq bool, rv *pg.RangeVar) {
 	if rv == nil {
 		return
@@ -130,27 +123,12 @@ func (r *Router) learnIndex(n *pg.Node, facts *catalog) {
 		if rn.Relation == nil || rn.RenameType != pg.ObjectType_OBJECT_INDEX && rn.RenameType != pg.ObjectType_OBJECT_TABLE {
 			return
 		}
-		if key := r.ownedKey(facts, false, rn.Relation.Schemaname, rn.Relation.Relname); key != "" {
-			schema, _, _ := strings.Cut(key, ".")
-			r.ownedRenamed(false, key, schema+"."+rn.Newname)
-		}
+		r.learnRename(facts, false, rn.Relation, rn.Newname)
 	case *pg.Node_DropStmt:
 		if x.DropStmt.RemoveType != pg.ObjectType_OBJECT_INDEX {
 			return
 		}
-		for _, o := range x.DropStmt.Objects {
-			names := stringItems(o.GetList().GetItems())
-			if len(names) == 0 {
-				continue
-			}
-			schema := ""
-			if len(names) > 1 {
-				schema = names[len(names)-2]
-			}
-			if key := r.ownedKey(facts, false, schema, names[len(names)-1]); key != "" {
-				r.ownedDropped(false, key)
-			}
-		}
+		r.learnDrop(facts, false, x.DropStmt.Objects)
 	}
 }
 
@@ -167,4 +145,24 @@ func (r *Router) ownedKey(facts *catalog, seq bool, schema, rel string) string {
 		}
 	}
 	return ""
+}
+
+// learnRename follows ALTER ... RENAME of a known index or (seq)
+// sequence rv to name (it stays in its schema).
+func (r *Router) learnRename(facts *catalog, seq bool, rv *pg.RangeVar, name string) {
+	if key := r.ownedKey(facts, seq, rv.Schemaname, rv.Relname); key != "" {
+		schema, _, _ := strings.Cut(key, ".")
+		r.ownedRenamed(seq, key, schema+"."+name)
+	}
+}
+
+// learnDrop forgets the known indexes or (seq) sequences a DROP names.
+func (r *Router) learnDrop(facts *catalog, seq bool, objects []*pg.Node) {
+	for _, o := range objects {
+		if rv := rangeVarOf(stringItems(o.GetList().GetItems())); rv != nil {
+			if key := r.ownedKey(facts, seq, rv.Schemaname, rv.Relname); key != "" {
+				r.ownedDropped(seq, key)
+			}
+		}
+	}
 }

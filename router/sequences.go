@@ -1,8 +1,6 @@
 package router
 
 import (
-	"strings"
-
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
@@ -62,16 +60,6 @@ func (a *analyzer) sequenceTarget(n *pg.Node) bool {
 	return false
 }
 
-// sequenceNames records the sequences a DROP SEQUENCE or COMMENT ON
-// SEQUENCE names (lists of strings).
-func (a *analyzer) sequenceNames(objects ...*pg.Node) {
-	for _, o := range objects {
-		if rv := rangeVarOf(stringItems(o.GetList().GetItems())); rv != nil {
-			a.ownedUse(true, rv)
-		}
-	}
-}
-
 // rangeVarOf reads [[db.]schema.]name.
 func rangeVarOf(names []string) *pg.RangeVar {
 	switch len(names) {
@@ -118,22 +106,14 @@ func (r *Router) learnSequence(n *pg.Node, facts *catalog) {
 		r.sequenceOwned(facts, x.AlterSeqStmt.Sequence, x.AlterSeqStmt.Options)
 	case *pg.Node_RenameStmt:
 		if rn := x.RenameStmt; rn.RenameType == pg.ObjectType_OBJECT_SEQUENCE && rn.Relation != nil {
-			if key := r.ownedKey(facts, true, rn.Relation.Schemaname, rn.Relation.Relname); key != "" {
-				schema, _, _ := strings.Cut(key, ".")
-				r.ownedRenamed(true, key, schema+"."+rn.Newname)
-			}
+			r.learnRename(facts, true, rn.Relation, rn.Newname)
 		}
 	case *pg.Node_DropStmt:
 		if x.DropStmt.RemoveType != pg.ObjectType_OBJECT_SEQUENCE {
 			return
 		}
-		for _, o := range x.DropStmt.Objects {
-			if rv := rangeVarOf(stringItems(o.GetList().GetItems())); rv != nil {
-				if key := r.ownedKey(facts, true, rv.Schemaname, rv.Relname); key != "" {
-					r.ownedDropped(true, key)
-				}
-			}
-		}
+		r.learnDrop(facts, true, x.DropStmt.Objects)
+
 	}
 }
 
