@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -52,6 +54,16 @@ type Conn struct {
 	inUse       bool       // guarded by pool.mu
 	lastUsed    time.Time  // when last released; read by the next owner
 	probe       prober     // non-blocking liveness check of the idle socket
+
+	// What CancelUnanswered needs to know which request a cancel reaches:
+	// flushes counts Flush calls (the requests sent), answered is
+	// flushes when a ReadyForQuery was last read. flushMu is held by
+	// Flush and by CancelUnanswered, so that no request goes out between
+	// the check and the cancel's signal.
+	flushMu  sync.Mutex
+	flushes  atomic.Uint64
+	answered atomic.Uint64
+	closed   atomic.Bool
 }
 
 func newConn(p *Pool, hc *pgconn.HijackedConn) *Conn {
@@ -87,13 +99,19 @@ func (c *Conn) SendRaw(b []byte) {
 }
 
 // Flush writes the buffered messages in one write.
-func (c *Conn) Flush() error { return c.fe.Flush() }
+func (c *Conn) Flush() error {
+	c.flushMu.Lock()
+	c.flushes.Add(1)
+	err := c.fe.Flush()
+	c.flushMu.Unlock()
+	return err
+}
 
 // Receive reads the next backend message. As with pgproto3.Frontend, the
 // message is only valid until the next call to Receive or ReceiveRaw:
 // copy what must outlive it.
 func (c *Conn) Receive() (pgproto3.BackendMessage, error) {
-	_, raw, err := c.rd.next()
+	_, raw, err := c.ReceiveRaw()
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +122,38 @@ func (c *Conn) Receive() (pgproto3.BackendMessage, error) {
 // byte, and the whole message as it came (type, length and body), to be
 // forwarded as it is or decoded with Decode. raw is valid until the next
 // call to Receive or ReceiveRaw.
-func (c *Conn) ReceiveRaw() (typ byte, raw []byte, err error) { return c.rd.next() }
+func (c *Conn) ReceiveRaw() (typ byte, raw []byte, err error) {
+	typ, raw, err = c.rd.next()
+	if typ == 'Z' {
+		c.answered.Store(c.flushes.Load())
+	}
+	return typ, raw, err
+}
+
+// Request identifies the last request sent (Flush) and reports whether
+// the backend may still be working on it: no ReadyForQuery was read since.
+// Safe to call from any goroutine.
+func (c *Conn) Request() (request uint64, unanswered bool) {
+	request = c.flushes.Load()
+	return request, c.answered.Load() != request && !c.closed.Load()
+}
+
+// CancelUnanswered sends a CancelRequest (see Cancel) if request is still
+// the last one sent and is not yet answered, and reports whether it did.
+// Flush waits meanwhile, so the cancel cannot reach a later request.
+//
+// Postgres ignores a cancel that reaches a backend while it is reading its
+// next request, so a cancel sent just after the request may be lost; a
+// caller that must stop the request sends it again while this reports
+// true. Safe to call from any goroutine.
+func (c *Conn) CancelUnanswered(ctx context.Context, request uint64) (bool, error) {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	if now, unanswered := c.Request(); now != request || !unanswered {
+		return false, nil
+	}
+	return true, c.Cancel(ctx)
+}
 
 // Decode decodes a message from ReceiveRaw. The result shares raw's memory
 // and is valid as long as raw, and until the next Decode or Receive.
@@ -187,6 +236,7 @@ func (c *Conn) reusable(now time.Time, idleTimeout, probeAfter time.Duration) bo
 // that it exits cleanly (no "unexpected EOF" in the server log). The write
 // is bounded: a wedged peer must not block the caller.
 func (c *Conn) terminate() {
+	c.closed.Store(true)
 	c.netConn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	c.netConn.Write(terminateMessage)
 	c.netConn.Close()

@@ -477,6 +477,81 @@ func testCancel(t *testing.T, dsn string) {
 	p.Release(c2)
 }
 
+// TestCancelUnanswered: CancelUnanswered cancels the request it names
+// while that request is unanswered, and never an answered one or the one
+// sent after it.
+func TestCancelUnanswered(t *testing.T) {
+	ctx := t.Context()
+	p := newPool(t, shared.DSN("postgres"), pool.Options{Size: 1})
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Release(c)
+	if _, unanswered := c.Request(); unanswered {
+		t.Fatal("a fresh backend reports an unanswered request")
+	}
+	c.Send(&pgproto3.Query{String: "SELECT 1"})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	first, unanswered := c.Request()
+	if !unanswered {
+		t.Fatal("no unanswered request after Flush")
+	}
+	if _, err := readResult(c); err != nil {
+		t.Fatal(err)
+	}
+	if sent, err := c.CancelUnanswered(ctx, first); sent || err != nil {
+		t.Fatalf("answered request cancelled: %v, %v", sent, err)
+	}
+	// The next request: a cancel for the first must not reach it.
+	c.Send(&pgproto3.Query{String: "SELECT pg_sleep(0.3)"})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := c.Request()
+	if sent, err := c.CancelUnanswered(ctx, first); sent || err != nil {
+		t.Fatalf("a later request cancelled: %v, %v", sent, err)
+	}
+	if _, err := readResult(c); err != nil {
+		t.Fatalf("the later request: %v", err)
+	}
+	// And the one it names, while unanswered, is cancelled.
+	c.Send(&pgproto3.Query{String: "SELECT pg_sleep(10)"})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	third, _ := c.Request()
+	if third == second {
+		t.Fatal("Flush did not start a new request")
+	}
+	// Postgres may ignore a cancel that comes before it read the request:
+	// that is what callers resend for, as here, until it is answered.
+	resent := make(chan int)
+	go func() {
+		n := 0
+		for {
+			sent, err := c.CancelUnanswered(ctx, third)
+			if err != nil {
+				t.Error(err)
+			}
+			if !sent || err != nil {
+				resent <- n
+				return
+			}
+			n++
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	if _, err := readResult(c); sqlstate(err) != "57014" {
+		t.Fatalf("after CancelUnanswered: %v, want 57014", err)
+	}
+	if n := <-resent; n == 0 {
+		t.Error("CancelUnanswered sent nothing for an unanswered request")
+	}
+}
+
 func TestSCRAM(t *testing.T) {
 	srv := pgtest.StartN(t, 1, pgtest.Options{Name: "scram", Auth: pgtest.AuthSCRAM, Password: "pw"})[0]
 	good := srv.DSN("postgres")

@@ -682,9 +682,7 @@ func (s *session) evaluator(l *scatterLeg, in planInputs) router.Evaluator {
 		if s.cancels.Load() != cancels {
 			// A cancel that came between the check above and the send
 			// may have found l idle: send one for the evaluation.
-			cctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = l.c.Cancel(cctx)
-			stop()
+			go s.cancelRequest(l.c)
 		}
 		var fields []pgproto3.FieldDescription
 		var out [][][]byte

@@ -343,15 +343,51 @@ func (s *session) cancelBackends() {
 	conns := append([]*pool.Conn(nil), s.active...)
 	s.activeMu.Unlock()
 	for _, c := range conns {
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := c.Cancel(ctx); err != nil {
-				s.log.Warn("cancel request to shard failed", "shard", c.Shard, "err", err)
-			}
-		}()
+		go s.cancelRequest(c)
 	}
 }
+
+// cancelRequest cancels the request c is working on, if any. Postgres
+// ignores a cancel that reaches a backend while it is still reading its
+// request, which the proxy may have sent it a moment before (a client's
+// single-shard statement, a gathered statement's evaluation), so the
+// cancel is sent again, at growing intervals, while that same request is
+// unanswered. It stops once c answers it or is sent the next request
+// (pool.Conn.CancelUnanswered: never a later request), or after
+// cancelTries cancels.
+func (s *session) cancelRequest(c *pool.Conn) {
+	request, unanswered := c.Request()
+	if !unanswered {
+		return // idle (between requests): Postgres would ignore it too
+	}
+	wait := cancelRetryFirst
+	for try := range cancelTries {
+		if try > 0 {
+			time.Sleep(wait)
+			wait = min(2*wait, cancelRetryMax)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sent, err := c.CancelUnanswered(ctx, request)
+		cancel()
+		if err != nil {
+			s.log.Warn("cancel request to shard failed", "shard", c.Shard, "err", err)
+			return
+		}
+		if !sent {
+			return
+		}
+	}
+}
+
+// A request still unanswered after its cancel is cancelled again after
+// cancelRetryFirst, then at doubling intervals up to cancelRetryMax: one
+// resend is what a cancel lost to a backend still reading needs; later
+// ones are cheap (a connection to the postmaster) and bounded.
+const (
+	cancelRetryFirst = 50 * time.Millisecond
+	cancelRetryMax   = time.Second
+	cancelTries      = 20
+)
 
 // acquire takes a backend for shard and brings its session settings in line
 // with the client's. The settings are sent now and their replies swallowed
