@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -172,4 +173,76 @@ func TestSequenceDDL(t *testing.T) {
 		}
 	}
 	mustExec(t, c, "DROP SEQUENCE ticket_seq")
+}
+
+// TestSetvalEveryShard: pg_dump ends a table's data with setval() of its
+// serial sequence. Through the proxy it sets every shard's copy, so that
+// each shard's next ids follow the restored ones, and the client reads
+// one answer, in both protocols. Computed from a sharded table, it is
+// refused and changes nothing.
+func TestSetvalEveryShard(t *testing.T) {
+	f := startFixture(t, fixtureOptions{Top: "health_check_interval: 1h\n"})
+	ctx := context.Background()
+	c := f.Connect(t)
+	for _, q := range []string{
+		"CREATE TABLE public.orders (order_id integer NOT NULL, customer_id integer NOT NULL, note text)",
+		"CREATE SEQUENCE public.orders_order_id_seq AS integer START WITH 1 INCREMENT BY 1 NO MINVALUE NO MAXVALUE CACHE 1",
+		"ALTER SEQUENCE public.orders_order_id_seq OWNED BY public.orders.order_id",
+		"ALTER TABLE ONLY public.orders ALTER COLUMN order_id SET DEFAULT nextval('public.orders_order_id_seq'::regclass)",
+	} {
+		mustExec(t, c, q)
+	}
+	// The restored rows, with their ids.
+	for i := 1; i <= 20; i++ {
+		mustExec(t, c, "INSERT INTO orders (order_id, customer_id) VALUES ($1, $1)", i)
+	}
+	lastValues := func() []int64 {
+		t.Helper()
+		var out []int64
+		for _, s := range []string{"s0", "s1"} {
+			var v int64
+			if err := f.Direct(t, s).QueryRow(ctx, "SELECT last_value FROM orders_order_id_seq").Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, v)
+		}
+		return out
+	}
+	rows, err := c.Query(ctx, "SELECT pg_catalog.setval('public.orders_order_id_seq', 20, true)", pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil || len(got) != 1 || got[0] != 20 {
+		t.Fatalf("setval answered %v, %v; want one row, 20", got, err)
+	}
+	if v := lastValues(); v[0] != 20 || v[1] != 20 {
+		t.Fatalf("shards' sequences at %v after setval(20); want 20 on each", v)
+	}
+	for i := 1; i <= 20; i++ {
+		mustExec(t, c, "INSERT INTO orders (customer_id) VALUES ($1)", i)
+	}
+	for _, s := range []string{"s0", "s1"} {
+		var n, ids, low int
+		err := f.Direct(t, s).QueryRow(ctx, "SELECT count(*), count(DISTINCT order_id), count(*) FILTER (WHERE order_id <= 20 AND order_id <> customer_id) FROM orders").Scan(&n, &ids, &low)
+		if err != nil || ids != n || low != 0 {
+			t.Errorf("%s: %d rows, %d distinct ids, %d new ids among the restored ones, %v", s, n, ids, low, err)
+		}
+	}
+
+	var v int64
+	if err := c.QueryRow(ctx, "SELECT setval($1::regclass, $2)", "orders_order_id_seq", 500).Scan(&v); err != nil || v != 500 {
+		t.Fatalf("extended setval: %d, %v", v, err)
+	}
+	if v := lastValues(); v[0] != 500 || v[1] != 500 {
+		t.Fatalf("shards' sequences at %v after setval(500); want 500 on each", v)
+	}
+
+	_, err = c.Exec(ctx, "SELECT setval('orders_order_id_seq', max(order_id)) FROM orders")
+	if sqlState(err) != "0A000" {
+		t.Fatalf("setval computed from a sharded table: %v, want 0A000", err)
+	}
+	if v := lastValues(); v[0] != 500 || v[1] != 500 {
+		t.Fatalf("shards' sequences at %v after a refused setval; want 500 on each", v)
+	}
 }

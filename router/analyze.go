@@ -182,6 +182,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	st.sessionState, st.LocalConfig, st.setConfigs = pf.refusal, pf.localConfig, pf.setConfigs
 	st.SessionSequence = pf.sessionSequence
 	st.sizeCalls = pf.sizeCalls
+	st.setvals, st.serverCall = pf.setvals, pf.serverCall
 	st.sessionConfig = pf.sessionConfig
 	st.snapshotID = st.snapshotID || pf.exportsSnapshot
 	if len(st.uses) == 0 {

@@ -39,6 +39,8 @@ type poolingFacts struct {
 	sessionConfig               *sessionConfig // the statement is set_config(..., false) alone (setconfig.go)
 	exportsSnapshot             bool           // pg_export_snapshot() called
 	sizeCalls                   []sizeCall     // size functions of a named table (sizes.go)
+	setvals                     []callArg      // setval()'s sequence, named by a constant or parameter (setval.go)
+	serverCall                  string         // a function of everyServerCalls called (server_calls.go)
 }
 
 // analyzePooling walks n once for sessionStateError's refusals and the
@@ -83,8 +85,15 @@ func analyzePooling(n *pg.Node) poolingFacts {
 			pf.xact = true
 		case name == "currval" || name == "lastval":
 			pf.sessionSequence, pf.xact = true, true
+		case everyServerCalls[name]:
+			pf.serverCall = name
 		case name == "nextval" || name == "setval":
 			pf.xact = true // in the transaction, so that its currval() reads it
+			if name == "setval" && len(f.Args) >= 2 {
+				if a := argOf(f.Args[0]); a.param > 0 || a.text != "" {
+					pf.setvals = append(pf.setvals, a)
+				}
+			}
 		}
 		return true
 	})

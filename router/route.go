@@ -169,6 +169,12 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 	if err := r.shardedSizeError(st, &args); err != nil {
 		return Route{}, err
 	}
+	if rt, ok, err := r.setvalRoute(st, &args); ok || err != nil {
+		return rt, err
+	}
+	if rt, ok := r.serverCallRoute(st); ok {
+		return rt, nil
+	}
 	if err := timeParamRefusal(st, &args); err != nil {
 		return Route{}, err
 	}

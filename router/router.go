@@ -152,6 +152,12 @@ type Statement struct {
 	// sizeCalls are the size functions called on a table named by a
 	// constant or parameter: Route refuses a sharded one (sizes.go).
 	sizeCalls []sizeCall
+	// setvals are the sequences setval() is called on, by a constant or
+	// parameter: Route places the statement where they are (setval.go).
+	setvals []callArg
+	// serverCall is a function acting on the whole server that the
+	// statement calls, e.g. pg_reload_conf (server_calls.go).
+	serverCall string
 	// unknownOwned: the statement names an index or sequence no catalog
 	// has shown as a table's; it goes to every shard (indexes.go,
 	// sequences.go).

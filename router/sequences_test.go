@@ -2,6 +2,7 @@ package router
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -56,4 +57,61 @@ func TestSequenceStatements(t *testing.T) {
 		r.CatalogChecked(s, time.Now(), ShardCatalog{Sequences: []Owned{{"public", "legacy_id_seq", "public", "legacy"}}})
 	}
 	want("ALTER SEQUENCE legacy_id_seq RESTART", def)
+}
+
+// TestSetvalPlacement: setval() goes where its sequence is, as ALTER
+// SEQUENCE does: every shard for a mapped table's (or one no table is
+// known to own), the default shard for an unmapped table's. Read with
+// sharded or unmapped tables, a mapped table's sequence is refused.
+func TestSetvalPlacement(t *testing.T) {
+	r, _ := newTestRouter(t)
+	all, def := []string{"s0", "s1", "s2"}, []string{"s0"}
+	for _, s := range all {
+		r.CatalogChecked(s, time.Now(), ShardCatalog{Sequences: []Owned{
+			{"public", "orders_order_id_seq", "public", "orders"},
+			{"public", "products_product_id_seq", "public", "products"},
+			{"public", "misc_id_seq", "public", "misc"},
+		}})
+	}
+	cases := []struct {
+		sql    string
+		params []string
+		want   []string // nil: refused with 0A000
+		merge  MergeKind
+	}{
+		// pg_dump's, after a table's data; both protocols.
+		{sql: "SELECT pg_catalog.setval('public.orders_order_id_seq', 600, true)", want: all, merge: MergeFirst},
+		{sql: "SELECT setval($1, $2)", params: []string{"orders_order_id_seq", "5"}, want: all, merge: MergeFirst},
+		{sql: "SELECT setval('orders_order_id_seq'::regclass, 7)", want: all, merge: MergeFirst},
+		{sql: "SELECT setval('products_product_id_seq', 3)", want: all, merge: MergeFirst},
+		{sql: "SELECT setval('standalone_seq', 3)", want: all, merge: MergeFirst},
+		// Reference tables are whole on every shard: each computes the same.
+		{sql: "SELECT setval('products_product_id_seq', max(product_id)) FROM products", want: all, merge: MergeFirst},
+		// An unmapped table's sequence is the default shard's.
+		{sql: "SELECT setval('misc_id_seq', 9)", want: def},
+		{sql: "SELECT setval('misc_id_seq', max(id)) FROM misc", want: def},
+		// Computed per shard or on one: refused.
+		{sql: "SELECT setval('orders_order_id_seq', max(order_id)) FROM orders"},
+		{sql: "SELECT setval('orders_order_id_seq', (SELECT max(order_id) FROM orders))"},
+		{sql: "SELECT setval('orders_order_id_seq', max(id)) FROM misc"},
+		// A hint names the one shard the client means.
+		{sql: "/* shard: s2 */ SELECT setval('orders_order_id_seq', 1)", want: []string{"s2"}},
+		// nextval() still runs on one shard (README).
+		{sql: "SELECT nextval('orders_order_id_seq')", want: nil, merge: MergeNone},
+	}
+	for _, tc := range cases {
+		_, rt, err := route(r, tc.sql, tc.params, "")
+		switch {
+		case tc.sql == "SELECT nextval('orders_order_id_seq')":
+			if err != nil || rt.Kind != RouteAny {
+				t.Errorf("%s: %v %v, %v; want any shard", tc.sql, rt.Kind, rt.Shards, err)
+			}
+		case tc.want == nil:
+			if sqlState(err) != "0A000" || !strings.Contains(err.Error(), "every shard has its own copy of the sequence") {
+				t.Errorf("%s: %v %v, %v; want 0A000", tc.sql, rt.Kind, rt.Shards, err)
+			}
+		case err != nil || !slices.Equal(rt.Shards, tc.want) || rt.Merge != tc.merge:
+			t.Errorf("%s: %v %v merge %v (%s), %v; want %v merge %v", tc.sql, rt.Kind, rt.Shards, rt.Merge, rt.Reason, err, tc.want, tc.merge)
+		}
+	}
 }
