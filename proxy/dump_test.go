@@ -52,7 +52,7 @@ func runTool(t testing.TB, name string, args ...string) string {
 const dumpSchema = `
 CREATE TABLE customers (customer_id int PRIMARY KEY, name text NOT NULL, balance numeric NOT NULL DEFAULT 0);
 CREATE TABLE orders (customer_id int NOT NULL, order_id int NOT NULL, total numeric(10,2), note text,
-	PRIMARY KEY (customer_id, order_id));
+	seq_no bigserial, PRIMARY KEY (customer_id, order_id));
 CREATE TABLE products (product_id int PRIMARY KEY, name text);
 CREATE TABLE notes (id int PRIMARY KEY, body text);
 CREATE INDEX orders_total ON orders (total);
@@ -98,6 +98,12 @@ func TestPgDumpRoundTrip(t *testing.T) {
 		}
 	}
 
+	// s1's copy of the serial sequence has given out more numbers than the
+	// default shard's (see below).
+	if _, err := f.Direct(t, "s1").Exec(ctx, "SELECT setval('orders_seq_no_seq', 5000)"); err != nil {
+		t.Fatal(err)
+	}
+
 	dump := filepath.Join(t.TempDir(), "dump.sql")
 	runTool(t, "pg_dump", "--no-owner", "-f", dump, f.DSN())
 	text, err := os.ReadFile(dump)
@@ -109,6 +115,21 @@ func TestPgDumpRoundTrip(t *testing.T) {
 	}
 	if got := copyRows(t, string(text), "public.products"); got != 3 {
 		t.Errorf("the dump holds %d products (a reference table, one copy), want 3", got)
+	}
+
+	// A serial column's sequence: each source shard's copy counted its
+	// own rows; the dump sets it to the copy furthest along, here s1's,
+	// which gave out more numbers than the default shard's.
+	var furthest int64
+	for _, s := range []string{"s0", "s1"} {
+		var v int64
+		if err := f.Direct(t, s).QueryRow(ctx, "SELECT last_value FROM orders_seq_no_seq").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		furthest = max(furthest, v)
+	}
+	if want := fmt.Sprintf("setval('public.orders_seq_no_seq', %d, true)", furthest); !strings.Contains(string(text), want) {
+		t.Errorf("the dump does not hold %s", want)
 	}
 
 	// Load it through a proxy over three shards.
@@ -150,6 +171,17 @@ default_shard: s0
 	}
 	if total != 600 {
 		t.Errorf("the restored shards hold %d orders in all, want 600", total)
+	}
+	// Every restored shard's copy of the sequence is past every restored
+	// row's number, so new rows do not repeat them.
+	for _, s := range []string{"s0", "s1", "s2"} {
+		var last, restored int64
+		if err := g.Direct(t, s).QueryRow(ctx, "SELECT (SELECT last_value FROM orders_seq_no_seq), (SELECT max(seq_no) FROM orders)").Scan(&last, &restored); err != nil {
+			t.Fatal(err)
+		}
+		if last != furthest || last < restored {
+			t.Errorf("restored shard %s: sequence at %d, its rows numbered up to %d; want %d", s, last, restored, furthest)
+		}
 	}
 }
 

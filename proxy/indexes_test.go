@@ -238,11 +238,26 @@ func TestSetvalEveryShard(t *testing.T) {
 		t.Fatalf("shards' sequences at %v after setval(500); want 500 on each", v)
 	}
 
+	// Read through the proxy, the sequence is its copy furthest along.
+	if _, err := f.Direct(t, "s1").Exec(ctx, "SELECT setval('orders_order_id_seq', 700, false)"); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		var last int64
+		var called bool
+		if err := c.QueryRow(ctx, "SELECT last_value, is_called FROM orders_order_id_seq", mode).Scan(&last, &called); err != nil || last != 700 || called {
+			t.Errorf("%v: read %d, %v, %v; want s1's 700, false", mode, last, called, err)
+		}
+	}
+	if _, err := c.Exec(ctx, "SELECT last_value + 1 FROM orders_order_id_seq"); sqlState(err) != "0A000" {
+		t.Errorf("an expression over a sharded table's sequence: %v, want 0A000", err)
+	}
+
 	_, err = c.Exec(ctx, "SELECT setval('orders_order_id_seq', max(order_id)) FROM orders")
 	if sqlState(err) != "0A000" {
 		t.Fatalf("setval computed from a sharded table: %v, want 0A000", err)
 	}
-	if v := lastValues(); v[0] != 500 || v[1] != 500 {
-		t.Fatalf("shards' sequences at %v after a refused setval; want 500 on each", v)
+	if v := lastValues(); v[0] != 500 || v[1] != 700 {
+		t.Fatalf("shards' sequences at %v after a refused setval; want 500, 700", v)
 	}
 }

@@ -135,6 +135,11 @@ type analyzer struct {
 	insertSel    *pg.SelectStmt
 	insertKeyPos int
 	insertSrc    int
+	// seqRead: the statement is the plain read of a sharded table's
+	// sequence, rewritten to read the copy furthest along; addUse reads
+	// the sequence as seqTable (sequence_read.go).
+	seqRead  *pg.RangeVar
+	seqTable *tableInfo
 }
 
 // analyze parses text (one statement) and describes it. Errors are
@@ -159,6 +164,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 		}
 	}
 	a := &analyzer{r: r, st: st, text: text, version: tree.Version, inKey: -1, viewOf: viewOf}
+	a.seqRead, a.seqTable = r.sequenceRead(st.facts, stmt.GetSelectStmt())
 	a.top(stmt)
 	r.checkCatalogFacts(st, stmt, text)
 	st.lockedRef = lockedReference(stmt, st)
@@ -592,6 +598,13 @@ func (a *analyzer) addUse(rv *pg.RangeVar, write bool) int {
 	u.home, u.info, err = a.r.table(a.st.facts, rv.Schemaname, rv.Relname)
 	if err != nil && a.st.err == nil {
 		a.st.err = err
+	}
+	if u.info == nil && err == nil && a.readsRows() {
+		if rv == a.seqRead {
+			u.info = a.seqTable
+		} else if owner := a.r.shardedSequence(a.st.facts, rv); owner != nil && a.st.err == nil {
+			a.st.err = sequenceReadRefusal(u.name, owner)
+		}
 	}
 	if table := a.st.facts.referenceView(rv.Relname); u.info == nil && table != "" && write && a.writesRows() {
 		a.fail(fmt.Sprintf("%s through view %s, which reads reference table %s, would change the default shard's copy only", a.verb(), u.name, table),

@@ -115,3 +115,53 @@ func TestSetvalPlacement(t *testing.T) {
 		}
 	}
 }
+
+// TestSequenceRead: the plain read of a sharded table's sequence runs on
+// every shard of the table and takes the copy furthest along; any other
+// read of it is refused; an unmapped or reference table's reads as before.
+func TestSequenceRead(t *testing.T) {
+	r, _ := newTestRouter(t)
+	for _, s := range []string{"s0", "s1", "s2"} {
+		r.CatalogChecked(s, time.Now(), ShardCatalog{Sequences: []Owned{
+			{"public", "orders_order_id_seq", "public", "orders"},
+			{"public", "products_product_id_seq", "public", "products"},
+			{"public", "misc_id_seq", "public", "misc"},
+		}})
+	}
+	for _, q := range []string{
+		"SELECT last_value, is_called FROM public.orders_order_id_seq", // pg_dump's
+		"SELECT * FROM orders_order_id_seq",
+		"SELECT s.is_called FROM orders_order_id_seq s",
+	} {
+		_, rt, err := route(r, q, nil, "")
+		if err != nil || !slices.Equal(rt.Shards, []string{"s0", "s1"}) || rt.Merge != MergePlan {
+			t.Errorf("%s: %v %v merge %v, %v; want s0, s1 merged", q, rt.Kind, rt.Shards, rt.Merge, err)
+			continue
+		}
+		if plan := rt.Plan.String(); !strings.Contains(plan, "ORDER BY") || !strings.Contains(plan, "last_value DESC") || !strings.Contains(plan, "LIMIT 1") {
+			t.Errorf("%s: plan does not take the copy furthest along:\n%s", q, plan)
+		}
+	}
+	for _, q := range []string{
+		"SELECT last_value + 1 FROM orders_order_id_seq",
+		"SELECT last_value FROM orders_order_id_seq WHERE is_called",
+		"SELECT o.customer_id, s.last_value FROM orders o, orders_order_id_seq s",
+		"SELECT (SELECT last_value FROM orders_order_id_seq)",
+	} {
+		if _, rt, err := route(r, q, nil, ""); sqlState(err) != "0A000" {
+			t.Errorf("%s: %v %v, %v; want 0A000", q, rt.Kind, rt.Shards, err)
+		}
+	}
+	for q, want := range map[string][]string{
+		"SELECT last_value FROM misc_id_seq":                                    {"s0"},
+		"/* shard: s1 */ SELECT last_value, is_called FROM orders_order_id_seq": {"s1"},
+		"/* shard: s1 */ SELECT last_value + 1 FROM orders_order_id_seq":        {"s1"},
+	} {
+		if _, rt, err := route(r, q, nil, ""); err != nil || !slices.Equal(rt.Shards, want) {
+			t.Errorf("%s: %v %v, %v; want %v", q, rt.Kind, rt.Shards, err, want)
+		}
+	}
+	if _, rt, err := route(r, "SELECT last_value FROM products_product_id_seq", nil, ""); err != nil || rt.Merge == MergePlan {
+		t.Errorf("a reference table's sequence: %v %v %v, %v; want one copy", rt.Kind, rt.Shards, rt.Merge, err)
+	}
+}
