@@ -386,7 +386,8 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 		}
 	case router.KindListen:
 		if !strings.HasPrefix(strings.ToLower(strings.TrimSpace(text)), "notify") {
-			return true, true, s.sendError(errNotSupported("connect to a shard directly to LISTEN",
+			return true, true, s.sendError(errNotSupported(
+				"connect to the default shard ("+s.runtime().Config.DefaultShard+") directly to LISTEN: NOTIFY and pg_notify() through shardproxy are sent there",
 				"LISTEN is not supported under transaction pooling"))
 		}
 	}

@@ -189,6 +189,9 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	st.SessionSequence = pf.sessionSequence
 	st.sizeCalls = pf.sizeCalls
 	st.setvals, st.serverCall = pf.setvals, pf.serverCall
+	if st.defaultCall == "" {
+		st.defaultCall = pf.defaultCall
+	}
 	st.sessionConfig = pf.sessionConfig
 	st.snapshotID = st.snapshotID || pf.exportsSnapshot
 	if len(st.uses) == 0 {
@@ -366,6 +369,9 @@ func (a *analyzer) top(n *pg.Node) {
 		st.Deallocate, st.DeallocateAll = x.DeallocateStmt.Name, x.DeallocateStmt.Isall || x.DeallocateStmt.Name == ""
 	case *pg.Node_ListenStmt, *pg.Node_UnlistenStmt, *pg.Node_NotifyStmt:
 		st.Kind = KindListen
+		if n.GetNotifyStmt() != nil {
+			st.defaultCall = "pg_notify" // NOTIFY is pg_notify()
+		}
 	case *pg.Node_DropStmt:
 		st.Kind = KindDDL
 		a.dropNames(x.DropStmt)

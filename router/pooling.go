@@ -41,6 +41,7 @@ type poolingFacts struct {
 	sizeCalls                   []sizeCall     // size functions of a named table (sizes.go)
 	setvals                     []callArg      // setval()'s sequence, named by a constant or parameter (setval.go)
 	serverCall                  string         // a function of everyServerCalls called (server_calls.go)
+	defaultCall                 string         // a function of defaultShardCalls called (default_calls.go)
 }
 
 // analyzePooling walks n once for sessionStateError's refusals and the
@@ -85,6 +86,8 @@ func analyzePooling(n *pg.Node) poolingFacts {
 			pf.xact = true
 		case name == "currval" || name == "lastval":
 			pf.sessionSequence, pf.xact = true, true
+		case defaultShardCalls[name] != "":
+			pf.defaultCall = name
 		case everyServerCalls[name]:
 			pf.serverCall = name
 		case name == "nextval" || name == "setval":

@@ -140,8 +140,12 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 			return Route{}, st.err // a refused client_encoding
 		}
 		return Route{Kind: RouteAny, Reason: "no table -> any shard"}, nil
+	case KindListen:
+		if st.defaultCall == "" { // NOTIFY goes on: a hint, else the default shard (default_calls.go)
+			return Route{Kind: RouteAny, Reason: "no table -> any shard"}, nil
+		}
 	case KindEmpty, KindBegin, KindCommit, KindRollback, KindSavepoint, KindPrepareTransaction,
-		KindShardHintReset, KindShow, KindPrepare, KindListen:
+		KindShardHintReset, KindShow, KindPrepare:
 		return Route{Kind: RouteAny, Reason: "no table -> any shard"}, nil
 	case KindShardHintSet:
 		if _, ok := r.shardIdx[st.HintShard]; !ok {
@@ -345,6 +349,9 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 				return Route{Kind: RouteDefault, Shards: r.single[r.defaultIdx],
 					Reason: "advisory lock -> default shard " + r.cfg.Shards[r.defaultIdx].Name + " (one lock space for every client)"}, nil
 			}
+			if st.defaultCall != "" {
+				return r.defaultCallRoute(st.defaultCall), nil
+			}
 			return Route{Kind: RouteAny, Reason: "no table -> any shard"}, nil
 		}
 		why := st.uses[0].name + ": reference table"
@@ -352,7 +359,10 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 			why = firstUnlisted.name + ": not in the shard map"
 		}
 		return Route{Kind: RouteDefault, Shards: r.single[r.defaultIdx], Reason: why + " -> default shard " + r.cfg.Shards[r.defaultIdx].Name,
-			AnyCopy: firstUnlisted == nil && st.anyCopy}, nil
+			AnyCopy: firstUnlisted == nil && st.anyCopy && st.defaultCall == ""}, nil
+	}
+	if st.defaultCall != "" {
+		return Route{}, defaultCallRefusal(st.defaultCall)
 	}
 
 	// Locate every sharded table occurrence; the statement goes to the

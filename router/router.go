@@ -166,7 +166,10 @@ type Statement struct {
 	// transaction lock; it goes to the default shard, so that every
 	// client's locks live on one server and exclude each other.
 	advisoryLock bool
-	inexact      string // construct that concatenation cannot answer ("ORDER BY", ...)
+	// defaultCall: NOTIFY ("pg_notify"), or a call of a function of
+	// defaultShardCalls; it goes to the default shard (default_calls.go).
+	defaultCall string
+	inexact     string // construct that concatenation cannot answer ("ORDER BY", ...)
 	// nestedInexact is such a construct in a subquery (or UNION arm) that
 	// reads sharded tables: the planner merges only the top level.
 	nestedInexact string
