@@ -168,6 +168,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	a.top(stmt)
 	r.checkCatalogFacts(st, stmt, text)
 	st.lockedRef = lockedReference(stmt, st)
+	st.ctid = refersCtid(stmt)
 	st.NoTxBlock = noTxBlock(stmt)
 	st.anyCopy = readsCopiesOnly(st, stmt)
 	if st.err == nil {

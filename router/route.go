@@ -198,6 +198,9 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 	if err == nil && st.lockedRef != "" && !slices.Contains(rt.Shards, r.cfg.DefaultShard) {
 		return Route{}, lockedReferenceError(st.lockedRef, rt.Shards)
 	}
+	if err == nil && st.ctid && len(rt.Shards) > 1 {
+		return Route{}, ctidRefusal(rt.Shards)
+	}
 	if err == nil && st.Explain && len(rt.Shards) > 1 {
 		return explainShards(st, rt)
 	}

@@ -194,6 +194,7 @@ type Statement struct {
 	other              bool   // KindOther: maintenance on tables broadcasts
 	serverWide         bool   // KindOther naming no table that acts on the server (serverWideNodes)
 	lockedRef          string // a reference table whose rows the statement locks (lockedReference)
+	ctid               bool   // the statement reads a ctid column (ctid.go)
 	onDefault          bool   // MERGE into an unmapped table: the default shard, whatever it reads
 	anyCopy            bool   // a plain read that any copy of reference tables answers (readsCopiesOnly)
 	// createAs: CREATE TABLE AS / SELECT INTO / CREATE MATERIALIZED VIEW:
