@@ -2,7 +2,6 @@ package router
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -28,12 +27,7 @@ var sequenceColumns = map[string]bool{"last_value": true, "log_cnt": true, "is_c
 
 // shardedSequence is the sharded table owning sequence rv, or nil.
 func (r *Router) shardedSequence(facts *catalog, rv *pg.RangeVar) *tableInfo {
-	table := facts.ownerOf(true, r.ownedKey(facts, true, rv.Schemaname, rv.Relname))
-	if table == "" {
-		return nil
-	}
-	schema, rel, _ := strings.Cut(table, ".")
-	if _, info, err := r.table(facts, schema, rel); err == nil && info != nil && !info.ref {
+	if info, _ := r.sequenceOwner(facts, rv.Schemaname, rv.Relname); info != nil && !info.ref {
 		return info
 	}
 	return nil

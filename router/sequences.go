@@ -1,6 +1,8 @@
 package router
 
 import (
+	"strings"
+
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
@@ -163,4 +165,18 @@ func (r *Router) sequenceOwned(facts *catalog, rv *pg.RangeVar, options []*pg.No
 		schema = home // (where CREATE SEQUENCE put it, as a guess the catalogs correct)
 	}
 	r.ownedCreated(true, schema+"."+rv.Relname, home+"."+t.Relname)
+}
+
+// sequenceOwner is the table that owns sequence schema.rel, as the
+// catalogs (or the statements analysed here) know it: owned is false
+// when no table is known to; info is nil when the owner is not in the
+// shard map.
+func (r *Router) sequenceOwner(facts *catalog, schema, rel string) (info *tableInfo, owned bool) {
+	table := facts.ownerOf(true, r.ownedKey(facts, true, schema, rel))
+	if table == "" {
+		return nil, false
+	}
+	ts, tr, _ := strings.Cut(table, ".") // qualified: table never refuses it
+	_, info, _ = r.table(facts, ts, tr)
+	return info, true
 }

@@ -1,9 +1,6 @@
 package router
 
-import (
-	"fmt"
-	"strings"
-)
+import "fmt"
 
 // setval() sets a sequence on the server that runs it, and every shard
 // has its own copy of a sequence (sequences.go). pg_dump ends a table's
@@ -42,15 +39,10 @@ func (r *Router) setvalRoute(st *Statement, args *Args) (rt Route, ok bool, err 
 		if !valid {
 			continue // Postgres reports the malformed name
 		}
-		owned := false
-		if table := st.facts.ownerOf(true, r.ownedKey(st.facts, true, schema, rel)); table != "" {
-			ts, tr, _ := strings.Cut(table, ".")
-			_, info, terr := r.table(st.facts, ts, tr)
-			if terr == nil && info == nil {
-				onDefault = name // an unmapped table's: the default shard's
-				continue
-			}
-			owned = true
+		info, owned := r.sequenceOwner(st.facts, schema, rel)
+		if owned && info == nil {
+			onDefault = name // an unmapped table's: the default shard's
+			continue
 		}
 		if everyShard == "" || owned && !mapped {
 			everyShard, mapped = name, owned
