@@ -1,6 +1,9 @@
 package proxy
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // SetCommitWindowWait sets how long a commit phase waits for read windows
 // (visibility.go) until the returned restore is called.
@@ -14,4 +17,10 @@ func SetCommitWindowWait(d time.Duration) (restore func()) {
 func SetCommitQuietAfter(d time.Duration) (restore func()) {
 	old := quietAfter.Swap(int64(d))
 	return func() { quietAfter.Store(old) }
+}
+
+// CheckShardsNow runs one health check of every shard, as the periodic one
+// does (the tests' fixtures set health_check_interval: 1h).
+func (s *Server) CheckShardsNow(ctx context.Context) {
+	s.checkShards(ctx, s.Runtime(), maxCheckTimeout)
 }

@@ -217,6 +217,7 @@ func (s *session) handleParse(m *pgproto3.Parse) error {
 	if err != nil {
 		return s.extFail(err)
 	}
+	s.noteLearning(st)
 	if m.Name != "" {
 		if _, dup := s.ext.stmts[m.Name]; dup || s.ext.sql[m.Name] != nil {
 			return s.extFail(pgError("42P05", "prepared statement %q already exists", m.Name))
@@ -425,6 +426,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 	var config *router.Statement // set_config(name, value, false): the SET it amounts to
 	var route router.Route
 	var err error
+	s.noteLearning(ps.st)
 	if ps.st.IsSessionConfig() {
 		config, err = s.bindSessionConfig(ps, m) // (setconfig.go)
 		route.Kind = router.RouteAny

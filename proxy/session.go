@@ -69,8 +69,9 @@ type session struct {
 	implicit    bool // the open transaction is a multi-statement Query's implicit block (implicit.go)
 	holdTag     bool // keep the next CommandComplete in heldTag instead of sending it (implicit.go)
 	heldTag     []byte
-	ddlInTx     bool // DDL ran in the open transaction: forget cached columns at its end
-	tx          txn  // the transaction's other shards, savepoints, failure (txn.go)
+	ddlInTx     bool       // DDL ran in the open transaction: forget cached columns at its end
+	learn       learnState // DDL the router learned from in the open transaction (learning.go)
+	tx          txn        // the transaction's other shards, savepoints, failure (txn.go)
 
 	// columns is tableColumns bound once, so that building router.Args
 	// on every statement does not allocate.
@@ -144,8 +145,12 @@ func (s *session) reportedValue(name string) (string, bool) {
 func (s *session) run(ctx context.Context) {
 	defer s.detachAll()
 	defer s.watch.stop()
+	defer s.endLearningGone(ctx)
 	boundary := true // nothing open since the last ReadyForQuery 'I' (see drain.go)
 	for {
+		if boundary {
+			s.endLearning(ctx)
+		}
 		if s.beforeRead(boundary) {
 			sendFatal(s.be, s.log, errAdminShutdown())
 			return
@@ -249,6 +254,7 @@ func (s *session) send(msg pgproto3.BackendMessage) error {
 		s.sentBytes += int64(len(m.Data))
 	case *pgproto3.ErrorResponse:
 		s.srv.stats.countError(m.Code)
+		s.learningFailed()
 		s.wbytes += 16
 	default:
 		s.wbytes += 16

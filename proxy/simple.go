@@ -39,6 +39,9 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 		}
 		return s.ready()
 	}
+	for _, p := range parts {
+		s.noteLearning(p.Stmt)
+	}
 	implicit := false // see implicit.go
 	if len(parts) > 1 {
 		for _, p := range parts {

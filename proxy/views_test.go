@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -17,7 +16,8 @@ import (
 // a plain view over a sharded table as its query (a subquery the router
 // merges), once the view's definition is known: at once when CREATE VIEW
 // through the proxy spells out its columns, else from the shards'
-// catalogs (before the first client, and at every health check). Until
+// catalogs (read when the transaction of a CREATE VIEW with * through the
+// proxy ends, before the first client, and at every health check). Until
 // then, and for writes through the view, it is refused with 0A000 (a
 // shard hint still reads one shard's part). Views over reference or
 // unmapped tables work as before.
@@ -34,15 +34,6 @@ func TestShardedViews(t *testing.T) {
 	if directCount(t, f, "s0", "orders", "true") == 0 || directCount(t, f, "s1", "orders", "true") == 0 {
 		t.Fatal("want rows on both shards")
 	}
-	refused := func(c *pgx.Conn, sql string) {
-		t.Helper()
-		var n int
-		err := c.QueryRow(ctx, sql).Scan(&n)
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || pgErr.Code != "0A000" || !strings.Contains(pgErr.Message, "view") || pgErr.Hint == "" {
-			t.Errorf("%s: %d, %v; want 0A000 naming the view, with a hint", sql, n, err)
-		}
-	}
 	count := func(c *pgx.Conn, sql string, want int64) {
 		t.Helper()
 		var n int64
@@ -51,13 +42,15 @@ func TestShardedViews(t *testing.T) {
 		}
 	}
 
+	// A definition with * is known from the shards' catalogs, which
+	// spell out its columns: the session reads them when the CREATE
+	// VIEW's transaction ends (TestLearnedAtCommit has one that spans a
+	// transaction).
+	var err error
 	mustExec(t, c, "CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 50")
 	mustExec(t, c, "CREATE VIEW product_names AS SELECT name FROM products")
-	refused(c, "SELECT count(*) FROM big_orders")
-	_, err := c.Exec(ctx, "SELECT count(*) FROM big_orders WHERE customer_id = 7", pgx.QueryExecModeSimpleProtocol)
-	if err == nil {
-		t.Error("a view read with a key condition was not refused (its key is not mapped)")
-	}
+	count(c, "SELECT count(*) FROM big_orders", 15)
+	count(c, "SELECT count(*) FROM big_orders WHERE customer_id = 7", 1)
 	count(c, "/* shard: s1 */ SELECT count(*) FROM big_orders", directCount(t, f, "s1", "orders", "total > 50"))
 	count(c, "SELECT count(*) FROM product_names", 2)
 	count(c, "SELECT count(*) FROM orders WHERE total > 50", 15)

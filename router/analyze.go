@@ -184,6 +184,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	}
 	if st.err == nil || st.hint != "" { // a refused statement makes nothing
 		r.learnFromDDL(stmt, text, st.facts)
+		st.Learns = st.Kind == KindDDL
 	}
 	pf := analyzePooling(tree.Stmts[0].Stmt)
 	st.sessionState, st.LocalConfig, st.setConfigs = pf.refusal, pf.localConfig, pf.setConfigs
@@ -703,7 +704,9 @@ func (a *analyzer) view(v *pg.ViewStmt) {
 			refTable = cmp.Or(refTable, u.info.name)
 		}
 		if table != "" {
-			a.r.viewCreated(v.View.Relname, createdView{table: table, def: a.viewDef(v)})
+			def := a.viewDef(v)
+			a.st.CatalogAfter = def == nil
+			a.r.viewCreated(v.View.Relname, createdView{table: table, def: def})
 			return
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -201,9 +202,20 @@ func (c *catalog) referenceView(rel string) string {
 // that shard's previous report, so one dropped behind the proxy's back
 // stops counting within one check. CREATE and DROP analysed here take
 // effect at once: a created one is held (made) until every shard has a
-// report from a check begun after it; a dropped one leaves every report
-// at once (a check racing the DROP may bring it back until the next one,
-// which refuses, never misreads).
+// report from a check begun after the transaction that created it ended;
+// a dropped one leaves every report at once.
+//
+// A statement's transaction is the session's to know: it tells the router
+// when a statement that learned runs (LearningOpened) and when its
+// transaction ends (LearningClosed). While any such transaction is open
+// nothing made is released, since a check that ran before its COMMIT could
+// not see what it made: releasing then forgot a view made in a transaction
+// that outlived one health check, and after COMMIT the view read as an
+// unmapped table, on the default shard alone. The session reads the
+// shards' catalogs itself when what was learned may be wrong (the
+// transaction failed or rolled back: a failed DROP VIEW must not leave the
+// view unknown) or incomplete (a view made with *), so that its next
+// statement sees the truth.
 type learning struct {
 	mu      sync.Mutex
 	aggs    map[string]bool
@@ -211,6 +223,11 @@ type learning struct {
 	reports map[string]shardReport // by shard
 	made    madeHere
 	exprs   map[string]*pg.Node // parsed column defaults (divergentDefaults)
+	// open counts the sessions' transactions that ran a statement that
+	// learned and have not ended. Shared with the routers of later
+	// reloads (Adopt), since a session ends what it opened on the router
+	// it began with.
+	open *atomic.Int64
 }
 
 // madeHere are the objects CREATE statements analysed here made, held
@@ -250,6 +267,58 @@ func (h *held[T]) put(name string, fact T) {
 // show.
 func (h held[T]) release(reportedSince func(time.Time) bool) {
 	maps.DeleteFunc(h, func(_ string, f heldFact[T]) bool { return reportedSince(f.at) })
+}
+
+// restamp dates every fact at: only a check begun after it releases them.
+func (h held[T]) restamp(at time.Time) {
+	for name, f := range h {
+		f.at = at
+		h[name] = f
+	}
+}
+
+// restamp dates everything made at.
+func (m madeHere) restamp(at time.Time) {
+	m.views.restamp(at)
+	m.funcs.restamp(at)
+	m.children.restamp(at)
+	m.triggers.restamp(at)
+	m.defaults.restamp(at)
+	m.indexes.restamp(at)
+	m.seqs.restamp(at)
+}
+
+func (m madeHere) release(reportedSince func(time.Time) bool) {
+	m.views.release(reportedSince)
+	m.funcs.release(reportedSince)
+	m.children.release(reportedSince)
+	m.triggers.release(reportedSince)
+	m.defaults.release(reportedSince)
+	m.indexes.release(reportedSince)
+	m.seqs.release(reportedSince)
+}
+
+// LearningOpened tells r that a statement whose analysis learned
+// (Statement.Learns) runs in a transaction that has not ended: nothing
+// made is released until LearningClosed is called once for each call.
+func (r *Router) LearningOpened() {
+	r.learn.mu.Lock()
+	defer r.learn.mu.Unlock()
+	r.learn.open.Add(1)
+	r.learn.made.restamp(time.Now())
+}
+
+// LearningClosed tells r that a transaction LearningOpened for has ended
+// (committed, rolled back, or its client gone). What was made is held
+// until every shard has a report from a check begun after now: a check
+// begun earlier may not have seen the COMMIT.
+func (r *Router) LearningClosed() {
+	r.learn.mu.Lock()
+	defer r.learn.mu.Unlock()
+	if r.learn.open.Add(-1) < 0 {
+		panic("router: LearningClosed without LearningOpened")
+	}
+	r.learn.made.restamp(time.Now())
 }
 
 // ViewDep is one dependency of a view (or materialized view) on a
@@ -364,15 +433,17 @@ func (r *Router) CatalogChecked(shard string, checked time.Time, cat ShardCatalo
 	if r.learn.reports == nil {
 		r.learn.reports = map[string]shardReport{}
 	}
+	if prev, ok := r.learn.reports[shard]; ok && checked.Before(prev.checked) {
+		// Checks overlap (the periodic one and a session's): one begun
+		// earlier may have read the catalog before a COMMIT that a later
+		// one saw.
+		r.publish()
+		return
+	}
 	r.learn.reports[shard] = shardReport{deps: cat.Views, defs: cat.ViewDefs, inherits: cat.Inherits, triggers: cat.Triggers, defaults: cat.Defaults, indexes: cat.Indexes, seqs: cat.Sequences, funcs: funcs, checked: checked}
-	m := r.learn.made
-	m.views.release(r.reportedSince)
-	m.funcs.release(r.reportedSince)
-	m.children.release(r.reportedSince)
-	m.triggers.release(r.reportedSince)
-	m.defaults.release(r.reportedSince)
-	m.indexes.release(r.reportedSince)
-	m.seqs.release(r.reportedSince)
+	if r.learn.open.Load() == 0 {
+		r.learn.made.release(r.reportedSince)
+	}
 	r.publish()
 }
 
@@ -565,6 +636,7 @@ func (r *Router) Adopt(old *Router) {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
 	r.learn.aggs, r.learn.shadows, r.learn.reports, r.learn.made = aggs, shadows, reports, made
+	r.learn.open = old.learn.open
 	r.publish()
 }
 

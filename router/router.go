@@ -119,6 +119,16 @@ type Statement struct {
 	// lives on one shard's backend and is not replayed on shards that join
 	// the transaction later, as SET LOCAL is; the session refuses those.
 	LocalConfig bool
+	// Learns: analysing the DDL told the router what it creates, drops or
+	// renames (learnFromDDL, analyzer.view), before the shards ran it.
+	// The session that runs it calls Router.LearningOpened, and
+	// LearningClosed when its transaction ends (see learning).
+	// CatalogAfter: what it creates is known from the shards' catalogs
+	// only (a view over a sharded table whose query uses *, whose columns
+	// the catalog spells out): the session reads them once its
+	// transaction has ended.
+	Learns       bool
+	CatalogAfter bool
 
 	hint      string   // /* shard: x */ in the text
 	facts     *catalog // what the router knew of the shards' catalogs when analysed
@@ -321,6 +331,7 @@ func New(cfg *config.Config, strats map[string]strategies.Strategy) (*Router, er
 		emptyStmt: &Statement{Kind: KindEmpty},
 	}
 	r.cache.facts = &r.facts
+	r.learn.open = new(atomic.Int64)
 	r.scanners.New = func() any { return new(scanner) }
 	for i, s := range cfg.Shards {
 		r.shardIdx[s.Name] = i
