@@ -126,6 +126,22 @@ func (s *Server) checkShards(ctx context.Context, rt *Runtime, timeout time.Dura
 		}()
 	}
 	wg.Wait()
+	// DDL through the proxy forgets what it caches of tables' columns
+	// (schemaChanged); DDL made on the shards directly is caught here, as
+	// views and functions made there are: a key's position cached before
+	// a column in front of it was dropped would place the next INSERT
+	// without a column list, or COPY, by another column's value.
+	forgetSchema(rt)
+	if cur := s.Runtime(); cur != nil && cur != rt {
+		forgetSchema(cur)
+	}
+}
+
+// forgetSchema forgets rt's cached table columns and has every pooled
+// connection read its collation facts again before its next merge.
+func forgetSchema(rt *Runtime) {
+	rt.columns.invalidate()
+	rt.Pools.SchemaChanged()
 }
 
 var errPoolBusy = errors.New("every pooled connection is in use; check skipped")

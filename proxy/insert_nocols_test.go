@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -159,5 +160,41 @@ func TestInsertWithoutColumnsAfterDropColumn(t *testing.T) {
 			mustExec(t, conns[mode], "INSERT INTO notes VALUES ($1, $2, $3)", s0[i+2], k, s0[i+2])
 			wantPlaced(t, f, "notes", k, "s1")
 		})
+	}
+}
+
+// TestInsertWithoutColumnsAfterDirectDDL: the cached columns were
+// forgotten only when DDL went through the proxy, so after a table was
+// made again on the shards directly with its key in another place, an
+// INSERT without a column list and a COPY without one went on reading
+// the key from its old position: rows on another shard than their key's,
+// silently, until a reload. Every health check now forgets them, as it
+// learns views and functions made on the shards directly.
+func TestInsertWithoutColumnsAfterDirectDDL(t *testing.T) {
+	f := startFixture(t, fixtureOptions{Body: noColsBody, Top: "health_check_interval: 1h\n"})
+	ctx := context.Background()
+	c := f.Connect(t)
+	mustExec(t, c, "CREATE TABLE orders (customer_id bigint, total bigint)")
+	keys := keysByShard(t, f, "by_customer", 2)
+	k0, k1 := keys["s0"][0], keys["s1"][0]
+	mustExec(t, c, "INSERT INTO orders VALUES ($1, $2)", k0, k1) // caches (customer_id, total)
+	wantPlaced(t, f, "orders", k0, "s0")
+	for _, sh := range []string{"s0", "s1"} {
+		d := f.Direct(t, sh)
+		mustExec(t, d, "DROP TABLE orders")
+		mustExec(t, d, "CREATE TABLE orders (total bigint, customer_id bigint)")
+	}
+	f.Server.CheckShardsNow(ctx)
+	// total k1, customer k0: the row is s0's.
+	mustExec(t, c, "INSERT INTO orders VALUES ($1, $2)", k1, k0)
+	wantPlaced(t, f, "orders", k0, "s0")
+	if _, err := c.PgConn().CopyFrom(ctx, strings.NewReader(fmt.Sprintf("%d\t%d\n%d\t%d\n", k0, k1, k1, k0)), "COPY orders FROM STDIN"); err != nil {
+		t.Fatal(err)
+	}
+	if on := placed(t, f, "orders", k1); len(on) != 1 || on[0] != "s1" {
+		t.Errorf("COPY: rows with key %d are on %v, want [s1]", k1, on)
+	}
+	if n := directCount(t, f, "s0", "orders", "customer_id = $1", k0); n != 2 {
+		t.Errorf("%d rows with key %d on s0, want 2", n, k0)
 	}
 }
