@@ -34,7 +34,7 @@ func (s *session) noteLearning(st *router.Statement) {
 			s.learn.router.LearningOpened()
 		}
 		s.learn.check = s.learn.check || st.CatalogAfter
-	case s.learn.router != nil && (st.Kind == router.KindRollback || st.Kind == router.KindSavepoint):
+	case s.learn.router != nil && (st.Kind == router.KindRollback || st.Kind == router.KindSavepoint && st.Savepoint == 'B'):
 		s.learn.check = true
 	}
 }
