@@ -228,6 +228,10 @@ type learning struct {
 	// reloads (Adopt), since a session ends what it opened on the router
 	// it began with.
 	open *atomic.Int64
+	// settled is when a transaction last opened or ended (LearningOpened,
+	// LearningClosed): what was made before it is released only by checks
+	// begun after it.
+	settled time.Time
 }
 
 // madeHere are the objects CREATE statements analysed here made, held
@@ -269,25 +273,6 @@ func (h held[T]) release(reportedSince func(time.Time) bool) {
 	maps.DeleteFunc(h, func(_ string, f heldFact[T]) bool { return reportedSince(f.at) })
 }
 
-// restamp dates every fact at: only a check begun after it releases them.
-func (h held[T]) restamp(at time.Time) {
-	for name, f := range h {
-		f.at = at
-		h[name] = f
-	}
-}
-
-// restamp dates everything made at.
-func (m madeHere) restamp(at time.Time) {
-	m.views.restamp(at)
-	m.funcs.restamp(at)
-	m.children.restamp(at)
-	m.triggers.restamp(at)
-	m.defaults.restamp(at)
-	m.indexes.restamp(at)
-	m.seqs.restamp(at)
-}
-
 func (m madeHere) release(reportedSince func(time.Time) bool) {
 	m.views.release(reportedSince)
 	m.funcs.release(reportedSince)
@@ -305,20 +290,20 @@ func (r *Router) LearningOpened() {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
 	r.learn.open.Add(1)
-	r.learn.made.restamp(time.Now())
+	r.learn.settled = time.Now()
 }
 
 // LearningClosed tells r that a transaction LearningOpened for has ended
 // (committed, rolled back, or its client gone). What was made is held
-// until every shard has a report from a check begun after now: a check
-// begun earlier may not have seen the COMMIT.
+// until every shard has a report from a check begun after now (settled):
+// a check begun earlier may not have seen the COMMIT.
 func (r *Router) LearningClosed() {
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
 	if r.learn.open.Add(-1) < 0 {
 		panic("router: LearningClosed without LearningOpened")
 	}
-	r.learn.made.restamp(time.Now())
+	r.learn.settled = time.Now()
 }
 
 // ViewDep is one dependency of a view (or materialized view) on a
@@ -441,7 +426,7 @@ func (r *Router) CatalogChecked(shard string, checked time.Time, cat ShardCatalo
 		return
 	}
 	r.learn.reports[shard] = shardReport{deps: cat.Views, defs: cat.ViewDefs, inherits: cat.Inherits, triggers: cat.Triggers, defaults: cat.Defaults, indexes: cat.Indexes, seqs: cat.Sequences, funcs: funcs, checked: checked}
-	if r.learn.open.Load() == 0 {
+	if r.learn.open.Load() == 0 && r.reportedSince(r.learn.settled) {
 		r.learn.made.release(r.reportedSince)
 	}
 	r.publish()
@@ -632,11 +617,12 @@ func (r *Router) Adopt(old *Router) {
 	aggs, shadows := maps.Clone(old.learn.aggs), maps.Clone(old.learn.shadows)
 	reports := maps.Clone(old.learn.reports)
 	made := old.learn.made.clone()
+	settled := old.learn.settled
 	old.learn.mu.Unlock()
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
 	r.learn.aggs, r.learn.shadows, r.learn.reports, r.learn.made = aggs, shadows, reports, made
-	r.learn.open = old.learn.open
+	r.learn.open, r.learn.settled = old.learn.open, settled
 	r.publish()
 }
 
