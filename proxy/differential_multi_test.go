@@ -155,6 +155,21 @@ var multiRegressions = []struct {
 	// (order 10999 stayed; seed 10).
 	{stmts: []string{"BEGIN", "UPDATE customers SET name = 'r9' WHERE customer_id = 7", "UPDATE customers SET name = 'r9' WHERE customer_id = 390", "SELECT 1/0"}},
 	{cont: true, stmts: []string{"COMMIT", "INSERT INTO orders (order_id, customer_id, status, total, qty) VALUES (10999, 150, 'multi', 1.25, 1)", "SELECT 1/0", "UPDATE customers SET name = 'r9' WHERE customer_id = 7"}},
+	// SET LOCAL in the implicit block before BEGIN, in a Query sent whole
+	// to one shard: BEGIN makes it the transaction's, but the proxy did
+	// not replay it on shards that joined later (their dates came as
+	// ISO; seed 20261128).
+	{stmts: []string{"SET LOCAL DateStyle = 'SQL, DMY'", "BEGIN", "UPDATE customers SET name = 'r10' WHERE customer_id = 390"}},
+	{cont: true, stmts: []string{"SELECT customer_id, signup FROM customers WHERE customer_id IN (7, 12, 45, 150, 260, 333, 390) ORDER BY customer_id", "COMMIT"}},
+	// A SET after a SET LOCAL sent whole to one shard, in the same Query
+	// or a later one: the session value wins on Postgres, but a shard
+	// that joined later had the SET LOCAL replayed last.
+	{stmts: []string{"BEGIN", "SET LOCAL DateStyle = 'German'", "UPDATE customers SET name = 'r11' WHERE customer_id = 390", "SET DateStyle = 'SQL, DMY'"}},
+	{cont: true, stmts: []string{"SELECT customer_id, signup FROM customers WHERE customer_id IN (7, 12, 45, 150, 260, 333, 390) ORDER BY customer_id", "COMMIT"}},
+	{stmts: []string{"BEGIN", "SET LOCAL DateStyle = 'German'", "UPDATE customers SET name = 'r12' WHERE customer_id = 390"}},
+	{cont: true, stmts: []string{"SET DateStyle = 'ISO, MDY'"}},
+	{cont: true, stmts: []string{"SELECT customer_id, signup FROM customers WHERE customer_id IN (7, 12, 45, 150, 260, 333, 390) ORDER BY customer_id", "COMMIT"}},
+	{stmts: []string{"RESET DateStyle"}},
 }
 
 // multiCustomers lie on three shards under the range strategy (1-119 s0,

@@ -741,6 +741,9 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 	if !explicit {
 		block = maps.Clone(s.params)
 	}
+	// SET LOCALs of the implicit block: a BEGIN makes them the
+	// transaction's, to be replayed on shards that join it.
+	var blockLocal []router.QueryPart
 	for _, p := range parts {
 		switch st := p.Stmt; st.Kind {
 		case router.KindBegin:
@@ -750,6 +753,10 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 					s.tx.params = block
 				}
 				s.tx.begin = p.Text // replayed, with its options, on shards that join
+				for _, l := range blockLocal {
+					s.replayLocal(l.Stmt, l.Text)
+				}
+				blockLocal = nil
 			}
 		case router.KindSavepoint:
 			if explicit {
@@ -763,7 +770,9 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 				if explicit {
 					// For shards that join the transaction later, as
 					// for a SET LOCAL sent on its own (noteReplay).
-					s.appendReplay(st, p.Text)
+					s.replayLocal(st, p.Text)
+				} else {
+					blockLocal = append(blockLocal, p)
 				}
 				continue
 			}
@@ -771,6 +780,9 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 				s.tx.params = maps.Clone(s.params)
 			}
 			s.applySet(st, nil)
+			if explicit {
+				s.replaySessionSet(st)
+			}
 		case router.KindCommit, router.KindRollback:
 			switch {
 			case explicit && st.Kind == router.KindRollback:
@@ -779,9 +791,9 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 				s.params = block
 			}
 			s.tx.params, s.tx.hintSaved, explicit = nil, false, false
-			s.tx.replay, s.tx.full, s.tx.roundedFloats = nil, false, false
+			s.tx.replay, s.tx.full, s.tx.roundedFloats, s.tx.localSets = nil, false, false, nil
 			s.tx.begin, s.tx.savepoints, s.tx.touched = "", nil, nil
-			block = maps.Clone(s.params)
+			block, blockLocal = maps.Clone(s.params), nil
 		}
 	}
 	if explicit && s.stmtTouches && !slices.Contains(s.tx.touched, c.Shard) {

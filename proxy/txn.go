@@ -445,30 +445,41 @@ func (s *session) noteReplay(st *router.Statement, text string) {
 		return
 	}
 	if st.Kind == router.KindSet && !st.SetLocal && !st.LocalConfig {
-		// A SET after a SET LOCAL of the same setting wins, as in
-		// Postgres. A shard that joins later gets the session's settings
-		// before the transaction's replay, so the setting's session
-		// value is replayed after the SET LOCAL too. Call after recordSet.
-		if st.SetName != "" && slices.Contains(s.tx.localSets, st.SetName) {
-			set := "RESET " + quoteIdent(st.SetName)
-			if v, ok := s.params[st.SetName]; ok {
-				set = setStatement(st.SetName, v)
-			}
-			s.appendReplay(st, set)
-		}
+		s.replaySessionSet(st)
 		return
 	}
 	if !(st.Kind == router.KindSavepoint || st.Kind == router.KindSet && st.SetLocal ||
 		st.LocalConfig && st.TxnScoped) {
 		return
 	}
-	if st.Kind == router.KindSet && st.SetName != "" && !slices.Contains(s.tx.localSets, st.SetName) {
-		s.tx.localSets = append(s.tx.localSets, st.SetName)
-	}
 	if st.Kind == router.KindSavepoint {
 		s.noteSavepoint(st)
 	}
+	s.replayLocal(st, text)
+}
+
+// replayLocal adds a SET LOCAL (or another statement that acts on the
+// transaction) to the replay, noting the setting a SET LOCAL sets.
+func (s *session) replayLocal(st *router.Statement, text string) {
+	if st.Kind == router.KindSet && st.SetLocal && st.SetName != "" && !slices.Contains(s.tx.localSets, st.SetName) {
+		s.tx.localSets = append(s.tx.localSets, st.SetName)
+	}
 	s.appendReplay(st, text)
+}
+
+// replaySessionSet follows a session SET in a transaction: after a SET
+// LOCAL of the same setting it wins, as in Postgres. A shard that joins
+// later gets the session's settings before the transaction's replay, so
+// the setting's session value is replayed after the SET LOCAL too. Call
+// after the SET is applied to s.params.
+func (s *session) replaySessionSet(st *router.Statement) {
+	if st.SetName != "" && slices.Contains(s.tx.localSets, st.SetName) {
+		set := "RESET " + quoteIdent(st.SetName)
+		if v, ok := s.params[st.SetName]; ok {
+			set = setStatement(st.SetName, v)
+		}
+		s.appendReplay(st, set)
+	}
 }
 
 // appendReplay adds a statement to the transaction's replay, and notes
