@@ -170,6 +170,26 @@ var multiRegressions = []struct {
 	{cont: true, stmts: []string{"SET DateStyle = 'ISO, MDY'"}},
 	{cont: true, stmts: []string{"SELECT customer_id, signup FROM customers WHERE customer_id IN (7, 12, 45, 150, 260, 333, 390) ORDER BY customer_id", "COMMIT"}},
 	{stmts: []string{"RESET DateStyle"}},
+	// A Query sent whole to one shard that fails after a COMMIT in it:
+	// what the COMMIT ended stands on Postgres (the SET before it), only
+	// the block the error came in rolls back; the proxy took the whole
+	// Query as undone (DateStyle German after it, where Postgres has ISO,
+	// MDY; seed 11).
+	{stmts: []string{"SET DateStyle = 'German'"}},
+	{stmts: []string{"UPDATE customers SET name = 'r13' WHERE customer_id = 260", "SET DateStyle = 'ISO, MDY'", "COMMIT", "SELECT 1/0"}},
+	{stmts: []string{"BEGIN", "SET DateStyle = 'SQL, DMY'", "UPDATE customers SET name = 'r14' WHERE customer_id = 260", "COMMIT", "SET DateStyle = 'German'", "SELECT 1/0"}},
+	{stmts: []string{"BEGIN", "SET DateStyle = 'Postgres, MDY'", "UPDATE customers SET name = 'r15' WHERE customer_id = 260", "SELECT 1/0"}},
+	{cont: true, stmts: []string{"ROLLBACK"}},
+	{stmts: []string{"SELECT customer_id, signup FROM customers WHERE customer_id IN (7, 12, 45, 150, 260, 333, 390) ORDER BY customer_id"}},
+	{stmts: []string{"RESET DateStyle"}},
+	// A REPEATABLE READ transaction that a Query sent whole to one shard
+	// began and failed: the next statement for every shard had the proxy
+	// take the snapshot everywhere, running its own statements on the
+	// aborted backend, whose errors then answered the client's ROLLBACK
+	// (seed 20261128, with the change above).
+	{stmts: []string{"ROLLBACK", "BEGIN ISOLATION LEVEL REPEATABLE READ", "RELEASE SAVEPOINT x", "UPDATE customers SET name = 'r16' WHERE customer_id = 390", "BEGIN", "COMMIT"}},
+	{cont: true, stmts: []string{"SELECT count(*) FROM customers WHERE customer_id = 7", "SELECT count(*) FROM customers"}},
+	{stmts: []string{"SELECT count(*) FROM customers"}},
 }
 
 // multiCustomers lie on three shards under the range strategy (1-119 s0,

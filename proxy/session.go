@@ -70,6 +70,7 @@ type session struct {
 	holdTag     bool // keep the next CommandComplete in heldTag instead of sending it (implicit.go)
 	heldTag     []byte
 	ddlInTx     bool       // DDL ran in the open transaction: forget cached columns at its end
+	relayed     int        // CommandCompletes relay passed on in its last call (recordBatch)
 	learn       learnState // DDL the router learned from in the open transaction (learning.go)
 	tx          txn        // the transaction's other shards, savepoints, failure (txn.go)
 

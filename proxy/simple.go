@@ -494,7 +494,7 @@ func (s *session) runOn(ctx context.Context, shard, text string, st *router.Stat
 		s.tx.committed = true
 	}
 	if batch != nil {
-		s.recordBatch(batch, c, failed)
+		s.recordBatch(batch, c, failed, s.relayed)
 	}
 	s.settle(status)
 	if !failed && st != nil {
@@ -711,12 +711,16 @@ func (s *session) setHint(shard string) {
 
 // recordBatch does recordSet's work for a multi-statement Query that c ran
 // as one text (handleQuery): from the statements, in order, since the
-// replies do not say which is which. A failed Query changes nothing
-// (Postgres runs it as one implicit transaction); a transaction it began
-// or ended inside is followed. c is marked unknown, so it is reset when
-// it next serves a client (this covers what the walk cannot see, such as
-// ROLLBACK TO SAVEPOINT).
-func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed bool) {
+// replies do not say which is which. A transaction it began or ended
+// inside is followed. When it failed, done statements completed before
+// the error (their CommandCompletes; len(parts) when the implicit commit
+// at the end failed): what they did stands as far as Postgres keeps it —
+// an implicit block that a COMMIT or ROLLBACK in the Query ended, or the
+// open transaction (failed now, undone at its ROLLBACK) — and the
+// implicit block the error came in is rolled back. c is marked unknown,
+// so it is reset when it next serves a client (this covers what the walk
+// cannot see, such as ROLLBACK TO SAVEPOINT).
+func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed bool, done int) {
 	touches := false
 	for _, p := range parts {
 		switch p.Stmt.Kind {
@@ -728,9 +732,10 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 		return
 	}
 	c.SessionParams = nil
-	if failed {
-		return
+	if !failed {
+		done = len(parts)
 	}
+	done = min(done, len(parts))
 	// Outside a transaction block, Postgres runs the statements in an
 	// implicit block, up to a COMMIT or ROLLBACK (each warns and ends
 	// it; the next statement begins another) or the end of the Query,
@@ -744,7 +749,20 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 	// SET LOCALs of the implicit block: a BEGIN makes them the
 	// transaction's, to be replayed on shards that join it.
 	var blockLocal []router.QueryPart
-	for _, p := range parts {
+	// snap: a statement after the transaction's BEGIN took its snapshot
+	// on this shard (beforeSnapshot could not see it: the batch began
+	// the transaction), so the snapshot is not to be taken everywhere
+	// later (snapshot.go).
+	snap := false
+	endTx := func() {
+		snap = false
+		s.tx.params, s.tx.hintSaved = nil, false
+		s.tx.replay, s.tx.full, s.tx.roundedFloats, s.tx.localSets = nil, false, false, nil
+		s.tx.begin, s.tx.savepoints, s.tx.touched = "", nil, nil
+		block, blockLocal = maps.Clone(s.params), nil
+	}
+	for _, p := range parts[:done] {
+		snap = snap || explicit && takesSnapshot(p.Stmt.Kind)
 		switch st := p.Stmt; st.Kind {
 		case router.KindBegin:
 			if !explicit {
@@ -790,11 +808,23 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 			case !explicit && st.Kind == router.KindRollback:
 				s.params = block
 			}
-			s.tx.params, s.tx.hintSaved, explicit = nil, false, false
-			s.tx.replay, s.tx.full, s.tx.roundedFloats, s.tx.localSets = nil, false, false, nil
-			s.tx.begin, s.tx.savepoints, s.tx.touched = "", nil, nil
-			block, blockLocal = maps.Clone(s.params), nil
+			explicit = false
+			endTx()
 		}
+	}
+	switch {
+	case !failed:
+	case !explicit:
+		s.params = block // the implicit block the error came in rolls back
+	case done < len(parts) && parts[done].Stmt.Kind == router.KindCommit:
+		// A COMMIT that failed (a deferred constraint) rolled the
+		// transaction back and ended it.
+		s.endTxParams()
+		explicit = false
+		endTx()
+	}
+	if explicit && snap {
+		s.tx.snapshotTaken = true
 	}
 	if explicit && s.stmtTouches && !slices.Contains(s.tx.touched, c.Shard) {
 		// The transaction the batch leaves open read or wrote tables here
@@ -876,16 +906,20 @@ func (s *session) relay(c *pool.Conn, prelude int, m *merger) (status byte, fail
 	if err := s.skipPrelude(c, prelude); err != nil {
 		return 0, false, err
 	}
+	s.relayed = 0
 	for {
 		_, raw, err := c.ReceiveRaw()
 		if err != nil {
 			return 0, failed, err
 		}
 		if m == nil && forwardAsIs(raw[0]) {
-			if raw[0] == '1' || raw[0] == '2' {
+			switch raw[0] {
+			case '1', '2':
 				// ParseComplete, BindComplete: of a statement the proxy
 				// runs for a Bind it has answered (executeAside).
 				continue
+			case 'C':
+				s.relayed++
 			}
 			if err := s.sendRaw(raw); err != nil {
 				return 0, failed, errClientGone

@@ -49,7 +49,9 @@ func (s *session) noteStatement(st *router.Statement) {
 // run statements of its own on it first; if not, the transaction keeps
 // the one-shard rule.
 func (s *session) beforeSnapshot(ctx context.Context, shard string, takes, canSync bool) error {
-	if s.txStatus == 'I' || !takes || s.tx.snapshotTaken {
+	if s.txStatus == 'I' || !takes || s.tx.snapshotTaken || s.tx.failed {
+		// (A failed transaction runs nothing more; the proxy must not
+		// run statements of its own on its aborted backend.)
 		return nil
 	}
 	s.tx.snapshotTaken = true
