@@ -190,6 +190,13 @@ var multiRegressions = []struct {
 	{stmts: []string{"ROLLBACK", "BEGIN ISOLATION LEVEL REPEATABLE READ", "RELEASE SAVEPOINT x", "UPDATE customers SET name = 'r16' WHERE customer_id = 390", "BEGIN", "COMMIT"}},
 	{cont: true, stmts: []string{"SELECT count(*) FROM customers WHERE customer_id = 7", "SELECT count(*) FROM customers"}},
 	{stmts: []string{"SELECT count(*) FROM customers"}},
+	// BEGIN with another isolation level after a SAVEPOINT, before any
+	// shard joined the transaction: Postgres fails it with 25001 (in a
+	// subtransaction); the proxy took the level (seed 5). The same level
+	// is no error.
+	{stmts: []string{"BEGIN", "SAVEPOINT x", "BEGIN ISOLATION LEVEL REPEATABLE READ", "SELECT count(*) FROM customers"}},
+	{stmts: []string{"BEGIN ISOLATION LEVEL SERIALIZABLE", "SAVEPOINT x", "BEGIN ISOLATION LEVEL SERIALIZABLE", "SELECT count(*) FROM customers WHERE customer_id = 7"}},
+	{stmts: []string{"BEGIN", "SAVEPOINT x", "BEGIN READ ONLY DEFERRABLE", "SELECT 1"}},
 }
 
 // multiCustomers lie on three shards under the range strategy (1-119 s0,

@@ -806,7 +806,9 @@ func TestRepeatableReadReadOnlyAcrossShards(t *testing.T) {
 	// others' in the same window, so a read of another shard is refused
 	// (taken later, their snapshots would see transfers this one does
 	// not: the sums no longer add up).
-	list := func(ids []int32) string { return strings.Trim(strings.Join(strings.Fields(fmt.Sprint(ids)), ", "), "[]") }
+	list := func(ids []int32) string {
+		return strings.Trim(strings.Join(strings.Fields(fmt.Sprint(ids)), ", "), "[]")
+	}
 	res, err := c.PgConn().Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT sum(balance) FROM customers WHERE customer_id IN ("+list(onShard["s0"])+")").ReadAll()
 	if err != nil || len(res) != 2 || len(res[1].Rows) != 1 {
 		t.Fatalf("BEGIN and a read of s0 in one Query: %v, %v", res, err)

@@ -154,7 +154,7 @@ func (s *session) implicitStatement(ctx context.Context, st *router.Statement, t
 	switch st.Kind {
 	case router.KindBegin:
 		if s.tx.ran {
-			if err := beginOptionsError(text, s.defaultIsolation()); err != nil {
+			if err := beginOptionsError(text, s.defaultIsolation(), true, false); err != nil {
 				return true, true, s.sendError(err)
 			}
 		}
@@ -258,21 +258,46 @@ func (s *session) endImplicit(ctx context.Context, commit bool) (failed bool, er
 }
 
 // beginOptionsError is Postgres' error for BEGIN's options (text) in a
-// transaction that already took a snapshot (s.tx.ran): its isolation
-// level may change, and DEFERRABLE be set, only before (xact.c,
-// check_XactIsoLevel, check_transaction_deferrable). current is the
-// transaction's level.
-func beginOptionsError(text, current string) error {
-	t := " " + strings.Join(strings.Fields(strings.ToLower(strings.NewReplacer(",", " ", ";", " ").Replace(text))), " ") + " "
+// transaction block: its isolation level may change, and DEFERRABLE be
+// set, only before the transaction took a snapshot (ran) and outside a
+// savepoint (sub), in the order xact.c checks them (check_XactIsoLevel,
+// check_transaction_deferrable). current is the transaction's level.
+func beginOptionsError(text, current string, ran, sub bool) error {
+	t := beginWords(text)
 	if strings.Contains(t, " deferrable ") {
-		return pgError("25001", "SET TRANSACTION [NOT] DEFERRABLE must be called before any query")
+		switch {
+		case sub:
+			return pgError("25001", "SET TRANSACTION [NOT] DEFERRABLE cannot be called within a subtransaction")
+		case ran:
+			return pgError("25001", "SET TRANSACTION [NOT] DEFERRABLE must be called before any query")
+		}
 	}
-	for _, level := range []string{"serializable", "repeatable read", "read committed", "read uncommitted"} {
-		if strings.Contains(t, " isolation level "+level+" ") && level != current {
+	if level := beginLevel(text); level != "" && level != current {
+		switch {
+		case ran:
 			return pgError("25001", "SET TRANSACTION ISOLATION LEVEL must be called before any query")
+		case sub:
+			return pgError("25001", "SET TRANSACTION ISOLATION LEVEL must not be called in a subtransaction")
 		}
 	}
 	return nil
+}
+
+// beginWords is BEGIN's text in lower case, words separated by one space,
+// with a space at either end.
+func beginWords(text string) string {
+	return " " + strings.Join(strings.Fields(strings.ToLower(strings.NewReplacer(",", " ", ";", " ").Replace(text))), " ") + " "
+}
+
+// beginLevel is the isolation level BEGIN's text names, or "".
+func beginLevel(text string) string {
+	t := beginWords(text)
+	for _, level := range []string{"serializable", "repeatable read", "read committed", "read uncommitted"} {
+		if strings.Contains(t, " isolation level "+level+" ") {
+			return level
+		}
+	}
+	return ""
 }
 
 // defaultIsolation is the isolation level the session's transactions get.

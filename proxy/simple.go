@@ -342,11 +342,14 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 					Code: "25001", Message: "there is already a transaction in progress"}); err != nil {
 					return true, false, err
 				}
-				if s.tx.ran {
-					if err := beginOptionsError(text, s.defaultIsolation()); err != nil {
-						return true, true, s.sendError(err)
-					}
-				} else if s.pendingBegin != "" && !plainBegin(text) {
+				current := beginLevel(s.pendingBegin)
+				if current == "" {
+					current = s.defaultIsolation()
+				}
+				if err := beginOptionsError(text, current, s.tx.ran, len(s.tx.savepoints) > 0); err != nil {
+					return true, true, s.sendError(err)
+				}
+				if !s.tx.ran && s.pendingBegin != "" && !plainBegin(text) {
 					s.pendingBegin = text // no snapshot yet: its options hold, as on Postgres
 				}
 				return complete(st.Tag)

@@ -536,7 +536,7 @@ func (s *session) txStatement(ctx context.Context, st *router.Statement, text st
 		if current == "" {
 			current = s.defaultIsolation()
 		}
-		if err := beginOptionsError(text, current); err != nil {
+		if err := beginOptionsError(text, current, true, len(s.tx.savepoints) > 0); err != nil {
 			return true, true, s.sendError(err)
 		}
 		return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(st.Tag)})
