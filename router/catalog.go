@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -223,15 +222,36 @@ type learning struct {
 	reports map[string]shardReport // by shard
 	made    madeHere
 	exprs   map[string]*pg.Node // parsed column defaults (divergentDefaults)
-	// open counts the sessions' transactions that ran a statement that
-	// learned and have not ended. Shared with the routers of later
-	// reloads (Adopt), since a session ends what it opened on the router
-	// it began with.
-	open *atomic.Int64
-	// settled is when a transaction last opened or ended (LearningOpened,
-	// LearningClosed): what was made before it is released only by checks
-	// begun after it.
+	// txns: the sessions' transactions that ran a statement that learned
+	// and have not ended. Shared with the routers of later reloads
+	// (Adopt), since a session ends what it opened on the router it
+	// began with.
+	txns *learnTxns
+}
+
+// learnTxns counts the open transactions that learned, and notes when one
+// last opened or ended (settled): what was made before that is released
+// only by checks begun after it.
+type learnTxns struct {
+	mu      sync.Mutex
+	open    int
 	settled time.Time
+}
+
+func (l *learnTxns) change(by int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open += by
+	if l.open < 0 {
+		panic("router: LearningClosed without LearningOpened")
+	}
+	l.settled = time.Now()
+}
+
+func (l *learnTxns) state() (open int, settled time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open, l.settled
 }
 
 // madeHere are the objects CREATE statements analysed here made, held
@@ -286,25 +306,13 @@ func (m madeHere) release(reportedSince func(time.Time) bool) {
 // LearningOpened tells r that a statement whose analysis learned
 // (Statement.Learns) runs in a transaction that has not ended: nothing
 // made is released until LearningClosed is called once for each call.
-func (r *Router) LearningOpened() {
-	r.learn.mu.Lock()
-	defer r.learn.mu.Unlock()
-	r.learn.open.Add(1)
-	r.learn.settled = time.Now()
-}
+func (r *Router) LearningOpened() { r.learn.txns.change(1) }
 
 // LearningClosed tells r that a transaction LearningOpened for has ended
 // (committed, rolled back, or its client gone). What was made is held
-// until every shard has a report from a check begun after now (settled):
-// a check begun earlier may not have seen the COMMIT.
-func (r *Router) LearningClosed() {
-	r.learn.mu.Lock()
-	defer r.learn.mu.Unlock()
-	if r.learn.open.Add(-1) < 0 {
-		panic("router: LearningClosed without LearningOpened")
-	}
-	r.learn.settled = time.Now()
-}
+// until every shard has a report from a check begun after now: a check
+// begun earlier may not have seen the COMMIT.
+func (r *Router) LearningClosed() { r.learn.txns.change(-1) }
 
 // ViewDep is one dependency of a view (or materialized view) on a
 // relation, as a shard's catalog lists it.
@@ -426,7 +434,7 @@ func (r *Router) CatalogChecked(shard string, checked time.Time, cat ShardCatalo
 		return
 	}
 	r.learn.reports[shard] = shardReport{deps: cat.Views, defs: cat.ViewDefs, inherits: cat.Inherits, triggers: cat.Triggers, defaults: cat.Defaults, indexes: cat.Indexes, seqs: cat.Sequences, funcs: funcs, checked: checked}
-	if r.learn.open.Load() == 0 && r.reportedSince(r.learn.settled) {
+	if open, settled := r.learn.txns.state(); open == 0 && r.reportedSince(settled) {
 		r.learn.made.release(r.reportedSince)
 	}
 	r.publish()
@@ -617,12 +625,11 @@ func (r *Router) Adopt(old *Router) {
 	aggs, shadows := maps.Clone(old.learn.aggs), maps.Clone(old.learn.shadows)
 	reports := maps.Clone(old.learn.reports)
 	made := old.learn.made.clone()
-	settled := old.learn.settled
 	old.learn.mu.Unlock()
 	r.learn.mu.Lock()
 	defer r.learn.mu.Unlock()
 	r.learn.aggs, r.learn.shadows, r.learn.reports, r.learn.made = aggs, shadows, reports, made
-	r.learn.open, r.learn.settled = old.learn.open, settled
+	r.learn.txns = old.learn.txns
 	r.publish()
 }
 

@@ -305,6 +305,37 @@ func TestLearnedHeldWhileOpen(t *testing.T) {
 		t.Fatal("open_orders still known after every shard was read")
 	}
 
+	// A reloaded router shares the count and the time: a transaction
+	// opened on the old router holds what the new one adopted, until it
+	// ends there.
+	r.LearningOpened()
+	stmt("CREATE VIEW reloaded AS SELECT id FROM orders")
+	r2, _ := newTestRouter(t)
+	r2.Adopt(r)
+	onR2 := func(at time.Time) {
+		for _, s := range shards {
+			r2.CatalogChecked(s, at, ShardCatalog{})
+		}
+	}
+	knownOn2 := func() bool {
+		_, rt, err := route(r2, "SELECT * FROM reloaded", nil, "")
+		return err == nil && len(rt.Shards) > 1
+	}
+	onR2(time.Now())
+	if !knownOn2() {
+		t.Fatal("the reloaded router let go of a view whose transaction is open on the old one")
+	}
+	before = time.Now()
+	r.LearningClosed()
+	onR2(before)
+	if !knownOn2() {
+		t.Fatal("the reloaded router let go of a view by a check begun before its transaction ended")
+	}
+	onR2(time.Now())
+	if knownOn2() {
+		t.Fatal("the reloaded router still knows a view no shard has")
+	}
+
 	deps := []ViewDep{{"public", "late", "public", "orders"}}
 	newer := time.Now().Add(time.Hour)
 	report(newer, ShardCatalog{Views: deps})

@@ -331,7 +331,7 @@ func New(cfg *config.Config, strats map[string]strategies.Strategy) (*Router, er
 		emptyStmt: &Statement{Kind: KindEmpty},
 	}
 	r.cache.facts = &r.facts
-	r.learn.open = new(atomic.Int64)
+	r.learn.txns = new(learnTxns)
 	r.scanners.New = func() any { return new(scanner) }
 	for i, s := range cfg.Shards {
 		r.shardIdx[s.Name] = i
