@@ -191,9 +191,12 @@ func (s *session) schemaChanged() {
 
 // forgetColumns clears the column cache of the session's snapshot and of
 // the server's current runtime (after a reload they differ).
-func (s *session) forgetColumns() {
-	s.runtime().columns.invalidate()
-	if cur := s.srv.Runtime(); cur != nil && cur != s.runtime() {
+func (s *session) forgetColumns() { s.srv.forgetColumns(s.runtime()) }
+
+// forgetColumns clears the column cache of rt and of the current runtime.
+func (s *Server) forgetColumns(rt *Runtime) {
+	rt.columns.invalidate()
+	if cur := s.Runtime(); cur != nil && cur != rt {
 		cur.columns.invalidate()
 	}
 }

@@ -131,17 +131,13 @@ func (s *Server) checkShards(ctx context.Context, rt *Runtime, timeout time.Dura
 	// views and functions made there are: a key's position cached before
 	// a column in front of it was dropped would place the next INSERT
 	// without a column list, or COPY, by another column's value.
-	forgetSchema(rt)
-	if cur := s.Runtime(); cur != nil && cur != rt {
-		forgetSchema(cur)
-	}
-}
-
-// forgetSchema forgets rt's cached table columns and has every pooled
-// connection read its collation facts again before its next merge.
-func forgetSchema(rt *Runtime) {
-	rt.columns.invalidate()
+	// Pooled connections read their collation facts again before their
+	// next merge (pool.Conn.CollatedColumns).
+	s.forgetColumns(rt)
 	rt.Pools.SchemaChanged()
+	if cur := s.Runtime(); cur != nil && cur != rt {
+		cur.Pools.SchemaChanged()
+	}
 }
 
 var errPoolBusy = errors.New("every pooled connection is in use; check skipped")

@@ -272,7 +272,7 @@ func beginOptionsError(text, current string, ran, sub bool) error {
 			return pgError("25001", "SET TRANSACTION [NOT] DEFERRABLE must be called before any query")
 		}
 	}
-	if level := beginLevel(text); level != "" && level != current {
+	if level := levelIn(t); level != "" && level != current {
 		switch {
 		case ran:
 			return pgError("25001", "SET TRANSACTION ISOLATION LEVEL must be called before any query")
@@ -290,8 +290,10 @@ func beginWords(text string) string {
 }
 
 // beginLevel is the isolation level BEGIN's text names, or "".
-func beginLevel(text string) string {
-	t := beginWords(text)
+func beginLevel(text string) string { return levelIn(beginWords(text)) }
+
+// levelIn is the isolation level beginWords' result t names, or "".
+func levelIn(t string) string {
 	for _, level := range []string{"serializable", "repeatable read", "read committed", "read uncommitted"} {
 		if strings.Contains(t, " isolation level "+level+" ") {
 			return level
