@@ -99,6 +99,10 @@ type extended struct {
 	// this batch outside a transaction block the proxy knew of: the
 	// batch's work is then the client's own transaction block (implicit.go).
 	begun string
+	// ran: a statement that takes a snapshot executed in the pipeline's
+	// own transaction, the one Postgres starts at the first message after
+	// Sync or after a COMMIT or ROLLBACK of the pipeline (pipelineStatement).
+	ran bool
 
 	clientFailed  bool // the client was sent an error in this batch
 	backendFailed bool // the backend reported an error and skips to Sync
@@ -130,10 +134,27 @@ func (s *session) deferDescribe(ctx context.Context, next pgproto3.FrontendMessa
 	case *pgproto3.Terminate:
 		return nil
 	}
+	return s.describeDeferred(ctx, p)
+}
+
+func (s *session) describeDeferred(ctx context.Context, p *portal) error {
 	if p.cursor != nil {
 		return s.describeCursor(ctx, p)
 	}
 	return s.describeMulti(ctx, p)
+}
+
+// failExecute fails the Execute of portal p with err. A Describe of p that
+// waited for this Execute (describeInExecute) is answered first, as
+// Postgres answers a Describe before the Execute that fails.
+func (s *session) failExecute(ctx context.Context, p *portal, err error) error {
+	if s.ext.describeInExecute {
+		s.ext.describeInExecute = false
+		if derr := s.describeDeferred(ctx, p); derr != nil || s.ext.skip {
+			return derr // the client is gone, or has the Describe's error
+		}
+	}
+	return s.extFail(err)
 }
 
 func (e *extended) init() {
@@ -209,7 +230,11 @@ func (s *session) handleParse(m *pgproto3.Parse) error {
 		// extended, pgx's exec mode): the same router would analyse the
 		// same text to the same statement, so keep it. Only the parameter
 		// types of a split INSERT come from the shards: look them up again.
+		if s.txStatus == 'E' && !exitsTransaction(old.st, old.query) {
+			return s.extFail(errTxAborted())
+		}
 		old.splitOIDs = nil
+		s.snapshotToParse(old.st, false)
 		s.pushLocal(replyParseComplete...)
 		return nil
 	}
@@ -217,6 +242,12 @@ func (s *session) handleParse(m *pgproto3.Parse) error {
 	if err != nil {
 		return s.extFail(err)
 	}
+	if s.txStatus == 'E' && !exitsTransaction(st, m.Query) {
+		// As Postgres (exec_parse_message): the statement would be
+		// stored, and the client's Parse seen to succeed, where it fails.
+		return s.extFail(errTxAborted())
+	}
+	s.snapshotToParse(st, false)
 	s.noteLearning(st)
 	if m.Name != "" {
 		if _, dup := s.ext.stmts[m.Name]; dup || s.ext.sql[m.Name] != nil {
@@ -338,6 +369,11 @@ func (s *session) extAttach(ctx context.Context, shard string, readOnly bool) (*
 		if err := s.drain(); err != nil {
 			return nil, err
 		}
+		if s.ext.clientFailed {
+			// A statement on the previous shard failed: Postgres skips
+			// the rest of the pipeline, and so must the next shard.
+			return nil, errTxAborted()
+		}
 		if s.attached != nil {
 			// The previous shard did not end its implicit transaction.
 			return nil, errCrossShard(s.attached.Shard, shard)
@@ -395,6 +431,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		ps.st.Kind != router.KindCommit && ps.st.Kind != router.KindRollback && !isRollbackTo(ps.st, ps.query) {
 		return s.extFail(pgError("25P02", "current transaction is aborted, commands ignored until end of transaction block"))
 	}
+	s.snapshotToParse(ps.st, len(m.Parameters) > 0)
 	if s.localStatement(ps.st) {
 		s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, local: true}
 		s.pushLocal(replyBindComplete...)
@@ -844,6 +881,7 @@ func copyRowDescription(m *pgproto3.RowDescription) *pgproto3.RowDescription {
 
 func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error {
 	if s.ext.skip {
+		s.ext.describeInExecute = false
 		return nil
 	}
 	p := s.ext.portals[m.Portal]
@@ -851,7 +889,10 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 		return s.extFail(pgError("34000", "portal %q does not exist", m.Portal))
 	}
 	if err := p.stmt.st.SetError(); err != nil {
-		return s.extFail(err)
+		return s.failExecute(ctx, p, err)
+	}
+	if err := s.pipelineStatement(p.stmt); err != nil {
+		return s.failExecute(ctx, p, err)
 	}
 	if p.noOwner != nil {
 		s.pushLocal(noRowsTag(p.stmt.st))
@@ -915,7 +956,9 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 			s.ext.begun = p.stmt.query // known before its reply is read (extImplicit)
 		}
 	case router.KindCommit, router.KindRollback:
-		s.ext.begun = ""
+		if !chained(p.stmt.query) {
+			s.ext.begun = "" // AND CHAIN: the block goes on, in a new transaction
+		}
 		// The transaction's SETs stay or go now: the Sync that follows
 		// may end an implicit transaction of its own. COMMIT of a failed
 		// transaction rolls back. (An error earlier in this batch would
@@ -954,6 +997,11 @@ func (s *session) executeLocal(ps *prepared) error {
 	case router.KindBegin:
 		if s.txStatus == 'I' {
 			s.pendingBegin, s.txStatus = ps.query, 'T'
+		} else {
+			s.pushLocal(noticeInProgress)
+			if err := s.beginInPendingBlock(ps.query); err != nil {
+				return s.extFail(err)
+			}
 		}
 		tag(st.Tag)
 	case router.KindCommit, router.KindRollback:
@@ -1035,7 +1083,7 @@ func (s *session) handleSync(ctx context.Context) error {
 
 func (s *session) resetBatch() {
 	s.ext.sent, s.ext.wrote, s.ext.clientFailed, s.ext.backendFailed = false, false, false, false
-	s.ext.begun = ""
+	s.ext.begun, s.ext.ran = "", false
 	if s.txStatus == 'I' {
 		// Portals do not outlive their transaction.
 		clear(s.ext.portals)

@@ -129,6 +129,88 @@ func (s *session) extImplicitStatement(ctx context.Context, ps *prepared) (done 
 	return true, nil
 }
 
+// pipelineStatement applies, at Execute, what Postgres checks of a
+// statement in a pipeline's own transaction, the one it starts without a
+// BEGIN (TBLOCK_STARTED in xact.c), which the proxy leaves to the shard of
+// the moment (txStatus I) or runs as a block across shards (implicit):
+//   - BEGIN may set another isolation level, or DEFERRABLE, only before
+//     a statement of that transaction took a snapshot (ext.ran): the
+//     statement may have run on another shard, or on several, whose
+//     backends the BEGIN does not reach;
+//   - the transaction is no transaction block, so SET LOCAL, SET
+//     TRANSACTION and SET CONSTRAINTS warn, and LOCK TABLE and DECLARE
+//     CURSOR fail (Statement.BlockOnly); in the proxy's block the shards
+//     would not say so.
+func (s *session) pipelineStatement(ps *prepared) error {
+	if s.txStatus != 'I' && !s.implicit {
+		return nil // the client's transaction block
+	}
+	st := ps.st
+	switch {
+	case st.Kind == router.KindBegin:
+		if s.ext.ran {
+			if err := beginOptionsError(ps.query, s.defaultIsolation(), true, false); err != nil {
+				return err
+			}
+		}
+	case st.Kind == router.KindCommit || st.Kind == router.KindRollback:
+		s.ext.ran = false // the next statement starts another transaction
+	case takesSnapshot(st.Kind):
+		s.ext.ran = true
+	}
+	if s.implicit && st.BlockOnly != "" {
+		if st.BlockOnlyFails {
+			return pgError("25P01", "%s can only be used in transaction blocks", st.BlockOnly)
+		}
+		s.pushLocal(&pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
+			Code: "25P01", Message: st.BlockOnly + " can only be used in transaction blocks"})
+	}
+	return nil
+}
+
+// noticeInProgress is Postgres' WARNING for BEGIN inside a transaction block.
+var noticeInProgress = &pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
+	Code: "25001", Message: "there is already a transaction in progress"}
+
+// beginInPendingBlock is BEGIN inside a transaction block that no shard
+// holds yet, after its WARNING: the error of its options, or, before the
+// transaction took a snapshot, the options replace the pending BEGIN's,
+// as on Postgres they set the transaction's.
+func (s *session) beginInPendingBlock(text string) error {
+	current := beginLevel(s.pendingBegin)
+	if current == "" {
+		current = s.defaultIsolation()
+	}
+	if err := beginOptionsError(text, current, s.tx.ran, len(s.tx.savepoints) > 0); err != nil {
+		return err
+	}
+	if !s.tx.ran && s.pendingBegin != "" && !plainBegin(text) {
+		s.pendingBegin = text
+	}
+	return nil
+}
+
+// snapshotToParse notes that Postgres takes the transaction's snapshot to
+// parse, or bind (params: the Bind has parameters), st: analysing a query
+// needs one (postgres.c, analyze_requires_snapshot), and BEGIN's options
+// may no longer change the isolation level (beginOptionsError). In the
+// pipeline's own transaction that is ext.ran, in a transaction block
+// tx.ran (read while no shard holds the block; one that does knows).
+func (s *session) snapshotToParse(st *router.Statement, params bool) {
+	switch st.Kind {
+	case router.KindSelect, router.KindInsert, router.KindUpdate, router.KindDelete:
+	default:
+		if !params && !st.Explain && st.Cursor() != 'D' {
+			return
+		}
+	}
+	if s.txStatus == 'I' || s.implicit {
+		s.ext.ran = true
+	} else {
+		s.tx.ran = true
+	}
+}
+
 // savepointVerb names a savepoint statement as Postgres' errors do.
 func savepointVerb(st *router.Statement) string {
 	return map[byte]string{'S': "SAVEPOINT", 'R': "RELEASE SAVEPOINT", 'B': "ROLLBACK TO SAVEPOINT"}[st.Savepoint]

@@ -338,19 +338,11 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 	case router.KindBegin:
 		if s.attached == nil {
 			if s.txStatus != 'I' {
-				if err := s.send(&pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
-					Code: "25001", Message: "there is already a transaction in progress"}); err != nil {
+				if err := s.send(noticeInProgress); err != nil {
 					return true, false, err
 				}
-				current := beginLevel(s.pendingBegin)
-				if current == "" {
-					current = s.defaultIsolation()
-				}
-				if err := beginOptionsError(text, current, s.tx.ran, len(s.tx.savepoints) > 0); err != nil {
+				if err := s.beginInPendingBlock(text); err != nil {
 					return true, true, s.sendError(err)
-				}
-				if !s.tx.ran && s.pendingBegin != "" && !plainBegin(text) {
-					s.pendingBegin = text // no snapshot yet: its options hold, as on Postgres
 				}
 				return complete(st.Tag)
 			}

@@ -528,15 +528,10 @@ func (s *session) txStatement(ctx context.Context, st *router.Statement, text st
 		}
 		return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
 	case router.KindBegin:
-		if err := s.send(&pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
-			Code: "25001", Message: "there is already a transaction in progress"}); err != nil {
+		if err := s.send(noticeInProgress); err != nil {
 			return true, false, err
 		}
-		current := s.tx.strict
-		if current == "" {
-			current = s.defaultIsolation()
-		}
-		if err := beginOptionsError(text, current, true, len(s.tx.savepoints) > 0); err != nil {
+		if err := s.beginInSpanningTxn(text); err != nil {
 			return true, true, s.sendError(err)
 		}
 		return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(st.Tag)})
@@ -597,6 +592,16 @@ func savepointTag(st *router.Statement, text string) string {
 // a failed transaction may still run.
 func isRollbackTo(st *router.Statement, text string) bool {
 	return st.Kind == router.KindSavepoint && savepointTag(st, text) == "ROLLBACK"
+}
+
+// exitsTransaction reports the statements Postgres still parses in a
+// failed transaction (postgres.c, IsTransactionExitStmt).
+func exitsTransaction(st *router.Statement, text string) bool {
+	switch st.Kind {
+	case router.KindCommit, router.KindRollback, router.KindPrepareTransaction:
+		return true
+	}
+	return isRollbackTo(st, text)
 }
 
 // onAllLegs runs a savepoint or SET statement on every leg; the client sees
@@ -1060,9 +1065,11 @@ func (s *session) extTxStatement(ctx context.Context, ps *prepared) error {
 		}
 		s.pushLocal(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
 	case router.KindBegin:
-		s.pushLocal(&pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
-			Code: "25001", Message: "there is already a transaction in progress"},
-			&pgproto3.CommandComplete{CommandTag: []byte(ps.st.Tag)})
+		s.pushLocal(noticeInProgress)
+		if err := s.beginInSpanningTxn(ps.query); err != nil {
+			return s.extFail(err)
+		}
+		s.pushLocal(&pgproto3.CommandComplete{CommandTag: []byte(ps.st.Tag)})
 	case router.KindPrepareTransaction:
 		return s.extFail(errNotSupported("let shardproxy commit the transaction",
 			"PREPARE TRANSACTION and COMMIT/ROLLBACK PREPARED are not supported in a transaction that spans shards"))
@@ -1079,6 +1086,17 @@ func (s *session) extTxStatement(ctx context.Context, ps *prepared) error {
 		}
 	}
 	return nil
+}
+
+// beginInSpanningTxn is the error, if any, of the options of a BEGIN
+// inside a transaction that spans shards, after its WARNING: every shard
+// took a snapshot (beginOptionsError).
+func (s *session) beginInSpanningTxn(text string) error {
+	current := s.tx.strict
+	if current == "" {
+		current = s.defaultIsolation()
+	}
+	return beginOptionsError(text, current, true, len(s.tx.savepoints) > 0)
 }
 
 // txWide reports statements that extTxStatement answers once a transaction

@@ -557,3 +557,63 @@ func TestCrossShardCopy(t *testing.T) {
 	}
 	f.checkClean(t)
 }
+
+// A Describe of a portal that the proxy answers with the portal's Execute
+// (a merged read, a cursor, a table-less read beside a transaction) must be
+// answered also when that Execute fails in the proxy: before, the pending
+// Describe outlived the pipeline, and the next such Execute, from a client
+// that sent no Describe (pgx's cached statements), got a RowDescription it
+// did not ask for, and pgx closed the connection.
+func TestDescribeAnsweredWhenExecuteFails(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	ctx := context.Background()
+	c := f.Connect(t)
+
+	// LOCK TABLE outside a transaction block fails at Execute (25P01); the
+	// pipeline spans two shards, so the proxy raises the error. The lock
+	// of a reference table runs on every shard: its Describe waits for
+	// the Execute.
+	b := &pgconn.Batch{}
+	for _, q := range []string{
+		fmt.Sprintf("UPDATE customers SET credit = credit + 1 WHERE customer_id = %d", f.a),
+		fmt.Sprintf("UPDATE customers SET credit = credit + 1 WHERE customer_id = %d", f.b),
+		"LOCK TABLE products IN SHARE MODE",
+	} {
+		b.ExecParams(q, nil, nil, nil, nil)
+	}
+	_, err := c.PgConn().ExecBatch(ctx, b).ReadAll()
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "25P01" {
+		t.Fatalf("LOCK TABLE after a pipeline spanning shards: %v; want 25P01", err)
+	}
+	if got := f.credits(t); got[f.a] != 100 || got[f.b] != 100 {
+		t.Errorf("credits %d and %d after the failed pipeline; want 100 and 100 (rolled back)", got[f.a], got[f.b])
+	}
+
+	// A table-less read inside BEGIN runs beside the transaction; pgx
+	// executes its cached statement without a Describe.
+	if _, err := c.Exec(ctx, "SELECT 2"); err != nil { // cached
+		t.Fatal(err)
+	}
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bt := &pgx.Batch{}
+	bt.Queue("SELECT 2")
+	bt.Queue("SELECT credit FROM customers WHERE customer_id = $1", f.a)
+	var two, credit int
+	br := tx.SendBatch(ctx, bt)
+	if err := br.QueryRow().Scan(&two); err != nil || two != 2 {
+		t.Fatalf("SELECT 2 in the batch: %d, %v", two, err)
+	}
+	if err := br.QueryRow().Scan(&credit); err != nil || credit != 100 {
+		t.Fatalf("credit %d, %v; want 100", credit, err)
+	}
+	if err := br.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

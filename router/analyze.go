@@ -311,6 +311,9 @@ func (a *analyzer) top(n *pg.Node) {
 		// A cursor reads like its query; FETCH then needs that one shard.
 		st.Kind = KindOther
 		st.cursor, st.cursorOp = true, 'D'
+		if x.DeclareCursorStmt.Options&cursorOptHold == 0 {
+			st.BlockOnly, st.BlockOnlyFails = "DECLARE CURSOR", true
+		}
 		a.selectStmt(x.DeclareCursorStmt.Query.GetSelectStmt(), true)
 	case *pg.Node_FetchStmt:
 		st.Kind, st.other, st.cursorOp = KindOther, true, 'F'
@@ -356,6 +359,7 @@ func (a *analyzer) top(n *pg.Node) {
 		// Like SET LOCAL: it lasts for the transaction, on every shard
 		// of it (and on those that join later, by replay).
 		st.Kind, st.SetName, st.SetLocal, st.Tag = KindSet, "constraints", true, "SET CONSTRAINTS"
+		st.BlockOnly = "SET CONSTRAINTS"
 	case *pg.Node_VariableShowStmt:
 		st.Kind = KindShow
 		st.SetName = strings.ToLower(x.VariableShowStmt.Name)
@@ -429,6 +433,9 @@ func (a *analyzer) top(n *pg.Node) {
 		}
 		a.mappedTableDDL(n)
 		st.serverWide = len(st.uses) == 0 && serverWideNodes[nodeName(n)]
+		if n.GetLockStmt() != nil {
+			st.BlockOnly, st.BlockOnlyFails = "LOCK TABLE", true
+		}
 	}
 }
 
@@ -469,6 +476,9 @@ func (a *analyzer) set(v *pg.VariableSetStmt) {
 	st.Kind = KindSet
 	st.SetName = name
 	st.SetLocal = v.IsLocal
+	if v.IsLocal && v.Kind != pg.VariableSetKind_VAR_SET_MULTI {
+		st.BlockOnly = "SET LOCAL"
+	}
 	switch v.Kind {
 	case pg.VariableSetKind_VAR_SET_VALUE:
 		if len(v.Args) > 0 {
@@ -499,6 +509,9 @@ func (a *analyzer) set(v *pg.VariableSetStmt) {
 			return
 		}
 		st.SetLocal = strings.HasPrefix(name, "transaction")
+		if st.SetLocal {
+			st.BlockOnly = "SET TRANSACTION"
+		}
 		lower := strings.ToLower(a.text)
 		if i := strings.LastIndex(lower, "transaction"); i >= 0 {
 			st.SetValue = strings.TrimSpace(strings.TrimRight(a.text[i+len("transaction"):], " \t\r\n;"))

@@ -129,6 +129,14 @@ type Statement struct {
 	// transaction has ended.
 	Learns       bool
 	CatalogAfter bool
+	// BlockOnly is the name Postgres gives the statement when it runs
+	// outside a transaction block, in "%s can only be used in transaction
+	// blocks" (xact.c, CheckTransactionBlock): a WARNING for SET LOCAL,
+	// SET TRANSACTION and SET CONSTRAINTS, an ERROR (BlockOnlyFails) for
+	// LOCK TABLE and DECLARE CURSOR without HOLD. A pipeline's own
+	// transaction is no block; a multi-statement Query's is.
+	BlockOnly      string
+	BlockOnlyFails bool
 
 	hint      string   // /* shard: x */ in the text
 	facts     *catalog // what the router knew of the shards' catalogs when analysed
