@@ -1003,6 +1003,38 @@ func pipelineScenarios() []pipeScenario {
 			query("ROLLBACK"),
 			batch(s("SELECT count(*) FROM customers WHERE name = 'g3'"))),
 
+		// Found by TestDifferentialPipelinesRandom (seed 2): AND CHAIN
+		// of a transaction no shard holds yet.
+		sc("COMMIT AND CHAIN before any shard, in a pipeline", batch(
+			s("BEGIN ISOLATION LEVEL REPEATABLE READ"),
+			s("COMMIT AND CHAIN"),
+			s("SHOW transaction_isolation"),
+			s("BEGIN"),
+			setName("g4", 7),
+			s("COMMIT"))),
+		sc("COMMIT AND CHAIN before any shard, as Queries",
+			query("BEGIN ISOLATION LEVEL REPEATABLE READ"),
+			query("COMMIT AND CHAIN"),
+			query("SHOW transaction_isolation"),
+			query("BEGIN"),
+			query("ROLLBACK")),
+		sc("COMMIT AND CHAIN of a failed transaction before any shard",
+			query("BEGIN"),
+			batch(s("SELECT 1/0")),
+			batch(
+				s("COMMIT AND CHAIN"),
+				s("SAVEPOINT a"),
+				setName("g5", 150)),
+			query("ROLLBACK"),
+			batch(names("150"))),
+		sc("ROLLBACK AND CHAIN before any shard",
+			query("BEGIN ISOLATION LEVEL SERIALIZABLE"),
+			query("ROLLBACK AND CHAIN"),
+			batch(
+				s("SHOW transaction_isolation"),
+				setName("g6", 390)),
+			query("COMMIT")),
+
 		// Table-less statements inside BEGIN before keyed statements.
 		sc("SELECT 1, current_setting and SHOW before keyed writes",
 			query("BEGIN"),

@@ -1005,7 +1005,7 @@ func (s *session) executeLocal(ps *prepared) error {
 		}
 		tag(st.Tag)
 	case router.KindCommit, router.KindRollback:
-		tag(s.endLocalTxn(st.Kind == router.KindRollback))
+		tag(s.endPendingTxn(st.Kind == router.KindRollback, ps.query))
 	case router.KindSavepoint: // localStatement: ROLLBACK TO before any shard
 		if err := s.beforeAnyShard(st, ps.query); err != nil {
 			return s.extFail(err)

@@ -352,7 +352,7 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 		}
 	case router.KindCommit, router.KindRollback:
 		if s.attached == nil && s.txStatus != 'I' {
-			tag := s.endLocalTxn(st.Kind == router.KindRollback)
+			tag := s.endPendingTxn(st.Kind == router.KindRollback, text)
 			s.rt = nil
 			return complete(tag)
 		}
@@ -511,14 +511,18 @@ func (s *session) sendLost(shard string, err error) error {
 // transaction (router.Statement.Aside), and relays its reply: send writes
 // it, as a Query or, for an aside portal (aside.go), as
 // Parse/Bind/Execute/Sync. When the transaction has SET LOCAL or SAVEPOINT
-// statements to replay, it runs in a copy of the transaction that is
-// rolled back, so that SHOW sees what SET LOCAL set, as on Postgres.
+// statements to replay, or a BEGIN with options, it runs in a copy of the
+// transaction that is rolled back, so that SHOW sees what SET LOCAL and
+// BEGIN set, as on Postgres.
 func (s *session) runEphemeral(ctx context.Context, shard string, send func(c *pool.Conn)) (bool, error) {
 	c, n, err := s.acquire(ctx, shard)
 	if err != nil {
 		return true, s.send(errorResponse(s.log, err))
 	}
-	wrapped := len(s.tx.replay) > 0
+	// Inside the transaction's copy when it has a SET LOCAL or savepoint
+	// to replay, or BEGIN options that SHOW transaction_isolation (or
+	// transaction_read_only, ...) would show.
+	wrapped := len(s.tx.replay) > 0 || s.pendingBegin != "" && !plainBegin(s.pendingBegin)
 	if wrapped {
 		c.Send(&pgproto3.Query{String: s.pendingBegin})
 		for _, q := range s.tx.replay {
@@ -843,6 +847,21 @@ func (s *session) endLocalTxn(rollback bool) string {
 	s.endTxParams()
 	s.pendingBegin, s.localFailed, s.txStatus = "", false, 'I'
 	s.tx = txn{}
+	return tag
+}
+
+// endPendingTxn is COMMIT or ROLLBACK (text) of a transaction block no
+// shard holds: it ends it, and AND CHAIN opens the next at once, with the
+// same BEGIN (its isolation level and access mode, as Postgres keeps them).
+func (s *session) endPendingTxn(rollback bool, text string) string {
+	begin := s.pendingBegin
+	if begin == "" {
+		begin = "BEGIN"
+	}
+	tag := s.endLocalTxn(rollback)
+	if chained(text) {
+		s.pendingBegin, s.txStatus = begin, 'T'
+	}
 	return tag
 }
 
