@@ -190,6 +190,13 @@ func TestClientVanishes(t *testing.T) {
 		nc.Close()
 	}
 	fin := func(nc net.Conn) { nc.Close() }
+	// terminate says goodbye and closes: the proxy, busy with the
+	// statement, has not read the Terminate when the FIN arrives, as
+	// when pgx gives up on a context deadline.
+	terminate := func(nc net.Conn) {
+		nc.Write(frontend(&pgproto3.Terminate{}))
+		nc.Close()
+	}
 	// v reads key 1 through the proxy once its row lock is free.
 	v := func(t *testing.T) int {
 		t.Helper()
@@ -230,6 +237,8 @@ func TestClientVanishes(t *testing.T) {
 		{name: "reset during query in transaction", send: sleep, leave: reset, tx: true},
 		{name: "reset during extended query", send: sleepExtended, leave: reset},
 		{name: "fin during extended query in transaction", send: sleepExtended, leave: fin, tx: true},
+		{name: "terminate during query", send: sleep, leave: terminate},
+		{name: "terminate during extended query in transaction", send: sleepExtended, leave: terminate, tx: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			marker := "vanish_" + strings.ReplaceAll(tc.name, " ", "_")

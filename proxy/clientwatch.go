@@ -22,16 +22,18 @@ const watchInterval = 250 * time.Millisecond
 // done (stop) — two atomic operations, nothing else on the hot path. One
 // goroutine per server (Server.watchClients, which exits on Shutdown) looks
 // every watchInterval at the sessions whose statement has been in flight
-// for a whole interval, and peeks at their sockets without consuming a byte
-// (recv with MSG_PEEK|MSG_DONTWAIT). On EOF or a reset it calls gone, which
+// for a whole interval, and looks at their sockets without consuming a
+// byte (on Linux poll for POLLRDHUP, which sees a FIN behind unread bytes,
+// such as the Terminate of a client that gave up; elsewhere recv with
+// MSG_PEEK|MSG_DONTWAIT). On EOF or a reset it calls gone, which
 // cancels the backends' statements (cancelBackends): the session goroutine
 // then gets the backend's error, fails to write it or reads EOF from the
 // client next, and ends as for any disconnect, discarding backends that
 // were in a transaction.
 //
 // A client that half-closes (shutdown(SHUT_WR)) while waiting for a reply
-// counts as gone, as it does for Postgres' check; a client with unread
-// pipelined bytes looks alive.
+// counts as gone, as it does for Postgres' check; on systems other than
+// Linux a client whose last bytes are unread looks alive.
 type clientWatch struct {
 	rc    syscall.RawConn // nil: not a socket, nothing to watch
 	clock *atomic.Int64   // the server's watch tick

@@ -971,6 +971,20 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 			}
 			s.endTxParams(c)
 		}
+		if s.txStatus != 'I' && !chained(p.stmt.query) {
+			// The client's block ends here, not at Sync: what follows in
+			// the pipeline is a transaction of its own, which may need
+			// other shards (extAttach). Sync now; nothing after the
+			// COMMIT has run, so the backend starts that transaction as
+			// it would have. If something before it failed, the backend
+			// skipped the COMMIT, and the rest of the pipeline is skipped.
+			if err := s.extSyncAttached(); err != nil {
+				return err
+			}
+			if s.ext.clientFailed {
+				s.ext.skip = true
+			}
+		}
 	}
 	return nil
 }
