@@ -956,7 +956,8 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 			s.ext.begun = p.stmt.query // known before its reply is read (extImplicit)
 		}
 	case router.KindCommit, router.KindRollback:
-		if !chained(p.stmt.query) {
+		chain := chained(p.stmt.query)
+		if !chain {
 			s.ext.begun = "" // AND CHAIN: the block goes on, in a new transaction
 		}
 		// The transaction's SETs stay or go now: the Sync that follows
@@ -971,7 +972,7 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 			}
 			s.endTxParams(c)
 		}
-		if s.txStatus != 'I' && !chained(p.stmt.query) {
+		if s.txStatus != 'I' && !chain {
 			// The client's block ends here, not at Sync: what follows in
 			// the pipeline is a transaction of its own, which may need
 			// other shards (extAttach). Sync now; nothing after the

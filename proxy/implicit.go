@@ -108,8 +108,7 @@ func (s *session) extImplicitStatement(ctx context.Context, ps *prepared) (done 
 			return true, s.extFail(pgError("25P01", "%s AND CHAIN can only be used in transaction blocks", verb))
 		}
 		// The queue is empty: what is sent now arrives in order.
-		if err := s.send(&pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
-			Code: "25P01", Message: "there is no transaction in progress"}); err != nil {
+		if err := s.send(noticeNoTransaction); err != nil {
 			return true, err
 		}
 		failed, err := s.endImplicit(ctx, st.Kind == router.KindCommit)
@@ -162,15 +161,22 @@ func (s *session) pipelineStatement(ps *prepared) error {
 		if st.BlockOnlyFails {
 			return pgError("25P01", "%s can only be used in transaction blocks", st.BlockOnly)
 		}
-		s.pushLocal(&pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
-			Code: "25P01", Message: st.BlockOnly + " can only be used in transaction blocks"})
+		s.pushLocal(warning("25P01", st.BlockOnly+" can only be used in transaction blocks"))
 	}
 	return nil
 }
 
-// noticeInProgress is Postgres' WARNING for BEGIN inside a transaction block.
-var noticeInProgress = &pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
-	Code: "25001", Message: "there is already a transaction in progress"}
+// warning is a WARNING notice, as Postgres sends it.
+func warning(code, message string) *pgproto3.NoticeResponse {
+	return &pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING", Code: code, Message: message}
+}
+
+// Postgres' WARNINGs for BEGIN inside a transaction block, and for COMMIT
+// or ROLLBACK outside one.
+var (
+	noticeInProgress    = warning("25001", "there is already a transaction in progress")
+	noticeNoTransaction = warning("25P01", "there is no transaction in progress")
+)
 
 // beginInPendingBlock is BEGIN inside a transaction block that no shard
 // holds yet, after its WARNING: the error of its options, or, before the
@@ -256,8 +262,7 @@ func (s *session) implicitStatement(ctx context.Context, st *router.Statement, t
 		if chained(text) {
 			return true, true, s.sendError(pgError("25P01", "%s AND CHAIN can only be used in transaction blocks", verb))
 		}
-		if err := s.send(&pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING",
-			Code: "25P01", Message: "there is no transaction in progress"}); err != nil {
+		if err := s.send(noticeNoTransaction); err != nil {
 			return true, true, err
 		}
 		if failed, err := s.endImplicit(ctx, st.Kind == router.KindCommit); failed || err != nil {
