@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -201,4 +202,53 @@ func TestProjectionOutOfOrderCommits(t *testing.T) {
 			t.Errorf("FindByCustomer(2) = %d orders, want %d", len(list), want)
 		}
 	})
+}
+
+// TestProjectionPassBudget: a pass's checkpoint commits with the pass, so
+// a pass ends after its budget (or a runner that dies sooner would apply
+// the same events again and again and never checkpoint). With a budget
+// shorter than any event, each pass applies one event, the checkpoint
+// stops right after it, and the next pass goes on from there.
+func TestProjectionPassBudget(t *testing.T) {
+	t.Parallel()
+	e := startEnv(t)
+	ctx := context.Background()
+	store := &eventstore.Store{Pool: e.Pool}
+	if err := payment.New(e.Pool).Open(ctx, 1, "customer 1", 1000); err != nil {
+		t.Fatal(err)
+	}
+	// One order of four events: one stream, so one source shard.
+	svc := &orders.Service{Store: store}
+	id := "budget-" + eventstore.NewID()
+	if _, err := svc.Place(ctx, id, 1, []orders.Item{{ProductID: 1, Quantity: 1, Price: 5}}, eventstore.Metadata{}); err != nil {
+		t.Fatal(err)
+	}
+	for p := int64(2); p <= 3; p++ {
+		if _, err := svc.AddItem(ctx, id, orders.Any, orders.Item{ProductID: p, Quantity: 1, Price: 7}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := svc.Cancel(ctx, id, orders.Any, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	proj := &projection.Projector{Pool: e.Pool, Store: store, Shards: shardNames, Budget: time.Nanosecond}
+	for round := int64(1); round <= 4; round++ {
+		applied := 0
+		for _, target := range shardNames {
+			n, err := proj.Step(ctx, target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			applied += n
+		}
+		if applied != 1 {
+			t.Fatalf("round %d applied %d events, want 1 (a pass must stop after its budget)", round, applied)
+		}
+		if r := viewRows(t, e)[id]; r.Applied != round || r.Version != round {
+			t.Fatalf("after round %d the view has %d events applied, version %d; want %d", round, r.Applied, r.Version, round)
+		}
+	}
+	if r := viewRows(t, e)[id]; r.Status != string(orders.Cancelled) {
+		t.Errorf("status %q after all four events, want %q", r.Status, orders.Cancelled)
+	}
 }

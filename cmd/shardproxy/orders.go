@@ -268,17 +268,22 @@ The exit status is 1 if an invariant is violated.`,
 func waitQuiescent(ctx context.Context, svc *app.Service, max time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, max)
 	defer cancel()
+	start := time.Now()
+	seen := "nothing counted yet"
 	for {
 		sg, msgs, lag, err := svc.InFlight(ctx)
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			return err
 		}
-		if sg == 0 && msgs == 0 && lag == 0 {
-			return nil
+		if err == nil {
+			if sg == 0 && msgs == 0 && lag == 0 {
+				return nil
+			}
+			seen = fmt.Sprintf("%d sagas in flight, %d messages pending, projection lag %d", sg, msgs, lag)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("not quiescent after %v: %d sagas in flight, %d messages pending, projection lag %d", max, sg, msgs, lag)
+			return fmt.Errorf("not quiescent after %v: %s", time.Since(start).Round(time.Millisecond), seen)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

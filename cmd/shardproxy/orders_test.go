@@ -10,7 +10,9 @@ import (
 	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"text/template"
 	"time"
@@ -105,11 +107,50 @@ func (e *ordersEnv) orders(t *testing.T, timeout time.Duration, args ...string) 
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e.bin, append(append([]string{"--log-level", "error", "orders"}, args...), "--dsn", e.dsn)...)
+	// On timeout: what the proxy's sessions are doing, then SIGTERM, on
+	// which the command cancels its work and says what it was waiting
+	// for (sagas in flight, messages pending) before it exits.
+	cmd.Cancel = func() error {
+		e.logAdmin(t)
+		return cmd.Process.Signal(syscall.SIGTERM)
+	}
+	cmd.WaitDelay = 20 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("orders %v: %v\n%s", args, err, out)
 	}
 	return string(out)
+}
+
+// logAdmin logs the proxy's view of its clients, backends and pools, to
+// tell a stuck proxy session from a stuck saga.
+func (e *ordersEnv) logAdmin(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, strings.Replace(strings.Replace(e.dsn, "app:", "admin:", 1), "/app?", "/shardproxy?", 1)+"&default_query_exec_mode=simple_protocol")
+	if err != nil {
+		t.Logf("admin console: %v", err)
+		return
+	}
+	defer c.Close(ctx)
+	for _, show := range []string{"SHOW POOLS", "SHOW CLIENTS", "SHOW SERVERS", "SHOW TRANSACTIONS"} {
+		rows, err := c.Query(ctx, show)
+		if err != nil {
+			t.Logf("%s: %v", show, err)
+			continue
+		}
+		var b strings.Builder
+		for _, fd := range rows.FieldDescriptions() {
+			fmt.Fprintf(&b, "%s|", fd.Name)
+		}
+		for rows.Next() {
+			v, _ := rows.Values()
+			fmt.Fprintf(&b, "\n%v", v)
+		}
+		rows.Close()
+		t.Logf("%s:\n%s", show, b.String())
+	}
 }
 
 // TestOrdersChaos is issue 5's chaos acceptance with real processes: the
@@ -130,7 +171,10 @@ func TestOrdersChaos(t *testing.T) {
 	placedBy := map[string]int{}
 	for i, style := range []string{"orchestration", "choreography"} {
 		t.Run(style, func(t *testing.T) {
-			out := e.orders(t, 2*time.Minute, "load", "--style", style, "--orders", "150", "--concurrency", "6",
+			// Generous: with its workers killed every 0.7 s, the
+			// choreography run takes 10-30 s here alone and 3-5 times
+			// that beside the other packages' tests in CI.
+			out := e.orders(t, 4*time.Minute, "load", "--style", style, "--orders", "150", "--concurrency", "6",
 				"--customers", fmt.Sprint(customers), "--products", fmt.Sprint(products),
 				"--credit", fmt.Sprint(credit), "--stock", fmt.Sprint(stock),
 				"--fail-rate", "0.1", "--duplicate-rate", "0.3", "--cancel-rate", "0.1", "--ship-rate", "0.3",

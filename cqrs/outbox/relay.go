@@ -17,11 +17,18 @@ type Handler func(ctx context.Context, m Message) error
 // maxRetryDelay caps the backoff of a message whose handler keeps failing.
 const maxRetryDelay = 5 * time.Second
 
+// batchBudget bounds the handling time of one delivery transaction. The
+// delivered marks commit with it, so a relay that dies mid-batch hands
+// its whole batch to the next one; a batch longer than a relay's life
+// would be handled again and again and never marked.
+const batchBudget = 200 * time.Millisecond
+
 // DeliverOnce delivers up to limit due messages of outbox t on shard,
 // oldest first, and marks the delivered ones. The rows stay locked (FOR
 // UPDATE SKIP LOCKED) while their handlers run, so concurrent relays of the
 // same shard share the work instead of racing; a relay that dies before
-// its commit leaves them pending, and they are delivered again.
+// its commit leaves them pending, and they are delivered again. Handling
+// stops after batchBudget, and the messages not reached stay pending.
 //
 // A message whose handler fails is retried later with exponential backoff
 // and does not hold up the messages behind it: a participant that is down
@@ -56,7 +63,11 @@ func (t Table) DeliverOnce(ctx context.Context, pool *pgxpool.Pool, shard string
 			return err
 		}
 		var done []int64
+		start := time.Now()
 		for _, r := range batch {
+			if time.Since(start) > batchBudget {
+				break // the rest stays pending, unlocked at commit
+			}
 			herr := h(ctx, r.m)
 			if herr == nil {
 				done = append(done, r.id)

@@ -63,6 +63,13 @@ type Projector struct {
 	Store  *eventstore.Store
 	Shards []string
 	Batch  int // events per source per pass (default 500)
+	// Budget bounds the applying time of one pass (default 200ms); the
+	// events not reached wait for the next. The checkpoint commits with
+	// the pass, so a runner that dies mid-pass leaves all of it to the
+	// next one: a pass longer than a runner lives (a worker killed and
+	// restarted every second, a slow shard) would be applied again and
+	// again and never checkpointed.
+	Budget time.Duration
 }
 
 // Step runs one pass for target shard t over every source shard and
@@ -83,6 +90,10 @@ func (p *Projector) step(ctx context.Context, target, src string) (applied int, 
 	batch := p.Batch
 	if batch <= 0 {
 		batch = 500
+	}
+	budget := p.Budget
+	if budget <= 0 {
+		budget = 200 * time.Millisecond
 	}
 	hint := "/* shard: " + target + " */ "
 	err = pgx.BeginFunc(ctx, p.Pool, func(tx pgx.Tx) error {
@@ -107,7 +118,12 @@ func (p *Projector) step(ctx context.Context, target, src string) (applied int, 
 		if err != nil {
 			return err
 		}
+		start, done := time.Now(), len(evs)
 		for i := range evs {
+			if i > 0 && time.Since(start) > budget {
+				done = i // the checkpoint stops before evs[i]
+				break
+			}
 			e := &evs[i]
 			if !isOrderEvent(e.Type) || !mine[e.Metadata.CustomerID] {
 				continue
@@ -117,7 +133,7 @@ func (p *Projector) step(ctx context.Context, target, src string) (applied int, 
 			}
 			applied++
 		}
-		last := evs[len(evs)-1]
+		last := evs[done-1]
 		_, err = tx.Exec(ctx, hint+`UPDATE projection_checkpoints SET tx_id = $3::text::xid8, seq = $4, updated_at = now()
 			WHERE projection = $1 AND source = $2`, name, src, fmt.Sprint(last.TxID), last.Seq)
 		return err
