@@ -1064,6 +1064,39 @@ func pipelineScenarios() []pipeScenario {
 				setName("g9", 150)),
 			query("ROLLBACK"),
 			batch(names("7, 150"))),
+		// Found by TestDifferentialPipelinesRandom (seed 5): a chained
+		// COMMIT of a failed block left the new block failed.
+		sc("COMMIT AND CHAIN of a block failed in a pipeline, then other shards",
+			batch(
+				s("BEGIN"),
+				setName("h1", 150),
+				s("BEGIN ISOLATION LEVEL REPEATABLE READ")),
+			batch(
+				s("COMMIT AND CHAIN"),
+				setName("h1", 7),
+				setName("h1", 12)),
+			query("COMMIT"),
+			batch(names("7, 12, 150"))),
+		sc("SET after COMMIT AND CHAIN, then ROLLBACK",
+			query("BEGIN"),
+			query("SET DateStyle = 'German'"),
+			batch(setName("h2", 7)),
+			query("COMMIT AND CHAIN"),
+			query("SET DateStyle = 'SQL, MDY'"),
+			batch(setName("h2", 12)),
+			query("ROLLBACK"),
+			batch(s("SHOW DateStyle"), names("7, 12"))),
+		sc("SET after COMMIT AND CHAIN in a pipeline, then ROLLBACK",
+			batch(
+				s("BEGIN"),
+				s("SET DateStyle = 'German'"),
+				setName("h3", 7),
+				s("COMMIT AND CHAIN"),
+				s("SET DateStyle = 'SQL, MDY'"),
+				setName("h3", 12),
+				s("ROLLBACK"),
+				s("SHOW DateStyle")),
+			batch(s("SHOW DateStyle"), names("7, 12"))),
 
 		// Table-less statements inside BEGIN before keyed statements.
 		sc("SELECT 1, current_setting and SHOW before keyed writes",

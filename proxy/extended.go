@@ -964,13 +964,19 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 		// may end an implicit transaction of its own. COMMIT of a failed
 		// transaction rolls back. (An error earlier in this batch would
 		// have skipped the statement.)
-		c := p.conn
+		c, failed := p.conn, s.txStatus == 'E'
 		r.onOK = func() {
-			if st.Kind == router.KindCommit && s.txStatus != 'E' {
+			if st.Kind == router.KindCommit && !failed {
 				s.tx.params, s.tx.hintSaved = nil, false
 				return
 			}
 			s.endTxParams(c)
+		}
+		if chain && s.txStatus != 'I' {
+			// What follows runs in the new transaction, before this
+			// reply is read: it must not see the old one's failure,
+			// savepoints or shards.
+			s.chainTx()
 		}
 		if s.txStatus != 'I' && !chain {
 			// The client's block ends here, not at Sync: what follows in

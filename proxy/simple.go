@@ -485,7 +485,18 @@ func (s *session) runOn(ctx context.Context, shard, text string, st *router.Stat
 	if !failed && st != nil && st.Kind == router.KindSet {
 		s.recordSet(st, c)
 	}
-	if !failed && st != nil && st.Kind == router.KindCommit && s.txStatus == 'T' {
+	switch {
+	case failed || st == nil:
+	case (st.Kind == router.KindCommit || st.Kind == router.KindRollback) && chained(text) && status == 'T':
+		// The old transaction's SETs stay (committed) or go, and the new
+		// one starts with nothing of it.
+		if st.Kind == router.KindCommit && s.txStatus == 'T' {
+			s.tx.params, s.tx.hintSaved = nil, false
+		} else {
+			s.endTxParams(c)
+		}
+		s.chainTx()
+	case st.Kind == router.KindCommit && s.txStatus == 'T':
 		s.tx.committed = true
 	}
 	if batch != nil {

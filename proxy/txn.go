@@ -563,6 +563,19 @@ func (s *session) beforeAnyShard(st *router.Statement, text string) error {
 	return nil
 }
 
+// chainTx is what COMMIT or ROLLBACK AND CHAIN, sent to the one shard
+// of a transaction, leaves of it: a new transaction with the same BEGIN,
+// none of the old one's state (a failure, savepoints and SET LOCALs to
+// replay, shards touched, snapshots). Its settings (params, the shard
+// hint) stay for the reply, which keeps or undoes them (endTxParams). If
+// the COMMIT fails, the backend ends the transaction and skips what
+// follows, and its ReadyForQuery settles the rest.
+func (s *session) chainTx() {
+	old := &s.tx
+	s.tx = txn{begin: old.begin, params: old.params, hintBefore: old.hintBefore, hintSaved: old.hintSaved}
+	s.txStatus = 'T'
+}
+
 // chained reports COMMIT AND CHAIN / ROLLBACK AND CHAIN.
 func chained(text string) bool {
 	t := strings.Join(strings.Fields(strings.ToLower(text)), " ")
