@@ -49,11 +49,12 @@ type Conn struct {
 	fe          *pgproto3.Frontend // writes only: reading is rd's and dec's
 	rd          *msgReader
 	dec         decoder
-	raw         rawMessage // reused by SendRaw so that it does not allocate
-	deadlineSet bool       // a deadline must be cleared before reuse
-	inUse       bool       // guarded by pool.mu
-	lastUsed    time.Time  // when last released; read by the next owner
-	probe       prober     // non-blocking liveness check of the idle socket
+	raw         rawMessage  // reused by SendRaw so that it does not allocate
+	deadlineSet bool        // a deadline must be cleared before reuse
+	expired     atomic.Bool // Expire ended its reads: never reused
+	inUse       bool        // guarded by pool.mu
+	lastUsed    time.Time   // when last released; read by the next owner
+	probe       prober      // non-blocking liveness check of the idle socket
 
 	// What CancelUnanswered needs to know which request a cancel reaches:
 	// flushes counts Flush calls (the requests sent), answered is
@@ -166,6 +167,16 @@ func (c *Conn) SetDeadline(t time.Time) error {
 	return c.netConn.SetDeadline(t)
 }
 
+// Expire makes the owner's pending and future reads fail at once. It is
+// the one method another goroutine may call while the owner uses c (the
+// owner must not have released c yet): a session whose client is gone
+// and whose backend ignores the cancel is stuck in a read that nothing
+// else ends. The pool discards an expired conn instead of reusing it.
+func (c *Conn) Expire() {
+	c.expired.Store(true)
+	c.netConn.SetReadDeadline(time.Now())
+}
+
 // Cancel asks the server to cancel whatever this backend is running, the
 // way libpq's PQcancel does: a CancelRequest with PID and SecretKey on a
 // new connection to the same server. It returns once the server has closed
@@ -208,8 +219,8 @@ func (c *Conn) Close() error {
 
 // clean reports whether c can be reused as is, clearing any deadline.
 func (c *Conn) clean() bool {
-	if c.rd.buffered() > 0 {
-		return false // bytes after ReadyForQuery: not idle
+	if c.rd.buffered() > 0 || c.expired.Load() {
+		return false // bytes after ReadyForQuery: not idle; or reads expired
 	}
 	if c.deadlineSet {
 		if c.netConn.SetDeadline(time.Time{}) != nil {

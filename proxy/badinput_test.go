@@ -220,7 +220,7 @@ func proxyGoroutines() int { return runtime.NumGoroutine() }
 // session goroutines end a moment after their client is gone.
 func waitGoroutines(t testing.TB, baseline int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		n := proxyGoroutines()
 		if n <= baseline {

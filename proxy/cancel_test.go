@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -260,4 +261,57 @@ func TestClientVanishes(t *testing.T) {
 			waitGoroutines(t, baseline)
 		})
 	}
+
+	// A backend that ignores the cancel (here stopped with SIGSTOP, as a
+	// hung one would be) must not keep the vanished client's session, its
+	// backends and their locks for good: expireAfter past the cancel,
+	// the session drops its backends and ends.
+	t.Run("backend ignores the cancel", func(t *testing.T) {
+		const marker = "vanish_stopped_backend"
+		baseline := proxyGoroutines() // without the session's
+		nc := authedConn(t, f)
+		exec(t, nc, "BEGIN")
+		exec(t, nc, "UPDATE kv SET v = 100 WHERE key = 1")
+		nc.Write(sleep(marker))
+		act.wait(t, marker, true)
+		pid := act.pid(t, marker)
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		resume := func() {
+			if !resumed {
+				resumed = true
+				syscall.Kill(pid, syscall.SIGCONT)
+			}
+		}
+		defer resume()
+		reset(nc)
+		waitGoroutines(t, baseline)
+		// Resumed, the backend finds its connection closed and rolls
+		// back (the cancel, pending while it was stopped, ends the sleep).
+		resume()
+		if got := v(t); got != 1 {
+			t.Fatalf("v = %d, want 1: the vanished client's update was not rolled back", got)
+		}
+	})
+}
+
+// pid is the backend process running the marked statement.
+func (a *activity) pid(t *testing.T, marker string) int {
+	t.Helper()
+	for _, c := range a.conns {
+		var pid int
+		err := c.QueryRow(context.Background(),
+			"SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+			marker).Scan(&pid)
+		if err == nil {
+			return pid
+		}
+		if err != pgx.ErrNoRows {
+			t.Fatal(err)
+		}
+	}
+	t.Fatalf("no backend runs %s", marker)
+	return 0
 }

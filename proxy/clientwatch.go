@@ -40,9 +40,22 @@ type clientWatch struct {
 	since atomic.Int64    // tick at which the in-flight statement started; 0: none
 	fired atomic.Bool     // gone was called
 	gone  func()
+	// expire ends the session's reads from its backends; it runs
+	// expireAfter past gone if the statement still has not ended: a
+	// backend that ignores the cancel (hung, stopped), or a backend
+	// waiting for a message the session will never send, must not hold
+	// the session, its backends and their locks for good.
+	expire  func()
+	firedAt int64 // tick of gone; firedAt and expired: the watch goroutine's
+	expired bool
 }
 
-func (w *clientWatch) init(c net.Conn, clock *atomic.Int64, gone func()) {
+// expireAfter is how long a statement may go on after its client is gone
+// and its backends were cancelled, before the session's backend reads are
+// expired (clientWatch.expire). Postgres answers a cancel in milliseconds.
+const expireAfter = 5 * time.Second
+
+func (w *clientWatch) init(c net.Conn, clock *atomic.Int64, gone, expire func()) {
 	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
 		c = tc.NetConn() // under TLS, watch the TCP socket
 	}
@@ -51,7 +64,7 @@ func (w *clientWatch) init(c net.Conn, clock *atomic.Int64, gone func()) {
 			w.rc = rc
 		}
 	}
-	w.clock, w.gone = clock, gone
+	w.clock, w.gone, w.expire = clock, gone, expire
 }
 
 // start marks a statement in flight.
@@ -67,11 +80,19 @@ func (w *clientWatch) stop() { w.since.Store(0) }
 // check runs on the server's watch goroutine.
 func (w *clientWatch) check(tick int64) {
 	since := w.since.Load()
-	if since == 0 || tick-since < 2 || w.fired.Load() {
+	if since == 0 || tick-since < 2 {
 		return // idle, or in flight for less than a whole interval
+	}
+	if w.fired.Load() {
+		if !w.expired && tick-w.firedAt >= int64(expireAfter/watchInterval) {
+			w.expired = true
+			w.expire()
+		}
+		return
 	}
 	if peerGone(w.rc) {
 		w.fired.Store(true)
+		w.firedAt = tick
 		w.gone()
 	}
 }

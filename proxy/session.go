@@ -118,7 +118,7 @@ func newSession(srv *Server, c net.Conn, be *pgproto3.Backend, log *slog.Logger,
 	s.watch.init(c, &srv.watchTick, func() {
 		s.log.Info("client went away during a statement; cancelling it")
 		s.cancelBackends()
-	})
+	}, s.expireBackends)
 	return s
 }
 
@@ -351,6 +351,22 @@ func (s *session) cancelBackends() {
 	s.activeMu.Unlock()
 	for _, c := range conns {
 		go s.cancelRequest(c)
+	}
+}
+
+// expireBackends ends the session goroutine's reads from the backends in
+// use (clientWatch.expire): it gets an error as for a lost backend and
+// discards them. Under activeMu, so that only backends the session still
+// holds are touched (it releases one only after setActive(c, false)).
+func (s *session) expireBackends() {
+	s.activeMu.Lock()
+	defer s.activeMu.Unlock()
+	if len(s.active) > 0 {
+		s.log.Warn("statement still running after its client went away and it was cancelled; dropping its backends",
+			"after", expireAfter, "backends", len(s.active))
+	}
+	for _, c := range s.active {
+		c.Expire()
 	}
 }
 
