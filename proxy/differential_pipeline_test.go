@@ -1097,6 +1097,13 @@ func pipelineScenarios() []pipeScenario {
 				s("ROLLBACK"),
 				s("SHOW DateStyle")),
 			batch(s("SHOW DateStyle"), names("7, 12"))),
+		// Seed 7: the WARNING of a BEGIN with options, refused after a
+		// BEGIN in the same pipeline.
+		sc("BEGIN, then BEGIN with options, after a write in a pipeline", batch(
+			setName("h5", 12),
+			s("BEGIN"),
+			s("BEGIN ISOLATION LEVEL REPEATABLE READ"),
+			setName("h5", 390))),
 
 		// Table-less statements inside BEGIN before keyed statements.
 		sc("SELECT 1, current_setting and SHOW before keyed writes",

@@ -149,6 +149,11 @@ func (s *session) pipelineStatement(ps *prepared) error {
 	case st.Kind == router.KindBegin:
 		if s.ext.ran {
 			if err := beginOptionsError(ps.query, s.defaultIsolation(), true, false); err != nil {
+				if s.ext.begun != "" {
+					// A BEGIN earlier in the pipeline made the block
+					// this one is inside, whose shard has not said so.
+					s.pushLocal(noticeInProgress)
+				}
 				return err
 			}
 		}
