@@ -1104,6 +1104,16 @@ func pipelineScenarios() []pipeScenario {
 			s("BEGIN"),
 			s("BEGIN ISOLATION LEVEL REPEATABLE READ"),
 			setName("h5", 390))),
+		sc("SET TRANSACTION before any shard, then COMMIT AND CHAIN",
+			query("BEGIN"),
+			query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
+			query("SET LOCAL DateStyle = 'German'"),
+			query("COMMIT AND CHAIN"),
+			batch(s("SHOW transaction_isolation"), s("SHOW DateStyle"), setName("h6", 7)),
+			query("COMMIT AND CHAIN"),
+			batch(s("SHOW transaction_isolation")),
+			query("COMMIT"),
+			batch(s("SHOW transaction_isolation"), names("7"))),
 
 		// Table-less statements inside BEGIN before keyed statements.
 		sc("SELECT 1, current_setting and SHOW before keyed writes",

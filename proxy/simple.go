@@ -863,15 +863,17 @@ func (s *session) endLocalTxn(rollback bool) string {
 
 // endPendingTxn is COMMIT or ROLLBACK (text) of a transaction block no
 // shard holds: it ends it, and AND CHAIN opens the next at once, with the
-// same BEGIN (its isolation level and access mode, as Postgres keeps them).
+// same BEGIN and SET TRANSACTION (its isolation level and access mode, as
+// Postgres keeps them).
 func (s *session) endPendingTxn(rollback bool, text string) string {
-	begin := s.pendingBegin
+	begin, chars := s.pendingBegin, s.tx.characteristics
 	if begin == "" {
 		begin = "BEGIN"
 	}
 	tag := s.endLocalTxn(rollback)
 	if chained(text) {
 		s.pendingBegin, s.txStatus = begin, 'T'
+		s.tx.replay, s.tx.characteristics = slices.Clone(chars), chars
 	}
 	return tag
 }

@@ -39,6 +39,9 @@ type txn struct {
 	legs   []*pool.Conn // every backend of the transaction; nil while it has one shard
 	begin  string       // the client's BEGIN, replayed on every shard that joins
 	replay []string     // SAVEPOINT, RELEASE, ROLLBACK TO, SET LOCAL, set_config(..., true), in order
+	// characteristics are the SET TRANSACTION statements of replay made
+	// outside savepoints: with begin, what AND CHAIN carries over.
+	characteristics []string
 	// localSets are the settings SET LOCAL set in replay: a later SET of
 	// one of them is replayed too (noteReplay).
 	localSets []string
@@ -465,6 +468,10 @@ func (s *session) replayLocal(st *router.Statement, text string) {
 		s.tx.localSets = append(s.tx.localSets, st.SetName)
 	}
 	s.appendReplay(st, text)
+	if st.BlockOnly == "SET TRANSACTION" && len(s.tx.savepoints) == 0 &&
+		!strings.HasPrefix(strings.ToUpper(st.SetValue), "SNAPSHOT") {
+		s.tx.characteristics = append(s.tx.characteristics, text)
+	}
 }
 
 // replaySessionSet follows a session SET in a transaction: after a SET
@@ -564,15 +571,17 @@ func (s *session) beforeAnyShard(st *router.Statement, text string) error {
 }
 
 // chainTx is what COMMIT or ROLLBACK AND CHAIN, sent to the one shard
-// of a transaction, leaves of it: a new transaction with the same BEGIN,
-// none of the old one's state (a failure, savepoints and SET LOCALs to
+// of a transaction, leaves of it: a new transaction with the same BEGIN
+// and SET TRANSACTION (replayed on shards that join), none of the old
+// one's state (a failure, savepoints and SET LOCALs to
 // replay, shards touched, snapshots). Its settings (params, the shard
 // hint) stay for the reply, which keeps or undoes them (endTxParams). If
 // the COMMIT fails, the backend ends the transaction and skips what
 // follows, and its ReadyForQuery settles the rest.
 func (s *session) chainTx() {
 	old := &s.tx
-	s.tx = txn{begin: old.begin, params: old.params, hintBefore: old.hintBefore, hintSaved: old.hintSaved}
+	s.tx = txn{begin: old.begin, params: old.params, hintBefore: old.hintBefore, hintSaved: old.hintSaved,
+		replay: slices.Clone(old.characteristics), characteristics: old.characteristics}
 	s.txStatus = 'T'
 }
 
