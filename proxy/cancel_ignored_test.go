@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,17 +36,7 @@ func TestCancelReachesStatementStillBeingRead(t *testing.T) {
 	if err := c.QueryRow(ctx, "/* shard: s0 */ SELECT pg_backend_pid()").Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			_ = syscall.Kill(pid, syscall.SIGCONT)
-		}
-	}
-	t.Cleanup(resume)
+	resume := stopBackend(t, pid)
 
 	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -123,4 +114,18 @@ func unreadBytes(t *testing.T, pid int) int {
 		}
 	}
 	return total
+}
+
+// stopBackend stops a shard's backend process (SIGSTOP), as if it hung,
+// and returns resume, which continues it, once; the test's cleanup does
+// too.
+func stopBackend(t *testing.T, pid int) (resume func()) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	resume = func() { once.Do(func() { _ = syscall.Kill(pid, syscall.SIGCONT) }) }
+	t.Cleanup(resume)
+	return resume
 }

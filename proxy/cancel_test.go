@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -274,18 +273,7 @@ func TestClientVanishes(t *testing.T) {
 		exec(t, nc, "UPDATE kv SET v = 100 WHERE key = 1")
 		nc.Write(sleep(marker))
 		act.wait(t, marker, true)
-		pid := act.pid(t, marker)
-		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
-		}
-		resumed := false
-		resume := func() {
-			if !resumed {
-				resumed = true
-				syscall.Kill(pid, syscall.SIGCONT)
-			}
-		}
-		defer resume()
+		resume := stopBackend(t, act.pid(t, marker))
 		reset(nc)
 		waitGoroutines(t, baseline)
 		// Resumed, the backend finds its connection closed and rolls
