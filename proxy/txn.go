@@ -570,14 +570,14 @@ func (s *session) beforeAnyShard(st *router.Statement, text string) error {
 	return nil
 }
 
-// chainTx is what COMMIT or ROLLBACK AND CHAIN, sent to the one shard
-// of a transaction, leaves of it: a new transaction with the same BEGIN
-// and SET TRANSACTION (replayed on shards that join), none of the old
-// one's state (a failure, savepoints and SET LOCALs to
-// replay, shards touched, snapshots). Its settings (params, the shard
-// hint) stay for the reply, which keeps or undoes them (endTxParams). If
-// the COMMIT fails, the backend ends the transaction and skips what
-// follows, and its ReadyForQuery settles the rest.
+// chainTx is what COMMIT or ROLLBACK AND CHAIN, sent to the one shard of
+// a transaction, leaves of it: a new transaction with the same BEGIN and
+// SET TRANSACTION (replayed on shards that join), and none of the old
+// one's state (a failure, savepoints and SET LOCALs to replay, shards
+// touched, snapshots). Its settings (params, the shard hint) stay for the
+// reply, which keeps or undoes them (endTxParams). If the COMMIT fails,
+// the backend ends the transaction and skips what follows, and its
+// ReadyForQuery settles the rest.
 func (s *session) chainTx() {
 	old := &s.tx
 	s.tx = txn{begin: old.begin, params: old.params, hintBefore: old.hintBefore, hintSaved: old.hintSaved,
