@@ -768,7 +768,7 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 	if done, err := s.describeCursorStatement(ctx, ps); done {
 		return err
 	}
-	if c := s.attached; c != nil {
+	if c := s.attached; c != nil && !(s.multiLeg() && s.tx.failed) {
 		// Postgres takes a REPEATABLE READ transaction's snapshot when it
 		// parses its first query.
 		if err := s.beforeSnapshot(ctx, c.Shard, takesSnapshot(ps.st.Kind), !s.ext.sent); err != nil {
@@ -864,10 +864,21 @@ func (s *session) describeOn(ctx context.Context, shard, prepName string, build 
 				}
 				return nil
 			}
+			if (s.localFailed || s.multiLeg() && s.tx.failed) && slices.ContainsFunc(out, isRowDescription) {
+				// The borrowed backend is not in the client's failed
+				// transaction. Postgres describes there only what
+				// returns no rows (exec_describe_statement_message).
+				return s.extFail(errTxAborted())
+			}
 			s.pushLocal(out...)
 			return nil
 		}
 	}
+}
+
+func isRowDescription(m pgproto3.BackendMessage) bool {
+	_, ok := m.(*pgproto3.RowDescription)
+	return ok
 }
 
 func copyRowDescription(m *pgproto3.RowDescription) *pgproto3.RowDescription {

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/shardproxy/shardproxy/proxy"
 )
@@ -615,5 +619,67 @@ func TestDescribeAnsweredWhenExecuteFails(t *testing.T) {
 	}
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDescribeInFailedTransaction: in a failed transaction Postgres
+// describes a prepared statement only if it returns no rows (25P02
+// otherwise), since describing rows needs the catalog. The proxy
+// describes on a backend outside the client's transaction when no shard
+// holds it, or when it spans shards, and must refuse the same: checked
+// against a shard itself, for a transaction that failed before any shard
+// and for one that failed across two.
+func TestDescribeInFailedTransaction(t *testing.T) {
+	f := startTxnFixture(t, twoPCBody)
+	prepare := frontend(
+		&pgproto3.Parse{Name: "rows", Query: "SELECT credit FROM customers WHERE customer_id = $1", ParameterOIDs: []uint32{20}},
+		&pgproto3.Parse{Name: "norows", Query: "UPDATE customers SET credit = credit WHERE customer_id = $1", ParameterOIDs: []uint32{20}},
+		&pgproto3.Sync{})
+	describe := func(name string) []byte {
+		return frontend(&pgproto3.Describe{ObjectType: 'S', Name: name}, &pgproto3.Sync{})
+	}
+	query := func(sql string) []byte { return frontend(&pgproto3.Query{String: sql}) }
+	// run sends each step and returns the SQLSTATEs of each reply.
+	run := func(t *testing.T, nc net.Conn, steps ...[]byte) [][]string {
+		t.Helper()
+		var out [][]string
+		for _, b := range steps {
+			if _, err := nc.Write(b); err != nil {
+				t.Fatal(err)
+			}
+			r := readReplies(t, nc)
+			if !r.ready {
+				t.Fatalf("no ReadyForQuery (%+v)", r)
+			}
+			out = append(out, r.codes)
+		}
+		return out
+	}
+	steps := func(fail ...[]byte) [][]byte {
+		s := append([][]byte{prepare, query("BEGIN")}, fail...)
+		return append(s, describe("rows"), describe("norows"), query("ROLLBACK"), describe("rows"))
+	}
+	shard := hijack(t, f.Shards["s0"].DSN(f.DB)).Conn
+	t.Cleanup(func() { shard.Close() })
+	want := run(t, shard, steps(query("SELECT 1/0"))...)
+	if !slices.Equal(want[3], []string{"25P02"}) || len(want[4]) != 0 || len(want[6]) != 0 {
+		t.Fatalf("Postgres itself: %v; want 25P02 for the rows only, inside the failed transaction", want)
+	}
+	for name, fail := range map[string][][]byte{
+		"before any shard": {query("SELECT 1/0")},
+		"across shards": {
+			query(fmt.Sprintf("UPDATE customers SET credit = credit WHERE customer_id = %d", f.a)),
+			query(fmt.Sprintf("UPDATE customers SET credit = credit WHERE customer_id = %d", f.b)),
+			query("SELECT 1/0"),
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := run(t, authedConn(t, f.fixture), steps(fail...)...)
+			// Postgres' run with the writes before SELECT 1/0, which succeed.
+			expect := slices.Concat(want[:2], make([][]string, len(fail)-1), want[2:])
+			if !reflect.DeepEqual(got, expect) {
+				t.Errorf("through the proxy: %v; want %v, as Postgres", got, expect)
+			}
+		})
 	}
 }
