@@ -975,21 +975,16 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 		// may end an implicit transaction of its own. COMMIT of a failed
 		// transaction rolls back. (An error earlier in this batch would
 		// have skipped the statement.)
-		c, failed := p.conn, s.txStatus == 'E'
-		r.onOK = func() {
-			if st.Kind == router.KindCommit && !failed {
-				s.tx.params, s.tx.hintSaved = nil, false
-				return
-			}
-			s.endTxParams(c)
-		}
-		if chain && s.txStatus != 'I' {
+		c, committed := p.conn, st.Kind == router.KindCommit && s.txStatus != 'E'
+		r.onOK = func() { s.settleTxParams(committed, c) }
+		switch {
+		case s.txStatus == 'I':
+		case chain:
 			// What follows runs in the new transaction, before this
 			// reply is read: it must not see the old one's failure,
 			// savepoints or shards.
 			s.chainTx()
-		}
-		if s.txStatus != 'I' && !chain {
+		default:
 			// The client's block ends here, not at Sync: what follows in
 			// the pipeline is a transaction of its own, which may need
 			// other shards (extAttach). Sync now; nothing after the

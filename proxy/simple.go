@@ -488,13 +488,8 @@ func (s *session) runOn(ctx context.Context, shard, text string, st *router.Stat
 	switch {
 	case failed || st == nil:
 	case (st.Kind == router.KindCommit || st.Kind == router.KindRollback) && chained(text) && status == 'T':
-		// The old transaction's SETs stay (committed) or go, and the new
-		// one starts with nothing of it.
-		if st.Kind == router.KindCommit && s.txStatus == 'T' {
-			s.tx.params, s.tx.hintSaved = nil, false
-		} else {
-			s.endTxParams(c)
-		}
+		// The new transaction starts with nothing of the old one.
+		s.settleTxParams(st.Kind == router.KindCommit && s.txStatus == 'T', c)
 		s.chainTx()
 	case st.Kind == router.KindCommit && s.txStatus == 'T':
 		s.tx.committed = true
@@ -876,6 +871,16 @@ func (s *session) endPendingTxn(rollback bool, text string) string {
 		s.tx.replay, s.tx.characteristics = slices.Clone(chars), chars
 	}
 	return tag
+}
+
+// settleTxParams follows the COMMIT or ROLLBACK that ended a transaction:
+// the SETs it made stay if it committed and are undone if not.
+func (s *session) settleTxParams(committed bool, c *pool.Conn) {
+	if committed {
+		s.tx.params, s.tx.hintSaved = nil, false
+		return
+	}
+	s.endTxParams(c)
 }
 
 // endTxParams is called as a transaction ends: unless it committed, the

@@ -468,8 +468,7 @@ func (s *session) replayLocal(st *router.Statement, text string) {
 		s.tx.localSets = append(s.tx.localSets, st.SetName)
 	}
 	s.appendReplay(st, text)
-	if st.BlockOnly == "SET TRANSACTION" && len(s.tx.savepoints) == 0 &&
-		!strings.HasPrefix(strings.ToUpper(st.SetValue), "SNAPSHOT") {
+	if st.SetsCharacteristic() && len(s.tx.savepoints) == 0 {
 		s.tx.characteristics = append(s.tx.characteristics, text)
 	}
 }

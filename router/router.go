@@ -248,6 +248,13 @@ type Statement struct {
 // child of one): SELECT now() and SHOW do not.
 func (st *Statement) TouchesTables() bool { return len(st.uses) > 0 }
 
+// SetsCharacteristic reports SET TRANSACTION of the isolation level,
+// access mode or deferrability (not SNAPSHOT): what AND CHAIN carries
+// to the next transaction.
+func (st *Statement) SetsCharacteristic() bool {
+	return st.BlockOnly == "SET TRANSACTION" && !st.snapshotID
+}
+
 // Stale tells whether st was analysed with other facts of the shards'
 // catalogs than r knows now (views, partitions, functions, indexes ...
 // learnt since): it may read a name otherwise now, and must be analysed
