@@ -27,7 +27,9 @@ func devCmd(logger func() *slog.Logger) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return dev(ctx, logger(), listen, demo, state)
+			log := logger()
+			setProxyProcs(log)
+			return dev(ctx, log, listen, demo, state)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:6432", "client listen address")

@@ -28,7 +28,8 @@ type lifecycleEnv struct {
 	bin     string
 	cfgPath string
 	addr    string
-	head    string // YAML before strategies:
+	head    string   // YAML before strategies:
+	env     []string // added to the proxy's environment, which has no GOMAXPROCS otherwise
 
 	cmd     *exec.Cmd
 	logMu   sync.Mutex
@@ -75,6 +76,12 @@ func (e *lifecycleEnv) writeConfig(t *testing.T, body string) {
 func (e *lifecycleEnv) start(t *testing.T, flags ...string) {
 	t.Helper()
 	e.cmd = exec.Command(e.bin, append(flags, "serve", "--config", e.cfgPath)...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOMAXPROCS=") {
+			e.cmd.Env = append(e.cmd.Env, kv)
+		}
+	}
+	e.cmd.Env = append(e.cmd.Env, e.env...)
 	stderr, err := e.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -207,6 +214,12 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	e.writeConfig(t, itemsMapA)
 	e.start(t, "--log-format", "json")
+	// Without GOMAXPROCS, serve runs Go code on half the CPUs Go found.
+	if procs := e.records(t, "threads running Go code"); len(procs) != 1 {
+		t.Errorf("logged threads %d times, want once", len(procs))
+	} else if n, cpus := procs[0]["procs"].(float64), procs[0]["cpus"].(float64); n != max(1, float64(int(cpus)/2)) {
+		t.Errorf("procs %v with %v CPUs, want half of them", n, cpus)
+	}
 
 	script := filepath.Join(t.TempDir(), "select.sql")
 	if err := os.WriteFile(script, []byte("\\set id random(1, 300)\nSELECT v FROM items WHERE id = :id;\n"), 0o600); err != nil {
@@ -368,11 +381,15 @@ func TestShutdownUnderLoad(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newLifecycleEnv(t, "shutdown_timeout: "+tc.timeout+"\n")
 			e.writeConfig(t, accountsMap)
+			e.env = []string{"GOMAXPROCS=3"} // the operator's choice stands
 			const branches = 6
 			for i := range e.shards {
 				e.exec(t, i, "CREATE TABLE accounts (branch int, id int, balance int NOT NULL, PRIMARY KEY (branch, id))")
 			}
 			e.start(t, "--log-level", "debug")
+			if out := e.output(); !strings.Contains(out, "procs=3 ") || !strings.Contains(out, "from=GOMAXPROCS") {
+				t.Errorf("with GOMAXPROCS=3 the proxy did not log procs=3 from=GOMAXPROCS:\n%s", out)
+			}
 			ctx := context.Background()
 			setup, err := pgx.Connect(ctx, e.dsn())
 			if err != nil {

@@ -38,7 +38,9 @@ func serveCmd(logger func() *slog.Logger) *cobra.Command {
 				}
 				defer pprof.StopCPUProfile()
 			}
-			return serve(ctx, path, logger(), nil)
+			log := logger()
+			setProxyProcs(log)
+			return serve(ctx, path, log, nil)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "shardproxy.yaml", "shard map (YAML)")

@@ -26,6 +26,8 @@
 #   BENCH_SCALE=10 BENCH_CLIENTS=8 BENCH_THREADS=2 BENCH_TIME=6 BENCH_POOL=10
 #   BENCH_ROUNDS=3 BENCH_MODES="simple extended prepared" BENCH_RELAYS=1
 #   BENCH_ONESHARD=1        also run the one-shard proxy (0: not)
+#   BENCH_ALLCPUS=1         also run the proxy with GOMAXPROCS=$(nproc) (its
+#                           default is half the CPUs: cmd/shardproxy/procs.go)
 #   BENCH_BACKEND=tcp|unix  how the proxy reaches the shards (default tcp: the
 #                           same path pgbench takes to direct Postgres; unix:
 #                           the shards' unix sockets, as a proxy on the
@@ -43,6 +45,7 @@ duration="${BENCH_TIME:-6}"
 rounds="${BENCH_ROUNDS:-3}"
 relays="${BENCH_RELAYS:-1}"
 oneshard="${BENCH_ONESHARD:-1}"
+allcpus="${BENCH_ALLCPUS:-1}"
 poolsize="${BENCH_POOL:-10}"
 modes="${BENCH_MODES:-simple extended prepared}"
 cpuprofile="${BENCH_CPUPROFILE:-}"
@@ -57,19 +60,19 @@ log() { echo "bench: $*" >&2; }
 work="$(mktemp -d /tmp/shardproxy-bench.XXXXXX)"
 chmod 755 "$work"
 proxy_pid=""
-bouncer_pid="" bouncer_cpu_pid="" proxy1_pid=""
+bouncer_pid="" bouncer_cpu_pid="" proxy1_pid="" proxyall_pid=""
 relay_pids=()
 started=()
 # stop_helpers stops PgBouncer (its own PID from its pidfile, and runuser's),
-# the one-shard proxy and the relays.
+# the one-shard and all-CPUs proxies and the relays.
 stop_helpers() {
 	local pid
-	for pid in "$bouncer_cpu_pid" "$bouncer_pid" "$proxy1_pid" "${relay_pids[@]}"; do
+	for pid in "$bouncer_cpu_pid" "$bouncer_pid" "$proxy1_pid" "$proxyall_pid" "${relay_pids[@]}"; do
 		[[ -n "$pid" ]] || continue
 		kill "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	done
-	bouncer_pid="" bouncer_cpu_pid="" proxy1_pid="" relay_pids=()
+	bouncer_pid="" bouncer_cpu_pid="" proxy1_pid="" proxyall_pid="" relay_pids=()
 }
 cleanup() {
 	local rc=$?
@@ -212,6 +215,18 @@ YAML
 	proxy1_dsn="postgres://app:secret@127.0.0.1:$p1p/full_set?sslmode=disable"
 fi
 
+# The same proxy on every CPU (GOMAXPROCS set) rather than its default of
+# half of them: what that default gains or costs on this machine.
+proxyall_dsn=""
+if [[ "$allcpus" != 0 ]]; then
+	pa="$(free_port)"
+	{ proxy_yaml "$pa"; sed -n '/^  - {name: s0,/,$p' "$work/shardproxy.yaml"; } >"$work/allcpus.yaml"
+	GOMAXPROCS="$(nproc)" "$root/bin/shardproxy" serve --config "$work/allcpus.yaml" >"$work/proxyall.log" 2>&1 &
+	proxyall_pid=$!
+	wait_ready "$pa" "$proxyall_pid" "all-CPUs shardproxy"
+	proxyall_dsn="postgres://app:secret@127.0.0.1:$pa/bench?sslmode=disable"
+fi
+
 # Sanity: through the proxy, every account of a sample is found exactly once
 # (pgbench -S would not notice a missing row).
 n_rows=$(for aid in $(seq 1 97 $((scale * 100000))); do
@@ -328,6 +343,7 @@ median() {
 # round: the machine's speed drifts by tens of percent between minutes
 # (other tenants of the host), much less within one round.
 targets=("shardproxy|$proxy_dsn|$proxy_pid")
+[[ -n "$proxyall_dsn" ]] && targets+=("shardproxy-allcpus|$proxyall_dsn|$proxyall_pid")
 [[ -n "$proxy1_dsn" ]] && targets+=("shardproxy-1|$proxy1_dsn|$proxy1_pid")
 [[ -n "$bouncer_dsn" ]] && targets+=("pgbouncer|$bouncer_dsn|$bouncer_cpu_pid")
 [[ -n "$relay_go_dsn" ]] && targets+=("relay-goroutine|$relay_go_dsn|$relay_go_pid" "relay-epoll|$relay_ep_dsn|$relay_ep_pid" \
@@ -367,10 +383,13 @@ stop_helpers
 
 echo
 echo "pgbench -S -c $clients -j $threads -T $duration, scale $scale, $(nproc) cores; median of $rounds rounds."
-echo "direct = one Postgres with all rows; shardproxy = over 2 shards (pool $poolsize per shard, $backend to the shards);"
+echo "direct = one Postgres with all rows; shardproxy = over 2 shards (pool $poolsize per shard, $backend to the shards),"
+echo "  its Go code on $(grep -o 'procs=[0-9]*' "$work/proxy.log" | head -1 | cut -d= -f2) of $(nproc) CPUs (its default: half of them);"
+[[ -n "$proxyall_dsn" ]] && echo "shardproxy-allcpus = the same with GOMAXPROCS=$(nproc);"
 [[ -n "$proxy1_dsn" ]] && echo "shardproxy-1 = the proxy with one shard, the direct database (its own cost without the second server);"
 echo "pgbouncer = transaction mode in front of direct; relay-* = no protocol work, see testdata/bench/relay."
 echo "ratio = TPS / direct TPS of the same round; CPU = the process' user+system CPU per transaction, µs."
+echo "issue 2's bar (PgBouncer 1.18 measured here then): 0.58x simple, 0.68x extended, 0.55x prepared."
 printf '%-9s %11s' mode "direct TPS"
 for t in "${targets[@]}"; do printf ' %18s' "${t%%|*}"; done
 echo
