@@ -18,10 +18,11 @@ import (
 // Postgres or the clients. With a second processor the Go scheduler wakes,
 // spins for and steals from it on nearly every message; with one, sessions
 // take turns on one thread, as PgBouncer's single-threaded event loop does.
-// On this project's 2-core bench host, in the same pgbench -S runs, one
-// processor cut the proxy's CPU per transaction by 20-25% (59 -> 46 µs
-// simple, 58 -> 44 extended, 55 -> 41 prepared) and raised its TPS in most
-// rounds. A dedicated proxy host that needs every core sets GOMAXPROCS.
+// On this project's 2-core bench host (make bench, median of 5 rounds),
+// one processor against two took 39.8 against 49.1 µs of proxy CPU per
+// pgbench -S transaction in simple mode, 40.9 against 51.1 extended and
+// 37.3 against 43.5 prepared, with more TPS in 14 of the 15 rounds. A
+// dedicated proxy host that needs every core sets GOMAXPROCS.
 func proxyProcs(env string, runtimeDefault int) (n int, fromEnv bool) {
 	if env != "" {
 		return runtimeDefault, true // the runtime has already applied it
