@@ -30,18 +30,17 @@ func proxyProcs(env string, runtimeDefault int) (n int, fromEnv bool) {
 	return max(1, runtimeDefault/2), false
 }
 
-// setProxyProcs applies proxyProcs at the start of serve and dev, and
-// logs the choice. Call it before any goroutine of the proxy starts: it
-// is process-wide, which is why serve's tests (in this process) do not.
+// setProxyProcs applies proxyProcs at the start of serve and dev, before
+// the proxy does any work, and logs the choice. It is process-wide, which
+// is why serve's tests (in this process) do not call it.
 func setProxyProcs(log *slog.Logger) {
 	found := runtime.GOMAXPROCS(0)
 	n, fromEnv := proxyProcs(os.Getenv("GOMAXPROCS"), found)
-	if !fromEnv {
-		runtime.GOMAXPROCS(n)
-	}
-	source := "half the CPUs Go found; set GOMAXPROCS to choose"
 	if fromEnv {
-		source = "GOMAXPROCS"
+		log.Info("threads running Go code", "procs", n, "from", "GOMAXPROCS")
+		return
 	}
-	log.Info("threads running Go code", "procs", runtime.GOMAXPROCS(0), "cpus", found, "from", source)
+	runtime.GOMAXPROCS(n)
+	log.Info("threads running Go code", "procs", runtime.GOMAXPROCS(0), "cpus", found,
+		"from", "half the CPUs Go found; set GOMAXPROCS to choose")
 }
