@@ -384,7 +384,7 @@ stop_helpers
 echo
 echo "pgbench -S -c $clients -j $threads -T $duration, scale $scale, $(nproc) cores; median of $rounds rounds."
 echo "direct = one Postgres with all rows; shardproxy = over 2 shards (pool $poolsize per shard, $backend to the shards),"
-echo "  its Go code on $(grep -o 'procs=[0-9]*' "$work/proxy.log" | head -1 | cut -d= -f2) of $(nproc) CPUs (its default: half of them);"
+echo "  its Go code on $(grep -o 'procs=[0-9]*' "$work/proxy.log" | head -1 | cut -d= -f2) of $(nproc) CPUs (half of them unless GOMAXPROCS is set);"
 [[ -n "$proxyall_dsn" ]] && echo "shardproxy-allcpus = the same with GOMAXPROCS=$(nproc);"
 [[ -n "$proxy1_dsn" ]] && echo "shardproxy-1 = the proxy with one shard, the direct database (its own cost without the second server);"
 echo "pgbouncer = transaction mode in front of direct; relay-* = no protocol work, see testdata/bench/relay."
