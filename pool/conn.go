@@ -55,6 +55,9 @@ type Conn struct {
 	inUse       bool        // guarded by pool.mu
 	lastUsed    time.Time   // when last released; read by the next owner
 	probe       prober      // non-blocking liveness check of the idle socket
+	watchID     uint64      // the pool's hangupWatch knows c by this
+	watched     bool        // the hangupWatch has c's socket
+	hungUp      atomic.Bool // the hangupWatch saw the backend hang up
 
 	// What CancelUnanswered needs to know which request a cancel reaches:
 	// flushes counts Flush calls (the requests sent), answered is
@@ -219,8 +222,8 @@ func (c *Conn) Close() error {
 
 // clean reports whether c can be reused as is, clearing any deadline.
 func (c *Conn) clean() bool {
-	if c.rd.buffered() > 0 || c.expired.Load() {
-		return false // bytes after ReadyForQuery: not idle; or reads expired
+	if c.rd.buffered() > 0 || c.expired.Load() || c.hungUp.Load() {
+		return false // bytes after ReadyForQuery: not idle; or reads expired; or the backend hung up
 	}
 	if c.deadlineSet {
 		if c.netConn.SetDeadline(time.Time{}) != nil {
@@ -237,17 +240,33 @@ func (c *Conn) clean() bool {
 // unless it is about to die, e.g. the FATAL 57P01 of a shutdown.
 func (c *Conn) reusable(now time.Time, idleTimeout, probeAfter time.Duration) bool {
 	idle := now.Sub(c.lastUsed)
-	if idle > idleTimeout {
+	if idle > idleTimeout || c.hungUp.Load() {
 		return false
 	}
-	return idle < probeAfter || c.probe.alive()
+	if idle < probeAfter || idle < watchLag && c.watched && c.pool.watch.working() {
+		return true
+	}
+	return c.probe.alive()
 }
+
+// watchLag is how long a Conn released a moment ago is reused on the
+// hangupWatch's word alone, without the probe's system call. The watch
+// hears of a hang-up as soon as the runtime polls the network, within
+// 10 ms (sysmon's poll) even when every P is busy, so only a backend
+// that hung up within that moment could be missed; the probe has such a
+// window too, while the backend's FIN is on its way. Under load, when
+// the probe would cost a system call per transaction, Conns come back
+// within microseconds; a Conn idle for longer is still probed.
+const watchLag = 10 * time.Millisecond
 
 // terminate closes the socket, first telling the backend with Terminate so
 // that it exits cleanly (no "unexpected EOF" in the server log). The write
 // is bounded: a wedged peer must not block the caller.
 func (c *Conn) terminate() {
 	c.closed.Store(true)
+	if c.watched {
+		c.pool.watch.remove(c)
+	}
 	c.netConn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	c.netConn.Write(terminateMessage)
 	c.netConn.Close()

@@ -30,7 +30,8 @@ type Options struct {
 	IdleTimeout    time.Duration // idle conns older than this are closed, not reused; 0 = DefaultIdleTimeout
 	// ProbeAfter skips the liveness probe (one non-blocking recv syscall,
 	// about 0.7 µs) of conns released less than this long ago. 0 probes
-	// always: a backend that died meanwhile is then never handed out.
+	// whenever the hang-up watch (Linux) cannot vouch for the conn: a
+	// backend that hung up meanwhile is then never handed out.
 	ProbeAfter time.Duration
 	Logger     *slog.Logger // nil = discard
 }
@@ -57,6 +58,7 @@ type Pool struct {
 	idleTimeout    time.Duration
 	probeAfter     time.Duration
 	log            *slog.Logger
+	watch          *hangupWatch // nil where it could not start: every idle Conn is probed
 
 	mu     sync.Mutex
 	closed bool
@@ -120,6 +122,9 @@ func New(shard config.Shard, opts Options) (*Pool, error) {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	p.log = p.log.With("shard", shard.Name)
+	if p.watch, err = newHangupWatch(); err != nil {
+		p.log.Debug("pool: no hang-up watch; idle connections are probed before reuse", "error", err)
+	}
 	return p, nil
 }
 
@@ -311,6 +316,7 @@ func (p *Pool) dial(parent context.Context, start time.Time) (*Conn, error) {
 		return nil, p.connectError(err)
 	}
 	c := newConn(p, hc)
+	c.watched = p.watch.add(c)
 	c.BytewiseText, c.CollatedColumns, c.Enums, c.schema = coll.bytewise, coll.columns, coll.enums, schema
 	p.log.Debug("pool: connected", "pid", c.PID)
 	return c, nil
@@ -498,6 +504,7 @@ func (p *Pool) Close() {
 	for _, c := range idle {
 		c.terminate()
 	}
+	p.watch.close()
 }
 
 // Stats returns a snapshot of the pool's counters.

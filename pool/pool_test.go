@@ -333,6 +333,59 @@ func TestShardRestart(t *testing.T) {
 	}
 }
 
+// TestBackendHangsUp: a backend terminated while its Conn is in use or
+// idle is never handed out again, also when the Conn is acquired at once
+// after release, when the pool takes the hang-up watch's word instead of
+// probing the socket.
+func TestBackendHangsUp(t *testing.T) {
+	ctx := t.Context()
+	p := newPool(t, shared.DSN("postgres"), pool.Options{Size: 2})
+	admin := newPool(t, shared.DSN("postgres"), pool.Options{Size: 1})
+	terminate := func(c *pool.Conn) {
+		t.Helper()
+		a, err := admin.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Release(a)
+		if _, err := query(a, fmt.Sprintf("SELECT pg_terminate_backend(%d)", c.PID)); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); !pool.HungUp(c); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the hang-up of backend %d was not seen", c.PID)
+			}
+		}
+	}
+	for _, when := range []string{"in use", "idle"} {
+		t.Run(when, func(t *testing.T) {
+			c, err := p.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := c.PID
+			if when == "in use" {
+				terminate(c)
+				p.Release(c)
+			} else {
+				p.Release(c)
+				terminate(c)
+			}
+			c, err = p.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Release(c)
+			if c.PID == old {
+				t.Fatalf("got terminated backend %d again", old)
+			}
+			if got := backendPID(t, c); got != fmt.Sprint(c.PID) {
+				t.Fatalf("new backend answers as %s, Conn.PID %d", got, c.PID)
+			}
+		})
+	}
+}
+
 func TestIdleTimeout(t *testing.T) {
 	ctx := t.Context()
 	p := newPool(t, shared.DSN("postgres"), pool.Options{Size: 2, IdleTimeout: time.Millisecond})
@@ -771,7 +824,9 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		name       string
 		probeAfter time.Duration
 	}{
-		{"probe", 0},
+		// A conn released a moment ago: the hang-up watch vouches for
+		// it (Linux), so neither probes.
+		{"default", 0},
 		{"no-probe", time.Minute},
 	} {
 		b.Run(bb.name, func(b *testing.B) {

@@ -26,3 +26,11 @@ func (p *deadlineProber) alive() bool {
 	}
 	return p.nc.SetReadDeadline(time.Time{}) == nil
 }
+
+// tcpConn is the socket under nc: under TLS, the TCP connection.
+func tcpConn(nc net.Conn) net.Conn {
+	if tc, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		return tc.NetConn()
+	}
+	return nc
+}

@@ -24,10 +24,7 @@ func (p *prober) init(nc net.Conn) {
 	p.fb.nc = nc
 	// Under TLS, peek at the TCP socket: any TLS record arriving while
 	// idle (an alert, a FATAL message) means the backend is going away.
-	if tc, ok := nc.(interface{ NetConn() net.Conn }); ok {
-		nc = tc.NetConn()
-	}
-	sc, ok := nc.(syscall.Conn)
+	sc, ok := tcpConn(nc).(syscall.Conn)
 	if !ok {
 		return
 	}

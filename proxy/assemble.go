@@ -60,10 +60,12 @@ func Assemble(ctx context.Context, cfg *config.Config, prev *Assembly, log *slog
 		a.pools, err = pool.NewCluster(cfg.Shards, pool.Options{
 			Size:           cfg.Pool.Size,
 			AcquireTimeout: time.Duration(cfg.Pool.AcquireTimeoutMillis) * time.Millisecond,
-			// Every idle connection is probed before reuse (ProbeAfter 0):
-			// skipping the probe for recently used ones saves a recv per
-			// transaction but hands out several dead backends in a row after
-			// a shard restart, each failing a client statement.
+			// ProbeAfter 0: an idle connection is probed before reuse
+			// unless the pool's hang-up watch vouches for it (released a
+			// moment ago, see pool.watchLag). Skipping the probe without the
+			// watch would save the same recv per transaction but hand out
+			// several dead backends in a row after a shard restart, each
+			// failing a client statement.
 			Logger: log,
 		})
 		if err != nil {
