@@ -28,6 +28,13 @@
 #   BENCH_ONESHARD=1        also run the one-shard proxy (0: not)
 #   BENCH_ALLCPUS=1         also run the proxy with GOMAXPROCS=$(nproc) (its
 #                           default is half the CPUs: cmd/shardproxy/procs.go)
+#   BENCH_BASELINE=FILE     also run FILE, another shardproxy binary (say, the
+#                           last commit's: git worktree add, go build), as
+#                           baseline-1 with shardproxy-1's one-shard map, the
+#                           two adjacent in every round and in alternate order;
+#                           the footer then pairs their rounds. A change of a
+#                           few µs per transaction is far inside this host's
+#                           drift between rounds, but not inside one pair.
 #   BENCH_BACKEND=tcp|unix  how the proxy reaches the shards (default tcp: the
 #                           same path pgbench takes to direct Postgres; unix:
 #                           the shards' unix sockets, as a proxy on the
@@ -49,6 +56,7 @@ allcpus="${BENCH_ALLCPUS:-1}"
 poolsize="${BENCH_POOL:-10}"
 modes="${BENCH_MODES:-simple extended prepared}"
 cpuprofile="${BENCH_CPUPROFILE:-}"
+baseline="${BENCH_BASELINE:-}"
 backend="${BENCH_BACKEND:-tcp}"
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -60,19 +68,19 @@ log() { echo "bench: $*" >&2; }
 work="$(mktemp -d /tmp/shardproxy-bench.XXXXXX)"
 chmod 755 "$work"
 proxy_pid=""
-bouncer_pid="" bouncer_cpu_pid="" proxy1_pid="" proxyall_pid=""
+bouncer_pid="" bouncer_cpu_pid="" proxy1_pid="" proxyall_pid="" base_pid=""
 relay_pids=()
 started=()
 # stop_helpers stops PgBouncer (its own PID from its pidfile, and runuser's),
 # the one-shard and all-CPUs proxies and the relays.
 stop_helpers() {
 	local pid
-	for pid in "$bouncer_cpu_pid" "$bouncer_pid" "$proxy1_pid" "$proxyall_pid" "${relay_pids[@]}"; do
+	for pid in "$bouncer_cpu_pid" "$bouncer_pid" "$proxy1_pid" "$proxyall_pid" "$base_pid" "${relay_pids[@]}"; do
 		[[ -n "$pid" ]] || continue
 		kill "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	done
-	bouncer_pid="" bouncer_cpu_pid="" proxy1_pid="" proxyall_pid="" relay_pids=()
+	bouncer_pid="" bouncer_cpu_pid="" proxy1_pid="" proxyall_pid="" base_pid="" relay_pids=()
 }
 cleanup() {
 	local rc=$?
@@ -215,6 +223,20 @@ YAML
 	proxy1_dsn="postgres://app:secret@127.0.0.1:$p1p/full_set?sslmode=disable"
 fi
 
+# Another build of the proxy with the same one-shard map: what a change
+# gains or costs, paired round by round with shardproxy-1.
+base_dsn=""
+if [[ -n "$baseline" ]]; then
+	[[ -n "$proxy1_dsn" ]] || { log "BENCH_BASELINE needs the one-shard proxy (BENCH_ONESHARD=1)"; exit 1; }
+	[[ -x "$baseline" ]] || { log "BENCH_BASELINE=$baseline is not an executable"; exit 1; }
+	pb="$(free_port)"
+	{ proxy_yaml "$pb"; sed -n '/^  - {name: s0,/,$p' "$work/oneshard.yaml"; } >"$work/baseline.yaml"
+	"$baseline" serve --config "$work/baseline.yaml" >"$work/baseline.log" 2>&1 &
+	base_pid=$!
+	wait_ready "$pb" "$base_pid" "baseline shardproxy"
+	base_dsn="postgres://app:secret@127.0.0.1:$pb/full_set?sslmode=disable"
+fi
+
 # The same proxy on every CPU (GOMAXPROCS set) rather than its default of
 # half of them: what that default gains or costs on this machine.
 proxyall_dsn=""
@@ -345,6 +367,7 @@ median() {
 targets=("shardproxy|$proxy_dsn|$proxy_pid")
 [[ -n "$proxyall_dsn" ]] && targets+=("shardproxy-allcpus|$proxyall_dsn|$proxyall_pid")
 [[ -n "$proxy1_dsn" ]] && targets+=("shardproxy-1|$proxy1_dsn|$proxy1_pid")
+[[ -n "$base_dsn" ]] && targets+=("baseline-1|$base_dsn|$base_pid")
 [[ -n "$bouncer_dsn" ]] && targets+=("pgbouncer|$bouncer_dsn|$bouncer_cpu_pid")
 [[ -n "$relay_go_dsn" ]] && targets+=("relay-goroutine|$relay_go_dsn|$relay_go_pid" "relay-epoll|$relay_ep_dsn|$relay_ep_pid" \
 	"relay-epoll-raw|$relay_raw_dsn|$relay_raw_pid" "relay-coroutine|$relay_co_dsn|$relay_co_pid")
@@ -363,7 +386,15 @@ for round in $(seq "$rounds"); do
 		[[ "$d" == fail ]] && { log "direct pgbench -M $mode failed"; exit 1; }
 		direct[$mode]+=" $d"
 		line="round $round -M $mode: direct $(printf '%.0f' "$d") TPS"
-		for t in "${targets[@]}"; do
+		order=("${targets[@]}")
+		if [[ -n "$base_dsn" ]] && ((round % 2 == 0)); then
+			# baseline-1 first in even rounds: neither build always runs
+			# on the warmer caches.
+			for i in "${!order[@]}"; do
+				[[ "${order[$i]}" == shardproxy-1\|* ]] && { order[i]="${targets[i+1]}" order[i+1]="${targets[i]}"; break; }
+			done
+		fi
+		for t in "${order[@]}"; do
 			IFS='|' read -r name dsn pid <<<"$t"
 			read -r tp c <<<"$(tps "$mode" "$dsn" "$pid")"
 			if [[ "$tp" == fail ]]; then
@@ -387,6 +418,7 @@ echo "direct = one Postgres with all rows; shardproxy = over 2 shards (pool $poo
 echo "  its Go code on $(grep -o 'procs=[0-9]*' "$work/proxy.log" | head -1 | cut -d= -f2) of $(nproc) CPUs (half of them unless GOMAXPROCS is set);"
 [[ -n "$proxyall_dsn" ]] && echo "shardproxy-allcpus = the same with GOMAXPROCS=$(nproc);"
 [[ -n "$proxy1_dsn" ]] && echo "shardproxy-1 = the proxy with one shard, the direct database (its own cost without the second server);"
+[[ -n "$base_dsn" ]] && echo "baseline-1 = $baseline with shardproxy-1's map, run next to it (paired below);"
 echo "pgbouncer = transaction mode in front of direct; relay-* = no protocol work, see testdata/bench/relay."
 echo "ratio = TPS / direct TPS of the same round; CPU = the process' user+system CPU per transaction, µs."
 echo "issue 2's bar (PgBouncer 1.18 measured here then): 0.58x simple, 0.68x extended, 0.55x prepared."
@@ -408,3 +440,23 @@ for mode in $modes; do
 	done
 	echo
 done
+
+# The pairs: in how many rounds shardproxy-1 took less CPU per transaction
+# than baseline-1, and the median of the differences.
+if [[ -n "$base_dsn" ]]; then
+	echo
+	echo "shardproxy-1 against baseline-1, round by round (CPU µs per transaction):"
+	for mode in $modes; do
+		# shellcheck disable=SC2086
+		diffs="$(paste -d' ' <(printf '%s\n' ${cpu[shardproxy-1,$mode]}) <(printf '%s\n' ${cpu[baseline-1,$mode]}) |
+			awk '$1 != "-" && $2 != "-" { printf "%.1f\n", $1 - $2 }')"
+		n="$(grep -c . <<<"$diffs" || true)"
+		if [[ "$n" == 0 ]]; then
+			printf '%-9s no pairs\n' "$mode"
+			continue
+		fi
+		less="$(awk '$1 < 0' <<<"$diffs" | wc -l)"
+		# shellcheck disable=SC2086
+		printf '%-9s lower in %d of %d rounds, median difference %+.1f µs\n' "$mode" "$less" "$n" "$(median %.1f $diffs)"
+	done
+fi
