@@ -235,9 +235,10 @@ func (c *Conn) clean() bool {
 }
 
 // reusable reports whether an idle c may be handed out at now: not idle
-// for too long, and (unless released within probeAfter) its socket neither
-// closed nor carrying unread bytes. A backend says nothing while idle
-// unless it is about to die, e.g. the FATAL 57P01 of a shutdown.
+// for too long, its backend not seen to hang up, and (unless released
+// within probeAfter, or within watchLag while the hang-up watch runs) its
+// socket neither closed nor carrying unread bytes. A backend says nothing
+// while idle unless it is about to die, e.g. the FATAL 57P01 of a shutdown.
 func (c *Conn) reusable(now time.Time, idleTimeout, probeAfter time.Duration) bool {
 	idle := now.Sub(c.lastUsed)
 	if idle > idleTimeout || c.hungUp.Load() {
