@@ -55,8 +55,7 @@ type Conn struct {
 	inUse       bool        // guarded by pool.mu
 	lastUsed    time.Time   // when last released; read by the next owner
 	probe       prober      // non-blocking liveness check of the idle socket
-	watchID     uint64      // the pool's hangupWatch knows c by this
-	watched     bool        // the hangupWatch has c's socket
+	watchID     uint64      // the pool's hangupWatch knows c by this; 0: unwatched
 	hungUp      atomic.Bool // the hangupWatch saw the backend hang up
 
 	// What CancelUnanswered needs to know which request a cancel reaches:
@@ -244,7 +243,7 @@ func (c *Conn) reusable(now time.Time, idleTimeout, probeAfter time.Duration) bo
 	if idle > idleTimeout || c.hungUp.Load() {
 		return false
 	}
-	if idle < probeAfter || idle < watchLag && c.watched && c.pool.watch.working() {
+	if idle < probeAfter || idle < watchLag && c.watchID != 0 && c.pool.watch.working() {
 		return true
 	}
 	return c.probe.alive()
@@ -265,7 +264,7 @@ const watchLag = 10 * time.Millisecond
 // is bounded: a wedged peer must not block the caller.
 func (c *Conn) terminate() {
 	c.closed.Store(true)
-	if c.watched {
+	if c.watchID != 0 {
 		c.pool.watch.remove(c)
 	}
 	c.netConn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))

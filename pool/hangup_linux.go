@@ -106,7 +106,8 @@ func (w *hangupWatch) drain(fd uintptr) bool {
 }
 
 // add watches c's socket. EPOLLONESHOT: a hang-up is reported once; the
-// Conn is never reused after it. An error leaves c unwatched (probed).
+// Conn is never reused after it. An error leaves c unwatched (watchID 0,
+// probed). Ids start at 1.
 func (w *hangupWatch) add(c *Conn) bool {
 	if w == nil {
 		return false

@@ -22,7 +22,7 @@ func TestHangupWatch(t *testing.T) {
 		ours, peer := tcpPair(t)
 		c := &Conn{pool: p, netConn: ours, lastUsed: time.Now()}
 		c.probe.init(ours)
-		if c.watched = w.add(c); !c.watched {
+		if !w.add(c) {
 			t.Fatal("add failed")
 		}
 		return c, peer

@@ -316,7 +316,7 @@ func (p *Pool) dial(parent context.Context, start time.Time) (*Conn, error) {
 		return nil, p.connectError(err)
 	}
 	c := newConn(p, hc)
-	c.watched = p.watch.add(c)
+	p.watch.add(c)
 	c.BytewiseText, c.CollatedColumns, c.Enums, c.schema = coll.bytewise, coll.columns, coll.enums, schema
 	p.log.Debug("pool: connected", "pid", c.PID)
 	return c, nil

@@ -108,7 +108,7 @@ free_port() {
 log "building bin/shardproxy"
 (cd "$root" && go build -o bin/shardproxy ./cmd/shardproxy)
 
-p0="$(free_port)" p1="$(free_port)" pp="$(free_port)"
+p0="$(free_port)" p1="$(free_port)"
 # Every table and index of every target fits in shared_buffers, and is
 # loaded there before the first round (pg_prewarm below): the ratio then
 # measures the proxy, not cache misses. With the default 128MB, s0 could
@@ -193,7 +193,24 @@ wait_ready() {
 		sleep 0.1
 	done
 }
-{ proxy_yaml "$pp"; cat <<YAML; } >"$work/shardproxy.yaml"
+# start_proxy NAME STEM DB COMMAND... starts COMMAND --config
+# $work/STEM.yaml, logging to $work/STEM.log, with a map of proxy_yaml
+# on a free port followed by stdin (its shards: and the rest). Sets
+# new_pid and new_dsn (database DB through it).
+start_proxy() {
+	local name=$1 stem=$2 db=$3 port
+	shift 3
+	port="$(free_port)"
+	{ proxy_yaml "$port"; cat; } >"$work/$stem.yaml"
+	"$@" --config "$work/$stem.yaml" >"$work/$stem.log" 2>&1 &
+	new_pid=$!
+	wait_ready "$port" "$new_pid" "$name"
+	new_dsn="postgres://app:secret@127.0.0.1:$port/$db?sslmode=disable"
+}
+# shards_of STEM prints the shards: part on of $work/STEM.yaml.
+shards_of() { sed -n '/^  - {name: s0,/,$p' "$work/$1.yaml"; }
+
+start_proxy shardproxy proxy bench "$root/bin/shardproxy" serve ${cpuprofile:+--cpuprofile "$cpuprofile"} <<YAML
   - {name: s0, dsn: "$(shard_dsn "$p0" s0)"}
   - {name: s1, dsn: "$(shard_dsn "$p1" s1)"}
 strategies:
@@ -202,25 +219,17 @@ tables:
   pgbench_accounts: {key: aid, strategy: by_aid}
 default_shard: s0
 YAML
-"$root/bin/shardproxy" serve --config "$work/shardproxy.yaml" ${cpuprofile:+--cpuprofile "$cpuprofile"} >"$work/proxy.log" 2>&1 &
-proxy_pid=$!
-wait_ready "$pp" "$proxy_pid" shardproxy
-
-proxy_dsn="postgres://app:secret@127.0.0.1:$pp/bench?sslmode=disable"
+proxy_pid=$new_pid proxy_dsn=$new_dsn
 direct_dsn="$(bash "$pg" dsn "$p0" full_set)"
 
 # The one-shard proxy: every table on one shard, the direct database.
 proxy1_dsn=""
 if [[ "$oneshard" != 0 ]]; then
-	p1p="$(free_port)"
-	{ proxy_yaml "$p1p"; cat <<YAML; } >"$work/oneshard.yaml"
+	start_proxy "one-shard shardproxy" proxy1 full_set "$root/bin/shardproxy" serve <<YAML
   - {name: s0, dsn: "$direct_dsn"}
 default_shard: s0
 YAML
-	"$root/bin/shardproxy" serve --config "$work/oneshard.yaml" >"$work/proxy1.log" 2>&1 &
-	proxy1_pid=$!
-	wait_ready "$p1p" "$proxy1_pid" "one-shard shardproxy"
-	proxy1_dsn="postgres://app:secret@127.0.0.1:$p1p/full_set?sslmode=disable"
+	proxy1_pid=$new_pid proxy1_dsn=$new_dsn
 fi
 
 # Another build of the proxy with the same one-shard map: what a change
@@ -229,24 +238,16 @@ base_dsn=""
 if [[ -n "$baseline" ]]; then
 	[[ -n "$proxy1_dsn" ]] || { log "BENCH_BASELINE needs the one-shard proxy (BENCH_ONESHARD=1)"; exit 1; }
 	[[ -x "$baseline" ]] || { log "BENCH_BASELINE=$baseline is not an executable"; exit 1; }
-	pb="$(free_port)"
-	{ proxy_yaml "$pb"; sed -n '/^  - {name: s0,/,$p' "$work/oneshard.yaml"; } >"$work/baseline.yaml"
-	"$baseline" serve --config "$work/baseline.yaml" >"$work/baseline.log" 2>&1 &
-	base_pid=$!
-	wait_ready "$pb" "$base_pid" "baseline shardproxy"
-	base_dsn="postgres://app:secret@127.0.0.1:$pb/full_set?sslmode=disable"
+	start_proxy "baseline shardproxy" baseline full_set "$baseline" serve < <(shards_of proxy1)
+	base_pid=$new_pid base_dsn=$new_dsn
 fi
 
 # The same proxy on every CPU (GOMAXPROCS set) rather than its default of
 # half of them: what that default gains or costs on this machine.
 proxyall_dsn=""
 if [[ "$allcpus" != 0 ]]; then
-	pa="$(free_port)"
-	{ proxy_yaml "$pa"; sed -n '/^  - {name: s0,/,$p' "$work/shardproxy.yaml"; } >"$work/allcpus.yaml"
-	GOMAXPROCS="$(nproc)" "$root/bin/shardproxy" serve --config "$work/allcpus.yaml" >"$work/proxyall.log" 2>&1 &
-	proxyall_pid=$!
-	wait_ready "$pa" "$proxyall_pid" "all-CPUs shardproxy"
-	proxyall_dsn="postgres://app:secret@127.0.0.1:$pa/bench?sslmode=disable"
+	start_proxy "all-CPUs shardproxy" proxyall bench env GOMAXPROCS="$(nproc)" "$root/bin/shardproxy" serve < <(shards_of proxy)
+	proxyall_pid=$new_pid proxyall_dsn=$new_dsn
 fi
 
 # Sanity: through the proxy, every account of a sample is found exactly once
