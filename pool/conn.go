@@ -82,7 +82,7 @@ func newConn(p *Pool, hc *pgconn.HijackedConn) *Conn {
 	}
 	// Read the socket directly; pgconn read through its background
 	// reader, which SyncConn has stopped and drained.
-	rw := backendIO(hc.Conn)
+	rw := SocketIO(hc.Conn)
 	c.fe = pgproto3.NewFrontend(nil, rw)
 	c.rd = newMsgReader(rw)
 	c.probe.init(hc.Conn)

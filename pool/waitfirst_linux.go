@@ -4,6 +4,7 @@ package pool
 
 import (
 	"net"
+	"syscall"
 	"unsafe"
 )
 
@@ -54,3 +55,46 @@ func pollDescOf(c net.Conn, fd uintptr) uintptr {
 // that follows reports those). Unlike a read through net, it does not
 // first forget a readiness the poller already recorded.
 func pollWait(pd uintptr) { runtimePollWait(pd, 'r') }
+
+// tcpInq is TCP_INQ (linux/tcp.h): with it set, each recvmsg on a TCP
+// socket carries a control message with the bytes still to read, or 1 at
+// an end of file, which the kernel added for readers that would otherwise
+// make another call to learn that.
+const tcpInq = 36
+
+// inqReader reads a TCP socket with recvmsg and TCP_INQ. Its buffers live
+// here so that a read allocates nothing.
+type inqReader struct {
+	msg syscall.Msghdr
+	iov syscall.Iovec
+	oob [32]byte // one cmsghdr (16 bytes) and an int32, aligned
+}
+
+// newInqReader sets TCP_INQ on fd, or returns nil if it cannot (not TCP).
+func newInqReader(fd uintptr) *inqReader {
+	if syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpInq, 1) != nil {
+		return nil
+	}
+	r := &inqReader{}
+	r.msg.Iov, r.msg.Iovlen = &r.iov, 1
+	r.msg.Control = &r.oob[0]
+	return r
+}
+
+// read is one recvmsg into p. On success it sets *drained: whether the
+// socket held nothing more, neither data nor an end of file; a read
+// without the control message counts as not drained.
+func (r *inqReader) read(fd uintptr, p []byte, drained *bool) (uintptr, syscall.Errno) {
+	r.iov.Base = &p[0]
+	r.iov.SetLen(len(p))
+	r.msg.SetControllen(len(r.oob))
+	n, _, e := syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&r.msg)), 0)
+	r.iov.Base = nil // do not keep p alive
+	if e == 0 {
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&r.oob[0]))
+		*drained = r.msg.Controllen >= syscall.SizeofCmsghdr+4 &&
+			h.Level == syscall.IPPROTO_TCP && h.Type == tcpInq &&
+			*(*int32)(unsafe.Pointer(&r.oob[syscall.SizeofCmsghdr])) == 0
+	}
+	return n, e
+}
