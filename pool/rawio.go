@@ -133,5 +133,5 @@ func (s *socketIO) wrap(op string, err error) error {
 	if _, ok := err.(*net.OpError); ok {
 		return err
 	}
-	return &net.OpError{Op: op, Net: "tcp", Source: s.conn.LocalAddr(), Addr: s.conn.RemoteAddr(), Err: err}
+	return &net.OpError{Op: op, Net: s.conn.LocalAddr().Network(), Source: s.conn.LocalAddr(), Addr: s.conn.RemoteAddr(), Err: err}
 }
