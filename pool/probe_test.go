@@ -55,12 +55,19 @@ func TestProbers(t *testing.T) {
 
 func tcpPair(t *testing.T) (ours, peer net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return connPair(t, "tcp", "127.0.0.1:0")
+}
+
+// connPair returns both ends of a connection on network, listening on
+// address; both are closed when the test ends.
+func connPair(t *testing.T, network, address string) (ours, peer net.Conn) {
+	t.Helper()
+	ln, err := net.Listen(network, address)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	ours, err = net.Dial("tcp", ln.Addr().String())
+	ours, err = net.Dial(network, ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

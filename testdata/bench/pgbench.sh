@@ -67,28 +67,24 @@ log() { echo "bench: $*" >&2; }
 
 work="$(mktemp -d /tmp/shardproxy-bench.XXXXXX)"
 chmod 755 "$work"
-proxy_pid=""
-bouncer_pid="" bouncer_cpu_pid="" proxy1_pid="" proxyall_pid="" base_pid=""
-relay_pids=()
+proxy_pid="" proxy1_pid="" proxyall_pid="" base_pid=""
+bouncer_pid="" bouncer_cpu_pid=""
+proxy_pids=() relay_pids=()
 started=()
-# stop_helpers stops PgBouncer (its own PID from its pidfile, and runuser's),
-# the one-shard and all-CPUs proxies and the relays.
+# stop_helpers stops every proxy start_proxy started, PgBouncer (its own
+# PID from its pidfile, and runuser's) and the relays.
 stop_helpers() {
 	local pid
-	for pid in "$bouncer_cpu_pid" "$bouncer_pid" "$proxy1_pid" "$proxyall_pid" "$base_pid" "${relay_pids[@]}"; do
+	for pid in "${proxy_pids[@]}" "$bouncer_cpu_pid" "$bouncer_pid" "${relay_pids[@]}"; do
 		[[ -n "$pid" ]] || continue
 		kill "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	done
-	bouncer_pid="" bouncer_cpu_pid="" proxy1_pid="" proxyall_pid="" base_pid="" relay_pids=()
+	proxy_pids=() bouncer_pid="" bouncer_cpu_pid="" relay_pids=()
 }
 cleanup() {
 	local rc=$?
 	stop_helpers
-	if [[ -n "$proxy_pid" ]]; then
-		kill "$proxy_pid" 2>/dev/null || true
-		wait "$proxy_pid" 2>/dev/null || true
-	fi
 	for d in "${started[@]}"; do
 		bash "$pg" stop "$d" || true # pg_ctl stops the PID in postmaster.pid
 	done
@@ -204,6 +200,7 @@ start_proxy() {
 	{ proxy_yaml "$port"; cat; } >"$work/$stem.yaml"
 	"$@" --config "$work/$stem.yaml" >"$work/$stem.log" 2>&1 &
 	new_pid=$!
+	proxy_pids+=("$new_pid") # stopped on exit, also if it never gets ready
 	wait_ready "$port" "$new_pid" "$name"
 	new_dsn="postgres://app:secret@127.0.0.1:$port/$db?sslmode=disable"
 }
