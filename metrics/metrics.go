@@ -103,8 +103,8 @@ func newCollector(src source) *collector {
 		reloads:       desc("reloads_total", "Configuration reloads by result: success (swapped in) or failure (rejected; the old map keeps serving).", "result"),
 		shardUp:       desc("shard_up", "1 when the shard's last health check (SELECT 1 on a pooled connection) succeeded, else 0.", "shard"),
 		healthLatency: desc("shard_health_check_duration_seconds", "Duration of the shard's last health check, acquiring the connection included.", "shard"),
-		twoPC: desc("2pc_total", "Two-phase commits by outcome: committed or aborted by a session, recovered_commit or recovered_rollback "+
-			"(one per prepared transaction on a shard resolved by recovery).", "outcome"),
+		twoPC: desc("2pc_total", "Commits of transactions that span shards by outcome: committed or aborted by a session, recovered_commit or recovered_rollback "+
+			"(one per prepared transaction on a shard resolved by recovery), or not_needed (committed without two-phase commit: at most one shard wrote).", "outcome"),
 		commitGate: desc("commit_gate_total", "Cross-shard commits made visible at one moment: statement_waited (a statement held until a commit reached every shard) "+
 			"or snapshot_retaken (a multi-shard SELECT that took its snapshots again because a commit overlapped them).", "event"),
 		gathered: desc("gathered_statements_total", "SELECTs the merge could not answer that one Postgres answered over the rows of their sharded tables, gathered from the shards (held within merge_memory)."),
@@ -165,6 +165,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.reloads, st.Reloads.Failed, "failure")
 	counter(c.twoPC, st.TwoPC.Committed, "committed")
 	counter(c.twoPC, st.TwoPC.Aborted, "aborted")
+	counter(c.twoPC, st.TwoPC.OnePhase, "not_needed")
 	counter(c.twoPC, st.TwoPC.RecoveredCommit, "recovered_commit")
 	counter(c.twoPC, st.TwoPC.RecoveredRollback, "recovered_rollback")
 	counter(c.commitGate, st.Commits.Waits, "statement_waited")

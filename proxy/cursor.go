@@ -385,7 +385,7 @@ func (s *session) openCursor(ctx context.Context, d *cursorDecl) (mc *mergedCurs
 	mc = &mergedCursor{name: cs.Name, plan: d.plan, in: d.in,
 		binary: cs.Options&router.CursorBinary != 0, noScroll: cs.Options&router.CursorNoScroll != 0}
 	quoted := quoteIdent(cs.Name)
-	s.stmtTouches, s.stmtSnapshot = true, true // it reads tables (txn.touch, snapshot.go)
+	s.stmtTouches, s.stmtSnapshot, s.stmtWrites = true, true, false // it reads tables (txn.touch, snapshot.go)
 	for _, sh := range route.Shards {
 		c, err := s.txConn(ctx, sh)
 		if err != nil {

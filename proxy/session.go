@@ -62,6 +62,7 @@ type session struct {
 	pendingBegin string      // BEGIN text not yet sent to a shard
 	stmtTouches  bool        // the statement being routed reads or writes tables (txn.touch)
 	stmtSnapshot bool        // the statement being routed takes a snapshot (snapshot.go)
+	stmtWrites   bool        // the statement being routed may change something (onephase.go)
 	// errPosition moves an error's position from the text the proxy runs
 	// to the client's, while an EXECUTE runs (sqlprepare.go).
 	errPosition func(int32) int32

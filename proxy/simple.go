@@ -70,10 +70,11 @@ func (s *session) handleQuery(ctx context.Context, sql string) error {
 			shard, ok = s.commonShard(ctx, parts)
 		}
 		if ok {
-			s.stmtTouches, s.stmtSnapshot = false, false // (txn.touch, snapshot.go)
+			s.stmtTouches, s.stmtSnapshot, s.stmtWrites = false, false, false // (txn.touch, snapshot.go)
 			for _, p := range parts {
 				s.stmtTouches = s.stmtTouches || p.Stmt.TouchesTables()
 				s.stmtSnapshot = s.stmtSnapshot || takesSnapshot(p.Stmt.Kind)
+				s.stmtWrites = s.stmtWrites || mayChange(p.Stmt)
 			}
 			failed, err := s.runOn(ctx, shard, sql, nil, parts)
 			if err != nil {

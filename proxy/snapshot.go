@@ -39,6 +39,7 @@ import (
 func (s *session) noteStatement(st *router.Statement) {
 	s.stmtTouches = st.TouchesTables()
 	s.stmtSnapshot = takesSnapshot(st.Kind)
+	s.stmtWrites = mayChange(st)
 }
 
 // beforeSnapshot runs before a statement is sent to shard in a

@@ -57,8 +57,11 @@ type txn struct {
 	// strict: the transaction is REPEATABLE READ or SERIALIZABLE (its
 	// level, read when a second shard joined); touched: the shards its
 	// table-reading statements ran on (touch).
-	strict     string
-	touched    []string
+	strict  string
+	touched []string
+	// wrote: the shards a statement that may change something ran on,
+	// which commitSpanning prepares without first asking (onephase.go).
+	wrote      []string
 	touchedBuf [4]string // touched's first backing array: no allocation per transaction
 	// snapshotTaken: a statement that takes a snapshot was sent (or
 	// is being sent); consistent: the transaction is REPEATABLE READ
@@ -254,6 +257,9 @@ func (s *session) openLeg(ctx context.Context, shard string, joining bool) (*poo
 // from each shard that joins (openLeg), after the transaction's BEGIN,
 // SET TRANSACTION and session settings were replayed there.
 func (s *session) touch(shard string) error {
+	if s.stmtWrites && s.txStatus != 'I' && !slices.Contains(s.tx.wrote, shard) {
+		s.tx.wrote = append(s.tx.wrote, shard) // (onephase.go)
+	}
 	if !s.stmtTouches || s.txStatus == 'I' {
 		return nil
 	}
@@ -732,9 +738,12 @@ func (s *session) endTx(ctx context.Context, commit bool) (string, error) {
 		}
 		return "ROLLBACK", nil
 	}
-	commitAll := s.commitLegs
-	if s.tx.consistent {
+	commitAll := s.commitSpanning // onephase.go
+	switch {
+	case s.tx.consistent:
 		commitAll = s.commitReadOnly // snapshot.go
+	case s.tx.strict == "serializable":
+		commitAll = s.commitLegs
 	}
 	if err := commitAll(ctx, s.tx.legs); err != nil {
 		s.endTxParams()

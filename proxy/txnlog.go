@@ -66,17 +66,18 @@ func newGID() string {
 // TwoPCCounts are the two-phase commit outcomes since the process started.
 type TwoPCCounts struct {
 	Committed, Aborted                 int64 // decided by a session
+	OnePhase                           int64 // spanning transactions committed without it: at most one leg wrote (onephase.go)
 	RecoveredCommit, RecoveredRollback int64 // prepared transactions resolved by recovery
 }
 
 var twoPCStats struct {
-	committed, aborted, recCommit, recRollback atomic.Int64
+	committed, aborted, onePhase, recCommit, recRollback atomic.Int64
 }
 
 // TwoPCStats returns the two-phase commit counters (for metrics).
 func TwoPCStats() TwoPCCounts {
 	return TwoPCCounts{
-		Committed: twoPCStats.committed.Load(), Aborted: twoPCStats.aborted.Load(),
+		Committed: twoPCStats.committed.Load(), Aborted: twoPCStats.aborted.Load(), OnePhase: twoPCStats.onePhase.Load(),
 		RecoveredCommit: twoPCStats.recCommit.Load(), RecoveredRollback: twoPCStats.recRollback.Load(),
 	}
 }
