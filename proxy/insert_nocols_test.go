@@ -98,6 +98,14 @@ func TestInsertWithoutColumns(t *testing.T) {
 				_, err := c.Exec(ctx, "INSERT INTO orders VALUES (6, 1 + 1)")
 				wantSQLState(t, err, "0A000")
 			})
+			// One row: the refusal must not speak of several.
+			t.Run("one row, key not of the key's type", func(t *testing.T) {
+				_, err := c.Exec(ctx, "INSERT INTO orders VALUES (6, 25.5)")
+				wantSQLState(t, err, "0A000")
+				if !strings.Contains(err.Error(), "of the INSERT's row is not a value of the key's type") {
+					t.Fatalf("got %v, want the one-row refusal", err)
+				}
+			})
 			t.Run("table missing on the shards", func(t *testing.T) {
 				_, err := c.Exec(ctx, "INSERT INTO missing VALUES (1)")
 				wantSQLState(t, err, "42P01")

@@ -394,7 +394,7 @@ func (r *Router) routeTables(ctx context.Context, st *Statement, args *Args) (Ro
 		if u.insert && bits.OnesCount64(mask) > 1 && st.split != nil && &st.uses[st.split.use] == u {
 			return r.routeSplit(ctx, st, u, args, why)
 		}
-		if u.insert && bits.OnesCount64(mask) > 1 && len(u.vals) == 1 {
+		if u.insert && bits.OnesCount64(mask) > 1 && (len(u.vals) == 1 || len(u.rows) == 1) {
 			// One row, on no one shard: a key Postgres converts first
 			// (414.5 into an integer key is rounded).
 			return Route{}, pgError(codeFeatureNotSupport,
