@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/shardproxy/shardproxy/pool"
@@ -32,11 +33,6 @@ const copyBatch = 64 << 10
 
 // runCopy runs a COPY whose route names several shards.
 func (s *session) runCopy(ctx context.Context, st *router.Statement, text string, route router.Route) (bool, error) {
-	if (s.attached != nil || s.txStatus != 'I') && !s.runtime().Config.TwoPhaseCommit {
-		return true, s.sendError(errNotSupported(
-			"run COPY on a sharded table outside BEGIN ... COMMIT (shardproxy commits it on every shard only if all succeed)",
-			"COPY on shards %s inside a transaction needs a cross-shard transaction", joinShards(route.Shards)))
-	}
 	if route.Merge == router.MergePlan {
 		// Concatenation is all COPY TO does: a query whose rows need
 		// merging across shards would come out wrong.
@@ -45,7 +41,12 @@ func (s *session) runCopy(ctx context.Context, st *router.Statement, text string
 	}
 	sp, err := router.ParseCopy(text)
 	if err != nil {
-		return true, s.sendError(err)
+		return true, s.refuseCopy(sp, err)
+	}
+	if (s.attached != nil || s.txStatus != 'I') && !s.runtime().Config.TwoPhaseCommit {
+		return true, s.refuseCopy(sp, errNotSupported(
+			"run COPY on a sharded table outside BEGIN ... COMMIT (shardproxy commits it on every shard only if all succeed)",
+			"COPY on shards %s inside a transaction needs a cross-shard transaction", joinShards(route.Shards)))
 	}
 	if !sp.Stdio {
 		dir := "TO a server file or PROGRAM"
@@ -333,7 +334,7 @@ func (s *session) copyIn(ctx context.Context, st *router.Statement, sp *router.C
 	placer, err := rt.Router.CopyPlacer(ctx, sp, router.Args{Columns: s.copyColumns, TimeZone: s.timeZone(), ColumnType: s.colType,
 		CustomSearchPath: s.customSearchPath()})
 	if err != nil {
-		return true, s.sendError(err)
+		return true, s.refuseCopy(sp, err)
 	}
 	r := &copyRun{s: s, byName: make(map[string]*copyLeg, len(route.Shards)), tx: s.txStatus != 'I'}
 	defer r.release()
@@ -471,6 +472,42 @@ func (s *session) copyIn(ctx context.Context, st *router.Statement, sp *router.C
 			// Ignored during COPY, as Postgres does.
 		default:
 			return fail(errProtocol("unexpected message type 0x%02X during COPY from stdin", msgType(msg)), copyFail)
+		}
+	}
+}
+
+// refuseCopy reports err, which ends a COPY before it started. What
+// Postgres would have started but the proxy refuses (0A000: a column list
+// without the shard key, HEADER MATCH) fails as Postgres fails a COPY in
+// its data when it comes FROM STDIN: in copy-in mode, with the client's
+// data read to its end and dropped. Refused before the CopyInResponse,
+// the data lines of a psql script (\copy ... FROM STDIN) would run as SQL.
+func (s *session) refuseCopy(sp *router.CopySpec, err error) error {
+	var pgErr *pgconn.PgError
+	if sp == nil || !sp.From || !sp.Stdio || !errors.As(err, &pgErr) || pgErr.Code != "0A000" {
+		return s.sendError(err)
+	}
+	resp := &pgproto3.CopyInResponse{ColumnFormatCodes: make([]uint16, len(sp.Columns))}
+	if sp.Format == router.CopyBinary {
+		resp.OverallFormat = 1
+		for i := range resp.ColumnFormatCodes {
+			resp.ColumnFormatCodes[i] = 1
+		}
+	}
+	if s.send(resp) != nil || s.flush() != nil {
+		return errClientGone
+	}
+	for {
+		msg, rerr := s.be.Receive()
+		if rerr != nil {
+			return errClientGone
+		}
+		switch msg.(type) {
+		case *pgproto3.CopyData, *pgproto3.Flush, *pgproto3.Sync:
+		case *pgproto3.CopyDone, *pgproto3.CopyFail:
+			return s.sendError(err)
+		default:
+			return s.sendError(errProtocol("unexpected message type 0x%02X during COPY from stdin", msgType(msg)))
 		}
 	}
 }

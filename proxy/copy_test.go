@@ -488,6 +488,23 @@ func TestCopyPsqlRoundTrip(t *testing.T) {
 			t.Fatalf("%d rows, want 3", n)
 		}
 	})
+	// A COPY the proxy refuses but Postgres would start fails in copy-in
+	// mode, as Postgres fails one in its data: psql sends the script's
+	// data lines as COPY data, not as SQL.
+	t.Run("refused in copy-in mode", func(t *testing.T) {
+		mustExec(t, f.c, "TRUNCATE hitems")
+		for _, copy := range []string{`\copy hitems (name) from stdin`, `\copy hitems from stdin with (format csv, header match)`} {
+			script := copy + "\nid,name,note\nDROP TABLE hitems;\n\\.\nSELECT 'after' AS next;\n"
+			out, errOut, code := f.runTool(t, psql, script, "-X", "-f", "-")
+			if code != 0 || !strings.Contains(errOut, "not supported") && !strings.Contains(errOut, "does not set shard key column") ||
+				strings.Contains(errOut, "syntax error") || !strings.Contains(out, "after") {
+				t.Fatalf("%s: exit %d\n%s\n%s", copy, code, out, errOut)
+			}
+			if n := f.total(t, "hitems"); n != 0 {
+				t.Fatalf("%s: %d rows, want none", copy, n)
+			}
+		}
+	})
 	_ = pgconn.CommandTag{}
 }
 

@@ -63,7 +63,10 @@ func (st *Statement) CopiesQuery() bool { return st.copyQuery }
 
 // ParseCopy reads a COPY statement's original text (with its literals:
 // options are literals, and the shards must see them as written). Errors
-// are *pgconn.PgError.
+// are *pgconn.PgError. An option Postgres accepts but the proxy cannot
+// honour across shards is refused (0A000) with the spec read so far, so
+// that a COPY FROM STDIN can be refused as Postgres fails one: in its data
+// (proxy/copy.go, refuseCopyIn).
 func ParseCopy(text string) (*CopySpec, error) {
 	tree, err := pg.Parse(text)
 	if err != nil {
@@ -106,7 +109,7 @@ func ParseCopy(text string) (*CopySpec, error) {
 			}
 		case "header":
 			if strings.EqualFold(arg, "match") {
-				return nil, pgError(codeFeatureNotSupport, "COPY HEADER MATCH is not supported across shards",
+				return sp, pgError(codeFeatureNotSupport, "COPY HEADER MATCH is not supported across shards",
 					"use HEADER true (the header line is skipped) or no header")
 			}
 			sp.Header = d.Arg == nil || parseBool(arg)
@@ -127,7 +130,7 @@ func ParseCopy(text string) (*CopySpec, error) {
 			sp.ForceQuote = defList(d)
 		case "encoding":
 			if n := strings.ToLower(strings.NewReplacer("-", "", "_", "").Replace(arg)); n != "utf8" && n != "sqlascii" {
-				return nil, pgError(codeFeatureNotSupport, fmt.Sprintf("COPY ENCODING %q is not supported across shards", arg),
+				return sp, pgError(codeFeatureNotSupport, fmt.Sprintf("COPY ENCODING %q is not supported across shards", arg),
 					"send the data in UTF8 (shardproxy splits rows by their bytes)")
 			}
 		}
