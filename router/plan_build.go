@@ -53,6 +53,19 @@ type exprCol struct {
 	col ColRef
 }
 
+// lockingName is a locking clause as written: FOR UPDATE, FOR SHARE ...
+func lockingName(lc *pg.LockingClause) string {
+	switch lc.GetStrength() {
+	case pg.LockClauseStrength_LCS_FORKEYSHARE:
+		return "FOR KEY SHARE"
+	case pg.LockClauseStrength_LCS_FORSHARE:
+		return "FOR SHARE"
+	case pg.LockClauseStrength_LCS_FORNOKEYUPDATE:
+		return "FOR NO KEY UPDATE"
+	}
+	return "FOR UPDATE"
+}
+
 func refuse(construct, hint string) *pgconn.PgError {
 	return pgError(codeFeatureNotSupport, construct+" across shards", hint)
 }
@@ -256,7 +269,7 @@ func (p *planner) build() (*ScatterPlan, *pgconn.PgError) {
 	s := p.sel
 	hintKey := keyHint(p.st)
 	if len(s.LockingClause) > 0 {
-		return nil, refuse("FOR UPDATE", "lock rows with a statement that targets one shard: "+hintKey)
+		return nil, refuse(lockingName(s.LockingClause[0].GetLockingClause()), "lock rows with a statement that targets one shard: "+hintKey)
 	}
 	if len(s.WindowClause) > 0 {
 		return nil, refuse("WINDOW clause", "compute window functions in the application, or "+hintKey)
