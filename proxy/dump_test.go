@@ -53,7 +53,7 @@ func runTool(t testing.TB, name string, args ...string) string {
 const dumpSchema = `
 CREATE TABLE customers (customer_id int PRIMARY KEY, name text NOT NULL, balance numeric NOT NULL DEFAULT 0);
 CREATE TABLE orders (customer_id int NOT NULL, order_id int NOT NULL, total numeric(10,2), note text,
-	seq_no bigserial, PRIMARY KEY (customer_id, order_id));
+	seq_no bigserial, PRIMARY KEY (customer_id, order_id), UNIQUE (customer_id, seq_no));
 CREATE TABLE products (product_id int PRIMARY KEY, name text);
 CREATE TABLE notes (id int PRIMARY KEY, body text);
 CREATE INDEX orders_total ON orders (total);

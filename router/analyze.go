@@ -175,6 +175,9 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 		var err *pgconn.PgError
 		if st.Kind == KindDDL {
 			err = r.uniqueRefusal(stmt, st.facts)
+			if err == nil {
+				err = r.serialRefusal(stmt, st.facts)
+			}
 		} else {
 			err = r.conflictRefusal(stmt, st.facts)
 		}

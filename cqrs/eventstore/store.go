@@ -32,6 +32,11 @@ import (
 // Schema creates the store's tables (through the proxy: DDL is broadcast to
 // every shard of the tables' strategy).
 var Schema = []string{
+	// seq counts per shard: CREATE SEQUENCE through the proxy makes a
+	// sequence on every shard, each numbering its own shard's events (a
+	// bigserial column, whose values Postgres promises unique in the
+	// whole table, is refused on a sharded table).
+	`CREATE SEQUENCE IF NOT EXISTS events_seq`,
 	`CREATE TABLE IF NOT EXISTS events (
 		stream_id      text        NOT NULL,
 		version        bigint      NOT NULL,
@@ -42,7 +47,7 @@ var Schema = []string{
 		metadata       jsonb       NOT NULL DEFAULT '{}',
 		recorded_at    timestamptz NOT NULL DEFAULT now(),
 		tx_id          xid8        NOT NULL DEFAULT pg_current_xact_id(),
-		seq            bigserial   NOT NULL,
+		seq            bigint      NOT NULL DEFAULT nextval('events_seq'),
 		PRIMARY KEY (stream_id, version),
 		UNIQUE (stream_id, event_id)
 	)`,
