@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -88,6 +90,9 @@ type copyLeg struct {
 	err    *pgproto3.ErrorResponse
 	count  int64
 	given  bool // committed by commitLegs, which gave the backend back
+	// lines are the client's line numbers of the rows sent to this shard,
+	// in order, while copyRun.mapped allows (clientLine).
+	lines []uint32
 }
 
 // copyRun holds the legs of one COPY FROM.
@@ -106,6 +111,41 @@ type copyRun struct {
 	// (refLockQuery), so that the copies take it and concurrent writes in
 	// one order.
 	locks string
+	// line is the client's line number of the row being split (a header
+	// line counts, as in Postgres' COPY context); mapped counts the
+	// entries of every leg's lines.
+	line   int64
+	mapped int
+}
+
+// maxCopyLines bounds the line numbers a COPY keeps to tell the client
+// where a shard's error is in its data (4 bytes each): past it, the
+// error says which of the shard's rows it was.
+const maxCopyLines = 1 << 20
+
+// clientLine rewrites the line number in the context of a shard's error
+// during a split COPY ("COPY t, line 2[, column c | : "data"]"): the
+// shard counts the rows it was sent, the client the lines of its data.
+func (r *copyRun) clientLine(l *copyLeg, e *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
+	if r.line == 0 || e == nil {
+		return e // not split: the shards read the client's data as is
+	}
+	head, rest, ok := strings.Cut(e.Where, ", line ")
+	if !ok || !strings.HasPrefix(head, "COPY ") {
+		return e
+	}
+	digits := len(rest) - len(strings.TrimLeft(rest, "0123456789"))
+	n, err := strconv.ParseUint(rest[:digits], 10, 64)
+	if err != nil || n == 0 {
+		return e
+	}
+	line := fmt.Sprintf("line %d of the rows sent to shard %s", n, l.shard)
+	if n <= uint64(len(l.lines)) {
+		line = "line " + strconv.FormatUint(uint64(l.lines[n-1]), 10)
+	}
+	out := *e
+	out.Where = head + ", " + line + rest[digits:]
+	return &out
 }
 
 // start begins the COPY on one shard: BEGIN, the statement, and its
@@ -224,7 +264,7 @@ func (r *copyRun) end(msg pgproto3.FrontendMessage, commit bool) (*pgproto3.Erro
 	var first *pgproto3.ErrorResponse
 	for _, l := range r.legs {
 		if l.err != nil && first == nil {
-			first = l.err
+			first = r.clientLine(l, l.err)
 		}
 	}
 	if r.tx {
@@ -391,9 +431,19 @@ func (s *session) copyIn(ctx context.Context, st *router.Statement, sp *router.C
 		return true, errClientGone
 	}
 
+	if sp.Header && sp.Format != router.CopyBinary {
+		r.line = 1
+	}
 	row := func(raw, key []byte, null bool) error {
+		r.line++
 		shard, err := placer.Place(ctx, key, null, sp.Format == router.CopyBinary)
 		if err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Where == "" {
+				e := *pgErr // (a copy: the error may be shared)
+				e.Where = fmt.Sprintf("COPY %s, line %d", sp.Table[strings.LastIndexByte(sp.Table, '.')+1:], r.line)
+				return &e
+			}
 			return err
 		}
 		l := r.byName[shard]
@@ -409,6 +459,10 @@ func (s *session) copyIn(ctx context.Context, st *router.Statement, sp *router.C
 			}
 		}
 		l.buf = append(l.buf, raw...)
+		if r.mapped < maxCopyLines {
+			l.lines = append(l.lines, uint32(r.line))
+			r.mapped++
+		}
 		if len(l.buf) >= copyBatch {
 			return r.send(l)
 		}

@@ -270,13 +270,17 @@ func TestCopyFromFailuresLeaveNothing(t *testing.T) {
 	tests := []struct {
 		name, sql, data string
 		code            string
+		where           string // the error's context: where in the client's data, as Postgres says it
 	}{
 		// Rows for every shard first, then a row a shard rejects.
-		{name: "check violation on one shard", sql: "COPY hitems FROM STDIN", data: many.String() + "2001\tn\tbad\n", code: "23514"},
+		{name: "check violation on one shard", sql: "COPY hitems FROM STDIN", data: many.String() + "2001\tn\tbad\n", code: "23514",
+			where: "COPY hitems, line 2001"},
+		{name: "check violation after a header", sql: "COPY hitems FROM STDIN (FORMAT csv, HEADER)", data: "id,name,note\n1,a,b\n2,a,b\n3,a,bad\n4,a,b\n", code: "23514",
+			where: "COPY hitems, line 4"},
 		{name: "extra column on one shard", sql: "COPY hitems FROM STDIN", data: many.String() + "2001\tn\tok\textra\n", code: "22P04"},
-		{name: "bad key", sql: "COPY hitems FROM STDIN", data: many.String() + "abc\tn\tok\n", code: "22P02"},
-		{name: "NULL key", sql: "COPY hitems FROM STDIN", data: many.String() + "\\N\tn\tok\n", code: "23502"},
-		{name: "CSV NULL key", sql: "COPY hitems FROM STDIN (FORMAT csv)", data: "1,a,b\n,a,b\n", code: "23502"},
+		{name: "bad key", sql: "COPY hitems FROM STDIN", data: many.String() + "abc\tn\tok\n", code: "22P02", where: "COPY hitems, line 2001"},
+		{name: "NULL key", sql: "COPY hitems FROM STDIN", data: many.String() + "\\N\tn\tok\n", code: "23502", where: "COPY hitems, line 2001"},
+		{name: "CSV NULL key", sql: "COPY hitems FROM STDIN (FORMAT csv)", data: "1,a,b\n,a,b\n", code: "23502", where: "COPY hitems, line 2"},
 		{name: "missing key field", sql: "COPY hitems (note, id) FROM STDIN", data: "x\t1\ny\n", code: "22P04"},
 		{name: "mixed line endings", sql: "COPY hitems FROM STDIN", data: many.String() + "2001\tn\tok\r\n", code: "22P04"},
 		{name: "unterminated CSV quote", sql: "COPY hitems FROM STDIN (FORMAT csv)", data: "1,a,b\n2,\"open\n", code: "22P04"},
@@ -289,6 +293,11 @@ func TestCopyFromFailuresLeaveNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := f.copyIn(tc.sql, tc.data)
 			wantSQLState(t, err, tc.code)
+			var pgErr *pgconn.PgError
+			if tc.where != "" && (!errors.As(err, &pgErr) || !strings.HasPrefix(pgErr.Where, tc.where) ||
+				len(pgErr.Where) > len(tc.where) && strings.ContainsAny(pgErr.Where[len(tc.where):len(tc.where)+1], "0123456789")) {
+				t.Errorf("error %v, want the context %q", err, tc.where)
+			}
 			if n := f.total(t, "hitems"); n != 0 {
 				t.Fatalf("%d rows committed after a failed COPY", n)
 			}
