@@ -593,7 +593,7 @@ func (s *Server) showTransactions() *resultSet {
 		}
 		twoPhase := "no"
 		if len(cs.backends) > 1 {
-			twoPhase = "yes" // commits with two-phase commit (txn.go)
+			twoPhase = "yes" // spans shards: two-phase commit if several of them changed something (onephase.go)
 		}
 		rs.add(cs.info.id, cs.info.user, shard, state, formatTime(cs.info.txSince.Load()), twoPhase)
 	}
