@@ -144,7 +144,18 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 		if st.defaultCall == "" { // NOTIFY goes on: a hint, else the default shard (default_calls.go)
 			return Route{Kind: RouteAny, Reason: "no table -> any shard"}, nil
 		}
-	case KindEmpty, KindBegin, KindCommit, KindRollback, KindSavepoint, KindPrepareTransaction,
+	case KindPrepareTransaction:
+		if !st.FinishesPrepared() {
+			// PREPARE TRANSACTION ends the transaction where it runs.
+			return Route{Kind: RouteAny, Reason: "no table -> any shard"}, nil
+		}
+		// A hint names the shard (a gid reused on several shards needs
+		// one); else the proxy asks the shards where the gid is prepared.
+		if rt, ok, err := r.hintRoute(ctx, st, args); ok {
+			return rt, err
+		}
+		return Route{Kind: RouteAny, Reason: PreparedReason}, nil
+	case KindEmpty, KindBegin, KindCommit, KindRollback, KindSavepoint,
 		KindShardHintReset, KindShow, KindPrepare:
 		return Route{Kind: RouteAny, Reason: "no table -> any shard"}, nil
 	case KindShardHintSet:
@@ -159,13 +170,8 @@ func (r *Router) Route(ctx context.Context, st *Statement, args Args) (Route, er
 	if err := setConfigError(st.setConfigs, args.Params); err != nil {
 		return Route{}, err
 	}
-	if table, value, isKey := strings.Cut(st.hint, "="); isKey {
-		return r.keyHinted(ctx, st.facts, table, value)
-	} else if st.hint != "" {
-		return r.hinted(st.hint, "/* shard: "+st.hint+" */ comment")
-	}
-	if args.SessionShard != "" {
-		return r.hinted(args.SessionShard, "SET "+HintParameter+" = "+args.SessionShard)
+	if rt, ok, err := r.hintRoute(ctx, st, args); ok {
+		return rt, err
 	}
 	if st.err != nil {
 		return Route{}, st.err
@@ -283,6 +289,33 @@ func hintTableName(s string) (schema, rel string) {
 
 func unknownShard(name string) error {
 	return pgError(codeUndefinedObject, fmt.Sprintf("shard %q does not exist", name), "")
+}
+
+// PreparedReason is the Reason of an unhinted COMMIT or ROLLBACK PREPARED:
+// its shard is found when it runs, by asking every shard's
+// pg_prepared_xacts (the proxy keeps no record of its own, see
+// Statement.TwoPhase).
+const PreparedReason = "COMMIT/ROLLBACK PREPARED -> the shard where its gid is prepared (looked up when it runs)"
+
+// FinishesPrepared reports COMMIT PREPARED and ROLLBACK PREPARED.
+func (st *Statement) FinishesPrepared() bool { return st.TwoPhase == 'C' || st.TwoPhase == 'R' }
+
+// hintRoute is the route a shard hint gives: the statement's
+// /* shard: ... */ comment, else the session's SET shardproxy.shard.
+// ok is false when there is no hint.
+func (r *Router) hintRoute(ctx context.Context, st *Statement, args Args) (rt Route, ok bool, err error) {
+	if table, value, isKey := strings.Cut(st.hint, "="); isKey {
+		rt, err = r.keyHinted(ctx, st.facts, table, value)
+		return rt, true, err
+	} else if st.hint != "" {
+		rt, err = r.hinted(st.hint, "/* shard: "+st.hint+" */ comment")
+		return rt, true, err
+	}
+	if args.SessionShard != "" {
+		rt, err = r.hinted(args.SessionShard, "SET "+HintParameter+" = "+args.SessionShard)
+		return rt, true, err
+	}
+	return Route{}, false, nil
 }
 
 func (r *Router) hinted(shard, why string) (Route, error) {

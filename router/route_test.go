@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -216,6 +217,17 @@ func TestRoute(t *testing.T) {
 		{name: "session hint unknown", sql: "SELECT 1", session: "zz", code: "42704"},
 		{name: "comment beats session", sql: "/* shard: s0 */ SELECT * FROM orders", session: "s1", kind: RouteHint, shards: []string{"s0"}},
 		{name: "set hint unknown shard", sql: "SET shardproxy.shard = 'zz'", code: "42704"},
+
+		// Two-phase commit statements of the client's own: PREPARE
+		// TRANSACTION ends the transaction where it is; COMMIT and
+		// ROLLBACK PREPARED go where a hint says, else the proxy looks
+		// the gid up on the shards (RouteAny, PreparedReason).
+		{name: "prepare transaction", sql: "PREPARE TRANSACTION 'g'", session: "s1", kind: RouteAny},
+		{name: "commit prepared", sql: "COMMIT PREPARED 'g'", kind: RouteAny},
+		{name: "rollback prepared", sql: "ROLLBACK PREPARED 'g'", kind: RouteAny},
+		{name: "commit prepared comment hint", sql: "/* shard: s2 */ COMMIT PREPARED 'g'", kind: RouteHint, shards: []string{"s2"}},
+		{name: "rollback prepared session hint", sql: "ROLLBACK PREPARED 'g'", session: "s1", kind: RouteHint, shards: []string{"s1"}},
+		{name: "commit prepared hint unknown shard", sql: "/* shard: zz */ COMMIT PREPARED 'g'", code: "42704"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -260,6 +272,30 @@ func TestRouteReason(t *testing.T) {
 	}
 	if want := "orders: no shard key in WHERE -> all shards of by_customer"; rt.Reason != want {
 		t.Errorf("reason %q, want %q", rt.Reason, want)
+	}
+}
+
+func TestRoutePreparedReason(t *testing.T) {
+	r, _ := newTestRouter(t)
+	for _, sql := range []string{"COMMIT PREPARED 'g'", "ROLLBACK PREPARED 'g'"} {
+		_, rt, err := route(r, sql, nil, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rt.Reason != PreparedReason {
+			t.Errorf("%s: reason %q, want %q", sql, rt.Reason, PreparedReason)
+		}
+	}
+	// The gid is the statement's own, never a cached one's: the plan
+	// cache lifts literals out of the simple protocol's text.
+	for _, gid := range []string{"a", "b", "a"} {
+		parts, err := r.ParseQuery("COMMIT PREPARED '" + gid + "'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := parts[0].Stmt.GID; got != gid {
+			t.Errorf("COMMIT PREPARED '%s': GID %q", gid, got)
+		}
 	}
 }
 
@@ -362,9 +398,9 @@ func TestStatementKinds(t *testing.T) {
 		{sql: "SAVEPOINT a", kind: KindSavepoint},
 		{sql: "RELEASE SAVEPOINT a", kind: KindSavepoint},
 		{sql: "ROLLBACK TO SAVEPOINT a", kind: KindSavepoint},
-		{sql: "PREPARE TRANSACTION 'x'", kind: KindPrepareTransaction},
-		{sql: "COMMIT PREPARED 'x'", kind: KindPrepareTransaction},
-		{sql: "ROLLBACK PREPARED 'x'", kind: KindPrepareTransaction},
+		{sql: "PREPARE TRANSACTION 'x'", kind: KindPrepareTransaction, check: twoPhaseIs('P', "x")},
+		{sql: "COMMIT PREPARED 'x'", kind: KindPrepareTransaction, check: twoPhaseIs('C', "x")},
+		{sql: "ROLLBACK PREPARED 'it''s'", kind: KindPrepareTransaction, check: twoPhaseIs('R', "it's")},
 		{sql: "SET TimeZone = 'UTC'", kind: KindSet, check: setIs("timezone", "'UTC'", false)},
 		{sql: "SET LOCAL statement_timeout TO 3", kind: KindSet, check: setIs("statement_timeout", "3", true)},
 		{sql: "SET search_path = a, b;", kind: KindSet, check: setIs("search_path", "a, b", false)},
@@ -438,6 +474,15 @@ func setIs(name, value string, local bool) func(*Statement) string {
 	return func(st *Statement) string {
 		if st.SetName != name || st.SetValue != value || st.SetLocal != local {
 			return "got SetName=" + st.SetName + " SetValue=" + st.SetValue
+		}
+		return ""
+	}
+}
+
+func twoPhaseIs(verb byte, gid string) func(*Statement) string {
+	return func(st *Statement) string {
+		if st.TwoPhase != verb || st.GID != gid {
+			return fmt.Sprintf("TwoPhase %q GID %q", st.TwoPhase, st.GID)
 		}
 		return ""
 	}

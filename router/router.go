@@ -115,6 +115,13 @@ type Statement struct {
 	// 'B' ROLLBACK TO; SavepointName its savepoint, as Postgres folds it.
 	Savepoint     byte
 	SavepointName string
+	// TwoPhase is KindPrepareTransaction's verb: 'P' PREPARE TRANSACTION,
+	// 'C' COMMIT PREPARED, 'R' ROLLBACK PREPARED; GID its transaction
+	// identifier. COMMIT and ROLLBACK PREPARED must reach the shard where
+	// the gid is prepared, which only the shards know (Route leaves them
+	// to the proxy unless hinted: FinishesPrepared).
+	TwoPhase byte
+	GID      string
 	// LocalConfig: the statement calls set_config(..., true). Its setting
 	// lives on one shard's backend and is not replayed on shards that join
 	// the transaction later, as SET LOCAL is; the session refuses those.
@@ -614,10 +621,12 @@ func (r *Router) segmentStatement(sql string, seg *segment, norm []byte, nlits i
 
 // usableNormalised: SET keeps its value as text, CREATE VIEW its query
 // (viewDef), and CREATE FUNCTION, CREATE RULE and DO are read for the
-// words of their bodies (functions.go, triggers.go), so one whose
-// literals were lifted out must be analysed from the original text.
+// words of their bodies (functions.go, triggers.go), and the two-phase
+// statements their gid (Statement.GID; a gid lifted out as $1 does not
+// even parse), so one whose literals were lifted out must be analysed
+// from the original text.
 func usableNormalised(st *Statement, nlits int) bool {
-	return nlits == 0 || (st.Kind != KindSet && st.Kind != KindShardHintSet && !st.readsText)
+	return nlits == 0 || (st.Kind != KindSet && st.Kind != KindShardHintSet && st.Kind != KindPrepareTransaction && !st.readsText)
 }
 
 // parseWhole is the slow path when a segment does not parse: pg_query
