@@ -376,7 +376,7 @@ var adminHelp = [][2]string{
 	{"SHOW CONFIG", "the resolved configuration (passwords masked)"},
 	{"SHOW TABLES", "sharded and reference tables: key, strategy, shards"},
 	{"SHOW ROUTE <sql>", "where each statement of <sql> goes and why (literal values)"},
-	{"SHOW TRANSACTIONS", "open client transactions, with the shards they span, and two-phase commits whose decision is logged but not yet applied on every shard"},
+	{"SHOW TRANSACTIONS", "open client transactions, with the shards they span, two-phase commits whose decision is logged but not yet applied on every shard, and transactions clients prepared (PREPARE TRANSACTION) and have not finished"},
 	{"RELOAD", "reload the configuration file; errors name file:line"},
 	{"PAUSE [shard]", "wait for running transactions to end, hold new ones until RESUME"},
 	{"RESUME [shard]", "let held transactions go on"},
@@ -612,6 +612,22 @@ func (s *Server) showTransactions() *resultSet {
 			}
 		} else {
 			s.log.Warn("SHOW TRANSACTIONS: reading the two-phase commit log failed", "err", err)
+		}
+	}
+	// Transactions clients prepared themselves (PREPARE TRANSACTION): they
+	// hold their locks until a client finishes them (userprepared.go).
+	if rt := s.Runtime(); rt != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, sh := range rt.Config.Shards {
+			rows, err := clientPrepared(ctx, rt.Pools.Get(sh.Name))
+			if err != nil {
+				s.log.Warn("SHOW TRANSACTIONS: reading a shard's prepared transactions failed", "shard", sh.Name, "err", err)
+				continue
+			}
+			for _, r := range rows {
+				rs.add(r[0], r[1], sh.Name, "prepared by a client: COMMIT PREPARED or ROLLBACK PREPARED finishes it", r[2], "client")
+			}
 		}
 	}
 	return rs

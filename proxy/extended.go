@@ -469,6 +469,12 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		route.Kind = router.RouteAny
 	} else {
 		route, err = s.runtime().Router.Route(ctx, ps.st, s.bindArgs(ps, m))
+		if err == nil {
+			err = reservedGID(ps.st)
+		}
+		if err == nil && s.lookupPrepared(ps.st, route) {
+			route, err = s.preparedRoute(ctx, ps.st.GID) // userprepared.go
+		}
 	}
 	if err != nil && !(cursorShard != "" && router.CursorAcrossShards(err)) {
 		// (A DECLARE through a view whose query needs one shard goes there.)

@@ -120,6 +120,9 @@ func (s *session) extImplicitStatement(ctx context.Context, ps *prepared) (done 
 	case router.KindSavepoint:
 		return true, s.extFail(pgError("25P01", "%s can only be used in transaction blocks", savepointVerb(st)))
 	case router.KindPrepareTransaction:
+		if st.FinishesPrepared() {
+			return true, s.extFail(errInPipeline(st)) // as Postgres (userprepared.go)
+		}
 		return true, s.extFail(errNotSupported("send PREPARE TRANSACTION in a transaction block of its own",
 			"PREPARE TRANSACTION in a pipeline that spans shards"))
 	default:
@@ -277,6 +280,12 @@ func (s *session) implicitStatement(ctx context.Context, st *router.Statement, t
 	case router.KindSavepoint:
 		return true, true, s.sendError(pgError("25P01", "%s can only be used in transaction blocks", savepointVerb(st)))
 	case router.KindPrepareTransaction:
+		if st.FinishesPrepared() {
+			return true, true, s.sendError(errInBlock(st)) // as Postgres (userprepared.go)
+		}
+		if err := reservedGID(st); err != nil {
+			return true, true, s.sendError(err) // (commonShard let it through)
+		}
 		return true, true, s.sendError(errNotSupported("send PREPARE TRANSACTION in a transaction block of its own",
 			"PREPARE TRANSACTION in a multi-statement query that spans shards"))
 	}

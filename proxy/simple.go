@@ -159,6 +159,10 @@ func (s *session) commonShard(ctx context.Context, parts []router.QueryPart) (st
 			if p.Stmt.SetName == router.HintParameter {
 				return "", false // answered by the proxy (local)
 			}
+		case router.KindPrepareTransaction:
+			if reservedGID(p.Stmt) != nil {
+				return "", false // refused statement by statement (execPart)
+			}
 		}
 		if p.Stmt.LocalConfig && s.multiLeg() {
 			return "", false // refused statement by statement (noteLocalConfig)
@@ -262,7 +266,16 @@ func (s *session) execPart(ctx context.Context, p router.QueryPart) (failed bool
 		return s.execRoute(ctx, st, p.Text, router.Route{Kind: router.RouteSingle, Shards: []string{shard}})
 	}
 	route, rerr := s.runtime().Router.Route(ctx, st, s.routeArgs(p.Args))
+	if rerr == nil {
+		rerr = reservedGID(st)
+	}
+	if rerr == nil && s.lookupPrepared(st, route) {
+		route, rerr = s.preparedRoute(ctx, st.GID) // userprepared.go
+	}
 	if rerr != nil {
+		if st.Kind == router.KindPrepareTransaction {
+			s.failTransaction() // as Postgres: an error fails the block
+		}
 		return true, s.sendError(rerr)
 	}
 	if route.Merge == router.MergeSplitInsert {

@@ -548,8 +548,12 @@ func (s *session) txStatement(ctx context.Context, st *router.Statement, text st
 		}
 		return true, false, s.send(&pgproto3.CommandComplete{CommandTag: []byte(st.Tag)})
 	case router.KindPrepareTransaction:
+		if st.FinishesPrepared() {
+			s.failTransaction()
+			return true, true, s.sendError(errInBlock(st)) // as Postgres (userprepared.go)
+		}
 		return true, true, s.sendError(errNotSupported("let shardproxy commit the transaction (two_phase_commit does it for transactions that span shards)",
-			"PREPARE TRANSACTION and COMMIT/ROLLBACK PREPARED are not supported in a transaction that spans shards"))
+			"PREPARE TRANSACTION is not supported in a transaction that spans shards"))
 	case router.KindSavepoint, router.KindSet:
 		if err := s.setWhileCursorsRead(st); err != nil {
 			return true, true, s.sendError(err)
@@ -625,8 +629,10 @@ func isRollbackTo(st *router.Statement, text string) bool {
 // failed transaction (postgres.c, IsTransactionExitStmt).
 func exitsTransaction(st *router.Statement, text string) bool {
 	switch st.Kind {
-	case router.KindCommit, router.KindRollback, router.KindPrepareTransaction:
+	case router.KindCommit, router.KindRollback:
 		return true
+	case router.KindPrepareTransaction:
+		return st.TwoPhase == 'P' // not COMMIT or ROLLBACK PREPARED
 	}
 	return isRollbackTo(st, text)
 }
@@ -1101,8 +1107,11 @@ func (s *session) extTxStatement(ctx context.Context, ps *prepared) error {
 		}
 		s.pushLocal(&pgproto3.CommandComplete{CommandTag: []byte(ps.st.Tag)})
 	case router.KindPrepareTransaction:
+		if st.FinishesPrepared() {
+			return s.extFail(errInBlock(st)) // as Postgres (userprepared.go)
+		}
 		return s.extFail(errNotSupported("let shardproxy commit the transaction",
-			"PREPARE TRANSACTION and COMMIT/ROLLBACK PREPARED are not supported in a transaction that spans shards"))
+			"PREPARE TRANSACTION is not supported in a transaction that spans shards"))
 	case router.KindSavepoint, router.KindSet:
 		if err := s.setWhileCursorsRead(st); err != nil {
 			return s.extFail(err)
