@@ -417,6 +417,12 @@ const (
 // with the client's. The settings are sent now and their replies swallowed
 // by the next relay (see prelude).
 func (s *session) acquire(ctx context.Context, shard string) (*pool.Conn, int, error) {
+	return s.acquireWith(ctx, shard, s.params)
+}
+
+// acquireWith is acquire with the settings want in place of the
+// session's (beforeBegin).
+func (s *session) acquireWith(ctx context.Context, shard string, want map[string]string) (*pool.Conn, int, error) {
 	p := s.runtime().Pools.Get(shard)
 	if p == nil {
 		return nil, 0, pgError("42704", "shard %q does not exist", shard)
@@ -429,7 +435,7 @@ func (s *session) acquire(ctx context.Context, shard string) (*pool.Conn, int, e
 	s.setActive(c, true)
 	// One Query each: a setting the shard rejects must not keep the
 	// others (a RESET above all) from being applied.
-	sync := syncParams(c, s.params)
+	sync := syncParams(c, want)
 	for _, q := range sync {
 		c.Send(&pgproto3.Query{String: q})
 	}
@@ -481,6 +487,15 @@ func syncParams(c *pool.Conn, want map[string]string) []string {
 		c.SessionParams[k] = v
 	}
 	return out
+}
+
+// knowParams records that backend c now holds the session settings p,
+// unless the proxy already lost track of them (nil: reset before the next
+// use, see syncParams): a SET of one setting does not tell the others.
+func knowParams(c *pool.Conn, p map[string]string) {
+	if c.SessionParams != nil {
+		c.SessionParams = p
+	}
 }
 
 // attach pins the backend for shard to the session (for the rest of the

@@ -535,14 +535,18 @@ func (s *session) sendLost(shard string, err error) error {
 // transaction that is rolled back, so that SHOW sees what SET LOCAL and
 // BEGIN set, as on Postgres.
 func (s *session) runEphemeral(ctx context.Context, shard string, send func(c *pool.Conn)) (bool, error) {
-	c, n, err := s.acquire(ctx, shard)
-	if err != nil {
-		return true, s.send(errorResponse(s.log, err))
-	}
 	// Inside the transaction's copy when it has a SET LOCAL or savepoint
 	// to replay, or BEGIN options that SHOW transaction_isolation (or
 	// transaction_read_only, ...) would show.
 	wrapped := len(s.tx.replay) > 0 || s.pendingBegin != "" && !plainBegin(s.pendingBegin)
+	want := s.params
+	if wrapped {
+		want = s.beforeBegin()
+	}
+	c, n, err := s.acquireWith(ctx, shard, want)
+	if err != nil {
+		return true, s.send(errorResponse(s.log, err))
+	}
 	if wrapped {
 		c.Send(&pgproto3.Query{String: s.pendingBegin})
 		for _, q := range s.tx.replay {
@@ -690,13 +694,14 @@ func (s *session) applySet(st *router.Statement, c *pool.Conn) {
 	case name == "": // RESET ALL
 		s.resetParams()
 		if c != nil {
-			c.SessionParams = map[string]string{}
+			knowParams(c, map[string]string{})
 		}
 		return
 	case st.SetValue == "" || strings.EqualFold(st.SetValue, "default"):
 		if c != nil {
-			c.SessionParams = maps.Clone(s.params)
-			delete(c.SessionParams, name)
+			p := maps.Clone(s.params)
+			delete(p, name)
+			knowParams(c, p)
 		}
 		if v, ok := s.startup[name]; ok {
 			s.params[name] = v
@@ -707,7 +712,7 @@ func (s *session) applySet(st *router.Statement, c *pool.Conn) {
 	}
 	s.params[name] = st.SetValue
 	if c != nil {
-		c.SessionParams = maps.Clone(s.params)
+		knowParams(c, maps.Clone(s.params))
 	}
 }
 
@@ -777,7 +782,7 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 		snap = false
 		s.tx.params, s.tx.hintSaved = nil, false
 		s.tx.replay, s.tx.full, s.tx.roundedFloats, s.tx.localSets = nil, false, false, nil
-		s.tx.begin, s.tx.savepoints, s.tx.touched = "", nil, nil
+		s.tx.begin, s.tx.savepoints, s.tx.touched, s.tx.base = "", nil, nil, nil
 		block, blockLocal = maps.Clone(s.params), nil
 	}
 	for _, p := range parts[:done] {

@@ -28,9 +28,10 @@ import (
 // go to every leg, and COMMIT is a two-phase commit (commitLegs).
 //
 // A shard that joins late replays the transaction's BEGIN and its
-// savepoint and SET LOCAL statements so far (txn.replay): a savepoint taken
-// before the shard joined then exists there too, and ROLLBACK TO it undoes
-// exactly what that shard did since, as on one server.
+// savepoint and SET LOCAL statements so far (txn.replay), and the SETs
+// made after its first savepoint (txn.base): a savepoint taken before the
+// shard joined then exists there too, and ROLLBACK TO it undoes exactly
+// what that shard did since, settings included, as on one server.
 //
 // Failure: an error on any leg fails the whole transaction, as on Postgres
 // (txn.failed); the proxy answers later statements with 25P02 itself, and
@@ -38,7 +39,7 @@ import (
 type txn struct {
 	legs   []*pool.Conn // every backend of the transaction; nil while it has one shard
 	begin  string       // the client's BEGIN, replayed on every shard that joins
-	replay []string     // SAVEPOINT, RELEASE, ROLLBACK TO, SET LOCAL, set_config(..., true), in order
+	replay []string     // SAVEPOINT, RELEASE, ROLLBACK TO, SET LOCAL, set_config(..., true), SET (replaySessionSet), in order
 	// characteristics are the SET TRANSACTION statements of replay made
 	// outside savepoints: with begin, what AND CHAIN carries over.
 	characteristics []string
@@ -90,6 +91,14 @@ type txn struct {
 	// savepoints holds the session's settings at each open savepoint, for
 	// ROLLBACK TO, which undoes the SETs made since (noteSavepoint).
 	savepoints []savepointParams
+	// base is the session's settings when the transaction's first
+	// savepoint was taken (nil: none yet). A backend that opens the
+	// transaction later gets them before its BEGIN (beforeBegin), and the
+	// session SETs made since come in the replay, in order among the
+	// savepoints (replaySessionSet): what a shard got before BEGIN, no
+	// ROLLBACK TO can undo, so a SET made after a savepoint must reach a
+	// joining shard after that savepoint, as it did the client's server.
+	base map[string]string
 	// cursors are the SQL cursors declared in the transaction, by name
 	// (cursor.go).
 	cursors map[string]*cursorRef
@@ -151,8 +160,8 @@ func (s *session) join(ctx context.Context, shard string) (*pool.Conn, error) {
 		return nil, errLocalConfig("shard " + shard + " cannot join it")
 	}
 	if s.tx.full {
-		return nil, errNotSupported("use fewer savepoints or SET LOCAL statements before touching another shard",
-			"too many savepoint and SET LOCAL statements (over %d) for shard %s to join the transaction", maxReplay, shard)
+		return nil, errNotSupported("use fewer savepoints or SET statements before touching another shard",
+			"too many savepoint and SET statements (over %d) for shard %s to join the transaction", maxReplay, shard)
 	}
 	if err := s.finishPrelude(); err != nil {
 		return nil, err
@@ -187,7 +196,7 @@ func (s *session) openLeg(ctx context.Context, shard string, joining bool) (*poo
 	if err := s.holdIfPaused(ctx, shard); err != nil {
 		return nil, err
 	}
-	c, n, err := s.acquire(ctx, shard)
+	c, n, err := s.acquireWith(ctx, shard, s.beforeBegin())
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +247,19 @@ func (s *session) openLeg(ctx context.Context, shard string, joining bool) (*poo
 	if failure != nil {
 		return fail(failure)
 	}
+	// The replay brought the session SETs since base: the backend now
+	// holds the session's settings, which a COMMIT keeps.
+	knowParams(c, maps.Clone(s.params))
 	return c, nil
+}
+
+// beforeBegin is the settings a backend that opens the transaction late
+// must have before its BEGIN and the replay (txn.base).
+func (s *session) beforeBegin() map[string]string {
+	if s.tx.base != nil {
+		return s.tx.base
+	}
+	return s.params
 }
 
 // A transaction that spans shards runs as one transaction on each, with
@@ -385,10 +406,9 @@ func (s *session) noteLocalConfig(st *router.Statement, simple bool) error {
 
 // noteSavepoint follows a savepoint statement that succeeded, for the
 // session's settings: ROLLBACK TO returns them to what they were at the
-// SAVEPOINT, as Postgres does on the backend. The backends of a
-// transaction on several shards are marked unknown: one that joined after
-// the savepoint rolled back to its own state at joining, which the proxy
-// does not keep; they are reset before their next client.
+// SAVEPOINT, as Postgres does on the backend, on every shard of the
+// transaction: one that joined after the savepoint got the SETs made
+// since it in the replay, after the savepoint (txn.base).
 func (s *session) noteSavepoint(st *router.Statement) {
 	sp := s.tx.savepoints
 	last := -1
@@ -400,6 +420,9 @@ func (s *session) noteSavepoint(st *router.Statement) {
 	}
 	switch st.Savepoint {
 	case 'S':
+		if s.tx.base == nil {
+			s.tx.base = maps.Clone(s.params)
+		}
 		s.tx.savepoints = append(sp, savepointParams{st.SavepointName, maps.Clone(s.params), s.hint})
 	case 'R':
 		if last >= 0 {
@@ -423,10 +446,10 @@ func (s *session) noteSavepoint(st *router.Statement) {
 		}
 		s.params = maps.Clone(sp[last].params)
 		if s.attached != nil && !s.multiLeg() {
-			s.attached.SessionParams = maps.Clone(s.params)
+			knowParams(s.attached, maps.Clone(s.params))
 		}
 		for _, c := range s.tx.legs {
-			c.SessionParams = nil
+			knowParams(c, maps.Clone(s.params))
 		}
 	}
 }
@@ -479,19 +502,31 @@ func (s *session) replayLocal(st *router.Statement, text string) {
 	}
 }
 
-// replaySessionSet follows a session SET in a transaction: after a SET
-// LOCAL of the same setting it wins, as in Postgres. A shard that joins
-// later gets the session's settings before the transaction's replay, so
-// the setting's session value is replayed after the SET LOCAL too. Call
-// after the SET is applied to s.params.
+// replaySessionSet follows a session SET in a transaction, for shards
+// that join it later, which get the session's settings before its BEGIN
+// (beforeBegin). It is replayed after a savepoint (txn.base), which a
+// ROLLBACK TO would undo, and after a SET LOCAL of the same setting,
+// which it overrides, as in Postgres. Call after the SET is applied to
+// s.params: the replay gives the setting its session value.
 func (s *session) replaySessionSet(st *router.Statement) {
-	if st.SetName != "" && slices.Contains(s.tx.localSets, st.SetName) {
-		set := "RESET " + quoteIdent(st.SetName)
-		if v, ok := s.params[st.SetName]; ok {
-			set = setStatement(st.SetName, v)
+	if st.SetName == "" { // RESET ALL: undoes SET LOCALs too
+		if s.tx.base == nil && len(s.tx.localSets) == 0 {
+			return
 		}
-		s.appendReplay(st, set)
+		s.appendReplay(st, "RESET ALL")
+		for _, k := range slices.Sorted(maps.Keys(s.params)) {
+			s.appendReplay(st, setStatement(k, s.params[k]))
+		}
+		return
 	}
+	if s.tx.base == nil && !slices.Contains(s.tx.localSets, st.SetName) {
+		return
+	}
+	set := "RESET " + quoteIdent(st.SetName)
+	if v, ok := s.params[st.SetName]; ok {
+		set = setStatement(st.SetName, v)
+	}
+	s.appendReplay(st, set)
 }
 
 // appendReplay adds a statement to the transaction's replay, and notes
@@ -680,7 +715,7 @@ func (s *session) onAllLegs(st *router.Statement, text string) (bool, error) {
 		if st.Kind == router.KindSet && !st.SetLocal {
 			s.recordSet(st, nil)
 			for _, c := range s.tx.legs {
-				c.SessionParams = maps.Clone(s.params)
+				knowParams(c, maps.Clone(s.params))
 			}
 		}
 		s.noteReplay(st, text)
