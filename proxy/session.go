@@ -63,6 +63,7 @@ type session struct {
 	stmtTouches  bool        // the statement being routed reads or writes tables (txn.touch)
 	stmtSnapshot bool        // the statement being routed takes a snapshot (snapshot.go)
 	stmtWrites   bool        // the statement being routed may change something (onephase.go)
+	stmtHides    bool        // the statement being routed may change settings unseen (forgetSettings)
 	// errPosition moves an error's position from the text the proxy runs
 	// to the client's, while an EXECUTE runs (sqlprepare.go).
 	errPosition func(int32) int32
@@ -439,7 +440,27 @@ func (s *session) acquireWith(ctx context.Context, shard string, want map[string
 	for _, q := range sync {
 		c.Send(&pgproto3.Query{String: q})
 	}
+	if s.stmtHides {
+		c.SessionParams = nil // (forgetSettings)
+	}
 	return c, len(sync), nil
+}
+
+// forgetSettings runs before a statement that may change session
+// settings where the proxy cannot see them (router.Statement.HidesSettings:
+// a DO block, CALL, a function that runs SET or set_config). What it sets
+// cannot follow the client to another backend, so it must not stay on
+// this one for the next client either: every backend the session holds,
+// and each it acquires for the statement (acquireWith), is marked unknown
+// and reset before its next use (syncParams), which a later SET on it
+// does not undo (knowParams). The client keeps the setting only for the
+// rest of its transaction, on that backend (README).
+func (s *session) forgetSettings() {
+	s.activeMu.Lock()
+	defer s.activeMu.Unlock()
+	for _, c := range s.active {
+		c.SessionParams = nil
+	}
 }
 
 func (s *session) noteServerParams(c *pool.Conn) {

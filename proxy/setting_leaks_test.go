@@ -117,3 +117,83 @@ func TestSetRolledBackToSavepointWithShardJoining(t *testing.T) {
 		}
 	}
 }
+
+// TestSettingMadeByUnseenCodeStaysOffPool: a setting made inside a DO
+// block, a procedure or a user function is beyond what the proxy can
+// follow; it must not stay on the pooled backend for the next client.
+// The client's own session keeps it for the rest of its transaction (the
+// same backend) and then forgets it (README: it cannot follow the client
+// to other backends).
+func TestSettingMadeByUnseenCodeStaysOffPool(t *testing.T) {
+	f, ids := leakFixture(t)
+	ctx := context.Background()
+	simple := pgx.QueryExecModeSimpleProtocol
+	setup := f.Connect(t)
+	mustExec(t, setup, `CREATE PROCEDURE set_zone(z text) LANGUAGE plpgsql AS $$
+BEGIN PERFORM set_config('TimeZone', z, false); END $$`)
+	mustExec(t, setup, `CREATE FUNCTION zone_to(z text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN EXECUTE format('SET TimeZone = %L', z); RETURN z; END $$`)
+	mustExec(t, setup, `CREATE FUNCTION zone_sql(z text) RETURNS text LANGUAGE sql AS $$
+SELECT set_config('TimeZone', z, false) $$`)
+	want := settingOn(t, setup, simple, ids, "s0", "TimeZone")
+	setup.Close(ctx)
+	if want == "Asia/Kolkata" {
+		t.Fatal("the servers' TimeZone is the one the test sets")
+	}
+	const z = "'Asia/Kolkata'"
+	account := fmt.Sprint(ids["s0"])
+	cases := []struct {
+		name string
+		stmt string
+	}{
+		{"DO set_config", "DO $$ BEGIN PERFORM set_config('TimeZone', " + z + ", false); END $$"},
+		{"DO EXECUTE", "DO $$ BEGIN EXECUTE 'set timezone = ''Asia/Kolkata'''; END $$"},
+		{"CALL", "CALL set_zone(" + z + ")"},
+		{"function", "SELECT zone_to(" + z + ")"},
+		{"SQL function over a table", "SELECT zone_sql(" + z + ") FROM accounts WHERE id = " + account},
+		{"function on every shard", "SELECT zone_sql(" + z + ") FROM accounts"},
+		{"DO in a multi-statement Query", "SELECT 1 FROM accounts WHERE id = " + account + "; DO $$ BEGIN PERFORM set_config('TimeZone', " + z + ", false); END $$"},
+	}
+	for _, mode := range []pgx.QueryExecMode{simple, pgx.QueryExecModeExec} {
+		for _, tc := range cases {
+			for _, inTx := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%v/tx=%v", tc.name, mode, inTx), func(t *testing.T) {
+					c := f.Connect(t)
+					defer c.Close(ctx)
+					if inTx {
+						mustExec(t, c, "BEGIN")
+					}
+					if _, err := c.Exec(ctx, tc.stmt, mode); err != nil {
+						t.Fatalf("%s: %v", tc.stmt, err)
+					}
+					if inTx {
+						// Its transaction's backend: as on Postgres.
+						if v := settingOn(t, c, mode, ids, "s0", "TimeZone"); v != "Asia/Kolkata" {
+							t.Errorf("in its transaction: TimeZone %q, want Asia/Kolkata", v)
+						}
+						mustExec(t, c, "COMMIT")
+					}
+					// The session forgets it.
+					if v := settingOn(t, c, mode, ids, "s0", "TimeZone"); v != want {
+						t.Errorf("its session afterwards: TimeZone %q, want %q", v, want)
+					}
+					// The client leaves after making it again; the next
+					// client gets the same backend.
+					if _, err := c.Exec(ctx, tc.stmt, mode); err != nil {
+						t.Fatalf("%s: %v", tc.stmt, err)
+					}
+					c.Close(ctx)
+					o := f.Connect(t)
+					defer o.Close(ctx)
+					var v string
+					if err := o.QueryRow(ctx, "SELECT current_setting('TimeZone')", mode).Scan(&v); err != nil || v != want {
+						t.Errorf("next client: TimeZone %q (%v), want %q", v, err, want)
+					}
+					if v := settingOn(t, o, mode, ids, "s1", "TimeZone"); v != want {
+						t.Errorf("next client, on s1: TimeZone %q, want %q", v, want)
+					}
+				})
+			}
+		}
+	}
+}

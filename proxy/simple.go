@@ -747,6 +747,9 @@ func (s *session) setHint(shard string) {
 func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed bool, done int) {
 	touches := false
 	for _, p := range parts {
+		if p.Stmt.HidesSettings {
+			c.SessionParams = nil // (forgetSettings)
+		}
 		switch p.Stmt.Kind {
 		case router.KindSet, router.KindBegin, router.KindCommit, router.KindRollback, router.KindSavepoint:
 			touches = true

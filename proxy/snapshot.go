@@ -40,6 +40,10 @@ func (s *session) noteStatement(st *router.Statement) {
 	s.stmtTouches = st.TouchesTables()
 	s.stmtSnapshot = takesSnapshot(st.Kind)
 	s.stmtWrites = mayChange(st)
+	s.stmtHides = st.HidesSettings
+	if st.HidesSettings {
+		s.forgetSettings()
+	}
 }
 
 // beforeSnapshot runs before a statement is sent to shard in a

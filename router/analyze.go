@@ -209,6 +209,7 @@ func (r *Router) analyze(text, hint string, numParams int) (*Statement, error) {
 	if st.Kind == KindSelect {
 		st.MayWrite = mayWrite(tree.Stmts[0].Stmt, st.facts.writingFuncs())
 	}
+	st.HidesSettings = hidesSettings(tree.Stmts[0].Stmt, st.facts.settingFuncs())
 	query := tree.Stmts[0].Stmt // EXPLAIN's query is planned as the query would be (explain.go)
 	if ex := query.GetExplainStmt(); ex != nil {
 		query = ex.Query

@@ -69,6 +69,9 @@ type catalog struct {
 	// writing are functions whose bodies may write (writes.go), by name,
 	// each with why.
 	writing map[string]string
+	// setting are functions whose bodies may change a session setting
+	// (pooling.go), by name, each with why.
+	setting map[string]string
 	// indexOf maps the indexes of the shards' tables, by "schema.index",
 	// to their table's "schema.rel": a statement naming an index goes
 	// where its table is (indexes.go), and an index of a sharded table is
@@ -158,6 +161,13 @@ func (c *catalog) writingFuncs() map[string]string {
 		return nil
 	}
 	return c.writing
+}
+
+func (c *catalog) settingFuncs() map[string]string {
+	if c == nil {
+		return nil
+	}
+	return c.setting
 }
 
 func (c *catalog) divergentFuncs() map[string]string {
@@ -694,6 +704,7 @@ func (r *Router) publish() {
 	next.funcs = r.shardedFunctions(functions, next)
 	next.divergent = divergentFunctions(functions)
 	next.writing = writingFunctions(functions)
+	next.setting = settingFunctions(functions)
 	next.defaults = r.divergentDefaults(r.learnedDefaults(), next)
 	next.triggers = r.triggerRisks(r.learnedTriggers(), functions, next)
 	if cur := cmp.Or(r.facts.Load(), &catalog{}); cur.same(next) {
@@ -713,7 +724,7 @@ func (c *catalog) same(o *catalog) bool {
 		maps.EqualFunc(c.defs, o.defs, viewDef.equal) && maps.Equal(c.childOf, o.childOf) &&
 		maps.Equal(c.funcs, o.funcs) && maps.EqualFunc(c.triggers, o.triggers, slices.Equal) &&
 		maps.Equal(c.divergent, o.divergent) && maps.EqualFunc(c.defaults, o.defaults, slices.Equal) &&
-		maps.Equal(c.writing, o.writing) && maps.Equal(c.indexOf, o.indexOf) && maps.Equal(c.seqOf, o.seqOf)
+		maps.Equal(c.writing, o.writing) && maps.Equal(c.setting, o.setting) && maps.Equal(c.indexOf, o.indexOf) && maps.Equal(c.seqOf, o.seqOf)
 }
 
 // learnedFunctions are the bodies of every function the shards reported

@@ -103,6 +103,52 @@ func analyzePooling(n *pg.Node) poolingFacts {
 	return pf
 }
 
+// Code the router cannot follow may change a session setting: a DO
+// block, a procedure or a function that runs SET, RESET or
+// set_config(..., false), or builds such a statement in dynamic SQL.
+// Unlike SET, such a change cannot follow the client to its next backend
+// (the proxy does not see it), and it must not stay on the pooled one for
+// the next client. Statement.HidesSettings marks a statement that may
+// make one; the proxy resets its backend (RESET ALL, then the session's
+// settings) before the backend's next use. Every DO block and CALL is
+// taken to; so is a statement that calls a user function whose body says
+// one of settingWords, or calls such a function. UPDATE ... SET counts
+// too: a false alarm costs only that reset.
+
+// settingWords are the words of a body that may change a setting.
+var settingWords = map[string]bool{"set": true, "reset": true, "set_config": true, "execute": true}
+
+// settingFunctions finds, among functions (name -> the words of its
+// bodies), those that may change a session setting, each with why.
+func settingFunctions(functions map[string]body) map[string]string {
+	return findThroughCalls(functions, func(name string, b body, found map[string]string) string {
+		if w := firstIn(b.words, settingWords); w != "" {
+			return "says " + w
+		}
+		if f := firstIn(b.words, found); f != "" && f != name {
+			return "calls " + f + "()"
+		}
+		return ""
+	})
+}
+
+// hidesSettings reports whether n may change a session setting the
+// proxy cannot see (Statement.HidesSettings); setting are the user
+// functions that may.
+func hidesSettings(n *pg.Node, setting map[string]string) bool {
+	if n.GetDoStmt() != nil || n.GetCallStmt() != nil {
+		return true
+	}
+	found := false
+	walk(n, func(c *pg.Node) bool {
+		if f := c.GetFuncCall(); f != nil && setting[funcName(f)] != "" {
+			found = true
+		}
+		return !found
+	})
+	return found
+}
+
 // sessionStateError returns the 0A000 for a statement that creates a
 // temporary relation or a cursor WITH HOLD, or nil; analyzePooling adds
 // the refusals found in its function calls.

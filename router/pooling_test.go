@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -90,6 +91,47 @@ func TestTransactionScopedMarks(t *testing.T) {
 		if st.TxnScoped != c.scoped || st.LocalConfig != c.local || rt.Kind != c.kind {
 			t.Errorf("%s: TxnScoped %v LocalConfig %v route %v, want %v %v %v",
 				c.sql, st.TxnScoped, st.LocalConfig, rt.Kind, c.scoped, c.local, c.kind)
+		}
+	}
+}
+
+// TestHidesSettings: a DO block, CALL, or a call of a user function whose
+// body may change a session setting (SET, RESET, set_config, dynamic
+// SQL), directly or through another function, is marked, so that the
+// proxy resets its backend before the next use; plain reads, SET itself
+// (which the proxy follows) and pure functions are not.
+func TestHidesSettings(t *testing.T) {
+	r, _ := newTestRouter(t)
+	now := time.Now()
+	for _, s := range []string{"s0", "s1", "s2"} {
+		r.CatalogChecked(s, now, ShardCatalog{Functions: []FunctionDef{
+			{Name: "tenant_is", Body: "SELECT set_config('app.tenant', $1, false)"},
+			{Name: "zone", Body: "BEGIN SET TimeZone = 'UTC'; END"},
+			{Name: "dyn", Body: "BEGIN EXECUTE $1; END"},
+			{Name: "through", Body: "BEGIN PERFORM zone(); END"},
+			{Name: "double_it", Body: "SELECT $1 * 2"},
+		}})
+	}
+	for sql, want := range map[string]bool{
+		"SELECT name FROM customers WHERE customer_id = 7":              false,
+		"SELECT double_it(credit) FROM customers WHERE customer_id = 7": false,
+		"SET TimeZone = 'UTC'":                        false,
+		"SELECT set_config('search_path', 'x', true)": false,
+		"DO $$ BEGIN RAISE NOTICE 'x'; END $$":        true,
+		"CALL anything(1)":                            true,
+		"SELECT tenant_is('a')":                       true,
+		"SELECT zone()":                               true,
+		"SELECT dyn('SET work_mem = 1')":              true,
+		"SELECT through()":                            true,
+		"SELECT name FROM customers WHERE customer_id = 7 AND zone() = ''": true,
+	} {
+		st, _, err := route(r, sql, nil, "")
+		if err != nil {
+			t.Errorf("%s: %v", sql, err)
+			continue
+		}
+		if st.HidesSettings != want {
+			t.Errorf("%s: HidesSettings %v, want %v", sql, st.HidesSettings, want)
 		}
 	}
 }

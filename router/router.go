@@ -93,6 +93,11 @@ type Statement struct {
 	// does: a pipeline or a multi-statement Query must not end that
 	// transaction on its shard to move on to another.
 	MayWrite bool
+	// HidesSettings: the statement may change a session setting where
+	// the proxy cannot see it (a DO block, CALL, a user function whose
+	// body may run SET or set_config: pooling.go). Its backend must be
+	// reset before its next use.
+	HidesSettings bool
 	// NoTxBlock: DDL that cannot run in a transaction block (CREATE or
 	// DROP INDEX CONCURRENTLY, DETACH PARTITION CONCURRENTLY); other
 	// DDL sent to several shards runs in a transaction on each, committed
