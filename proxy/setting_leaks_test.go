@@ -197,3 +197,45 @@ SELECT set_config('TimeZone', z, false) $$`)
 		}
 	}
 }
+
+// TestSetseedRefused: setseed() seeds the random() of the backend it runs
+// on, which goes back to the pool: the next client's random() followed
+// the seeded sequence, and the client's own next random() ran on
+// whichever backend, unseeded. It is refused with 0A000, in and out of a
+// transaction block; the next client's random() is not seeded.
+func TestSetseedRefused(t *testing.T) {
+	f, ids := leakFixture(t)
+	ctx := context.Background()
+	direct := f.Direct(t, "s0")
+	var seeded float64
+	if err := direct.QueryRow(ctx, "SELECT random() FROM (SELECT setseed(0.42)) s").Scan(&seeded); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		for _, q := range []string{
+			"SELECT setseed(0.42)",
+			"SELECT pg_catalog.setseed(0.42)",
+			fmt.Sprintf("SELECT setseed(0.42) FROM accounts WHERE id = %d", ids["s0"]),
+			"SELECT setseed(0.42) FROM accounts",
+		} {
+			for _, inTx := range []bool{false, true} {
+				c := f.Connect(t)
+				if inTx {
+					mustExec(t, c, "BEGIN")
+				}
+				_, err := c.Exec(ctx, q, mode)
+				wantSQLState(t, err, "0A000")
+				c.Close(ctx)
+				o := f.Connect(t)
+				var r float64
+				if err := o.QueryRow(ctx, "SELECT random()", mode).Scan(&r); err != nil {
+					t.Fatal(err)
+				}
+				if r == seeded {
+					t.Errorf("%s (%v, in a transaction: %v): the next client's random() followed the seed", q, mode, inTx)
+				}
+				o.Close(ctx)
+			}
+		}
+	}
+}

@@ -10,8 +10,8 @@ import (
 // Under transaction pooling a backend serves one client for one
 // transaction and then the next client. Anything a statement leaves on
 // its backend beyond the transaction — a session advisory lock, a
-// temporary table, a session setting made by a function, a cursor
-// WITH HOLD — would be
+// temporary table, a session setting made by a function, the seed of
+// random() (setseed), a cursor WITH HOLD — would be
 // handed to whichever client comes next, and be missing for this
 // client's next transaction. PgBouncer lets such statements through and
 // documents the breakage; we refuse them, naming the transaction-scoped
@@ -74,6 +74,12 @@ func analyzePooling(n *pg.Node) poolingFacts {
 					"set_config(..., false) is not supported under transaction pooling",
 					"the setting would stay on a pooled shard connection that other clients use next; use SET, which shardproxy carries to every connection the session uses (as it does SELECT set_config('name', 'value', false) sent as a simple query of its own), or set_config(name, value, true) inside a transaction")
 			}
+		case name == "setseed" && pf.refusal == nil:
+			// Inside a transaction block too: the seed would outlive it
+			// there just the same, and reach only one shard's random().
+			pf.refusal = pgError(codeFeatureNotSupport,
+				"setseed() is not supported under transaction pooling",
+				"the seed would stay on a pooled shard connection that other clients use next, and this session's next random() may run on another connection or shard; for a repeatable order or sample use a hash of a key (ORDER BY md5(id::text || 'seed')) or TABLESAMPLE ... REPEATABLE (seed)")
 		case advisoryXactLocks[name]:
 			pf.advisory = true
 		case name == "pg_export_snapshot":

@@ -33,6 +33,9 @@ func TestSessionStateRefused(t *testing.T) {
 		"CREATE TEMP SEQUENCE s":                                                     "temporary sequences",
 		"DECLARE c CURSOR WITH HOLD FOR SELECT 1":                                    "WITH HOLD",
 		"EXPLAIN ANALYZE CREATE TEMP TABLE t AS SELECT 1":                            "temporary tables",
+		"SELECT setseed(0.42)":                                                       "setseed",
+		"SELECT pg_catalog.setseed(0.42), random()":                                  "setseed",
+		"SELECT setseed(0.5) FROM orders WHERE customer_id = 7":                      "setseed",
 	}
 	for sql, want := range refused {
 		_, _, err := route(r, sql, nil, "")
