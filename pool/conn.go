@@ -33,11 +33,19 @@ type Conn struct {
 	// bytes (C, POSIX, C.UTF-8 with the libc provider), as the proxy does
 	// when it merges sorted text. Read once at connect.
 	BytewiseText bool
-	// CollatedColumns: some column of the database's own tables has a
-	// collation of its own (neither the default, C nor POSIX), which
-	// values lose when the proxy orders them or hands them to another
-	// query. Read once at connect.
+	// CollatedColumns: some column of the database's own tables (or a
+	// domain) has a collation of its own (neither the default, C nor
+	// POSIX), which values lose when the proxy orders them or hands them
+	// to another query. Read at connect, and again after DDL
+	// (RefreshCollations), as are the other collation facts.
 	CollatedColumns bool
+	// NondeterministicColumns: some of those collations is
+	// nondeterministic (different text may be equal).
+	NondeterministicColumns bool
+	// Nondeterministic: the database has a nondeterministic collation
+	// (which a statement's COLLATE clause may name).
+	Nondeterministic bool
+	own              map[uint64]struct{} // see OwnCollation
 	// Enums maps the database's enum types to 0 and their array types to
 	// the enum: an enum's binary form is its text, which the proxy may then
 	// send for a merged value. Read at connect, with the collations.

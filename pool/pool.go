@@ -317,7 +317,7 @@ func (p *Pool) dial(parent context.Context, start time.Time) (*Conn, error) {
 	}
 	c := newConn(p, hc)
 	p.watch.add(c)
-	c.BytewiseText, c.CollatedColumns, c.Enums, c.schema = coll.bytewise, coll.columns, coll.enums, schema
+	coll.set(c, schema)
 	p.log.Debug("pool: connected", "pid", c.PID)
 	return c, nil
 }
@@ -325,16 +325,25 @@ func (p *Pool) dial(parent context.Context, start time.Time) (*Conn, error) {
 // collations is what the proxy must know of a database's collations
 // before it orders text across shards.
 type collations struct {
-	bytewise bool              // the default collation orders text by its bytes
-	columns  bool              // some user column has a collation of its own
-	enums    map[uint32]uint32 // enum types (to 0) and their arrays (to the enum); see Conn.Enums
+	bytewise bool // the default collation orders text by its bytes
+	columns  bool // some user column (or domain) has a collation of its own
+	// ndColumns: some of those collations is nondeterministic.
+	ndColumns bool
+	// nondeterministic: the database has a nondeterministic collation.
+	nondeterministic bool
+	// own are the table and view columns with a collation of their own,
+	// by columnKey (Conn.OwnCollation).
+	own   map[uint64]struct{}
+	enums map[uint32]uint32 // enum types (to 0) and their arrays (to the enum); see Conn.Enums
 }
 
+func columnKey(table uint32, attnum int16) uint64 { return uint64(table)<<16 | uint64(uint16(attnum)) }
+
 // readCollations reads the connected database's collation provider and
-// default collation, and whether a user column has a collation of its
+// default collation, and which user columns have a collation of their
 // own (100 is "default", 950 "C", 951 "POSIX"). datlocprovider is
-// Postgres 15's; to_jsonb reads it as NULL, the libc provider, on older
-// servers.
+// Postgres 15's and collisdeterministic 12's; to_jsonb reads them as NULL
+// (the libc provider, deterministic) on older servers.
 func readCollations(ctx context.Context, pc *pgconn.PgConn) (collations, error) {
 	res := pc.ExecParams(ctx, collationsQuery, nil, nil, nil, nil).Read()
 	if res.Err != nil {
@@ -346,19 +355,35 @@ func readCollations(ctx context.Context, pc *pgconn.PgConn) (collations, error) 
 	return parseCollations(res.Rows[0]), nil
 }
 
-const collationsQuery = `SELECT coalesce(to_jsonb(d) ->> 'datlocprovider', 'c'), datcollate,
-	EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-		WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attcollation NOT IN (0, 100, 950, 951)
-		AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)),
-	(SELECT string_agg(t.oid || ':' || t.typarray, ',') FROM pg_type t WHERE t.typtype = 'e')
+// collationsQuery: own lists "table:attnum:nd" of the columns of tables,
+// views, materialized views and foreign tables that a result column may
+// come from (the RowDescription's table OID and attribute number);
+// columns also counts composite types' and indexes' columns and domains,
+// whose collations reach values no RowDescription traces to a column.
+const collationsQuery = `WITH own AS (
+	SELECT a.attrelid, a.attnum, c.relkind, NOT coalesce((to_jsonb(co) ->> 'collisdeterministic')::bool, true) AS nd
+	FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_collation co ON co.oid = a.attcollation
+	WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attcollation NOT IN (0, 100, 950, 951)
+		AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+	UNION ALL
+	SELECT t.oid, 0, 'd', NOT coalesce((to_jsonb(co) ->> 'collisdeterministic')::bool, true)
+	FROM pg_type t JOIN pg_collation co ON co.oid = t.typcollation
+	WHERE t.typtype = 'd' AND t.typcollation NOT IN (0, 100, 950, 951)
+		AND t.typnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace))
+SELECT coalesce(to_jsonb(d) ->> 'datlocprovider', 'c'), datcollate,
+	EXISTS (SELECT 1 FROM own),
+	(SELECT string_agg(t.oid || ':' || t.typarray, ',') FROM pg_type t WHERE t.typtype = 'e'),
+	EXISTS (SELECT 1 FROM own WHERE nd),
+	EXISTS (SELECT 1 FROM pg_collation co WHERE NOT coalesce((to_jsonb(co) ->> 'collisdeterministic')::bool, true)),
+	(SELECT string_agg(attrelid || ':' || attnum, ',') FROM own WHERE relkind IN ('r', 'p', 'v', 'm', 'f'))
 	FROM pg_database d WHERE datname = current_database()`
 
 func parseCollations(row [][]byte) collations {
-	if len(row) != 4 {
+	if len(row) != 7 {
 		return collations{}
 	}
 	provider, coll := string(row[0]), string(row[1])
-	c := collations{columns: string(row[2]) == "t"}
+	c := collations{columns: string(row[2]) == "t", ndColumns: string(row[4]) == "t", nondeterministic: string(row[5]) == "t"}
 	for pair := range strings.SplitSeq(string(row[3]), ",") {
 		e, a, _ := strings.Cut(pair, ":")
 		enum, err1 := strconv.ParseUint(e, 10, 32)
@@ -374,11 +399,37 @@ func parseCollations(row [][]byte) collations {
 			c.enums[uint32(array)] = uint32(enum)
 		}
 	}
+	for pair := range strings.SplitSeq(string(row[6]), ",") {
+		r, a, _ := strings.Cut(pair, ":")
+		rel, err1 := strconv.ParseUint(r, 10, 32)
+		attnum, err2 := strconv.ParseInt(a, 10, 16)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if c.own == nil {
+			c.own = map[uint64]struct{}{}
+		}
+		c.own[columnKey(uint32(rel), int16(attnum))] = struct{}{}
+	}
 	switch coll {
 	case "C", "POSIX", "C.UTF-8", "C.utf8":
 		c.bytewise = provider == "c"
 	}
 	return c
+}
+
+// set records c's facts on conn.
+func (c collations) set(conn *Conn, schema uint64) {
+	conn.BytewiseText, conn.CollatedColumns, conn.Enums, conn.schema = c.bytewise, c.columns, c.enums, schema
+	conn.NondeterministicColumns, conn.Nondeterministic, conn.own = c.ndColumns, c.nondeterministic, c.own
+}
+
+// OwnCollation tells whether column attnum of table (a RowDescription's
+// table OID and attribute number, on c's database) has a collation of its
+// own (neither the default, C nor POSIX), as last read.
+func (c *Conn) OwnCollation(table uint32, attnum int16) bool {
+	_, ok := c.own[columnKey(table, attnum)]
+	return ok
 }
 
 // SchemaChanged tells the pool that the schema may have changed (DDL
@@ -421,8 +472,7 @@ func (c *Conn) RefreshCollations() error {
 			if failed != nil {
 				return failed
 			}
-			coll := parseCollations(row)
-			c.BytewiseText, c.CollatedColumns, c.Enums, c.schema = coll.bytewise, coll.columns, coll.enums, schema
+			parseCollations(row).set(c, schema)
 			return nil
 		}
 	}

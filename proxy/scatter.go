@@ -593,6 +593,8 @@ func (s *session) execOptions(legs []*pool.Conn, eval *scatterLeg, in planInputs
 	for _, c := range legs {
 		opts.CollatedText = opts.CollatedText || !c.BytewiseText
 		opts.CollatedColumns = opts.CollatedColumns || c.CollatedColumns
+		opts.NondeterministicColumns = opts.NondeterministicColumns || c.NondeterministicColumns
+		opts.Nondeterministic = opts.Nondeterministic || c.Nondeterministic
 	}
 	if in.bind != nil {
 		opts.BoundParams = len(in.bind.params)

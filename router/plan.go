@@ -22,7 +22,36 @@ package router
 type ScatterPlan struct {
 	Root   Node
 	Hidden int // columns appended after the visible ones in Scatter.SQL's result
+	// Collations are the columns whose expressions say with a COLLATE
+	// clause how their text compares; a column not in the map is
+	// CollationImplied, or CollationExplicit when CollatedFrom.
+	Collations map[ColRef]Collation
+	// CollatedFrom: a FROM item or WITH query holds a COLLATE clause
+	// (other than "C"), which a subquery's column may carry to any column
+	// of the result.
+	CollatedFrom bool
 }
+
+// Collation is what the statement's own COLLATE clauses say of how a
+// result column's text compares. Postgres compares text under the
+// collation an expression derives (an explicit COLLATE wins over the
+// columns' implicit ones, and carries through functions and operators);
+// the proxy compares bytes, which only "C" and "POSIX" (and a default
+// collation that orders by bytes) agree with. A nondeterministic
+// collation also makes different bytes equal.
+type Collation uint8
+
+const (
+	// CollationImplied: no COLLATE clause decides; the database's
+	// default and its columns' collations do (ExecOptions).
+	CollationImplied Collation = iota
+	// CollationBytes: the value is under COLLATE "C" or "POSIX" (min/max
+	// and casts keep their argument's collation): it compares by bytes.
+	CollationBytes
+	// CollationExplicit: a COLLATE clause naming another collation may
+	// decide how the value compares.
+	CollationExplicit
+)
 
 // Scatter returns the plan's Scatter leaf, the statement the shards run
 // (every plan has one, at the end of its first children).
@@ -114,7 +143,7 @@ type SortKey struct {
 	Desc       bool
 	NullsFirst bool
 	// Bytewise: the client wrote COLLATE "C" (or "POSIX"), so text sorts
-	// by its bytes whatever the database's collation.
+	// by its bytes whatever the database's collation (bytewiseCollate).
 	Bytewise bool
 }
 

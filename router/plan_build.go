@@ -603,7 +603,9 @@ func (p *planner) finish(root Node, limit *Limit) *ScatterPlan {
 	if p.hidden > 0 || p.retype {
 		root = &Project{Input: root}
 	}
-	return &ScatterPlan{Root: root, Hidden: p.hidden}
+	plan := &ScatterPlan{Root: root, Hidden: p.hidden}
+	plan.Collations, plan.CollatedFrom = collations(p.sel, p.hidden)
+	return plan
 }
 
 // scatter deparses the rewritten statement into the shards' SQL.
@@ -771,17 +773,6 @@ func (p *planner) sortKeys(place func(*pg.Node) (ColRef, *pgconn.PgError)) ([]So
 		keys = append(keys, k)
 	}
 	return keys, nil
-}
-
-// bytewiseCollate tells whether n is an expression under COLLATE "C" or
-// "POSIX", which order text by its bytes.
-func bytewiseCollate(n *pg.Node) bool {
-	cc := n.GetCollateClause()
-	if cc == nil {
-		return false
-	}
-	names := stringItems(cc.Collname)
-	return len(names) > 0 && (names[len(names)-1] == "C" || names[len(names)-1] == "POSIX")
 }
 
 // groupCol places a GROUP BY item. A bare name that is an output column's

@@ -44,10 +44,19 @@ type ExecOptions struct {
 	// by its bytes, so the proxy must not order text, varchar or char
 	// values itself (Postgres does, in Evaluate).
 	CollatedText bool
-	// CollatedColumns: some column of the shards' tables has a collation
-	// of its own, which its values lose when the proxy orders them or
-	// hands them to Evaluate.
+	// CollatedColumns: some column of the shards' tables (or a domain)
+	// has a collation of its own, which its values lose when the proxy
+	// orders them or hands them to Evaluate.
 	CollatedColumns bool
+	// NondeterministicColumns: some of those collations is
+	// nondeterministic, so text values of different bytes may be equal:
+	// the proxy then groups and deduplicates no text but under COLLATE "C".
+	NondeterministicColumns bool
+	// Nondeterministic: the shards' databases have a nondeterministic
+	// collation, which a statement's COLLATE clause may name: the proxy
+	// then groups and deduplicates no text under a COLLATE clause other
+	// than "C" (a deterministic collation's equal values are equal bytes).
+	Nondeterministic bool
 	// RoundedFloats: the shards print real and double precision values
 	// rounded (the session's extra_float_digits is below 1), so the proxy
 	// must not compute with, compare or evaluate them: Postgres does so
@@ -214,9 +223,24 @@ func (p *ScatterPlan) Open(ctx context.Context, fields []pgproto3.FieldDescripti
 	ex := &executor{ctx: ctx, width: len(fields), hidden: p.Hidden, srcs: srcs, param: param,
 		budget: opts.Budget, eval: opts.Evaluate, evalParams: opts.BoundParams,
 		collated: opts.CollatedText || opts.CollatedColumns, collatedColumns: opts.CollatedColumns,
+		collatedText: opts.CollatedText, ndColumns: opts.NondeterministicColumns, nondeterministic: opts.Nondeterministic,
 		roundedFloats: opts.RoundedFloats}
 	if ex.budget <= 0 {
 		ex.budget = DefaultMergeBudget
+	}
+	ex.colls = make([]Collation, len(fields))
+	for i := range ex.colls {
+		ref := ColRef{Index: i}
+		if vis := len(fields) - p.Hidden; i >= vis {
+			ref = ColRef{Hidden: true, Index: i - vis}
+		}
+		c, ok := p.Collations[ref]
+		switch {
+		case ok:
+			ex.colls[i] = c
+		case p.CollatedFrom:
+			ex.colls[i] = CollationExplicit
+		}
 	}
 	types := make([]valType, len(fields))
 	for i, f := range fields {
@@ -248,32 +272,83 @@ func (r *Rows) Next() ([][]byte, error) {
 
 // executor is the state of one Execute.
 type executor struct {
-	ctx             context.Context
-	width, hidden   int
-	srcs            []Source
-	param           ParamFunc
-	budget, used    int64
-	ticks           uint
-	eval            Evaluator
-	evalParams      int
-	collated        bool // text is not ordered by its bytes (CollatedText or CollatedColumns)
-	collatedColumns bool
-	roundedFloats   bool // ExecOptions.RoundedFloats
+	ctx              context.Context
+	width, hidden    int
+	srcs             []Source
+	param            ParamFunc
+	budget, used     int64
+	ticks            uint
+	eval             Evaluator
+	evalParams       int
+	collated         bool // text is not ordered by its bytes (CollatedText or CollatedColumns)
+	collatedColumns  bool
+	collatedText     bool        // ExecOptions.CollatedText
+	ndColumns        bool        // ExecOptions.NondeterministicColumns
+	nondeterministic bool        // ExecOptions.Nondeterministic
+	colls            []Collation // per column of the shards' rows, what its COLLATE clauses say
+	roundedFloats    bool        // ExecOptions.RoundedFloats
 }
 
-// orderable checks that the proxy may order values of type t itself: a
-// type it compares exactly and, for text, a bytewise collation (the
-// database's, or bytewise set by the statement).
-func (ex *executor) orderable(t valType, use string, bytewise bool) error {
+// orderable checks that the proxy may order values of type t, column idx
+// of the rows, itself: a type it compares exactly and, for text, a
+// bytewise collation (the database's, or bytewise set by the statement:
+// bytewise, or the column's COLLATE "C").
+func (ex *executor) orderable(t valType, idx int, use string, bytewise bool) error {
 	if err := ex.comparable(t, use); err != nil {
 		return err
 	}
-	if collatable(t) && ex.collated && !bytewise {
+	if bytewise || !collatable(t) && !explicitlyCollatable(t) {
+		return nil
+	}
+	switch ex.colls[idx] {
+	case CollationBytes:
+		return nil
+	case CollationExplicit:
+		return errExplicitCollation(use, t, "orders")
+	}
+	if collatable(t) && ex.collated {
 		return pgError(codeFeatureNotSupport,
 			fmt.Sprintf("cannot %s values of type %s across shards under the database's collations", use, t.name()),
 			`shardproxy orders text across shards by its bytes; write COLLATE "C" in the ORDER BY, or add a condition on the shard key so the statement targets one shard`)
 	}
 	return nil
+}
+
+// equatable checks that the proxy may compare values of type t, column
+// idx of the rows, for equality itself (group and distinct keys, HAVING
+// =): under a deterministic collation equal text is equal bytes, under a
+// nondeterministic one ('a' = 'A' case-insensitively) it is not.
+func (ex *executor) equatable(t valType, idx int, use string) error {
+	if err := ex.comparable(t, use); err != nil {
+		return err
+	}
+	if !collatable(t) && !explicitlyCollatable(t) {
+		return nil
+	}
+	switch ex.colls[idx] {
+	case CollationBytes:
+		return nil
+	case CollationExplicit:
+		if ex.nondeterministic {
+			return errExplicitCollation(use, t, "compares")
+		}
+		return nil
+	}
+	if collatable(t) && ex.ndColumns {
+		return pgError(codeFeatureNotSupport,
+			fmt.Sprintf("cannot %s values of type %s across shards in a database whose columns have nondeterministic collations", use, t.name()),
+			`shardproxy compares text across shards by its bytes, and a nondeterministic collation makes different text equal; write COLLATE "C", or add a condition on the shard key so the statement targets one shard`)
+	}
+	return nil
+}
+
+// errExplicitCollation refuses to compare values the statement put under
+// a collation of its own (COLLATE "en-x-icu"), which the proxy does not
+// compare as Postgres does.
+func errExplicitCollation(use string, t valType, how string) error {
+	return pgError(codeFeatureNotSupport,
+		fmt.Sprintf("cannot %s values of type %s across shards under the collation the statement names", use, t.name()),
+		fmt.Sprintf(`shardproxy %s text across shards by its bytes; compare it without COLLATE or with COLLATE "C", or add a condition on the shard key so the statement targets one shard`, how))
 }
 
 // comparable checks that the proxy may compare values of type t for
@@ -316,6 +391,17 @@ func isFloat(t valType) bool {
 	}
 	e, ok := elementOf[t.oid]
 	return ok && isFloat(typeOf(e))
+}
+
+// explicitlyCollatable tells whether values of type t follow a COLLATE
+// clause although no database default applies to them: name (and arrays
+// of it), whose default collation is "C".
+func explicitlyCollatable(t valType) bool {
+	if t.oid == oidName {
+		return true
+	}
+	e, ok := elementOf[t.oid]
+	return ok && e == oidName
 }
 
 // collatable tells whether values of type t are ordered by a collation
@@ -508,7 +594,7 @@ func (ex *executor) sortKeys(keys []SortKey, types []valType) ([]sortKey, error)
 			return nil, err
 		}
 		t := types[idx]
-		if err := ex.orderable(t, "sort", k.Bytewise); err != nil {
+		if err := ex.orderable(t, idx, "sort", k.Bytewise); err != nil {
 			return nil, err
 		}
 		out[i] = sortKey{idx: idx, t: t, desc: k.Desc, nullsFirst: k.NullsFirst}
@@ -921,7 +1007,7 @@ func (ex *executor) newDistinct(n *Distinct, in rowIter, types []valType) (rowIt
 		}
 	}
 	for _, i := range d.idx {
-		if err := ex.comparable(types[i], "compare (DISTINCT)"); err != nil {
+		if err := ex.equatable(types[i], i, "compare (DISTINCT)"); err != nil {
 			return nil, nil, err
 		}
 	}

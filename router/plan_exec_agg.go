@@ -85,7 +85,7 @@ func (ex *executor) newAggregate(n *Aggregate, in rowIter, types []valType) (row
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := ex.comparable(types[i], "group"); err != nil {
+		if err := ex.equatable(types[i], i, "group"); err != nil {
 			return nil, nil, err
 		}
 		a.groupBy = append(a.groupBy, i)
@@ -124,7 +124,7 @@ func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 	t := types[i]
 	r := aggRun{col: i, t: t, distinct: s.Distinct}
 	if s.Distinct {
-		if err := ex.comparable(t, "compute a DISTINCT aggregate of"); err != nil {
+		if err := ex.equatable(t, i, "compute a DISTINCT aggregate of"); err != nil {
 			return aggRun{}, err
 		}
 	}
@@ -157,7 +157,7 @@ func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 			return cannot("sum")
 		}
 	case AggMin, AggMax:
-		if err := ex.orderable(t, "compute min/max of", false); err != nil {
+		if err := ex.orderable(t, i, "compute min/max of", false); err != nil {
 			return aggRun{}, err
 		}
 		r.kind = aggMin
@@ -199,7 +199,7 @@ func (ex *executor) aggRun(s AggSpec, types []valType) (aggRun, error) {
 			return cannot("avg")
 		}
 	case AggCountDistinct:
-		if err := ex.comparable(t, "count distinct"); err != nil {
+		if err := ex.equatable(t, i, "count distinct"); err != nil {
 			return aggRun{}, err
 		}
 		r.kind, r.distinct = aggCountDistinct, true
@@ -608,7 +608,11 @@ func (ex *executor) compileHaving(e *Expr, types []valType) (*havingExpr, error)
 	}
 	h.idx, h.t = i, types[i]
 	ordered := e.Cmp != "=" && e.Cmp != "<>"
-	if err := ex.orderable(h.t, "compare (HAVING)", !ordered); err != nil {
+	check := ex.equatable
+	if ordered {
+		check = func(t valType, idx int, use string) error { return ex.orderable(t, idx, use, false) }
+	}
+	if err := check(h.t, i, "compare (HAVING)"); err != nil {
 		return nil, err
 	}
 	text, null, err := ex.value(&e.Value)

@@ -184,11 +184,8 @@ func (ex *executor) newEvaluate(n *Evaluate, in rowIter, types []valType) (rowIt
 		if err := ex.exactFloats(types[i], "evaluate expressions over"); err != nil {
 			return nil, nil, err
 		}
-		if ex.collatedColumns && collatable(types[i]) {
-			// Bound as a parameter, the value would be compared in the
-			// database's default collation, not its column's.
-			return nil, nil, refuse(fmt.Sprintf("evaluation over values of type %s in a database whose columns have collations of their own", types[i].name()),
-				"add a condition on the shard key so the statement targets one shard")
+		if err := ex.evaluable(types[i], i); err != nil {
+			return nil, nil, err
 		}
 		e.args = append(e.args, i)
 		e.oids = append(e.oids, types[i].oid)
@@ -208,6 +205,34 @@ func (ex *executor) newEvaluate(n *Evaluate, in rowIter, types []valType) (rowIt
 		return ex.newWhole(e, types)
 	}
 	return e, types, nil
+}
+
+// evaluable checks that a value of type t, column idx of the rows, keeps
+// its meaning when bound as a parameter of an evaluation, where it has the
+// database's default collation: not its column's, nor the one a COLLATE
+// clause of the statement gave it.
+func (ex *executor) evaluable(t valType, idx int) error {
+	if !collatable(t) && !explicitlyCollatable(t) {
+		return nil
+	}
+	switch ex.colls[idx] {
+	case CollationExplicit:
+		return refuse(fmt.Sprintf("evaluation over values of type %s under the collation the statement names", t.name()),
+			`the value would reach the evaluation without its collation; compare it without COLLATE or with COLLATE "C", or add a condition on the shard key so the statement targets one shard`)
+	case CollationBytes:
+		if ex.collatedText && collatable(t) {
+			return refuse(fmt.Sprintf(`evaluation over values of type %s under COLLATE "C" in a database whose collation is not "C"`, t.name()),
+				"the value would reach the evaluation without its collation; add a condition on the shard key so the statement targets one shard")
+		}
+		return nil
+	}
+	if ex.collatedColumns && collatable(t) {
+		// Bound as a parameter, the value would be compared in the
+		// database's default collation, not its column's.
+		return refuse(fmt.Sprintf("evaluation over values of type %s in a database whose columns have collations of their own", t.name()),
+			"add a condition on the shard key so the statement targets one shard")
+	}
+	return nil
 }
 
 // arrayOf are the array types of the built-in scalar types: how a
