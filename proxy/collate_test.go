@@ -139,3 +139,52 @@ func TestExplicitCollation(t *testing.T) {
 		{sql: `SELECT status FROM orders ORDER BY status LIMIT 3`, want: "same", ordered: true},
 	})
 }
+
+// TestCollatedColumnExact: a column with a collation of its own concerns
+// only the result columns that are that column (the shards'
+// RowDescriptions name each plain column's table and attribute) or
+// expressions the proxy cannot trace: the other columns still merge, and a
+// column with a nondeterministic collation is neither grouped nor
+// deduplicated by its bytes.
+func TestCollatedColumnExact(t *testing.T) {
+	px, oracle := collateFixture(t)
+	ctx := context.Background()
+	for _, c := range []*pgx.Conn{px, oracle} {
+		for _, stmt := range []string{
+			`ALTER TABLE customers ALTER COLUMN email TYPE text COLLATE "en-x-icu"`,
+			`ALTER TABLE orders ADD COLUMN tag text COLLATE ci`,
+			// The customers' names: qqa = QQA and zzz = Zzz under ci.
+			`UPDATE orders SET tag = 'qqa' WHERE customer_id = 3001`,
+			`UPDATE orders SET tag = 'QQB' WHERE customer_id = 3002`,
+			`UPDATE orders SET tag = 'QQA' WHERE customer_id = 3003`,
+			`UPDATE orders SET tag = 'zzz' WHERE customer_id = 3004`,
+			`UPDATE orders SET tag = 'Zzz' WHERE customer_id = 3005`,
+			`CREATE VIEW customer_emails AS SELECT customer_id, email, name FROM customers`,
+		} {
+			if _, err := c.Exec(ctx, stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		}
+	}
+	checkCollateCases(t, px, oracle, []collateCase{
+		// Refused before, although no collated column is compared.
+		{sql: `SELECT status FROM orders ORDER BY status LIMIT 3`, want: "same", ordered: true},
+		{sql: `SELECT name FROM customers ORDER BY name, customer_id LIMIT 3`, want: "same", ordered: true},
+		{sql: `SELECT max(name COLLATE "C"), max(email COLLATE "C") FROM customers`, want: "same"},
+		{sql: `SELECT n FROM (SELECT name AS n FROM customers) s ORDER BY n DESC LIMIT 2`, want: "same", ordered: true},
+		{sql: `SELECT name FROM customer_emails ORDER BY name LIMIT 2`, want: "same", ordered: true},
+		{sql: `SELECT status, count(*) > 0 AS some FROM orders GROUP BY status ORDER BY status`, want: "same", ordered: true},
+		{sql: `SELECT DISTINCT status FROM orders`, want: "same"},
+		{sql: `SELECT email FROM customers ORDER BY email COLLATE "C" LIMIT 2`, want: "same", ordered: true},
+		// The collated columns themselves, and what the proxy cannot trace.
+		{sql: `SELECT email FROM customers ORDER BY email LIMIT 2`, want: "refuse"},
+		{sql: `SELECT e FROM (SELECT email AS e FROM customers) s ORDER BY e LIMIT 2`, want: "refuse"},
+		{sql: `SELECT email FROM customer_emails ORDER BY email LIMIT 2`, want: "refuse"},
+		{sql: `SELECT max(email) FROM customers`, want: "refuse"},
+		{sql: `SELECT max(name) FROM customers`, want: "refuse"},
+		{sql: `SELECT count(DISTINCT tag) FROM orders`, want: "refuse"},
+		{sql: `SELECT lower(min(tag)), count(*) FROM orders GROUP BY tag`, want: "refuse"},
+		{sql: `SELECT DISTINCT tag FROM orders`, want: "refuse"},
+		{sql: `SELECT count(DISTINCT tag COLLATE "C") FROM orders`, want: "same"},
+	})
+}

@@ -605,13 +605,14 @@ func (s *session) openMerged(ctx context.Context, mc *mergedCursor) error {
 	}
 	conns := make([]*pool.Conn, len(mc.legs))
 	srcs := make([]router.Source, len(mc.legs))
+	descs := make([][]pgproto3.FieldDescription, len(mc.legs))
 	for i, l := range mc.legs {
-		conns[i], srcs[i] = l.c, l
+		conns[i], srcs[i], descs[i] = l.c, l, l.fields
 	}
 	if _, _, failure := s.outputFields(mc.plan, fields, nil); failure != nil {
 		return pgErrorOf(failure)
 	}
-	rows, err := mc.plan.Open(ctx, fields, srcs, mc.in.param, s.execOptions(conns, &mc.legs[0].scatterLeg, mc.in))
+	rows, err := mc.plan.Open(ctx, fields, srcs, mc.in.param, s.execOptions(conns, descs, &mc.legs[0].scatterLeg, mc.in))
 	if err != nil {
 		return err
 	}

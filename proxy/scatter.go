@@ -499,7 +499,13 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 		// the statement's shards rather than load the first one.
 		eval = legs[s.srv.stats.gathered.Load()%int64(len(legs))]
 	}
-	opts := s.execOptions(conns, eval, in)
+	descs := make([][]pgproto3.FieldDescription, len(legs))
+	for i, l := range legs {
+		if l.err == nil {
+			descs[i] = l.fields
+		}
+	}
+	opts := s.execOptions(conns, descs, eval, in)
 	n, err := plan.Execute(ctx, fields, srcs, in.param, opts,
 		func(values [][]byte) error {
 			if in.sink != nil {
@@ -588,8 +594,9 @@ func (s *session) outputFields(plan *router.ScatterPlan, fields []pgproto3.Field
 
 // execOptions are the merge's options for a plan over the backends legs;
 // its Evaluate queries run on eval's backend.
-func (s *session) execOptions(legs []*pool.Conn, eval *scatterLeg, in planInputs) router.ExecOptions {
-	opts := router.ExecOptions{Budget: s.runtime().Config.MergeMemory, Evaluate: s.evaluator(eval, in), RoundedFloats: s.roundedFloats()}
+func (s *session) execOptions(legs []*pool.Conn, fields [][]pgproto3.FieldDescription, eval *scatterLeg, in planInputs) router.ExecOptions {
+	opts := router.ExecOptions{Budget: s.runtime().Config.MergeMemory, Evaluate: s.evaluator(eval, in), RoundedFloats: s.roundedFloats(),
+		PlainColumns: plainColumns(legs, fields)}
 	for _, c := range legs {
 		opts.CollatedText = opts.CollatedText || !c.BytewiseText
 		opts.CollatedColumns = opts.CollatedColumns || c.CollatedColumns
@@ -600,6 +607,38 @@ func (s *session) execOptions(legs []*pool.Conn, eval *scatterLeg, in planInputs
 		opts.BoundParams = len(in.bind.params)
 	}
 	return opts
+}
+
+// plainColumns tells, per column of the shards' rows, whether it is on
+// every shard that described it a table column without a collation of
+// its own: its RowDescription names the table and attribute (Postgres
+// does for a plain column reference, also through views, subqueries and
+// CTEs, and never for an expression or a set operation), and the leg's
+// connection read that column's collation (pool.Conn.OwnCollation).
+// fields[i] is legs[i]'s description, nil when it sent none.
+func plainColumns(legs []*pool.Conn, fields [][]pgproto3.FieldDescription) []bool {
+	var plain []bool
+	for i, fs := range fields {
+		if fs == nil {
+			continue
+		}
+		if plain == nil {
+			plain = make([]bool, len(fs))
+			for k := range plain {
+				plain[k] = true
+			}
+		}
+		for k := range plain {
+			if k >= len(fs) {
+				plain[k] = false // CheckFields refuses that anyway
+				continue
+			}
+			f := &fs[k]
+			plain[k] = plain[k] && f.TableOID != 0 && f.TableAttributeNumber > 0 &&
+				!legs[i].OwnCollation(f.TableOID, int16(f.TableAttributeNumber))
+		}
+	}
+	return plain
 }
 
 // planInputs are what a merged SELECT reads besides the shards' rows.

@@ -59,7 +59,9 @@ func TestPlanCollations(t *testing.T) {
 // collation the statement names (other than "C"), compares none for
 // equality under one when the database has a nondeterministic collation,
 // and hands none to an evaluation; bytes still compare under COLLATE "C",
-// and other types under any COLLATE.
+// and other types under any COLLATE. A column the shards describe as a
+// table column without a collation of its own (PlainColumns) is not
+// concerned by other columns' collations.
 func TestExecuteExplicitCollation(t *testing.T) {
 	run := func(p *ScatterPlan, oid uint32, opts ExecOptions) error {
 		srcs, _ := srcsOf(rows("a", "b"), rows("B")) // each shard's rows in byte order
@@ -102,6 +104,12 @@ func TestExecuteExplicitCollation(t *testing.T) {
 		{"evaluate under COLLATE \"C\" in a collated database", &ScatterPlan{Root: &Evaluate{Input: concat, SQL: Template{Pieces: []string{"SELECT 1"}}, Args: []ColRef{c(0)}}, Collations: bytes}, oidText,
 			ExecOptions{Evaluate: evalOK, CollatedText: true}, true},
 
+		{"merge collated column", &ScatterPlan{Root: mergeOn(asc(c(0)))}, oidText, ExecOptions{CollatedColumns: true}, true},
+		{"merge explicit over a plain column", &ScatterPlan{Root: mergeOn(asc(c(0))), Collations: explicit}, oidText, ExecOptions{CollatedColumns: true, PlainColumns: []bool{true}}, true},
+		{"merge plain column, collated database", &ScatterPlan{Root: mergeOn(asc(c(0)))}, oidText, ExecOptions{CollatedColumns: true, CollatedText: true, PlainColumns: []bool{true}}, true},
+
+		{"merge plain column", &ScatterPlan{Root: mergeOn(asc(c(0)))}, oidText, ExecOptions{CollatedColumns: true, PlainColumns: []bool{true}}, false},
+		{"group plain column", &ScatterPlan{Root: &Aggregate{Input: concat, GroupBy: []ColRef{c(0)}}}, oidText, ExecOptions{NondeterministicColumns: true, CollatedColumns: true, PlainColumns: []bool{true}}, false},
 		{"group, deterministic", &ScatterPlan{Root: &Aggregate{Input: concat, GroupBy: []ColRef{c(0)}}, Collations: explicit}, oidText, ExecOptions{}, false},
 		{"distinct, deterministic", &ScatterPlan{Root: &Distinct{Input: concat}, Collations: explicit}, oidText, ExecOptions{}, false},
 		{"merge int", &ScatterPlan{Root: mergeOn(asc(c(0))), Collations: explicit}, oidInt8, ExecOptions{}, false},

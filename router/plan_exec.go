@@ -52,6 +52,12 @@ type ExecOptions struct {
 	// nondeterministic, so text values of different bytes may be equal:
 	// the proxy then groups and deduplicates no text but under COLLATE "C".
 	NondeterministicColumns bool
+	// PlainColumns[i]: column i of the shards' rows is, on every shard,
+	// a table column without a collation of its own (the shards'
+	// RowDescriptions name it), so CollatedColumns and
+	// NondeterministicColumns do not concern its values. nil: none is
+	// known to be.
+	PlainColumns []bool
 	// Nondeterministic: the shards' databases have a nondeterministic
 	// collation, which a statement's COLLATE clause may name: the proxy
 	// then groups and deduplicates no text under a COLLATE clause other
@@ -222,8 +228,9 @@ func (p *ScatterPlan) Open(ctx context.Context, fields []pgproto3.FieldDescripti
 	}
 	ex := &executor{ctx: ctx, width: len(fields), hidden: p.Hidden, srcs: srcs, param: param,
 		budget: opts.Budget, eval: opts.Evaluate, evalParams: opts.BoundParams,
-		collated: opts.CollatedText || opts.CollatedColumns, collatedColumns: opts.CollatedColumns,
-		collatedText: opts.CollatedText, ndColumns: opts.NondeterministicColumns, nondeterministic: opts.Nondeterministic,
+		collatedColumns: opts.CollatedColumns,
+		collatedText:    opts.CollatedText, ndColumns: opts.NondeterministicColumns, nondeterministic: opts.Nondeterministic,
+		plainCols:     opts.PlainColumns,
 		roundedFloats: opts.RoundedFloats}
 	if ex.budget <= 0 {
 		ex.budget = DefaultMergeBudget
@@ -280,12 +287,12 @@ type executor struct {
 	ticks            uint
 	eval             Evaluator
 	evalParams       int
-	collated         bool // text is not ordered by its bytes (CollatedText or CollatedColumns)
 	collatedColumns  bool
 	collatedText     bool        // ExecOptions.CollatedText
 	ndColumns        bool        // ExecOptions.NondeterministicColumns
 	nondeterministic bool        // ExecOptions.Nondeterministic
 	colls            []Collation // per column of the shards' rows, what its COLLATE clauses say
+	plainCols        []bool      // ExecOptions.PlainColumns
 	roundedFloats    bool        // ExecOptions.RoundedFloats
 }
 
@@ -306,13 +313,17 @@ func (ex *executor) orderable(t valType, idx int, use string, bytewise bool) err
 	case CollationExplicit:
 		return errExplicitCollation(use, t, "orders")
 	}
-	if collatable(t) && ex.collated {
+	if collatable(t) && (ex.collatedText || ex.collatedColumns && !ex.plain(idx)) {
 		return pgError(codeFeatureNotSupport,
 			fmt.Sprintf("cannot %s values of type %s across shards under the database's collations", use, t.name()),
 			`shardproxy orders text across shards by its bytes; write COLLATE "C" in the ORDER BY, or add a condition on the shard key so the statement targets one shard`)
 	}
 	return nil
 }
+
+// plain tells whether column idx is a table column without a collation
+// of its own (ExecOptions.PlainColumns).
+func (ex *executor) plain(idx int) bool { return idx < len(ex.plainCols) && ex.plainCols[idx] }
 
 // equatable checks that the proxy may compare values of type t, column
 // idx of the rows, for equality itself (group and distinct keys, HAVING
@@ -334,7 +345,7 @@ func (ex *executor) equatable(t valType, idx int, use string) error {
 		}
 		return nil
 	}
-	if collatable(t) && ex.ndColumns {
+	if collatable(t) && ex.ndColumns && !ex.plain(idx) {
 		return pgError(codeFeatureNotSupport,
 			fmt.Sprintf("cannot %s values of type %s across shards in a database whose columns have nondeterministic collations", use, t.name()),
 			`shardproxy compares text across shards by its bytes, and a nondeterministic collation makes different text equal; write COLLATE "C", or add a condition on the shard key so the statement targets one shard`)

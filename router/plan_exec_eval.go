@@ -226,7 +226,7 @@ func (ex *executor) evaluable(t valType, idx int) error {
 		}
 		return nil
 	}
-	if ex.collatedColumns && collatable(t) {
+	if ex.collatedColumns && collatable(t) && !ex.plain(idx) {
 		// Bound as a parameter, the value would be compared in the
 		// database's default collation, not its column's.
 		return refuse(fmt.Sprintf("evaluation over values of type %s in a database whose columns have collations of their own", t.name()),
