@@ -352,9 +352,6 @@ func (a *analyzer) top(n *pg.Node) {
 			st.Savepoint = 'R'
 		case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
 			st.Savepoint = 'B'
-		}
-		st.SavepointName = x.TransactionStmt.SavepointName
-		switch x.TransactionStmt.Kind {
 		case pg.TransactionStmtKind_TRANS_STMT_PREPARE:
 			st.TwoPhase = 'P'
 		case pg.TransactionStmtKind_TRANS_STMT_COMMIT_PREPARED:
@@ -362,7 +359,7 @@ func (a *analyzer) top(n *pg.Node) {
 		case pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_PREPARED:
 			st.TwoPhase = 'R'
 		}
-		st.GID = x.TransactionStmt.Gid
+		st.SavepointName, st.GID = x.TransactionStmt.SavepointName, x.TransactionStmt.Gid
 	case *pg.Node_VariableSetStmt:
 		a.set(x.VariableSetStmt)
 		if k := x.VariableSetStmt.Kind; k == pg.VariableSetKind_VAR_RESET || k == pg.VariableSetKind_VAR_RESET_ALL {

@@ -128,13 +128,7 @@ var settingWords = map[string]bool{"set": true, "reset": true, "set_config": tru
 // bodies), those that may change a session setting, each with why.
 func settingFunctions(functions map[string]body) map[string]string {
 	return findThroughCalls(functions, func(name string, b body, found map[string]string) string {
-		if w := firstIn(b.words, settingWords); w != "" {
-			return "says " + w
-		}
-		if f := firstIn(b.words, found); f != "" && f != name {
-			return "calls " + f + "()"
-		}
-		return ""
+		return saysOrCalls(name, b, found, settingWords)
 	})
 }
 

@@ -58,14 +58,21 @@ func writingFunctions(functions map[string]body) map[string]string {
 		if b.volatile {
 			return "is a volatile C function"
 		}
-		if w := firstIn(b.words, writingWords); w != "" {
-			return "says " + w
-		}
-		if f := firstIn(b.words, found); f != "" && f != name {
-			return "calls " + f + "()"
-		}
-		return ""
+		return saysOrCalls(name, b, found, writingWords)
 	})
+}
+
+// saysOrCalls is why function name, whose body is b, is found by
+// findThroughCalls: it says one of words, or calls a function found
+// already; "" if neither.
+func saysOrCalls(name string, b body, found map[string]string, words map[string]bool) string {
+	if w := firstIn(b.words, words); w != "" {
+		return "says " + w
+	}
+	if f := firstIn(b.words, found); f != "" && f != name {
+		return "calls " + f + "()"
+	}
+	return ""
 }
 
 // mayWrite reports whether n, a SELECT, acts beyond its result
