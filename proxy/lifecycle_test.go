@@ -40,19 +40,23 @@ func isSQLState(err error, code string) bool {
 // accountsFixture holds accounts(id, balance) on a 2-shard hash map, with
 // one account per shard, and returns their ids by shard.
 func accountsFixture(t *testing.T) (*fixture, map[string]int64) {
-	return accountsFixtureWith(t, "")
+	return accountsFixtureWith(t, fixtureOptions{})
 }
 
-// accountsFixtureWith is accountsFixture with more config keys (YAML).
-func accountsFixtureWith(t *testing.T, extra string) (*fixture, map[string]int64) {
-	f := startFixture(t, fixtureOptions{Body: `
+// accountsFixtureWith is accountsFixture with o's pool settings and more
+// config keys (o.Body, YAML).
+func accountsFixtureWith(t *testing.T, o fixtureOptions) (*fixture, map[string]int64) {
+	t.Helper()
+	o.Body = `
 strategies:
   by_id: {type: hash, key_type: int, shards: [s0, s1]}
 tables:
   accounts: {key: id, strategy: by_id}
 default_shard: s0
-` + extra})
+` + o.Body
+	f := startFixture(t, o)
 	c := f.Connect(t)
+	defer c.Close(context.Background())
 	mustExec(t, c, "CREATE TABLE accounts (id bigint PRIMARY KEY, balance int NOT NULL)")
 	ids := map[string]int64{}
 	for sh, keys := range keysByShard(t, f, "by_id", 1) {

@@ -16,7 +16,7 @@ import (
 // text, must follow the client and never stay on a pooled backend for the
 // next client.
 func TestSetFollowsTransactions(t *testing.T) {
-	f, ids := accountsFixtureWith(t, "two_phase_commit: true\n")
+	f, ids := accountsFixtureWith(t, fixtureOptions{Body: "two_phase_commit: true\n"})
 	ctx := context.Background()
 	c := f.Connect(t)
 	simple := pgx.QueryExecModeSimpleProtocol

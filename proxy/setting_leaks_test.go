@@ -13,23 +13,7 @@ import (
 // client leaves on it, the next one sees.
 func leakFixture(t *testing.T) (*fixture, map[string]int64) {
 	t.Helper()
-	f := startFixture(t, fixtureOptions{Pool: "{size: 1, acquire_timeout: 5s}", Body: `
-strategies:
-  by_id: {type: hash, key_type: int, shards: [s0, s1]}
-tables:
-  accounts: {key: id, strategy: by_id}
-default_shard: s0
-two_phase_commit: true
-`})
-	c := f.Connect(t)
-	defer c.Close(context.Background())
-	mustExec(t, c, "CREATE TABLE accounts (id bigint PRIMARY KEY, balance int NOT NULL)")
-	ids := map[string]int64{}
-	for sh, keys := range keysByShard(t, f, "by_id", 1) {
-		ids[sh] = keys[0]
-		mustExec(t, c, "INSERT INTO accounts VALUES ($1, 100)", keys[0])
-	}
-	return f, ids
+	return accountsFixtureWith(t, fixtureOptions{Pool: "{size: 1, acquire_timeout: 5s}", Body: "two_phase_commit: true\n"})
 }
 
 // settingOn reads setting name on the backend that serves shard's account.
