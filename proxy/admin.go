@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/shardproxy/shardproxy/config"
+	"github.com/shardproxy/shardproxy/pool"
 	"github.com/shardproxy/shardproxy/router"
 )
 
@@ -76,18 +78,76 @@ func (g *pauseGate) wait(ctx context.Context, shard string) error {
 	}
 }
 
-// holdIfPaused waits while shard is paused. Sessions call it where a
-// transaction takes a backend (attach, and every leg of a multi-shard
-// statement); catalog reads, Describe and table-less reads outside a
-// transaction are not held, so that other shards keep serving. While
-// nothing is paused it costs two atomic loads.
-func (s *session) holdIfPaused(ctx context.Context, shard string) error {
-	if s.srv.admin.gate.any.Load() {
-		if err := s.srv.admin.gate.wait(ctx, shard); err != nil {
-			return err
+// holdIfPaused waits while any of shards is paused. Sessions call it
+// where a transaction takes a backend (attach, a shard joining, the legs
+// of a multi-shard statement, all of them before any is taken); catalog
+// reads, Describe and table-less reads outside a transaction are not
+// held, so that other shards keep serving.
+//
+// The session announces the shards it passed for (session.passed) before
+// it looks at the gate a last time, and a pause closes the gate before it
+// counts the sessions on its shards (busyOn): so either the pause sees
+// this session and waits for its statement, or the session sees the
+// pause and waits at the gate. Looking only before the pool would let a
+// statement pass in the instant before the gate closed and take its
+// backend after the drain had counted nobody: a write on a source shard
+// after a cutover's catch-up point, lost to the new owner. A shard the
+// session holds a backend of, or passed for already in this client
+// message, is not waited for again: the drain waits for this session,
+// and waiting at the gate would hold both up until the pause's bound.
+// While nothing is paused the cost is a lock of activeMu and two atomic
+// loads.
+func (s *session) holdIfPaused(ctx context.Context, shards ...string) error {
+	g := &s.srv.admin.gate
+	for {
+		fresh := s.pass(shards)
+		if len(fresh) == 0 || !g.any.Load() || !g.pausedAny(fresh) {
+			break
+		}
+		held := slices.Clone(fresh)
+		s.unpass(len(s.passed) - len(fresh))
+		for _, sh := range held {
+			if err := g.wait(ctx, sh); err != nil {
+				return err
+			}
 		}
 	}
+	if h := s.srv.afterGate.Load(); h != nil {
+		(*h)(shards)
+	}
 	return s.checkMapAfterHold() // see reshard.go
+}
+
+// pass adds to session.passed the shards it neither holds a backend of
+// nor passed for already, and returns them.
+func (s *session) pass(shards []string) []string {
+	s.activeMu.Lock()
+	defer s.activeMu.Unlock()
+	n := len(s.passed)
+	for _, sh := range shards {
+		if !slices.Contains(s.passed, sh) && !slices.ContainsFunc(s.active, func(c *pool.Conn) bool { return c.Shard == sh }) {
+			s.passed = append(s.passed, sh)
+		}
+	}
+	return s.passed[n:]
+}
+
+// unpass forgets the shards passed after the first n.
+func (s *session) unpass(n int) {
+	s.activeMu.Lock()
+	s.passed = s.passed[:n]
+	s.activeMu.Unlock()
+}
+
+// receive reads the client's next message. Every backend the session
+// took in the last one is in session.active by now, so the shards it
+// passed the gate for are forgotten: a session waiting for its client
+// must not hold a pause up.
+func (s *session) receive() (pgproto3.FrontendMessage, error) {
+	if len(s.passed) > 0 {
+		s.unpass(0)
+	}
+	return s.be.Receive()
 }
 
 // pause closes the gate for shard ("" = every shard).
@@ -129,6 +189,21 @@ func (g *pauseGate) resume(shard string) error {
 		g.resumed = make(chan struct{})
 	}
 	return nil
+}
+
+// pausedAny says whether one of shards is paused.
+func (g *pauseGate) pausedAny(shards []string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.all {
+		return true
+	}
+	for _, sh := range shards {
+		if g.shards[sh] {
+			return true
+		}
+	}
+	return false
 }
 
 func (g *pauseGate) paused(shard string) bool {
@@ -176,6 +251,7 @@ type clientSnapshot struct {
 	state    string
 	tx       byte
 	backends []backendRef
+	passed   []string // session.passed
 }
 
 type backendRef struct {
@@ -199,6 +275,7 @@ func (s *Server) snapshotClients() []clientSnapshot {
 		for _, c := range sess.active {
 			cs.backends = append(cs.backends, backendRef{shard: c.Shard, pid: c.PID})
 		}
+		cs.passed = slices.Clone(sess.passed)
 		sess.activeMu.Unlock()
 		switch st := sess.state.Load(); {
 		case st == clientActive:
@@ -216,15 +293,17 @@ func (s *Server) snapshotClients() []clientSnapshot {
 	return out
 }
 
-// busyOn counts sessions holding a backend of one of shards (nil: any).
+// busyOn counts sessions holding a backend of one of shards (nil: any),
+// or past the PAUSE gate for one on their way to the pool.
 func (s *Server) busyOn(shards map[string]bool) int {
 	n := 0
 	for _, cs := range s.snapshotClients() {
+		on := slices.ContainsFunc(cs.passed, func(sh string) bool { return shards == nil || shards[sh] })
 		for _, b := range cs.backends {
-			if shards == nil || shards[b.shard] {
-				n++
-				break
-			}
+			on = on || shards == nil || shards[b.shard]
+		}
+		if on {
+			n++
 		}
 	}
 	return n

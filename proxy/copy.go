@@ -469,7 +469,7 @@ func (s *session) copyIn(ctx context.Context, st *router.Statement, sp *router.C
 		return nil
 	}
 	for {
-		msg, err := s.be.Receive()
+		msg, err := s.receive()
 		if err != nil {
 			for _, l := range r.legs {
 				l.live = false // closing them rolls back
@@ -552,7 +552,7 @@ func (s *session) refuseCopy(sp *router.CopySpec, err error) error {
 		return errClientGone
 	}
 	for {
-		msg, rerr := s.be.Receive()
+		msg, rerr := s.receive()
 		if rerr != nil {
 			return errClientGone
 		}
@@ -626,10 +626,8 @@ func (s *session) copyOut(ctx context.Context, sp *router.CopySpec, text string,
 			}
 		}
 	}()
-	for _, sh := range route.Shards {
-		if err := s.holdIfPaused(ctx, sh); err != nil {
-			return true, s.sendError(err)
-		}
+	if err := s.holdIfPaused(ctx, route.Shards...); err != nil { // before any leg holds a backend
+		return true, s.sendError(err)
 	}
 	for i, sh := range route.Shards {
 		var c *pool.Conn

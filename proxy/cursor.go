@@ -377,10 +377,8 @@ func (s *session) openCursor(ctx context.Context, d *cursorDecl) (mc *mergedCurs
 	if err := s.checkMulti(d.st, route); err != nil {
 		return nil, true, s.sendError(err)
 	}
-	for _, sh := range route.Shards {
-		if err := s.holdIfPaused(ctx, sh); err != nil {
-			return nil, true, s.sendError(err)
-		}
+	if err := s.holdIfPaused(ctx, route.Shards...); err != nil { // before any leg holds a backend
+		return nil, true, s.sendError(err)
 	}
 	mc = &mergedCursor{name: cs.Name, plan: d.plan, in: d.in,
 		binary: cs.Options&router.CursorBinary != 0, noScroll: cs.Options&router.CursorNoScroll != 0}

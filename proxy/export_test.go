@@ -24,3 +24,10 @@ func SetCommitQuietAfter(d time.Duration) (restore func()) {
 func (s *Server) CheckShardsNow(ctx context.Context) {
 	s.checkShards(ctx, s.Runtime(), maxCheckTimeout)
 }
+
+// SetAfterGate makes every statement call f (with the shards it is about
+// to take backends on) after it passed the PAUSE gate, until restore.
+func (s *Server) SetAfterGate(f func(shards []string)) (restore func()) {
+	s.afterGate.Store(&f)
+	return func() { s.afterGate.Store(nil) }
+}

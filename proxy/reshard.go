@@ -27,21 +27,38 @@ import (
 // the newest epoch, so that a dead job cannot leave writes held nor send
 // them to an old owner.
 
-// checkMapAfterHold runs where a transaction takes its first backend. It
-// fails a statement that was routed with a map that a cutover has since
-// replaced (while it waited at the gate, or between an extended-protocol
-// Parse and Execute): it would go to the old owner, and it has not run.
-// Serialization failure tells drivers and ORMs to retry, which routes it
-// with the new map. A SIGHUP reload applies to new transactions: a
-// statement routed just before it runs on the map it was routed with,
-// unless the reload replaced the pools or the two-phase log it would use
-// (they are closed). Cost: one atomic load.
+// checkMapAfterHold runs where a transaction takes a backend (after
+// holdIfPaused). It fails a statement that was routed with a map that a
+// cutover has since replaced (while it waited at the gate, or between an
+// extended-protocol Parse and Execute): it would go to the old owner, and
+// it has not run. It fails a shard joining a transaction that began
+// before a cutover for the same reason: the transaction routes with the
+// map it began with, which may name an old owner (or leave out a new
+// shard that a reference-table write must reach). Only shards the cutover
+// did not move can be in such a transaction already: one holding a backend
+// on a moved shard holds the cutover up until it ends. Serialization
+// failure tells drivers and ORMs to retry, which routes with the new map.
+// A SIGHUP reload applies to new transactions: a statement routed just
+// before it runs on the map it was routed with, unless the reload
+// replaced the pools or the two-phase log it would use (they are closed).
+// Cost: one atomic load.
 func (s *session) checkMapAfterHold() error {
-	if s.rt == nil || s.attached != nil {
+	if s.rt == nil {
 		return nil
 	}
-	if cur := s.srv.rt.Load(); s.rt != cur &&
-		(s.rt.cutovers != cur.cutovers || s.rt.Pools != cur.Pools || s.rt.twopc != cur.twopc) {
+	cur := s.srv.rt.Load()
+	if s.rt == cur {
+		return nil
+	}
+	open := s.attached != nil || s.multiLeg()
+	switch {
+	case s.rt.cutovers != cur.cutovers && open:
+		e := pgError("40001", "the shard map changed (a resharding cutover) after this transaction began; it cannot take another shard")
+		e.Hint = "roll back and retry the transaction"
+		return e
+	case open:
+		return nil
+	case s.rt.cutovers != cur.cutovers || s.rt.Pools != cur.Pools || s.rt.twopc != cur.twopc:
 		s.rt = nil // the retry takes the new map
 		e := pgError("40001", "the shard map changed (a resharding cutover, or a reload that replaced the shards' connections) after this statement was routed; it was not run")
 		e.Hint = "retry the transaction"

@@ -187,10 +187,8 @@ func (s *session) runPlan(ctx context.Context, st *router.Statement, route route
 	in.cancels, in.marked = s.cancels.Load(), true // before any leg runs
 	rt := s.runtime()
 	mark := s.statStart()
-	for _, sh := range route.Shards {
-		if err := s.holdIfPaused(ctx, sh); err != nil { // before any leg holds a backend
-			return true, s.sendError(err)
-		}
+	if err := s.holdIfPaused(ctx, route.Shards...); err != nil { // before any leg holds a backend
+		return true, s.sendError(err)
 	}
 	legs := make([]*scatterLeg, 0, len(route.Shards))
 	// Inside a transaction block (two_phase_commit) the plan runs on the

@@ -66,6 +66,10 @@ type Server struct {
 	reshard reshardState // see reshard.go
 	commits commitGate   // see visibility.go
 
+	// afterGate, set by tests only, runs where a statement has passed the
+	// PAUSE gate and not yet taken its backends (holdIfPaused).
+	afterGate atomic.Pointer[func(shards []string)]
+
 	checked checkedParams // startup settings a shard accepted (startupparams.go)
 }
 

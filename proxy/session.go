@@ -97,6 +97,11 @@ type session struct {
 
 	activeMu sync.Mutex
 	active   []*pool.Conn // backends a CancelRequest must reach
+	// passed lists the shards the client message being handled went
+	// through the PAUSE gate for (holdIfPaused); a pause's drain counts
+	// them as held (busyOn), since between the gate and the pool the
+	// statement holds no backend yet. Cleared before each client read.
+	passed []string
 	// cancels counts the client's CancelRequests: a step that starts
 	// after one (an evaluation on a backend that was idle when the
 	// request reached it, and so ignored it) is cancelled too.
@@ -163,7 +168,7 @@ func (s *session) run(ctx context.Context) {
 		} else {
 			s.state.Store(clientIdleInTx)
 		}
-		msg, err := s.be.Receive()
+		msg, err := s.receive()
 		s.state.Store(clientActive)
 		if s.afterRead() && errors.Is(err, os.ErrDeadlineExceeded) {
 			continue // woken by Shutdown: beforeRead says goodbye

@@ -1043,7 +1043,7 @@ func (s *session) skipPrelude(c *pool.Conn, n int) error {
 // pumpCopyIn forwards the client's COPY data to c until CopyDone or CopyFail.
 func (s *session) pumpCopyIn(c *pool.Conn) error {
 	for {
-		msg, err := s.be.Receive()
+		msg, err := s.receive()
 		if err != nil {
 			c.Send(&pgproto3.CopyFail{Message: "client connection lost"})
 			c.Flush()
@@ -1139,10 +1139,8 @@ func (s *session) fanout(ctx context.Context, st *router.Statement, route router
 			rt.Pools.Get(l.c.Shard).Discard(l.c)
 		}
 	}
-	for _, sh := range route.Shards {
-		if err := s.holdIfPaused(ctx, sh); err != nil { // before any leg holds a backend
-			return true, s.send(errorResponse(s.log, err))
-		}
+	if err := s.holdIfPaused(ctx, route.Shards...); err != nil { // before any leg holds a backend
+		return true, s.send(errorResponse(s.log, err))
 	}
 	if err := s.srv.commits.await(ctx, route.Shards...); err != nil {
 		return true, s.send(errorResponse(s.log, err))

@@ -1027,6 +1027,9 @@ func (s *session) fanoutTx(ctx context.Context, st *router.Statement, route rout
 		return true, s.send(errorResponse(s.log, errTxAborted()))
 	}
 	mark := s.statStart()
+	if err := s.holdIfPaused(ctx, route.Shards...); err != nil { // before a joining leg holds a backend
+		return true, s.sendError(err)
+	}
 	conns := make([]*pool.Conn, 0, len(route.Shards))
 	for _, sh := range route.Shards {
 		c, err := s.txConn(ctx, sh)
