@@ -9,7 +9,7 @@ SHELL        := /bin/bash
 .SHELLFLAGS  := -eu -o pipefail -c
 GO           ?= go
 BIN          := bin/shardproxy
-TEST_TIMEOUT ?= 30m
+TEST_TIMEOUT ?= 50m
 
 # Fuzz targets as pkg:FuzzName, e.g. router:FuzzAnalyze proxy:FuzzMessageLoop.
 FUZZ_TARGETS ?= router:FuzzParseQuery proxy:FuzzMessageLoop
