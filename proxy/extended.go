@@ -67,6 +67,7 @@ type portal struct {
 // the Bind message's memory is reused by the next Receive.
 type multiBind struct {
 	route         router.Route
+	rt            *Runtime // route's runtime, for a portal run later (routedWith); nil if not kept
 	formats       []int16
 	params        [][]byte
 	resultFormats []int16
@@ -324,6 +325,7 @@ func (s *session) ensurePrepared(c *pool.Conn, ps *prepared) string {
 // part on the previous shard is synced first); a batch that wrote may not,
 // since Postgres would run the whole batch as one implicit transaction.
 func (s *session) extAttach(ctx context.Context, shard string, readOnly bool) (*pool.Conn, error) {
+	routed := s.rt // the statement was routed with it (see routedWith)
 	if c := s.attached; c != nil {
 		if c.Shard == shard {
 			if err := s.beforeSnapshot(ctx, shard, s.stmtSnapshot, !s.ext.sent); err != nil {
@@ -377,6 +379,10 @@ func (s *session) extAttach(ctx context.Context, shard string, readOnly bool) (*
 		if s.attached != nil {
 			// The previous shard did not end its implicit transaction.
 			return nil, errCrossShard(s.attached.Shard, shard)
+		}
+		// Its end let go of the session's runtime, not of the route.
+		if err := s.routedWith(routed); err != nil {
+			return nil, err
 		}
 	}
 	c, err := s.attach(ctx, shard)
@@ -548,6 +554,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 // bindMulti binds a statement that runs on several shards. Nothing is sent
 // yet: Execute runs it on every shard (see executeMulti).
 func (s *session) bindMulti(m *pgproto3.Bind, ps *prepared, route router.Route) error {
+	routed := s.rt // the route's map, which the sync below may let go of
 	if c := s.attached; c != nil && s.txStatus == 'I' {
 		// The pipeline ran statements on one shard so far, outside a
 		// transaction block: reads end there, writes make the pipeline
@@ -568,7 +575,9 @@ func (s *session) bindMulti(m *pgproto3.Bind, ps *prepared, route router.Route) 
 	if err := s.checkMulti(ps.st, route); err != nil {
 		return s.extFail(err)
 	}
-	s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, multi: copyBind(m, route)}
+	mb := copyBind(m, route)
+	mb.rt = routed
+	s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, multi: mb}
 	s.pushLocal(replyBindComplete...)
 	return nil
 }
@@ -623,6 +632,9 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 		return err
 	}
 	ps, mb := p.stmt, p.multi
+	if err := s.routedWith(mb.rt); err != nil { // before its shards are taken
+		return s.extFail(err)
+	}
 	s.noteStatement(ps.st)
 	if maxRows != 0 || p.rowCursor != nil {
 		return s.executeRowLimited(ctx, p, maxRows, describe) // cursor.go

@@ -67,6 +67,29 @@ func (s *session) checkMapAfterHold() error {
 	return nil
 }
 
+// routedWith makes checkMapAfterHold judge a statement by rt, the
+// runtime it was routed with, where the session let go of its runtime
+// since: the end of a transaction does (settle), and in a pipeline that
+// happens between a statement's routing and its taking a shard (the
+// batch's reads on another shard are synced first, extAttach) or between
+// a multi-shard portal's Bind and its Execute. With no runtime to compare
+// the check would pass, and the statement would run on a route a cutover
+// replaced: a write on a key's old owner, a reference-table write or a
+// read without a new shard. A runtime the session took since then must
+// not be past a cutover after rt either. Cost: pointer compares.
+func (s *session) routedWith(rt *Runtime) error {
+	switch {
+	case rt == nil || s.rt == rt:
+	case s.rt == nil:
+		s.rt = rt // checkMapAfterHold compares it with the current one
+	case s.rt.cutovers != rt.cutovers:
+		e := pgError("40001", "the shard map changed (a resharding cutover) after this statement was routed; it was not run")
+		e.Hint = "retry the transaction"
+		return e
+	}
+	return nil
+}
+
 // ReshardWatch configures WatchReshard.
 type ReshardWatch struct {
 	MetaDSN string
