@@ -4,9 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shardproxy/shardproxy/config"
+	"github.com/shardproxy/shardproxy/proxy"
+	"github.com/shardproxy/shardproxy/resharding"
 )
 
 // TestPipelineRoutedBeforeCutover: a statement of a pipeline routed on
@@ -83,5 +94,147 @@ func TestPipelineRoutedBeforeCutover(t *testing.T) {
 				t.Fatalf("the retry: %v", err)
 			}
 		})
+	}
+}
+
+// forwarder relays TCP connections to target until down, and again after up.
+type forwarder struct {
+	addr, target string
+	mu           sync.Mutex
+	ln           net.Listener
+	conns        []net.Conn
+}
+
+func startForwarder(t *testing.T, target string) *forwarder {
+	fw := &forwarder{addr: "127.0.0.1:0", target: target}
+	fw.up(t)
+	fw.addr = fw.ln.Addr().String()
+	t.Cleanup(fw.down)
+	return fw
+}
+
+func (fw *forwarder) up(t *testing.T) {
+	ln, err := net.Listen("tcp", fw.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.mu.Lock()
+	fw.ln = ln
+	fw.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", fw.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			fw.mu.Lock()
+			fw.conns = append(fw.conns, c, u)
+			fw.mu.Unlock()
+			go func() { io.Copy(u, c); u.Close() }()
+			go func() { io.Copy(c, u); c.Close() }()
+		}
+	}()
+}
+
+// down refuses new connections and breaks the relayed ones.
+func (fw *forwarder) down() {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if fw.ln != nil {
+		fw.ln.Close()
+		fw.ln = nil
+	}
+	for _, c := range fw.conns {
+		c.Close()
+	}
+	fw.conns = nil
+}
+
+// heldShards is what SHOW RESHARD says the proxy holds for a cutover.
+func heldShards(t *testing.T, adm *pgx.Conn) string {
+	t.Helper()
+	return rowWhere(adminRows(t, adm, "SHOW RESHARD"), "item", "held shards")["value"]
+}
+
+// TestPauseOutlivesLostMetadata: a proxy paused for a cutover that loses
+// its metadata connection keeps the shards held past the pause's bound
+// until it can read the newest epoch again: the job may have switched
+// meanwhile, and resuming on the map it has would send writes to the old
+// owners of moved keys (the job deletes the moved rows there and no
+// stream carries anything written after the switch). Once reconnected it
+// adopts the newest epoch and only then resumes. The watcher used to end
+// the pause on time on the old map while disconnected.
+func TestPauseOutlivesLostMetadata(t *testing.T) {
+	f := startFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	adm := connectAdmin(t, f)
+	fw := startForwarder(t, net.JoinHostPort(f.Meta.Host(), fmt.Sprint(f.Meta.Port())))
+	u, err := url.Parse(f.Meta.DSN(f.DB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = fw.addr
+	meta, err := f.Meta.Connect(ctx, f.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer meta.Close(ctx)
+	mapText, err := os.ReadFile(f.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var applied []string // held shards at each Apply
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Server.WatchReshard(wctx, proxy.ReshardWatch{
+			MetaDSN: u.String(), ID: "p1", Channel: resharding.Channel, Prepare: resharding.EnsureSchema,
+			PauseMargin: 50 * time.Millisecond,
+			Apply: func(_ context.Context, cfg *config.Config) error {
+				mu.Lock()
+				defer mu.Unlock()
+				applied = append(applied, heldShards(t, connectAdmin(t, f)))
+				rt := *f.Server.Runtime()
+				f.Server.CutOver(&rt)
+				return nil
+			},
+		})
+	}()
+	defer func() { stop(); <-done }()
+	waitFor(t, func() bool {
+		var n int
+		return meta.QueryRow(ctx, "SELECT count(*) FROM shardproxy_proxy WHERE id = 'p1'").Scan(&n) == nil && n == 1
+	})
+	if _, err := meta.Exec(ctx, "SELECT pg_notify($1, 'pause 1 1 100 s1')", resharding.Channel); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		var n int
+		return meta.QueryRow(ctx, "SELECT count(*) FROM shardproxy_reshard_ack WHERE job_id = 1 AND step = 'pause' AND proxy = 'p1'").Scan(&n) == nil && n == 1
+	})
+	// The proxy loses the metadata database; the job switches.
+	fw.down()
+	if _, err := meta.Exec(ctx, "INSERT INTO shardproxy_epoch (map, job_id) VALUES ($1, 1)", string(mapText)); err != nil {
+		t.Fatal(err)
+	}
+	// Well past the bound and the margin, through several reconnects.
+	time.Sleep(2500 * time.Millisecond)
+	if got := heldShards(t, adm); got != "s1" {
+		t.Fatalf("held shards while the metadata database is unreachable, past the bound: %q, want s1", got)
+	}
+	fw.up(t)
+	waitFor(t, func() bool { return heldShards(t, adm) == "" })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(applied) != 1 || applied[0] != "s1" {
+		t.Fatalf("epochs applied, with the shards held at each: %q, want one, while s1 was held", applied)
 	}
 }

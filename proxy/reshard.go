@@ -24,8 +24,9 @@ import (
 // are held at the PAUSE gate, running ones finish), switches to the map of
 // a new epoch, resumes, and acks each step. A pause it was never told to
 // end ends by itself after the job's bound plus a margin, after adopting
-// the newest epoch, so that a dead job cannot leave writes held nor send
-// them to an old owner.
+// the newest epoch (so not while the metadata database is unreachable),
+// so that a dead job cannot leave writes held nor send them to an old
+// owner.
 
 // checkMapAfterHold runs where a transaction takes a backend (after
 // holdIfPaused). It fails a statement that was routed with a map that a
@@ -155,8 +156,8 @@ func (s *Server) WatchReshard(ctx context.Context, w ReshardWatch) {
 			break
 		}
 		w.Log.Warn("resharding watcher: metadata connection lost; retrying", "err", err, "backoff", backoff)
-		// While disconnected a pause must still end on time.
-		s.autoResume(ctx, nil, w)
+		// A pause that is due stays until the newest epoch can be read
+		// (autoResume, once reconnected): see autoResume.
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
@@ -319,9 +320,14 @@ func (s *Server) reshardStep(ctx context.Context, conn *pgx.Conn, w ReshardWatch
 	return fmt.Errorf("unknown notification")
 }
 
-// autoResume ends a pause whose job went quiet, on the newest epoch.
-// conn is nil while the metadata database is unreachable: the pause then
-// ends on the map we have (no epoch can be adopted without it).
+// autoResume ends a pause whose job went quiet, on the newest epoch. It
+// runs only while the metadata database answers: a proxy cut off from
+// it cannot tell whether the job switched meanwhile (the switch
+// notification is lost with the connection), and ending the pause on the
+// map it has would then send writes to the old owners of moved keys,
+// where the job deletes the moved rows and no stream carries them on.
+// The source shards stay held until the watcher has reconnected and
+// adopted the newest epoch (the console's RESUME still ends a pause).
 func (s *Server) autoResume(ctx context.Context, conn *pgx.Conn, w ReshardWatch) error {
 	s.reshard.mu.Lock()
 	due := len(s.reshard.paused) > 0 && time.Now().After(s.reshard.until)
@@ -329,10 +335,8 @@ func (s *Server) autoResume(ctx context.Context, conn *pgx.Conn, w ReshardWatch)
 	if !due {
 		return nil
 	}
-	if conn != nil {
-		if err := s.adoptEpoch(ctx, conn, w, 0); err != nil {
-			return err
-		}
+	if err := s.adoptEpoch(ctx, conn, w, 0); err != nil {
+		return err
 	}
 	s.resumeHeld(w.Log, "pause bound passed without a resume")
 	return nil

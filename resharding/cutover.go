@@ -22,7 +22,8 @@ import (
 // and refresh last_seen; the job waits for every proxy seen within
 // proxyLiveness. A proxy that paused resumes on its own after the bound
 // (plus a margin), first adopting the newest epoch: if the job died after
-// writing the epoch, no proxy resumes on the old map.
+// writing the epoch, no proxy resumes on the old map (one that cannot
+// reach the metadata database keeps the pause until it can).
 
 // proxyLiveness is how recently a proxy must have refreshed its
 // registration to be waited for.
