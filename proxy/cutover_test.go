@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,8 @@ import (
 	"github.com/shardproxy/shardproxy/config"
 	"github.com/shardproxy/shardproxy/proxy"
 	"github.com/shardproxy/shardproxy/resharding"
+	"github.com/shardproxy/shardproxy/router"
+	"github.com/shardproxy/shardproxy/strategies"
 )
 
 // TestPipelineRoutedBeforeCutover: a statement of a pipeline routed on
@@ -236,5 +239,48 @@ func TestPauseOutlivesLostMetadata(t *testing.T) {
 	defer mu.Unlock()
 	if len(applied) != 1 || applied[0] != "s1" {
 		t.Fatalf("epochs applied, with the shards held at each: %q, want one, while s1 was held", applied)
+	}
+}
+
+// TestReloadRightAfterCutover: once a cutover installed a map, a reload
+// of a file that still holds the previous map is refused, from the
+// moment of the switch. The serve command serializes the switch with a
+// reload's check and swap, but the proxy recorded the epoch's map for the
+// check only after the switch returned: a SIGHUP in between put the old
+// map back (with no 40001 for anything, a reload is no cutover), and
+// writes went to old owners until the next reload.
+func TestReloadRightAfterCutover(t *testing.T) {
+	f := startFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	text, err := os.ReadFile(f.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := strings.Replace(string(text), "shards: [s0, s1]", "shards: [s1, s0]", 1)
+	if moved == string(text) {
+		t.Fatal("the fixture's strategy is not as expected")
+	}
+	next, err := config.Parse([]byte(moved), "epoch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	strats, err := strategies.Build(ctx, next, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := router.New(next, strats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := proxy.NewRuntime(next, r, f.Server.Runtime().Pools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Server.CutOver(rt)
+	if err := f.Server.CheckAgainstEpoch(f.Config); err == nil {
+		t.Fatal("a reload of the map the cutover replaced was accepted")
+	}
+	if err := f.Server.CheckAgainstEpoch(next); err != nil {
+		t.Fatalf("a reload of the map the cutover installed: %v", err)
 	}
 }

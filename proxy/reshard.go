@@ -117,8 +117,7 @@ type ReshardWatch struct {
 type reshardState struct {
 	mu     sync.Mutex
 	epoch  int64
-	cfg    *config.Config // the map of epoch, nil before the first switch
-	paused []string       // shards held for a cutover
+	paused []string // shards held for a cutover
 	job    int64
 	until  time.Time // auto-resume deadline while paused
 	events []string  // recent protocol steps, newest last (bounded)
@@ -252,7 +251,7 @@ func (s *Server) adoptEpoch(ctx context.Context, conn *pgx.Conn, w ReshardWatch,
 		return fmt.Errorf("epoch %d: %w", epoch, err)
 	}
 	s.reshard.mu.Lock()
-	s.reshard.epoch, s.reshard.cfg = epoch, cfg
+	s.reshard.epoch = epoch
 	s.reshard.mu.Unlock()
 	s.reshard.note("switched to epoch %d", epoch)
 	w.Log.Info("resharding: switched to a new shard map epoch", "epoch", epoch, "shards", len(cfg.Shards))
@@ -360,9 +359,11 @@ func (s *Server) resumeHeld(log *slog.Logger, why string) {
 // CheckAgainstEpoch refuses a reloaded configuration whose placement
 // differs from the map of the resharding epoch this proxy switched to: a
 // config file still holding the old map would send writes to old owners.
+// The map is the one the last CutOver installed (Runtime.epochMap).
 func (s *Server) CheckAgainstEpoch(next *config.Config) error {
+	ec := s.rt.Load().epochMap
 	s.reshard.mu.Lock()
-	ec, epoch := s.reshard.cfg, s.reshard.epoch
+	epoch := s.reshard.epoch
 	s.reshard.mu.Unlock()
 	if ec == nil || samePlacement(ec, next) {
 		return nil

@@ -35,6 +35,12 @@ type Runtime struct {
 	// runtime; a reload (SetRuntime) keeps the count (see
 	// session.checkMapAfterHold).
 	cutovers uint64
+	// epochMap is the map the last cutover installed (nil before one):
+	// a reload must keep its placement (Server.CheckAgainstEpoch).
+	// Recorded by the switch itself, which the serve command serializes
+	// with a reload's check and swap: recorded later, a reload in between
+	// put the old map back.
+	epochMap *config.Config
 }
 
 // Server accepts client connections and serves each in its own goroutine.
@@ -95,7 +101,7 @@ func (s *Server) CutOver(rt *Runtime) { s.install(rt, true) }
 
 func (s *Server) install(rt *Runtime, cutover bool) {
 	if old := s.rt.Load(); old != nil {
-		rt.cutovers = old.cutovers
+		rt.cutovers, rt.epochMap = old.cutovers, old.epochMap
 		if old.Router != nil && rt.Router != nil && rt.Router != old.Router {
 			// What the shards' catalogs define is a fact of the
 			// databases, not of the configuration (see learnCatalog).
@@ -104,6 +110,7 @@ func (s *Server) install(rt *Runtime, cutover bool) {
 	}
 	if cutover {
 		rt.cutovers++
+		rt.epochMap = rt.Config
 	}
 	s.admin.epoch.Add(1)
 	s.stats.retireRouter(s.rt.Swap(rt), rt)
