@@ -111,6 +111,13 @@ func (j *Job) cutover(ctx context.Context, attempt int, streamers []*streamer, h
 	if len(missing) > 0 {
 		return resumeOld("no pause ack from " + strings.Join(missing, ", "))
 	}
+	// The catch-up loop waited for prepared transactions to end; one
+	// prepared since, before the pause, would commit after the switch.
+	if held, err := j.preparedOnSources(ctx); err != nil {
+		return false, err
+	} else if held != "" {
+		return resumeOld("prepared transactions on the sources: " + held)
+	}
 	paused := time.Now()
 	if err := j.hook("cutover-paused"); err != nil {
 		return false, err
@@ -192,6 +199,37 @@ func (j *Job) cutover(ctx context.Context, attempt int, streamers []*streamer, h
 	j.log.Info("cutover done", "epoch", epoch, "attempt", attempt, "pause_ack", paused.Sub(start), "drain", drained.Sub(paused),
 		"delete_moved", time.Since(switched), "pause_total", time.Since(start))
 	return true, nil
+}
+
+// preparedOnSources lists the prepared transactions in the sources'
+// databases ("shard: gid, ..."), "" if none. A prepared transaction (a
+// client's PREPARE TRANSACTION, a two-phase commit of the proxies in
+// doubt) holds no backend, so the proxies' pause does not wait for it,
+// and logical decoding sends its writes only at COMMIT PREPARED: after a
+// cutover that would be on the old owner, after the streams stopped (and
+// the deletion of the moved rows, inside the pause, waits for its row
+// locks). A cutover must not start while one exists; none can be prepared
+// on a paused source (that takes a backend there).
+func (j *Job) preparedOnSources(ctx context.Context) (string, error) {
+	var held []string
+	for _, s := range j.sources {
+		c, err := j.source(ctx, s.shard)
+		if err != nil {
+			return "", err
+		}
+		rows, err := c.Query(ctx, "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() ORDER BY gid")
+		if err != nil {
+			return "", err
+		}
+		gids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return "", err
+		}
+		for _, g := range gids {
+			held = append(held, s.shard+": "+g)
+		}
+	}
+	return strings.Join(held, ", "), nil
 }
 
 var errEntryChanged = errors.New("a directory entry the job moves was changed by someone else during the job; the old map keeps serving (abort the job and plan again)")

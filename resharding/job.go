@@ -531,6 +531,7 @@ func (j *Job) drive(ctx, streams context.Context, streamers []*streamer, halt fu
 		return err
 	}
 	tries := 0
+	waitedFor := "" // prepared transactions the status names
 	verified := j.opts.SkipVerify
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -573,6 +574,22 @@ func (j *Job) drive(ctx, streams context.Context, streamers []*streamer, halt fu
 				return err
 			}
 			continue // the lag grew meanwhile
+		}
+		// Not while a source holds a prepared transaction (see
+		// preparedOnSources): wait for its COMMIT or ROLLBACK PREPARED.
+		held, err := j.preparedOnSources(ctx)
+		if err != nil {
+			return err
+		}
+		if held != "" {
+			if held != waitedFor {
+				waitedFor = held
+				j.log.Warn("cutover waits for prepared transactions on the sources to end", "prepared", held)
+				if err := setPhase(ctx, j.meta, j.id, PhaseCatchup, "cutover waits for prepared transactions to end: "+held); err != nil {
+					return err
+				}
+			}
+			continue
 		}
 		tries++
 		var attempt int
