@@ -98,6 +98,7 @@ type copyLeg struct {
 // copyRun holds the legs of one COPY FROM.
 type copyRun struct {
 	s       *session
+	rt      *Runtime // the legs' pools; the session's may be let go of meanwhile (checkMapAfterHold)
 	sql     string   // what each shard runs
 	prefix  []byte   // binary: the file header every shard's stream starts with
 	formats []uint16 // column formats of the first shard's CopyInResponse
@@ -353,7 +354,7 @@ func (l *copyLeg) readReply() error {
 // release returns the legs' backends: reusable ones to the pool, the rest
 // closed (which rolls back whatever they held).
 func (r *copyRun) release() {
-	rt := r.s.runtime()
+	rt := r.rt
 	for _, l := range r.legs {
 		if l.given {
 			continue
@@ -376,7 +377,7 @@ func (s *session) copyIn(ctx context.Context, st *router.Statement, sp *router.C
 	if err != nil {
 		return true, s.refuseCopy(sp, err)
 	}
-	r := &copyRun{s: s, byName: make(map[string]*copyLeg, len(route.Shards)), tx: s.txStatus != 'I'}
+	r := &copyRun{s: s, rt: rt, byName: make(map[string]*copyLeg, len(route.Shards)), tx: s.txStatus != 'I'}
 	defer r.release()
 	fail := func(err error, msg pgproto3.FrontendMessage) (bool, error) {
 		first, lost := r.end(msg, false)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shardproxy/shardproxy/config"
+	"github.com/shardproxy/shardproxy/pool"
 	"github.com/shardproxy/shardproxy/proxy"
 	"github.com/shardproxy/shardproxy/resharding"
 	"github.com/shardproxy/shardproxy/router"
@@ -282,5 +284,74 @@ func TestReloadRightAfterCutover(t *testing.T) {
 	}
 	if err := f.Server.CheckAgainstEpoch(next); err != nil {
 		t.Fatalf("a reload of the map the cutover installed: %v", err)
+	}
+}
+
+// stepReader yields its chunks one Read at a time, each after a receive
+// from next (closed: go on without waiting).
+type stepReader struct {
+	chunks []string
+	next   chan struct{}
+}
+
+func (r *stepReader) Read(p []byte) (int, error) {
+	if len(r.chunks) == 0 {
+		return 0, io.EOF
+	}
+	<-r.next
+	n := copy(p, r.chunks[0])
+	r.chunks = r.chunks[1:]
+	return n, nil
+}
+
+// TestCopyAcrossCutoverGivesBackToItsPools: a COPY FROM STDIN that starts
+// a shard's leg after a cutover fails with 40001 (it splits rows by the
+// old map), and the legs it had started go back to the pools they came
+// from. A cutover to a new shard list replaces the pools, and the COPY
+// used to give its legs to the new runtime's pools, whose in-use count
+// went below zero while the old ones' never came down.
+func TestCopyAcrossCutoverGivesBackToItsPools(t *testing.T) {
+	f := startFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	app := f.Connect(t)
+	keys := keysPerShard(t, f, app)
+	mustExec(t, app, "CREATE TABLE orders (customer_id bigint, note text)")
+	old := f.Server.Runtime()
+	r := &stepReader{chunks: []string{fmt.Sprintf("%d\tfirst\n", keys["s0"]), fmt.Sprintf("%d\tsecond\n", keys["s1"])},
+		next: make(chan struct{}, 2)}
+	r.next <- struct{}{}
+	done := make(chan error, 1)
+	go func() {
+		_, err := app.PgConn().CopyFrom(ctx, r, "COPY orders FROM STDIN")
+		done <- err
+	}()
+	// The first row started s0's leg.
+	s0 := f.Direct(t, "s0")
+	waitFor(t, func() bool {
+		var n int
+		return s0.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY orders%'").Scan(&n) == nil && n == 1
+	})
+	asm, err := proxy.Assemble(ctx, f.Config, nil, slog.New(slog.DiscardHandler)) // new pools
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer asm.Close()
+	f.Server.CutOver(asm.Runtime())
+	r.next <- struct{}{}
+	err = <-done
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "40001" {
+		t.Fatalf("COPY whose s1 leg starts after the cutover: %v, want 40001", err)
+	}
+	for name, cl := range map[string]*pool.Cluster{"old": old.Pools, "new": asm.Runtime().Pools} {
+		for sh, st := range cl.Stats() {
+			if st.InUse != 0 {
+				t.Errorf("%s pool of %s: %d in use after the COPY, want 0", name, sh, st.InUse)
+			}
+		}
+	}
+	var n int
+	if err := s0.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&n); err != nil || n != 0 {
+		t.Errorf("s0 after the failed COPY: %d rows (%v)", n, err)
 	}
 }
