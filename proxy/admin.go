@@ -54,17 +54,20 @@ var pauseTimeout = 30 * time.Second
 type pauseGate struct {
 	any atomic.Bool // something is paused: take the slow path
 
-	mu      sync.Mutex
-	all     bool            // PAUSE without a shard
-	shards  map[string]bool // PAUSE <shard>
-	resumed chan struct{}   // closed (and replaced) by every RESUME
+	mu sync.Mutex
+	// A pause is numbered: the shards it closes the gate for carry its
+	// number (see mustWait); 0 means open.
+	seq     uint64
+	all     uint64            // PAUSE without a shard
+	shards  map[string]uint64 // PAUSE <shard>, a cutover's sources
+	resumed chan struct{}     // closed (and replaced) by every RESUME
 }
 
 // wait returns once shard is not paused, or with ctx's error.
 func (g *pauseGate) wait(ctx context.Context, shard string) error {
 	for {
 		g.mu.Lock()
-		if !g.all && !g.shards[shard] {
+		if g.all == 0 && g.shards[shard] == 0 {
 			g.mu.Unlock()
 			return nil
 		}
@@ -95,17 +98,25 @@ func (g *pauseGate) wait(ctx context.Context, shard string) error {
 // session holds a backend of, or passed for already in this client
 // message, is not waited for again: the drain waits for this session,
 // and waiting at the gate would hold both up until the pause's bound.
+// For the same reason neither is a shard closed by the same pause as
+// one of those (mustWait): a transaction that holds one source shard of
+// a cutover and then writes on another (another key, a reference table)
+// is waited for by the cutover's pause.
 // While nothing is paused the cost is a lock of activeMu and two atomic
 // loads.
 func (s *session) holdIfPaused(ctx context.Context, shards ...string) error {
 	g := &s.srv.admin.gate
 	for {
 		fresh := s.pass(shards)
-		if len(fresh) == 0 || !g.any.Load() || !g.pausedAny(fresh) {
+		if len(fresh) == 0 || !g.any.Load() {
 			break
 		}
-		held := slices.Clone(fresh)
-		s.unpass(len(s.passed) - len(fresh))
+		n := len(s.passed) - len(fresh)
+		held := g.mustWait(fresh, s.holding(n))
+		if len(held) == 0 {
+			break
+		}
+		s.unpass(n)
 		for _, sh := range held {
 			if err := g.wait(ctx, sh); err != nil {
 				return err
@@ -132,6 +143,18 @@ func (s *session) pass(shards []string) []string {
 	return s.passed[n:]
 }
 
+// holding lists the shards the session holds a backend of, or passed
+// the gate for among the first n of session.passed.
+func (s *session) holding(n int) []string {
+	s.activeMu.Lock()
+	defer s.activeMu.Unlock()
+	out := slices.Clone(s.passed[:n])
+	for _, c := range s.active {
+		out = append(out, c.Shard)
+	}
+	return out
+}
+
 // unpass forgets the shards passed after the first n.
 func (s *session) unpass(n int) {
 	s.activeMu.Lock()
@@ -150,20 +173,23 @@ func (s *session) receive() (pgproto3.FrontendMessage, error) {
 	return s.be.Receive()
 }
 
-// pause closes the gate for shard ("" = every shard).
-func (g *pauseGate) pause(shard string) {
+// pause closes the gate for shards, as one pause ("" = every shard).
+func (g *pauseGate) pause(shards ...string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.resumed == nil {
 		g.resumed = make(chan struct{})
 	}
-	if shard == "" {
-		g.all = true
-	} else {
-		if g.shards == nil {
-			g.shards = make(map[string]bool)
+	g.seq++
+	for _, sh := range shards {
+		if sh == "" {
+			g.all = g.seq
+			continue
 		}
-		g.shards[shard] = true
+		if g.shards == nil {
+			g.shards = make(map[string]uint64)
+		}
+		g.shards[sh] = g.seq
 	}
 	g.any.Store(true)
 }
@@ -174,16 +200,16 @@ func (g *pauseGate) resume(shard string) error {
 	defer g.mu.Unlock()
 	switch {
 	case shard == "":
-		g.all = false
+		g.all = 0
 		clear(g.shards)
-	case g.all:
+	case g.all != 0:
 		return pgError("55000", "every shard is paused; RESUME without a shard resumes them")
-	case !g.shards[shard]:
+	case g.shards[shard] == 0:
 		return pgError("55000", "shard %s is not paused", shard)
 	default:
 		delete(g.shards, shard)
 	}
-	g.any.Store(g.all || len(g.shards) > 0)
+	g.any.Store(g.all != 0 || len(g.shards) > 0)
 	if g.resumed != nil {
 		close(g.resumed)
 		g.resumed = make(chan struct{})
@@ -191,25 +217,28 @@ func (g *pauseGate) resume(shard string) error {
 	return nil
 }
 
-// pausedAny says whether one of shards is paused.
-func (g *pauseGate) pausedAny(shards []string) bool {
+// mustWait returns the shards of fresh a session that holds (or passed
+// the gate for) the shards in mine must wait for: those paused, except
+// where every pause closing one also closes one of mine. Such a pause
+// waits for the session anyway (busyOn), and once it is acknowledged no
+// session holds any of its shards, so none can join one through this.
+func (g *pauseGate) mustWait(fresh, mine []string) []string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.all {
-		return true
-	}
-	for _, sh := range shards {
-		if g.shards[sh] {
-			return true
+	var out []string
+	for _, sh := range fresh {
+		if id := g.shards[sh]; g.all != 0 && len(mine) == 0 ||
+			id != 0 && !slices.ContainsFunc(mine, func(m string) bool { return g.shards[m] == id }) {
+			out = append(out, sh)
 		}
 	}
-	return false
+	return out
 }
 
 func (g *pauseGate) paused(shard string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.all || g.shards[shard]
+	return g.all != 0 || g.shards[shard] != 0
 }
 
 // clientInfo is what SHOW CLIENTS and SHOW TRANSACTIONS read about a

@@ -355,3 +355,62 @@ func TestCopyAcrossCutoverGivesBackToItsPools(t *testing.T) {
 		t.Errorf("s0 after the failed COPY: %d rows (%v)", n, err)
 	}
 }
+
+// TestTransactionJoinsShardPausedWithItsOwn: a pause of several shards at
+// once (PAUSE of every shard; a cutover pauses all its sources together)
+// waits for a transaction holding one of them, so that transaction's next
+// statement must not wait at the gate for another one: each would wait
+// for the other until the pause's bound, and a cutover would give up its
+// attempt. (A write across two source shards, a key on each or a
+// reference table, in a two-phase transaction that began before the
+// pause.) Once the pause is acknowledged no session holds any of them,
+// so nothing reaches them after it. The session used to wait at the gate
+// for every shard it did not hold.
+func TestTransactionJoinsShardPausedWithItsOwn(t *testing.T) {
+	f := startFixture(t, fixtureOptions{Body: defaultBody + "two_phase_commit: true\n"})
+	ctx := context.Background()
+	app := f.Connect(t)
+	keys := keysPerShard(t, f, app)
+	adm, watch := connectAdmin(t, f), connectAdmin(t, f) // PAUSE keeps adm busy
+	tx, err := app.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "UPDATE customers SET name = 'tx' WHERE customer_id = $1", keys["s0"]); err != nil {
+		t.Fatal(err)
+	}
+	paused := make(chan error, 1)
+	go func() {
+		_, err := adm.PgConn().Exec(ctx, "PAUSE").ReadAll()
+		paused <- err
+	}()
+	defer func() { watch.PgConn().Exec(ctx, "RESUME").ReadAll() }()
+	waitFor(t, func() bool {
+		r := rowWhere(adminRows(t, watch, "SHOW SHARDS"), "name", "s1")
+		return r != nil && r["paused"] == "true"
+	})
+	// PAUSE would time out after 30s.
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := tx.Exec(sctx, "UPDATE customers SET name = 'tx' WHERE customer_id = $1", keys["s1"]); err != nil {
+		t.Fatalf("the transaction's write on s1, paused with s0, which it holds: %v", err)
+	}
+	select {
+	case err := <-paused:
+		t.Fatalf("PAUSE returned (%v) while a transaction held s0 and s1", err)
+	default:
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-paused; err != nil {
+		t.Fatalf("PAUSE after the transaction ended: %v", err)
+	}
+	// Acknowledged: a new transaction waits.
+	tctx, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel2()
+	if _, err := f.Connect(t).Exec(tctx, "UPDATE customers SET name = 'late' WHERE customer_id = $1", keys["s1"]); err == nil {
+		t.Fatal("a write reached s1 after PAUSE returned")
+	}
+}

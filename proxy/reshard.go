@@ -289,9 +289,9 @@ func (s *Server) reshardStep(ctx context.Context, conn *pgx.Conn, w ReshardWatch
 		s.reshard.mu.Unlock()
 		held := map[string]bool{}
 		for _, sh := range shards {
-			s.admin.gate.pause(sh)
 			held[sh] = true
 		}
+		s.admin.gate.pause(shards...) // one pause: see pauseGate.mustWait
 		s.reshard.note("job %d attempt %d: paused %s", job, attempt, f[4])
 		// Ack once no transaction holds a backend on those shards; past
 		// the bound the job gives up anyway.
