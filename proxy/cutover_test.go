@@ -414,3 +414,71 @@ func TestTransactionJoinsShardPausedWithItsOwn(t *testing.T) {
 		t.Fatal("a write reached s1 after PAUSE returned")
 	}
 }
+
+// TestReloadDuringCutoverPause: while the proxy holds shards for a
+// cutover, a reload may not change where keys live. Loaded before the
+// switch (a config management run that already pushes the job's target
+// map), the proxy would write moved keys on their new owners while the
+// streams still apply the sources' last changes there, and stay on that
+// map if the attempt is given up while the others resume the old one;
+// any other placement is as wrong. The proxy used to accept it: nothing
+// was switched yet, so there was no epoch map to hold it to.
+func TestReloadDuringCutoverPause(t *testing.T) {
+	f := startFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	meta, err := f.Meta.Connect(ctx, f.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer meta.Close(ctx)
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Server.WatchReshard(wctx, proxy.ReshardWatch{
+			MetaDSN: f.Meta.DSN(f.DB), ID: "p1", Channel: resharding.Channel, Prepare: resharding.EnsureSchema,
+			PauseMargin: time.Second,
+			Apply:       func(context.Context, *config.Config) error { return errors.New("no epoch expected") },
+		})
+	}()
+	defer func() { stop(); <-done }()
+	acked := func(step string) func() bool {
+		return func() bool {
+			var n int
+			return meta.QueryRow(ctx, "SELECT count(*) FROM shardproxy_reshard_ack WHERE job_id = 1 AND step = $1 AND proxy = 'p1'", step).Scan(&n) == nil && n == 1
+		}
+	}
+	waitFor(t, func() bool {
+		var n int
+		return meta.QueryRow(ctx, "SELECT count(*) FROM shardproxy_proxy WHERE id = 'p1'").Scan(&n) == nil && n == 1
+	})
+	text, err := os.ReadFile(f.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved, err := config.Parse([]byte(strings.Replace(string(text), "shards: [s0, s1]", "shards: [s1, s0]", 1)), "moved")
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, err := config.Parse(append(text, "\nplan_cache_size: 77\n"...), "same")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := meta.Exec(ctx, "SELECT pg_notify($1, 'pause 1 1 60000 s1')", resharding.Channel); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, acked("pause"))
+	if err := f.Server.CheckAgainstEpoch(moved); err == nil {
+		t.Error("a reload that moves keys was accepted while s1 was held for a cutover")
+	}
+	if err := f.Server.CheckAgainstEpoch(same); err != nil {
+		t.Errorf("a reload that keeps the placement, during the pause: %v", err)
+	}
+	if _, err := meta.Exec(ctx, "SELECT pg_notify($1, 'resume 1 1')", resharding.Channel); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, acked("resume"))
+	if err := f.Server.CheckAgainstEpoch(moved); err != nil {
+		t.Errorf("a reload that moves keys with no cutover under way (the operator's call): %v", err)
+	}
+}

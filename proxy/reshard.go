@@ -359,12 +359,20 @@ func (s *Server) resumeHeld(log *slog.Logger, why string) {
 // CheckAgainstEpoch refuses a reloaded configuration whose placement
 // differs from the map of the resharding epoch this proxy switched to: a
 // config file still holding the old map would send writes to old owners.
-// The map is the one the last CutOver installed (Runtime.epochMap).
+// The map is the one the last CutOver installed (Runtime.epochMap). While
+// shards are held for a cutover, the placement may not change at all:
+// before the switch a new map (the job's target, pushed early) would put
+// writes on new owners while the streams still apply the sources' last
+// changes there, and stay if the attempt is given up.
 func (s *Server) CheckAgainstEpoch(next *config.Config) error {
-	ec := s.rt.Load().epochMap
+	rt := s.rt.Load()
+	ec := rt.epochMap
 	s.reshard.mu.Lock()
-	epoch := s.reshard.epoch
+	epoch, held := s.reshard.epoch, strings.Join(s.reshard.paused, ",")
 	s.reshard.mu.Unlock()
+	if held != "" && !samePlacement(rt.Config, next) {
+		return fmt.Errorf("shards %s are held for a resharding cutover; a shard map that moves keys can be loaded only after it", held)
+	}
 	if ec == nil || samePlacement(ec, next) {
 		return nil
 	}
