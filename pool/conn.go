@@ -25,7 +25,8 @@ type Conn struct {
 	ServerParams map[string]string
 	// Prepared names the prepared statements living on this backend.
 	// Managed by the proxy; a new backend (new Conn) starts empty.
-	Prepared map[string]struct{}
+	// Each has the proxy's DDL generation when it was prepared.
+	Prepared map[string]uint64
 	// SessionParams holds the SET values the proxy applied on this backend.
 	// Managed by the proxy.
 	SessionParams map[string]string
@@ -83,7 +84,7 @@ func newConn(p *Pool, hc *pgconn.HijackedConn) *Conn {
 		PID:           hc.PID,
 		SecretKey:     hc.SecretKey,
 		ServerParams:  hc.ParameterStatuses,
-		Prepared:      make(map[string]struct{}),
+		Prepared:      make(map[string]uint64),
 		SessionParams: make(map[string]string),
 		pool:          p,
 		netConn:       hc.Conn,

@@ -182,6 +182,7 @@ func quoteIdentAlways(s string) string {
 // cache is cleared once more when the transaction ends (see settle).
 func (s *session) schemaChanged() {
 	s.forgetColumns()
+	s.srv.ddlGen.Add(1) // prepared statements' result types may have changed (resultshape.go)
 	// A new column may have a collation of its own (pool.Conn.CollatedColumns).
 	s.runtime().Pools.SchemaChanged()
 	if s.attached != nil || s.txStatus != 'I' {
@@ -192,6 +193,14 @@ func (s *session) schemaChanged() {
 // forgetColumns clears the column cache of the session's snapshot and of
 // the server's current runtime (after a reload they differ).
 func (s *session) forgetColumns() { s.srv.forgetColumns(s.runtime()) }
+
+// afterDDLCommitted is schemaChanged again, for the end of a transaction
+// that ran DDL: what was read of the schema in between by other backends
+// (columns, statements' result types) was read without it.
+func (s *session) afterDDLCommitted() {
+	s.forgetColumns()
+	s.srv.ddlGen.Add(1)
+}
 
 // forgetColumns clears the column cache of rt and of the current runtime.
 func (s *Server) forgetColumns(rt *Runtime) {

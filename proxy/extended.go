@@ -37,6 +37,11 @@ type prepared struct {
 	lits        []string       // its literal tokens, for merged plans (router.Literals)
 	litsDone    bool
 	splitOIDs   []uint32 // the whole statement's parameter types, for a split INSERT (insert_split.go)
+	// shape is the result type described to the client, seen at DDL
+	// generation shapeGen (resultshape.go); shapeKnown once it was.
+	shape      resultShape
+	shapeKnown bool
+	shapeGen   uint64
 }
 
 type portal struct {
@@ -82,6 +87,8 @@ type reply struct {
 	count    int                       // 'Q': number of ReadyForQuery to swallow
 	prepName string                    // injected Parse: forget the name if it failed
 	onOK     func()                    // run when the backend completes the message
+	shapeOf  *prepared                 // 'D': the statement whose rows the backend describes (noteShape)
+	shapeGen uint64                    // with shapeOf: the DDL generation when it was sent
 	timed    bool                      // 'E' of a client statement: record it in stats when read
 	stat     statMark                  // with timed
 	route    router.RouteKind          // with timed
@@ -91,11 +98,14 @@ type extended struct {
 	stmts   map[string]*prepared
 	sql     map[string]*router.SQLPrepared // SQL PREPARE's statements (sqlprepare.go); same namespace as stmts
 	sqlPath map[string]string              // the session's search_path when each was prepared
-	portals map[string]*portal
-	queue   []reply
-	skip    bool // an error happened: ignore messages until Sync
-	sent    bool // messages were sent to the attached backend since the last Sync
-	wrote   bool // this batch ran something other than a read on the attached backend
+	// sqlShape: the result type each SQL-prepared statement's first
+	// EXECUTE described (resultshape.go); reset by PREPARE.
+	sqlShape map[string]*prepared
+	portals  map[string]*portal
+	queue    []reply
+	skip     bool // an error happened: ignore messages until Sync
+	sent     bool // messages were sent to the attached backend since the last Sync
+	wrote    bool // this batch ran something other than a read on the attached backend
 	// begun is the client's BEGIN, executed on the attached backend in
 	// this batch outside a transaction block the proxy knew of: the
 	// batch's work is then the client's own transaction block (implicit.go).
@@ -163,6 +173,7 @@ func (e *extended) init() {
 	e.portals = make(map[string]*portal)
 	e.sql = make(map[string]*router.SQLPrepared)
 	e.sqlPath = make(map[string]string)
+	e.sqlShape = make(map[string]*prepared)
 }
 
 func (e *extended) pendingEmpty() bool { return len(e.queue) == 0 && !e.sent }
@@ -235,6 +246,7 @@ func (s *session) handleParse(m *pgproto3.Parse) error {
 			return s.extFail(errTxAborted())
 		}
 		old.splitOIDs = nil
+		old.shape, old.shapeKnown = nil, false // a new Parse fixes the result type anew
 		s.snapshotToParse(old.st, false)
 		s.pushLocal(replyParseComplete...)
 		return nil
@@ -311,9 +323,16 @@ func (s *session) ensurePrepared(c *pool.Conn, ps *prepared) string {
 		s.pushRemote('P', c).swallow = true
 		return ""
 	}
-	if _, ok := c.Prepared[ps.backendName]; !ok {
+	gen := s.srv.ddlGen.Load()
+	if prepGen, ok := c.Prepared[ps.backendName]; !ok || prepGen != gen {
+		if ok {
+			// Prepared there before DDL: its result type may be the old
+			// one, which Postgres would now refuse to run (resultshape.go).
+			c.Send(&pgproto3.Close{ObjectType: 'S', Name: ps.backendName})
+			s.pushRemote('C', c).swallow = true
+		}
 		s.sendParse(c, ps.backendName, ps.query, ps.paramOIDs)
-		c.Prepared[ps.backendName] = struct{}{}
+		c.Prepared[ps.backendName] = gen
 		r := s.pushRemote('P', c)
 		r.swallow, r.prepName = true, ps.backendName
 	}
@@ -438,6 +457,9 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		return s.extFail(pgError("25P02", "current transaction is aborted, commands ignored until end of transaction block"))
 	}
 	s.snapshotToParse(ps.st, len(m.Parameters) > 0)
+	if err := s.checkShape(ctx, ps); err != nil {
+		return s.extFail(err)
+	}
 	if s.localStatement(ps.st) {
 		s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, local: true}
 		s.pushLocal(replyBindComplete...)
@@ -684,7 +706,7 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 			c.Send(&pgproto3.Parse{Query: sql, ParameterOIDs: ps.paramOIDs})
 			c.Send(&pgproto3.Bind{ParameterFormatCodes: mb.formats, Parameters: mb.params})
 			c.Send(&pgproto3.Describe{ObjectType: 'P'})
-		}}, planInputs{param: bindParams(mb, ps.paramOIDs, ps.lits), lits: ps.lits, bind: mb, oids: ps.paramOIDs},
+		}}, planInputs{param: bindParams(mb, ps.paramOIDs, ps.lits), lits: ps.lits, bind: mb, oids: ps.paramOIDs, shapeOf: ps},
 			mb.resultFormats, describe)
 		if failed {
 			s.ext.skip, s.ext.clientFailed = true, true
@@ -713,7 +735,7 @@ func (s *session) describeMulti(ctx context.Context, p *portal) error {
 	} else {
 		mb, shard = p.aside, s.runtime().Config.DefaultShard // aside.go
 	}
-	return s.describeOn(ctx, shard, "", func(*pool.Conn) []pgproto3.FrontendMessage {
+	return s.describeOn(ctx, shard, "", p.stmt, false, func(*pool.Conn) []pgproto3.FrontendMessage {
 		return []pgproto3.FrontendMessage{
 			&pgproto3.Parse{Query: p.stmt.query, ParameterOIDs: p.stmt.paramOIDs},
 			mb.bindMessage(),
@@ -744,7 +766,7 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 		case p == nil:
 			return s.extFail(pgError("34000", "portal %q does not exist", m.Name))
 		case p.noOwner != nil:
-			return s.describeOn(ctx, s.runtime().Config.DefaultShard, "", func(*pool.Conn) []pgproto3.FrontendMessage {
+			return s.describeOn(ctx, s.runtime().Config.DefaultShard, "", p.stmt, false, func(*pool.Conn) []pgproto3.FrontendMessage {
 				return []pgproto3.FrontendMessage{
 					&pgproto3.Parse{Query: p.stmt.query, ParameterOIDs: p.stmt.paramOIDs},
 					p.noOwner.bindMessage(),
@@ -764,7 +786,8 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 			return s.extFail(pgError("34000", "portal %q does not exist", m.Name))
 		default:
 			s.sendDescribe(p.conn, 'P', m.Name)
-			s.pushRemote('D', p.conn)
+			r := s.pushRemote('D', p.conn)
+			r.shapeOf, r.shapeGen = p.stmt, s.srv.ddlGen.Load()
 		}
 		return nil
 	}
@@ -793,9 +816,14 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 			return s.extFail(err)
 		}
 		c = s.attached
+		if err := s.checkShape(ctx, ps); err != nil {
+			return s.extFail(err)
+		}
+		gen := s.srv.ddlGen.Load()
 		name := s.ensurePrepared(c, ps)
 		s.sendDescribe(c, 'S', name)
-		s.pushRemote('D', c)
+		r := s.pushRemote('D', c)
+		r.shapeOf, r.shapeGen = ps, gen
 		return nil
 	}
 	return s.describeEphemeral(ctx, ps)
@@ -805,9 +833,15 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 // that, so that describing does not pin the batch or transaction to a shard.
 // Every shard has every table, so the default shard can describe any statement.
 func (s *session) describeEphemeral(ctx context.Context, ps *prepared) error {
-	return s.describeOn(ctx, s.runtime().Config.DefaultShard, ps.backendName, func(c *pool.Conn) []pgproto3.FrontendMessage {
+	return s.describeOn(ctx, s.runtime().Config.DefaultShard, ps.backendName, ps, true, func(c *pool.Conn) []pgproto3.FrontendMessage {
 		var msgs []pgproto3.FrontendMessage
-		if _, known := c.Prepared[ps.backendName]; ps.backendName == "" || !known {
+		prepGen, known := c.Prepared[ps.backendName]
+		if known && prepGen != s.srv.ddlGen.Load() && ps.backendName != "" {
+			// Prepared there before DDL (see ensurePrepared).
+			msgs = append(msgs, &pgproto3.Close{ObjectType: 'S', Name: ps.backendName})
+			known = false
+		}
+		if ps.backendName == "" || !known {
 			msgs = append(msgs, &pgproto3.Parse{Name: ps.backendName, Query: ps.query, ParameterOIDs: ps.paramOIDs})
 		}
 		return append(msgs, &pgproto3.Describe{ObjectType: 'S', Name: ps.backendName})
@@ -817,8 +851,12 @@ func (s *session) describeEphemeral(ctx context.Context, ps *prepared) error {
 // describeOn sends the messages build returns, then Sync, to a connection
 // of shard borrowed for that alone, and queues the descriptions (or the
 // error) it answers for the client. prepName, if not empty, is a statement
-// the messages prepare: the borrowed connection keeps it.
-func (s *session) describeOn(ctx context.Context, shard, prepName string, build func(c *pool.Conn) []pgproto3.FrontendMessage) error {
+// the messages prepare: the borrowed connection keeps it. The rows
+// described are ps's (noteShape); stmt: they describe the statement,
+// whose result type must be the one the client was given before
+// (resultshape.go).
+func (s *session) describeOn(ctx context.Context, shard, prepName string, ps *prepared, stmt bool, build func(c *pool.Conn) []pgproto3.FrontendMessage) error {
+	gen := s.srv.ddlGen.Load()
 	c, n, err := s.acquire(ctx, shard)
 	if err != nil {
 		return s.extFail(err)
@@ -865,12 +903,13 @@ func (s *session) describeOn(ctx context.Context, shard, prepName string, build 
 			e := *msg
 			demoteFatal(&e)
 			failure = &e
+			s.noteBackendError(&e)
 		case *pgproto3.ReadyForQuery:
 			if msg.TxStatus != 'I' {
 				done(true)
 			} else {
 				if failure == nil && prepName != "" {
-					c.Prepared[prepName] = struct{}{}
+					c.Prepared[prepName] = gen
 				}
 				done(false)
 			}
@@ -887,6 +926,20 @@ func (s *session) describeOn(ctx context.Context, shard, prepName string, build 
 				// transaction. Postgres describes there only what
 				// returns no rows (exec_describe_statement_message).
 				return s.extFail(errTxAborted())
+			}
+			if i := slices.IndexFunc(out, isRowDescription); i >= 0 {
+				fields := out[i].(*pgproto3.RowDescription).Fields
+				if stmt && ps.shapeKnown && !shapeOf(fields).equal(ps.shape) {
+					// Postgres describes the parameters, then fails.
+					s.pushLocal(out[:i]...)
+					return s.extFail(errResultTypeChanged())
+				}
+				if stmt && ps.shapeKnown {
+					ps.shapeGen = gen // the same type, seen now
+				}
+				s.noteShape(ps, true, fields, gen)
+			} else if slices.Contains(out, pgproto3.BackendMessage(msgNoData)) {
+				s.noteShape(ps, false, nil, gen)
 			}
 			s.pushLocal(out...)
 			return nil
@@ -949,6 +1002,14 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 	}
 	if p.conn != s.attached {
 		return s.extFail(pgError("34000", "portal %q does not exist", m.Portal))
+	}
+	if ps := p.stmt; !ps.shapeKnown && ps.backendName != "" {
+		// The first run of a named statement the client did not describe:
+		// the proxy describes it for itself, to hold it to its result type
+		// (resultshape.go).
+		s.sendDescribe(p.conn, 'P', m.Portal)
+		r := s.pushRemote('D', p.conn)
+		r.swallow, r.shapeOf, r.shapeGen = true, ps, s.srv.ddlGen.Load()
 	}
 	s.sendExecute(p.conn, m.Portal, m.MaxRows)
 	r := s.pushRemote('E', p.conn)
@@ -1269,6 +1330,7 @@ func (s *session) readReply(r *reply) error {
 			}
 			e.backendFailed = true
 			demoteFatal(msg.(*pgproto3.ErrorResponse))
+			s.noteBackendError(msg.(*pgproto3.ErrorResponse))
 			if r.prepName != "" {
 				delete(r.conn.Prepared, r.prepName)
 			}
@@ -1293,6 +1355,18 @@ func (s *session) readReply(r *reply) error {
 				return err
 			}
 			continue
+		}
+		if r.shapeOf != nil && !r.shapeOf.shapeKnown {
+			switch typ {
+			case 'T':
+				msg, err := r.conn.Decode(raw)
+				if err != nil {
+					return err
+				}
+				s.noteShape(r.shapeOf, true, msg.(*pgproto3.RowDescription).Fields, r.shapeGen)
+			case 'n':
+				s.noteShape(r.shapeOf, false, nil, r.shapeGen)
+			}
 		}
 		if !r.swallow && !e.clientFailed {
 			if err := s.forward(r.conn, raw); err != nil {

@@ -475,6 +475,7 @@ func (s *session) mergeLegs(ctx context.Context, plan *router.ScatterPlan, legs 
 	if failure != nil {
 		return failure, nil
 	}
+	s.noteShape(in.shapeOf, true, out, s.srv.ddlGen.Load())
 	switch {
 	case in.sink != nil:
 		if err := in.sink.begin(out); err != nil {
@@ -646,6 +647,9 @@ type planInputs struct {
 	bind  *multiBind       // the client's Bind (extended protocol), nil for a simple Query
 	oids  []uint32         // the statement's parameter types (0: inferred)
 	sink  rowSink          // where the rows go instead of DataRows (nil: to the client as rows)
+	// shapeOf is the client's statement whose rows these are: their
+	// description is its result type (noteShape), if none was seen.
+	shapeOf *prepared
 	// cancels is the session's count of CancelRequests when the
 	// statement began (marked: set), for the evaluator's steps.
 	cancels int64

@@ -77,6 +77,10 @@ type Server struct {
 	afterGate atomic.Pointer[func(shards []string)]
 
 	checked checkedParams // startup settings a shard accepted (startupparams.go)
+
+	// ddlGen advances when DDL may have changed the result type of a
+	// prepared statement (resultshape.go).
+	ddlGen atomic.Uint64
 }
 
 // NewServer returns a server that routes with rt until SetRuntime swaps it.

@@ -603,7 +603,7 @@ func (s *session) settle(status byte) {
 	}
 	if status == 'I' && s.ddlInTx {
 		s.ddlInTx = false
-		s.forgetColumns()
+		s.afterDDLCommitted()
 	}
 	if status == 'I' && s.attached != nil {
 		c := s.attached

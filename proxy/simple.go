@@ -590,7 +590,7 @@ func (s *session) runNone(ctx context.Context, st *router.Statement, text string
 	case router.KindUpdate, router.KindDelete:
 		// It changes nothing; its RETURNING columns, if any, are described
 		// by the default shard without running it.
-		rd, failure, err := s.describeText(ctx, s.runtime().Config.DefaultShard, text)
+		rd, failure, err := s.describeText(ctx, s.runtime().Config.DefaultShard, text, nil)
 		switch {
 		case err != nil:
 			return true, s.sendError(err)
@@ -622,14 +622,15 @@ func noRowsTag(st *router.Statement) *pgproto3.CommandComplete {
 // describeText asks shard, on a borrowed backend, how the rows of
 // statement text look, without running it (Parse, Describe): their
 // RowDescription, or nil when it returns none; failure is the shard's
-// error (the statement is invalid there).
-func (s *session) describeText(ctx context.Context, shard, text string) (rd *pgproto3.RowDescription, failure *pgproto3.ErrorResponse, err error) {
+// error (the statement is invalid there). oids are its parameter types,
+// as a client's Parse gives them.
+func (s *session) describeText(ctx context.Context, shard, text string, oids []uint32) (rd *pgproto3.RowDescription, failure *pgproto3.ErrorResponse, err error) {
 	c, n, err := s.acquire(ctx, shard)
 	if err != nil {
 		return nil, nil, err
 	}
 	p := s.runtime().Pools.Get(shard)
-	c.Send(&pgproto3.Parse{Query: text})
+	c.Send(&pgproto3.Parse{Query: text, ParameterOIDs: oids})
 	c.Send(&pgproto3.Describe{ObjectType: 'S'})
 	c.Send(&pgproto3.Sync{})
 	if err := c.Flush(); err != nil {

@@ -32,6 +32,9 @@ func (s *session) execSQLPrepared(ctx context.Context, st *router.Statement, p r
 		if err != nil {
 			return true, s.sendError(err)
 		}
+		if err := s.checkSQLShape(ctx, name, text); err != nil {
+			return true, s.sendError(err)
+		}
 		s.errPosition = pos // errors point into the client's EXECUTE (session.send)
 		defer func() { s.errPosition = nil }()
 		parts, err := s.runtime().Router.ParseQuery(text)
@@ -72,6 +75,7 @@ func (s *session) execSQLPrepared(ctx context.Context, st *router.Statement, p r
 	}
 	ps.SetTypes(types)
 	s.ext.sql[ps.Name] = ps
+	delete(s.ext.sqlShape, ps.Name)
 	s.ext.sqlPath[ps.Name] = s.params["search_path"]
 	return false, s.send(&pgproto3.CommandComplete{CommandTag: []byte("PREPARE")})
 }

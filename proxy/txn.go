@@ -800,7 +800,7 @@ func (s *session) endTxState() {
 	s.pendingBegin, s.localFailed, s.txStatus = "", false, 'I'
 	if s.ddlInTx {
 		s.ddlInTx = false
-		s.forgetColumns()
+		s.afterDDLCommitted()
 	}
 	s.rt = nil
 }

@@ -1,0 +1,360 @@
+package proxy_test
+
+// The wire differential: extended-protocol message sequences (Parse, Bind,
+// Describe, Execute with row limits, Close, Flush, Sync, in pipelines) sent
+// byte for byte to an unsharded oracle Postgres and through the proxy to
+// two shards holding the same rows; the client must see the same backend
+// messages from both, in the same order: RowDescriptions (names, type OIDs,
+// sizes, modifiers, formats), ParameterDescriptions, DataRows as bytes
+// (binary ones too), command tags, PortalSuspended, errors (SQLSTATE and
+// message) and transaction status.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+const wireSchema = `CREATE TABLE items (
+    id     int8 PRIMARY KEY,
+    k      int4,
+    name   varchar(20),
+    amount numeric(10,2),
+    u      uuid,
+    at     timestamptz,
+    flag   bool,
+    data   bytea,
+    tags   int4[],
+    small  int2
+)`
+
+// wireRows has ids 1..12 (both shards hold some) and repeated k.
+func wireRows() [][]string {
+	var rows [][]string
+	for i := 1; i <= 12; i++ {
+		rows = append(rows, []string{
+			fmt.Sprint(i), fmt.Sprint(i % 4), fmt.Sprintf("'n%02d'", 13-i), fmt.Sprintf("%d.%02d", i*10, i),
+			fmt.Sprintf("'00000000-0000-0000-0000-%012d'", i), fmt.Sprintf("'2024-01-%02d 10:00:00+00'", i),
+			fmt.Sprint(i%2 == 0), fmt.Sprintf("'\\x%02x'", i), fmt.Sprintf("'{%d,%d}'", i, i+1), fmt.Sprint(i % 3),
+		})
+	}
+	return rows
+}
+
+var wireItems = diffTable{name: "items", cols: []string{"id", "k", "name", "amount", "u", "at", "flag", "data", "tags", "small"}, key: 0}
+
+type wireFixture struct {
+	f         *fixture
+	oracleDSN string
+}
+
+func startWireFixture(t *testing.T, extraDDL ...string) *wireFixture {
+	t.Helper()
+	f := startFixture(t, fixtureOptions{Body: `
+two_phase_commit: true
+strategies:
+  by_id: {type: hash, key_type: int, shards: [s0, s1]}
+tables:
+  items:  {key: id, strategy: by_id}
+  evolve: {key: id, strategy: by_id}
+default_shard: s0
+`})
+	schema := []sqlQuery{{sql: wireSchema}, {sql: "CREATE TABLE evolve (id int8 PRIMARY KEY, v int4)"}}
+	for _, d := range extraDDL {
+		schema = append(schema, sqlQuery{sql: d})
+	}
+	tb := wireItems
+	tb.rows = wireRows()
+	evolve := diffTable{name: "evolve", cols: []string{"id", "v"}, key: 0, rows: [][]string{{"1", "10"}, {"2", "20"}, {"3", "30"}, {"4", "40"}}}
+	oracle := startOracle(t, "wire", schema, []diffTable{tb, evolve})
+	pc := newProxyConn(t, f)
+	for _, s := range schema {
+		if r := runQuery(pc.get(t), "simple", s); r.err != nil {
+			t.Fatalf("schema through the proxy: %v", r.err)
+		}
+	}
+	for _, d := range []diffTable{tb, evolve} {
+		if r := runQuery(pc.get(t), "simple", sqlQuery{sql: d.insert(d.rows)}); r.err != nil {
+			t.Fatalf("loading %s through the proxy: %v", d.name, r.err)
+		}
+	}
+	if directCount(t, f, "s0", "items", "true") == 0 || directCount(t, f, "s1", "items", "true") == 0 {
+		t.Fatal("want items on both shards")
+	}
+	return &wireFixture{f: f, oracleDSN: oracleDSN(t, oracle)}
+}
+
+// wireConn is a raw protocol connection (authenticated by pgconn, then
+// hijacked).
+type wireConn struct {
+	hc *pgconn.HijackedConn
+}
+
+func dialWire(t *testing.T, dsn string) *wireConn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := c.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hc.Conn.Close() })
+	return &wireConn{hc: hc}
+}
+
+// exchange sends msgs and reads backend messages until done says the
+// exchange is complete (by default: one ReadyForQuery per Sync or Query sent).
+func (w *wireConn) exchange(t *testing.T, msgs []pgproto3.FrontendMessage, done func([]string) bool) []string {
+	t.Helper()
+	syncs := 0
+	for _, m := range msgs {
+		switch m.(type) {
+		case *pgproto3.Sync, *pgproto3.Query:
+			syncs++
+		}
+		w.hc.Frontend.Send(m)
+	}
+	if err := w.hc.Frontend.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if done == nil {
+		done = func(got []string) bool {
+			n := 0
+			for _, g := range got {
+				if strings.HasPrefix(g, "Z ") {
+					n++
+				}
+			}
+			return n == syncs
+		}
+	}
+	var got []string
+	w.hc.Conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for !done(got) {
+		m, err := w.hc.Frontend.Receive()
+		if err != nil {
+			return append(got, "receive: "+err.Error())
+		}
+		if s := renderWire(m); s != "" {
+			got = append(got, s)
+		}
+	}
+	return got
+}
+
+// renderWire prints what a client sees of m; what legitimately differs
+// between two databases (table OIDs, parameter statuses, PIDs) is left out.
+func renderWire(m pgproto3.BackendMessage) string {
+	switch m := m.(type) {
+	case *pgproto3.ParseComplete:
+		return "ParseComplete"
+	case *pgproto3.BindComplete:
+		return "BindComplete"
+	case *pgproto3.CloseComplete:
+		return "CloseComplete"
+	case *pgproto3.NoData:
+		return "NoData"
+	case *pgproto3.PortalSuspended:
+		return "PortalSuspended"
+	case *pgproto3.EmptyQueryResponse:
+		return "EmptyQueryResponse"
+	case *pgproto3.ReadyForQuery:
+		return "Z " + string(m.TxStatus)
+	case *pgproto3.CommandComplete:
+		return "C " + string(m.CommandTag)
+	case *pgproto3.ParameterDescription:
+		return fmt.Sprint("ParameterDescription ", m.ParameterOIDs)
+	case *pgproto3.RowDescription:
+		var b strings.Builder
+		b.WriteString("RowDescription")
+		for _, f := range m.Fields {
+			fmt.Fprintf(&b, " [%s oid=%d size=%d typmod=%d fmt=%d att=%d tbl=%v]", f.Name, f.DataTypeOID, f.DataTypeSize, f.TypeModifier, f.Format, f.TableAttributeNumber, f.TableOID != 0)
+		}
+		return b.String()
+	case *pgproto3.DataRow:
+		var b strings.Builder
+		b.WriteString("DataRow")
+		for _, v := range m.Values {
+			if v == nil {
+				b.WriteString(" NULL")
+			} else {
+				fmt.Fprintf(&b, " %q", v)
+			}
+		}
+		return b.String()
+	case *pgproto3.ErrorResponse:
+		return fmt.Sprintf("Error %s %s: %s", m.Severity, m.Code, m.Message)
+	case *pgproto3.NoticeResponse:
+		return fmt.Sprintf("Notice %s %s: %s", m.Severity, m.Code, m.Message)
+	case *pgproto3.ParameterStatus, *pgproto3.BackendKeyData:
+		return ""
+	}
+	return fmt.Sprintf("%T %+v", m, m)
+}
+
+// wireStep is one exchange: messages, and when the reply is complete (nil:
+// at the ReadyForQuery of every Sync).
+type wireStep struct {
+	msgs []pgproto3.FrontendMessage
+	done func([]string) bool
+	// other: run on a second connection (the same on both sides).
+	other bool
+}
+
+// wireCase runs steps on fresh connections to the oracle and the proxy and
+// reports where they differ.
+func (wf *wireFixture) diff(t *testing.T, name string, steps []wireStep) bool {
+	t.Helper()
+	o, p := dialWire(t, wf.oracleDSN), dialWire(t, wf.f.DSN())
+	var o2, p2 *wireConn
+	ok := true
+	for i, st := range steps {
+		oc, pc := o, p
+		if st.other {
+			if o2 == nil {
+				o2, p2 = dialWire(t, wf.oracleDSN), dialWire(t, wf.f.DSN())
+			}
+			oc, pc = o2, p2
+		}
+		want := oc.exchange(t, st.msgs, st.done)
+		got := pc.exchange(t, st.msgs, st.done)
+		if os.Getenv("WIRE_SHOW") != "" {
+			t.Logf("%s, step %d:\nPostgres:\n  %s\nproxy:\n  %s", name, i+1, strings.Join(want, "\n  "), strings.Join(got, "\n  "))
+		}
+		if strings.Join(want, "\n") != strings.Join(got, "\n") {
+			t.Errorf("%s, step %d: the proxy differs from Postgres\nPostgres:\n  %s\nproxy:\n  %s", name, i+1, strings.Join(want, "\n  "), strings.Join(got, "\n  "))
+			ok = false
+		}
+	}
+	return ok
+}
+
+func parse(name, q string, oids ...uint32) *pgproto3.Parse {
+	return &pgproto3.Parse{Name: name, Query: q, ParameterOIDs: oids}
+}
+
+func bind(portal, stmt string, pfmt []int16, params [][]byte, rfmt ...int16) *pgproto3.Bind {
+	return &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: stmt, ParameterFormatCodes: pfmt, Parameters: params, ResultFormatCodes: rfmt}
+}
+
+func describeS(name string) *pgproto3.Describe {
+	return &pgproto3.Describe{ObjectType: 'S', Name: name}
+}
+func describeP(name string) *pgproto3.Describe {
+	return &pgproto3.Describe{ObjectType: 'P', Name: name}
+}
+func execute(portal string, max uint32) *pgproto3.Execute {
+	return &pgproto3.Execute{Portal: portal, MaxRows: max}
+}
+func query(q string) *pgproto3.Query { return &pgproto3.Query{String: q} }
+
+var (
+	wSync  = &pgproto3.Sync{}
+	wFlush = &pgproto3.Flush{}
+)
+
+func msgs(m ...pgproto3.FrontendMessage) []pgproto3.FrontendMessage { return m }
+
+func step(m ...pgproto3.FrontendMessage) wireStep { return wireStep{msgs: m} }
+
+func texts(vs ...string) [][]byte {
+	out := make([][]byte, len(vs))
+	for i, v := range vs {
+		out[i] = []byte(v)
+	}
+	return out
+}
+
+// TestWireResultTypeChange: Postgres fixes a prepared statement's result
+// type when it is prepared; after DDL that changes it, every execution
+// fails with 0A000 "cached plan must not change result type" until the
+// type is back, while a statement prepared after the DDL runs with the
+// new type. Through the proxy a multi-shard statement returned rows of
+// the new type (three columns under a two-column description), and a
+// client preparing the statement after the DDL got the error from a
+// backend's copy prepared before it.
+func TestWireResultTypeChange(t *testing.T) {
+	wf := startWireFixture(t)
+	other := func(m ...pgproto3.FrontendMessage) wireStep { return wireStep{msgs: m, other: true} }
+	addW := other(query("ALTER TABLE evolve ADD COLUMN w int"))
+	dropW := other(query("ALTER TABLE evolve DROP COLUMN w"))
+	toInt8 := other(query("ALTER TABLE evolve ALTER COLUMN v TYPE int8"))
+	toInt4 := other(query("ALTER TABLE evolve ALTER COLUMN v TYPE int4"))
+	// As pgx prepares (Parse, Describe statement), and as libpq runs a
+	// prepared statement (Bind, Describe portal, Execute).
+	prepare := func(name, q string) wireStep { return step(parse(name, q), describeS(name), wSync) }
+	run := func(name string, args ...string) wireStep {
+		return step(bind("", name, nil, texts(args...)), describeP(""), execute("", 0), wSync)
+	}
+	cases := []struct {
+		name  string
+		steps []wireStep
+	}{
+		{"one shard", []wireStep{
+			prepare("s", "SELECT * FROM evolve WHERE id = $1"), run("s", "1"),
+			addW, run("s", "1"), run("s", "2"), step(describeS("s"), wSync),
+			dropW, run("s", "1"), run("s", "2"),
+		}},
+		{"all shards", []wireStep{
+			prepare("s", "SELECT * FROM evolve ORDER BY id"), run("s"),
+			addW, run("s"), step(describeS("s"), wSync),
+			dropW, run("s"),
+		}},
+		{"all shards, merged", []wireStep{
+			prepare("s", "SELECT v, count(*) FROM evolve GROUP BY v ORDER BY v"), run("s"),
+			toInt8, run("s"),
+			toInt4, run("s"),
+		}},
+		{"a column's type, one shard", []wireStep{
+			step(parse("s", "SELECT v FROM evolve WHERE id = $1"), wSync), run("s", "3"),
+			toInt8, run("s", "3"), run("s", "4"),
+			toInt4, run("s", "3"),
+		}},
+		{"never described", []wireStep{
+			step(parse("s", "SELECT * FROM evolve WHERE id = $1"), bind("", "s", nil, texts("1")), execute("", 0), wSync),
+			addW,
+			step(bind("", "s", nil, texts("1")), execute("", 0), wSync),
+			dropW,
+			step(bind("", "s", nil, texts("1")), execute("", 0), wSync),
+		}},
+		{"SQL PREPARE, one shard", []wireStep{
+			step(query("PREPARE q(int8) AS SELECT * FROM evolve WHERE id = $1")), step(query("EXECUTE q(1)")),
+			addW, step(query("EXECUTE q(1)")), step(query("EXECUTE q(2)")),
+			dropW, step(query("EXECUTE q(1)")),
+			step(query("DEALLOCATE q")), addW,
+			step(query("PREPARE q(int8) AS SELECT * FROM evolve WHERE id = $1")), step(query("EXECUTE q(1)")),
+			dropW, step(query("EXECUTE q(1)")), step(query("DEALLOCATE q")),
+		}},
+		{"SQL PREPARE, all shards", []wireStep{
+			step(query("PREPARE q AS SELECT v, count(*) FROM evolve GROUP BY v ORDER BY v")), step(query("EXECUTE q")),
+			toInt8, step(query("EXECUTE q")),
+			toInt4, step(query("EXECUTE q")),
+		}},
+		{"prepared after the change", []wireStep{
+			prepare("s", "SELECT * FROM evolve WHERE id = $1"), run("s", "1"), run("s", "2"),
+			addW,
+			// Another client prepares the same text: Postgres prepares it
+			// with the new type.
+			other(parse("s", "SELECT * FROM evolve WHERE id = $1"), describeS("s"), wSync),
+			other(bind("", "s", nil, texts("1")), describeP(""), execute("", 0), wSync),
+			other(bind("", "s", nil, texts("2")), describeP(""), execute("", 0), wSync),
+			run("s", "1"),
+			dropW,
+			other(bind("", "s", nil, texts("1")), describeP(""), execute("", 0), wSync),
+			run("s", "1"),
+		}},
+	}
+	for _, c := range cases {
+		wf.diff(t, c.name, c.steps)
+	}
+}
