@@ -11,12 +11,14 @@ package proxy_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -356,5 +358,30 @@ func TestWireResultTypeChange(t *testing.T) {
 	}
 	for _, c := range cases {
 		wf.diff(t, c.name, c.steps)
+	}
+}
+
+// TestPreparedStatementsViewRefused: pg_prepared_statements on a pooled
+// backend listed the copies every client's statements share there (sp_
+// names, other clients' texts), not the session's own: refused, in both
+// protocols.
+func TestPreparedStatementsViewRefused(t *testing.T) {
+	f := startFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	a, b := f.Connect(t), f.Connect(t)
+	mustExec(t, a, "CREATE TABLE customers (customer_id int8 PRIMARY KEY, secret text)")
+	if _, err := a.Prepare(ctx, "mine", "SELECT secret FROM customers WHERE customer_id = $1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(ctx, "mine", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		var n int
+		err := b.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements", mode).Scan(&n)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "0A000" || pgErr.Hint == "" {
+			t.Errorf("mode %v: pg_prepared_statements gave %d rows, err %v; want 0A000 with a hint", mode, n, err)
+		}
 	}
 }

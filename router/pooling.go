@@ -51,11 +51,16 @@ func analyzePooling(n *pg.Node) poolingFacts {
 	pf.refusal = sessionStateError(n)
 	pf.sessionConfig = sessionConfigOf(n) // carried like SET (setconfig.go)
 	walk(n, func(c *pg.Node) bool {
+		if rv := c.GetRangeVar(); rv != nil && preparedStatementsView(rv) && pf.refusal == nil {
+			pf.refusal = errPreparedStatementsView()
+		}
 		f := c.GetFuncCall()
 		if f == nil {
 			return true
 		}
 		switch name := funcName(f); {
+		case name == "pg_prepared_statement" && pf.refusal == nil:
+			pf.refusal = errPreparedStatementsView()
 		case sessionAdvisoryLocks[name] && pf.refusal == nil:
 			pf.refusal = pgError(codeFeatureNotSupport,
 				"session-level advisory locks ("+name+") are not supported under transaction pooling",
@@ -164,6 +169,21 @@ func sessionStateError(n *pg.Node) *pgconn.PgError {
 			"the cursor would stay on a pooled shard connection that other clients use next; declare it without WITH HOLD inside BEGIN ... COMMIT")
 	}
 	return nil
+}
+
+// preparedStatementsView reports whether rv names pg_prepared_statements.
+// A pooled backend's view lists the copies of statements that every
+// client's statements share there (proxy/extended.go), named sp_..., with
+// other clients' texts, while the client's own live in the proxy: what
+// Postgres would list for the session is nowhere on a shard.
+func preparedStatementsView(rv *pg.RangeVar) bool {
+	return rv.Relname == "pg_prepared_statements" && (rv.Schemaname == "" || rv.Schemaname == "pg_catalog")
+}
+
+func errPreparedStatementsView() *pgconn.PgError {
+	return pgError(codeFeatureNotSupport,
+		"pg_prepared_statements is not supported under transaction pooling",
+		"shardproxy keeps each session's prepared statements itself; a shard connection's pg_prepared_statements lists the statements all clients share there, not this session's")
 }
 
 // tempRelation names what a CREATE TEMP ... or SELECT ... INTO TEMP

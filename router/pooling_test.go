@@ -36,6 +36,9 @@ func TestSessionStateRefused(t *testing.T) {
 		"SELECT setseed(0.42)":                                                       "setseed",
 		"SELECT pg_catalog.setseed(0.42), random()":                                  "setseed",
 		"SELECT setseed(0.5) FROM orders WHERE customer_id = 7":                      "setseed",
+		"SELECT name, statement FROM pg_prepared_statements":                         "pg_prepared_statements",
+		"SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql":      "pg_prepared_statements",
+		"SELECT * FROM pg_catalog.pg_prepared_statement()":                           "pg_prepared_statements",
 	}
 	for sql, want := range refused {
 		_, _, err := route(r, sql, nil, "")
