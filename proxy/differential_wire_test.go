@@ -385,3 +385,55 @@ func TestPreparedStatementsViewRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestWireStatementNamespace: statements of Parse and of SQL PREPARE
+// share one namespace per session, as in Postgres: DEALLOCATE (in either
+// protocol) and Close act on both; the unnamed statement survives
+// DEALLOCATE ALL.
+func TestWireStatementNamespace(t *testing.T) {
+	wf := startWireFixture(t)
+	cases := []struct {
+		name  string
+		steps []wireStep
+	}{
+		{"DEALLOCATE in the extended protocol", []wireStep{
+			step(parse("a", "SELECT name FROM items WHERE id = $1"), parse("b", "SELECT count(*) FROM items"), wSync),
+			step(parse("", "DEALLOCATE a"), bind("", "", nil, nil), describeP(""), execute("", 0), wSync),
+			step(bind("", "a", nil, texts("1")), execute("", 0), wSync),
+			step(bind("", "b", nil, nil), execute("", 0), wSync),
+			step(parse("", "DEALLOCATE a"), bind("", "", nil, nil), execute("", 0), wSync),
+		}},
+		{"DEALLOCATE ALL in the extended protocol", []wireStep{
+			step(parse("a", "SELECT 1"), wSync),
+			step(query("PREPARE q AS SELECT 2")),
+			step(parse("", "SELECT 3"), wSync),
+			step(parse("d", "DEALLOCATE ALL"), bind("", "d", nil, nil), execute("", 0), wSync),
+			step(bind("", "a", nil, nil), execute("", 0), wSync),
+			step(bind("", "", nil, nil), execute("", 0), wSync),
+			step(query("EXECUTE q")),
+			step(bind("", "d", nil, nil), execute("", 0), wSync),
+			// (A simple Query drops the unnamed statement.)
+			step(bind("", "", nil, nil), execute("", 0), wSync),
+		}},
+		{"Close of a SQL-prepared statement", []wireStep{
+			step(query("PREPARE q AS SELECT 2")),
+			step(&pgproto3.Close{ObjectType: 'S', Name: "q"}, wSync),
+			step(query("EXECUTE q")),
+			step(query("PREPARE q AS SELECT 3")), step(query("EXECUTE q")),
+		}},
+	}
+	for _, c := range cases {
+		wf.diff(t, c.name, c.steps)
+	}
+	// Postgres binds a statement of SQL PREPARE too; the proxy keeps it
+	// as text for EXECUTE, and refuses to bind or describe it, rather
+	// than say that it does not exist.
+	p := dialWire(t, wf.f.DSN())
+	p.exchange(t, msgs(query("PREPARE q(int8) AS SELECT name FROM items WHERE id = $1")), nil)
+	for _, m := range []pgproto3.FrontendMessage{bind("", "q", nil, texts("1")), describeS("q")} {
+		got := p.exchange(t, msgs(m, wSync), nil)
+		if len(got) != 2 || !strings.HasPrefix(got[0], "Error ERROR 0A000: ") {
+			t.Errorf("%T of a statement of SQL PREPARE: %q, want 0A000", m, got)
+		}
+	}
+}

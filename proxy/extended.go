@@ -276,6 +276,21 @@ func (s *session) handleParse(m *pgproto3.Parse) error {
 	return nil
 }
 
+// noStatement is the error for a Bind or Describe of statement name,
+// which Parse did not prepare. One prepared by SQL PREPARE exists, and
+// Postgres would run it; the proxy keeps such a statement as text for
+// EXECUTE (sqlprepare.go), which the extended protocol cannot bind.
+func (s *session) noStatement(name string) error {
+	if s.ext.sql[name] != nil {
+		return errNotSupported("run it with EXECUTE, or prepare it with the protocol's Parse message",
+			"statement %q was prepared with SQL PREPARE, which shardproxy runs only through EXECUTE", name)
+	}
+	if name == "" {
+		return pgError("26000", "unnamed prepared statement does not exist") // as Postgres words it
+	}
+	return pgError("26000", "prepared statement %q does not exist", name)
+}
+
 // backendStmtName names a statement on backends by its text and parameter
 // types, so that clients preparing the same statement share it.
 func backendStmtName(query string, oids []uint32) string {
@@ -308,6 +323,9 @@ func (s *session) localStatement(st *router.Statement) bool {
 		return s.attached == nil && s.pendingBegin != ""
 	case router.KindShow:
 		return st.SetName == router.HintParameter
+	case router.KindPrepare:
+		// DEALLOCATE: the session's statements live in the proxy.
+		return st.Deallocate != "" || st.DeallocateAll
 	case router.KindSavepoint:
 		// ROLLBACK TO in a transaction that failed before any shard
 		// held it (its savepoints are the proxy's, beforeAnyShard).
@@ -431,7 +449,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 	}
 	ps := s.ext.stmts[m.PreparedStatement]
 	if ps == nil {
-		return s.extFail(pgError("26000", "prepared statement %q does not exist", m.PreparedStatement))
+		return s.extFail(s.noStatement(m.PreparedStatement))
 	}
 	// A statement prepared before a reload holds the old map's tables and
 	// strategies, and one prepared before the router learnt more of the
@@ -793,7 +811,7 @@ func (s *session) handleDescribe(ctx context.Context, m *pgproto3.Describe) erro
 	}
 	ps := s.ext.stmts[m.Name]
 	if ps == nil {
-		return s.extFail(pgError("26000", "prepared statement %q does not exist", m.Name))
+		return s.extFail(s.noStatement(m.Name))
 	}
 	switch ps.st.Kind {
 	case router.KindEmpty, router.KindShardHintSet, router.KindShardHintReset, router.KindBegin,
@@ -1097,6 +1115,12 @@ func (s *session) executeLocal(ps *prepared) error {
 	case router.KindShardHintReset:
 		s.setHint("")
 		tag("RESET")
+	case router.KindPrepare: // DEALLOCATE (localStatement)
+		t, err := s.deallocate(st)
+		if err != nil {
+			return s.extFail(err)
+		}
+		tag(t)
 	case router.KindShow: // SHOW shardproxy.shard (localStatement)
 		s.pushLocal(&pgproto3.DataRow{Values: [][]byte{[]byte(s.hint)}})
 		tag("SHOW")
@@ -1139,7 +1163,9 @@ func (s *session) handleClose(m *pgproto3.Close) error {
 	}
 	if m.ObjectType == 'S' {
 		// The backend copy stays: it is shared by name with other clients.
-		delete(s.ext.stmts, m.Name)
+		// A statement of SQL PREPARE is closed too: Postgres has one
+		// namespace for both.
+		s.forgetStatement(m.Name)
 		s.pushLocal(replyCloseComplete...)
 		return nil
 	}

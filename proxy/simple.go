@@ -375,22 +375,12 @@ func (s *session) local(st *router.Statement, text string) (done, failed bool, e
 		// backend copies are shared by name with other clients), so
 		// DEALLOCATE acts on the session's statements only, as Close does.
 		// PREPARE and EXECUTE: execSQLPrepared.
-		switch {
-		case st.DeallocateAll:
-			maps.DeleteFunc(s.ext.stmts, func(name string, _ *prepared) bool { return name != "" })
-			clear(s.ext.sql)
-			clear(s.ext.sqlPath)
-			return complete("DEALLOCATE ALL")
-		case st.Deallocate != "":
-			_, ok := s.ext.stmts[st.Deallocate]
-			_, sqlOK := s.ext.sql[st.Deallocate]
-			if !ok && !sqlOK {
-				return true, true, s.sendError(pgError("26000", "prepared statement %q does not exist", st.Deallocate))
+		if st.DeallocateAll || st.Deallocate != "" {
+			tag, err := s.deallocate(st)
+			if err != nil {
+				return true, true, s.sendError(err)
 			}
-			delete(s.ext.stmts, st.Deallocate)
-			delete(s.ext.sql, st.Deallocate)
-			delete(s.ext.sqlPath, st.Deallocate)
-			return complete("DEALLOCATE")
+			return complete(tag)
 		}
 	case router.KindOther:
 		if st.DiscardAll {
@@ -940,6 +930,33 @@ func (s *session) resetParams() {
 // or is refused under pooling (temporary tables, advisory locks, LISTEN).
 // Sent to a pooled backend, it would also drop the prepared statements
 // other clients share there.
+// deallocate runs DEALLOCATE name or DEALLOCATE ALL on the session's
+// statements, those of Parse and of SQL PREPARE alike (one namespace, as
+// in Postgres), and returns its command tag. The unnamed statement is
+// not among them.
+func (s *session) deallocate(st *router.Statement) (string, error) {
+	if st.DeallocateAll {
+		maps.DeleteFunc(s.ext.stmts, func(name string, _ *prepared) bool { return name != "" })
+		clear(s.ext.sql)
+		clear(s.ext.sqlPath)
+		return "DEALLOCATE ALL", nil
+	}
+	_, ok := s.ext.stmts[st.Deallocate]
+	_, sqlOK := s.ext.sql[st.Deallocate]
+	if !ok && !sqlOK {
+		return "", pgError("26000", "prepared statement %q does not exist", st.Deallocate)
+	}
+	s.forgetStatement(st.Deallocate)
+	return "DEALLOCATE", nil
+}
+
+// forgetStatement drops the session's statement name (DEALLOCATE, Close).
+func (s *session) forgetStatement(name string) {
+	delete(s.ext.stmts, name)
+	delete(s.ext.sql, name)
+	delete(s.ext.sqlPath, name)
+}
+
 func (s *session) discardAll() (done, failed bool, err error) {
 	if s.txStatus != 'I' {
 		return true, true, s.sendError(pgError("25001", "DISCARD ALL cannot run inside a transaction block"))
