@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -75,6 +76,8 @@ func binaryValue(m *pgtype.Map, enums map[uint32]uint32, oid uint32, v []byte) (
 		return append([]byte{1}, v...), nil // version 1, then the text
 	case pgtype.Float4OID, pgtype.Float8OID:
 		return floatBinary(oid, v)
+	case pgtype.NumericOID:
+		return numericBinary(v)
 	case pgtype.DateOID:
 		return convert[pgtype.Date](m, oid, v)
 	case pgtype.TimestampOID:
@@ -113,7 +116,7 @@ var exactBinary = map[uint32]bool{
 	pgtype.BoolOID: true, pgtype.ByteaOID: true, pgtype.QCharOID: true, pgtype.NameOID: true, pgtype.Int8OID: true,
 	pgtype.Int2OID: true, pgtype.Int4OID: true, pgtype.TextOID: true, pgtype.OIDOID: true, pgtype.PointOID: true,
 	pgtype.InetOID: true, pgtype.BPCharOID: true, pgtype.VarcharOID: true, pgtype.TimeOID: true, pgtype.IntervalOID: true,
-	pgtype.BitOID: true, pgtype.VarbitOID: true, pgtype.NumericOID: true, pgtype.UUIDOID: true, pgtype.MacaddrOID: true,
+	pgtype.BitOID: true, pgtype.VarbitOID: true, pgtype.UUIDOID: true, pgtype.MacaddrOID: true,
 	pgtype.TSVectorOID: true,
 }
 
@@ -188,4 +191,73 @@ func floatBinary(oid uint32, v []byte) ([]byte, error) {
 		bits = 0x7ff8000000000000
 	}
 	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), bits), nil
+}
+
+// numericBinary is numeric_send of a numeric's text as numeric_out writes
+// it ([-]digits[.digits], NaN, Infinity, -Infinity): the number of
+// base-10000 digits, the weight of the first, the sign, the display scale
+// (the digits after the point), then the digits, without leading or
+// trailing zero digits, as Postgres stores every numeric (weight 0 for
+// zero). pgx's encoder keeps zero digits (80.0800000000000000 went out
+// with five digits, 10000 with two): the same value, other bytes.
+func numericBinary(v []byte) ([]byte, error) {
+	b := make([]byte, 8, 16)
+	switch string(v) {
+	case "NaN":
+		binary.BigEndian.PutUint16(b[4:], 0xC000)
+		return b, nil
+	case "Infinity", "-Infinity":
+		// The display scale is what Postgres reads from the special
+		// value's header bits (NUMERIC_DSCALE of a short header): 32.
+		sign := uint16(0xD000)
+		if v[0] == '-' {
+			sign = 0xF000
+		}
+		binary.BigEndian.PutUint16(b[4:], sign)
+		binary.BigEndian.PutUint16(b[6:], 32)
+		return b, nil
+	}
+	text := string(v)
+	neg := strings.HasPrefix(text, "-")
+	text = strings.TrimPrefix(text, "-")
+	whole, frac, _ := strings.Cut(text, ".")
+	if whole == "" || strings.Trim(whole, "0123456789") != "" || strings.Trim(frac, "0123456789") != "" ||
+		len(frac) > math.MaxInt16 {
+		return nil, fmt.Errorf("not a numeric as Postgres prints it: %q", v)
+	}
+	dscale := len(frac)
+	// Align on the point: whole digits padded on the left, fraction
+	// digits on the right, to groups of four.
+	whole = strings.Repeat("0", (4-len(whole)%4)%4) + whole
+	frac += strings.Repeat("0", (4-len(frac)%4)%4)
+	all := whole + frac
+	digits := make([]uint16, 0, len(all)/4)
+	for i := 0; i < len(all); i += 4 {
+		d, _ := strconv.Atoi(all[i : i+4])
+		digits = append(digits, uint16(d))
+	}
+	weight := len(whole)/4 - 1
+	for len(digits) > 0 && digits[0] == 0 {
+		digits, weight = digits[1:], weight-1
+	}
+	for len(digits) > 0 && digits[len(digits)-1] == 0 {
+		digits = digits[:len(digits)-1]
+	}
+	if len(digits) > math.MaxUint16 || weight > math.MaxInt16 || weight < math.MinInt16 {
+		return nil, fmt.Errorf("numeric out of range: %q", v)
+	}
+	sign := uint16(0)
+	if len(digits) == 0 {
+		weight = 0 // zero: positive, weight 0
+	} else if neg {
+		sign = 0x4000
+	}
+	binary.BigEndian.PutUint16(b[0:], uint16(len(digits)))
+	binary.BigEndian.PutUint16(b[2:], uint16(int16(weight)))
+	binary.BigEndian.PutUint16(b[4:], sign)
+	binary.BigEndian.PutUint16(b[6:], uint16(dscale))
+	for _, d := range digits {
+		b = binary.BigEndian.AppendUint16(b, d)
+	}
+	return b, nil
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // mergedBinaryValues are expressions whose values reach a client through
@@ -27,6 +26,8 @@ var mergedBinaryValues = []string{
 	"B'101'::bit(3)", "B'1011'::varbit", "'(1,2)'::point", "'fat cat'::tsvector", "'1 2'::int2vector", "'a'::\"char\"",
 	"'pg_class'::name", "'5 days'::interval * 1.5", "'[1,5)'::int4range", "ARRAY['{\"a\": 1.50}'::jsonb]", "ARRAY['1.5'::float8, 'NaN']",
 	"'infinity'::timestamptz", "'-infinity'::date", "ARRAY['infinity'::timestamptz, '2024-01-01 00:00:00+00']",
+	"80.0800000000000000::numeric", "10000::numeric", "0.00000001::numeric", "0::numeric", "0.000::numeric",
+	"-12345678.90000000::numeric", "1e20::numeric", "ARRAY[0, 10000.0000, NULL, 'NaN']::numeric[]",
 }
 
 // refusedInBinary are the values of mergedBinaryValues whose types the
@@ -92,11 +93,9 @@ default_shard: s0
 			t.Errorf("%s: %d rows, want 3", expr, len(got.Rows))
 			continue
 		}
-		// Every shard row has the same value: compare with the direct one.
+		// Every shard row has the same value: compare with the direct one,
+		// byte for byte (numerics too: numeric_send writes no zero digits).
 		w, g := want.Rows[0][1], got.Rows[0][1]
-		if oid := want.FieldDescriptions[1].DataTypeOID; oid == pgtype.NumericOID {
-			w, g = canonicalNumeric(w), canonicalNumeric(g) // see canonicalNumeric
-		}
 		if !bytes.Equal(w, g) {
 			t.Errorf("%s in binary: proxy sent %q, Postgres sends %q", expr, g, w)
 		}
