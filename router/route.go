@@ -817,7 +817,15 @@ func bindKey(v valueRef, kt strategies.KeyType, args *Args) (strategies.Key, int
 			return strategies.Key{}, boundNull, nil
 		}
 		binary := paramFormat(args.Formats, v.param-1) == 1
-		if oid := paramOID(args.ParamOIDs, v.param-1); oid != 0 && !keyParamType(kt, oid, binary) {
+		oid := paramOID(args.ParamOIDs, v.param-1)
+		if binary && oid == 0 && len(v.casts) > 0 && !castKeyType(kt, v.casts[0]) {
+			// A parameter the client did not type takes the type of the
+			// cast it is written with ($1::numeric is a numeric): its bytes
+			// are that type's, not the key's (a numeric's ten bytes are not
+			// an int8; a zero numeric's eight would read as one).
+			return strategies.Key{}, boundFree, nil
+		}
+		if oid != 0 && !keyParamType(kt, oid, binary) {
 			// Postgres converts it to the key's type first (a float8
 			// 150.0, a timestamp read in the session's TimeZone, a
 			// bpchar without its trailing blanks): a value the
@@ -886,6 +894,24 @@ func keyParamType(kt strategies.KeyType, oid uint32, binary bool) bool {
 		return oid == oidTimestamp
 	case strategies.KeyTimestampTZ:
 		return oid == oidTimestamptz
+	}
+	return false
+}
+
+// castKeyType tells whether a binary parameter cast to type name (the
+// innermost cast of valueRef.casts) is sent as a key of type kt is.
+func castKeyType(kt strategies.KeyType, name string) bool {
+	switch name {
+	case "int2", "int4", "int8", "smallint", "integer", "bigint":
+		return kt == strategies.KeyInt
+	case "text", "varchar":
+		return kt == strategies.KeyText
+	case "uuid":
+		return kt == strategies.KeyUUID
+	case "timestamp":
+		return kt == strategies.KeyTimestamp
+	case "timestamptz":
+		return kt == strategies.KeyTimestampTZ
 	}
 	return false
 }

@@ -367,6 +367,32 @@ func TestBinaryParams(t *testing.T) {
 	if got := sqlState(err); got != "22P03" {
 		t.Errorf("3-byte binary int: SQLSTATE %q, want 22P03", got)
 	}
+	// A parameter cast in the statement has the cast's type: its bytes
+	// are not the key's. A numeric 7 (ten bytes) was an error (22P03),
+	// a numeric 0.00 (eight bytes) the int8 2, text "7" a 1-byte int.
+	for sql, param := range map[string][]byte{
+		"SELECT * FROM orders WHERE customer_id = $1::numeric":    {0, 1, 0, 0, 0, 0, 0, 0, 0, 7},
+		"SELECT * FROM orders WHERE customer_id = $1::numeric ":   {0, 0, 0, 0, 0, 0, 0, 2},
+		"SELECT * FROM orders WHERE customer_id = $1::text::int8": []byte("7"),
+		"SELECT * FROM orders WHERE customer_id = $1::float8":     {0x40, 0x1c, 0, 0, 0, 0, 0, 0},
+	} {
+		st, err := r.Prepare(sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt, err := r.Route(context.Background(), st, Args{Params: [][]byte{param}, Formats: []int16{1}})
+		if err != nil || len(rt.Shards) < 2 {
+			t.Errorf("%s with binary % x: %s, want every shard", sql, param, formatRoute(rt, err))
+		}
+	}
+	// Cast to the key's own type: still one shard.
+	st, err = r.Prepare("SELECT * FROM orders WHERE customer_id = $1::int8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt, err := r.Route(context.Background(), st, Args{Params: [][]byte{bin}, Formats: []int16{1}}); err != nil || !slices.Equal(rt.Shards, []string{"s1"}) {
+		t.Errorf("$1::int8: %s, want [s1]", formatRoute(rt, err))
+	}
 }
 
 func TestStatementKinds(t *testing.T) {
