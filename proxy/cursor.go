@@ -681,7 +681,11 @@ func (s *session) bindCursor(ctx context.Context, m *pgproto3.Bind, ps *prepared
 			return nil, shard, err
 		}
 		mb := copyBind(m, d.route)
-		d.in = planInputs{param: bindParams(mb, ps.paramOIDs, lits), lits: lits, bind: mb, oids: ps.paramOIDs}
+		oids, err := s.mergedParamOIDs(ctx, ps, mb)
+		if err != nil {
+			return nil, "", err
+		}
+		d.in = planInputs{param: bindParams(mb, oids, lits), lits: lits, bind: mb, oids: ps.paramOIDs}
 		d.send = extDeclare(ps, mb)
 		return &portal{stmt: ps, cursor: &cursorPortal{cs: cs, decl: d}}, "", nil
 	case s.txStatus == 'I':
@@ -877,7 +881,11 @@ func (s *session) executeRowLimited(ctx context.Context, p *portal, maxRows uint
 			ps.lits, ps.litsDone = s.runtime().Router.Literals(ps.query), true
 		}
 		d.plan, d.sql = shardQuery(mb.route, ps.query, ps.lits)
-		d.in = planInputs{param: bindParams(mb, ps.paramOIDs, ps.lits), lits: ps.lits, bind: mb, oids: ps.paramOIDs}
+		oids, err := s.mergedParamOIDs(ctx, ps, mb)
+		if err != nil {
+			return s.extFail(err)
+		}
+		d.in = planInputs{param: bindParams(mb, oids, ps.lits), lits: ps.lits, bind: mb, oids: ps.paramOIDs}
 		d.send = extDeclare(ps, mb)
 		mc, failed, err := s.openCursor(ctx, d)
 		if failed || err != nil {

@@ -42,6 +42,9 @@ type prepared struct {
 	shape      resultShape
 	shapeKnown bool
 	shapeGen   uint64
+	// paramTypes are the parameters' types as Postgres inferred them
+	// (ParameterDescription), nil until a Describe told (paramtypes.go).
+	paramTypes []uint32
 }
 
 type portal struct {
@@ -247,6 +250,7 @@ func (s *session) handleParse(m *pgproto3.Parse) error {
 		}
 		old.splitOIDs = nil
 		old.shape, old.shapeKnown = nil, false // a new Parse fixes the result type anew
+		old.paramTypes = nil                   // and infers its parameters' types anew
 		s.snapshotToParse(old.st, false)
 		s.pushLocal(replyParseComplete...)
 		return nil
@@ -719,12 +723,16 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 		if !ps.litsDone {
 			ps.lits, ps.litsDone = s.runtime().Router.Literals(ps.query), true
 		}
+		oids, err := s.mergedParamOIDs(ctx, ps, mb)
+		if err != nil {
+			return s.extFail(err)
+		}
 		sql := renderLiterals(mb.route.Plan.Scatter().SQL, ps.lits)
 		failed, err := s.runPlan(ctx, ps.st, mb.route, planSend{bind: func(c *pool.Conn) {
 			c.Send(&pgproto3.Parse{Query: sql, ParameterOIDs: ps.paramOIDs})
 			c.Send(&pgproto3.Bind{ParameterFormatCodes: mb.formats, Parameters: mb.params})
 			c.Send(&pgproto3.Describe{ObjectType: 'P'})
-		}}, planInputs{param: bindParams(mb, ps.paramOIDs, ps.lits), lits: ps.lits, bind: mb, oids: ps.paramOIDs, shapeOf: ps},
+		}}, planInputs{param: bindParams(mb, oids, ps.lits), lits: ps.lits, bind: mb, oids: ps.paramOIDs, shapeOf: ps},
 			mb.resultFormats, describe)
 		if failed {
 			s.ext.skip, s.ext.clientFailed = true, true
@@ -944,6 +952,11 @@ func (s *session) describeOn(ctx context.Context, shard, prepName string, ps *pr
 				// transaction. Postgres describes there only what
 				// returns no rows (exec_describe_statement_message).
 				return s.extFail(errTxAborted())
+			}
+			if stmt && ps.paramTypes == nil && len(out) > 0 {
+				if pd, ok := out[0].(*pgproto3.ParameterDescription); ok {
+					ps.paramTypes = pd.ParameterOIDs
+				}
 			}
 			if i := slices.IndexFunc(out, isRowDescription); i >= 0 {
 				fields := out[i].(*pgproto3.RowDescription).Fields
@@ -1381,6 +1394,13 @@ func (s *session) readReply(r *reply) error {
 				return err
 			}
 			continue
+		}
+		if typ == 't' && r.shapeOf != nil && r.shapeOf.paramTypes == nil {
+			msg, err := r.conn.Decode(raw)
+			if err != nil {
+				return err
+			}
+			r.shapeOf.paramTypes = append([]uint32(nil), msg.(*pgproto3.ParameterDescription).ParameterOIDs...)
 		}
 		if r.shapeOf != nil && !r.shapeOf.shapeKnown {
 			switch typ {

@@ -41,3 +41,40 @@ func TestNumericBinary(t *testing.T) {
 		}
 	}
 }
+
+// TestNumericText: numericText reads what numeric_send writes (each value
+// of TestNumericBinary back to its text), truncates digits beyond the
+// display scale as numeric_recv does, and reads a zero as positive.
+func TestNumericText(t *testing.T) {
+	for _, text := range []string{"NaN", "Infinity", "-Infinity", "0", "0.000", "10000", "0.00000001",
+		"80.0800000000000000", "-12345678.90000000", "100000000000000000000", "0.0015", "100000000", "-7", "1.5", "9999.9999"} {
+		b, err := numericBinary([]byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := numericText(b); err != nil || string(got) != text {
+			t.Errorf("%s: read back as %q (%v)", text, got, err)
+		}
+	}
+	for name, c := range map[string]struct {
+		hex, want string
+	}{
+		"pgx's zero (weight -1)":         {"0000ffff00000000", "0"},
+		"zero with scale 300":            {"000000000000012c", "0." + strings.Repeat("0", 300)},
+		"negative zero":                  {"0000000040000002", "0.00"},
+		"1.23456 with scale 2":           {"0003000000000002000108fc1770", "1.23"},
+		"-0.0001 with scale 2":           {"0001ffff40000002 0001", "0.00"},
+		"leading zero digits, 0.0000007": {"0002ffff000000070000 001e", "0.0000003"},
+	} {
+		b, _ := hex.DecodeString(strings.ReplaceAll(c.hex, " ", ""))
+		if got, err := numericText(b); err != nil || string(got) != c.want {
+			t.Errorf("%s: %q (%v), want %q", name, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"", "00010000000000", "0001000000000000ffff", "0000000012340000"} {
+		b, _ := hex.DecodeString(bad)
+		if got, err := numericText(b); err == nil {
+			t.Errorf("% x: read as %q, want an error", b, got)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"strconv"
 	"strings"
@@ -766,7 +765,8 @@ func literalParams(args [][]byte) router.ParamFunc {
 }
 
 // bindParams resolves $n of an extended-protocol statement: the client's
-// bind values (integers sent in binary are turned into text), or, for a
+// bind values (integers and numerics sent in binary are turned into text,
+// by oids, the types of mergedParamOIDs), or, for a
 // text without parameters of its own, its literal tokens.
 func bindParams(mb *multiBind, oids []uint32, lits []string) router.ParamFunc {
 	return func(n int) ([]byte, bool, error) {
@@ -792,16 +792,8 @@ func bindParams(mb *multiBind, oids []uint32, lits []string) router.ParamFunc {
 		if n-1 < len(oids) {
 			oid = oids[n-1]
 		}
-		switch {
-		case len(v) == 8 && (oid == 0 || oid == pgtype.Int8OID):
-			return strconv.AppendInt(nil, int64(binary.BigEndian.Uint64(v)), 10), false, nil
-		case len(v) == 4 && (oid == 0 || oid == pgtype.Int4OID):
-			return strconv.AppendInt(nil, int64(int32(binary.BigEndian.Uint32(v))), 10), false, nil
-		case len(v) == 2 && (oid == 0 || oid == pgtype.Int2OID):
-			return strconv.AppendInt(nil, int64(int16(binary.BigEndian.Uint16(v))), 10), false, nil
-		}
-		return nil, false, errNotSupported("send this parameter in text format",
-			"cannot evaluate binary parameter $%d (type OID %d) of a merged statement", n, oid)
+		t, err := binaryParamText(n, oid, v) // (paramtypes.go)
+		return t, false, err
 	}
 }
 

@@ -615,9 +615,16 @@ func noRowsTag(st *router.Statement) *pgproto3.CommandComplete {
 // error (the statement is invalid there). oids are its parameter types,
 // as a client's Parse gives them.
 func (s *session) describeText(ctx context.Context, shard, text string, oids []uint32) (rd *pgproto3.RowDescription, failure *pgproto3.ErrorResponse, err error) {
+	rd, _, failure, err = s.describeWithParams(ctx, shard, text, oids)
+	return rd, failure, err
+}
+
+// describeWithParams is describeText that also returns the statement's
+// parameter types (its ParameterDescription).
+func (s *session) describeWithParams(ctx context.Context, shard, text string, oids []uint32) (rd *pgproto3.RowDescription, params []uint32, failure *pgproto3.ErrorResponse, err error) {
 	c, n, err := s.acquire(ctx, shard)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	p := s.runtime().Pools.Get(shard)
 	c.Send(&pgproto3.Parse{Query: text, ParameterOIDs: oids})
@@ -626,14 +633,14 @@ func (s *session) describeText(ctx context.Context, shard, text string, oids []u
 	if err := c.Flush(); err != nil {
 		s.setActive(c, false)
 		p.Discard(c)
-		return nil, nil, backendLost(shard, err)
+		return nil, nil, nil, backendLost(shard, err)
 	}
 	for {
 		msg, err := c.Receive()
 		if err != nil {
 			s.setActive(c, false)
 			p.Discard(c)
-			return nil, nil, backendLost(shard, err)
+			return nil, nil, nil, backendLost(shard, err)
 		}
 		switch m := msg.(type) {
 		case *pgproto3.ReadyForQuery:
@@ -647,10 +654,14 @@ func (s *session) describeText(ctx context.Context, shard, text string, oids []u
 			} else {
 				p.Discard(c)
 			}
-			return rd, failure, nil
+			return rd, params, failure, nil
 		case *pgproto3.RowDescription:
 			if n == 0 {
 				rd = copyRowDescription(m)
+			}
+		case *pgproto3.ParameterDescription:
+			if n == 0 {
+				params = append([]uint32(nil), m.ParameterOIDs...)
 			}
 		case *pgproto3.ErrorResponse:
 			if n == 0 && failure == nil {
