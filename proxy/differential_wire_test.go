@@ -477,3 +477,23 @@ func TestWireBinaryParams(t *testing.T) {
 }
 
 func be8(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(v)) }
+
+// TestWireZeroColumns: a merged SELECT of no columns (SELECT FROM t ...,
+// an existence check) returns its rows, as Postgres does; the proxy took
+// the shards' empty RowDescription for none and failed (XX000 "no shard
+// returned a result description for a merged SELECT").
+func TestWireZeroColumns(t *testing.T) {
+	wf := startWireFixture(t)
+	var steps []wireStep
+	for _, sql := range []string{
+		"SELECT FROM items ORDER BY id LIMIT 2",
+		"SELECT FROM items WHERE id > 3 OFFSET 5",
+		"SELECT FROM items GROUP BY k ORDER BY k",
+		"SELECT FROM items",
+	} {
+		steps = append(steps,
+			step(query(sql)),
+			step(parse("", sql), describeS(""), bind("", "", nil, nil, 1), describeP(""), execute("", 0), wSync))
+	}
+	wf.diff(t, "zero columns", steps)
+}

@@ -110,7 +110,9 @@ func (l *scatterLeg) readHeader() (ok bool, err error) {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.RowDescription:
-			l.fields = append([]pgproto3.FieldDescription(nil), m.Fields...)
+			// Never nil, even for no columns (SELECT FROM t): nil fields
+			// mean that the leg described no rows (mergeLegs).
+			l.fields = append(make([]pgproto3.FieldDescription, 0, len(m.Fields)), m.Fields...)
 			for i := range l.fields {
 				l.fields[i].Name = append([]byte(nil), m.Fields[i].Name...)
 			}
