@@ -497,3 +497,41 @@ func TestWireZeroColumns(t *testing.T) {
 	}
 	wf.diff(t, "zero columns", steps)
 }
+
+// TestWirePortalRunTwice: an Execute of a portal that already ran to its
+// end does not run the statement again: a SELECT's (or a write's with
+// RETURNING) has no more rows, another statement's cannot be run (55000).
+// A multi-shard portal lives in the proxy, which ran it again on its
+// shards: the rows came twice, an UPDATE was applied twice. And a portal
+// does not outlive its transaction: after a simple-Query COMMIT the proxy
+// still ran a multi-shard one.
+func TestWirePortalRunTwice(t *testing.T) {
+	wf := startWireFixture(t)
+	twice := func(sql string) wireStep {
+		return step(parse("", sql), bind("p", "", nil, nil), execute("p", 0), describeP("p"), execute("p", 0), wSync)
+	}
+	show := step(query("SELECT id, v FROM evolve ORDER BY id"))
+	reset := step(query("UPDATE evolve SET v = id * 10"))
+	cases := []struct {
+		name  string
+		steps []wireStep
+	}{
+		{"SELECT", []wireStep{twice("SELECT k, count(*) FROM items GROUP BY k ORDER BY k"), twice("SELECT id FROM items WHERE id < 4")}},
+		{"SELECT in a transaction", []wireStep{step(query("BEGIN")),
+			step(parse("", "SELECT k, count(*) FROM items GROUP BY k ORDER BY k"), bind("p", "", nil, nil), execute("p", 0), wSync),
+			step(execute("p", 0), wSync), step(query("COMMIT"))}},
+		{"UPDATE", []wireStep{twice("UPDATE evolve SET v = v + 1 WHERE id IN (1, 2, 3, 4)"), show, reset}},
+		{"UPDATE in a transaction", []wireStep{step(query("BEGIN")), twice("UPDATE evolve SET v = v + 1"), show, step(query("ROLLBACK")), show}},
+		{"UPDATE RETURNING", []wireStep{twice("UPDATE evolve SET v = v + 1 RETURNING id, v"), show, reset}},
+		{"INSERT RETURNING", []wireStep{twice("INSERT INTO evolve VALUES (21, 1), (22, 2), (23, 3) RETURNING id"), show,
+			step(query("DELETE FROM evolve WHERE id > 20"))}},
+		{"DELETE", []wireStep{twice("DELETE FROM evolve WHERE id > 100")}},
+		{"after COMMIT", []wireStep{step(query("BEGIN")),
+			step(parse("", "SELECT id FROM items ORDER BY id"), bind("p", "", nil, nil), execute("p", 3), wSync),
+			step(query("COMMIT")),
+			step(execute("p", 3), wSync)}},
+	}
+	for _, c := range cases {
+		wf.diff(t, c.name, c.steps)
+	}
+}

@@ -68,6 +68,9 @@ type portal struct {
 	// config: the portal runs set_config(name, value, false); the SET it
 	// amounts to is recorded when it succeeds, as a SET's is.
 	config *router.Statement
+	// ran: the multi-shard portal was executed to its end (see
+	// executeRanMulti); another Execute must not run it again.
+	ran bool
 }
 
 // multiBind keeps what a Bind said for a statement that runs on several
@@ -683,6 +686,10 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 	if maxRows != 0 || p.rowCursor != nil {
 		return s.executeRowLimited(ctx, p, maxRows, describe) // cursor.go
 	}
+	// Run once: a later Execute of the portal fetches no more rows, or
+	// fails, as Postgres' does (executeRanMulti); it must not run the
+	// statement again on the shards (an UPDATE would be applied twice).
+	p.ran = true
 	if describe && mb.route.Merge != router.MergePlan {
 		// Only a merged SELECT describes its rows as it runs.
 		if err := s.describeMulti(ctx, p); err != nil {
@@ -749,6 +756,37 @@ func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) e
 		s.ext.skip, s.ext.clientFailed = true, true
 	}
 	return err
+}
+
+// executeRanMulti answers an Execute of multi-shard portal p (named name)
+// that already ran to its end, as Postgres answers for a portal in that
+// state (pquery.c): a SELECT's, or a write's with RETURNING, has no more
+// rows to return; any other statement's portal cannot be run again.
+func (s *session) executeRanMulti(ctx context.Context, p *portal, name string) error {
+	if s.ext.describeInExecute {
+		s.ext.describeInExecute = false
+		if err := s.describeMulti(ctx, p); err != nil || s.ext.skip {
+			return err
+		}
+	}
+	st := p.stmt.st
+	var tag string
+	switch {
+	case st.Explain:
+		tag = "EXPLAIN" // its rows were all sent; the tag has no count
+	case st.Kind == router.KindSelect:
+		tag = "SELECT 0"
+	case st.Returning && st.Kind == router.KindInsert:
+		tag = "INSERT 0 0"
+	case st.Returning && st.Kind == router.KindUpdate:
+		tag = "UPDATE 0"
+	case st.Returning && st.Kind == router.KindDelete:
+		tag = "DELETE 0"
+	default:
+		return s.extFail(pgError("55000", "portal %q cannot be run", name))
+	}
+	s.pushLocal(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
+	return nil
 }
 
 // describeMulti answers Describe for a multi-shard portal from its first
@@ -1018,6 +1056,9 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 		return s.executeLocal(p.stmt)
 	}
 	if p.multi != nil {
+		if p.ran && p.rowCursor == nil {
+			return s.executeRanMulti(ctx, p, m.Portal)
+		}
 		return s.executeMulti(ctx, p, m.MaxRows)
 	}
 	if p.cursor != nil {
@@ -1231,10 +1272,15 @@ func (s *session) resetBatch() {
 	s.ext.begun, s.ext.ran = "", false
 	if s.txStatus == 'I' {
 		// Portals do not outlive their transaction.
-		clear(s.ext.portals)
-		if p := s.ext.unnamed; p != nil {
-			*p = portal{} // let go of the statement and backend
-		}
+		s.ext.dropPortals()
+	}
+}
+
+// dropPortals forgets every portal, at the end of their transaction.
+func (e *extended) dropPortals() {
+	clear(e.portals)
+	if p := e.unnamed; p != nil {
+		*p = portal{} // let go of the statement and backend
 	}
 }
 

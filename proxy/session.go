@@ -319,6 +319,12 @@ func (s *session) failTransaction() {
 const abortSQL = `DO $shardproxy$BEGIN RAISE EXCEPTION 'shardproxy: transaction aborted after a proxy-side error'; END$shardproxy$`
 
 func (s *session) ready() error {
+	if s.txStatus == 'I' {
+		// Portals do not outlive their transaction: a transaction block
+		// ended by a simple Query (COMMIT) takes its portals along, as
+		// Sync does those of a pipeline (resetBatch).
+		s.ext.dropPortals()
+	}
 	s.info.noteReady(s.txStatus)
 	s.rfq.TxStatus = s.txStatus
 	if err := s.send(&s.rfq); err != nil {

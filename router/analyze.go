@@ -324,13 +324,13 @@ func (a *analyzer) top(n *pg.Node) {
 	case *pg.Node_ClosePortalStmt:
 		st.Kind, st.other, st.cursorOp = KindOther, true, 'C'
 	case *pg.Node_InsertStmt:
-		st.Kind = KindInsert
+		st.Kind, st.Returning = KindInsert, len(x.InsertStmt.ReturningList) > 0
 		a.insert(x.InsertStmt)
 	case *pg.Node_UpdateStmt:
-		st.Kind = KindUpdate
+		st.Kind, st.Returning = KindUpdate, len(x.UpdateStmt.ReturningList) > 0
 		a.update(x.UpdateStmt, true)
 	case *pg.Node_DeleteStmt:
-		st.Kind = KindDelete
+		st.Kind, st.Returning = KindDelete, len(x.DeleteStmt.ReturningList) > 0
 		a.delete(x.DeleteStmt, true)
 	case *pg.Node_ExplainStmt:
 		a.top(x.ExplainStmt.Query)

@@ -93,6 +93,9 @@ type Statement struct {
 	// does: a pipeline or a multi-statement Query must not end that
 	// transaction on its shard to move on to another.
 	MayWrite bool
+	// Returning: an INSERT, UPDATE or DELETE with RETURNING, which
+	// returns rows.
+	Returning bool
 	// HidesSettings: the statement may change a session setting where
 	// the proxy cannot see it (a DO block, CALL, a user function whose
 	// body may run SET or set_config: pooling.go). Its backend must be
