@@ -535,3 +535,19 @@ func TestWirePortalRunTwice(t *testing.T) {
 		wf.diff(t, c.name, c.steps)
 	}
 }
+
+// TestWirePortalAcrossShards: in a transaction, a portal read part way on
+// one shard can be read on after a statement on other shards made the
+// transaction span them (two_phase_commit). The proxy said the portal
+// does not exist (34000) and the transaction failed.
+func TestWirePortalAcrossShards(t *testing.T) {
+	wf := startWireFixture(t)
+	wf.diff(t, "portal across shards", []wireStep{
+		step(query("BEGIN")),
+		step(parse("b", "SELECT id, n FROM items, generate_series(1, 4) AS n WHERE id = $1 ORDER BY n"), bind("pb", "b", nil, texts("1")), execute("pb", 1), wSync),
+		step(parse("a", "SELECT k, count(*) FROM items GROUP BY k ORDER BY k"), bind("pa", "a", nil, nil), execute("pa", 0), wSync),
+		step(execute("pb", 1), wSync),
+		step(parse("", "UPDATE evolve SET v = v + 1"), bind("", "", nil, nil), execute("", 0), execute("pb", 0), wSync),
+		step(query("ROLLBACK")),
+	})
+}

@@ -1072,6 +1072,15 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 			return err
 		}
 	}
+	if p.conn != s.attached && p.conn != nil && s.multiLeg() && slices.Contains(s.tx.legs, p.conn) {
+		// A portal of the transaction's shard, left for a statement on
+		// other shards (its transaction spans shards now): its backend is
+		// still the transaction's there, and holds the portal.
+		readOnly := p.stmt.st.Kind == router.KindSelect && !p.stmt.st.MayWrite
+		if _, err := s.extAttach(ctx, p.conn.Shard, readOnly); err != nil {
+			return s.failExecute(ctx, p, err)
+		}
+	}
 	if p.conn != s.attached {
 		return s.extFail(pgError("34000", "portal %q does not exist", m.Portal))
 	}
