@@ -35,12 +35,8 @@ import (
 // a key's old owner, a reference-table write that leaves out a new
 // shard, a read that misses one.
 func TestPipelineRoutedBeforeCutover(t *testing.T) {
-	f := startFixture(t, fixtureOptions{Body: defaultBody + "two_phase_commit: true\n"})
+	f, app, keys := productsFixture(t)
 	ctx := context.Background()
-	app := f.Connect(t)
-	keys := keysPerShard(t, f, app)
-	mustExec(t, app, "CREATE TABLE products (sku int PRIMARY KEY, price int)")
-	mustExec(t, app, "INSERT INTO products VALUES (1, 0)")
 	for _, tc := range []struct {
 		name, sql string
 		check     string // on s1, directly: 0 when the statement did not run

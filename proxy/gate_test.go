@@ -14,6 +14,19 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
+// productsFixture is the default map with two-phase commit, customers
+// on both shards (keysPerShard's keys) and one row of the reference table
+// products: sku 1, price 0.
+func productsFixture(t *testing.T) (*fixture, *pgx.Conn, map[string]int64) {
+	t.Helper()
+	f := startFixture(t, fixtureOptions{Body: defaultBody + "two_phase_commit: true\n"})
+	app := f.Connect(t)
+	keys := keysPerShard(t, f, app)
+	mustExec(t, app, "CREATE TABLE products (sku int PRIMARY KEY, price int)")
+	mustExec(t, app, "INSERT INTO products VALUES (1, 0)")
+	return f, app, keys
+}
+
 // TestPauseWaitsForStatementPastGate: a statement that went through the
 // PAUSE gate just before it closed, and has not taken its backend yet, is
 // waited for by the pause like one holding a backend. A resharding
@@ -28,12 +41,8 @@ import (
 // extended-protocol implicit transaction) waits at the gate for the
 // paused one.
 func TestPauseWaitsForStatementPastGate(t *testing.T) {
-	f := startFixture(t, fixtureOptions{Body: defaultBody + "two_phase_commit: true\n"})
+	f, app, keys := productsFixture(t)
 	ctx := context.Background()
-	app := f.Connect(t)
-	keys := keysPerShard(t, f, app)
-	mustExec(t, app, "CREATE TABLE products (sku int PRIMARY KEY, price int)")
-	mustExec(t, app, "INSERT INTO products VALUES (1, 0)")
 	adm := connectAdmin(t, f)
 
 	type gateStop struct {
@@ -172,12 +181,8 @@ func TestPauseWaitsForStatementPastGate(t *testing.T) {
 // shards it already holds go on: the cutover could not have moved them.
 // The proxy used to let the shard join on the old map.
 func TestTransactionAcrossCutover(t *testing.T) {
-	f := startFixture(t, fixtureOptions{Body: defaultBody + "two_phase_commit: true\n"})
+	f, app, keys := productsFixture(t)
 	ctx := context.Background()
-	app := f.Connect(t)
-	keys := keysPerShard(t, f, app)
-	mustExec(t, app, "CREATE TABLE products (sku int PRIMARY KEY, price int)")
-	mustExec(t, app, "INSERT INTO products VALUES (1, 0)")
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
 		for _, join := range []struct{ name, sql string }{
 			{"a key on another shard", fmt.Sprintf("UPDATE customers SET name = 'joined' WHERE customer_id = %d", keys["s1"])},
@@ -244,12 +249,8 @@ func TestTransactionAcrossCutover(t *testing.T) {
 // two would wait for each other until PAUSE timed out. The scatter paths
 // used to wait at the gate for every shard of the statement.
 func TestTransactionHoldingPausedShardGoesOn(t *testing.T) {
-	f := startFixture(t, fixtureOptions{Body: defaultBody + "two_phase_commit: true\n"})
+	f, app, keys := productsFixture(t)
 	ctx := context.Background()
-	app := f.Connect(t)
-	keys := keysPerShard(t, f, app)
-	mustExec(t, app, "CREATE TABLE products (sku int PRIMARY KEY, price int)")
-	mustExec(t, app, "INSERT INTO products VALUES (1, 0)")
 	adm, watch := connectAdmin(t, f), connectAdmin(t, f) // PAUSE keeps adm busy
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
 		t.Run(fmt.Sprint(mode), func(t *testing.T) {

@@ -2174,20 +2174,11 @@ func sameFamily(t *pg.TypeName, kt strategies.KeyType) bool {
 	if len(names) == 0 || len(t.GetArrayBounds()) > 0 || len(t.GetTypmods()) > 0 {
 		return false
 	}
-	switch names[len(names)-1] {
-	case "int2", "int4", "int8", "bigint", "integer", "smallint":
-		return kt == strategies.KeyInt
-	case "text", "varchar":
-		return kt == strategies.KeyText
-	case "uuid":
-		return kt == strategies.KeyUUID
-	case "timestamp", "timestamptz":
-		// Casting the column between timestamp and timestamptz converts
-		// it in the session's TimeZone: equality no longer pins the
-		// stored value, so such a predicate does not narrow the route.
-		return false
-	}
-	return false
+	named, ok := keyTypeNamed(names[len(names)-1])
+	// A cast to a timestamp type does not narrow the route: between
+	// timestamp and timestamptz it converts in the session's TimeZone, and
+	// equality no longer pins the stored value.
+	return ok && named == kt && named != strategies.KeyTimestamp && named != strategies.KeyTimestampTZ
 }
 
 // value reads a constant or parameter (through casts and unary minus).

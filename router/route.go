@@ -901,19 +901,26 @@ func keyParamType(kt strategies.KeyType, oid uint32, binary bool) bool {
 // castKeyType tells whether a binary parameter cast to type name (the
 // innermost cast of valueRef.casts) is sent as a key of type kt is.
 func castKeyType(kt strategies.KeyType, name string) bool {
+	t, ok := keyTypeNamed(name)
+	return ok && t == kt
+}
+
+// keyTypeNamed is the key type whose values type name holds (int4 and
+// bigint hold KeyInt's).
+func keyTypeNamed(name string) (strategies.KeyType, bool) {
 	switch name {
 	case "int2", "int4", "int8", "smallint", "integer", "bigint":
-		return kt == strategies.KeyInt
+		return strategies.KeyInt, true
 	case "text", "varchar":
-		return kt == strategies.KeyText
+		return strategies.KeyText, true
 	case "uuid":
-		return kt == strategies.KeyUUID
+		return strategies.KeyUUID, true
 	case "timestamp":
-		return kt == strategies.KeyTimestamp
+		return strategies.KeyTimestamp, true
 	case "timestamptz":
-		return kt == strategies.KeyTimestampTZ
+		return strategies.KeyTimestampTZ, true
 	}
-	return false
+	return 0, false
 }
 
 // paramFormat applies the Bind message's format-code rules.
