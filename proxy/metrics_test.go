@@ -114,7 +114,7 @@ func waitStatus(t *testing.T, url string, want int) string {
 // again and checks that the families moved the right way; then /readyz
 // follows a shard going down and coming back.
 func TestMetrics(t *testing.T) {
-	f := startFixture(t, fixtureOptions{Top: "health_check_interval: 100ms\n"})
+	f := startFixture(t, fixtureOptions{Top: "health_check_interval: 500ms\n"})
 	// Served as serve.go serves it (serveMetrics): metrics.Handler on HTTP.
 	hs := httptest.NewServer(metrics.Handler(f.Server))
 	defer hs.Close()
@@ -272,9 +272,9 @@ func TestMetrics(t *testing.T) {
 				}
 			}
 		})
-		// Checks run every 100ms with a 100ms timeout: on a loaded
-		// machine one of s0's can overrun and report it down until its
-		// next check. Wait for the state where only s1 is down.
+		// Checks run every 500ms with a 500ms timeout (a check's timeout
+		// is its interval): on a loaded machine one of s0's can still
+		// overrun and report it down until its next check. Wait for the state where only s1 is down.
 		body := ""
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			body = waitStatus(t, hs.URL+"/readyz", http.StatusServiceUnavailable)
