@@ -368,18 +368,9 @@ func TestAdminPause(t *testing.T) {
 	if _, err := tx.Exec(ctx, "UPDATE customers SET name = 'running' WHERE customer_id = $1", keys["s0"]); err != nil {
 		t.Fatal(err)
 	}
-	paused := make(chan error, 1)
-	go func() {
-		_, err := adm.PgConn().Exec(ctx, "PAUSE s0").ReadAll()
-		paused <- err
-	}()
 	// PAUSE returns only once the running transaction ends.
-	waitFor(t, func() bool { return pausedShard(t, f, "s0") })
-	select {
-	case err := <-paused:
-		t.Fatalf("PAUSE returned (%v) while a transaction on s0 was open", err)
-	default:
-	}
+	paused := pauseAside(t, f, adm, "s0")
+	requirePausing(t, paused, "a transaction on s0 was open")
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -416,6 +407,43 @@ func TestAdminPause(t *testing.T) {
 	var name string
 	if err := f.Direct(t, "s0").QueryRow(ctx, "SELECT name FROM customers WHERE customer_id = $1", keys["s0"]).Scan(&name); err != nil || name != "held" {
 		t.Fatalf("row on s0: %q, %v", name, err)
+	}
+}
+
+// pauseAside sends PAUSE shard (PAUSE alone for "") on adm, which it keeps
+// busy, and returns once SHOW SHARDS shows the shard (every shard for "")
+// paused. The channel gives PAUSE's answer, which comes only when no
+// transaction holds the shard any more. RESUME is sent when the test ends.
+func pauseAside(t *testing.T, f *fixture, adm *pgx.Conn, shard string) <-chan error {
+	t.Helper()
+	ctx := context.Background()
+	watch := connectAdmin(t, f)
+	paused := make(chan error, 1)
+	go func() {
+		_, err := adm.PgConn().Exec(ctx, strings.TrimSpace("PAUSE "+shard)).ReadAll()
+		paused <- err
+	}()
+	t.Cleanup(func() { watch.PgConn().Exec(ctx, strings.TrimSpace("RESUME "+shard)).ReadAll() })
+	waitFor(t, func() bool {
+		rows := adminRows(t, watch, "SHOW SHARDS")
+		for _, r := range rows {
+			if (shard == "" || r["name"] == shard) && r["paused"] != "true" {
+				return false
+			}
+		}
+		return len(rows) > 0
+	})
+	return paused
+}
+
+// requirePausing fails the test if PAUSE has already answered, while held
+// says what should still hold it.
+func requirePausing(t *testing.T, paused <-chan error, held string) {
+	t.Helper()
+	select {
+	case err := <-paused:
+		t.Fatalf("PAUSE returned (%v) while %s", err, held)
+	default:
 	}
 }
 

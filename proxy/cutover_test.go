@@ -367,7 +367,6 @@ func TestTransactionJoinsShardPausedWithItsOwn(t *testing.T) {
 	ctx := context.Background()
 	app := f.Connect(t)
 	keys := keysPerShard(t, f, app)
-	adm, watch := connectAdmin(t, f), connectAdmin(t, f) // PAUSE keeps adm busy
 	tx, err := app.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -376,27 +375,14 @@ func TestTransactionJoinsShardPausedWithItsOwn(t *testing.T) {
 	if _, err := tx.Exec(ctx, "UPDATE customers SET name = 'tx' WHERE customer_id = $1", keys["s0"]); err != nil {
 		t.Fatal(err)
 	}
-	paused := make(chan error, 1)
-	go func() {
-		_, err := adm.PgConn().Exec(ctx, "PAUSE").ReadAll()
-		paused <- err
-	}()
-	defer func() { watch.PgConn().Exec(ctx, "RESUME").ReadAll() }()
-	waitFor(t, func() bool {
-		r := rowWhere(adminRows(t, watch, "SHOW SHARDS"), "name", "s1")
-		return r != nil && r["paused"] == "true"
-	})
+	paused := pauseAside(t, f, connectAdmin(t, f), "")
 	// PAUSE would time out after 30s.
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := tx.Exec(sctx, "UPDATE customers SET name = 'tx' WHERE customer_id = $1", keys["s1"]); err != nil {
 		t.Fatalf("the transaction's write on s1, paused with s0, which it holds: %v", err)
 	}
-	select {
-	case err := <-paused:
-		t.Fatalf("PAUSE returned (%v) while a transaction held s0 and s1", err)
-	default:
-	}
+	requirePausing(t, paused, "a transaction held s0 and s1")
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}

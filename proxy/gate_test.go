@@ -251,7 +251,7 @@ func TestTransactionAcrossCutover(t *testing.T) {
 func TestTransactionHoldingPausedShardGoesOn(t *testing.T) {
 	f, app, keys := productsFixture(t)
 	ctx := context.Background()
-	adm, watch := connectAdmin(t, f), connectAdmin(t, f) // PAUSE keeps adm busy
+	adm := connectAdmin(t, f) // PAUSE keeps it busy
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
 		t.Run(fmt.Sprint(mode), func(t *testing.T) {
 			tx, err := app.Begin(ctx)
@@ -262,20 +262,7 @@ func TestTransactionHoldingPausedShardGoesOn(t *testing.T) {
 			if _, err := tx.Exec(ctx, "UPDATE customers SET name = 'tx' WHERE customer_id = $1", mode, keys["s1"]); err != nil {
 				t.Fatal(err)
 			}
-			paused := make(chan error, 1)
-			go func() {
-				_, err := adm.PgConn().Exec(ctx, "PAUSE s1").ReadAll()
-				paused <- err
-			}()
-			defer func() { watch.PgConn().Exec(ctx, "RESUME s1").ReadAll() }()
-			waitFor(t, func() bool {
-				for _, r := range adminRows(t, watch, "SHOW SHARDS") {
-					if r["name"] == "s1" && r["paused"] == "true" {
-						return true
-					}
-				}
-				return false
-			})
+			paused := pauseAside(t, f, adm, "s1")
 			// Each must finish now; PAUSE would time out after 30s.
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
@@ -289,11 +276,7 @@ func TestTransactionHoldingPausedShardGoesOn(t *testing.T) {
 			if _, err := tx.Conn().PgConn().CopyFrom(sctx, strings.NewReader(fmt.Sprintf("%d\tcopied\n%d\tcopied\n", 1000+keys["s0"], 1000+keys["s1"])), "COPY customers FROM STDIN"); err != nil {
 				t.Fatalf("COPY in the transaction: %v", err)
 			}
-			select {
-			case err := <-paused:
-				t.Fatalf("PAUSE s1 returned (%v) while a transaction held s1", err)
-			default:
-			}
+			requirePausing(t, paused, "a transaction held s1")
 			if err := tx.Rollback(ctx); err != nil {
 				t.Fatal(err)
 			}
