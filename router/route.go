@@ -635,6 +635,13 @@ func (r *Router) locate(ctx context.Context, u *tableUse, args *Args, why []byte
 			why = append(why, ", "...)
 		}
 		k, state, err := r.bindColumnKey(ctx, u, v, args, &ct)
+		if state == bound && !u.insert && kt == strategies.KeyInt && pgCode(err) == codeOutOfRange {
+			// `id = 9223372036854775808` compares as numeric in Postgres:
+			// no row, and no error. Written '9223372036854775808', or as a
+			// parameter, it is an int8 out of range: the shards say 22003,
+			// as one Postgres would. Either way no shard is the answer.
+			state, err = boundFree, nil
+		}
 		if err != nil && state != boundUnsure {
 			return 0, false, why, err
 		}

@@ -78,6 +78,11 @@ func TestRoute(t *testing.T) {
 		{name: "null key reads nothing", sql: "SELECT * FROM orders WHERE customer_id = $1", params: []string{"NULL"}, kind: RouteNone},
 		{name: "bad int text", sql: "SELECT * FROM orders WHERE customer_id = 'abc'", code: "22P02"},
 		{name: "numeric literal compares as numeric", sql: "SELECT * FROM orders WHERE customer_id = 1.5", kind: RouteAll, shards: all2, merge: MergeConcat},
+		// Beyond int8: a literal compares as numeric (no row), a string or
+		// parameter fails on the shards with 22003; no one shard either way.
+		{name: "literal beyond int8", sql: "SELECT * FROM orders WHERE customer_id = 9223372036854775808", kind: RouteAll, shards: all2, merge: MergeConcat},
+		{name: "param beyond int8", sql: "SELECT * FROM orders WHERE customer_id = $1", params: []string{"-9223372036854775809"}, kind: RouteAll, shards: all2, merge: MergeConcat},
+		{name: "insert beyond int8", sql: "INSERT INTO orders (customer_id) VALUES (9223372036854775808)", code: "22003"},
 		{name: "missing param", sql: "SELECT * FROM orders WHERE customer_id = $2", params: []string{"1"}, kind: RouteAll, shards: all2, merge: MergeConcat},
 		// PEERS: SPQR used only the first $n per column; every parameter counts.
 		{name: "every param counts", sql: "SELECT * FROM orders WHERE customer_id = $1 OR customer_id = $2", params: []string{"{c0}", "{c1}"}, kind: RouteMulti, shards: all2, merge: MergeConcat},

@@ -756,8 +756,18 @@ const (
 	codeUndefinedObject   = "42704"
 	codeUndefinedColumn   = "42703"
 	codeNotNullViolation  = "23502"
+	codeOutOfRange        = "22003"
 	codeInternal          = "XX000"
 )
+
+// pgCode is err's SQLSTATE, "" when it is not a Postgres error.
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
 
 func pgError(code, msg, hint string) *pgconn.PgError {
 	return &pgconn.PgError{Severity: "ERROR", Code: code, Message: msg, Hint: hint}

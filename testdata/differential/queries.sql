@@ -406,6 +406,9 @@ SELECT customer_id, credit FROM customers WHERE customer_id > 115 AND customer_i
 SELECT stream, seq FROM events WHERE stream >= 'f' AND stream < 'h' ORDER BY stream, seq;
 SELECT stream, seq FROM events WHERE stream > 'r' ORDER BY stream, seq;
 SELECT customer_id, name FROM customers WHERE customer_id = 7 OR customer_id = 300 ORDER BY customer_id;
+-- An integer literal beyond int8 compares as numeric: no row, no error.
+SELECT customer_id FROM customers WHERE customer_id = 9223372036854775808;
+SELECT customer_id FROM customers WHERE customer_id IN (7, -9223372036854775809) ORDER BY customer_id;
 SELECT order_id FROM orders WHERE customer_id = 7 OR status = 'paid' ORDER BY order_id;
 SELECT count(*) FROM orders WHERE customer_id < 200;
 SELECT customer_id, name FROM customers WHERE customer_id = $1 OR customer_id = $2 ORDER BY customer_id; -- args: 7 300
