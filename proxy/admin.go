@@ -126,6 +126,9 @@ func (s *session) holdIfPaused(ctx context.Context, shards ...string) error {
 	if h := s.srv.afterGate.Load(); h != nil {
 		(*h)(shards)
 	}
+	if err := s.srv.reshard.checkFence(shards); err != nil { // see reshard.go
+		return err
+	}
 	return s.checkMapAfterHold() // see reshard.go
 }
 

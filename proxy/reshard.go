@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +27,12 @@ import (
 // end ends by itself after the job's bound plus a margin, after adopting
 // the newest epoch (so not while the metadata database is unreachable),
 // so that a dead job cannot leave writes held nor send them to an old
-// owner.
+// owner. The job renews the pause while it still works after its switch
+// (switch, extend), so that it ends by itself only once the job went
+// quiet. After a switch the moved rows are on their old and their new
+// owner until the job deleted them: a pause that ends by itself before
+// that leaves the source shards fenced (checkFence) until the job's
+// cleanup says they are deleted.
 
 // checkMapAfterHold runs where a transaction takes a backend (after
 // holdIfPaused). It fails a statement that was routed with a map that a
@@ -119,10 +125,80 @@ type reshardState struct {
 	epoch  int64
 	paused []string // shards held for a cutover
 	job    int64
-	until  time.Time // auto-resume deadline while paused
-	events []string  // recent protocol steps, newest last (bounded)
+	bound  time.Duration // the job's pause bound, renewed by switch and extend
+	until  time.Time     // auto-resume deadline while paused
+	events []string      // recent protocol steps, newest last (bounded)
+
+	// fence is set while a switched job's moved rows may still be on
+	// their old shards (shardproxy_epoch.moved_rows_left): statements
+	// there fail rather than see those rows twice.
+	fence atomic.Pointer[fence]
 
 	hook atomic.Pointer[ReshardHook] // the console's RESHARD
+}
+
+// fence names the source shards of a job that switched and has not
+// deleted the rows it moved from them yet.
+type fence struct {
+	job    int64
+	shards []string
+}
+
+// checkFence fails a statement that would take a backend on a fenced
+// shard. Such a shard still holds rows that the map now places on other
+// shards: a keyless read (or an IN list, a join, a keyless UPDATE ...
+// RETURNING) there would return them besides their copies on the new
+// owners. Which statements could see one cannot be told from the
+// statement, so every one on the shard fails, with what to do. Holding
+// them instead would hang clients until someone resumes the job. Cost
+// while no fence is up: one atomic load.
+func (r *reshardState) checkFence(shards []string) error {
+	f := r.fence.Load()
+	if f == nil {
+		return nil
+	}
+	for _, sh := range shards {
+		if slices.Contains(f.shards, sh) {
+			e := pgError("55000", "shard %s still holds rows that resharding job %d moved to other shards and has not deleted yet (the job stopped after its switch); "+
+				"statements there would see those rows twice", sh, f.job)
+			e.Hint = fmt.Sprintf("resume the job (shardproxy reshard resume --job %d, or RESHARD RESUME %d in the admin console): once it has deleted them, the shard is served again", f.job, f.job)
+			return e
+		}
+	}
+	return nil
+}
+
+// refreshFence reads from the metadata database which source shards
+// still hold moved rows of a switched job, and fences them (or lifts the
+// fence). One job runs at a time, so at most one epoch has rows left.
+func (s *Server) refreshFence(ctx context.Context, conn *pgx.Conn, w ReshardWatch) error {
+	var job int64
+	var shards []string
+	err := conn.QueryRow(ctx, `SELECT e.job_id, coalesce(array(SELECT shard FROM shardproxy_reshard_source WHERE job_id = e.job_id ORDER BY shard), '{}')
+		FROM shardproxy_epoch e WHERE e.moved_rows_left ORDER BY e.epoch DESC LIMIT 1`).Scan(&job, &shards)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if old := s.reshard.fence.Swap(nil); old != nil {
+			s.reshard.note("job %d deleted its moved rows: %s served again", old.job, strings.Join(old.shards, ","))
+			w.Log.Info("resharding: moved rows deleted from their old shards; fence lifted", "job", old.job, "shards", old.shards)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if old := s.reshard.fence.Load(); old == nil || old.job != job || !slices.Equal(old.shards, shards) {
+		s.reshard.fence.Store(&fence{job: job, shards: shards})
+		s.reshard.note("job %d switched, moved rows left on %s: fenced", job, strings.Join(shards, ","))
+		// The normal case while the cutover's pause holds the shards:
+		// the job deletes them next.
+		s.reshard.mu.Lock()
+		held := len(s.reshard.paused) > 0
+		s.reshard.mu.Unlock()
+		if !held {
+			w.Log.Warn("resharding: a switched job has not deleted its moved rows yet; statements on those shards fail until it has", "job", job, "shards", shards)
+		}
+	}
+	return nil
 }
 
 func (r *reshardState) note(format string, args ...any) {
@@ -186,6 +262,9 @@ func (s *Server) watchReshardOnce(ctx context.Context, w ReshardWatch) error {
 	if err := s.adoptEpoch(ctx, conn, w, 0); err != nil {
 		return err
 	}
+	if err := s.refreshFence(ctx, conn, w); err != nil {
+		return err
+	}
 	if w.Ready != nil {
 		w.Ready()
 	}
@@ -209,6 +288,13 @@ func (s *Server) watchReshardOnce(ctx context.Context, w ReshardWatch) error {
 		}
 		if err := s.autoResume(ctx, conn, w); err != nil {
 			return err
+		}
+		// A fence lifts when a resumed job's cleanup deleted the rows;
+		// that sends no notification.
+		if s.reshard.fence.Load() != nil {
+			if err := s.refreshFence(ctx, conn, w); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -285,7 +371,8 @@ func (s *Server) reshardStep(ctx context.Context, conn *pgx.Conn, w ReshardWatch
 		s.reshard.mu.Lock()
 		s.reshard.paused = shards
 		s.reshard.job = job
-		s.reshard.until = time.Now().Add(time.Duration(bound)*time.Millisecond + w.PauseMargin)
+		s.reshard.bound = time.Duration(bound) * time.Millisecond
+		s.reshard.until = time.Now().Add(s.reshard.bound + w.PauseMargin)
 		s.reshard.mu.Unlock()
 		held := map[string]bool{}
 		for _, sh := range shards {
@@ -308,15 +395,41 @@ func (s *Server) reshardStep(ctx context.Context, conn *pgx.Conn, w ReshardWatch
 		if err != nil {
 			return err
 		}
+		s.renewPause(job, w)
 		if err := s.adoptEpoch(ctx, conn, w, epoch); err != nil {
 			return err
 		}
+		// Fenced until the job says its moved rows are deleted: this
+		// proxy may not be paused (it missed the pause).
+		if err := s.refreshFence(ctx, conn, w); err != nil {
+			return err
+		}
 		return ack(ctx, conn, w, job, attempt, "switch")
+	case f[0] == "extend":
+		s.renewPause(job, w)
+		return nil
 	case f[0] == "resume":
+		// The job cleared moved_rows_left before it said resume; a
+		// proxy that cannot read that stays paused (autoResume retries).
+		if err := s.refreshFence(ctx, conn, w); err != nil {
+			return err
+		}
 		s.resumeHeld(w.Log, fmt.Sprintf("job %d attempt %d", job, attempt))
 		return ack(ctx, conn, w, job, attempt, "resume")
 	}
 	return fmt.Errorf("unknown notification")
+}
+
+// renewPause moves the auto-resume deadline of a pause held for job a
+// bound (plus the margin) from now: the job is still at work after its
+// switch (waiting for the switch acks, deleting the moved rows), and a
+// pause that ended now would show those rows twice.
+func (s *Server) renewPause(job int64, w ReshardWatch) {
+	s.reshard.mu.Lock()
+	defer s.reshard.mu.Unlock()
+	if len(s.reshard.paused) > 0 && s.reshard.job == job {
+		s.reshard.until = time.Now().Add(s.reshard.bound + w.PauseMargin)
+	}
 }
 
 // autoResume ends a pause whose job went quiet, on the newest epoch. It
@@ -336,6 +449,15 @@ func (s *Server) autoResume(ctx context.Context, conn *pgx.Conn, w ReshardWatch)
 	}
 	if err := s.adoptEpoch(ctx, conn, w, 0); err != nil {
 		return err
+	}
+	// A job that went quiet after its switch may have left moved rows on
+	// the sources: fenced before the gate opens, the held statements fail
+	// rather than count them twice.
+	if err := s.refreshFence(ctx, conn, w); err != nil {
+		return err
+	}
+	if f := s.reshard.fence.Load(); f != nil {
+		w.Log.Warn("resharding: the job went quiet after its switch without deleting its moved rows; statements on those shards fail until it has (resume the job)", "job", f.job, "shards", f.shards)
 	}
 	s.resumeHeld(w.Log, "pause bound passed without a resume")
 	return nil
@@ -439,6 +561,10 @@ func (a *adminConn) showReshard(ctx context.Context) error {
 	if len(r.paused) > 0 {
 		rs.add("held for job", r.job)
 		rs.add("auto resume at", r.until.UTC().Format(time.RFC3339Nano))
+	}
+	if f := r.fence.Load(); f != nil {
+		rs.add("fenced shards", strings.Join(f.shards, ","))
+		rs.add("fenced for job", f.job)
 	}
 	for _, e := range r.events {
 		rs.add("step", e)

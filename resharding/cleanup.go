@@ -13,7 +13,8 @@ import (
 
 // cleanup runs after the switch: the slots and publications go, and moved
 // rows still on their old shards (the cutover deletes them while paused;
-// a job that died in between did not) leave.
+// a job that died in between did not) leave, which lifts the proxies'
+// fence on those shards.
 func (j *Job) cleanup(ctx context.Context) (string, error) {
 	if err := j.hook("cleanup"); err != nil {
 		return "", err
@@ -22,6 +23,9 @@ func (j *Job) cleanup(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if err := j.deleteMoved(ctx); err != nil {
+		return "", err
+	}
+	if err := j.movedRowsDeleted(ctx); err != nil {
 		return "", err
 	}
 	return PhaseDone, nil

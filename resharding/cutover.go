@@ -15,15 +15,27 @@ import (
 //
 //	pause  <job> <attempt> <bound ms> <shard,shard...>
 //	switch <job> <attempt> <epoch>
+//	extend <job> <attempt>
 //	resume <job> <attempt>
 //
-// A proxy acks each by inserting (job, attempt, step, proxy id) into
-// shardproxy_reshard_ack. Proxies register themselves in shardproxy_proxy
-// and refresh last_seen; the job waits for every proxy seen within
-// proxyLiveness. A proxy that paused resumes on its own after the bound
-// (plus a margin), first adopting the newest epoch: if the job died after
-// writing the epoch, no proxy resumes on the old map (one that cannot
-// reach the metadata database keeps the pause until it can).
+// A proxy acks each but extend by inserting (job, attempt, step, proxy
+// id) into shardproxy_reshard_ack. Proxies register themselves in
+// shardproxy_proxy and refresh last_seen; the job waits for every proxy
+// seen within proxyLiveness. A proxy that paused resumes on its own after
+// the bound (plus a margin), first adopting the newest epoch: if the job
+// died after writing the epoch, no proxy resumes on the old map (one that
+// cannot reach the metadata database keeps the pause until it can).
+//
+// After the switch the moved rows are on their old and their new shards
+// until the job deleted them from the old: a keyless read would count
+// them twice. So the job renews the pause while it deletes (switch and
+// extend move the proxies' deadline a bound on; the delete of a big table
+// may take far longer than the bound), and the epoch row says whether
+// rows are left (moved_rows_left, cleared once they are deleted, before
+// resume). A proxy whose pause ends by itself while rows are left (the
+// job died or failed after its switch) fails every statement on the
+// job's source shards with 55000 until a resumed job's cleanup deleted
+// them: unavailable and saying why, rather than silently wrong.
 
 // proxyLiveness is how recently a proxy must have refreshed its
 // registration to be waited for.
@@ -151,7 +163,7 @@ func (j *Job) cutover(ctx context.Context, attempt int, streamers []*streamer, h
 	// commit together.
 	var epoch int64
 	err = pgx.BeginFunc(ctx, j.meta, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, "INSERT INTO shardproxy_epoch (map, job_id) VALUES ($1, $2) RETURNING epoch", j.targetText, j.id).Scan(&epoch); err != nil {
+		if err := tx.QueryRow(ctx, "INSERT INTO shardproxy_epoch (map, job_id, moved_rows_left) VALUES ($1, $2, true) RETURNING epoch", j.targetText, j.id).Scan(&epoch); err != nil {
 			return err
 		}
 		if err := j.moveEntries(ctx, tx); err != nil {
@@ -171,8 +183,9 @@ func (j *Job) cutover(ctx context.Context, attempt int, streamers []*streamer, h
 		return true, err
 	}
 	// Past the epoch there is no going back: wait for the switch acks a
-	// while longer than the bound; a proxy that misses it adopts the
-	// epoch before it resumes on its own.
+	// while longer than the bound (the switch renewed the proxies'
+	// pause); a proxy that misses it adopts the epoch before it resumes on
+	// its own.
 	missing, err = j.waitAcks(ctx, attempt, "switch", proxies, time.Now().Add(PauseMargin))
 	if err != nil {
 		return true, err
@@ -181,6 +194,9 @@ func (j *Job) cutover(ctx context.Context, attempt int, streamers []*streamer, h
 		j.log.Warn("no switch ack; those proxies adopt the epoch when they resume on their own", "proxies", missing)
 	}
 	switched := time.Now()
+	if err := j.hook("cutover-switched"); err != nil {
+		return true, err
+	}
 	// Reads are held too (every transaction on the sources waits at the
 	// gate): delete the moved rows from their old shards now, so that no
 	// keyless read ever sees a row on its old and its new owner. The
@@ -188,9 +204,10 @@ func (j *Job) cutover(ctx context.Context, attempt int, streamers []*streamer, h
 	if err := halt(); err != nil {
 		j.log.Warn("replication stream ended with an error after the switch (drained already)", "err", err)
 	}
-	if err := j.deleteMoved(ctx); err != nil {
-		// The proxies resume on their own after the bound; a resumed job
-		// deletes again in cleanup.
+	if err := j.deleteMovedRenewing(ctx, attempt); err != nil {
+		// The proxies stop waiting a bound after the last renewal and
+		// fence the sources (moved_rows_left); a resumed job deletes
+		// again in cleanup.
 		return true, err
 	}
 	if err := j.notify(ctx, fmt.Sprintf("resume %d %d", j.id, attempt)); err != nil {
@@ -199,6 +216,44 @@ func (j *Job) cutover(ctx context.Context, attempt int, streamers []*streamer, h
 	j.log.Info("cutover done", "epoch", epoch, "attempt", attempt, "pause_ack", paused.Sub(start), "drain", drained.Sub(paused),
 		"delete_moved", time.Since(switched), "pause_total", time.Since(start))
 	return true, nil
+}
+
+// deleteMovedRenewing deletes the moved rows from the sources (inside
+// the pause) and renews the proxies' pause every half bound meanwhile,
+// so that none ends it by itself while the job still deletes. Once
+// deleted, the epoch stops saying rows are left.
+func (j *Job) deleteMovedRenewing(ctx context.Context, attempt int) error {
+	extend := func() {
+		if err := j.notify(ctx, fmt.Sprintf("extend %d %d", j.id, attempt)); err != nil {
+			// The proxies fence the sources once the pause ends.
+			j.log.Warn("renewing the pause", "err", err)
+		}
+	}
+	// At once too: the switch renewed the pause, and the wait for its
+	// acks and the streams' stop took some of that since.
+	extend()
+	done := make(chan error, 1)
+	go func() { done <- j.deleteMoved(ctx) }() // its own connections: j.meta stays here
+	tick := time.NewTicker(j.opts.PauseBound / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return err
+			}
+			return j.movedRowsDeleted(ctx)
+		case <-tick.C:
+			extend()
+		}
+	}
+}
+
+// movedRowsDeleted records that no moved row is left on a source: the
+// proxies lift their fence (or resume without one).
+func (j *Job) movedRowsDeleted(ctx context.Context) error {
+	_, err := j.meta.Exec(ctx, "UPDATE shardproxy_epoch SET moved_rows_left = false WHERE job_id = $1 AND moved_rows_left", j.id)
+	return err
 }
 
 // preparedOnSources lists the prepared transactions in the sources'

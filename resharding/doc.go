@@ -24,11 +24,14 @@
 //	         the new map is written as a new epoch (with the directory
 //	         entries moved), the proxies switch and ack, the streams stop,
 //	         the moved rows are deleted from their old owners, every shard
-//	         at once (still paused, so no read sees a row twice), and the
-//	         proxies resume. A bound exceeded before the epoch resumes on
-//	         the old map and the job goes back to catchup.
+//	         at once (still paused, the pause renewed for as long as that
+//	         takes, so no read sees a row twice), and the proxies resume. A
+//	         bound exceeded before the epoch resumes on the old map and the
+//	         job goes back to catchup. A job that stops between the switch
+//	         and the end of the deletion leaves its sources fenced by the
+//	         proxies (statements there fail with 55000) until cleanup.
 //	cleanup  slots and publications dropped, moved rows still on old owners
-//	         (a job killed inside the cutover) deleted
+//	         (a job killed inside the cutover) deleted, the fence lifted
 //
 // What moves is a placement (placement.go): for tables whose strategy
 // changes, the keys whose owner differs between the two strategies; for a

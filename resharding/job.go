@@ -20,8 +20,10 @@ import (
 // Options tune a job. The zero value gets the defaults.
 type Options struct {
 	BatchRows int // rows per copy batch and per cleanup delete, default 5000
-	// PauseBound is the longest the proxies hold writes at cutover;
-	// exceeded, they resume on the old map and the job retries. Default 2s.
+	// PauseBound is the longest the proxies hold writes at cutover
+	// before the switch; exceeded, they resume on the old map and the job
+	// retries. After the switch the job renews the pause for as long as
+	// it deletes the moved rows from their old shards. Default 2s.
 	PauseBound time.Duration
 	// LagBytes is the replication lag (summed over the sources) under
 	// which the cutover starts. Default 64 KiB.
@@ -34,7 +36,8 @@ type Options struct {
 	SkipVerify bool
 	Logger     *slog.Logger
 	// hook, for tests, runs at named points ("copy-rows", "copy-table", "catchup",
-	// "verify", "verify-holding", "verified", "cutover-paused", "cleanup"); an error stops the job there.
+	// "verify", "verify-holding", "verified", "cutover-paused",
+	// "cutover-switched", "cleanup"); an error stops the job there.
 	hook func(point string) error
 }
 

@@ -61,6 +61,11 @@ CREATE TABLE IF NOT EXISTS shardproxy_epoch (
 	job_id     bigint,
 	created_at timestamptz NOT NULL DEFAULT now()
 );
+-- true from a job's switch until it deleted the moved rows from their
+-- old shards: meanwhile those rows are on two shards, and the proxies
+-- fence the job's source shards unless they hold them paused (added
+-- after the table first shipped, hence the ALTER; older epochs are done).
+ALTER TABLE shardproxy_epoch ADD COLUMN IF NOT EXISTS moved_rows_left boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS shardproxy_proxy (
 	id        text PRIMARY KEY,
 	epoch     bigint NOT NULL DEFAULT 0,

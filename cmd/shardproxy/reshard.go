@@ -55,7 +55,7 @@ func reshardCmd(logger func() *slog.Logger) *cobra.Command {
 	}
 	addOpts := func(c *cobra.Command) {
 		c.Flags().IntVar(&opts.BatchRows, "batch", 5000, "rows per copy batch and per cleanup delete")
-		c.Flags().DurationVar(&opts.PauseBound, "pause-bound", 2*time.Second, "longest write pause at cutover; exceeded, the old map resumes and the cutover is retried")
+		c.Flags().DurationVar(&opts.PauseBound, "pause-bound", 2*time.Second, "longest write pause at cutover before the switch; exceeded, the old map resumes and the cutover is retried (after the switch the pause lasts while the moved rows are deleted)")
 		c.Flags().Int64Var(&opts.LagBytes, "lag", 64<<10, "replication lag (bytes) under which the cutover starts")
 	}
 
