@@ -280,7 +280,7 @@ func (s *session) cursorStatement(ctx context.Context, st *router.Statement, tex
 		return false, false, nil // the shard reports it
 	}
 	if cs.Op == 'D' {
-		if s.tx.cursors[cs.Name] != nil {
+		if s.portalTaken(cs.Name) {
 			return true, true, s.sendError(errCursorExists(cs.Name))
 		}
 		rargs := s.routeArgs(args)
@@ -359,7 +359,7 @@ func (s *session) declare(ctx context.Context, d *cursorDecl) (failed bool, err 
 		return true, s.sendError(errNotSupported("declare it NO SCROLL (forward only), or add a condition on the shard key so that the query targets one shard",
 			"SCROLL cursors across shards are not supported"))
 	}
-	if s.tx.cursors[cs.Name] != nil {
+	if s.portalTaken(cs.Name) {
 		return true, s.sendError(errCursorExists(cs.Name))
 	}
 	mc, failed, err := s.openCursor(ctx, d)
@@ -903,6 +903,13 @@ func (s *session) executeRowLimited(ctx context.Context, p *portal, maxRows uint
 		s.ext.skip, s.ext.clientFailed = true, true
 	}
 	return err
+}
+
+// portalTaken reports whether name is a portal or a SQL cursor of the
+// session: Postgres keeps both in one namespace, where a name is taken
+// until it is closed or its transaction (or subtransaction) ends.
+func (s *session) portalTaken(name string) bool {
+	return s.ext.portals[name] != nil || s.tx.cursors[name] != nil
 }
 
 // errCursorExists: the cursor name is taken in the transaction, on

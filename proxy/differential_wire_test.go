@@ -551,3 +551,52 @@ func TestWirePortalAcrossShards(t *testing.T) {
 		step(query("ROLLBACK")),
 	})
 }
+
+// TestWirePortalExists: Bind onto a named portal that exists fails with
+// 42P03 (cursor "x" already exists), as Postgres' CreatePortal fails it;
+// only the unnamed portal is replaced. The proxy replaced a named portal
+// it kept itself (a multi-shard one), and one it had left on a shard
+// when the next Bind went to another.
+func TestWirePortalExists(t *testing.T) {
+	wf := startWireFixture(t)
+	multi := parse("m", "SELECT k, count(*) FROM items GROUP BY k ORDER BY k")
+	one := parse("o", "SELECT id, name FROM items WHERE id = $1")
+	cases := []struct {
+		name  string
+		steps []wireStep
+	}{
+		{"multi-shard twice", []wireStep{step(multi, bind("x", "m", nil, nil), bind("x", "m", nil, nil), execute("x", 0), wSync)}},
+		{"one shard, then multi-shard", []wireStep{step(multi, one, bind("x", "o", nil, texts("1")), bind("x", "m", nil, nil), execute("x", 0), wSync)}},
+		{"multi-shard, then one shard", []wireStep{step(multi, one, bind("x", "m", nil, nil), bind("x", "o", nil, texts("1")), execute("x", 0), wSync)}},
+		{"one shard, two shards", []wireStep{step(one, bind("x", "o", nil, texts("1")), bind("x", "o", nil, texts("2")), bind("x", "o", nil, texts("3")), execute("x", 0), wSync)}},
+		{"in a transaction", []wireStep{
+			step(query("BEGIN")),
+			step(multi, one, bind("x", "m", nil, nil), execute("x", 0), wSync),
+			step(bind("x", "o", nil, texts("2")), execute("x", 0), wSync),
+			step(query("ROLLBACK")),
+			step(query("BEGIN")),
+			step(multi, one, bind("y", "o", nil, texts("1")), execute("y", 1), wSync),
+			step(bind("y", "m", nil, nil), execute("y", 0), wSync),
+			step(query("ROLLBACK")),
+		}},
+		{"after Close", []wireStep{step(multi, bind("x", "m", nil, nil), &pgproto3.Close{ObjectType: 'P', Name: "x"}, bind("x", "m", nil, nil), execute("x", 0), wSync)}},
+		{"a SQL cursor's name", []wireStep{
+			step(query("BEGIN")),
+			step(query("DECLARE c CURSOR FOR SELECT id FROM items ORDER BY id")),
+			step(multi, bind("c", "m", nil, nil), execute("c", 0), wSync),
+			step(query("ROLLBACK")),
+			step(query("BEGIN")),
+			step(multi, bind("d", "m", nil, nil), wSync),
+			step(query("DECLARE d CURSOR FOR SELECT 1")),
+			step(query("ROLLBACK")),
+			step(query("BEGIN")),
+			step(bind("e", "m", nil, nil), wSync),
+			step(parse("", "DECLARE e CURSOR FOR SELECT id FROM items"), bind("", "", nil, nil), execute("", 0), wSync),
+			step(query("ROLLBACK")),
+		}},
+		{"unnamed", []wireStep{step(multi, one, bind("", "m", nil, nil), bind("", "o", nil, texts("2")), execute("", 0), wSync)}},
+	}
+	for _, c := range cases {
+		wf.diff(t, c.name, c.steps)
+	}
+}

@@ -481,6 +481,13 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		ps.st.Kind != router.KindCommit && ps.st.Kind != router.KindRollback && !isRollbackTo(ps.st, ps.query) {
 		return s.extFail(pgError("25P02", "current transaction is aborted, commands ignored until end of transaction block"))
 	}
+	if name := m.DestinationPortal; name != "" && s.portalTaken(name) {
+		// Only the unnamed portal is replaced by a Bind (exec_bind_message,
+		// CreatePortal). A named one may live in the proxy (multi-shard)
+		// or on a shard other than the next Bind's, where no backend would
+		// see the clash.
+		return s.extFail(errCursorExists(name))
+	}
 	s.snapshotToParse(ps.st, len(m.Parameters) > 0)
 	if err := s.checkShape(ctx, ps); err != nil {
 		return s.extFail(err)
@@ -1044,6 +1051,13 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 	}
 	if err := s.pipelineStatement(p.stmt); err != nil {
 		return s.failExecute(ctx, p, err)
+	}
+	if p.stmt.st.Cursor() == 'D' {
+		// A portal the proxy keeps (or left on another shard) has the
+		// name: the DECLARE's shard would not see the clash.
+		if cs, err := router.ParseCursor(p.stmt.query); err == nil && s.ext.portals[cs.Name] != nil {
+			return s.failExecute(ctx, p, errCursorExists(cs.Name))
+		}
 	}
 	if p.noOwner != nil {
 		s.pushLocal(noRowsTag(p.stmt.st))
