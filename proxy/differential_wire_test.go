@@ -600,3 +600,85 @@ func TestWirePortalExists(t *testing.T) {
 		wf.diff(t, c.name, c.steps)
 	}
 }
+
+// TestWirePortalSavepoint: ROLLBACK TO a savepoint drops the portals
+// created after it (a later Execute gets 34000), as Postgres drops them
+// with their subtransaction; those created before it, and those of a
+// released savepoint, stay.
+func TestWirePortalSavepoint(t *testing.T) {
+	wf := startWireFixture(t)
+	multi := parse("m", "SELECT k, count(*) FROM items GROUP BY k ORDER BY k")
+	one := parse("o", "SELECT id, name FROM items WHERE id = $1")
+	cases := []struct {
+		name  string
+		steps []wireStep
+	}{
+		{"multi-shard", []wireStep{
+			step(query("BEGIN")), step(query("SAVEPOINT s")),
+			step(multi, bind("p", "m", nil, nil), wSync),
+			step(query("ROLLBACK TO SAVEPOINT s")),
+			step(execute("p", 0), wSync),
+			step(query("ROLLBACK")),
+		}},
+		{"multi-shard, row limited", []wireStep{
+			step(query("BEGIN")), step(query("SAVEPOINT s")),
+			step(parse("r", "SELECT id FROM items ORDER BY id"), bind("p", "r", nil, nil), execute("p", 2), wSync),
+			step(query("ROLLBACK TO SAVEPOINT s")),
+			step(execute("p", 2), wSync),
+			step(query("ROLLBACK")),
+		}},
+		{"one shard", []wireStep{
+			step(query("BEGIN")), step(query("SAVEPOINT s")),
+			step(one, bind("p", "o", nil, texts("1")), wSync),
+			step(query("ROLLBACK TO SAVEPOINT s")),
+			step(execute("p", 0), wSync),
+			step(query("ROLLBACK")),
+		}},
+		{"one shard, transaction on two", []wireStep{
+			step(query("BEGIN")),
+			step(query("UPDATE evolve SET v = v WHERE id IN (1, 2, 3, 4)")),
+			step(query("SAVEPOINT s")),
+			step(one, bind("p", "o", nil, texts("1")), wSync),
+			step(bind("q", "o", nil, texts("2")), wSync),
+			step(query("ROLLBACK TO SAVEPOINT s")),
+			step(execute("p", 0), wSync),
+			step(query("ROLLBACK")),
+		}},
+		{"before the savepoint, and released", []wireStep{
+			step(query("BEGIN")),
+			step(multi, bind("a", "m", nil, nil), wSync),
+			step(query("SAVEPOINT s")), step(query("SAVEPOINT t")),
+			step(bind("b", "m", nil, nil), wSync),
+			step(query("RELEASE SAVEPOINT t")),
+			step(bind("c", "m", nil, nil), wSync),
+			step(query("ROLLBACK TO SAVEPOINT s")),
+			step(execute("a", 0), wSync),
+			step(execute("b", 0), wSync),
+			step(execute("c", 0), wSync),
+			step(query("ROLLBACK")),
+		}},
+		{"one shard, pipelined", []wireStep{
+			step(query("BEGIN")),
+			step(parse("", "SAVEPOINT s"), bind("", "", nil, nil), execute("", 0), one, bind("p", "o", nil, texts("1")),
+				parse("", "ROLLBACK TO SAVEPOINT s"), bind("", "", nil, nil), execute("", 0), execute("p", 0), wSync),
+			step(query("ROLLBACK")),
+		}},
+		{"bound after ROLLBACK TO", []wireStep{
+			step(query("BEGIN")), step(query("SELECT name FROM items WHERE id = 1")), step(query("SAVEPOINT s")),
+			step(parse("", "ROLLBACK TO SAVEPOINT s"), bind("", "", nil, nil), execute("", 0), multi, bind("p", "m", nil, nil),
+				one, bind("q", "o", nil, texts("1")), execute("q", 1), wSync),
+			step(execute("p", 0), wSync),
+			step(execute("q", 0), wSync),
+			step(query("ROLLBACK")),
+		}},
+		{"extended ROLLBACK TO", []wireStep{
+			step(query("BEGIN")),
+			step(parse("", "SAVEPOINT s"), bind("", "", nil, nil), execute("", 0), multi, bind("p", "m", nil, nil),
+				parse("", "ROLLBACK TO SAVEPOINT s"), bind("", "", nil, nil), execute("", 0), execute("p", 0), wSync),
+			step(query("ROLLBACK")),
+		}},
+	}
+	for _, c := range cases {
+		wf.diff(t, c.name, c.steps)
+	}
+}

@@ -71,6 +71,10 @@ type portal struct {
 	// ran: the multi-shard portal was executed to its end (see
 	// executeRanMulti); another Execute must not run it again.
 	ran bool
+	// seq orders the portal among the session's portals and savepoints
+	// (extended.portalSeq): ROLLBACK TO drops the portals bound after
+	// its savepoint (noteSavepoint).
+	seq uint64
 }
 
 // multiBind keeps what a Bind said for a statement that runs on several
@@ -134,6 +138,34 @@ type extended struct {
 	describeInExecute bool
 
 	cursorSeq int // names the cursors of row-limited portals (executeRowLimited)
+
+	// portalSeq counts the portals bound in the session, in the order of
+	// the client's messages; a savepoint records it when its statement is
+	// handled (handleExecute), though the reply is read later.
+	portalSeq uint64
+	// savepointPending: a savepoint statement was sent to the attached
+	// backend and its reply is not read yet; until it is, the session
+	// does not know which portals a ROLLBACK TO dropped.
+	savepointPending bool
+}
+
+// bound records portal p under name, bound now.
+func (e *extended) bound(name string, p *portal) {
+	e.portalSeq++
+	p.seq = e.portalSeq
+	e.portals[name] = p
+}
+
+// dropPortalsAfter drops the portals bound after seq from, up to seq to:
+// Postgres drops the portals of the subtransactions that ROLLBACK TO
+// rolls back (AtSubCleanup_Portals); those bound after the ROLLBACK TO
+// belong to the new subtransaction.
+func (e *extended) dropPortalsAfter(from, to uint64) {
+	for name, p := range e.portals {
+		if p.seq > from && p.seq <= to {
+			delete(e.portals, name)
+		}
+	}
 }
 
 // deferDescribe answers a deferred Describe (describeLater) before next is
@@ -493,7 +525,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		return s.extFail(err)
 	}
 	if s.localStatement(ps.st) {
-		s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, local: true}
+		s.ext.bound(m.DestinationPortal, &portal{stmt: ps, local: true})
 		s.pushLocal(replyBindComplete...)
 		return nil
 	}
@@ -508,7 +540,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 			return s.extFail(err)
 		}
 		if p != nil {
-			s.ext.portals[m.DestinationPortal] = p
+			s.ext.bound(m.DestinationPortal, p)
 			s.pushLocal(replyBindComplete...)
 			return nil
 		}
@@ -552,7 +584,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		shard = cursorShard
 	case route.Kind == router.RouteAny:
 		if s.runsAside(ps.st) {
-			s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, aside: copyBind(m, route), kind: route.Kind}
+			s.ext.bound(m.DestinationPortal, &portal{stmt: ps, aside: copyBind(m, route), kind: route.Kind})
 			s.pushLocal(replyBindComplete...)
 			return nil
 		}
@@ -564,7 +596,7 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 		if ps.st.Kind == router.KindUpdate || ps.st.Kind == router.KindDelete {
 			// As the simple protocol's runNone: it changes nothing.
 			mb := copyBind(m, route)
-			s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, local: true, noOwner: mb}
+			s.ext.bound(m.DestinationPortal, &portal{stmt: ps, local: true, noOwner: mb})
 			s.pushLocal(replyBindComplete...)
 			return nil
 		}
@@ -598,9 +630,10 @@ func (s *session) handleBind(ctx context.Context, m *pgproto3.Bind) error {
 			p = new(portal)
 		}
 		*p = portal{stmt: ps, conn: c, kind: route.Kind, config: config}
-		s.ext.unnamed, s.ext.portals[""] = p, p
+		s.ext.unnamed = p
+		s.ext.bound("", p)
 	} else {
-		s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, conn: c, kind: route.Kind, config: config}
+		s.ext.bound(m.DestinationPortal, &portal{stmt: ps, conn: c, kind: route.Kind, config: config})
 	}
 	return nil
 }
@@ -631,7 +664,7 @@ func (s *session) bindMulti(m *pgproto3.Bind, ps *prepared, route router.Route) 
 	}
 	mb := copyBind(m, route)
 	mb.rt = routed
-	s.ext.portals[m.DestinationPortal] = &portal{stmt: ps, multi: mb}
+	s.ext.bound(m.DestinationPortal, &portal{stmt: ps, multi: mb})
 	s.pushLocal(replyBindComplete...)
 	return nil
 }
@@ -1043,6 +1076,18 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 		return nil
 	}
 	p := s.ext.portals[m.Portal]
+	if p != nil && p.conn == nil && s.ext.savepointPending {
+		// A ROLLBACK TO earlier in the batch may have dropped this portal,
+		// which no backend holds to say so: read that reply first.
+		if err := s.extSyncAttached(); err != nil {
+			return err
+		}
+		if s.ext.clientFailed {
+			s.ext.skip = true
+			return nil
+		}
+		p = s.ext.portals[m.Portal]
+	}
 	if p == nil {
 		return s.extFail(pgError("34000", "portal %q does not exist", m.Portal))
 	}
@@ -1132,8 +1177,9 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 			s.noteReplay(st, q)
 		}
 	case router.KindSavepoint:
-		q := p.stmt.query
-		r.onOK = func() { s.noteReplay(st, q) }
+		q, seq := p.stmt.query, s.ext.portalSeq // the portals bound before it
+		r.onOK = func() { s.noteReplayAt(st, q, seq) }
+		s.ext.savepointPending = true
 	case router.KindDDL:
 		r.onOK = s.schemaChanged
 	case router.KindBegin:
@@ -1369,6 +1415,7 @@ func (s *session) drain() error {
 		}
 	}
 	e.queue = e.queue[:0]
+	e.savepointPending = false
 	return nil
 }
 
@@ -1442,8 +1489,10 @@ func (s *session) readReply(r *reply) error {
 			if r.prepName != "" {
 				delete(r.conn.Prepared, r.prepName)
 			}
-			if r.swallow && r.kind != 'P' || e.clientFailed {
+			if r.swallow && r.kind != 'P' && r.shapeOf == nil || e.clientFailed {
 				// Our own abort, or an error after the one the client saw.
+				// (The proxy's own Describe of a portal before its Execute
+				// fails as the Execute would, e.g. 34000: shown.)
 				return nil
 			}
 			e.clientFailed = true

@@ -809,7 +809,7 @@ func (s *session) recordBatch(parts []router.QueryPart, c *pool.Conn, failed boo
 			if explicit {
 				// For ROLLBACK TO, and for shards that join later, as for
 				// a savepoint statement sent on its own (noteReplay).
-				s.noteSavepoint(st)
+				s.noteSavepoint(st, s.ext.portalSeq)
 				s.appendReplay(st, p.Text)
 			}
 		case router.KindSet:

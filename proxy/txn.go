@@ -108,6 +108,9 @@ type savepointParams struct {
 	name   string
 	params map[string]string
 	hint   string
+	// portals: the session's portal sequence when it was taken
+	// (extended.portalSeq); ROLLBACK TO drops the portals bound since.
+	portals uint64
 }
 
 // maxReplay bounds what a transaction remembers for shards joining late.
@@ -409,7 +412,10 @@ func (s *session) noteLocalConfig(st *router.Statement, simple bool) error {
 // SAVEPOINT, as Postgres does on the backend, on every shard of the
 // transaction: one that joined after the savepoint got the SETs made
 // since it in the replay, after the savepoint (txn.base).
-func (s *session) noteSavepoint(st *router.Statement) {
+//
+// seq is the session's portal sequence when the statement was sent: the
+// portals bound up to then, in the order of the client's messages.
+func (s *session) noteSavepoint(st *router.Statement, seq uint64) {
 	sp := s.tx.savepoints
 	last := -1
 	for i := len(sp) - 1; i >= 0; i-- {
@@ -423,7 +429,7 @@ func (s *session) noteSavepoint(st *router.Statement) {
 		if s.tx.base == nil {
 			s.tx.base = maps.Clone(s.params)
 		}
-		s.tx.savepoints = append(sp, savepointParams{st.SavepointName, maps.Clone(s.params), s.hint})
+		s.tx.savepoints = append(sp, savepointParams{st.SavepointName, maps.Clone(s.params), s.hint, seq})
 	case 'R':
 		if last >= 0 {
 			s.tx.savepoints = sp[:last]
@@ -437,6 +443,7 @@ func (s *session) noteSavepoint(st *router.Statement) {
 		// cursors declared since.
 		s.tx.savepoints = sp[:last+1]
 		s.cursorsRolledBack(last, false)
+		s.ext.dropPortalsAfter(sp[last].portals, seq)
 		s.hint = sp[last].hint
 		if sameParams(s.params, sp[last].params) {
 			break
@@ -473,6 +480,12 @@ func errLocalConfig(why string) error {
 // noteReplay remembers a savepoint, SET LOCAL or set_config(..., true)
 // statement that succeeded, for shards that join the transaction later.
 func (s *session) noteReplay(st *router.Statement, text string) {
+	s.noteReplayAt(st, text, s.ext.portalSeq)
+}
+
+// noteReplayAt is noteReplay for a statement sent when the session's
+// portal sequence was seq (noteSavepoint).
+func (s *session) noteReplayAt(st *router.Statement, text string, seq uint64) {
 	if s.txStatus == 'I' {
 		return
 	}
@@ -485,7 +498,7 @@ func (s *session) noteReplay(st *router.Statement, text string) {
 		return
 	}
 	if st.Kind == router.KindSavepoint {
-		s.noteSavepoint(st)
+		s.noteSavepoint(st, seq)
 	}
 	s.replayLocal(st, text)
 }
