@@ -682,3 +682,28 @@ func TestWirePortalSavepoint(t *testing.T) {
 		wf.diff(t, c.name, c.steps)
 	}
 }
+
+// TestWireUnnamedResultType: the unnamed statement, bound again in a later
+// batch after DDL changed its result type, fails as Postgres fails it.
+func TestWireUnnamedResultType(t *testing.T) {
+	wf := startWireFixture(t)
+	other := func(m ...pgproto3.FrontendMessage) wireStep { return wireStep{msgs: m, other: true} }
+	toInt8 := other(query("ALTER TABLE evolve ALTER COLUMN v TYPE int8"))
+	toInt4 := other(query("ALTER TABLE evolve ALTER COLUMN v TYPE int4"))
+	run := func(args ...string) wireStep { return step(bind("", "", nil, texts(args...)), execute("", 0), wSync) }
+	runD := func(args ...string) wireStep {
+		return step(bind("", "", nil, texts(args...)), describeP(""), execute("", 0), wSync)
+	}
+	cases := []struct {
+		name  string
+		steps []wireStep
+	}{
+		{"one shard", []wireStep{step(parse("", "SELECT v FROM evolve WHERE id = $1"), wSync), run("1"), toInt8, run("1"), runD("2"), toInt4, run("1")}},
+		{"one shard, described", []wireStep{step(parse("", "SELECT v FROM evolve WHERE id = $1"), describeS(""), wSync), runD("1"), toInt8, runD("1"), toInt4, runD("1")}},
+		{"all shards", []wireStep{step(parse("", "SELECT id, v FROM evolve ORDER BY id"), wSync), run(), toInt8, run(), runD(), toInt4, run()}},
+		{"all shards, merged", []wireStep{step(parse("", "SELECT v, count(*) FROM evolve GROUP BY v ORDER BY v"), wSync), run(), toInt8, runD(), toInt4, run()}},
+	}
+	for _, c := range cases {
+		wf.diff(t, c.name, c.steps)
+	}
+}

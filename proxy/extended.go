@@ -1143,10 +1143,12 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 	if p.conn != s.attached {
 		return s.extFail(pgError("34000", "portal %q does not exist", m.Portal))
 	}
-	if ps := p.stmt; !ps.shapeKnown && ps.backendName != "" {
-		// The first run of a named statement the client did not describe:
-		// the proxy describes it for itself, to hold it to its result type
-		// (resultshape.go).
+	if ps := p.stmt; !ps.shapeKnown && !s.shapeAsked(ps) {
+		// The first run of a statement the client did not describe: the
+		// proxy describes it for itself, to hold it to its result type
+		// (resultshape.go). The unnamed one too: Postgres fixes its
+		// result type at Parse as well, and fails a Bind in a later
+		// batch after DDL that changed it.
 		s.sendDescribe(p.conn, 'P', m.Portal)
 		r := s.pushRemote('D', p.conn)
 		r.swallow, r.shapeOf, r.shapeGen = true, ps, s.srv.ddlGen.Load()
@@ -1220,6 +1222,12 @@ func (s *session) handleExecute(ctx context.Context, m *pgproto3.Execute) error 
 		}
 	}
 	return nil
+}
+
+// shapeAsked reports whether a Describe whose reply tells ps's result
+// type is queued (the client's, as libpq sends one before each Execute).
+func (s *session) shapeAsked(ps *prepared) bool {
+	return slices.ContainsFunc(s.ext.queue, func(r reply) bool { return r.kind == 'D' && r.shapeOf == ps })
 }
 
 // executeLocal runs a statement the proxy answers itself (see localStatement).
