@@ -707,3 +707,34 @@ func TestWireUnnamedResultType(t *testing.T) {
 		wf.diff(t, c.name, c.steps)
 	}
 }
+
+// TestWireMultiBindError: an error Postgres raises at Bind (a parameter
+// that does not convert to its type) comes instead of BindComplete for a
+// multi-shard statement too. The shards bind it at Execute; the proxy
+// sent BindComplete at once, then the error. (Still so when a Sync or
+// Flush comes between the Bind and its Execute: not compared here.)
+func TestWireMultiBindError(t *testing.T) {
+	wf := startWireFixture(t)
+	cases := []struct {
+		name  string
+		steps []wireStep
+	}{
+		{"one shard", []wireStep{step(parse("", "SELECT id FROM items WHERE id = $1::int8 AND k = $2"), bind("", "", nil, texts("1", "abc")), describeP(""), execute("", 0), wSync)}},
+		{"all shards", []wireStep{step(parse("", "SELECT id FROM items WHERE k = $1 ORDER BY id"), bind("", "", nil, texts("abc")), describeP(""), execute("", 0), wSync)}},
+		{"all shards, no describe", []wireStep{step(parse("", "SELECT id FROM items WHERE k = $1 ORDER BY id"), bind("", "", nil, texts("abc")), execute("", 0), wSync)}},
+		{"all shards, merged", []wireStep{step(parse("", "SELECT k, count(*) FROM items WHERE k <> $1 GROUP BY k ORDER BY k"), bind("", "", nil, texts("abc")), execute("", 0), wSync)}},
+		{"all shards, update", []wireStep{step(parse("", "UPDATE evolve SET v = $1"), bind("", "", nil, texts("abc")), execute("", 0), wSync)}},
+		{"all shards, in a transaction", []wireStep{
+			step(query("BEGIN")), step(query("UPDATE evolve SET v = v WHERE id IN (1, 2, 3, 4)")),
+			step(parse("", "SELECT id FROM items WHERE k = $1 ORDER BY id"), bind("", "", nil, texts("abc")), describeP(""), execute("", 0), wSync),
+			step(query("ROLLBACK")),
+		}},
+		{"all shards, fails at Execute", []wireStep{
+			step(parse("", "SELECT sum(1 / (k - $1)) FROM items"), bind("", "", nil, texts("1")), describeP(""), execute("", 0), wSync),
+			step(parse("", "UPDATE evolve SET v = 1 / (v - $1)"), bind("", "", nil, texts("10")), execute("", 0), wSync),
+		}},
+	}
+	for _, c := range cases {
+		wf.diff(t, c.name, c.steps)
+	}
+}

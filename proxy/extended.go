@@ -97,6 +97,7 @@ type reply struct {
 	count    int                       // 'Q': number of ReadyForQuery to swallow
 	prepName string                    // injected Parse: forget the name if it failed
 	onOK     func()                    // run when the backend completes the message
+	bindOf   *portal                   // local BindComplete of this multi-shard portal (holdBind)
 	shapeOf  *prepared                 // 'D': the statement whose rows the backend describes (noteShape)
 	shapeGen uint64                    // with shapeOf: the DDL generation when it was sent
 	timed    bool                      // 'E' of a client statement: record it in stats when read
@@ -143,10 +144,38 @@ type extended struct {
 	// the client's messages; a savepoint records it when its statement is
 	// handled (handleExecute), though the reply is read later.
 	portalSeq uint64
+	// holdBind is the multi-shard portal being executed, whose queued
+	// BindComplete waits for its shards' Binds: drain leaves it owed
+	// (bindOwed), and the first message sent to the client after it pays
+	// it, unless that message is the error a shard raised at Bind
+	// (bindFailed), which Postgres sends in its place.
+	holdBind   *portal
+	bindOwed   bool
+	bindFailed bool
+
 	// savepointPending: a savepoint statement was sent to the attached
 	// backend and its reply is not read yet; until it is, the session
 	// does not know which portals a ROLLBACK TO dropped.
 	savepointPending bool
+}
+
+// payBind sends the owed BindComplete (holdBind) before a message, or
+// drops it when the message is the error of the shards' Bind.
+func (s *session) payBind(isErr bool) {
+	s.ext.bindOwed = false
+	if isErr && s.ext.bindFailed {
+		return
+	}
+	s.be.Send(msgBindComplete)
+	s.unflushed = true
+}
+
+// noteBindFailed follows a shard's error, bound says whether the shard
+// had answered the Bind before it: if not, the error is the Bind's.
+func (s *session) noteBindFailed(bound bool) {
+	if !bound && s.ext.bindOwed {
+		s.ext.bindFailed = true
+	}
 }
 
 // bound records portal p under name, bound now.
@@ -664,8 +693,10 @@ func (s *session) bindMulti(m *pgproto3.Bind, ps *prepared, route router.Route) 
 	}
 	mb := copyBind(m, route)
 	mb.rt = routed
-	s.ext.bound(m.DestinationPortal, &portal{stmt: ps, multi: mb})
+	p := &portal{stmt: ps, multi: mb}
+	s.ext.bound(m.DestinationPortal, p)
 	s.pushLocal(replyBindComplete...)
+	s.ext.queue[len(s.ext.queue)-1].bindOf = p // (executeMulti may hold it)
 	return nil
 }
 
@@ -697,6 +728,20 @@ func (mb *multiBind) bindMessage() *pgproto3.Bind {
 func (s *session) executeMulti(ctx context.Context, p *portal, maxRows uint32) error {
 	describe := s.ext.describeInExecute // the client's Describe of p, deferred (deferDescribe)
 	s.ext.describeInExecute = false
+	if maxRows == 0 && p.rowCursor == nil && p.multi.route.Merge != router.MergeSplitInsert {
+		// Postgres answers a Bind that fails (a parameter that does not
+		// convert to its type ...) with the error instead of BindComplete.
+		// The shards bind at Execute: when the Execute follows the Bind,
+		// its BindComplete waits for them (holdBind). (A row-limited
+		// Execute and a split INSERT bind otherwise: they send it first.)
+		s.ext.holdBind = p
+		defer func() {
+			s.ext.holdBind = nil
+			if s.ext.bindOwed && !s.ext.bindFailed {
+				s.payBind(false) // nothing failed at Bind: due before what is queued
+			}
+		}()
+	}
 	if s.txStatus == 'I' && s.attached == nil && s.runtime().Config.TwoPhaseCommit && pipelineWrite(p.stmt.st) {
 		// Its commit waits for Sync, with the rest of the pipeline's
 		// transaction (implicit.go).
@@ -984,6 +1029,7 @@ func (s *session) describeOn(ctx context.Context, shard, prepName string, ps *pr
 	}
 	var out []pgproto3.BackendMessage
 	var failure *pgproto3.ErrorResponse
+	bound := false // (noteBindFailed)
 	for {
 		msg, err := c.Receive()
 		if err != nil {
@@ -1003,11 +1049,14 @@ func (s *session) describeOn(ctx context.Context, shard, prepName string, ps *pr
 			out = append(out, copyRowDescription(msg))
 		case *pgproto3.NoData:
 			out = append(out, msgNoData)
+		case *pgproto3.BindComplete:
+			bound = true
 		case *pgproto3.ErrorResponse:
 			e := *msg
 			demoteFatal(&e)
 			failure = &e
 			s.noteBackendError(&e)
+			s.noteBindFailed(bound)
 		case *pgproto3.ReadyForQuery:
 			if msg.TxStatus != 'I' {
 				done(true)
@@ -1395,6 +1444,10 @@ func (s *session) drain() error {
 	for i := 0; i < len(e.queue); i++ {
 		r := &e.queue[i]
 		if r.conn == nil {
+			if r.bindOf != nil && r.bindOf == e.holdBind {
+				e.bindOwed, e.bindFailed = !e.clientFailed, false
+				continue
+			}
 			for _, m := range r.msgs {
 				if _, isErr := m.(*pgproto3.ErrorResponse); isErr {
 					if !e.clientFailed {

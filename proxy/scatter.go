@@ -35,6 +35,7 @@ type scatterLeg struct {
 	fields  []pgproto3.FieldDescription
 	err     *pgproto3.ErrorResponse // the shard's error, if any
 	head    *legHead                // header's result, once read
+	bound   bool                    // the shard answered its Bind (noteBindFailed)
 	rows    int64
 	bytes   int64
 }
@@ -78,8 +79,11 @@ func (l *scatterLeg) receive() (pgproto3.BackendMessage, error) {
 				e := *m
 				demoteFatal(&e)
 				l.err = &e
+				l.s.noteBindFailed(l.bound)
 			}
 			return m, nil
+		case *pgproto3.BindComplete:
+			l.bound = true
 		}
 		return msg, nil
 	}

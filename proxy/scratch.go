@@ -80,6 +80,9 @@ func forwardAsIs(typ byte) bool {
 // sendRaw buffers raw, one whole backend message, for the client, with
 // send's accounting and flushing.
 func (s *session) sendRaw(raw []byte) error {
+	if s.ext.bindOwed {
+		s.payBind(raw[0] == 'E')
+	}
 	if s.holdTag && raw[0] == 'C' {
 		s.heldTag = append(s.heldTag[:0], raw[5:len(raw)-1]...) // the tag, without its NUL
 		return nil

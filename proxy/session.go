@@ -241,6 +241,10 @@ func (s *session) send(msg pgproto3.BackendMessage) error {
 			return nil
 		}
 	}
+	if s.ext.bindOwed { // rare: checked before any type switch
+		_, isErr := msg.(*pgproto3.ErrorResponse)
+		s.payBind(isErr)
+	}
 	if s.errPosition != nil { // rare: an EXECUTE's statement runs (sqlprepare.go)
 		if e, ok := msg.(*pgproto3.ErrorResponse); ok && e.Position > 0 {
 			e.Position = s.errPosition(e.Position)

@@ -1308,6 +1308,7 @@ type merger struct {
 	explain  []string
 	shards   []string // the route's shards, by idx
 	labelled int      // shards up to which labels were sent (explain)
+	bound    int      // shards, in idx order, that answered their Bind (noteBindFailed)
 }
 
 // explainRow sends one line of a shard's EXPLAIN output (Route.Explain):
@@ -1339,6 +1340,7 @@ func (m *merger) handle(s *session, msg pgproto3.BackendMessage) error {
 		if m.err == nil {
 			e := *msg
 			m.err = &e
+			s.noteBindFailed(m.bound > m.idx)
 		}
 		return nil
 	case *pgproto3.RowDescription:
@@ -1385,6 +1387,9 @@ func (m *merger) handle(s *session, msg pgproto3.BackendMessage) error {
 		return nil
 	case *pgproto3.ParseComplete, *pgproto3.BindComplete, *pgproto3.CloseComplete:
 		// Replies to the statement the proxy prepared on each shard.
+		if _, ok := msg.(*pgproto3.BindComplete); ok {
+			m.bound = m.idx + 1
+		}
 		return nil
 	case *pgproto3.EmptyQueryResponse:
 		if m.idx == 0 {
