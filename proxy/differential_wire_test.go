@@ -738,3 +738,41 @@ func TestWireMultiBindError(t *testing.T) {
 		wf.diff(t, c.name, c.steps)
 	}
 }
+
+// TestWireExecuteSearchPath: EXECUTE of a SQL-prepared statement after
+// the session's search_path changed resolves its names under the new
+// path, as Postgres 15 does (it re-analyses the statement), and fails
+// with 0A000 "cached plan must not change result type" when that changes
+// its result type. The proxy refused any such EXECUTE with 0A000, under
+// a comment that said Postgres keeps the old path's names. (Under a path
+// other than the default, the router refuses unqualified sharded table
+// names, in an EXECUTE as in any statement.)
+func TestWireExecuteSearchPath(t *testing.T) {
+	wf := startWireFixture(t, "CREATE SCHEMA other", "CREATE TABLE other.evolve (id int8 PRIMARY KEY, v int4, w text)",
+		"CREATE FUNCTION public.f() RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 1'",
+		"CREATE FUNCTION other.f() RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 2'",
+		"CREATE FUNCTION other.g() RETURNS int8 LANGUAGE sql IMMUTABLE AS 'SELECT 3'",
+		"CREATE FUNCTION public.g() RETURNS int4 LANGUAGE sql IMMUTABLE AS 'SELECT 4'")
+	wf.diff(t, "search_path", []wireStep{
+		step(query("PREPARE q AS SELECT count(*) FROM evolve")), step(query("EXECUTE q")),
+		step(query("PREPARE r(int8) AS SELECT v, f() FROM public.evolve WHERE id = $1")), step(query("EXECUTE r(1)")),
+		step(query("PREPARE a(int8) AS SELECT id, g() FROM public.evolve WHERE id = $1")), step(query("EXECUTE a(1)")),
+		step(query("PREPARE u AS SELECT id, f() FROM public.evolve ORDER BY id")), step(query("EXECUTE u")),
+		// The default path, spelt otherwise.
+		step(query("SET search_path = public")), step(query("EXECUTE q")), step(query("EXECUTE r(2)")),
+		step(query("SET search_path = other, public")),
+		step(query("EXECUTE r(1)")), step(query("EXECUTE a(1)")), step(query("EXECUTE a(2)")), step(query("EXECUTE u")),
+		step(query("RESET search_path")),
+		step(query("EXECUTE q")), step(query("EXECUTE r(1)")), step(query("EXECUTE a(1)")), step(query("EXECUTE u")),
+	})
+	// Prepared, then the path changed before its first EXECUTE: the
+	// proxy has not learnt the type Postgres fixed at PREPARE, and
+	// refuses rather than guess.
+	p := dialWire(t, wf.f.DSN())
+	p.exchange(t, msgs(query("PREPARE b AS SELECT g() FROM public.evolve")), nil)
+	p.exchange(t, msgs(query("SET search_path = other, public")), nil)
+	got := p.exchange(t, msgs(query("EXECUTE b")), nil)
+	if len(got) != 2 || !strings.HasPrefix(got[0], "Error ERROR 0A000: search_path changed before the first EXECUTE") {
+		t.Errorf("EXECUTE after search_path changed, before the first: %q, want 0A000", got)
+	}
+}

@@ -608,9 +608,10 @@ func TestSQLPrepareExecute(t *testing.T) {
 	if got := queryText(t, c, "SELECT count(*) FROM orders WHERE order_id = 2000"); got != "0\n" {
 		t.Errorf("the refused query wrote: %q", got)
 	}
-	// Postgres resolves a prepared statement's names with PREPARE's
-	// search_path; the proxy runs the text later, so it refuses once the
-	// path has changed rather than read another schema's table.
+	// Postgres resolves a prepared statement's names again under a new
+	// search_path, holding it to the result type fixed at PREPARE. The
+	// proxy learns that type at the first EXECUTE: one after the path
+	// changed is refused, later ones read the new path's table.
 	// (notes is not in the map: it lives on the default shard, where an
 	// unqualified name resolves as the shard resolves it.)
 	for _, q := range []string{"CREATE SCHEMA other", "CREATE TABLE public.notes (n int)", "CREATE TABLE other.notes (n int)",
@@ -620,13 +621,22 @@ func TestSQLPrepareExecute(t *testing.T) {
 		}
 	}
 	if _, err := c.Exec(ctx, "EXECUTE count_notes"); sqlState(err) != "0A000" {
-		t.Errorf("EXECUTE after search_path changed: %v, want 0A000 (Postgres would count public.notes)", err)
+		t.Errorf("first EXECUTE after search_path changed: %v, want 0A000", err)
 	}
 	if _, err := c.Exec(ctx, "RESET search_path"); err != nil {
 		t.Fatal(err)
 	}
 	if got := queryText(t, c, "EXECUTE count_notes"); got != "1\n" {
 		t.Errorf("EXECUTE count_notes with search_path back: %q", got)
+	}
+	if _, err := c.Exec(ctx, "SET search_path = other, public"); err != nil {
+		t.Fatal(err)
+	}
+	if got := queryText(t, c, "EXECUTE count_notes"); got != "0\n" {
+		t.Errorf("EXECUTE count_notes under search_path other, public: %q, want other.notes' 0 rows, as Postgres", got)
+	}
+	if _, err := c.Exec(ctx, "RESET search_path"); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := c.Exec(ctx, "DISCARD ALL"); err != nil {
 		t.Fatal(err)

@@ -108,7 +108,7 @@ type reply struct {
 type extended struct {
 	stmts   map[string]*prepared
 	sql     map[string]*router.SQLPrepared // SQL PREPARE's statements (sqlprepare.go); same namespace as stmts
-	sqlPath map[string]string              // the session's search_path when each was prepared
+	sqlPath map[string]string              // the search_path each one's result type was last checked under (sqlprepare.go)
 	// sqlShape: the result type each SQL-prepared statement's first
 	// EXECUTE described (resultshape.go); reset by PREPARE.
 	sqlShape map[string]*prepared

@@ -139,11 +139,11 @@ func (s *session) checkShape(ctx context.Context, ps *prepared) error {
 // and an EXECUTE after DDL that changed it fails with Postgres' error.
 // EXECUTE answers with a RowDescription of its own, so the type is
 // learnt by describing text on a borrowed backend: once, and again after
-// DDL.
-func (s *session) checkSQLShape(ctx context.Context, name, text string) error {
+// DDL, or under another search_path (pathChanged).
+func (s *session) checkSQLShape(ctx context.Context, name, text string, pathChanged bool) error {
 	gen := s.srv.ddlGen.Load()
 	ps := s.ext.sqlShape[name]
-	if ps != nil && (ps.shape == nil || ps.shapeGen == gen) || s.ddlInTx {
+	if ps != nil && (ps.shape == nil || ps.shapeGen == gen && !pathChanged) || s.ddlInTx {
 		return nil
 	}
 	rd, failure, err := s.describeText(ctx, s.runtime().Config.DefaultShard, text, nil)

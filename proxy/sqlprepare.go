@@ -22,18 +22,26 @@ func (s *session) execSQLPrepared(ctx context.Context, st *router.Statement, p r
 		if ps == nil {
 			return true, s.sendError(pgError("26000", "prepared statement %q does not exist", name))
 		}
-		if s.ext.sqlPath[name] != s.params["search_path"] {
-			// Postgres keeps resolving the statement's names with the
-			// search_path of PREPARE; its text, run now, would not.
-			return true, s.sendError(errNotSupported("PREPARE it again (DEALLOCATE, then PREPARE), or set search_path back",
-				"search_path changed since prepared statement %q was prepared; shardproxy resolves its names when it runs", name))
+		// Postgres resolves the statement's names again under a new
+		// search_path (plancache.c, RevalidateCachedQuery), as its text run
+		// now does, but holds it to the result type it fixed at PREPARE.
+		// The proxy learns that type at the first EXECUTE (checkSQLShape),
+		// under the search_path it had then (sqlPath).
+		path := s.params["search_path"]
+		pathChanged := s.ext.sqlPath[name] != path
+		if pathChanged && s.ext.sqlShape[name] == nil {
+			return true, s.sendError(errNotSupported("EXECUTE it once before changing search_path, or PREPARE it again (DEALLOCATE, then PREPARE)",
+				"search_path changed before the first EXECUTE of prepared statement %q: shardproxy cannot tell whether its result type changed", name))
 		}
 		text, pos, err := ps.Bind(ex)
 		if err != nil {
 			return true, s.sendError(err)
 		}
-		if err := s.checkSQLShape(ctx, name, text); err != nil {
+		if err := s.checkSQLShape(ctx, name, text, pathChanged); err != nil {
 			return true, s.sendError(err)
+		}
+		if !s.ddlInTx { // (checkSQLShape checked under path)
+			s.ext.sqlPath[name] = path
 		}
 		s.errPosition = pos // errors point into the client's EXECUTE (session.send)
 		defer func() { s.errPosition = nil }()
