@@ -579,6 +579,14 @@ func TestWirePortalExists(t *testing.T) {
 			step(bind("y", "m", nil, nil), execute("y", 0), wSync),
 			step(query("ROLLBACK")),
 		}},
+		// Outside a transaction a Sync ends the implicit one, and its
+		// portals with it: the name is free again.
+		{"again after Sync", []wireStep{
+			step(multi, one, bind("x", "m", nil, nil), execute("x", 0), wSync),
+			step(bind("x", "m", nil, nil), execute("x", 0), wSync),
+			step(bind("x", "o", nil, texts("1")), execute("x", 0), wSync),
+			step(bind("x", "o", nil, texts("2")), execute("x", 0), wSync),
+		}},
 		{"after Close", []wireStep{step(multi, bind("x", "m", nil, nil), &pgproto3.Close{ObjectType: 'P', Name: "x"}, bind("x", "m", nil, nil), execute("x", 0), wSync)}},
 		{"a SQL cursor's name", []wireStep{
 			step(query("BEGIN")),
