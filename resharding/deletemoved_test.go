@@ -12,8 +12,44 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/shardproxy/shardproxy/config"
 	"github.com/shardproxy/shardproxy/resharding"
 )
+
+// moveJob is the set-up of the tests here: the example cluster seeded
+// with the current map, a proxy on it, an app connection through it,
+// and a job created (not run) to the target map, which moves customer
+// cust from shard from to shard to.
+type moveJob struct {
+	c        *resharding.Cluster
+	cur      *config.Config
+	app      *pgx.Conn
+	id       int64
+	cust     int64
+	from, to string
+}
+
+func startMoveJob(t *testing.T) moveJob {
+	t.Helper()
+	ctx := context.Background()
+	m := moveJob{c: resharding.NewCluster(t)}
+	var curText, nextText string
+	m.cur, curText = m.c.LoadMap(t, "current.yaml")
+	_, nextText = m.c.LoadMap(t, "target.yaml")
+	resharding.SeedExample(t, m.c, m.cur)
+	m.cust, m.from, m.to = movedCustomer(t, m.c)
+	p := startProxy(t, m.c, m.cur, "proxy-a")
+	app, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:secret@%s/%s?sslmode=disable", p.addr, m.c.DB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { app.Close(context.Background()) })
+	m.app = app
+	if m.id, _, err = resharding.Create(ctx, curText, nextText, nil); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
 
 // movedCustomer is a customer the example's target map moves, with its
 // old and new owner.
@@ -61,24 +97,11 @@ func countCustomers(ctx context.Context, app *pgx.Conn) (int, error) {
 // the deletion committed and sees every customer once. The proxies used
 // to resume at the bound plus the margin whatever the job was doing.
 func TestSlowDeleteOfMovedRowsKeepsReadsHeld(t *testing.T) {
-	c := resharding.NewCluster(t)
-	cur, curText := c.LoadMap(t, "current.yaml")
-	_, nextText := c.LoadMap(t, "target.yaml")
-	resharding.SeedExample(t, c, cur)
+	m := startMoveJob(t)
+	c, cur, app, id, cust, from := m.c, m.cur, m.app, m.id, m.cust, m.from
 	ctx := context.Background()
-	cust, from, _ := movedCustomer(t, c)
-	p := startProxy(t, c, cur, "proxy-a")
-	app, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:secret@%s/%s?sslmode=disable", p.addr, c.DB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close(ctx)
 	if n, err := countCustomers(ctx, app); err != nil || n != 300 {
 		t.Fatalf("before the job: %d customers (%v)", n, err)
-	}
-	id, _, err := resharding.Create(ctx, curText, nextText, nil)
-	if err != nil {
-		t.Fatal(err)
 	}
 	// A transaction on the source, beside the proxies, locks a moved
 	// row once the proxies paused: the job's DELETE there waits for it.
@@ -168,25 +191,12 @@ func TestSlowDeleteOfMovedRowsKeepsReadsHeld(t *testing.T) {
 // used to resume on the new map and answer keyless reads with every moved
 // row twice until someone resumed the job.
 func TestJobDeadAfterSwitchFencesSources(t *testing.T) {
-	c := resharding.NewCluster(t)
-	cur, curText := c.LoadMap(t, "current.yaml")
-	_, nextText := c.LoadMap(t, "target.yaml")
-	resharding.SeedExample(t, c, cur)
+	m := startMoveJob(t)
+	cur, app, id, cust, to := m.cur, m.app, m.id, m.cust, m.to
 	ctx := context.Background()
-	cust, _, to := movedCustomer(t, c)
-	p := startProxy(t, c, cur, "proxy-a")
-	app, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:secret@%s/%s?sslmode=disable", p.addr, c.DB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close(ctx)
-	id, _, err := resharding.Create(ctx, curText, nextText, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	errStop := errors.New("stopped by the test after the switch")
 	log := slog.New(slog.NewTextHandler(testLog{t, "job"}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	err = resharding.Run(ctx, cur.Metadata.DSN, id, resharding.WithHook(resharding.Options{BatchRows: 100, Logger: log}, func(p string) error {
+	err := resharding.Run(ctx, cur.Metadata.DSN, id, resharding.WithHook(resharding.Options{BatchRows: 100, Logger: log}, func(p string) error {
 		if p == "cutover-switched" {
 			return errStop
 		}
