@@ -370,13 +370,7 @@ func TestAdminPause(t *testing.T) {
 	}
 	// PAUSE returns only once the running transaction ends.
 	paused := pauseAside(t, f, adm, "s0")
-	requirePausing(t, paused, "a transaction on s0 was open")
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-paused; err != nil {
-		t.Fatalf("PAUSE: %v", err)
-	}
+	pausedOnceEnded(t, paused, "a transaction on s0 was open", tx.Commit)
 
 	held := make(chan error, 1)
 	go func() {
@@ -436,14 +430,21 @@ func pauseAside(t *testing.T, f *fixture, adm *pgx.Conn, shard string) <-chan er
 	return paused
 }
 
-// requirePausing fails the test if PAUSE has already answered, while held
-// says what should still hold it.
-func requirePausing(t *testing.T, paused <-chan error, held string) {
+// pausedOnceEnded checks that PAUSE (pauseAside) has not answered while
+// held says what holds it, ends that with end (a transaction's Commit or
+// Rollback), and then requires PAUSE to succeed.
+func pausedOnceEnded(t *testing.T, paused <-chan error, held string, end func(context.Context) error) {
 	t.Helper()
 	select {
 	case err := <-paused:
 		t.Fatalf("PAUSE returned (%v) while %s", err, held)
 	default:
+	}
+	if err := end(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-paused; err != nil {
+		t.Fatalf("PAUSE after %s no more: %v", held, err)
 	}
 }
 

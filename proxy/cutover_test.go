@@ -382,13 +382,7 @@ func TestTransactionJoinsShardPausedWithItsOwn(t *testing.T) {
 	if _, err := tx.Exec(sctx, "UPDATE customers SET name = 'tx' WHERE customer_id = $1", keys["s1"]); err != nil {
 		t.Fatalf("the transaction's write on s1, paused with s0, which it holds: %v", err)
 	}
-	requirePausing(t, paused, "a transaction held s0 and s1")
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-paused; err != nil {
-		t.Fatalf("PAUSE after the transaction ended: %v", err)
-	}
+	pausedOnceEnded(t, paused, "a transaction held s0 and s1", tx.Commit)
 	// Acknowledged: a new transaction waits.
 	tctx, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel2()

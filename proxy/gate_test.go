@@ -276,13 +276,7 @@ func TestTransactionHoldingPausedShardGoesOn(t *testing.T) {
 			if _, err := tx.Conn().PgConn().CopyFrom(sctx, strings.NewReader(fmt.Sprintf("%d\tcopied\n%d\tcopied\n", 1000+keys["s0"], 1000+keys["s1"])), "COPY customers FROM STDIN"); err != nil {
 				t.Fatalf("COPY in the transaction: %v", err)
 			}
-			requirePausing(t, paused, "a transaction held s1")
-			if err := tx.Rollback(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-paused; err != nil {
-				t.Fatalf("PAUSE after the transaction ended: %v", err)
-			}
+			pausedOnceEnded(t, paused, "a transaction held s1", tx.Rollback)
 			if _, err := adm.PgConn().Exec(ctx, "RESUME s1").ReadAll(); err != nil {
 				t.Fatal(err)
 			}
